@@ -1,0 +1,876 @@
+//! `decide`: checks a command against the customer's state and returns the events to record.
+
+use uuid::Uuid;
+
+use crate::customer::{
+    BillingInterval, Customer, InvoiceStatus, Payment, PaymentStatus, Plan, ProviderAccount,
+    Subscription, SubscriptionStatus, discount_from_proto, interval_from_proto,
+    provider_from_proto,
+};
+use crate::limits::{
+    EMAIL_BYTES_MAX, FAILURE_CODE_BYTES_MAX, ID_BYTES_MAX, IDEMPOTENCY_KEY_BYTES_MAX,
+    INTERVAL_DAYS_MAX, INTERVAL_MONTHS_MAX, INTERVAL_WEEKS_MAX, INTERVAL_YEARS_MAX, NAME_BYTES_MAX,
+    PERCENT_OFF_BASIS_POINTS_MAX, TEXT_BYTES_MAX,
+};
+use crate::money::{Currency, Money};
+use crate::names::{EnumValueError, truncated};
+use crate::proto::command::Kind as Command;
+use crate::rejection::Rejection;
+use crate::{Event, proto};
+
+const MICROS_PER_SECOND: i128 = 1_000_000;
+
+/// The command's name: its field name in `ledger.v1.Command` (the NATS subject is
+/// `ledger.cmd.<name>`), e.g. `"register_customer"`.
+pub fn command_name(command: &Command) -> &'static str {
+    match command {
+        Command::RegisterCustomer(_) => "register_customer",
+        Command::UpdateCustomerProfile(_) => "update_customer_profile",
+        Command::LinkProviderAccount(_) => "link_provider_account",
+        Command::StartSubscription(_) => "start_subscription",
+        Command::ConvertTrial(_) => "convert_trial",
+        Command::ChangePlan(_) => "change_plan",
+        Command::RequestCancellation(_) => "request_cancellation",
+        Command::ConfirmCancellation(_) => "confirm_cancellation",
+        Command::FailCancellation(_) => "fail_cancellation",
+        Command::PauseSubscription(_) => "pause_subscription",
+        Command::ResumeSubscription(_) => "resume_subscription",
+        Command::ReactivateSubscription(_) => "reactivate_subscription",
+        Command::IssueInvoice(_) => "issue_invoice",
+        Command::FinalizeInvoice(_) => "finalize_invoice",
+        Command::RecordPaymentSucceeded(_) => "record_payment_succeeded",
+        Command::RecordPaymentFailed(_) => "record_payment_failed",
+        Command::RefundPayment(_) => "refund_payment",
+        Command::OpenDispute(_) => "open_dispute",
+        Command::CloseDispute(_) => "close_dispute",
+    }
+}
+
+/// Checks `command` against `state` and returns the events to append (today always exactly
+/// one, the command's body made canonical), or why nothing may be recorded.
+///
+/// Pure and deterministic: time comes from `metadata.occurred_at_unix_micros`, ids from the
+/// command. Checks, in order: the command's kind and metadata, `expected_version`, that the
+/// customer is registered (except for `register_customer`), then the body against the state.
+///
+/// Canonical forms: emails and names are trimmed; a `trial_end_unix_seconds` that is not after
+/// `occurred_at` is dropped (no trial); a payment for a subscription's invoice names that
+/// subscription.
+pub fn decide(state: &Customer, command: &proto::Command) -> Result<Vec<Event>, Rejection> {
+    let kind = command
+        .kind
+        .as_ref()
+        .ok_or(Rejection::MissingField { field: "kind" })?;
+    let is_registration = matches!(kind, Command::RegisterCustomer(_));
+    let metadata = check_metadata(command.metadata.as_ref(), is_registration)?;
+    if let Some(expected) = metadata.expected_version
+        && expected != state.version
+    {
+        return Err(Rejection::VersionConflict {
+            expected,
+            actual: state.version,
+        });
+    }
+    if !is_registration && !state.is_registered() {
+        return Err(Rejection::CustomerNotRegistered);
+    }
+    let event = decide_kind(state, kind, &metadata)?;
+    Ok(vec![event])
+}
+
+#[derive(Debug)]
+struct Metadata {
+    expected_version: Option<u64>,
+    occurred_at_unix_micros: i64,
+}
+
+fn check_metadata(
+    metadata: Option<&proto::CommandMetadata>,
+    is_registration: bool,
+) -> Result<Metadata, Rejection> {
+    let metadata = metadata.ok_or(Rejection::MissingField { field: "metadata" })?;
+    let key = &metadata.idempotency_key;
+    if key.is_empty() {
+        return Err(Rejection::MissingField {
+            field: "metadata.idempotency_key",
+        });
+    }
+    if key.len() > IDEMPOTENCY_KEY_BYTES_MAX {
+        return Err(Rejection::InvalidField {
+            field: "metadata.idempotency_key",
+            reason: "longer than IDEMPOTENCY_KEY_BYTES_MAX (200 bytes)",
+        });
+    }
+    if key.chars().any(char::is_control) {
+        return Err(Rejection::InvalidField {
+            field: "metadata.idempotency_key",
+            reason: "contains NUL or another control character",
+        });
+    }
+    if metadata.customer_id.is_empty() {
+        if !is_registration {
+            return Err(Rejection::MissingField {
+                field: "metadata.customer_id",
+            });
+        }
+    } else {
+        uuid("metadata.customer_id", &metadata.customer_id)?;
+    }
+    match metadata.occurred_at_unix_micros {
+        0 => {
+            return Err(Rejection::MissingField {
+                field: "metadata.occurred_at_unix_micros",
+            });
+        }
+        micros if micros < 0 => {
+            return Err(Rejection::InvalidField {
+                field: "metadata.occurred_at_unix_micros",
+                reason: "before 1970: expected positive Unix microseconds",
+            });
+        }
+        _ => {}
+    }
+    match proto::Issuer::try_from(metadata.issuer) {
+        Ok(proto::Issuer::Unspecified) => {
+            return Err(Rejection::MissingField {
+                field: "metadata.issuer",
+            });
+        }
+        Ok(_) => {}
+        Err(_) => {
+            return Err(Rejection::InvalidField {
+                field: "metadata.issuer",
+                reason: "unknown issuer value",
+            });
+        }
+    }
+    // Every event records the provider it came through (`internal` for the company's own).
+    match provider_from_proto(metadata.payment_provider) {
+        Ok(_) => {}
+        Err(EnumValueError::Unspecified { .. }) => {
+            return Err(Rejection::MissingField {
+                field: "metadata.payment_provider",
+            });
+        }
+        Err(EnumValueError::Unknown { .. }) => {
+            return Err(Rejection::InvalidField {
+                field: "metadata.payment_provider",
+                reason: "unknown payment provider value",
+            });
+        }
+    }
+    optional_id("metadata.account_id", &metadata.account_id)?;
+    if !metadata.correlation_id.is_empty() {
+        uuid("metadata.correlation_id", &metadata.correlation_id)?;
+    }
+    if !metadata.causation_id.is_empty() {
+        uuid("metadata.causation_id", &metadata.causation_id)?;
+    }
+    Ok(Metadata {
+        expected_version: metadata.expected_version,
+        occurred_at_unix_micros: metadata.occurred_at_unix_micros,
+    })
+}
+
+fn decide_kind(state: &Customer, kind: &Command, metadata: &Metadata) -> Result<Event, Rejection> {
+    use SubscriptionStatus as S;
+    use proto::event::Kind as E;
+
+    let name = command_name(kind);
+    let event =
+        match kind {
+            Command::RegisterCustomer(body) => {
+                if state.is_registered() {
+                    return Err(Rejection::CustomerAlreadyRegistered);
+                }
+                let provider_account = body
+                    .provider_account
+                    .as_ref()
+                    .map(|account| provider_account(account).map(|_| account.clone()))
+                    .transpose()?;
+                E::CustomerRegistered(proto::CustomerRegistered {
+                    email: email("email", &body.email)?,
+                    name: customer_name("name", &body.name)?,
+                    provider_account,
+                })
+            }
+            Command::UpdateCustomerProfile(body) => {
+                if body.email.is_none() && body.name.is_none() {
+                    return Err(Rejection::MissingField {
+                        field: "email or name",
+                    });
+                }
+                E::CustomerProfileUpdated(proto::CustomerProfileUpdated {
+                    email: body
+                        .email
+                        .as_deref()
+                        .map(|value| email("email", value))
+                        .transpose()?,
+                    name: body
+                        .name
+                        .as_deref()
+                        .map(|value| customer_name("name", value))
+                        .transpose()?,
+                })
+            }
+            Command::LinkProviderAccount(body) => {
+                let wire = body
+                    .provider_account
+                    .as_ref()
+                    .ok_or(Rejection::MissingField {
+                        field: "provider_account",
+                    })?;
+                let account = provider_account(wire)?;
+                if state.provider_accounts.contains(&account) {
+                    return Err(Rejection::ProviderAccountAlreadyLinked {
+                        provider: account.provider,
+                        account_id: account.account_id,
+                    });
+                }
+                E::ProviderAccountLinked(body.clone())
+            }
+            Command::StartSubscription(body) => {
+                id("subscription_id", &body.subscription_id)?;
+                if state.subscriptions.contains_key(&body.subscription_id) {
+                    return Err(Rejection::SubscriptionAlreadyExists {
+                        subscription_id: body.subscription_id.clone(),
+                    });
+                }
+                let plan = plan(body.plan.as_ref())?;
+                quantity(body.quantity)?;
+                discount(body.discount.as_ref(), plan.unit_price.currency)?;
+                if body.current_period_end_unix_seconds <= 0 {
+                    return Err(Rejection::MissingField {
+                        field: "current_period_end_unix_seconds",
+                    });
+                }
+                let trial_end_unix_seconds = body.trial_end_unix_seconds.filter(|trial_end| {
+                    i128::from(*trial_end) * MICROS_PER_SECOND
+                        > i128::from(metadata.occurred_at_unix_micros)
+                });
+                E::SubscriptionStarted(proto::SubscriptionStarted {
+                    trial_end_unix_seconds,
+                    ..body.clone()
+                })
+            }
+            Command::ConvertTrial(body) => {
+                let subscription = subscription(state, &body.subscription_id)?;
+                allowed(&body.subscription_id, subscription, name, |s| {
+                    s == S::Trialing
+                })?;
+                E::TrialConverted(body.clone())
+            }
+            Command::ChangePlan(body) => {
+                let subscription = subscription(state, &body.subscription_id)?;
+                allowed(&body.subscription_id, subscription, name, |s| {
+                    s != S::Canceled
+                })?;
+                let plan = plan(body.plan.as_ref())?;
+                same_currency(
+                    "plan.unit_price",
+                    subscription.currency(),
+                    plan.unit_price.currency,
+                )?;
+                quantity(body.quantity)?;
+                discount(body.discount.as_ref(), plan.unit_price.currency)?;
+                E::PlanChanged(body.clone())
+            }
+            Command::RequestCancellation(body) => {
+                let subscription = subscription(state, &body.subscription_id)?;
+                allowed(&body.subscription_id, subscription, name, |s| {
+                    s != S::Canceled
+                })?;
+                if subscription.pending_cancellation.is_some() {
+                    return Err(Rejection::CancellationAlreadyPending {
+                        subscription_id: body.subscription_id.clone(),
+                    });
+                }
+                text("reason", &body.reason, TEXT_BYTES_MAX)?;
+                E::CancellationRequested(body.clone())
+            }
+            Command::ConfirmCancellation(body) => {
+                let subscription = subscription(state, &body.subscription_id)?;
+                allowed(&body.subscription_id, subscription, name, |s| {
+                    s != S::Canceled
+                })?;
+                text("reason", &body.reason, TEXT_BYTES_MAX)?;
+                E::SubscriptionCancelled(body.clone())
+            }
+            Command::FailCancellation(body) => {
+                let subscription = subscription(state, &body.subscription_id)?;
+                if subscription.pending_cancellation.is_none() {
+                    return Err(Rejection::NoPendingCancellation {
+                        subscription_id: body.subscription_id.clone(),
+                    });
+                }
+                text("failure_code", &body.failure_code, FAILURE_CODE_BYTES_MAX)?;
+                text("failure_message", &body.failure_message, TEXT_BYTES_MAX)?;
+                E::CancellationFailed(body.clone())
+            }
+            Command::PauseSubscription(body) => {
+                let subscription = subscription(state, &body.subscription_id)?;
+                allowed(&body.subscription_id, subscription, name, |s| {
+                    matches!(s, S::Active | S::Trialing | S::PastDue)
+                })?;
+                if let Some(resumes_at) = body.resumes_at_unix_seconds
+                    && i128::from(resumes_at) * MICROS_PER_SECOND
+                        <= i128::from(metadata.occurred_at_unix_micros)
+                {
+                    return Err(Rejection::InvalidField {
+                        field: "resumes_at_unix_seconds",
+                        reason: "not after metadata.occurred_at_unix_micros",
+                    });
+                }
+                E::SubscriptionPaused(body.clone())
+            }
+            Command::ResumeSubscription(body) => {
+                let subscription = subscription(state, &body.subscription_id)?;
+                allowed(&body.subscription_id, subscription, name, |s| {
+                    s == S::Paused
+                })?;
+                E::SubscriptionResumed(body.clone())
+            }
+            Command::ReactivateSubscription(body) => {
+                let subscription = subscription(state, &body.subscription_id)?;
+                allowed(&body.subscription_id, subscription, name, |s| {
+                    matches!(s, S::CancelPending | S::Canceled)
+                })?;
+                E::SubscriptionReactivated(body.clone())
+            }
+            Command::IssueInvoice(body) => {
+                id("invoice_id", &body.invoice_id)?;
+                if state.invoices.contains_key(&body.invoice_id) {
+                    return Err(Rejection::DuplicateInvoice {
+                        invoice_id: body.invoice_id.clone(),
+                    });
+                }
+                let amount_due = money("amount_due", body.amount_due.as_ref())?;
+                if amount_due.amount_minor < 0 {
+                    return Err(Rejection::InvalidAmount {
+                        field: "amount_due",
+                        amount: amount_due.amount_minor,
+                        reason: "an invoice is zero or more",
+                    });
+                }
+                if let Some(subscription_id) =
+                    optional_id("subscription_id", &body.subscription_id)?
+                {
+                    let subscription = subscription(state, subscription_id)?;
+                    same_currency("amount_due", subscription.currency(), amount_due.currency)?;
+                }
+                if body.period_start_unix_seconds < 0 || body.period_end_unix_seconds < 0 {
+                    return Err(Rejection::InvalidField {
+                        field: "period_start_unix_seconds",
+                        reason: "before 1970: expected Unix seconds, or 0 for none",
+                    });
+                }
+                if body.period_end_unix_seconds < body.period_start_unix_seconds {
+                    return Err(Rejection::InvalidField {
+                        field: "period_end_unix_seconds",
+                        reason: "before period_start_unix_seconds",
+                    });
+                }
+                E::InvoiceIssued(body.clone())
+            }
+            Command::FinalizeInvoice(body) => {
+                id("invoice_id", &body.invoice_id)?;
+                let invoice = state.invoices.get(&body.invoice_id).ok_or_else(|| {
+                    Rejection::UnknownInvoice {
+                        invoice_id: body.invoice_id.clone(),
+                    }
+                })?;
+                if invoice.status != InvoiceStatus::Open {
+                    return Err(Rejection::InvoiceAlreadyFinalized {
+                        invoice_id: body.invoice_id.clone(),
+                        status: invoice.status,
+                    });
+                }
+                E::InvoiceFinalized(body.clone())
+            }
+            Command::RecordPaymentSucceeded(body) => {
+                let target = payment(
+                    state,
+                    &body.payment_id,
+                    body.amount.as_ref(),
+                    &body.invoice_id,
+                    &body.subscription_id,
+                )?;
+                E::PaymentSucceeded(proto::PaymentSucceeded {
+                    subscription_id: target,
+                    ..body.clone()
+                })
+            }
+            Command::RecordPaymentFailed(body) => {
+                let target = payment(
+                    state,
+                    &body.payment_id,
+                    body.amount.as_ref(),
+                    &body.invoice_id,
+                    &body.subscription_id,
+                )?;
+                text("failure_code", &body.failure_code, FAILURE_CODE_BYTES_MAX)?;
+                text("failure_message", &body.failure_message, TEXT_BYTES_MAX)?;
+                E::PaymentFailed(proto::PaymentFailed {
+                    subscription_id: target,
+                    ..body.clone()
+                })
+            }
+            Command::RefundPayment(body) => {
+                id("refund_id", &body.refund_id)?;
+                if state.refunds.contains_key(&body.refund_id) {
+                    return Err(Rejection::DuplicateRefund {
+                        refund_id: body.refund_id.clone(),
+                    });
+                }
+                let payment = succeeded_payment(state, &body.payment_id)?;
+                let requested = positive_money("amount", body.amount.as_ref())?;
+                same_currency("amount", payment.amount.currency, requested.currency)?;
+                if let Some(dispute_id) = &payment.dispute_id {
+                    let blocks = state
+                        .disputes
+                        .get(dispute_id)
+                        .is_none_or(|dispute| dispute.status != crate::DisputeStatus::Won);
+                    if blocks {
+                        return Err(Rejection::PaymentDisputed {
+                            payment_id: body.payment_id.clone(),
+                            dispute_id: dispute_id.clone(),
+                        });
+                    }
+                }
+                let fits = payment
+                    .refunded
+                    .checked_add(requested)
+                    .is_ok_and(|total| total.amount_minor <= payment.amount.amount_minor);
+                if !fits {
+                    return Err(Rejection::RefundExceedsPayment {
+                        payment_id: body.payment_id.clone(),
+                        paid: payment.amount,
+                        already_refunded: payment.refunded,
+                        requested,
+                    });
+                }
+                text("reason", &body.reason, TEXT_BYTES_MAX)?;
+                E::PaymentRefunded(body.clone())
+            }
+            Command::OpenDispute(body) => {
+                id("dispute_id", &body.dispute_id)?;
+                if state.disputes.contains_key(&body.dispute_id) {
+                    return Err(Rejection::DuplicateDispute {
+                        dispute_id: body.dispute_id.clone(),
+                    });
+                }
+                let payment = succeeded_payment(state, &body.payment_id)?;
+                if let Some(dispute_id) = &payment.dispute_id {
+                    return Err(Rejection::PaymentAlreadyDisputed {
+                        payment_id: body.payment_id.clone(),
+                        dispute_id: dispute_id.clone(),
+                    });
+                }
+                let requested = positive_money("amount", body.amount.as_ref())?;
+                same_currency("amount", payment.amount.currency, requested.currency)?;
+                if requested.amount_minor > payment.amount.amount_minor {
+                    return Err(Rejection::DisputeExceedsPayment {
+                        payment_id: body.payment_id.clone(),
+                        paid: payment.amount,
+                        requested,
+                    });
+                }
+                text("reason", &body.reason, TEXT_BYTES_MAX)?;
+                E::DisputeOpened(body.clone())
+            }
+            Command::CloseDispute(body) => {
+                id("dispute_id", &body.dispute_id)?;
+                match proto::DisputeOutcome::try_from(body.outcome) {
+                    Ok(proto::DisputeOutcome::Unspecified) => {
+                        return Err(Rejection::MissingField { field: "outcome" });
+                    }
+                    Ok(_) => {}
+                    Err(_) => {
+                        return Err(Rejection::InvalidField {
+                            field: "outcome",
+                            reason: "unknown dispute outcome value",
+                        });
+                    }
+                }
+                let dispute = state.disputes.get(&body.dispute_id).ok_or_else(|| {
+                    Rejection::UnknownDispute {
+                        dispute_id: body.dispute_id.clone(),
+                    }
+                })?;
+                if dispute.status != crate::DisputeStatus::Open {
+                    return Err(Rejection::DisputeAlreadyClosed {
+                        dispute_id: body.dispute_id.clone(),
+                    });
+                }
+                E::DisputeClosed(body.clone())
+            }
+        };
+    Ok(event)
+}
+
+/// The subscription a command names, or why it cannot be used.
+fn subscription<'a>(
+    state: &'a Customer,
+    subscription_id: &str,
+) -> Result<&'a Subscription, Rejection> {
+    id("subscription_id", subscription_id)?;
+    state
+        .subscriptions
+        .get(subscription_id)
+        .ok_or_else(|| Rejection::UnknownSubscription {
+            subscription_id: subscription_id.to_owned(),
+        })
+}
+
+fn allowed(
+    subscription_id: &str,
+    subscription: &Subscription,
+    command: &'static str,
+    rule: impl Fn(SubscriptionStatus) -> bool,
+) -> Result<(), Rejection> {
+    if rule(subscription.status) {
+        Ok(())
+    } else {
+        Err(Rejection::InvalidTransition {
+            subscription_id: subscription_id.to_owned(),
+            from: subscription.status,
+            command,
+        })
+    }
+}
+
+fn same_currency(
+    field: &'static str,
+    expected: Currency,
+    actual: Currency,
+) -> Result<(), Rejection> {
+    if expected == actual {
+        Ok(())
+    } else {
+        Err(Rejection::CurrencyMismatch {
+            field,
+            expected,
+            actual,
+        })
+    }
+}
+
+fn succeeded_payment<'a>(state: &'a Customer, payment_id: &str) -> Result<&'a Payment, Rejection> {
+    id("payment_id", payment_id)?;
+    let payment = state
+        .payments
+        .get(payment_id)
+        .ok_or_else(|| Rejection::UnknownPayment {
+            payment_id: payment_id.to_owned(),
+        })?;
+    if payment.status != PaymentStatus::Succeeded {
+        return Err(Rejection::PaymentNotSucceeded {
+            payment_id: payment_id.to_owned(),
+        });
+    }
+    Ok(payment)
+}
+
+/// Checks a payment (succeeded or failed) and returns the subscription id it is for: the one
+/// given, or else its invoice's, or empty.
+fn payment(
+    state: &Customer,
+    payment_id: &str,
+    amount: Option<&proto::Money>,
+    invoice_id: &str,
+    subscription_id: &str,
+) -> Result<String, Rejection> {
+    id("payment_id", payment_id)?;
+    if state.payments.contains_key(payment_id) {
+        return Err(Rejection::DuplicatePayment {
+            payment_id: payment_id.to_owned(),
+        });
+    }
+    let amount = positive_money("amount", amount)?;
+    let mut target = optional_id("subscription_id", subscription_id)?.map(str::to_owned);
+    if let Some(invoice_id) = optional_id("invoice_id", invoice_id)? {
+        let invoice = state
+            .invoices
+            .get(invoice_id)
+            .ok_or_else(|| Rejection::UnknownInvoice {
+                invoice_id: invoice_id.to_owned(),
+            })?;
+        if invoice.status == InvoiceStatus::Paid {
+            return Err(Rejection::InvoiceAlreadyPaid {
+                invoice_id: invoice_id.to_owned(),
+            });
+        }
+        same_currency("amount", invoice.amount_due.currency, amount.currency)?;
+        match (&target, &invoice.subscription_id) {
+            (None, from_invoice) => target.clone_from(from_invoice),
+            (Some(given), Some(from_invoice)) if given == from_invoice => {}
+            (Some(given), _) => {
+                return Err(Rejection::InvoiceSubscriptionMismatch {
+                    invoice_id: invoice_id.to_owned(),
+                    subscription_id: given.clone(),
+                });
+            }
+        }
+    }
+    if let Some(subscription_id) = &target {
+        let subscription = subscription(state, subscription_id)?;
+        same_currency("amount", subscription.currency(), amount.currency)?;
+    }
+    Ok(target.unwrap_or_default())
+}
+
+fn money(field: &'static str, money: Option<&proto::Money>) -> Result<Money, Rejection> {
+    let money = money.ok_or(Rejection::MissingField { field })?;
+    Money::try_from(money).map_err(|_| Rejection::InvalidCurrency {
+        field,
+        code: truncated(&money.currency, 32),
+    })
+}
+
+fn positive_money(field: &'static str, value: Option<&proto::Money>) -> Result<Money, Rejection> {
+    let value = money(field, value)?;
+    if value.amount_minor <= 0 {
+        return Err(Rejection::InvalidAmount {
+            field,
+            amount: value.amount_minor,
+            reason: "must be positive",
+        });
+    }
+    Ok(value)
+}
+
+fn quantity(quantity: u32) -> Result<(), Rejection> {
+    if quantity == 0 {
+        return Err(Rejection::InvalidAmount {
+            field: "quantity",
+            amount: 0,
+            reason: "a subscription has at least one unit",
+        });
+    }
+    Ok(())
+}
+
+fn plan(plan: Option<&proto::Plan>) -> Result<Plan, Rejection> {
+    let plan = plan.ok_or(Rejection::MissingField { field: "plan" })?;
+    id("plan.plan_id", &plan.plan_id)?;
+    let unit_price = money("plan.unit_price", plan.unit_price.as_ref())?;
+    if unit_price.amount_minor < 0 {
+        return Err(Rejection::InvalidAmount {
+            field: "plan.unit_price",
+            amount: unit_price.amount_minor,
+            reason: "a price is zero (free) or more",
+        });
+    }
+    let interval = match interval_from_proto(plan.interval) {
+        Some(interval) => interval,
+        None if plan.interval == 0 => {
+            return Err(Rejection::MissingField {
+                field: "plan.interval",
+            });
+        }
+        None => {
+            return Err(Rejection::InvalidField {
+                field: "plan.interval",
+                reason: "unknown billing interval value",
+            });
+        }
+    };
+    let interval_count_max = match interval {
+        BillingInterval::Day => INTERVAL_DAYS_MAX,
+        BillingInterval::Week => INTERVAL_WEEKS_MAX,
+        BillingInterval::Month => INTERVAL_MONTHS_MAX,
+        BillingInterval::Year => INTERVAL_YEARS_MAX,
+    };
+    if plan.interval_count == 0 || plan.interval_count > interval_count_max {
+        return Err(Rejection::InvalidAmount {
+            field: "plan.interval_count",
+            amount: i64::from(plan.interval_count),
+            reason: "at least 1 and at most three years (1095 days, 156 weeks, 36 months, 3 years)",
+        });
+    }
+    Ok(Plan {
+        plan_id: plan.plan_id.clone(),
+        unit_price,
+        interval,
+        interval_count: plan.interval_count,
+    })
+}
+
+fn discount(discount: Option<&proto::Discount>, currency: Currency) -> Result<(), Rejection> {
+    let Some(discount) = discount else {
+        return Ok(());
+    };
+    id("discount.coupon_id", &discount.coupon_id)?;
+    match (
+        discount.percent_off_basis_points,
+        discount.amount_off.as_ref(),
+    ) {
+        (0, None) => {
+            return Err(Rejection::InvalidDiscount {
+                reason: "set percent_off_basis_points or amount_off",
+            });
+        }
+        (1.., Some(_)) => {
+            return Err(Rejection::InvalidDiscount {
+                reason: "set percent_off_basis_points or amount_off, not both",
+            });
+        }
+        (percent, None) if percent > PERCENT_OFF_BASIS_POINTS_MAX => {
+            return Err(Rejection::InvalidDiscount {
+                reason: "percent_off_basis_points above 10000 (100 %)",
+            });
+        }
+        (_, None) => {}
+        (0, Some(amount_off)) => {
+            let amount_off = positive_money("discount.amount_off", Some(amount_off))?;
+            same_currency("discount.amount_off", currency, amount_off.currency)?;
+        }
+    }
+    match proto::DiscountDuration::try_from(discount.duration) {
+        Ok(proto::DiscountDuration::Unspecified) => Err(Rejection::MissingField {
+            field: "discount.duration",
+        }),
+        Ok(proto::DiscountDuration::Repeating) if discount.duration_in_months == 0 => {
+            Err(Rejection::InvalidDiscount {
+                reason: "a repeating discount needs duration_in_months of 1 or more",
+            })
+        }
+        Ok(proto::DiscountDuration::Repeating) => Ok(()),
+        Ok(_) if discount.duration_in_months != 0 => Err(Rejection::InvalidDiscount {
+            reason: "duration_in_months is only for a repeating discount",
+        }),
+        Ok(_) => Ok(()),
+        Err(_) => Err(Rejection::InvalidField {
+            field: "discount.duration",
+            reason: "unknown discount duration value",
+        }),
+    }
+    .and_then(|()| match discount_from_proto(discount, currency) {
+        Some(_) => Ok(()),
+        None => Err(Rejection::InvalidDiscount {
+            reason: "not a valid discount",
+        }),
+    })
+}
+
+fn provider_account(account: &proto::ProviderAccount) -> Result<ProviderAccount, Rejection> {
+    let provider = provider_from_proto(account.provider).map_err(|error| match error {
+        EnumValueError::Unspecified { .. } => Rejection::MissingField {
+            field: "provider_account.provider",
+        },
+        EnumValueError::Unknown { .. } => Rejection::InvalidField {
+            field: "provider_account.provider",
+            reason: "unknown payment provider value",
+        },
+    })?;
+    id("provider_account.account_id", &account.account_id)?;
+    Ok(ProviderAccount {
+        provider,
+        account_id: account.account_id.clone(),
+    })
+}
+
+/// A required id: non-empty, at most [`ID_BYTES_MAX`] bytes, no whitespace or control
+/// characters.
+fn id(field: &'static str, value: &str) -> Result<(), Rejection> {
+    optional_id(field, value)?
+        .map(|_| ())
+        .ok_or(Rejection::MissingField { field })
+}
+
+/// An optional id: empty means none.
+fn optional_id<'a>(field: &'static str, value: &'a str) -> Result<Option<&'a str>, Rejection> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    if value.len() > ID_BYTES_MAX {
+        return Err(Rejection::InvalidField {
+            field,
+            reason: "longer than ID_BYTES_MAX (255 bytes)",
+        });
+    }
+    if value.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(Rejection::InvalidField {
+            field,
+            reason: "contains whitespace, NUL or another control character",
+        });
+    }
+    Ok(Some(value))
+}
+
+fn uuid(field: &'static str, value: &str) -> Result<(), Rejection> {
+    Uuid::parse_str(value)
+        .map(|_| ())
+        .map_err(|_| Rejection::InvalidField {
+            field,
+            reason: "not a UUID",
+        })
+}
+
+/// Free text: at most `bytes_max` bytes and no NUL (PostgreSQL rejects NUL in text).
+fn text(field: &'static str, value: &str, bytes_max: usize) -> Result<(), Rejection> {
+    if value.len() > bytes_max {
+        return Err(Rejection::InvalidField {
+            field,
+            reason: "too long (see ledger_domain::limits)",
+        });
+    }
+    if value.contains('\0') {
+        return Err(Rejection::InvalidField {
+            field,
+            reason: "contains NUL",
+        });
+    }
+    Ok(())
+}
+
+/// A customer name: trimmed, at most [`NAME_BYTES_MAX`] bytes, no control characters. May be
+/// empty.
+fn customer_name(field: &'static str, value: &str) -> Result<String, Rejection> {
+    let value = value.trim();
+    if value.len() > NAME_BYTES_MAX {
+        return Err(Rejection::InvalidField {
+            field,
+            reason: "longer than NAME_BYTES_MAX (256 bytes)",
+        });
+    }
+    if value.chars().any(char::is_control) {
+        return Err(Rejection::InvalidField {
+            field,
+            reason: "contains NUL or another control character",
+        });
+    }
+    Ok(value.to_owned())
+}
+
+/// An email: trimmed, at most [`EMAIL_BYTES_MAX`] bytes, exactly one `@` with text on both
+/// sides, no whitespace or control characters.
+fn email(field: &'static str, value: &str) -> Result<String, Rejection> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(Rejection::MissingField { field });
+    }
+    if value.len() > EMAIL_BYTES_MAX {
+        return Err(Rejection::InvalidField {
+            field,
+            reason: "longer than EMAIL_BYTES_MAX (254 bytes)",
+        });
+    }
+    if value.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(Rejection::InvalidField {
+            field,
+            reason: "contains whitespace, NUL or another control character",
+        });
+    }
+    match value.split_once('@') {
+        Some((local, domain))
+            if !local.is_empty() && !domain.is_empty() && !domain.contains('@') =>
+        {
+            Ok(value.to_owned())
+        }
+        _ => Err(Rejection::InvalidField {
+            field,
+            reason: "not an email: expected exactly one '@' with text on both sides",
+        }),
+    }
+}

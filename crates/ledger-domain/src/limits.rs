@@ -1,0 +1,28 @@
+//! Bounds on command fields, checked by [`decide`](crate::decide). Units last.
+//!
+//! Text must also be free of NUL (PostgreSQL rejects it in `text`); ids, keys and emails must
+//! be free of all control characters and whitespace.
+
+/// The longest idempotency key, in bytes.
+pub const IDEMPOTENCY_KEY_BYTES_MAX: usize = 200;
+/// The longest email, in bytes (RFC 5321's limit on a path).
+pub const EMAIL_BYTES_MAX: usize = 254;
+/// The longest customer name, in bytes.
+pub const NAME_BYTES_MAX: usize = 256;
+/// The longest id (subscription, plan, coupon, invoice, payment, refund, dispute, provider
+/// account), in bytes. Stripe's ids fit in 255.
+pub const ID_BYTES_MAX: usize = 255;
+/// The longest free text (a reason, a failure message), in bytes.
+pub const TEXT_BYTES_MAX: usize = 1000;
+/// The longest provider failure code (`card_declined`), in bytes.
+pub const FAILURE_CODE_BYTES_MAX: usize = 100;
+/// The largest percentage discount, in basis points (100 %).
+pub const PERCENT_OFF_BASIS_POINTS_MAX: u32 = 10_000;
+/// The longest billing period is three years (Stripe's limit), in each interval's unit.
+pub const INTERVAL_DAYS_MAX: u32 = 1095;
+/// See [`INTERVAL_DAYS_MAX`].
+pub const INTERVAL_WEEKS_MAX: u32 = 156;
+/// See [`INTERVAL_DAYS_MAX`].
+pub const INTERVAL_MONTHS_MAX: u32 = 36;
+/// See [`INTERVAL_DAYS_MAX`].
+pub const INTERVAL_YEARS_MAX: u32 = 3;

@@ -1,0 +1,285 @@
+//! Why `decide` refused a command.
+
+use crate::customer::{InvoiceStatus, SubscriptionStatus};
+use crate::money::{Currency, Money};
+use crate::names::Provider;
+
+/// Why [`decide`](crate::decide) refused a command. Nothing was recorded; the caller should
+/// fix the command (422), look up or create what is missing (404), or re-read the customer
+/// and decide again (409). Each variant says which HTTP status the API layer maps it to.
+///
+/// `field` names are paths inside the command's body (`plan.unit_price`), or
+/// `metadata.<name>` for the metadata, or `kind` for the command itself.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// A required field is absent or empty. HTTP 422.
+    #[error("missing field `{field}`: set it and send the command again")]
+    MissingField {
+        /// The missing field.
+        field: &'static str,
+    },
+    /// A field is malformed: too long, contains NUL or other control characters, not a UUID,
+    /// an unknown enum value, a malformed email, an impossible period. HTTP 422.
+    #[error("invalid field `{field}`: {reason}")]
+    InvalidField {
+        /// The invalid field.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A money field's currency is not an active ISO 4217 code in upper case. HTTP 422.
+    #[error(
+        "invalid currency {code:?} in `{field}`: expected an active ISO 4217 code such as \"USD\""
+    )]
+    InvalidCurrency {
+        /// The money field.
+        field: &'static str,
+        /// The rejected code (cut to 32 bytes).
+        code: String,
+    },
+    /// An amount is out of range: a non-positive payment, refund or dispute, a negative
+    /// invoice or price, a non-positive quantity or interval count. HTTP 422.
+    #[error("invalid amount {amount} in `{field}`: {reason}")]
+    InvalidAmount {
+        /// The field holding the amount.
+        field: &'static str,
+        /// The rejected amount (minor units, or a count).
+        amount: i64,
+        /// The accepted range.
+        reason: &'static str,
+    },
+    /// The discount is neither exactly one of a percentage (1..=10000 basis points) and a
+    /// positive amount in the plan's currency, nor has a consistent duration. HTTP 422.
+    #[error("invalid discount: {reason}")]
+    InvalidDiscount {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// `metadata.expected_version` differs from the customer's stream version: someone else
+    /// wrote first. Re-read and decide again. HTTP 409.
+    #[error("version conflict: expected version {expected}, the customer is at {actual}")]
+    VersionConflict {
+        /// The version the caller based its command on.
+        expected: u64,
+        /// The customer's current version.
+        actual: u64,
+    },
+    /// The command needs a registered customer; register the customer first. HTTP 404.
+    #[error("customer not registered: send register_customer first")]
+    CustomerNotRegistered,
+    /// `register_customer` for a customer that is already registered. HTTP 409.
+    #[error("customer already registered: use update_customer_profile to change the profile")]
+    CustomerAlreadyRegistered,
+    /// The provider account is already linked to this customer. HTTP 409.
+    #[error("provider account {provider}:{account_id} is already linked to this customer")]
+    ProviderAccountAlreadyLinked {
+        /// The provider.
+        provider: Provider,
+        /// The provider's customer id.
+        account_id: String,
+    },
+    /// No subscription with this id. HTTP 404.
+    #[error("unknown subscription {subscription_id:?}")]
+    UnknownSubscription {
+        /// The id asked for.
+        subscription_id: String,
+    },
+    /// `start_subscription` with an id already used by this customer. HTTP 409.
+    #[error("subscription {subscription_id:?} already exists")]
+    SubscriptionAlreadyExists {
+        /// The duplicate id.
+        subscription_id: String,
+    },
+    /// The subscription's status does not allow the command (cancel a canceled subscription,
+    /// change the plan of a canceled one, convert one that is not trialing, resume one that is
+    /// not paused, ...). HTTP 409.
+    #[error("subscription {subscription_id:?} is {from}: {command} is not allowed")]
+    InvalidTransition {
+        /// The subscription.
+        subscription_id: String,
+        /// Its current status.
+        from: SubscriptionStatus,
+        /// The refused command, e.g. `"confirm_cancellation"`.
+        command: &'static str,
+    },
+    /// `request_cancellation` while a cancellation is already pending. HTTP 409.
+    #[error("subscription {subscription_id:?} already has a pending cancellation")]
+    CancellationAlreadyPending {
+        /// The subscription.
+        subscription_id: String,
+    },
+    /// `fail_cancellation` without a pending cancellation. HTTP 409.
+    #[error("subscription {subscription_id:?} has no pending cancellation")]
+    NoPendingCancellation {
+        /// The subscription.
+        subscription_id: String,
+    },
+    /// An amount is in another currency than the subscription, invoice or payment it belongs
+    /// to (a plan change, an invoice, a payment, a refund, a dispute). HTTP 409.
+    #[error("currency mismatch in `{field}`: expected {expected}, got {actual}")]
+    CurrencyMismatch {
+        /// The money field.
+        field: &'static str,
+        /// The currency of what it belongs to.
+        expected: Currency,
+        /// The currency given.
+        actual: Currency,
+    },
+    /// No invoice with this id. HTTP 404.
+    #[error("unknown invoice {invoice_id:?}")]
+    UnknownInvoice {
+        /// The id asked for.
+        invoice_id: String,
+    },
+    /// `issue_invoice` with an id already used by this customer. HTTP 409.
+    #[error("invoice {invoice_id:?} already exists")]
+    DuplicateInvoice {
+        /// The duplicate id.
+        invoice_id: String,
+    },
+    /// `finalize_invoice` on an invoice that is already finalized or paid. HTTP 409.
+    #[error("invoice {invoice_id:?} is already {status}")]
+    InvoiceAlreadyFinalized {
+        /// The invoice.
+        invoice_id: String,
+        /// Its status (finalized or paid).
+        status: InvoiceStatus,
+    },
+    /// A payment for an invoice that is already paid. HTTP 409.
+    #[error("invoice {invoice_id:?} is already paid")]
+    InvoiceAlreadyPaid {
+        /// The invoice.
+        invoice_id: String,
+    },
+    /// A payment names both an invoice and a subscription, and the invoice bills another
+    /// subscription (or none). HTTP 409.
+    #[error("invoice {invoice_id:?} does not bill subscription {subscription_id:?}")]
+    InvoiceSubscriptionMismatch {
+        /// The invoice.
+        invoice_id: String,
+        /// The subscription the payment named.
+        subscription_id: String,
+    },
+    /// No payment with this id. HTTP 404.
+    #[error("unknown payment {payment_id:?}")]
+    UnknownPayment {
+        /// The id asked for.
+        payment_id: String,
+    },
+    /// A payment id already used by this customer (succeeded or failed). HTTP 409.
+    #[error("payment {payment_id:?} already exists")]
+    DuplicatePayment {
+        /// The duplicate id.
+        payment_id: String,
+    },
+    /// A refund or dispute of a payment that did not succeed. HTTP 409.
+    #[error("payment {payment_id:?} did not succeed")]
+    PaymentNotSucceeded {
+        /// The payment.
+        payment_id: String,
+    },
+    /// A refund id already used by this customer. HTTP 409.
+    #[error("refund {refund_id:?} already exists")]
+    DuplicateRefund {
+        /// The duplicate id.
+        refund_id: String,
+    },
+    /// The refunds of a payment would exceed what was paid. HTTP 409.
+    #[error(
+        "refund of {requested} exceeds payment {payment_id:?}: paid {paid}, already refunded {already_refunded}"
+    )]
+    RefundExceedsPayment {
+        /// The payment.
+        payment_id: String,
+        /// Its amount.
+        paid: Money,
+        /// The sum of its earlier refunds.
+        already_refunded: Money,
+        /// The refund asked for.
+        requested: Money,
+    },
+    /// A refund of a payment with an open or lost dispute (the providers refuse it: the money
+    /// is already held or returned by the dispute). HTTP 409.
+    #[error("payment {payment_id:?} is disputed ({dispute_id:?}) and cannot be refunded")]
+    PaymentDisputed {
+        /// The payment.
+        payment_id: String,
+        /// Its dispute.
+        dispute_id: String,
+    },
+    /// No dispute with this id. HTTP 404.
+    #[error("unknown dispute {dispute_id:?}")]
+    UnknownDispute {
+        /// The id asked for.
+        dispute_id: String,
+    },
+    /// A dispute id already used by this customer. HTTP 409.
+    #[error("dispute {dispute_id:?} already exists")]
+    DuplicateDispute {
+        /// The duplicate id.
+        dispute_id: String,
+    },
+    /// A second dispute against one payment (a charge has at most one). HTTP 409.
+    #[error("payment {payment_id:?} already has dispute {dispute_id:?}")]
+    PaymentAlreadyDisputed {
+        /// The payment.
+        payment_id: String,
+        /// Its existing dispute.
+        dispute_id: String,
+    },
+    /// A dispute for more than the payment's amount. HTTP 409.
+    #[error("dispute of {requested} exceeds payment {payment_id:?} of {paid}")]
+    DisputeExceedsPayment {
+        /// The payment.
+        payment_id: String,
+        /// Its amount.
+        paid: Money,
+        /// The disputed amount.
+        requested: Money,
+    },
+    /// `close_dispute` on a dispute that is already won or lost. HTTP 409.
+    #[error("dispute {dispute_id:?} is already closed")]
+    DisputeAlreadyClosed {
+        /// The dispute.
+        dispute_id: String,
+    },
+}
+
+impl Rejection {
+    /// A stable snake_case code for APIs and metrics, e.g. `"refund_exceeds_payment"`.
+    pub fn rejection_code(&self) -> &'static str {
+        match self {
+            Rejection::MissingField { .. } => "missing_field",
+            Rejection::InvalidField { .. } => "invalid_field",
+            Rejection::InvalidCurrency { .. } => "invalid_currency",
+            Rejection::InvalidAmount { .. } => "invalid_amount",
+            Rejection::InvalidDiscount { .. } => "invalid_discount",
+            Rejection::VersionConflict { .. } => "version_conflict",
+            Rejection::CustomerNotRegistered => "customer_not_registered",
+            Rejection::CustomerAlreadyRegistered => "customer_already_registered",
+            Rejection::ProviderAccountAlreadyLinked { .. } => "provider_account_already_linked",
+            Rejection::UnknownSubscription { .. } => "unknown_subscription",
+            Rejection::SubscriptionAlreadyExists { .. } => "subscription_already_exists",
+            Rejection::InvalidTransition { .. } => "invalid_transition",
+            Rejection::CancellationAlreadyPending { .. } => "cancellation_already_pending",
+            Rejection::NoPendingCancellation { .. } => "no_pending_cancellation",
+            Rejection::CurrencyMismatch { .. } => "currency_mismatch",
+            Rejection::UnknownInvoice { .. } => "unknown_invoice",
+            Rejection::DuplicateInvoice { .. } => "duplicate_invoice",
+            Rejection::InvoiceAlreadyFinalized { .. } => "invoice_already_finalized",
+            Rejection::InvoiceAlreadyPaid { .. } => "invoice_already_paid",
+            Rejection::InvoiceSubscriptionMismatch { .. } => "invoice_subscription_mismatch",
+            Rejection::UnknownPayment { .. } => "unknown_payment",
+            Rejection::DuplicatePayment { .. } => "duplicate_payment",
+            Rejection::PaymentNotSucceeded { .. } => "payment_not_succeeded",
+            Rejection::DuplicateRefund { .. } => "duplicate_refund",
+            Rejection::RefundExceedsPayment { .. } => "refund_exceeds_payment",
+            Rejection::PaymentDisputed { .. } => "payment_disputed",
+            Rejection::UnknownDispute { .. } => "unknown_dispute",
+            Rejection::DuplicateDispute { .. } => "duplicate_dispute",
+            Rejection::PaymentAlreadyDisputed { .. } => "payment_already_disputed",
+            Rejection::DisputeExceedsPayment { .. } => "dispute_exceeds_payment",
+            Rejection::DisputeAlreadyClosed { .. } => "dispute_already_closed",
+        }
+    }
+}

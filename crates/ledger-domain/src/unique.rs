@@ -1,0 +1,120 @@
+//! Keys that at most one customer may hold: emails and provider accounts.
+
+use crate::customer::{Customer, apply, provider_account_from_proto};
+use crate::names::Provider;
+use crate::{Event, proto};
+
+/// A value that at most one customer may hold. The store keeps claimed keys in a table with a
+/// unique index on [`UniqueKey::storage_key`], so two customers never share one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum UniqueKey {
+    /// An email, normalized: trimmed and lower-cased.
+    Email(String),
+    /// A customer's account at a provider.
+    ProviderAccount(Provider, String),
+}
+
+impl UniqueKey {
+    /// The key of an email as a customer gave it (normalizes it).
+    pub fn email(email: &str) -> UniqueKey {
+        UniqueKey::Email(email.trim().to_lowercase())
+    }
+
+    /// The text stored in the unique index: `email:alice@example.com`,
+    /// `account:stripe:cus_123`.
+    pub fn storage_key(&self) -> String {
+        match self {
+            UniqueKey::Email(email) => format!("email:{email}"),
+            UniqueKey::ProviderAccount(provider, account_id) => {
+                format!("account:{provider}:{account_id}")
+            }
+        }
+    }
+}
+
+/// The keys a batch of events claims for the customer and the keys it gives up.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UniqueKeyChanges {
+    /// Keys the customer holds after the batch and did not hold before.
+    pub claims: Vec<UniqueKey>,
+    /// Keys the customer held before the batch and no longer holds.
+    pub releases: Vec<UniqueKey>,
+}
+
+impl UniqueKeyChanges {
+    fn claim(&mut self, key: UniqueKey) {
+        if let Some(index) = self.releases.iter().position(|held| *held == key) {
+            self.releases.remove(index);
+        } else if !self.claims.contains(&key) {
+            self.claims.push(key);
+        }
+    }
+
+    fn release(&mut self, key: UniqueKey) {
+        if let Some(index) = self.claims.iter().position(|claimed| *claimed == key) {
+            self.claims.remove(index);
+        } else if !self.releases.contains(&key) {
+            self.releases.push(key);
+        }
+    }
+}
+
+/// The unique keys that appending `events` to the customer `before` claims and releases.
+///
+/// Registering claims the email and the initial provider account; a profile update that
+/// changes the email (compared normalized) releases the old one and claims the new one;
+/// linking claims the account. Events are applied in order, so a batch that changes the email
+/// twice claims only the last one. Events that `evolve` would ignore change no keys.
+pub fn unique_key_changes(before: &Customer, events: &[Event]) -> UniqueKeyChanges {
+    let mut changes = UniqueKeyChanges::default();
+    let mut state = before.clone();
+    for event in events {
+        let email_before = state
+            .profile
+            .as_ref()
+            .map(|profile| UniqueKey::email(&profile.email));
+        if apply(&mut state, event).is_err() {
+            continue;
+        }
+        match event {
+            proto::event::Kind::CustomerRegistered(registered) => {
+                changes.claim(UniqueKey::email(&registered.email));
+                if let Some(account) = registered
+                    .provider_account
+                    .as_ref()
+                    .and_then(provider_account_from_proto)
+                {
+                    changes.claim(UniqueKey::ProviderAccount(
+                        account.provider,
+                        account.account_id,
+                    ));
+                }
+            }
+            proto::event::Kind::CustomerProfileUpdated(updated) => {
+                if let Some(email) = &updated.email {
+                    let email_after = UniqueKey::email(email);
+                    if email_before.as_ref() != Some(&email_after) {
+                        if let Some(old) = email_before {
+                            changes.release(old);
+                        }
+                        changes.claim(email_after);
+                    }
+                }
+            }
+            proto::event::Kind::ProviderAccountLinked(linked) => {
+                if let Some(account) = linked
+                    .provider_account
+                    .as_ref()
+                    .and_then(provider_account_from_proto)
+                {
+                    changes.claim(UniqueKey::ProviderAccount(
+                        account.provider,
+                        account.account_id,
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    changes
+}

@@ -1,0 +1,4 @@
+//! Integration tests of `ledger-domain`, one binary (link time on a 2-core machine).
+
+mod aggregate_properties;
+mod public_api;
