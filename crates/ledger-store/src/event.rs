@@ -1,0 +1,80 @@
+use std::fmt;
+
+use bytes::Bytes;
+use ledger_domain::{EventStatus, Issuer, Provider, UniqueKeyChanges};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::hash::Hash;
+
+/// An event as the writer hands it to the store: everything but what the store assigns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    /// UUID v7, chosen by the writer.
+    pub event_id: Uuid,
+    pub event_type: String,
+    /// The provider's reference of the customer (e.g. Stripe `cus_...`).
+    pub account_id: String,
+    pub payment_provider_type: Provider,
+    pub status: EventStatus,
+    pub issuer: Issuer,
+    /// Business time. Stored with microsecond precision.
+    pub occurred_at: OffsetDateTime,
+    pub correlation_id: Option<Uuid>,
+    pub causation_id: Option<Uuid>,
+    pub schema_version: i16,
+    /// Protobuf bytes of `ledger.v1.Event`.
+    pub payload: Bytes,
+}
+
+/// A stored event with the envelope the store assigned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedEvent {
+    pub global_position: u64,
+    pub stream_id: Uuid,
+    pub stream_version: u64,
+    /// Ledger time: when the batch was appended.
+    pub recorded_at: OffsetDateTime,
+    pub idempotency_key: String,
+    pub prev_hash: Hash,
+    pub hash: Hash,
+    pub event: NewEvent,
+}
+
+/// The stream version a request expects to append after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpectedVersion {
+    /// Append whatever the stream's version is.
+    Any,
+    /// The stream must be at exactly this version; 0 means it must not exist yet.
+    Exact(u64),
+}
+
+impl fmt::Display for ExpectedVersion {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExpectedVersion::Any => formatter.write_str("any version"),
+            ExpectedVersion::Exact(version) => write!(formatter, "version {version}"),
+        }
+    }
+}
+
+/// The events one command produced for one stream, appended atomically or not at all.
+#[derive(Debug, Clone)]
+pub struct AppendRequest {
+    pub stream_id: Uuid,
+    pub expected_version: ExpectedVersion,
+    /// A repeated key returns the events first appended for it and appends nothing.
+    pub idempotency_key: String,
+    pub events: Vec<NewEvent>,
+    /// Emails and provider accounts the events claim for (or release from) this stream.
+    pub unique_keys: UniqueKeyChanges,
+}
+
+/// Events a request appended, or, for a repeated idempotency key, the events appended the
+/// first time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    pub events: Vec<RecordedEvent>,
+    pub duplicate: bool,
+}

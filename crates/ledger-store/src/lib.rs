@@ -1,0 +1,109 @@
+//! The append-only PostgreSQL event store: the ledger's single source of truth.
+//!
+//! - [`Writer`] appends batches of events. Only one writer exists at a time: it holds a
+//!   PostgreSQL advisory lock on its own connection and appends on that same connection, so two
+//!   writers can never interleave positions. It assigns gap-free `global_position`s and
+//!   `stream_version`s, checks expected versions, records idempotency keys and the customers'
+//!   unique keys, and extends the SHA-256 hash chain, all in one transaction per batch.
+//! - [`Store`] reads: a stream, everything from a position (paged), idempotency and unique-key
+//!   look-ups, and verifies the hash chain.
+//!
+//! This crate stores opaque payload bytes: it never decodes or validates an event's meaning
+//! (that is `ledger-domain`). It knows nothing about NATS or HTTP.
+
+mod error;
+mod event;
+mod hash;
+mod read;
+mod verify;
+mod writer;
+
+pub use error::{AppendError, AppendRejection, StoreError};
+pub use event::{AppendRequest, Committed, ExpectedVersion, NewEvent, RecordedEvent};
+pub use hash::{GENESIS_HASH, Hash};
+pub use verify::{ChainBreak, ChainVerification};
+pub use writer::Writer;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+
+mod embedded {
+    refinery::embed_migrations!("../../migrations");
+}
+
+/// Connections the read pool keeps at most.
+const POOL_CONNECTIONS_MAX: usize = 16;
+
+/// Advisory lock namespace of the ledger ("LEDG"); the second key says what is locked.
+const ADVISORY_LOCK_NAMESPACE: i32 = 0x4c45_4447;
+/// Second advisory key of the migration lock (the writer lock uses the partition number, >= 0).
+const ADVISORY_LOCK_MIGRATIONS: i32 = -1;
+
+/// Applies the event store's migrations (`migrations/` at the workspace root). Safe to run
+/// concurrently from several processes: they serialise on an advisory lock.
+pub async fn migrate(client: &mut tokio_postgres::Client) -> Result<(), StoreError> {
+    client
+        .execute(
+            "SELECT pg_advisory_lock($1, $2)",
+            &[&ADVISORY_LOCK_NAMESPACE, &ADVISORY_LOCK_MIGRATIONS],
+        )
+        .await?;
+    let report = embedded::migrations::runner().run_async(client).await;
+    client
+        .execute(
+            "SELECT pg_advisory_unlock($1, $2)",
+            &[&ADVISORY_LOCK_NAMESPACE, &ADVISORY_LOCK_MIGRATIONS],
+        )
+        .await?;
+    let report = report.map_err(|error| StoreError::Migration(Box::new(error)))?;
+    for migration in report.applied_migrations() {
+        tracing::info!(migration = %migration, "applied migration");
+    }
+    Ok(())
+}
+
+/// Read access to the event store, and the factory of the [`Writer`].
+#[derive(Clone, Debug)]
+pub struct Store {
+    config: tokio_postgres::Config,
+    pool: Pool,
+}
+
+impl Store {
+    /// Connects a pool to the database at `database_url`
+    /// (`postgres://user@host:port/dbname`). Connections are opened lazily.
+    pub fn connect(database_url: &str) -> Result<Store, StoreError> {
+        let config: tokio_postgres::Config =
+            database_url
+                .parse()
+                .map_err(|source| StoreError::InvalidUrl {
+                    url: database_url.to_owned(),
+                    source,
+                })?;
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_CONNECTIONS_MAX)
+            .build()
+            .map_err(|error| StoreError::Pool(error.to_string()))?;
+        Ok(Store { config, pool })
+    }
+
+    /// Opens a dedicated connection and waits (as long as it takes) for the writer lock of
+    /// partition 0. The lock is released when the [`Writer`] is dropped or its process dies.
+    pub async fn writer(&self) -> Result<Writer, StoreError> {
+        Writer::acquire(&self.config, 0).await
+    }
+
+    pub(crate) async fn connection(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|error| StoreError::Pool(error.to_string()))
+    }
+}

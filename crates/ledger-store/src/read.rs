@@ -1,0 +1,269 @@
+//! Reading the log: a stream, everything from a position (paged), look-ups.
+
+use std::pin::Pin;
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt, stream};
+use ledger_domain::UniqueKey;
+use tokio_postgres::{GenericClient, Row, RowStream};
+use uuid::Uuid;
+
+use crate::Store;
+use crate::error::StoreError;
+use crate::event::{NewEvent, RecordedEvent};
+use crate::hash::Hash;
+
+/// Events `read_all` fetches per query.
+pub(crate) const READ_PAGE_EVENTS_MAX: u64 = 10_000;
+
+const EVENT_COLUMNS: &str = "global_position, event_id, stream_id, stream_version, event_type, \
+     account_id, payment_provider_type, status, issuer, occurred_at, recorded_at, idempotency_key, \
+     correlation_id, causation_id, schema_version, payload, prev_hash, hash";
+
+impl Store {
+    /// The events of one stream with `stream_version >= from_version`, in order.
+    pub async fn read_stream(
+        &self,
+        stream_id: Uuid,
+        from_version: u64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let client = self.connection().await?;
+        let statement = client
+            .prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM customer_payment_events \
+                 WHERE stream_id = $1 AND stream_version >= $2 ORDER BY stream_version"
+            ))
+            .await?;
+        let rows = client
+            .query(&statement, &[&stream_id, &position_to_sql(from_version)?])
+            .await?;
+        let events = rows
+            .iter()
+            .map(event_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        for (expected_version, event) in (from_version.max(1)..).zip(&events) {
+            if event.stream_version != expected_version {
+                return Err(StoreError::Corrupt {
+                    global_position: event.global_position,
+                    reason: format!(
+                        "stream {stream_id} skips from version {} to {}",
+                        expected_version - 1,
+                        event.stream_version
+                    ),
+                });
+            }
+        }
+        Ok(events)
+    }
+
+    /// At most `limit` events from `from_position` (inclusive) on, in position order, read in
+    /// pages of [`READ_PAGE_EVENTS_MAX`]. Fails with [`StoreError::Corrupt`] if a position is
+    /// missing: readers never silently skip an event.
+    pub fn read_all(
+        &self,
+        from_position: u64,
+        limit: u64,
+    ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + '_ {
+        let state = ReadAll {
+            store: self,
+            next_position: from_position.max(1),
+            remaining: limit,
+            page: None,
+            page_rows_left: 0,
+            finished: false,
+        };
+        stream::try_unfold(state, ReadAll::next_event)
+    }
+
+    /// The position of the last appended event, 0 for an empty store.
+    pub async fn last_position(&self) -> Result<u64, StoreError> {
+        let client = self.connection().await?;
+        let row = client
+            .query_one(
+                "SELECT coalesce(max(global_position), 0) FROM customer_payment_events",
+                &[],
+            )
+            .await?;
+        position_from_sql(row.try_get(0)?)
+    }
+
+    /// The events first appended for `idempotency_key`, if it was ever used.
+    pub async fn find_by_idempotency_key(
+        &self,
+        idempotency_key: &str,
+    ) -> Result<Option<Vec<RecordedEvent>>, StoreError> {
+        let client = self.connection().await?;
+        let statement = client
+            .prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM customer_payment_events \
+                 WHERE idempotency_key = $1 ORDER BY global_position"
+            ))
+            .await?;
+        let rows = client.query(&statement, &[&idempotency_key]).await?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(
+            rows.iter().map(event_from_row).collect::<Result<_, _>>()?,
+        ))
+    }
+
+    /// The customer (stream) that owns an email or provider account.
+    pub async fn find_stream_by_unique_key(
+        &self,
+        unique_key: &UniqueKey,
+    ) -> Result<Option<Uuid>, StoreError> {
+        let client = self.connection().await?;
+        let row = client
+            .query_opt(
+                "SELECT stream_id FROM customer_unique_keys WHERE unique_key = $1",
+                &[&unique_key.storage_key()],
+            )
+            .await?;
+        Ok(match row {
+            Some(row) => Some(row.try_get(0)?),
+            None => None,
+        })
+    }
+}
+
+struct ReadAll<'a> {
+    store: &'a Store,
+    next_position: u64,
+    remaining: u64,
+    /// The open page: the pooled connection is kept with the rows it is streaming.
+    page: Option<(deadpool_postgres::Object, Pin<Box<RowStream>>)>,
+    page_rows_left: u64,
+    finished: bool,
+}
+
+impl ReadAll<'_> {
+    async fn next_event(mut self) -> Result<Option<(RecordedEvent, Self)>, StoreError> {
+        loop {
+            if self.remaining == 0 || self.finished {
+                return Ok(None);
+            }
+            if let Some((_, rows)) = &mut self.page {
+                match rows.next().await {
+                    Some(row) => {
+                        let event = event_from_row(&row?)?;
+                        if event.global_position != self.next_position {
+                            return Err(StoreError::Corrupt {
+                                global_position: self.next_position,
+                                reason: format!(
+                                    "position {} is missing (the next stored one is {})",
+                                    self.next_position, event.global_position
+                                ),
+                            });
+                        }
+                        self.next_position += 1;
+                        self.remaining -= 1;
+                        self.page_rows_left -= 1;
+                        return Ok(Some((event, self)));
+                    }
+                    None => {
+                        self.page = None;
+                        // A short page means the end of the log.
+                        self.finished = self.page_rows_left > 0;
+                        continue;
+                    }
+                }
+            }
+            let page_limit = self.remaining.min(READ_PAGE_EVENTS_MAX);
+            let client = self.store.connection().await?;
+            let statement = client
+                .prepare_cached(&format!(
+                    "SELECT {EVENT_COLUMNS} FROM customer_payment_events \
+                     WHERE global_position >= $1 ORDER BY global_position LIMIT $2"
+                ))
+                .await?;
+            let parameters = [
+                position_to_sql(self.next_position)?,
+                position_to_sql(page_limit)?,
+            ];
+            let rows = client.query_raw(&statement, parameters).await?;
+            self.page = Some((client, Box::pin(rows)));
+            self.page_rows_left = page_limit;
+        }
+    }
+}
+
+/// The events at positions `first..=last`.
+pub(crate) async fn events_between(
+    client: &impl GenericClient,
+    first: u64,
+    last: u64,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {EVENT_COLUMNS} FROM customer_payment_events \
+                 WHERE global_position BETWEEN $1 AND $2 ORDER BY global_position"
+            ),
+            &[&position_to_sql(first)?, &position_to_sql(last)?],
+        )
+        .await?;
+    rows.iter().map(event_from_row).collect()
+}
+
+fn event_from_row(row: &Row) -> Result<RecordedEvent, StoreError> {
+    let global_position = position_from_sql(row.try_get(0)?)?;
+    let corrupt = |reason: String| StoreError::Corrupt {
+        global_position,
+        reason,
+    };
+    let parse_column = |index: usize, name: &str| -> Result<&str, StoreError> {
+        row.try_get::<_, &str>(index)
+            .map_err(|error| corrupt(format!("{name}: {error}")))
+    };
+    let hash_column = |index: usize, name: &str| -> Result<Hash, StoreError> {
+        let bytes: &[u8] = row.try_get(index)?;
+        bytes
+            .try_into()
+            .map_err(|_| corrupt(format!("{name} is {} bytes, not 32", bytes.len())))
+    };
+    let payload: &[u8] = row.try_get(15)?;
+    Ok(RecordedEvent {
+        global_position,
+        stream_id: row.try_get(2)?,
+        stream_version: position_from_sql(row.try_get(3)?)?,
+        recorded_at: row.try_get(10)?,
+        idempotency_key: row.try_get(11)?,
+        prev_hash: hash_column(16, "prev_hash")?,
+        hash: hash_column(17, "hash")?,
+        event: NewEvent {
+            event_id: row.try_get(1)?,
+            event_type: row.try_get(4)?,
+            account_id: row.try_get(5)?,
+            payment_provider_type: parse_column(6, "payment_provider_type")?
+                .parse()
+                .map_err(|error| corrupt(format!("{error}")))?,
+            status: parse_column(7, "status")?
+                .parse()
+                .map_err(|error| corrupt(format!("{error}")))?,
+            issuer: parse_column(8, "issuer")?
+                .parse()
+                .map_err(|error| corrupt(format!("{error}")))?,
+            occurred_at: row.try_get(9)?,
+            correlation_id: row.try_get(12)?,
+            causation_id: row.try_get(13)?,
+            schema_version: row.try_get(14)?,
+            payload: Bytes::copy_from_slice(payload),
+        },
+    })
+}
+
+/// Positions and versions are u64 in the API and bigint in PostgreSQL.
+pub(crate) fn position_to_sql(position: u64) -> Result<i64, StoreError> {
+    i64::try_from(position).map_err(|_| StoreError::Corrupt {
+        global_position: position,
+        reason: "position exceeds bigint".to_owned(),
+    })
+}
+
+pub(crate) fn position_from_sql(position: i64) -> Result<u64, StoreError> {
+    u64::try_from(position).map_err(|_| StoreError::Corrupt {
+        global_position: 0,
+        reason: format!("negative position or version {position}"),
+    })
+}

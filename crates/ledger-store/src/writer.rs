@@ -1,0 +1,571 @@
+//! The single writer: advisory lock, group append, positions, hash chain.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+
+use futures_util::pin_mut;
+use time::OffsetDateTime;
+use tokio::sync::Mutex;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, NoTls, Statement, Transaction};
+use uuid::Uuid;
+
+use crate::ADVISORY_LOCK_NAMESPACE;
+use crate::error::{AppendError, AppendRejection, StoreError};
+use crate::event::{AppendRequest, Committed, ExpectedVersion, RecordedEvent};
+use crate::hash::{GENESIS_HASH, Hash, chain_hash, truncate_to_micros};
+use crate::read::{self, position_to_sql};
+
+/// Bytes an idempotency key, account id or event type may have (the table's CHECKs agree).
+const TEXT_BYTES_MAX: usize = 255;
+/// Events one append request may carry.
+const REQUEST_EVENTS_MAX: usize = 1_000;
+
+const COPY_EVENTS: &str = "COPY customer_payment_events (global_position, event_id, stream_id, \
+     stream_version, event_type, account_id, payment_provider_type, status, issuer, occurred_at, \
+     recorded_at, idempotency_key, correlation_id, causation_id, schema_version, payload, \
+     prev_hash, hash) FROM STDIN (FORMAT binary)";
+
+const COPY_EVENT_TYPES: [Type; 18] = [
+    Type::INT8,
+    Type::UUID,
+    Type::UUID,
+    Type::INT8,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TIMESTAMPTZ,
+    Type::TIMESTAMPTZ,
+    Type::TEXT,
+    Type::UUID,
+    Type::UUID,
+    Type::INT2,
+    Type::BYTEA,
+    Type::BYTEA,
+    Type::BYTEA,
+];
+
+/// The only way to append events. Holds the writer advisory lock of its partition on a
+/// dedicated connection and appends on that connection, so no other writer can interleave.
+/// Share it behind an `Arc`: appends are serialised internally.
+pub struct Writer {
+    inner: Mutex<WriterInner>,
+    partition: i32,
+}
+
+struct WriterInner {
+    client: Client,
+    statements: Statements,
+    /// The head of the log as this writer last committed it; `None` after an error, when the
+    /// outcome of the last transaction is unknown and the head must be read again.
+    head: Option<Head>,
+}
+
+/// The writer's statements, prepared once on its connection.
+struct Statements {
+    head: Statement,
+    stored_keys: Statement,
+    stream_versions: Statement,
+    key_owners: Statement,
+    copy_events: Statement,
+    delete_keys: Statement,
+    insert_keys: Statement,
+}
+
+impl Statements {
+    async fn prepare(client: &Client) -> Result<Statements, StoreError> {
+        Ok(Statements {
+            head: client
+                .prepare(
+                    "SELECT global_position, hash FROM customer_payment_events \
+                     ORDER BY global_position DESC LIMIT 1",
+                )
+                .await?,
+            stored_keys: client
+                .prepare(
+                    "SELECT idempotency_key, min(global_position), max(global_position) \
+                     FROM customer_payment_events WHERE idempotency_key = ANY($1) \
+                     GROUP BY idempotency_key",
+                )
+                .await?,
+            // One backward index probe per stream, however long the stream is.
+            stream_versions: client
+                .prepare(
+                    "SELECT s.stream_id, (SELECT max(e.stream_version) FROM customer_payment_events e \
+                     WHERE e.stream_id = s.stream_id) FROM unnest($1::uuid[]) AS s(stream_id)",
+                )
+                .await?,
+            key_owners: client
+                .prepare(
+                    "SELECT unique_key, stream_id FROM customer_unique_keys \
+                     WHERE unique_key = ANY($1)",
+                )
+                .await?,
+            copy_events: client.prepare(COPY_EVENTS).await?,
+            delete_keys: client
+                .prepare("DELETE FROM customer_unique_keys WHERE unique_key = ANY($1)")
+                .await?,
+            insert_keys: client
+                .prepare(
+                    "INSERT INTO customer_unique_keys (unique_key, stream_id, claimed_at) \
+                     SELECT key, stream_id, $3 FROM unnest($1::text[], $2::uuid[]) AS t(key, stream_id)",
+                )
+                .await?,
+        })
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Head {
+    global_position: u64,
+    hash: Hash,
+}
+
+impl fmt::Debug for Writer {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("Writer")
+            .field("partition", &self.partition)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Writer {
+    pub(crate) async fn acquire(
+        config: &tokio_postgres::Config,
+        partition: i32,
+    ) -> Result<Writer, StoreError> {
+        let (client, connection) = config.connect(NoTls).await?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::warn!(%error, "writer connection closed");
+            }
+        });
+        tracing::info!(partition, "waiting for the writer lock");
+        client
+            .execute(
+                "SELECT pg_advisory_lock($1, $2)",
+                &[&ADVISORY_LOCK_NAMESPACE, &partition],
+            )
+            .await?;
+        tracing::info!(partition, "holding the writer lock");
+        let statements = Statements::prepare(&client).await?;
+        Ok(Writer {
+            inner: Mutex::new(WriterInner {
+                client,
+                statements,
+                head: None,
+            }),
+            partition,
+        })
+    }
+
+    /// True once the lock connection is gone: this writer can no longer append; acquire a new
+    /// one.
+    pub fn is_closed(&self) -> bool {
+        self.inner
+            .try_lock()
+            .map(|inner| inner.client.is_closed())
+            .unwrap_or(false)
+    }
+
+    /// Appends one request.
+    pub async fn append_one(&self, request: AppendRequest) -> Result<Committed, AppendError> {
+        let mut outcomes = self.append(vec![request]).await?;
+        match outcomes.pop() {
+            Some(outcome) => Ok(outcome?),
+            None => Err(StoreError::Corrupt {
+                global_position: 0,
+                reason: "append returned no outcome".to_owned(),
+            }
+            .into()),
+        }
+    }
+
+    /// Appends a batch of requests, across any streams, in one transaction. Requests are taken
+    /// in order: a later request sees the versions and unique keys of the earlier ones. Each
+    /// request gets its own outcome; a rejected request does not affect the others. An `Err`
+    /// means nothing of the batch was appended.
+    pub async fn append(
+        &self,
+        batch: Vec<AppendRequest>,
+    ) -> Result<Vec<Result<Committed, AppendRejection>>, StoreError> {
+        let mut inner = self.inner.lock().await;
+        let WriterInner {
+            client,
+            statements,
+            head,
+        } = &mut *inner;
+        let current_head = match *head {
+            Some(current_head) => current_head,
+            None => read_head(client, statements).await?,
+        };
+        // Until the commit is confirmed the head is unknown.
+        *head = None;
+        let recorded_at = truncate_to_micros(OffsetDateTime::now_utc());
+        let transaction = client.transaction().await?;
+        let (outcomes, new_head) =
+            append_in(&transaction, statements, current_head, recorded_at, batch).await?;
+        transaction.commit().await?;
+        *head = Some(new_head);
+        Ok(outcomes)
+    }
+}
+
+async fn read_head(client: &Client, statements: &Statements) -> Result<Head, StoreError> {
+    let Some(row) = client.query_opt(&statements.head, &[]).await? else {
+        return Ok(Head {
+            global_position: 0,
+            hash: GENESIS_HASH,
+        });
+    };
+    let global_position = read::position_from_sql(row.try_get(0)?)?;
+    let hash_bytes: &[u8] = row.try_get(1)?;
+    let hash = hash_bytes.try_into().map_err(|_| StoreError::Corrupt {
+        global_position,
+        reason: "hash is not 32 bytes".to_owned(),
+    })?;
+    Ok(Head {
+        global_position,
+        hash,
+    })
+}
+
+/// What one request of the batch became while the batch is being planned.
+enum Planned {
+    Rejected(AppendRejection),
+    /// Appended by this batch.
+    Appended(Vec<RecordedEvent>),
+    /// Repeated key, first appended by an earlier batch at these positions.
+    StoredDuplicate {
+        first: u64,
+        last: u64,
+    },
+    /// Repeated key, first appended by an earlier request of this batch.
+    BatchDuplicate {
+        request_index: usize,
+    },
+}
+
+/// What the database said about the batch's keys and streams before planning.
+struct Lookups {
+    stored_keys: HashMap<String, (u64, u64)>,
+    versions: HashMap<Uuid, u64>,
+    key_owners: HashMap<String, Uuid>,
+}
+
+async fn look_up(
+    transaction: &Transaction<'_>,
+    statements: &Statements,
+    batch: &[AppendRequest],
+) -> Result<Lookups, StoreError> {
+    let keys: Vec<&str> = batch.iter().map(|r| r.idempotency_key.as_str()).collect();
+    let stream_ids: Vec<Uuid> = batch
+        .iter()
+        .map(|r| r.stream_id)
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let unique_keys: Vec<String> = batch
+        .iter()
+        .flat_map(|r| r.unique_keys.claims.iter().chain(&r.unique_keys.releases))
+        .map(|key| key.storage_key())
+        .collect();
+    let key_owners = async {
+        if unique_keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        transaction
+            .query(&statements.key_owners, &[&unique_keys])
+            .await
+    };
+    let keys_parameter: [&(dyn ToSql + Sync); 1] = [&keys];
+    let streams_parameter: [&(dyn ToSql + Sync); 1] = [&stream_ids];
+    // Pipelined on the one connection.
+    let (stored_keys, versions, key_owners) = tokio::try_join!(
+        transaction.query(&statements.stored_keys, &keys_parameter),
+        transaction.query(&statements.stream_versions, &streams_parameter),
+        key_owners,
+    )?;
+    let mut lookups = Lookups {
+        stored_keys: HashMap::with_capacity(stored_keys.len()),
+        versions: HashMap::with_capacity(versions.len()),
+        key_owners: HashMap::with_capacity(key_owners.len()),
+    };
+    for row in stored_keys {
+        let first = read::position_from_sql(row.try_get(1)?)?;
+        let last = read::position_from_sql(row.try_get(2)?)?;
+        lookups.stored_keys.insert(row.try_get(0)?, (first, last));
+    }
+    for row in versions {
+        if let Some(version) = row.try_get::<_, Option<i64>>(1)? {
+            let version = read::position_from_sql(version)?;
+            lookups.versions.insert(row.try_get(0)?, version);
+        }
+    }
+    for row in key_owners {
+        lookups.key_owners.insert(row.try_get(0)?, row.try_get(1)?);
+    }
+    Ok(lookups)
+}
+
+async fn append_in(
+    transaction: &Transaction<'_>,
+    statements: &Statements,
+    mut head: Head,
+    recorded_at: OffsetDateTime,
+    batch: Vec<AppendRequest>,
+) -> Result<(Vec<Result<Committed, AppendRejection>>, Head), StoreError> {
+    let Lookups {
+        stored_keys,
+        mut versions,
+        key_owners: initial_owners,
+    } = look_up(transaction, statements, &batch).await?;
+    // Owners changed by this batch so far (`None`: released).
+    let mut owners: HashMap<String, Option<Uuid>> = HashMap::new();
+    let owner_of = |owners: &HashMap<String, Option<Uuid>>, key: &str| match owners.get(key) {
+        Some(owner) => *owner,
+        None => initial_owners.get(key).copied(),
+    };
+    let mut batch_keys: HashMap<&str, usize> = HashMap::new();
+    let mut plans = Vec::with_capacity(batch.len());
+    let mut hash_buffer = Vec::new();
+    for (request_index, request) in batch.iter().enumerate() {
+        if let Some(&(first, last)) = stored_keys.get(&request.idempotency_key) {
+            plans.push(Planned::StoredDuplicate { first, last });
+            continue;
+        }
+        if let Some(&first_index) = batch_keys.get(request.idempotency_key.as_str()) {
+            plans.push(Planned::BatchDuplicate {
+                request_index: first_index,
+            });
+            continue;
+        }
+        if let Err(rejection) = validate(request) {
+            plans.push(Planned::Rejected(rejection));
+            continue;
+        }
+        let actual = versions.get(&request.stream_id).copied().unwrap_or(0);
+        if let ExpectedVersion::Exact(expected) = request.expected_version
+            && expected != actual
+        {
+            plans.push(Planned::Rejected(AppendRejection::Conflict {
+                stream_id: request.stream_id,
+                expected: request.expected_version,
+                actual,
+            }));
+            continue;
+        }
+        let taken = request.unique_keys.claims.iter().find_map(|key| {
+            let storage_key = key.storage_key();
+            match owner_of(&owners, &storage_key) {
+                Some(owner) if owner != request.stream_id => Some((storage_key, owner)),
+                _ => None,
+            }
+        });
+        if let Some((unique_key, owner)) = taken {
+            plans.push(Planned::Rejected(AppendRejection::UniqueKeyTaken {
+                unique_key,
+                owner,
+            }));
+            continue;
+        }
+        for key in &request.unique_keys.releases {
+            let storage_key = key.storage_key();
+            if owner_of(&owners, &storage_key) == Some(request.stream_id) {
+                owners.insert(storage_key, None);
+            }
+        }
+        for key in &request.unique_keys.claims {
+            owners.insert(key.storage_key(), Some(request.stream_id));
+        }
+
+        let mut stream_version = actual;
+        let mut appended = Vec::with_capacity(request.events.len());
+        for event in &request.events {
+            head.global_position += 1;
+            stream_version += 1;
+            let mut recorded = RecordedEvent {
+                global_position: head.global_position,
+                stream_id: request.stream_id,
+                stream_version,
+                recorded_at,
+                idempotency_key: request.idempotency_key.clone(),
+                prev_hash: head.hash,
+                hash: GENESIS_HASH,
+                event: event.clone(),
+            };
+            recorded.event.occurred_at = truncate_to_micros(event.occurred_at);
+            recorded.hash = chain_hash(&head.hash, &recorded, &mut hash_buffer);
+            head.hash = recorded.hash;
+            appended.push(recorded);
+        }
+        versions.insert(request.stream_id, stream_version);
+        batch_keys.insert(&request.idempotency_key, request_index);
+        plans.push(Planned::Appended(appended));
+    }
+
+    let appended: Vec<&RecordedEvent> = plans
+        .iter()
+        .flat_map(|plan| match plan {
+            Planned::Appended(events) => events.as_slice(),
+            _ => &[],
+        })
+        .collect();
+    write_events(transaction, statements, &appended).await?;
+    write_unique_keys(
+        transaction,
+        statements,
+        &initial_owners,
+        &owners,
+        recorded_at,
+    )
+    .await?;
+
+    let mut outcomes: Vec<Result<Committed, AppendRejection>> = Vec::with_capacity(plans.len());
+    for plan in plans {
+        let outcome = match plan {
+            Planned::Rejected(rejection) => Err(rejection),
+            Planned::Appended(events) => Ok(Committed {
+                events,
+                duplicate: false,
+            }),
+            Planned::StoredDuplicate { first, last } => Ok(Committed {
+                events: read::events_between(transaction, first, last).await?,
+                duplicate: true,
+            }),
+            Planned::BatchDuplicate { request_index } => match &outcomes[request_index] {
+                Ok(original) => Ok(Committed {
+                    events: original.events.clone(),
+                    duplicate: true,
+                }),
+                Err(rejection) => Err(rejection.clone()),
+            },
+        };
+        outcomes.push(outcome);
+    }
+    Ok((outcomes, head))
+}
+
+fn validate(request: &AppendRequest) -> Result<(), AppendRejection> {
+    let invalid = |reason: String| Err(AppendRejection::Invalid { reason });
+    if request.events.is_empty() {
+        return invalid("a request must carry at least one event".to_owned());
+    }
+    if request.events.len() > REQUEST_EVENTS_MAX {
+        return invalid(format!(
+            "a request may carry at most {REQUEST_EVENTS_MAX} events, not {}",
+            request.events.len()
+        ));
+    }
+    check_text("idempotency_key", &request.idempotency_key, false)?;
+    for event in &request.events {
+        check_text("event_type", &event.event_type, false)?;
+        check_text("account_id", &event.account_id, true)?;
+        if event.schema_version < 1 {
+            return invalid(format!(
+                "schema_version must be at least 1, not {}",
+                event.schema_version
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_text(field: &str, value: &str, may_be_empty: bool) -> Result<(), AppendRejection> {
+    let reason = if value.is_empty() && !may_be_empty {
+        "must not be empty"
+    } else if value.len() > TEXT_BYTES_MAX {
+        "is longer than 255 bytes"
+    } else if value.contains('\0') {
+        "must not contain NUL characters"
+    } else {
+        return Ok(());
+    };
+    Err(AppendRejection::Invalid {
+        reason: format!("{field} {reason}"),
+    })
+}
+
+async fn write_events(
+    transaction: &Transaction<'_>,
+    statements: &Statements,
+    events: &[&RecordedEvent],
+) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let sink = transaction.copy_in(&statements.copy_events).await?;
+    let writer = BinaryCopyInWriter::new(sink, &COPY_EVENT_TYPES);
+    pin_mut!(writer);
+    for recorded in events {
+        let event = &recorded.event;
+        let row: [&(dyn ToSql + Sync); 18] = [
+            &position_to_sql(recorded.global_position)?,
+            &event.event_id,
+            &recorded.stream_id,
+            &position_to_sql(recorded.stream_version)?,
+            &event.event_type,
+            &event.account_id,
+            &event.payment_provider_type.as_str(),
+            &event.status.as_str(),
+            &event.issuer.as_str(),
+            &event.occurred_at,
+            &recorded.recorded_at,
+            &recorded.idempotency_key,
+            &event.correlation_id,
+            &event.causation_id,
+            &event.schema_version,
+            &&event.payload[..],
+            &&recorded.prev_hash[..],
+            &&recorded.hash[..],
+        ];
+        writer.as_mut().write(&row).await?;
+    }
+    writer.finish().await?;
+    Ok(())
+}
+
+/// Writes the net change of the unique keys: keys released (and not re-claimed) are deleted,
+/// keys newly owned are inserted.
+async fn write_unique_keys(
+    transaction: &Transaction<'_>,
+    statements: &Statements,
+    initial: &HashMap<String, Uuid>,
+    current: &HashMap<String, Option<Uuid>>,
+    claimed_at: OffsetDateTime,
+) -> Result<(), StoreError> {
+    let mut deleted: Vec<&str> = Vec::new();
+    let mut inserted_keys: Vec<&str> = Vec::new();
+    let mut inserted_owners: Vec<Uuid> = Vec::new();
+    for (key, owner) in current {
+        let before = initial.get(key).copied();
+        if before == *owner {
+            continue;
+        }
+        if before.is_some() {
+            deleted.push(key);
+        }
+        if let Some(owner) = owner {
+            inserted_keys.push(key);
+            inserted_owners.push(*owner);
+        }
+    }
+    if !deleted.is_empty() {
+        transaction
+            .execute(&statements.delete_keys, &[&deleted])
+            .await?;
+    }
+    if !inserted_keys.is_empty() {
+        transaction
+            .execute(
+                &statements.insert_keys,
+                &[&inserted_keys, &inserted_owners, &claimed_at],
+            )
+            .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,67 @@
+//! Event store tests against a real PostgreSQL: each test gets its own database.
+
+mod append;
+mod integrity;
+mod writer_lock;
+
+use bytes::Bytes;
+use ledger_domain::{EventStatus, Issuer, Provider, UniqueKeyChanges, proto};
+use ledger_store::{AppendRequest, ExpectedVersion, NewEvent, Store};
+use ledger_testkit::TestDb;
+use prost::Message;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// A fresh, migrated database and a store on it.
+async fn store() -> (TestDb, Store) {
+    let database = TestDb::new().await;
+    let store = Store::connect(database.url()).expect("connect the store");
+    (database, store)
+}
+
+/// A realistic event: a payment of `amount_minor` cents.
+fn payment(amount_minor: i64) -> NewEvent {
+    let payload = proto::Event {
+        kind: Some(proto::event::Kind::PaymentSucceeded(
+            proto::PaymentSucceeded {
+                payment_id: format!("py_{}", Uuid::now_v7().simple()),
+                invoice_id: String::new(),
+                subscription_id: "sub_1".to_owned(),
+                amount: Some(proto::Money {
+                    amount_minor,
+                    currency: "USD".to_owned(),
+                }),
+            },
+        )),
+    };
+    NewEvent {
+        event_id: Uuid::now_v7(),
+        event_type: "payment_succeeded".to_owned(),
+        account_id: "cus_123".to_owned(),
+        payment_provider_type: Provider::Stripe,
+        status: EventStatus::Complete,
+        issuer: Issuer::PaymentProvider,
+        // Nanoseconds on purpose: the store keeps microseconds, and hashes what it keeps.
+        occurred_at: OffsetDateTime::from_unix_timestamp_nanos(1_767_225_600_123_456_789)
+            .expect("valid time"),
+        correlation_id: Some(Uuid::now_v7()),
+        causation_id: None,
+        schema_version: 1,
+        payload: Bytes::from(payload.encode_to_vec()),
+    }
+}
+
+fn request(
+    stream_id: Uuid,
+    expected_version: ExpectedVersion,
+    idempotency_key: &str,
+    events: Vec<NewEvent>,
+) -> AppendRequest {
+    AppendRequest {
+        stream_id,
+        expected_version,
+        idempotency_key: idempotency_key.to_owned(),
+        events,
+        unique_keys: UniqueKeyChanges::default(),
+    }
+}
