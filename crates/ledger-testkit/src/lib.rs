@@ -1,0 +1,31 @@
+//! The ledger's development and test environment.
+//!
+//! - [`services`]: a PostgreSQL and a NATS (JetStream) server to talk to: the configured ones
+//!   (`DATABASE_URL`, `NATS_URL`), the shared ones on the default local ports, or private
+//!   instances started from the installed binaries with the settings in `deploy/` and removed on
+//!   `Drop`. Used by the `ledger` binary (`demo`, `bench`, `with-services`) and by tests.
+//! - [`TestDb`]: a fresh database per test on the configured server, migrated, dropped on `Drop`;
+//!   [`unique_name`] gives per-test JetStream stream and subject names on the shared NATS server.
+//!
+//! This crate knows how to start and reach servers; of the ledger it only calls
+//! `ledger_store::migrate`. It knows nothing about events or streams. Nothing here runs in
+//! production: the `ledger` binary uses it only for `demo`, `bench` and `with-services`.
+
+pub mod services;
+mod test_db;
+
+pub use test_db::{TestDb, unique_name};
+
+/// `error` and its chain of sources on one line ("outer: inner: root cause").
+///
+/// `tokio_postgres::Error` shows only its kind ("db error"), the useful part is in the source.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

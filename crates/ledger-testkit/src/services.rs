@@ -1,0 +1,803 @@
+//! A PostgreSQL and a NATS (JetStream) server to talk to.
+//!
+//! [`ensure`] picks, for each server, the first that applies:
+//!
+//! 1. the URL in `DATABASE_URL` / `NATS_URL`;
+//! 2. the shared server answering on `127.0.0.1:5432` / `127.0.0.1:4222`;
+//! 3. a private instance on a free port, started from the installed binaries with the settings in
+//!    `deploy/postgresql.conf` / `deploy/nats-server.conf`, its data under
+//!    `<workspace>/target/ledger-services/`. It is stopped and its data removed when the
+//!    [`Services`] (or [`PrivatePostgres`] / [`PrivateNats`]) is dropped.
+//!
+//! PostgreSQL refuses to run as root: as root, the private instance runs as the `postgres`
+//! system user.
+
+use std::fs::{self, File};
+use std::io;
+use std::net::{Ipv4Addr, TcpListener};
+use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+use std::{env, process};
+
+use tracing::{info, warn};
+
+/// The shared PostgreSQL server used when `DATABASE_URL` is not set and it answers.
+pub(crate) const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+const DEFAULT_POSTGRES_PORT: u16 = 5432;
+/// The shared NATS server used when `NATS_URL` is not set and it answers.
+const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+const DEFAULT_NATS_PORT: u16 = 4222;
+
+/// How long to wait for a TCP connection when checking whether a server answers on a port.
+const PROBE_TIMEOUT_MS: u64 = 500;
+/// How long `pg_ctl` may wait for a private PostgreSQL to start (`pg_ctl -t`, whole seconds).
+const POSTGRES_STARTUP_TIMEOUT_S: u64 = 30;
+/// How long `pg_ctl` may wait for a private PostgreSQL to stop (`pg_ctl -t`, whole seconds).
+const POSTGRES_STOP_TIMEOUT_S: u64 = 30;
+/// How long to wait for a private nats-server to accept connections.
+const NATS_STARTUP_TIMEOUT_MS: u64 = 10_000;
+/// How often to check whether a starting nats-server accepts connections.
+const NATS_STARTUP_POLL_MS: u64 = 20;
+/// How many lines of a server's log to quote in an error.
+const LOG_TAIL_LINES_MAX: usize = 20;
+
+/// Settings for every private PostgreSQL, appended to its `postgresql.conf`.
+const POSTGRESQL_CONF: &str = include_str!("../../../deploy/postgresql.conf");
+/// Settings for every private nats-server, passed with `-c`.
+const NATS_SERVER_CONF: &str = include_str!("../../../deploy/nats-server.conf");
+
+/// Binaries a private PostgreSQL needs, all from one directory (`pg_ctl` starts the `postgres`
+/// next to it).
+const POSTGRES_BINARIES: [&str; 3] = ["initdb", "pg_ctl", "postgres"];
+/// Where Debian installs the PostgreSQL server binaries, one directory per major version.
+const DEBIAN_POSTGRES_LIB_DIR: &str = "/usr/lib/postgresql";
+/// Where nats-server is looked for after `PATH`.
+const NATS_SERVER_DIRS: [&str; 2] = ["/usr/sbin", "/usr/local/bin"];
+/// The system user a private PostgreSQL runs as when this process runs as root.
+const POSTGRES_SYSTEM_USER: &str = "postgres";
+/// Directory under the workspace's target directory holding private instances' data.
+const INSTANCES_DIR_NAME: &str = "ledger-services";
+
+/// Why a server could not be provided, and what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum ServicesError {
+    /// No directory holds `initdb`, `pg_ctl` and `postgres`: install PostgreSQL or configure a
+    /// server.
+    #[error(
+        "PostgreSQL server binaries (initdb, pg_ctl, postgres) not found on PATH or under \
+         /usr/lib/postgresql/*/bin: install the Debian package `postgresql` or set DATABASE_URL"
+    )]
+    PostgresNotInstalled,
+    /// No `nats-server` binary: install it or configure a server.
+    #[error(
+        "nats-server not found on PATH, /usr/sbin or /usr/local/bin: install the Debian package \
+         `nats-server` or set NATS_URL"
+    )]
+    NatsNotInstalled,
+    /// Running as root, and there is no `postgres` user to run PostgreSQL as.
+    #[error(
+        "running as root and there is no `postgres` system user to run PostgreSQL as (PostgreSQL \
+         refuses to run as root): install the Debian package `postgresql` (it creates the user), \
+         run as another user, or set DATABASE_URL"
+    )]
+    NoPostgresUser,
+    /// A file system or process operation failed.
+    #[error("{action}: {source}")]
+    Io {
+        /// What was being done, e.g. "creating /path".
+        action: String,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// A helper command (`initdb`, `pg_ctl`, `id`) exited unsuccessfully.
+    #[error("`{command}` failed ({status}):\n{output}")]
+    CommandFailed {
+        /// The command line.
+        command: String,
+        /// Its exit status.
+        status: ExitStatus,
+        /// Its output, and the tail of the server log where there is one.
+        output: String,
+    },
+    /// A statement on the PostgreSQL server failed (e.g. creating a database).
+    #[error("PostgreSQL at {url}: {action} failed: {source}")]
+    Database {
+        /// The server.
+        url: String,
+        /// What was being done.
+        action: String,
+        /// The underlying error.
+        source: tokio_postgres::Error,
+    },
+    /// The private nats-server exited before accepting connections.
+    #[error("nats-server exited during startup ({status}); last lines of {log}:\n{log_tail}")]
+    NatsExited {
+        /// Its exit status.
+        status: ExitStatus,
+        /// Its log file.
+        log: String,
+        /// The last lines of its log file.
+        log_tail: String,
+    },
+    /// The private nats-server did not accept connections in time.
+    #[error(
+        "nats-server did not accept connections on 127.0.0.1:{port} within {timeout_ms} ms; \
+         last lines of {log}:\n{log_tail}"
+    )]
+    NatsStartupTimeout {
+        /// The port it was started on.
+        port: u16,
+        /// How long we waited.
+        timeout_ms: u64,
+        /// Its log file.
+        log: String,
+        /// The last lines of its log file.
+        log_tail: String,
+    },
+}
+
+/// A PostgreSQL and a NATS server to talk to; private instances among them stop on `Drop`.
+#[derive(Debug)]
+pub struct Services {
+    database_url: String,
+    nats_url: String,
+    // Dropped with `Services`, which stops the private instances.
+    _postgres: Option<PrivatePostgres>,
+    _nats: Option<PrivateNats>,
+}
+
+impl Services {
+    /// URL of the PostgreSQL server's `postgres` database, e.g.
+    /// `postgres://postgres@127.0.0.1:5432/postgres`.
+    pub fn database_url(&self) -> &str {
+        &self.database_url
+    }
+
+    /// URL of the NATS server, e.g. `nats://127.0.0.1:4222`.
+    pub fn nats_url(&self) -> &str {
+        &self.nats_url
+    }
+}
+
+/// Provides a PostgreSQL and a NATS server, in the order described in the [module docs](self).
+pub async fn ensure() -> Result<Services, ServicesError> {
+    let (database_url, postgres) = match env_url("DATABASE_URL") {
+        Some(url) => {
+            info!(url, "using PostgreSQL from DATABASE_URL");
+            (url, None)
+        }
+        None if port_answers(DEFAULT_POSTGRES_PORT).await => {
+            info!(
+                url = DEFAULT_DATABASE_URL,
+                "using the PostgreSQL server on the default port"
+            );
+            (DEFAULT_DATABASE_URL.to_owned(), None)
+        }
+        None => {
+            let postgres = start_private_postgres().await?;
+            (postgres.url().to_owned(), Some(postgres))
+        }
+    };
+    let (nats_url, nats) = match env_url("NATS_URL") {
+        Some(url) => {
+            info!(url, "using NATS from NATS_URL");
+            (url, None)
+        }
+        None if port_answers(DEFAULT_NATS_PORT).await => {
+            info!(
+                url = DEFAULT_NATS_URL,
+                "using the NATS server on the default port"
+            );
+            (DEFAULT_NATS_URL.to_owned(), None)
+        }
+        None => {
+            let nats = start_private_nats().await?;
+            (nats.url().to_owned(), Some(nats))
+        }
+    };
+    Ok(Services {
+        database_url,
+        nats_url,
+        _postgres: postgres,
+        _nats: nats,
+    })
+}
+
+/// Drops database `dbname` on the server at `server_url` if it exists (closing its
+/// connections) and creates it empty; returns its URL. For the demo and benchmark databases.
+pub async fn recreate_database(server_url: &str, dbname: &str) -> Result<String, ServicesError> {
+    let failed = |action: String| {
+        move |source| ServicesError::Database {
+            url: server_url.to_owned(),
+            action,
+            source,
+        }
+    };
+    let (client, connection) = tokio_postgres::connect(server_url, tokio_postgres::NoTls)
+        .await
+        .map_err(failed("connecting".to_owned()))?;
+    tokio::spawn(connection);
+    let quoted = format!("\"{}\"", dbname.replace('"', "\"\""));
+    client
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
+        .await
+        .map_err(failed(format!("dropping database {dbname}")))?;
+    client
+        .batch_execute(&format!("CREATE DATABASE {quoted}"))
+        .await
+        .map_err(failed(format!("creating database {dbname}")))?;
+    info!(database = dbname, "created an empty database");
+    Ok(database_url_with_name(server_url, dbname))
+}
+
+/// `base_url` pointed at database `dbname` instead of the one it names (if any).
+///
+/// Supported forms of `base_url`:
+/// - URLs `postgres://…` and `postgresql://…`, with or without a path and a `?query`:
+///   `postgres://user:pass@host:5432`, `postgres://host/db?sslmode=disable`,
+///   `postgres:///db?host=/run/postgresql`. The path is replaced, the query kept. `dbname` is
+///   percent-encoded.
+/// - Anything else is taken as a key/value connection string (`host=… user=…`) and gets
+///   ` dbname='…'` appended, which overrides an earlier `dbname`.
+pub fn database_url_with_name(base_url: &str, dbname: &str) -> String {
+    let url_scheme = ["postgres://", "postgresql://"]
+        .into_iter()
+        .find(|scheme| base_url.starts_with(scheme));
+    let Some(scheme) = url_scheme else {
+        let quoted = dbname.replace('\\', "\\\\").replace('\'', "\\'");
+        return format!("{base_url} dbname='{quoted}'");
+    };
+    let after_scheme = &base_url[scheme.len()..];
+    let authority_len = after_scheme.find(['/', '?']).unwrap_or(after_scheme.len());
+    let (authority, rest) = after_scheme.split_at(authority_len);
+    let query = rest.find('?').map_or("", |start| &rest[start..]);
+    format!("{scheme}{authority}/{}{query}", percent_encode(dbname))
+}
+
+/// A PostgreSQL server started by [`start_private_postgres`]; stopped (`pg_ctl stop -m fast`) and
+/// its data removed on `Drop`.
+#[derive(Debug)]
+pub struct PrivatePostgres {
+    url: String,
+    port: u16,
+    instance_dir: PathBuf,
+    pg_ctl: PathBuf,
+    run_as: Option<UserIds>,
+}
+
+impl PrivatePostgres {
+    /// URL of its `postgres` database as user `postgres` (trust authentication).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The TCP port it listens on at 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Directory holding its data directory (`data/`) and log (`postgres.log`).
+    pub fn instance_dir(&self) -> &Path {
+        &self.instance_dir
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.instance_dir.join("data")
+    }
+
+    fn log_file(&self) -> PathBuf {
+        self.instance_dir.join("postgres.log")
+    }
+
+    fn stop(&self) {
+        let data_dir = self.data_dir();
+        if !data_dir.join("postmaster.pid").exists() {
+            return;
+        }
+        let mut command = process::Command::new(&self.pg_ctl);
+        command
+            .arg("stop")
+            .arg("-D")
+            .arg(&data_dir)
+            .args([
+                "-m",
+                "fast",
+                "-w",
+                "-t",
+                &POSTGRES_STOP_TIMEOUT_S.to_string(),
+            ])
+            .current_dir(&self.instance_dir)
+            .stdin(Stdio::null());
+        if let Some(ids) = self.run_as {
+            command.uid(ids.uid).gid(ids.gid);
+        }
+        match command.output() {
+            Ok(output) if output.status.success() => {}
+            Ok(output) => warn!(
+                data_dir = %data_dir.display(),
+                status = %output.status,
+                output = %combined_output(&output),
+                "pg_ctl stop failed"
+            ),
+            Err(error) => warn!(data_dir = %data_dir.display(), %error, "cannot run pg_ctl stop"),
+        }
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        self.stop();
+        remove_instance_dir(&self.instance_dir);
+        info!(url = self.url, "stopped private PostgreSQL");
+    }
+}
+
+/// Starts a private PostgreSQL on a free port of 127.0.0.1, whatever `DATABASE_URL` says.
+pub async fn start_private_postgres() -> Result<PrivatePostgres, ServicesError> {
+    let started_at = Instant::now();
+    let bin_dir = find_postgres_bin_dir(&postgres_search_dirs())?;
+    let run_as = if effective_uid()? == 0 {
+        Some(postgres_user_ids()?)
+    } else {
+        None
+    };
+    let port = free_port()?;
+    let instance_dir = instances_root(run_as.is_some())?.join(format!("pg-{port}"));
+    create_instance_dir(&instance_dir)?;
+    if let Some(ids) = run_as {
+        std::os::unix::fs::chown(&instance_dir, Some(ids.uid), Some(ids.gid)).map_err(io_error(
+            format!("handing {} to user postgres", instance_dir.display()),
+        ))?;
+    }
+    // From here on, dropping `postgres` stops the server (if running) and removes the directory.
+    let postgres = PrivatePostgres {
+        url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+        port,
+        instance_dir,
+        pg_ctl: bin_dir.join("pg_ctl"),
+        run_as,
+    };
+    let data_dir = postgres.data_dir();
+
+    let mut initdb = tokio::process::Command::new(bin_dir.join("initdb"));
+    initdb
+        .arg("-D")
+        .arg(&data_dir)
+        // Throwaway data: skipping initdb's fsync saves seconds; the server itself keeps fsync on.
+        .args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        ]);
+    run(initdb, &postgres, None).await?;
+
+    let conf_path = data_dir.join("postgresql.conf");
+    let settings = format!(
+        "\n# ---- ledger-testkit: deploy/postgresql.conf ----\n{POSTGRESQL_CONF}\n\
+         # ---- ledger-testkit: this instance (TCP only, no Unix socket) ----\n\
+         port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = ''\n"
+    );
+    fs::OpenOptions::new()
+        .append(true)
+        .open(&conf_path)
+        .and_then(|mut file| io::Write::write_all(&mut file, settings.as_bytes()))
+        .map_err(io_error(format!(
+            "appending settings to {}",
+            conf_path.display()
+        )))?;
+
+    let mut pg_ctl = tokio::process::Command::new(&postgres.pg_ctl);
+    pg_ctl
+        .arg("start")
+        .arg("-D")
+        .arg(&data_dir)
+        .arg("-l")
+        .arg(postgres.log_file())
+        .args(["-w", "-t", &POSTGRES_STARTUP_TIMEOUT_S.to_string()]);
+    run(pg_ctl, &postgres, Some(&postgres.log_file())).await?;
+
+    info!(
+        url = postgres.url,
+        data_dir = %data_dir.display(),
+        elapsed_ms = started_at.elapsed().as_millis(),
+        "started private PostgreSQL"
+    );
+    Ok(postgres)
+}
+
+/// A nats-server started by [`start_private_nats`]; killed and its data removed on `Drop`.
+#[derive(Debug)]
+pub struct PrivateNats {
+    url: String,
+    port: u16,
+    instance_dir: PathBuf,
+    child: Child,
+}
+
+impl PrivateNats {
+    /// Its URL, `nats://127.0.0.1:<port>`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The TCP port it listens on at 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Directory holding its configuration, log (`nats-server.log`) and JetStream store
+    /// (`jetstream/`).
+    pub fn instance_dir(&self) -> &Path {
+        &self.instance_dir
+    }
+
+    fn log_file(&self) -> PathBuf {
+        self.instance_dir.join("nats-server.log")
+    }
+}
+
+impl Drop for PrivateNats {
+    fn drop(&mut self) {
+        if let Err(error) = self.child.kill() {
+            warn!(%error, pid = self.child.id(), "cannot kill nats-server");
+        }
+        if let Err(error) = self.child.wait() {
+            warn!(%error, pid = self.child.id(), "cannot wait for nats-server");
+        }
+        remove_instance_dir(&self.instance_dir);
+        info!(url = self.url, "stopped private nats-server");
+    }
+}
+
+/// Starts a private nats-server with JetStream on a free port of 127.0.0.1, whatever `NATS_URL`
+/// says.
+pub async fn start_private_nats() -> Result<PrivateNats, ServicesError> {
+    let started_at = Instant::now();
+    let nats_server = find_nats_server(&nats_search_dirs())?;
+    let port = free_port()?;
+    let instance_dir = instances_root(false)?.join(format!("nats-{port}"));
+    create_instance_dir(&instance_dir)?;
+    let conf_path = instance_dir.join("nats-server.conf");
+    fs::write(&conf_path, NATS_SERVER_CONF)
+        .map_err(io_error(format!("writing {}", conf_path.display())))?;
+    let log_path = instance_dir.join("nats-server.log");
+    let log = File::create(&log_path)
+        .and_then(|log| Ok((log.try_clone()?, log)))
+        .map_err(io_error(format!("creating {}", log_path.display())));
+    let (stdout_log, stderr_log) = match log {
+        Ok(logs) => logs,
+        Err(error) => {
+            remove_instance_dir(&instance_dir);
+            return Err(error);
+        }
+    };
+    let child = process::Command::new(&nats_server)
+        .arg("-c")
+        .arg(&conf_path)
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(&instance_dir)
+        .stdin(Stdio::null())
+        .stdout(stdout_log)
+        .stderr(stderr_log)
+        .spawn();
+    let child = match child {
+        Ok(child) => child,
+        Err(error) => {
+            remove_instance_dir(&instance_dir);
+            return Err(io_error(format!("starting {}", nats_server.display()))(
+                error,
+            ));
+        }
+    };
+    // From here on, dropping `nats` kills the server and removes the directory.
+    let mut nats = PrivateNats {
+        url: format!("nats://127.0.0.1:{port}"),
+        port,
+        instance_dir,
+        child,
+    };
+
+    let deadline = Instant::now() + Duration::from_millis(NATS_STARTUP_TIMEOUT_MS);
+    loop {
+        let exited = nats
+            .child
+            .try_wait()
+            .map_err(io_error("waiting for nats-server".into()))?;
+        if let Some(status) = exited {
+            let log = nats.log_file();
+            return Err(ServicesError::NatsExited {
+                status,
+                log_tail: log_tail(&log),
+                log: log.display().to_string(),
+            });
+        }
+        if port_answers(port).await {
+            break;
+        }
+        if Instant::now() >= deadline {
+            let log = nats.log_file();
+            return Err(ServicesError::NatsStartupTimeout {
+                port,
+                timeout_ms: NATS_STARTUP_TIMEOUT_MS,
+                log_tail: log_tail(&log),
+                log: log.display().to_string(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(NATS_STARTUP_POLL_MS)).await;
+    }
+    info!(
+        url = nats.url,
+        data_dir = %nats.instance_dir.display(),
+        elapsed_ms = started_at.elapsed().as_millis(),
+        "started private nats-server"
+    );
+    Ok(nats)
+}
+
+/// The first of `search_dirs` holding `initdb`, `pg_ctl` and `postgres`.
+///
+/// [`start_private_postgres`] searches `PATH`, then `/usr/lib/postgresql/*/bin` from the highest
+/// version down.
+pub fn find_postgres_bin_dir(search_dirs: &[PathBuf]) -> Result<PathBuf, ServicesError> {
+    search_dirs
+        .iter()
+        .find(|dir| {
+            POSTGRES_BINARIES
+                .iter()
+                .all(|name| is_executable(&dir.join(name)))
+        })
+        .cloned()
+        .ok_or(ServicesError::PostgresNotInstalled)
+}
+
+/// `nats-server` in the first of `search_dirs` that has it.
+///
+/// [`start_private_nats`] searches `PATH`, then `/usr/sbin` and `/usr/local/bin`.
+pub fn find_nats_server(search_dirs: &[PathBuf]) -> Result<PathBuf, ServicesError> {
+    search_dirs
+        .iter()
+        .map(|dir| dir.join("nats-server"))
+        .find(|path| is_executable(path))
+        .ok_or(ServicesError::NatsNotInstalled)
+}
+
+fn postgres_search_dirs() -> Vec<PathBuf> {
+    let mut versioned: Vec<(Vec<u32>, PathBuf)> = fs::read_dir(DEBIAN_POSTGRES_LIB_DIR)
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let version = entry
+                .file_name()
+                .to_str()?
+                .split('.')
+                .map(|part| part.parse().ok())
+                .collect::<Option<Vec<u32>>>()?;
+            Some((version, entry.path().join("bin")))
+        })
+        .collect();
+    versioned.sort_by(|(left, _), (right, _)| right.cmp(left));
+    path_dirs()
+        .chain(versioned.into_iter().map(|(_, dir)| dir))
+        .collect()
+}
+
+fn nats_search_dirs() -> Vec<PathBuf> {
+    path_dirs()
+        .chain(NATS_SERVER_DIRS.into_iter().map(PathBuf::from))
+        .collect()
+}
+
+fn path_dirs() -> impl Iterator<Item = PathBuf> {
+    env::var_os("PATH")
+        .map(|path| env::split_paths(&path).collect::<Vec<_>>())
+        .into_iter()
+        .flatten()
+}
+
+fn is_executable(path: &Path) -> bool {
+    fs::metadata(path).is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+}
+
+fn env_url(name: &str) -> Option<String> {
+    env::var(name).ok().filter(|url| !url.is_empty())
+}
+
+async fn port_answers(port: u16) -> bool {
+    let connect = tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port));
+    matches!(
+        tokio::time::timeout(Duration::from_millis(PROBE_TIMEOUT_MS), connect).await,
+        Ok(Ok(_))
+    )
+}
+
+/// A port that was free a moment ago (the listener is dropped before the server binds it).
+fn free_port() -> Result<u16, ServicesError> {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .map_err(io_error("finding a free port on 127.0.0.1".into()))
+}
+
+/// User and group ids to run PostgreSQL as.
+#[derive(Debug, Clone, Copy)]
+struct UserIds {
+    uid: u32,
+    gid: u32,
+}
+
+fn effective_uid() -> Result<u32, ServicesError> {
+    id_output(&["-u"])?.ok_or_else(|| ServicesError::Io {
+        action: "running `id -u`".into(),
+        source: io::Error::other("no numeric user id in its output"),
+    })
+}
+
+fn postgres_user_ids() -> Result<UserIds, ServicesError> {
+    let uid = id_output(&["-u", POSTGRES_SYSTEM_USER])?;
+    let gid = id_output(&["-g", POSTGRES_SYSTEM_USER])?;
+    match (uid, gid) {
+        (Some(uid), Some(gid)) => Ok(UserIds { uid, gid }),
+        _ => Err(ServicesError::NoPostgresUser),
+    }
+}
+
+/// The number `id <args>` prints, or `None` if it fails (e.g. no such user).
+fn id_output(args: &[&str]) -> Result<Option<u32>, ServicesError> {
+    let output = process::Command::new("id")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(io_error(format!("running `id {}`", args.join(" "))))?;
+    if !output.status.success() {
+        return Ok(None);
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().parse().ok())
+}
+
+/// The directory holding private instances: `<target dir>/ledger-services`, or
+/// `<temp dir>/ledger-services` if another user must reach it and some directory above the
+/// target directory is not traversable by others.
+fn instances_root(for_other_user: bool) -> Result<PathBuf, ServicesError> {
+    let preferred = target_dir().join(INSTANCES_DIR_NAME);
+    create_traversable_dir(&preferred)?;
+    if !for_other_user || all_traversable(&preferred) {
+        return Ok(preferred);
+    }
+    let fallback = env::temp_dir().join(INSTANCES_DIR_NAME);
+    create_traversable_dir(&fallback)?;
+    info!(
+        preferred = %preferred.display(),
+        fallback = %fallback.display(),
+        "the postgres user cannot reach the target directory; using the temp directory"
+    );
+    Ok(fallback)
+}
+
+/// The workspace's target directory: `CARGO_TARGET_DIR`, else `target/` next to the nearest
+/// `Cargo.lock` above the current directory, else the temp directory.
+fn target_dir() -> PathBuf {
+    let current_dir = env::current_dir().unwrap_or_else(|_| env::temp_dir());
+    if let Some(dir) = env::var_os("CARGO_TARGET_DIR").filter(|dir| !dir.is_empty()) {
+        return current_dir.join(dir);
+    }
+    current_dir
+        .ancestors()
+        .find(|dir| dir.join("Cargo.lock").is_file())
+        .map_or_else(env::temp_dir, |workspace| workspace.join("target"))
+}
+
+fn create_traversable_dir(dir: &Path) -> Result<(), ServicesError> {
+    fs::create_dir_all(dir)
+        .and_then(|()| fs::set_permissions(dir, fs::Permissions::from_mode(0o755)))
+        .map_err(io_error(format!("creating {}", dir.display())))
+}
+
+/// Whether `dir` and every directory above it can be traversed by any user.
+fn all_traversable(dir: &Path) -> bool {
+    dir.ancestors()
+        .all(|dir| fs::metadata(dir).is_ok_and(|meta| meta.permissions().mode() & 0o001 != 0))
+}
+
+/// Creates `instance_dir` empty. A leftover from a crashed run on the same port is removed: the
+/// port was free, so nothing uses it.
+fn create_instance_dir(instance_dir: &Path) -> Result<(), ServicesError> {
+    if instance_dir.exists() {
+        fs::remove_dir_all(instance_dir).map_err(io_error(format!(
+            "removing stale {}",
+            instance_dir.display()
+        )))?;
+    }
+    fs::create_dir(instance_dir).map_err(io_error(format!("creating {}", instance_dir.display())))
+}
+
+fn remove_instance_dir(instance_dir: &Path) {
+    if let Err(error) = fs::remove_dir_all(instance_dir) {
+        warn!(dir = %instance_dir.display(), %error, "cannot remove private server data");
+    }
+}
+
+/// Runs a PostgreSQL helper in the instance directory, as the instance's user; on failure the
+/// error quotes its output and the tail of `log`.
+async fn run(
+    mut command: tokio::process::Command,
+    postgres: &PrivatePostgres,
+    log: Option<&Path>,
+) -> Result<(), ServicesError> {
+    command
+        .current_dir(&postgres.instance_dir)
+        .stdin(Stdio::null());
+    if let Some(ids) = postgres.run_as {
+        command.uid(ids.uid).gid(ids.gid);
+    }
+    let command_line = {
+        let std_command = command.as_std();
+        let mut line = std_command.get_program().to_string_lossy().into_owned();
+        for arg in std_command.get_args() {
+            line.push(' ');
+            line.push_str(&arg.to_string_lossy());
+        }
+        line
+    };
+    let output = command
+        .output()
+        .await
+        .map_err(io_error(format!("running `{command_line}`")))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let mut text = combined_output(&output);
+    if let Some(log) = log {
+        text.push_str(&format!(
+            "\nlast lines of {}:\n{}",
+            log.display(),
+            log_tail(log)
+        ));
+    }
+    Err(ServicesError::CommandFailed {
+        command: command_line,
+        status: output.status,
+        output: text,
+    })
+}
+
+fn combined_output(output: &process::Output) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    format!("{stdout}{stderr}").trim_end().to_owned()
+}
+
+/// The last [`LOG_TAIL_LINES_MAX`] lines of `log`, or why it could not be read.
+fn log_tail(log: &Path) -> String {
+    match fs::read_to_string(log) {
+        Ok(text) => {
+            let lines: Vec<&str> = text.lines().collect();
+            lines[lines.len().saturating_sub(LOG_TAIL_LINES_MAX)..].join("\n")
+        }
+        Err(error) => format!("(cannot read the log: {error})"),
+    }
+}
+
+fn io_error(action: String) -> impl FnOnce(io::Error) -> ServicesError {
+    move |source| ServicesError::Io { action, source }
+}
+
+/// `text` with everything but URL-unreserved characters percent-encoded.
+fn percent_encode(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
