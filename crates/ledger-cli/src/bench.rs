@@ -9,7 +9,7 @@ use ledger_store::{AppendRequest, ExpectedVersion, NewEvent, Store};
 use prost::Message;
 use time::OffsetDateTime;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use crate::envelope::SCHEMA_VERSION;
@@ -206,31 +206,6 @@ fn bench_request(n: u64, streams: &[Uuid]) -> AppendRequest {
     }
 }
 
-const RAW_COLUMNS: &str = "global_position, event_id, stream_id, stream_version, event_type, \
-     account_id, payment_provider_type, status, issuer, occurred_at, recorded_at, \
-     idempotency_key, correlation_id, causation_id, schema_version, payload, prev_hash, hash";
-
-const RAW_TYPES: [Type; 18] = [
-    Type::INT8,
-    Type::UUID,
-    Type::UUID,
-    Type::INT8,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TIMESTAMPTZ,
-    Type::TIMESTAMPTZ,
-    Type::TEXT,
-    Type::UUID,
-    Type::UUID,
-    Type::INT2,
-    Type::BYTEA,
-    Type::BYTEA,
-    Type::BYTEA,
-];
-
 /// One event as a plain row of the raw baseline table.
 struct RawRow {
     global_position: i64,
@@ -313,12 +288,14 @@ async fn raw_append(
     batches: Vec<Vec<RawRow>>,
     single_rows: bool,
 ) -> anyhow::Result<()> {
+    // The table was created LIKE the event table: its columns, in order, are the event's.
     let insert = client
-        .prepare(&format!(
-            "INSERT INTO raw_events ({RAW_COLUMNS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
-        ))
+        .prepare(
+            "INSERT INTO raw_events VALUES \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+        )
         .await?;
+    let column_types = insert.params().to_vec();
     for batch in batches {
         if single_rows {
             for row in &batch {
@@ -328,11 +305,9 @@ async fn raw_append(
         }
         let transaction = client.transaction().await?;
         let sink = transaction
-            .copy_in(&format!(
-                "COPY raw_events ({RAW_COLUMNS}) FROM STDIN (FORMAT binary)"
-            ))
+            .copy_in("COPY raw_events FROM STDIN (FORMAT binary)")
             .await?;
-        let writer = BinaryCopyInWriter::new(sink, &RAW_TYPES);
+        let writer = BinaryCopyInWriter::new(sink, &column_types);
         pin_mut!(writer);
         for row in &batch {
             writer.as_mut().write(&row.parameters()).await?;
@@ -347,7 +322,7 @@ async fn raw_append(
 async fn raw_copy_out(client: &tokio_postgres::Client, limit: u64) -> anyhow::Result<u64> {
     let stream = client
         .copy_out(&format!(
-            "COPY (SELECT {RAW_COLUMNS} FROM customer_payment_events ORDER BY global_position \
+            "COPY (SELECT * FROM customer_payment_events ORDER BY global_position \
              LIMIT {limit}) TO STDOUT"
         ))
         .await?;

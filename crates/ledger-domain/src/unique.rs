@@ -50,6 +50,16 @@ impl UniqueKeyChanges {
         }
     }
 
+    /// Claims a provider account, if the event names a valid one.
+    fn claim_account(&mut self, account: Option<&proto::ProviderAccount>) {
+        if let Some(account) = account.and_then(provider_account_from_proto) {
+            self.claim(UniqueKey::ProviderAccount(
+                account.provider,
+                account.account_id,
+            ));
+        }
+    }
+
     fn release(&mut self, key: UniqueKey) {
         if let Some(index) = self.claims.iter().position(|claimed| *claimed == key) {
             self.claims.remove(index);
@@ -79,16 +89,7 @@ pub fn unique_key_changes(before: &Customer, events: &[Event]) -> UniqueKeyChang
         match event {
             proto::event::Kind::CustomerRegistered(registered) => {
                 changes.claim(UniqueKey::email(&registered.email));
-                if let Some(account) = registered
-                    .provider_account
-                    .as_ref()
-                    .and_then(provider_account_from_proto)
-                {
-                    changes.claim(UniqueKey::ProviderAccount(
-                        account.provider,
-                        account.account_id,
-                    ));
-                }
+                changes.claim_account(registered.provider_account.as_ref());
             }
             proto::event::Kind::CustomerProfileUpdated(updated) => {
                 if let Some(email) = &updated.email {
@@ -102,16 +103,7 @@ pub fn unique_key_changes(before: &Customer, events: &[Event]) -> UniqueKeyChang
                 }
             }
             proto::event::Kind::ProviderAccountLinked(linked) => {
-                if let Some(account) = linked
-                    .provider_account
-                    .as_ref()
-                    .and_then(provider_account_from_proto)
-                {
-                    changes.claim(UniqueKey::ProviderAccount(
-                        account.provider,
-                        account.account_id,
-                    ));
-                }
+                changes.claim_account(linked.provider_account.as_ref());
             }
             _ => {}
         }

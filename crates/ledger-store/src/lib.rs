@@ -73,13 +73,21 @@ impl Store {
     /// Connects a pool to the database at `database_url`
     /// (`postgres://user@host:port/dbname`). Connections are opened lazily.
     pub fn connect(database_url: &str) -> Result<Store, StoreError> {
-        let config: tokio_postgres::Config =
+        let mut config: tokio_postgres::Config =
             database_url
                 .parse()
                 .map_err(|source| StoreError::InvalidUrl {
                     url: database_url.to_owned(),
                     source,
                 })?;
+        // Statements are prepared once per connection, often while the table is still small.
+        // A generic plan cached then (a sequential scan of an empty table) would stay in use
+        // as the table grows to millions of rows: plan every execution with the current size.
+        let options = match config.get_options() {
+            Some(options) => format!("{options} -c plan_cache_mode=force_custom_plan"),
+            None => "-c plan_cache_mode=force_custom_plan".to_owned(),
+        };
+        config.options(options);
         let manager = Manager::from_config(
             config.clone(),
             NoTls,

@@ -93,19 +93,8 @@ impl Store {
         idempotency_key: &str,
     ) -> Result<Option<Vec<RecordedEvent>>, StoreError> {
         let client = self.connection().await?;
-        let statement = client
-            .prepare_cached(&format!(
-                "SELECT {EVENT_COLUMNS} FROM customer_payment_events \
-                 WHERE idempotency_key = $1 ORDER BY global_position"
-            ))
-            .await?;
-        let rows = client.query(&statement, &[&idempotency_key]).await?;
-        if rows.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(
-            rows.iter().map(event_from_row).collect::<Result<_, _>>()?,
-        ))
+        let events = events_with_idempotency_key(&**client, idempotency_key).await?;
+        Ok((!events.is_empty()).then_some(events))
     }
 
     /// The customer (stream) that owns an email or provider account.
@@ -188,19 +177,18 @@ impl ReadAll<'_> {
     }
 }
 
-/// The events at positions `first..=last`.
-pub(crate) async fn events_between(
+/// The events appended for `idempotency_key`, in order (none if it was never used).
+pub(crate) async fn events_with_idempotency_key(
     client: &impl GenericClient,
-    first: u64,
-    last: u64,
+    idempotency_key: &str,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
     let rows = client
         .query(
             &format!(
                 "SELECT {EVENT_COLUMNS} FROM customer_payment_events \
-                 WHERE global_position BETWEEN $1 AND $2 ORDER BY global_position"
+                 WHERE idempotency_key = $1 ORDER BY global_position"
             ),
-            &[&position_to_sql(first)?, &position_to_sql(last)?],
+            &[&idempotency_key],
         )
         .await?;
     rows.iter().map(event_from_row).collect()

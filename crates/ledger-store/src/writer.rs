@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::time::Instant;
 
 use futures_util::pin_mut;
 use time::OffsetDateTime;
@@ -84,11 +85,12 @@ impl Statements {
                      ORDER BY global_position DESC LIMIT 1",
                 )
                 .await?,
+            // One index probe per key: a plan that cannot turn into a sequential scan when the
+            // statistics of a fast-growing table lag behind.
             stored_keys: client
                 .prepare(
-                    "SELECT idempotency_key, min(global_position), max(global_position) \
-                     FROM customer_payment_events WHERE idempotency_key = ANY($1) \
-                     GROUP BY idempotency_key",
+                    "SELECT k.key FROM unnest($1::text[]) AS k(key) WHERE (SELECT true \
+                     FROM customer_payment_events e WHERE e.idempotency_key = k.key LIMIT 1)",
                 )
                 .await?,
             // One backward index probe per stream, however long the stream is.
@@ -206,11 +208,22 @@ impl Writer {
         // Until the commit is confirmed the head is unknown.
         *head = None;
         let recorded_at = truncate_to_micros(OffsetDateTime::now_utc());
+        let started = Instant::now();
+        let requests = batch.len();
         let transaction = client.transaction().await?;
         let (outcomes, new_head) =
             append_in(&transaction, statements, current_head, recorded_at, batch).await?;
+        let written = Instant::now();
         transaction.commit().await?;
         *head = Some(new_head);
+        tracing::debug!(
+            requests,
+            events = new_head.global_position - current_head.global_position,
+            global_position = new_head.global_position,
+            write_us = (written - started).as_micros(),
+            commit_us = written.elapsed().as_micros(),
+            "appended batch"
+        );
         Ok(outcomes)
     }
 }
@@ -239,11 +252,8 @@ enum Planned {
     Rejected(AppendRejection),
     /// Appended by this batch.
     Appended(Vec<RecordedEvent>),
-    /// Repeated key, first appended by an earlier batch at these positions.
-    StoredDuplicate {
-        first: u64,
-        last: u64,
-    },
+    /// Repeated key, first appended by an earlier batch.
+    StoredDuplicate,
     /// Repeated key, first appended by an earlier request of this batch.
     BatchDuplicate {
         request_index: usize,
@@ -252,7 +262,7 @@ enum Planned {
 
 /// What the database said about the batch's keys and streams before planning.
 struct Lookups {
-    stored_keys: HashMap<String, (u64, u64)>,
+    stored_keys: HashSet<String>,
     versions: HashMap<Uuid, u64>,
     key_owners: HashMap<String, Uuid>,
 }
@@ -291,14 +301,12 @@ async fn look_up(
         key_owners,
     )?;
     let mut lookups = Lookups {
-        stored_keys: HashMap::with_capacity(stored_keys.len()),
+        stored_keys: HashSet::with_capacity(stored_keys.len()),
         versions: HashMap::with_capacity(versions.len()),
         key_owners: HashMap::with_capacity(key_owners.len()),
     };
     for row in stored_keys {
-        let first = read::position_from_sql(row.try_get(1)?)?;
-        let last = read::position_from_sql(row.try_get(2)?)?;
-        lookups.stored_keys.insert(row.try_get(0)?, (first, last));
+        lookups.stored_keys.insert(row.try_get(0)?);
     }
     for row in versions {
         if let Some(version) = row.try_get::<_, Option<i64>>(1)? {
@@ -319,11 +327,13 @@ async fn append_in(
     recorded_at: OffsetDateTime,
     batch: Vec<AppendRequest>,
 ) -> Result<(Vec<Result<Committed, AppendRejection>>, Head), StoreError> {
+    let started = Instant::now();
     let Lookups {
         stored_keys,
         mut versions,
         key_owners: initial_owners,
     } = look_up(transaction, statements, &batch).await?;
+    let looked_up = Instant::now();
     // Owners changed by this batch so far (`None`: released).
     let mut owners: HashMap<String, Option<Uuid>> = HashMap::new();
     let owner_of = |owners: &HashMap<String, Option<Uuid>>, key: &str| match owners.get(key) {
@@ -334,8 +344,8 @@ async fn append_in(
     let mut plans = Vec::with_capacity(batch.len());
     let mut hash_buffer = Vec::new();
     for (request_index, request) in batch.iter().enumerate() {
-        if let Some(&(first, last)) = stored_keys.get(&request.idempotency_key) {
-            plans.push(Planned::StoredDuplicate { first, last });
+        if stored_keys.contains(&request.idempotency_key) {
+            plans.push(Planned::StoredDuplicate);
             continue;
         }
         if let Some(&first_index) = batch_keys.get(request.idempotency_key.as_str()) {
@@ -415,7 +425,14 @@ async fn append_in(
             _ => &[],
         })
         .collect();
+    let planned = Instant::now();
     write_events(transaction, statements, &appended).await?;
+    tracing::trace!(
+        look_up_us = (looked_up - started).as_micros(),
+        plan_us = (planned - looked_up).as_micros(),
+        copy_us = planned.elapsed().as_micros(),
+        "planned and copied"
+    );
     write_unique_keys(
         transaction,
         statements,
@@ -426,15 +443,16 @@ async fn append_in(
     .await?;
 
     let mut outcomes: Vec<Result<Committed, AppendRejection>> = Vec::with_capacity(plans.len());
-    for plan in plans {
+    for (request, plan) in batch.iter().zip(plans) {
         let outcome = match plan {
             Planned::Rejected(rejection) => Err(rejection),
             Planned::Appended(events) => Ok(Committed {
                 events,
                 duplicate: false,
             }),
-            Planned::StoredDuplicate { first, last } => Ok(Committed {
-                events: read::events_between(transaction, first, last).await?,
+            Planned::StoredDuplicate => Ok(Committed {
+                events: read::events_with_idempotency_key(transaction, &request.idempotency_key)
+                    .await?,
                 duplicate: true,
             }),
             Planned::BatchDuplicate { request_index } => match &outcomes[request_index] {
