@@ -165,7 +165,7 @@ async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
          transaction; COPY TO STDOUT of the same rows"
     );
     drop(writer);
-    drop(services);
+    ledger_testkit::services::drop_database(services.database_url(), BENCH_DATABASE).await?;
     Ok(())
 }
 

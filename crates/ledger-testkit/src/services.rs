@@ -209,28 +209,56 @@ pub async fn ensure() -> Result<Services, ServicesError> {
 /// Drops database `dbname` on the server at `server_url` if it exists (closing its
 /// connections) and creates it empty; returns its URL. For the demo and benchmark databases.
 pub async fn recreate_database(server_url: &str, dbname: &str) -> Result<String, ServicesError> {
-    let failed = |action: String| {
-        move |source| ServicesError::Database {
-            url: server_url.to_owned(),
-            action,
-            source,
-        }
-    };
-    let (client, connection) = tokio_postgres::connect(server_url, tokio_postgres::NoTls)
-        .await
-        .map_err(failed("connecting".to_owned()))?;
-    tokio::spawn(connection);
-    let quoted = format!("\"{}\"", dbname.replace('"', "\"\""));
+    let client = admin_connection(server_url).await?;
+    drop_database_with(&client, server_url, dbname).await?;
     client
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
+        .batch_execute(&format!("CREATE DATABASE {}", quote_identifier(dbname)))
         .await
-        .map_err(failed(format!("dropping database {dbname}")))?;
-    client
-        .batch_execute(&format!("CREATE DATABASE {quoted}"))
-        .await
-        .map_err(failed(format!("creating database {dbname}")))?;
+        .map_err(|source| {
+            database_error(server_url, format!("creating database {dbname}"), source)
+        })?;
     info!(database = dbname, "created an empty database");
     Ok(database_url_with_name(server_url, dbname))
+}
+
+/// Drops database `dbname` on the server at `server_url` if it exists, closing its connections.
+pub async fn drop_database(server_url: &str, dbname: &str) -> Result<(), ServicesError> {
+    let client = admin_connection(server_url).await?;
+    drop_database_with(&client, server_url, dbname).await
+}
+
+async fn admin_connection(server_url: &str) -> Result<tokio_postgres::Client, ServicesError> {
+    let (client, connection) = tokio_postgres::connect(server_url, tokio_postgres::NoTls)
+        .await
+        .map_err(|source| database_error(server_url, "connecting".to_owned(), source))?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+async fn drop_database_with(
+    client: &tokio_postgres::Client,
+    server_url: &str,
+    dbname: &str,
+) -> Result<(), ServicesError> {
+    client
+        .batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            quote_identifier(dbname)
+        ))
+        .await
+        .map_err(|source| database_error(server_url, format!("dropping database {dbname}"), source))
+}
+
+fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn database_error(url: &str, action: String, source: tokio_postgres::Error) -> ServicesError {
+    ServicesError::Database {
+        url: url.to_owned(),
+        action,
+        source,
+    }
 }
 
 /// `base_url` pointed at database `dbname` instead of the one it names (if any).
