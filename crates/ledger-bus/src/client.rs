@@ -1,0 +1,123 @@
+use std::time::Duration;
+
+use async_nats::{HeaderMap, RequestErrorKind};
+use ledger_domain::proto;
+
+use crate::codec::{CodecError, Encoding, decode_reply, encode_command};
+use crate::{BusConfig, CONTENT_TYPE_HEADER};
+
+/// How long one attempt waits for the writer's reply.
+const REQUEST_TIMEOUT_MS: u64 = 5_000;
+/// Attempts per command; every retry resends the same command, idempotency key included.
+const SEND_ATTEMPTS_MAX: u32 = 4;
+/// Pause before retry n is n times this.
+const RETRY_BACKOFF_MS: u64 = 250;
+
+/// Why a command got no acceptance.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The writer answered with a rejection; `kind` says what to do.
+    #[error("rejected ({}): {}", .0.code, .0.message)]
+    Rejected(proto::Rejected),
+    /// No writer answered within the attempts (timeouts or no writer subscribed). Retrying later
+    /// with the same command is safe.
+    #[error("no answer from the writer after {attempts} attempts: {last_error}; is `ledger run writer` running?")]
+    Unavailable { attempts: u32, last_error: String },
+    /// The command has no body.
+    #[error("the command has no body: set one of its kinds")]
+    MissingCommand,
+    #[error("cannot decode the writer's reply: {0}")]
+    Codec(#[from] CodecError),
+}
+
+impl SendError {
+    /// The rejection's kind, if the writer rejected the command.
+    pub fn rejection_kind(&self) -> Option<proto::RejectionKind> {
+        match self {
+            SendError::Rejected(rejected) => Some(rejected.kind()),
+            _ => None,
+        }
+    }
+}
+
+/// Sends commands to the writer over NATS request/reply, retrying on timeout with the same
+/// idempotency key, and returns the typed answer.
+#[derive(Debug, Clone)]
+pub struct Client {
+    nats: async_nats::Client,
+    config: BusConfig,
+    encoding: Encoding,
+    request_timeout: Duration,
+}
+
+impl Client {
+    pub fn new(nats: async_nats::Client, config: BusConfig) -> Client {
+        Client {
+            nats,
+            config,
+            encoding: Encoding::Protobuf,
+            request_timeout: Duration::from_millis(REQUEST_TIMEOUT_MS),
+        }
+    }
+
+    /// Sends commands as proto3 JSON instead of protobuf.
+    pub fn with_encoding(mut self, encoding: Encoding) -> Client {
+        self.encoding = encoding;
+        self
+    }
+
+    pub fn with_request_timeout(mut self, request_timeout: Duration) -> Client {
+        self.request_timeout = request_timeout;
+        self
+    }
+
+    /// Sends `command` and waits for the writer's answer: the appended events (or, for a
+    /// repeated idempotency key, the ones first appended), or a typed rejection.
+    pub async fn send(&self, command: &proto::Command) -> Result<proto::Accepted, SendError> {
+        let kind = command.kind.as_ref().ok_or(SendError::MissingCommand)?;
+        let subject = self.config.command_subject(ledger_domain::command_name(kind));
+        let body = encode_command(self.encoding, command);
+        let mut last_error = String::new();
+        let mut attempts = 0;
+        for attempt in 1..=SEND_ATTEMPTS_MAX {
+            attempts = attempt;
+            let mut headers = HeaderMap::new();
+            headers.insert(CONTENT_TYPE_HEADER, self.encoding.content_type());
+            let request = async_nats::Request::new()
+                .payload(body.clone())
+                .headers(headers)
+                .timeout(Some(self.request_timeout));
+            match self.nats.send_request(subject.clone(), request).await {
+                Ok(message) => {
+                    let reply = decode_reply(self.encoding, &message.payload)?;
+                    return match reply.result {
+                        Some(proto::command_reply::Result::Accepted(accepted)) => Ok(accepted),
+                        Some(proto::command_reply::Result::Rejected(rejected)) => {
+                            Err(SendError::Rejected(rejected))
+                        }
+                        None => Err(SendError::Codec(CodecError::EmptyReply)),
+                    };
+                }
+                Err(error) => {
+                    let retryable = matches!(
+                        error.kind(),
+                        RequestErrorKind::TimedOut | RequestErrorKind::NoResponders
+                    );
+                    last_error = error.to_string();
+                    if !retryable {
+                        break;
+                    }
+                    tracing::debug!(attempt, %error, subject, "command not answered; retrying");
+                    tokio::time::sleep(Duration::from_millis(
+                        RETRY_BACKOFF_MS * u64::from(attempt),
+                    ))
+                    .await;
+                }
+            }
+        }
+        Err(SendError::Unavailable {
+            attempts,
+            last_error,
+        })
+    }
+}

@@ -1,0 +1,30 @@
+//! The ledger on NATS: subject names, the JetStream event stream, the codecs of commands,
+//! replies and published events, and the typed [`Client`] internal services use to send
+//! commands.
+//!
+//! Subjects (all under a configurable prefix, `ledger` in production, a unique one per test):
+//! - `<prefix>.cmd.<command>`: command requests (request/reply), e.g. `ledger.cmd.refund_payment`;
+//! - `<prefix>.events.<event_type>`: appended events, captured by the JetStream stream;
+//! - `<prefix>.projections.<name>`: projection progress.
+//!
+//! Commands and replies are protobuf (`application/x-protobuf`, the default) or the proto3 JSON
+//! mapping (`application/json`), chosen by the request's `Content-Type` header; the reply uses
+//! the request's encoding. This crate knows nothing about PostgreSQL beyond the store's event
+//! type, and nothing about HTTP.
+
+mod client;
+mod codec;
+mod config;
+
+pub use client::{Client, SendError};
+pub use codec::{
+    CONTENT_TYPE_JSON, CONTENT_TYPE_PROTOBUF, CodecError, Encoding, decode_command,
+    decode_recorded_event, decode_reply, encode_command, encode_recorded_event, encode_reply,
+};
+pub use config::{BusConfig, ensure_event_stream};
+
+/// Largest command body the writer accepts; larger ones are rejected as too large.
+pub const COMMAND_BYTES_MAX: usize = 64 * 1024;
+
+/// The NATS header naming the encoding of a command or reply.
+pub const CONTENT_TYPE_HEADER: &str = "Content-Type";
