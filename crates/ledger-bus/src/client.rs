@@ -21,7 +21,9 @@ pub enum SendError {
     Rejected(proto::Rejected),
     /// No writer answered within the attempts (timeouts or no writer subscribed). Retrying later
     /// with the same command is safe.
-    #[error("no answer from the writer after {attempts} attempts: {last_error}; is `ledger run writer` running?")]
+    #[error(
+        "no answer from the writer after {attempts} attempts: {last_error}; is `ledger run writer` running?"
+    )]
     Unavailable { attempts: u32, last_error: String },
     /// The command has no body.
     #[error("the command has no body: set one of its kinds")]
@@ -75,7 +77,9 @@ impl Client {
     /// repeated idempotency key, the ones first appended), or a typed rejection.
     pub async fn send(&self, command: &proto::Command) -> Result<proto::Accepted, SendError> {
         let kind = command.kind.as_ref().ok_or(SendError::MissingCommand)?;
-        let subject = self.config.command_subject(ledger_domain::command_name(kind));
+        let subject = self
+            .config
+            .command_subject(ledger_domain::command_name(kind));
         let body = encode_command(self.encoding, command);
         let mut last_error = String::new();
         let mut attempts = 0;

@@ -46,7 +46,9 @@ impl Encoding {
 /// A body that could not be decoded. Nothing was appended.
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
-    #[error("unsupported Content-Type {content_type:?}: send application/x-protobuf or application/json")]
+    #[error(
+        "unsupported Content-Type {content_type:?}: send application/x-protobuf or application/json"
+    )]
     UnsupportedContentType { content_type: String },
     #[error("malformed protobuf: {0}")]
     Protobuf(#[from] prost::DecodeError),

@@ -12,8 +12,8 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
-use crate::envelope::SCHEMA_VERSION;
 use crate::progress;
+use ledger_writer::SCHEMA_VERSION;
 
 const BENCH_DATABASE: &str = "ledger_bench";
 /// Distinct customers the generated events are spread over.

@@ -11,11 +11,11 @@ use std::collections::BTreeMap;
 use anyhow::Context;
 use ledger_domain::proto::{self, command::Kind};
 use ledger_domain::{Customer, SubscriptionStatus, decide, evolve};
-use ledger_store::{AppendRequest, Store};
+use ledger_store::{AppendRequest, ExpectedVersion, Store};
 use time::macros::datetime;
 use uuid::Uuid;
 
-use crate::{audit, envelope, progress};
+use crate::{audit, progress};
 
 const SECONDS_PER_DAY: i64 = 86_400;
 const DAYS_PER_MONTH: i64 = 30;
@@ -63,11 +63,12 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 let events = decide(&customer.state, &command).with_context(|| {
                     format!("the demo generated a rejected command {command:?}")
                 })?;
-                let request = envelope::append_request(
+                let request = ledger_writer::append_request(
                     customer.id,
                     &command,
                     &customer.state,
                     events.clone(),
+                    ExpectedVersion::Exact(customer.state.version),
                 )?;
                 customer.state = events.iter().fold(customer.state.clone(), evolve);
                 requests.push(request);

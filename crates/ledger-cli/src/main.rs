@@ -7,7 +7,6 @@
 mod audit;
 mod bench;
 mod demo;
-mod envelope;
 mod progress;
 
 use std::process::ExitCode;

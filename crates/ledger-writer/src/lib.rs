@@ -1,1 +1,141 @@
-//! placeholder
+//! The command service (`ledger run writer`): the only process that appends events.
+//!
+//! 1. **Standby until leader.** [`run`] first waits for the store's writer lock (a PostgreSQL
+//!    advisory lock); a second instance waits there and takes over within seconds when the
+//!    first dies.
+//! 2. **Recovery.** It compares the JetStream stream's last sequence with the table's last
+//!    position and republishes the missing tail; if the stream is ahead of the table it refuses
+//!    to start.
+//! 3. **Intake.** Only then does it subscribe to `<prefix>.cmd.>`. Each request is decoded
+//!    (protobuf or JSON by `Content-Type`) and queued in a bounded queue; malformed, oversized
+//!    or mismatched requests are answered at once, and a full queue answers `busy`.
+//! 4. **Group commit.** Commands that arrive together are decided in arrival order against the
+//!    customers' states (a bounded in-memory cache, the store as fallback), so a later command
+//!    sees the earlier ones' events, and appended in one transaction.
+//! 5. **Ordered publication.** Each appended event is published with `Nats-Msg-Id = event_id`
+//!    and `Nats-Expected-Last-Sequence = position - 1`, so the stream sequence equals the global
+//!    position; acknowledgements are awaited per batch. Replies go out only after commit and
+//!    publication.
+//!
+//! It knows nothing about HTTP; the domain decides, the store appends.
+
+mod envelope;
+mod intake;
+mod pipeline;
+mod publish;
+
+use std::future::Future;
+
+use ledger_bus::BusConfig;
+use ledger_store::{Store, StoreError};
+
+pub use envelope::{SCHEMA_VERSION, append_request};
+
+/// How the writer batches and bounds its work.
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    pub bus: BusConfig,
+    /// Commands waiting to be decided; when full, new commands are answered `busy`.
+    pub queue_commands_max: usize,
+    /// Commands decided and appended in one transaction at most.
+    pub batch_commands_max: usize,
+    /// Customers whose state is kept in memory.
+    pub cache_customers_max: u64,
+    /// `false`: one transaction per command (for comparison in `ledger bench writer`).
+    pub group_commit: bool,
+}
+
+impl Default for WriterConfig {
+    fn default() -> WriterConfig {
+        WriterConfig {
+            bus: BusConfig::default(),
+            queue_commands_max: 10_000,
+            batch_commands_max: 1_000,
+            cache_customers_max: 100_000,
+            group_commit: true,
+        }
+    }
+}
+
+/// Why the writer stopped. Any of these ends the process's leadership: a standby takes over.
+#[derive(Debug, thiserror::Error)]
+pub enum WriterError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("NATS: {0}")]
+    Nats(String),
+    /// JetStream holds events the table does not: the stream belongs to another database, or
+    /// the table was restored from an older backup. Refuse to publish over it.
+    #[error(
+        "JetStream stream {stream} is ahead of the event table (stream sequence {stream_last}, \
+         table position {table_last}): it was filled from another database or the table was \
+         restored from an older backup; point the writer at the right database or recreate the \
+         stream"
+    )]
+    StreamAhead {
+        stream: String,
+        stream_last: u64,
+        table_last: u64,
+    },
+    /// Publication kept failing after recovery attempts; the events are committed and will be
+    /// republished by the next writer.
+    #[error("publishing to JetStream failed: {0}")]
+    Publish(String),
+    /// The writer lock's connection is gone: another writer may already hold the lock.
+    #[error("lost the writer lock (its PostgreSQL connection closed)")]
+    LockLost,
+    /// A stored event cannot be read back into a customer's state.
+    #[error("stored event at global position {global_position} cannot be decoded: {reason}")]
+    CorruptEvent {
+        global_position: u64,
+        reason: String,
+    },
+}
+
+/// Runs the writer until `shutdown` completes (then in-flight commands finish and queued ones
+/// are answered) or a fatal error.
+pub async fn run(
+    store: Store,
+    nats: async_nats::Client,
+    config: WriterConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), WriterError> {
+    tokio::pin!(shutdown);
+    let writer = tokio::select! {
+        writer = store.writer() => writer?,
+        () = &mut shutdown => return Ok(()),
+    };
+    let publisher = publish::Publisher::connect(&nats, &config.bus).await?;
+    let republished = publisher.reconcile(&store).await?;
+    tracing::info!(republished, "writer is the leader; stream and table agree");
+    let subscription = nats
+        .subscribe(config.bus.command_wildcard())
+        .await
+        .map_err(|error| WriterError::Nats(error.to_string()))?;
+    let (queue, mut queued) = tokio::sync::mpsc::channel(config.queue_commands_max);
+    let intake = tokio::spawn(intake::run(
+        subscription,
+        queue,
+        nats.clone(),
+        config.bus.clone(),
+    ));
+    let mut pipeline = pipeline::Pipeline::new(store, writer, publisher, nats, &config);
+    loop {
+        let batch = tokio::select! {
+            biased;
+            () = &mut shutdown => None,
+            batch = pipeline::next_batch(&mut queued, config.batch_commands_max) => batch,
+        };
+        let Some(batch) = batch else { break };
+        pipeline.process(batch).await?;
+    }
+    // Stop intake (unsubscribing), then answer what was already queued.
+    intake.abort();
+    queued.close();
+    while let Some(batch) = pipeline::next_batch(&mut queued, config.batch_commands_max).await {
+        pipeline.process(batch).await?;
+    }
+    pipeline.flush().await;
+    tracing::info!("writer stopped");
+    Ok(())
+}

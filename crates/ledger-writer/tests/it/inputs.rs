@@ -1,0 +1,144 @@
+use async_nats::HeaderMap;
+use ledger_bus::{COMMAND_BYTES_MAX, CONTENT_TYPE_HEADER, Encoding, decode_reply, encode_command};
+use ledger_domain::proto::{self, RejectionKind};
+
+use crate::{World, register, start_subscription};
+
+/// Sends raw bytes as a command and returns the rejection kind and code.
+async fn send_raw(
+    world: &World,
+    command_name: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (RejectionKind, String) {
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE_HEADER, content_type);
+    let message = world
+        .nats
+        .request_with_headers(
+            world.bus.command_subject(command_name),
+            headers,
+            body.into(),
+        )
+        .await
+        .expect("answered");
+    let encoding = Encoding::from_content_type(Some(content_type)).unwrap_or(Encoding::Protobuf);
+    match decode_reply(encoding, &message.payload)
+        .expect("reply")
+        .result
+    {
+        Some(proto::command_reply::Result::Rejected(rejected)) => (rejected.kind(), rejected.code),
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_typed_rejection_and_appends_nothing() {
+    let world = World::new().await;
+    let writer = world.start_writer();
+    let client = world.client();
+    // The typed client retries until the writer has subscribed; raw requests below do not.
+    let customer = client
+        .send(&register("k-ok", "ada@example.com"))
+        .await
+        .expect("accepted")
+        .customer_id;
+    let protobuf = ledger_bus::CONTENT_TYPE_PROTOBUF;
+    let json = ledger_bus::CONTENT_TYPE_JSON;
+
+    let cases: Vec<(&str, &str, Vec<u8>, RejectionKind, &str)> = vec![
+        (
+            "register_customer",
+            protobuf,
+            vec![0xff, 0xff, 0xff],
+            RejectionKind::Malformed,
+            "malformed",
+        ),
+        (
+            "register_customer",
+            json,
+            b"{\"metadata\": ".to_vec(),
+            RejectionKind::Malformed,
+            "malformed",
+        ),
+        (
+            "register_customer",
+            json,
+            b"{\"frobnicate\": {}}".to_vec(),
+            RejectionKind::Malformed,
+            "malformed",
+        ),
+        (
+            "frobnicate",
+            protobuf,
+            encode_command(Encoding::Protobuf, &register("k", "a@example.com")).to_vec(),
+            RejectionKind::Malformed,
+            "subject_mismatch",
+        ),
+        (
+            "register_customer",
+            protobuf,
+            Vec::new(),
+            RejectionKind::Malformed,
+            "missing_command",
+        ),
+        (
+            "register_customer",
+            protobuf,
+            vec![0; COMMAND_BYTES_MAX + 1],
+            RejectionKind::TooLarge,
+            "too_large",
+        ),
+        (
+            "register_customer",
+            "text/plain",
+            b"hello".to_vec(),
+            RejectionKind::Malformed,
+            "unsupported_content_type",
+        ),
+    ];
+    for (name, content_type, body, kind, code) in cases {
+        let (got_kind, got_code) = send_raw(&world, name, content_type, body).await;
+        assert_eq!(
+            (got_kind, got_code.as_str()),
+            (kind, code),
+            "{name} {content_type}"
+        );
+    }
+
+    let invalid_currency = client
+        .send(&start_subscription("k-usd", &customer, "sub_1", "usd"))
+        .await
+        .expect_err("rejected");
+    assert_eq!(
+        invalid_currency.rejection_kind(),
+        Some(RejectionKind::Invalid)
+    );
+    let unknown_customer = client
+        .send(&start_subscription(
+            "k-nobody",
+            "0190f5c2-0000-7000-8000-000000000000",
+            "sub_1",
+            "USD",
+        ))
+        .await
+        .expect_err("rejected");
+    assert_eq!(
+        unknown_customer.rejection_kind(),
+        Some(RejectionKind::NotFound)
+    );
+    let taken = client
+        .send(&register("k-again", "ADA@example.com "))
+        .await
+        .expect_err("the email belongs to another customer");
+    assert_eq!(taken.rejection_kind(), Some(RejectionKind::Invalid));
+
+    assert_eq!(
+        world.store.last_position().await.expect("last"),
+        1,
+        "only the valid command"
+    );
+    assert_eq!(world.assert_stream_matches_table().await, 1);
+    writer.stop().await.expect("clean stop");
+    world.delete_stream().await;
+}

@@ -1,0 +1,226 @@
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use ledger_bus::{Encoding, SendError};
+use ledger_domain::proto::RejectionKind;
+
+use crate::{World, register, start_subscription};
+
+#[tokio::test]
+async fn a_command_round_trip_appends_publishes_and_answers_with_the_position() {
+    let world = World::new().await;
+    let writer = world.start_writer();
+    let client = world.client();
+    let accepted = client
+        .send(&register("k-register", "ada@example.com"))
+        .await
+        .expect("accepted");
+    assert!(!accepted.duplicate);
+    assert_eq!(accepted.events.len(), 1);
+    assert_eq!(accepted.events[0].global_position, 1);
+    assert_eq!(accepted.events[0].stream_version, 1);
+    assert_eq!(accepted.events[0].event_type, "customer_registered");
+
+    // A later command for the same customer, sent as JSON, sees the first one's event.
+    let json = client.clone().with_encoding(Encoding::Json);
+    let subscribed = json
+        .send(&start_subscription(
+            "k-sub",
+            &accepted.customer_id,
+            "sub_1",
+            "USD",
+        ))
+        .await
+        .expect("accepted");
+    assert_eq!(subscribed.events[0].global_position, 2);
+    assert_eq!(subscribed.events[0].stream_version, 2);
+    assert_eq!(subscribed.customer_id, accepted.customer_id);
+
+    assert_eq!(world.assert_stream_matches_table().await, 2);
+    let table = world.table_events().await;
+    assert_eq!(
+        table[0].event.event_id.to_string(),
+        accepted.events[0].event_id
+    );
+    writer.stop().await.expect("clean stop");
+    world.delete_stream().await;
+}
+
+#[tokio::test]
+async fn thirty_two_clients_sending_ten_thousand_commands_leave_table_and_stream_identical() {
+    const CLIENTS: usize = 32;
+    const COMMANDS_PER_CLIENT: usize = 313;
+    let world = World::new().await;
+    let writer = world.start_writer();
+    let tasks: Vec<_> = (0..CLIENTS)
+        .map(|client_index| {
+            let client = world.client();
+            tokio::spawn(async move {
+                let mut positions = Vec::new();
+                for n in 0..COMMANDS_PER_CLIENT {
+                    let key = format!("c{client_index}-{n}");
+                    let email = format!("c{client_index}-{n}@example.com");
+                    let accepted = client
+                        .send(&register(&key, &email))
+                        .await
+                        .expect("accepted");
+                    positions.push(accepted.events[0].global_position);
+                }
+                positions
+            })
+        })
+        .collect();
+    let mut positions = BTreeSet::new();
+    for task in tasks {
+        for position in task.await.expect("client") {
+            assert!(
+                positions.insert(position),
+                "position {position} answered twice"
+            );
+        }
+    }
+    let total = (CLIENTS * COMMANDS_PER_CLIENT) as u64;
+    assert_eq!(positions, (1..=total).collect::<BTreeSet<_>>());
+    assert_eq!(world.assert_stream_matches_table().await as u64, total);
+    writer.stop().await.expect("clean stop");
+    world.delete_stream().await;
+}
+
+#[tokio::test]
+async fn a_repeated_idempotency_key_appends_nothing_and_returns_the_original_result() {
+    let world = World::new().await;
+    let writer = world.start_writer();
+    let client = world.client();
+    let first = client
+        .send(&register("stripe:evt_1", "ada@example.com"))
+        .await
+        .expect("accepted");
+    // The retry is rejected by today's state (the email is taken by the customer the first
+    // attempt created), yet it is answered with the first attempt's result.
+    let retry = client
+        .send(&register("stripe:evt_1", "ada@example.com"))
+        .await
+        .expect("answered from the log");
+    assert!(retry.duplicate);
+    assert_eq!(retry.events, first.events);
+    assert_eq!(retry.customer_id, first.customer_id);
+
+    let subscription = start_subscription("stripe:evt_2", &first.customer_id, "sub_1", "USD");
+    let started = client.send(&subscription).await.expect("accepted");
+    let started_again = client.send(&subscription).await.expect("duplicate");
+    assert!(started_again.duplicate);
+    assert_eq!(started_again.events, started.events);
+
+    assert_eq!(world.store.last_position().await.expect("last"), 2);
+    assert_eq!(world.assert_stream_matches_table().await, 2);
+    writer.stop().await.expect("clean stop");
+    world.delete_stream().await;
+}
+
+#[tokio::test]
+async fn commands_racing_on_the_same_expected_version_have_exactly_one_winner() {
+    let world = World::new().await;
+    let writer = world.start_writer();
+    let client = Arc::new(world.client());
+    let customer = client
+        .send(&register("k0", "ada@example.com"))
+        .await
+        .expect("registered")
+        .customer_id;
+    let racers: Vec<_> = (0..8)
+        .map(|n| {
+            let client = Arc::clone(&client);
+            let mut command =
+                start_subscription(&format!("race-{n}"), &customer, &format!("sub_{n}"), "USD");
+            if let Some(metadata) = command.metadata.as_mut() {
+                metadata.expected_version = Some(1);
+            }
+            tokio::spawn(async move { client.send(&command).await })
+        })
+        .collect();
+    let mut winners = 0;
+    for racer in racers {
+        match racer.await.expect("task") {
+            Ok(accepted) => {
+                winners += 1;
+                assert_eq!(accepted.events[0].stream_version, 2);
+            }
+            Err(error) => assert_eq!(
+                error.rejection_kind(),
+                Some(RejectionKind::Conflict),
+                "{error}"
+            ),
+        }
+    }
+    assert_eq!(winners, 1);
+    assert_eq!(world.assert_stream_matches_table().await, 2);
+    writer.stop().await.expect("clean stop");
+    world.delete_stream().await;
+}
+
+#[tokio::test]
+async fn a_full_queue_answers_busy_instead_of_growing() {
+    let world = World::new().await;
+    let mut config = world.config();
+    config.queue_commands_max = 1;
+    config.batch_commands_max = 1;
+    let writer = world.start_writer_with(config);
+    let client = world.client();
+    // Wait until the writer answers before flooding it.
+    client
+        .send(&register("warm-up", "warm@example.com"))
+        .await
+        .expect("accepted");
+    let requests: Vec<_> = (0..300)
+        .map(|n| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                client
+                    .send(&register(&format!("k{n}"), &format!("{n}@example.com")))
+                    .await
+            })
+        })
+        .collect();
+    let (mut accepted, mut busy) = (0u64, 0u64);
+    for request in requests {
+        match request.await.expect("task") {
+            Ok(_) => accepted += 1,
+            Err(SendError::Rejected(rejected)) if rejected.kind() == RejectionKind::Busy => {
+                busy += 1;
+            }
+            Err(other) => panic!("unexpected {other}"),
+        }
+    }
+    assert!(
+        busy > 0,
+        "a queue of one must overflow under 300 concurrent commands"
+    );
+    assert_eq!(accepted + busy, 300);
+    assert_eq!(
+        world.store.last_position().await.expect("last"),
+        accepted + 1
+    );
+    assert_eq!(
+        world.assert_stream_matches_table().await as u64,
+        accepted + 1
+    );
+    writer.stop().await.expect("clean stop");
+    world.delete_stream().await;
+}
+
+/// The reply shapes a shell client sees for JSON.
+#[test]
+fn json_commands_use_the_proto_field_names() {
+    let command = register("k", "ada@example.com");
+    let json = String::from_utf8(ledger_bus::encode_command(Encoding::Json, &command).to_vec())
+        .expect("utf-8");
+    assert!(json.contains("\"register_customer\""), "{json}");
+    assert!(json.contains("\"idempotency_key\":\"k\""), "{json}");
+    let decoded = ledger_bus::decode_command(Encoding::Json, json.as_bytes()).expect("decode");
+    assert_eq!(decoded, command);
+    let camel = json.replace("idempotency_key", "idempotencyKey");
+    assert_eq!(
+        ledger_bus::decode_command(Encoding::Json, camel.as_bytes()).expect("decode"),
+        command
+    );
+}
