@@ -23,6 +23,8 @@ const BENCH_STREAMS: u64 = 100_000;
 pub(crate) enum BenchTarget {
     /// Event store: append throughput for batches of 1, 100 and 1000 events, and read_all.
     Store(StoreBenchArgs),
+    /// Write path: commands/s and latency over NATS with 1, 16 and 64 clients.
+    Writer(crate::bench_writer::WriterBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -41,6 +43,7 @@ pub(crate) struct StoreBenchArgs {
 pub(crate) async fn run(target: BenchTarget) -> anyhow::Result<()> {
     match target {
         BenchTarget::Store(args) => store(args).await,
+        BenchTarget::Writer(args) => crate::bench_writer::run(args).await,
     }
 }
 

@@ -6,8 +6,10 @@
 
 mod audit;
 mod bench;
+mod bench_writer;
 mod demo;
 mod progress;
+mod send;
 
 use std::process::ExitCode;
 
@@ -25,6 +27,14 @@ struct Cli {
         global = true
     )]
     database_url: String,
+    /// NATS server of the command bus and the event stream.
+    #[arg(
+        long,
+        env = "NATS_URL",
+        default_value = "nats://127.0.0.1:4222",
+        global = true
+    )]
+    nats_url: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -33,6 +43,13 @@ struct Cli {
 enum Command {
     /// Apply the event store's migrations.
     Migrate,
+    /// Run a service until Ctrl-C / SIGTERM.
+    Run {
+        #[command(subcommand)]
+        component: Component,
+    },
+    /// Send one command to the writer over NATS and print its answer as JSON.
+    Send(send::SendArgs),
     /// Audit the event store.
     Audit {
         #[command(subcommand)]
@@ -56,6 +73,19 @@ enum Command {
 }
 
 #[derive(Debug, Subcommand)]
+enum Component {
+    /// The command service: the only process that appends events. Start several: one leads,
+    /// the others wait as standbys.
+    Writer,
+    /// The HTTP front door for writes: POST /v1/customers and /v1/commands/{name}.
+    Ingest {
+        /// Address to listen on.
+        #[arg(long, env = "LEDGER_INGEST_BIND", default_value = "127.0.0.1:8080")]
+        bind: std::net::SocketAddr,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum AuditCommand {
     /// Recompute the hash chain and name the first position that does not match.
     Verify(audit::VerifyArgs),
@@ -65,7 +95,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,async_nats=warn")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -103,6 +133,29 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tracing::info!("migrations applied");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Run {
+            component: Component::Writer,
+        } => {
+            let store = ledger_store::Store::connect(&cli.database_url)?;
+            let nats = connect_nats(&cli.nats_url).await?;
+            ledger_writer::run(
+                store,
+                nats,
+                ledger_writer::WriterConfig::default(),
+                shutdown(),
+            )
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run {
+            component: Component::Ingest { bind },
+        } => {
+            let nats = connect_nats(&cli.nats_url).await?;
+            let client = ledger_bus::Client::new(nats, ledger_bus::BusConfig::default());
+            ledger_ingest::serve(ledger_ingest::IngestConfig { bind }, client, shutdown()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Send(args) => send::run(&cli.nats_url, args).await,
         Command::Audit {
             command: AuditCommand::Verify(args),
         } => audit::verify(&cli.database_url, args).await,
@@ -110,6 +163,32 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench { target } => bench::run(target).await.map(|()| ExitCode::SUCCESS),
         Command::WithServices { command } => with_services(command).await,
     }
+}
+
+async fn connect_nats(nats_url: &str) -> anyhow::Result<async_nats::Client> {
+    async_nats::connect(nats_url).await.with_context(|| {
+        format!("cannot connect to NATS at {nats_url}: is it running and NATS_URL right?")
+    })
+}
+
+/// Completes on Ctrl-C or SIGTERM: services stop taking work, finish what is in flight, exit.
+async fn shutdown() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down");
 }
 
 async fn with_services(command: Vec<String>) -> anyhow::Result<ExitCode> {

@@ -4,22 +4,25 @@ use crate::customer::{InvoiceStatus, SubscriptionStatus};
 use crate::money::{Currency, Money};
 use crate::names::Provider;
 
-/// Why [`decide`](crate::decide) refused a command. Nothing was recorded; the caller should
-/// fix the command (422), look up or create what is missing (404), or re-read the customer
-/// and decide again (409). Each variant says which HTTP status the API layer maps it to.
+/// Why [`decide`](crate::decide) refused a command. Nothing was recorded. Only
+/// [`VersionConflict`](Rejection::VersionConflict) is worth retrying (after re-reading the
+/// customer); every other rejection stands until the command or the customer's state changes.
+/// The writer answers `VersionConflict` as a conflict (HTTP 409), `CustomerNotRegistered` as
+/// not found (404), and all others as invalid (422), with [`Rejection::rejection_code`] naming
+/// the rule.
 ///
 /// `field` names are paths inside the command's body (`plan.unit_price`), or
 /// `metadata.<name>` for the metadata, or `kind` for the command itself.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
-    /// A required field is absent or empty. HTTP 422.
+    /// A required field is absent or empty.
     #[error("missing field `{field}`: set it and send the command again")]
     MissingField {
         /// The missing field.
         field: &'static str,
     },
     /// A field is malformed: too long, contains NUL or other control characters, not a UUID,
-    /// an unknown enum value, a malformed email, an impossible period. HTTP 422.
+    /// an unknown enum value, a malformed email, an impossible period.
     #[error("invalid field `{field}`: {reason}")]
     InvalidField {
         /// The invalid field.
@@ -27,7 +30,7 @@ pub enum Rejection {
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// A money field's currency is not an active ISO 4217 code in upper case. HTTP 422.
+    /// A money field's currency is not an active ISO 4217 code in upper case.
     #[error(
         "invalid currency {code:?} in `{field}`: expected an active ISO 4217 code such as \"USD\""
     )]
@@ -38,7 +41,7 @@ pub enum Rejection {
         code: String,
     },
     /// An amount is out of range: a non-positive payment, refund or dispute, a negative
-    /// invoice or price, a non-positive quantity or interval count. HTTP 422.
+    /// invoice or price, a non-positive quantity or interval count.
     #[error("invalid amount {amount} in `{field}`: {reason}")]
     InvalidAmount {
         /// The field holding the amount.
@@ -49,14 +52,14 @@ pub enum Rejection {
         reason: &'static str,
     },
     /// The discount is neither exactly one of a percentage (1..=10000 basis points) and a
-    /// positive amount in the plan's currency, nor has a consistent duration. HTTP 422.
+    /// positive amount in the plan's currency, nor has a consistent duration.
     #[error("invalid discount: {reason}")]
     InvalidDiscount {
         /// What is wrong with it.
         reason: &'static str,
     },
     /// `metadata.expected_version` differs from the customer's stream version: someone else
-    /// wrote first. Re-read and decide again. HTTP 409.
+    /// wrote first. Re-read and decide again.
     #[error("version conflict: expected version {expected}, the customer is at {actual}")]
     VersionConflict {
         /// The version the caller based its command on.
@@ -64,13 +67,13 @@ pub enum Rejection {
         /// The customer's current version.
         actual: u64,
     },
-    /// The command needs a registered customer; register the customer first. HTTP 404.
+    /// The command needs a registered customer; register the customer first.
     #[error("customer not registered: send register_customer first")]
     CustomerNotRegistered,
-    /// `register_customer` for a customer that is already registered. HTTP 409.
+    /// `register_customer` for a customer that is already registered.
     #[error("customer already registered: use update_customer_profile to change the profile")]
     CustomerAlreadyRegistered,
-    /// The provider account is already linked to this customer. HTTP 409.
+    /// The provider account is already linked to this customer.
     #[error("provider account {provider}:{account_id} is already linked to this customer")]
     ProviderAccountAlreadyLinked {
         /// The provider.
@@ -78,13 +81,13 @@ pub enum Rejection {
         /// The provider's customer id.
         account_id: String,
     },
-    /// No subscription with this id. HTTP 404.
+    /// No subscription with this id.
     #[error("unknown subscription {subscription_id:?}")]
     UnknownSubscription {
         /// The id asked for.
         subscription_id: String,
     },
-    /// `start_subscription` with an id already used by this customer. HTTP 409.
+    /// `start_subscription` with an id already used by this customer.
     #[error("subscription {subscription_id:?} already exists")]
     SubscriptionAlreadyExists {
         /// The duplicate id.
@@ -92,7 +95,7 @@ pub enum Rejection {
     },
     /// The subscription's status does not allow the command (cancel a canceled subscription,
     /// change the plan of a canceled one, convert one that is not trialing, resume one that is
-    /// not paused, ...). HTTP 409.
+    /// not paused, ...).
     #[error("subscription {subscription_id:?} is {from}: {command} is not allowed")]
     InvalidTransition {
         /// The subscription.
@@ -102,20 +105,20 @@ pub enum Rejection {
         /// The refused command, e.g. `"confirm_cancellation"`.
         command: &'static str,
     },
-    /// `request_cancellation` while a cancellation is already pending. HTTP 409.
+    /// `request_cancellation` while a cancellation is already pending.
     #[error("subscription {subscription_id:?} already has a pending cancellation")]
     CancellationAlreadyPending {
         /// The subscription.
         subscription_id: String,
     },
-    /// `fail_cancellation` without a pending cancellation. HTTP 409.
+    /// `fail_cancellation` without a pending cancellation.
     #[error("subscription {subscription_id:?} has no pending cancellation")]
     NoPendingCancellation {
         /// The subscription.
         subscription_id: String,
     },
     /// An amount is in another currency than the subscription, invoice or payment it belongs
-    /// to (a plan change, an invoice, a payment, a refund, a dispute). HTTP 409.
+    /// to (a plan change, an invoice, a payment, a refund, a dispute).
     #[error("currency mismatch in `{field}`: expected {expected}, got {actual}")]
     CurrencyMismatch {
         /// The money field.
@@ -125,19 +128,19 @@ pub enum Rejection {
         /// The currency given.
         actual: Currency,
     },
-    /// No invoice with this id. HTTP 404.
+    /// No invoice with this id.
     #[error("unknown invoice {invoice_id:?}")]
     UnknownInvoice {
         /// The id asked for.
         invoice_id: String,
     },
-    /// `issue_invoice` with an id already used by this customer. HTTP 409.
+    /// `issue_invoice` with an id already used by this customer.
     #[error("invoice {invoice_id:?} already exists")]
     DuplicateInvoice {
         /// The duplicate id.
         invoice_id: String,
     },
-    /// `finalize_invoice` on an invoice that is already finalized or paid. HTTP 409.
+    /// `finalize_invoice` on an invoice that is already finalized or paid.
     #[error("invoice {invoice_id:?} is already {status}")]
     InvoiceAlreadyFinalized {
         /// The invoice.
@@ -145,14 +148,14 @@ pub enum Rejection {
         /// Its status (finalized or paid).
         status: InvoiceStatus,
     },
-    /// A payment for an invoice that is already paid. HTTP 409.
+    /// A payment for an invoice that is already paid.
     #[error("invoice {invoice_id:?} is already paid")]
     InvoiceAlreadyPaid {
         /// The invoice.
         invoice_id: String,
     },
     /// A payment names both an invoice and a subscription, and the invoice bills another
-    /// subscription (or none). HTTP 409.
+    /// subscription (or none).
     #[error("invoice {invoice_id:?} does not bill subscription {subscription_id:?}")]
     InvoiceSubscriptionMismatch {
         /// The invoice.
@@ -160,31 +163,31 @@ pub enum Rejection {
         /// The subscription the payment named.
         subscription_id: String,
     },
-    /// No payment with this id. HTTP 404.
+    /// No payment with this id.
     #[error("unknown payment {payment_id:?}")]
     UnknownPayment {
         /// The id asked for.
         payment_id: String,
     },
-    /// A payment id already used by this customer (succeeded or failed). HTTP 409.
+    /// A payment id already used by this customer (succeeded or failed).
     #[error("payment {payment_id:?} already exists")]
     DuplicatePayment {
         /// The duplicate id.
         payment_id: String,
     },
-    /// A refund or dispute of a payment that did not succeed. HTTP 409.
+    /// A refund or dispute of a payment that did not succeed.
     #[error("payment {payment_id:?} did not succeed")]
     PaymentNotSucceeded {
         /// The payment.
         payment_id: String,
     },
-    /// A refund id already used by this customer. HTTP 409.
+    /// A refund id already used by this customer.
     #[error("refund {refund_id:?} already exists")]
     DuplicateRefund {
         /// The duplicate id.
         refund_id: String,
     },
-    /// The refunds of a payment would exceed what was paid. HTTP 409.
+    /// The refunds of a payment would exceed what was paid.
     #[error(
         "refund of {requested} exceeds payment {payment_id:?}: paid {paid}, already refunded {already_refunded}"
     )]
@@ -199,7 +202,7 @@ pub enum Rejection {
         requested: Money,
     },
     /// A refund of a payment with an open or lost dispute (the providers refuse it: the money
-    /// is already held or returned by the dispute). HTTP 409.
+    /// is already held or returned by the dispute).
     #[error("payment {payment_id:?} is disputed ({dispute_id:?}) and cannot be refunded")]
     PaymentDisputed {
         /// The payment.
@@ -207,19 +210,19 @@ pub enum Rejection {
         /// Its dispute.
         dispute_id: String,
     },
-    /// No dispute with this id. HTTP 404.
+    /// No dispute with this id.
     #[error("unknown dispute {dispute_id:?}")]
     UnknownDispute {
         /// The id asked for.
         dispute_id: String,
     },
-    /// A dispute id already used by this customer. HTTP 409.
+    /// A dispute id already used by this customer.
     #[error("dispute {dispute_id:?} already exists")]
     DuplicateDispute {
         /// The duplicate id.
         dispute_id: String,
     },
-    /// A second dispute against one payment (a charge has at most one). HTTP 409.
+    /// A second dispute against one payment (a charge has at most one).
     #[error("payment {payment_id:?} already has dispute {dispute_id:?}")]
     PaymentAlreadyDisputed {
         /// The payment.
@@ -227,7 +230,7 @@ pub enum Rejection {
         /// Its existing dispute.
         dispute_id: String,
     },
-    /// A dispute for more than the payment's amount. HTTP 409.
+    /// A dispute for more than the payment's amount.
     #[error("dispute of {requested} exceeds payment {payment_id:?} of {paid}")]
     DisputeExceedsPayment {
         /// The payment.
@@ -237,7 +240,7 @@ pub enum Rejection {
         /// The disputed amount.
         requested: Money,
     },
-    /// `close_dispute` on a dispute that is already won or lost. HTTP 409.
+    /// `close_dispute` on a dispute that is already won or lost.
     #[error("dispute {dispute_id:?} is already closed")]
     DisputeAlreadyClosed {
         /// The dispute.

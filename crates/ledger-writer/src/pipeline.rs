@@ -105,12 +105,15 @@ impl Pipeline {
     }
 
     async fn process_group(&mut self, batch: Vec<Incoming>) -> Result<(), WriterError> {
+        let started = Instant::now();
+        let commands = batch.len();
         let mut working: HashMap<Uuid, Customer> = HashMap::new();
         let mut requests: Vec<AppendRequest> = Vec::new();
         let mut plans = Vec::with_capacity(batch.len());
         for incoming in &batch {
             plans.push(self.decide(incoming, &mut working, &mut requests).await?);
         }
+        let decided = Instant::now();
         let outcomes = if requests.is_empty() {
             Vec::new()
         } else {
@@ -134,6 +137,7 @@ impl Pipeline {
             }
         };
         self.update_cache(&plans, &outcomes, working);
+        let appended_at = Instant::now();
 
         let appended: Vec<_> = outcomes
             .iter()
@@ -145,6 +149,7 @@ impl Pipeline {
             tracing::warn!(%error, "publication failed; recovering from the table");
             self.recover().await?;
         }
+        let published = Instant::now();
 
         for (incoming, plan) in batch.into_iter().zip(plans) {
             let reply = match plan {
@@ -173,6 +178,15 @@ impl Pipeline {
             self.reply(incoming, &reply).await;
         }
         self.flush().await;
+        tracing::debug!(
+            commands,
+            events = appended.len(),
+            decide_us = (decided - started).as_micros(),
+            append_us = (appended_at - decided).as_micros(),
+            publish_us = (published - appended_at).as_micros(),
+            reply_us = published.elapsed().as_micros(),
+            "processed batch"
+        );
         Ok(())
     }
 
@@ -193,24 +207,25 @@ impl Pipeline {
             None if new_customer => Customer::default(),
             None => self.load(stream_id).await?,
         };
+        let expected = ExpectedVersion::Exact(state.version);
         let decided = decide(&state, command).and_then(|events| {
-            let after = events.iter().fold(state.clone(), evolve);
-            let expected = ExpectedVersion::Exact(state.version);
-            append_request(stream_id, command, &state, events, expected).map(|r| (r, after))
+            let request = append_request(stream_id, command, &state, events.clone(), expected)?;
+            Ok((request, events))
         });
-        let plan = match decided {
-            Ok((request, after)) => {
+        match decided {
+            Ok((request, events)) => {
                 requests.push(request);
-                working.insert(stream_id, after);
-                return Ok(Plan::Append {
+                working.insert(stream_id, events.iter().fold(state, evolve));
+                Ok(Plan::Append {
                     stream_id,
                     request_index: requests.len() - 1,
-                });
+                })
             }
-            Err(rejection) => Plan::Rejected(rejection),
-        };
-        working.insert(stream_id, state);
-        Ok(plan)
+            Err(rejection) => {
+                working.insert(stream_id, state);
+                Ok(Plan::Rejected(rejection))
+            }
+        }
     }
 
     /// A customer's state: from the cache, or replayed from the store.

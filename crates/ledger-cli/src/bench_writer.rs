@@ -1,0 +1,300 @@
+//! `ledger bench writer`: commands/s end to end (request sent -> reply with position) with 1,
+//! 16 and 64 concurrent NATS clients, with group commit on and off, next to the same load as
+//! direct single-event store appends.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use ledger_bus::{BusConfig, Client};
+use ledger_domain::proto::{self, command::Kind};
+use ledger_store::{ExpectedVersion, Store};
+use ledger_writer::WriterConfig;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+const BENCH_DATABASE: &str = "ledger_bench_writer";
+const CLIENT_COUNTS: [usize; 3] = [1, 16, 64];
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct WriterBenchArgs {
+    /// Seconds each configuration runs.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+}
+
+struct Measured {
+    setup: String,
+    clients: usize,
+    commands: u64,
+    per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+pub(crate) async fn run(args: WriterBenchArgs) -> anyhow::Result<()> {
+    let services = ledger_testkit::services::ensure().await?;
+    let database_url =
+        ledger_testkit::services::recreate_database(services.database_url(), BENCH_DATABASE)
+            .await?;
+    let (mut client, connection) =
+        tokio_postgres::connect(&database_url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    ledger_store::migrate(&mut client).await?;
+    let store = Store::connect(&database_url)?;
+    let duration = Duration::from_secs(args.seconds);
+    println!(
+        "ledger bench writer: {}s per configuration, PostgreSQL {database_url}, NATS {}",
+        args.seconds,
+        services.nats_url()
+    );
+
+    let mut results = Vec::new();
+    // One stream for both writer configurations: the second continues where the first left.
+    let bus_id = Uuid::now_v7().simple().to_string();
+    let bus = BusConfig {
+        subject_prefix: format!("bench{bus_id}"),
+        stream_name: format!("LEDGER_BENCH_{}", bus_id.to_uppercase()),
+        ..BusConfig::default()
+    };
+    for group_commit in [true, false] {
+        let run_id = Uuid::now_v7().simple().to_string();
+        // The writer and the clients use separate connections, as separate processes would.
+        let writer_nats = async_nats::connect(services.nats_url()).await?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let writer = tokio::spawn(ledger_writer::run(
+            store.clone(),
+            writer_nats.clone(),
+            WriterConfig {
+                bus: bus.clone(),
+                group_commit,
+                ..WriterConfig::default()
+            },
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        let client_nats = async_nats::connect(services.nats_url()).await?;
+        let client = Client::new(client_nats, bus.clone());
+        for clients in CLIENT_COUNTS {
+            let setup = if group_commit {
+                "writer, group commit"
+            } else {
+                "writer, one tx per command"
+            };
+            let (commands, latencies, elapsed) =
+                load(&client, clients, duration, &format!("{run_id}-{clients}")).await?;
+            results.push(measure(setup, clients, commands, latencies, elapsed));
+        }
+        let _ = stop.send(());
+        writer.await??;
+    }
+    let nats = async_nats::connect(services.nats_url()).await?;
+    let _ = async_nats::jetstream::new(nats)
+        .delete_stream(&bus.stream_name)
+        .await;
+    for clients in CLIENT_COUNTS {
+        let (commands, latencies, elapsed) = direct_appends(&store, clients, duration).await?;
+        results.push(measure(
+            "store append_one, direct",
+            clients,
+            commands,
+            latencies,
+            elapsed,
+        ));
+    }
+
+    println!(
+        "{:<28} {:>7} {:>9} {:>11} {:>8} {:>8}",
+        "setup", "clients", "commands", "commands/s", "p50 ms", "p99 ms"
+    );
+    for row in &results {
+        println!(
+            "{:<28} {:>7} {:>9} {:>11.0} {:>8.2} {:>8.2}",
+            row.setup, row.clients, row.commands, row.per_second, row.p50_ms, row.p99_ms
+        );
+    }
+    let at_64 = |setup: &str| {
+        results
+            .iter()
+            .find(|row| row.setup == setup && row.clients == 64)
+            .map_or(0.0, |row| row.per_second)
+    };
+    println!(
+        "group commit at 64 clients: {:.1}x one transaction per command (target >= 3x); \
+         target >= 15000 commands/s with p99 < 25 ms",
+        at_64("writer, group commit") / at_64("writer, one tx per command").max(1.0)
+    );
+    drop(store);
+    ledger_testkit::services::drop_database(services.database_url(), BENCH_DATABASE).await?;
+    Ok(())
+}
+
+fn measure(
+    setup: &str,
+    clients: usize,
+    commands: u64,
+    mut latencies: Vec<Duration>,
+    elapsed: Duration,
+) -> Measured {
+    latencies.sort_unstable();
+    let percentile = |p: usize| {
+        latencies
+            .get((latencies.len() * p / 100).min(latencies.len().saturating_sub(1)))
+            .map_or(0.0, |latency| latency.as_secs_f64() * 1_000.0)
+    };
+    Measured {
+        setup: setup.to_owned(),
+        clients,
+        commands,
+        per_second: commands as f64 / elapsed.as_secs_f64(),
+        p50_ms: percentile(50),
+        p99_ms: percentile(99),
+    }
+}
+
+/// Customers each client registers before the timed part, and records payments for in turn.
+const CUSTOMERS_PER_CLIENT: usize = 20;
+
+/// `clients` closed-loop clients. Each registers its customers (not timed), then records
+/// payments for them in turn until `duration` is over. Returns commands answered, their
+/// latencies and the elapsed time.
+async fn load(
+    client: &Client,
+    clients: usize,
+    duration: Duration,
+    run_id: &str,
+) -> anyhow::Result<(u64, Vec<Duration>, Duration)> {
+    let mut customers_by_client = Vec::with_capacity(clients);
+    for index in 0..clients {
+        let mut customers = Vec::with_capacity(CUSTOMERS_PER_CLIENT);
+        for customer in 0..CUSTOMERS_PER_CLIENT {
+            let key = format!("{run_id}-{index}-{customer}");
+            let register = command(
+                &format!("{key}-register"),
+                "",
+                Kind::RegisterCustomer(proto::CustomerRegistered {
+                    email: format!("{key}@bench.example"),
+                    name: "Bench".to_owned(),
+                    provider_account: None,
+                }),
+            );
+            customers.push(client.send(&register).await?.customer_id);
+        }
+        customers_by_client.push(customers);
+    }
+    let started = Instant::now();
+    let deadline = started + duration;
+    let tasks: Vec<_> = customers_by_client
+        .into_iter()
+        .enumerate()
+        .map(|(index, customers)| {
+            let client = client.clone();
+            let prefix = format!("{run_id}-{index}");
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut n = 0usize;
+                while Instant::now() < deadline {
+                    n += 1;
+                    let payment = command(
+                        &format!("{prefix}-{n}"),
+                        &customers[n % customers.len()],
+                        Kind::RecordPaymentSucceeded(payment(&format!("py_{prefix}_{n}"))),
+                    );
+                    let sent = Instant::now();
+                    client.send(&payment).await?;
+                    latencies.push(sent.elapsed());
+                }
+                anyhow::Ok(latencies)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.context("client task")??);
+    }
+    let elapsed = started.elapsed();
+    Ok((latencies.len() as u64, latencies, elapsed))
+}
+
+/// The same load without NATS or the writer: `clients` tasks appending one event per
+/// transaction through the store's writer.
+async fn direct_appends(
+    store: &Store,
+    clients: usize,
+    duration: Duration,
+) -> anyhow::Result<(u64, Vec<Duration>, Duration)> {
+    let writer = Arc::new(store.writer().await?);
+    let started = Instant::now();
+    let deadline = started + duration;
+    let tasks: Vec<_> = (0..clients)
+        .map(|index| {
+            let writer = Arc::clone(&writer);
+            tokio::spawn(async move {
+                let customer_id = Uuid::now_v7();
+                let state = ledger_domain::Customer::default();
+                let mut latencies = Vec::new();
+                let mut n = 0u64;
+                while Instant::now() < deadline {
+                    n += 1;
+                    let key = format!("direct-{customer_id}-{index}-{n}");
+                    let body = payment(&key);
+                    let command = command(
+                        &key,
+                        &customer_id.to_string(),
+                        Kind::RecordPaymentSucceeded(body.clone()),
+                    );
+                    let event = proto::event::Kind::PaymentSucceeded(body);
+                    let request = ledger_writer::append_request(
+                        customer_id,
+                        &command,
+                        &state,
+                        vec![event],
+                        ExpectedVersion::Any,
+                    )?;
+                    let sent = Instant::now();
+                    writer.append_one(request).await?;
+                    latencies.push(sent.elapsed());
+                }
+                anyhow::Ok(latencies)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.context("append task")??);
+    }
+    let elapsed = started.elapsed();
+    Ok((latencies.len() as u64, latencies, elapsed))
+}
+
+fn payment(payment_id: &str) -> proto::PaymentSucceeded {
+    proto::PaymentSucceeded {
+        payment_id: payment_id.to_owned(),
+        invoice_id: String::new(),
+        subscription_id: String::new(),
+        amount: Some(proto::Money {
+            amount_minor: 4_900,
+            currency: "USD".to_owned(),
+        }),
+    }
+}
+
+fn command(idempotency_key: &str, customer_id: &str, kind: Kind) -> proto::Command {
+    let now_micros =
+        i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX);
+    proto::Command {
+        metadata: Some(proto::CommandMetadata {
+            idempotency_key: idempotency_key.to_owned(),
+            customer_id: customer_id.to_owned(),
+            expected_version: None,
+            occurred_at_unix_micros: now_micros,
+            issuer: proto::Issuer::PaymentProvider as i32,
+            payment_provider: proto::PaymentProvider::Stripe as i32,
+            account_id: "cus_bench".to_owned(),
+            correlation_id: String::new(),
+            causation_id: String::new(),
+        }),
+        kind: Some(kind),
+    }
+}

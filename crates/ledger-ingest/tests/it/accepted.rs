@@ -1,0 +1,195 @@
+//! Commands the writer accepts: 201 for new events, 200 for a repeated idempotency key.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::CONTENT_TYPE;
+use actix_web::test::{self, TestRequest};
+use actix_web::{App, body};
+use ledger_bus::Encoding;
+use ledger_domain::proto;
+use uuid::Uuid;
+
+use crate::{
+    Ledger, call, post, post_json, post_protobuf, register, start_subscription,
+    with_expected_version,
+};
+
+#[actix_web::test]
+async fn registers_a_customer_from_json_and_answers_a_repeat_as_a_duplicate() {
+    let ledger = Ledger::start().await;
+    let app =
+        test::init_service(App::new().configure(ledger_ingest::app_config(ledger.client()))).await;
+    let command = register("signup:ada", "ada@example.com");
+
+    let first = call!(app, post_json("/v1/customers", &command));
+    assert_eq!(first.status, StatusCode::CREATED);
+    assert_eq!(
+        first.encoding,
+        Encoding::Json,
+        "answered in the request's encoding"
+    );
+    let accepted = first.accepted().clone();
+    assert!(!accepted.duplicate);
+    assert_eq!(accepted.events.len(), 1);
+    let event = &accepted.events[0];
+    assert_eq!(
+        (
+            event.global_position,
+            event.stream_version,
+            event.event_type.as_str()
+        ),
+        (1, 1, "customer_registered")
+    );
+    let customer_id: Uuid = accepted
+        .customer_id
+        .parse()
+        .expect("the ledger assigned a UUID");
+    let stored = ledger
+        .store
+        .read_stream(customer_id, 1)
+        .await
+        .expect("read");
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].event.event_id.to_string(), event.event_id);
+    assert_eq!(stored[0].idempotency_key, "signup:ada");
+
+    let again = call!(app, post_json("/v1/customers", &command));
+    assert_eq!(again.status, StatusCode::OK);
+    let repeated = again.accepted();
+    assert!(repeated.duplicate);
+    assert_eq!(repeated.customer_id, accepted.customer_id);
+    assert_eq!(
+        repeated.events, accepted.events,
+        "the first events, same ids"
+    );
+    assert_eq!(
+        ledger.last_position().await,
+        1,
+        "nothing appended by the repeat"
+    );
+
+    ledger.stop().await;
+}
+
+#[actix_web::test]
+async fn sends_any_command_by_name_in_protobuf() {
+    let ledger = Ledger::start().await;
+    let app =
+        test::init_service(App::new().configure(ledger_ingest::app_config(ledger.client()))).await;
+
+    let registered = call!(
+        app,
+        post_protobuf(
+            "/v1/commands/register_customer",
+            &register("signup:grace", "grace@example.com")
+        )
+    );
+    assert_eq!(registered.status, StatusCode::CREATED);
+    assert_eq!(registered.encoding, Encoding::Protobuf);
+    let customer_id = registered.accepted().customer_id.clone();
+
+    let started = call!(
+        app,
+        post_protobuf(
+            "/v1/commands/start_subscription",
+            &start_subscription("sub:grace:1", &customer_id, "sub_1", "USD")
+        )
+    );
+    assert_eq!(started.status, StatusCode::CREATED);
+    assert_eq!(
+        started
+            .headers
+            .get(CONTENT_TYPE)
+            .map(|value| value.as_bytes()),
+        Some(ledger_bus::CONTENT_TYPE_PROTOBUF.as_bytes())
+    );
+    let event = &started.accepted().events[0];
+    assert_eq!(
+        (
+            event.global_position,
+            event.stream_version,
+            event.event_type.as_str()
+        ),
+        (2, 2, "subscription_started")
+    );
+    let stored = ledger
+        .store
+        .read_stream(customer_id.parse().expect("uuid"), 1)
+        .await
+        .expect("read");
+    let types: Vec<&str> = stored.iter().map(|e| e.event.event_type.as_str()).collect();
+    assert_eq!(types, ["customer_registered", "subscription_started"]);
+
+    ledger.stop().await;
+}
+
+#[actix_web::test]
+async fn a_matching_expected_version_is_accepted() {
+    let ledger = Ledger::start().await;
+    let app =
+        test::init_service(App::new().configure(ledger_ingest::app_config(ledger.client()))).await;
+    let registered = call!(
+        app,
+        post_json("/v1/customers", &register("signup:ada", "ada@example.com"))
+    );
+    let customer_id = registered.accepted().customer_id.clone();
+
+    let command = with_expected_version(
+        start_subscription("sub:ada:1", &customer_id, "sub_1", "USD"),
+        1,
+    );
+    let started = call!(app, post_json("/v1/commands/start_subscription", &command));
+    assert_eq!(started.status, StatusCode::CREATED);
+    assert_eq!(started.accepted().events[0].stream_version, 2);
+
+    ledger.stop().await;
+}
+
+/// The limit is on the body as sent: a JSON body of exactly 64 KiB (padded with whitespace)
+/// passes, one byte more does not.
+#[actix_web::test]
+async fn a_body_of_exactly_the_limit_is_accepted() {
+    let ledger = Ledger::start().await;
+    let app =
+        test::init_service(App::new().configure(ledger_ingest::app_config(ledger.client()))).await;
+    let json = ledger_bus::encode_command(
+        Encoding::Json,
+        &register("signup:padded", "padded@example.com"),
+    );
+    let mut body = json.to_vec();
+    body.resize(ledger_bus::COMMAND_BYTES_MAX, b' ');
+
+    let answer = call!(
+        app,
+        post("/v1/customers", ledger_bus::CONTENT_TYPE_JSON, body.clone())
+    );
+    assert_eq!(answer.status, StatusCode::CREATED);
+
+    body.push(b' ');
+    let answer = call!(
+        app,
+        post("/v1/customers", ledger_bus::CONTENT_TYPE_JSON, body)
+    );
+    assert_eq!(
+        answer.refusal(),
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            proto::RejectionKind::TooLarge,
+            "too_large"
+        )
+    );
+    assert_eq!(ledger.last_position().await, 1);
+
+    ledger.stop().await;
+}
+
+#[actix_web::test]
+async fn healthz_answers_ok() {
+    let app = test::init_service(App::new().configure(ledger_ingest::app_config(
+        Ledger::without_writer().await.client(),
+    )))
+    .await;
+    let response = test::call_service(&app, TestRequest::get().uri("/healthz").to_request()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = body::to_bytes(response.into_body()).await.expect("body");
+    assert_eq!(&body[..], b"ok");
+}
