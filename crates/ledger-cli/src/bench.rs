@@ -119,16 +119,7 @@ async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
     let read_events = args.batch_1000_events;
     let bar = progress::events_bar(read_events, "reading");
     let started = Instant::now();
-    let events = store.read_all(1, read_events);
-    pin_mut!(events);
-    let mut decoded = 0u64;
-    while let Some(event) = events.try_next().await? {
-        let payload = proto::Event::decode(&event.event.payload[..])?;
-        decoded += u64::from(payload.kind.is_some());
-        if decoded.is_multiple_of(100_000) {
-            bar.set_position(decoded);
-        }
-    }
+    let decoded = decode_all(&store, read_events, &bar).await?;
     let elapsed = started.elapsed().as_secs_f64();
     bar.finish_and_clear();
     anyhow::ensure!(
@@ -168,8 +159,29 @@ async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
          transaction; COPY TO STDOUT of the same rows"
     );
     drop(writer);
+    drop(store);
+    drop(client);
     ledger_testkit::services::drop_database(services.database_url(), BENCH_DATABASE).await?;
     Ok(())
+}
+
+/// Reads `limit` events with `read_all` and decodes each payload; returns how many decoded.
+async fn decode_all(
+    store: &Store,
+    limit: u64,
+    bar: &indicatif::ProgressBar,
+) -> anyhow::Result<u64> {
+    let events = store.read_all(1, limit);
+    pin_mut!(events);
+    let mut decoded = 0u64;
+    while let Some(event) = events.try_next().await? {
+        let payload = proto::Event::decode(&event.event.payload[..])?;
+        decoded += u64::from(payload.kind.is_some());
+        if decoded.is_multiple_of(100_000) {
+            bar.set_position(decoded);
+        }
+    }
+    Ok(decoded)
 }
 
 /// One request with one realistic event (a payment on a subscription) for stream `n % streams`.

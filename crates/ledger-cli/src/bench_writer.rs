@@ -126,6 +126,7 @@ pub(crate) async fn run(args: WriterBenchArgs) -> anyhow::Result<()> {
         at_64("writer, group commit") / at_64("writer, one tx per command").max(1.0)
     );
     drop(store);
+    drop(client);
     ledger_testkit::services::drop_database(services.database_url(), BENCH_DATABASE).await?;
     Ok(())
 }

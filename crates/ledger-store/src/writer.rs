@@ -4,12 +4,10 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::time::Instant;
 
-use futures_util::pin_mut;
 use time::OffsetDateTime;
 use tokio::sync::Mutex;
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{Client, NoTls, Statement, Transaction};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls, Statement};
 use uuid::Uuid;
 
 use crate::ADVISORY_LOCK_NAMESPACE;
@@ -23,31 +21,16 @@ const TEXT_BYTES_MAX: usize = 255;
 /// Events one append request may carry.
 const REQUEST_EVENTS_MAX: usize = 1_000;
 
-const COPY_EVENTS: &str = "COPY customer_payment_events (global_position, event_id, stream_id, \
-     stream_version, event_type, account_id, payment_provider_type, status, issuer, occurred_at, \
-     recorded_at, idempotency_key, correlation_id, causation_id, schema_version, payload, \
-     prev_hash, hash) FROM STDIN (FORMAT binary)";
-
-const COPY_EVENT_TYPES: [Type; 18] = [
-    Type::INT8,
-    Type::UUID,
-    Type::UUID,
-    Type::INT8,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TIMESTAMPTZ,
-    Type::TIMESTAMPTZ,
-    Type::TEXT,
-    Type::UUID,
-    Type::UUID,
-    Type::INT2,
-    Type::BYTEA,
-    Type::BYTEA,
-    Type::BYTEA,
-];
+/// All events of a batch in one statement: one array per column, one round trip.
+const INSERT_EVENTS: &str = "INSERT INTO customer_payment_events (global_position, event_id, \
+     stream_id, stream_version, event_type, account_id, payment_provider_type, status, issuer, \
+     occurred_at, recorded_at, idempotency_key, correlation_id, causation_id, schema_version, \
+     payload, prev_hash, hash) \
+     SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, $11, c12, c13, c14, c15, c16, c17, c18 \
+     FROM unnest($1::int8[], $2::uuid[], $3::uuid[], $4::int8[], $5::text[], $6::text[], \
+     $7::text[], $8::text[], $9::text[], $10::timestamptz[], $12::text[], $13::uuid[], \
+     $14::uuid[], $15::int2[], $16::bytea[], $17::bytea[], $18::bytea[]) \
+     AS t(c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c12, c13, c14, c15, c16, c17, c18)";
 
 /// The only way to append events. Holds the writer advisory lock of its partition on a
 /// dedicated connection and appends on that connection, so no other writer can interleave.
@@ -71,7 +54,7 @@ struct Statements {
     stored_keys: Statement,
     stream_versions: Statement,
     key_owners: Statement,
-    copy_events: Statement,
+    insert_events: Statement,
     delete_keys: Statement,
     insert_keys: Statement,
 }
@@ -106,7 +89,7 @@ impl Statements {
                      WHERE unique_key = ANY($1)",
                 )
                 .await?,
-            copy_events: client.prepare(COPY_EVENTS).await?,
+            insert_events: client.prepare(INSERT_EVENTS).await?,
             delete_keys: client
                 .prepare("DELETE FROM customer_unique_keys WHERE unique_key = ANY($1)")
                 .await?,
@@ -210,18 +193,23 @@ impl Writer {
         let recorded_at = truncate_to_micros(OffsetDateTime::now_utc());
         let started = Instant::now();
         let requests = batch.len();
-        let transaction = client.transaction().await?;
         let (outcomes, new_head) =
-            append_in(&transaction, statements, current_head, recorded_at, batch).await?;
-        let written = Instant::now();
-        transaction.commit().await?;
+            match append_in(client, statements, current_head, recorded_at, batch).await {
+                Ok(appended) => appended,
+                Err(error) => {
+                    // Leave no transaction open on the connection (a no-op when none is).
+                    if let Err(rollback) = client.batch_execute("ROLLBACK").await {
+                        tracing::warn!(%rollback, "rollback after a failed append failed");
+                    }
+                    return Err(error);
+                }
+            };
         *head = Some(new_head);
         tracing::debug!(
             requests,
             events = new_head.global_position - current_head.global_position,
             global_position = new_head.global_position,
-            write_us = (written - started).as_micros(),
-            commit_us = written.elapsed().as_micros(),
+            append_us = started.elapsed().as_micros(),
             "appended batch"
         );
         Ok(outcomes)
@@ -268,7 +256,7 @@ struct Lookups {
 }
 
 async fn look_up(
-    transaction: &Transaction<'_>,
+    client: &Client,
     statements: &Statements,
     batch: &[AppendRequest],
 ) -> Result<Lookups, StoreError> {
@@ -288,16 +276,14 @@ async fn look_up(
         if unique_keys.is_empty() {
             return Ok(Vec::new());
         }
-        transaction
-            .query(&statements.key_owners, &[&unique_keys])
-            .await
+        client.query(&statements.key_owners, &[&unique_keys]).await
     };
     let keys_parameter: [&(dyn ToSql + Sync); 1] = [&keys];
     let streams_parameter: [&(dyn ToSql + Sync); 1] = [&stream_ids];
     // Pipelined on the one connection.
     let (stored_keys, versions, key_owners) = tokio::try_join!(
-        transaction.query(&statements.stored_keys, &keys_parameter),
-        transaction.query(&statements.stream_versions, &streams_parameter),
+        client.query(&statements.stored_keys, &keys_parameter),
+        client.query(&statements.stream_versions, &streams_parameter),
         key_owners,
     )?;
     let mut lookups = Lookups {
@@ -320,20 +306,23 @@ async fn look_up(
     Ok(lookups)
 }
 
+/// One batch in two pipelined flights: BEGIN with the look-ups, then (after planning in memory)
+/// the inserts, the unique-key changes and COMMIT. Every statement of a flight is sent before
+/// the first answer is awaited, in order, on the writer's one connection.
 async fn append_in(
-    transaction: &Transaction<'_>,
+    client: &Client,
     statements: &Statements,
     mut head: Head,
     recorded_at: OffsetDateTime,
     batch: Vec<AppendRequest>,
 ) -> Result<(Vec<Result<Committed, AppendRejection>>, Head), StoreError> {
-    let started = Instant::now();
+    let begin = async { Ok(client.batch_execute("BEGIN").await?) };
+    let ((), lookups) = tokio::try_join!(begin, look_up(client, statements, &batch))?;
     let Lookups {
         stored_keys,
         mut versions,
         key_owners: initial_owners,
-    } = look_up(transaction, statements, &batch).await?;
-    let looked_up = Instant::now();
+    } = lookups;
     // Owners changed by this batch so far (`None`: released).
     let mut owners: HashMap<String, Option<Uuid>> = HashMap::new();
     let owner_of = |owners: &HashMap<String, Option<Uuid>>, key: &str| match owners.get(key) {
@@ -425,22 +414,15 @@ async fn append_in(
             _ => &[],
         })
         .collect();
-    let planned = Instant::now();
-    write_events(transaction, statements, &appended).await?;
-    tracing::trace!(
-        look_up_us = (looked_up - started).as_micros(),
-        plan_us = (planned - looked_up).as_micros(),
-        copy_us = planned.elapsed().as_micros(),
-        "planned and copied"
-    );
-    write_unique_keys(
-        transaction,
-        statements,
-        &initial_owners,
-        &owners,
-        recorded_at,
-    )
-    .await?;
+    let key_changes = UniqueKeyWrites::new(&initial_owners, &owners);
+    let commit = async { Ok(client.batch_execute("COMMIT").await?) };
+    tokio::try_join!(
+        write_events(client, statements, &appended, recorded_at),
+        key_changes.delete(client, statements),
+        key_changes.insert(client, statements, recorded_at),
+        commit,
+    )?;
+    drop(appended);
 
     let mut outcomes: Vec<Result<Committed, AppendRejection>> = Vec::with_capacity(plans.len());
     for (request, plan) in batch.iter().zip(plans) {
@@ -451,8 +433,7 @@ async fn append_in(
                 duplicate: false,
             }),
             Planned::StoredDuplicate => Ok(Committed {
-                events: read::events_with_idempotency_key(transaction, &request.idempotency_key)
-                    .await?,
+                events: read::events_with_idempotency_key(client, &request.idempotency_key).await?,
                 duplicate: true,
             }),
             Planned::BatchDuplicate { request_index } => match &outcomes[request_index] {
@@ -509,81 +490,124 @@ fn check_text(field: &str, value: &str, may_be_empty: bool) -> Result<(), Append
 }
 
 async fn write_events(
-    transaction: &Transaction<'_>,
+    client: &Client,
     statements: &Statements,
     events: &[&RecordedEvent],
+    recorded_at: OffsetDateTime,
 ) -> Result<(), StoreError> {
     if events.is_empty() {
         return Ok(());
     }
-    let sink = transaction.copy_in(&statements.copy_events).await?;
-    let writer = BinaryCopyInWriter::new(sink, &COPY_EVENT_TYPES);
-    pin_mut!(writer);
-    for recorded in events {
-        let event = &recorded.event;
-        let row: [&(dyn ToSql + Sync); 18] = [
-            &position_to_sql(recorded.global_position)?,
-            &event.event_id,
-            &recorded.stream_id,
-            &position_to_sql(recorded.stream_version)?,
-            &event.event_type,
-            &event.account_id,
-            &event.payment_provider_type.as_str(),
-            &event.status.as_str(),
-            &event.issuer.as_str(),
-            &event.occurred_at,
-            &recorded.recorded_at,
-            &recorded.idempotency_key,
-            &event.correlation_id,
-            &event.causation_id,
-            &event.schema_version,
-            &&event.payload[..],
-            &&recorded.prev_hash[..],
-            &&recorded.hash[..],
-        ];
-        writer.as_mut().write(&row).await?;
-    }
-    writer.finish().await?;
+    let column = |value: fn(&RecordedEvent) -> &str| -> Vec<&str> {
+        events.iter().map(|event| value(event)).collect()
+    };
+    let positions = events
+        .iter()
+        .map(|event| position_to_sql(event.global_position))
+        .collect::<Result<Vec<_>, _>>()?;
+    let versions = events
+        .iter()
+        .map(|event| position_to_sql(event.stream_version))
+        .collect::<Result<Vec<_>, _>>()?;
+    let event_ids: Vec<Uuid> = events.iter().map(|e| e.event.event_id).collect();
+    let stream_ids: Vec<Uuid> = events.iter().map(|e| e.stream_id).collect();
+    let event_types = column(|e| &e.event.event_type);
+    let account_ids = column(|e| &e.event.account_id);
+    let providers = column(|e| e.event.payment_provider_type.as_str());
+    let statuses = column(|e| e.event.status.as_str());
+    let issuers = column(|e| e.event.issuer.as_str());
+    let occurred_at: Vec<OffsetDateTime> = events.iter().map(|e| e.event.occurred_at).collect();
+    let idempotency_keys = column(|e| &e.idempotency_key);
+    let correlation_ids: Vec<Option<Uuid>> =
+        events.iter().map(|e| e.event.correlation_id).collect();
+    let causation_ids: Vec<Option<Uuid>> = events.iter().map(|e| e.event.causation_id).collect();
+    let schema_versions: Vec<i16> = events.iter().map(|e| e.event.schema_version).collect();
+    let payloads: Vec<&[u8]> = events.iter().map(|e| &e.event.payload[..]).collect();
+    let prev_hashes: Vec<&[u8]> = events.iter().map(|e| &e.prev_hash[..]).collect();
+    let hashes: Vec<&[u8]> = events.iter().map(|e| &e.hash[..]).collect();
+    client
+        .execute(
+            &statements.insert_events,
+            &[
+                &positions,
+                &event_ids,
+                &stream_ids,
+                &versions,
+                &event_types,
+                &account_ids,
+                &providers,
+                &statuses,
+                &issuers,
+                &occurred_at,
+                &recorded_at,
+                &idempotency_keys,
+                &correlation_ids,
+                &causation_ids,
+                &schema_versions,
+                &payloads,
+                &prev_hashes,
+                &hashes,
+            ],
+        )
+        .await?;
     Ok(())
 }
 
-/// Writes the net change of the unique keys: keys released (and not re-claimed) are deleted,
-/// keys newly owned are inserted.
-async fn write_unique_keys(
-    transaction: &Transaction<'_>,
-    statements: &Statements,
-    initial: &HashMap<String, Uuid>,
-    current: &HashMap<String, Option<Uuid>>,
-    claimed_at: OffsetDateTime,
-) -> Result<(), StoreError> {
-    let mut deleted: Vec<&str> = Vec::new();
-    let mut inserted_keys: Vec<&str> = Vec::new();
-    let mut inserted_owners: Vec<Uuid> = Vec::new();
-    for (key, owner) in current {
-        let before = initial.get(key).copied();
-        if before == *owner {
-            continue;
+/// The net change of the unique keys by a batch: keys released (and not re-claimed) are
+/// deleted, keys newly owned are inserted. Each is one statement, so both can be pipelined
+/// before COMMIT.
+struct UniqueKeyWrites<'a> {
+    deleted: Vec<&'a str>,
+    inserted_keys: Vec<&'a str>,
+    inserted_owners: Vec<Uuid>,
+}
+
+impl<'a> UniqueKeyWrites<'a> {
+    fn new(initial: &HashMap<String, Uuid>, current: &'a HashMap<String, Option<Uuid>>) -> Self {
+        let mut writes = UniqueKeyWrites {
+            deleted: Vec::new(),
+            inserted_keys: Vec::new(),
+            inserted_owners: Vec::new(),
+        };
+        for (key, owner) in current {
+            let before = initial.get(key).copied();
+            if before == *owner {
+                continue;
+            }
+            if before.is_some() {
+                writes.deleted.push(key);
+            }
+            if let Some(owner) = owner {
+                writes.inserted_keys.push(key);
+                writes.inserted_owners.push(*owner);
+            }
         }
-        if before.is_some() {
-            deleted.push(key);
+        writes
+    }
+
+    async fn delete(&self, client: &Client, statements: &Statements) -> Result<(), StoreError> {
+        if !self.deleted.is_empty() {
+            client
+                .execute(&statements.delete_keys, &[&self.deleted])
+                .await?;
         }
-        if let Some(owner) = owner {
-            inserted_keys.push(key);
-            inserted_owners.push(*owner);
+        Ok(())
+    }
+
+    async fn insert(
+        &self,
+        client: &Client,
+        statements: &Statements,
+        claimed_at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        if !self.inserted_keys.is_empty() {
+            client
+                .execute(
+                    &statements.insert_keys,
+                    &[&self.inserted_keys, &self.inserted_owners, &claimed_at],
+                )
+                .await?;
         }
+        Ok(())
     }
-    if !deleted.is_empty() {
-        transaction
-            .execute(&statements.delete_keys, &[&deleted])
-            .await?;
-    }
-    if !inserted_keys.is_empty() {
-        transaction
-            .execute(
-                &statements.insert_keys,
-                &[&inserted_keys, &inserted_owners, &claimed_at],
-            )
-            .await?;
-    }
-    Ok(())
 }

@@ -62,8 +62,9 @@ pub(crate) struct Pipeline {
     publisher: Publisher,
     nats: async_nats::Client,
     /// Customers' states as of the last commit. Only this writer appends while it holds the
-    /// lock, so an entry is authoritative; entries are dropped whenever an append did not go
-    /// as decided, and every request carries the version it was decided on.
+    /// lock, so an entry is authoritative; a batch takes the states it needs out and puts back
+    /// only those whose appends went as decided, and every request carries the version it was
+    /// decided on.
     cache: moka::sync::Cache<Uuid, Customer>,
     group_commit: bool,
 }
@@ -120,9 +121,7 @@ impl Pipeline {
             match self.writer.append(requests).await {
                 Ok(outcomes) => outcomes,
                 Err(error) => {
-                    for stream_id in working.keys() {
-                        self.cache.invalidate(stream_id);
-                    }
+                    // The batch's states stay out of the cache: they are replayed next time.
                     if self.writer.is_closed() {
                         return Err(WriterError::LockLost);
                     }
@@ -228,9 +227,10 @@ impl Pipeline {
         }
     }
 
-    /// A customer's state: from the cache, or replayed from the store.
+    /// A customer's state: taken out of the cache (moved, not cloned; the batch puts it back),
+    /// or replayed from the store.
     async fn load(&self, stream_id: Uuid) -> Result<Customer, WriterError> {
-        if let Some(state) = self.cache.get(&stream_id) {
+        if let Some(state) = self.cache.remove(&stream_id) {
             return Ok(state);
         }
         let stored = self.store.read_stream(stream_id, 1).await?;
@@ -249,8 +249,8 @@ impl Pipeline {
         Ok(state)
     }
 
-    /// Keeps the batch's states of customers whose every request was appended as decided;
-    /// forgets the others, so that they are replayed from the store next time.
+    /// Puts back the batch's states of customers whose every request was appended as decided;
+    /// the others stay out, so that they are replayed from the store next time.
     fn update_cache(
         &self,
         plans: &[Plan],
@@ -271,8 +271,6 @@ impl Pipeline {
         for (stream_id, state) in working {
             if as_decided.get(&stream_id).copied().unwrap_or(true) {
                 self.cache.insert(stream_id, state);
-            } else {
-                self.cache.invalidate(&stream_id);
             }
         }
     }
