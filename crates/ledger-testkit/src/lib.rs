@@ -6,11 +6,18 @@
 //!   `Drop`. Used by the `ledger` binary (`demo`, `bench`, `with-services`) and by tests.
 //! - [`TestDb`]: a fresh database per test on the configured server, migrated, dropped on `Drop`;
 //!   [`unique_name`] gives per-test JetStream stream and subject names on the shared NATS server.
+//! - [`ledger`]: a running ledger per test, [`ledger::TestLedger`]: a `TestDb`, the store on it, a
+//!   NATS connection, unique bus names and real writers (`ledger_writer::run`) started on demand,
+//!   with checks that the JetStream stream holds exactly the table's events; its stream is deleted
+//!   on `Drop`. Nothing is faked.
+//! - [`commands`]: command fixtures at a fixed time ([`commands::NOW_MICROS`]).
 //!
-//! This crate knows how to start and reach servers; of the ledger it only calls
-//! `ledger_store::migrate`. It knows nothing about events or streams. Nothing here runs in
-//! production: the `ledger` binary uses it only for `demo`, `bench` and `with-services`.
+//! Tests of the writer, the ingest endpoints and the projectors share these instead of each
+//! keeping a copy. Nothing here runs in production: the `ledger` binary uses only [`services`],
+//! for `demo`, `bench` and `with-services`.
 
+pub mod commands;
+pub mod ledger;
 pub mod services;
 mod test_db;
 

@@ -28,7 +28,7 @@ use tracing::{info, warn};
 pub(crate) const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const DEFAULT_POSTGRES_PORT: u16 = 5432;
 /// The shared NATS server used when `NATS_URL` is not set and it answers.
-const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+pub(crate) const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 const DEFAULT_NATS_PORT: u16 = 4222;
 
 /// How long to wait for a TCP connection when checking whether a server answers on a port.

@@ -1,23 +1,22 @@
 //! Commands the writer accepts: 201 for new events, 200 for a repeated idempotency key.
 
+use actix_web::body;
 use actix_web::http::StatusCode;
 use actix_web::http::header::CONTENT_TYPE;
 use actix_web::test::{self, TestRequest};
-use actix_web::{App, body};
 use ledger_bus::Encoding;
 use ledger_domain::proto;
+use ledger_testkit::commands::{register, start_subscription, with_expected_version};
+use ledger_testkit::ledger::TestLedger;
 use uuid::Uuid;
 
-use crate::{
-    Ledger, call, post, post_json, post_protobuf, register, start_subscription,
-    with_expected_version,
-};
+use crate::{call, ingest_app, post, post_json, post_protobuf};
 
 #[actix_web::test]
 async fn registers_a_customer_from_json_and_answers_a_repeat_as_a_duplicate() {
-    let ledger = Ledger::start().await;
-    let app =
-        test::init_service(App::new().configure(ledger_ingest::app_config(ledger.client()))).await;
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let app = ingest_app!(ledger.client());
     let command = register("signup:ada", "ada@example.com");
 
     let first = call!(app, post_json("/v1/customers", &command));
@@ -67,14 +66,14 @@ async fn registers_a_customer_from_json_and_answers_a_repeat_as_a_duplicate() {
         "nothing appended by the repeat"
     );
 
-    ledger.stop().await;
+    writer.stop().await.expect("the writer stops cleanly");
 }
 
 #[actix_web::test]
 async fn sends_any_command_by_name_in_protobuf() {
-    let ledger = Ledger::start().await;
-    let app =
-        test::init_service(App::new().configure(ledger_ingest::app_config(ledger.client()))).await;
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let app = ingest_app!(ledger.client());
 
     let registered = call!(
         app,
@@ -119,14 +118,14 @@ async fn sends_any_command_by_name_in_protobuf() {
     let types: Vec<&str> = stored.iter().map(|e| e.event.event_type.as_str()).collect();
     assert_eq!(types, ["customer_registered", "subscription_started"]);
 
-    ledger.stop().await;
+    writer.stop().await.expect("the writer stops cleanly");
 }
 
 #[actix_web::test]
 async fn a_matching_expected_version_is_accepted() {
-    let ledger = Ledger::start().await;
-    let app =
-        test::init_service(App::new().configure(ledger_ingest::app_config(ledger.client()))).await;
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let app = ingest_app!(ledger.client());
     let registered = call!(
         app,
         post_json("/v1/customers", &register("signup:ada", "ada@example.com"))
@@ -141,16 +140,16 @@ async fn a_matching_expected_version_is_accepted() {
     assert_eq!(started.status, StatusCode::CREATED);
     assert_eq!(started.accepted().events[0].stream_version, 2);
 
-    ledger.stop().await;
+    writer.stop().await.expect("the writer stops cleanly");
 }
 
 /// The limit is on the body as sent: a JSON body of exactly 64 KiB (padded with whitespace)
 /// passes, one byte more does not.
 #[actix_web::test]
 async fn a_body_of_exactly_the_limit_is_accepted() {
-    let ledger = Ledger::start().await;
-    let app =
-        test::init_service(App::new().configure(ledger_ingest::app_config(ledger.client()))).await;
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let app = ingest_app!(ledger.client());
     let json = ledger_bus::encode_command(
         Encoding::Json,
         &register("signup:padded", "padded@example.com"),
@@ -179,15 +178,12 @@ async fn a_body_of_exactly_the_limit_is_accepted() {
     );
     assert_eq!(ledger.last_position().await, 1);
 
-    ledger.stop().await;
+    writer.stop().await.expect("the writer stops cleanly");
 }
 
 #[actix_web::test]
 async fn healthz_answers_ok() {
-    let app = test::init_service(App::new().configure(ledger_ingest::app_config(
-        Ledger::without_writer().await.client(),
-    )))
-    .await;
+    let app = ingest_app!(TestLedger::new().await.client());
     let response = test::call_service(&app, TestRequest::get().uri("/healthz").to_request()).await;
     assert_eq!(response.status(), StatusCode::OK);
     let body = body::to_bytes(response.into_body()).await.expect("body");

@@ -2,26 +2,25 @@
 //! status of their kind; requests ingest refuses itself never reach the writer. Every answer is
 //! a `CommandReply` with a `rejected` result.
 
-use actix_web::App;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{CONTENT_TYPE, RETRY_AFTER};
-use actix_web::test;
 use ledger_bus::Encoding;
 use ledger_domain::proto::{self, RejectionKind};
-
-use crate::{
-    Ledger, call, metadata, money, post, post_json, post_protobuf, register, start_subscription,
-    with_expected_version,
+use ledger_testkit::commands::{
+    metadata, money, register, start_subscription, with_expected_version,
 };
+use ledger_testkit::ledger::TestLedger;
+
+use crate::{call, ingest_app, post, post_json, post_protobuf};
 
 /// A customer id nobody registered.
 const UNREGISTERED_CUSTOMER_ID: &str = "0199a0f0-0000-7000-8000-000000000001";
 
 #[actix_web::test]
 async fn domain_rejections_keep_their_kind_and_code() {
-    let ledger = Ledger::start().await;
-    let app =
-        test::init_service(App::new().configure(ledger_ingest::app_config(ledger.client()))).await;
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let app = ingest_app!(ledger.client());
 
     let unregistered = call!(
         app,
@@ -112,14 +111,14 @@ async fn domain_rejections_keep_their_kind_and_code() {
         "registration and payment only"
     );
 
-    ledger.stop().await;
+    writer.stop().await.expect("the writer stops cleanly");
 }
 
 #[actix_web::test]
 async fn a_stale_expected_version_is_a_conflict() {
-    let ledger = Ledger::start().await;
-    let app =
-        test::init_service(App::new().configure(ledger_ingest::app_config(ledger.client()))).await;
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let app = ingest_app!(ledger.client());
     let registered = call!(
         app,
         post_json("/v1/customers", &register("signup:ada", "ada@example.com"))
@@ -149,14 +148,14 @@ async fn a_stale_expected_version_is_a_conflict() {
     );
     assert_eq!(ledger.last_position().await, 2);
 
-    ledger.stop().await;
+    writer.stop().await.expect("the writer stops cleanly");
 }
 
 #[actix_web::test]
 async fn undecodable_bodies_are_malformed_and_append_nothing() {
-    let ledger = Ledger::start().await;
-    let app =
-        test::init_service(App::new().configure(ledger_ingest::app_config(ledger.client()))).await;
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let app = ingest_app!(ledger.client());
     let malformed = (
         StatusCode::BAD_REQUEST,
         RejectionKind::Malformed,
@@ -215,14 +214,14 @@ async fn undecodable_bodies_are_malformed_and_append_nothing() {
     assert_eq!(no_body.refusal().2, "missing_command");
 
     assert_eq!(ledger.last_position().await, 0);
-    ledger.stop().await;
+    writer.stop().await.expect("the writer stops cleanly");
 }
 
 #[actix_web::test]
 async fn the_path_must_name_the_body_command() {
-    let ledger = Ledger::start().await;
-    let app =
-        test::init_service(App::new().configure(ledger_ingest::app_config(ledger.client()))).await;
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let app = ingest_app!(ledger.client());
     let mismatch = (
         StatusCode::BAD_REQUEST,
         RejectionKind::Malformed,
@@ -245,14 +244,14 @@ async fn the_path_must_name_the_body_command() {
     assert_eq!(not_a_registration.refusal(), mismatch);
 
     assert_eq!(ledger.last_position().await, 0);
-    ledger.stop().await;
+    writer.stop().await.expect("the writer stops cleanly");
 }
 
 #[actix_web::test]
 async fn other_content_types_are_unsupported() {
-    let ledger = Ledger::start().await;
-    let app =
-        test::init_service(App::new().configure(ledger_ingest::app_config(ledger.client()))).await;
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let app = ingest_app!(ledger.client());
     let json =
         ledger_bus::encode_command(Encoding::Json, &register("signup:ada", "ada@example.com"));
 
@@ -280,14 +279,14 @@ async fn other_content_types_are_unsupported() {
     );
     assert_eq!(with_charset.status, StatusCode::CREATED);
 
-    ledger.stop().await;
+    writer.stop().await.expect("the writer stops cleanly");
 }
 
 #[actix_web::test]
 async fn bodies_over_64_kib_are_too_large() {
-    let ledger = Ledger::start().await;
-    let app =
-        test::init_service(App::new().configure(ledger_ingest::app_config(ledger.client()))).await;
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let app = ingest_app!(ledger.client());
     let body = vec![b' '; 65 * 1024];
     let too_large = (
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -314,14 +313,13 @@ async fn bodies_over_64_kib_are_too_large() {
     assert_eq!(protobuf.encoding, Encoding::Protobuf);
 
     assert_eq!(ledger.last_position().await, 0);
-    ledger.stop().await;
+    writer.stop().await.expect("the writer stops cleanly");
 }
 
 #[actix_web::test]
 async fn no_writer_is_service_unavailable_with_retry_after() {
-    let ledger = Ledger::without_writer().await;
-    let app =
-        test::init_service(App::new().configure(ledger_ingest::app_config(ledger.client()))).await;
+    let ledger = TestLedger::new().await;
+    let app = ingest_app!(ledger.client());
 
     let answer = call!(
         app,
@@ -350,5 +348,4 @@ async fn no_writer_is_service_unavailable_with_retry_after() {
         Some(ledger_bus::CONTENT_TYPE_JSON.as_bytes())
     );
     assert_eq!(ledger.last_position().await, 0);
-    ledger.stop().await;
 }

@@ -3,3 +3,4 @@
 mod database_url;
 mod services;
 mod test_db;
+mod test_ledger;

@@ -1,18 +1,18 @@
 use std::time::Duration;
 
-use async_nats::jetstream;
 use ledger_domain::UniqueKeyChanges;
 use ledger_store::{AppendRequest, ExpectedVersion, NewEvent};
 use ledger_writer::WriterError;
 use uuid::Uuid;
 
-use crate::{World, eventually, register};
+use ledger_testkit::commands::register;
+use ledger_testkit::ledger::{TestLedger, eventually};
 
 #[tokio::test]
 async fn events_committed_but_never_published_are_published_by_the_next_writer() {
-    let world = World::new().await;
-    let writer = world.start_writer();
-    let client = world.client();
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let client = ledger.client();
     for n in 0..3 {
         client
             .send(&register(&format!("k{n}"), &format!("{n}@example.com")))
@@ -23,8 +23,8 @@ async fn events_committed_but_never_published_are_published_by_the_next_writer()
 
     // What a writer killed between COMMIT and publication leaves behind: events in the table
     // that the stream never got.
-    let store_writer = world.store.writer().await.expect("lock");
-    let template = world.table_events().await.remove(0).event;
+    let store_writer = ledger.store.writer().await.expect("lock");
+    let template = ledger.table_events().await.remove(0).event;
     for n in 0..2 {
         store_writer
             .append_one(AppendRequest {
@@ -41,28 +41,27 @@ async fn events_committed_but_never_published_are_published_by_the_next_writer()
             .expect("appended");
     }
     drop(store_writer);
-    assert_eq!(world.stream_events().await.len(), 3);
+    assert_eq!(ledger.stream_events().await.len(), 3);
 
-    let writer = world.start_writer();
+    let writer = ledger.start_writer();
     let next = client
         .send(&register("k-after", "after@example.com"))
         .await
         .expect("accepted");
     assert_eq!(next.events[0].global_position, 6);
-    assert_eq!(world.assert_stream_matches_table().await, 6);
+    assert_eq!(ledger.assert_stream_matches_table().await, 6);
     writer.stop().await.expect("clean stop");
-    world.delete_stream().await;
 }
 
 #[tokio::test]
 async fn a_writer_killed_under_load_loses_and_duplicates_nothing() {
     const CLIENTS: usize = 16;
     const COMMANDS_PER_CLIENT: usize = 25;
-    let world = World::new().await;
-    let first = world.start_writer();
+    let ledger = TestLedger::new().await;
+    let first = ledger.start_writer();
     let clients: Vec<_> = (0..CLIENTS)
         .map(|client_index| {
-            let client = world.client();
+            let client = ledger.client();
             tokio::spawn(async move {
                 for n in 0..COMMANDS_PER_CLIENT {
                     let key = format!("c{client_index}-{n}");
@@ -79,35 +78,34 @@ async fn a_writer_killed_under_load_loses_and_duplicates_nothing() {
         .collect();
     assert!(
         eventually(10_000, || async {
-            world.store.last_position().await.unwrap_or(0) >= 50
+            ledger.store.last_position().await.unwrap_or(0) >= 50
         })
         .await
     );
     first.task.abort();
-    let second = world.start_writer();
+    let second = ledger.start_writer();
     for client in clients {
         client.await.expect("every command is eventually accepted");
     }
-    let total = world.assert_stream_matches_table().await;
+    let total = ledger.assert_stream_matches_table().await;
     assert_eq!(
         total,
         CLIENTS * COMMANDS_PER_CLIENT,
         "each command appended exactly once"
     );
     second.stop().await.expect("clean stop");
-    world.delete_stream().await;
 }
 
 #[tokio::test]
 async fn a_standby_writer_takes_over_when_the_leader_dies() {
-    let world = World::new().await;
-    let leader = world.start_writer();
-    let client = world.client();
+    let ledger = TestLedger::new().await;
+    let leader = ledger.start_writer();
+    let client = ledger.client();
     client
         .send(&register("k1", "one@example.com"))
         .await
         .expect("leader answers");
-    let standby = world.start_writer();
+    let standby = ledger.start_writer();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         !standby.task.is_finished(),
@@ -122,28 +120,27 @@ async fn a_standby_writer_takes_over_when_the_leader_dies() {
     .expect("the standby answers within seconds")
     .expect("accepted");
     assert_eq!(answered.events[0].global_position, 2);
-    assert_eq!(world.assert_stream_matches_table().await, 2);
+    assert_eq!(ledger.assert_stream_matches_table().await, 2);
     standby.stop().await.expect("clean stop");
-    world.delete_stream().await;
 }
 
 #[tokio::test]
 async fn a_stream_ahead_of_the_table_makes_the_writer_refuse_to_start() {
-    let world = World::new().await;
-    let jetstream = jetstream::new(world.nats.clone());
-    ledger_bus::ensure_event_stream(&jetstream, &world.bus)
+    let ledger = TestLedger::new().await;
+    let jetstream = ledger.jetstream();
+    ledger_bus::ensure_event_stream(&jetstream, &ledger.bus)
         .await
         .expect("stream");
     jetstream
         .publish(
-            world.bus.event_subject("customer_registered"),
+            ledger.bus.event_subject("customer_registered"),
             "foreign".into(),
         )
         .await
         .expect("publish")
         .await
         .expect("ack");
-    let writer = world.start_writer();
+    let writer = ledger.start_writer();
     let outcome = tokio::time::timeout(Duration::from_secs(10), writer.task)
         .await
         .expect("the writer stops by itself")
@@ -159,5 +156,4 @@ async fn a_stream_ahead_of_the_table_makes_the_writer_refuse_to_start() {
         ),
         "{outcome:?}"
     );
-    world.delete_stream().await;
 }

@@ -2,21 +2,22 @@ use async_nats::HeaderMap;
 use ledger_bus::{COMMAND_BYTES_MAX, CONTENT_TYPE_HEADER, Encoding, decode_reply, encode_command};
 use ledger_domain::proto::{self, RejectionKind};
 
-use crate::{World, register, start_subscription};
+use ledger_testkit::commands::{register, start_subscription};
+use ledger_testkit::ledger::TestLedger;
 
 /// Sends raw bytes as a command and returns the rejection kind and code.
 async fn send_raw(
-    world: &World,
+    ledger: &TestLedger,
     command_name: &str,
     content_type: &str,
     body: Vec<u8>,
 ) -> (RejectionKind, String) {
     let mut headers = HeaderMap::new();
     headers.insert(CONTENT_TYPE_HEADER, content_type);
-    let message = world
+    let message = ledger
         .nats
         .request_with_headers(
-            world.bus.command_subject(command_name),
+            ledger.bus.command_subject(command_name),
             headers,
             body.into(),
         )
@@ -34,9 +35,9 @@ async fn send_raw(
 
 #[tokio::test]
 async fn bad_input_gets_a_typed_rejection_and_appends_nothing() {
-    let world = World::new().await;
-    let writer = world.start_writer();
-    let client = world.client();
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let client = ledger.client();
     // The typed client retries until the writer has subscribed; raw requests below do not.
     let customer = client
         .send(&register("k-ok", "ada@example.com"))
@@ -98,7 +99,7 @@ async fn bad_input_gets_a_typed_rejection_and_appends_nothing() {
         ),
     ];
     for (name, content_type, body, kind, code) in cases {
-        let (got_kind, got_code) = send_raw(&world, name, content_type, body).await;
+        let (got_kind, got_code) = send_raw(&ledger, name, content_type, body).await;
         assert_eq!(
             (got_kind, got_code.as_str()),
             (kind, code),
@@ -133,12 +134,7 @@ async fn bad_input_gets_a_typed_rejection_and_appends_nothing() {
         .expect_err("the email belongs to another customer");
     assert_eq!(taken.rejection_kind(), Some(RejectionKind::Invalid));
 
-    assert_eq!(
-        world.store.last_position().await.expect("last"),
-        1,
-        "only the valid command"
-    );
-    assert_eq!(world.assert_stream_matches_table().await, 1);
+    assert_eq!(ledger.last_position().await, 1, "only the valid command");
+    assert_eq!(ledger.assert_stream_matches_table().await, 1);
     writer.stop().await.expect("clean stop");
-    world.delete_stream().await;
 }

@@ -4,13 +4,14 @@ use std::sync::Arc;
 use ledger_bus::{Encoding, SendError};
 use ledger_domain::proto::RejectionKind;
 
-use crate::{World, register, start_subscription};
+use ledger_testkit::commands::{register, start_subscription, with_expected_version};
+use ledger_testkit::ledger::TestLedger;
 
 #[tokio::test]
 async fn a_command_round_trip_appends_publishes_and_answers_with_the_position() {
-    let world = World::new().await;
-    let writer = world.start_writer();
-    let client = world.client();
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let client = ledger.client();
     let accepted = client
         .send(&register("k-register", "ada@example.com"))
         .await
@@ -36,25 +37,24 @@ async fn a_command_round_trip_appends_publishes_and_answers_with_the_position() 
     assert_eq!(subscribed.events[0].stream_version, 2);
     assert_eq!(subscribed.customer_id, accepted.customer_id);
 
-    assert_eq!(world.assert_stream_matches_table().await, 2);
-    let table = world.table_events().await;
+    assert_eq!(ledger.assert_stream_matches_table().await, 2);
+    let table = ledger.table_events().await;
     assert_eq!(
         table[0].event.event_id.to_string(),
         accepted.events[0].event_id
     );
     writer.stop().await.expect("clean stop");
-    world.delete_stream().await;
 }
 
 #[tokio::test]
 async fn thirty_two_clients_sending_ten_thousand_commands_leave_table_and_stream_identical() {
     const CLIENTS: usize = 32;
     const COMMANDS_PER_CLIENT: usize = 313;
-    let world = World::new().await;
-    let writer = world.start_writer();
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
     let tasks: Vec<_> = (0..CLIENTS)
         .map(|client_index| {
-            let client = world.client();
+            let client = ledger.client();
             tokio::spawn(async move {
                 let mut positions = Vec::new();
                 for n in 0..COMMANDS_PER_CLIENT {
@@ -81,16 +81,15 @@ async fn thirty_two_clients_sending_ten_thousand_commands_leave_table_and_stream
     }
     let total = (CLIENTS * COMMANDS_PER_CLIENT) as u64;
     assert_eq!(positions, (1..=total).collect::<BTreeSet<_>>());
-    assert_eq!(world.assert_stream_matches_table().await as u64, total);
+    assert_eq!(ledger.assert_stream_matches_table().await as u64, total);
     writer.stop().await.expect("clean stop");
-    world.delete_stream().await;
 }
 
 #[tokio::test]
 async fn a_repeated_idempotency_key_appends_nothing_and_returns_the_original_result() {
-    let world = World::new().await;
-    let writer = world.start_writer();
-    let client = world.client();
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let client = ledger.client();
     let first = client
         .send(&register("stripe:evt_1", "ada@example.com"))
         .await
@@ -111,17 +110,16 @@ async fn a_repeated_idempotency_key_appends_nothing_and_returns_the_original_res
     assert!(started_again.duplicate);
     assert_eq!(started_again.events, started.events);
 
-    assert_eq!(world.store.last_position().await.expect("last"), 2);
-    assert_eq!(world.assert_stream_matches_table().await, 2);
+    assert_eq!(ledger.last_position().await, 2);
+    assert_eq!(ledger.assert_stream_matches_table().await, 2);
     writer.stop().await.expect("clean stop");
-    world.delete_stream().await;
 }
 
 #[tokio::test]
 async fn commands_racing_on_the_same_expected_version_have_exactly_one_winner() {
-    let world = World::new().await;
-    let writer = world.start_writer();
-    let client = Arc::new(world.client());
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let client = Arc::new(ledger.client());
     let customer = client
         .send(&register("k0", "ada@example.com"))
         .await
@@ -130,11 +128,10 @@ async fn commands_racing_on_the_same_expected_version_have_exactly_one_winner() 
     let racers: Vec<_> = (0..8)
         .map(|n| {
             let client = Arc::clone(&client);
-            let mut command =
-                start_subscription(&format!("race-{n}"), &customer, &format!("sub_{n}"), "USD");
-            if let Some(metadata) = command.metadata.as_mut() {
-                metadata.expected_version = Some(1);
-            }
+            let command = with_expected_version(
+                start_subscription(&format!("race-{n}"), &customer, &format!("sub_{n}"), "USD"),
+                1,
+            );
             tokio::spawn(async move { client.send(&command).await })
         })
         .collect();
@@ -153,19 +150,18 @@ async fn commands_racing_on_the_same_expected_version_have_exactly_one_winner() 
         }
     }
     assert_eq!(winners, 1);
-    assert_eq!(world.assert_stream_matches_table().await, 2);
+    assert_eq!(ledger.assert_stream_matches_table().await, 2);
     writer.stop().await.expect("clean stop");
-    world.delete_stream().await;
 }
 
 #[tokio::test]
 async fn a_full_queue_answers_busy_instead_of_growing() {
-    let world = World::new().await;
-    let mut config = world.config();
+    let ledger = TestLedger::new().await;
+    let mut config = ledger.writer_config();
     config.queue_commands_max = 1;
     config.batch_commands_max = 1;
-    let writer = world.start_writer_with(config);
-    let client = world.client();
+    let writer = ledger.start_writer_with(config);
+    let client = ledger.client();
     // Wait until the writer answers before flooding it.
     client
         .send(&register("warm-up", "warm@example.com"))
@@ -196,16 +192,12 @@ async fn a_full_queue_answers_busy_instead_of_growing() {
         "a queue of one must overflow under 300 concurrent commands"
     );
     assert_eq!(accepted + busy, 300);
+    assert_eq!(ledger.last_position().await, accepted + 1);
     assert_eq!(
-        world.store.last_position().await.expect("last"),
-        accepted + 1
-    );
-    assert_eq!(
-        world.assert_stream_matches_table().await as u64,
+        ledger.assert_stream_matches_table().await as u64,
         accepted + 1
     );
     writer.stop().await.expect("clean stop");
-    world.delete_stream().await;
 }
 
 /// The reply shapes a shell client sees for JSON.

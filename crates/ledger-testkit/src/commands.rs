@@ -1,0 +1,80 @@
+//! Command fixtures: valid commands with fixed time and fixed provider details, for tests to
+//! send or to change one field of.
+
+use ledger_domain::proto;
+
+/// 2026-01-01T00:00:00Z in microseconds: every fixture command occurs at this time.
+pub const NOW_MICROS: i64 = 1_767_225_600_000_000;
+
+/// Metadata of an internal Stripe command at [`NOW_MICROS`], with no expected version.
+pub fn metadata(idempotency_key: &str, customer_id: &str) -> proto::CommandMetadata {
+    proto::CommandMetadata {
+        idempotency_key: idempotency_key.to_owned(),
+        customer_id: customer_id.to_owned(),
+        expected_version: None,
+        occurred_at_unix_micros: NOW_MICROS,
+        issuer: proto::Issuer::Internal as i32,
+        payment_provider: proto::PaymentProvider::Stripe as i32,
+        account_id: "cus_test".to_owned(),
+        correlation_id: String::new(),
+        causation_id: String::new(),
+    }
+}
+
+/// `register_customer` with no customer id: the ledger assigns one.
+pub fn register(idempotency_key: &str, email: &str) -> proto::Command {
+    proto::Command {
+        metadata: Some(metadata(idempotency_key, "")),
+        kind: Some(proto::command::Kind::RegisterCustomer(
+            proto::CustomerRegistered {
+                email: email.to_owned(),
+                name: "Ada Lovelace".to_owned(),
+                provider_account: None,
+            },
+        )),
+    }
+}
+
+/// `start_subscription` of one seat of the monthly plan `pro-monthly` at 4,900 minor units of
+/// `currency`, no trial, no discount, the first period
+/// ending 30 days after [`NOW_MICROS`].
+pub fn start_subscription(
+    idempotency_key: &str,
+    customer_id: &str,
+    subscription_id: &str,
+    currency: &str,
+) -> proto::Command {
+    proto::Command {
+        metadata: Some(metadata(idempotency_key, customer_id)),
+        kind: Some(proto::command::Kind::StartSubscription(
+            proto::SubscriptionStarted {
+                subscription_id: subscription_id.to_owned(),
+                plan: Some(proto::Plan {
+                    plan_id: "pro-monthly".to_owned(),
+                    unit_price: Some(money(4_900, currency)),
+                    interval: proto::BillingInterval::Month as i32,
+                    interval_count: 1,
+                }),
+                quantity: 1,
+                trial_end_unix_seconds: None,
+                current_period_end_unix_seconds: NOW_MICROS / 1_000_000 + 30 * 86_400,
+                discount: None,
+            },
+        )),
+    }
+}
+
+pub fn money(amount_minor: i64, currency: &str) -> proto::Money {
+    proto::Money {
+        amount_minor,
+        currency: currency.to_owned(),
+    }
+}
+
+/// `command` accepted only if its customer's stream is at `expected_version`.
+pub fn with_expected_version(mut command: proto::Command, expected_version: u64) -> proto::Command {
+    if let Some(metadata) = command.metadata.as_mut() {
+        metadata.expected_version = Some(expected_version);
+    }
+    command
+}

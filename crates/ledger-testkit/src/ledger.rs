@@ -1,0 +1,267 @@
+//! A running ledger for one test: its own database, NATS subjects and JetStream stream, and
+//! writers started on demand.
+
+use std::future::Future;
+use std::time::Duration;
+use std::{env, thread};
+
+use async_nats::jetstream;
+use async_nats::jetstream::ErrorCode;
+use async_nats::jetstream::context::DeleteStreamErrorKind;
+use futures_util::TryStreamExt;
+use ledger_bus::{BusConfig, Client, decode_recorded_event};
+use ledger_store::{RecordedEvent, Store};
+use ledger_writer::{WriterConfig, WriterError};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tracing::{debug, warn};
+
+use crate::services::DEFAULT_NATS_URL;
+use crate::{TestDb, unique_name};
+
+/// How long the test client waits for one answer; the writer answers in milliseconds, and a
+/// request to a killed writer is retried after this.
+const REQUEST_TIMEOUT_MS: u64 = 2_000;
+/// How long `Drop` may take to connect to NATS and delete the test's stream.
+const STREAM_DELETE_TIMEOUT_MS: u64 = 5_000;
+/// How often [`eventually`] checks its condition.
+const EVENTUALLY_POLL_MS: u64 = 25;
+
+/// One test's ledger: a migrated database, a NATS connection and bus names (subject prefix and
+/// JetStream stream) no other test uses. No writer runs until [`TestLedger::start_writer`].
+///
+/// On `Drop` the stream is deleted and the database dropped.
+#[derive(Debug)]
+pub struct TestLedger {
+    /// The event store on this test's database.
+    pub store: Store,
+    /// A connection to the shared NATS server.
+    pub nats: async_nats::Client,
+    /// This test's subject prefix and stream name.
+    pub bus: BusConfig,
+    database: TestDb,
+    nats_url: String,
+}
+
+impl TestLedger {
+    /// A fresh database and bus names, on the servers in `DATABASE_URL` and `NATS_URL` (default
+    /// `nats://127.0.0.1:4222`).
+    ///
+    /// # Panics
+    ///
+    /// If a server cannot be reached; the message says what to do.
+    pub async fn new() -> TestLedger {
+        let database = TestDb::new().await;
+        let store = Store::connect(database.url()).expect("a store on the test database");
+        let nats_url = nats_url();
+        let nats = async_nats::connect(&nats_url).await.unwrap_or_else(|error| {
+            panic!(
+                "cannot connect to NATS at {nats_url} ({error}): run the tests with `just test` \
+                 (it provides the servers and sets NATS_URL) or set NATS_URL to a server with \
+                 JetStream enabled"
+            )
+        });
+        let bus = BusConfig {
+            subject_prefix: unique_name("t").to_lowercase(),
+            stream_name: unique_name("EVENTS"),
+            ..BusConfig::default()
+        };
+        TestLedger {
+            store,
+            nats,
+            bus,
+            database,
+            nats_url,
+        }
+    }
+
+    /// This test's database.
+    pub fn database(&self) -> &TestDb {
+        &self.database
+    }
+
+    /// The default writer settings on this test's bus names.
+    pub fn writer_config(&self) -> WriterConfig {
+        WriterConfig {
+            bus: self.bus.clone(),
+            ..WriterConfig::default()
+        }
+    }
+
+    /// Spawns a writer with [`TestLedger::writer_config`] on the current runtime.
+    pub fn start_writer(&self) -> RunningWriter {
+        self.start_writer_with(self.writer_config())
+    }
+
+    /// Spawns a writer with `config` on the current runtime. It waits for the writer lock, so a
+    /// second one is a standby.
+    pub fn start_writer_with(&self, config: WriterConfig) -> RunningWriter {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(ledger_writer::run(
+            self.store.clone(),
+            self.nats.clone(),
+            config,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        RunningWriter { stop, task }
+    }
+
+    /// A command client on this test's subjects, with a short request timeout.
+    pub fn client(&self) -> Client {
+        Client::new(self.nats.clone(), self.bus.clone())
+            .with_request_timeout(Duration::from_millis(REQUEST_TIMEOUT_MS))
+    }
+
+    /// A JetStream context on this test's connection.
+    pub fn jetstream(&self) -> jetstream::Context {
+        jetstream::new(self.nats.clone())
+    }
+
+    /// The last global position in the event table (0 when empty).
+    pub async fn last_position(&self) -> u64 {
+        self.store.last_position().await.expect("last_position")
+    }
+
+    /// Every event in the JetStream stream, in sequence order, checked against its sequence.
+    pub async fn stream_events(&self) -> Vec<RecordedEvent> {
+        let stream = self
+            .jetstream()
+            .get_stream(&self.bus.stream_name)
+            .await
+            .expect("stream");
+        let last = stream.get_info().await.expect("info").state.last_sequence;
+        let mut events = Vec::new();
+        for sequence in 1..=last {
+            let message = stream.get_raw_message(sequence).await.expect("message");
+            let event = decode_recorded_event(&message.payload).expect("decode");
+            assert_eq!(
+                event.global_position, sequence,
+                "sequence == global_position"
+            );
+            events.push(event);
+        }
+        events
+    }
+
+    /// Every event in the table, in position order.
+    pub async fn table_events(&self) -> Vec<RecordedEvent> {
+        self.store
+            .read_all(1, u64::MAX)
+            .try_collect()
+            .await
+            .expect("read_all")
+    }
+
+    /// Asserts that the table is gap-free and the stream holds exactly its events, one for one;
+    /// returns how many there are.
+    pub async fn assert_stream_matches_table(&self) -> usize {
+        let table = self.table_events().await;
+        let stream = self.stream_events().await;
+        let positions: Vec<u64> = table.iter().map(|e| e.global_position).collect();
+        assert_eq!(positions, (1..=table.len() as u64).collect::<Vec<_>>());
+        let ids = |events: &[RecordedEvent]| -> Vec<_> {
+            events
+                .iter()
+                .map(|e| (e.global_position, e.event.event_id, e.hash))
+                .collect()
+        };
+        assert_eq!(
+            ids(&stream),
+            ids(&table),
+            "stream and table agree event for event"
+        );
+        table.len()
+    }
+}
+
+impl Drop for TestLedger {
+    fn drop(&mut self) {
+        // Drop cannot await, and the test's runtime (whose tasks drive `self.nats`) may be the
+        // current thread: delete the stream from a thread with its own runtime and connection,
+        // and wait for it, as `TestDb` does for the database.
+        let nats_url = self.nats_url.clone();
+        let stream_name = self.bus.stream_name.clone();
+        let deleted = thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|error| format!("cannot start a runtime: {error}"))?;
+            runtime.block_on(async {
+                let delete = async {
+                    let nats = async_nats::connect(&nats_url).await.map_err(|error| {
+                        format!("cannot connect to NATS at {nats_url}: {error}")
+                    })?;
+                    match jetstream::new(nats).delete_stream(&stream_name).await {
+                        Ok(_) => Ok(true),
+                        Err(error) => match error.kind() {
+                            DeleteStreamErrorKind::JetStream(jetstream_error)
+                                if jetstream_error.error_code() == ErrorCode::STREAM_NOT_FOUND =>
+                            {
+                                Ok(false)
+                            }
+                            _ => Err(error.to_string()),
+                        },
+                    }
+                };
+                tokio::time::timeout(Duration::from_millis(STREAM_DELETE_TIMEOUT_MS), delete)
+                    .await
+                    .map_err(|_| format!("timed out after {STREAM_DELETE_TIMEOUT_MS} ms"))?
+            })
+        })
+        .join();
+        let stream = &self.bus.stream_name;
+        match deleted {
+            Ok(Ok(true)) => debug!(stream, "deleted test stream"),
+            Ok(Ok(false)) => debug!(stream, "no test stream to delete"),
+            Ok(Err(error)) => warn!(stream, error, "cannot delete test stream"),
+            Err(_) => warn!(stream, "deleting the test stream panicked"),
+        }
+    }
+}
+
+/// A writer spawned by [`TestLedger::start_writer`]. Dropping it (or only its `stop` side,
+/// after moving `task` out) also asks the writer to stop.
+#[derive(Debug)]
+pub struct RunningWriter {
+    stop: oneshot::Sender<()>,
+    /// The writer's task: abort it to kill the writer, await it for how it ended.
+    pub task: JoinHandle<Result<(), WriterError>>,
+}
+
+impl RunningWriter {
+    /// Asks the writer to stop and waits for it.
+    ///
+    /// # Panics
+    ///
+    /// If the writer's task panicked or was aborted.
+    pub async fn stop(self) -> Result<(), WriterError> {
+        let _ = self.stop.send(());
+        self.task.await.expect("writer task")
+    }
+}
+
+/// Waits up to `timeout_ms` for `condition` to hold; returns whether it did.
+pub async fn eventually<F, Fut>(timeout_ms: u64, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout_ms);
+    while tokio::time::Instant::now() < deadline {
+        if condition().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(EVENTUALLY_POLL_MS)).await;
+    }
+    false
+}
+
+/// `NATS_URL`, or the shared server on the default port when it is unset or empty.
+fn nats_url() -> String {
+    env::var("NATS_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+        .unwrap_or_else(|| DEFAULT_NATS_URL.to_owned())
+}
