@@ -1,0 +1,114 @@
+//! The projector's schema and its checkpoint, both inside the projector's own schema.
+
+use tokio_postgres::{Client, Transaction};
+
+use crate::{Projector, ProjectorError};
+
+/// Where the projector stands: the last global position its tables reflect.
+pub(crate) async fn read(
+    client: &Client,
+    projector: &impl Projector,
+) -> Result<u64, ProjectorError> {
+    let row = client
+        .query_one(
+            &format!(
+                "SELECT global_position FROM {}.projector_checkpoint",
+                projector.name()
+            ),
+            &[],
+        )
+        .await?;
+    Ok(u64::try_from(row.try_get::<_, i64>(0)?).unwrap_or(0))
+}
+
+/// Creates the schema if it is missing, or drops and recreates it if it was made for another
+/// schema version (or `rebuild` is set). Returns true when the schema was (re)created.
+pub(crate) async fn ensure_schema(
+    client: &mut Client,
+    projector: &impl Projector,
+    rebuild: bool,
+) -> Result<bool, ProjectorError> {
+    let name = projector.name();
+    let transaction = client.transaction().await?;
+    let exists: bool = transaction
+        .query_one(
+            "SELECT to_regclass($1) IS NOT NULL",
+            &[&format!("{name}.projector_checkpoint")],
+        )
+        .await?
+        .try_get(0)?;
+    let stored_version: Option<i32> = if exists {
+        let row = transaction
+            .query_one(
+                &format!("SELECT schema_version FROM {name}.projector_checkpoint"),
+                &[],
+            )
+            .await?;
+        Some(row.try_get(0)?)
+    } else {
+        None
+    };
+    if !rebuild && stored_version == Some(projector.schema_version()) {
+        transaction.commit().await?;
+        return Ok(false);
+    }
+    tracing::info!(
+        projector = name,
+        ?stored_version,
+        schema_version = projector.schema_version(),
+        rebuild,
+        "creating the projector's schema; it will be rebuilt from the event table"
+    );
+    transaction
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}; \
+             SET LOCAL search_path TO {name}; {} \
+             CREATE TABLE {name}.projector_checkpoint ( \
+                 singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton), \
+                 global_position bigint NOT NULL, \
+                 schema_version integer NOT NULL, \
+                 updated_at timestamptz NOT NULL DEFAULT now());",
+            projector.schema_sql()
+        ))
+        .await?;
+    transaction
+        .execute(
+            &format!(
+                "INSERT INTO {name}.projector_checkpoint (global_position, schema_version) \
+                 VALUES (0, $1)"
+            ),
+            &[&projector.schema_version()],
+        )
+        .await?;
+    transaction.commit().await?;
+    Ok(true)
+}
+
+/// Moves the checkpoint from `from` to `to` in the batch's transaction; fails if another
+/// instance moved it meanwhile.
+pub(crate) async fn advance(
+    transaction: &Transaction<'_>,
+    projector: &impl Projector,
+    from: u64,
+    to: u64,
+) -> Result<(), ProjectorError> {
+    let position = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+    let updated = transaction
+        .execute(
+            &format!(
+                "UPDATE {}.projector_checkpoint SET global_position = $2, updated_at = now() \
+                 WHERE global_position = $1",
+                projector.name()
+            ),
+            &[&position(from), &position(to)],
+        )
+        .await?;
+    if updated == 1 {
+        Ok(())
+    } else {
+        Err(ProjectorError::CheckpointMoved {
+            projector: projector.name(),
+            expected: from,
+        })
+    }
+}

@@ -1,0 +1,340 @@
+//! Catch up from the table, then consume the stream live.
+
+use std::future::Future;
+
+use async_nats::jetstream::{self, consumer};
+use futures_util::{FutureExt, StreamExt, TryStreamExt};
+use ledger_bus::{BusConfig, decode_recorded_event, ensure_event_stream};
+use ledger_domain::proto;
+use ledger_store::{RecordedEvent, Store};
+use prost::Message;
+use tokio_postgres::{Client, NoTls};
+
+use crate::{Projected, Projector, ProjectorError, checkpoint};
+
+/// Messages the consumer may have delivered and not yet acknowledged.
+const ACK_PENDING_MAX: i64 = 20_000;
+
+/// Where the events come from and how the work is bounded.
+#[derive(Debug, Clone)]
+pub struct ProjectorConfig {
+    pub bus: BusConfig,
+    /// How far behind the table a projector may be and still start consuming live; further
+    /// behind, it first reads the table in pages.
+    pub catch_up_threshold_events: u64,
+    /// Events read from the table and applied per transaction while catching up.
+    pub table_page_events: u64,
+    /// Stream messages applied per transaction at most while consuming live.
+    pub live_batch_events_max: usize,
+}
+
+impl Default for ProjectorConfig {
+    fn default() -> ProjectorConfig {
+        ProjectorConfig {
+            bus: BusConfig::default(),
+            catch_up_threshold_events: 10_000,
+            table_page_events: 10_000,
+            live_batch_events_max: 1_000,
+        }
+    }
+}
+
+/// Where a projector stands, for progress bars and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// The projector's checkpoint.
+    pub global_position: u64,
+    /// The table's last position when last looked at.
+    pub table_last: u64,
+}
+
+/// Runs `projector` until `shutdown` completes: catches up from the table, then consumes the
+/// stream live. `progress` is called after every committed batch.
+pub async fn run<P: Projector>(
+    projector: P,
+    database_url: &str,
+    nats: async_nats::Client,
+    config: &ProjectorConfig,
+    shutdown: impl Future<Output = ()>,
+    progress: impl FnMut(Progress),
+) -> Result<(), ProjectorError> {
+    run_from(
+        projector,
+        database_url,
+        nats,
+        config,
+        shutdown,
+        progress,
+        false,
+    )
+    .await
+}
+
+/// Drops the projector's schema and rebuilds it from position 1, then goes on live like
+/// [`run`]: no event is missed or applied twice across the switch.
+pub async fn replay<P: Projector>(
+    projector: P,
+    database_url: &str,
+    nats: async_nats::Client,
+    config: &ProjectorConfig,
+    shutdown: impl Future<Output = ()>,
+    progress: impl FnMut(Progress),
+) -> Result<(), ProjectorError> {
+    run_from(
+        projector,
+        database_url,
+        nats,
+        config,
+        shutdown,
+        progress,
+        true,
+    )
+    .await
+}
+
+async fn run_from<P: Projector>(
+    projector: P,
+    database_url: &str,
+    nats: async_nats::Client,
+    config: &ProjectorConfig,
+    shutdown: impl Future<Output = ()>,
+    mut progress: impl FnMut(Progress),
+    rebuild: bool,
+) -> Result<(), ProjectorError> {
+    tokio::pin!(shutdown);
+    let store = Store::connect(database_url)?;
+    let (mut client, connection) = tokio_postgres::connect(database_url, NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::warn!(%error, "projector connection closed");
+        }
+    });
+    checkpoint::ensure_schema(&mut client, &projector, rebuild).await?;
+    let checkpoint = checkpoint::read(&client, &projector).await?;
+    let mut applier = Applier {
+        subject: config.bus.projection_subject(projector.name()),
+        projector,
+        client,
+        nats: nats.clone(),
+        checkpoint,
+    };
+
+    // Catch up from the table while far behind.
+    loop {
+        let table_last = store.last_position().await?;
+        if table_last.saturating_sub(applier.checkpoint) <= config.catch_up_threshold_events {
+            break;
+        }
+        if (&mut shutdown).now_or_never().is_some() {
+            return Ok(());
+        }
+        applier
+            .catch_up_from_table(
+                &store,
+                table_last - config.catch_up_threshold_events,
+                config,
+                &mut progress,
+            )
+            .await?;
+    }
+
+    // Then live, from the stream.
+    let jetstream = jetstream::new(nats);
+    let stream = ensure_event_stream(&jetstream, &config.bus)
+        .await
+        .map_err(|error| ProjectorError::Nats(error.to_string()))?;
+    let durable_name = format!("projector_{}", applier.projector.name());
+    let mut consumer: consumer::PullConsumer = stream
+        .get_or_create_consumer(
+            &durable_name,
+            consumer::pull::Config {
+                durable_name: Some(durable_name.clone()),
+                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: applier.checkpoint + 1,
+                },
+                ack_policy: consumer::AckPolicy::All,
+                max_ack_pending: ACK_PENDING_MAX,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|error| ProjectorError::Nats(error.to_string()))?;
+    // A durable consumer may already have delivered past the checkpoint (to an instance that
+    // crashed before committing, or before a rebuild reset the checkpoint): those messages
+    // come again only after their ack wait, or never once acknowledged. Take them from the
+    // table; whatever the stream delivers again is skipped.
+    let delivered = consumer
+        .info()
+        .await
+        .map_err(|error| ProjectorError::Nats(error.to_string()))?
+        .delivered
+        .stream_sequence;
+    applier
+        .catch_up_from_table(&store, delivered, config, &mut progress)
+        .await?;
+    let mut messages = consumer
+        .messages()
+        .await
+        .map_err(|error| ProjectorError::Nats(error.to_string()))?;
+    tracing::info!(
+        projector = applier.projector.name(),
+        checkpoint = applier.checkpoint,
+        "consuming the event stream"
+    );
+    loop {
+        let first = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            message = messages.next() => message,
+        };
+        let Some(first) = first else {
+            return Err(ProjectorError::Nats(
+                "the consumer's message stream ended".to_owned(),
+            ));
+        };
+        let mut batch = vec![first.map_err(|error| ProjectorError::Nats(error.to_string()))?];
+        while batch.len() < config.live_batch_events_max {
+            match messages.next().now_or_never() {
+                Some(Some(Ok(message))) => batch.push(message),
+                Some(Some(Err(error))) => return Err(ProjectorError::Nats(error.to_string())),
+                Some(None) | None => break,
+            }
+        }
+        let mut events = Vec::with_capacity(batch.len());
+        for message in &batch {
+            let event = decode_recorded_event(&message.payload).map_err(|error| {
+                ProjectorError::CorruptEvent {
+                    global_position: message.info().map_or(0, |info| info.stream_sequence),
+                    reason: error.to_string(),
+                }
+            })?;
+            events.push(event);
+        }
+        applier.apply_from_stream(&store, events).await?;
+        if let Some(last) = batch.last() {
+            // Acknowledges every message up to this one (AckPolicy::All), after the commit.
+            last.ack()
+                .await
+                .map_err(|error| ProjectorError::Nats(error.to_string()))?;
+        }
+        progress(Progress {
+            global_position: applier.checkpoint,
+            table_last: applier.checkpoint,
+        });
+    }
+    tracing::info!(
+        projector = applier.projector.name(),
+        checkpoint = applier.checkpoint,
+        "projector stopped"
+    );
+    Ok(())
+}
+
+/// Applies batches with the checkpoint in one transaction.
+struct Applier<P> {
+    projector: P,
+    client: Client,
+    nats: async_nats::Client,
+    subject: String,
+    checkpoint: u64,
+}
+
+impl<P: Projector> Applier<P> {
+    /// Applies table pages until the checkpoint reaches `target`.
+    async fn catch_up_from_table(
+        &mut self,
+        store: &Store,
+        target: u64,
+        config: &ProjectorConfig,
+        progress: &mut impl FnMut(Progress),
+    ) -> Result<(), ProjectorError> {
+        while self.checkpoint < target {
+            let page_events = config.table_page_events.min(target - self.checkpoint);
+            let page: Vec<RecordedEvent> = store
+                .read_all(self.checkpoint + 1, page_events)
+                .try_collect()
+                .await?;
+            if page.is_empty() {
+                break;
+            }
+            self.apply(page).await?;
+            progress(Progress {
+                global_position: self.checkpoint,
+                table_last: target,
+            });
+        }
+        Ok(())
+    }
+
+    /// Applies what the stream delivered: skips positions at or below the checkpoint
+    /// (redeliveries), fills any gap from the table.
+    async fn apply_from_stream(
+        &mut self,
+        store: &Store,
+        delivered: Vec<RecordedEvent>,
+    ) -> Result<(), ProjectorError> {
+        let mut contiguous = Vec::with_capacity(delivered.len());
+        let mut expected = self.checkpoint + 1;
+        for event in delivered {
+            if event.global_position < expected {
+                continue;
+            }
+            if event.global_position > expected {
+                let missing = event.global_position - expected;
+                tracing::warn!(
+                    from = expected,
+                    missing,
+                    "gap in the stream; reading it from the table"
+                );
+                let fill: Vec<RecordedEvent> =
+                    store.read_all(expected, missing).try_collect().await?;
+                if fill.len() as u64 != missing {
+                    return Err(ProjectorError::Store(ledger_store::StoreError::Corrupt {
+                        global_position: expected,
+                        reason: "the stream delivered a position the table does not have yet"
+                            .to_owned(),
+                    }));
+                }
+                contiguous.extend(fill);
+            }
+            expected = event.global_position + 1;
+            contiguous.push(event);
+        }
+        self.apply(contiguous).await
+    }
+
+    /// Applies consecutive events from checkpoint + 1 on and moves the checkpoint, in one
+    /// transaction; then announces the new position.
+    async fn apply(&mut self, events: Vec<RecordedEvent>) -> Result<(), ProjectorError> {
+        let Some(last) = events.last().map(|event| event.global_position) else {
+            return Ok(());
+        };
+        let projected = events
+            .into_iter()
+            .map(|recorded| {
+                let corrupt = |reason: String| ProjectorError::CorruptEvent {
+                    global_position: recorded.global_position,
+                    reason,
+                };
+                let event = proto::Event::decode(&recorded.event.payload[..])
+                    .map_err(|error| corrupt(error.to_string()))?
+                    .kind
+                    .ok_or_else(|| corrupt("the payload has no event".to_owned()))?;
+                Ok(Projected { recorded, event })
+            })
+            .collect::<Result<Vec<_>, ProjectorError>>()?;
+        let transaction = self.client.transaction().await?;
+        self.projector.apply(&transaction, &projected).await?;
+        checkpoint::advance(&transaction, &self.projector, self.checkpoint, last).await?;
+        transaction.commit().await?;
+        self.checkpoint = last;
+        if let Err(error) = self
+            .nats
+            .publish(self.subject.clone(), last.to_string().into())
+            .await
+        {
+            tracing::warn!(%error, "announcing the projection position failed");
+        }
+        Ok(())
+    }
+}

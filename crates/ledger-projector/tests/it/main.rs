@@ -1,0 +1,347 @@
+//! The projector runtime against real PostgreSQL and NATS, with a projector that records every
+//! event it applies under a primary key on its position: applying one twice fails loudly.
+
+use std::time::Duration;
+
+use ledger_projector::{Progress, Projected, Projector, ProjectorConfig, ProjectorError};
+use ledger_testkit::commands::register;
+use ledger_testkit::ledger::{TestLedger, eventually};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_postgres::Transaction;
+
+/// Every applied event, once, and a count per type.
+struct Audit;
+
+impl Projector for Audit {
+    fn name(&self) -> &'static str {
+        "test_audit"
+    }
+
+    fn schema_version(&self) -> i32 {
+        1
+    }
+
+    fn schema_sql(&self) -> &'static str {
+        "CREATE TABLE applied (global_position bigint PRIMARY KEY, event_type text NOT NULL, \
+           stream_id uuid NOT NULL); \
+         CREATE TABLE counts (event_type text PRIMARY KEY, events bigint NOT NULL);"
+    }
+
+    async fn apply(
+        &self,
+        transaction: &Transaction<'_>,
+        events: &[Projected],
+    ) -> Result<(), ProjectorError> {
+        for projected in events {
+            let recorded = &projected.recorded;
+            let position = i64::try_from(recorded.global_position).unwrap_or(i64::MAX);
+            transaction
+                .execute(
+                    "INSERT INTO test_audit.applied VALUES ($1, $2, $3)",
+                    &[&position, &recorded.event.event_type, &recorded.stream_id],
+                )
+                .await?;
+            transaction
+                .execute(
+                    "INSERT INTO test_audit.counts VALUES ($1, 1) ON CONFLICT (event_type) \
+                     DO UPDATE SET events = counts.events + 1",
+                    &[&ledger_domain::event_type(&projected.event)],
+                )
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+struct RunningProjector {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), ProjectorError>>,
+}
+
+impl RunningProjector {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.expect("task").expect("projector");
+    }
+}
+
+fn config(ledger: &TestLedger) -> ProjectorConfig {
+    ProjectorConfig {
+        bus: ledger.bus.clone(),
+        // Small pages, so that tests with a few hundred events exercise the table catch-up.
+        catch_up_threshold_events: 50,
+        table_page_events: 40,
+        live_batch_events_max: 100,
+    }
+}
+
+/// Starts the projector; a replay returns once its first batch after dropping the schema is
+/// committed, so that "caught up" cannot be read off the old checkpoint.
+async fn start(ledger: &TestLedger, replay: bool) -> RunningProjector {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let (progressed, mut progress_seen) = tokio::sync::watch::channel(0u64);
+    let database_url = ledger.database().url().to_owned();
+    let nats = ledger.nats.clone();
+    let config = config(ledger);
+    let task = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        let progress = move |progress: Progress| {
+            let _ = progressed.send(progress.global_position);
+        };
+        if replay {
+            ledger_projector::replay(Audit, &database_url, nats, &config, shutdown, progress).await
+        } else {
+            ledger_projector::run(Audit, &database_url, nats, &config, shutdown, progress).await
+        }
+    });
+    if replay {
+        progress_seen
+            .changed()
+            .await
+            .expect("the replay commits a first batch");
+    }
+    RunningProjector { stop, task }
+}
+
+async fn checkpoint(ledger: &TestLedger) -> u64 {
+    let client = ledger.database().client().await;
+    match client
+        .query_opt(
+            "SELECT global_position FROM test_audit.projector_checkpoint",
+            &[],
+        )
+        .await
+    {
+        Ok(Some(row)) => u64::try_from(row.get::<_, i64>(0)).unwrap_or(0),
+        _ => 0,
+    }
+}
+
+async fn caught_up(ledger: &TestLedger) -> bool {
+    eventually(20_000, || async {
+        checkpoint(ledger).await == ledger.last_position().await
+    })
+    .await
+}
+
+/// A digest of everything the projection holds.
+async fn checksum(ledger: &TestLedger) -> (i64, String) {
+    let client = ledger.database().client().await;
+    let row = client
+        .query_one(
+            "SELECT (SELECT count(*) FROM test_audit.applied), \
+                    (SELECT md5(string_agg(global_position || ':' || event_type || ':' || stream_id, \
+                       ',' ORDER BY global_position)) FROM test_audit.applied) || \
+                    (SELECT md5(string_agg(event_type || ':' || events, ',' ORDER BY event_type)) \
+                       FROM test_audit.counts)",
+            &[],
+        )
+        .await
+        .expect("checksum");
+    let digest: Option<String> = row.try_get(1).expect("digest");
+    (row.get(0), digest.unwrap_or_default())
+}
+
+async fn applied_positions(ledger: &TestLedger) -> Vec<i64> {
+    let client = ledger.database().client().await;
+    client
+        .query(
+            "SELECT global_position FROM test_audit.applied ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("applied")
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
+async fn send_registrations(ledger: &TestLedger, prefix: &str, count: usize) {
+    let client = ledger.client();
+    for n in 0..count {
+        client
+            .send(&register(
+                &format!("{prefix}-{n}"),
+                &format!("{prefix}-{n}@example.com"),
+            ))
+            .await
+            .expect("accepted");
+    }
+}
+
+#[tokio::test]
+async fn a_live_projection_applies_every_event_once_and_announces_its_position() {
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let mut announcements = ledger
+        .nats
+        .subscribe(ledger.bus.projection_subject("test_audit"))
+        .await
+        .expect("subscribe");
+    let projector = start(&ledger, false).await;
+    send_registrations(&ledger, "a", 30).await;
+    assert!(caught_up(&ledger).await);
+    assert_eq!(
+        applied_positions(&ledger).await,
+        (1..=30).collect::<Vec<_>>()
+    );
+    let mut last_announced = 0;
+    while let Ok(Some(message)) = tokio::time::timeout(
+        Duration::from_millis(200),
+        futures_util::StreamExt::next(&mut announcements),
+    )
+    .await
+    {
+        last_announced = String::from_utf8_lossy(&message.payload)
+            .parse()
+            .unwrap_or(0);
+    }
+    assert_eq!(
+        last_announced, 30,
+        "the last announcement is the checkpoint"
+    );
+    projector.stop().await;
+    writer.stop().await.expect("writer");
+}
+
+#[tokio::test]
+async fn redelivered_messages_change_nothing() {
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let projector = start(&ledger, false).await;
+    send_registrations(&ledger, "a", 20).await;
+    assert!(caught_up(&ledger).await);
+    projector.stop().await;
+    let before = checksum(&ledger).await;
+
+    // The durable consumer is rewound to the first message: everything is delivered again.
+    let stream = ledger
+        .jetstream()
+        .get_stream(&ledger.bus.stream_name)
+        .await
+        .expect("stream");
+    stream
+        .delete_consumer("projector_test_audit")
+        .await
+        .expect("delete");
+    stream
+        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+            durable_name: Some("projector_test_audit".to_owned()),
+            deliver_policy: async_nats::jetstream::consumer::DeliverPolicy::All,
+            ack_policy: async_nats::jetstream::consumer::AckPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .expect("rewound consumer");
+    let projector = start(&ledger, false).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        checksum(&ledger).await,
+        before,
+        "redelivery changed nothing"
+    );
+    send_registrations(&ledger, "b", 5).await;
+    assert!(caught_up(&ledger).await);
+    assert_eq!(
+        applied_positions(&ledger).await,
+        (1..=25).collect::<Vec<_>>()
+    );
+    projector.stop().await;
+    writer.stop().await.expect("writer");
+}
+
+#[tokio::test]
+async fn a_gap_in_the_stream_is_filled_from_the_table() {
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    send_registrations(&ledger, "a", 5).await;
+    let stream = ledger
+        .jetstream()
+        .get_stream(&ledger.bus.stream_name)
+        .await
+        .expect("stream");
+    stream.delete_message(3).await.expect("delete message 3");
+    let projector = start(&ledger, false).await;
+    assert!(caught_up(&ledger).await);
+    assert_eq!(applied_positions(&ledger).await, vec![1, 2, 3, 4, 5]);
+    projector.stop().await;
+    writer.stop().await.expect("writer");
+}
+
+#[tokio::test]
+async fn a_projector_killed_mid_stream_resumes_to_the_same_tables_as_a_fresh_rebuild() {
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let first = start(&ledger, false).await;
+    let load = {
+        let client = ledger.client();
+        tokio::spawn(async move {
+            for n in 0..300 {
+                client
+                    .send(&register(&format!("k{n}"), &format!("{n}@example.com")))
+                    .await
+                    .expect("accepted");
+            }
+        })
+    };
+    assert!(eventually(20_000, || async { checkpoint(&ledger).await >= 60 }).await);
+    first.task.abort();
+    let _ = first.task.await;
+    let second = start(&ledger, false).await;
+    load.await.expect("load");
+    assert!(caught_up(&ledger).await);
+    let resumed = checksum(&ledger).await;
+    second.stop().await;
+    assert_eq!(resumed.0, 300);
+
+    let rebuilt = start(&ledger, true).await;
+    assert!(caught_up(&ledger).await);
+    assert_eq!(
+        checksum(&ledger).await,
+        resumed,
+        "identical to a fresh rebuild"
+    );
+    rebuilt.stop().await;
+    writer.stop().await.expect("writer");
+}
+
+#[tokio::test]
+async fn a_rebuild_while_the_writer_keeps_appending_ends_identical_to_a_fresh_rebuild() {
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    send_registrations(&ledger, "before", 200).await;
+    let load = {
+        let client = ledger.client();
+        tokio::spawn(async move {
+            for n in 0..200 {
+                client
+                    .send(&register(
+                        &format!("during-{n}"),
+                        &format!("during-{n}@example.com"),
+                    ))
+                    .await
+                    .expect("accepted");
+            }
+        })
+    };
+    // Rebuilds from position 1 through the table while commands keep arriving, then goes live.
+    let rebuilding = start(&ledger, true).await;
+    load.await.expect("load");
+    assert!(caught_up(&ledger).await);
+    let live = checksum(&ledger).await;
+    rebuilding.stop().await;
+    assert_eq!(live.0, 400);
+    assert_eq!(
+        applied_positions(&ledger).await,
+        (1..=400).collect::<Vec<_>>()
+    );
+
+    let fresh = start(&ledger, true).await;
+    assert!(caught_up(&ledger).await);
+    assert_eq!(checksum(&ledger).await, live);
+    fresh.stop().await;
+    writer.stop().await.expect("writer");
+}
