@@ -35,6 +35,22 @@ struct Cli {
         global = true
     )]
     nats_url: String,
+    /// First token of the ledger's NATS subjects (`<prefix>.cmd.<command>`, ...).
+    #[arg(
+        long,
+        env = "LEDGER_SUBJECT_PREFIX",
+        default_value = "ledger",
+        global = true
+    )]
+    subject_prefix: String,
+    /// The JetStream stream of appended events.
+    #[arg(
+        long,
+        env = "LEDGER_STREAM_NAME",
+        default_value = "LEDGER_EVENTS",
+        global = true
+    )]
+    stream_name: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -76,13 +92,64 @@ enum Command {
 enum Component {
     /// The command service: the only process that appends events. Start several: one leads,
     /// the others wait as standbys.
-    Writer,
+    Writer(WriterArgs),
     /// The HTTP front door for writes: POST /v1/customers and /v1/commands/{name}.
     Ingest {
         /// Address to listen on.
         #[arg(long, env = "LEDGER_INGEST_BIND", default_value = "127.0.0.1:8080")]
         bind: std::net::SocketAddr,
     },
+}
+
+/// Settings of the writer and of the JetStream stream it creates when it is missing.
+#[derive(Debug, clap::Args)]
+struct WriterArgs {
+    /// Copies JetStream keeps of each event: 1 on a single server, 3 in a cluster.
+    #[arg(long, env = "LEDGER_STREAM_REPLICAS", default_value_t = 1)]
+    stream_replicas: usize,
+    /// Days events stay in the stream; 0 keeps them forever (the event table is the truth).
+    #[arg(long, env = "LEDGER_STREAM_MAX_AGE_DAYS", default_value_t = 0)]
+    stream_max_age_days: u64,
+    /// Commands waiting to be decided; beyond it, commands are answered `busy`.
+    #[arg(
+        long,
+        env = "LEDGER_WRITER_QUEUE_COMMANDS_MAX",
+        default_value_t = 10_000
+    )]
+    queue_commands_max: usize,
+    /// Commands appended in one transaction at most.
+    #[arg(
+        long,
+        env = "LEDGER_WRITER_BATCH_COMMANDS_MAX",
+        default_value_t = 1_000
+    )]
+    batch_commands_max: usize,
+}
+
+impl Cli {
+    fn bus(&self) -> ledger_bus::BusConfig {
+        ledger_bus::BusConfig {
+            subject_prefix: self.subject_prefix.clone(),
+            stream_name: self.stream_name.clone(),
+            ..ledger_bus::BusConfig::default()
+        }
+    }
+}
+
+impl WriterArgs {
+    fn config(&self, bus: ledger_bus::BusConfig) -> ledger_writer::WriterConfig {
+        let defaults = ledger_writer::WriterConfig::default();
+        ledger_writer::WriterConfig {
+            bus: ledger_bus::BusConfig {
+                stream_replicas: self.stream_replicas,
+                stream_max_age: std::time::Duration::from_secs(self.stream_max_age_days * 86_400),
+                ..bus
+            },
+            queue_commands_max: self.queue_commands_max,
+            batch_commands_max: self.batch_commands_max,
+            ..defaults
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,6 +184,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let bus = cli.bus();
     match cli.command {
         Command::Migrate => {
             let (mut client, connection) =
@@ -134,28 +202,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run {
-            component: Component::Writer,
+            component: Component::Writer(args),
         } => {
             let store = ledger_store::Store::connect(&cli.database_url)?;
             let nats = connect_nats(&cli.nats_url).await?;
-            ledger_writer::run(
-                store,
-                nats,
-                ledger_writer::WriterConfig::default(),
-                shutdown(),
-            )
-            .await?;
+            ledger_writer::run(store, nats, args.config(bus), shutdown()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run {
             component: Component::Ingest { bind },
         } => {
             let nats = connect_nats(&cli.nats_url).await?;
-            let client = ledger_bus::Client::new(nats, ledger_bus::BusConfig::default());
+            let client = ledger_bus::Client::new(nats, bus);
             ledger_ingest::serve(ledger_ingest::IngestConfig { bind }, client, shutdown()).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Send(args) => send::run(&cli.nats_url, args).await,
+        Command::Send(args) => send::run(&cli.nats_url, bus, &args).await,
         Command::Audit {
             command: AuditCommand::Verify(args),
         } => audit::verify(&cli.database_url, args).await,

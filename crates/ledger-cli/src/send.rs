@@ -35,7 +35,11 @@ pub(crate) struct SendArgs {
     issuer: String,
 }
 
-pub(crate) async fn run(nats_url: &str, args: SendArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(
+    nats_url: &str,
+    bus: BusConfig,
+    args: &SendArgs,
+) -> anyhow::Result<ExitCode> {
     let body: serde_json::Value =
         serde_json::from_str(&args.json).context("--json is not valid JSON")?;
     let provider: ledger_domain::Provider = args.provider.parse()?;
@@ -45,13 +49,14 @@ pub(crate) async fn run(nats_url: &str, args: SendArgs) -> anyhow::Result<ExitCo
     let metadata = proto::CommandMetadata {
         idempotency_key: args
             .idempotency_key
+            .clone()
             .unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
-        customer_id: args.customer_id,
+        customer_id: args.customer_id.clone(),
         expected_version: args.expected_version,
         occurred_at_unix_micros,
         issuer: proto::Issuer::from(issuer) as i32,
         payment_provider: proto::PaymentProvider::from(provider) as i32,
-        account_id: args.account_id,
+        account_id: args.account_id.clone(),
         correlation_id: String::new(),
         causation_id: String::new(),
     };
@@ -69,7 +74,7 @@ pub(crate) async fn run(nats_url: &str, args: SendArgs) -> anyhow::Result<ExitCo
     let nats = async_nats::connect(nats_url)
         .await
         .with_context(|| format!("cannot connect to NATS at {nats_url}; is NATS_URL right?"))?;
-    let client = Client::new(nats, BusConfig::default()).with_encoding(Encoding::Json);
+    let client = Client::new(nats, bus).with_encoding(Encoding::Json);
     match client.send(&command).await {
         Ok(accepted) => {
             println!("{}", serde_json::to_string_pretty(&accepted)?);

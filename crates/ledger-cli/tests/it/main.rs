@@ -94,3 +94,94 @@ fn audit_verify_without_a_reachable_database_fails_with_advice() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("DATABASE_URL"), "{stderr}");
 }
+
+/// `ledger run writer` and `ledger send` as separate processes, as a user runs them.
+#[tokio::test]
+async fn run_writer_and_send_work_as_a_user_runs_them() {
+    let database = TestDb::new().await;
+    let nats_url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
+    let subject_prefix = ledger_testkit::unique_name("cli").to_lowercase();
+    let stream_name = ledger_testkit::unique_name("EVENTS");
+    let environment = [
+        ("DATABASE_URL", database.url().to_owned()),
+        ("NATS_URL", nats_url.clone()),
+        ("LEDGER_SUBJECT_PREFIX", subject_prefix),
+        ("LEDGER_STREAM_NAME", stream_name.clone()),
+        ("RUST_LOG", "warn".to_owned()),
+    ];
+    let mut writer = Command::new(env!("CARGO_BIN_EXE_ledger"))
+        .args(["run", "writer", "--stream-max-age-days", "30"])
+        .envs(environment.clone())
+        .spawn()
+        .expect("start the writer");
+    let send = |arguments: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_ledger"))
+            .arg("send")
+            .args(arguments)
+            .envs(environment.clone())
+            .output()
+            .expect("run ledger send")
+    };
+    let register = [
+        "register_customer",
+        "--json",
+        r#"{"email": "ada@example.com", "name": "Ada"}"#,
+        "--idempotency-key",
+        "cli-1",
+    ];
+    let first = send(&register);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let accepted: serde_json::Value = serde_json::from_slice(&first.stdout).expect("JSON answer");
+    assert_eq!(accepted["events"][0]["global_position"], "1");
+    assert_eq!(accepted["events"][0]["event_type"], "customer_registered");
+    let customer_id = accepted["customer_id"]
+        .as_str()
+        .expect("customer id")
+        .to_owned();
+
+    let again: serde_json::Value =
+        serde_json::from_slice(&send(&register).stdout).expect("JSON answer");
+    assert_eq!(again["duplicate"], true);
+    assert_eq!(again["events"], accepted["events"]);
+
+    let rejected = send(&[
+        "start_subscription",
+        "--customer-id",
+        &customer_id,
+        "--json",
+        r#"{"subscription_id": "sub_1", "quantity": 1, "current_period_end_unix_seconds": "1800000000",
+            "plan": {"plan_id": "pro", "interval": "BILLING_INTERVAL_MONTH", "interval_count": 1,
+                     "unit_price": {"amount_minor": "4900", "currency": "usd"}}}"#,
+    ]);
+    assert_eq!(rejected.status.code(), Some(1));
+    let rejection: serde_json::Value = serde_json::from_slice(&rejected.stdout).expect("JSON");
+    assert_eq!(rejection["code"], "invalid_currency");
+
+    let nats = async_nats::connect(nats_url).await.expect("NATS");
+    let jetstream = async_nats::jetstream::new(nats);
+    let mut stream = jetstream.get_stream(&stream_name).await.expect("stream");
+    let info = stream.info().await.expect("info");
+    assert_eq!(
+        info.config.max_age,
+        std::time::Duration::from_secs(30 * 86_400)
+    );
+    assert_eq!(info.state.last_sequence, 1);
+
+    let terminated = Command::new("kill")
+        .args(["-TERM", &writer.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(terminated.success());
+    assert!(
+        writer.wait().expect("writer exits").success(),
+        "a clean stop on SIGTERM"
+    );
+    jetstream
+        .delete_stream(&stream_name)
+        .await
+        .expect("delete the stream");
+}
