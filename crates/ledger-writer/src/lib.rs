@@ -15,7 +15,8 @@
 //! 5. **Ordered publication.** Each appended event is published with `Nats-Msg-Id = event_id`
 //!    and `Nats-Expected-Last-Sequence = position - 1`, so the stream sequence equals the global
 //!    position; acknowledgements are awaited per batch. Replies go out only after commit and
-//!    publication.
+//!    publication. Publishing runs as a second stage: the next batch is decided and appended
+//!    while the previous one is being published.
 //!
 //! It knows nothing about HTTP; the domain decides, the store appends.
 
@@ -56,6 +57,9 @@ impl Default for WriterConfig {
         }
     }
 }
+
+/// Batches appended and waiting to be published at most: the decider runs this far ahead.
+const PIPELINE_BATCHES_MAX: usize = 2;
 
 /// Why the writer stopped. Any of these ends the process's leadership: a standby takes over.
 #[derive(Debug, thiserror::Error)]
@@ -106,36 +110,76 @@ pub async fn run(
         () = &mut shutdown => return Ok(()),
     };
     let publisher = publish::Publisher::connect(&nats, &config.bus).await?;
-    let republished = publisher.reconcile(&store).await?;
-    tracing::info!(republished, "writer is the leader; stream and table agree");
+    let published_through = publisher.reconcile(&store).await?;
+    tracing::info!(
+        published_through,
+        "writer is the leader; stream and table agree"
+    );
     let subscription = nats
         .subscribe(config.bus.command_wildcard())
         .await
         .map_err(|error| WriterError::Nats(error.to_string()))?;
     let (queue, mut queued) = tokio::sync::mpsc::channel(config.queue_commands_max);
-    let intake = tokio::spawn(intake::run(
+    let intake = AbortOnDrop(tokio::spawn(intake::run(
         subscription,
         queue,
         nats.clone(),
         config.bus.clone(),
-    ));
-    let mut pipeline = pipeline::Pipeline::new(store, writer, publisher, nats, &config);
-    loop {
-        let batch = tokio::select! {
-            biased;
-            () = &mut shutdown => None,
-            batch = pipeline::next_batch(&mut queued, config.batch_commands_max) => batch,
-        };
-        let Some(batch) = batch else { break };
-        pipeline.process(batch).await?;
+    )));
+    let mut decider = pipeline::Decider::new(store.clone(), writer, &config);
+    let mut announcer = pipeline::Announcer::new(store, publisher, nats, published_through);
+    let (decided, mut to_announce) = tokio::sync::mpsc::channel(PIPELINE_BATCHES_MAX);
+    let mut announcing = AbortOnDrop(tokio::spawn(async move {
+        while let Some(batch) = to_announce.recv().await {
+            announcer.publish_and_answer(batch).await?;
+        }
+        announcer.flush().await;
+        Ok::<(), WriterError>(())
+    }));
+    let deciding = async {
+        loop {
+            let batch = tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                batch = pipeline::next_batch(&mut queued, config.batch_commands_max) => batch,
+            };
+            let Some(batch) = batch else { break };
+            for appended in decider.decide_and_append(batch).await? {
+                if decided.send(appended).await.is_err() {
+                    // The announcer stopped; its error is returned below.
+                    return Ok(());
+                }
+            }
+        }
+        // Stop intake (unsubscribing), then answer what was already queued.
+        intake.0.abort();
+        queued.close();
+        while let Some(batch) = pipeline::next_batch(&mut queued, config.batch_commands_max).await {
+            for appended in decider.decide_and_append(batch).await? {
+                if decided.send(appended).await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+        Ok::<(), WriterError>(())
     }
-    // Stop intake (unsubscribing), then answer what was already queued.
-    intake.abort();
-    queued.close();
-    while let Some(batch) = pipeline::next_batch(&mut queued, config.batch_commands_max).await {
-        pipeline.process(batch).await?;
-    }
-    pipeline.flush().await;
+    .await;
+    drop(decided);
+    let announced = (&mut announcing.0)
+        .await
+        .map_err(|error| WriterError::Publish(format!("the publishing task failed: {error}")))?;
+    deciding?;
+    announced?;
     tracing::info!("writer stopped");
     Ok(())
+}
+
+/// A spawned task that ends with its owner: dropping [`run`] (a leader killed mid-flight)
+/// stops its intake and publishing too.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

@@ -1,5 +1,7 @@
-//! Group commit: decide a batch of commands in arrival order, append them in one transaction,
-//! publish the new events, then answer every command.
+//! Group commit in two stages: the [`Decider`] decides a batch of commands in arrival order and
+//! appends them in one transaction; the [`Announcer`] publishes the new events, then answers
+//! every command. The stages run concurrently: batch N+1 is decided and appended while batch N
+//! is being published, and batches are published in the order they were appended.
 
 use std::collections::HashMap;
 use std::fmt::Display;
@@ -56,11 +58,26 @@ enum Plan {
     },
 }
 
-pub(crate) struct Pipeline {
+/// A batch after the append: committed (or failed as a whole), waiting to be published and
+/// answered.
+pub(crate) struct Decided {
+    batch: Vec<Incoming>,
+    outcome: BatchOutcome,
+}
+
+enum BatchOutcome {
+    Appended {
+        plans: Vec<Plan>,
+        outcomes: Vec<Result<Committed, AppendRejection>>,
+    },
+    /// Nothing of the batch was appended; every command gets this answer.
+    Failed(proto::CommandReply),
+}
+
+/// Stage 1: decides commands against the customers' states and appends them.
+pub(crate) struct Decider {
     store: Store,
     writer: Writer,
-    publisher: Publisher,
-    nats: async_nats::Client,
     /// Customers' states as of the last commit. Only this writer appends while it holds the
     /// lock, so an entry is authoritative; a batch takes the states it needs out and puts back
     /// only those whose appends went as decided, and every request carries the version it was
@@ -69,45 +86,34 @@ pub(crate) struct Pipeline {
     group_commit: bool,
 }
 
-impl Pipeline {
-    pub(crate) fn new(
-        store: Store,
-        writer: Writer,
-        publisher: Publisher,
-        nats: async_nats::Client,
-        config: &WriterConfig,
-    ) -> Pipeline {
-        Pipeline {
+impl Decider {
+    pub(crate) fn new(store: Store, writer: Writer, config: &WriterConfig) -> Decider {
+        Decider {
             store,
             writer,
-            publisher,
-            nats,
             cache: moka::sync::Cache::new(config.cache_customers_max),
             group_commit: config.group_commit,
         }
     }
 
-    pub(crate) async fn process(&mut self, batch: Vec<Incoming>) -> Result<(), WriterError> {
+    /// Decides and appends `batch`: in one transaction, or one per command without group
+    /// commit.
+    pub(crate) async fn decide_and_append(
+        &mut self,
+        batch: Vec<Incoming>,
+    ) -> Result<Vec<Decided>, WriterError> {
         if self.group_commit {
-            self.process_group(batch).await
-        } else {
-            for incoming in batch {
-                self.process_group(vec![incoming]).await?;
-            }
-            Ok(())
+            return Ok(vec![self.append_group(batch).await?]);
         }
+        let mut decided = Vec::with_capacity(batch.len());
+        for incoming in batch {
+            decided.push(self.append_group(vec![incoming]).await?);
+        }
+        Ok(decided)
     }
 
-    /// Makes sure every reply sent so far has left the process.
-    pub(crate) async fn flush(&self) {
-        if let Err(error) = self.nats.flush().await {
-            tracing::warn!(%error, "flushing replies failed");
-        }
-    }
-
-    async fn process_group(&mut self, batch: Vec<Incoming>) -> Result<(), WriterError> {
+    async fn append_group(&mut self, batch: Vec<Incoming>) -> Result<Decided, WriterError> {
         let started = Instant::now();
-        let commands = batch.len();
         let mut working: HashMap<Uuid, Customer> = HashMap::new();
         let mut requests: Vec<AppendRequest> = Vec::new();
         let mut plans = Vec::with_capacity(batch.len());
@@ -127,66 +133,24 @@ impl Pipeline {
                     }
                     tracing::error!(%error, commands = batch.len(), "append failed");
                     let reply = rejected(RejectionKind::Unavailable, "store_unavailable", &error);
-                    for incoming in batch {
-                        self.reply(incoming, &reply).await;
-                    }
-                    self.flush().await;
-                    return Ok(());
+                    return Ok(Decided {
+                        batch,
+                        outcome: BatchOutcome::Failed(reply),
+                    });
                 }
             }
         };
         self.update_cache(&plans, &outcomes, working);
-        let appended_at = Instant::now();
-
-        let appended: Vec<_> = outcomes
-            .iter()
-            .filter_map(|outcome| outcome.as_ref().ok())
-            .filter(|committed| !committed.duplicate)
-            .flat_map(|committed| committed.events.iter().cloned())
-            .collect();
-        if let Err(error) = self.publisher.publish(&appended).await {
-            tracing::warn!(%error, "publication failed; recovering from the table");
-            self.recover().await?;
-        }
-        let published = Instant::now();
-
-        for (incoming, plan) in batch.into_iter().zip(plans) {
-            let reply = match plan {
-                Plan::Rejected(rejection) => {
-                    let key = incoming
-                        .command
-                        .metadata
-                        .as_ref()
-                        .map(|metadata| metadata.idempotency_key.as_str())
-                        .unwrap_or_default();
-                    // A retry of a command already appended is answered with the original
-                    // result, even though deciding it again against today's state fails.
-                    match self.store.find_by_idempotency_key(key).await? {
-                        Some(events) if !key.is_empty() => accepted(&Committed {
-                            events,
-                            duplicate: true,
-                        }),
-                        _ => domain_rejection(&rejection),
-                    }
-                }
-                Plan::Append { request_index, .. } => match &outcomes[request_index] {
-                    Ok(committed) => accepted(committed),
-                    Err(rejection) => store_rejection(rejection),
-                },
-            };
-            self.reply(incoming, &reply).await;
-        }
-        self.flush().await;
         tracing::debug!(
-            commands,
-            events = appended.len(),
+            commands = batch.len(),
             decide_us = (decided - started).as_micros(),
-            append_us = (appended_at - decided).as_micros(),
-            publish_us = (published - appended_at).as_micros(),
-            reply_us = published.elapsed().as_micros(),
-            "processed batch"
+            append_us = decided.elapsed().as_micros(),
+            "decided and appended batch"
         );
-        Ok(())
+        Ok(Decided {
+            batch,
+            outcome: BatchOutcome::Appended { plans, outcomes },
+        })
     }
 
     /// Decides one command against the batch's working state of its customer.
@@ -274,9 +238,112 @@ impl Pipeline {
             }
         }
     }
+}
 
-    /// Republishes from the table until the stream has every committed event.
-    async fn recover(&self) -> Result<(), WriterError> {
+/// Stage 2: publishes each batch's new events, in order, then answers its commands.
+pub(crate) struct Announcer {
+    store: Store,
+    publisher: Publisher,
+    nats: async_nats::Client,
+    /// The stream holds every event up to here (recovery may publish ahead of the batches).
+    published_through: u64,
+}
+
+impl Announcer {
+    pub(crate) fn new(
+        store: Store,
+        publisher: Publisher,
+        nats: async_nats::Client,
+        published_through: u64,
+    ) -> Announcer {
+        Announcer {
+            store,
+            publisher,
+            nats,
+            published_through,
+        }
+    }
+
+    pub(crate) async fn publish_and_answer(&mut self, decided: Decided) -> Result<(), WriterError> {
+        let started = Instant::now();
+        let Decided { batch, outcome } = decided;
+        let (plans, outcomes) = match outcome {
+            BatchOutcome::Appended { plans, outcomes } => (plans, outcomes),
+            BatchOutcome::Failed(reply) => {
+                for incoming in batch {
+                    self.reply(incoming, &reply).await;
+                }
+                self.flush().await;
+                return Ok(());
+            }
+        };
+        let unpublished: Vec<_> = outcomes
+            .iter()
+            .filter_map(|outcome| outcome.as_ref().ok())
+            .filter(|committed| !committed.duplicate)
+            .flat_map(|committed| committed.events.iter())
+            .filter(|event| event.global_position > self.published_through)
+            .cloned()
+            .collect();
+        match self.publisher.publish(&unpublished).await {
+            Ok(()) => {
+                if let Some(last) = unpublished.last() {
+                    self.published_through = last.global_position;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "publication failed; recovering from the table");
+                self.published_through = self.recover().await?;
+            }
+        }
+        let published = Instant::now();
+
+        for (incoming, plan) in batch.into_iter().zip(plans) {
+            let reply = match plan {
+                Plan::Rejected(rejection) => {
+                    let key = incoming
+                        .command
+                        .metadata
+                        .as_ref()
+                        .map(|metadata| metadata.idempotency_key.as_str())
+                        .unwrap_or_default();
+                    // A retry of a command already appended is answered with the original
+                    // result, even though deciding it again against today's state fails.
+                    match self.store.find_by_idempotency_key(key).await? {
+                        Some(events) if !key.is_empty() => accepted(&Committed {
+                            events,
+                            duplicate: true,
+                        }),
+                        _ => domain_rejection(&rejection),
+                    }
+                }
+                Plan::Append { request_index, .. } => match &outcomes[request_index] {
+                    Ok(committed) => accepted(committed),
+                    Err(rejection) => store_rejection(rejection),
+                },
+            };
+            self.reply(incoming, &reply).await;
+        }
+        self.flush().await;
+        tracing::debug!(
+            events = unpublished.len(),
+            publish_us = (published - started).as_micros(),
+            reply_us = published.elapsed().as_micros(),
+            "published and answered batch"
+        );
+        Ok(())
+    }
+
+    /// Makes sure every reply sent so far has left the process.
+    pub(crate) async fn flush(&self) {
+        if let Err(error) = self.nats.flush().await {
+            tracing::warn!(%error, "flushing replies failed");
+        }
+    }
+
+    /// Republishes from the table until the stream has every committed event; returns the
+    /// position the stream now ends at.
+    async fn recover(&self) -> Result<u64, WriterError> {
         let mut last_error = None;
         for attempt in 1..=RECOVERY_ATTEMPTS_MAX {
             tokio::time::sleep(Duration::from_millis(
@@ -284,9 +351,9 @@ impl Pipeline {
             ))
             .await;
             match self.publisher.reconcile(&self.store).await {
-                Ok(republished) => {
-                    tracing::info!(republished, attempt, "stream recovered");
-                    return Ok(());
+                Ok(stream_last) => {
+                    tracing::info!(stream_last, attempt, "stream recovered");
+                    return Ok(stream_last);
                 }
                 Err(error @ WriterError::StreamAhead { .. }) => return Err(error),
                 Err(error) => {

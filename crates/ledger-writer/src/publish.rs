@@ -71,7 +71,7 @@ impl Publisher {
     }
 
     /// Brings the stream level with the table: republishes every event the stream lacks and
-    /// returns how many. Fails if the stream is ahead of the table.
+    /// returns the position both now end at. Fails if the stream is ahead of the table.
     pub(crate) async fn reconcile(&self, store: &Store) -> Result<u64, WriterError> {
         let mut stream = self
             .jetstream
@@ -112,6 +112,6 @@ impl Publisher {
                 break;
             }
         }
-        Ok(missing)
+        Ok(table_last)
     }
 }
