@@ -64,6 +64,12 @@ enum Command {
         #[command(subcommand)]
         component: Component,
     },
+    /// Drop a projector's read model and rebuild it from the event table (with progress), then
+    /// keep it up to date from the stream until Ctrl-C / SIGTERM.
+    Replay {
+        /// The read model.
+        projector: ProjectorName,
+    },
     /// Send one command to the writer over NATS and print its answer as JSON.
     Send(send::SendArgs),
     /// Audit the event store.
@@ -93,12 +99,24 @@ enum Component {
     /// The command service: the only process that appends events. Start several: one leads,
     /// the others wait as standbys.
     Writer(WriterArgs),
+    /// A projector: keeps its read model up to date from the event stream.
+    Projector {
+        /// The read model.
+        projector: ProjectorName,
+    },
     /// The HTTP front door for writes: POST /v1/customers and /v1/commands/{name}.
     Ingest {
         /// Address to listen on.
         #[arg(long, env = "LEDGER_INGEST_BIND", default_value = "127.0.0.1:8080")]
         bind: std::net::SocketAddr,
     },
+}
+
+/// The read models.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ProjectorName {
+    /// Schema `customers`: one row per customer, subscriptions, totals, timeline.
+    Customers,
 }
 
 /// Settings of the writer and of the JetStream stream it creates when it is missing.
@@ -161,8 +179,9 @@ enum AuditCommand {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,async_nats=warn")),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,async_nats=warn,tokio_postgres=warn")
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -217,6 +236,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ledger_ingest::serve(ledger_ingest::IngestConfig { bind }, client, shutdown()).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Run {
+            component: Component::Projector { projector },
+        } => run_projector(&cli.database_url, &cli.nats_url, bus, projector, false).await,
+        Command::Replay { projector } => {
+            run_projector(&cli.database_url, &cli.nats_url, bus, projector, true).await
+        }
         Command::Send(args) => send::run(&cli.nats_url, bus, &args).await,
         Command::Audit {
             command: AuditCommand::Verify(args),
@@ -225,6 +250,57 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench { target } => bench::run(target).await.map(|()| ExitCode::SUCCESS),
         Command::WithServices { command } => with_services(command).await,
     }
+}
+
+/// Runs (or replays, then runs) a projector until Ctrl-C / SIGTERM, with a progress bar while
+/// it catches up with the table.
+async fn run_projector(
+    database_url: &str,
+    nats_url: &str,
+    bus: ledger_bus::BusConfig,
+    projector: ProjectorName,
+    replay: bool,
+) -> anyhow::Result<ExitCode> {
+    let store = ledger_store::Store::connect(database_url)?;
+    let nats = connect_nats(nats_url).await?;
+    let config = ledger_projector::ProjectorConfig {
+        bus,
+        ..ledger_projector::ProjectorConfig::default()
+    };
+    let table_last = store.last_position().await?;
+    let bar = progress::events_bar(table_last, if replay { "replaying" } else { "catching up" });
+    let progress = |progress: ledger_projector::Progress| {
+        if !bar.is_finished() {
+            bar.set_position(progress.global_position.min(table_last));
+            if progress.global_position >= table_last {
+                bar.finish();
+                tracing::info!(
+                    global_position = progress.global_position,
+                    "caught up; live"
+                );
+            }
+        }
+    };
+    match projector {
+        ProjectorName::Customers => {
+            let projector = projector_customers::CustomersProjector::new(store);
+            if replay {
+                ledger_projector::replay(
+                    projector,
+                    database_url,
+                    nats,
+                    &config,
+                    shutdown(),
+                    progress,
+                )
+                .await?;
+            } else {
+                ledger_projector::run(projector, database_url, nats, &config, shutdown(), progress)
+                    .await?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn connect_nats(nats_url: &str) -> anyhow::Result<async_nats::Client> {

@@ -1,24 +1,41 @@
 //! The projector's schema and its checkpoint, both inside the projector's own schema.
 
+use ledger_store::{GENESIS_HASH, Hash};
 use tokio_postgres::{Client, Transaction};
 
 use crate::{Projector, ProjectorError};
 
-/// Where the projector stands: the last global position its tables reflect.
+/// Where the projector stands: the last global position its tables reflect, and that event's
+/// chain hash (the next event's `prev_hash` must equal it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Checkpoint {
+    pub(crate) global_position: u64,
+    pub(crate) hash: Hash,
+}
+
 pub(crate) async fn read(
     client: &Client,
     projector: &impl Projector,
-) -> Result<u64, ProjectorError> {
+) -> Result<Checkpoint, ProjectorError> {
     let row = client
         .query_one(
             &format!(
-                "SELECT global_position FROM {}.projector_checkpoint",
+                "SELECT global_position, hash FROM {}.projector_checkpoint",
                 projector.name()
             ),
             &[],
         )
         .await?;
-    Ok(u64::try_from(row.try_get::<_, i64>(0)?).unwrap_or(0))
+    let global_position = u64::try_from(row.try_get::<_, i64>(0)?).unwrap_or(0);
+    let hash: &[u8] = row.try_get(1)?;
+    let hash = hash.try_into().map_err(|_| ProjectorError::CorruptEvent {
+        global_position,
+        reason: "the checkpoint's hash is not 32 bytes".to_owned(),
+    })?;
+    Ok(Checkpoint {
+        global_position,
+        hash,
+    })
 }
 
 /// Creates the schema if it is missing, or drops and recreates it if it was made for another
@@ -66,6 +83,7 @@ pub(crate) async fn ensure_schema(
              CREATE TABLE {name}.projector_checkpoint ( \
                  singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton), \
                  global_position bigint NOT NULL, \
+                 hash bytea NOT NULL, \
                  schema_version integer NOT NULL, \
                  updated_at timestamptz NOT NULL DEFAULT now());",
             projector.schema_sql()
@@ -74,10 +92,10 @@ pub(crate) async fn ensure_schema(
     transaction
         .execute(
             &format!(
-                "INSERT INTO {name}.projector_checkpoint (global_position, schema_version) \
-                 VALUES (0, $1)"
+                "INSERT INTO {name}.projector_checkpoint (global_position, hash, schema_version) \
+                 VALUES (0, $1, $2)"
             ),
-            &[&projector.schema_version()],
+            &[&&GENESIS_HASH[..], &projector.schema_version()],
         )
         .await?;
     transaction.commit().await?;
@@ -90,17 +108,21 @@ pub(crate) async fn advance(
     transaction: &Transaction<'_>,
     projector: &impl Projector,
     from: u64,
-    to: u64,
+    to: Checkpoint,
 ) -> Result<(), ProjectorError> {
     let position = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
     let updated = transaction
         .execute(
             &format!(
-                "UPDATE {}.projector_checkpoint SET global_position = $2, updated_at = now() \
-                 WHERE global_position = $1",
+                "UPDATE {}.projector_checkpoint SET global_position = $2, hash = $3, \
+                 updated_at = now() WHERE global_position = $1",
                 projector.name()
             ),
-            &[&position(from), &position(to)],
+            &[
+                &position(from),
+                &position(to.global_position),
+                &&to.hash[..],
+            ],
         )
         .await?;
     if updated == 1 {

@@ -7,9 +7,10 @@
 //!   Positions at or below the checkpoint are skipped (redeliveries); a position beyond
 //!   checkpoint + 1 means a gap, which is filled from the event table first. Messages are
 //!   acknowledged after the commit.
-//! - When the checkpoint is far behind the table (a new projector, a rebuild, a long
-//!   outage) the runtime catches up from the table in large pages before it consumes live.
-//!   [`replay`] drops the schema first: a rebuild from position 1.
+//! - On start the runtime catches up from the table in large pages, to the table's end, before
+//!   it consumes live. [`replay`] drops the schema first: a rebuild from position 1.
+//! - The checkpoint also holds its event's chain hash; every applied event must link to it
+//!   (`prev_hash`), so a stream filled from another event table is refused, not projected.
 //! - After each commit it announces its position on `<prefix>.projections.<name>`.
 //! - A change of [`Projector::schema_version`] drops and rebuilds the schema: read models
 //!   are disposable, the event table is the truth.
@@ -78,6 +79,17 @@ pub enum ProjectorError {
     CheckpointMoved {
         projector: &'static str,
         expected: u64,
+    },
+    /// An event does not continue the hash chain from the checkpoint: the stream belongs to
+    /// another event table (check LEDGER_STREAM_NAME and DATABASE_URL) or events are missing.
+    #[error(
+        "event at global position {global_position} does not continue the hash chain of projector \
+         {projector}: the stream belongs to another event table (check LEDGER_STREAM_NAME and \
+         DATABASE_URL) or events are missing"
+    )]
+    ChainMismatch {
+        projector: &'static str,
+        global_position: u64,
     },
     /// The projector's own logic failed on an event.
     #[error("projector {projector} failed: {reason}")]

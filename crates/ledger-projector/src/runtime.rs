@@ -19,9 +19,6 @@ const ACK_PENDING_MAX: i64 = 20_000;
 #[derive(Debug, Clone)]
 pub struct ProjectorConfig {
     pub bus: BusConfig,
-    /// How far behind the table a projector may be and still start consuming live; further
-    /// behind, it first reads the table in pages.
-    pub catch_up_threshold_events: u64,
     /// Events read from the table and applied per transaction while catching up.
     pub table_page_events: u64,
     /// Stream messages applied per transaction at most while consuming live.
@@ -32,7 +29,6 @@ impl Default for ProjectorConfig {
     fn default() -> ProjectorConfig {
         ProjectorConfig {
             bus: BusConfig::default(),
-            catch_up_threshold_events: 10_000,
             table_page_events: 10_000,
             live_batch_events_max: 1_000,
         }
@@ -116,35 +112,27 @@ async fn run_from<P: Projector>(
         projector,
         client,
         nats: nats.clone(),
-        checkpoint,
+        checkpoint: checkpoint.global_position,
+        checkpoint_hash: checkpoint.hash,
     };
 
-    // Catch up from the table while far behind.
-    loop {
-        let table_last = store.last_position().await?;
-        if table_last.saturating_sub(applier.checkpoint) <= config.catch_up_threshold_events {
-            break;
-        }
-        if (&mut shutdown).now_or_never().is_some() {
-            return Ok(());
-        }
-        applier
-            .catch_up_from_table(
-                &store,
-                table_last - config.catch_up_threshold_events,
-                config,
-                &mut progress,
-            )
-            .await?;
+    // Catch up from the table: everything appended before the consumer starts.
+    let table_last = store.last_position().await?;
+    applier
+        .catch_up_from_table(&store, table_last, config, &mut progress, &mut shutdown)
+        .await?;
+    if (&mut shutdown).now_or_never().is_some() {
+        return Ok(());
     }
 
-    // Then live, from the stream.
+    // Then live, from the stream: the consumer starts after the checkpoint (a durable one may
+    // start earlier; what it delivers again is skipped).
     let jetstream = jetstream::new(nats);
     let stream = ensure_event_stream(&jetstream, &config.bus)
         .await
         .map_err(|error| ProjectorError::Nats(error.to_string()))?;
     let durable_name = format!("projector_{}", applier.projector.name());
-    let mut consumer: consumer::PullConsumer = stream
+    let consumer: consumer::PullConsumer = stream
         .get_or_create_consumer(
             &durable_name,
             consumer::pull::Config {
@@ -159,19 +147,6 @@ async fn run_from<P: Projector>(
         )
         .await
         .map_err(|error| ProjectorError::Nats(error.to_string()))?;
-    // A durable consumer may already have delivered past the checkpoint (to an instance that
-    // crashed before committing, or before a rebuild reset the checkpoint): those messages
-    // come again only after their ack wait, or never once acknowledged. Take them from the
-    // table; whatever the stream delivers again is skipped.
-    let delivered = consumer
-        .info()
-        .await
-        .map_err(|error| ProjectorError::Nats(error.to_string()))?
-        .delivered
-        .stream_sequence;
-    applier
-        .catch_up_from_table(&store, delivered, config, &mut progress)
-        .await?;
     let mut messages = consumer
         .messages()
         .await
@@ -237,18 +212,24 @@ struct Applier<P> {
     nats: async_nats::Client,
     subject: String,
     checkpoint: u64,
+    /// The chain hash of the checkpoint's event.
+    checkpoint_hash: ledger_store::Hash,
 }
 
 impl<P: Projector> Applier<P> {
-    /// Applies table pages until the checkpoint reaches `target`.
+    /// Applies table pages until the checkpoint reaches `target` (or shutdown).
     async fn catch_up_from_table(
         &mut self,
         store: &Store,
         target: u64,
         config: &ProjectorConfig,
         progress: &mut impl FnMut(Progress),
+        shutdown: &mut (impl Future<Output = ()> + Unpin),
     ) -> Result<(), ProjectorError> {
         while self.checkpoint < target {
+            if shutdown.now_or_never().is_some() {
+                return Ok(());
+            }
             let page_events = config.table_page_events.min(target - self.checkpoint);
             let page: Vec<RecordedEvent> = store
                 .read_all(self.checkpoint + 1, page_events)
@@ -306,9 +287,24 @@ impl<P: Projector> Applier<P> {
     /// Applies consecutive events from checkpoint + 1 on and moves the checkpoint, in one
     /// transaction; then announces the new position.
     async fn apply(&mut self, events: Vec<RecordedEvent>) -> Result<(), ProjectorError> {
-        let Some(last) = events.last().map(|event| event.global_position) else {
+        let Some(last) = events
+            .last()
+            .map(|event| (event.global_position, event.hash))
+        else {
             return Ok(());
         };
+        // Each event must continue the chain from the checkpoint: a stream filled from another
+        // table, or a gap, cannot slip into the read model.
+        let mut previous_hash = self.checkpoint_hash;
+        for event in &events {
+            if event.prev_hash != previous_hash {
+                return Err(ProjectorError::ChainMismatch {
+                    projector: self.projector.name(),
+                    global_position: event.global_position,
+                });
+            }
+            previous_hash = event.hash;
+        }
         let projected = events
             .into_iter()
             .map(|recorded| {
@@ -325,12 +321,18 @@ impl<P: Projector> Applier<P> {
             .collect::<Result<Vec<_>, ProjectorError>>()?;
         let transaction = self.client.transaction().await?;
         self.projector.apply(&transaction, &projected).await?;
-        checkpoint::advance(&transaction, &self.projector, self.checkpoint, last).await?;
+        let (last_position, last_hash) = last;
+        let to = checkpoint::Checkpoint {
+            global_position: last_position,
+            hash: last_hash,
+        };
+        checkpoint::advance(&transaction, &self.projector, self.checkpoint, to).await?;
         transaction.commit().await?;
-        self.checkpoint = last;
+        self.checkpoint = last_position;
+        self.checkpoint_hash = last_hash;
         if let Err(error) = self
             .nats
-            .publish(self.subject.clone(), last.to_string().into())
+            .publish(self.subject.clone(), last_position.to_string().into())
             .await
         {
             tracing::warn!(%error, "announcing the projection position failed");

@@ -70,7 +70,6 @@ fn config(ledger: &TestLedger) -> ProjectorConfig {
     ProjectorConfig {
         bus: ledger.bus.clone(),
         // Small pages, so that tests with a few hundred events exercise the table catch-up.
-        catch_up_threshold_events: 50,
         table_page_events: 40,
         live_batch_events_max: 100,
     }
@@ -344,4 +343,51 @@ async fn a_rebuild_while_the_writer_keeps_appending_ends_identical_to_a_fresh_re
     assert_eq!(checksum(&ledger).await, live);
     fresh.stop().await;
     writer.stop().await.expect("writer");
+}
+
+#[tokio::test]
+async fn a_stream_from_another_event_table_is_refused() {
+    let ours = TestLedger::new().await;
+    let theirs = TestLedger::new().await;
+    let our_writer = ours.start_writer();
+    let their_writer = theirs.start_writer();
+    send_registrations(&ours, "ours", 3).await;
+    send_registrations(&theirs, "theirs", 5).await;
+
+    // Our table, their stream: positions 4 and 5 arrive, but do not continue our chain.
+    let database_url = ours.database().url().to_owned();
+    let config = ProjectorConfig {
+        bus: theirs.bus.clone(),
+        ..ProjectorConfig::default()
+    };
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(20),
+        ledger_projector::run(
+            Audit,
+            &database_url,
+            ours.nats.clone(),
+            &config,
+            std::future::pending(),
+            |_| {},
+        ),
+    )
+    .await
+    .expect("the projector stops by itself");
+    assert!(
+        matches!(
+            outcome,
+            Err(ProjectorError::ChainMismatch {
+                global_position: 4,
+                ..
+            })
+        ),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        applied_positions(&ours).await,
+        vec![1, 2, 3],
+        "nothing foreign applied"
+    );
+    our_writer.stop().await.expect("writer");
+    their_writer.stop().await.expect("writer");
 }

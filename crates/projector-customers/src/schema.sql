@@ -1,0 +1,74 @@
+-- One row per customer: the seed's CUSTOMERS shape (id, account, provider, created) made useful.
+CREATE TABLE customers (
+    customer_id           uuid        PRIMARY KEY,
+    -- The account and provider the customer registered through, and when.
+    account_id            text        NOT NULL,
+    payment_provider_type text        NOT NULL,
+    created_at            timestamptz NOT NULL,
+    email                 text        NOT NULL,
+    name                  text        NOT NULL,
+    -- The liveliest subscription status: active, past_due, trialing, cancel_pending, paused,
+    -- canceled; 'none' without subscriptions.
+    status                text        NOT NULL,
+    -- Sum of the subscriptions' MRR (minor units, rounded) when they share one currency;
+    -- NULL without subscriptions or with several currencies (see subscriptions).
+    mrr_minor             bigint,
+    mrr_currency          text,
+    last_payment_status   text,
+    last_payment_at       timestamptz,
+    last_global_position  bigint      NOT NULL,
+    last_event_at         timestamptz NOT NULL
+);
+CREATE INDEX customers_status ON customers (status, customer_id);
+CREATE INDEX customers_provider ON customers (payment_provider_type, customer_id);
+CREATE INDEX customers_email ON customers (lower(email));
+CREATE INDEX customers_account ON customers (account_id);
+
+CREATE TABLE provider_accounts (
+    provider    text NOT NULL,
+    account_id  text NOT NULL,
+    customer_id uuid NOT NULL,
+    PRIMARY KEY (provider, account_id)
+);
+CREATE INDEX provider_accounts_customer ON provider_accounts (customer_id);
+
+CREATE TABLE subscriptions (
+    customer_id          uuid    NOT NULL,
+    subscription_id      text    NOT NULL,
+    status               text    NOT NULL,
+    plan_id              text    NOT NULL,
+    billing_interval     text    NOT NULL,
+    interval_count       integer NOT NULL,
+    quantity             integer NOT NULL,
+    unit_amount_minor    bigint  NOT NULL,
+    currency             text    NOT NULL,
+    mrr_minor            bigint  NOT NULL,
+    trial_end            timestamptz,
+    current_period_end   timestamptz NOT NULL,
+    cancel_at_period_end boolean NOT NULL,
+    PRIMARY KEY (customer_id, subscription_id)
+);
+CREATE INDEX subscriptions_plan ON subscriptions (plan_id);
+
+-- Lifetime money per customer and currency.
+CREATE TABLE totals (
+    customer_id    uuid   NOT NULL,
+    currency       text   NOT NULL,
+    paid_minor     bigint NOT NULL,
+    refunded_minor bigint NOT NULL,
+    PRIMARY KEY (customer_id, currency)
+);
+
+-- Every event of a customer, for dashboards.
+CREATE TABLE timeline (
+    customer_id           uuid        NOT NULL,
+    global_position       bigint      NOT NULL,
+    occurred_at           timestamptz NOT NULL,
+    event_type            text        NOT NULL,
+    status                text        NOT NULL,
+    issuer                text        NOT NULL,
+    payment_provider_type text        NOT NULL,
+    amount_minor          bigint,
+    currency              text,
+    PRIMARY KEY (customer_id, global_position)
+);
