@@ -10,6 +10,7 @@ use async_nats::jetstream::ErrorCode;
 use async_nats::jetstream::context::DeleteStreamErrorKind;
 use futures_util::TryStreamExt;
 use ledger_bus::{BusConfig, Client, decode_recorded_event};
+use ledger_projector::{Progress, Projector, ProjectorConfig, ProjectorError};
 use ledger_store::{RecordedEvent, Store};
 use ledger_writer::{WriterConfig, WriterError};
 use tokio::sync::oneshot;
@@ -18,6 +19,9 @@ use tracing::{debug, warn};
 
 use crate::services::DEFAULT_NATS_URL;
 use crate::{TestDb, unique_name};
+
+/// How long a projector may take to catch up with the table in a test.
+const PROJECTOR_CATCH_UP_MS: u64 = 20_000;
 
 /// How long the test client waits for one answer; the writer answers in milliseconds, and a
 /// request to a killed writer is retried after this.
@@ -239,6 +243,99 @@ impl RunningWriter {
     pub async fn stop(self) -> Result<(), WriterError> {
         let _ = self.stop.send(());
         self.task.await.expect("writer task")
+    }
+}
+
+impl TestLedger {
+    /// Spawns `projector` on this ledger's database and stream (`config.bus` is set to this
+    /// ledger's). With `replay`, it drops the projector's schema first, and this returns once
+    /// the rebuild has committed its first batch, so that [`TestLedger::projector_caught_up`]
+    /// cannot read the old checkpoint.
+    ///
+    /// # Panics
+    ///
+    /// If a replay stops before committing a batch.
+    pub async fn start_projector<P: Projector>(
+        &self,
+        projector: P,
+        mut config: ProjectorConfig,
+        replay: bool,
+    ) -> RunningProjector {
+        config.bus = self.bus.clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (progressed, mut progress_seen) = tokio::sync::watch::channel(0u64);
+        let database_url = self.database().url().to_owned();
+        let nats = self.nats.clone();
+        let task = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.await;
+            };
+            let progress = move |progress: Progress| {
+                let _ = progressed.send(progress.global_position);
+            };
+            if replay {
+                ledger_projector::replay(
+                    projector,
+                    &database_url,
+                    nats,
+                    &config,
+                    shutdown,
+                    progress,
+                )
+                .await
+            } else {
+                ledger_projector::run(projector, &database_url, nats, &config, shutdown, progress)
+                    .await
+            }
+        });
+        if replay {
+            progress_seen
+                .changed()
+                .await
+                .expect("the replay commits a first batch");
+        }
+        RunningProjector { stop, task }
+    }
+
+    /// Waits (up to 20 s) until projector `name`'s checkpoint is the table's last position.
+    pub async fn projector_caught_up(&self, name: &str) -> bool {
+        eventually(PROJECTOR_CATCH_UP_MS, || async {
+            let client = self.database().client().await;
+            let checkpoint = client
+                .query_opt(
+                    &format!("SELECT global_position FROM {name}.projector_checkpoint"),
+                    &[],
+                )
+                .await
+                .ok()
+                .flatten()
+                .map_or(0, |row| row.get::<_, i64>(0));
+            u64::try_from(checkpoint).unwrap_or(0) == self.last_position().await
+        })
+        .await
+    }
+}
+
+/// A projector spawned by [`TestLedger::start_projector`].
+#[derive(Debug)]
+pub struct RunningProjector {
+    stop: oneshot::Sender<()>,
+    /// The projector's task: abort it to kill the projector, await it for how it ended.
+    pub task: JoinHandle<Result<(), ProjectorError>>,
+}
+
+impl RunningProjector {
+    /// Asks the projector to stop and waits for it.
+    ///
+    /// # Panics
+    ///
+    /// If the projector failed, panicked or was aborted.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task
+            .await
+            .expect("projector task")
+            .expect("the projector stops cleanly");
     }
 }
 

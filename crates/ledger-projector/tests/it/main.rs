@@ -3,11 +3,9 @@
 
 use std::time::Duration;
 
-use ledger_projector::{Progress, Projected, Projector, ProjectorConfig, ProjectorError};
+use ledger_projector::{Projected, Projector, ProjectorConfig, ProjectorError};
 use ledger_testkit::commands::register;
-use ledger_testkit::ledger::{TestLedger, eventually};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use ledger_testkit::ledger::{RunningProjector, TestLedger, eventually};
 use tokio_postgres::Transaction;
 
 /// Every applied event, once, and a count per type.
@@ -54,18 +52,6 @@ impl Projector for Audit {
     }
 }
 
-struct RunningProjector {
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<Result<(), ProjectorError>>,
-}
-
-impl RunningProjector {
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        self.task.await.expect("task").expect("projector");
-    }
-}
-
 fn config(ledger: &TestLedger) -> ProjectorConfig {
     ProjectorConfig {
         bus: ledger.bus.clone(),
@@ -75,34 +61,8 @@ fn config(ledger: &TestLedger) -> ProjectorConfig {
     }
 }
 
-/// Starts the projector; a replay returns once its first batch after dropping the schema is
-/// committed, so that "caught up" cannot be read off the old checkpoint.
 async fn start(ledger: &TestLedger, replay: bool) -> RunningProjector {
-    let (stop, stopped) = oneshot::channel::<()>();
-    let (progressed, mut progress_seen) = tokio::sync::watch::channel(0u64);
-    let database_url = ledger.database().url().to_owned();
-    let nats = ledger.nats.clone();
-    let config = config(ledger);
-    let task = tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = stopped.await;
-        };
-        let progress = move |progress: Progress| {
-            let _ = progressed.send(progress.global_position);
-        };
-        if replay {
-            ledger_projector::replay(Audit, &database_url, nats, &config, shutdown, progress).await
-        } else {
-            ledger_projector::run(Audit, &database_url, nats, &config, shutdown, progress).await
-        }
-    });
-    if replay {
-        progress_seen
-            .changed()
-            .await
-            .expect("the replay commits a first batch");
-    }
-    RunningProjector { stop, task }
+    ledger.start_projector(Audit, config(ledger), replay).await
 }
 
 async fn checkpoint(ledger: &TestLedger) -> u64 {
@@ -120,10 +80,7 @@ async fn checkpoint(ledger: &TestLedger) -> u64 {
 }
 
 async fn caught_up(ledger: &TestLedger) -> bool {
-    eventually(20_000, || async {
-        checkpoint(ledger).await == ledger.last_position().await
-    })
-    .await
+    ledger.projector_caught_up("test_audit").await
 }
 
 /// A digest of everything the projection holds.

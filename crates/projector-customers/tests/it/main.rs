@@ -2,75 +2,27 @@
 //! expected rows.
 
 use ledger_domain::proto::{self, command::Kind};
-use ledger_projector::{Progress, ProjectorConfig, ProjectorError};
+use ledger_projector::ProjectorConfig;
 use ledger_testkit::commands::{NOW_MICROS, metadata, money, register, start_subscription};
-use ledger_testkit::ledger::{TestLedger, eventually};
+use ledger_testkit::ledger::{RunningProjector, TestLedger};
 use projector_customers::CustomersProjector;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
-struct Running {
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<Result<(), ProjectorError>>,
-}
-
-impl Running {
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        self.task.await.expect("task").expect("projector");
-    }
-}
-
-async fn start(ledger: &TestLedger, replay: bool) -> Running {
-    let (stop, stopped) = oneshot::channel::<()>();
-    let (progressed, mut progress_seen) = tokio::sync::watch::channel(0u64);
-    let database_url = ledger.database().url().to_owned();
-    let nats = ledger.nats.clone();
-    let store = ledger.store.clone();
+async fn start(ledger: &TestLedger, replay: bool) -> RunningProjector {
     let config = ProjectorConfig {
-        bus: ledger.bus.clone(),
         live_batch_events_max: 3,
         ..ProjectorConfig::default()
     };
-    let task = tokio::spawn(async move {
-        let projector = CustomersProjector::new(store);
-        let shutdown = async move {
-            let _ = stopped.await;
-        };
-        let progress = move |progress: Progress| {
-            let _ = progressed.send(progress.global_position);
-        };
-        if replay {
-            ledger_projector::replay(projector, &database_url, nats, &config, shutdown, progress)
-                .await
-        } else {
-            ledger_projector::run(projector, &database_url, nats, &config, shutdown, progress).await
-        }
-    });
-    if replay {
-        progress_seen
-            .changed()
-            .await
-            .expect("the replay commits a first batch");
-    }
-    Running { stop, task }
+    ledger
+        .start_projector(
+            CustomersProjector::new(ledger.store.clone()),
+            config,
+            replay,
+        )
+        .await
 }
 
 async fn caught_up(ledger: &TestLedger) -> bool {
-    eventually(20_000, || async {
-        let client = ledger.database().client().await;
-        let checkpoint = client
-            .query_opt(
-                "SELECT global_position FROM customers.projector_checkpoint",
-                &[],
-            )
-            .await
-            .ok()
-            .flatten()
-            .map_or(0, |row| row.get::<_, i64>(0));
-        u64::try_from(checkpoint).unwrap_or(0) == ledger.last_position().await
-    })
-    .await
+    ledger.projector_caught_up("customers").await
 }
 
 fn command(key: &str, customer_id: &str, kind: Kind) -> proto::Command {
