@@ -269,15 +269,12 @@ async fn run_projector(
     };
     let table_last = store.last_position().await?;
     let bar = progress::events_bar(table_last, if replay { "replaying" } else { "catching up" });
-    let progress = |progress: ledger_projector::Progress| {
+    let progress = |global_position: u64| {
         if !bar.is_finished() {
-            bar.set_position(progress.global_position.min(table_last));
-            if progress.global_position >= table_last {
+            bar.set_position(global_position.min(table_last));
+            if global_position >= table_last {
                 bar.finish();
-                tracing::info!(
-                    global_position = progress.global_position,
-                    "caught up; live"
-                );
+                tracing::info!(global_position, "caught up; live");
             }
         }
     };

@@ -26,7 +26,7 @@ use ledger_domain::Event;
 use ledger_store::{RecordedEvent, StoreError};
 use tokio_postgres::Transaction;
 
-pub use runtime::{Progress, ProjectorConfig, replay, run};
+pub use runtime::{ProjectorConfig, replay, run};
 
 /// One event as a projector sees it: the stored envelope and the decoded payload.
 #[derive(Debug, Clone, PartialEq)]

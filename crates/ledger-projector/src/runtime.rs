@@ -35,24 +35,15 @@ impl Default for ProjectorConfig {
     }
 }
 
-/// Where a projector stands, for progress bars and logs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Progress {
-    /// The projector's checkpoint.
-    pub global_position: u64,
-    /// The table's last position when last looked at.
-    pub table_last: u64,
-}
-
 /// Runs `projector` until `shutdown` completes: catches up from the table, then consumes the
-/// stream live. `progress` is called after every committed batch.
+/// stream live. `progress` is called with the checkpoint after every committed batch.
 pub async fn run<P: Projector>(
     projector: P,
     database_url: &str,
     nats: async_nats::Client,
     config: &ProjectorConfig,
     shutdown: impl Future<Output = ()>,
-    progress: impl FnMut(Progress),
+    progress: impl FnMut(u64),
 ) -> Result<(), ProjectorError> {
     run_from(
         projector,
@@ -74,7 +65,7 @@ pub async fn replay<P: Projector>(
     nats: async_nats::Client,
     config: &ProjectorConfig,
     shutdown: impl Future<Output = ()>,
-    progress: impl FnMut(Progress),
+    progress: impl FnMut(u64),
 ) -> Result<(), ProjectorError> {
     run_from(
         projector,
@@ -94,7 +85,7 @@ async fn run_from<P: Projector>(
     nats: async_nats::Client,
     config: &ProjectorConfig,
     shutdown: impl Future<Output = ()>,
-    mut progress: impl FnMut(Progress),
+    mut progress: impl FnMut(u64),
     rebuild: bool,
 ) -> Result<(), ProjectorError> {
     tokio::pin!(shutdown);
@@ -192,10 +183,7 @@ async fn run_from<P: Projector>(
                 .await
                 .map_err(|error| ProjectorError::Nats(error.to_string()))?;
         }
-        progress(Progress {
-            global_position: applier.checkpoint,
-            table_last: applier.checkpoint,
-        });
+        progress(applier.checkpoint);
     }
     tracing::info!(
         projector = applier.projector.name(),
@@ -223,7 +211,7 @@ impl<P: Projector> Applier<P> {
         store: &Store,
         target: u64,
         config: &ProjectorConfig,
-        progress: &mut impl FnMut(Progress),
+        progress: &mut impl FnMut(u64),
         shutdown: &mut (impl Future<Output = ()> + Unpin),
     ) -> Result<(), ProjectorError> {
         while self.checkpoint < target {
@@ -239,10 +227,7 @@ impl<P: Projector> Applier<P> {
                 break;
             }
             self.apply(page).await?;
-            progress(Progress {
-                global_position: self.checkpoint,
-                table_last: target,
-            });
+            progress(self.checkpoint);
         }
         Ok(())
     }
@@ -338,5 +323,106 @@ impl<P: Projector> Applier<P> {
             tracing::warn!(%error, "announcing the projection position failed");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ledger_store::GENESIS_HASH;
+    use ledger_testkit::commands::register;
+    use ledger_testkit::ledger::TestLedger;
+
+    use super::*;
+
+    /// Records each applied position under a primary key: applying one twice fails.
+    struct Positions;
+
+    impl Projector for Positions {
+        fn name(&self) -> &'static str {
+            "unit_positions"
+        }
+
+        fn schema_version(&self) -> i32 {
+            1
+        }
+
+        fn schema_sql(&self) -> &'static str {
+            "CREATE TABLE applied (global_position bigint PRIMARY KEY);"
+        }
+
+        async fn apply(
+            &self,
+            transaction: &tokio_postgres::Transaction<'_>,
+            events: &[Projected],
+        ) -> Result<(), ProjectorError> {
+            for projected in events {
+                let position = i64::try_from(projected.recorded.global_position).unwrap_or(0);
+                transaction
+                    .execute(
+                        "INSERT INTO unit_positions.applied VALUES ($1)",
+                        &[&position],
+                    )
+                    .await?;
+            }
+            Ok(())
+        }
+    }
+
+    /// The stream can lose messages while a projector is live (retention, an operator): the
+    /// holes are read from the table, and what is delivered again is skipped.
+    #[tokio::test]
+    async fn holes_in_a_delivery_are_filled_from_the_table_and_redeliveries_skipped() {
+        let ledger = TestLedger::new().await;
+        let writer = ledger.start_writer();
+        let client = ledger.client();
+        for n in 0..6 {
+            client
+                .send(&register(&format!("k{n}"), &format!("{n}@example.com")))
+                .await
+                .expect("accepted");
+        }
+        let table = ledger.table_events().await;
+        let delivered = |positions: &[usize]| -> Vec<RecordedEvent> {
+            positions.iter().map(|&p| table[p - 1].clone()).collect()
+        };
+        let (mut database, connection) = tokio_postgres::connect(ledger.database().url(), NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(connection);
+        checkpoint::ensure_schema(&mut database, &Positions, false)
+            .await
+            .expect("schema");
+        let mut applier = Applier {
+            projector: Positions,
+            client: database,
+            nats: ledger.nats.clone(),
+            subject: ledger.bus.projection_subject("unit_positions"),
+            checkpoint: 0,
+            checkpoint_hash: GENESIS_HASH,
+        };
+
+        applier
+            .apply_from_stream(&ledger.store, delivered(&[1, 2, 5]))
+            .await
+            .expect("3 and 4 are read from the table");
+        assert_eq!(applier.checkpoint, 5);
+        applier
+            .apply_from_stream(&ledger.store, delivered(&[1, 2, 3, 4, 5, 6]))
+            .await
+            .expect("1 to 5 are skipped");
+        assert_eq!(applier.checkpoint, 6);
+        let applied: Vec<i64> = applier
+            .client
+            .query(
+                "SELECT global_position FROM unit_positions.applied ORDER BY 1",
+                &[],
+            )
+            .await
+            .expect("applied")
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        assert_eq!(applied, vec![1, 2, 3, 4, 5, 6]);
+        writer.stop().await.expect("writer");
     }
 }

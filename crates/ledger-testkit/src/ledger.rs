@@ -10,7 +10,7 @@ use async_nats::jetstream::ErrorCode;
 use async_nats::jetstream::context::DeleteStreamErrorKind;
 use futures_util::TryStreamExt;
 use ledger_bus::{BusConfig, Client, decode_recorded_event};
-use ledger_projector::{Progress, Projector, ProjectorConfig, ProjectorError};
+use ledger_projector::{Projector, ProjectorConfig, ProjectorError};
 use ledger_store::{RecordedEvent, Store};
 use ledger_writer::{WriterConfig, WriterError};
 use tokio::sync::oneshot;
@@ -270,8 +270,8 @@ impl TestLedger {
             let shutdown = async move {
                 let _ = stopped.await;
             };
-            let progress = move |progress: Progress| {
-                let _ = progressed.send(progress.global_position);
+            let progress = move |global_position: u64| {
+                let _ = progressed.send(global_position);
             };
             if replay {
                 ledger_projector::replay(

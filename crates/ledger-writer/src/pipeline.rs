@@ -11,7 +11,9 @@ use async_nats::{HeaderMap, Subject};
 use ledger_bus::{CONTENT_TYPE_HEADER, Encoding, encode_reply};
 use ledger_domain::proto::{self, RejectionKind, command::Kind};
 use ledger_domain::{Customer, Rejection, decide, evolve};
-use ledger_store::{AppendRejection, AppendRequest, Committed, ExpectedVersion, Store, Writer};
+use ledger_store::{
+    AppendRejection, AppendRequest, Committed, ExpectedVersion, RecordedEvent, Store, Writer,
+};
 use prost::Message;
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -277,13 +279,12 @@ impl Announcer {
                 return Ok(());
             }
         };
-        let unpublished: Vec<_> = outcomes
+        let unpublished: Vec<&RecordedEvent> = outcomes
             .iter()
             .filter_map(|outcome| outcome.as_ref().ok())
             .filter(|committed| !committed.duplicate)
             .flat_map(|committed| committed.events.iter())
             .filter(|event| event.global_position > self.published_through)
-            .cloned()
             .collect();
         match self.publisher.publish(&unpublished).await {
             Ok(()) => {

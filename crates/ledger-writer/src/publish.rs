@@ -37,7 +37,7 @@ impl Publisher {
 
     /// Publishes `events` (consecutive positions, in order) so that each one's stream sequence
     /// is its global position: all are sent, then all acknowledgements are awaited.
-    pub(crate) async fn publish(&self, events: &[RecordedEvent]) -> Result<(), WriterError> {
+    pub(crate) async fn publish(&self, events: &[&RecordedEvent]) -> Result<(), WriterError> {
         let failed = |error: &dyn std::fmt::Display| WriterError::Publish(error.to_string());
         let mut acknowledgements = Vec::with_capacity(events.len());
         for event in events {
@@ -106,7 +106,7 @@ impl Publisher {
                 .read_all(next, RECOVERY_CHUNK_EVENTS.min(table_last + 1 - next))
                 .try_collect()
                 .await?;
-            self.publish(&chunk).await?;
+            self.publish(&chunk.iter().collect::<Vec<_>>()).await?;
             next += chunk.len() as u64;
             if chunk.is_empty() {
                 break;
