@@ -1,6 +1,7 @@
 //! The projector's schema and its checkpoint, both inside the projector's own schema.
 
 use ledger_store::{GENESIS_HASH, Hash};
+use sha2::{Digest, Sha256};
 use tokio_postgres::{Client, Transaction};
 
 use crate::{Projector, ProjectorError};
@@ -39,7 +40,10 @@ pub(crate) async fn read(
 }
 
 /// Creates the schema if it is missing, or drops and recreates it if it was made for another
-/// schema version (or `rebuild` is set). Returns true when the schema was (re)created.
+/// schema version or from other DDL (a projector's settings are part of its DDL), or if
+/// `rebuild` is set. Returns true when the schema was (re)created.
+///
+/// The query service's role `ledger_query` is granted read access to the new schema.
 pub(crate) async fn ensure_schema(
     client: &mut Client,
     projector: &impl Projector,
@@ -54,48 +58,54 @@ pub(crate) async fn ensure_schema(
         )
         .await?
         .try_get(0)?;
-    let stored_version: Option<i32> = if exists {
+    let schema_sql = projector.schema_sql();
+    let schema_sha256 = Sha256::digest(schema_sql.as_bytes()).to_vec();
+    let stored: Option<(i32, Vec<u8>)> = if exists {
         let row = transaction
             .query_one(
-                &format!("SELECT schema_version FROM {name}.projector_checkpoint"),
+                &format!("SELECT schema_version, schema_sha256 FROM {name}.projector_checkpoint"),
                 &[],
             )
             .await?;
-        Some(row.try_get(0)?)
+        Some((row.try_get(0)?, row.try_get(1)?))
     } else {
         None
     };
-    if !rebuild && stored_version == Some(projector.schema_version()) {
+    let current = (projector.schema_version(), schema_sha256);
+    if !rebuild && stored.as_ref() == Some(&current) {
         transaction.commit().await?;
         return Ok(false);
     }
     tracing::info!(
         projector = name,
-        ?stored_version,
-        schema_version = projector.schema_version(),
+        stored_version = ?stored.as_ref().map(|(version, _)| version),
+        schema_version = current.0,
+        ddl_changed = stored.as_ref().is_some_and(|(_, sha256)| *sha256 != current.1),
         rebuild,
         "creating the projector's schema; it will be rebuilt from the event table"
     );
     transaction
         .batch_execute(&format!(
             "DROP SCHEMA IF EXISTS {name} CASCADE; CREATE SCHEMA {name}; \
-             SET LOCAL search_path TO {name}; {} \
+             SET LOCAL search_path TO {name}; {schema_sql} \
              CREATE TABLE {name}.projector_checkpoint ( \
                  singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton), \
                  global_position bigint NOT NULL, \
                  hash bytea NOT NULL, \
                  schema_version integer NOT NULL, \
-                 updated_at timestamptz NOT NULL DEFAULT now());",
-            projector.schema_sql()
+                 schema_sha256 bytea NOT NULL, \
+                 updated_at timestamptz NOT NULL DEFAULT now()); \
+             GRANT USAGE ON SCHEMA {name} TO ledger_query; \
+             GRANT SELECT ON ALL TABLES IN SCHEMA {name} TO ledger_query;"
         ))
         .await?;
     transaction
         .execute(
             &format!(
-                "INSERT INTO {name}.projector_checkpoint (global_position, hash, schema_version) \
-                 VALUES (0, $1, $2)"
+                "INSERT INTO {name}.projector_checkpoint \
+                 (global_position, hash, schema_version, schema_sha256) VALUES (0, $1, $2, $3)"
             ),
-            &[&&GENESIS_HASH[..], &projector.schema_version()],
+            &[&&GENESIS_HASH[..], &current.0, &current.1],
         )
         .await?;
     transaction.commit().await?;

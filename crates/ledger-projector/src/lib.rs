@@ -12,8 +12,8 @@
 //! - The checkpoint also holds its event's chain hash; every applied event must link to it
 //!   (`prev_hash`), so a stream filled from another event table is refused, not projected.
 //! - After each commit it announces its position on `<prefix>.projections.<name>`.
-//! - A change of [`Projector::schema_version`] drops and rebuilds the schema: read models
-//!   are disposable, the event table is the truth.
+//! - A change of [`Projector::schema_version`] or of its DDL (settings included) drops and
+//!   rebuilds the schema: read models are disposable, the event table is the truth.
 //!
 //! It reads the event table only through `ledger-store`, and knows nothing about HTTP.
 
@@ -40,12 +40,13 @@ pub trait Projector: Send + Sync + 'static {
     /// The projector's name: its schema, its consumer and its progress subject.
     fn name(&self) -> &'static str;
 
-    /// Bump it whenever [`Projector::schema_sql`] or the meaning of the tables changes: the
-    /// schema is then dropped and rebuilt from the event table.
+    /// Bump it whenever the meaning of the tables changes: the schema is then dropped and
+    /// rebuilt from the event table.
     fn schema_version(&self) -> i32;
 
-    /// DDL creating the projector's tables; run with `search_path` set to its schema.
-    fn schema_sql(&self) -> &'static str;
+    /// DDL creating the projector's tables; run with `search_path` set to its schema. It may
+    /// also record the projector's settings: a change of this text rebuilds the schema too.
+    fn schema_sql(&self) -> String;
 
     /// Applies `events` (consecutive global positions, in order) inside `transaction`, which
     /// also advances the checkpoint. Anything it writes must stay inside its schema.

@@ -346,8 +346,8 @@ mod tests {
             1
         }
 
-        fn schema_sql(&self) -> &'static str {
-            "CREATE TABLE applied (global_position bigint PRIMARY KEY);"
+        fn schema_sql(&self) -> String {
+            "CREATE TABLE applied (global_position bigint PRIMARY KEY);".to_owned()
         }
 
         async fn apply(

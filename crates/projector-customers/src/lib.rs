@@ -85,8 +85,8 @@ impl Projector for CustomersProjector {
         1
     }
 
-    fn schema_sql(&self) -> &'static str {
-        include_str!("schema.sql")
+    fn schema_sql(&self) -> String {
+        include_str!("schema.sql").to_owned()
     }
 
     async fn apply(

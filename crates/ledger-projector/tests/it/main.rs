@@ -20,10 +20,11 @@ impl Projector for Audit {
         1
     }
 
-    fn schema_sql(&self) -> &'static str {
+    fn schema_sql(&self) -> String {
         "CREATE TABLE applied (global_position bigint PRIMARY KEY, event_type text NOT NULL, \
            stream_id uuid NOT NULL); \
          CREATE TABLE counts (event_type text PRIMARY KEY, events bigint NOT NULL);"
+            .to_owned()
     }
 
     async fn apply(
