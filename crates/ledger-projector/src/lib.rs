@@ -22,9 +22,11 @@ mod runtime;
 
 use std::future::Future;
 
-use ledger_domain::Event;
-use ledger_store::{RecordedEvent, StoreError};
+use ledger_domain::{Event, proto};
+use ledger_store::{RecordedEvent, Store, StoreError};
+use prost::Message;
 use tokio_postgres::Transaction;
+use uuid::Uuid;
 
 pub use runtime::{ProjectorConfig, replay, run};
 
@@ -33,6 +35,37 @@ pub use runtime::{ProjectorConfig, replay, run};
 pub struct Projected {
     pub recorded: RecordedEvent,
     pub event: Event,
+}
+
+impl Projected {
+    /// Decodes the payload of `recorded`.
+    pub fn decode(recorded: RecordedEvent) -> Result<Projected, ProjectorError> {
+        let corrupt = |reason: String| ProjectorError::CorruptEvent {
+            global_position: recorded.global_position,
+            reason,
+        };
+        let event = proto::Event::decode(&recorded.event.payload[..])
+            .map_err(|error| corrupt(error.to_string()))?
+            .kind
+            .ok_or_else(|| corrupt("the payload has no event".to_owned()))?;
+        Ok(Projected { recorded, event })
+    }
+}
+
+/// A stream's events before `global_position`, decoded: what a projector replays when it has
+/// no state in memory for a customer.
+pub async fn stream_events_before(
+    store: &Store,
+    stream_id: Uuid,
+    global_position: u64,
+) -> Result<Vec<Projected>, ProjectorError> {
+    store
+        .read_stream(stream_id, 1)
+        .await?
+        .into_iter()
+        .take_while(|recorded| recorded.global_position < global_position)
+        .map(Projected::decode)
+        .collect()
 }
 
 /// A read model.

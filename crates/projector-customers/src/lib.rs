@@ -11,10 +11,9 @@ mod rows;
 
 use std::collections::BTreeMap;
 
-use ledger_domain::{Customer, Event, evolve, proto};
-use ledger_projector::{Projected, Projector, ProjectorError};
+use ledger_domain::{Customer, evolve};
+use ledger_projector::{Projected, Projector, ProjectorError, stream_events_before};
 use ledger_store::{RecordedEvent, Store};
-use prost::Message;
 use tokio_postgres::Transaction;
 use uuid::Uuid;
 
@@ -53,27 +52,14 @@ impl CustomersProjector {
         {
             return Ok(state);
         }
-        let earlier = self.store.read_stream(first.stream_id, 1).await?;
-        let mut state = Customer::default();
-        for recorded in earlier
+        let earlier =
+            stream_events_before(&self.store, first.stream_id, first.global_position).await?;
+        Ok(earlier
             .iter()
-            .take_while(|recorded| recorded.global_position < first.global_position)
-        {
-            state = evolve(state, &decode(recorded)?);
-        }
-        Ok(state)
+            .fold(Customer::default(), |state, projected| {
+                evolve(state, &projected.event)
+            }))
     }
-}
-
-fn decode(recorded: &RecordedEvent) -> Result<Event, ProjectorError> {
-    let corrupt = |reason: String| ProjectorError::CorruptEvent {
-        global_position: recorded.global_position,
-        reason,
-    };
-    proto::Event::decode(&recorded.event.payload[..])
-        .map_err(|error| corrupt(error.to_string()))?
-        .kind
-        .ok_or_else(|| corrupt("the payload has no event".to_owned()))
 }
 
 impl Projector for CustomersProjector {
