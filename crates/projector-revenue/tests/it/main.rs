@@ -1,24 +1,25 @@
 //! The revenue read model against real PostgreSQL and NATS: random histories against a
 //! brute-force oracle, and a known history with exact figures.
 
-mod history;
 mod oracle;
 
 use std::collections::BTreeMap;
 
 use ledger_domain::{ChurnRecognition, DiscountsInMrr, Event, MrrRules};
 use ledger_projector::{Projected, ProjectorConfig};
+use ledger_testkit::history::{self, Rng};
 use ledger_testkit::ledger::TestLedger;
+use ledger_testkit::projector_faults;
 use projector_revenue::{RevenueProjector, RevenueSettings};
 use proptest::prelude::*;
 use time::{Date, UtcOffset};
 use uuid::Uuid;
 
-use crate::history::Rng;
 use crate::oracle::Expected;
 
 /// Appends `requests` straight to the store, in batches.
-async fn append(ledger: &TestLedger, requests: Vec<ledger_store::AppendRequest>) {
+async fn append(ledger: &TestLedger, generated: Vec<history::Generated>) {
+    let requests: Vec<_> = generated.into_iter().map(|one| one.request).collect();
     let writer = ledger.store.writer().await.expect("writer lock");
     for chunk in requests.chunks(500) {
         for outcome in writer.append(chunk.to_vec()).await.expect("append") {
@@ -191,4 +192,28 @@ proptest! {
             assert_same("cohorts", &actual.cohorts, &expected.cohorts);
         });
     }
+}
+
+#[tokio::test]
+async fn killed_mid_stream_resumes_to_the_same_tables_as_a_fresh_rebuild() {
+    projector_faults::killed_mid_stream_resumes_to_a_fresh_rebuild(|ledger| {
+        RevenueProjector::new(ledger.store.clone(), SETTINGS[1])
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn redelivered_messages_change_nothing() {
+    projector_faults::redelivered_messages_change_nothing(|ledger| {
+        RevenueProjector::new(ledger.store.clone(), SETTINGS[1])
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_rebuild_while_commands_arrive_ends_as_a_fresh_rebuild() {
+    projector_faults::rebuild_while_appending_ends_as_a_fresh_rebuild(|ledger| {
+        RevenueProjector::new(ledger.store.clone(), SETTINGS[1])
+    })
+    .await;
 }

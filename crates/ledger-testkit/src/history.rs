@@ -1,5 +1,6 @@
 //! Random customer histories the ledger would accept: every command goes through `decide`, so
-//! only valid events are appended. Dates wander: about one event in six is dated days before
+//! only accepted commands are kept, each with the store request it makes (to append without a
+//! writer) and the command itself (to send through one). Dates wander: about one event in six is dated days before
 //! the customer's previous ones, as late provider webhooks are.
 
 use ledger_domain::proto::{self, command::Kind};
@@ -13,10 +14,11 @@ const DAY_SECONDS: i64 = 86_400;
 const CURRENCIES: [&str; 5] = ["USD", "EUR", "JPY", "GBP", "KWD"];
 
 /// SplitMix64: small, deterministic, enough to drive a simulation from a proptest seed.
-pub(crate) struct Rng(u64);
+#[derive(Debug)]
+pub struct Rng(u64);
 
 impl Rng {
-    pub(crate) fn new(seed: u64) -> Rng {
+    pub fn new(seed: u64) -> Rng {
         Rng(seed)
     }
 
@@ -28,7 +30,7 @@ impl Rng {
         z ^ (z >> 31)
     }
 
-    pub(crate) fn below(&mut self, bound: u64) -> u64 {
+    pub fn below(&mut self, bound: u64) -> u64 {
         self.next() % bound.max(1)
     }
 
@@ -41,10 +43,17 @@ impl Rng {
     }
 }
 
-/// The append requests of `customers` random customers with about `steps` attempted commands
-/// each, interleaved at random across customers (each customer's own order kept).
-pub(crate) fn generate(rng: &mut Rng, customers: usize, steps: usize) -> Vec<AppendRequest> {
-    let mut queues: Vec<Vec<AppendRequest>> = (0..customers)
+/// An accepted command and what appending it directly takes.
+#[derive(Debug, Clone)]
+pub struct Generated {
+    pub command: proto::Command,
+    pub request: AppendRequest,
+}
+
+/// The accepted commands of `customers` random customers, about `steps` attempts each,
+/// interleaved at random across customers (each customer's own order kept).
+pub fn generate(rng: &mut Rng, customers: usize, steps: usize) -> Vec<Generated> {
+    let mut queues: Vec<Vec<Generated>> = (0..customers)
         .map(|index| customer_history(rng, index, steps))
         .collect();
     for queue in &mut queues {
@@ -63,7 +72,7 @@ pub(crate) fn generate(rng: &mut Rng, customers: usize, steps: usize) -> Vec<App
     requests
 }
 
-fn customer_history(rng: &mut Rng, index: usize, steps: usize) -> Vec<AppendRequest> {
+fn customer_history(rng: &mut Rng, index: usize, steps: usize) -> Vec<Generated> {
     let id = Uuid::from_u64_pair(rng.next(), rng.next());
     let home_currency = rng.pick(&CURRENCIES);
     let mut state = Customer::default();
@@ -74,7 +83,7 @@ fn customer_history(rng: &mut Rng, index: usize, steps: usize) -> Vec<AppendRequ
         *attempt += 1;
         let command = proto::Command {
             metadata: Some(proto::CommandMetadata {
-                idempotency_key: format!("c{index}:{attempt}"),
+                idempotency_key: format!("{id}:{attempt}"),
                 customer_id: id.to_string(),
                 expected_version: None,
                 occurred_at_unix_micros: (START_SECONDS + day * DAY_SECONDS + 3_600) * 1_000_000,
@@ -96,13 +105,13 @@ fn customer_history(rng: &mut Rng, index: usize, steps: usize) -> Vec<AppendRequ
             )
             .expect("a decided command makes a request");
             *state = events.iter().fold(std::mem::take(state), evolve);
-            requests.push(request);
+            requests.push(Generated { command, request });
         }
     };
     send(
         &mut state,
         Kind::RegisterCustomer(proto::CustomerRegistered {
-            email: format!("c{index}@example.com"),
+            email: format!("{id}@example.com"),
             name: String::new(),
             provider_account: None,
         }),
