@@ -20,6 +20,7 @@
 mod checkpoint;
 mod runtime;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 
 use ledger_domain::{Event, proto};
@@ -52,20 +53,24 @@ impl Projected {
     }
 }
 
-/// A stream's events before `global_position`, decoded: what a projector replays when it has
-/// no state in memory for a customer.
-pub async fn stream_events_before(
+/// The events of `stream_ids` before `global_position`, decoded, by stream: what a projector
+/// replays, in one query per batch, for the customers it holds no state of in memory.
+pub async fn streams_before(
     store: &Store,
-    stream_id: Uuid,
+    stream_ids: &[Uuid],
     global_position: u64,
-) -> Result<Vec<Projected>, ProjectorError> {
-    store
-        .read_stream(stream_id, 1)
+) -> Result<BTreeMap<Uuid, Vec<Projected>>, ProjectorError> {
+    let mut streams: BTreeMap<Uuid, Vec<Projected>> = BTreeMap::new();
+    for recorded in store
+        .read_streams_before(stream_ids, global_position)
         .await?
-        .into_iter()
-        .take_while(|recorded| recorded.global_position < global_position)
-        .map(Projected::decode)
-        .collect()
+    {
+        streams
+            .entry(recorded.stream_id)
+            .or_default()
+            .push(Projected::decode(recorded)?);
+    }
+    Ok(streams)
 }
 
 /// A read model.

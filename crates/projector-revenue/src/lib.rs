@@ -13,10 +13,10 @@ mod contributions;
 mod timeline;
 mod write;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ledger_domain::{Event, MRR_UNITS_PER_MINOR};
-use ledger_projector::{Projected, Projector, ProjectorError, stream_events_before};
+use ledger_projector::{Projected, Projector, ProjectorError, streams_before};
 use ledger_store::{RecordedEvent, Store};
 use time::{Date, UtcOffset};
 use tokio_postgres::Transaction;
@@ -52,31 +52,60 @@ impl RevenueProjector {
         }
     }
 
-    /// The customer's timeline from its events before `first` (its first in this batch).
-    async fn mrr_before(&self, first: &RecordedEvent) -> Result<CustomerMrr, ProjectorError> {
-        if first.stream_version == 1 {
-            return Ok(CustomerMrr::default());
+    /// The timelines of the batch's customers before their first event in it: from the
+    /// cache, or replayed from the store (one query for all that are missing).
+    async fn timelines_before(
+        &self,
+        events: &[Projected],
+    ) -> Result<BTreeMap<Uuid, CustomerMrr>, ProjectorError> {
+        let mut timelines = BTreeMap::new();
+        let mut missing = BTreeSet::new();
+        for projected in events {
+            let recorded = &projected.recorded;
+            if timelines.contains_key(&recorded.stream_id) || missing.contains(&recorded.stream_id)
+            {
+                continue;
+            }
+            match self.cache.remove(&recorded.stream_id) {
+                _ if recorded.stream_version == 1 => {
+                    timelines.insert(recorded.stream_id, CustomerMrr::default());
+                }
+                Some(mrr) if mrr.version() + 1 == recorded.stream_version => {
+                    timelines.insert(recorded.stream_id, mrr);
+                }
+                _ => {
+                    missing.insert(recorded.stream_id);
+                }
+            }
         }
-        if let Some(mrr) = self.cache.remove(&first.stream_id)
-            && mrr.version() + 1 == first.stream_version
-        {
-            return Ok(mrr);
+        if let Some(first) = events.first() {
+            let missing: Vec<Uuid> = missing.into_iter().collect();
+            timelines.extend(
+                self.replayed(&missing, first.recorded.global_position)
+                    .await?,
+            );
         }
-        self.replayed(first.stream_id, first.global_position).await
+        Ok(timelines)
     }
 
-    /// The customer's timeline from all its events before `global_position`.
+    /// The timelines of `customers` from all their events before `global_position`.
     async fn replayed(
         &self,
-        stream_id: Uuid,
+        customers: &[Uuid],
         global_position: u64,
-    ) -> Result<CustomerMrr, ProjectorError> {
-        let events = stream_events_before(&self.store, stream_id, global_position).await?;
-        let dated: Vec<(Date, &Event)> = events
+    ) -> Result<Vec<(Uuid, CustomerMrr)>, ProjectorError> {
+        let streams = streams_before(&self.store, customers, global_position).await?;
+        Ok(customers
             .iter()
-            .map(|projected| (business_day(&projected.recorded), &projected.event))
-            .collect();
-        Ok(CustomerMrr::from_events(&dated, &self.settings))
+            .map(|customer| {
+                let events = streams.get(customer).map_or(&[][..], Vec::as_slice);
+                let dated: Vec<(Date, &Event)> = events
+                    .iter()
+                    .map(|projected| (business_day(&projected.recorded), &projected.event))
+                    .collect();
+                (*customer, CustomerMrr::from_events(&dated, &self.settings))
+            })
+            .collect())
     }
 }
 
@@ -114,22 +143,37 @@ impl Projector for RevenueProjector {
         transaction: &Transaction<'_>,
         events: &[Projected],
     ) -> Result<(), ProjectorError> {
-        // Per customer: its timeline before the batch, and its state as the batch goes on.
-        let mut customers: BTreeMap<Uuid, (Timeline, CustomerMrr)> = BTreeMap::new();
+        let Some(last) = events.last() else {
+            return Ok(());
+        };
+        // Per customer: its timeline before the batch, and as the batch goes on.
+        let mut customers: BTreeMap<Uuid, (Timeline, CustomerMrr)> = self
+            .timelines_before(events)
+            .await?
+            .into_iter()
+            .map(|(customer, mrr)| (customer, (mrr.timeline.clone(), mrr)))
+            .collect();
+        // Customers with an event dated before their earlier ones: recomputed from all their
+        // events once the batch is folded.
+        let mut late = BTreeSet::new();
         for projected in events {
             let recorded = &projected.recorded;
-            let (_, mrr) = match customers.entry(recorded.stream_id) {
-                std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
-                std::collections::btree_map::Entry::Vacant(entry) => {
-                    let mrr = self.mrr_before(recorded).await?;
-                    entry.insert((mrr.timeline.clone(), mrr))
-                }
-            };
-            if !mrr.push(business_day(recorded), &projected.event, &self.settings) {
-                // Dated before an earlier event: recompute from all of them.
-                *mrr = self
-                    .replayed(recorded.stream_id, recorded.global_position + 1)
-                    .await?;
+            if late.contains(&recorded.stream_id) {
+                continue;
+            }
+            if let Some((_, mrr)) = customers.get_mut(&recorded.stream_id)
+                && !mrr.push(business_day(recorded), &projected.event, &self.settings)
+            {
+                late.insert(recorded.stream_id);
+            }
+        }
+        let late: Vec<Uuid> = late.into_iter().collect();
+        for (customer, mrr) in self
+            .replayed(&late, last.recorded.global_position + 1)
+            .await?
+        {
+            if let Some((_, current)) = customers.get_mut(&customer) {
+                *current = mrr;
             }
         }
         let mut changes = BatchChanges::default();
