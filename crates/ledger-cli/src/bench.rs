@@ -25,6 +25,9 @@ pub(crate) enum BenchTarget {
     Store(StoreBenchArgs),
     /// Write path: commands/s and latency over NATS with 1, 16 and 64 clients.
     Writer(crate::bench_writer::WriterBenchArgs),
+    /// Projectors: rebuild events/s of each over a generated history, and live lag at a fixed
+    /// command rate.
+    Projectors(crate::bench_projectors::ProjectorsBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -44,6 +47,7 @@ pub(crate) async fn run(target: BenchTarget) -> anyhow::Result<()> {
     match target {
         BenchTarget::Store(args) => store(args).await,
         BenchTarget::Writer(args) => crate::bench_writer::run(args).await,
+        BenchTarget::Projectors(args) => crate::bench_projectors::run(args).await,
     }
 }
 
