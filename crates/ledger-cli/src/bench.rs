@@ -59,15 +59,23 @@ struct Figure {
     target_per_second: Option<f64>,
 }
 
-async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
-    let services = ledger_testkit::services::ensure().await?;
+/// Recreates the migrated database `name` on `services`; returns its URL and a connection.
+pub(crate) async fn fresh_database(
+    services: &ledger_testkit::services::Services,
+    name: &str,
+) -> anyhow::Result<(String, tokio_postgres::Client)> {
     let database_url =
-        ledger_testkit::services::recreate_database(services.database_url(), BENCH_DATABASE)
-            .await?;
+        ledger_testkit::services::recreate_database(services.database_url(), name).await?;
     let (mut client, connection) =
         tokio_postgres::connect(&database_url, tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
     ledger_store::migrate(&mut client).await?;
+    Ok((database_url, client))
+}
+
+async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
+    let services = ledger_testkit::services::ensure().await?;
+    let (database_url, mut client) = fresh_database(&services, BENCH_DATABASE).await?;
     client
         .batch_execute("CREATE TABLE raw_events (LIKE customer_payment_events INCLUDING ALL)")
         .await?;

@@ -24,6 +24,7 @@ use time::OffsetDateTime;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
+use crate::bench::fresh_database;
 use crate::progress;
 
 const BENCH_DATABASE: &str = "ledger_bench_projectors";
@@ -49,13 +50,7 @@ pub(crate) struct ProjectorsBenchArgs {
 
 pub(crate) async fn run(args: ProjectorsBenchArgs) -> anyhow::Result<()> {
     let services = ledger_testkit::services::ensure().await?;
-    let database_url =
-        ledger_testkit::services::recreate_database(services.database_url(), BENCH_DATABASE)
-            .await?;
-    let (mut client, connection) =
-        tokio_postgres::connect(&database_url, tokio_postgres::NoTls).await?;
-    tokio::spawn(connection);
-    ledger_store::migrate(&mut client).await?;
+    let (database_url, _client) = fresh_database(&services, BENCH_DATABASE).await?;
     let store = Store::connect(&database_url)?;
     let nats = async_nats::connect(services.nats_url()).await?;
     let bus_id = Uuid::now_v7().simple().to_string();
@@ -120,13 +115,7 @@ pub(crate) async fn run(args: ProjectorsBenchArgs) -> anyhow::Result<()> {
 
     // The live lag on an empty ledger: a writer starting on the loaded one would first
     // republish its whole history to the stream.
-    let database_url =
-        ledger_testkit::services::recreate_database(services.database_url(), BENCH_DATABASE)
-            .await?;
-    let (mut client, connection) =
-        tokio_postgres::connect(&database_url, tokio_postgres::NoTls).await?;
-    tokio::spawn(connection);
-    ledger_store::migrate(&mut client).await?;
+    let (database_url, _client) = fresh_database(&services, BENCH_DATABASE).await?;
     let store = Store::connect(&database_url)?;
     let lags = live_lag(&args, &store, &database_url, &nats, &bus, &config, &mut rng).await?;
     println!(

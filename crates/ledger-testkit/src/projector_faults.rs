@@ -49,19 +49,6 @@ async fn send_history(ledger: &TestLedger, seed: u64) -> usize {
     generated.len()
 }
 
-async fn checkpoint(ledger: &TestLedger, name: &str) -> u64 {
-    let client = ledger.database().client().await;
-    client
-        .query_opt(
-            &format!("SELECT global_position FROM {name}.projector_checkpoint"),
-            &[],
-        )
-        .await
-        .ok()
-        .flatten()
-        .map_or(0, |row| u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
-}
-
 /// # Panics
 ///
 /// If the resumed projection differs from a fresh rebuild.
@@ -83,7 +70,7 @@ pub async fn killed_mid_stream_resumes_to_a_fresh_rebuild<P: Projector>(
     };
     assert!(
         eventually(PROGRESS_TIMEOUT_MS, || async {
-            checkpoint(&ledger, name).await >= 100
+            ledger.projector_checkpoint(name).await >= 100
         })
         .await,
         "the projector made progress"
