@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use anyhow::Context;
 use ledger_domain::proto::{self, command::Kind};
-use ledger_domain::{Customer, SubscriptionStatus, decide, evolve};
+use ledger_domain::{Customer, SubscriptionStatus, decide, evolve, unique_key_changes};
 use ledger_store::{AppendRequest, ExpectedVersion, Store};
 use time::macros::datetime;
 use uuid::Uuid;
@@ -66,7 +66,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 let request = ledger_writer::append_request(
                     customer.id,
                     &command,
-                    &customer.state,
+                    unique_key_changes(&customer.state, &events),
                     events.clone(),
                     ExpectedVersion::Exact(customer.state.version),
                 )?;

@@ -5,13 +5,13 @@
 //! The rows are derived from the domain's customer aggregate (`ledger_domain::evolve`), never
 //! from a second copy of its rules: the projector keeps the aggregates of recently seen
 //! customers in a bounded cache and replays a customer's earlier events from the store on a
-//! miss. It writes only inside its own schema, and knows nothing about NATS or HTTP.
+//! miss. Integrations' events (their own streams) are skipped. It writes only inside its own schema, and knows nothing about NATS or HTTP.
 
 mod rows;
 
 use std::collections::BTreeMap;
 
-use ledger_domain::{Customer, Event, evolve, proto};
+use ledger_domain::{Customer, Event, evolve, is_integration_event, proto};
 use ledger_projector::{Projected, Projector, ProjectorError};
 use ledger_store::{RecordedEvent, Store};
 use prost::Message;
@@ -97,6 +97,10 @@ impl Projector for CustomersProjector {
         let mut states: BTreeMap<Uuid, Customer> = BTreeMap::new();
         let mut rows = Rows::default();
         for projected in events {
+            // Integrations' streams are configuration, not customers.
+            if is_integration_event(&projected.event) {
+                continue;
+            }
             let stream_id = projected.recorded.stream_id;
             let state = match states.remove(&stream_id) {
                 Some(state) => state,
