@@ -15,9 +15,13 @@
 //! - A change of [`Projector::schema_version`] drops and rebuilds the schema: read models
 //!   are disposable, the event table is the truth.
 //!
+//! - [`CustomerStates`] keeps customers' aggregates between batches (bounded cache, replayed
+//!   from the store on a miss) for projectors that derive rows from them.
+//!
 //! It reads the event table only through `ledger-store`, and knows nothing about HTTP.
 
 mod checkpoint;
+mod customers;
 mod runtime;
 
 use std::future::Future;
@@ -26,6 +30,7 @@ use ledger_domain::Event;
 use ledger_store::{RecordedEvent, StoreError};
 use tokio_postgres::Transaction;
 
+pub use customers::CustomerStates;
 pub use runtime::{ProjectorConfig, replay, run};
 
 /// One event as a projector sees it: the stored envelope and the decoded payload.

@@ -5,11 +5,10 @@ use std::future::Future;
 use async_nats::jetstream::{self, consumer};
 use futures_util::{FutureExt, StreamExt, TryStreamExt};
 use ledger_bus::{BusConfig, decode_recorded_event, ensure_event_stream};
-use ledger_domain::proto;
 use ledger_store::{RecordedEvent, Store};
-use prost::Message;
 use tokio_postgres::{Client, NoTls};
 
+use crate::customers::decode;
 use crate::{Projected, Projector, ProjectorError, checkpoint};
 
 /// Messages the consumer may have delivered and not yet acknowledged.
@@ -293,14 +292,7 @@ impl<P: Projector> Applier<P> {
         let projected = events
             .into_iter()
             .map(|recorded| {
-                let corrupt = |reason: String| ProjectorError::CorruptEvent {
-                    global_position: recorded.global_position,
-                    reason,
-                };
-                let event = proto::Event::decode(&recorded.event.payload[..])
-                    .map_err(|error| corrupt(error.to_string()))?
-                    .kind
-                    .ok_or_else(|| corrupt("the payload has no event".to_owned()))?;
+                let event = decode(&recorded)?;
                 Ok(Projected { recorded, event })
             })
             .collect::<Result<Vec<_>, ProjectorError>>()?;
