@@ -11,6 +11,8 @@
 //!   with checks that the JetStream stream holds exactly the table's events; its stream is deleted
 //!   on `Drop`. Nothing is faked.
 //! - [`commands`]: command fixtures at a fixed time ([`commands::NOW_MICROS`]).
+//! - [`receivers`]: for notification tests, an HTTP server recording requests (with scripted
+//!   failures) and a real SMTP server (aiosmtpd) keeping the messages it receives.
 //!
 //! Tests of the writer, the ingest endpoints and the projectors share these instead of each
 //! keeping a copy. Nothing here runs in production: the `ledger` binary uses only [`services`],
@@ -18,6 +20,7 @@
 
 pub mod commands;
 pub mod ledger;
+pub mod receivers;
 pub mod services;
 mod test_db;
 
