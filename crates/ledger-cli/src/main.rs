@@ -8,6 +8,8 @@ mod audit;
 mod bench;
 mod bench_writer;
 mod demo;
+mod demo_notify;
+mod notify;
 mod progress;
 mod send;
 
@@ -85,6 +87,11 @@ enum Command {
         #[command(subcommand)]
         target: bench::BenchTarget,
     },
+    /// Operate the monitoring notifications: integrations, deliveries, retries, a test message.
+    Notify {
+        #[command(subcommand)]
+        command: notify::NotifyCommand,
+    },
     /// Run a command with DATABASE_URL and NATS_URL pointing at running servers, starting
     /// private ones (stopped afterwards) when none are configured or running.
     WithServices {
@@ -117,6 +124,9 @@ enum Component {
 enum ProjectorName {
     /// Schema `customers`: one row per customer, subscriptions, totals, timeline.
     Customers,
+    /// Schema `notify`: the integrations; decides notifications into the outbox and runs the
+    /// delivery worker in the same process.
+    Notify,
 }
 
 /// Settings of the writer and of the JetStream stream it creates when it is missing.
@@ -248,6 +258,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => audit::verify(&cli.database_url, args).await,
         Command::Demo(args) => demo::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Bench { target } => bench::run(target).await.map(|()| ExitCode::SUCCESS),
+        Command::Notify { command } => notify::run(&cli.database_url, command).await,
         Command::WithServices { command } => with_services(command).await,
     }
 }
@@ -295,6 +306,20 @@ async fn run_projector(
                 ledger_projector::run(projector, database_url, nats, &config, shutdown(), progress)
                     .await?;
             }
+        }
+        ProjectorName::Notify => {
+            projector_notify::run(
+                store,
+                database_url,
+                nats,
+                &config,
+                projector_notify::DeliveryConfig::default(),
+                projector_notify::Rules::default(),
+                replay,
+                shutdown(),
+                progress,
+            )
+            .await?;
         }
     }
     Ok(ExitCode::SUCCESS)

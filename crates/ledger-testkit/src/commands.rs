@@ -79,8 +79,8 @@ pub fn with_expected_version(mut command: proto::Command, expected_version: u64)
     command
 }
 
-/// `register_integration` of a webhook receiving every notification kind, with no
-/// integration id: the ledger assigns one.
+/// `register_integration` of a webhook receiving failed payments, with no integration id:
+/// the ledger assigns one.
 pub fn register_webhook(idempotency_key: &str, url: &str, signing_secret: &str) -> proto::Command {
     let mut metadata = metadata(idempotency_key, "");
     metadata.payment_provider = proto::PaymentProvider::Internal as i32;
@@ -96,25 +96,9 @@ pub fn register_webhook(idempotency_key: &str, url: &str, signing_secret: &str) 
                         signing_secret: signing_secret.to_owned(),
                     },
                 )),
-                kinds: ALL_NOTIFICATION_KINDS
-                    .iter()
-                    .map(|kind| *kind as i32)
-                    .collect(),
+                kinds: vec![proto::NotificationKind::PaymentFailed as i32],
                 filter: None,
             },
         )),
     }
 }
-
-/// Every notification kind.
-pub const ALL_NOTIFICATION_KINDS: [proto::NotificationKind; 9] = [
-    proto::NotificationKind::PaymentFailed,
-    proto::NotificationKind::PaymentRecovered,
-    proto::NotificationKind::CancellationFailed,
-    proto::NotificationKind::CustomerChurned,
-    proto::NotificationKind::CustomerReactivated,
-    proto::NotificationKind::RefundIssued,
-    proto::NotificationKind::DisputeOpened,
-    proto::NotificationKind::LargeContraction,
-    proto::NotificationKind::TrialEndingSoon,
-];

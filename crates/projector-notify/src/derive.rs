@@ -365,3 +365,278 @@ fn shown(amount: Option<Money>) -> String {
         |money| money.to_string(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use ledger_domain::proto::{self, event::Kind as E};
+    use ledger_domain::{Customer, evolve};
+
+    use super::*;
+
+    const NOW: i64 = 1_767_225_600;
+
+    fn usd(amount_minor: i64) -> Option<proto::Money> {
+        Some(proto::Money {
+            amount_minor,
+            currency: "USD".to_owned(),
+        })
+    }
+
+    fn registered() -> E {
+        E::CustomerRegistered(proto::CustomerRegistered {
+            email: "ada@example.com".to_owned(),
+            name: "Ada".to_owned(),
+            provider_account: None,
+        })
+    }
+
+    fn started(id: &str, price_minor: i64, quantity: u32, trial_end: Option<i64>) -> E {
+        E::SubscriptionStarted(proto::SubscriptionStarted {
+            subscription_id: id.to_owned(),
+            plan: Some(proto::Plan {
+                plan_id: "pro".to_owned(),
+                unit_price: usd(price_minor),
+                interval: proto::BillingInterval::Month as i32,
+                interval_count: 1,
+            }),
+            quantity,
+            trial_end_unix_seconds: trial_end,
+            current_period_end_unix_seconds: NOW + 30 * 86_400,
+            discount: None,
+        })
+    }
+
+    fn paid(payment_id: &str, amount_minor: i64, succeeded: bool) -> E {
+        if succeeded {
+            E::PaymentSucceeded(proto::PaymentSucceeded {
+                payment_id: payment_id.to_owned(),
+                invoice_id: String::new(),
+                subscription_id: "sub_1".to_owned(),
+                amount: usd(amount_minor),
+            })
+        } else {
+            E::PaymentFailed(proto::PaymentFailed {
+                payment_id: payment_id.to_owned(),
+                invoice_id: String::new(),
+                subscription_id: "sub_1".to_owned(),
+                amount: usd(amount_minor),
+                failure_code: "card_declined".to_owned(),
+                failure_message: String::new(),
+                attempt_count: 1,
+            })
+        }
+    }
+
+    fn cancelled(id: &str) -> E {
+        E::SubscriptionCancelled(proto::SubscriptionCancelled {
+            subscription_id: id.to_owned(),
+            reason: String::new(),
+        })
+    }
+
+    /// Given `history`, when `event` happens at `at`: (kind, amount, summary) of each
+    /// notification.
+    fn when(history: &[E], event: E, at: i64) -> Vec<(NotificationKind, Option<i64>, String)> {
+        let before = Customer::from_events(history);
+        let after = evolve(before.clone(), &event);
+        let occurrence = Occurrence {
+            customer_id: Uuid::nil(),
+            event_id: Uuid::nil(),
+            occurred_at_unix_seconds: at,
+        };
+        notifications(&Rules::default(), &before, &after, &event, occurrence)
+            .into_iter()
+            .map(|n| (n.kind, n.amount.map(|money| money.amount_minor), n.summary))
+            .collect()
+    }
+
+    fn kinds(found: &[(NotificationKind, Option<i64>, String)]) -> Vec<NotificationKind> {
+        found.iter().map(|(kind, _, _)| *kind).collect()
+    }
+
+    #[test]
+    fn payments_failed_and_recovered() {
+        let history = [registered(), started("sub_1", 4_900, 1, None)];
+        let failed = when(&history, paid("py_1", 4_900, false), NOW);
+        assert_eq!(
+            failed,
+            [(
+                NotificationKind::PaymentFailed,
+                Some(4_900),
+                "Payment of 49.00 USD failed for ada@example.com: card_declined".to_owned()
+            )]
+        );
+        let past_due = [
+            registered(),
+            started("sub_1", 4_900, 1, None),
+            paid("py_1", 4_900, false),
+        ];
+        assert_eq!(
+            kinds(&when(&past_due, paid("py_2", 4_900, true), NOW)),
+            [NotificationKind::PaymentRecovered]
+        );
+        // A payment on a subscription in good standing is not news.
+        assert!(when(&history, paid("py_2", 4_900, true), NOW).is_empty());
+    }
+
+    #[test]
+    fn churn_and_reactivation_follow_the_total_mrr() {
+        let two = [
+            registered(),
+            started("sub_1", 4_900, 1, None),
+            started("sub_2", 1_000, 1, None),
+        ];
+        // 59.00 -> 10.00 is a drop of 83 %: a large contraction, not churn.
+        assert_eq!(
+            when(&two, cancelled("sub_1"), NOW),
+            [(
+                NotificationKind::LargeContraction,
+                Some(4_900),
+                "MRR of ada@example.com dropped by 49.00 USD (59.00 USD -> 10.00 USD)".to_owned()
+            )]
+        );
+        let one = [registered(), started("sub_1", 4_900, 1, None)];
+        assert_eq!(
+            when(&one, cancelled("sub_1"), NOW),
+            [(
+                NotificationKind::CustomerChurned,
+                Some(4_900),
+                "ada@example.com churned: MRR 49.00 USD -> 0".to_owned()
+            )]
+        );
+        let churned = [
+            registered(),
+            started("sub_1", 4_900, 1, None),
+            cancelled("sub_1"),
+        ];
+        assert_eq!(
+            kinds(&when(&churned, started("sub_2", 9_900, 1, None), NOW)),
+            [NotificationKind::CustomerReactivated]
+        );
+        // A first subscription is a new customer, not a reactivation; a pause is not churn.
+        assert!(when(&[registered()], started("sub_1", 4_900, 1, None), NOW).is_empty());
+        let paused = E::SubscriptionPaused(proto::SubscriptionPaused {
+            subscription_id: "sub_1".to_owned(),
+            resumes_at_unix_seconds: None,
+        });
+        assert!(when(&one, paused, NOW).is_empty());
+    }
+
+    #[test]
+    fn a_small_contraction_is_not_news() {
+        let one = [registered(), started("sub_1", 1_000, 4, None)];
+        let fewer_seats = |quantity| {
+            E::PlanChanged(proto::PlanChanged {
+                subscription_id: "sub_1".to_owned(),
+                plan: Some(proto::Plan {
+                    plan_id: "pro".to_owned(),
+                    unit_price: usd(1_000),
+                    interval: proto::BillingInterval::Month as i32,
+                    interval_count: 1,
+                }),
+                quantity,
+                discount: None,
+            })
+        };
+        // 40.00 -> 30.00: exactly 25 %, the default threshold.
+        assert_eq!(
+            kinds(&when(&one, fewer_seats(3), NOW)),
+            [NotificationKind::LargeContraction]
+        );
+        // 50.00 -> 40.00 is 20 %: below the threshold.
+        let five = [registered(), started("sub_1", 1_000, 5, None)];
+        assert!(when(&five, fewer_seats(4), NOW).is_empty());
+    }
+
+    #[test]
+    fn refunds_disputes_and_failed_cancellations() {
+        let paid_once = [
+            registered(),
+            started("sub_1", 4_900, 1, None),
+            paid("py_1", 4_900, true),
+        ];
+        let refund = E::PaymentRefunded(proto::PaymentRefunded {
+            refund_id: "re_1".to_owned(),
+            payment_id: "py_1".to_owned(),
+            amount: usd(1_000),
+            reason: "requested_by_customer".to_owned(),
+        });
+        assert_eq!(
+            when(&paid_once, refund, NOW),
+            [(
+                NotificationKind::RefundIssued,
+                Some(1_000),
+                "Refund of 10.00 USD issued to ada@example.com".to_owned()
+            )]
+        );
+        let dispute = E::DisputeOpened(proto::DisputeOpened {
+            dispute_id: "dp_1".to_owned(),
+            payment_id: "py_1".to_owned(),
+            amount: usd(4_900),
+            reason: "fraudulent".to_owned(),
+        });
+        assert_eq!(
+            kinds(&when(&paid_once, dispute, NOW)),
+            [NotificationKind::DisputeOpened]
+        );
+        let pending = [
+            registered(),
+            started("sub_1", 4_900, 1, None),
+            E::CancellationRequested(proto::CancellationRequested {
+                subscription_id: "sub_1".to_owned(),
+                at_period_end: false,
+                reason: String::new(),
+            }),
+        ];
+        let failed = E::CancellationFailed(proto::CancellationFailed {
+            subscription_id: "sub_1".to_owned(),
+            failure_code: "provider_unavailable".to_owned(),
+            failure_message: String::new(),
+        });
+        assert_eq!(
+            when(&pending, failed, NOW),
+            [(
+                NotificationKind::CancellationFailed,
+                Some(4_900),
+                "Cancelling subscription sub_1 of ada@example.com failed at the provider: \
+                 provider_unavailable"
+                    .to_owned()
+            )]
+        );
+    }
+
+    #[test]
+    fn a_trial_ending_within_the_window_is_noticed_once_per_trial() {
+        let trial_end = NOW + 2 * 86_400;
+        let trialing = [registered(), started("sub_1", 4_900, 1, Some(trial_end))];
+        let profile = E::CustomerProfileUpdated(proto::CustomerProfileUpdated {
+            email: None,
+            name: Some("Ada L.".to_owned()),
+        });
+        assert_eq!(
+            when(&trialing, profile.clone(), NOW),
+            [(
+                NotificationKind::TrialEndingSoon,
+                Some(4_900),
+                "Trial of sub_1 for ada@example.com ends in 48 h (then 49.00 USD a month)"
+                    .to_owned()
+            )]
+        );
+        // Four days before the end is outside the 3-day window.
+        assert!(when(&trialing, profile.clone(), trial_end - 4 * 86_400).is_empty());
+        // Every event in the window derives the same dedupe key: one delivery per trial.
+        let key = |at: i64| {
+            let before = Customer::from_events(&trialing);
+            let after = evolve(before.clone(), &profile);
+            let occurrence = Occurrence {
+                customer_id: Uuid::nil(),
+                event_id: Uuid::from_u128(u128::try_from(at).unwrap_or(0)),
+                occurred_at_unix_seconds: at,
+            };
+            notifications(&Rules::default(), &before, &after, &profile, occurrence)[0]
+                .dedupe_key
+                .clone()
+        };
+        assert_eq!(key(NOW), key(NOW + 86_400));
+    }
+}

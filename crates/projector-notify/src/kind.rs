@@ -68,20 +68,26 @@ impl NotificationKind {
         }
     }
 
+    /// The `ledger.v1.NotificationKind` value.
+    pub fn to_proto(self) -> proto::NotificationKind {
+        use proto::NotificationKind as P;
+        match self {
+            NotificationKind::PaymentFailed => P::PaymentFailed,
+            NotificationKind::PaymentRecovered => P::PaymentRecovered,
+            NotificationKind::CancellationFailed => P::CancellationFailed,
+            NotificationKind::CustomerChurned => P::CustomerChurned,
+            NotificationKind::CustomerReactivated => P::CustomerReactivated,
+            NotificationKind::RefundIssued => P::RefundIssued,
+            NotificationKind::DisputeOpened => P::DisputeOpened,
+            NotificationKind::LargeContraction => P::LargeContraction,
+            NotificationKind::TrialEndingSoon => P::TrialEndingSoon,
+        }
+    }
+
     /// The kind of a `ledger.v1.NotificationKind` value; `None` for unspecified or unknown.
     pub fn from_proto(value: i32) -> Option<NotificationKind> {
-        use proto::NotificationKind as P;
-        Some(match P::try_from(value).ok()? {
-            P::Unspecified => return None,
-            P::PaymentFailed => NotificationKind::PaymentFailed,
-            P::PaymentRecovered => NotificationKind::PaymentRecovered,
-            P::CancellationFailed => NotificationKind::CancellationFailed,
-            P::CustomerChurned => NotificationKind::CustomerChurned,
-            P::CustomerReactivated => NotificationKind::CustomerReactivated,
-            P::RefundIssued => NotificationKind::RefundIssued,
-            P::DisputeOpened => NotificationKind::DisputeOpened,
-            P::LargeContraction => NotificationKind::LargeContraction,
-            P::TrialEndingSoon => NotificationKind::TrialEndingSoon,
-        })
+        NotificationKind::ALL
+            .into_iter()
+            .find(|kind| kind.to_proto() as i32 == value)
     }
 }

@@ -176,7 +176,7 @@ pub(crate) async fn record_attempt(
         },
     };
     match (&next, &attempt.error) {
-        (Next::Delivered, _) => tracing::info!(
+        (Next::Delivered, _) => tracing::debug!(
             delivery_id = %delivery.delivery_id,
             integration_id = %delivery.integration_id,
             kind = delivery.kind,

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use ledger_domain::proto::{self, command::Kind, integration_registered::Target};
 use ledger_projector::ProjectorConfig;
-use ledger_testkit::commands::{ALL_NOTIFICATION_KINDS, metadata, money, register};
+use ledger_testkit::commands::{metadata, money, register};
 use ledger_testkit::ledger::{RunningProjector, TestLedger};
-use projector_notify::{DeliveryConfig, NotifyError, NotifyProjector, Rules};
+use projector_notify::{DeliveryConfig, NotificationKind, NotifyError, NotifyProjector, Rules};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -78,9 +78,9 @@ fn integration_command(key: &str, target: Target) -> proto::Command {
         kind: Some(Kind::RegisterIntegration(proto::IntegrationRegistered {
             name: format!("{key} integration"),
             target: Some(target),
-            kinds: ALL_NOTIFICATION_KINDS
+            kinds: NotificationKind::ALL
                 .iter()
-                .map(|kind| *kind as i32)
+                .map(|kind| kind.to_proto() as i32)
                 .collect(),
             filter: None,
         })),
