@@ -25,6 +25,9 @@ pub(crate) enum BenchTarget {
     Store(StoreBenchArgs),
     /// Write path: commands/s and latency over NATS with 1, 16 and 64 clients.
     Writer(crate::bench_writer::WriterBenchArgs),
+    /// Notify projector: events/s with 1% of events notified, next to the customers
+    /// projector, and the delivery worker's deliveries/s to a loopback receiver.
+    Notify(crate::bench_notify::NotifyBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -44,6 +47,7 @@ pub(crate) async fn run(target: BenchTarget) -> anyhow::Result<()> {
     match target {
         BenchTarget::Store(args) => store(args).await,
         BenchTarget::Writer(args) => crate::bench_writer::run(args).await,
+        BenchTarget::Notify(args) => crate::bench_notify::run(args).await,
     }
 }
 

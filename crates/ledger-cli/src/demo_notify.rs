@@ -138,7 +138,7 @@ pub(crate) async fn deliver(
         .delete_stream(&bus.stream_name)
         .await
     {
-        tracing::warn!(%error, stream = bus.stream_name, "cannot delete the demo's stream");
+        tracing::debug!(%error, stream = bus.stream_name, "no demo stream to delete");
     }
 
     let rows =

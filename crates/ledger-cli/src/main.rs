@@ -6,6 +6,7 @@
 
 mod audit;
 mod bench;
+mod bench_notify;
 mod bench_writer;
 mod demo;
 mod demo_notify;

@@ -15,7 +15,7 @@ use crate::integration::masked_target;
 use crate::outbox::{self, Attempt, Claimed, Next};
 use crate::projector::amount_json;
 use crate::send::Sender;
-use crate::worker::{DeliveryConfig, record_attempt};
+use crate::worker::DeliveryConfig;
 use crate::{NotificationKind, NotifyError};
 
 /// Rows shown by `ledger notify deliveries`, at most.
@@ -100,7 +100,7 @@ pub async fn deliveries(
              LEFT JOIN LATERAL (SELECT status_code, latency_ms FROM notify_delivery.attempts \
                WHERE delivery_id = d.delivery_id ORDER BY attempt_id DESC LIMIT 1) a ON true \
              WHERE NOT $1 OR d.status = 'dead' OR (d.status = 'pending' AND d.attempts > 0) \
-             ORDER BY d.global_position DESC, d.kind LIMIT $2",
+             ORDER BY d.created_at DESC, d.global_position DESC, d.kind LIMIT $2",
             &[&failed_only, &limit.clamp(1, DELIVERY_ROWS_MAX)],
         )
         .await?;
@@ -134,8 +134,8 @@ pub struct TestOutcome {
 }
 
 /// Sends a sample notification (of the integration's first kind, for a made-up customer)
-/// through `integration_id` now, as a delivery of its own: it is in the outbox and the log,
-/// and if it fails the worker retries it like any other.
+/// through `integration_id` now, once, as a delivery of its own: it is in the outbox and the
+/// log, delivered or dead.
 pub async fn send_test(
     client: &mut Client,
     integration_id: Uuid,
@@ -191,18 +191,27 @@ pub async fn send_test(
     };
     let sender = Sender::new(config.send_timeout, Duration::ZERO).map_err(NotifyError::Http)?;
     let attempt: Attempt = sender.send(&claimed, &target.0).await;
-    let next = record_attempt(client, config, &claimed, &attempt).await?;
-    tracing::info!(%delivery_id, ?next, "test notification sent");
+    // One attempt: a failed test is dead at once, so it never holds back the integration's
+    // real deliveries.
+    let next = if attempt.error.is_none() {
+        Next::Delivered
+    } else {
+        Next::Dead
+    };
+    outbox::record(client, delivery_id, 1, &attempt, next).await?;
+    tracing::info!(
+        %delivery_id,
+        %integration_id,
+        status_code = attempt.status_code,
+        error = attempt.error.as_deref().unwrap_or_default(),
+        "test notification sent"
+    );
     Ok(TestOutcome {
         delivery_id,
         kind,
         status_code: attempt.status_code,
         latency_ms: attempt.latency_ms,
-        error: if next == Next::Delivered {
-            None
-        } else {
-            attempt.error
-        },
+        error: attempt.error,
     })
 }
 

@@ -78,10 +78,10 @@ pub(crate) fn masked_target(target: &Target) -> String {
 /// `scheme://host[:port]` of a URL.
 fn origin(url: &str) -> &str {
     let after_scheme = url.find("://").map_or(0, |index| index + 3);
-    match url[after_scheme..].find('/') {
-        Some(slash) => &url[..after_scheme + slash],
-        None => url,
-    }
+    url.get(after_scheme..)
+        .and_then(|rest| rest.find('/'))
+        .and_then(|slash| url.get(..after_scheme + slash))
+        .unwrap_or(url)
 }
 
 #[cfg(test)]

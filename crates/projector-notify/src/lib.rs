@@ -53,6 +53,9 @@ pub enum NotifyError {
     Database(#[from] tokio_postgres::Error),
     #[error("the HTTP client: {0}")]
     Http(String),
+    /// A send task panicked or was cancelled.
+    #[error("a send task failed: {0}")]
+    SendTask(String),
     #[error(transparent)]
     Projector(#[from] ProjectorError),
     /// No such integration in the projection: check `ledger notify list`, and that

@@ -119,27 +119,29 @@ impl Projector for NotifyProjector {
                 Some(state) => state,
                 None => self.states.before(recorded).await?,
             };
-            let after = evolve(before.clone(), &projected.event);
             let listening = integrations
                 .values()
                 .any(|integration| integration.status == IntegrationStatus::Active);
-            if listening {
-                let occurrence = Occurrence {
-                    customer_id: stream_id,
-                    event_id: recorded.event.event_id,
-                    occurred_at_unix_seconds: recorded.event.occurred_at.unix_timestamp(),
-                };
-                for notification in
-                    notifications(&self.rules, &before, &after, &projected.event, occurrence)
-                {
-                    address(
-                        &integrations,
-                        &notification,
-                        projected,
-                        &after,
-                        &mut deliveries,
-                    );
-                }
+            if !listening {
+                states.insert(stream_id, evolve(before, &projected.event));
+                continue;
+            }
+            let after = evolve(before.clone(), &projected.event);
+            let occurrence = Occurrence {
+                customer_id: stream_id,
+                event_id: recorded.event.event_id,
+                occurred_at_unix_seconds: recorded.event.occurred_at.unix_timestamp(),
+            };
+            for notification in
+                notifications(&self.rules, &before, &after, &projected.event, occurrence)
+            {
+                address(
+                    &integrations,
+                    &notification,
+                    projected,
+                    &after,
+                    &mut deliveries,
+                );
             }
             states.insert(stream_id, after);
         }

@@ -130,3 +130,102 @@ fn escape(text: &str) -> String {
     }
     escaped
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data() -> Value {
+        json!({
+            "kind": "payment_failed",
+            "title": "Payment failed",
+            "summary": "Payment of 49.00 USD failed for ada@example.com: card_declined",
+            "customer_id": "0190d6a2-7c1e-7b4a-9f00-4c2b8e1d3a55",
+            "customer_email": "ada@example.com",
+            "customer_name": "Ada Lovelace",
+            "subscription_id": "sub_1",
+            "amount": {"amount_minor": 4900, "currency": "USD", "display": "49.00 USD"},
+            "provider": "stripe",
+            "event_id": "0190d6a3-0b4f-7d21-8a3c-51e9f0c2b7d4",
+            "event_type": "payment_failed",
+            "global_position": 1042,
+            "occurred_at": "2026-01-01T00:00:00Z",
+            "details": {"payment_id": "py_1", "failure_code": "card_declined",
+                        "failure_message": "Your card was declined.", "attempt_count": "1"},
+        })
+    }
+
+    fn message(data: &Value) -> Message<'_> {
+        Message {
+            delivery_id: uuid::Uuid::from_u128(0x6b1f_0c5e_2d4a_5b7e_9c3f_1a2b_3c4d_5e6f),
+            kind: "payment_failed",
+            created_unix_seconds: 1_767_225_600,
+            data,
+        }
+    }
+
+    /// The samples in docs/notifications.md.
+    #[test]
+    fn each_channel_renders_the_documented_sample() {
+        let data = data();
+        let message = message(&data);
+        let slack = slack_message(&message);
+        assert_eq!(
+            slack,
+            json!({
+                "text": "Payment failed: Payment of 49.00 USD failed for ada@example.com: card_declined",
+                "blocks": [
+                    {"type": "header", "text": {"type": "plain_text", "text": "Payment failed"}},
+                    {"type": "section", "text": {"type": "mrkdwn",
+                        "text": "Payment of 49.00 USD failed for ada@example.com: card_declined"}},
+                    {"type": "section", "fields": [
+                        {"type": "mrkdwn", "text": "*Customer*\nada@example.com"},
+                        {"type": "mrkdwn", "text": "*Amount*\n49.00 USD"},
+                        {"type": "mrkdwn", "text": "*Subscription*\nsub_1"},
+                        {"type": "mrkdwn", "text": "*Provider*\nstripe"},
+                        {"type": "mrkdwn", "text": "*Occurred*\n2026-01-01T00:00:00Z"},
+                    ]},
+                    {"type": "context", "elements": [{"type": "mrkdwn",
+                        "text": "ledger delivery `6b1f0c5e-2d4a-5b7e-9c3f-1a2b3c4d5e6f` · event `0190d6a3-0b4f-7d21-8a3c-51e9f0c2b7d4` at position 1042"}]},
+                ],
+            })
+        );
+        let body: Value = serde_json::from_str(&webhook_body(&message)).expect("JSON");
+        assert_eq!(
+            body,
+            json!({
+                "id": "6b1f0c5e-2d4a-5b7e-9c3f-1a2b3c4d5e6f",
+                "type": "payment_failed",
+                "created": 1_767_225_600,
+                "data": data,
+            })
+        );
+        let (subject, text, html) = email(&message);
+        assert_eq!(subject, "[ledger] Payment failed: ada@example.com");
+        assert_eq!(
+            text,
+            "Payment of 49.00 USD failed for ada@example.com: card_declined\n\n\
+             Customer: ada@example.com\nAmount: 49.00 USD\nSubscription: sub_1\n\
+             Provider: stripe\nOccurred: 2026-01-01T00:00:00Z\n\n\
+             Delivery 6b1f0c5e-2d4a-5b7e-9c3f-1a2b3c4d5e6f \
+             (event 0190d6a3-0b4f-7d21-8a3c-51e9f0c2b7d4)\n"
+        );
+        assert!(
+            html.starts_with("<html><body><h2>Payment failed</h2>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<tr><th align=\"left\">Amount</th><td>49.00 USD</td></tr>"),
+            "{html}"
+        );
+    }
+
+    #[test]
+    fn html_is_escaped() {
+        let mut data = data();
+        data["customer_email"] = json!("<script>@example.com");
+        let (_, _, html) = email(&message(&data));
+        assert!(html.contains("&lt;script&gt;@example.com"), "{html}");
+        assert!(!html.contains("<script>"), "{html}");
+    }
+}

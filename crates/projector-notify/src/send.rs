@@ -31,8 +31,10 @@ pub(crate) struct Sender {
 
 impl Sender {
     pub(crate) fn new(timeout: Duration, slack_interval: Duration) -> Result<Sender, String> {
+        // No redirects: a receiver answers itself, or the attempt fails (as Stripe does).
         let http = reqwest::Client::builder()
             .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("ledger-notify/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|error| error.to_string())?;
@@ -125,8 +127,19 @@ impl Sender {
         if status.is_success() {
             return Ok(code);
         }
-        let text = response.text().await.unwrap_or_default();
-        Err((code, format!("HTTP {status}: {}", cut(&text))))
+        // Only the start of the answer: a receiver's body is not ours to hold.
+        let mut response = response;
+        let mut text = Vec::new();
+        while text.len() < ERROR_BYTES_MAX {
+            match response.chunk().await {
+                Ok(Some(chunk)) => text.extend_from_slice(&chunk),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        Err((
+            code,
+            format!("HTTP {status}: {}", cut(&String::from_utf8_lossy(&text))),
+        ))
     }
 
     async fn email(

@@ -147,7 +147,8 @@ pub(crate) async fn deliver_due(
         });
     }
     while let Some(joined) = sends.join_next().await {
-        let (delivery, attempt) = joined.map_err(|error| NotifyError::Http(error.to_string()))?;
+        let (delivery, attempt) =
+            joined.map_err(|error| NotifyError::SendTask(error.to_string()))?;
         let Some(attempt) = attempt else {
             // The projection is being rebuilt: the lease runs out and it is tried again.
             tracing::debug!(delivery_id = %delivery.delivery_id, "integration not projected yet");
