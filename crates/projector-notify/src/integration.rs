@@ -116,3 +116,65 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod filter_tests {
+    use ledger_domain::{Currency, Money};
+
+    use super::*;
+
+    fn notification(amount_minor: i64, currency: &str) -> Notification {
+        Notification {
+            kind: NotificationKind::PaymentFailed,
+            dedupe_key: String::new(),
+            subscription_id: None,
+            amount: Currency::parse(currency)
+                .ok()
+                .map(|currency| Money::new(amount_minor, currency)),
+            summary: String::new(),
+            details: Vec::new(),
+        }
+    }
+
+    fn config(filter: Option<proto::NotificationFilter>) -> IntegrationConfig {
+        IntegrationConfig {
+            name: "x".to_owned(),
+            target: None,
+            kinds: vec![proto::NotificationKind::PaymentFailed as i32],
+            filter,
+        }
+    }
+
+    #[test]
+    fn kinds_providers_currencies_and_minimum_amount_filter() {
+        let usd_100 = notification(10_000, "USD");
+        assert!(wants(&config(None), &usd_100, Provider::Stripe));
+        let mut refund = usd_100.clone();
+        refund.kind = NotificationKind::RefundIssued;
+        assert!(!wants(&config(None), &refund, Provider::Stripe));
+
+        let filter = config(Some(proto::NotificationFilter {
+            providers: vec![proto::PaymentProvider::Stripe as i32],
+            currencies: vec!["USD".to_owned()],
+            amount_min: Some(proto::Money {
+                amount_minor: 10_000,
+                currency: "USD".to_owned(),
+            }),
+        }));
+        assert!(wants(&filter, &usd_100, Provider::Stripe));
+        assert!(!wants(&filter, &usd_100, Provider::Paypal));
+        assert!(!wants(
+            &filter,
+            &notification(9_999, "USD"),
+            Provider::Stripe
+        ));
+        assert!(!wants(
+            &filter,
+            &notification(50_000, "EUR"),
+            Provider::Stripe
+        ));
+        let mut no_amount = usd_100;
+        no_amount.amount = None;
+        assert!(!wants(&filter, &no_amount, Provider::Stripe));
+    }
+}

@@ -333,3 +333,55 @@ async fn notify_test_sends_a_sample_through_the_integration() {
     projector.stop().await;
     writer.stop().await.expect("writer");
 }
+
+#[tokio::test]
+async fn a_paused_integration_hears_nothing_until_resumed() {
+    let ledger = TestLedger::new().await;
+    let receiver = HttpReceiver::start().await;
+    let writer = ledger.start_writer();
+    let projector = start_projector(&ledger, false).await;
+    let worker = Worker::start(&ledger, fast_delivery());
+    let integration = register_integration(&ledger, "hook", webhook(&receiver.url)).await;
+    let change = |key: &str, kind: proto::command::Kind| {
+        let mut metadata = ledger_testkit::commands::metadata(key, &integration.to_string());
+        metadata.payment_provider = proto::PaymentProvider::Internal as i32;
+        proto::Command {
+            metadata: Some(metadata),
+            kind: Some(kind),
+        }
+    };
+    let client = ledger.client();
+    client
+        .send(&change(
+            "pause",
+            proto::command::Kind::PauseIntegration(proto::IntegrationPaused {
+                reason: "maintenance".to_owned(),
+            }),
+        ))
+        .await
+        .expect("paused");
+    failed_payment(&ledger, "paused").await;
+    assert!(ledger.projector_caught_up("notify").await);
+    assert!(delivery_states(&ledger).await.is_empty());
+    let listed = projector_notify::integrations(&ledger.database().client().await)
+        .await
+        .expect("integrations");
+    assert_eq!(listed[0].status, "paused");
+
+    client
+        .send(&change(
+            "resume",
+            proto::command::Kind::ResumeIntegration(proto::IntegrationResumed {}),
+        ))
+        .await
+        .expect("resumed");
+    failed_payment(&ledger, "resumed").await;
+    assert!(eventually(WAIT_MS, || async { receiver.requests().len() == 1 }).await);
+    assert_eq!(
+        receiver.requests()[0].json()["data"]["customer_email"],
+        "resumed@example.com"
+    );
+    worker.stop().await;
+    projector.stop().await;
+    writer.stop().await.expect("writer");
+}
