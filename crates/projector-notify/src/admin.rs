@@ -152,11 +152,8 @@ pub async fn send_test(
         .first()
         .and_then(|name| NotificationKind::from_name(name))
         .unwrap_or(NotificationKind::PaymentFailed);
-    let target = outbox::targets(&*client, &[integration_id])
+    let target = outbox::target(client, integration_id)
         .await?
-        .into_iter()
-        .next()
-        .map(|(_, target, status)| (target, status))
         .ok_or(NotifyError::UnknownIntegration(integration_id))?;
     let delivery_id = Uuid::now_v7();
     let now = OffsetDateTime::now_utc();

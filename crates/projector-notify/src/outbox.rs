@@ -6,7 +6,8 @@ use std::time::Duration;
 use ledger_domain::proto;
 use prost::Message;
 use time::OffsetDateTime;
-use tokio_postgres::{Client, GenericClient};
+use tokio_postgres::Client;
+use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
 use crate::NotifyError;
@@ -38,16 +39,16 @@ pub(crate) struct Claimed {
 }
 
 /// Leases up to `deliveries_max` due deliveries, at most one per integration (its oldest
-/// pending one, so each integration's deliveries go out in order), until `now + lease`.
+/// pending one, so each integration's deliveries go out in order), until `now + lease`, with
+/// their integrations' targets. One statement: one round trip.
 pub(crate) async fn claim(
-    client: &mut Client,
+    client: &Client,
     now: OffsetDateTime,
     lease: Duration,
     deliveries_max: i64,
 ) -> Result<Vec<Claimed>, NotifyError> {
     let leased_until = now + lease;
-    let transaction = client.transaction().await?;
-    let rows = transaction
+    let rows = client
         .query(
             "WITH due AS ( \
                SELECT d.delivery_id FROM notify_delivery.deliveries d \
@@ -59,68 +60,64 @@ pub(crate) async fn claim(
                      AND (e.global_position, e.kind) < (d.global_position, d.kind)) \
                ORDER BY d.global_position, d.kind \
                LIMIT $2 \
-               FOR UPDATE SKIP LOCKED) \
-             UPDATE notify_delivery.deliveries d SET leased_until = $3 \
-             FROM due WHERE d.delivery_id = due.delivery_id \
-             RETURNING d.delivery_id, d.integration_id, d.kind, d.created_at, d.data::text, \
-               d.attempts",
+               FOR UPDATE SKIP LOCKED), \
+             leased AS ( \
+               UPDATE notify_delivery.deliveries d SET leased_until = $3 \
+               FROM due WHERE d.delivery_id = due.delivery_id \
+               RETURNING d.delivery_id, d.integration_id, d.kind, d.created_at, d.data, \
+                 d.attempts) \
+             SELECT l.delivery_id, l.integration_id, l.kind, l.created_at, l.data::text, \
+               l.attempts, i.config, i.status \
+             FROM leased l LEFT JOIN notify.integrations i USING (integration_id)",
             &[&now, &deliveries_max, &leased_until],
         )
-        .await?;
-    let integration_ids: Vec<Uuid> = rows.iter().map(|row| row.get(1)).collect();
-    let targets = targets(&transaction, &integration_ids).await?;
-    transaction.commit().await?;
+        .await;
+    let rows = match rows {
+        Ok(rows) => rows,
+        // Schema `notify` is not there until the projector first ran: nothing to send yet.
+        Err(error) if error.code() == Some(&SqlState::UNDEFINED_TABLE) => return Ok(Vec::new()),
+        Err(error) => return Err(error.into()),
+    };
     let mut claimed = Vec::with_capacity(rows.len());
     for row in rows {
-        let integration_id: Uuid = row.try_get(1)?;
         let data: &str = row.try_get(4)?;
+        let config: Option<&[u8]> = row.try_get(6)?;
+        let status: Option<String> = row.try_get(7)?;
+        let target = config
+            .and_then(|config| proto::IntegrationRegistered::decode(config).ok())
+            .and_then(|config| config.target);
         claimed.push(Claimed {
             delivery_id: row.try_get(0)?,
-            integration_id,
+            integration_id: row.try_get(1)?,
             kind: row.try_get(2)?,
             created_at: row.try_get(3)?,
             data: serde_json::from_str(data).unwrap_or(serde_json::Value::Null),
             attempts: row.try_get(5)?,
-            target: targets
-                .iter()
-                .find(|(id, _, _)| *id == integration_id)
-                .map(|(_, target, status)| (target.clone(), status.clone())),
+            target: target.zip(status),
         });
     }
     Ok(claimed)
 }
 
-/// The targets and statuses of `integration_ids` in the projection (missing during a
-/// rebuild).
-pub(crate) async fn targets(
-    client: &impl GenericClient,
-    integration_ids: &[Uuid],
-) -> Result<Vec<(Uuid, Target, String)>, NotifyError> {
-    let exists: bool = client
-        .query_one("SELECT to_regclass('notify.integrations') IS NOT NULL", &[])
-        .await?
-        .try_get(0)?;
-    if !exists || integration_ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let rows = client
-        .query(
-            "SELECT integration_id, config, status FROM notify.integrations \
-             WHERE integration_id = ANY($1)",
-            &[&integration_ids],
+/// The target and status of an integration in the projection.
+pub(crate) async fn target(
+    client: &Client,
+    integration_id: Uuid,
+) -> Result<Option<(Target, String)>, NotifyError> {
+    let row = client
+        .query_opt(
+            "SELECT config, status FROM notify.integrations WHERE integration_id = $1",
+            &[&integration_id],
         )
         .await?;
-    let mut targets = Vec::with_capacity(rows.len());
-    for row in rows {
-        let config: &[u8] = row.try_get(1)?;
-        let target = proto::IntegrationRegistered::decode(config)
-            .ok()
-            .and_then(|config| config.target);
-        if let Some(target) = target {
-            targets.push((row.try_get(0)?, target, row.try_get(2)?));
-        }
-    }
-    Ok(targets)
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let config: &[u8] = row.try_get(0)?;
+    let target = proto::IntegrationRegistered::decode(config)
+        .ok()
+        .and_then(|config| config.target);
+    Ok(target.zip(Some(row.try_get(1)?)))
 }
 
 /// What one attempt came to.
@@ -151,38 +148,29 @@ impl Next {
     }
 }
 
-/// Records an attempt in the log and moves the delivery on, releasing its lease.
+/// Records an attempt in the log and moves the delivery on, releasing its lease. One
+/// statement: one round trip, atomic.
 pub(crate) async fn record(
-    client: &mut Client,
+    client: &Client,
     delivery_id: Uuid,
     attempt_number: i32,
     attempt: &Attempt,
     next: Next,
 ) -> Result<(), NotifyError> {
-    let transaction = client.transaction().await?;
-    transaction
-        .execute(
-            "INSERT INTO notify_delivery.attempts (delivery_id, attempt, started_at, latency_ms, \
-               status_code, error, outcome) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            &[
-                &delivery_id,
-                &attempt_number,
-                &attempt.started_at,
-                &attempt.latency_ms,
-                &attempt.status_code,
-                &attempt.error,
-                &next.outcome(),
-            ],
-        )
-        .await?;
     let (status, next_attempt_at) = match next {
         Next::Delivered => ("delivered", None),
         Next::RetryAt(at) => ("pending", Some(at)),
         Next::Dead => ("dead", None),
     };
-    transaction
+    let finished_at =
+        attempt.started_at + Duration::from_millis(attempt.latency_ms.unsigned_abs().into());
+    client
         .execute(
-            "UPDATE notify_delivery.deliveries SET status = $2, attempts = $3, \
+            "WITH logged AS ( \
+               INSERT INTO notify_delivery.attempts (delivery_id, attempt, started_at, \
+                 latency_ms, status_code, error, outcome) \
+               VALUES ($1, $3, $7, $8, $9, $5, $10)) \
+             UPDATE notify_delivery.deliveries SET status = $2, attempts = $3, \
                next_attempt_at = coalesce($4, next_attempt_at), leased_until = NULL, \
                last_error = $5, \
                delivered_at = CASE WHEN $2 = 'delivered' THEN $6 ELSE delivered_at END \
@@ -193,12 +181,14 @@ pub(crate) async fn record(
                 &attempt_number,
                 &next_attempt_at,
                 &attempt.error,
-                &(attempt.started_at
-                    + Duration::from_millis(attempt.latency_ms.unsigned_abs().into())),
+                &finished_at,
+                &attempt.started_at,
+                &attempt.latency_ms,
+                &attempt.status_code,
+                &next.outcome(),
             ],
         )
         .await?;
-    transaction.commit().await?;
     Ok(())
 }
 

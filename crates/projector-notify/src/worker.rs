@@ -59,10 +59,8 @@ impl DeliveryConfig {
         let index = usize::try_from(attempt).ok()?.checked_sub(1)?;
         let base = *self.retry_delays.get(index)?;
         // A fraction in [0, 1) from the id and the attempt, the same on every worker.
-        let seed = delivery_id
-            .as_u128()
+        let seed = (delivery_id.as_u128() ^ u128::from(attempt))
             .wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835)
-            .wrapping_add(u128::from(attempt))
             >> 64;
         let permille = u64::try_from(seed % 1_000).unwrap_or(0);
         let jitter_ms = u64::try_from(base.as_millis())
@@ -103,11 +101,22 @@ pub async fn run_worker(
     );
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let sent = deliver_due(&mut client, &sender, &config, OffsetDateTime::now_utc()).await?;
-        let pause = if sent == 0 {
-            config.poll_interval
-        } else {
-            Duration::ZERO
+        // One failed round (a rebuild replacing schema `notify` under the claim, a lost
+        // connection) does not stop the worker: it waits a poll interval, reconnects if need
+        // be, and tries again; what it leased is released by the lease's end.
+        let pause = match deliver_due(&client, &sender, &config, OffsetDateTime::now_utc()).await {
+            Ok(0) => config.poll_interval,
+            Ok(_) => Duration::ZERO,
+            Err(error) => {
+                tracing::warn!(%error, "delivery round failed; trying again");
+                if client.is_closed() {
+                    match connect(database_url).await {
+                        Ok(reconnected) => client = reconnected,
+                        Err(error) => tracing::warn!(%error, "cannot reconnect yet"),
+                    }
+                }
+                config.poll_interval
+            }
         };
         tokio::select! {
             biased;
@@ -121,8 +130,8 @@ pub async fn run_worker(
 
 /// Claims the deliveries due at `now`, sends them concurrently and records the attempts.
 /// Returns how many it tried.
-pub(crate) async fn deliver_due(
-    client: &mut Client,
+async fn deliver_due(
+    client: &Client,
     sender: &std::sync::Arc<Sender>,
     config: &DeliveryConfig,
     now: OffsetDateTime,
@@ -160,8 +169,8 @@ pub(crate) async fn deliver_due(
 }
 
 /// Logs the attempt and decides what comes next.
-pub(crate) async fn record_attempt(
-    client: &mut Client,
+async fn record_attempt(
+    client: &Client,
     config: &DeliveryConfig,
     delivery: &Claimed,
     attempt: &Attempt,
