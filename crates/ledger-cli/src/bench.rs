@@ -28,6 +28,9 @@ pub(crate) enum BenchTarget {
     /// Projectors: rebuild events/s of each over a generated history, and live lag at a fixed
     /// command rate.
     Projectors(crate::bench_projectors::ProjectorsBenchArgs),
+    /// Notify projector: events/s with 1% of events notified, next to the customers
+    /// projector, and the delivery worker's deliveries/s to a loopback receiver.
+    Notify(crate::bench_notify::NotifyBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -48,6 +51,7 @@ pub(crate) async fn run(target: BenchTarget) -> anyhow::Result<()> {
         BenchTarget::Store(args) => store(args).await,
         BenchTarget::Writer(args) => crate::bench_writer::run(args).await,
         BenchTarget::Projectors(args) => crate::bench_projectors::run(args).await,
+        BenchTarget::Notify(args) => crate::bench_notify::run(args).await,
     }
 }
 

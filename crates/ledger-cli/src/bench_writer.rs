@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use ledger_bus::{BusConfig, Client};
 use ledger_domain::proto::{self, command::Kind};
+use ledger_domain::unique_key_changes;
 use ledger_store::{ExpectedVersion, Store};
 use ledger_writer::WriterConfig;
 use time::OffsetDateTime;
@@ -240,11 +241,12 @@ async fn direct_appends(
                         Kind::RecordPaymentSucceeded(body.clone()),
                     );
                     let event = proto::event::Kind::PaymentSucceeded(body);
+                    let events = vec![event];
                     let request = ledger_writer::append_request(
                         customer_id,
                         &command,
-                        &state,
-                        vec![event],
+                        unique_key_changes(&state, &events),
+                        events,
                         ExpectedVersion::Any,
                     )?;
                     let sent = Instant::now();

@@ -4,18 +4,19 @@
 //! Customers join over the demo's months through Stripe, PayPal or Xendit, in USD, EUR or JPY;
 //! they trial, convert, pay monthly or yearly invoices, fail payments and recover, upgrade,
 //! downgrade, cancel at period end (some change their mind), get refunds and open disputes.
-//! Every command goes through `decide`, so the history is one the ledger would accept.
+//! Every command goes through `decide`, so the history is one the ledger would accept. A sample
+//! webhook integration hears about the history's notifications (`demo_notify`).
 
 use std::collections::BTreeMap;
 
 use anyhow::Context;
 use ledger_domain::proto::{self, command::Kind};
-use ledger_domain::{Customer, SubscriptionStatus, decide, evolve};
+use ledger_domain::{Customer, SubscriptionStatus, decide, evolve, unique_key_changes};
 use ledger_store::{AppendRequest, ExpectedVersion, Store};
 use time::macros::datetime;
 use uuid::Uuid;
 
-use crate::{audit, progress};
+use crate::{audit, demo_notify, progress};
 
 const SECONDS_PER_DAY: i64 = 86_400;
 const DAYS_PER_MONTH: i64 = 30;
@@ -49,6 +50,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     ledger_store::migrate(&mut client).await?;
     let store = Store::connect(&database_url)?;
     let writer = store.writer().await?;
+    let sample_webhook = demo_notify::register(&writer, month_start_seconds(0) * 1_000_000).await?;
 
     let mut generator = Generator::new(args.seed);
     let mut customers: Vec<DemoCustomer> = (0..args.customers)
@@ -66,7 +68,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 let request = ledger_writer::append_request(
                     customer.id,
                     &command,
-                    &customer.state,
+                    unique_key_changes(&customer.state, &events),
                     events.clone(),
                     ExpectedVersion::Exact(customer.state.version),
                 )?;
@@ -109,7 +111,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         audit::verify_store(&store, 1, None).await?,
         "the demo's own history failed verification"
     );
-    Ok(())
+    demo_notify::deliver(&sample_webhook, store, &database_url, services.nats_url()).await
 }
 
 struct DemoCustomer {

@@ -6,10 +6,13 @@
 
 mod audit;
 mod bench;
+mod bench_notify;
 mod bench_projectors;
 mod bench_writer;
 mod demo;
+mod demo_notify;
 mod fx;
+mod notify;
 mod progress;
 mod projectors;
 mod send;
@@ -97,6 +100,11 @@ enum Command {
     Bench {
         #[command(subcommand)]
         target: bench::BenchTarget,
+    },
+    /// Operate the monitoring notifications: integrations, deliveries, retries, a test message.
+    Notify {
+        #[command(subcommand)]
+        command: notify::NotifyCommand,
     },
     /// Run a command with DATABASE_URL and NATS_URL pointing at running servers, starting
     /// private ones (stopped afterwards) when none are configured or running.
@@ -283,6 +291,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => audit::verify(&cli.database_url, args).await,
         Command::Demo(args) => demo::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Bench { target } => bench::run(target).await.map(|()| ExitCode::SUCCESS),
+        Command::Notify { command } => notify::run(&cli.database_url, command).await,
         Command::WithServices { command } => with_services(command).await,
     }
 }

@@ -4,7 +4,7 @@ use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, try_join_all};
 use indicatif::{MultiProgress, ProgressBar};
 use ledger_domain::{ChurnRecognition, DiscountsInMrr, MrrRules};
-use ledger_projector::{Projector, ProjectorConfig, ProjectorError};
+use ledger_projector::{Projector, ProjectorConfig};
 use ledger_store::Store;
 use projector_revenue::RevenueSettings;
 
@@ -17,6 +17,9 @@ pub(crate) enum ProjectorName {
     Customers,
     /// Schema `revenue`: MRR, movements, churn and cohorts per currency (docs/metrics.md).
     Revenue,
+    /// Schema `notify`: the integrations; decides notifications into the outbox, and runs the
+    /// delivery worker in the same process (docs/notifications.md).
+    Notify,
 }
 
 /// The revenue read model's definitions (docs/metrics.md). They are stored with it; starting
@@ -65,12 +68,13 @@ pub(crate) async fn run(
 ) -> anyhow::Result<()> {
     let table_last = store.last_position().await?;
     let bars = MultiProgress::new();
-    let runs: Vec<BoxFuture<'_, Result<(), ProjectorError>>> = names
+    let runs: Vec<BoxFuture<'_, anyhow::Result<()>>> = names
         .iter()
         .map(|name| {
             let message = match name {
                 ProjectorName::Customers => "customers",
                 ProjectorName::Revenue => "revenue",
+                ProjectorName::Notify => "notify",
             };
             let bar = bars.add(progress::events_bar(table_last, message));
             match name {
@@ -92,6 +96,19 @@ pub(crate) async fn run(
                     (bar, table_last),
                 )
                 .boxed(),
+                ProjectorName::Notify => projector_notify::run(
+                    store.clone(),
+                    database_url,
+                    nats.clone(),
+                    config,
+                    projector_notify::DeliveryConfig::default(),
+                    projector_notify::Rules::default(),
+                    replay,
+                    crate::shutdown(),
+                    progress_bar("notify", bar, table_last),
+                )
+                .map(|outcome| outcome.map_err(anyhow::Error::from))
+                .boxed(),
             }
         })
         .collect();
@@ -106,9 +123,20 @@ async fn drive<P: Projector>(
     config: &ProjectorConfig,
     replay: bool,
     (bar, table_last): (ProgressBar, u64),
-) -> Result<(), ProjectorError> {
-    let name = projector.name();
-    let progress = move |global_position: u64| {
+) -> anyhow::Result<()> {
+    let progress = progress_bar(projector.name(), bar, table_last);
+    let shutdown = crate::shutdown();
+    if replay {
+        ledger_projector::replay(projector, database_url, nats, config, shutdown, progress).await?;
+    } else {
+        ledger_projector::run(projector, database_url, nats, config, shutdown, progress).await?;
+    }
+    Ok(())
+}
+
+/// Moves `bar` with the checkpoint until the projector catches up with the table.
+fn progress_bar(name: &'static str, bar: ProgressBar, table_last: u64) -> impl FnMut(u64) {
+    move |global_position: u64| {
         if !bar.is_finished() {
             bar.set_position(global_position.min(table_last));
             if global_position >= table_last {
@@ -116,11 +144,5 @@ async fn drive<P: Projector>(
                 tracing::info!(projector = name, global_position, "caught up; live");
             }
         }
-    };
-    let shutdown = crate::shutdown();
-    if replay {
-        ledger_projector::replay(projector, database_url, nats, config, shutdown, progress).await
-    } else {
-        ledger_projector::run(projector, database_url, nats, config, shutdown, progress).await
     }
 }

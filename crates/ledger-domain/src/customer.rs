@@ -805,6 +805,11 @@ pub(crate) fn apply(state: &mut Customer, event: &Event) -> Result<(), Ignored> 
             ensure(dispute.status == DisputeStatus::Open, "dispute not open")?;
             dispute.status = outcome;
         }
+        Kind::IntegrationRegistered(_)
+        | Kind::IntegrationUpdated(_)
+        | Kind::IntegrationPaused(_)
+        | Kind::IntegrationResumed(_)
+        | Kind::IntegrationRemoved(_) => return Err(Ignored("an integration's event")),
     }
     Ok(())
 }

@@ -43,6 +43,11 @@ pub fn command_name(command: &Command) -> &'static str {
         Command::RefundPayment(_) => "refund_payment",
         Command::OpenDispute(_) => "open_dispute",
         Command::CloseDispute(_) => "close_dispute",
+        Command::RegisterIntegration(_) => "register_integration",
+        Command::UpdateIntegration(_) => "update_integration",
+        Command::PauseIntegration(_) => "pause_integration",
+        Command::ResumeIntegration(_) => "resume_integration",
+        Command::RemoveIntegration(_) => "remove_integration",
     }
 }
 
@@ -79,12 +84,12 @@ pub fn decide(state: &Customer, command: &proto::Command) -> Result<Vec<Event>, 
 }
 
 #[derive(Debug)]
-struct Metadata {
-    expected_version: Option<u64>,
-    occurred_at_unix_micros: i64,
+pub(crate) struct Metadata {
+    pub(crate) expected_version: Option<u64>,
+    pub(crate) occurred_at_unix_micros: i64,
 }
 
-fn check_metadata(
+pub(crate) fn check_metadata(
     metadata: Option<&proto::CommandMetadata>,
     is_registration: bool,
 ) -> Result<Metadata, Rejection> {
@@ -504,6 +509,16 @@ fn decide_kind(state: &Customer, kind: &Command, metadata: &Metadata) -> Result<
                 }
                 E::DisputeClosed(body.clone())
             }
+            Command::RegisterIntegration(_)
+            | Command::UpdateIntegration(_)
+            | Command::PauseIntegration(_)
+            | Command::ResumeIntegration(_)
+            | Command::RemoveIntegration(_) => {
+                return Err(Rejection::WrongStream {
+                    stream: "customer",
+                    command: name,
+                });
+            }
         };
     Ok(event)
 }
@@ -619,7 +634,7 @@ fn payment(
     Ok(target.unwrap_or_default())
 }
 
-fn money(field: &'static str, money: Option<&proto::Money>) -> Result<Money, Rejection> {
+pub(crate) fn money(field: &'static str, money: Option<&proto::Money>) -> Result<Money, Rejection> {
     let money = money.ok_or(Rejection::MissingField { field })?;
     Money::try_from(money).map_err(|_| Rejection::InvalidCurrency {
         field,
@@ -772,7 +787,7 @@ fn provider_account(account: &proto::ProviderAccount) -> Result<ProviderAccount,
 
 /// A required id: non-empty, at most [`ID_BYTES_MAX`] bytes, no whitespace or control
 /// characters.
-fn id(field: &'static str, value: &str) -> Result<(), Rejection> {
+pub(crate) fn id(field: &'static str, value: &str) -> Result<(), Rejection> {
     optional_id(field, value)?
         .map(|_| ())
         .ok_or(Rejection::MissingField { field })
@@ -808,7 +823,7 @@ fn uuid(field: &'static str, value: &str) -> Result<(), Rejection> {
 }
 
 /// Free text: at most `bytes_max` bytes and no NUL (PostgreSQL rejects NUL in text).
-fn text(field: &'static str, value: &str, bytes_max: usize) -> Result<(), Rejection> {
+pub(crate) fn text(field: &'static str, value: &str, bytes_max: usize) -> Result<(), Rejection> {
     if value.len() > bytes_max {
         return Err(Rejection::InvalidField {
             field,
@@ -826,7 +841,7 @@ fn text(field: &'static str, value: &str, bytes_max: usize) -> Result<(), Reject
 
 /// A customer name: trimmed, at most [`NAME_BYTES_MAX`] bytes, no control characters. May be
 /// empty.
-fn customer_name(field: &'static str, value: &str) -> Result<String, Rejection> {
+pub(crate) fn customer_name(field: &'static str, value: &str) -> Result<String, Rejection> {
     let value = value.trim();
     if value.len() > NAME_BYTES_MAX {
         return Err(Rejection::InvalidField {
@@ -845,7 +860,7 @@ fn customer_name(field: &'static str, value: &str) -> Result<String, Rejection> 
 
 /// An email: trimmed, at most [`EMAIL_BYTES_MAX`] bytes, exactly one `@` with text on both
 /// sides, no whitespace or control characters.
-fn email(field: &'static str, value: &str) -> Result<String, Rejection> {
+pub(crate) fn email(field: &'static str, value: &str) -> Result<String, Rejection> {
     let value = value.trim();
     if value.is_empty() {
         return Err(Rejection::MissingField { field });

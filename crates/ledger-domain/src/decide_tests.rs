@@ -1593,7 +1593,7 @@ fn evolve_counts_but_ignores_impossible_events() {
 
 #[test]
 fn event_types_and_statuses() {
-    assert_eq!(EVENT_TYPES.len(), 19);
+    assert_eq!(EVENT_TYPES.len(), 24);
     let samples = [
         E::CustomerRegistered(registered()),
         E::CancellationRequested(cancel_request("s", true)),

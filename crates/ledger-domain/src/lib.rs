@@ -1,9 +1,11 @@
-//! The pure core of the ledger: money, ids, the event catalogue's vocabulary and the customer
-//! aggregate.
+//! The pure core of the ledger: money, ids, the event catalogue's vocabulary, the customer
+//! aggregate and the integration aggregate (monitoring receivers' configuration).
 //!
 //! A customer's history is a stream of [`Event`]s. [`decide`] checks a command against the
 //! customer's current state and returns the events to append or a typed [`Rejection`];
 //! [`evolve`] folds one event into the state ([`Customer::from_events`] folds a whole stream).
+//! Integrations have their own streams ([`decide_integration`], [`evolve_integration`]);
+//! [`Stream`] holds either aggregate and dispatches, for the writer.
 //! [`unique_key_changes`] tells the store which emails and provider accounts a batch claims and
 //! releases, and [`event_type`] / [`event_status`] give the envelope columns derived from an
 //! event.
@@ -16,11 +18,13 @@
 mod customer;
 mod customer_id;
 mod decide;
+mod integration;
 pub mod limits;
 mod money;
 mod mrr;
 mod names;
 mod rejection;
+mod stream;
 mod unique;
 
 #[cfg(test)]
@@ -33,6 +37,10 @@ pub use customer::{
 };
 pub use customer_id::{CustomerId, CustomerIdError};
 pub use decide::{command_name, decide};
+pub use integration::{
+    Integration, IntegrationConfig, IntegrationStatus, decide_integration, evolve_integration,
+    is_integration_command, is_integration_event,
+};
 pub use ledger_proto::v1 as proto;
 pub use money::{Currency, Money, MoneyError};
 pub use mrr::{
@@ -40,6 +48,7 @@ pub use mrr::{
 };
 pub use names::{EnumValueError, EventStatus, Issuer, Provider};
 pub use rejection::Rejection;
+pub use stream::Stream;
 pub use unique::{UniqueKey, UniqueKeyChanges, unique_key_changes};
 
 /// One event: the `kind` of a stored `ledger.v1.Event` payload
@@ -67,6 +76,11 @@ pub const EVENT_TYPES: &[&str] = &[
     "payment_refunded",
     "dispute_opened",
     "dispute_closed",
+    "integration_registered",
+    "integration_updated",
+    "integration_paused",
+    "integration_resumed",
+    "integration_removed",
 ];
 
 /// The event's type: its field name in the `ledger.v1.Event` oneof (the `event_type` column),
@@ -92,6 +106,11 @@ pub fn event_type(event: &Event) -> &'static str {
         Event::PaymentRefunded(_) => "payment_refunded",
         Event::DisputeOpened(_) => "dispute_opened",
         Event::DisputeClosed(_) => "dispute_closed",
+        Event::IntegrationRegistered(_) => "integration_registered",
+        Event::IntegrationUpdated(_) => "integration_updated",
+        Event::IntegrationPaused(_) => "integration_paused",
+        Event::IntegrationResumed(_) => "integration_resumed",
+        Event::IntegrationRemoved(_) => "integration_removed",
     }
 }
 

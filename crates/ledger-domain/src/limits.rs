@@ -26,3 +26,11 @@ pub const INTERVAL_WEEKS_MAX: u32 = 156;
 pub const INTERVAL_MONTHS_MAX: u32 = 36;
 /// See [`INTERVAL_DAYS_MAX`].
 pub const INTERVAL_YEARS_MAX: u32 = 3;
+/// The longest integration URL (a Slack incoming webhook, a webhook endpoint), in bytes.
+pub const URL_BYTES_MAX: usize = 2048;
+/// The shortest webhook signing secret, in bytes (128 bits of a random hex or base64 string).
+pub const SIGNING_SECRET_BYTES_MIN: usize = 16;
+/// The longest webhook signing secret or SMTP password, in bytes.
+pub const SECRET_BYTES_MAX: usize = 255;
+/// The most email recipients of one integration.
+pub const EMAIL_RECIPIENTS_MAX: usize = 20;

@@ -70,6 +70,30 @@ pub enum Rejection {
     /// The command needs a registered customer; register the customer first.
     #[error("customer not registered: send register_customer first")]
     CustomerNotRegistered,
+    /// A customer command for an integration's stream, or an integration command for a
+    /// customer's: `metadata.customer_id` names the wrong stream.
+    #[error("stream is a {stream}'s: {command} does not apply to it")]
+    WrongStream {
+        /// What the stream is: "customer" or "integration".
+        stream: &'static str,
+        /// The command.
+        command: &'static str,
+    },
+    /// The integration command needs a registered integration; register it first.
+    #[error("integration not registered: send register_integration first")]
+    IntegrationNotRegistered,
+    /// `register_integration` for an integration that is already registered.
+    #[error("integration already registered: use update_integration to change it")]
+    IntegrationAlreadyRegistered,
+    /// The integration's status does not allow the command (pause a paused one, change a
+    /// removed one).
+    #[error("integration is {status}: {command} does not apply")]
+    IntegrationInvalidTransition {
+        /// The integration's status.
+        status: crate::IntegrationStatus,
+        /// The refused command.
+        command: &'static str,
+    },
     /// `register_customer` for a customer that is already registered.
     #[error("customer already registered: use update_customer_profile to change the profile")]
     CustomerAlreadyRegistered,
@@ -260,6 +284,10 @@ impl Rejection {
             Rejection::VersionConflict { .. } => "version_conflict",
             Rejection::CustomerNotRegistered => "customer_not_registered",
             Rejection::CustomerAlreadyRegistered => "customer_already_registered",
+            Rejection::WrongStream { .. } => "wrong_stream",
+            Rejection::IntegrationNotRegistered => "integration_not_registered",
+            Rejection::IntegrationAlreadyRegistered => "integration_already_registered",
+            Rejection::IntegrationInvalidTransition { .. } => "integration_invalid_transition",
             Rejection::ProviderAccountAlreadyLinked { .. } => "provider_account_already_linked",
             Rejection::UnknownSubscription { .. } => "unknown_subscription",
             Rejection::SubscriptionAlreadyExists { .. } => "subscription_already_exists",

@@ -15,6 +15,9 @@
 //! - A change of [`Projector::schema_version`] or of its DDL (settings included) drops and
 //!   rebuilds the schema: read models are disposable, the event table is the truth.
 //!
+//! - [`StreamStates`] keeps per-customer states between batches for projectors that derive
+//!   rows from them, and replays the ones a batch misses from the store in one query.
+//!
 //! It reads the event table only through `ledger-store`, and knows nothing about HTTP.
 
 mod checkpoint;

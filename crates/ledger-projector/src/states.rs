@@ -23,7 +23,7 @@ pub struct StreamStates<T> {
     states: Mutex<HashMap<Uuid, T>>,
 }
 
-impl<T: Default> StreamStates<T> {
+impl<T: Default + Send> StreamStates<T> {
     pub fn new(capacity: usize) -> StreamStates<T> {
         StreamStates {
             capacity,
@@ -35,19 +35,21 @@ impl<T: Default> StreamStates<T> {
     /// in it: the kept state when `version(state)` is the event's stream version - 1, a default
     /// one for a new stream, and otherwise `replay(the stream's events before the batch)`,
     /// read from `store` in one query for all of them.
-    pub async fn before_batch(
+    pub async fn before_batch<'a>(
         &self,
         store: &Store,
-        events: &[Projected],
+        events: impl IntoIterator<Item = &'a Projected>,
         version: impl Fn(&T) -> u64,
         replay: impl Fn(&[Projected]) -> T,
     ) -> Result<BTreeMap<Uuid, T>, ProjectorError> {
         let mut states = BTreeMap::new();
         let mut missing = BTreeSet::new();
+        let mut first_position = None;
         {
             let mut kept = self.lock();
             for projected in events {
                 let recorded = &projected.recorded;
+                first_position.get_or_insert(recorded.global_position);
                 if states.contains_key(&recorded.stream_id) || missing.contains(&recorded.stream_id)
                 {
                     continue;
@@ -65,9 +67,9 @@ impl<T: Default> StreamStates<T> {
                 }
             }
         }
-        if let Some(first) = events.first() {
+        if let Some(first_position) = first_position {
             let missing: Vec<Uuid> = missing.into_iter().collect();
-            let replayed = streams_before(store, &missing, first.recorded.global_position).await?;
+            let replayed = streams_before(store, &missing, first_position).await?;
             for stream_id in missing {
                 let earlier = replayed.get(&stream_id).map_or(&[][..], Vec::as_slice);
                 states.insert(stream_id, replay(earlier));

@@ -78,3 +78,27 @@ pub fn with_expected_version(mut command: proto::Command, expected_version: u64)
     }
     command
 }
+
+/// `register_integration` of a webhook receiving failed payments, with no integration id:
+/// the ledger assigns one.
+pub fn register_webhook(idempotency_key: &str, url: &str, signing_secret: &str) -> proto::Command {
+    let mut metadata = metadata(idempotency_key, "");
+    metadata.payment_provider = proto::PaymentProvider::Internal as i32;
+    metadata.account_id = String::new();
+    proto::Command {
+        metadata: Some(metadata),
+        kind: Some(proto::command::Kind::RegisterIntegration(
+            proto::IntegrationRegistered {
+                name: "test webhook".to_owned(),
+                target: Some(proto::integration_registered::Target::Webhook(
+                    proto::WebhookTarget {
+                        url: url.to_owned(),
+                        signing_secret: signing_secret.to_owned(),
+                    },
+                )),
+                kinds: vec![proto::NotificationKind::PaymentFailed as i32],
+                filter: None,
+            },
+        )),
+    }
+}

@@ -4,7 +4,7 @@
 //! events is dated days before the customer's previous ones, as late provider webhooks are.
 
 use ledger_domain::proto::{self, command::Kind};
-use ledger_domain::{Customer, PaymentStatus, decide, evolve};
+use ledger_domain::{Customer, PaymentStatus, decide, evolve, unique_key_changes};
 use ledger_store::{AppendRequest, ExpectedVersion};
 use uuid::Uuid;
 
@@ -109,7 +109,7 @@ fn customer_history(rng: &mut Rng, index: usize, shape: Shape) -> Vec<Generated>
             let request = ledger_writer::append_request(
                 id,
                 &command,
-                state,
+                unique_key_changes(state, &events),
                 events.clone(),
                 ExpectedVersion::Exact(state.version),
             )

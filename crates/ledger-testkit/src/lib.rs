@@ -14,6 +14,8 @@
 //!   random valid customer histories with out-of-order dates.
 //! - [`projector_faults`]: crash, redelivery and rebuild-while-appending scenarios every
 //!   projector's tests run.
+//! - [`receivers`]: for notification tests, an HTTP server recording requests (with scripted
+//!   failures) and a real SMTP server (aiosmtpd) keeping the messages it receives.
 //!
 //! Tests of the writer, the ingest endpoints and the projectors share these instead of each
 //! keeping a copy. Nothing here runs in production: the `ledger` binary uses only [`services`],
@@ -23,6 +25,7 @@ pub mod commands;
 pub mod history;
 pub mod ledger;
 pub mod projector_faults;
+pub mod receivers;
 pub mod services;
 mod test_db;
 

@@ -2,7 +2,7 @@
 //! (ids, provider, status, issuer, business time) and the payload bytes.
 
 use ledger_domain::{
-    Customer, Event, Issuer, Provider, Rejection, event_status, event_type, proto,
+    Event, Issuer, Provider, Rejection, UniqueKeyChanges, event_status, event_type, proto,
 };
 use ledger_store::{AppendRequest, ExpectedVersion, NewEvent};
 use prost::Message;
@@ -12,15 +12,16 @@ use uuid::Uuid;
 /// The schema version every event is written with today.
 pub const SCHEMA_VERSION: i16 = 1;
 
-/// The append request for `events`, which `decide` accepted from `command` against `before`
-/// (the customer's state the decision saw), for stream `customer_id`.
+/// The append request for `events`, which `decide` accepted from `command`, for stream
+/// `stream_id` (a customer or an integration), claiming and releasing `unique_keys`
+/// (`Stream::unique_key_changes` against the state the decision saw).
 ///
 /// `decide` has validated the metadata, so a command it accepted does not fail here; the
 /// conversions still answer with a typed rejection rather than a panic.
 pub fn append_request(
-    customer_id: Uuid,
+    stream_id: Uuid,
     command: &proto::Command,
-    before: &Customer,
+    unique_keys: UniqueKeyChanges,
     events: Vec<Event>,
     expected_version: ExpectedVersion,
 ) -> Result<AppendRequest, Rejection> {
@@ -46,7 +47,6 @@ pub fn append_request(
     };
     let correlation_id = optional_uuid("metadata.correlation_id", &metadata.correlation_id)?;
     let causation_id = optional_uuid("metadata.causation_id", &metadata.causation_id)?;
-    let unique_keys = ledger_domain::unique_key_changes(before, &events);
     let new_events = events
         .into_iter()
         .map(|event| NewEvent {
@@ -64,7 +64,7 @@ pub fn append_request(
         })
         .collect();
     Ok(AppendRequest {
-        stream_id: customer_id,
+        stream_id,
         expected_version,
         idempotency_key: metadata.idempotency_key.clone(),
         events: new_events,

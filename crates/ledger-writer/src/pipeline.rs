@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use async_nats::{HeaderMap, Subject};
 use ledger_bus::{CONTENT_TYPE_HEADER, Encoding, encode_reply};
 use ledger_domain::proto::{self, RejectionKind, command::Kind};
-use ledger_domain::{Customer, Rejection, decide, evolve};
+use ledger_domain::{Rejection, Stream};
 use ledger_store::{
     AppendRejection, AppendRequest, Committed, ExpectedVersion, RecordedEvent, Store, Writer,
 };
@@ -80,11 +80,11 @@ enum BatchOutcome {
 pub(crate) struct Decider {
     store: Store,
     writer: Writer,
-    /// Customers' states as of the last commit. Only this writer appends while it holds the
+    /// Streams' states (customers' and integrations') as of the last commit. Only this writer appends while it holds the
     /// lock, so an entry is authoritative; a batch takes the states it needs out and puts back
     /// only those whose appends went as decided, and every request carries the version it was
     /// decided on.
-    cache: moka::sync::Cache<Uuid, Customer>,
+    cache: moka::sync::Cache<Uuid, Stream>,
     group_commit: bool,
 }
 
@@ -116,7 +116,7 @@ impl Decider {
 
     async fn append_group(&mut self, batch: Vec<Incoming>) -> Result<Decided, WriterError> {
         let started = Instant::now();
-        let mut working: HashMap<Uuid, Customer> = HashMap::new();
+        let mut working: HashMap<Uuid, Stream> = HashMap::new();
         let mut requests: Vec<AppendRequest> = Vec::new();
         let mut plans = Vec::with_capacity(batch.len());
         for incoming in &batch {
@@ -155,32 +155,34 @@ impl Decider {
         })
     }
 
-    /// Decides one command against the batch's working state of its customer.
+    /// Decides one command against the batch's working state of its stream.
     async fn decide(
         &self,
         incoming: &Incoming,
-        working: &mut HashMap<Uuid, Customer>,
+        working: &mut HashMap<Uuid, Stream>,
         requests: &mut Vec<AppendRequest>,
     ) -> Result<Plan, WriterError> {
         let command = &incoming.command;
-        let (stream_id, new_customer) = match stream_id_of(command) {
+        let (stream_id, new_stream) = match stream_id_of(command) {
             Ok(stream) => stream,
             Err(rejection) => return Ok(Plan::Rejected(rejection)),
         };
         let state = match working.remove(&stream_id) {
             Some(state) => state,
-            None if new_customer => Customer::default(),
+            None if new_stream => Stream::Empty,
             None => self.load(stream_id).await?,
         };
-        let expected = ExpectedVersion::Exact(state.version);
-        let decided = decide(&state, command).and_then(|events| {
-            let request = append_request(stream_id, command, &state, events.clone(), expected)?;
+        let expected = ExpectedVersion::Exact(state.version());
+        let decided = state.decide(command).and_then(|events| {
+            let unique_keys = state.unique_key_changes(&events);
+            let request =
+                append_request(stream_id, command, unique_keys, events.clone(), expected)?;
             Ok((request, events))
         });
         match decided {
             Ok((request, events)) => {
                 requests.push(request);
-                working.insert(stream_id, events.iter().fold(state, evolve));
+                working.insert(stream_id, events.iter().fold(state, Stream::evolve));
                 Ok(Plan::Append {
                     stream_id,
                     request_index: requests.len() - 1,
@@ -193,14 +195,14 @@ impl Decider {
         }
     }
 
-    /// A customer's state: taken out of the cache (moved, not cloned; the batch puts it back),
+    /// A stream's state: taken out of the cache (moved, not cloned; the batch puts it back),
     /// or replayed from the store.
-    async fn load(&self, stream_id: Uuid) -> Result<Customer, WriterError> {
+    async fn load(&self, stream_id: Uuid) -> Result<Stream, WriterError> {
         if let Some(state) = self.cache.remove(&stream_id) {
             return Ok(state);
         }
         let stored = self.store.read_stream(stream_id, 1).await?;
-        let mut state = Customer::default();
+        let mut state = Stream::Empty;
         for recorded in &stored {
             let corrupt = |reason: String| WriterError::CorruptEvent {
                 global_position: recorded.global_position,
@@ -210,18 +212,18 @@ impl Decider {
                 .map_err(|error| corrupt(error.to_string()))?
                 .kind
                 .ok_or_else(|| corrupt("the payload has no event".to_owned()))?;
-            state = evolve(state, &event);
+            state = state.evolve(&event);
         }
         Ok(state)
     }
 
-    /// Puts back the batch's states of customers whose every request was appended as decided;
+    /// Puts back the batch's states of streams whose every request was appended as decided;
     /// the others stay out, so that they are replayed from the store next time.
     fn update_cache(
         &self,
         plans: &[Plan],
         outcomes: &[Result<Committed, AppendRejection>],
-        working: HashMap<Uuid, Customer>,
+        working: HashMap<Uuid, Stream>,
     ) {
         let mut as_decided: HashMap<Uuid, bool> = HashMap::new();
         for plan in plans {
@@ -375,7 +377,8 @@ impl Announcer {
     }
 }
 
-/// The customer a command is for, and whether it is a new one whose id the writer chose.
+/// The stream a command is for (a customer or an integration), and whether it is a new one
+/// whose id the writer chose.
 fn stream_id_of(command: &proto::Command) -> Result<(Uuid, bool), Rejection> {
     let metadata = command
         .metadata
@@ -383,7 +386,9 @@ fn stream_id_of(command: &proto::Command) -> Result<(Uuid, bool), Rejection> {
         .ok_or(Rejection::MissingField { field: "metadata" })?;
     if metadata.customer_id.is_empty() {
         return match command.kind {
-            Some(Kind::RegisterCustomer(_)) => Ok((Uuid::now_v7(), true)),
+            Some(Kind::RegisterCustomer(_) | Kind::RegisterIntegration(_)) => {
+                Ok((Uuid::now_v7(), true))
+            }
             _ => Err(Rejection::MissingField {
                 field: "metadata.customer_id",
             }),
@@ -416,7 +421,9 @@ pub(crate) fn rejected(
 fn domain_rejection(rejection: &Rejection) -> proto::CommandReply {
     let kind = match rejection {
         Rejection::VersionConflict { .. } => RejectionKind::Conflict,
-        Rejection::CustomerNotRegistered => RejectionKind::NotFound,
+        Rejection::CustomerNotRegistered | Rejection::IntegrationNotRegistered => {
+            RejectionKind::NotFound
+        }
         _ => RejectionKind::Invalid,
     };
     rejected(kind, rejection.rejection_code(), rejection)

@@ -5,11 +5,12 @@
 //! The rows are derived from the domain's customer aggregate (`ledger_domain::evolve`), never
 //! from a second copy of its rules: the projector keeps the aggregates of recently seen
 //! customers in a bounded cache and replays a customer's earlier events from the store on a
-//! miss. It writes only inside its own schema, and knows nothing about NATS or HTTP.
+//! miss. Integrations' events (their own streams) are skipped. It writes
+//! only inside its own schema, and knows nothing about NATS or HTTP.
 
 mod rows;
 
-use ledger_domain::{Customer, evolve};
+use ledger_domain::{Customer, evolve, is_integration_event};
 use ledger_projector::{Projected, Projector, ProjectorError, StreamStates};
 use ledger_store::Store;
 use tokio_postgres::Transaction;
@@ -54,11 +55,17 @@ impl Projector for CustomersProjector {
         transaction: &Transaction<'_>,
         events: &[Projected],
     ) -> Result<(), ProjectorError> {
+        // Integrations' streams are configuration, not customers.
+        let customer_events = || {
+            events
+                .iter()
+                .filter(|projected| !is_integration_event(&projected.event))
+        };
         let mut states = self
             .states
             .before_batch(
                 &self.store,
-                events,
+                customer_events(),
                 |state| state.version,
                 |earlier| {
                     earlier
@@ -70,7 +77,7 @@ impl Projector for CustomersProjector {
             )
             .await?;
         let mut rows = Rows::default();
-        for projected in events {
+        for projected in customer_events() {
             rows.record_event(projected);
             if let Some(state) = states.get_mut(&projected.recorded.stream_id) {
                 *state = evolve(std::mem::take(state), &projected.event);

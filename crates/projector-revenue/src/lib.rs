@@ -15,7 +15,7 @@ mod write;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ledger_domain::{Event, MRR_UNITS_PER_MINOR};
+use ledger_domain::{Event, MRR_UNITS_PER_MINOR, is_integration_event};
 use ledger_projector::{Projected, Projector, ProjectorError, StreamStates, streams_before};
 use ledger_store::{RecordedEvent, Store};
 use time::{Date, UtcOffset};
@@ -112,12 +112,21 @@ impl Projector for RevenueProjector {
         let Some(last) = events.last() else {
             return Ok(());
         };
+        // Integrations' streams are configuration, not customers.
+        let customer_events = || {
+            events
+                .iter()
+                .filter(|projected| !is_integration_event(&projected.event))
+        };
         // Per customer: its timeline before the batch, and as the batch goes on.
         let mut customers: BTreeMap<Uuid, (Timeline, CustomerMrr)> = self
             .timelines
-            .before_batch(&self.store, events, CustomerMrr::version, |earlier| {
-                self.timeline_of(earlier)
-            })
+            .before_batch(
+                &self.store,
+                customer_events(),
+                CustomerMrr::version,
+                |earlier| self.timeline_of(earlier),
+            )
             .await?
             .into_iter()
             .map(|(customer, mrr)| (customer, (mrr.timeline.clone(), mrr)))
@@ -125,7 +134,7 @@ impl Projector for RevenueProjector {
         // Customers with an event dated before their earlier ones: recomputed from all their
         // events once the batch is folded.
         let mut late = BTreeSet::new();
-        for projected in events {
+        for projected in customer_events() {
             let recorded = &projected.recorded;
             if late.contains(&recorded.stream_id) {
                 continue;

@@ -144,7 +144,12 @@ fn changes_subscriptions(event: &Event) -> bool {
         | Event::InvoiceFinalized(_)
         | Event::PaymentRefunded(_)
         | Event::DisputeOpened(_)
-        | Event::DisputeClosed(_) => false,
+        | Event::DisputeClosed(_)
+        | Event::IntegrationRegistered(_)
+        | Event::IntegrationUpdated(_)
+        | Event::IntegrationPaused(_)
+        | Event::IntegrationResumed(_)
+        | Event::IntegrationRemoved(_) => false,
     }
 }
 

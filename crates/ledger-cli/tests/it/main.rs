@@ -45,6 +45,11 @@ async fn demo_history_verifies_and_audit_verify_names_a_tampered_position() {
     );
     assert!(demo_output.contains("audit verify: OK"), "{demo_output}");
     assert!(demo_output.contains("customer_registered"), "{demo_output}");
+    assert!(
+        demo_output.contains("notify: sample webhook integration"),
+        "{demo_output}"
+    );
+    assert!(demo_output.contains("payment_failed"), "{demo_output}");
 
     let demo_url = database.url().replace(database.name(), &demo_database);
     let migrate = ledger(&["migrate"], &demo_url);
@@ -184,4 +189,73 @@ async fn run_writer_and_send_work_as_a_user_runs_them() {
         .delete_stream(&stream_name)
         .await
         .expect("delete the stream");
+}
+
+/// `ledger notify test` reaches a local receiver; `list` masks the secret; `deliveries` shows
+/// the sample. (Multi-threaded: the receiver answers while this thread waits for the binary.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_test_reaches_a_local_receiver() {
+    let test_ledger = ledger_testkit::ledger::TestLedger::new().await;
+    let receiver = ledger_testkit::receivers::HttpReceiver::start().await;
+    let writer = test_ledger.start_writer();
+    let projector = test_ledger
+        .start_projector(
+            projector_notify::NotifyProjector::new(
+                test_ledger.store.clone(),
+                projector_notify::Rules::default(),
+            ),
+            ledger_projector::ProjectorConfig::default(),
+            false,
+        )
+        .await;
+    let secret = "whsec_cli_test_0123456789";
+    let integration = test_ledger
+        .client()
+        .send(&ledger_testkit::commands::register_webhook(
+            "cli-hook",
+            &format!("{}/hook", receiver.url),
+            secret,
+        ))
+        .await
+        .expect("registered")
+        .customer_id;
+    assert!(test_ledger.projector_caught_up("notify").await);
+    let url = test_ledger.database().url();
+
+    let list = ledger(&["notify", "list"], url);
+    assert!(list.status.success());
+    assert!(stdout(&list).contains(&integration), "{}", stdout(&list));
+    assert!(!stdout(&list).contains(secret), "{}", stdout(&list));
+
+    let test = ledger(&["notify", "test", &integration], url);
+    assert!(
+        test.status.success(),
+        "{}{}",
+        stdout(&test),
+        String::from_utf8_lossy(&test.stderr)
+    );
+    assert!(
+        stdout(&test).contains("sent payment_failed sample"),
+        "{}",
+        stdout(&test)
+    );
+    assert_eq!(receiver.requests().len(), 1);
+    assert!(receiver.requests()[0].header("ledger-signature").is_some());
+
+    let deliveries = ledger(&["notify", "deliveries"], url);
+    assert!(
+        stdout(&deliveries).contains("delivered"),
+        "{}",
+        stdout(&deliveries)
+    );
+    let failed = ledger(&["notify", "deliveries", "--failed"], url);
+    assert_eq!(stdout(&failed).lines().count(), 1, "only the header");
+
+    let unknown = ledger(
+        &["notify", "test", "00000000-0000-0000-0000-000000000000"],
+        url,
+    );
+    assert_eq!(unknown.status.code(), Some(1));
+    projector.stop().await;
+    writer.stop().await.expect("writer");
 }

@@ -189,3 +189,31 @@ async fn healthz_answers_ok() {
     let body = body::to_bytes(response.into_body()).await.expect("body");
     assert_eq!(&body[..], b"ok");
 }
+
+/// Integrations are configured through the same endpoint; a customer command aimed at an
+/// integration's stream is refused.
+#[actix_web::test]
+async fn registers_an_integration_and_refuses_customer_commands_on_its_stream() {
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let app = ingest_app!(ledger.client());
+    let command = ledger_testkit::commands::register_webhook(
+        "integration:ops",
+        "https://ops.example.com/ledger",
+        "whsec_0123456789abcdef",
+    );
+    let registered = call!(
+        app,
+        post_json("/v1/commands/register_integration", &command)
+    );
+    assert_eq!(registered.status, StatusCode::CREATED);
+    let accepted = registered.accepted();
+    assert_eq!(accepted.events[0].event_type, "integration_registered");
+    let integration_id = accepted.customer_id.clone();
+
+    let wrong = start_subscription("sub-on-integration", &integration_id, "sub_1", "USD");
+    let refused = call!(app, post_json("/v1/commands/start_subscription", &wrong));
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(refused.rejected().code, "wrong_stream");
+    writer.stop().await.expect("writer");
+}

@@ -3,7 +3,9 @@
 
 use ledger_domain::proto::{self, command::Kind};
 use ledger_projector::ProjectorConfig;
-use ledger_testkit::commands::{NOW_MICROS, metadata, money, register, start_subscription};
+use ledger_testkit::commands::{
+    NOW_MICROS, metadata, money, register, register_webhook, start_subscription,
+};
 use ledger_testkit::ledger::{RunningProjector, TestLedger};
 use ledger_testkit::projector_faults;
 use projector_customers::CustomersProjector;
@@ -341,4 +343,40 @@ async fn a_rebuild_while_commands_arrive_ends_as_a_fresh_rebuild() {
         CustomersProjector::new(ledger.store.clone())
     })
     .await;
+}
+
+/// An integration's stream is configuration, not a customer: no row, no timeline entry.
+#[tokio::test]
+async fn integration_events_make_no_customer_rows() {
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let projector = start(&ledger, false).await;
+    let client = ledger.client();
+    client
+        .send(&register_webhook(
+            "integration-1",
+            "https://example.com/hooks",
+            "0123456789abcdef",
+        ))
+        .await
+        .expect("accepted");
+    client
+        .send(&register("carol-1", "carol@example.com"))
+        .await
+        .expect("accepted");
+    assert!(caught_up(&ledger).await);
+    let rows = customer_rows(&ledger).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].0, "carol@example.com");
+    let timeline: i64 = ledger
+        .database()
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM customers.timeline", &[])
+        .await
+        .expect("timeline")
+        .get(0);
+    assert_eq!(timeline, 1);
+    projector.stop().await;
+    writer.stop().await.expect("writer");
 }

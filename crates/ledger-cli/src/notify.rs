@@ -1,0 +1,135 @@
+//! `ledger notify`: operate the monitoring notifications (integrations, deliveries, retries, a
+//! test message), on the database in `DATABASE_URL`.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use projector_notify::{DELIVERY_ROWS_MAX, DeliveryConfig};
+use time::format_description::well_known::Rfc3339;
+use uuid::Uuid;
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum NotifyCommand {
+    /// The integrations (secrets masked).
+    List,
+    /// The newest deliveries with their last attempt.
+    Deliveries {
+        /// Only those that are dead or failed and wait for a retry.
+        #[arg(long)]
+        failed: bool,
+        /// Rows to show (at most 1,000).
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Send a delivery again now, with a fresh retry schedule (a dead one included).
+    Retry {
+        /// The delivery id (from `ledger notify deliveries`).
+        delivery_id: Uuid,
+    },
+    /// Send a sample notification through an integration now and print how it went.
+    Test {
+        /// The integration id (from `ledger notify list`).
+        integration_id: Uuid,
+    },
+}
+
+pub(crate) async fn run(database_url: &str, command: NotifyCommand) -> anyhow::Result<ExitCode> {
+    let (mut client, connection) = tokio_postgres::connect(database_url, tokio_postgres::NoTls)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot connect to {database_url}: is PostgreSQL running and DATABASE_URL right?"
+            )
+        })?;
+    tokio::spawn(connection);
+    projector_notify::ensure_outbox(&mut client).await?;
+    match command {
+        NotifyCommand::List => {
+            let integrations = projector_notify::integrations(&client).await?;
+            if integrations.is_empty() {
+                println!(
+                    "no integrations (register one with `ledger send register_integration`, and \
+                     run `ledger run projector notify`)"
+                );
+            }
+            for integration in integrations {
+                println!(
+                    "{}  {:<24} {:<8} {:<8} {}\n    kinds: {}",
+                    integration.integration_id,
+                    integration.name,
+                    integration.channel,
+                    integration.status,
+                    integration.target,
+                    integration.kinds.join(", ")
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        NotifyCommand::Deliveries { failed, limit } => {
+            let rows =
+                projector_notify::deliveries(&client, failed, limit.min(DELIVERY_ROWS_MAX)).await?;
+            println!(
+                "{:<36}  {:<36}  {:<20} {:<9} {:>3} {:>4} {:>6}  {:<20}  error",
+                "delivery", "integration", "kind", "status", "try", "code", "ms", "next attempt"
+            );
+            for row in rows {
+                let optional = |value: Option<i32>| value.map_or("-".to_owned(), |v| v.to_string());
+                println!(
+                    "{:<36}  {:<36}  {:<20} {:<9} {:>3} {:>4} {:>6}  {:<20}  {}",
+                    row.delivery_id,
+                    row.integration_id,
+                    row.kind,
+                    row.status,
+                    row.attempts,
+                    optional(row.last_status_code),
+                    optional(row.last_latency_ms),
+                    row.next_attempt_at
+                        .and_then(|at| at.format(&Rfc3339).ok())
+                        .unwrap_or_else(|| "-".to_owned()),
+                    row.last_error.unwrap_or_default()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        NotifyCommand::Retry { delivery_id } => {
+            if projector_notify::retry(&client, delivery_id).await? {
+                println!(
+                    "delivery {delivery_id} is due now; the worker of `ledger run projector notify` sends it"
+                );
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("no undelivered delivery {delivery_id}");
+                Ok(ExitCode::FAILURE)
+            }
+        }
+        NotifyCommand::Test { integration_id } => {
+            let outcome = projector_notify::send_test(
+                &mut client,
+                integration_id,
+                &DeliveryConfig::default(),
+            )
+            .await?;
+            let code = outcome
+                .status_code
+                .map_or("no answer".to_owned(), |code| code.to_string());
+            match outcome.error {
+                None => {
+                    println!(
+                        "sent {} sample as delivery {}: {code} in {} ms",
+                        outcome.kind.as_str(),
+                        outcome.delivery_id,
+                        outcome.latency_ms
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(error) => {
+                    eprintln!(
+                        "the test delivery {} failed ({code}, {} ms): {error}",
+                        outcome.delivery_id, outcome.latency_ms
+                    );
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+    }
+}

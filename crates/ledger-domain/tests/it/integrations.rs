@@ -1,0 +1,230 @@
+//! The integration aggregate and [`Stream`]'s dispatch, given / when / then.
+
+use ledger_domain::proto::{self, command::Kind as C, integration_registered::Target};
+use ledger_domain::{Event, IntegrationStatus, Rejection, Stream};
+
+const NOW_MICROS: i64 = 1_767_225_600_000_000;
+
+fn command(kind: C) -> proto::Command {
+    proto::Command {
+        metadata: Some(proto::CommandMetadata {
+            idempotency_key: "k".to_owned(),
+            customer_id: "0190d6a2-0000-7000-8000-000000000001".to_owned(),
+            occurred_at_unix_micros: NOW_MICROS,
+            issuer: proto::Issuer::Internal as i32,
+            payment_provider: proto::PaymentProvider::Internal as i32,
+            ..proto::CommandMetadata::default()
+        }),
+        kind: Some(kind),
+    }
+}
+
+fn webhook(secret: &str) -> proto::IntegrationRegistered {
+    use proto::NotificationKind as K;
+    proto::IntegrationRegistered {
+        name: " Ops webhook ".to_owned(),
+        target: Some(Target::Webhook(proto::WebhookTarget {
+            url: "https://example.com/hooks/ledger".to_owned(),
+            signing_secret: secret.to_owned(),
+        })),
+        kinds: vec![
+            K::RefundIssued as i32,
+            K::PaymentFailed as i32,
+            K::PaymentFailed as i32,
+        ],
+        filter: None,
+    }
+}
+
+fn given(events: &[Event]) -> Stream {
+    Stream::from_events(events)
+}
+
+fn then_event(stream: &Stream, kind: C) -> Event {
+    let mut events = stream.decide(&command(kind)).expect("accepted");
+    assert_eq!(events.len(), 1);
+    events.remove(0)
+}
+
+fn then_rejection(stream: &Stream, kind: C) -> &'static str {
+    stream
+        .decide(&command(kind))
+        .expect_err("rejected")
+        .rejection_code()
+}
+
+#[test]
+fn registration_is_made_canonical() {
+    let event = then_event(
+        &Stream::Empty,
+        C::RegisterIntegration(webhook("0123456789abcdef")),
+    );
+    let Event::IntegrationRegistered(registered) = &event else {
+        panic!("{event:?}");
+    };
+    assert_eq!(registered.name, "Ops webhook");
+    assert_eq!(
+        registered.kinds,
+        vec![
+            proto::NotificationKind::PaymentFailed as i32,
+            proto::NotificationKind::RefundIssued as i32
+        ]
+    );
+    let stream = given(&[event]);
+    let Stream::Integration(integration) = &stream else {
+        panic!("{stream:?}");
+    };
+    assert_eq!(integration.status, IntegrationStatus::Active);
+    assert_eq!(integration.version, 1);
+}
+
+#[test]
+fn invalid_configurations_are_refused() {
+    assert_eq!(
+        then_rejection(&Stream::Empty, C::RegisterIntegration(webhook("short"))),
+        "invalid_field"
+    );
+    let mut no_kinds = webhook("0123456789abcdef");
+    no_kinds.kinds.clear();
+    assert_eq!(
+        then_rejection(&Stream::Empty, C::RegisterIntegration(no_kinds)),
+        "missing_field"
+    );
+    let mut bad_url = webhook("0123456789abcdef");
+    bad_url.target = Some(Target::Slack(proto::SlackTarget {
+        webhook_url: "ftp://hooks.slack.com".to_owned(),
+    }));
+    assert_eq!(
+        then_rejection(&Stream::Empty, C::RegisterIntegration(bad_url)),
+        "invalid_field"
+    );
+    let mut email = webhook("0123456789abcdef");
+    email.target = Some(Target::Email(proto::EmailTarget {
+        to: vec!["ops@example.com".to_owned()],
+        from: "ledger@example.com".to_owned(),
+        smtp_host: "smtp.example.com".to_owned(),
+        smtp_tls: proto::SmtpTls::Starttls as i32,
+        ..proto::EmailTarget::default()
+    }));
+    let event = then_event(&Stream::Empty, C::RegisterIntegration(email));
+    let Event::IntegrationRegistered(proto::IntegrationRegistered {
+        target: Some(Target::Email(target)),
+        ..
+    }) = event
+    else {
+        panic!("{event:?}");
+    };
+    assert_eq!(
+        target.smtp_port, 587,
+        "the STARTTLS submission port by default"
+    );
+}
+
+#[test]
+fn pause_resume_update_remove() {
+    let registered = then_event(
+        &Stream::Empty,
+        C::RegisterIntegration(webhook("0123456789abcdef")),
+    );
+    let stream = given(std::slice::from_ref(&registered));
+    assert_eq!(
+        then_rejection(&stream, C::RegisterIntegration(webhook("0123456789abcdef"))),
+        "integration_already_registered"
+    );
+    assert_eq!(
+        then_rejection(&stream, C::ResumeIntegration(proto::IntegrationResumed {})),
+        "integration_invalid_transition"
+    );
+    let paused = then_event(
+        &stream,
+        C::PauseIntegration(proto::IntegrationPaused {
+            reason: "maintenance".to_owned(),
+        }),
+    );
+    let stream = given(&[registered.clone(), paused.clone()]);
+    let Stream::Integration(integration) = &stream else {
+        panic!("{stream:?}");
+    };
+    assert_eq!(integration.status, IntegrationStatus::Paused);
+    let resumed = then_event(&stream, C::ResumeIntegration(proto::IntegrationResumed {}));
+    let removed = then_event(
+        &given(&[registered.clone(), paused.clone(), resumed.clone()]),
+        C::RemoveIntegration(proto::IntegrationRemoved::default()),
+    );
+    let stream = given(&[registered, paused, resumed, removed]);
+    assert_eq!(
+        then_rejection(
+            &stream,
+            C::UpdateIntegration(proto::IntegrationUpdated {
+                name: "x".to_owned(),
+                ..proto::IntegrationUpdated::default()
+            })
+        ),
+        "integration_invalid_transition"
+    );
+    assert_eq!(stream.version(), 4);
+}
+
+#[test]
+fn an_update_replaces_the_configuration() {
+    let registered = then_event(
+        &Stream::Empty,
+        C::RegisterIntegration(webhook("0123456789abcdef")),
+    );
+    let updated = then_event(
+        &given(std::slice::from_ref(&registered)),
+        C::UpdateIntegration(proto::IntegrationUpdated {
+            name: "Slack".to_owned(),
+            target: Some(proto::integration_updated::Target::Slack(
+                proto::SlackTarget {
+                    webhook_url: "https://hooks.slack.com/services/T/B/X".to_owned(),
+                },
+            )),
+            kinds: vec![proto::NotificationKind::CustomerChurned as i32],
+            filter: None,
+        }),
+    );
+    let Stream::Integration(integration) = given(&[registered, updated]) else {
+        panic!("an integration");
+    };
+    let config = integration.config.expect("registered");
+    assert_eq!(config.name, "Slack");
+    assert!(matches!(config.target, Some(Target::Slack(_))));
+}
+
+#[test]
+fn commands_for_the_other_aggregate_are_refused() {
+    let registered = then_event(
+        &Stream::Empty,
+        C::RegisterIntegration(webhook("0123456789abcdef")),
+    );
+    let integration = given(std::slice::from_ref(&registered));
+    let rejection = integration
+        .decide(&command(C::RegisterCustomer(proto::CustomerRegistered {
+            email: "ada@example.com".to_owned(),
+            ..proto::CustomerRegistered::default()
+        })))
+        .expect_err("refused");
+    assert_eq!(
+        rejection,
+        Rejection::WrongStream {
+            stream: "integration",
+            command: "register_customer"
+        }
+    );
+    let customer = given(&[Event::CustomerRegistered(proto::CustomerRegistered {
+        email: "ada@example.com".to_owned(),
+        ..proto::CustomerRegistered::default()
+    })]);
+    assert_eq!(
+        then_rejection(
+            &customer,
+            C::RegisterIntegration(webhook("0123456789abcdef"))
+        ),
+        "wrong_stream"
+    );
+    // A customer's aggregate counts an integration's event but ignores it.
+    let folded = ledger_domain::evolve(ledger_domain::Customer::default(), &registered);
+    assert_eq!(folded.version, 1);
+    assert!(!folded.is_registered());
+}

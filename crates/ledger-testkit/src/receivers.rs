@@ -1,0 +1,262 @@
+//! Receivers for notification tests: an HTTP server that records requests and answers with
+//! scripted statuses, and a real SMTP server (aiosmtpd) that stores what it receives.
+
+use std::collections::VecDeque;
+use std::net::TcpListener as StdListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// The largest request the HTTP receiver reads, in bytes.
+const REQUEST_BYTES_MAX: usize = 1 << 20;
+/// How long the SMTP server may take to start listening.
+const SMTP_START_MS: u64 = 10_000;
+
+/// One request the [`HttpReceiver`] got.
+#[derive(Debug, Clone)]
+pub struct ReceivedRequest {
+    pub method: String,
+    pub path: String,
+    /// Header names in lower case.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub received_at: Instant,
+    /// The status it was answered with.
+    pub status: u16,
+}
+
+impl ReceivedRequest {
+    /// The first value of header `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(header, _)| *header == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// The body as JSON.
+    ///
+    /// # Panics
+    ///
+    /// If the body is not JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("a JSON body")
+    }
+}
+
+#[derive(Debug, Default)]
+struct Script {
+    requests: Vec<ReceivedRequest>,
+    statuses: VecDeque<u16>,
+}
+
+/// A local HTTP/1.1 server on a free port: records every request and answers 200, or the
+/// statuses queued with [`HttpReceiver::answer_next`] first. Stops on `Drop`.
+#[derive(Debug)]
+pub struct HttpReceiver {
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    script: Arc<Mutex<Script>>,
+    task: JoinHandle<()>,
+}
+
+impl HttpReceiver {
+    /// Starts the server on the current runtime.
+    ///
+    /// # Panics
+    ///
+    /// If no local port can be bound.
+    pub async fn start() -> HttpReceiver {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a local port");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let script = Arc::new(Mutex::new(Script::default()));
+        let shared = script.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(serve(stream, shared.clone()));
+            }
+        });
+        HttpReceiver { url, script, task }
+    }
+
+    /// Answers the next requests with `statuses`, in order, then 200 again.
+    pub fn answer_next(&self, statuses: &[u16]) {
+        if let Ok(mut script) = self.script.lock() {
+            script.statuses.extend(statuses);
+        }
+    }
+
+    /// Every request so far, in arrival order.
+    pub fn requests(&self) -> Vec<ReceivedRequest> {
+        self.script
+            .lock()
+            .map(|script| script.requests.clone())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for HttpReceiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve(mut stream: TcpStream, script: Arc<Mutex<Script>>) {
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let header_end = loop {
+        if let Some(end) = find(&buffer, b"\r\n\r\n") {
+            break end;
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(read) => buffer.extend_from_slice(&chunk[..read]),
+        }
+        if buffer.len() > REQUEST_BYTES_MAX {
+            return;
+        }
+    };
+    let head = String::from_utf8_lossy(&buffer[..header_end]).to_string();
+    let mut lines = head.split("\r\n");
+    let mut request_line = lines.next().unwrap_or_default().split(' ');
+    let method = request_line.next().unwrap_or_default().to_owned();
+    let path = request_line.next().unwrap_or_default().to_owned();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+        .collect();
+    let length = headers
+        .iter()
+        .find(|(name, _)| name == "content-length")
+        .and_then(|(_, value)| value.parse::<usize>().ok())
+        .unwrap_or(0)
+        .min(REQUEST_BYTES_MAX);
+    let mut body = buffer[header_end + 4..].to_vec();
+    while body.len() < length {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(read) => body.extend_from_slice(&chunk[..read]),
+        }
+    }
+    let status = {
+        let Ok(mut script) = script.lock() else {
+            return;
+        };
+        let status = script.statuses.pop_front().unwrap_or(200);
+        script.requests.push(ReceivedRequest {
+            method,
+            path,
+            headers,
+            body,
+            received_at: Instant::now(),
+            status,
+        });
+        status
+    };
+    let answer = format!(
+        "HTTP/1.1 {status} Scripted\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\
+         Connection: close\r\n\r\nok"
+    );
+    let _ = stream.write_all(answer.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
+/// A real SMTP server (Python's aiosmtpd) on a free local port, storing each message in a
+/// maildir. Stopped on `Drop`.
+#[derive(Debug)]
+pub struct SmtpServer {
+    pub port: u16,
+    maildir: PathBuf,
+    child: Child,
+}
+
+impl SmtpServer {
+    /// Starts `python3 -m aiosmtpd` with the `Mailbox` handler.
+    ///
+    /// # Panics
+    ///
+    /// If aiosmtpd is not installed (the message says how to install it) or does not start
+    /// listening within 10 s.
+    pub fn start() -> SmtpServer {
+        let installed = Command::new("python3")
+            .args(["-c", "import aiosmtpd"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        assert!(
+            installed,
+            "the email tests need a local SMTP server: install aiosmtpd \
+             (Debian: `apt-get install python3-aiosmtpd`, or `pip install aiosmtpd`)"
+        );
+        let port = StdListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free local port")
+            .port();
+        let maildir = std::env::temp_dir().join(crate::unique_name("maildir"));
+        let child = Command::new("python3")
+            .args(["-m", "aiosmtpd", "-n", "-l"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(&maildir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 -m aiosmtpd starts");
+        let server = SmtpServer {
+            port,
+            maildir,
+            child,
+        };
+        let deadline = Instant::now() + Duration::from_millis(SMTP_START_MS);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "aiosmtpd did not listen on port {port} within {SMTP_START_MS} ms"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    /// The raw messages received so far (headers and MIME body).
+    pub fn messages(&self) -> Vec<String> {
+        read_dir(&self.maildir.join("new"))
+    }
+}
+
+fn read_dir(directory: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(directory) else {
+        return Vec::new();
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .collect();
+    paths.sort();
+    paths
+        .iter()
+        .filter_map(|path| std::fs::read_to_string(path).ok())
+        .collect()
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.maildir);
+    }
+}

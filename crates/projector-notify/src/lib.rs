@@ -1,0 +1,129 @@
+//! Monitoring notifications: read model `notify` and its delivery worker.
+//!
+//! - Integrations (Slack incoming webhooks, signed webhooks, email over SMTP) are data in the
+//!   ledger: their own streams of `integration_*` events. The projector keeps the current ones
+//!   in schema `notify`.
+//! - For each customer event the projector derives the notifications it means
+//!   ([`NotificationKind`], defined in `docs/notifications.md`) from the customer's aggregate
+//!   before and after it, and writes one delivery per interested integration into the outbox
+//!   (`notify_delivery.deliveries`) in the batch's transaction, with the checkpoint: a crash
+//!   neither loses nor repeats a decision. A delivery's id is a UUID v5 of the integration and
+//!   the notification, and the outbox survives a rebuild of `notify`, so a rebuild decides the
+//!   same ids again and sends nothing twice.
+//! - The worker ([`run_worker`]) leases due deliveries (`FOR UPDATE SKIP LOCKED`, the oldest
+//!   pending one per integration, so each integration hears in order), sends them, logs every
+//!   attempt (status code, error, latency) and retries with exponential backoff and jitter
+//!   ([`DeliveryConfig`]) until the dead letter. Receivers dedupe on the delivery id.
+//!
+//! It writes only in `notify` and `notify_delivery`, reads events only as the projector
+//! runtime hands them (and customers' earlier events through the store), and knows nothing
+//! about NATS commands or the HTTP API.
+
+mod admin;
+mod derive;
+mod integration;
+mod kind;
+mod outbox;
+mod projector;
+mod render;
+mod send;
+pub mod signature;
+mod worker;
+
+use std::future::Future;
+
+use ledger_projector::{ProjectorConfig, ProjectorError};
+use ledger_store::Store;
+use uuid::Uuid;
+
+pub use admin::{
+    DELIVERY_ROWS_MAX, DeliveryRow, IntegrationRow, TestOutcome, deliveries, integrations,
+    send_test,
+};
+pub use derive::Rules;
+pub use kind::NotificationKind;
+pub use outbox::{ensure_outbox, retry};
+pub use projector::NotifyProjector;
+pub use worker::{DeliveryConfig, run_worker};
+
+/// Why the worker or an operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    #[error("PostgreSQL: {0}")]
+    Database(#[from] tokio_postgres::Error),
+    #[error("the HTTP client: {0}")]
+    Http(String),
+    /// A send task panicked or was cancelled.
+    #[error("a send task failed: {0}")]
+    SendTask(String),
+    #[error(transparent)]
+    Projector(#[from] ProjectorError),
+    /// No such integration in the projection: check `ledger notify list`, and that
+    /// `ledger run projector notify` has caught up.
+    #[error(
+        "no integration {0} in the notify projection: check `ledger notify list` and that the notify projector runs"
+    )]
+    UnknownIntegration(Uuid),
+}
+
+/// Runs the projector (or, with `replay`, rebuilds it first) and the delivery worker in this
+/// process until `shutdown` completes; both stop, the worker after its in-flight sends.
+#[allow(clippy::too_many_arguments)]
+pub async fn run(
+    store: Store,
+    database_url: &str,
+    nats: async_nats::Client,
+    projector_config: &ProjectorConfig,
+    delivery_config: DeliveryConfig,
+    rules: Rules,
+    replay: bool,
+    shutdown: impl Future<Output = ()>,
+    progress: impl FnMut(u64),
+) -> Result<(), NotifyError> {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let wait = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let projector = NotifyProjector::new(store, rules);
+    let projecting = async {
+        let result = if replay {
+            ledger_projector::replay(
+                projector,
+                database_url,
+                nats,
+                projector_config,
+                wait(stopped.clone()),
+                progress,
+            )
+            .await
+        } else {
+            ledger_projector::run(
+                projector,
+                database_url,
+                nats,
+                projector_config,
+                wait(stopped.clone()),
+                progress,
+            )
+            .await
+        };
+        // A projector that stops (or fails) stops the worker too.
+        let _ = stop.send(true);
+        result
+    };
+    let delivering = async {
+        let result = run_worker(database_url, delivery_config, wait(stopped.clone())).await;
+        let _ = stop.send(true);
+        result
+    };
+    let signal = async {
+        tokio::select! {
+            () = shutdown => {}
+            () = wait(stopped.clone()) => {}
+        }
+        let _ = stop.send(true);
+    };
+    let (projected, delivered, ()) = tokio::join!(projecting, delivering, signal);
+    projected?;
+    delivered
+}

@@ -1,0 +1,214 @@
+//! Sending one delivery through its channel: Slack (Block Kit, paced per webhook), a signed
+//! webhook, or email over SMTP.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use ledger_domain::proto;
+use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use time::OffsetDateTime;
+use tokio::sync::Mutex;
+
+use crate::integration::Target;
+use crate::outbox::{Attempt, Claimed};
+use crate::render::{self, Message};
+use crate::signature::{SIGNATURE_HEADER, sign};
+
+/// Bytes of a receiver's answer kept in the delivery log's error, at most.
+const ERROR_BYTES_MAX: usize = 500;
+
+/// Sends deliveries; one per worker, shared by its concurrent sends.
+#[derive(Debug)]
+pub(crate) struct Sender {
+    http: reqwest::Client,
+    timeout: Duration,
+    slack_interval: Duration,
+    /// When each Slack webhook may next be used.
+    slack_next: Mutex<HashMap<String, Instant>>,
+}
+
+impl Sender {
+    pub(crate) fn new(timeout: Duration, slack_interval: Duration) -> Result<Sender, String> {
+        // No redirects: a receiver answers itself, or the attempt fails (as Stripe does).
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("ledger-notify/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|error| error.to_string())?;
+        Ok(Sender {
+            http,
+            timeout,
+            slack_interval,
+            slack_next: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Sends `claimed` to `target` once and says how it went.
+    pub(crate) async fn send(&self, claimed: &Claimed, target: &Target) -> Attempt {
+        let message = Message {
+            delivery_id: claimed.delivery_id,
+            kind: &claimed.kind,
+            created_unix_seconds: claimed.created_at.unix_timestamp(),
+            data: &claimed.data,
+        };
+        if let Target::Slack(slack) = target {
+            self.wait_for_slack(&slack.webhook_url).await;
+        }
+        let started_at = OffsetDateTime::now_utc();
+        let started = Instant::now();
+        let result = match target {
+            Target::Slack(slack) => {
+                let body = render::slack_message(&message).to_string();
+                self.post(&slack.webhook_url, body, None).await
+            }
+            Target::Webhook(webhook) => {
+                let body = render::webhook_body(&message);
+                match sign(
+                    &webhook.signing_secret,
+                    started_at.unix_timestamp(),
+                    body.as_bytes(),
+                ) {
+                    Some(signature) => self.post(&webhook.url, body, Some(signature)).await,
+                    None => Err((None, "cannot sign with this secret".to_owned())),
+                }
+            }
+            Target::Email(email) => self.email(email, &message).await,
+        };
+        let latency_ms = i32::try_from(started.elapsed().as_millis()).unwrap_or(i32::MAX);
+        let (status_code, error) = match result {
+            Ok(status_code) => (status_code, None),
+            Err((status_code, error)) => (status_code, Some(error)),
+        };
+        Attempt {
+            started_at,
+            latency_ms,
+            status_code,
+            error,
+        }
+    }
+
+    /// Waits until the webhook's next slot (Slack allows about one message per second per
+    /// webhook) and takes it.
+    async fn wait_for_slack(&self, webhook_url: &str) {
+        let now = Instant::now();
+        let slot = {
+            let mut next = self.slack_next.lock().await;
+            let slot = next.get(webhook_url).copied().unwrap_or(now).max(now);
+            next.insert(webhook_url.to_owned(), slot + self.slack_interval);
+            slot
+        };
+        tokio::time::sleep_until(slot.into()).await;
+    }
+
+    /// POSTs JSON; Ok(status) for 2xx, otherwise the status and the start of the answer.
+    async fn post(
+        &self,
+        url: &str,
+        body: String,
+        signature: Option<String>,
+    ) -> Result<Option<i32>, (Option<i32>, String)> {
+        let mut request = self
+            .http
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        if let Some(signature) = signature {
+            request = request.header(SIGNATURE_HEADER, signature);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|error| (None, error_chain(&error)))?;
+        let status = response.status();
+        let code = Some(i32::from(status.as_u16()));
+        if status.is_success() {
+            return Ok(code);
+        }
+        // Only the start of the answer: a receiver's body is not ours to hold.
+        let mut response = response;
+        let mut text = Vec::new();
+        while text.len() < ERROR_BYTES_MAX {
+            match response.chunk().await {
+                Ok(Some(chunk)) => text.extend_from_slice(&chunk),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        Err((
+            code,
+            format!("HTTP {status}: {}", cut(&String::from_utf8_lossy(&text))),
+        ))
+    }
+
+    async fn email(
+        &self,
+        target: &proto::EmailTarget,
+        message: &Message<'_>,
+    ) -> Result<Option<i32>, (Option<i32>, String)> {
+        let (subject, text, html) = render::email(message);
+        let fail = |error: String| (None, error);
+        let mut builder = lettre::Message::builder()
+            .message_id(Some(format!("<{}@ledger>", message.delivery_id)))
+            .from(parse_mailbox(&target.from).map_err(fail)?)
+            .subject(subject);
+        for to in &target.to {
+            builder = builder.to(parse_mailbox(to).map_err(fail)?);
+        }
+        let email = builder
+            .multipart(MultiPart::alternative_plain_html(text, html))
+            .map_err(|error| fail(error.to_string()))?;
+        let port = u16::try_from(target.smtp_port).unwrap_or(25);
+        let transport = match proto::SmtpTls::try_from(target.smtp_tls) {
+            Ok(proto::SmtpTls::Starttls) => {
+                AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&target.smtp_host)
+            }
+            Ok(proto::SmtpTls::Implicit) => {
+                AsyncSmtpTransport::<Tokio1Executor>::relay(&target.smtp_host)
+            }
+            _ => Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(
+                &target.smtp_host,
+            )),
+        }
+        .map_err(|error| fail(error.to_string()))?;
+        let mut transport = transport.port(port).timeout(Some(self.timeout));
+        if !target.smtp_username.is_empty() {
+            transport = transport.credentials(Credentials::new(
+                target.smtp_username.clone(),
+                target.smtp_password.clone(),
+            ));
+        }
+        let response = transport
+            .build()
+            .send(email)
+            .await
+            .map_err(|error| fail(error_chain(&error)))?;
+        Ok(Some(i32::from(u16::from(response.code()))))
+    }
+}
+
+fn parse_mailbox(address: &str) -> Result<Mailbox, String> {
+    address
+        .parse()
+        .map_err(|error| format!("email address {address:?}: {error}"))
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    cut(&text).to_owned()
+}
+
+fn cut(text: &str) -> &str {
+    let mut end = text.len().min(ERROR_BYTES_MAX);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
