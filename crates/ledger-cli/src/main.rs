@@ -9,6 +9,7 @@ mod bench;
 mod bench_writer;
 mod demo;
 mod progress;
+mod query;
 mod send;
 
 use std::process::ExitCode;
@@ -110,6 +111,8 @@ enum Component {
         #[arg(long, env = "LEDGER_INGEST_BIND", default_value = "127.0.0.1:8080")]
         bind: std::net::SocketAddr,
     },
+    /// The query service and dashboard: read models over HTTP (`/v1`, `/`).
+    Query(query::QueryArgs),
 }
 
 /// The read models.
@@ -234,6 +237,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let nats = connect_nats(&cli.nats_url).await?;
             let client = ledger_bus::Client::new(nats, bus);
             ledger_ingest::serve(ledger_ingest::IngestConfig { bind }, client, shutdown()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run {
+            component: Component::Query(args),
+        } => {
+            let config = args.config(bus)?;
+            let nats = connect_nats(&cli.nats_url).await?;
+            let service = ledger_query::QueryService::start(config, nats).await?;
+            service.serve(shutdown(), |_| {}).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run {
