@@ -319,7 +319,7 @@ async fn connect_nats(nats_url: &str) -> anyhow::Result<async_nats::Client> {
 }
 
 /// Completes on Ctrl-C or SIGTERM: services stop taking work, finish what is in flight, exit.
-async fn shutdown() {
+pub(crate) async fn shutdown() {
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut signal) => {

@@ -299,6 +299,19 @@ impl QueryService {
         shutdown: impl Future<Output = ()> + Send + 'static,
         on_listening: impl FnOnce(&[SocketAddr]),
     ) -> Result<(), QueryError> {
+        let (server, addresses) = self.bind(shutdown)?;
+        on_listening(&addresses);
+        server.await?;
+        tracing::info!("query stopped");
+        drop(self);
+        Ok(())
+    }
+
+    /// Binds the HTTP server; it runs once the returned `Server` is awaited or spawned.
+    fn bind(
+        &self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(actix_web::dev::Server, Vec<SocketAddr>), QueryError> {
         let state = self.state.clone();
         let bind = state.config.bind;
         let workers = state.config.workers;
@@ -322,9 +335,6 @@ impl QueryService {
         for address in &addresses {
             tracing::info!(%address, "query listening");
         }
-        on_listening(&addresses);
-        server.run().await?;
-        tracing::info!("query stopped");
-        Ok(())
+        Ok((server.run(), addresses))
     }
 }
