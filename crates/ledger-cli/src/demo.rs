@@ -65,13 +65,19 @@ pub(crate) struct DemoArgs {
 /// The read models the demo keeps up to date: adding one is a line here (and its name in
 /// [`DEMO_PROJECTIONS`]).
 fn spawn_projectors(context: &ProjectorContext) -> Vec<JoinHandle<Result<(), ProjectorError>>> {
-    vec![context.spawn(projector_customers::CustomersProjector::new(
-        context.store.clone(),
-    ))]
+    vec![
+        context.spawn(projector_customers::CustomersProjector::new(
+            context.store.clone(),
+        )),
+        context.spawn(projector_revenue::RevenueProjector::new(
+            context.store.clone(),
+            projector_revenue::RevenueSettings::default(),
+        )),
+    ]
 }
 
 /// The read models [`spawn_projectors`] starts, for readiness and the catch-up wait.
-const DEMO_PROJECTIONS: [Projection; 1] = [Projection::Customers];
+const DEMO_PROJECTIONS: [Projection; 2] = [Projection::Customers, Projection::Revenue];
 
 /// What a projector needs to run in the demo.
 struct ProjectorContext {
@@ -315,32 +321,42 @@ async fn wait_for_projections(
     Ok(())
 }
 
-/// Headline figures per currency, read with the query role from the read models.
+/// Headline figures per currency on its last day with data, read with the query role from
+/// the read models (the dashboard shows the same).
 async fn print_figures(client: &tokio_postgres::Client) -> anyhow::Result<()> {
-    let rows = client
-        .query(
-            "SELECT mrr_currency, sum(mrr_minor)::bigint, count(*) FROM customers.customers \
-             WHERE mrr_minor > 0 GROUP BY mrr_currency ORDER BY mrr_currency",
-            &[],
-        )
-        .await?;
     let customers: i64 = client
         .query_one("SELECT count(*) FROM customers.customers", &[])
         .await?
         .get(0);
-    println!(
-        "customers: {customers}; MRR by currency (customers read model, current subscriptions):"
-    );
+    println!("customers: {customers}; headline figures on each currency's last day:");
+    let rows = client
+        .query(
+            "SELECT DISTINCT ON (d.currency) d.currency, d.day::text, d.mrr::bigint, \
+               d.arr::bigint, round(d.arpa)::bigint, d.paying_customers, \
+               (SELECT round(c.customer_churn_rate * 100, 2)::text FROM revenue.monthly_churn c \
+                WHERE c.currency = d.currency \
+                  AND c.month = (date_trunc('month', d.day) - interval '1 month')::date) \
+             FROM revenue.daily_mrr d ORDER BY d.currency, d.day DESC",
+            &[],
+        )
+        .await?;
     for row in rows {
         let currency: String = row.get(0);
-        let mrr: i64 = row.get(1);
-        let paying: i64 = row.get(2);
+        let day: String = row.get(1);
         let exponent =
             ledger_domain::Currency::parse(&currency).map_or(2, ledger_domain::Currency::exponent);
+        let amount = |index: usize| {
+            row.get::<_, Option<i64>>(index)
+                .map_or_else(|| "-".to_owned(), |minor| format_minor(minor, exponent))
+        };
+        let churn: Option<String> = row.get(6);
         println!(
-            "  {currency}  MRR {:>14}  ARR {:>16}  customers with MRR {paying:>6}",
-            format_minor(mrr, exponent),
-            format_minor(mrr * 12, exponent)
+            "  {currency} on {day}: MRR {}  ARR {}  ARPA {}  paying customers {}  customer churn last month {}",
+            amount(2),
+            amount(3),
+            amount(4),
+            row.get::<_, i64>(5),
+            churn.map_or_else(|| "-".to_owned(), |rate| format!("{rate} %")),
         );
     }
     Ok(())

@@ -8,7 +8,9 @@ mod audit;
 mod bench;
 mod bench_writer;
 mod demo;
+mod fx;
 mod progress;
+mod projectors;
 mod query;
 mod send;
 
@@ -16,6 +18,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+
+use crate::projectors::{ProjectorName, RevenueArgs};
 
 #[derive(Debug, Parser)]
 #[command(name = "ledger", version, about = "Event-sourced billing ledger")]
@@ -68,8 +72,11 @@ enum Command {
     /// Drop a projector's read model and rebuild it from the event table (with progress), then
     /// keep it up to date from the stream until Ctrl-C / SIGTERM.
     Replay {
-        /// The read model.
-        projector: ProjectorName,
+        /// The read models, rebuilt side by side.
+        #[arg(required = true)]
+        projectors: Vec<ProjectorName>,
+        #[command(flatten)]
+        revenue: RevenueArgs,
     },
     /// Send one command to the writer over NATS and print its answer as JSON.
     Send(send::SendArgs),
@@ -81,6 +88,11 @@ enum Command {
     /// Load a generated, deterministic customer history and verify it (starts private
     /// PostgreSQL and NATS when none are configured or running).
     Demo(demo::DemoArgs),
+    /// Reference exchange rates the read side converts totals with.
+    Fx {
+        #[command(subcommand)]
+        command: fx::FxCommand,
+    },
     /// Run a benchmark and print its figures next to a raw PostgreSQL baseline.
     Bench {
         #[command(subcommand)]
@@ -100,10 +112,13 @@ enum Component {
     /// The command service: the only process that appends events. Start several: one leads,
     /// the others wait as standbys.
     Writer(WriterArgs),
-    /// A projector: keeps its read model up to date from the event stream.
+    /// Projectors: each keeps its read model up to date from the event stream.
     Projector {
-        /// The read model.
-        projector: ProjectorName,
+        /// The read models, run side by side in this process.
+        #[arg(required = true)]
+        projectors: Vec<ProjectorName>,
+        #[command(flatten)]
+        revenue: RevenueArgs,
     },
     /// The HTTP front door for writes: POST /v1/customers and /v1/commands/{name}.
     Ingest {
@@ -113,13 +128,6 @@ enum Component {
     },
     /// The query service and dashboard: read models over HTTP (`/v1`, `/`).
     Query(query::QueryArgs),
-}
-
-/// The read models.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum ProjectorName {
-    /// Schema `customers`: one row per customer, subscriptions, totals, timeline.
-    Customers,
 }
 
 /// Settings of the writer and of the JetStream stream it creates when it is missing.
@@ -249,11 +257,37 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run {
-            component: Component::Projector { projector },
-        } => run_projector(&cli.database_url, &cli.nats_url, bus, projector, false).await,
-        Command::Replay { projector } => {
-            run_projector(&cli.database_url, &cli.nats_url, bus, projector, true).await
+            component:
+                Component::Projector {
+                    projectors,
+                    revenue,
+                },
+        } => {
+            run_projectors(
+                &cli.database_url,
+                &cli.nats_url,
+                bus,
+                &projectors,
+                &revenue,
+                false,
+            )
+            .await
         }
+        Command::Replay {
+            projectors,
+            revenue,
+        } => {
+            run_projectors(
+                &cli.database_url,
+                &cli.nats_url,
+                bus,
+                &projectors,
+                &revenue,
+                true,
+            )
+            .await
+        }
+        Command::Fx { command } => fx::run(&cli.database_url, command).await,
         Command::Send(args) => send::run(&cli.nats_url, bus, &args).await,
         Command::Audit {
             command: AuditCommand::Verify(args),
@@ -264,13 +298,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Runs (or replays, then runs) a projector until Ctrl-C / SIGTERM, with a progress bar while
-/// it catches up with the table.
-async fn run_projector(
+/// Runs (or replays, then runs) projectors until Ctrl-C / SIGTERM.
+async fn run_projectors(
     database_url: &str,
     nats_url: &str,
     bus: ledger_bus::BusConfig,
-    projector: ProjectorName,
+    projectors: &[ProjectorName],
+    revenue: &RevenueArgs,
     replay: bool,
 ) -> anyhow::Result<ExitCode> {
     let store = ledger_store::Store::connect(database_url)?;
@@ -279,36 +313,16 @@ async fn run_projector(
         bus,
         ..ledger_projector::ProjectorConfig::default()
     };
-    let table_last = store.last_position().await?;
-    let bar = progress::events_bar(table_last, if replay { "replaying" } else { "catching up" });
-    let progress = |global_position: u64| {
-        if !bar.is_finished() {
-            bar.set_position(global_position.min(table_last));
-            if global_position >= table_last {
-                bar.finish();
-                tracing::info!(global_position, "caught up; live");
-            }
-        }
-    };
-    match projector {
-        ProjectorName::Customers => {
-            let projector = projector_customers::CustomersProjector::new(store);
-            if replay {
-                ledger_projector::replay(
-                    projector,
-                    database_url,
-                    nats,
-                    &config,
-                    shutdown(),
-                    progress,
-                )
-                .await?;
-            } else {
-                ledger_projector::run(projector, database_url, nats, &config, shutdown(), progress)
-                    .await?;
-            }
-        }
-    }
+    projectors::run(
+        store,
+        database_url,
+        nats,
+        &config,
+        projectors,
+        revenue,
+        replay,
+    )
+    .await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -35,7 +35,9 @@ pub use customer_id::{CustomerId, CustomerIdError};
 pub use decide::{command_name, decide};
 pub use ledger_proto::v1 as proto;
 pub use money::{Currency, Money, MoneyError};
-pub use mrr::MonthlyRecurringRevenue;
+pub use mrr::{
+    ChurnRecognition, DiscountsInMrr, MRR_UNITS_PER_MINOR, MonthlyRecurringRevenue, MrrRules,
+};
 pub use names::{EnumValueError, EventStatus, Issuer, Provider};
 pub use rejection::Rejection;
 pub use unique::{UniqueKey, UniqueKeyChanges, unique_key_changes};

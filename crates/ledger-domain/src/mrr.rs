@@ -4,6 +4,53 @@ use crate::customer::{
     BillingInterval, DiscountDuration, DiscountOff, Subscription, SubscriptionStatus,
 };
 use crate::money::Currency;
+use crate::names::storage_enum;
+
+/// MRR units per minor unit: sums of MRR are kept in these units, exact for every interval
+/// count that divides `27,720 x periods per year` (every count from 1 to 12, and 14, 15, 18,
+/// 20, 21, 24, 28, 30, 36, 52 weeks, 90 or 365 days, ...) and every percentage discount in
+/// basis points. Other interval counts are rounded to the nearest unit (under 10^-9 minor units).
+pub const MRR_UNITS_PER_MINOR: i128 = 12 * 10_000 * 27_720;
+
+storage_enum! {
+    /// Which discounts reduce MRR.
+    DiscountsInMrr, "discounts in MRR" {
+        /// None: MRR is the list price.
+        None => "none",
+        /// Forever and repeating discounts, while they are on the subscription.
+        Recurring => "recurring",
+        /// Every discount, one-off ones included.
+        All => "all",
+    }
+}
+
+storage_enum! {
+    /// When a cancellation takes a subscription's MRR to zero.
+    ChurnRecognition, "churn recognition" {
+        /// When it is requested (the subscription has a pending cancellation).
+        Requested => "requested",
+        /// When it takes effect (the subscription is canceled), at the period end for a
+        /// cancellation at period end.
+        Effective => "effective",
+    }
+}
+
+/// The choices a business makes in defining MRR. The default: recurring discounts reduce MRR,
+/// and churn is recognised when the cancellation takes effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MrrRules {
+    pub discounts: DiscountsInMrr,
+    pub churn_recognition: ChurnRecognition,
+}
+
+impl Default for MrrRules {
+    fn default() -> MrrRules {
+        MrrRules {
+            discounts: DiscountsInMrr::Recurring,
+            churn_recognition: ChurnRecognition::Effective,
+        }
+    }
+}
 
 /// A subscription's monthly recurring revenue: exactly `numerator / denominator` minor units of
 /// `currency` per month. Kept as a fraction so that sums stay exact; round only to present.
@@ -26,22 +73,44 @@ impl MonthlyRecurringRevenue {
     pub fn is_zero(&self) -> bool {
         self.numerator == 0
     }
+
+    /// The amount in [`MRR_UNITS_PER_MINOR`] units, rounded half away from zero when not exact
+    /// (saturating for amounts beyond any real price).
+    pub fn units(&self) -> i128 {
+        let whole = self.numerator / self.denominator;
+        let doubled_rest =
+            self.numerator % self.denominator * MRR_UNITS_PER_MINOR * 2 / self.denominator;
+        whole
+            .saturating_mul(MRR_UNITS_PER_MINOR)
+            .saturating_add((doubled_rest + doubled_rest.signum()) / 2)
+    }
 }
 
 impl Subscription {
-    /// The plan's recurring price times the quantity, normalised to a month (a year / 12, a
-    /// week x 52 / 12, a day x 365 / 12, divided by the interval count), after recurring
-    /// discounts (forever and repeating ones; one-off discounts do not recur). Zero while
-    /// trialing or paused and once canceled; still counted while past due and while a
-    /// cancellation at period end is pending.
+    /// [`Subscription::monthly_recurring_revenue_under`] the default [`MrrRules`].
     pub fn monthly_recurring_revenue(&self) -> MonthlyRecurringRevenue {
+        self.monthly_recurring_revenue_under(MrrRules::default())
+    }
+
+    /// The plan's recurring price times the quantity, normalised to a month (a year / 12, a
+    /// week x 52 / 12, a day x 365 / 12, divided by the interval count), after the discounts
+    /// `rules` count (by default forever and repeating ones; one-off discounts do not recur).
+    /// Zero while trialing or paused and once canceled; still counted while past due; while a
+    /// cancellation is pending, counted unless `rules` recognise churn when it is requested.
+    pub fn monthly_recurring_revenue_under(&self, rules: MrrRules) -> MonthlyRecurringRevenue {
         let currency = self.currency();
-        let counted = matches!(
-            self.status,
-            SubscriptionStatus::Active
-                | SubscriptionStatus::PastDue
-                | SubscriptionStatus::CancelPending
-        );
+        let counted = match self.status {
+            SubscriptionStatus::Active | SubscriptionStatus::PastDue => {
+                rules.churn_recognition == ChurnRecognition::Effective
+                    || self.pending_cancellation.is_none()
+            }
+            SubscriptionStatus::CancelPending => {
+                rules.churn_recognition == ChurnRecognition::Effective
+            }
+            SubscriptionStatus::Trialing
+            | SubscriptionStatus::Paused
+            | SubscriptionStatus::Canceled => false,
+        };
         let periods_per_year: i128 = match self.plan.interval {
             BillingInterval::Day => 365,
             BillingInterval::Week => 52,
@@ -50,11 +119,15 @@ impl Subscription {
         };
         // Price per period, after a recurring discount: a fraction over `discount_denominator`.
         let gross = i128::from(self.plan.unit_price.amount_minor) * i128::from(self.quantity);
-        let recurring_discount = self
+        let counted_discount = self
             .discount
             .as_ref()
-            .filter(|discount| discount.duration != DiscountDuration::Once);
-        let (per_period, discount_denominator) = match recurring_discount.map(|d| d.off) {
+            .filter(|discount| match rules.discounts {
+                DiscountsInMrr::None => false,
+                DiscountsInMrr::Recurring => discount.duration != DiscountDuration::Once,
+                DiscountsInMrr::All => true,
+            });
+        let (per_period, discount_denominator) = match counted_discount.map(|d| d.off) {
             Some(DiscountOff::PercentBasisPoints(basis_points)) => {
                 let kept = 10_000 - i128::from(basis_points.min(10_000));
                 (gross * kept, 10_000)
@@ -78,7 +151,7 @@ impl Subscription {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::customer::{Discount, Plan};
+    use crate::customer::{Discount, PendingCancellation, Plan};
     use crate::money::Money;
 
     fn subscription(amount_minor: i64, interval: BillingInterval, count: u32) -> Subscription {
@@ -155,6 +228,82 @@ mod tests {
         assert_eq!(
             discounted.monthly_recurring_revenue().rounded_minor(),
             2_000
+        );
+        let all_discounts = MrrRules {
+            discounts: DiscountsInMrr::All,
+            ..MrrRules::default()
+        };
+        assert_eq!(
+            discounted
+                .monthly_recurring_revenue_under(all_discounts)
+                .rounded_minor(),
+            1_500
+        );
+        let no_discounts = MrrRules {
+            discounts: DiscountsInMrr::None,
+            ..MrrRules::default()
+        };
+        if let Some(discount) = discounted.discount.as_mut() {
+            discount.duration = DiscountDuration::Forever;
+        }
+        assert_eq!(
+            discounted
+                .monthly_recurring_revenue_under(no_discounts)
+                .rounded_minor(),
+            2_000
+        );
+    }
+
+    #[test]
+    fn churn_recognised_on_request_zeroes_any_pending_cancellation() {
+        let requested = MrrRules {
+            churn_recognition: ChurnRecognition::Requested,
+            ..MrrRules::default()
+        };
+        let mut subscription = subscription(1_000, BillingInterval::Month, 1);
+        assert!(
+            !subscription
+                .monthly_recurring_revenue_under(requested)
+                .is_zero()
+        );
+        for (at_period_end, status) in [
+            (true, SubscriptionStatus::CancelPending),
+            (false, SubscriptionStatus::Active),
+            (false, SubscriptionStatus::PastDue),
+        ] {
+            subscription.status = status;
+            subscription.pending_cancellation = Some(PendingCancellation {
+                at_period_end,
+                status_before: SubscriptionStatus::Active,
+                reason: String::new(),
+            });
+            assert!(
+                subscription
+                    .monthly_recurring_revenue_under(requested)
+                    .is_zero()
+            );
+            assert!(!subscription.monthly_recurring_revenue().is_zero());
+        }
+    }
+
+    #[test]
+    fn units_are_exact_for_common_intervals_and_discounts() {
+        let mut quarterly = subscription(1_000, BillingInterval::Month, 3);
+        quarterly.discount = Some(Discount {
+            coupon_id: "c".to_owned(),
+            off: DiscountOff::PercentBasisPoints(3_333),
+            duration: DiscountDuration::Forever,
+        });
+        let mrr = quarterly.monthly_recurring_revenue();
+        // 2 x 10.00 x 66.67 % / 3 = 444.46666... minor units: exact in units.
+        assert_eq!(
+            mrr.units() * mrr.denominator,
+            mrr.numerator * MRR_UNITS_PER_MINOR
+        );
+        let daily = subscription(100, BillingInterval::Day, 7).monthly_recurring_revenue();
+        assert_eq!(
+            daily.units() * daily.denominator,
+            daily.numerator * MRR_UNITS_PER_MINOR
         );
     }
 }

@@ -20,11 +20,14 @@
 mod checkpoint;
 mod runtime;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 
-use ledger_domain::Event;
-use ledger_store::{RecordedEvent, StoreError};
+use ledger_domain::{Event, proto};
+use ledger_store::{RecordedEvent, Store, StoreError};
+use prost::Message;
 use tokio_postgres::Transaction;
+use uuid::Uuid;
 
 pub use runtime::{ProjectorConfig, replay, run};
 
@@ -33,6 +36,41 @@ pub use runtime::{ProjectorConfig, replay, run};
 pub struct Projected {
     pub recorded: RecordedEvent,
     pub event: Event,
+}
+
+impl Projected {
+    /// Decodes the payload of `recorded`.
+    pub fn decode(recorded: RecordedEvent) -> Result<Projected, ProjectorError> {
+        let corrupt = |reason: String| ProjectorError::CorruptEvent {
+            global_position: recorded.global_position,
+            reason,
+        };
+        let event = proto::Event::decode(&recorded.event.payload[..])
+            .map_err(|error| corrupt(error.to_string()))?
+            .kind
+            .ok_or_else(|| corrupt("the payload has no event".to_owned()))?;
+        Ok(Projected { recorded, event })
+    }
+}
+
+/// The events of `stream_ids` before `global_position`, decoded, by stream: what a projector
+/// replays, in one query per batch, for the customers it holds no state of in memory.
+pub async fn streams_before(
+    store: &Store,
+    stream_ids: &[Uuid],
+    global_position: u64,
+) -> Result<BTreeMap<Uuid, Vec<Projected>>, ProjectorError> {
+    let mut streams: BTreeMap<Uuid, Vec<Projected>> = BTreeMap::new();
+    for recorded in store
+        .read_streams_before(stream_ids, global_position)
+        .await?
+    {
+        streams
+            .entry(recorded.stream_id)
+            .or_default()
+            .push(Projected::decode(recorded)?);
+    }
+    Ok(streams)
 }
 
 /// A read model.

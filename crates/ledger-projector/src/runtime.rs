@@ -5,9 +5,7 @@ use std::future::Future;
 use async_nats::jetstream::{self, consumer};
 use futures_util::{FutureExt, StreamExt, TryStreamExt};
 use ledger_bus::{BusConfig, decode_recorded_event, ensure_event_stream};
-use ledger_domain::proto;
 use ledger_store::{RecordedEvent, Store};
-use prost::Message;
 use tokio_postgres::{Client, NoTls};
 
 use crate::{Projected, Projector, ProjectorError, checkpoint};
@@ -292,17 +290,7 @@ impl<P: Projector> Applier<P> {
         }
         let projected = events
             .into_iter()
-            .map(|recorded| {
-                let corrupt = |reason: String| ProjectorError::CorruptEvent {
-                    global_position: recorded.global_position,
-                    reason,
-                };
-                let event = proto::Event::decode(&recorded.event.payload[..])
-                    .map_err(|error| corrupt(error.to_string()))?
-                    .kind
-                    .ok_or_else(|| corrupt("the payload has no event".to_owned()))?;
-                Ok(Projected { recorded, event })
-            })
+            .map(Projected::decode)
             .collect::<Result<Vec<_>, ProjectorError>>()?;
         let transaction = self.client.transaction().await?;
         self.projector.apply(&transaction, &projected).await?;

@@ -10,14 +10,19 @@
 //!   NATS connection, unique bus names and real writers (`ledger_writer::run`) started on demand,
 //!   with checks that the JetStream stream holds exactly the table's events; its stream is deleted
 //!   on `Drop`. Nothing is faked.
-//! - [`commands`]: command fixtures at a fixed time ([`commands::NOW_MICROS`]).
+//! - [`commands`]: command fixtures at a fixed time ([`commands::NOW_MICROS`]); [`history`]:
+//!   random valid customer histories with out-of-order dates.
+//! - [`projector_faults`]: crash, redelivery and rebuild-while-appending scenarios every
+//!   projector's tests run.
 //!
 //! Tests of the writer, the ingest endpoints and the projectors share these instead of each
 //! keeping a copy. Nothing here runs in production: the `ledger` binary uses only [`services`],
 //! for `demo`, `bench` and `with-services`.
 
 pub mod commands;
+pub mod history;
 pub mod ledger;
+pub mod projector_faults;
 pub mod services;
 mod test_db;
 

@@ -9,12 +9,11 @@
 
 mod rows;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use ledger_domain::{Customer, Event, evolve, proto};
-use ledger_projector::{Projected, Projector, ProjectorError};
-use ledger_store::{RecordedEvent, Store};
-use prost::Message;
+use ledger_domain::{Customer, evolve};
+use ledger_projector::{Projected, Projector, ProjectorError, streams_before};
+use ledger_store::Store;
 use tokio_postgres::Transaction;
 use uuid::Uuid;
 
@@ -43,37 +42,48 @@ impl CustomersProjector {
         }
     }
 
-    /// The customer's aggregate just before `first` (its first event in this batch).
-    async fn state_before(&self, first: &RecordedEvent) -> Result<Customer, ProjectorError> {
-        if first.stream_version == 1 {
-            return Ok(Customer::default());
+    /// The aggregates of the batch's customers just before their first event in it: from the
+    /// cache, or replayed from the store (one query for all that are missing).
+    async fn states_before(
+        &self,
+        events: &[Projected],
+    ) -> Result<BTreeMap<Uuid, Customer>, ProjectorError> {
+        let mut states = BTreeMap::new();
+        let mut missing = BTreeSet::new();
+        for projected in events {
+            let recorded = &projected.recorded;
+            if states.contains_key(&recorded.stream_id) || missing.contains(&recorded.stream_id) {
+                continue;
+            }
+            match self.cache.remove(&recorded.stream_id) {
+                _ if recorded.stream_version == 1 => {
+                    states.insert(recorded.stream_id, Customer::default());
+                }
+                Some(state) if state.version + 1 == recorded.stream_version => {
+                    states.insert(recorded.stream_id, state);
+                }
+                _ => {
+                    missing.insert(recorded.stream_id);
+                }
+            }
         }
-        if let Some(state) = self.cache.remove(&first.stream_id)
-            && state.version + 1 == first.stream_version
-        {
-            return Ok(state);
+        let Some(first) = events.first() else {
+            return Ok(states);
+        };
+        let missing: Vec<Uuid> = missing.into_iter().collect();
+        let replayed =
+            streams_before(&self.store, &missing, first.recorded.global_position).await?;
+        for stream_id in missing {
+            let earlier = replayed.get(&stream_id).map_or(&[][..], Vec::as_slice);
+            let state = earlier
+                .iter()
+                .fold(Customer::default(), |state, projected| {
+                    evolve(state, &projected.event)
+                });
+            states.insert(stream_id, state);
         }
-        let earlier = self.store.read_stream(first.stream_id, 1).await?;
-        let mut state = Customer::default();
-        for recorded in earlier
-            .iter()
-            .take_while(|recorded| recorded.global_position < first.global_position)
-        {
-            state = evolve(state, &decode(recorded)?);
-        }
-        Ok(state)
+        Ok(states)
     }
-}
-
-fn decode(recorded: &RecordedEvent) -> Result<Event, ProjectorError> {
-    let corrupt = |reason: String| ProjectorError::CorruptEvent {
-        global_position: recorded.global_position,
-        reason,
-    };
-    proto::Event::decode(&recorded.event.payload[..])
-        .map_err(|error| corrupt(error.to_string()))?
-        .kind
-        .ok_or_else(|| corrupt("the payload has no event".to_owned()))
 }
 
 impl Projector for CustomersProjector {
@@ -94,16 +104,13 @@ impl Projector for CustomersProjector {
         transaction: &Transaction<'_>,
         events: &[Projected],
     ) -> Result<(), ProjectorError> {
-        let mut states: BTreeMap<Uuid, Customer> = BTreeMap::new();
+        let mut states = self.states_before(events).await?;
         let mut rows = Rows::default();
         for projected in events {
-            let stream_id = projected.recorded.stream_id;
-            let state = match states.remove(&stream_id) {
-                Some(state) => state,
-                None => self.state_before(&projected.recorded).await?,
-            };
             rows.record_event(projected);
-            states.insert(stream_id, evolve(state, &projected.event));
+            if let Some(state) = states.get_mut(&projected.recorded.stream_id) {
+                *state = evolve(std::mem::take(state), &projected.event);
+            }
         }
         rows.write(transaction, &states).await?;
         for (stream_id, state) in states {

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use ledger_projector::{Projected, Projector, ProjectorConfig, ProjectorError};
 use ledger_testkit::commands::register;
-use ledger_testkit::ledger::{RunningProjector, TestLedger, eventually};
+use ledger_testkit::ledger::{RunningProjector, TestLedger};
+use ledger_testkit::projector_faults;
 use tokio_postgres::Transaction;
 
 /// Every applied event, once, and a count per type.
@@ -66,40 +67,8 @@ async fn start(ledger: &TestLedger, replay: bool) -> RunningProjector {
     ledger.start_projector(Audit, config(ledger), replay).await
 }
 
-async fn checkpoint(ledger: &TestLedger) -> u64 {
-    let client = ledger.database().client().await;
-    match client
-        .query_opt(
-            "SELECT global_position FROM test_audit.projector_checkpoint",
-            &[],
-        )
-        .await
-    {
-        Ok(Some(row)) => u64::try_from(row.get::<_, i64>(0)).unwrap_or(0),
-        _ => 0,
-    }
-}
-
 async fn caught_up(ledger: &TestLedger) -> bool {
     ledger.projector_caught_up("test_audit").await
-}
-
-/// A digest of everything the projection holds.
-async fn checksum(ledger: &TestLedger) -> (i64, String) {
-    let client = ledger.database().client().await;
-    let row = client
-        .query_one(
-            "SELECT (SELECT count(*) FROM test_audit.applied), \
-                    (SELECT md5(string_agg(global_position || ':' || event_type || ':' || stream_id, \
-                       ',' ORDER BY global_position)) FROM test_audit.applied) || \
-                    (SELECT md5(string_agg(event_type || ':' || events, ',' ORDER BY event_type)) \
-                       FROM test_audit.counts)",
-            &[],
-        )
-        .await
-        .expect("checksum");
-    let digest: Option<String> = row.try_get(1).expect("digest");
-    (row.get(0), digest.unwrap_or_default())
 }
 
 async fn applied_positions(ledger: &TestLedger) -> Vec<i64> {
@@ -164,52 +133,6 @@ async fn a_live_projection_applies_every_event_once_and_announces_its_position()
     writer.stop().await.expect("writer");
 }
 
-#[tokio::test]
-async fn redelivered_messages_change_nothing() {
-    let ledger = TestLedger::new().await;
-    let writer = ledger.start_writer();
-    let projector = start(&ledger, false).await;
-    send_registrations(&ledger, "a", 20).await;
-    assert!(caught_up(&ledger).await);
-    projector.stop().await;
-    let before = checksum(&ledger).await;
-
-    // The durable consumer is rewound to the first message: everything is delivered again.
-    let stream = ledger
-        .jetstream()
-        .get_stream(&ledger.bus.stream_name)
-        .await
-        .expect("stream");
-    stream
-        .delete_consumer("projector_test_audit")
-        .await
-        .expect("delete");
-    stream
-        .create_consumer(async_nats::jetstream::consumer::pull::Config {
-            durable_name: Some("projector_test_audit".to_owned()),
-            deliver_policy: async_nats::jetstream::consumer::DeliverPolicy::All,
-            ack_policy: async_nats::jetstream::consumer::AckPolicy::All,
-            ..Default::default()
-        })
-        .await
-        .expect("rewound consumer");
-    let projector = start(&ledger, false).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(
-        checksum(&ledger).await,
-        before,
-        "redelivery changed nothing"
-    );
-    send_registrations(&ledger, "b", 5).await;
-    assert!(caught_up(&ledger).await);
-    assert_eq!(
-        applied_positions(&ledger).await,
-        (1..=25).collect::<Vec<_>>()
-    );
-    projector.stop().await;
-    writer.stop().await.expect("writer");
-}
-
 /// A message deleted from the stream before the projector starts leaves no hole: the start-up
 /// catch-up reads the table. (Holes met while live are filled by `apply_from_stream`, tested
 /// in `runtime.rs`.)
@@ -228,81 +151,6 @@ async fn a_message_missing_from_the_stream_leaves_no_hole_in_the_projection() {
     assert!(caught_up(&ledger).await);
     assert_eq!(applied_positions(&ledger).await, vec![1, 2, 3, 4, 5]);
     projector.stop().await;
-    writer.stop().await.expect("writer");
-}
-
-#[tokio::test]
-async fn a_projector_killed_mid_stream_resumes_to_the_same_tables_as_a_fresh_rebuild() {
-    let ledger = TestLedger::new().await;
-    let writer = ledger.start_writer();
-    let first = start(&ledger, false).await;
-    let load = {
-        let client = ledger.client();
-        tokio::spawn(async move {
-            for n in 0..300 {
-                client
-                    .send(&register(&format!("k{n}"), &format!("{n}@example.com")))
-                    .await
-                    .expect("accepted");
-            }
-        })
-    };
-    assert!(eventually(20_000, || async { checkpoint(&ledger).await >= 60 }).await);
-    first.task.abort();
-    let _ = first.task.await;
-    let second = start(&ledger, false).await;
-    load.await.expect("load");
-    assert!(caught_up(&ledger).await);
-    let resumed = checksum(&ledger).await;
-    second.stop().await;
-    assert_eq!(resumed.0, 300);
-
-    let rebuilt = start(&ledger, true).await;
-    assert!(caught_up(&ledger).await);
-    assert_eq!(
-        checksum(&ledger).await,
-        resumed,
-        "identical to a fresh rebuild"
-    );
-    rebuilt.stop().await;
-    writer.stop().await.expect("writer");
-}
-
-#[tokio::test]
-async fn a_rebuild_while_the_writer_keeps_appending_ends_identical_to_a_fresh_rebuild() {
-    let ledger = TestLedger::new().await;
-    let writer = ledger.start_writer();
-    send_registrations(&ledger, "before", 200).await;
-    let load = {
-        let client = ledger.client();
-        tokio::spawn(async move {
-            for n in 0..200 {
-                client
-                    .send(&register(
-                        &format!("during-{n}"),
-                        &format!("during-{n}@example.com"),
-                    ))
-                    .await
-                    .expect("accepted");
-            }
-        })
-    };
-    // Rebuilds from position 1 through the table while commands keep arriving, then goes live.
-    let rebuilding = start(&ledger, true).await;
-    load.await.expect("load");
-    assert!(caught_up(&ledger).await);
-    let live = checksum(&ledger).await;
-    rebuilding.stop().await;
-    assert_eq!(live.0, 400);
-    assert_eq!(
-        applied_positions(&ledger).await,
-        (1..=400).collect::<Vec<_>>()
-    );
-
-    let fresh = start(&ledger, true).await;
-    assert!(caught_up(&ledger).await);
-    assert_eq!(checksum(&ledger).await, live);
-    fresh.stop().await;
     writer.stop().await.expect("writer");
 }
 
@@ -351,4 +199,19 @@ async fn a_stream_from_another_event_table_is_refused() {
     );
     our_writer.stop().await.expect("writer");
     their_writer.stop().await.expect("writer");
+}
+
+#[tokio::test]
+async fn a_projector_killed_mid_stream_resumes_to_the_same_tables_as_a_fresh_rebuild() {
+    projector_faults::killed_mid_stream_resumes_to_a_fresh_rebuild(|_| Audit).await;
+}
+
+#[tokio::test]
+async fn redelivered_messages_change_nothing() {
+    projector_faults::redelivered_messages_change_nothing(|_| Audit).await;
+}
+
+#[tokio::test]
+async fn a_rebuild_while_the_writer_keeps_appending_ends_identical_to_a_fresh_rebuild() {
+    projector_faults::rebuild_while_appending_ends_as_a_fresh_rebuild(|_| Audit).await;
 }

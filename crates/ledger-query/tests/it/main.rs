@@ -21,6 +21,7 @@ use ledger_query::{QueryConfig, QueryService, Scope, Tokens};
 use ledger_testkit::commands::{NOW_MICROS, metadata, money, register, start_subscription};
 use ledger_testkit::ledger::{RunningProjector, RunningWriter, TestLedger};
 use projector_customers::CustomersProjector;
+use projector_revenue::{RevenueProjector, RevenueSettings};
 
 /// Every scope.
 const TOKEN_ALL: &str = "all-scopes-token-0123456789";
@@ -39,7 +40,7 @@ struct Query {
     /// The query role's URL on the test database.
     query_url: String,
     _writer: Option<RunningWriter>,
-    _projector: Option<RunningProjector>,
+    _projectors: Vec<RunningProjector>,
 }
 
 /// How a test's query service is set up.
@@ -49,6 +50,8 @@ struct Setup {
     customers: bool,
     /// Load `revenue_fixture.sql`.
     revenue: bool,
+    /// Start the real revenue projector (with `customers`, instead of the fixture).
+    revenue_projector: bool,
     min_position_wait: Duration,
 }
 
@@ -57,6 +60,7 @@ impl Default for Setup {
         Setup {
             customers: false,
             revenue: true,
+            revenue_projector: false,
             min_position_wait: Duration::from_secs(5),
         }
     }
@@ -79,18 +83,32 @@ impl Query {
                 .await
                 .expect("revenue fixture");
         }
-        let (writer, projector) = if setup.customers {
+        let mut projectors = Vec::new();
+        let writer = if setup.customers {
             let writer = ledger.start_writer();
-            let projector = ledger
-                .start_projector(
-                    CustomersProjector::new(ledger.store.clone()),
-                    ProjectorConfig::default(),
-                    false,
-                )
-                .await;
-            (Some(writer), Some(projector))
+            projectors.push(
+                ledger
+                    .start_projector(
+                        CustomersProjector::new(ledger.store.clone()),
+                        ProjectorConfig::default(),
+                        false,
+                    )
+                    .await,
+            );
+            if setup.revenue_projector {
+                projectors.push(
+                    ledger
+                        .start_projector(
+                            RevenueProjector::new(ledger.store.clone(), RevenueSettings::default()),
+                            ProjectorConfig::default(),
+                            false,
+                        )
+                        .await,
+                );
+            }
+            Some(writer)
         } else {
-            (None, None)
+            None
         };
         let query_url = with_user(ledger.database().url(), QUERY_LOGIN_ROLE);
         let mut tokens = Tokens::default();
@@ -114,12 +132,16 @@ impl Query {
             service,
             query_url,
             _writer: writer,
-            _projector: projector,
+            _projectors: projectors,
         }
     }
 
     async fn customers_caught_up(&self) {
         assert!(self.ledger.projector_caught_up("customers").await);
+    }
+
+    async fn revenue_caught_up(&self) {
+        assert!(self.ledger.projector_caught_up("revenue").await);
     }
 }
 

@@ -345,3 +345,87 @@ async fn a_missing_read_model_is_a_clear_503() {
         )
     );
 }
+
+/// The real revenue projector from the commands of [`crate::send_history`]: Ada's 2 seats at
+/// 49.00 USD from 2026-01-01, Bob's 120,000 JPY a year (cancelling at the period end, so still
+/// counted).
+#[actix_web::test]
+async fn figures_from_the_real_revenue_projector() {
+    let query = Query::start(Setup {
+        customers: true,
+        revenue: false,
+        revenue_projector: true,
+        ..Setup::default()
+    })
+    .await;
+    crate::send_history(&query.ledger).await;
+    query.customers_caught_up().await;
+    query.revenue_caught_up().await;
+    let app = app!(query);
+    let usd = get!(app, "/v1/metrics/summary?currency=USD&min_position=8");
+    assert_eq!(usd.status, StatusCode::OK, "{}", usd.json);
+    assert_eq!(usd.position(), 8);
+    assert_eq!(
+        (
+            &usd.json["at"],
+            &usd.json["mrr_minor"],
+            &usd.json["arr_minor"],
+            &usd.json["arpa_minor"],
+            &usd.json["paying_customers"],
+            &usd.json["this_month"]["new_minor"],
+            &usd.json["last_month"],
+        ),
+        (
+            &json!("2026-01-01"),
+            &json!(9_800),
+            &json!(117_600),
+            &json!(9_800),
+            &json!(1),
+            &json!(9_800),
+            &json!(null)
+        )
+    );
+    assert_eq!(
+        usd.json["settings"],
+        json!({"churn_recognition": "effective", "past_due_churn_days": null, "discounts": "recurring"})
+    );
+    let yen = get!(app, "/v1/metrics/summary?currency=JPY");
+    assert_eq!(
+        (
+            &yen.json["mrr_minor"],
+            &yen.json["arr_minor"],
+            &yen.json["exponent"]
+        ),
+        (&json!(10_000), &json!(120_000), &json!(0))
+    );
+    let currencies = get!(app, "/v1/metrics/currencies");
+    assert_eq!(
+        currencies.json,
+        json!({"currencies": [
+            {"currency": "JPY", "exponent": 0, "first_day": "2026-01-01", "last_day": "2026-01-01"},
+            {"currency": "USD", "exponent": 2, "first_day": "2026-01-01", "last_day": "2026-01-01"}
+        ]})
+    );
+    let cohorts = get!(
+        app,
+        "/v1/metrics/cohorts?currency=USD&from=2026-01-01&to=2026-01-01"
+    );
+    assert_eq!(
+        cohorts.json["cohorts"],
+        json!([{"cohort_month": "2026-01-01", "months": [
+            {"month": "2026-01-01", "month_index": 0, "customers": 1, "mrr_minor": 9_800}
+        ]}])
+    );
+    let series = get!(
+        app,
+        "/v1/metrics/mrr?currency=USD&from=2025-12-31&to=2026-01-02&interval=day"
+    );
+    assert_eq!(
+        points(&series),
+        vec![
+            ("2025-12-31".into(), "2025-12-31".into(), 0, 0, 0),
+            ("2026-01-01".into(), "2026-01-01".into(), 9_800, 1, 9_800),
+            ("2026-01-02".into(), "2026-01-02".into(), 9_800, 1, 0),
+        ]
+    );
+}

@@ -5,6 +5,7 @@ use ledger_domain::proto::{self, command::Kind};
 use ledger_projector::ProjectorConfig;
 use ledger_testkit::commands::{NOW_MICROS, metadata, money, register, start_subscription};
 use ledger_testkit::ledger::{RunningProjector, TestLedger};
+use ledger_testkit::projector_faults;
 use projector_customers::CustomersProjector;
 
 async fn start(ledger: &TestLedger, replay: bool) -> RunningProjector {
@@ -316,4 +317,28 @@ async fn a_projector_with_an_empty_cache_resumes_to_the_same_rows_as_a_replay() 
     assert_eq!(digest(&ledger).await, resumed_digest);
     replayed.stop().await;
     writer.stop().await.expect("writer");
+}
+
+#[tokio::test]
+async fn killed_mid_stream_resumes_to_the_same_tables_as_a_fresh_rebuild() {
+    projector_faults::killed_mid_stream_resumes_to_a_fresh_rebuild(|ledger| {
+        CustomersProjector::new(ledger.store.clone())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn redelivered_messages_change_nothing() {
+    projector_faults::redelivered_messages_change_nothing(|ledger| {
+        CustomersProjector::new(ledger.store.clone())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_rebuild_while_commands_arrive_ends_as_a_fresh_rebuild() {
+    projector_faults::rebuild_while_appending_ends_as_a_fresh_rebuild(|ledger| {
+        CustomersProjector::new(ledger.store.clone())
+    })
+    .await;
 }

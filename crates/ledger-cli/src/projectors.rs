@@ -1,0 +1,126 @@
+//! `ledger run projector` and `ledger replay`: the read models, several to a process.
+
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, try_join_all};
+use indicatif::{MultiProgress, ProgressBar};
+use ledger_domain::{ChurnRecognition, DiscountsInMrr, MrrRules};
+use ledger_projector::{Projector, ProjectorConfig, ProjectorError};
+use ledger_store::Store;
+use projector_revenue::RevenueSettings;
+
+use crate::progress;
+
+/// The read models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ProjectorName {
+    /// Schema `customers`: one row per customer, subscriptions, totals, timeline.
+    Customers,
+    /// Schema `revenue`: MRR, movements, churn and cohorts per currency (docs/metrics.md).
+    Revenue,
+}
+
+/// The revenue read model's definitions (docs/metrics.md). They are stored with it; starting
+/// it with other values rebuilds it from the event table.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct RevenueArgs {
+    /// When a cancellation takes MRR to zero: `effective` (when it takes effect, at the period
+    /// end for a cancellation at period end) or `requested`.
+    #[arg(
+        long,
+        env = "LEDGER_REVENUE_CHURN_RECOGNITION",
+        default_value = "effective"
+    )]
+    churn_recognition: ChurnRecognition,
+    /// Count a subscription past due for this many days as churned until it recovers;
+    /// unset: past-due subscriptions count until they are cancelled.
+    #[arg(long, env = "LEDGER_REVENUE_PAST_DUE_CHURN_DAYS", value_parser = clap::value_parser!(u16).range(1..))]
+    past_due_churn_days: Option<u16>,
+    /// Discounts that reduce MRR: `none`, `recurring` (forever and repeating ones) or `all`.
+    #[arg(long, env = "LEDGER_REVENUE_DISCOUNTS", default_value = "recurring")]
+    mrr_discounts: DiscountsInMrr,
+}
+
+impl RevenueArgs {
+    pub(crate) fn settings(&self) -> RevenueSettings {
+        RevenueSettings {
+            rules: MrrRules {
+                discounts: self.mrr_discounts,
+                churn_recognition: self.churn_recognition,
+            },
+            past_due_churn_days: self.past_due_churn_days,
+        }
+    }
+}
+
+/// Runs `names` (replaying them first with `replay`) until `shutdown`, with a progress bar
+/// each while they catch up with the table.
+pub(crate) async fn run(
+    store: Store,
+    database_url: &str,
+    nats: async_nats::Client,
+    config: &ProjectorConfig,
+    names: &[ProjectorName],
+    revenue: &RevenueArgs,
+    replay: bool,
+) -> anyhow::Result<()> {
+    let table_last = store.last_position().await?;
+    let bars = MultiProgress::new();
+    let runs: Vec<BoxFuture<'_, Result<(), ProjectorError>>> = names
+        .iter()
+        .map(|name| {
+            let message = match name {
+                ProjectorName::Customers => "customers",
+                ProjectorName::Revenue => "revenue",
+            };
+            let bar = bars.add(progress::events_bar(table_last, message));
+            match name {
+                ProjectorName::Customers => drive(
+                    projector_customers::CustomersProjector::new(store.clone()),
+                    database_url,
+                    nats.clone(),
+                    config,
+                    replay,
+                    (bar, table_last),
+                )
+                .boxed(),
+                ProjectorName::Revenue => drive(
+                    projector_revenue::RevenueProjector::new(store.clone(), revenue.settings()),
+                    database_url,
+                    nats.clone(),
+                    config,
+                    replay,
+                    (bar, table_last),
+                )
+                .boxed(),
+            }
+        })
+        .collect();
+    try_join_all(runs).await?;
+    Ok(())
+}
+
+async fn drive<P: Projector>(
+    projector: P,
+    database_url: &str,
+    nats: async_nats::Client,
+    config: &ProjectorConfig,
+    replay: bool,
+    (bar, table_last): (ProgressBar, u64),
+) -> Result<(), ProjectorError> {
+    let name = projector.name();
+    let progress = move |global_position: u64| {
+        if !bar.is_finished() {
+            bar.set_position(global_position.min(table_last));
+            if global_position >= table_last {
+                bar.finish();
+                tracing::info!(projector = name, global_position, "caught up; live");
+            }
+        }
+    };
+    let shutdown = crate::shutdown();
+    if replay {
+        ledger_projector::replay(projector, database_url, nats, config, shutdown, progress).await
+    } else {
+        ledger_projector::run(projector, database_url, nats, config, shutdown, progress).await
+    }
+}

@@ -1,0 +1,195 @@
+//! Read model `revenue`: MRR per currency by business day, its movements (new, expansion,
+//! contraction, churn, reactivation), monthly churn and cohorts, as defined in
+//! `docs/metrics.md`.
+//!
+//! Figures are dated by the events' `occurred_at` (UTC days), not by their arrival: an event
+//! dated before days already computed is placed on its own day, and every later figure it
+//! changes is corrected. Per customer, the projector keeps its MRR timeline
+//! ([`timeline`]) and turns it into contributions to the tables ([`contributions`]); a batch
+//! writes the difference its customers' contributions made. Amounts stay exact integers
+//! (MRR units) until the views round them.
+
+mod contributions;
+mod timeline;
+mod write;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ledger_domain::{Event, MRR_UNITS_PER_MINOR};
+use ledger_projector::{Projected, Projector, ProjectorError, streams_before};
+use ledger_store::{RecordedEvent, Store};
+use time::{Date, UtcOffset};
+use tokio_postgres::Transaction;
+use uuid::Uuid;
+
+pub use contributions::Movement;
+pub use timeline::RevenueSettings;
+
+use crate::timeline::{CustomerMrr, Timeline};
+use crate::write::BatchChanges;
+
+/// Customers whose timeline is kept in memory between batches.
+const CACHE_CUSTOMERS_MAX: u64 = 200_000;
+
+/// The `revenue` projector.
+#[derive(Debug)]
+pub struct RevenueProjector {
+    store: Store,
+    settings: RevenueSettings,
+    /// Timelines as of the last applied batch; valid only for the run that filled it (a failed
+    /// batch stops the run).
+    cache: moka::sync::Cache<Uuid, CustomerMrr>,
+}
+
+impl RevenueProjector {
+    /// `store` is read when a customer is not in the cache, and when an event is dated before
+    /// its customer's earlier events.
+    pub fn new(store: Store, settings: RevenueSettings) -> RevenueProjector {
+        RevenueProjector {
+            store,
+            settings,
+            cache: moka::sync::Cache::new(CACHE_CUSTOMERS_MAX),
+        }
+    }
+
+    /// The timelines of the batch's customers before their first event in it: from the
+    /// cache, or replayed from the store (one query for all that are missing).
+    async fn timelines_before(
+        &self,
+        events: &[Projected],
+    ) -> Result<BTreeMap<Uuid, CustomerMrr>, ProjectorError> {
+        let mut timelines = BTreeMap::new();
+        let mut missing = BTreeSet::new();
+        for projected in events {
+            let recorded = &projected.recorded;
+            if timelines.contains_key(&recorded.stream_id) || missing.contains(&recorded.stream_id)
+            {
+                continue;
+            }
+            match self.cache.remove(&recorded.stream_id) {
+                _ if recorded.stream_version == 1 => {
+                    timelines.insert(recorded.stream_id, CustomerMrr::default());
+                }
+                Some(mrr) if mrr.version() + 1 == recorded.stream_version => {
+                    timelines.insert(recorded.stream_id, mrr);
+                }
+                _ => {
+                    missing.insert(recorded.stream_id);
+                }
+            }
+        }
+        if let Some(first) = events.first() {
+            let missing: Vec<Uuid> = missing.into_iter().collect();
+            timelines.extend(
+                self.replayed(&missing, first.recorded.global_position)
+                    .await?,
+            );
+        }
+        Ok(timelines)
+    }
+
+    /// The timelines of `customers` from all their events before `global_position`.
+    async fn replayed(
+        &self,
+        customers: &[Uuid],
+        global_position: u64,
+    ) -> Result<Vec<(Uuid, CustomerMrr)>, ProjectorError> {
+        let streams = streams_before(&self.store, customers, global_position).await?;
+        Ok(customers
+            .iter()
+            .map(|customer| {
+                let events = streams.get(customer).map_or(&[][..], Vec::as_slice);
+                let dated: Vec<(Date, &Event)> = events
+                    .iter()
+                    .map(|projected| (business_day(&projected.recorded), &projected.event))
+                    .collect();
+                (*customer, CustomerMrr::from_events(&dated, &self.settings))
+            })
+            .collect())
+    }
+}
+
+/// The UTC day an event is dated on.
+fn business_day(recorded: &RecordedEvent) -> Date {
+    recorded.event.occurred_at.to_offset(UtcOffset::UTC).date()
+}
+
+impl Projector for RevenueProjector {
+    fn name(&self) -> &'static str {
+        "revenue"
+    }
+
+    fn schema_version(&self) -> i32 {
+        1
+    }
+
+    fn schema_sql(&self) -> String {
+        let past_due_churn_days = self
+            .settings
+            .past_due_churn_days
+            .map_or("NULL".to_owned(), |days| days.to_string());
+        include_str!("schema.sql")
+            .replace(
+                "{churn_recognition}",
+                self.settings.rules.churn_recognition.as_str(),
+            )
+            .replace("{past_due_churn_days}", &past_due_churn_days)
+            .replace("{discounts}", self.settings.rules.discounts.as_str())
+            .replace("3326400000", &MRR_UNITS_PER_MINOR.to_string())
+    }
+
+    async fn apply(
+        &self,
+        transaction: &Transaction<'_>,
+        events: &[Projected],
+    ) -> Result<(), ProjectorError> {
+        let Some(last) = events.last() else {
+            return Ok(());
+        };
+        // Per customer: its timeline before the batch, and as the batch goes on.
+        let mut customers: BTreeMap<Uuid, (Timeline, CustomerMrr)> = self
+            .timelines_before(events)
+            .await?
+            .into_iter()
+            .map(|(customer, mrr)| (customer, (mrr.timeline.clone(), mrr)))
+            .collect();
+        // Customers with an event dated before their earlier ones: recomputed from all their
+        // events once the batch is folded.
+        let mut late = BTreeSet::new();
+        for projected in events {
+            let recorded = &projected.recorded;
+            if late.contains(&recorded.stream_id) {
+                continue;
+            }
+            if let Some((_, mrr)) = customers.get_mut(&recorded.stream_id)
+                && !mrr.push(business_day(recorded), &projected.event, &self.settings)
+            {
+                late.insert(recorded.stream_id);
+            }
+        }
+        let late: Vec<Uuid> = late.into_iter().collect();
+        for (customer, mrr) in self
+            .replayed(&late, last.recorded.global_position + 1)
+            .await?
+        {
+            if let Some((_, current)) = customers.get_mut(&customer) {
+                *current = mrr;
+            }
+        }
+        let mut changes = BatchChanges::default();
+        for (customer, (before, after)) in &customers {
+            if *before != after.timeline {
+                changes.replace(
+                    *customer,
+                    &before.contributions(),
+                    &after.timeline.contributions(),
+                );
+            }
+        }
+        changes.write(transaction).await?;
+        for (customer, (_, mrr)) in customers {
+            self.cache.insert(customer, mrr);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,183 @@
+//! A customer's MRR over business days. Pure: no I/O.
+//!
+//! The customer's MRR at the end of day D is the MRR of the state its events dated D or
+//! earlier produce, folded in ledger order (see `docs/metrics.md`). Between events it changes
+//! only where a past-due subscription reaches the configured number of days.
+
+use std::collections::BTreeMap;
+
+use ledger_domain::{Currency, Customer, Event, MrrRules, SubscriptionStatus, evolve};
+use time::{Date, Duration};
+
+/// How the read model defines MRR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RevenueSettings {
+    /// Which discounts count, and when a cancellation stops MRR.
+    pub rules: MrrRules,
+    /// A subscription past due for this many days counts as churned from that day until it
+    /// recovers; `None`: past-due subscriptions count until they are cancelled.
+    pub past_due_churn_days: Option<u16>,
+}
+
+/// MRR units ([`ledger_domain::MRR_UNITS_PER_MINOR`]) per currency; currencies with zero are
+/// left out.
+pub(crate) type Amounts = BTreeMap<Currency, i128>;
+
+/// A customer's state after some of its events, and the day each of its past-due
+/// subscriptions became past due.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct DayState {
+    customer: Customer,
+    past_due_since: BTreeMap<String, Date>,
+}
+
+impl DayState {
+    fn apply(mut self, day: Date, event: &Event) -> DayState {
+        self.customer = evolve(self.customer, event);
+        let subscriptions = &self.customer.subscriptions;
+        self.past_due_since.retain(|id, _| {
+            subscriptions
+                .get(id)
+                .is_some_and(|subscription| subscription.status == SubscriptionStatus::PastDue)
+        });
+        for (id, subscription) in subscriptions {
+            if subscription.status == SubscriptionStatus::PastDue {
+                self.past_due_since.entry(id.clone()).or_insert(day);
+            }
+        }
+        self
+    }
+
+    /// The day a past-due subscription stops counting, if the settings churn past-due ones.
+    fn churned_from(&self, subscription_id: &str, settings: &RevenueSettings) -> Option<Date> {
+        let days = settings.past_due_churn_days?;
+        let since = self.past_due_since.get(subscription_id)?;
+        since.checked_add(Duration::days(i64::from(days)))
+    }
+
+    /// The customer's MRR on `day`, a day on or after its last folded event.
+    fn mrr_on(&self, day: Date, settings: &RevenueSettings) -> Amounts {
+        let mut amounts = Amounts::new();
+        for (id, subscription) in &self.customer.subscriptions {
+            if self
+                .churned_from(id, settings)
+                .is_some_and(|from| from <= day)
+            {
+                continue;
+            }
+            let units = subscription
+                .monthly_recurring_revenue_under(settings.rules)
+                .units();
+            if units != 0 {
+                *amounts.entry(subscription.currency()).or_default() += units;
+            }
+        }
+        amounts.retain(|_, units| *units != 0);
+        amounts
+    }
+
+    /// The days after `day` on which a past-due subscription stops counting, ascending.
+    fn churn_days_after(&self, day: Date, settings: &RevenueSettings) -> Vec<Date> {
+        let mut days: Vec<Date> = self
+            .past_due_since
+            .keys()
+            .filter_map(|id| self.churned_from(id, settings))
+            .filter(|from| *from > day)
+            .collect();
+        days.sort_unstable();
+        days.dedup();
+        days
+    }
+}
+
+/// Per currency, the days the customer's MRR changed and its value from that day on (the
+/// value before the first day is zero; consecutive values differ).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Timeline(pub(crate) BTreeMap<Currency, BTreeMap<Date, i128>>);
+
+impl Timeline {
+    /// The value on `day`.
+    pub(crate) fn value_on(&self, currency: Currency, day: Date) -> i128 {
+        self.0
+            .get(&currency)
+            .and_then(|changes| changes.range(..=day).next_back())
+            .map_or(0, |(_, value)| *value)
+    }
+
+    fn truncate_from(&mut self, day: Date) {
+        for changes in self.0.values_mut() {
+            changes.split_off(&day);
+        }
+        self.0.retain(|_, changes| !changes.is_empty());
+    }
+
+    /// Records `amounts` as the values from `day` on; `day` is after every recorded day.
+    fn record(&mut self, day: Date, amounts: &Amounts) {
+        let currencies: Vec<Currency> = self.0.keys().chain(amounts.keys()).copied().collect();
+        for currency in currencies {
+            let value = amounts.get(&currency).copied().unwrap_or(0);
+            if value != self.value_on(currency, day) {
+                self.0.entry(currency).or_default().insert(day, value);
+            }
+        }
+    }
+}
+
+/// A customer's MRR timeline and the state it was computed from: all its events so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct CustomerMrr {
+    state: DayState,
+    last_day: Option<Date>,
+    pub(crate) timeline: Timeline,
+}
+
+impl CustomerMrr {
+    /// Computes the timeline of a customer's events, given in ledger order with their days.
+    pub(crate) fn from_events(
+        events: &[(Date, &Event)],
+        settings: &RevenueSettings,
+    ) -> CustomerMrr {
+        let mut days: Vec<Date> = events.iter().map(|(day, _)| *day).collect();
+        days.sort_unstable();
+        days.dedup();
+        let mut mrr = CustomerMrr::default();
+        for day in days {
+            mrr.state = events
+                .iter()
+                .filter(|(event_day, _)| *event_day <= day)
+                .fold(DayState::default(), |state, (event_day, event)| {
+                    state.apply(*event_day, event)
+                });
+            mrr.last_day = Some(day);
+            mrr.record_from(day, settings);
+        }
+        mrr
+    }
+
+    /// The number of events folded in.
+    pub(crate) fn version(&self) -> u64 {
+        self.state.customer.version
+    }
+
+    /// Folds the customer's next event. Returns false, changing nothing, when the event is
+    /// dated before an earlier one: the timeline must then be computed from all events.
+    pub(crate) fn push(&mut self, day: Date, event: &Event, settings: &RevenueSettings) -> bool {
+        if self.last_day.is_some_and(|last| day < last) {
+            return false;
+        }
+        self.state = std::mem::take(&mut self.state).apply(day, event);
+        self.last_day = Some(day);
+        self.record_from(day, settings);
+        true
+    }
+
+    /// Recomputes the timeline from `day` on, `day` being the last event's day.
+    fn record_from(&mut self, day: Date, settings: &RevenueSettings) {
+        self.timeline.truncate_from(day);
+        self.timeline.record(day, &self.state.mrr_on(day, settings));
+        for churn_day in self.state.churn_days_after(day, settings) {
+            self.timeline
+                .record(churn_day, &self.state.mrr_on(churn_day, settings));
+        }
+    }
+}
