@@ -25,6 +25,9 @@ pub(crate) enum BenchTarget {
     Store(StoreBenchArgs),
     /// Write path: commands/s and latency over NATS with 1, 16 and 64 clients.
     Writer(crate::bench_writer::WriterBenchArgs),
+    /// Query service: requests/s and p50/p99 of the summary (cached and uncached) and of a
+    /// single customer, over 100,000 customers and about a million events.
+    Query(crate::bench_query::QueryBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -44,6 +47,7 @@ pub(crate) async fn run(target: BenchTarget) -> anyhow::Result<()> {
     match target {
         BenchTarget::Store(args) => store(args).await,
         BenchTarget::Writer(args) => crate::bench_writer::run(args).await,
+        BenchTarget::Query(args) => crate::bench_query::run(args).await,
     }
 }
 

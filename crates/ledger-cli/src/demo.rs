@@ -396,16 +396,16 @@ fn database_url_with_user(url: &str, user: &str) -> String {
     format!("{scheme}://{user}@{host}")
 }
 
-struct DemoCustomer {
+pub(crate) struct DemoCustomer {
     index: u32,
-    id: Uuid,
+    pub(crate) id: Uuid,
     provider: proto::PaymentProvider,
     account_id: String,
     currency: &'static str,
     join_month: u32,
     plan_step: usize,
     yearly: bool,
-    state: Customer,
+    pub(crate) state: Customer,
     commands_sent: u64,
     payments: u64,
 }
@@ -421,12 +421,12 @@ const SUBSCRIPTION_ID: &str = "sub_main";
 
 /// A small deterministic generator (SplitMix64): the demo must give the same history for the
 /// same seed on every machine, so it does not depend on a random-number crate's algorithm.
-struct Generator {
+pub(crate) struct Generator {
     state: u64,
 }
 
 impl Generator {
-    fn new(seed: u64) -> Generator {
+    pub(crate) fn new(seed: u64) -> Generator {
         Generator { state: seed }
     }
 
@@ -447,7 +447,7 @@ impl Generator {
         self.next_u64() % bound.max(1)
     }
 
-    fn customer(&mut self, index: u32, months: u32) -> DemoCustomer {
+    pub(crate) fn customer(&mut self, index: u32, months: u32) -> DemoCustomer {
         let provider = match self.below(3) {
             0 => proto::PaymentProvider::Stripe,
             1 => proto::PaymentProvider::Paypal,
@@ -474,7 +474,11 @@ impl Generator {
     }
 
     /// The commands `customer` sends in `month`, in time order.
-    fn commands(&mut self, customer: &mut DemoCustomer, month: u32) -> Vec<proto::Command> {
+    pub(crate) fn commands(
+        &mut self,
+        customer: &mut DemoCustomer,
+        month: u32,
+    ) -> Vec<proto::Command> {
         let mut bodies: Vec<(Kind, proto::Issuer)> = Vec::new();
         let provider_issued = proto::Issuer::PaymentProvider;
         if month == customer.join_month {
