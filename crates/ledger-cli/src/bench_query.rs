@@ -39,8 +39,8 @@ pub(crate) struct QueryBenchArgs {
     /// Customers in the generated history.
     #[arg(long, default_value_t = 100_000)]
     customers: u32,
-    /// Months of generated history (about a million events with 100,000 customers).
-    #[arg(long, default_value_t = 18)]
+    /// Months of generated history (8: about a million events with 100,000 customers).
+    #[arg(long, default_value_t = 8)]
     months: u32,
     /// Seed of the generator.
     #[arg(long, default_value_t = 7)]

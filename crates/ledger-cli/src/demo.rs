@@ -32,6 +32,8 @@ const DAYS_PER_MONTH: i64 = 30;
 /// Customers whose commands are in flight at once (each customer's own commands go one after
 /// the other, in order).
 const SEND_CUSTOMERS_IN_FLIGHT_MAX: usize = 64;
+/// How long one command may wait for the writer's answer before the client retries it.
+const SEND_TIMEOUT_S: u64 = 30;
 /// How long the projectors may take to catch up with the loaded history.
 const CATCH_UP_TIMEOUT_S: u64 = 600;
 /// The demo's API token (scopes metrics:read and customers:read); the service listens on
@@ -177,7 +179,10 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .flatten()
         .context("the query service did not start")?;
 
-    let client = ledger_bus::Client::new(nats.clone(), bus.clone());
+    // A long timeout: on a busy machine a retry of a command still in the writer's pipeline is
+    // wasted work.
+    let client = ledger_bus::Client::new(nats.clone(), bus.clone())
+        .with_request_timeout(Duration::from_secs(SEND_TIMEOUT_S));
     let events_by_type = load(&args, &client).await?;
     let total: u64 = events_by_type.values().sum();
     println!(
