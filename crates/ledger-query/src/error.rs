@@ -27,6 +27,9 @@ pub enum ApiError {
     /// 404: no such resource.
     #[error("{0}")]
     NotFound(String),
+    /// 405: every endpoint answers GET only.
+    #[error("method {0} is not allowed: every endpoint answers GET")]
+    MethodNotAllowed(String),
     /// 503: `?min_position=` was not reached in time; retry later.
     #[error(
         "projection `{projection}` is at position {current}, below the requested min_position \
@@ -55,7 +58,7 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable, machine-readable: `bad_parameter`, `unknown_parameter`, `unauthorized`,
-    /// `forbidden`, `not_found`, `position_not_reached`, `read_model_unavailable`,
+    /// `forbidden`, `not_found`, `method_not_allowed`, `position_not_reached`, `read_model_unavailable`,
     /// `database_unavailable`.
     pub code: &'static str,
     /// For people.
@@ -81,6 +84,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden { .. } => "forbidden",
             ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::PositionNotReached { .. } => "position_not_reached",
             ApiError::ReadModelUnavailable(_) => "read_model_unavailable",
             ApiError::Database(_) => "database_unavailable",
@@ -110,7 +114,10 @@ impl ApiError {
             ApiError::ReadModelUnavailable(projection) => {
                 serde_json::json!({ "projection": projection })
             }
-            ApiError::Unauthorized(_) | ApiError::NotFound(_) | ApiError::Database(_) => {
+            ApiError::Unauthorized(_)
+            | ApiError::NotFound(_)
+            | ApiError::MethodNotAllowed(_)
+            | ApiError::Database(_) => {
                 serde_json::json!({})
             }
         }
@@ -134,6 +141,7 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PositionNotReached { .. }
             | ApiError::ReadModelUnavailable(_)
             | ApiError::Database(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -35,24 +35,37 @@ pub(crate) fn configure(config: &mut web::ServiceConfig, state: web::Data<State>
                     .error_handler(|error, _| ApiError::bad("path", error.to_string()).into()),
             )
             .wrap(from_fn(record_request))
-            .route("/healthz", web::get().to(healthz))
-            .route("/readyz", web::get().to(readyz))
-            .route("/metrics", web::get().to(prometheus))
-            .route("/v1/openapi.json", web::get().to(openapi::serve))
-            .route("/v1/customers", web::get().to(customers::list))
-            .route("/v1/customers/{id}", web::get().to(customers::single))
-            .route(
-                "/v1/customers/{id}/timeline",
-                web::get().to(customers::timeline),
-            )
-            .route("/v1/metrics/currencies", web::get().to(revenue::currencies))
-            .route("/v1/metrics/summary", web::get().to(revenue::summary))
-            .route("/v1/metrics/mrr", web::get().to(revenue::mrr))
-            .route("/v1/metrics/churn", web::get().to(revenue::churn))
-            .route("/v1/metrics/cohorts", web::get().to(revenue::cohorts))
-            .route("/", web::get().to(dashboard::page))
+            .service(get("/healthz", healthz))
+            .service(get("/readyz", readyz))
+            .service(get("/metrics", prometheus))
+            .service(get("/v1/openapi.json", openapi::serve))
+            .service(get("/v1/customers", customers::list))
+            .service(get("/v1/customers/{id}", customers::single))
+            .service(get("/v1/customers/{id}/timeline", customers::timeline))
+            .service(get("/v1/metrics/currencies", revenue::currencies))
+            .service(get("/v1/metrics/summary", revenue::summary))
+            .service(get("/v1/metrics/mrr", revenue::mrr))
+            .service(get("/v1/metrics/churn", revenue::churn))
+            .service(get("/v1/metrics/cohorts", revenue::cohorts))
+            .service(get("/", dashboard::page))
             .default_service(web::to(not_found)),
     );
+}
+
+/// A resource answering GET with `handler`; other methods get 405 in the one error shape.
+fn get<F, Args>(path: &str, handler: F) -> actix_web::Resource
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    web::resource(path)
+        .route(web::get().to(handler))
+        .default_service(web::to(method_not_allowed))
+}
+
+async fn method_not_allowed(request: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed(request.method().to_string()))
 }
 
 async fn not_found(request: HttpRequest) -> Result<HttpResponse, ApiError> {

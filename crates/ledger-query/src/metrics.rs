@@ -19,11 +19,16 @@ struct Histogram {
 }
 
 #[derive(Debug, Default)]
+struct Route {
+    /// status -> requests.
+    statuses: BTreeMap<u16, u64>,
+    latencies: Histogram,
+}
+
+#[derive(Debug, Default)]
 struct Inner {
-    /// (route, status) -> requests.
-    requests: BTreeMap<(String, u16), u64>,
-    /// route -> latencies.
-    latencies: BTreeMap<String, Histogram>,
+    /// Looked up by `&str`, so a request allocates nothing here once its route is known.
+    routes: BTreeMap<String, Route>,
 }
 
 /// Request figures since the process started.
@@ -38,26 +43,21 @@ impl RequestMetrics {
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
-        match inner.requests.get_mut(&(route.to_owned(), status)) {
-            Some(count) => *count += 1,
-            None => {
-                inner.requests.insert((route.to_owned(), status), 1);
+        if !inner.routes.contains_key(route) {
+            inner.routes.insert(route.to_owned(), Route::default());
+        }
+        let Some(stats) = inner.routes.get_mut(route) else {
+            return;
+        };
+        *stats.statuses.entry(status).or_insert(0) += 1;
+        let histogram = &mut stats.latencies;
+        for (bucket, bound) in histogram.buckets.iter_mut().zip(LATENCY_BUCKETS_US) {
+            if elapsed_us <= bound {
+                *bucket += 1;
             }
         }
-        if !inner.latencies.contains_key(route) {
-            inner
-                .latencies
-                .insert(route.to_owned(), Histogram::default());
-        }
-        if let Some(histogram) = inner.latencies.get_mut(route) {
-            for (bucket, bound) in histogram.buckets.iter_mut().zip(LATENCY_BUCKETS_US) {
-                if elapsed_us <= bound {
-                    *bucket += 1;
-                }
-            }
-            histogram.count += 1;
-            histogram.sum_us = histogram.sum_us.saturating_add(elapsed_us);
-        }
+        histogram.count += 1;
+        histogram.sum_us = histogram.sum_us.saturating_add(elapsed_us);
     }
 
     /// Appends the request metrics to `out`.
@@ -69,16 +69,19 @@ impl RequestMetrics {
             "# HELP ledger_query_requests_total HTTP requests answered, by route and status.\n",
         );
         out.push_str("# TYPE ledger_query_requests_total counter\n");
-        for ((route, status), count) in &inner.requests {
-            let _ = writeln!(
-                out,
-                "ledger_query_requests_total{{route=\"{}\",status=\"{status}\"}} {count}",
-                escape(route)
-            );
+        for (route, stats) in &inner.routes {
+            for (status, count) in &stats.statuses {
+                let _ = writeln!(
+                    out,
+                    "ledger_query_requests_total{{route=\"{}\",status=\"{status}\"}} {count}",
+                    escape(route)
+                );
+            }
         }
         out.push_str("# HELP ledger_query_request_duration_seconds Time to answer, by route.\n");
         out.push_str("# TYPE ledger_query_request_duration_seconds histogram\n");
-        for (route, histogram) in &inner.latencies {
+        for (route, stats) in &inner.routes {
+            let histogram = &stats.latencies;
             let route = escape(route);
             for (bucket, bound) in histogram.buckets.iter().zip(LATENCY_BUCKETS_US) {
                 let _ = writeln!(

@@ -182,6 +182,24 @@ async fn operational_endpoints_answer_without_a_token() {
 
     let missing = get!(app, "/v2/nothing", None);
     assert_eq!(missing.error().1, "not_found");
+    let post = crate::answer(
+        actix_web::test::call_service(
+            &app,
+            actix_web::test::TestRequest::post()
+                .uri("/v1/metrics/summary")
+                .to_request(),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        post.error(),
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed".into(),
+            None
+        )
+    );
 }
 
 #[actix_web::test]
