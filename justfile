@@ -20,3 +20,10 @@ fmt:
 lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
+
+# Browser test of the dashboard: headless Chromium against `ledger demo` (needs node and
+# Debian's `chromium`; see e2e/README.md). Screenshots go to target/.
+e2e:
+    cd e2e && npm ci --no-audit --no-fund --silent
+    cargo build --release --bin ledger
+    cargo run --release --quiet --bin ledger -- with-services -- node e2e/dashboard.test.mjs

@@ -31,6 +31,9 @@ pub(crate) enum BenchTarget {
     /// Notify projector: events/s with 1% of events notified, next to the customers
     /// projector, and the delivery worker's deliveries/s to a loopback receiver.
     Notify(crate::bench_notify::NotifyBenchArgs),
+    /// Query service: requests/s and p50/p99 of the summary (cached and uncached) and of a
+    /// single customer, over 100,000 customers and about a million events.
+    Query(crate::bench_query::QueryBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -52,6 +55,7 @@ pub(crate) async fn run(target: BenchTarget) -> anyhow::Result<()> {
         BenchTarget::Writer(args) => crate::bench_writer::run(args).await,
         BenchTarget::Projectors(args) => crate::bench_projectors::run(args).await,
         BenchTarget::Notify(args) => crate::bench_notify::run(args).await,
+        BenchTarget::Query(args) => crate::bench_query::run(args).await,
     }
 }
 

@@ -1,35 +1,55 @@
-//! `ledger demo`: a deterministic, realistic customer history appended through the domain and
-//! the store, then verified.
+//! `ledger demo`: the whole pipeline in one process on the private or configured services —
+//! writer, projectors and the query service with its dashboard — fed a deterministic,
+//! realistic customer history through NATS commands, as any client sends them.
 //!
 //! Customers join over the demo's months through Stripe, PayPal or Xendit, in USD, EUR or JPY;
 //! they trial, convert, pay monthly or yearly invoices, fail payments and recover, upgrade,
 //! downgrade, cancel at period end (some change their mind), get refunds and open disputes.
-//! Every command goes through `decide`, so the history is one the ledger would accept. A sample
-//! webhook integration hears about the history's notifications (`demo_notify`).
+//! The generator runs `decide` locally to know each customer's state, so every command is one
+//! the writer accepts; the writer decides again and appends. A sample webhook integration hears
+//! about the history's notifications (`demo_notify`).
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
 
 use anyhow::Context;
+use futures_util::{StreamExt, TryStreamExt};
+use ledger_bus::BusConfig;
 use ledger_domain::proto::{self, command::Kind};
-use ledger_domain::{Customer, SubscriptionStatus, decide, evolve, unique_key_changes};
-use ledger_store::{AppendRequest, ExpectedVersion, Store};
+use ledger_domain::{Customer, SubscriptionStatus, decide, evolve};
+use ledger_projector::{Projector, ProjectorConfig};
+use ledger_query::{Projection, QueryConfig, QueryService, Scope, Tokens};
+use ledger_store::Store;
 use time::macros::datetime;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::{audit, demo_notify, progress};
 
 const SECONDS_PER_DAY: i64 = 86_400;
 const DAYS_PER_MONTH: i64 = 30;
-/// Requests appended per store transaction.
-const APPEND_BATCH_REQUESTS_MAX: usize = 1_000;
+/// Customers whose commands are in flight at once (each customer's own commands go one after
+/// the other, in order).
+const SEND_CUSTOMERS_IN_FLIGHT_MAX: usize = 64;
+/// How long one command may wait for the writer's answer before the client retries it.
+const SEND_TIMEOUT_S: u64 = 30;
+/// How long the projectors may take to catch up with the loaded history.
+const CATCH_UP_TIMEOUT_S: u64 = 600;
+/// The demo's API token (scopes metrics:read and customers:read); the service listens on
+/// 127.0.0.1 unless told otherwise.
+pub(crate) const DEMO_TOKEN: &str = "demo-token-change-me-0001";
+/// The login role the demo's query service uses: a member of `ledger_query` only.
+const DEMO_QUERY_ROLE: &str = "ledger_query_demo";
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct DemoArgs {
     /// Customers to generate.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 2_000)]
     customers: u32,
     /// Months of history.
-    #[arg(long, default_value_t = 12)]
+    #[arg(long, default_value_t = 24)]
     months: u32,
     /// Seed of the generator: the same seed gives the same history.
     #[arg(long, default_value_t = 42)]
@@ -37,6 +57,81 @@ pub(crate) struct DemoArgs {
     /// The demo's database on the server; dropped and recreated by every run.
     #[arg(long, default_value = "ledger_demo")]
     database: String,
+    /// Where the query service and dashboard listen.
+    #[arg(long, env = "LEDGER_DEMO_BIND", default_value = "127.0.0.1:8090")]
+    bind: SocketAddr,
+    /// Load, verify, print the figures and exit instead of serving until Ctrl-C.
+    #[arg(long)]
+    exit: bool,
+}
+
+/// The read models the demo keeps up to date: adding one is a line here (and, when the query
+/// service reads it, its name in [`DEMO_PROJECTIONS`]).
+fn spawn_projectors(context: &ProjectorContext) -> Vec<JoinHandle<anyhow::Result<()>>> {
+    vec![
+        context.spawn(projector_customers::CustomersProjector::new(
+            context.store.clone(),
+        )),
+        context.spawn(projector_revenue::RevenueProjector::new(
+            context.store.clone(),
+            projector_revenue::RevenueSettings::default(),
+        )),
+        context.spawn_notify(),
+    ]
+}
+
+/// The read models [`spawn_projectors`] starts, for readiness and the catch-up wait.
+const DEMO_PROJECTIONS: [Projection; 2] = [Projection::Customers, Projection::Revenue];
+
+/// What a projector needs to run in the demo.
+struct ProjectorContext {
+    store: Store,
+    database_url: String,
+    nats: async_nats::Client,
+    config: ProjectorConfig,
+    stop: watch::Receiver<bool>,
+}
+
+impl ProjectorContext {
+    fn spawn<P: Projector>(&self, projector: P) -> JoinHandle<anyhow::Result<()>> {
+        let database_url = self.database_url.clone();
+        let nats = self.nats.clone();
+        let config = self.config.clone();
+        let stop = stopped(self.stop.clone());
+        tokio::spawn(async move {
+            ledger_projector::run(projector, &database_url, nats, &config, stop, |_| {}).await?;
+            Ok(())
+        })
+    }
+
+    /// The notify projector and its delivery worker.
+    fn spawn_notify(&self) -> JoinHandle<anyhow::Result<()>> {
+        let store = self.store.clone();
+        let database_url = self.database_url.clone();
+        let nats = self.nats.clone();
+        let config = self.config.clone();
+        let stop = stopped(self.stop.clone());
+        tokio::spawn(async move {
+            projector_notify::run(
+                store,
+                &database_url,
+                nats,
+                &config,
+                projector_notify::DeliveryConfig::default(),
+                projector_notify::Rules::default(),
+                false,
+                stop,
+                |_| {},
+            )
+            .await?;
+            Ok(())
+        })
+    }
+}
+
+/// Completes when `stop` turns true.
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
 }
 
 pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
@@ -48,10 +143,117 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         tokio_postgres::connect(&database_url, tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
     ledger_store::migrate(&mut client).await?;
+    client
+        .batch_execute(&format!(
+            "DO $$ BEGIN CREATE ROLE {DEMO_QUERY_ROLE} LOGIN IN ROLE ledger_query; \
+             EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
+        ))
+        .await
+        .context("creating the demo's query role")?;
+    let query_url = database_url_with_user(&database_url, DEMO_QUERY_ROLE);
     let store = Store::connect(&database_url)?;
-    let writer = store.writer().await?;
-    let sample_webhook = demo_notify::register(&writer, month_start_seconds(0) * 1_000_000).await?;
+    let nats = async_nats::connect(services.nats_url())
+        .await
+        .with_context(|| format!("cannot connect to NATS at {}", services.nats_url()))?;
 
+    // The demo's own subjects and stream, named after its database, emptied first.
+    let token = args
+        .database
+        .to_lowercase()
+        .replace(|c: char| !c.is_ascii_alphanumeric(), "_");
+    let bus = BusConfig {
+        subject_prefix: format!("demo_{token}"),
+        stream_name: format!("DEMO_{}", token.to_uppercase()),
+        ..BusConfig::default()
+    };
+    let _ = async_nats::jetstream::new(nats.clone())
+        .delete_stream(&bus.stream_name)
+        .await;
+
+    let (stop, stop_seen) = watch::channel(false);
+    let writer = tokio::spawn(ledger_writer::run(
+        store.clone(),
+        nats.clone(),
+        ledger_writer::WriterConfig {
+            bus: bus.clone(),
+            ..ledger_writer::WriterConfig::default()
+        },
+        stopped(stop_seen.clone()),
+    ));
+    let projectors = spawn_projectors(&ProjectorContext {
+        store: store.clone(),
+        database_url: database_url.clone(),
+        nats: nats.clone(),
+        config: ProjectorConfig {
+            bus: bus.clone(),
+            ..ProjectorConfig::default()
+        },
+        stop: stop_seen.clone(),
+    });
+    let mut tokens = Tokens::default();
+    tokens.add(DEMO_TOKEN, &[Scope::MetricsRead, Scope::CustomersRead]);
+    let mut query_config = QueryConfig::new(args.bind, query_url.clone(), tokens);
+    query_config.bus = bus.clone();
+    query_config.ready_projections = DEMO_PROJECTIONS.to_vec();
+    let service = QueryService::start(query_config, nats.clone()).await?;
+    let (bound, bound_address) = tokio::sync::oneshot::channel();
+    let server = tokio::spawn(service.serve(stopped(stop_seen.clone()), move |addresses| {
+        let _ = bound.send(addresses.first().copied());
+    }));
+    let address = bound_address
+        .await
+        .ok()
+        .flatten()
+        .context("the query service did not start")?;
+
+    // A long timeout: on a busy machine a retry of a command still in the writer's pipeline is
+    // wasted work.
+    let client = ledger_bus::Client::new(nats.clone(), bus.clone())
+        .with_request_timeout(Duration::from_secs(SEND_TIMEOUT_S));
+    let sample_webhook = demo_notify::register(&client, month_start_seconds(0) * 1_000_000).await?;
+    let events_by_type = load(&args, &client).await?;
+    let total: u64 = events_by_type.values().sum();
+    println!(
+        "demo: {} customers over {} months, {total} events sent through NATS to {database_url}",
+        args.customers, args.months
+    );
+    for (event_type, count) in &events_by_type {
+        println!("  {event_type:<28} {count:>8}");
+    }
+    anyhow::ensure!(
+        audit::verify_store(&store, 1, None).await?,
+        "the demo's own history failed verification"
+    );
+    let last_position = store.last_position().await?;
+    wait_for_projections(&client_for(&query_url).await?, last_position).await?;
+    print_figures(&client_for(&query_url).await?).await?;
+    demo_notify::report(&sample_webhook, &database_url, last_position).await?;
+    println!();
+    println!("dashboard: http://{address}/#token={DEMO_TOKEN}");
+    println!(
+        "API:       curl -H 'Authorization: Bearer {DEMO_TOKEN}' http://{address}/v1/metrics/summary?currency=USD"
+    );
+    println!("OpenAPI:   http://{address}/v1/openapi.json");
+
+    if !args.exit {
+        println!("serving until Ctrl-C");
+        crate::shutdown().await;
+    }
+    let _ = stop.send(true);
+    server.await??;
+    writer.await??;
+    for projector in projectors {
+        projector.await??;
+    }
+    Ok(())
+}
+
+/// Generates the history month by month and sends it, customers in parallel, each customer's
+/// commands in order. Returns the appended events by type.
+async fn load(
+    args: &DemoArgs,
+    client: &ledger_bus::Client,
+) -> anyhow::Result<BTreeMap<String, u64>> {
     let mut generator = Generator::new(args.seed);
     let mut customers: Vec<DemoCustomer> = (0..args.customers)
         .map(|index| generator.customer(index, args.months))
@@ -59,43 +261,44 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let bar = progress::events_bar(u64::from(args.months), "months");
     let mut events_by_type: BTreeMap<String, u64> = BTreeMap::new();
     for month in 0..args.months {
-        let mut requests: Vec<AppendRequest> = Vec::new();
+        let mut batches: Vec<Vec<proto::Command>> = Vec::new();
         for customer in &mut customers {
-            for command in generator.commands(customer, month) {
-                let events = decide(&customer.state, &command).with_context(|| {
+            let commands = generator.commands(customer, month);
+            for command in &commands {
+                let events = decide(&customer.state, command).with_context(|| {
                     format!("the demo generated a rejected command {command:?}")
                 })?;
-                let request = ledger_writer::append_request(
-                    customer.id,
-                    &command,
-                    unique_key_changes(&customer.state, &events),
-                    events.clone(),
-                    ExpectedVersion::Exact(customer.state.version),
-                )?;
                 customer.state = events.iter().fold(customer.state.clone(), evolve);
-                requests.push(request);
+            }
+            if !commands.is_empty() {
+                batches.push(commands);
             }
         }
-        for chunk in requests.chunks(APPEND_BATCH_REQUESTS_MAX) {
-            for outcome in writer.append(chunk.to_vec()).await? {
-                let committed = outcome?;
-                for recorded in committed.events {
-                    *events_by_type.entry(recorded.event.event_type).or_default() += 1;
-                }
+        let answers: Vec<Vec<proto::Accepted>> =
+            futures_util::stream::iter(batches)
+                .map(|commands| {
+                    let client = client.clone();
+                    async move {
+                        let mut answers = Vec::with_capacity(commands.len());
+                        for command in &commands {
+                            answers.push(client.send(command).await.with_context(|| {
+                                format!("the writer did not accept {command:?}")
+                            })?);
+                        }
+                        anyhow::Ok(answers)
+                    }
+                })
+                .buffer_unordered(SEND_CUSTOMERS_IN_FLIGHT_MAX)
+                .try_collect()
+                .await?;
+        for accepted in answers.iter().flatten() {
+            for event in &accepted.events {
+                *events_by_type.entry(event.event_type.clone()).or_default() += 1;
             }
         }
         bar.inc(1);
     }
     bar.finish_and_clear();
-
-    let total: u64 = events_by_type.values().sum();
-    println!(
-        "demo: {} customers over {} months, {total} events appended to {database_url}",
-        args.customers, args.months
-    );
-    for (event_type, count) in &events_by_type {
-        println!("  {event_type:<28} {count:>8}");
-    }
     let statuses = customers
         .iter()
         .fold(BTreeMap::new(), |mut counts, customer| {
@@ -107,23 +310,136 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
             counts
         });
     println!("subscriptions by status: {statuses:?}");
-    anyhow::ensure!(
-        audit::verify_store(&store, 1, None).await?,
-        "the demo's own history failed verification"
-    );
-    demo_notify::deliver(&sample_webhook, store, &database_url, services.nats_url()).await
+    Ok(events_by_type)
 }
 
-struct DemoCustomer {
+async fn client_for(url: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .with_context(|| format!("cannot connect to {url}"))?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// Waits until every demo read model's checkpoint is `last_position`.
+async fn wait_for_projections(
+    client: &tokio_postgres::Client,
+    last_position: u64,
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(CATCH_UP_TIMEOUT_S);
+    for projection in DEMO_PROJECTIONS {
+        loop {
+            let position = client
+                .query_opt(
+                    &format!(
+                        "SELECT global_position FROM {}.projector_checkpoint",
+                        projection.name()
+                    ),
+                    &[],
+                )
+                .await
+                .ok()
+                .flatten()
+                .map_or(0, |row| row.get::<_, i64>(0));
+            if u64::try_from(position).unwrap_or(0) >= last_position {
+                break;
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "projector {} is at {position} of {last_position} after {CATCH_UP_TIMEOUT_S} s",
+                projection.name()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(())
+}
+
+/// Headline figures per currency on its last day with data, read with the query role from
+/// the read models (the dashboard shows the same).
+async fn print_figures(client: &tokio_postgres::Client) -> anyhow::Result<()> {
+    let customers: i64 = client
+        .query_one("SELECT count(*) FROM customers.customers", &[])
+        .await?
+        .get(0);
+    println!("customers: {customers}; headline figures on each currency's last day:");
+    let rows = client
+        .query(
+            "SELECT DISTINCT ON (d.currency) d.currency, d.day::text, d.mrr::bigint, \
+               d.arr::bigint, round(d.arpa)::bigint, d.paying_customers, \
+               (SELECT round(c.customer_churn_rate * 100, 2)::text FROM revenue.monthly_churn c \
+                WHERE c.currency = d.currency \
+                  AND c.month = (date_trunc('month', d.day) - interval '1 month')::date) \
+             FROM revenue.daily_mrr d ORDER BY d.currency, d.day DESC",
+            &[],
+        )
+        .await?;
+    for row in rows {
+        let currency: String = row.get(0);
+        let day: String = row.get(1);
+        let exponent =
+            ledger_domain::Currency::parse(&currency).map_or(2, ledger_domain::Currency::exponent);
+        let amount = |index: usize| {
+            row.get::<_, Option<i64>>(index)
+                .map_or_else(|| "-".to_owned(), |minor| format_minor(minor, exponent))
+        };
+        let churn: Option<String> = row.get(6);
+        println!(
+            "  {currency} on {day}: MRR {}  ARR {}  ARPA {}  paying customers {}  customer churn last month {}",
+            amount(2),
+            amount(3),
+            amount(4),
+            row.get::<_, i64>(5),
+            churn.map_or_else(|| "-".to_owned(), |rate| format!("{rate} %")),
+        );
+    }
+    Ok(())
+}
+
+/// `minor` units with `exponent` decimals and thousands separators, exactly.
+fn format_minor(minor: i64, exponent: u8) -> String {
+    let digits = minor.unsigned_abs().to_string();
+    let exponent = usize::from(exponent);
+    let digits = format!("{digits:0>width$}", width = exponent + 1);
+    let (whole, fraction) = digits.split_at(digits.len() - exponent);
+    let mut grouped = String::new();
+    for (index, char) in whole.chars().enumerate() {
+        if index > 0 && (whole.len() - index) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(char);
+    }
+    let sign = if minor < 0 { "-" } else { "" };
+    if fraction.is_empty() {
+        format!("{sign}{grouped}")
+    } else {
+        format!("{sign}{grouped}.{fraction}")
+    }
+}
+
+/// `url` with its user replaced by `user`.
+fn database_url_with_user(url: &str, user: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return format!("{url} user='{user}'");
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let host = match rest[..authority_end].rfind('@') {
+        Some(at) => &rest[at + 1..],
+        None => rest,
+    };
+    format!("{scheme}://{user}@{host}")
+}
+
+pub(crate) struct DemoCustomer {
     index: u32,
-    id: Uuid,
+    pub(crate) id: Uuid,
     provider: proto::PaymentProvider,
     account_id: String,
     currency: &'static str,
     join_month: u32,
     plan_step: usize,
     yearly: bool,
-    state: Customer,
+    pub(crate) state: Customer,
     commands_sent: u64,
     payments: u64,
 }
@@ -139,12 +455,12 @@ const SUBSCRIPTION_ID: &str = "sub_main";
 
 /// A small deterministic generator (SplitMix64): the demo must give the same history for the
 /// same seed on every machine, so it does not depend on a random-number crate's algorithm.
-struct Generator {
+pub(crate) struct Generator {
     state: u64,
 }
 
 impl Generator {
-    fn new(seed: u64) -> Generator {
+    pub(crate) fn new(seed: u64) -> Generator {
         Generator { state: seed }
     }
 
@@ -165,7 +481,7 @@ impl Generator {
         self.next_u64() % bound.max(1)
     }
 
-    fn customer(&mut self, index: u32, months: u32) -> DemoCustomer {
+    pub(crate) fn customer(&mut self, index: u32, months: u32) -> DemoCustomer {
         let provider = match self.below(3) {
             0 => proto::PaymentProvider::Stripe,
             1 => proto::PaymentProvider::Paypal,
@@ -192,7 +508,11 @@ impl Generator {
     }
 
     /// The commands `customer` sends in `month`, in time order.
-    fn commands(&mut self, customer: &mut DemoCustomer, month: u32) -> Vec<proto::Command> {
+    pub(crate) fn commands(
+        &mut self,
+        customer: &mut DemoCustomer,
+        month: u32,
+    ) -> Vec<proto::Command> {
         let mut bodies: Vec<(Kind, proto::Issuer)> = Vec::new();
         let provider_issued = proto::Issuer::PaymentProvider;
         if month == customer.join_month {
@@ -464,4 +784,24 @@ impl Generator {
 fn month_start_seconds(month: u32) -> i64 {
     datetime!(2025-01-01 00:00 UTC).unix_timestamp()
         + i64::from(month) * DAYS_PER_MONTH * SECONDS_PER_DAY
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_minor_units_exactly() {
+        assert_eq!(format_minor(123_456_789, 2), "1,234,567.89");
+        assert_eq!(format_minor(-5, 2), "-0.05");
+        assert_eq!(format_minor(1_000, 0), "1,000");
+    }
+
+    #[test]
+    fn swaps_the_user_of_a_url() {
+        assert_eq!(
+            database_url_with_user("postgres://postgres@127.0.0.1:5432/demo", "q"),
+            "postgres://q@127.0.0.1:5432/demo"
+        );
+    }
 }

@@ -1,16 +1,13 @@
-//! The demo's monitoring notifications: a sample webhook integration registered before the
-//! history (to a receiver on loopback), then the notify projector and its worker run over the
-//! demo's database until every delivery is out.
+//! The demo's monitoring notifications: a sample webhook integration registered through NATS
+//! before the history (to a receiver on loopback); once the history is projected, the demo
+//! waits until the notify worker has sent every delivery and prints what went out.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Context;
 use ledger_domain::proto::{self, command::Kind};
-use ledger_domain::{Stream, UniqueKeyChanges};
-use ledger_store::{ExpectedVersion, Store, Writer};
 use ledger_testkit::receivers::HttpReceiver;
-use uuid::Uuid;
 
 /// How long the demo waits for the worker to send every delivery.
 const DELIVERIES_WAIT_MS: u64 = 60_000;
@@ -20,14 +17,14 @@ const SAMPLE_SIGNING_SECRET: &str = "whsec_demo_0123456789abcdef";
 
 /// The sample integration and its receiver.
 pub(crate) struct SampleWebhook {
-    pub(crate) integration_id: Uuid,
+    integration_id: String,
     receiver: HttpReceiver,
 }
 
-/// Starts a receiver on loopback and appends `register_integration` for a webhook to it that
+/// Starts a receiver on loopback and sends `register_integration` for a webhook to it that
 /// wants every notification kind.
 pub(crate) async fn register(
-    writer: &Writer,
+    client: &ledger_bus::Client,
     occurred_at_unix_micros: i64,
 ) -> anyhow::Result<SampleWebhook> {
     let receiver = HttpReceiver::start().await;
@@ -58,89 +55,41 @@ pub(crate) async fn register(
             filter: None,
         })),
     };
-    let events = Stream::Empty
-        .decide(&command)
-        .context("the demo's sample integration was rejected")?;
-    let integration_id = Uuid::now_v7();
-    let request = ledger_writer::append_request(
-        integration_id,
-        &command,
-        UniqueKeyChanges::default(),
-        events,
-        ExpectedVersion::Exact(0),
-    )?;
-    for outcome in writer.append(vec![request]).await? {
-        outcome?;
-    }
+    let accepted = client
+        .send(&command)
+        .await
+        .context("registering the demo's sample integration")?;
     Ok(SampleWebhook {
-        integration_id,
+        integration_id: accepted.customer_id,
         receiver,
     })
 }
 
-/// Runs the notify projector and worker until the projection has caught up with the table
-/// and no delivery is pending, then prints what was delivered.
-pub(crate) async fn deliver(
+/// Waits until the notify projector has applied `last_position` and no delivery is pending,
+/// then prints the deliveries by kind and status.
+pub(crate) async fn report(
     sample: &SampleWebhook,
-    store: Store,
     database_url: &str,
-    nats_url: &str,
+    last_position: u64,
 ) -> anyhow::Result<()> {
-    let last = store.last_position().await?;
-    let nats = async_nats::connect(nats_url)
-        .await
-        .with_context(|| format!("cannot connect to NATS at {nats_url}"))?;
-    // Stream names of its own: the demo's events are not on any ledger's stream.
-    let bus = ledger_bus::BusConfig {
-        subject_prefix: ledger_testkit::unique_name("demo").to_lowercase(),
-        stream_name: ledger_testkit::unique_name("DEMO_EVENTS"),
-        ..ledger_bus::BusConfig::default()
-    };
-    let config = ledger_projector::ProjectorConfig {
-        bus: bus.clone(),
-        ..ledger_projector::ProjectorConfig::default()
-    };
-    let (progressed, mut progress_seen) = tokio::sync::watch::channel(0u64);
     let (client, connection) = tokio_postgres::connect(database_url, tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
-    let done = async {
-        let _ = progress_seen.wait_for(|position| *position >= last).await;
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(DELIVERIES_WAIT_MS);
-        while tokio::time::Instant::now() < deadline {
-            let pending: i64 = client
-                .query_one(
-                    "SELECT count(*) FROM notify_delivery.deliveries WHERE status = 'pending'",
-                    &[],
-                )
-                .await
-                .map_or(1, |row| row.get(0));
-            if pending == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+    let last_position = i64::try_from(last_position)?;
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(DELIVERIES_WAIT_MS);
+    while tokio::time::Instant::now() < deadline {
+        let outstanding: bool = client
+            .query_one(
+                "SELECT (SELECT global_position FROM notify.projector_checkpoint) < $1 \
+                     OR EXISTS (SELECT 1 FROM notify_delivery.deliveries WHERE status = 'pending')",
+                &[&last_position],
+            )
+            .await
+            .map_or(true, |row| row.get(0));
+        if !outstanding {
+            break;
         }
-    };
-    projector_notify::run(
-        store,
-        database_url,
-        nats.clone(),
-        &config,
-        projector_notify::DeliveryConfig::default(),
-        projector_notify::Rules::default(),
-        false,
-        done,
-        |position| {
-            let _ = progressed.send(position);
-        },
-    )
-    .await?;
-    if let Err(error) = async_nats::jetstream::new(nats)
-        .delete_stream(&bus.stream_name)
-        .await
-    {
-        tracing::debug!(%error, stream = bus.stream_name, "no demo stream to delete");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-
     let rows =
         projector_notify::deliveries(&client, false, projector_notify::DELIVERY_ROWS_MAX).await?;
     let mut by_kind: BTreeMap<(String, String), u64> = BTreeMap::new();

@@ -8,6 +8,7 @@ mod audit;
 mod bench;
 mod bench_notify;
 mod bench_projectors;
+mod bench_query;
 mod bench_writer;
 mod demo;
 mod demo_notify;
@@ -15,6 +16,7 @@ mod fx;
 mod notify;
 mod progress;
 mod projectors;
+mod query;
 mod send;
 
 use std::process::ExitCode;
@@ -134,6 +136,8 @@ enum Component {
         #[arg(long, env = "LEDGER_INGEST_BIND", default_value = "127.0.0.1:8080")]
         bind: std::net::SocketAddr,
     },
+    /// The query service and dashboard: read models over HTTP (`/v1`, `/`).
+    Query(query::QueryArgs),
 }
 
 /// Settings of the writer and of the JetStream stream it creates when it is missing.
@@ -254,6 +258,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run {
+            component: Component::Query(args),
+        } => {
+            let config = args.config(bus)?;
+            let nats = connect_nats(&cli.nats_url).await?;
+            let service = ledger_query::QueryService::start(config, nats).await?;
+            service.serve(shutdown(), |_| {}).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run {
             component:
                 Component::Projector {
                     projectors,
@@ -331,7 +344,7 @@ async fn connect_nats(nats_url: &str) -> anyhow::Result<async_nats::Client> {
 }
 
 /// Completes on Ctrl-C or SIGTERM: services stop taking work, finish what is in flight, exit.
-async fn shutdown() {
+pub(crate) async fn shutdown() {
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut signal) => {

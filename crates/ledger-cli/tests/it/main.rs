@@ -30,6 +30,9 @@ async fn demo_history_verifies_and_audit_verify_names_a_tampered_position() {
             "6",
             "--database",
             &demo_database,
+            "--bind",
+            "127.0.0.1:0",
+            "--exit",
         ],
         database.url(),
     );
@@ -50,6 +53,19 @@ async fn demo_history_verifies_and_audit_verify_names_a_tampered_position() {
         "{demo_output}"
     );
     assert!(demo_output.contains("payment_failed"), "{demo_output}");
+    assert!(
+        demo_output.contains("dashboard: http://127.0.0.1:"),
+        "{demo_output}"
+    );
+    assert!(demo_output.contains("headline figures"), "{demo_output}");
+    assert!(demo_output.contains(" MRR "), "{demo_output}");
+    // The demo's stream, named after its database.
+    let nats_url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
+    let nats = async_nats::connect(&nats_url).await.expect("NATS");
+    async_nats::jetstream::new(nats)
+        .delete_stream(format!("DEMO_{}", demo_database.to_uppercase()))
+        .await
+        .expect("the demo's stream exists");
 
     let demo_url = database.url().replace(database.name(), &demo_database);
     let migrate = ledger(&["migrate"], &demo_url);

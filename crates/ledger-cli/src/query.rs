@@ -1,0 +1,89 @@
+//! `ledger run query`: the query service's settings from flags and the environment.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use ledger_query::{QueryConfig, Tokens};
+
+/// Settings of the query service.
+#[derive(Debug, clap::Args)]
+pub(crate) struct QueryArgs {
+    /// Address to listen on.
+    #[arg(long, env = "LEDGER_QUERY_BIND", default_value = "127.0.0.1:8090")]
+    bind: SocketAddr,
+    /// The read models' database, as a login role that is a member of `ledger_query` (SELECT
+    /// on the read models only, nothing on the event table).
+    #[arg(long, env = "LEDGER_QUERY_DATABASE_URL")]
+    query_database_url: Option<String>,
+    /// Bearer tokens and their scopes: `token:metrics:read,customers:read;token2:metrics:read`.
+    #[arg(long, env = "LEDGER_QUERY_TOKENS", hide_env_values = true)]
+    tokens: Option<String>,
+    /// A file of tokens, one `token:scope,scope` per line (`#` starts a comment).
+    #[arg(long, env = "LEDGER_QUERY_TOKENS_FILE")]
+    tokens_file: Option<std::path::PathBuf>,
+    /// MiB of cached answers per read model.
+    #[arg(long, env = "LEDGER_QUERY_CACHE_MIB", default_value_t = 64)]
+    cache_mib: u64,
+    /// Seconds a cached answer may be served without an announcement invalidating it.
+    #[arg(long, env = "LEDGER_QUERY_CACHE_TTL_SECONDS", default_value_t = 60)]
+    cache_ttl_seconds: u64,
+    /// Longest wait for `?min_position=`, in milliseconds.
+    #[arg(
+        long,
+        env = "LEDGER_QUERY_MIN_POSITION_WAIT_MS",
+        default_value_t = 5_000
+    )]
+    min_position_wait_ms: u64,
+    /// `/readyz` fails when a projection is more events than this behind the stream.
+    #[arg(
+        long,
+        env = "LEDGER_QUERY_READY_LAG_EVENTS_MAX",
+        default_value_t = 10_000
+    )]
+    ready_lag_events_max: u64,
+    /// Pooled database connections at most.
+    #[arg(
+        long,
+        env = "LEDGER_QUERY_DATABASE_CONNECTIONS_MAX",
+        default_value_t = 16
+    )]
+    database_connections_max: usize,
+    /// HTTP worker threads (0: one per core).
+    #[arg(long, env = "LEDGER_QUERY_WORKERS", default_value_t = 0)]
+    workers: usize,
+}
+
+impl QueryArgs {
+    pub(crate) fn config(&self, bus: ledger_bus::BusConfig) -> anyhow::Result<QueryConfig> {
+        let database_url = self.query_database_url.clone().context(
+            "LEDGER_QUERY_DATABASE_URL is not set: give the query service a login role that is a \
+             member of `ledger_query` (e.g. `CREATE ROLE ledger_query_app LOGIN IN ROLE \
+             ledger_query`), never the writer's",
+        )?;
+        let mut text = self.tokens.clone().unwrap_or_default();
+        if let Some(path) = &self.tokens_file {
+            let file = std::fs::read_to_string(path).with_context(|| {
+                format!("cannot read LEDGER_QUERY_TOKENS_FILE {}", path.display())
+            })?;
+            text.push('\n');
+            text.push_str(&file);
+        }
+        let tokens = Tokens::parse(&text).context("LEDGER_QUERY_TOKENS")?;
+        if tokens.is_empty() {
+            anyhow::bail!(
+                "no API tokens: set LEDGER_QUERY_TOKENS=\"<token>:metrics:read,customers:read\" \
+                 or LEDGER_QUERY_TOKENS_FILE (tokens are at least 16 characters)"
+            );
+        }
+        let mut config = QueryConfig::new(self.bind, database_url, tokens);
+        config.bus = bus;
+        config.cache_bytes_max = self.cache_mib * 1024 * 1024;
+        config.cache_ttl = Duration::from_secs(self.cache_ttl_seconds);
+        config.min_position_wait = Duration::from_millis(self.min_position_wait_ms);
+        config.ready_lag_events_max = self.ready_lag_events_max;
+        config.database_connections_max = self.database_connections_max;
+        config.workers = self.workers;
+        Ok(config)
+    }
+}

@@ -1,0 +1,298 @@
+//! `/v1/customers*` over the read model the real projector builds from [`send_history`].
+
+use actix_web::http::StatusCode;
+use serde_json::json;
+
+use crate::{Query, Setup, app, get, send_history};
+
+async fn loaded() -> (Query, crate::History) {
+    let query = Query::start(Setup {
+        customers: true,
+        ..Setup::default()
+    })
+    .await;
+    let history = send_history(&query.ledger).await;
+    query.customers_caught_up().await;
+    (query, history)
+}
+
+#[actix_web::test]
+async fn single_customer_has_exact_metrics() {
+    let (query, history) = loaded().await;
+    let app = app!(query);
+    let ada = get!(
+        app,
+        &format!("/v1/customers/{}?min_position=8", history.ada)
+    );
+    assert_eq!(ada.status, StatusCode::OK, "{}", ada.json);
+    assert_eq!(ada.position(), 8);
+    assert_eq!(
+        ada.json,
+        json!({
+            "customer_id": history.ada,
+            "email": "ada@example.com",
+            "name": "Ada Lovelace",
+            "account_id": "cus_test",
+            "provider": "stripe",
+            "status": "active",
+            "mrr_minor": 9_800,
+            "mrr_currency": "USD",
+            "mrr_currency_exponent": 2,
+            "created_at": "2026-01-01T00:00:00Z",
+            "last_event_at": "2026-01-01T00:00:00Z",
+            "last_payment": {"status": "succeeded", "at": "2026-01-01T00:00:00Z"},
+            "subscriptions": [{
+                "subscription_id": "sub_1",
+                "status": "active",
+                "plan_id": "pro-monthly",
+                "billing_interval": "month",
+                "interval_count": 1,
+                "quantity": 2,
+                "unit_amount_minor": 4_900,
+                "mrr_minor": 9_800,
+                "currency": "USD",
+                "currency_exponent": 2,
+                "trial_end": null,
+                "current_period_end": "2026-01-31T00:00:00Z",
+                "cancel_at_period_end": false
+            }],
+            "lifetime": [{
+                "currency": "USD", "currency_exponent": 2,
+                "paid_minor": 9_800, "refunded_minor": 1_000
+            }],
+            "provider_accounts": [
+                {"provider": "stripe", "account_id": "cus_ada"}
+            ]
+        })
+    );
+    let bob = get!(app, &format!("/v1/customers/{}", history.bob));
+    assert_eq!(
+        (
+            &bob.json["status"],
+            &bob.json["mrr_minor"],
+            &bob.json["mrr_currency"],
+            &bob.json["mrr_currency_exponent"],
+            &bob.json["subscriptions"][0]["cancel_at_period_end"],
+        ),
+        (
+            &json!("cancel_pending"),
+            &json!(10_000),
+            &json!("JPY"),
+            &json!(0),
+            &json!(true)
+        )
+    );
+    let carol = get!(app, &format!("/v1/customers/{}", history.carol));
+    assert_eq!(
+        (
+            &carol.json["status"],
+            &carol.json["subscriptions"],
+            &carol.json["last_payment"]
+        ),
+        (&json!("none"), &json!([]), &json!(null))
+    );
+
+    let unknown = get!(app, "/v1/customers/0190a0a0-0000-7000-8000-000000000000");
+    assert_eq!(
+        unknown.error(),
+        (StatusCode::NOT_FOUND, "not_found".into(), None)
+    );
+    let malformed = get!(app, "/v1/customers/not-a-uuid");
+    assert_eq!(
+        malformed.error(),
+        (
+            StatusCode::BAD_REQUEST,
+            "bad_parameter".into(),
+            Some("id".into())
+        )
+    );
+}
+
+fn emails(answer: &crate::Answer) -> Vec<String> {
+    answer.json["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|item| item["email"].as_str().expect("email").to_owned())
+        .collect()
+}
+
+#[actix_web::test]
+async fn list_filters_searches_and_pages_by_keyset() {
+    let (query, history) = loaded().await;
+    let app = app!(query);
+    let all = get!(app, "/v1/customers");
+    assert_eq!(all.status, StatusCode::OK, "{}", all.json);
+    assert_eq!(
+        emails(&all),
+        ["ada@example.com", "bob@example.com", "carol@example.com"]
+    );
+    assert_eq!(all.json["next_cursor"], json!(null));
+    assert_eq!(
+        all.json["items"][0],
+        json!({
+            "customer_id": history.ada,
+            "email": "ada@example.com",
+            "name": "Ada Lovelace",
+            "account_id": "cus_test",
+            "provider": "stripe",
+            "status": "active",
+            "mrr_minor": 9_800,
+            "mrr_currency": "USD",
+            "mrr_currency_exponent": 2,
+            "created_at": "2026-01-01T00:00:00Z",
+            "last_payment_status": "succeeded",
+            "last_payment_at": "2026-01-01T00:00:00Z"
+        })
+    );
+
+    // Pages of two, following the cursor.
+    let first = get!(app, "/v1/customers?limit=2");
+    assert_eq!(emails(&first), ["ada@example.com", "bob@example.com"]);
+    assert_eq!(first.json["next_cursor"], json!(history.bob));
+    let second = get!(
+        app,
+        &format!("/v1/customers?limit=2&cursor={}", history.bob)
+    );
+    assert_eq!(emails(&second), ["carol@example.com"]);
+    assert_eq!(second.json["next_cursor"], json!(null));
+
+    let filtered = |path: &'static str| path;
+    for (path, expected) in [
+        (
+            filtered("/v1/customers?status=cancel_pending"),
+            vec!["bob@example.com"],
+        ),
+        ("/v1/customers?status=none", vec!["carol@example.com"]),
+        ("/v1/customers?plan=pro-monthly", vec!["ada@example.com"]),
+        ("/v1/customers?provider=paypal", vec![]),
+        ("/v1/customers?q=CAROL", vec!["carol@example.com"]),
+        ("/v1/customers?q=cus_ada", vec!["ada@example.com"]),
+        (
+            "/v1/customers?q=example.com&status=active",
+            vec!["ada@example.com"],
+        ),
+    ] {
+        let answer = get!(app, path);
+        assert_eq!(answer.status, StatusCode::OK, "{path}: {}", answer.json);
+        assert_eq!(emails(&answer), expected, "{path}");
+    }
+}
+
+#[actix_web::test]
+async fn timeline_lists_events_newest_first_in_pages() {
+    let (query, history) = loaded().await;
+    let app = app!(query);
+    let page = get!(
+        app,
+        &format!("/v1/customers/{}/timeline?limit=3", history.ada)
+    );
+    assert_eq!(page.status, StatusCode::OK, "{}", page.json);
+    let summary = |answer: &crate::Answer| -> Vec<(i64, String, Option<i64>)> {
+        answer.json["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|item| {
+                (
+                    item["global_position"].as_i64().expect("position"),
+                    item["event_type"].as_str().expect("type").to_owned(),
+                    item["amount_minor"].as_i64(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        summary(&page),
+        vec![
+            (6, "payment_refunded".to_owned(), Some(1_000)),
+            (5, "payment_succeeded".to_owned(), Some(9_800)),
+            (2, "subscription_started".to_owned(), None),
+        ]
+    );
+    assert_eq!(page.json["items"][0]["currency"], json!("USD"));
+    assert_eq!(
+        page.json["items"][0]["occurred_at"],
+        json!("2026-01-01T00:00:00Z")
+    );
+    assert_eq!(page.json["next_cursor"], json!("2"));
+    let rest = get!(
+        app,
+        &format!("/v1/customers/{}/timeline?limit=3&cursor=2", history.ada)
+    );
+    assert_eq!(
+        summary(&rest),
+        vec![(1, "customer_registered".to_owned(), None)]
+    );
+    assert_eq!(rest.json["next_cursor"], json!(null));
+
+    let unknown = get!(
+        app,
+        "/v1/customers/0190a0a0-0000-7000-8000-000000000000/timeline"
+    );
+    assert_eq!(unknown.error().0, StatusCode::NOT_FOUND);
+}
+
+#[actix_web::test]
+async fn malformed_parameters_are_refused_by_name() {
+    let query = Query::start(Setup::default()).await;
+    let app = app!(query);
+    for (path, parameter) in [
+        ("/v1/customers?limit=0", "limit"),
+        ("/v1/customers?limit=501", "limit"),
+        ("/v1/customers?limit=ten", "limit"),
+        ("/v1/customers?status=happy", "status"),
+        ("/v1/customers?provider=bank", "provider"),
+        ("/v1/customers?cursor=zzz", "cursor"),
+        ("/v1/customers?sort=email", "sort"),
+        ("/v1/customers?limit=1&limit=2", "limit"),
+        ("/v1/customers?min_position=-1", "min_position"),
+        (
+            "/v1/customers/0190a0a0-0000-7000-8000-000000000000/timeline?cursor=x",
+            "cursor",
+        ),
+        (
+            "/v1/customers/0190a0a0-0000-7000-8000-000000000000/timeline?limit=1001",
+            "limit",
+        ),
+        ("/v1/metrics/summary", "currency"),
+        ("/v1/metrics/summary?currency=usd", "currency"),
+        ("/v1/metrics/summary?currency=USD&at=2026-02-30", "at"),
+        (
+            "/v1/metrics/summary?currency=USD&reporting_currency=EURO",
+            "reporting_currency",
+        ),
+        ("/v1/metrics/mrr?currency=USD&interval=hour", "interval"),
+        (
+            "/v1/metrics/mrr?currency=USD&from=2026-02-01&to=2026-01-01",
+            "from",
+        ),
+        (
+            "/v1/metrics/mrr?currency=USD&from=2000-01-01&to=2026-01-01&interval=month",
+            "from",
+        ),
+        (
+            "/v1/metrics/mrr?currency=USD&from=2020-01-01&to=2026-01-01&interval=day",
+            "interval",
+        ),
+        ("/v1/metrics/churn?from=2010-01-01&to=2026-01-01", "from"),
+        ("/v1/metrics/churn?to=yesterday", "to"),
+        ("/v1/metrics/cohorts?from=2026-01-01", "currency"),
+    ] {
+        let answer = get!(app, path);
+        assert_eq!(
+            answer.error(),
+            (
+                StatusCode::BAD_REQUEST,
+                if parameter == "sort" {
+                    "unknown_parameter"
+                } else {
+                    "bad_parameter"
+                }
+                .into(),
+                Some(parameter.into())
+            ),
+            "{path}"
+        );
+    }
+}

@@ -1,0 +1,229 @@
+//! Tokens and scopes, the database role, and the operational endpoints.
+
+use actix_web::http::StatusCode;
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+
+use crate::{Query, Setup, TOKEN_CUSTOMERS, TOKEN_METRICS, app, get};
+
+#[actix_web::test]
+async fn no_token_is_401_a_token_without_the_scope_is_403() {
+    let query = Query::start(Setup {
+        customers: true,
+        ..Setup::default()
+    })
+    .await;
+    crate::send_history(&query.ledger).await;
+    query.customers_caught_up().await;
+    let app = app!(query);
+    for path in [
+        "/v1/customers",
+        "/v1/customers/0190a0a0-0000-7000-8000-000000000000",
+        "/v1/metrics/summary?currency=USD",
+        "/v1/metrics/mrr?currency=USD",
+    ] {
+        let none = get!(app, path, None);
+        assert_eq!(
+            none.error(),
+            (StatusCode::UNAUTHORIZED, "unauthorized".into(), None),
+            "{path}"
+        );
+        assert_eq!(
+            none.headers
+                .get("WWW-Authenticate")
+                .map(|v| v.to_str().unwrap()),
+            Some("Bearer")
+        );
+        let unknown = get!(app, path, Some("not-a-configured-token-at-all"));
+        assert_eq!(unknown.error().1, "unauthorized", "{path}");
+    }
+    // Auth comes before parameters: a bad parameter without a token is still 401.
+    let bad_unauthenticated = get!(app, "/v1/customers?limit=0", None);
+    assert_eq!(bad_unauthenticated.status, StatusCode::UNAUTHORIZED);
+
+    let metrics_only = get!(app, "/v1/customers", Some(TOKEN_METRICS));
+    assert_eq!(
+        metrics_only.error(),
+        (StatusCode::FORBIDDEN, "forbidden".into(), None)
+    );
+    assert_eq!(
+        metrics_only.json["error"]["details"]["scope"],
+        "customers:read"
+    );
+    let customers_only = get!(
+        app,
+        "/v1/metrics/summary?currency=USD",
+        Some(TOKEN_CUSTOMERS)
+    );
+    assert_eq!(customers_only.error().0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        customers_only.json["error"]["details"]["scope"],
+        "metrics:read"
+    );
+
+    let allowed = get!(app, "/v1/metrics/summary?currency=USD", Some(TOKEN_METRICS));
+    assert_eq!(allowed.status, StatusCode::OK);
+    let allowed = get!(app, "/v1/customers", Some(TOKEN_CUSTOMERS));
+    assert_eq!(allowed.status, StatusCode::OK, "{}", allowed.json);
+}
+
+#[actix_web::test]
+async fn the_query_role_reads_read_models_but_not_the_event_table() {
+    let query = Query::start(Setup {
+        customers: true,
+        ..Setup::default()
+    })
+    .await;
+    crate::send_history(&query.ledger).await;
+    query.customers_caught_up().await;
+    let (client, connection) = tokio_postgres::connect(&query.query_url, NoTls)
+        .await
+        .expect("the query role logs in");
+    tokio::spawn(connection);
+    for table in ["customer_payment_events", "public.customer_payment_events"] {
+        let error = client
+            .query(&format!("SELECT * FROM {table} LIMIT 1"), &[])
+            .await
+            .expect_err("the event table is not readable");
+        assert_eq!(
+            error.code(),
+            Some(&SqlState::INSUFFICIENT_PRIVILEGE),
+            "{error:?}"
+        );
+    }
+    let insert = client
+        .execute(
+            "INSERT INTO customers.customers (customer_id) VALUES (gen_random_uuid())",
+            &[],
+        )
+        .await
+        .expect_err("read models are read-only to the query role");
+    assert_eq!(insert.code(), Some(&SqlState::INSUFFICIENT_PRIVILEGE));
+    let customers: i64 = client
+        .query_one("SELECT count(*) FROM customers.customers", &[])
+        .await
+        .expect("customers readable")
+        .get(0);
+    assert_eq!(customers, 3);
+    let days: i64 = client
+        .query_one("SELECT count(*) FROM revenue.daily_mrr", &[])
+        .await
+        .expect("revenue readable")
+        .get(0);
+    assert_eq!(days, 74);
+}
+
+#[actix_web::test]
+async fn operational_endpoints_answer_without_a_token() {
+    let query = Query::start(Setup {
+        customers: true,
+        ..Setup::default()
+    })
+    .await;
+    crate::send_history(&query.ledger).await;
+    query.customers_caught_up().await;
+    let app = app!(query);
+    let health = get!(app, "/healthz", None);
+    assert_eq!(health.status, StatusCode::OK);
+
+    // The revenue fixture claims position 42, beyond the 8 events: lag 0 for both.
+    let ready = get!(app, "/readyz", None);
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.json);
+    assert_eq!(ready.json["stream_last_position"], 8);
+    assert_eq!(ready.json["projections"][0]["position"], 8);
+    assert_eq!(ready.json["projections"][0]["lag_events"], 0);
+
+    get!(app, "/v1/metrics/summary?currency=USD");
+    get!(app, "/v1/metrics/summary?currency=USD");
+    let metrics = get!(app, "/metrics", None);
+    let text = metrics.json.as_str().expect("text");
+    for line in [
+        "ledger_query_requests_total{route=\"/v1/metrics/summary\",status=\"200\"} 2",
+        "ledger_query_requests_total{route=\"/healthz\",status=\"200\"} 1",
+        "ledger_query_cache_hits_total 1",
+        "ledger_query_cache_misses_total 1",
+        "ledger_query_projection_position{projection=\"customers\"} 8",
+        "ledger_query_projection_position{projection=\"revenue\"} 42",
+        "ledger_query_request_duration_seconds_count{route=\"/v1/metrics/summary\"} 2",
+    ] {
+        assert!(
+            text.lines().any(|candidate| candidate == line),
+            "{line} in\n{text}"
+        );
+    }
+
+    let openapi = get!(app, "/v1/openapi.json", None);
+    assert_eq!(openapi.json["openapi"], "3.1.0");
+    for path in [
+        "/v1/customers",
+        "/v1/customers/{id}",
+        "/v1/customers/{id}/timeline",
+        "/v1/metrics/summary",
+        "/v1/metrics/mrr",
+        "/v1/metrics/churn",
+        "/v1/metrics/cohorts",
+        "/readyz",
+    ] {
+        assert!(
+            openapi.json["paths"][path]["get"].is_object(),
+            "{path} documented"
+        );
+    }
+    assert!(openapi.json["components"]["schemas"]["Summary"].is_object());
+
+    let page = actix_web::test::call_service(
+        &app,
+        actix_web::test::TestRequest::get().uri("/").to_request(),
+    )
+    .await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let body = actix_web::test::read_body(page).await;
+    assert!(String::from_utf8_lossy(&body).contains("<title>"));
+
+    let missing = get!(app, "/v2/nothing", None);
+    assert_eq!(missing.error().1, "not_found");
+    let post = crate::answer(
+        actix_web::test::call_service(
+            &app,
+            actix_web::test::TestRequest::post()
+                .uri("/v1/metrics/summary")
+                .to_request(),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        post.error(),
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed".into(),
+            None
+        )
+    );
+}
+
+#[actix_web::test]
+async fn readyz_fails_when_a_projection_lags_too_far() {
+    let query = Query::start(Setup {
+        customers: true,
+        revenue: false,
+        ..Setup::default()
+    })
+    .await;
+    crate::send_history(&query.ledger).await;
+    query.customers_caught_up().await;
+    let app = app!(query);
+    let ready = get!(app, "/readyz", None);
+    assert_eq!(
+        ready.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        ready.json
+    );
+    assert_eq!(ready.json["projections"][1]["name"], "revenue");
+    assert_eq!(
+        ready.json["projections"][1]["position"],
+        serde_json::Value::Null
+    );
+    assert_eq!(ready.json["projections"][0]["ready"], true);
+}

@@ -1,0 +1,173 @@
+// Browser test of the dashboard: starts `ledger demo` (a small deterministic history, its own
+// database `ledger_e2e`), drives headless Chromium (Debian's `chromium`, through playwright-core)
+// against the page, checks that the figures shown equal the API's, and saves screenshots to
+// target/. Run it with `just e2e` (see e2e/README.md).
+import { spawn } from "node:child_process";
+import { mkdirSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const chromiumPath = process.env.CHROMIUM || "/usr/bin/chromium";
+const screenshots = join(root, "target");
+const failures = [];
+
+function check(condition, message) {
+  if (!condition) {
+    failures.push(message);
+    console.error("FAIL " + message);
+  } else {
+    console.log("ok   " + message);
+  }
+}
+
+// The page's formatting, from integer minor units (it must agree exactly).
+function money(minor, exponent, currency) {
+  if (minor === null || minor === undefined) return "—";
+  const digits = String(Math.abs(minor)).padStart(exponent + 1, "0");
+  const whole = digits.slice(0, digits.length - exponent).replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+  const fraction = exponent > 0 ? "." + digits.slice(digits.length - exponent) : "";
+  return (minor < 0 ? "−" : "") + currency + " " + whole + fraction;
+}
+const percent = (rate) => (rate === null || rate === undefined ? "—" : (Number(rate) * 100).toFixed(2) + " %");
+
+/** Starts the demo and resolves with its dashboard URL and token once it serves. */
+function startDemo() {
+  const args = ["demo", "--customers", "300", "--months", "12", "--database", "ledger_e2e", "--bind", "127.0.0.1:0"];
+  const child = process.env.LEDGER_BIN
+    ? spawn(process.env.LEDGER_BIN, args, { cwd: root, stdio: ["ignore", "pipe", "inherit"] })
+    : spawn("cargo", ["run", "--release", "--quiet", "--bin", "ledger", "--", ...args], { cwd: root, stdio: ["ignore", "pipe", "inherit"] });
+  return new Promise((resolve, reject) => {
+    let output = "";
+    const timer = setTimeout(() => reject(new Error("the demo did not print its dashboard URL within 10 minutes")), 600_000);
+    child.stdout.on("data", (chunk) => {
+      output += chunk;
+      process.stdout.write(chunk);
+      const match = output.match(/dashboard: (http:\/\/[^/\s]+)\/#token=(\S+)/);
+      if (match && output.includes("serving until Ctrl-C")) {
+        clearTimeout(timer);
+        resolve({ child, base: match[1], token: match[2] });
+      }
+    });
+    child.on("exit", (code) => reject(new Error("the demo exited early with " + code)));
+    // Never leave the demo behind (it would answer the next run's commands).
+    process.on("exit", () => child.kill("SIGINT"));
+    for (const signal of ["SIGINT", "SIGTERM"]) process.on(signal, () => { child.kill("SIGINT"); process.exit(130); });
+  });
+}
+
+async function main() {
+  const { child, base, token } = await startDemo();
+  const api = async (path) => {
+    const response = await fetch(base + path, { headers: { Authorization: "Bearer " + token } });
+    if (!response.ok) throw new Error(path + ": HTTP " + response.status + " " + (await response.text()));
+    return response.json();
+  };
+  const browser = await chromium.launch({
+    executablePath: chromiumPath,
+    headless: true,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    // playwright gives every launch a fresh temporary --user-data-dir.
+  });
+  try {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    const consoleErrors = [];
+    page.on("console", (message) => { if (message.type() === "error") consoleErrors.push(message.text()); });
+    page.on("pageerror", (error) => consoleErrors.push(String(error)));
+    // Offline: the page may only talk to the service itself.
+    const foreign = [];
+    await page.route("**/*", (route) => {
+      const url = new URL(route.request().url());
+      if (url.origin !== new URL(base).origin) { foreign.push(url.href); return route.abort(); }
+      return route.continue();
+    });
+
+    await page.goto(base + "/#token=" + token);
+    await page.waitForSelector("body[data-ready=true]", { timeout: 30_000 });
+    check(!(await page.url()).includes(token), "the token is removed from the address bar");
+
+    for (const currency of ["USD", "JPY"]) {
+      if (currency !== "USD") {
+        await page.evaluate(() => { document.body.dataset.ready = ""; });
+        await page.selectOption("#currency", currency);
+        await page.waitForFunction((c) => document.querySelector("[data-test=mrr]")?.textContent.startsWith(c), currency);
+        await page.waitForTimeout(500);
+      } else {
+        await page.selectOption("#currency", currency);
+        await page.waitForFunction((c) => document.querySelector("[data-test=mrr]")?.textContent.startsWith(c), currency);
+      }
+      const summary = await api("/v1/metrics/summary?currency=" + currency);
+      const exponent = summary.exponent;
+      const shown = async (test) => page.$eval(`[data-test=${test}]`, (element) => ({ text: element.textContent, minor: element.dataset.minor }));
+      for (const [test, value] of [["mrr", summary.mrr_minor], ["arr", summary.arr_minor], ["arpa", summary.arpa_minor],
+        ["net-new", summary.this_month.net_new_minor]]) {
+        const figure = await shown(test);
+        check(figure.minor === String(value) && figure.text === money(value, exponent, currency),
+          `${currency} ${test}: page shows ${figure.text} (${figure.minor}), API says ${money(value, exponent, currency)} (${value})`);
+      }
+      const customers = await shown("customers");
+      check(customers.text === summary.paying_customers.toLocaleString("en-US"), `${currency} paying customers: page ${customers.text}, API ${summary.paying_customers}`);
+      const churn = await shown("churn");
+      const expectedChurn = summary.last_month ? percent(summary.last_month.customer_churn_rate) : "—";
+      check(churn.text === expectedChurn, `${currency} customer churn: page ${churn.text}, API ${expectedChurn}`);
+      const series = await api("/v1/metrics/mrr?interval=month&currency=" + currency);
+      const last = series.points[series.points.length - 1];
+      const row = await page.$eval(`#mrr-table tr[data-period="${last.period_start}"] td[data-minor]`, (cell) => ({ minor: cell.dataset.minor, text: cell.textContent }));
+      check(row.minor === String(last.mrr_minor) && row.text === money(last.mrr_minor, exponent, currency),
+        `${currency} MRR table ${last.period_start}: page ${row.text}, API ${money(last.mrr_minor, exponent, currency)}`);
+      const cohortRows = await page.$$eval("#cohorts tr", (rows) => rows.length - 1);
+      const cohorts = await api("/v1/metrics/cohorts?currency=" + currency);
+      check(cohortRows === cohorts.cohorts.length, `${currency} cohort grid has ${cohortRows} rows, API ${cohorts.cohorts.length} cohorts`);
+      const svgBars = await page.$$eval("#mrr-chart rect", (rects) => rects.length);
+      check(svgBars > 0, `${currency} MRR chart draws ${svgBars} movement bars`);
+      if (currency === "USD") await page.screenshot({ path: join(screenshots, "e2e-dashboard.png"), fullPage: true });
+    }
+
+    // Search a customer by email, open its page, compare with the API.
+    const list = await api("/v1/customers?status=active&limit=1");
+    const customer = list.items[0];
+    await page.fill("#search", customer.email);
+    await page.press("#search", "Enter");
+    await page.waitForFunction(() => document.querySelectorAll("#customers tr.link").length === 1);
+    check((await page.$eval("#customers tr.link", (row) => row.dataset.id)) === customer.customer_id, "search by email finds exactly that customer");
+    await page.click("#customers tr.link");
+    await page.waitForSelector("[data-test=customer-email]");
+    await page.waitForSelector("#customer-timeline table");
+    const detail = await api("/v1/customers/" + customer.customer_id);
+    const email = await page.$eval("[data-test=customer-email]", (element) => element.textContent);
+    check(email.startsWith(detail.email), `customer page shows ${detail.email}`);
+    const mrr = await page.$eval("[data-test=customer-mrr]", (element) => element.textContent);
+    const expectedMrr = money(detail.mrr_minor, detail.mrr_currency_exponent, detail.mrr_currency);
+    check(mrr === expectedMrr, `customer MRR: page ${mrr}, API ${expectedMrr}`);
+    const timeline = await api("/v1/customers/" + customer.customer_id + "/timeline?limit=200");
+    const events = await page.$$eval("#customer-timeline tr", (rows) => rows.length - 1);
+    check(events === timeline.items.length, `timeline shows ${events} events, API ${timeline.items.length}`);
+    const subscriptions = await page.$$eval("#customer-subscriptions tr", (rows) => rows.length - 1);
+    check(subscriptions === detail.subscriptions.length, `subscriptions: page ${subscriptions}, API ${detail.subscriptions.length}`);
+    await page.screenshot({ path: join(screenshots, "e2e-customer.png"), fullPage: true });
+
+    // An empty state is explained, not blank.
+    await page.evaluate(() => { location.hash = ""; });
+    await page.fill("#search", "nobody-at-all@nowhere.invalid");
+    await page.press("#search", "Enter");
+    await page.waitForSelector("#customers .empty");
+    const emptyText = await page.$eval("#customers .empty", (element) => element.textContent);
+    check(emptyText.startsWith("No customers match"), `empty search explains itself: "${emptyText}"`);
+
+    check(foreign.length === 0, "no request leaves the service (works offline): " + foreign.join(", "));
+    check(consoleErrors.length === 0, "no errors in the browser console: " + consoleErrors.join(" | "));
+  } finally {
+    await browser.close();
+    child.kill("SIGINT");
+  }
+  if (failures.length > 0) {
+    console.error(`\n${failures.length} check(s) failed`);
+    process.exit(1);
+  }
+  console.log(`\nall checks passed; screenshots: target/e2e-dashboard.png, target/e2e-customer.png`);
+}
+
+mkdirSync(screenshots, { recursive: true });
+main().catch((error) => { console.error(error); process.exit(1); });
