@@ -18,7 +18,8 @@ pub(crate) struct SendArgs {
     /// UUID.
     #[arg(long)]
     idempotency_key: Option<String>,
-    /// The customer (UUID); omit for register_customer to let the ledger choose one.
+    /// The customer (UUID), or the integration for integration commands; omit for
+    /// register_customer and register_integration to let the ledger choose one.
     #[arg(long, default_value = "")]
     customer_id: String,
     /// The customer's stream version the command is based on.

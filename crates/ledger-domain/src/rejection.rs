@@ -7,8 +7,8 @@ use crate::names::Provider;
 /// Why [`decide`](crate::decide) refused a command. Nothing was recorded. Only
 /// [`VersionConflict`](Rejection::VersionConflict) is worth retrying (after re-reading the
 /// customer); every other rejection stands until the command or the customer's state changes.
-/// The writer answers `VersionConflict` as a conflict (HTTP 409), `CustomerNotRegistered` as
-/// not found (404), and all others as invalid (422), with [`Rejection::rejection_code`] naming
+/// The writer answers `VersionConflict` as a conflict (HTTP 409), `CustomerNotRegistered` and
+/// `IntegrationNotRegistered` as not found (404), and all others as invalid (422), with [`Rejection::rejection_code`] naming
 /// the rule.
 ///
 /// `field` names are paths inside the command's body (`plan.unit_price`), or

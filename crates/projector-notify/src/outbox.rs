@@ -50,17 +50,26 @@ pub(crate) async fn claim(
     let leased_until = now + lease;
     let rows = client
         .query(
-            "WITH due AS ( \
+            // `heads`: each integration's oldest pending delivery, one index probe per
+            // integration (a loose index scan on `deliveries_pending`), so a long backlog
+            // costs nothing per poll.
+            "WITH RECURSIVE heads AS ( \
+               (SELECT delivery_id, integration_id FROM notify_delivery.deliveries \
+                WHERE status = 'pending' ORDER BY integration_id, global_position, kind \
+                LIMIT 1) \
+               UNION ALL \
+               SELECT next.delivery_id, next.integration_id FROM heads h CROSS JOIN LATERAL ( \
+                 SELECT delivery_id, integration_id FROM notify_delivery.deliveries \
+                 WHERE status = 'pending' AND integration_id > h.integration_id \
+                 ORDER BY integration_id, global_position, kind LIMIT 1) next), \
+             due AS ( \
                SELECT d.delivery_id FROM notify_delivery.deliveries d \
+               JOIN heads h USING (delivery_id) \
                WHERE d.status = 'pending' AND d.next_attempt_at <= $1 \
                  AND (d.leased_until IS NULL OR d.leased_until < $1) \
-                 AND NOT EXISTS ( \
-                   SELECT 1 FROM notify_delivery.deliveries e \
-                   WHERE e.integration_id = d.integration_id AND e.status = 'pending' \
-                     AND (e.global_position, e.kind) < (d.global_position, d.kind)) \
                ORDER BY d.global_position, d.kind \
                LIMIT $2 \
-               FOR UPDATE SKIP LOCKED), \
+               FOR UPDATE OF d SKIP LOCKED), \
              leased AS ( \
                UPDATE notify_delivery.deliveries d SET leased_until = $3 \
                FROM due WHERE d.delivery_id = due.delivery_id \

@@ -171,6 +171,29 @@ async fn retries_follow_the_schedule_until_the_receiver_recovers() {
             ("delivered".to_owned(), Some(200)),
         ]
     );
+    // The log's start times follow the schedule: each pause is the configured delay (no
+    // jitter in this configuration) plus at most a poll interval and a send.
+    let started: Vec<time::OffsetDateTime> = ledger
+        .database()
+        .client()
+        .await
+        .query(
+            "SELECT started_at FROM notify_delivery.attempts ORDER BY attempt_id",
+            &[],
+        )
+        .await
+        .expect("attempts")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    for (pause, delay_ms) in started.windows(2).zip([200, 400]) {
+        let pause = pause[1] - pause[0];
+        assert!(
+            pause >= time::Duration::milliseconds(delay_ms)
+                && pause < time::Duration::milliseconds(delay_ms + 400),
+            "{pause} after a {delay_ms} ms delay"
+        );
+    }
     worker.stop().await;
     projector.stop().await;
     writer.stop().await.expect("writer");

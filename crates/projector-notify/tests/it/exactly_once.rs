@@ -82,3 +82,41 @@ async fn a_rebuild_of_the_projection_resends_nothing() {
     rebuilt.stop().await;
     writer.stop().await.expect("writer");
 }
+
+#[tokio::test]
+async fn two_workers_send_each_delivery_once_and_in_order() {
+    let ledger = TestLedger::new().await;
+    let receiver = HttpReceiver::start().await;
+    let writer = ledger.start_writer();
+    register_integration(&ledger, "hook", webhook(&receiver.url)).await;
+    let customers = ["c1", "c2", "c3", "c4", "c5"];
+    for customer in customers {
+        failed_payment(&ledger, customer).await;
+    }
+    // All five are in the outbox before any worker runs.
+    let projector = start_projector(&ledger, false).await;
+    assert!(ledger.projector_caught_up("notify").await);
+    let first = Worker::start(&ledger, fast_delivery());
+    let second = Worker::start(&ledger, fast_delivery());
+    assert!(eventually(WAIT_MS, || async { receiver.requests().len() >= 5 }).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let emails: Vec<String> = receiver
+        .requests()
+        .iter()
+        .map(|request| {
+            request.json()["data"]["customer_email"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    let expected: Vec<String> = customers
+        .iter()
+        .map(|customer| format!("{customer}@example.com"))
+        .collect();
+    assert_eq!(emails, expected, "once each, in event order");
+    first.stop().await;
+    second.stop().await;
+    projector.stop().await;
+    writer.stop().await.expect("writer");
+}
