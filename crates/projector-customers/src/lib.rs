@@ -67,13 +67,7 @@ impl Projector for CustomersProjector {
                 &self.store,
                 customer_events(),
                 |state| state.version,
-                |earlier| {
-                    earlier
-                        .iter()
-                        .fold(Customer::default(), |state, projected| {
-                            evolve(state, &projected.event)
-                        })
-                },
+                |earlier| Customer::from_events(earlier.iter().map(|projected| &projected.event)),
             )
             .await?;
         let mut rows = Rows::default();

@@ -113,13 +113,7 @@ impl Projector for NotifyProjector {
                     .iter()
                     .filter(|projected| !is_integration_event(&projected.event)),
                 |state| state.version,
-                |earlier| {
-                    earlier
-                        .iter()
-                        .fold(Customer::default(), |state, projected| {
-                            evolve(state, &projected.event)
-                        })
-                },
+                |earlier| Customer::from_events(earlier.iter().map(|projected| &projected.event)),
             )
             .await?;
         let mut deliveries = Vec::new();
