@@ -25,6 +25,9 @@ pub(crate) enum BenchTarget {
     Store(StoreBenchArgs),
     /// Write path: commands/s and latency over NATS with 1, 16 and 64 clients.
     Writer(crate::bench_writer::WriterBenchArgs),
+    /// Projectors: rebuild events/s of each over a generated history, and live lag at a fixed
+    /// command rate.
+    Projectors(crate::bench_projectors::ProjectorsBenchArgs),
     /// Query service: requests/s and p50/p99 of the summary (cached and uncached) and of a
     /// single customer, over 100,000 customers and about a million events.
     Query(crate::bench_query::QueryBenchArgs),
@@ -47,6 +50,7 @@ pub(crate) async fn run(target: BenchTarget) -> anyhow::Result<()> {
     match target {
         BenchTarget::Store(args) => store(args).await,
         BenchTarget::Writer(args) => crate::bench_writer::run(args).await,
+        BenchTarget::Projectors(args) => crate::bench_projectors::run(args).await,
         BenchTarget::Query(args) => crate::bench_query::run(args).await,
     }
 }
@@ -59,15 +63,23 @@ struct Figure {
     target_per_second: Option<f64>,
 }
 
-async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
-    let services = ledger_testkit::services::ensure().await?;
+/// Recreates the migrated database `name` on `services`; returns its URL and a connection.
+pub(crate) async fn fresh_database(
+    services: &ledger_testkit::services::Services,
+    name: &str,
+) -> anyhow::Result<(String, tokio_postgres::Client)> {
     let database_url =
-        ledger_testkit::services::recreate_database(services.database_url(), BENCH_DATABASE)
-            .await?;
+        ledger_testkit::services::recreate_database(services.database_url(), name).await?;
     let (mut client, connection) =
         tokio_postgres::connect(&database_url, tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
     ledger_store::migrate(&mut client).await?;
+    Ok((database_url, client))
+}
+
+async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
+    let services = ledger_testkit::services::ensure().await?;
+    let (database_url, mut client) = fresh_database(&services, BENCH_DATABASE).await?;
     client
         .batch_execute("CREATE TABLE raw_events (LIKE customer_payment_events INCLUDING ALL)")
         .await?;

@@ -34,13 +34,7 @@ struct Measured {
 
 pub(crate) async fn run(args: WriterBenchArgs) -> anyhow::Result<()> {
     let services = ledger_testkit::services::ensure().await?;
-    let database_url =
-        ledger_testkit::services::recreate_database(services.database_url(), BENCH_DATABASE)
-            .await?;
-    let (mut client, connection) =
-        tokio_postgres::connect(&database_url, tokio_postgres::NoTls).await?;
-    tokio::spawn(connection);
-    ledger_store::migrate(&mut client).await?;
+    let (database_url, client) = crate::bench::fresh_database(&services, BENCH_DATABASE).await?;
     let store = Store::connect(&database_url)?;
     let duration = Duration::from_secs(args.seconds);
     println!(

@@ -6,6 +6,7 @@
 
 mod audit;
 mod bench;
+mod bench_projectors;
 mod bench_query;
 mod bench_writer;
 mod demo;

@@ -19,6 +19,7 @@
 
 mod checkpoint;
 mod runtime;
+mod states;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -30,6 +31,7 @@ use tokio_postgres::Transaction;
 use uuid::Uuid;
 
 pub use runtime::{ProjectorConfig, replay, run};
+pub use states::StreamStates;
 
 /// One event as a projector sees it: the stored envelope and the decoded payload.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,6 +1,7 @@
 //! Catch up from the table, then consume the stream live.
 
 use std::future::Future;
+use std::time::Instant;
 
 use async_nats::jetstream::{self, consumer};
 use futures_util::{FutureExt, StreamExt, TryStreamExt};
@@ -191,6 +192,29 @@ async fn run_from<P: Projector>(
     Ok(())
 }
 
+/// The table's events after `after`, up to `target`, at most a page of them.
+async fn read_page(
+    store: &Store,
+    after: u64,
+    target: u64,
+    config: &ProjectorConfig,
+) -> Result<Vec<RecordedEvent>, ProjectorError> {
+    if after >= target {
+        return Ok(Vec::new());
+    }
+    let reading = Instant::now();
+    let page: Vec<RecordedEvent> = store
+        .read_all(after + 1, config.table_page_events.min(target - after))
+        .try_collect()
+        .await?;
+    tracing::debug!(
+        events = page.len(),
+        read_us = reading.elapsed().as_micros(),
+        "read a page of the event table"
+    );
+    Ok(page)
+}
+
 /// Applies batches with the checkpoint in one transaction.
 struct Applier<P> {
     projector: P,
@@ -203,7 +227,8 @@ struct Applier<P> {
 }
 
 impl<P: Projector> Applier<P> {
-    /// Applies table pages until the checkpoint reaches `target` (or shutdown).
+    /// Applies table pages until the checkpoint reaches `target` (or shutdown). The next page
+    /// is read while the current one is applied.
     async fn catch_up_from_table(
         &mut self,
         store: &Store,
@@ -212,20 +237,21 @@ impl<P: Projector> Applier<P> {
         progress: &mut impl FnMut(u64),
         shutdown: &mut (impl Future<Output = ()> + Unpin),
     ) -> Result<(), ProjectorError> {
-        while self.checkpoint < target {
+        let mut page = read_page(store, self.checkpoint, target, config).await?;
+        while !page.is_empty() {
             if shutdown.now_or_never().is_some() {
                 return Ok(());
             }
-            let page_events = config.table_page_events.min(target - self.checkpoint);
-            let page: Vec<RecordedEvent> = store
-                .read_all(self.checkpoint + 1, page_events)
-                .try_collect()
-                .await?;
-            if page.is_empty() {
-                break;
-            }
-            self.apply(page).await?;
+            let page_last = page
+                .last()
+                .map_or(self.checkpoint, |event| event.global_position);
+            let (applied, next) = tokio::join!(
+                self.apply(page),
+                read_page(store, page_last, target, config)
+            );
+            applied?;
             progress(self.checkpoint);
+            page = next?;
         }
         Ok(())
     }
@@ -276,6 +302,7 @@ impl<P: Projector> Applier<P> {
         else {
             return Ok(());
         };
+        let started = Instant::now();
         // Each event must continue the chain from the checkpoint: a stream filled from another
         // table, or a gap, cannot slip into the read model.
         let mut previous_hash = self.checkpoint_hash;
@@ -292,8 +319,10 @@ impl<P: Projector> Applier<P> {
             .into_iter()
             .map(Projected::decode)
             .collect::<Result<Vec<_>, ProjectorError>>()?;
+        let decoded = Instant::now();
         let transaction = self.client.transaction().await?;
         self.projector.apply(&transaction, &projected).await?;
+        let applied = Instant::now();
         let (last_position, last_hash) = last;
         let to = checkpoint::Checkpoint {
             global_position: last_position,
@@ -301,6 +330,14 @@ impl<P: Projector> Applier<P> {
         };
         checkpoint::advance(&transaction, &self.projector, self.checkpoint, to).await?;
         transaction.commit().await?;
+        tracing::debug!(
+            projector = self.projector.name(),
+            events = projected.len(),
+            decode_us = (decoded - started).as_micros(),
+            apply_us = (applied - decoded).as_micros(),
+            commit_us = applied.elapsed().as_micros(),
+            "applied batch"
+        );
         self.checkpoint = last_position;
         self.checkpoint_hash = last_hash;
         if let Err(error) = self

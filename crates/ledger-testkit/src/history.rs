@@ -1,7 +1,7 @@
 //! Random customer histories the ledger would accept: every command goes through `decide`, so
 //! only accepted commands are kept, each with the store request it makes (to append without a
-//! writer) and the command itself (to send through one). Dates wander: about one event in six is dated days before
-//! the customer's previous ones, as late provider webhooks are.
+//! writer) and the command itself (to send through one). Dates wander: a given share of the
+//! events is dated days before the customer's previous ones, as late provider webhooks are.
 
 use ledger_domain::proto::{self, command::Kind};
 use ledger_domain::{Customer, PaymentStatus, decide, evolve};
@@ -50,11 +50,21 @@ pub struct Generated {
     pub request: AppendRequest,
 }
 
-/// The accepted commands of `customers` random customers, about `steps` attempts each,
-/// interleaved at random across customers (each customer's own order kept).
-pub fn generate(rng: &mut Rng, customers: usize, steps: usize) -> Vec<Generated> {
-    let mut queues: Vec<Vec<Generated>> = (0..customers)
-        .map(|index| customer_history(rng, index, steps))
+/// The shape of a generated history.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    pub customers: usize,
+    /// Commands attempted per customer; about half are accepted.
+    pub steps: usize,
+    /// The share of commands dated up to 20 days before the customer's latest one, in percent.
+    pub late_percent: u64,
+}
+
+/// The accepted commands of `shape.customers` random customers, interleaved at random across
+/// customers (each customer's own order kept).
+pub fn generate(rng: &mut Rng, shape: Shape) -> Vec<Generated> {
+    let mut queues: Vec<Vec<Generated>> = (0..shape.customers)
+        .map(|index| customer_history(rng, index, shape))
         .collect();
     for queue in &mut queues {
         queue.reverse();
@@ -72,7 +82,7 @@ pub fn generate(rng: &mut Rng, customers: usize, steps: usize) -> Vec<Generated>
     requests
 }
 
-fn customer_history(rng: &mut Rng, index: usize, steps: usize) -> Vec<Generated> {
+fn customer_history(rng: &mut Rng, index: usize, shape: Shape) -> Vec<Generated> {
     let id = Uuid::from_u64_pair(rng.next(), rng.next());
     let home_currency = rng.pick(&CURRENCIES);
     let mut state = Customer::default();
@@ -118,9 +128,9 @@ fn customer_history(rng: &mut Rng, index: usize, steps: usize) -> Vec<Generated>
         day,
         &mut attempt,
     );
-    for _ in 0..steps {
+    for _ in 0..shape.steps {
         day += rng.below(4) as i64;
-        let dated = if rng.chance(15) {
+        let dated = if rng.chance(shape.late_percent) {
             (day - rng.below(20) as i64).max(0)
         } else {
             day

@@ -300,19 +300,23 @@ impl TestLedger {
     /// Waits (up to 20 s) until projector `name`'s checkpoint is the table's last position.
     pub async fn projector_caught_up(&self, name: &str) -> bool {
         eventually(PROJECTOR_CATCH_UP_MS, || async {
-            let client = self.database().client().await;
-            let checkpoint = client
-                .query_opt(
-                    &format!("SELECT global_position FROM {name}.projector_checkpoint"),
-                    &[],
-                )
-                .await
-                .ok()
-                .flatten()
-                .map_or(0, |row| row.get::<_, i64>(0));
-            u64::try_from(checkpoint).unwrap_or(0) == self.last_position().await
+            self.projector_checkpoint(name).await == self.last_position().await
         })
         .await
+    }
+
+    /// Projector `name`'s checkpoint, 0 before its schema exists.
+    pub async fn projector_checkpoint(&self, name: &str) -> u64 {
+        let client = self.database().client().await;
+        client
+            .query_opt(
+                &format!("SELECT global_position FROM {name}.projector_checkpoint"),
+                &[],
+            )
+            .await
+            .ok()
+            .flatten()
+            .map_or(0, |row| u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
     }
 }
 

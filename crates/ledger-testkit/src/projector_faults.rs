@@ -14,12 +14,15 @@
 use async_nats::jetstream::consumer::{self, AckPolicy, DeliverPolicy};
 use ledger_projector::{Projector, ProjectorConfig};
 
-use crate::history::{self, Rng};
+use crate::history::{self, Rng, Shape};
 use crate::ledger::{RunningProjector, TestLedger, eventually};
 
-/// Customers and attempted commands each of the scenarios' histories.
-const HISTORY_CUSTOMERS: usize = 30;
-const HISTORY_STEPS: usize = 24;
+/// The scenarios' histories.
+const HISTORY: Shape = Shape {
+    customers: 30,
+    steps: 24,
+    late_percent: 15,
+};
 /// How long a projector may take to get through what the scenario expects of it.
 const PROGRESS_TIMEOUT_MS: u64 = 20_000;
 
@@ -39,24 +42,11 @@ async fn start<P: Projector>(ledger: &TestLedger, projector: P, replay: bool) ->
 /// Sends a history's commands through the ledger's writer, one after the other.
 async fn send_history(ledger: &TestLedger, seed: u64) -> usize {
     let client = ledger.client();
-    let generated = history::generate(&mut Rng::new(seed), HISTORY_CUSTOMERS, HISTORY_STEPS);
+    let generated = history::generate(&mut Rng::new(seed), HISTORY);
     for one in &generated {
         client.send(&one.command).await.expect("accepted");
     }
     generated.len()
-}
-
-async fn checkpoint(ledger: &TestLedger, name: &str) -> u64 {
-    let client = ledger.database().client().await;
-    client
-        .query_opt(
-            &format!("SELECT global_position FROM {name}.projector_checkpoint"),
-            &[],
-        )
-        .await
-        .ok()
-        .flatten()
-        .map_or(0, |row| u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
 }
 
 /// # Panics
@@ -71,7 +61,7 @@ pub async fn killed_mid_stream_resumes_to_a_fresh_rebuild<P: Projector>(
     let first = start(&ledger, make(&ledger), false).await;
     let load = {
         let ledger_client = ledger.client();
-        let generated = history::generate(&mut Rng::new(1), HISTORY_CUSTOMERS, HISTORY_STEPS);
+        let generated = history::generate(&mut Rng::new(1), HISTORY);
         tokio::spawn(async move {
             for one in &generated {
                 ledger_client.send(&one.command).await.expect("accepted");
@@ -80,7 +70,7 @@ pub async fn killed_mid_stream_resumes_to_a_fresh_rebuild<P: Projector>(
     };
     assert!(
         eventually(PROGRESS_TIMEOUT_MS, || async {
-            checkpoint(&ledger, name).await >= 100
+            ledger.projector_checkpoint(name).await >= 100
         })
         .await,
         "the projector made progress"
@@ -177,7 +167,7 @@ pub async fn rebuild_while_appending_ends_as_a_fresh_rebuild<P: Projector>(
     send_history(&ledger, 3).await;
     let load = {
         let client = ledger.client();
-        let generated = history::generate(&mut Rng::new(4), HISTORY_CUSTOMERS, HISTORY_STEPS);
+        let generated = history::generate(&mut Rng::new(4), HISTORY);
         tokio::spawn(async move {
             for one in &generated {
                 client.send(&one.command).await.expect("accepted");

@@ -247,17 +247,12 @@ impl Rows {
     }
 }
 
+/// Upserts every subscription of the batch's customers (a customer's subscriptions and its
+/// currencies of payments are never removed from the aggregate), writing only changed rows.
 async fn write_subscriptions(
     transaction: &Transaction<'_>,
     states: &BTreeMap<Uuid, Customer>,
 ) -> Result<(), ProjectorError> {
-    let customers: Vec<Uuid> = states.keys().copied().collect();
-    transaction
-        .execute(
-            "DELETE FROM customers.subscriptions WHERE customer_id = ANY($1)",
-            &[&customers],
-        )
-        .await?;
     let mut ids = Vec::new();
     let mut subscription_ids = Vec::new();
     let mut statuses = Vec::new();
@@ -296,9 +291,18 @@ async fn write_subscriptions(
     }
     transaction
         .execute(
-            "INSERT INTO customers.subscriptions SELECT * FROM unnest($1::uuid[], $2::text[], \
-               $3::text[], $4::text[], $5::text[], $6::int4[], $7::int4[], $8::int8[], \
-               $9::text[], $10::int8[], $11::timestamptz[], $12::timestamptz[], $13::bool[])",
+            "INSERT INTO customers.subscriptions AS s SELECT * FROM unnest($1::uuid[], \
+               $2::text[], $3::text[], $4::text[], $5::text[], $6::int4[], $7::int4[], \
+               $8::int8[], $9::text[], $10::int8[], $11::timestamptz[], $12::timestamptz[], \
+               $13::bool[]) \
+             ON CONFLICT (customer_id, subscription_id) DO UPDATE SET status = excluded.status, \
+               plan_id = excluded.plan_id, billing_interval = excluded.billing_interval, \
+               interval_count = excluded.interval_count, quantity = excluded.quantity, \
+               unit_amount_minor = excluded.unit_amount_minor, currency = excluded.currency, \
+               mrr_minor = excluded.mrr_minor, trial_end = excluded.trial_end, \
+               current_period_end = excluded.current_period_end, \
+               cancel_at_period_end = excluded.cancel_at_period_end \
+             WHERE s IS DISTINCT FROM excluded",
             &[
                 &ids,
                 &subscription_ids,
@@ -319,17 +323,11 @@ async fn write_subscriptions(
     Ok(())
 }
 
+/// Upserts the lifetime totals of the batch's customers, writing only changed rows.
 async fn write_totals(
     transaction: &Transaction<'_>,
     states: &BTreeMap<Uuid, Customer>,
 ) -> Result<(), ProjectorError> {
-    let customers: Vec<Uuid> = states.keys().copied().collect();
-    transaction
-        .execute(
-            "DELETE FROM customers.totals WHERE customer_id = ANY($1)",
-            &[&customers],
-        )
-        .await?;
     let mut ids = Vec::new();
     let mut currencies = Vec::new();
     let mut paid = Vec::new();
@@ -358,8 +356,11 @@ async fn write_totals(
     }
     transaction
         .execute(
-            "INSERT INTO customers.totals SELECT * FROM unnest($1::uuid[], $2::text[], \
-               $3::int8[], $4::int8[])",
+            "INSERT INTO customers.totals AS t SELECT * FROM unnest($1::uuid[], $2::text[], \
+               $3::int8[], $4::int8[]) \
+             ON CONFLICT (customer_id, currency) DO UPDATE SET paid_minor = excluded.paid_minor, \
+               refunded_minor = excluded.refunded_minor \
+             WHERE t IS DISTINCT FROM excluded",
             &[&ids, &currencies, &paid, &refunded],
         )
         .await?;

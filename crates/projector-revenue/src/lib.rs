@@ -16,7 +16,7 @@ mod write;
 use std::collections::{BTreeMap, BTreeSet};
 
 use ledger_domain::{Event, MRR_UNITS_PER_MINOR};
-use ledger_projector::{Projected, Projector, ProjectorError, streams_before};
+use ledger_projector::{Projected, Projector, ProjectorError, StreamStates, streams_before};
 use ledger_store::{RecordedEvent, Store};
 use time::{Date, UtcOffset};
 use tokio_postgres::Transaction;
@@ -29,16 +29,14 @@ use crate::timeline::{CustomerMrr, Timeline};
 use crate::write::BatchChanges;
 
 /// Customers whose timeline is kept in memory between batches.
-const CACHE_CUSTOMERS_MAX: u64 = 200_000;
+const TIMELINES_CUSTOMERS_MAX: usize = 200_000;
 
 /// The `revenue` projector.
 #[derive(Debug)]
 pub struct RevenueProjector {
     store: Store,
     settings: RevenueSettings,
-    /// Timelines as of the last applied batch; valid only for the run that filled it (a failed
-    /// batch stops the run).
-    cache: moka::sync::Cache<Uuid, CustomerMrr>,
+    timelines: StreamStates<CustomerMrr>,
 }
 
 impl RevenueProjector {
@@ -48,44 +46,8 @@ impl RevenueProjector {
         RevenueProjector {
             store,
             settings,
-            cache: moka::sync::Cache::new(CACHE_CUSTOMERS_MAX),
+            timelines: StreamStates::new(TIMELINES_CUSTOMERS_MAX),
         }
-    }
-
-    /// The timelines of the batch's customers before their first event in it: from the
-    /// cache, or replayed from the store (one query for all that are missing).
-    async fn timelines_before(
-        &self,
-        events: &[Projected],
-    ) -> Result<BTreeMap<Uuid, CustomerMrr>, ProjectorError> {
-        let mut timelines = BTreeMap::new();
-        let mut missing = BTreeSet::new();
-        for projected in events {
-            let recorded = &projected.recorded;
-            if timelines.contains_key(&recorded.stream_id) || missing.contains(&recorded.stream_id)
-            {
-                continue;
-            }
-            match self.cache.remove(&recorded.stream_id) {
-                _ if recorded.stream_version == 1 => {
-                    timelines.insert(recorded.stream_id, CustomerMrr::default());
-                }
-                Some(mrr) if mrr.version() + 1 == recorded.stream_version => {
-                    timelines.insert(recorded.stream_id, mrr);
-                }
-                _ => {
-                    missing.insert(recorded.stream_id);
-                }
-            }
-        }
-        if let Some(first) = events.first() {
-            let missing: Vec<Uuid> = missing.into_iter().collect();
-            timelines.extend(
-                self.replayed(&missing, first.recorded.global_position)
-                    .await?,
-            );
-        }
-        Ok(timelines)
     }
 
     /// The timelines of `customers` from all their events before `global_position`.
@@ -99,13 +61,17 @@ impl RevenueProjector {
             .iter()
             .map(|customer| {
                 let events = streams.get(customer).map_or(&[][..], Vec::as_slice);
-                let dated: Vec<(Date, &Event)> = events
-                    .iter()
-                    .map(|projected| (business_day(&projected.recorded), &projected.event))
-                    .collect();
-                (*customer, CustomerMrr::from_events(&dated, &self.settings))
+                (*customer, self.timeline_of(events))
             })
             .collect())
+    }
+
+    fn timeline_of(&self, events: &[Projected]) -> CustomerMrr {
+        let dated: Vec<(Date, &Event)> = events
+            .iter()
+            .map(|projected| (business_day(&projected.recorded), &projected.event))
+            .collect();
+        CustomerMrr::from_events(&dated, &self.settings)
     }
 }
 
@@ -148,7 +114,10 @@ impl Projector for RevenueProjector {
         };
         // Per customer: its timeline before the batch, and as the batch goes on.
         let mut customers: BTreeMap<Uuid, (Timeline, CustomerMrr)> = self
-            .timelines_before(events)
+            .timelines
+            .before_batch(&self.store, events, CustomerMrr::version, |earlier| {
+                self.timeline_of(earlier)
+            })
             .await?
             .into_iter()
             .map(|(customer, mrr)| (customer, (mrr.timeline.clone(), mrr)))
@@ -187,9 +156,11 @@ impl Projector for RevenueProjector {
             }
         }
         changes.write(transaction).await?;
-        for (customer, (_, mrr)) in customers {
-            self.cache.insert(customer, mrr);
-        }
+        self.timelines.keep(
+            customers
+                .into_iter()
+                .map(|(customer, (_, mrr))| (customer, mrr)),
+        );
         Ok(())
     }
 }

@@ -123,6 +123,31 @@ impl Timeline {
     }
 }
 
+/// False for the events that change no subscription (profile, invoices, refunds, disputes).
+fn changes_subscriptions(event: &Event) -> bool {
+    match event {
+        Event::SubscriptionStarted(_)
+        | Event::TrialConverted(_)
+        | Event::PlanChanged(_)
+        | Event::CancellationRequested(_)
+        | Event::SubscriptionCancelled(_)
+        | Event::CancellationFailed(_)
+        | Event::SubscriptionPaused(_)
+        | Event::SubscriptionResumed(_)
+        | Event::SubscriptionReactivated(_)
+        | Event::PaymentSucceeded(_)
+        | Event::PaymentFailed(_) => true,
+        Event::CustomerRegistered(_)
+        | Event::CustomerProfileUpdated(_)
+        | Event::ProviderAccountLinked(_)
+        | Event::InvoiceIssued(_)
+        | Event::InvoiceFinalized(_)
+        | Event::PaymentRefunded(_)
+        | Event::DisputeOpened(_)
+        | Event::DisputeClosed(_) => false,
+    }
+}
+
 /// A customer's MRR timeline and the state it was computed from: all its events so far.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct CustomerMrr {
@@ -167,7 +192,11 @@ impl CustomerMrr {
         }
         self.state = std::mem::take(&mut self.state).apply(day, event);
         self.last_day = Some(day);
-        self.record_from(day, settings);
+        // The timeline from the last event's day on holds for the new state too when the
+        // event leaves every subscription as it was.
+        if changes_subscriptions(event) {
+            self.record_from(day, settings);
+        }
         true
     }
 

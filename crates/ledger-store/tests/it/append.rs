@@ -59,6 +59,25 @@ async fn appended_events_read_back_identical_with_gap_free_positions_and_version
     assert_eq!(store.last_position().await.expect("last"), 4);
     let from_three: Vec<_> = store.read_all(3, 1).try_collect().await.expect("read_all");
     assert_eq!(from_three, vec![committed[2].clone()]);
+    // Several streams as of a position, stream by stream in version order.
+    let before_four = store
+        .read_streams_before(&[bob, alice, Uuid::now_v7()], 4)
+        .await
+        .expect("read_streams_before");
+    let mut expected = vec![
+        committed[0].clone(),
+        committed[1].clone(),
+        committed[2].clone(),
+    ];
+    expected.sort_by_key(|event| (event.stream_id, event.stream_version));
+    assert_eq!(before_four, expected);
+    assert!(
+        store
+            .read_streams_before(&[], 4)
+            .await
+            .expect("no streams")
+            .is_empty()
+    );
 }
 
 #[tokio::test]

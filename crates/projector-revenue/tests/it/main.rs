@@ -9,7 +9,7 @@ use ledger_domain::proto::{self, command::Kind};
 use ledger_domain::{ChurnRecognition, DiscountsInMrr, Event, MrrRules};
 use ledger_projector::{Projected, ProjectorConfig};
 use ledger_testkit::commands::{NOW_MICROS, metadata, money, register};
-use ledger_testkit::history::{self, Rng};
+use ledger_testkit::history::{self, Rng, Shape};
 use ledger_testkit::ledger::TestLedger;
 use ledger_testkit::projector_faults;
 use projector_revenue::{RevenueProjector, RevenueSettings};
@@ -173,7 +173,11 @@ proptest! {
             let settings = SETTINGS[settings_index];
             let ledger = TestLedger::new().await;
             let mut rng = Rng::new(seed);
-            append(&ledger, history::generate(&mut rng, 40, 60)).await;
+            append(
+                &ledger,
+                history::generate(&mut rng, Shape { customers: 40, steps: 60, late_percent: 15 }),
+            )
+            .await;
             let events = dated_events(&ledger).await;
             let config = ProjectorConfig {
                 table_page_events: page_events,
