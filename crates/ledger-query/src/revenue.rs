@@ -556,20 +556,6 @@ pub(crate) async fn summary(
     .await
 }
 
-/// `from` and `to` of a date range, defaulted and checked.
-fn date_range(
-    params: &Params,
-    default_to: Date,
-    default_from: impl FnOnce(Date) -> Date,
-) -> Result<(Date, Date), ApiError> {
-    let to = params.date("to")?.unwrap_or(default_to);
-    let from = params.date("from")?.unwrap_or_else(|| default_from(to));
-    if from > to {
-        return Err(ApiError::bad("from", "must not be after `to`"));
-    }
-    Ok((from, to))
-}
-
 /// MRR over time with its movements, by day, ISO week or month.
 #[utoipa::path(get, path = "/v1/metrics/mrr", tag = "metrics",
     params(
@@ -745,7 +731,7 @@ fn series(
 #[utoipa::path(get, path = "/v1/metrics/churn", tag = "metrics",
     params(
         ("from" = Option<String>, Query, description = "A day of the first month (YYYY-MM-DD); default: 23 months before `to`"),
-        ("to" = Option<String>, Query, description = "A day of the last month; default: today; at most 120 months"),
+        ("to" = Option<String>, Query, description = "A day of the last month; default: the last day with data; at most 120 months"),
         ("currency" = Option<String>, Query, description = "Only this currency; default: every currency"),
         ("min_position" = Option<u64>, Query, description = "Wait (up to 5 s) until the read model reaches this position")),
     responses((status = 200, body = ChurnTable,
@@ -764,10 +750,20 @@ pub(crate) async fn churn(
         &["from", "to", "currency"],
     )?;
     let currency = params.currency("currency")?;
-    let (from, to) = month_range(&params)?;
+    let (given_from, given_to) = given_months(&params)?;
     answer(&state, &request, Projection::Revenue, &params, |mut client| async move {
         let (transaction, position) = snapshot(&mut client).await?;
         let code = currency.map(|currency| currency.code());
+        let last: Option<Date> = transaction
+            .query_one(
+                "SELECT max(day) FROM revenue.daily_mrr WHERE ($1::text IS NULL OR currency = $1)",
+                &[&code],
+            )
+            .await
+            .map_err(db)?
+            .try_get(0)
+            .map_err(db)?;
+        let (from, to) = month_range(given_from, given_to, last.unwrap_or_else(today))?;
         let rows = transaction
             .query(
                 &format!(
@@ -792,10 +788,14 @@ pub(crate) async fn churn(
     .await
 }
 
-/// The first days of the months of `from` and `to` (defaults: the 24 months to today).
-fn month_range(params: &Params) -> Result<(Date, Date), ApiError> {
-    let (from, to) = date_range(params, today(), |to| add_months(to, 1 - MONTHS_DEFAULT))?;
-    let (from, to) = (month_start(from), month_start(to));
+/// The first days of the months of `from` and `to`; `to` defaults to `last` (the last day with
+/// data), `from` to 23 months before `to`.
+fn month_range(from: Option<Date>, to: Option<Date>, last: Date) -> Result<(Date, Date), ApiError> {
+    let to = month_start(to.unwrap_or(last));
+    let from = month_start(from.unwrap_or_else(|| add_months(to, 1 - MONTHS_DEFAULT)));
+    if from > to {
+        return Err(ApiError::bad("from", "must not be after `to`"));
+    }
     let months = months_between(from, to) + 1;
     if months > RANGE_MONTHS_MAX {
         return Err(ApiError::bad(
@@ -806,13 +806,23 @@ fn month_range(params: &Params) -> Result<(Date, Date), ApiError> {
     Ok((from, to))
 }
 
+/// `?from=` and `?to=`, checked at once when both are given.
+fn given_months(params: &Params) -> Result<(Option<Date>, Option<Date>), ApiError> {
+    let from = params.date("from")?;
+    let to = params.date("to")?;
+    if let (Some(from), Some(to)) = (from, to) {
+        month_range(Some(from), Some(to), to)?;
+    }
+    Ok((from, to))
+}
+
 /// Cohort retention: per cohort (month of first MRR), customers still paying and their MRR
 /// at the end of each later month.
 #[utoipa::path(get, path = "/v1/metrics/cohorts", tag = "metrics",
     params(
         ("currency" = String, Query, description = "ISO 4217 code, e.g. USD"),
         ("from" = Option<String>, Query, description = "A day of the first cohort month; default: 23 months before `to`"),
-        ("to" = Option<String>, Query, description = "A day of the last cohort month; default: today; at most 120 months"),
+        ("to" = Option<String>, Query, description = "A day of the last cohort month; default: the last day with data; at most 120 months"),
         ("min_position" = Option<u64>, Query, description = "Wait (up to 5 s) until the read model reaches this position")),
     responses((status = 200, body = CohortGrid,
         headers(("X-Ledger-Position" = u64, description = "Position of the revenue read model"))),
@@ -830,7 +840,7 @@ pub(crate) async fn cohorts(
         &["from", "to", "currency"],
     )?;
     let currency = required_currency(&params)?;
-    let (from, to) = month_range(&params)?;
+    let (given_from, given_to) = given_months(&params)?;
     answer(
         &state,
         &request,
@@ -838,6 +848,8 @@ pub(crate) async fn cohorts(
         &params,
         |mut client| async move {
             let (transaction, position) = snapshot(&mut client).await?;
+            let last = last_day(&transaction, currency.code()).await?;
+            let (from, to) = month_range(given_from, given_to, last.unwrap_or_else(today))?;
             let rows = transaction
                 .query(
                     "SELECT c.cohort_month, c.month, c.customers::bigint, c.mrr::bigint \

@@ -275,3 +275,99 @@ async fn notify_test_reaches_a_local_receiver() {
     projector.stop().await;
     writer.stop().await.expect("writer");
 }
+
+/// `GET path` over a fresh connection; the status and body.
+fn http_get(port: u16, path: &str, token: Option<&str>) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    let authorization = token.map_or(String::new(), |token| {
+        format!("Authorization: Bearer {token}\r\n")
+    });
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{authorization}\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split(' ').nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n")?.1.to_owned();
+    Some((status, body))
+}
+
+/// `ledger run query` as an operator runs it: settings from the environment, the restricted
+/// role, a token; and advice when the database URL is missing.
+#[tokio::test]
+async fn run_query_serves_the_api_as_configured() {
+    let database = TestDb::new().await;
+    let missing = Command::new(env!("CARGO_BIN_EXE_ledger"))
+        .args(["run", "query"])
+        .env_remove("LEDGER_QUERY_DATABASE_URL")
+        .env(
+            "LEDGER_QUERY_TOKENS",
+            "cli-test-token-0123456789:metrics:read",
+        )
+        .output()
+        .expect("run ledger run query");
+    assert_eq!(missing.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(stderr.contains("LEDGER_QUERY_DATABASE_URL"), "{stderr}");
+
+    database
+        .client()
+        .await
+        .batch_execute(
+            "DO $$ BEGIN CREATE ROLE ledger_query_cli_test LOGIN IN ROLE ledger_query; \
+             EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$",
+        )
+        .await
+        .expect("query role");
+    let query_url = database
+        .url()
+        .replacen("postgres@", "ledger_query_cli_test@", 1);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let nats_url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
+    let mut query = Command::new(env!("CARGO_BIN_EXE_ledger"))
+        .args(["run", "query"])
+        .env("LEDGER_QUERY_DATABASE_URL", &query_url)
+        .env(
+            "LEDGER_QUERY_TOKENS",
+            "cli-test-token-0123456789:metrics:read",
+        )
+        .env("LEDGER_QUERY_BIND", format!("127.0.0.1:{port}"))
+        .env("NATS_URL", nats_url)
+        .env(
+            "LEDGER_SUBJECT_PREFIX",
+            ledger_testkit::unique_name("cli").to_lowercase(),
+        )
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .expect("start the query service");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while http_get(port, "/healthz", None).is_none_or(|(status, _)| status != 200) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the query service did not answer /healthz"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let summary = "/v1/metrics/summary?currency=USD";
+    assert_eq!(
+        http_get(port, summary, None).map(|(status, _)| status),
+        Some(401)
+    );
+    assert_eq!(
+        http_get(port, "/v1/customers", Some("cli-test-token-0123456789")).map(|(s, _)| s),
+        Some(403),
+        "the token has metrics:read only"
+    );
+    let (status, body) =
+        http_get(port, summary, Some("cli-test-token-0123456789")).expect("answer");
+    assert_eq!(status, 503, "no revenue read model yet: {body}");
+    assert!(body.contains("read_model_unavailable"), "{body}");
+    query.kill().expect("stop the query service");
+    let _ = query.wait();
+}

@@ -174,3 +174,36 @@ async fn min_position_waits_for_the_announcement() {
         (44, &json!(18_000))
     );
 }
+
+#[actix_web::test]
+async fn several_instances_stay_coherent_without_a_shared_cache() {
+    let query = Query::start(Setup::default()).await;
+    let second = query.another_instance().await;
+    let first_app = app!(query);
+    let second_app =
+        actix_web::test::init_service(actix_web::App::new().configure(second.app_config())).await;
+    let path = "/v1/metrics/summary?currency=USD";
+    for app in [&first_app, &second_app] {
+        assert_eq!(get!(app, path).cache(), "miss");
+        assert_eq!(get!(app, path).cache(), "hit");
+    }
+    commit_revenue(&query, 45, 19_000).await;
+    announce(&query, 45).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while query.service.position(ledger_query::Projection::Revenue) < 45
+        || second.position(ledger_query::Projection::Revenue) < 45
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "announcement not seen by both"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for app in [&first_app, &second_app] {
+        let fresh = get!(app, path);
+        assert_eq!(
+            (fresh.cache(), fresh.position(), &fresh.json["mrr_minor"]),
+            ("miss", 45, &json!(19_000))
+        );
+    }
+}

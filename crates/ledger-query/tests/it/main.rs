@@ -39,6 +39,8 @@ struct Query {
     service: QueryService,
     /// The query role's URL on the test database.
     query_url: String,
+    /// The service's settings, for another instance.
+    config: QueryConfig,
     _writer: Option<RunningWriter>,
     _projectors: Vec<RunningProjector>,
 }
@@ -124,16 +126,30 @@ impl Query {
         config.min_position_wait = setup.min_position_wait;
         // Only announcements invalidate the cache in these tests: polling would hide a bug.
         config.checkpoint_poll_interval = Duration::from_secs(3_600);
-        let service = QueryService::start(config, ledger.nats.clone())
+        let service = QueryService::start(config.clone(), ledger.nats.clone())
             .await
             .expect("query service");
         Query {
             ledger,
             service,
             query_url,
+            config,
             _writer: writer,
             _projectors: projectors,
         }
+    }
+
+    /// Another instance of the service on the same read models and subjects, with its own
+    /// cache and its own NATS connection, as a second process would have.
+    async fn another_instance(&self) -> QueryService {
+        let nats_url = std::env::var("NATS_URL")
+            .ok()
+            .filter(|url| !url.is_empty())
+            .unwrap_or_else(|| "nats://127.0.0.1:4222".to_owned());
+        let nats = async_nats::connect(&nats_url).await.expect("NATS");
+        QueryService::start(self.config.clone(), nats)
+            .await
+            .expect("another query service")
     }
 
     async fn customers_caught_up(&self) {
