@@ -21,6 +21,18 @@ pub fn metadata(idempotency_key: &str, customer_id: &str) -> proto::CommandMetad
     }
 }
 
+/// A command for `customer_id` with the fixture [`metadata`].
+pub fn command(
+    idempotency_key: &str,
+    customer_id: &str,
+    kind: proto::command::Kind,
+) -> proto::Command {
+    proto::Command {
+        metadata: Some(metadata(idempotency_key, customer_id)),
+        kind: Some(kind),
+    }
+}
+
 /// `register_customer` with no customer id: the ledger assigns one.
 pub fn register(idempotency_key: &str, email: &str) -> proto::Command {
     proto::Command {

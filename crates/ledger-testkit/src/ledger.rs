@@ -10,6 +10,7 @@ use async_nats::jetstream::ErrorCode;
 use async_nats::jetstream::context::DeleteStreamErrorKind;
 use futures_util::TryStreamExt;
 use ledger_bus::{BusConfig, Client, decode_recorded_event};
+use ledger_domain::proto::{self, command::Kind};
 use ledger_projector::{Projector, ProjectorConfig, ProjectorError};
 use ledger_store::{RecordedEvent, Store};
 use ledger_writer::{WriterConfig, WriterError};
@@ -17,6 +18,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
+use crate::commands::{NOW_MICROS, command, money, register, start_subscription};
 use crate::services::DEFAULT_NATS_URL;
 use crate::{TestDb, unique_name};
 
@@ -351,6 +353,104 @@ impl TestLedger {
             checksums.push((table, row.get(0), row.get(1)));
         }
         checksums
+    }
+}
+
+/// The customers of [`TestLedger::send_known_history`], by name.
+#[derive(Debug, Clone)]
+pub struct KnownCustomers {
+    pub ada: String,
+    pub bob: String,
+    pub carol: String,
+}
+
+impl TestLedger {
+    /// Sends a small known history through the writer and returns the customers' ids. Ada
+    /// (Stripe account `cus_ada`): 2 seats of `pro-monthly` at 49.00 USD, a 98.00 payment,
+    /// 10.00 refunded. Bob: `business-yearly` at 120,000 JPY, cancelling at period end. Carol:
+    /// registered only. 8 events, positions 1 to 8; with `first_part_only`, the first 4 (the
+    /// registrations and Ada's subscription).
+    ///
+    /// # Panics
+    ///
+    /// If the writer refuses a command.
+    pub async fn send_known_history(&self, first_part_only: bool) -> KnownCustomers {
+        let client = self.client();
+        let send = |command: proto::Command| {
+            let client = client.clone();
+            async move { client.send(&command).await.expect("accepted") }
+        };
+        let mut ada_registration = register("ada-1", "ada@example.com");
+        if let Some(Kind::RegisterCustomer(body)) = ada_registration.kind.as_mut() {
+            body.provider_account = Some(proto::ProviderAccount {
+                provider: proto::PaymentProvider::Stripe as i32,
+                account_id: "cus_ada".to_owned(),
+            });
+        }
+        let ada = send(ada_registration).await.customer_id;
+        let mut subscription = start_subscription("ada-2", &ada, "sub_1", "USD");
+        if let Some(Kind::StartSubscription(body)) = subscription.kind.as_mut() {
+            body.quantity = 2;
+        }
+        send(subscription).await;
+        let bob = send(register("bob-1", "bob@example.com")).await.customer_id;
+        let carol = send(register("carol-1", "carol@example.com"))
+            .await
+            .customer_id;
+        if first_part_only {
+            return KnownCustomers { ada, bob, carol };
+        }
+        send(command(
+            "ada-3",
+            &ada,
+            Kind::RecordPaymentSucceeded(proto::PaymentSucceeded {
+                payment_id: "py_1".to_owned(),
+                invoice_id: String::new(),
+                subscription_id: "sub_1".to_owned(),
+                amount: Some(money(9_800, "USD")),
+            }),
+        ))
+        .await;
+        send(command(
+            "ada-4",
+            &ada,
+            Kind::RefundPayment(proto::PaymentRefunded {
+                refund_id: "re_1".to_owned(),
+                payment_id: "py_1".to_owned(),
+                amount: Some(money(1_000, "USD")),
+                reason: "requested_by_customer".to_owned(),
+            }),
+        ))
+        .await;
+        send(command(
+            "bob-2",
+            &bob,
+            Kind::StartSubscription(proto::SubscriptionStarted {
+                subscription_id: "sub_b".to_owned(),
+                plan: Some(proto::Plan {
+                    plan_id: "business-yearly".to_owned(),
+                    unit_price: Some(money(120_000, "JPY")),
+                    interval: proto::BillingInterval::Year as i32,
+                    interval_count: 1,
+                }),
+                quantity: 1,
+                trial_end_unix_seconds: None,
+                current_period_end_unix_seconds: NOW_MICROS / 1_000_000 + 365 * 86_400,
+                discount: None,
+            }),
+        ))
+        .await;
+        send(command(
+            "bob-3",
+            &bob,
+            Kind::RequestCancellation(proto::CancellationRequested {
+                subscription_id: "sub_b".to_owned(),
+                at_period_end: true,
+                reason: "too_expensive".to_owned(),
+            }),
+        ))
+        .await;
+        KnownCustomers { ada, bob, carol }
     }
 }
 

@@ -1,17 +1,17 @@
-//! `/v1/customers*` over the read model the real projector builds from [`send_history`].
+//! `/v1/customers*` over the read model the real projector builds from [`TestLedger::send_known_history`](ledger_testkit::ledger::TestLedger::send_known_history).
 
 use actix_web::http::StatusCode;
 use serde_json::json;
 
-use crate::{Query, Setup, app, get, send_history};
+use crate::{Query, Setup, app, get};
 
-async fn loaded() -> (Query, crate::History) {
+async fn loaded() -> (Query, ledger_testkit::ledger::KnownCustomers) {
     let query = Query::start(Setup {
         customers: true,
         ..Setup::default()
     })
     .await;
-    let history = send_history(&query.ledger).await;
+    let history = query.ledger.send_known_history(false).await;
     query.customers_caught_up().await;
     (query, history)
 }

@@ -82,7 +82,7 @@ async fn a_new_event_invalidates_the_customer_answer() {
         ..Setup::default()
     })
     .await;
-    let history = crate::send_history(&query.ledger).await;
+    let history = query.ledger.send_known_history(false).await;
     query.customers_caught_up().await;
     let app = app!(query);
     let path = format!("/v1/customers/{}?min_position=8", history.carol);

@@ -15,10 +15,8 @@ use std::time::Duration;
 use actix_web::http::StatusCode;
 use actix_web::http::header::HeaderMap;
 use actix_web::test::TestRequest;
-use ledger_domain::proto::{self, command::Kind};
 use ledger_projector::ProjectorConfig;
 use ledger_query::{QueryConfig, QueryService, Scope, Tokens};
-use ledger_testkit::commands::{NOW_MICROS, metadata, money, register, start_subscription};
 use ledger_testkit::ledger::{RunningProjector, RunningWriter, TestLedger};
 use projector_customers::CustomersProjector;
 use projector_revenue::{RevenueProjector, RevenueSettings};
@@ -259,99 +257,6 @@ async fn answer<B: actix_web::body::MessageBody>(
         headers,
         json,
     }
-}
-
-fn command(key: &str, customer_id: &str, kind: Kind) -> proto::Command {
-    proto::Command {
-        metadata: Some(metadata(key, customer_id)),
-        kind: Some(kind),
-    }
-}
-
-/// The customers' ids, by name.
-struct History {
-    ada: String,
-    bob: String,
-    carol: String,
-}
-
-/// Ada (Stripe account `cus_ada`): 2 seats of `pro-monthly` at 49.00 USD, a 98.00 payment,
-/// 10.00 refunded. Bob: `business-yearly` at 120,000 JPY, cancelling at period end. Carol:
-/// registered only. 8 events, positions 1 to 8.
-async fn send_history(ledger: &TestLedger) -> History {
-    let client = ledger.client();
-    let send = |command: proto::Command| {
-        let client = client.clone();
-        async move { client.send(&command).await.expect("accepted") }
-    };
-    let mut ada_registration = register("ada-1", "ada@example.com");
-    if let Some(Kind::RegisterCustomer(body)) = ada_registration.kind.as_mut() {
-        body.provider_account = Some(proto::ProviderAccount {
-            provider: proto::PaymentProvider::Stripe as i32,
-            account_id: "cus_ada".to_owned(),
-        });
-    }
-    let ada = send(ada_registration).await.customer_id;
-    let mut subscription = start_subscription("ada-2", &ada, "sub_1", "USD");
-    if let Some(Kind::StartSubscription(body)) = subscription.kind.as_mut() {
-        body.quantity = 2;
-    }
-    send(subscription).await;
-    let bob = send(register("bob-1", "bob@example.com")).await.customer_id;
-    let carol = send(register("carol-1", "carol@example.com"))
-        .await
-        .customer_id;
-    send(command(
-        "ada-3",
-        &ada,
-        Kind::RecordPaymentSucceeded(proto::PaymentSucceeded {
-            payment_id: "py_1".to_owned(),
-            invoice_id: String::new(),
-            subscription_id: "sub_1".to_owned(),
-            amount: Some(money(9_800, "USD")),
-        }),
-    ))
-    .await;
-    send(command(
-        "ada-4",
-        &ada,
-        Kind::RefundPayment(proto::PaymentRefunded {
-            refund_id: "re_1".to_owned(),
-            payment_id: "py_1".to_owned(),
-            amount: Some(money(1_000, "USD")),
-            reason: "requested_by_customer".to_owned(),
-        }),
-    ))
-    .await;
-    send(command(
-        "bob-2",
-        &bob,
-        Kind::StartSubscription(proto::SubscriptionStarted {
-            subscription_id: "sub_b".to_owned(),
-            plan: Some(proto::Plan {
-                plan_id: "business-yearly".to_owned(),
-                unit_price: Some(money(120_000, "JPY")),
-                interval: proto::BillingInterval::Year as i32,
-                interval_count: 1,
-            }),
-            quantity: 1,
-            trial_end_unix_seconds: None,
-            current_period_end_unix_seconds: NOW_MICROS / 1_000_000 + 365 * 86_400,
-            discount: None,
-        }),
-    ))
-    .await;
-    send(command(
-        "bob-3",
-        &bob,
-        Kind::RequestCancellation(proto::CancellationRequested {
-            subscription_id: "sub_b".to_owned(),
-            at_period_end: true,
-            reason: "too_expensive".to_owned(),
-        }),
-    ))
-    .await;
-    History { ada, bob, carol }
 }
 
 #[test]

@@ -346,7 +346,7 @@ async fn a_missing_read_model_is_a_clear_503() {
     );
 }
 
-/// The real revenue projector from the commands of [`crate::send_history`]: Ada's 2 seats at
+/// The real revenue projector from the commands of `TestLedger::send_known_history`: Ada's 2 seats at
 /// 49.00 USD from 2026-01-01, Bob's 120,000 JPY a year (cancelling at the period end, so still
 /// counted).
 #[actix_web::test]
@@ -358,7 +358,7 @@ async fn figures_from_the_real_revenue_projector() {
         ..Setup::default()
     })
     .await;
-    crate::send_history(&query.ledger).await;
+    query.ledger.send_known_history(false).await;
     query.customers_caught_up().await;
     query.revenue_caught_up().await;
     let app = app!(query);

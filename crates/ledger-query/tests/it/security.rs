@@ -13,7 +13,7 @@ async fn no_token_is_401_a_token_without_the_scope_is_403() {
         ..Setup::default()
     })
     .await;
-    crate::send_history(&query.ledger).await;
+    query.ledger.send_known_history(false).await;
     query.customers_caught_up().await;
     let app = app!(query);
     for path in [
@@ -74,7 +74,7 @@ async fn the_query_role_reads_read_models_but_not_the_event_table() {
         ..Setup::default()
     })
     .await;
-    crate::send_history(&query.ledger).await;
+    query.ledger.send_known_history(false).await;
     query.customers_caught_up().await;
     let (client, connection) = tokio_postgres::connect(&query.query_url, NoTls)
         .await
@@ -120,7 +120,7 @@ async fn operational_endpoints_answer_without_a_token() {
         ..Setup::default()
     })
     .await;
-    crate::send_history(&query.ledger).await;
+    query.ledger.send_known_history(false).await;
     query.customers_caught_up().await;
     let app = app!(query);
     let health = get!(app, "/healthz", None);
@@ -210,7 +210,7 @@ async fn readyz_fails_when_a_projection_lags_too_far() {
         ..Setup::default()
     })
     .await;
-    crate::send_history(&query.ledger).await;
+    query.ledger.send_known_history(false).await;
     query.customers_caught_up().await;
     let app = app!(query);
     let ready = get!(app, "/readyz", None);

@@ -1,11 +1,8 @@
 //! The customers read model from a known history, against real PostgreSQL and NATS, with exact
 //! expected rows.
 
-use ledger_domain::proto::{self, command::Kind};
 use ledger_projector::ProjectorConfig;
-use ledger_testkit::commands::{
-    NOW_MICROS, metadata, money, register, register_webhook, start_subscription,
-};
+use ledger_testkit::commands::{register, register_webhook};
 use ledger_testkit::ledger::{RunningProjector, TestLedger};
 use ledger_testkit::projector_faults;
 use projector_customers::CustomersProjector;
@@ -26,94 +23,6 @@ async fn start(ledger: &TestLedger, replay: bool) -> RunningProjector {
 
 async fn caught_up(ledger: &TestLedger) -> bool {
     ledger.projector_caught_up("customers").await
-}
-
-fn command(key: &str, customer_id: &str, kind: Kind) -> proto::Command {
-    proto::Command {
-        metadata: Some(metadata(key, customer_id)),
-        kind: Some(kind),
-    }
-}
-
-/// Ada: monthly USD subscription of 2 seats, paid, partly refunded. Bob: yearly JPY plan,
-/// cancelling at period end. Carol: registered only. Returns their customer ids.
-async fn send_history(ledger: &TestLedger, first_part_only: bool) -> [String; 3] {
-    let client = ledger.client();
-    let send = |command: proto::Command| {
-        let client = client.clone();
-        async move { client.send(&command).await.expect("accepted") }
-    };
-    let mut ada_registration = register("ada-1", "ada@example.com");
-    if let Some(Kind::RegisterCustomer(body)) = ada_registration.kind.as_mut() {
-        body.provider_account = Some(proto::ProviderAccount {
-            provider: proto::PaymentProvider::Stripe as i32,
-            account_id: "cus_ada".to_owned(),
-        });
-    }
-    let ada = send(ada_registration).await.customer_id;
-    let mut subscription = start_subscription("ada-2", &ada, "sub_1", "USD");
-    if let Some(Kind::StartSubscription(body)) = subscription.kind.as_mut() {
-        body.quantity = 2;
-    }
-    send(subscription).await;
-    let bob = send(register("bob-1", "bob@example.com")).await.customer_id;
-    let carol = send(register("carol-1", "carol@example.com"))
-        .await
-        .customer_id;
-    if first_part_only {
-        return [ada, bob, carol];
-    }
-    send(command(
-        "ada-3",
-        &ada,
-        Kind::RecordPaymentSucceeded(proto::PaymentSucceeded {
-            payment_id: "py_1".to_owned(),
-            invoice_id: String::new(),
-            subscription_id: "sub_1".to_owned(),
-            amount: Some(money(9_800, "USD")),
-        }),
-    ))
-    .await;
-    send(command(
-        "ada-4",
-        &ada,
-        Kind::RefundPayment(proto::PaymentRefunded {
-            refund_id: "re_1".to_owned(),
-            payment_id: "py_1".to_owned(),
-            amount: Some(money(1_000, "USD")),
-            reason: "requested_by_customer".to_owned(),
-        }),
-    ))
-    .await;
-    send(command(
-        "bob-2",
-        &bob,
-        Kind::StartSubscription(proto::SubscriptionStarted {
-            subscription_id: "sub_b".to_owned(),
-            plan: Some(proto::Plan {
-                plan_id: "business-yearly".to_owned(),
-                unit_price: Some(money(120_000, "JPY")),
-                interval: proto::BillingInterval::Year as i32,
-                interval_count: 1,
-            }),
-            quantity: 1,
-            trial_end_unix_seconds: None,
-            current_period_end_unix_seconds: NOW_MICROS / 1_000_000 + 365 * 86_400,
-            discount: None,
-        }),
-    ))
-    .await;
-    send(command(
-        "bob-3",
-        &bob,
-        Kind::RequestCancellation(proto::CancellationRequested {
-            subscription_id: "sub_b".to_owned(),
-            at_period_end: true,
-            reason: "too_expensive".to_owned(),
-        }),
-    ))
-    .await;
-    [ada, bob, carol]
 }
 
 type CustomerRow = (
@@ -176,7 +85,7 @@ async fn a_known_history_gives_exact_customer_rows() {
     let ledger = TestLedger::new().await;
     let writer = ledger.start_writer();
     let projector = start(&ledger, false).await;
-    let [ada, _bob, _carol] = send_history(&ledger, false).await;
+    let ada = ledger.send_known_history(false).await.ada;
     assert!(caught_up(&ledger).await);
 
     let some = |text: &str| Some(text.to_owned());
@@ -302,12 +211,12 @@ async fn a_projector_with_an_empty_cache_resumes_to_the_same_rows_as_a_replay() 
     let ledger = TestLedger::new().await;
     let writer = ledger.start_writer();
     let first = start(&ledger, false).await;
-    send_history(&ledger, true).await;
+    ledger.send_known_history(true).await;
     assert!(caught_up(&ledger).await);
     first.stop().await;
     // The rest of the history arrives while no projector runs; a new one (empty cache) must
     // replay each customer's earlier events from the store.
-    send_history(&ledger, false).await;
+    ledger.send_known_history(false).await;
     let resumed = start(&ledger, false).await;
     assert!(caught_up(&ledger).await);
     let resumed_digest = digest(&ledger).await;
