@@ -46,6 +46,9 @@ pub(crate) struct ProjectorsBenchArgs {
     /// Seconds of live load.
     #[arg(long, default_value_t = 20)]
     live_seconds: u64,
+    /// Events per catch-up transaction (default: the runtime's).
+    #[arg(long)]
+    page_events: Option<u64>,
 }
 
 pub(crate) async fn run(args: ProjectorsBenchArgs) -> anyhow::Result<()> {
@@ -59,9 +62,11 @@ pub(crate) async fn run(args: ProjectorsBenchArgs) -> anyhow::Result<()> {
         stream_name: format!("LEDGER_BENCH_{}", bus_id.to_uppercase()),
         ..BusConfig::default()
     };
+    let defaults = ProjectorConfig::default();
     let config = ProjectorConfig {
         bus: bus.clone(),
-        ..ProjectorConfig::default()
+        table_page_events: args.page_events.unwrap_or(defaults.table_page_events),
+        ..defaults
     };
     println!(
         "ledger bench projectors: PostgreSQL {database_url}, NATS {}",

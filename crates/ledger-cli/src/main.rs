@@ -24,7 +24,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::projectors::{ProjectorName, RevenueArgs};
+use crate::projectors::ProjectorsArgs;
 
 #[derive(Debug, Parser)]
 #[command(name = "ledger", version, about = "Event-sourced billing ledger")]
@@ -76,13 +76,7 @@ enum Command {
     },
     /// Drop a projector's read model and rebuild it from the event table (with progress), then
     /// keep it up to date from the stream until Ctrl-C / SIGTERM.
-    Replay {
-        /// The read models, rebuilt side by side.
-        #[arg(required = true)]
-        projectors: Vec<ProjectorName>,
-        #[command(flatten)]
-        revenue: RevenueArgs,
-    },
+    Replay(ProjectorsArgs),
     /// Send one command to the writer over NATS and print its answer as JSON.
     Send(send::SendArgs),
     /// Audit the event store.
@@ -123,13 +117,7 @@ enum Component {
     /// the others wait as standbys.
     Writer(WriterArgs),
     /// Projectors: each keeps its read model up to date from the event stream.
-    Projector {
-        /// The read models, run side by side in this process.
-        #[arg(required = true)]
-        projectors: Vec<ProjectorName>,
-        #[command(flatten)]
-        revenue: RevenueArgs,
-    },
+    Projector(ProjectorsArgs),
     /// The HTTP front door for writes: POST /v1/customers and /v1/commands/{name}.
     Ingest {
         /// Address to listen on.
@@ -267,35 +255,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run {
-            component:
-                Component::Projector {
-                    projectors,
-                    revenue,
-                },
-        } => {
-            run_projectors(
-                &cli.database_url,
-                &cli.nats_url,
-                bus,
-                &projectors,
-                &revenue,
-                false,
-            )
-            .await
-        }
-        Command::Replay {
-            projectors,
-            revenue,
-        } => {
-            run_projectors(
-                &cli.database_url,
-                &cli.nats_url,
-                bus,
-                &projectors,
-                &revenue,
-                true,
-            )
-            .await
+            component: Component::Projector(args),
+        } => run_projectors(&cli.database_url, &cli.nats_url, bus, &args, false).await,
+        Command::Replay(args) => {
+            run_projectors(&cli.database_url, &cli.nats_url, bus, &args, true).await
         }
         Command::Fx { command } => fx::run(&cli.database_url, command).await,
         Command::Send(args) => send::run(&cli.nats_url, bus, &args).await,
@@ -314,14 +277,14 @@ async fn run_projectors(
     database_url: &str,
     nats_url: &str,
     bus: ledger_bus::BusConfig,
-    projectors: &[ProjectorName],
-    revenue: &RevenueArgs,
+    args: &ProjectorsArgs,
     replay: bool,
 ) -> anyhow::Result<ExitCode> {
     let store = ledger_store::Store::connect(database_url)?;
     let nats = connect_nats(nats_url).await?;
     let config = ledger_projector::ProjectorConfig {
         bus,
+        table_page_events: args.page_events,
         ..ledger_projector::ProjectorConfig::default()
     };
     projectors::run(
@@ -329,8 +292,8 @@ async fn run_projectors(
         database_url,
         nats,
         &config,
-        projectors,
-        revenue,
+        &args.projectors,
+        &args.revenue,
         replay,
     )
     .await?;

@@ -22,6 +22,21 @@ pub(crate) enum ProjectorName {
     Notify,
 }
 
+/// Which projectors to run, and how.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ProjectorsArgs {
+    /// The read models, run side by side in this process.
+    #[arg(required = true)]
+    pub(crate) projectors: Vec<ProjectorName>,
+    /// Events read from the event table and applied per transaction while catching up (a
+    /// rebuild). Larger pages write each customer's rows fewer times; up to three pages per
+    /// projector are in memory at once, about 1 KB per event.
+    #[arg(long, env = "LEDGER_PROJECTOR_PAGE_EVENTS", default_value_t = ProjectorConfig::default().table_page_events, value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) page_events: u64,
+    #[command(flatten)]
+    pub(crate) revenue: RevenueArgs,
+}
+
 /// The revenue read model's definitions (docs/metrics.md). They are stored with it; starting
 /// it with other values rebuilds it from the event table.
 #[derive(Debug, Clone, clap::Args)]

@@ -7,6 +7,7 @@ use async_nats::jetstream::{self, consumer};
 use futures_util::{FutureExt, StreamExt, TryStreamExt};
 use ledger_bus::{BusConfig, decode_recorded_event, ensure_event_stream};
 use ledger_store::{RecordedEvent, Store};
+use tokio::sync::mpsc;
 use tokio_postgres::{Client, NoTls};
 
 use crate::{Projected, Projector, ProjectorError, checkpoint};
@@ -28,7 +29,9 @@ impl Default for ProjectorConfig {
     fn default() -> ProjectorConfig {
         ProjectorConfig {
             bus: BusConfig::default(),
-            table_page_events: 10_000,
+            // A rebuild writes each customer's rows once per page that holds its events: large
+            // pages make that rare (see `ledger bench projectors`).
+            table_page_events: 100_000,
             live_batch_events_max: 1_000,
         }
     }
@@ -192,27 +195,43 @@ async fn run_from<P: Projector>(
     Ok(())
 }
 
-/// The table's events after `after`, up to `target`, at most a page of them.
-async fn read_page(
-    store: &Store,
-    after: u64,
+/// Pages read from the table and decoded ahead of the one being applied.
+const PAGES_AHEAD: usize = 1;
+
+/// Reads the table's events after `after` up to `target` in pages, decodes them and sends them
+/// to `pages`, until done, an error (sent too) or the receiver is gone. It runs as its own task
+/// so that reading and decoding the next page use a core while the current one is applied.
+async fn read_pages(
+    store: Store,
+    mut after: u64,
     target: u64,
-    config: &ProjectorConfig,
-) -> Result<Vec<RecordedEvent>, ProjectorError> {
-    if after >= target {
-        return Ok(Vec::new());
+    page_events: u64,
+    pages: mpsc::Sender<Result<Vec<Projected>, ProjectorError>>,
+) {
+    while after < target {
+        let reading = Instant::now();
+        let page = store
+            .read_all(after + 1, page_events.min(target - after))
+            .map_err(ProjectorError::from)
+            .and_then(|recorded| std::future::ready(Projected::decode(recorded)))
+            .try_collect::<Vec<Projected>>()
+            .await;
+        if let Ok(page) = &page {
+            tracing::debug!(
+                events = page.len(),
+                read_us = reading.elapsed().as_micros(),
+                "read and decoded a page of the event table"
+            );
+            match page.last() {
+                Some(last) => after = last.recorded.global_position,
+                None => return,
+            }
+        }
+        let failed = page.is_err();
+        if pages.send(page).await.is_err() || failed {
+            return;
+        }
     }
-    let reading = Instant::now();
-    let page: Vec<RecordedEvent> = store
-        .read_all(after + 1, config.table_page_events.min(target - after))
-        .try_collect()
-        .await?;
-    tracing::debug!(
-        events = page.len(),
-        read_us = reading.elapsed().as_micros(),
-        "read a page of the event table"
-    );
-    Ok(page)
 }
 
 /// Applies batches with the checkpoint in one transaction.
@@ -228,7 +247,7 @@ struct Applier<P> {
 
 impl<P: Projector> Applier<P> {
     /// Applies table pages until the checkpoint reaches `target` (or shutdown). The next page
-    /// is read while the current one is applied.
+    /// is read and decoded by another task while the current one is applied.
     async fn catch_up_from_table(
         &mut self,
         store: &Store,
@@ -237,21 +256,21 @@ impl<P: Projector> Applier<P> {
         progress: &mut impl FnMut(u64),
         shutdown: &mut (impl Future<Output = ()> + Unpin),
     ) -> Result<(), ProjectorError> {
-        let mut page = read_page(store, self.checkpoint, target, config).await?;
-        while !page.is_empty() {
+        let (sender, mut pages) = mpsc::channel(PAGES_AHEAD);
+        // The reader stops when `pages` is dropped, on every way out of this function.
+        tokio::spawn(read_pages(
+            store.clone(),
+            self.checkpoint,
+            target,
+            config.table_page_events,
+            sender,
+        ));
+        while let Some(page) = pages.recv().await {
             if shutdown.now_or_never().is_some() {
                 return Ok(());
             }
-            let page_last = page
-                .last()
-                .map_or(self.checkpoint, |event| event.global_position);
-            let (applied, next) = tokio::join!(
-                self.apply(page),
-                read_page(store, page_last, target, config)
-            );
-            applied?;
+            self.apply(page?).await?;
             progress(self.checkpoint);
-            page = next?;
         }
         Ok(())
     }
@@ -290,15 +309,19 @@ impl<P: Projector> Applier<P> {
             expected = event.global_position + 1;
             contiguous.push(event);
         }
-        self.apply(contiguous).await
+        let projected = contiguous
+            .into_iter()
+            .map(Projected::decode)
+            .collect::<Result<Vec<_>, ProjectorError>>()?;
+        self.apply(projected).await
     }
 
     /// Applies consecutive events from checkpoint + 1 on and moves the checkpoint, in one
     /// transaction; then announces the new position.
-    async fn apply(&mut self, events: Vec<RecordedEvent>) -> Result<(), ProjectorError> {
-        let Some(last) = events
+    async fn apply(&mut self, projected: Vec<Projected>) -> Result<(), ProjectorError> {
+        let Some(last) = projected
             .last()
-            .map(|event| (event.global_position, event.hash))
+            .map(|event| (event.recorded.global_position, event.recorded.hash))
         else {
             return Ok(());
         };
@@ -306,20 +329,15 @@ impl<P: Projector> Applier<P> {
         // Each event must continue the chain from the checkpoint: a stream filled from another
         // table, or a gap, cannot slip into the read model.
         let mut previous_hash = self.checkpoint_hash;
-        for event in &events {
-            if event.prev_hash != previous_hash {
+        for event in &projected {
+            if event.recorded.prev_hash != previous_hash {
                 return Err(ProjectorError::ChainMismatch {
                     projector: self.projector.name(),
-                    global_position: event.global_position,
+                    global_position: event.recorded.global_position,
                 });
             }
-            previous_hash = event.hash;
+            previous_hash = event.recorded.hash;
         }
-        let projected = events
-            .into_iter()
-            .map(Projected::decode)
-            .collect::<Result<Vec<_>, ProjectorError>>()?;
-        let decoded = Instant::now();
         let transaction = self.client.transaction().await?;
         self.projector.apply(&transaction, &projected).await?;
         let applied = Instant::now();
@@ -333,8 +351,7 @@ impl<P: Projector> Applier<P> {
         tracing::debug!(
             projector = self.projector.name(),
             events = projected.len(),
-            decode_us = (decoded - started).as_micros(),
-            apply_us = (applied - decoded).as_micros(),
+            apply_us = (applied - started).as_micros(),
             commit_us = applied.elapsed().as_micros(),
             "applied batch"
         );

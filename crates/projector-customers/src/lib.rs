@@ -5,7 +5,8 @@
 //! The rows are derived from the domain's customer aggregate (`ledger_domain::evolve`), never
 //! from a second copy of its rules: the projector keeps the aggregates of recently seen
 //! customers in a bounded cache and replays a customer's earlier events from the store on a
-//! miss. Integrations' events (their own streams) are skipped. It writes
+//! miss. A batch writes only the rows its events changed. Integrations' events (their own
+//! streams) are skipped. It writes
 //! only inside its own schema, and knows nothing about NATS or HTTP.
 
 mod rows;
@@ -72,8 +73,9 @@ impl Projector for CustomersProjector {
             .await?;
         let mut rows = Rows::default();
         for projected in customer_events() {
-            rows.record_event(projected);
+            // `before_batch` gave every customer of the batch a state.
             if let Some(state) = states.get_mut(&projected.recorded.stream_id) {
+                rows.record_event(projected, state);
                 *state = evolve(std::mem::take(state), &projected.event);
             }
         }

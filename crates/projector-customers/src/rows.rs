@@ -1,13 +1,22 @@
 //! The rows a batch writes, collected from its events and derived from the final aggregates.
+//!
+//! A batch writes only what it changed: each touched customer's derived rows (subscriptions,
+//! totals, accounts) are compared with those of its aggregate before the batch, a new customer's
+//! row is inserted once with its final values, and the timeline is appended with binary COPY.
+//! During a rebuild that keeps PostgreSQL's work close to one write per changed row.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::pin::pin;
 
 use ledger_domain::{
-    Customer, Event, MonthlyRecurringRevenue, PaymentStatus, SubscriptionStatus, event_type, proto,
+    Customer, Event, MonthlyRecurringRevenue, PaymentStatus, ProviderAccount, Subscription,
+    SubscriptionStatus, event_type, proto,
 };
 use ledger_projector::{Projected, ProjectorError};
 use time::OffsetDateTime;
 use tokio_postgres::Transaction;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
 use uuid::Uuid;
 
 /// Summary status of a customer: its liveliest subscription's, in this order.
@@ -21,12 +30,9 @@ const STATUS_PRIORITY: [SubscriptionStatus; 6] = [
 ];
 
 struct Registration {
-    customer_id: Uuid,
     account_id: String,
     payment_provider_type: &'static str,
     created_at: OffsetDateTime,
-    email: String,
-    name: String,
 }
 
 struct TimelineRow {
@@ -41,30 +47,59 @@ struct TimelineRow {
     currency: Option<String>,
 }
 
+/// Paid and refunded minor units of succeeded payments, by currency.
+type Totals = BTreeMap<&'static str, (i64, i64)>;
+
+/// The derived rows of a customer before the batch.
+struct Before {
+    registered: bool,
+    subscriptions: BTreeMap<String, Subscription>,
+    totals: Totals,
+    accounts: BTreeSet<ProviderAccount>,
+}
+
+impl Before {
+    fn of(state: &Customer) -> Before {
+        Before {
+            registered: state.is_registered(),
+            subscriptions: state.subscriptions.clone(),
+            totals: totals(state),
+            accounts: state.provider_accounts.clone(),
+        }
+    }
+}
+
 /// What a batch's events say directly (the rest is derived from the aggregates).
 #[derive(Default)]
 pub(crate) struct Rows {
-    registrations: Vec<Registration>,
+    before: BTreeMap<Uuid, Before>,
+    registrations: BTreeMap<Uuid, Registration>,
     last_payments: BTreeMap<Uuid, (&'static str, OffsetDateTime)>,
     last_events: BTreeMap<Uuid, (i64, OffsetDateTime)>,
     timeline: Vec<TimelineRow>,
 }
 
 impl Rows {
-    pub(crate) fn record_event(&mut self, projected: &Projected) {
+    /// Records `projected`, `state` being its customer's aggregate just before it.
+    pub(crate) fn record_event(&mut self, projected: &Projected, state: &Customer) {
         let recorded = &projected.recorded;
         let envelope = &recorded.event;
         let customer_id = recorded.stream_id;
         let global_position = i64::try_from(recorded.global_position).unwrap_or(i64::MAX);
+        self.before
+            .entry(customer_id)
+            .or_insert_with(|| Before::of(state));
         match &projected.event {
-            Event::CustomerRegistered(registered) => self.registrations.push(Registration {
-                customer_id,
-                account_id: envelope.account_id.clone(),
-                payment_provider_type: envelope.payment_provider_type.as_str(),
-                created_at: envelope.occurred_at,
-                email: registered.email.clone(),
-                name: registered.name.clone(),
-            }),
+            Event::CustomerRegistered(_) => {
+                self.registrations.insert(
+                    customer_id,
+                    Registration {
+                        account_id: envelope.account_id.clone(),
+                        payment_provider_type: envelope.payment_provider_type.as_str(),
+                        created_at: envelope.occurred_at,
+                    },
+                );
+            }
             Event::PaymentSucceeded(_) => {
                 self.last_payments.insert(
                     customer_id,
@@ -95,59 +130,30 @@ impl Rows {
         });
     }
 
-    /// Writes the batch: new customers, then every touched customer's derived row,
-    /// subscriptions, totals and accounts, and the timeline.
+    /// Writes the batch: every touched customer's row (inserted for a new customer), the
+    /// subscriptions, totals and accounts that changed, and the timeline.
     pub(crate) async fn write(
         &self,
         transaction: &Transaction<'_>,
         states: &BTreeMap<Uuid, Customer>,
     ) -> Result<(), ProjectorError> {
-        self.write_registrations(transaction).await?;
         self.write_customers(transaction, states).await?;
-        write_subscriptions(transaction, states).await?;
-        write_totals(transaction, states).await?;
-        write_accounts(transaction, states).await?;
+        self.write_subscriptions(transaction, states).await?;
+        self.write_totals(transaction, states).await?;
+        self.write_accounts(transaction, states).await?;
         self.write_timeline(transaction).await
     }
 
-    async fn write_registrations(
-        &self,
-        transaction: &Transaction<'_>,
-    ) -> Result<(), ProjectorError> {
-        if self.registrations.is_empty() {
-            return Ok(());
-        }
-        let ids: Vec<Uuid> = self.registrations.iter().map(|r| r.customer_id).collect();
-        let accounts: Vec<&str> = self
-            .registrations
-            .iter()
-            .map(|r| r.account_id.as_str())
-            .collect();
-        let providers: Vec<&str> = self
-            .registrations
-            .iter()
-            .map(|r| r.payment_provider_type)
-            .collect();
-        let created: Vec<OffsetDateTime> =
-            self.registrations.iter().map(|r| r.created_at).collect();
-        let emails: Vec<&str> = self
-            .registrations
-            .iter()
-            .map(|r| r.email.as_str())
-            .collect();
-        let names: Vec<&str> = self.registrations.iter().map(|r| r.name.as_str()).collect();
-        transaction
-            .execute(
-                "INSERT INTO customers.customers (customer_id, account_id, payment_provider_type, \
-                   created_at, email, name, status, last_global_position, last_event_at) \
-                 SELECT id, account, provider, created, email, name, 'none', 0, created \
-                 FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], \
-                   $6::text[]) AS t(id, account, provider, created, email, name) \
-                 ON CONFLICT (customer_id) DO NOTHING",
-                &[&ids, &accounts, &providers, &created, &emails, &names],
-            )
-            .await?;
-        Ok(())
+    /// The batch's customers with their aggregate before and after it.
+    fn changes<'a>(
+        &'a self,
+        states: &'a BTreeMap<Uuid, Customer>,
+    ) -> impl Iterator<Item = (Uuid, &'a Before, &'a Customer)> {
+        self.before.iter().filter_map(|(customer_id, before)| {
+            states
+                .get(customer_id)
+                .map(|after| (*customer_id, before, after))
+        })
     }
 
     async fn write_customers(
@@ -155,243 +161,326 @@ impl Rows {
         transaction: &Transaction<'_>,
         states: &BTreeMap<Uuid, Customer>,
     ) -> Result<(), ProjectorError> {
-        let mut ids = Vec::new();
-        let mut emails = Vec::new();
-        let mut names = Vec::new();
-        let mut statuses = Vec::new();
-        let mut mrr_minor = Vec::new();
-        let mut mrr_currency = Vec::new();
-        let mut payment_statuses = Vec::new();
-        let mut payment_times = Vec::new();
-        let mut positions = Vec::new();
-        let mut event_times = Vec::new();
-        for (customer_id, state) in states {
-            let Some(&(position, event_time)) = self.last_events.get(customer_id) else {
+        let (mut inserted, mut updated) = (CustomerColumns::default(), CustomerColumns::default());
+        let mut registrations = Vec::new();
+        for (customer_id, before, after) in self.changes(states) {
+            let Some(&last_event) = self.last_events.get(&customer_id) else {
                 continue;
             };
-            let (email, name) = state.profile.as_ref().map_or(("", ""), |profile| {
-                (profile.email.as_str(), profile.name.as_str())
-            });
-            let mrr = customer_mrr(state);
-            ids.push(*customer_id);
-            emails.push(email);
-            names.push(name);
-            statuses.push(summary_status(state));
-            mrr_minor.push(mrr.map(|mrr| mrr.rounded_minor()));
-            mrr_currency.push(mrr.map(|mrr| mrr.currency.code()));
-            let last_payment = self.last_payments.get(customer_id);
-            payment_statuses.push(last_payment.map(|(status, _)| *status));
-            payment_times.push(last_payment.map(|(_, at)| *at));
-            positions.push(position);
-            event_times.push(event_time);
+            let last_payment = self.last_payments.get(&customer_id).copied();
+            match self.registrations.get(&customer_id) {
+                Some(registration) if !before.registered => {
+                    inserted.push(customer_id, after, last_event, last_payment);
+                    registrations.push(registration);
+                }
+                _ => updated.push(customer_id, after, last_event, last_payment),
+            }
         }
-        transaction
-            .execute(
-                "UPDATE customers.customers c SET email = u.email, name = u.name, \
-                   status = u.status, mrr_minor = u.mrr_minor, mrr_currency = u.mrr_currency, \
-                   last_payment_status = coalesce(u.payment_status, c.last_payment_status), \
-                   last_payment_at = coalesce(u.payment_at, c.last_payment_at), \
-                   last_global_position = u.position, last_event_at = u.event_at \
-                 FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int8[], \
-                   $6::text[], $7::text[], $8::timestamptz[], $9::int8[], $10::timestamptz[]) \
-                   AS u(id, email, name, status, mrr_minor, mrr_currency, payment_status, \
-                        payment_at, position, event_at) \
-                 WHERE c.customer_id = u.id",
-                &[
-                    &ids,
-                    &emails,
-                    &names,
-                    &statuses,
-                    &mrr_minor,
-                    &mrr_currency,
-                    &payment_statuses,
-                    &payment_times,
-                    &positions,
-                    &event_times,
-                ],
-            )
-            .await?;
+        if !inserted.ids.is_empty() {
+            let accounts: Vec<&str> = registrations
+                .iter()
+                .map(|r| r.account_id.as_str())
+                .collect();
+            let providers: Vec<&str> = registrations
+                .iter()
+                .map(|r| r.payment_provider_type)
+                .collect();
+            let created: Vec<OffsetDateTime> = registrations.iter().map(|r| r.created_at).collect();
+            let mut parameters: Vec<&(dyn ToSql + Sync)> = vec![&accounts, &providers, &created];
+            parameters.extend(inserted.parameters());
+            transaction
+                .execute(
+                    "INSERT INTO customers.customers (account_id, payment_provider_type, \
+                       created_at, customer_id, email, name, status, mrr_minor, mrr_currency, \
+                       last_payment_status, last_payment_at, last_global_position, \
+                       last_event_at) \
+                     SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], \
+                       $4::uuid[], $5::text[], $6::text[], $7::text[], $8::int8[], $9::text[], \
+                       $10::text[], $11::timestamptz[], $12::int8[], $13::timestamptz[])",
+                    &parameters,
+                )
+                .await?;
+        }
+        if !updated.ids.is_empty() {
+            transaction
+                .execute(
+                    "UPDATE customers.customers c SET email = u.email, name = u.name, \
+                       status = u.status, mrr_minor = u.mrr_minor, \
+                       mrr_currency = u.mrr_currency, \
+                       last_payment_status = coalesce(u.payment_status, c.last_payment_status), \
+                       last_payment_at = coalesce(u.payment_at, c.last_payment_at), \
+                       last_global_position = u.position, last_event_at = u.event_at \
+                     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int8[], \
+                       $6::text[], $7::text[], $8::timestamptz[], $9::int8[], \
+                       $10::timestamptz[]) \
+                       AS u(id, email, name, status, mrr_minor, mrr_currency, payment_status, \
+                            payment_at, position, event_at) \
+                     WHERE c.customer_id = u.id",
+                    &updated.parameters(),
+                )
+                .await?;
+        }
         Ok(())
     }
 
-    async fn write_timeline(&self, transaction: &Transaction<'_>) -> Result<(), ProjectorError> {
-        let rows = &self.timeline;
-        let ids: Vec<Uuid> = rows.iter().map(|r| r.customer_id).collect();
-        let positions: Vec<i64> = rows.iter().map(|r| r.global_position).collect();
-        let times: Vec<OffsetDateTime> = rows.iter().map(|r| r.occurred_at).collect();
-        let types: Vec<&str> = rows.iter().map(|r| r.event_type).collect();
-        let statuses: Vec<&str> = rows.iter().map(|r| r.status).collect();
-        let issuers: Vec<&str> = rows.iter().map(|r| r.issuer).collect();
-        let providers: Vec<&str> = rows.iter().map(|r| r.payment_provider_type).collect();
-        let amounts: Vec<Option<i64>> = rows.iter().map(|r| r.amount_minor).collect();
-        let currencies: Vec<Option<&str>> = rows.iter().map(|r| r.currency.as_deref()).collect();
+    /// Upserts the subscriptions that differ from before the batch (a customer's
+    /// subscriptions are never removed from the aggregate).
+    async fn write_subscriptions(
+        &self,
+        transaction: &Transaction<'_>,
+        states: &BTreeMap<Uuid, Customer>,
+    ) -> Result<(), ProjectorError> {
+        let mut ids = Vec::new();
+        let mut subscription_ids = Vec::new();
+        let mut statuses = Vec::new();
+        let mut plans = Vec::new();
+        let mut intervals = Vec::new();
+        let mut counts = Vec::new();
+        let mut quantities = Vec::new();
+        let mut amounts = Vec::new();
+        let mut currencies = Vec::new();
+        let mut mrr = Vec::new();
+        let mut trial_ends = Vec::new();
+        let mut period_ends = Vec::new();
+        let mut cancel_at_period_end = Vec::new();
+        for (customer_id, before, after) in self.changes(states) {
+            for (subscription_id, subscription) in &after.subscriptions {
+                if before.subscriptions.get(subscription_id) == Some(subscription) {
+                    continue;
+                }
+                ids.push(customer_id);
+                subscription_ids.push(subscription_id.as_str());
+                statuses.push(subscription.status.as_str());
+                plans.push(subscription.plan.plan_id.as_str());
+                intervals.push(subscription.plan.interval.as_str());
+                counts.push(i32::try_from(subscription.plan.interval_count).unwrap_or(i32::MAX));
+                quantities.push(i32::try_from(subscription.quantity).unwrap_or(i32::MAX));
+                amounts.push(subscription.plan.unit_price.amount_minor);
+                currencies.push(subscription.currency().code());
+                mrr.push(subscription.monthly_recurring_revenue().rounded_minor());
+                trial_ends.push(subscription.trial_end_unix_seconds.and_then(unix_time));
+                period_ends.push(
+                    unix_time(subscription.current_period_end_unix_seconds)
+                        .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+                );
+                cancel_at_period_end.push(subscription.cancel_at_period_end());
+            }
+        }
+        if ids.is_empty() {
+            return Ok(());
+        }
         transaction
             .execute(
-                "INSERT INTO customers.timeline SELECT * FROM unnest($1::uuid[], $2::int8[], \
-                   $3::timestamptz[], $4::text[], $5::text[], $6::text[], $7::text[], \
-                   $8::int8[], $9::text[])",
+                "INSERT INTO customers.subscriptions SELECT * FROM unnest($1::uuid[], \
+                   $2::text[], $3::text[], $4::text[], $5::text[], $6::int4[], $7::int4[], \
+                   $8::int8[], $9::text[], $10::int8[], $11::timestamptz[], $12::timestamptz[], \
+                   $13::bool[]) \
+                 ON CONFLICT (customer_id, subscription_id) DO UPDATE SET status = excluded.status, \
+                   plan_id = excluded.plan_id, billing_interval = excluded.billing_interval, \
+                   interval_count = excluded.interval_count, quantity = excluded.quantity, \
+                   unit_amount_minor = excluded.unit_amount_minor, currency = excluded.currency, \
+                   mrr_minor = excluded.mrr_minor, trial_end = excluded.trial_end, \
+                   current_period_end = excluded.current_period_end, \
+                   cancel_at_period_end = excluded.cancel_at_period_end",
                 &[
                     &ids,
-                    &positions,
-                    &times,
-                    &types,
+                    &subscription_ids,
                     &statuses,
-                    &issuers,
-                    &providers,
+                    &plans,
+                    &intervals,
+                    &counts,
+                    &quantities,
                     &amounts,
                     &currencies,
+                    &mrr,
+                    &trial_ends,
+                    &period_ends,
+                    &cancel_at_period_end,
                 ],
             )
             .await?;
         Ok(())
     }
-}
 
-/// Upserts every subscription of the batch's customers (a customer's subscriptions and its
-/// currencies of payments are never removed from the aggregate), writing only changed rows.
-async fn write_subscriptions(
-    transaction: &Transaction<'_>,
-    states: &BTreeMap<Uuid, Customer>,
-) -> Result<(), ProjectorError> {
-    let mut ids = Vec::new();
-    let mut subscription_ids = Vec::new();
-    let mut statuses = Vec::new();
-    let mut plans = Vec::new();
-    let mut intervals = Vec::new();
-    let mut counts = Vec::new();
-    let mut quantities = Vec::new();
-    let mut amounts = Vec::new();
-    let mut currencies = Vec::new();
-    let mut mrr = Vec::new();
-    let mut trial_ends = Vec::new();
-    let mut period_ends = Vec::new();
-    let mut cancel_at_period_end = Vec::new();
-    for (customer_id, state) in states {
-        for (subscription_id, subscription) in &state.subscriptions {
-            ids.push(*customer_id);
-            subscription_ids.push(subscription_id.as_str());
-            statuses.push(subscription.status.as_str());
-            plans.push(subscription.plan.plan_id.as_str());
-            intervals.push(subscription.plan.interval.as_str());
-            counts.push(i32::try_from(subscription.plan.interval_count).unwrap_or(i32::MAX));
-            quantities.push(i32::try_from(subscription.quantity).unwrap_or(i32::MAX));
-            amounts.push(subscription.plan.unit_price.amount_minor);
-            currencies.push(subscription.currency().code());
-            mrr.push(subscription.monthly_recurring_revenue().rounded_minor());
-            trial_ends.push(subscription.trial_end_unix_seconds.and_then(unix_time));
-            period_ends.push(
-                unix_time(subscription.current_period_end_unix_seconds)
-                    .unwrap_or(OffsetDateTime::UNIX_EPOCH),
-            );
-            cancel_at_period_end.push(subscription.cancel_at_period_end());
-        }
-    }
-    if ids.is_empty() {
-        return Ok(());
-    }
-    transaction
-        .execute(
-            "INSERT INTO customers.subscriptions AS s SELECT * FROM unnest($1::uuid[], \
-               $2::text[], $3::text[], $4::text[], $5::text[], $6::int4[], $7::int4[], \
-               $8::int8[], $9::text[], $10::int8[], $11::timestamptz[], $12::timestamptz[], \
-               $13::bool[]) \
-             ON CONFLICT (customer_id, subscription_id) DO UPDATE SET status = excluded.status, \
-               plan_id = excluded.plan_id, billing_interval = excluded.billing_interval, \
-               interval_count = excluded.interval_count, quantity = excluded.quantity, \
-               unit_amount_minor = excluded.unit_amount_minor, currency = excluded.currency, \
-               mrr_minor = excluded.mrr_minor, trial_end = excluded.trial_end, \
-               current_period_end = excluded.current_period_end, \
-               cancel_at_period_end = excluded.cancel_at_period_end \
-             WHERE s IS DISTINCT FROM excluded",
-            &[
-                &ids,
-                &subscription_ids,
-                &statuses,
-                &plans,
-                &intervals,
-                &counts,
-                &quantities,
-                &amounts,
-                &currencies,
-                &mrr,
-                &trial_ends,
-                &period_ends,
-                &cancel_at_period_end,
-            ],
-        )
-        .await?;
-    Ok(())
-}
-
-/// Upserts the lifetime totals of the batch's customers, writing only changed rows.
-async fn write_totals(
-    transaction: &Transaction<'_>,
-    states: &BTreeMap<Uuid, Customer>,
-) -> Result<(), ProjectorError> {
-    let mut ids = Vec::new();
-    let mut currencies = Vec::new();
-    let mut paid = Vec::new();
-    let mut refunded = Vec::new();
-    for (customer_id, state) in states {
-        let mut by_currency: BTreeMap<&'static str, (i64, i64)> = BTreeMap::new();
-        for payment in state.payments.values() {
-            if payment.status != PaymentStatus::Succeeded {
-                continue;
+    /// Upserts the lifetime totals that differ from before the batch.
+    async fn write_totals(
+        &self,
+        transaction: &Transaction<'_>,
+        states: &BTreeMap<Uuid, Customer>,
+    ) -> Result<(), ProjectorError> {
+        let mut ids = Vec::new();
+        let mut currencies = Vec::new();
+        let mut paid = Vec::new();
+        let mut refunded = Vec::new();
+        for (customer_id, before, after) in self.changes(states) {
+            for (currency, amounts) in totals(after) {
+                if before.totals.get(currency) == Some(&amounts) {
+                    continue;
+                }
+                ids.push(customer_id);
+                currencies.push(currency);
+                paid.push(amounts.0);
+                refunded.push(amounts.1);
             }
-            let entry = by_currency
-                .entry(payment.amount.currency.code())
-                .or_default();
-            entry.0 = entry.0.saturating_add(payment.amount.amount_minor);
-            entry.1 = entry.1.saturating_add(payment.refunded.amount_minor);
         }
-        for (currency, (paid_minor, refunded_minor)) in by_currency {
-            ids.push(*customer_id);
-            currencies.push(currency);
-            paid.push(paid_minor);
-            refunded.push(refunded_minor);
+        if ids.is_empty() {
+            return Ok(());
         }
+        transaction
+            .execute(
+                "INSERT INTO customers.totals SELECT * FROM unnest($1::uuid[], $2::text[], \
+                   $3::int8[], $4::int8[]) \
+                 ON CONFLICT (customer_id, currency) DO UPDATE SET \
+                   paid_minor = excluded.paid_minor, refunded_minor = excluded.refunded_minor",
+                &[&ids, &currencies, &paid, &refunded],
+            )
+            .await?;
+        Ok(())
     }
-    if ids.is_empty() {
-        return Ok(());
+
+    /// Inserts the provider accounts linked in the batch.
+    async fn write_accounts(
+        &self,
+        transaction: &Transaction<'_>,
+        states: &BTreeMap<Uuid, Customer>,
+    ) -> Result<(), ProjectorError> {
+        let mut ids = Vec::new();
+        let mut providers = Vec::new();
+        let mut accounts = Vec::new();
+        for (customer_id, before, after) in self.changes(states) {
+            for account in after.provider_accounts.difference(&before.accounts) {
+                ids.push(customer_id);
+                providers.push(account.provider.as_str());
+                accounts.push(account.account_id.as_str());
+            }
+        }
+        if ids.is_empty() {
+            return Ok(());
+        }
+        transaction
+            .execute(
+                "INSERT INTO customers.provider_accounts (provider, account_id, customer_id) \
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[]) ON CONFLICT DO NOTHING",
+                &[&providers, &accounts, &ids],
+            )
+            .await?;
+        Ok(())
     }
-    transaction
-        .execute(
-            "INSERT INTO customers.totals AS t SELECT * FROM unnest($1::uuid[], $2::text[], \
-               $3::int8[], $4::int8[]) \
-             ON CONFLICT (customer_id, currency) DO UPDATE SET paid_minor = excluded.paid_minor, \
-               refunded_minor = excluded.refunded_minor \
-             WHERE t IS DISTINCT FROM excluded",
-            &[&ids, &currencies, &paid, &refunded],
-        )
-        .await?;
-    Ok(())
+
+    /// Appends the batch's events to the timeline with binary COPY.
+    async fn write_timeline(&self, transaction: &Transaction<'_>) -> Result<(), ProjectorError> {
+        let sink = transaction
+            .copy_in(
+                "COPY customers.timeline (customer_id, global_position, occurred_at, event_type, \
+                   status, issuer, payment_provider_type, amount_minor, currency) \
+                 FROM STDIN (FORMAT binary)",
+            )
+            .await?;
+        let mut writer = pin!(BinaryCopyInWriter::new(
+            sink,
+            &[
+                Type::UUID,
+                Type::INT8,
+                Type::TIMESTAMPTZ,
+                Type::TEXT,
+                Type::TEXT,
+                Type::TEXT,
+                Type::TEXT,
+                Type::INT8,
+                Type::TEXT,
+            ],
+        ));
+        for row in &self.timeline {
+            writer
+                .as_mut()
+                .write(&[
+                    &row.customer_id,
+                    &row.global_position,
+                    &row.occurred_at,
+                    &row.event_type,
+                    &row.status,
+                    &row.issuer,
+                    &row.payment_provider_type,
+                    &row.amount_minor,
+                    &row.currency,
+                ])
+                .await?;
+        }
+        writer.finish().await?;
+        Ok(())
+    }
 }
 
-async fn write_accounts(
-    transaction: &Transaction<'_>,
-    states: &BTreeMap<Uuid, Customer>,
-) -> Result<(), ProjectorError> {
-    let mut ids = Vec::new();
-    let mut providers = Vec::new();
-    let mut accounts = Vec::new();
-    for (customer_id, state) in states {
-        for account in &state.provider_accounts {
-            ids.push(*customer_id);
-            providers.push(account.provider.as_str());
-            accounts.push(account.account_id.as_str());
+/// The `customers` columns derived from a customer's aggregate and the batch's events.
+#[derive(Default)]
+struct CustomerColumns<'a> {
+    ids: Vec<Uuid>,
+    emails: Vec<&'a str>,
+    names: Vec<&'a str>,
+    statuses: Vec<&'static str>,
+    mrr_minor: Vec<Option<i64>>,
+    mrr_currency: Vec<Option<&'static str>>,
+    payment_statuses: Vec<Option<&'static str>>,
+    payment_times: Vec<Option<OffsetDateTime>>,
+    positions: Vec<i64>,
+    event_times: Vec<OffsetDateTime>,
+}
+
+impl<'a> CustomerColumns<'a> {
+    /// The columns as statement parameters, in the order of the fields.
+    fn parameters(&self) -> [&(dyn ToSql + Sync); 10] {
+        [
+            &self.ids,
+            &self.emails,
+            &self.names,
+            &self.statuses,
+            &self.mrr_minor,
+            &self.mrr_currency,
+            &self.payment_statuses,
+            &self.payment_times,
+            &self.positions,
+            &self.event_times,
+        ]
+    }
+
+    fn push(
+        &mut self,
+        customer_id: Uuid,
+        state: &'a Customer,
+        (position, event_time): (i64, OffsetDateTime),
+        last_payment: Option<(&'static str, OffsetDateTime)>,
+    ) {
+        let (email, name) = state.profile.as_ref().map_or(("", ""), |profile| {
+            (profile.email.as_str(), profile.name.as_str())
+        });
+        let mrr = customer_mrr(state);
+        self.ids.push(customer_id);
+        self.emails.push(email);
+        self.names.push(name);
+        self.statuses.push(summary_status(state));
+        self.mrr_minor.push(mrr.map(|mrr| mrr.rounded_minor()));
+        self.mrr_currency.push(mrr.map(|mrr| mrr.currency.code()));
+        self.payment_statuses
+            .push(last_payment.map(|(status, _)| status));
+        self.payment_times.push(last_payment.map(|(_, at)| at));
+        self.positions.push(position);
+        self.event_times.push(event_time);
+    }
+}
+
+fn totals(state: &Customer) -> Totals {
+    let mut by_currency = Totals::new();
+    for payment in state.payments.values() {
+        if payment.status != PaymentStatus::Succeeded {
+            continue;
         }
+        let entry = by_currency
+            .entry(payment.amount.currency.code())
+            .or_default();
+        entry.0 = entry.0.saturating_add(payment.amount.amount_minor);
+        entry.1 = entry.1.saturating_add(payment.refunded.amount_minor);
     }
-    if ids.is_empty() {
-        return Ok(());
-    }
-    transaction
-        .execute(
-            "INSERT INTO customers.provider_accounts (provider, account_id, customer_id) \
-             SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[]) ON CONFLICT DO NOTHING",
-            &[&providers, &accounts, &ids],
-        )
-        .await?;
-    Ok(())
+    by_currency
 }
 
 fn summary_status(state: &Customer) -> &'static str {

@@ -21,8 +21,8 @@ CREATE TABLE customers (
 ) WITH (fillfactor = 70); -- room for HOT updates: most change no indexed column
 CREATE INDEX customers_status ON customers (status, customer_id);
 CREATE INDEX customers_provider ON customers (payment_provider_type, customer_id);
-CREATE INDEX customers_email ON customers (lower(email));
-CREATE INDEX customers_account ON customers (account_id);
+-- No index on email or account_id: the query service searches them by substring, walking the
+-- primary key (an index could not serve that, and would cost every write of a rebuild).
 
 CREATE TABLE provider_accounts (
     provider    text NOT NULL,
