@@ -26,6 +26,11 @@ use clap::{Parser, Subcommand};
 
 use crate::projectors::ProjectorsArgs;
 
+/// mimalloc instead of the system allocator: projectors fold millions of small, short-lived
+/// aggregates on several threads, and rebuild 15-20 % faster with it (docs/decisions/0009).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "ledger", version, about = "Event-sourced billing ledger")]
 struct Cli {
