@@ -515,6 +515,9 @@ impl Generator {
     ) -> Vec<proto::Command> {
         let mut bodies: Vec<(Kind, proto::Issuer)> = Vec::new();
         let provider_issued = proto::Issuer::PaymentProvider;
+        // A customer's events of the month fall on consecutive days from its own day of the
+        // month, so its history is in business-time order.
+        let first_day = i64::from(customer.index % 24);
         if month == customer.join_month {
             bodies.push((
                 Kind::RegisterCustomer(proto::CustomerRegistered {
@@ -528,7 +531,8 @@ impl Generator {
                 proto::Issuer::Internal,
             ));
             let trial = self.chance(40);
-            let start = month_start_seconds(month);
+            // The subscription starts the day after the registration.
+            let start = month_start_seconds(month) + (first_day + 1) * SECONDS_PER_DAY;
             bodies.push((
                 Kind::StartSubscription(proto::SubscriptionStarted {
                     subscription_id: SUBSCRIPTION_ID.to_owned(),
@@ -549,7 +553,7 @@ impl Generator {
                             Kind::ConvertTrial(proto::TrialConverted { subscription_id }),
                             provider_issued,
                         ));
-                        self.bill(customer, &mut bodies, true);
+                        self.bill(customer, &mut bodies, month, true);
                     } else {
                         bodies.push((
                             Kind::ConfirmCancellation(proto::SubscriptionCancelled {
@@ -577,14 +581,18 @@ impl Generator {
                             }),
                             proto::Issuer::Internal,
                         ));
-                    } else {
+                    } else if month_start_seconds(month + 1)
+                        > subscription.current_period_end_unix_seconds
+                    {
+                        // The period ends this month: the next one is invoiced (a year at a
+                        // time for yearly plans).
                         let paid = self.chance(90);
-                        self.bill(customer, &mut bodies, paid);
+                        self.bill(customer, &mut bodies, month, paid);
                     }
                 }
                 SubscriptionStatus::PastDue => {
                     if self.chance(70) {
-                        self.bill(customer, &mut bodies, true);
+                        self.bill(customer, &mut bodies, month, true);
                     } else {
                         bodies.push((
                             Kind::ConfirmCancellation(proto::SubscriptionCancelled {
@@ -616,7 +624,7 @@ impl Generator {
                             }),
                             provider_issued,
                         ));
-                        self.bill(customer, &mut bodies, true);
+                        self.bill(customer, &mut bodies, month, true);
                     }
                 }
                 SubscriptionStatus::Paused => {}
@@ -624,9 +632,10 @@ impl Generator {
         }
         bodies
             .into_iter()
-            .map(|(kind, issuer)| {
+            .zip(0..)
+            .map(|((kind, issuer), nth)| {
                 customer.commands_sent += 1;
-                let day = i64::try_from(customer.commands_sent % 28).unwrap_or(0);
+                let day = (first_day + nth).min(DAYS_PER_MONTH - 1);
                 proto::Command {
                     metadata: Some(proto::CommandMetadata {
                         idempotency_key: format!(
@@ -690,11 +699,13 @@ impl Generator {
         })
     }
 
-    /// An invoice for the period and its payment; sometimes a refund or a dispute after it.
+    /// An invoice for the billing period starting in `month` (which moves the subscription's
+    /// period end) and its payment; sometimes a refund or a dispute after it.
     fn bill(
         &mut self,
         customer: &mut DemoCustomer,
         bodies: &mut Vec<(Kind, proto::Issuer)>,
+        month: u32,
         paid: bool,
     ) {
         let amount_minor =
@@ -718,8 +729,10 @@ impl Generator {
                 invoice_id: invoice_id.clone(),
                 subscription_id: SUBSCRIPTION_ID.to_owned(),
                 amount_due: Some(amount.clone()),
-                period_start_unix_seconds: 0,
-                period_end_unix_seconds: 0,
+                period_start_unix_seconds: month_start_seconds(month),
+                period_end_unix_seconds: month_start_seconds(
+                    month + if customer.yearly { 12 } else { 1 },
+                ),
             }),
             issued,
         ));
