@@ -55,6 +55,23 @@ pub use unique::{UniqueKey, UniqueKeyChanges, unique_key_changes};
 /// (`proto::Event { kind: Some(event) }`).
 pub type Event = proto::event::Kind;
 
+/// Why a stored payload is not an [`Event`].
+#[derive(Debug, thiserror::Error)]
+pub enum PayloadError {
+    #[error("not a ledger.v1.Event: {0}")]
+    Protobuf(#[from] prost::DecodeError),
+    #[error("the payload has no event")]
+    Empty,
+}
+
+/// Decodes a stored payload (`ledger.v1.Event` protobuf bytes) into its event.
+pub fn decode_event(payload: &[u8]) -> Result<Event, PayloadError> {
+    use prost::Message;
+    proto::Event::decode(payload)?
+        .kind
+        .ok_or(PayloadError::Empty)
+}
+
 /// Every event type, in the order of the `ledger.v1.Event` oneof.
 pub const EVENT_TYPES: &[&str] = &[
     "customer_registered",
@@ -121,5 +138,29 @@ pub fn event_status(event: &Event) -> EventStatus {
         Event::CancellationRequested(_) => EventStatus::Processing,
         Event::CancellationFailed(_) | Event::PaymentFailed(_) => EventStatus::Failed,
         _ => EventStatus::Complete,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::*;
+
+    #[test]
+    fn decodes_a_payload_and_refuses_garbage_and_empty_events() {
+        let event = Event::TrialConverted(proto::TrialConverted {
+            subscription_id: "sub_1".to_owned(),
+        });
+        let payload = proto::Event {
+            kind: Some(event.clone()),
+        }
+        .encode_to_vec();
+        assert_eq!(decode_event(&payload).ok(), Some(event));
+        assert!(matches!(
+            decode_event(&[0xff, 0xff, 0xff]),
+            Err(PayloadError::Protobuf(_))
+        ));
+        assert!(matches!(decode_event(&[]), Err(PayloadError::Empty)));
     }
 }

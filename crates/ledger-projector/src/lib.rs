@@ -27,9 +27,8 @@ mod states;
 use std::collections::BTreeMap;
 use std::future::Future;
 
-use ledger_domain::{Event, proto};
+use ledger_domain::{Event, decode_event};
 use ledger_store::{RecordedEvent, Store, StoreError};
-use prost::Message;
 use tokio_postgres::Transaction;
 use uuid::Uuid;
 
@@ -46,14 +45,12 @@ pub struct Projected {
 impl Projected {
     /// Decodes the payload of `recorded`.
     pub fn decode(recorded: RecordedEvent) -> Result<Projected, ProjectorError> {
-        let corrupt = |reason: String| ProjectorError::CorruptEvent {
-            global_position: recorded.global_position,
-            reason,
-        };
-        let event = proto::Event::decode(&recorded.event.payload[..])
-            .map_err(|error| corrupt(error.to_string()))?
-            .kind
-            .ok_or_else(|| corrupt("the payload has no event".to_owned()))?;
+        let event = decode_event(&recorded.event.payload).map_err(|error| {
+            ProjectorError::CorruptEvent {
+                global_position: recorded.global_position,
+                reason: error.to_string(),
+            }
+        })?;
         Ok(Projected { recorded, event })
     }
 }

@@ -10,11 +10,10 @@ use std::time::{Duration, Instant};
 use async_nats::{HeaderMap, Subject};
 use ledger_bus::{CONTENT_TYPE_HEADER, Encoding, encode_reply};
 use ledger_domain::proto::{self, RejectionKind, command::Kind};
-use ledger_domain::{Rejection, Stream};
+use ledger_domain::{Rejection, Stream, decode_event};
 use ledger_store::{
     AppendRejection, AppendRequest, Committed, ExpectedVersion, RecordedEvent, Store, Writer,
 };
-use prost::Message;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -204,14 +203,12 @@ impl Decider {
         let stored = self.store.read_stream(stream_id, 1).await?;
         let mut state = Stream::Empty;
         for recorded in &stored {
-            let corrupt = |reason: String| WriterError::CorruptEvent {
-                global_position: recorded.global_position,
-                reason,
-            };
-            let event = proto::Event::decode(&recorded.event.payload[..])
-                .map_err(|error| corrupt(error.to_string()))?
-                .kind
-                .ok_or_else(|| corrupt("the payload has no event".to_owned()))?;
+            let event = decode_event(&recorded.event.payload).map_err(|error| {
+                WriterError::CorruptEvent {
+                    global_position: recorded.global_position,
+                    reason: error.to_string(),
+                }
+            })?;
             state = state.evolve(&event);
         }
         Ok(state)
