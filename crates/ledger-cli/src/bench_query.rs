@@ -16,12 +16,12 @@ use anyhow::Context;
 use ledger_bus::BusConfig;
 use ledger_domain::{decide, evolve, unique_key_changes};
 use ledger_projector::{Projector, ProjectorConfig};
-use ledger_query::{Projection, QueryConfig, QueryService, Scope, Tokens};
+use ledger_query::{QueryConfig, QueryService, Scope, Tokens};
 use ledger_store::{AppendRequest, ExpectedVersion, Store};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
-use crate::demo::{DemoCustomer, Generator};
+use crate::demo::{DemoCustomer, Generator, wait_for_projections};
 use crate::progress;
 
 const BENCH_DATABASE: &str = "ledger_bench_query";
@@ -110,7 +110,17 @@ pub(crate) async fn run(args: QueryBenchArgs) -> anyhow::Result<()> {
         ),
     ];
     let admin = client_for(&database_url).await?;
-    wait_for_projections(&admin, last_position).await?;
+    let catching_up = Instant::now();
+    wait_for_projections(
+        &admin,
+        last_position,
+        Duration::from_secs(CATCH_UP_TIMEOUT_S),
+    )
+    .await?;
+    println!(
+        "read models at position {last_position} ({:.0} s)",
+        catching_up.elapsed().as_secs_f64()
+    );
     admin
         .batch_execute("UPDATE bench_fingerprint SET caught_up = true")
         .await?;
@@ -344,49 +354,6 @@ async fn load(
             &[&fingerprint],
         )
         .await?;
-    Ok(())
-}
-
-/// Waits until both read models' checkpoints reach `last_position`, showing progress.
-async fn wait_for_projections(
-    client: &tokio_postgres::Client,
-    last_position: u64,
-) -> anyhow::Result<()> {
-    let started = Instant::now();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(CATCH_UP_TIMEOUT_S);
-    for projection in [Projection::Customers, Projection::Revenue] {
-        let bar = progress::events_bar(last_position, projection.name());
-        loop {
-            let position = client
-                .query_opt(
-                    &format!(
-                        "SELECT global_position FROM {}.projector_checkpoint",
-                        projection.name()
-                    ),
-                    &[],
-                )
-                .await
-                .ok()
-                .flatten()
-                .map_or(0, |row| row.get::<_, i64>(0));
-            let position = u64::try_from(position).unwrap_or(0);
-            bar.set_position(position.min(last_position));
-            if position >= last_position {
-                break;
-            }
-            anyhow::ensure!(
-                tokio::time::Instant::now() < deadline,
-                "projector {} is at {position} of {last_position} after {CATCH_UP_TIMEOUT_S} s",
-                projection.name()
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-        bar.finish_and_clear();
-    }
-    println!(
-        "read models at position {last_position} ({:.0} s)",
-        started.elapsed().as_secs_f64()
-    );
     Ok(())
 }
 

@@ -225,7 +225,12 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         "the demo's own history failed verification"
     );
     let last_position = store.last_position().await?;
-    wait_for_projections(&client_for(&query_url).await?, last_position).await?;
+    wait_for_projections(
+        &client_for(&query_url).await?,
+        last_position,
+        Duration::from_secs(CATCH_UP_TIMEOUT_S),
+    )
+    .await?;
     print_figures(&client_for(&query_url).await?).await?;
     demo_notify::report(&sample_webhook, &database_url, last_position).await?;
     println!();
@@ -321,13 +326,16 @@ async fn client_for(url: &str) -> anyhow::Result<tokio_postgres::Client> {
     Ok(client)
 }
 
-/// Waits until every demo read model's checkpoint is `last_position`.
-async fn wait_for_projections(
+/// Waits, with a progress bar each, until every demo read model's checkpoint reaches
+/// `last_position`; fails after `timeout`.
+pub(crate) async fn wait_for_projections(
     client: &tokio_postgres::Client,
     last_position: u64,
+    timeout: Duration,
 ) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(CATCH_UP_TIMEOUT_S);
+    let deadline = tokio::time::Instant::now() + timeout;
     for projection in DEMO_PROJECTIONS {
+        let bar = progress::events_bar(last_position, projection.name());
         loop {
             let position = client
                 .query_opt(
@@ -341,16 +349,20 @@ async fn wait_for_projections(
                 .ok()
                 .flatten()
                 .map_or(0, |row| row.get::<_, i64>(0));
-            if u64::try_from(position).unwrap_or(0) >= last_position {
+            let position = u64::try_from(position).unwrap_or(0);
+            bar.set_position(position.min(last_position));
+            if position >= last_position {
                 break;
             }
             anyhow::ensure!(
                 tokio::time::Instant::now() < deadline,
-                "projector {} is at {position} of {last_position} after {CATCH_UP_TIMEOUT_S} s",
-                projection.name()
+                "projector {} is at {position} of {last_position} after {} s",
+                projection.name(),
+                timeout.as_secs()
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        bar.finish_and_clear();
     }
     Ok(())
 }
