@@ -7,6 +7,8 @@
 //! - `<prefix>.events.<event_type>`: appended events, captured by the JetStream stream;
 //! - `<prefix>.projections.<name>`: projection progress.
 //!
+//! [`connect`] connects as one of the ledger's NATS users (`deploy/nats-auth.conf`).
+//!
 //! Commands and replies are protobuf (`application/x-protobuf`, the default) or the proto3 JSON
 //! mapping (`application/json`), chosen by the request's `Content-Type` header; the reply uses
 //! the request's encoding. This crate knows nothing about PostgreSQL beyond the store's event
@@ -15,6 +17,7 @@
 mod client;
 mod codec;
 mod config;
+mod connect;
 
 pub use client::{Client, SendError};
 pub use codec::{
@@ -22,6 +25,7 @@ pub use codec::{
     decode_recorded_event, decode_reply, encode_command, encode_recorded_event, encode_reply,
 };
 pub use config::{BusConfig, ensure_event_stream};
+pub use connect::{ConnectError, NatsAuth, connect};
 
 /// Largest command body the writer accepts; larger ones are rejected as too large.
 pub const COMMAND_BYTES_MAX: usize = 64 * 1024;

@@ -66,8 +66,33 @@ struct Cli {
         global = true
     )]
     stream_name: String,
+    #[command(flatten)]
+    nats_auth: NatsAuthArgs,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Credentials of the NATS user a component connects as (docs/security.md). Without any, the
+/// connection is anonymous, for a server without authorization (development).
+#[derive(Debug, clap::Args)]
+struct NatsAuthArgs {
+    /// A `.creds` file (user JWT and nkey seed).
+    #[arg(long, env = "NATS_CREDS", global = true)]
+    nats_creds: Option<std::path::PathBuf>,
+    /// A user of the server's authorization block (deploy/nats-auth.conf), with
+    /// --nats-password-file.
+    #[arg(long, env = "NATS_USER", global = true)]
+    nats_user: Option<String>,
+    /// The file holding the NATS user's password.
+    #[arg(long, env = "NATS_PASSWORD_FILE", global = true)]
+    nats_password_file: Option<std::path::PathBuf>,
+    /// A file holding a user nkey seed (`SU...`).
+    #[arg(long, env = "NATS_NKEY_FILE", global = true)]
+    nats_nkey_file: Option<std::path::PathBuf>,
+    /// Prefix of this connection's reply subjects; default `_INBOX.<user>` with --nats-user,
+    /// else `_INBOX`.
+    #[arg(long, env = "NATS_INBOX_PREFIX", global = true)]
+    nats_inbox_prefix: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -159,6 +184,17 @@ struct WriterArgs {
 }
 
 impl Cli {
+    /// The NATS user the command connects as.
+    fn nats_auth(&self) -> ledger_bus::NatsAuth {
+        ledger_bus::NatsAuth {
+            creds_file: self.nats_auth.nats_creds.clone(),
+            user: self.nats_auth.nats_user.clone(),
+            password_file: self.nats_auth.nats_password_file.clone(),
+            nkey_seed_file: self.nats_auth.nats_nkey_file.clone(),
+            inbox_prefix: self.nats_auth.nats_inbox_prefix.clone(),
+        }
+    }
+
     fn bus(&self) -> ledger_bus::BusConfig {
         ledger_bus::BusConfig {
             subject_prefix: self.subject_prefix.clone(),
@@ -218,6 +254,8 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let bus = cli.bus();
+    let nats_auth = cli.nats_auth();
+    let connect_nats = |component| ledger_bus::connect(&cli.nats_url, &nats_auth, component);
     match cli.command {
         Command::Migrate => {
             let (mut client, connection) =
@@ -238,14 +276,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             component: Component::Writer(args),
         } => {
             let store = ledger_store::Store::connect(&cli.database_url)?;
-            let nats = connect_nats(&cli.nats_url).await?;
+            let nats = connect_nats("ledger-writer").await?;
             ledger_writer::run(store, nats, args.config(bus), shutdown()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run {
             component: Component::Ingest { bind },
         } => {
-            let nats = connect_nats(&cli.nats_url).await?;
+            let nats = connect_nats("ledger-ingest").await?;
             let client = ledger_bus::Client::new(nats, bus);
             ledger_ingest::serve(ledger_ingest::IngestConfig { bind }, client, shutdown()).await?;
             Ok(ExitCode::SUCCESS)
@@ -254,19 +292,26 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             component: Component::Query(args),
         } => {
             let config = args.config(bus)?;
-            let nats = connect_nats(&cli.nats_url).await?;
+            let nats = connect_nats("ledger-query").await?;
             let service = ledger_query::QueryService::start(config, nats).await?;
             service.serve(shutdown(), |_| {}).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run {
-            component: Component::Projector(args),
-        } => run_projectors(&cli.database_url, &cli.nats_url, bus, &args, false).await,
-        Command::Replay(args) => {
-            run_projectors(&cli.database_url, &cli.nats_url, bus, &args, true).await
+            component: Component::Projector(ref args),
+        } => {
+            let nats = connect_nats("ledger-projector").await?;
+            run_projectors(&cli.database_url, nats, bus, args, false).await
+        }
+        Command::Replay(ref args) => {
+            let nats = connect_nats("ledger-replay").await?;
+            run_projectors(&cli.database_url, nats, bus, args, true).await
         }
         Command::Fx { command } => fx::run(&cli.database_url, command).await,
-        Command::Send(args) => send::run(&cli.nats_url, bus, &args).await,
+        Command::Send(ref args) => {
+            let nats = connect_nats("ledger-send").await?;
+            send::run(nats, bus, args).await
+        }
         Command::Audit {
             command: AuditCommand::Verify(args),
         } => audit::verify(&cli.database_url, args).await,
@@ -280,13 +325,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// Runs (or replays, then runs) projectors until Ctrl-C / SIGTERM.
 async fn run_projectors(
     database_url: &str,
-    nats_url: &str,
+    nats: async_nats::Client,
     bus: ledger_bus::BusConfig,
     args: &ProjectorsArgs,
     replay: bool,
 ) -> anyhow::Result<ExitCode> {
     let store = ledger_store::Store::connect(database_url)?;
-    let nats = connect_nats(nats_url).await?;
     let config = ledger_projector::ProjectorConfig {
         bus,
         table_page_events: args.page_events,
@@ -303,12 +347,6 @@ async fn run_projectors(
     )
     .await?;
     Ok(ExitCode::SUCCESS)
-}
-
-async fn connect_nats(nats_url: &str) -> anyhow::Result<async_nats::Client> {
-    async_nats::connect(nats_url).await.with_context(|| {
-        format!("cannot connect to NATS at {nats_url}: is it running and NATS_URL right?")
-    })
 }
 
 /// Completes on Ctrl-C or SIGTERM: services stop taking work, finish what is in flight, exit.

@@ -37,7 +37,7 @@ pub(crate) struct SendArgs {
 }
 
 pub(crate) async fn run(
-    nats_url: &str,
+    nats: async_nats::Client,
     bus: BusConfig,
     args: &SendArgs,
 ) -> anyhow::Result<ExitCode> {
@@ -72,9 +72,6 @@ pub(crate) async fn run(
             args.command
         )
     })?;
-    let nats = async_nats::connect(nats_url)
-        .await
-        .with_context(|| format!("cannot connect to NATS at {nats_url}; is NATS_URL right?"))?;
     let client = Client::new(nats, bus).with_encoding(Encoding::Json);
     match client.send(&command).await {
         Ok(accepted) => {

@@ -484,17 +484,50 @@ impl Drop for PrivateNats {
     }
 }
 
+/// The shipped NATS users and subject permissions (`deploy/nats-auth.conf`), for
+/// [`NatsServerOptions::includes`].
+pub const NATS_AUTH_CONF: &str = include_str!("../../../deploy/nats-auth.conf");
+
+/// What a private nats-server runs with beyond `deploy/nats-server.conf`.
+#[derive(Debug, Default, Clone)]
+pub struct NatsServerOptions {
+    /// Configuration files (name, content) written into the instance directory and included
+    /// from its configuration, e.g. `("nats-auth.conf", NATS_AUTH_CONF)`.
+    pub includes: Vec<(String, String)>,
+    /// Environment variables of the server process, which its configuration may reference
+    /// (`$LEDGER_NATS_WRITER_PASSWORD`).
+    pub environment: Vec<(String, String)>,
+}
+
 /// Starts a private nats-server with JetStream on a free port of 127.0.0.1, whatever `NATS_URL`
 /// says.
 pub async fn start_private_nats() -> Result<PrivateNats, ServicesError> {
+    start_private_nats_with(&NatsServerOptions::default()).await
+}
+
+/// [`start_private_nats`] with `options` (users and permissions, for example).
+pub async fn start_private_nats_with(
+    options: &NatsServerOptions,
+) -> Result<PrivateNats, ServicesError> {
     let started_at = Instant::now();
     let nats_server = find_nats_server(&nats_search_dirs())?;
     let port = free_port()?;
     let instance_dir = instances_root(false)?.join(format!("nats-{port}"));
     create_instance_dir(&instance_dir)?;
     let conf_path = instance_dir.join("nats-server.conf");
-    fs::write(&conf_path, NATS_SERVER_CONF)
-        .map_err(io_error(format!("writing {}", conf_path.display())))?;
+    let mut conf = NATS_SERVER_CONF.to_owned();
+    for (name, content) in &options.includes {
+        let path = instance_dir.join(name);
+        if let Err(error) = fs::write(&path, content) {
+            remove_instance_dir(&instance_dir);
+            return Err(io_error(format!("writing {}", path.display()))(error));
+        }
+        conf.push_str(&format!("\ninclude ./{name}\n"));
+    }
+    if let Err(error) = fs::write(&conf_path, conf) {
+        remove_instance_dir(&instance_dir);
+        return Err(io_error(format!("writing {}", conf_path.display()))(error));
+    }
     let log_path = instance_dir.join("nats-server.log");
     let log = File::create(&log_path)
         .and_then(|log| Ok((log.try_clone()?, log)))
@@ -511,6 +544,12 @@ pub async fn start_private_nats() -> Result<PrivateNats, ServicesError> {
         .arg(&conf_path)
         .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
         .arg(&instance_dir)
+        .envs(
+            options
+                .environment
+                .iter()
+                .map(|(name, value)| (name, value)),
+        )
         .stdin(Stdio::null())
         .stdout(stdout_log)
         .stderr(stderr_log)

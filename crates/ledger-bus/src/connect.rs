@@ -1,0 +1,216 @@
+//! Connecting to NATS as one of the ledger's users (docs/security.md, "NATS users and subject
+//! permissions").
+
+use std::path::{Path, PathBuf};
+
+use async_nats::{ConnectErrorKind, ConnectOptions};
+
+/// The inbox prefix of a connection without a user: NATS's own default.
+const INBOX_PREFIX_DEFAULT: &str = "_INBOX";
+
+/// How a component proves who it is to NATS. At most one of `creds_file`, `user` (with
+/// `password_file`) and `nkey_seed_file` is set; none connects without credentials (a server
+/// without authorization, as in development).
+///
+/// Secrets are read from files, never from the command line or the environment, so they do not
+/// show in process listings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NatsAuth {
+    /// A `.creds` file (a user JWT and its nkey seed), for servers run with accounts and JWTs.
+    pub creds_file: Option<PathBuf>,
+    /// A user of the server's `authorization` block (`deploy/nats-auth.conf`: `writer`,
+    /// `projector`, `query`, `auditor`, `client`).
+    pub user: Option<String>,
+    /// The file holding `user`'s password (trailing newlines are ignored).
+    pub password_file: Option<PathBuf>,
+    /// A file holding a user nkey seed (`SU...`).
+    pub nkey_seed_file: Option<PathBuf>,
+    /// The prefix of this connection's reply subjects. Default: `_INBOX.<user>` when a user is
+    /// set, else `_INBOX`. The shipped permissions let each user subscribe to its own prefix
+    /// only, so no user can read the replies sent to another.
+    pub inbox_prefix: Option<String>,
+}
+
+/// Why [`connect`] failed; each message says what to check.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The credentials given do not fit together.
+    #[error("invalid NATS credentials: {0}")]
+    Configuration(&'static str),
+    /// A credentials file cannot be read.
+    #[error("cannot read the NATS {what} file {path}: {source}")]
+    File {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server refused the credentials (or demands some and none were given).
+    #[error(
+        "NATS at {url} refused the connection as {who}: check NATS_USER / NATS_PASSWORD_FILE, \
+         NATS_CREDS or NATS_NKEY_FILE against the server's users"
+    )]
+    Refused { url: String, who: String },
+    /// The server cannot be reached.
+    #[error("cannot connect to NATS at {url} ({kind}): is nats-server running and NATS_URL right?")]
+    Unreachable { url: String, kind: ConnectErrorKind },
+}
+
+impl NatsAuth {
+    /// The inbox prefix this connection uses (see [`NatsAuth::inbox_prefix`]).
+    pub fn effective_inbox_prefix(&self) -> String {
+        match (&self.inbox_prefix, &self.user) {
+            (Some(prefix), _) => prefix.clone(),
+            (None, Some(user)) => format!("{INBOX_PREFIX_DEFAULT}.{user}"),
+            (None, None) => INBOX_PREFIX_DEFAULT.to_owned(),
+        }
+    }
+
+    fn who(&self) -> String {
+        match (&self.user, &self.creds_file, &self.nkey_seed_file) {
+            (Some(user), _, _) => format!("user {user:?}"),
+            (None, Some(path), _) => format!("the credentials in {}", path.display()),
+            (None, None, Some(path)) => format!("the nkey in {}", path.display()),
+            (None, None, None) => "an anonymous client".to_owned(),
+        }
+    }
+
+    async fn options(&self) -> Result<ConnectOptions, ConnectError> {
+        let options = match (
+            &self.creds_file,
+            &self.user,
+            &self.password_file,
+            &self.nkey_seed_file,
+        ) {
+            (None, None, None, None) => ConnectOptions::new(),
+            (Some(path), None, None, None) => ConnectOptions::with_credentials_file(path)
+                .await
+                .map_err(|source| ConnectError::File {
+                    what: "credentials",
+                    path: path.clone(),
+                    source,
+                })?,
+            (None, Some(user), Some(path), None) => {
+                ConnectOptions::with_user_and_password(user.clone(), read_secret(path, "password")?)
+            }
+            (None, Some(_), None, None) => {
+                return Err(ConnectError::Configuration(
+                    "NATS_USER needs NATS_PASSWORD_FILE",
+                ));
+            }
+            (None, None, Some(_), None) => {
+                return Err(ConnectError::Configuration(
+                    "NATS_PASSWORD_FILE needs NATS_USER",
+                ));
+            }
+            (None, None, None, Some(path)) => {
+                ConnectOptions::with_nkey(read_secret(path, "nkey seed")?)
+            }
+            _ => {
+                return Err(ConnectError::Configuration(
+                    "give one of NATS_CREDS, NATS_USER with NATS_PASSWORD_FILE, or NATS_NKEY_FILE",
+                ));
+            }
+        };
+        Ok(options.custom_inbox_prefix(self.effective_inbox_prefix()))
+    }
+}
+
+/// Connects to the NATS server at `url` as `auth` says; `name` (the component, e.g.
+/// `ledger-writer`) shows in the server's connection list.
+///
+/// # Errors
+///
+/// [`ConnectError`]: credentials that do not fit together or cannot be read, a server that
+/// refuses them, or one that cannot be reached.
+pub async fn connect(
+    url: &str,
+    auth: &NatsAuth,
+    name: &str,
+) -> Result<async_nats::Client, ConnectError> {
+    auth.options()
+        .await?
+        .name(name)
+        .connect(url)
+        .await
+        .map_err(|error| match error.kind() {
+            ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Authentication => {
+                ConnectError::Refused {
+                    url: url.to_owned(),
+                    who: auth.who(),
+                }
+            }
+            kind => ConnectError::Unreachable {
+                url: url.to_owned(),
+                kind,
+            },
+        })
+}
+
+fn read_secret(path: &Path, what: &'static str) -> Result<String, ConnectError> {
+    std::fs::read_to_string(path)
+        .map(|secret| secret.trim_end_matches(['\r', '\n']).to_owned())
+        .map_err(|source| ConnectError::File {
+            what,
+            path: path.to_owned(),
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_user_replies_on_its_own_inbox_prefix() {
+        let anonymous = NatsAuth::default();
+        assert_eq!(anonymous.effective_inbox_prefix(), "_INBOX");
+        let writer = NatsAuth {
+            user: Some("writer".to_owned()),
+            ..NatsAuth::default()
+        };
+        assert_eq!(writer.effective_inbox_prefix(), "_INBOX.writer");
+        let chosen = NatsAuth {
+            inbox_prefix: Some("_INBOX.billing".to_owned()),
+            ..writer
+        };
+        assert_eq!(chosen.effective_inbox_prefix(), "_INBOX.billing");
+    }
+
+    #[tokio::test]
+    async fn credentials_that_do_not_fit_together_are_refused_before_connecting() {
+        let user_only = NatsAuth {
+            user: Some("writer".to_owned()),
+            ..NatsAuth::default()
+        };
+        let both = NatsAuth {
+            creds_file: Some("/dev/null".into()),
+            nkey_seed_file: Some("/dev/null".into()),
+            ..NatsAuth::default()
+        };
+        for auth in [user_only, both] {
+            let error = connect("nats://127.0.0.1:1", &auth, "test")
+                .await
+                .expect_err("refused");
+            assert!(matches!(error, ConnectError::Configuration(_)), "{error}");
+        }
+        let missing_file = NatsAuth {
+            user: Some("writer".to_owned()),
+            password_file: Some("/nonexistent/password".into()),
+            ..NatsAuth::default()
+        };
+        let error = connect("nats://127.0.0.1:1", &missing_file, "test")
+            .await
+            .expect_err("refused");
+        assert!(
+            matches!(
+                error,
+                ConnectError::File {
+                    what: "password",
+                    ..
+                }
+            ),
+            "{error}"
+        );
+    }
+}
