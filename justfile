@@ -2,13 +2,26 @@
 # NATS_URL are unset and nothing answers on 5432 / 4222, private PostgreSQL and nats-server
 # instances are started under target/ and stopped afterwards.
 
+# Where cargo builds (`CARGO_TARGET_DIR`, default `target/`).
+target_dir := env_var_or_default("CARGO_TARGET_DIR", justfile_directory() / "target")
+
 # Load a deterministic customer history through the ledger and verify it.
 demo *args:
     cargo run --release --bin ledger -- demo {{args}}
 
-# Every test, against real PostgreSQL and NATS.
-test:
-    cargo run --quiet --bin ledger -- with-services -- cargo test --workspace
+# Every test, against real PostgreSQL and NATS. The binary is run directly, not through
+# `cargo run`, whose CARGO_* and LD_LIBRARY_PATH variables would reach the nested `cargo test`;
+# `--no-fail-fast` runs every test binary and lists each failure at the end.
+test: test-prerequisites
+    cargo build --quiet --bin ledger
+    {{target_dir}}/debug/ledger with-services -- cargo test --workspace --no-fail-fast
+
+# What the tests need besides cargo, checked before anything compiles: Python's aiosmtpd for the
+# email tests (installed into the `python3` the tests run when missing).
+[private]
+test-prerequisites:
+    @echo "just test: the first build compiles the whole workspace (several minutes on 2 cores and several GB under {{target_dir}})"
+    @python3 -c 'import aiosmtpd' 2>/dev/null || python3 -m pip install --quiet aiosmtpd || { echo "error: the email tests need aiosmtpd for $(command -v python3): run 'python3 -m pip install aiosmtpd'" >&2; exit 1; }
 
 # Benchmarks, e.g. `just bench store`.
 bench target *args:

@@ -9,7 +9,8 @@ use time::OffsetDateTime;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct SendArgs {
-    /// The command, e.g. `register_customer`, `start_subscription`, `refund_payment`.
+    /// The command (the field names of `ledger.v1.Command` in proto/ledger/v1/commands.proto).
+    #[arg(value_parser = clap::builder::PossibleValuesParser::new(ledger_domain::COMMAND_NAMES))]
     command: String,
     /// The command's body as proto3 JSON, e.g. '{"email": "ada@example.com", "name": "Ada"}'.
     #[arg(long)]
@@ -34,6 +35,15 @@ pub(crate) struct SendArgs {
     /// internal or payment_provider.
     #[arg(long, default_value = "internal")]
     issuer: String,
+    /// Business time: when it happened, in RFC 3339 (`2026-02-10T09:30:00Z`). Default: now.
+    /// Late and out-of-order facts are sent with the time they happened.
+    #[arg(long, value_parser = parse_occurred_at)]
+    occurred_at: Option<OffsetDateTime>,
+}
+
+fn parse_occurred_at(text: &str) -> Result<OffsetDateTime, String> {
+    OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|error| format!("expected RFC 3339, e.g. 2026-02-10T09:30:00Z: {error}"))
 }
 
 pub(crate) async fn run(
@@ -45,8 +55,8 @@ pub(crate) async fn run(
         serde_json::from_str(&args.json).context("--json is not valid JSON")?;
     let provider: ledger_domain::Provider = args.provider.parse()?;
     let issuer: ledger_domain::Issuer = args.issuer.parse()?;
-    let occurred_at_unix_micros =
-        i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000)?;
+    let occurred_at = args.occurred_at.unwrap_or_else(OffsetDateTime::now_utc);
+    let occurred_at_unix_micros = i64::try_from(occurred_at.unix_timestamp_nanos() / 1_000)?;
     let metadata = proto::CommandMetadata {
         idempotency_key: args
             .idempotency_key

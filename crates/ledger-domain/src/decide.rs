@@ -20,6 +20,34 @@ use crate::{Event, proto};
 
 const MICROS_PER_SECOND: i128 = 1_000_000;
 
+/// Every command name, in the order of the `ledger.v1.Command` oneof (tags 10 to 33).
+pub const COMMAND_NAMES: &[&str] = &[
+    "register_customer",
+    "update_customer_profile",
+    "link_provider_account",
+    "start_subscription",
+    "convert_trial",
+    "change_plan",
+    "request_cancellation",
+    "confirm_cancellation",
+    "fail_cancellation",
+    "pause_subscription",
+    "resume_subscription",
+    "reactivate_subscription",
+    "issue_invoice",
+    "finalize_invoice",
+    "record_payment_succeeded",
+    "record_payment_failed",
+    "refund_payment",
+    "open_dispute",
+    "close_dispute",
+    "register_integration",
+    "update_integration",
+    "pause_integration",
+    "resume_integration",
+    "remove_integration",
+];
+
 /// The command's name: its field name in `ledger.v1.Command` (the NATS subject is
 /// `ledger.cmd.<name>`), e.g. `"register_customer"`.
 pub fn command_name(command: &Command) -> &'static str {

@@ -1652,6 +1652,21 @@ fn command_names_match_the_command_oneof() {
         })),
         "reactivate_subscription"
     );
+    // Command names are the oneof field names: the tag order of `ledger.v1.Command`.
+    assert_eq!(COMMAND_NAMES.len(), 24);
+    for (index, name) in COMMAND_NAMES.iter().enumerate() {
+        use prost::Message;
+        use prost::encoding::{WireType, encode_key, encode_varint};
+        let mut bytes = Vec::new();
+        encode_key(
+            10 + u32::try_from(index).unwrap(),
+            WireType::LengthDelimited,
+            &mut bytes,
+        );
+        encode_varint(0, &mut bytes);
+        let command = proto::Command::decode(bytes.as_slice()).unwrap();
+        assert_eq!(command_name(command.kind.as_ref().unwrap()), *name);
+    }
 }
 
 fn claims(changes: &UniqueKeyChanges) -> Vec<String> {

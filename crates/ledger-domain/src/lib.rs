@@ -36,7 +36,7 @@ pub use customer::{
     ProviderAccount, Refund, Subscription, SubscriptionStatus, evolve,
 };
 pub use customer_id::{CustomerId, CustomerIdError};
-pub use decide::{command_name, decide};
+pub use decide::{COMMAND_NAMES, command_name, decide};
 pub use integration::{
     Integration, IntegrationConfig, IntegrationStatus, decide_integration, evolve_integration,
     is_integration_command, is_integration_event,

@@ -151,6 +151,8 @@ async fn run_writer_and_send_work_as_a_user_runs_them() {
         r#"{"email": "ada@example.com", "name": "Ada"}"#,
         "--idempotency-key",
         "cli-1",
+        "--occurred-at",
+        "2026-02-10T09:30:00Z",
     ];
     let first = send(&register);
     assert!(
@@ -165,6 +167,22 @@ async fn run_writer_and_send_work_as_a_user_runs_them() {
         .as_str()
         .expect("customer id")
         .to_owned();
+
+    let occurred_at: std::time::SystemTime = database
+        .client()
+        .await
+        .query_one(
+            "SELECT occurred_at FROM customer_payment_events WHERE global_position = 1",
+            &[],
+        )
+        .await
+        .expect("the event")
+        .get(0);
+    assert_eq!(
+        occurred_at,
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_770_715_800),
+        "--occurred-at is the business time"
+    );
 
     let again: serde_json::Value =
         serde_json::from_slice(&send(&register).stdout).expect("JSON answer");
@@ -183,6 +201,19 @@ async fn run_writer_and_send_work_as_a_user_runs_them() {
     assert_eq!(rejected.status.code(), Some(1));
     let rejection: serde_json::Value = serde_json::from_slice(&rejected.stdout).expect("JSON");
     assert_eq!(rejection["code"], "invalid_currency");
+
+    let help = send(&["--help"]);
+    assert!(
+        stdout(&help).contains("start_subscription") && stdout(&help).contains("refund_payment"),
+        "--help lists the commands: {}",
+        stdout(&help)
+    );
+    let unknown = send(&["refund", "--json", "{}"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("refund_payment"),
+        "an unknown command names the right ones"
+    );
 
     let nats = async_nats::connect(nats_url).await.expect("NATS");
     let jetstream = async_nats::jetstream::new(nats);
