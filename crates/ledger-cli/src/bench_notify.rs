@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use ledger_domain::proto::{self, command::Kind};
-use ledger_domain::{Customer, Stream, decide, evolve, unique_key_changes};
+use ledger_domain::{
+    Customer, Stream, decide, evolve, occurred_at_unix_micros, unique_key_changes,
+};
 use ledger_projector::{Projector, ProjectorConfig};
 use ledger_store::{AppendRequest, ExpectedVersion, Store};
 use ledger_testkit::receivers::HttpReceiver;
@@ -224,7 +226,9 @@ async fn load_history(store: &Store, receiver_url: &str, events: u64) -> anyhow:
                 decided.clone(),
                 ExpectedVersion::Exact(state.version),
             )?);
-            state = decided.iter().fold(state, evolve);
+            state = decided.iter().fold(state, |state, event| {
+                evolve(state, event, occurred_at_unix_micros(&command))
+            });
             if requests.len() >= APPEND_BATCH_REQUESTS_MAX {
                 appended += append(&writer, &mut requests).await?;
                 bar.set_position(appended);

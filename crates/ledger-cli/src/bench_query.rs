@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use ledger_bus::BusConfig;
-use ledger_domain::{decide, evolve, unique_key_changes};
+use ledger_domain::{decide, evolve, occurred_at_unix_micros, unique_key_changes};
 use ledger_projector::{Projector, ProjectorConfig};
 use ledger_query::{QueryConfig, QueryService, Scope, Tokens};
 use ledger_store::{AppendRequest, ExpectedVersion, Store};
@@ -331,7 +331,9 @@ async fn load(
                     events.clone(),
                     ExpectedVersion::Exact(customer.state.version),
                 )?;
-                customer.state = events.iter().fold(customer.state.clone(), evolve);
+                customer.state = events.iter().fold(customer.state.clone(), |state, event| {
+                    evolve(state, event, occurred_at_unix_micros(&command))
+                });
                 requests.push(request);
             }
         }

@@ -17,7 +17,7 @@ use anyhow::Context;
 use futures_util::{StreamExt, TryStreamExt};
 use ledger_bus::BusConfig;
 use ledger_domain::proto::{self, command::Kind};
-use ledger_domain::{Customer, SubscriptionStatus, decide, evolve};
+use ledger_domain::{Customer, SubscriptionStatus, decide, evolve, occurred_at_unix_micros};
 use ledger_projector::{Projector, ProjectorConfig};
 use ledger_query::{Projection, QueryConfig, QueryService, Scope, Tokens};
 use ledger_store::Store;
@@ -273,7 +273,9 @@ async fn load(
                 let events = decide(&customer.state, command).with_context(|| {
                     format!("the demo generated a rejected command {command:?}")
                 })?;
-                customer.state = events.iter().fold(customer.state.clone(), evolve);
+                customer.state = events.iter().fold(customer.state.clone(), |state, event| {
+                    evolve(state, event, occurred_at_unix_micros(command))
+                });
             }
             if !commands.is_empty() {
                 batches.push(commands);

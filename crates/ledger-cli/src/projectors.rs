@@ -3,7 +3,7 @@
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, try_join_all};
 use indicatif::{MultiProgress, ProgressBar};
-use ledger_domain::{ChurnRecognition, DiscountsInMrr, MrrRules};
+use ledger_domain::{ChurnRecognition, DiscountsInMrr, MrrRules, UnpaidSubscriptions};
 use ledger_projector::{Projector, ProjectorConfig};
 use ledger_store::Store;
 use projector_revenue::RevenueSettings;
@@ -56,6 +56,14 @@ pub(crate) struct RevenueArgs {
     /// Discounts that reduce MRR: `none`, `recurring` (forever and repeating ones) or `all`.
     #[arg(long, env = "LEDGER_REVENUE_DISCOUNTS", default_value = "recurring")]
     mrr_discounts: DiscountsInMrr,
+    /// Whether a subscription never paid counts MRR while past due (a trial whose first
+    /// charge fails): `excluded` or `counted`.
+    #[arg(
+        long,
+        env = "LEDGER_REVENUE_UNPAID_SUBSCRIPTIONS",
+        default_value = "excluded"
+    )]
+    unpaid_subscriptions: UnpaidSubscriptions,
 }
 
 impl RevenueArgs {
@@ -64,6 +72,7 @@ impl RevenueArgs {
             rules: MrrRules {
                 discounts: self.mrr_discounts,
                 churn_recognition: self.churn_recognition,
+                unpaid_subscriptions: self.unpaid_subscriptions,
             },
             past_due_churn_days: self.past_due_churn_days,
         }

@@ -171,6 +171,13 @@ pub struct Subscription {
     pub discount: Option<Discount>,
     /// When a paused subscription resumes by itself, if known.
     pub resumes_at_unix_seconds: Option<i64>,
+    /// The business time (`occurred_at`, Unix microseconds) of the latest event that changed
+    /// the subscription's status, plan, quantity, discount or pending cancellation: its start,
+    /// a change of its life (`trial_converted` ... `subscription_reactivated`), or a payment
+    /// that moved its status. A change dated before it is stale (see `docs/events.md`).
+    pub changed_at_unix_micros: i64,
+    /// True once a payment for it succeeded (`payment_succeeded`, whatever its date).
+    pub ever_paid: bool,
 }
 
 impl Subscription {
@@ -187,14 +194,35 @@ impl Subscription {
             .is_some_and(|pending| pending.at_period_end)
     }
 
-    /// Applies a payment outcome to the status, or to the status a cancel-pending subscription
-    /// returns to.
-    fn move_underlying_status(&mut self, change: fn(SubscriptionStatus) -> SubscriptionStatus) {
-        match (self.status, self.pending_cancellation.as_mut()) {
-            (SubscriptionStatus::CancelPending, Some(pending)) => {
-                pending.status_before = change(pending.status_before);
-            }
-            (status, _) => self.status = change(status),
+    /// Applies the outcome of a payment dated `occurred_at_unix_micros` to the status, or to
+    /// the status a cancel-pending subscription returns to, unless the payment is dated before
+    /// the subscription's latest change (then the newer status stands). A move dates the
+    /// subscription's latest change.
+    fn move_underlying_status(
+        &mut self,
+        occurred_at_unix_micros: i64,
+        change: fn(SubscriptionStatus) -> SubscriptionStatus,
+    ) {
+        if occurred_at_unix_micros < self.changed_at_unix_micros {
+            return;
+        }
+        let underlying = match (self.status, self.pending_cancellation.as_mut()) {
+            (SubscriptionStatus::CancelPending, Some(pending)) => &mut pending.status_before,
+            _ => &mut self.status,
+        };
+        let moved = change(*underlying);
+        if moved != *underlying {
+            *underlying = moved;
+            self.changed_at_unix_micros = occurred_at_unix_micros;
+        }
+    }
+
+    /// The status the subscription has apart from a pending cancellation at period end: its
+    /// status, or the one a cancel-pending subscription returns to.
+    pub fn underlying_status(&self) -> SubscriptionStatus {
+        match (self.status, self.pending_cancellation.as_ref()) {
+            (SubscriptionStatus::CancelPending, Some(pending)) => pending.status_before,
+            (status, _) => status,
         }
     }
 }
@@ -281,9 +309,13 @@ pub struct Customer {
 }
 
 impl Customer {
-    /// Folds `events` into a fresh customer with [`evolve`].
-    pub fn from_events<'a>(events: impl IntoIterator<Item = &'a Event>) -> Customer {
-        events.into_iter().fold(Customer::default(), evolve)
+    /// Folds `events`, each with its business time (`occurred_at` in Unix microseconds), into
+    /// a fresh customer with [`evolve`], in the order given (the ledger's).
+    pub fn from_events<'a>(events: impl IntoIterator<Item = (i64, &'a Event)>) -> Customer {
+        events.into_iter().fold(
+            Customer::default(),
+            |state, (occurred_at_unix_micros, event)| evolve(state, event, occurred_at_unix_micros),
+        )
     }
 
     /// True once a `customer_registered` event was applied.
@@ -292,16 +324,21 @@ impl Customer {
     }
 }
 
-/// Applies one event to the customer and increments `version`.
+/// Applies one event, which happened at `occurred_at_unix_micros` (its envelope's
+/// `occurred_at`, or its command's `metadata.occurred_at_unix_micros`, in Unix microseconds),
+/// to the customer and increments `version`.
 ///
 /// Never panics. An event that `decide` would not have produced is counted in `version` but
 /// changes nothing when applying it would break an invariant listed on [`Customer`] (an
 /// unknown subscription, an unparseable currency, a transition from the wrong status, a
-/// duplicate id, a refund beyond the payment). Limits on text (lengths, characters) are not
-/// checked again: a stored event is a fact even if today's limits would reject it.
-pub fn evolve(mut state: Customer, event: &Event) -> Customer {
+/// duplicate id, a refund beyond the payment) or when it is a stale change of a subscription
+/// (dated before the subscription's [`Subscription::changed_at_unix_micros`]; a stale payment
+/// is recorded but does not move the subscription's status). Limits on text (lengths,
+/// characters) are not checked again: a stored event is a fact even if today's limits would
+/// reject it.
+pub fn evolve(mut state: Customer, event: &Event, occurred_at_unix_micros: i64) -> Customer {
     // An ignored event still takes its place in the stream.
-    if let Err(Ignored(_reason)) = apply(&mut state, event) {}
+    if let Err(Ignored(_reason)) = apply(&mut state, event, occurred_at_unix_micros) {}
     state.version = state.version.saturating_add(1);
     state
 }
@@ -418,6 +455,24 @@ fn subscription_mut<'a>(
     )
 }
 
+/// The subscription whose life the event changes, for the events that change nothing else:
+/// `trial_converted` to `subscription_reactivated`. Such a change is refused by `decide`
+/// (stale) and ignored by `evolve` when dated before the subscription's latest change.
+pub(crate) fn life_change_of(event: &Event) -> Option<&str> {
+    use proto::event::Kind;
+    match event {
+        Kind::TrialConverted(body) => Some(&body.subscription_id),
+        Kind::PlanChanged(body) => Some(&body.subscription_id),
+        Kind::CancellationRequested(body) => Some(&body.subscription_id),
+        Kind::SubscriptionCancelled(body) => Some(&body.subscription_id),
+        Kind::CancellationFailed(body) => Some(&body.subscription_id),
+        Kind::SubscriptionPaused(body) => Some(&body.subscription_id),
+        Kind::SubscriptionResumed(body) => Some(&body.subscription_id),
+        Kind::SubscriptionReactivated(body) => Some(&body.subscription_id),
+        _ => None,
+    }
+}
+
 /// Checks that `subscription_id` (if any) names a subscription in `currency`.
 fn check_subscription_currency(
     state: &Customer,
@@ -468,8 +523,37 @@ fn payment_target(
     Ok((invoice_id, subscription_id))
 }
 
-/// Applies `event`, or leaves `state` unchanged and says why. Does not touch `version`.
-pub(crate) fn apply(state: &mut Customer, event: &Event) -> Result<(), Ignored> {
+/// Applies `event`, dated `occurred_at_unix_micros`, or leaves `state` unchanged and says why.
+/// Does not touch `version`.
+pub(crate) fn apply(
+    state: &mut Customer,
+    event: &Event,
+    occurred_at_unix_micros: i64,
+) -> Result<(), Ignored> {
+    let life_change = life_change_of(event);
+    if let Some(subscription_id) = life_change {
+        let subscription = required(
+            state.subscriptions.get(subscription_id),
+            "unknown subscription",
+        )?;
+        ensure(
+            occurred_at_unix_micros >= subscription.changed_at_unix_micros,
+            "stale: dated before the subscription's latest change",
+        )?;
+    }
+    apply_body(state, event, occurred_at_unix_micros)?;
+    if let Some(subscription) = life_change.and_then(|id| state.subscriptions.get_mut(id)) {
+        subscription.changed_at_unix_micros = occurred_at_unix_micros;
+    }
+    Ok(())
+}
+
+/// [`apply`] without the staleness of changes of a subscription's life.
+fn apply_body(
+    state: &mut Customer,
+    event: &Event,
+    occurred_at_unix_micros: i64,
+) -> Result<(), Ignored> {
     use SubscriptionStatus as S;
     use proto::event::Kind;
 
@@ -543,6 +627,8 @@ pub(crate) fn apply(state: &mut Customer, event: &Event) -> Result<(), Ignored> 
                     pending_cancellation: None,
                     discount,
                     resumes_at_unix_seconds: None,
+                    changed_at_unix_micros: occurred_at_unix_micros,
+                    ever_paid: false,
                 },
             );
         }
@@ -686,10 +772,14 @@ pub(crate) fn apply(state: &mut Customer, event: &Event) -> Result<(), Ignored> 
                 .as_ref()
                 .and_then(|id| state.subscriptions.get_mut(id))
             {
-                subscription.move_underlying_status(|status| match status {
-                    S::PastDue => S::Active,
-                    other => other,
-                });
+                subscription.ever_paid = true;
+                subscription.move_underlying_status(
+                    occurred_at_unix_micros,
+                    |status| match status {
+                        S::PastDue => S::Active,
+                        other => other,
+                    },
+                );
             }
             state.payments.insert(
                 succeeded.payment_id.clone(),
@@ -715,10 +805,13 @@ pub(crate) fn apply(state: &mut Customer, event: &Event) -> Result<(), Ignored> 
                 .as_ref()
                 .and_then(|id| state.subscriptions.get_mut(id))
             {
-                subscription.move_underlying_status(|status| match status {
-                    S::Active | S::Trialing => S::PastDue,
-                    other => other,
-                });
+                subscription.move_underlying_status(
+                    occurred_at_unix_micros,
+                    |status| match status {
+                        S::Active | S::Trialing => S::PastDue,
+                        other => other,
+                    },
+                );
             }
             state.payments.insert(
                 failed.payment_id.clone(),

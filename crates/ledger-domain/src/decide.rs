@@ -287,14 +287,14 @@ fn decide_kind(state: &Customer, kind: &Command, metadata: &Metadata) -> Result<
                 })
             }
             Command::ConvertTrial(body) => {
-                let subscription = subscription(state, &body.subscription_id)?;
+                let subscription = changed_subscription(state, &body.subscription_id, metadata)?;
                 allowed(&body.subscription_id, subscription, name, |s| {
                     s == S::Trialing
                 })?;
                 E::TrialConverted(body.clone())
             }
             Command::ChangePlan(body) => {
-                let subscription = subscription(state, &body.subscription_id)?;
+                let subscription = changed_subscription(state, &body.subscription_id, metadata)?;
                 allowed(&body.subscription_id, subscription, name, |s| {
                     s != S::Canceled
                 })?;
@@ -309,7 +309,7 @@ fn decide_kind(state: &Customer, kind: &Command, metadata: &Metadata) -> Result<
                 E::PlanChanged(body.clone())
             }
             Command::RequestCancellation(body) => {
-                let subscription = subscription(state, &body.subscription_id)?;
+                let subscription = changed_subscription(state, &body.subscription_id, metadata)?;
                 allowed(&body.subscription_id, subscription, name, |s| {
                     s != S::Canceled
                 })?;
@@ -322,7 +322,7 @@ fn decide_kind(state: &Customer, kind: &Command, metadata: &Metadata) -> Result<
                 E::CancellationRequested(body.clone())
             }
             Command::ConfirmCancellation(body) => {
-                let subscription = subscription(state, &body.subscription_id)?;
+                let subscription = changed_subscription(state, &body.subscription_id, metadata)?;
                 allowed(&body.subscription_id, subscription, name, |s| {
                     s != S::Canceled
                 })?;
@@ -330,7 +330,7 @@ fn decide_kind(state: &Customer, kind: &Command, metadata: &Metadata) -> Result<
                 E::SubscriptionCancelled(body.clone())
             }
             Command::FailCancellation(body) => {
-                let subscription = subscription(state, &body.subscription_id)?;
+                let subscription = changed_subscription(state, &body.subscription_id, metadata)?;
                 if subscription.pending_cancellation.is_none() {
                     return Err(Rejection::NoPendingCancellation {
                         subscription_id: body.subscription_id.clone(),
@@ -341,7 +341,7 @@ fn decide_kind(state: &Customer, kind: &Command, metadata: &Metadata) -> Result<
                 E::CancellationFailed(body.clone())
             }
             Command::PauseSubscription(body) => {
-                let subscription = subscription(state, &body.subscription_id)?;
+                let subscription = changed_subscription(state, &body.subscription_id, metadata)?;
                 allowed(&body.subscription_id, subscription, name, |s| {
                     matches!(s, S::Active | S::Trialing | S::PastDue)
                 })?;
@@ -357,14 +357,14 @@ fn decide_kind(state: &Customer, kind: &Command, metadata: &Metadata) -> Result<
                 E::SubscriptionPaused(body.clone())
             }
             Command::ResumeSubscription(body) => {
-                let subscription = subscription(state, &body.subscription_id)?;
+                let subscription = changed_subscription(state, &body.subscription_id, metadata)?;
                 allowed(&body.subscription_id, subscription, name, |s| {
                     s == S::Paused
                 })?;
                 E::SubscriptionResumed(body.clone())
             }
             Command::ReactivateSubscription(body) => {
-                let subscription = subscription(state, &body.subscription_id)?;
+                let subscription = changed_subscription(state, &body.subscription_id, metadata)?;
                 allowed(&body.subscription_id, subscription, name, |s| {
                     matches!(s, S::CancelPending | S::Canceled)
                 })?;
@@ -563,6 +563,26 @@ fn subscription<'a>(
         .ok_or_else(|| Rejection::UnknownSubscription {
             subscription_id: subscription_id.to_owned(),
         })
+}
+
+/// The subscription whose life a command changes, unless the command is stale: dated before
+/// the subscription's latest change ([`Subscription::changed_at_unix_micros`]). Providers
+/// deliver late and out of order; the newer fact stands (Stripe advises comparing object
+/// timestamps and ignoring older snapshots), see `docs/decisions/0014-stale-changes.md`.
+fn changed_subscription<'a>(
+    state: &'a Customer,
+    subscription_id: &str,
+    metadata: &Metadata,
+) -> Result<&'a Subscription, Rejection> {
+    let subscription = subscription(state, subscription_id)?;
+    if metadata.occurred_at_unix_micros < subscription.changed_at_unix_micros {
+        return Err(Rejection::Stale {
+            subscription_id: subscription_id.to_owned(),
+            occurred_at_unix_micros: metadata.occurred_at_unix_micros,
+            changed_at_unix_micros: subscription.changed_at_unix_micros,
+        });
+    }
+    Ok(subscription)
 }
 
 fn allowed(

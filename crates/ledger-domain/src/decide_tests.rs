@@ -21,6 +21,7 @@ struct Given {
 /// The result of deciding one command on the given state.
 struct When {
     state: Customer,
+    occurred_at_unix_micros: i64,
     result: Result<Vec<Event>, Rejection>,
 }
 
@@ -28,7 +29,11 @@ fn given(events: impl IntoIterator<Item = Event>) -> Given {
     let mut state = Customer::default();
     for event in events {
         // A precondition that evolve ignores would make the test meaningless.
-        assert_eq!(apply(&mut state, &event), Ok(()), "given event {event:?}");
+        assert_eq!(
+            apply(&mut state, &event, NOW_MICROS),
+            Ok(()),
+            "given event {event:?}"
+        );
         state.version += 1;
     }
     Given { state }
@@ -43,6 +48,7 @@ impl Given {
         let result = decide(&self.state, &command);
         When {
             state: self.state,
+            occurred_at_unix_micros: occurred_at_unix_micros(&command),
             result,
         }
     }
@@ -58,7 +64,11 @@ impl When {
         assert_eq!(events, expected);
         let mut state = self.state;
         for event in &events {
-            assert_eq!(apply(&mut state, event), Ok(()), "evolve ignored {event:?}");
+            assert_eq!(
+                apply(&mut state, event, self.occurred_at_unix_micros),
+                Ok(()),
+                "evolve ignored {event:?}"
+            );
             state.version += 1;
         }
         state
@@ -266,6 +276,11 @@ fn paid_50_usd() -> Vec<Event> {
         active(),
         [E::PaymentSucceeded(succeeded("pay_1", "sub_1", usd(5000)))],
     )
+}
+
+/// `events`, each dated now.
+fn now(events: &[Event]) -> impl Iterator<Item = (i64, &Event)> {
+    events.iter().map(|event| (NOW_MICROS, event))
 }
 
 fn status_of(state: &Customer, subscription_id: &str) -> SubscriptionStatus {
@@ -1161,7 +1176,7 @@ fn payment_for_an_invoice_pays_it_and_cures_past_due() {
         ],
     );
     assert_eq!(
-        status_of(&Customer::from_events(&history), "sub_1"),
+        status_of(&Customer::from_events(now(&history)), "sub_1"),
         SubscriptionStatus::PastDue
     );
     let payment = proto::PaymentSucceeded {
@@ -1557,6 +1572,7 @@ fn evolve_counts_but_ignores_impossible_events() {
     let state = evolve(
         Customer::default(),
         &E::PaymentRefunded(refund("re_1", "pay_1", usd(1))),
+        NOW_MICROS,
     );
     assert_eq!(
         state,
@@ -1565,7 +1581,7 @@ fn evolve_counts_but_ignores_impossible_events() {
             ..Customer::default()
         }
     );
-    let before = Customer::from_events(&canceled());
+    let before = Customer::from_events(now(&canceled()));
     for event in [
         E::SubscriptionResumed(proto::SubscriptionResumed {
             subscription_id: sub("sub_1"),
@@ -1578,7 +1594,7 @@ fn evolve_counts_but_ignores_impossible_events() {
         E::SubscriptionStarted(started("sub_1", usd(1))),
         E::CustomerRegistered(registered()),
     ] {
-        let after = evolve(before.clone(), &event);
+        let after = evolve(before.clone(), &event, NOW_MICROS);
         assert_eq!(after.version, before.version + 1, "{event:?}");
         assert_eq!(
             Customer {
@@ -1690,7 +1706,7 @@ fn unique_keys_follow_registration_profile_and_links() {
     );
     assert!(changes.releases.is_empty());
 
-    let alice = Customer::from_events(&[E::CustomerRegistered(registered())]);
+    let alice = Customer::from_events(now(&[E::CustomerRegistered(registered())]));
     let update = |email: &str| {
         E::CustomerProfileUpdated(proto::CustomerProfileUpdated {
             email: Some(email.to_owned()),
@@ -1840,4 +1856,186 @@ fn rejection_codes_are_distinct_snake_case() {
         .to_string(),
         "refund of 30.01 USD exceeds payment \"pay_1\": paid 50.00 USD, already refunded 20.00 USD"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Late, older deliveries (issue 11, item 4; decision 0014).
+
+/// 2026-01-08, 2026-02-10 and 2026-03-01 at noon UTC, in Unix microseconds.
+const JAN_8_MICROS: i64 = 1_767_873_600_000_000;
+const FEB_10_MICROS: i64 = 1_770_724_800_000_000;
+const MAR_1_MICROS: i64 = 1_772_366_400_000_000;
+
+fn command_at(occurred_at_unix_micros: i64, kind: C) -> proto::Command {
+    proto::Command {
+        metadata: Some(proto::CommandMetadata {
+            occurred_at_unix_micros,
+            ..metadata()
+        }),
+        kind: Some(kind),
+    }
+}
+
+/// Decides each command on the state and folds what it records; refusals change nothing.
+fn deliver(mut state: Customer, commands: &[proto::Command]) -> Customer {
+    for command in commands {
+        if let Ok(events) = decide(&state, command) {
+            for event in &events {
+                state = evolve(state, event, occurred_at_unix_micros(command));
+            }
+        }
+    }
+    state
+}
+
+#[test]
+fn the_newest_change_stands_whatever_order_the_changes_arrive_in() {
+    // 60.00 from Jan 8, 90.00 from Mar 1, 70.00 from Feb 10: in business time it ends at 90.00.
+    let deliveries = [
+        command_at(
+            JAN_8_MICROS,
+            C::StartSubscription(started("sub_1", usd(6_000))),
+        ),
+        command_at(MAR_1_MICROS, change_plan(usd(9_000), 1)),
+        command_at(FEB_10_MICROS, change_plan(usd(7_000), 1)),
+    ];
+    let orders = [
+        [0, 1, 2],
+        [0, 2, 1],
+        [1, 0, 2],
+        [1, 2, 0],
+        [2, 0, 1],
+        [2, 1, 0],
+    ];
+    for order in orders {
+        // Each is delivered, then every one again (providers redeliver, and retry what was
+        // refused because the subscription was not there yet).
+        let arrivals: Vec<proto::Command> = order
+            .iter()
+            .chain(order.iter())
+            .map(|index| deliveries[*index].clone())
+            .collect();
+        let state = deliver(
+            Customer::from_events(now(&[E::CustomerRegistered(registered())])),
+            &arrivals,
+        );
+        let subscription = &state.subscriptions["sub_1"];
+        assert_eq!(
+            subscription.plan.unit_price.amount_minor, 9_000,
+            "{order:?}"
+        );
+        assert_eq!(
+            subscription.changed_at_unix_micros, MAR_1_MICROS,
+            "{order:?}"
+        );
+        assert_eq!(
+            subscription.monthly_recurring_revenue().rounded_minor(),
+            9_000,
+            "{order:?}"
+        );
+    }
+}
+
+#[test]
+fn a_change_dated_before_the_latest_change_is_stale() {
+    let history = deliver(
+        Customer::from_events(now(&[E::CustomerRegistered(registered())])),
+        &[
+            command_at(
+                JAN_8_MICROS,
+                C::StartSubscription(started("sub_1", usd(6_000))),
+            ),
+            command_at(MAR_1_MICROS, change_plan(usd(9_000), 1)),
+        ],
+    );
+    let stale = Rejection::Stale {
+        subscription_id: sub("sub_1"),
+        occurred_at_unix_micros: FEB_10_MICROS,
+        changed_at_unix_micros: MAR_1_MICROS,
+    };
+    assert_eq!(stale.rejection_code(), "stale");
+    for kind in [
+        change_plan(usd(7_000), 1),
+        C::RequestCancellation(cancel_request("sub_1", true)),
+        C::ConfirmCancellation(cancelled("sub_1")),
+        C::PauseSubscription(paused("sub_1")),
+    ] {
+        assert_eq!(
+            decide(&history, &command_at(FEB_10_MICROS, kind.clone())),
+            Err(stale.clone()),
+            "{kind:?}"
+        );
+    }
+    // At the same instant, in ledger order: not stale.
+    assert!(
+        decide(
+            &history,
+            &command_at(MAR_1_MICROS, change_plan(usd(7_000), 1))
+        )
+        .is_ok()
+    );
+    // Stored before the rule, a stale change is ignored on replay.
+    let replayed = evolve(
+        history.clone(),
+        &E::PlanChanged(proto::PlanChanged {
+            subscription_id: sub("sub_1"),
+            plan: Some(plan("pro", usd(7_000))),
+            quantity: 1,
+            discount: None,
+        }),
+        FEB_10_MICROS,
+    );
+    assert_eq!(
+        replayed,
+        Customer {
+            version: history.version + 1,
+            ..history
+        }
+    );
+}
+
+#[test]
+fn late_payments_are_recorded_but_do_not_move_a_newer_status() {
+    let history = deliver(
+        Customer::from_events(now(&[E::CustomerRegistered(registered())])),
+        &[
+            command_at(
+                JAN_8_MICROS,
+                C::StartSubscription(started("sub_1", usd(6_000))),
+            ),
+            command_at(MAR_1_MICROS, change_plan(usd(9_000), 1)),
+        ],
+    );
+    // A failure dated Feb 10 arrives after the Mar 1 change: recorded, the status stands.
+    let state = deliver(
+        history.clone(),
+        &[command_at(
+            FEB_10_MICROS,
+            C::RecordPaymentFailed(failed("pay_1", "sub_1", usd(6_000))),
+        )],
+    );
+    assert_eq!(state.payments["pay_1"].status, PaymentStatus::Failed);
+    assert_eq!(status_of(&state, "sub_1"), SubscriptionStatus::Active);
+    assert_eq!(
+        state.subscriptions["sub_1"].changed_at_unix_micros,
+        MAR_1_MICROS
+    );
+    // A late success is recorded and makes the subscription paid; a newer failure moves it.
+    let state = deliver(
+        history,
+        &[
+            command_at(
+                FEB_10_MICROS,
+                C::RecordPaymentSucceeded(succeeded("pay_1", "sub_1", usd(6_000))),
+            ),
+            command_at(
+                MAR_1_MICROS + 1,
+                C::RecordPaymentFailed(failed("pay_2", "sub_1", usd(9_000))),
+            ),
+        ],
+    );
+    let subscription = &state.subscriptions["sub_1"];
+    assert!(subscription.ever_paid);
+    assert_eq!(subscription.status, SubscriptionStatus::PastDue);
+    assert_eq!(subscription.changed_at_unix_micros, MAR_1_MICROS + 1);
 }

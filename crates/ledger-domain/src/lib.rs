@@ -45,6 +45,7 @@ pub use ledger_proto::v1 as proto;
 pub use money::{Currency, Money, MoneyError};
 pub use mrr::{
     ChurnRecognition, DiscountsInMrr, MRR_UNITS_PER_MINOR, MonthlyRecurringRevenue, MrrRules,
+    UnpaidSubscriptions,
 };
 pub use names::{EnumValueError, EventStatus, Issuer, Provider};
 pub use rejection::Rejection;
@@ -70,6 +71,16 @@ pub fn decode_event(payload: &[u8]) -> Result<Event, PayloadError> {
     proto::Event::decode(payload)?
         .kind
         .ok_or(PayloadError::Empty)
+}
+
+/// A command's business time, `metadata.occurred_at_unix_micros` (Unix microseconds), which
+/// the events [`decide`] returns for it are dated by when folded with [`evolve`]; 0 without
+/// metadata (which `decide` refuses).
+pub fn occurred_at_unix_micros(command: &proto::Command) -> i64 {
+    command
+        .metadata
+        .as_ref()
+        .map_or(0, |metadata| metadata.occurred_at_unix_micros)
 }
 
 /// Every event type, in the order of the `ledger.v1.Event` oneof.

@@ -35,12 +35,27 @@ storage_enum! {
     }
 }
 
+storage_enum! {
+    /// Whether a subscription that was never paid (no `payment_succeeded` for it) counts MRR
+    /// while past due: a trial whose first charge fails. Analytics tools differ here:
+    /// ChartMogul's "invoiced customer handling" by default counts a subscription only once
+    /// an invoice of it is paid; others count it from its start.
+    UnpaidSubscriptions, "unpaid subscriptions" {
+        /// A never-paid subscription counts no MRR while past due (its underlying status is).
+        Excluded => "excluded",
+        /// Counted like any past-due subscription.
+        Counted => "counted",
+    }
+}
+
 /// The choices a business makes in defining MRR. The default: recurring discounts reduce MRR,
-/// and churn is recognised when the cancellation takes effect.
+/// churn is recognised when the cancellation takes effect, and a subscription never paid
+/// counts no MRR while past due.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct MrrRules {
     pub discounts: DiscountsInMrr,
     pub churn_recognition: ChurnRecognition,
+    pub unpaid_subscriptions: UnpaidSubscriptions,
 }
 
 impl Default for MrrRules {
@@ -48,6 +63,7 @@ impl Default for MrrRules {
         MrrRules {
             discounts: DiscountsInMrr::Recurring,
             churn_recognition: ChurnRecognition::Effective,
+            unpaid_subscriptions: UnpaidSubscriptions::Excluded,
         }
     }
 }
@@ -95,22 +111,29 @@ impl Subscription {
     /// The plan's recurring price times the quantity, normalised to a month (a year / 12, a
     /// week x 52 / 12, a day x 365 / 12, divided by the interval count), after the discounts
     /// `rules` count (by default forever and repeating ones; one-off discounts do not recur).
-    /// Zero while trialing or paused and once canceled; still counted while past due; while a
-    /// cancellation is pending, counted unless `rules` recognise churn when it is requested.
+    /// Zero while trialing or paused and once canceled; still counted while past due, unless
+    /// the subscription was never paid and `rules` exclude unpaid subscriptions (the default);
+    /// while a cancellation is pending, counted unless `rules` recognise churn when it is
+    /// requested. A pending cancellation's period end is not seen here: the revenue model
+    /// ends the MRR on that day (`docs/metrics.md`).
     pub fn monthly_recurring_revenue_under(&self, rules: MrrRules) -> MonthlyRecurringRevenue {
         let currency = self.currency();
-        let counted = match self.status {
-            SubscriptionStatus::Active | SubscriptionStatus::PastDue => {
-                rules.churn_recognition == ChurnRecognition::Effective
-                    || self.pending_cancellation.is_none()
-            }
-            SubscriptionStatus::CancelPending => {
-                rules.churn_recognition == ChurnRecognition::Effective
-            }
-            SubscriptionStatus::Trialing
-            | SubscriptionStatus::Paused
-            | SubscriptionStatus::Canceled => false,
-        };
+        let unpaid_past_due = rules.unpaid_subscriptions == UnpaidSubscriptions::Excluded
+            && !self.ever_paid
+            && self.underlying_status() == SubscriptionStatus::PastDue;
+        let counted = !unpaid_past_due
+            && match self.status {
+                SubscriptionStatus::Active | SubscriptionStatus::PastDue => {
+                    rules.churn_recognition == ChurnRecognition::Effective
+                        || self.pending_cancellation.is_none()
+                }
+                SubscriptionStatus::CancelPending => {
+                    rules.churn_recognition == ChurnRecognition::Effective
+                }
+                SubscriptionStatus::Trialing
+                | SubscriptionStatus::Paused
+                | SubscriptionStatus::Canceled => false,
+            };
         let periods_per_year: i128 = match self.plan.interval {
             BillingInterval::Day => 365,
             BillingInterval::Week => 52,
@@ -173,6 +196,8 @@ mod tests {
             pending_cancellation: None,
             discount: None,
             resumes_at_unix_seconds: None,
+            changed_at_unix_micros: 0,
+            ever_paid: true,
         }
     }
 
@@ -251,6 +276,49 @@ mod tests {
                 .monthly_recurring_revenue_under(no_discounts)
                 .rounded_minor(),
             2_000
+        );
+    }
+
+    #[test]
+    fn a_never_paid_subscription_counts_nothing_while_past_due_unless_unpaid_ones_count() {
+        let counted = MrrRules {
+            unpaid_subscriptions: UnpaidSubscriptions::Counted,
+            ..MrrRules::default()
+        };
+        let mut subscription = subscription(3_000, BillingInterval::Month, 1);
+        subscription.ever_paid = false;
+        // Active and never paid (e.g. a first invoice not yet charged): counted either way.
+        assert_eq!(
+            subscription.monthly_recurring_revenue().rounded_minor(),
+            6_000
+        );
+        subscription.status = SubscriptionStatus::PastDue;
+        assert!(subscription.monthly_recurring_revenue().is_zero());
+        assert_eq!(
+            subscription
+                .monthly_recurring_revenue_under(counted)
+                .rounded_minor(),
+            6_000
+        );
+        // Cancel-pending over a past-due, never-paid status: the same.
+        subscription.status = SubscriptionStatus::CancelPending;
+        subscription.pending_cancellation = Some(PendingCancellation {
+            at_period_end: true,
+            status_before: SubscriptionStatus::PastDue,
+            reason: String::new(),
+        });
+        assert!(subscription.monthly_recurring_revenue().is_zero());
+        assert_eq!(
+            subscription
+                .monthly_recurring_revenue_under(counted)
+                .rounded_minor(),
+            6_000
+        );
+        // Paid once: past due counts again.
+        subscription.ever_paid = true;
+        assert_eq!(
+            subscription.monthly_recurring_revenue().rounded_minor(),
+            6_000
         );
     }
 

@@ -129,6 +129,20 @@ pub enum Rejection {
         /// The refused command, e.g. `"confirm_cancellation"`.
         command: &'static str,
     },
+    /// A change of a subscription's life (`convert_trial` to `reactivate_subscription`) dated
+    /// before the subscription's latest change: a late, older delivery. The newer fact stands
+    /// and nothing is recorded; do not retry (see `docs/decisions/0014-stale-changes.md`).
+    #[error(
+        "stale: the command is dated {occurred_at_unix_micros} (Unix microseconds), before subscription {subscription_id:?} last changed at {changed_at_unix_micros}; the newer state stands"
+    )]
+    Stale {
+        /// The subscription.
+        subscription_id: String,
+        /// The command's `metadata.occurred_at_unix_micros`.
+        occurred_at_unix_micros: i64,
+        /// The business time of the subscription's latest change.
+        changed_at_unix_micros: i64,
+    },
     /// `request_cancellation` while a cancellation is already pending.
     #[error("subscription {subscription_id:?} already has a pending cancellation")]
     CancellationAlreadyPending {
@@ -292,6 +306,7 @@ impl Rejection {
             Rejection::UnknownSubscription { .. } => "unknown_subscription",
             Rejection::SubscriptionAlreadyExists { .. } => "subscription_already_exists",
             Rejection::InvalidTransition { .. } => "invalid_transition",
+            Rejection::Stale { .. } => "stale",
             Rejection::CancellationAlreadyPending { .. } => "cancellation_already_pending",
             Rejection::NoPendingCancellation { .. } => "no_pending_cancellation",
             Rejection::CurrencyMismatch { .. } => "currency_mismatch",

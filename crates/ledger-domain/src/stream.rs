@@ -23,9 +23,14 @@ pub enum Stream {
 }
 
 impl Stream {
-    /// Folds `events` into an empty stream with [`Stream::evolve`].
-    pub fn from_events<'a>(events: impl IntoIterator<Item = &'a Event>) -> Stream {
-        events.into_iter().fold(Stream::Empty, Stream::evolve)
+    /// Folds `events`, each with its business time (Unix microseconds), into an empty stream
+    /// with [`Stream::evolve`].
+    pub fn from_events<'a>(events: impl IntoIterator<Item = (i64, &'a Event)>) -> Stream {
+        events
+            .into_iter()
+            .fold(Stream::Empty, |stream, (occurred_at_unix_micros, event)| {
+                stream.evolve(event, occurred_at_unix_micros)
+            })
     }
 
     /// The number of events applied.
@@ -65,14 +70,19 @@ impl Stream {
         }
     }
 
-    /// Applies one event ([`evolve`] or [`evolve_integration`]).
-    pub fn evolve(self, event: &Event) -> Stream {
+    /// Applies one event that happened at `occurred_at_unix_micros` ([`evolve`], or
+    /// [`evolve_integration`], which has no use for the time).
+    pub fn evolve(self, event: &Event, occurred_at_unix_micros: i64) -> Stream {
         match self {
             Stream::Empty if is_integration_event(event) => {
                 Stream::Integration(evolve_integration(Integration::default(), event))
             }
-            Stream::Empty => Stream::Customer(evolve(Customer::default(), event)),
-            Stream::Customer(customer) => Stream::Customer(evolve(customer, event)),
+            Stream::Empty => {
+                Stream::Customer(evolve(Customer::default(), event, occurred_at_unix_micros))
+            }
+            Stream::Customer(customer) => {
+                Stream::Customer(evolve(customer, event, occurred_at_unix_micros))
+            }
             Stream::Integration(integration) => {
                 Stream::Integration(evolve_integration(integration, event))
             }

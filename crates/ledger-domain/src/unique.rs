@@ -83,7 +83,8 @@ pub fn unique_key_changes(before: &Customer, events: &[Event]) -> UniqueKeyChang
             .profile
             .as_ref()
             .map(|profile| UniqueKey::email(&profile.email));
-        if apply(&mut state, event).is_err() {
+        // Only profile and account events change keys, and no date makes those stale.
+        if apply(&mut state, event, i64::MAX).is_err() {
             continue;
         }
         match event {

@@ -53,6 +53,12 @@ impl Projected {
         })?;
         Ok(Projected { recorded, event })
     }
+
+    /// The event with its business time (`occurred_at` in Unix microseconds), as
+    /// `ledger_domain::evolve` and `Customer::from_events` take it.
+    pub fn timed(&self) -> (i64, &Event) {
+        (self.recorded.event.occurred_at_unix_micros(), &self.event)
+    }
 }
 
 /// The events of `stream_ids` before `global_position`, decoded, by stream: what a projector

@@ -61,6 +61,8 @@ pub(crate) struct RevenueSettings {
     past_due_churn_days: Option<i32>,
     /// Discounts subtracted from MRR: none, recurring or all.
     discounts: String,
+    /// `excluded` (a subscription never paid counts no MRR while past due) or `counted`.
+    unpaid_subscriptions: String,
 }
 
 /// MRR movements over a period, in minor units (contraction and churn negative).
@@ -483,8 +485,8 @@ pub(crate) async fn summary(
                 .transpose()?;
             let settings = transaction
                 .query_opt(
-                    "SELECT churn_recognition::text, past_due_churn_days::integer, discounts::text \
-                 FROM revenue.settings LIMIT 1",
+                    "SELECT churn_recognition::text, past_due_churn_days::integer, discounts::text, \
+                     unpaid_subscriptions::text FROM revenue.settings LIMIT 1",
                     &[],
                 )
                 .await
@@ -494,6 +496,7 @@ pub(crate) async fn summary(
                         churn_recognition: row.try_get(0).map_err(db)?,
                         past_due_churn_days: row.try_get(1).map_err(db)?,
                         discounts: row.try_get(2).map_err(db)?,
+                        unpaid_subscriptions: row.try_get(3).map_err(db)?,
                     })
                 })
                 .transpose()?;

@@ -27,6 +27,13 @@ pub struct NewEvent {
     pub payload: Bytes,
 }
 
+impl NewEvent {
+    /// `occurred_at` in Unix microseconds, the business time `ledger_domain::evolve` takes.
+    pub fn occurred_at_unix_micros(&self) -> i64 {
+        crate::hash::unix_micros(self.occurred_at)
+    }
+}
+
 /// A stored event with the envelope the store assigned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordedEvent {

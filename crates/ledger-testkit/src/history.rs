@@ -4,7 +4,9 @@
 //! events is dated days before the customer's previous ones, as late provider webhooks are.
 
 use ledger_domain::proto::{self, command::Kind};
-use ledger_domain::{Customer, PaymentStatus, decide, evolve, unique_key_changes};
+use ledger_domain::{
+    Customer, PaymentStatus, decide, evolve, occurred_at_unix_micros, unique_key_changes,
+};
 use ledger_store::{AppendRequest, ExpectedVersion};
 use uuid::Uuid;
 
@@ -114,7 +116,9 @@ fn customer_history(rng: &mut Rng, index: usize, shape: Shape) -> Vec<Generated>
                 ExpectedVersion::Exact(state.version),
             )
             .expect("a decided command makes a request");
-            *state = events.iter().fold(std::mem::take(state), evolve);
+            *state = events.iter().fold(std::mem::take(state), |state, event| {
+                evolve(state, event, occurred_at_unix_micros(&command))
+            });
             requests.push(Generated { command, request });
         }
     };
@@ -135,13 +139,13 @@ fn customer_history(rng: &mut Rng, index: usize, shape: Shape) -> Vec<Generated>
         } else {
             day
         };
-        let kind = next_command(rng, &state, home_currency);
+        let kind = next_command(rng, &state, home_currency, day);
         send(&mut state, kind, dated, &mut attempt);
     }
     requests
 }
 
-fn next_command(rng: &mut Rng, state: &Customer, home_currency: &str) -> Kind {
+fn next_command(rng: &mut Rng, state: &Customer, home_currency: &str, day: i64) -> Kind {
     let subscription_ids: Vec<&String> = state.subscriptions.keys().collect();
     if subscription_ids.is_empty() || rng.chance(8) {
         let currency = if rng.chance(80) {
@@ -154,7 +158,9 @@ fn next_command(rng: &mut Rng, state: &Customer, home_currency: &str) -> Kind {
             plan: Some(plan(rng, currency)),
             quantity: 1 + rng.below(4) as u32,
             trial_end_unix_seconds: rng.chance(30).then_some(START_SECONDS + 400 * DAY_SECONDS),
-            current_period_end_unix_seconds: START_SECONDS + 400 * DAY_SECONDS,
+            // Periods end within the history, so cancellations at period end take effect.
+            current_period_end_unix_seconds: START_SECONDS
+                + (day + 5 + rng.below(40) as i64) * DAY_SECONDS,
             discount: discount(rng, currency),
         });
     }
@@ -165,7 +171,8 @@ fn next_command(rng: &mut Rng, state: &Customer, home_currency: &str) -> Kind {
         .code()
         .to_owned();
     let payment_id = format!("pay_{}", state.payments.len());
-    match rng.below(11) {
+    let period_end = state.subscriptions[&subscription_id].current_period_end_unix_seconds;
+    match rng.below(12) {
         0 => Kind::ConvertTrial(proto::TrialConverted { subscription_id }),
         1 => Kind::ChangePlan(proto::PlanChanged {
             subscription_id,
@@ -208,6 +215,14 @@ fn next_command(rng: &mut Rng, state: &Customer, home_currency: &str) -> Kind {
             failure_message: String::new(),
         }),
         9 => Kind::ReactivateSubscription(proto::SubscriptionReactivated { subscription_id }),
+        // The next period's invoice advances the period end.
+        10 => Kind::IssueInvoice(proto::InvoiceIssued {
+            invoice_id: format!("in_{}", state.invoices.len()),
+            subscription_id,
+            amount_due: Some(money(1_000, &currency)),
+            period_start_unix_seconds: period_end,
+            period_end_unix_seconds: period_end + 30 * DAY_SECONDS,
+        }),
         _ => {
             let succeeded: Vec<(&String, i64, String)> = state
                 .payments

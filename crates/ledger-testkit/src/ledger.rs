@@ -1,6 +1,7 @@
 //! A running ledger for one test: its own database, NATS subjects and JetStream stream, and
 //! writers started on demand.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::time::Duration;
 use std::{env, thread};
@@ -451,6 +452,94 @@ impl TestLedger {
         ))
         .await;
         KnownCustomers { ada, bob, carol }
+    }
+}
+
+/// The customers of [`TestLedger::send_plan_changes_in_every_order`] and the answers they got.
+#[derive(Debug)]
+pub struct PlanChangesInEveryOrder {
+    /// One customer per order, in the order of `ORDERS`.
+    pub customers: Vec<String>,
+    /// The distinct answers: `accepted` or a rejection code.
+    pub answers: BTreeSet<String>,
+}
+
+impl TestLedger {
+    /// Issue 11, item 4: a monthly 60.00 USD subscription `s1` started on 2026-01-08, a change
+    /// to 90.00 dated 2026-03-01 and one to 70.00 dated 2026-02-10, sent in each of the six
+    /// orders (one customer per order), then all sent again (a provider redelivers, and
+    /// retries what was refused because the subscription was not there yet). In business time
+    /// every customer ends at 90.00 from 2026-03-01.
+    pub async fn send_plan_changes_in_every_order(&self) -> PlanChangesInEveryOrder {
+        const ORDERS: [[usize; 3]; 6] = [
+            [0, 1, 2],
+            [0, 2, 1],
+            [1, 0, 2],
+            [1, 2, 0],
+            [2, 0, 1],
+            [2, 1, 0],
+        ];
+        let client = self.client();
+        let dated = |key: String, customer: &str, day: i64, kind: Kind| {
+            let mut command = command(&key, customer, kind);
+            if let Some(metadata) = command.metadata.as_mut() {
+                metadata.occurred_at_unix_micros = NOW_MICROS + day * 86_400_000_000;
+            }
+            command
+        };
+        let plan = |amount_minor: i64| proto::Plan {
+            plan_id: format!("plan-{amount_minor}"),
+            unit_price: Some(money(amount_minor, "USD")),
+            interval: proto::BillingInterval::Month as i32,
+            interval_count: 1,
+        };
+        let change = |amount_minor: i64| {
+            Kind::ChangePlan(proto::PlanChanged {
+                subscription_id: "s1".to_owned(),
+                plan: Some(plan(amount_minor)),
+                quantity: 1,
+                discount: None,
+            })
+        };
+        let mut customers = Vec::new();
+        let mut answers = BTreeSet::new();
+        for (index, order) in ORDERS.iter().enumerate() {
+            let customer = client
+                .send(&register(
+                    &format!("order-{index}"),
+                    &format!("order-{index}@example.com"),
+                ))
+                .await
+                .expect("registered")
+                .customer_id;
+            let start = Kind::StartSubscription(proto::SubscriptionStarted {
+                subscription_id: "s1".to_owned(),
+                plan: Some(plan(6_000)),
+                quantity: 1,
+                trial_end_unix_seconds: None,
+                current_period_end_unix_seconds: NOW_MICROS / 1_000_000 + 400 * 86_400,
+                discount: None,
+            });
+            let commands = [
+                dated(format!("order-{index}-jan-8"), &customer, 7, start),
+                dated(format!("order-{index}-mar-1"), &customer, 59, change(9_000)),
+                dated(
+                    format!("order-{index}-feb-10"),
+                    &customer,
+                    40,
+                    change(7_000),
+                ),
+            ];
+            for position in order.iter().chain(order.iter()) {
+                answers.insert(match client.send(&commands[*position]).await {
+                    Ok(_) => "accepted".to_owned(),
+                    Err(ledger_bus::SendError::Rejected(rejected)) => rejected.code,
+                    Err(error) => panic!("no answer from the writer: {error}"),
+                });
+            }
+            customers.push(customer);
+        }
+        PlanChangesInEveryOrder { customers, answers }
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use async_nats::{HeaderMap, Subject};
 use ledger_bus::{CONTENT_TYPE_HEADER, Encoding, encode_reply};
 use ledger_domain::proto::{self, RejectionKind, command::Kind};
-use ledger_domain::{Rejection, Stream, decode_event};
+use ledger_domain::{Rejection, Stream, decode_event, occurred_at_unix_micros};
 use ledger_store::{
     AppendRejection, AppendRequest, Committed, ExpectedVersion, RecordedEvent, Store, Writer,
 };
@@ -181,7 +181,13 @@ impl Decider {
         match decided {
             Ok((request, events)) => {
                 requests.push(request);
-                working.insert(stream_id, events.iter().fold(state, Stream::evolve));
+                let occurred_at_unix_micros = occurred_at_unix_micros(command);
+                working.insert(
+                    stream_id,
+                    events.iter().fold(state, |state, event| {
+                        state.evolve(event, occurred_at_unix_micros)
+                    }),
+                );
                 Ok(Plan::Append {
                     stream_id,
                     request_index: requests.len() - 1,
@@ -209,7 +215,7 @@ impl Decider {
                     reason: error.to_string(),
                 }
             })?;
-            state = state.evolve(&event);
+            state = state.evolve(&event, recorded.event.occurred_at_unix_micros());
         }
         Ok(state)
     }

@@ -44,7 +44,9 @@ impl Projector for CustomersProjector {
     }
 
     fn schema_version(&self) -> i32 {
-        1
+        // 2: stale changes of a subscription are ignored, never-paid past-due subscriptions
+        // count no MRR (decisions 0014, 0015).
+        2
     }
 
     fn schema_sql(&self) -> String {
@@ -68,7 +70,7 @@ impl Projector for CustomersProjector {
                 &self.store,
                 customer_events(),
                 |state| state.version,
-                |earlier| Customer::from_events(earlier.iter().map(|projected| &projected.event)),
+                |earlier| Customer::from_events(earlier.iter().map(Projected::timed)),
             )
             .await?;
         let mut rows = Rows::default();
@@ -76,7 +78,8 @@ impl Projector for CustomersProjector {
             // `before_batch` gave every customer of the batch a state.
             if let Some(state) = states.get_mut(&projected.recorded.stream_id) {
                 rows.record_event(projected, state);
-                *state = evolve(std::mem::take(state), &projected.event);
+                let (occurred_at_unix_micros, event) = projected.timed();
+                *state = evolve(std::mem::take(state), event, occurred_at_unix_micros);
             }
         }
         rows.write(transaction, &states).await?;

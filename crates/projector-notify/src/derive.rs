@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use ledger_domain::{
-    Customer, Event, Money, MonthlyRecurringRevenue, PaymentStatus, Subscription,
-    SubscriptionStatus,
+    ChurnRecognition, Customer, DiscountsInMrr, Event, Money, MonthlyRecurringRevenue, MrrRules,
+    PaymentStatus, Subscription, SubscriptionStatus, UnpaidSubscriptions,
 };
 
 use uuid::Uuid;
@@ -142,7 +142,9 @@ pub(crate) fn notifications(
             let amount = before
                 .subscriptions
                 .get(&failed.subscription_id)
-                .map(|subscription| mrr_money(&subscription.monthly_recurring_revenue()));
+                .map(|subscription| {
+                    mrr_money(&subscription.monthly_recurring_revenue_under(NOTIFIED_MRR_RULES))
+                });
             push(
                 NotificationKind::CancellationFailed,
                 non_empty(&failed.subscription_id),
@@ -258,7 +260,9 @@ pub(crate) fn notifications(
             status: SubscriptionStatus::Active,
             ..subscription.clone()
         };
-        let amount = Some(mrr_money(&converted.monthly_recurring_revenue()));
+        let amount = Some(mrr_money(
+            &converted.monthly_recurring_revenue_under(NOTIFIED_MRR_RULES),
+        ));
         let hours_left = (trial_end - occurred_at_unix_seconds) / 3_600;
         found.push(Notification {
             kind: NotificationKind::TrialEndingSoon,
@@ -286,11 +290,20 @@ fn is_past_due(subscription: &Subscription) -> bool {
             .is_some_and(|pending| pending.status_before == SubscriptionStatus::PastDue)
 }
 
+/// The MRR notifications follow: the default rules, except that a never-paid subscription
+/// keeps counting while past due, so that a failed first charge is reported as
+/// `payment_failed` and not also as churn (docs/notifications.md, decision 0015).
+const NOTIFIED_MRR_RULES: MrrRules = MrrRules {
+    discounts: DiscountsInMrr::Recurring,
+    churn_recognition: ChurnRecognition::Effective,
+    unpaid_subscriptions: UnpaidSubscriptions::Counted,
+};
+
 /// The customer's MRR per currency (exact fractions).
 fn total_mrr(customer: &Customer) -> BTreeMap<&'static str, MonthlyRecurringRevenue> {
     let mut totals: BTreeMap<&'static str, MonthlyRecurringRevenue> = BTreeMap::new();
     for subscription in customer.subscriptions.values() {
-        let mrr = subscription.monthly_recurring_revenue();
+        let mrr = subscription.monthly_recurring_revenue_under(NOTIFIED_MRR_RULES);
         totals
             .entry(mrr.currency.code())
             .and_modify(|sum| {
@@ -437,8 +450,8 @@ mod tests {
     /// Given `history`, when `event` happens at `at`: (kind, amount, summary) of each
     /// notification.
     fn when(history: &[E], event: E, at: i64) -> Vec<(NotificationKind, Option<i64>, String)> {
-        let before = Customer::from_events(history);
-        let after = evolve(before.clone(), &event);
+        let before = Customer::from_events(history.iter().map(|event| (0, event)));
+        let after = evolve(before.clone(), &event, at * 1_000_000);
         let occurrence = Occurrence {
             customer_id: Uuid::nil(),
             event_id: Uuid::nil(),
@@ -626,8 +639,8 @@ mod tests {
         assert!(when(&trialing, profile.clone(), trial_end - 4 * 86_400).is_empty());
         // Every event in the window derives the same dedupe key: one delivery per trial.
         let key = |at: i64| {
-            let before = Customer::from_events(&trialing);
-            let after = evolve(before.clone(), &profile);
+            let before = Customer::from_events(trialing.iter().map(|event| (0, event)));
+            let after = evolve(before.clone(), &profile, at * 1_000_000);
             let occurrence = Occurrence {
                 customer_id: Uuid::nil(),
                 event_id: Uuid::from_u128(u128::try_from(at).unwrap_or(0)),

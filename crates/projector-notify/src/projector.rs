@@ -113,7 +113,7 @@ impl Projector for NotifyProjector {
                     .iter()
                     .filter(|projected| !is_integration_event(&projected.event)),
                 |state| state.version,
-                |earlier| Customer::from_events(earlier.iter().map(|projected| &projected.event)),
+                |earlier| Customer::from_events(earlier.iter().map(Projected::timed)),
             )
             .await?;
         let mut deliveries = Vec::new();
@@ -128,14 +128,15 @@ impl Projector for NotifyProjector {
                 continue;
             }
             let before = states.remove(&stream_id).unwrap_or_default();
+            let (occurred_at_unix_micros, event) = projected.timed();
             let listening = integrations
                 .values()
                 .any(|integration| integration.status == IntegrationStatus::Active);
             if !listening {
-                states.insert(stream_id, evolve(before, &projected.event));
+                states.insert(stream_id, evolve(before, event, occurred_at_unix_micros));
                 continue;
             }
-            let after = evolve(before.clone(), &projected.event);
+            let after = evolve(before.clone(), event, occurred_at_unix_micros);
             let occurrence = Occurrence {
                 customer_id: stream_id,
                 event_id: recorded.event.event_id,

@@ -15,17 +15,17 @@ mod write;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use ledger_domain::{Event, MRR_UNITS_PER_MINOR, is_integration_event};
+use ledger_domain::{MRR_UNITS_PER_MINOR, is_integration_event};
 use ledger_projector::{Projected, Projector, ProjectorError, StreamStates, streams_before};
-use ledger_store::{RecordedEvent, Store};
-use time::{Date, UtcOffset};
+use ledger_store::Store;
+use time::UtcOffset;
 use tokio_postgres::Transaction;
 use uuid::Uuid;
 
 pub use contributions::Movement;
 pub use timeline::RevenueSettings;
 
-use crate::timeline::{CustomerMrr, Timeline};
+use crate::timeline::{CustomerMrr, Dated, Timeline};
 use crate::write::BatchChanges;
 
 /// Customers whose timeline is kept in memory between batches.
@@ -67,17 +67,19 @@ impl RevenueProjector {
     }
 
     fn timeline_of(&self, events: &[Projected]) -> CustomerMrr {
-        let dated: Vec<(Date, &Event)> = events
-            .iter()
-            .map(|projected| (business_day(&projected.recorded), &projected.event))
-            .collect();
+        let dated: Vec<Dated<'_>> = events.iter().map(dated).collect();
         CustomerMrr::from_events(&dated, &self.settings)
     }
 }
 
-/// The UTC day an event is dated on.
-fn business_day(recorded: &RecordedEvent) -> Date {
-    recorded.event.occurred_at.to_offset(UtcOffset::UTC).date()
+/// The event with its business time: the UTC day it is dated on and `occurred_at`.
+fn dated(projected: &Projected) -> Dated<'_> {
+    let occurred_at = &projected.recorded.event;
+    Dated {
+        day: occurred_at.occurred_at.to_offset(UtcOffset::UTC).date(),
+        occurred_at_unix_micros: occurred_at.occurred_at_unix_micros(),
+        event: &projected.event,
+    }
 }
 
 impl Projector for RevenueProjector {
@@ -86,7 +88,9 @@ impl Projector for RevenueProjector {
     }
 
     fn schema_version(&self) -> i32 {
-        1
+        // 2: stale changes ignored, never-paid past-due subscriptions and the period end of a
+        // pending cancellation (decisions 0014, 0015).
+        2
     }
 
     fn schema_sql(&self) -> String {
@@ -101,6 +105,10 @@ impl Projector for RevenueProjector {
             )
             .replace("{past_due_churn_days}", &past_due_churn_days)
             .replace("{discounts}", self.settings.rules.discounts.as_str())
+            .replace(
+                "{unpaid_subscriptions}",
+                self.settings.rules.unpaid_subscriptions.as_str(),
+            )
             .replace("3326400000", &MRR_UNITS_PER_MINOR.to_string())
     }
 
@@ -140,7 +148,7 @@ impl Projector for RevenueProjector {
                 continue;
             }
             if let Some((_, mrr)) = customers.get_mut(&recorded.stream_id)
-                && !mrr.push(business_day(recorded), &projected.event, &self.settings)
+                && !mrr.push(&dated(projected), &self.settings)
             {
                 late.insert(recorded.stream_id);
             }

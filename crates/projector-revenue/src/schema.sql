@@ -14,10 +14,12 @@ CREATE TABLE settings (
     churn_recognition text NOT NULL CHECK (churn_recognition IN ('requested', 'effective')),
     past_due_churn_days integer CHECK (past_due_churn_days > 0),
     discounts text NOT NULL CHECK (discounts IN ('none', 'recurring', 'all')),
-    units_per_minor bigint NOT NULL
+    units_per_minor bigint NOT NULL,
+    unpaid_subscriptions text NOT NULL CHECK (unpaid_subscriptions IN ('excluded', 'counted'))
 );
 INSERT INTO settings VALUES
-    (true, '{churn_recognition}', {past_due_churn_days}, '{discounts}', 3326400000);
+    (true, '{churn_recognition}', {past_due_churn_days}, '{discounts}', 3326400000,
+     '{unpaid_subscriptions}');
 
 -- A customer's net MRR change in a currency on a day, when it is not zero.
 CREATE TABLE movements (

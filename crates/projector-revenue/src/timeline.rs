@@ -2,17 +2,22 @@
 //!
 //! The customer's MRR at the end of day D is the MRR of the state its events dated D or
 //! earlier produce, folded in ledger order (see `docs/metrics.md`). Between events it changes
-//! only where a past-due subscription reaches the configured number of days.
+//! only where a subscription ends by the calendar: a pending cancellation at period end
+//! reaching the period end's day, or a past-due subscription reaching the configured number
+//! of days.
 
 use std::collections::BTreeMap;
 
-use ledger_domain::{Currency, Customer, Event, MrrRules, SubscriptionStatus, evolve};
-use time::{Date, Duration};
+use ledger_domain::{
+    Currency, Customer, Event, MrrRules, Subscription, SubscriptionStatus, evolve,
+};
+use time::{Date, Duration, OffsetDateTime};
 
 /// How the read model defines MRR.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RevenueSettings {
-    /// Which discounts count, and when a cancellation stops MRR.
+    /// Which discounts count, when a cancellation stops MRR, whether never-paid past-due
+    /// subscriptions count.
     pub rules: MrrRules,
     /// A subscription past due for this many days counts as churned from that day until it
     /// recovers; `None`: past-due subscriptions count until they are cancelled.
@@ -32,8 +37,8 @@ struct DayState {
 }
 
 impl DayState {
-    fn apply(mut self, day: Date, event: &Event) -> DayState {
-        self.customer = evolve(self.customer, event);
+    fn apply(mut self, day: Date, occurred_at_unix_micros: i64, event: &Event) -> DayState {
+        self.customer = evolve(self.customer, event, occurred_at_unix_micros);
         let subscriptions = &self.customer.subscriptions;
         self.past_due_since.retain(|id, _| {
             subscriptions
@@ -48,11 +53,29 @@ impl DayState {
         self
     }
 
-    /// The day a past-due subscription stops counting, if the settings churn past-due ones.
-    fn churned_from(&self, subscription_id: &str, settings: &RevenueSettings) -> Option<Date> {
-        let days = settings.past_due_churn_days?;
-        let since = self.past_due_since.get(subscription_id)?;
-        since.checked_add(Duration::days(i64::from(days)))
+    /// The day a subscription stops counting by the calendar, if it does: the (UTC) day its
+    /// period ends when a cancellation at period end is pending, or the day a past-due one
+    /// reaches the settings' number of days, whichever comes first.
+    fn ends_from(
+        &self,
+        subscription_id: &str,
+        subscription: &Subscription,
+        settings: &RevenueSettings,
+    ) -> Option<Date> {
+        let period_end = subscription
+            .cancel_at_period_end()
+            .then(|| {
+                OffsetDateTime::from_unix_timestamp(subscription.current_period_end_unix_seconds)
+                    .ok()
+            })
+            .flatten()
+            .map(OffsetDateTime::date);
+        let past_due_churn = settings.past_due_churn_days.and_then(|days| {
+            self.past_due_since
+                .get(subscription_id)?
+                .checked_add(Duration::days(i64::from(days)))
+        });
+        period_end.into_iter().chain(past_due_churn).min()
     }
 
     /// The customer's MRR on `day`, a day on or after its last folded event.
@@ -60,7 +83,7 @@ impl DayState {
         let mut amounts = Amounts::new();
         for (id, subscription) in &self.customer.subscriptions {
             if self
-                .churned_from(id, settings)
+                .ends_from(id, subscription, settings)
                 .is_some_and(|from| from <= day)
             {
                 continue;
@@ -76,12 +99,13 @@ impl DayState {
         amounts
     }
 
-    /// The days after `day` on which a past-due subscription stops counting, ascending.
-    fn churn_days_after(&self, day: Date, settings: &RevenueSettings) -> Vec<Date> {
+    /// The days after `day` on which a subscription stops counting by the calendar, ascending.
+    fn end_days_after(&self, day: Date, settings: &RevenueSettings) -> Vec<Date> {
         let mut days: Vec<Date> = self
-            .past_due_since
-            .keys()
-            .filter_map(|id| self.churned_from(id, settings))
+            .customer
+            .subscriptions
+            .iter()
+            .filter_map(|(id, subscription)| self.ends_from(id, subscription, settings))
             .filter(|from| *from > day)
             .collect();
         days.sort_unstable();
@@ -123,7 +147,17 @@ impl Timeline {
     }
 }
 
-/// False for the events that change no subscription (profile, invoices, refunds, disputes).
+/// A customer's event with its business time: the UTC day and `occurred_at` in Unix
+/// microseconds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Dated<'a> {
+    pub(crate) day: Date,
+    pub(crate) occurred_at_unix_micros: i64,
+    pub(crate) event: &'a Event,
+}
+
+/// False for the events that change no subscription (profile, one-off invoices,
+/// finalizations, refunds, disputes).
 fn changes_subscriptions(event: &Event) -> bool {
     match event {
         Event::SubscriptionStarted(_)
@@ -137,10 +171,12 @@ fn changes_subscriptions(event: &Event) -> bool {
         | Event::SubscriptionReactivated(_)
         | Event::PaymentSucceeded(_)
         | Event::PaymentFailed(_) => true,
+        // A subscription's invoice may advance its period end, the day a pending
+        // cancellation at period end takes effect.
+        Event::InvoiceIssued(issued) => !issued.subscription_id.is_empty(),
         Event::CustomerRegistered(_)
         | Event::CustomerProfileUpdated(_)
         | Event::ProviderAccountLinked(_)
-        | Event::InvoiceIssued(_)
         | Event::InvoiceFinalized(_)
         | Event::PaymentRefunded(_)
         | Event::DisputeOpened(_)
@@ -162,21 +198,19 @@ pub(crate) struct CustomerMrr {
 }
 
 impl CustomerMrr {
-    /// Computes the timeline of a customer's events, given in ledger order with their days.
-    pub(crate) fn from_events(
-        events: &[(Date, &Event)],
-        settings: &RevenueSettings,
-    ) -> CustomerMrr {
-        let mut days: Vec<Date> = events.iter().map(|(day, _)| *day).collect();
+    /// Computes the timeline of a customer's events, given in ledger order with their days and
+    /// business times.
+    pub(crate) fn from_events(events: &[Dated<'_>], settings: &RevenueSettings) -> CustomerMrr {
+        let mut days: Vec<Date> = events.iter().map(|dated| dated.day).collect();
         days.sort_unstable();
         days.dedup();
         let mut mrr = CustomerMrr::default();
         for day in days {
             mrr.state = events
                 .iter()
-                .filter(|(event_day, _)| *event_day <= day)
-                .fold(DayState::default(), |state, (event_day, event)| {
-                    state.apply(*event_day, event)
+                .filter(|dated| dated.day <= day)
+                .fold(DayState::default(), |state, dated| {
+                    state.apply(dated.day, dated.occurred_at_unix_micros, dated.event)
                 });
             mrr.last_day = Some(day);
             mrr.record_from(day, settings);
@@ -191,15 +225,17 @@ impl CustomerMrr {
 
     /// Folds the customer's next event. Returns false, changing nothing, when the event is
     /// dated before an earlier one: the timeline must then be computed from all events.
-    pub(crate) fn push(&mut self, day: Date, event: &Event, settings: &RevenueSettings) -> bool {
+    pub(crate) fn push(&mut self, dated: &Dated<'_>, settings: &RevenueSettings) -> bool {
+        let day = dated.day;
         if self.last_day.is_some_and(|last| day < last) {
             return false;
         }
-        self.state = std::mem::take(&mut self.state).apply(day, event);
+        self.state =
+            std::mem::take(&mut self.state).apply(day, dated.occurred_at_unix_micros, dated.event);
         self.last_day = Some(day);
         // The timeline from the last event's day on holds for the new state too when the
         // event leaves every subscription as it was.
-        if changes_subscriptions(event) {
+        if changes_subscriptions(dated.event) {
             self.record_from(day, settings);
         }
         true
@@ -209,9 +245,9 @@ impl CustomerMrr {
     fn record_from(&mut self, day: Date, settings: &RevenueSettings) {
         self.timeline.truncate_from(day);
         self.timeline.record(day, &self.state.mrr_on(day, settings));
-        for churn_day in self.state.churn_days_after(day, settings) {
+        for end_day in self.state.end_days_after(day, settings) {
             self.timeline
-                .record(churn_day, &self.state.mrr_on(churn_day, settings));
+                .record(end_day, &self.state.mrr_on(end_day, settings));
         }
     }
 }

@@ -273,7 +273,12 @@ fn command() -> impl Strategy<Value = proto::Command> {
     (
         command_kind(),
         prop_oneof![50 => Just("key"), 1 => Just("")],
-        prop_oneof![50 => Just(NOW_SECONDS * 1_000_000), 1 => Just(0i64)],
+        // Mostly now, often up to two days either side (late, older deliveries), rarely absent.
+        prop_oneof![
+            30 => Just(NOW_SECONDS * 1_000_000),
+            20 => (-2..=2i64).prop_map(|days| (NOW_SECONDS + days * 86_400) * 1_000_000),
+            1 => Just(0i64),
+        ],
         prop_oneof![50 => 1..=2i32, 1 => Just(0i32)],
     )
         .prop_map(
@@ -335,8 +340,9 @@ struct Seen {
 
 fn run(commands: &[proto::Command], seen: &mut Seen) -> Result<(), TestCaseError> {
     let mut state = Customer::default();
-    let mut accepted: Vec<Event> = Vec::new();
+    let mut accepted: Vec<(i64, Event)> = Vec::new();
     for command in commands {
+        let occurred_at_unix_micros = ledger_domain::occurred_at_unix_micros(command);
         match decide(&state, command) {
             Ok(events) => {
                 // Unique-key changes are computable for every accepted batch.
@@ -348,18 +354,22 @@ fn run(commands: &[proto::Command], seen: &mut Seen) -> Result<(), TestCaseError
                     let decoded = proto::Event::decode(stored.encode_to_vec().as_slice())
                         .map_err(|error| TestCaseError::fail(error.to_string()))?;
                     prop_assert_eq!(&decoded, &stored, "protobuf round trip");
-                    let after = evolve(state.clone(), &event);
+                    let after = evolve(state.clone(), &event, occurred_at_unix_micros);
                     check_step(&state, &after, &event)?;
                     seen.event_types.insert(ledger_domain::event_type(&event));
                     state = after;
-                    accepted.push(event);
+                    accepted.push((occurred_at_unix_micros, event));
                 }
             }
             Err(rejection) => {
                 seen.rejection_codes.insert(rejection.rejection_code());
             }
         }
-        prop_assert_eq!(&Customer::from_events(&accepted), &state, "replay");
+        prop_assert_eq!(
+            &Customer::from_events(accepted.iter().map(|(at, event)| (*at, event))),
+            &state,
+            "replay"
+        );
         check_invariants(&state, accepted.len())?;
         seen.statuses.extend(
             state
@@ -512,6 +522,7 @@ fn generated_sequences_reach_every_status_and_the_main_rejections() {
         "no_pending_cancellation",
         "duplicate_payment",
         "unknown_subscription",
+        "stale",
     ] {
         assert!(
             seen.rejection_codes.contains(code),

@@ -37,7 +37,7 @@ fn webhook(secret: &str) -> proto::IntegrationRegistered {
 }
 
 fn given(events: &[Event]) -> Stream {
-    Stream::from_events(events)
+    Stream::from_events(events.iter().map(|event| (NOW_MICROS, event)))
 }
 
 fn then_event(stream: &Stream, kind: C) -> Event {
@@ -224,7 +224,7 @@ fn commands_for_the_other_aggregate_are_refused() {
         "wrong_stream"
     );
     // A customer's aggregate counts an integration's event but ignores it.
-    let folded = ledger_domain::evolve(ledger_domain::Customer::default(), &registered);
+    let folded = ledger_domain::evolve(ledger_domain::Customer::default(), &registered, NOW_MICROS);
     assert_eq!(folded.version, 1);
     assert!(!folded.is_registered());
 }

@@ -49,7 +49,8 @@ async fn summary_has_exact_headline_figures() {
             "settings": {
                 "churn_recognition": "effective",
                 "past_due_churn_days": null,
-                "discounts": "recurring"
+                "discounts": "recurring",
+                "unpaid_subscriptions": "excluded"
             },
             "reporting": null
         })
@@ -347,8 +348,8 @@ async fn a_missing_read_model_is_a_clear_503() {
 }
 
 /// The real revenue projector from the commands of `TestLedger::send_known_history`: Ada's 2 seats at
-/// 49.00 USD from 2026-01-01, Bob's 120,000 JPY a year (cancelling at the period end, so still
-/// counted).
+/// 49.00 USD from 2026-01-01, Bob's 120,000 JPY a year (cancelling at the period end, so
+/// counted until the period ends on 2027-01-01).
 #[actix_web::test]
 async fn figures_from_the_real_revenue_projector() {
     let query = Query::start(Setup {
@@ -387,9 +388,9 @@ async fn figures_from_the_real_revenue_projector() {
     );
     assert_eq!(
         usd.json["settings"],
-        json!({"churn_recognition": "effective", "past_due_churn_days": null, "discounts": "recurring"})
+        json!({"churn_recognition": "effective", "past_due_churn_days": null, "discounts": "recurring", "unpaid_subscriptions": "excluded"})
     );
-    let yen = get!(app, "/v1/metrics/summary?currency=JPY");
+    let yen = get!(app, "/v1/metrics/summary?currency=JPY&at=2026-12-31");
     assert_eq!(
         (
             &yen.json["mrr_minor"],
@@ -398,11 +399,20 @@ async fn figures_from_the_real_revenue_projector() {
         ),
         (&json!(10_000), &json!(120_000), &json!(0))
     );
+    let yen = get!(app, "/v1/metrics/summary?currency=JPY");
+    assert_eq!(
+        (
+            &yen.json["at"],
+            &yen.json["mrr_minor"],
+            &yen.json["this_month"]["churn_minor"]
+        ),
+        (&json!("2027-01-01"), &json!(0), &json!(-10_000))
+    );
     let currencies = get!(app, "/v1/metrics/currencies");
     assert_eq!(
         currencies.json,
         json!({"currencies": [
-            {"currency": "JPY", "exponent": 0, "first_day": "2026-01-01", "last_day": "2026-01-01"},
+            {"currency": "JPY", "exponent": 0, "first_day": "2026-01-01", "last_day": "2027-01-01"},
             {"currency": "USD", "exponent": 2, "first_day": "2026-01-01", "last_day": "2026-01-01"}
         ]})
     );

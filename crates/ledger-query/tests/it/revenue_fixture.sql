@@ -6,8 +6,9 @@ CREATE TABLE revenue.projector_checkpoint (global_position bigint NOT NULL);
 INSERT INTO revenue.projector_checkpoint VALUES (42);
 
 CREATE TABLE revenue.settings (
-    churn_recognition text NOT NULL, past_due_churn_days integer, discounts text NOT NULL);
-INSERT INTO revenue.settings VALUES ('effective', NULL, 'recurring');
+    churn_recognition text NOT NULL, past_due_churn_days integer, discounts text NOT NULL,
+    unpaid_subscriptions text NOT NULL);
+INSERT INTO revenue.settings VALUES ('effective', NULL, 'recurring', 'excluded');
 
 CREATE TABLE revenue.mrr_movements (
     customer_id uuid, currency text, day date, movement text, delta numeric);

@@ -289,3 +289,36 @@ async fn integration_events_make_no_customer_rows() {
     projector.stop().await;
     writer.stop().await.expect("writer");
 }
+
+/// Issue 11, item 4: the same dated plan changes in every arrival order end at the newest,
+/// 90.00, in every customer's subscription row (the revenue model agrees from Mar 1).
+#[tokio::test]
+async fn late_older_plan_changes_end_at_the_newest_in_every_arrival_order() {
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let sent = ledger.send_plan_changes_in_every_order().await;
+    let projector = start(&ledger, false).await;
+    assert!(caught_up(&ledger).await);
+    let client = ledger.database().client().await;
+    for customer in &sent.customers {
+        let row = client
+            .query_one(
+                "SELECT status, unit_amount_minor, mrr_minor FROM customers.subscriptions \
+                 WHERE customer_id = $1::text::uuid",
+                &[customer],
+            )
+            .await
+            .expect("subscription row");
+        assert_eq!(
+            (
+                row.get::<_, String>(0),
+                row.get::<_, i64>(1),
+                row.get::<_, i64>(2)
+            ),
+            ("active".to_owned(), 9_000, 9_000),
+            "{customer}"
+        );
+    }
+    projector.stop().await;
+    writer.stop().await.expect("writer");
+}

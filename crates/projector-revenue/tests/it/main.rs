@@ -6,7 +6,7 @@ mod oracle;
 use std::collections::BTreeMap;
 
 use ledger_domain::proto::{self, command::Kind};
-use ledger_domain::{ChurnRecognition, DiscountsInMrr, Event, MrrRules};
+use ledger_domain::{ChurnRecognition, DiscountsInMrr, MrrRules, UnpaidSubscriptions};
 use ledger_projector::{Projected, ProjectorConfig};
 use ledger_testkit::commands::{NOW_MICROS, metadata, money, register};
 use ledger_testkit::history::{self, Rng, Shape};
@@ -14,10 +14,9 @@ use ledger_testkit::ledger::TestLedger;
 use ledger_testkit::projector_faults;
 use projector_revenue::{RevenueProjector, RevenueSettings};
 use proptest::prelude::*;
-use time::{Date, UtcOffset};
-use uuid::Uuid;
+use time::UtcOffset;
 
-use crate::oracle::Expected;
+use crate::oracle::{DatedEvent, Expected};
 
 /// Appends `requests` straight to the store, in batches.
 async fn append(ledger: &TestLedger, generated: Vec<history::Generated>) {
@@ -30,8 +29,9 @@ async fn append(ledger: &TestLedger, generated: Vec<history::Generated>) {
     }
 }
 
-/// The table's events as the oracle takes them: customer, UTC day, event; in ledger order.
-async fn dated_events(ledger: &TestLedger) -> Vec<(Uuid, Date, Event)> {
+/// The table's events as the oracle takes them: customer, UTC day, `occurred_at` in Unix
+/// microseconds, event; in ledger order.
+async fn dated_events(ledger: &TestLedger) -> Vec<DatedEvent> {
     ledger
         .table_events()
         .await
@@ -42,6 +42,7 @@ async fn dated_events(ledger: &TestLedger) -> Vec<(Uuid, Date, Event)> {
             (
                 recorded.stream_id,
                 recorded.event.occurred_at.to_offset(UtcOffset::UTC).date(),
+                recorded.event.occurred_at_unix_micros(),
                 projected.event,
             )
         })
@@ -138,6 +139,7 @@ const SETTINGS: [RevenueSettings; 3] = [
         rules: MrrRules {
             discounts: DiscountsInMrr::Recurring,
             churn_recognition: ChurnRecognition::Effective,
+            unpaid_subscriptions: UnpaidSubscriptions::Excluded,
         },
         past_due_churn_days: None,
     },
@@ -145,6 +147,7 @@ const SETTINGS: [RevenueSettings; 3] = [
         rules: MrrRules {
             discounts: DiscountsInMrr::All,
             churn_recognition: ChurnRecognition::Requested,
+            unpaid_subscriptions: UnpaidSubscriptions::Counted,
         },
         past_due_churn_days: Some(7),
     },
@@ -152,6 +155,7 @@ const SETTINGS: [RevenueSettings; 3] = [
         rules: MrrRules {
             discounts: DiscountsInMrr::None,
             churn_recognition: ChurnRecognition::Effective,
+            unpaid_subscriptions: UnpaidSubscriptions::Excluded,
         },
         past_due_churn_days: Some(3),
     },
@@ -325,13 +329,12 @@ async fn send_known_history(ledger: &TestLedger) {
         }),
     ))
     .await;
-    send(on_day(
-        31,
-        "bob-2",
-        &bob,
-        subscription("b2", 5_000, "USD", Month),
-    ))
-    .await;
+    // Its current period ends on 04-01 (as its invoices would have set it).
+    let mut second_plan = subscription("b2", 5_000, "USD", Month);
+    if let Kind::StartSubscription(started) = &mut second_plan {
+        started.current_period_end_unix_seconds = NOW_MICROS / 1_000_000 + 90 * 86_400;
+    }
+    send(on_day(31, "bob-2", &bob, second_plan)).await;
     send(on_day(40, "ada-2", &ada, plan_change("a1", 15_000, "USD"))).await;
     send(on_day(
         61,
@@ -354,7 +357,8 @@ async fn send_known_history(ledger: &TestLedger) {
         }),
     ))
     .await;
-    // Bob asks to cancel his second plan at the period end: still MRR while it runs.
+    // Bob asks to cancel his second plan at the period end: still MRR while it runs, none
+    // from 04-01 (a contraction of 50.00) although no confirmation ever comes.
     send(on_day(
         73,
         "bob-3",
@@ -415,6 +419,7 @@ async fn a_known_history_gives_the_figures_worked_out_by_hand() {
             "(USD,2026-02-01,30000,360000,0,5000,0,0,0,3,10000)",
             "(USD,2026-02-10,35000,420000,0,5000,0,0,0,3,11667)",
             "(USD,2026-03-03,20000,240000,0,0,0,-15000,0,2,10000)",
+            "(USD,2026-04-01,15000,180000,0,0,-5000,0,0,2,7500)",
         ]
     );
     assert_eq!(
@@ -423,8 +428,8 @@ async fn a_known_history_gives_the_figures_worked_out_by_hand() {
             "SELECT count(*) FROM revenue.daily_mrr WHERE currency = 'USD'"
         )
         .await,
-        ["(58)"],
-        "every day from 01-05 to 03-03"
+        ["(87)"],
+        "every day from 01-05 to 04-01"
     );
     // currency, month, paying at start, churned, MRR at start, new, expansion, contraction,
     // churn, reactivation, customer churn, gross MRR churn, net MRR churn, ARPA, LTV
@@ -442,6 +447,7 @@ async fn a_known_history_gives_the_figures_worked_out_by_hand() {
             "(USD,2026-01-01,0,0,0,25000,0,0,0,0,,,,,)",
             "(USD,2026-02-01,3,0,25000,0,10000,0,0,0,0.000000,0.000000,-0.400000,8333,)",
             "(USD,2026-03-01,3,1,35000,0,0,0,-15000,0,0.333333,0.428571,0.428571,11667,35000)",
+            "(USD,2026-04-01,2,0,20000,0,0,-5000,0,0,0.000000,0.250000,0.250000,10000,)",
         ]
     );
     assert_eq!(
@@ -456,6 +462,7 @@ async fn a_known_history_gives_the_figures_worked_out_by_hand() {
             "(USD,2026-01-01,2026-01-01,3,25000)",
             "(USD,2026-01-01,2026-02-01,3,35000)",
             "(USD,2026-01-01,2026-03-01,2,20000)",
+            "(USD,2026-01-01,2026-04-01,2,15000)",
         ]
     );
     assert_eq!(
@@ -470,7 +477,8 @@ async fn a_known_history_gives_the_figures_worked_out_by_hand() {
     projector.stop().await;
 
     // Recognising churn when it is requested is a new definition: the read model is rebuilt
-    // with it, and Bob's request on 03-15 contracts his MRR by 50.00 that day.
+    // with it, and Bob's request on 03-15 contracts his MRR by 50.00 that day (and nothing
+    // more on 04-01, the period end).
     let requested = RevenueSettings {
         rules: MrrRules {
             churn_recognition: ChurnRecognition::Requested,
@@ -501,6 +509,308 @@ async fn a_known_history_gives_the_figures_worked_out_by_hand() {
         )
         .await,
         ["(2026-03-15,15000,-5000)"]
+    );
+    projector.stop().await;
+    writer.stop().await.expect("writer");
+}
+
+/// Starts the revenue projector with `settings` and waits until it has caught up with them
+/// (a change of settings rebuilds the read model).
+async fn project(
+    ledger: &TestLedger,
+    settings: RevenueSettings,
+) -> ledger_testkit::ledger::RunningProjector {
+    let projector = ledger
+        .start_projector(
+            RevenueProjector::new(ledger.store.clone(), settings),
+            ProjectorConfig::default(),
+            false,
+        )
+        .await;
+    assert!(ledger.projector_caught_up("revenue").await, "started");
+    let expected = format!(
+        "({},{})",
+        settings.rules.churn_recognition, settings.rules.unpaid_subscriptions
+    );
+    assert!(
+        ledger_testkit::ledger::eventually(20_000, || async {
+            rows(
+                ledger,
+                "SELECT churn_recognition, unpaid_subscriptions FROM revenue.settings",
+            )
+            .await
+                == [expected.clone()]
+                && ledger.projector_caught_up("revenue").await
+        })
+        .await,
+        "caught up with {settings:?}"
+    );
+    projector
+}
+
+/// Sends `command`: `accepted`, or the rejection's code.
+async fn deliver(client: &ledger_bus::Client, command: &proto::Command) -> String {
+    match client.send(command).await {
+        Ok(_) => "accepted".to_owned(),
+        Err(ledger_bus::SendError::Rejected(rejected)) => rejected.code,
+        Err(error) => panic!("not answered: {error}"),
+    }
+}
+
+/// Issue 11, item 4: 60.00 from Jan 8, a change to 90.00 dated Mar 1 and one to 70.00 dated
+/// Feb 10 arrive in each of the six orders (one customer per order), and are all delivered
+/// again: every customer's MRR is 90.00 from Mar 1.
+#[tokio::test]
+async fn late_older_plan_changes_end_at_the_newest_in_every_arrival_order() {
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let sent = ledger.send_plan_changes_in_every_order().await;
+    assert_eq!(
+        sent.answers.into_iter().collect::<Vec<_>>(),
+        ["accepted", "stale", "unknown_subscription"]
+    );
+    let projector = project(&ledger, RevenueSettings::default()).await;
+    // Per customer: MRR at the end of Mar 1 (the sum of its movements), and its movements after.
+    assert_eq!(
+        rows(
+            &ledger,
+            "SELECT sum(delta) FILTER (WHERE day <= '2026-03-01'), \
+                    count(*) FILTER (WHERE day > '2026-03-01') \
+             FROM revenue.mrr_movements GROUP BY customer_id",
+        )
+        .await,
+        ["(9000,0)"; 6]
+    );
+    assert_eq!(
+        rows(
+            &ledger,
+            "SELECT mrr, paying_customers FROM revenue.daily_mrr \
+             WHERE currency = 'USD' AND day = (SELECT max(day) FROM revenue.daily_mrr)",
+        )
+        .await,
+        ["(54000,6)"]
+    );
+    projector.stop().await;
+    writer.stop().await.expect("writer");
+}
+
+/// Issue 11, item 5: a trial whose first charge fails and which is then cancelled was never
+/// paid: no `new`, no `churn`, no cohort by default; counting unpaid subscriptions keeps the
+/// other reading. A trial paid after a failed first charge counts from the payment.
+#[tokio::test]
+async fn a_trial_never_paid_counts_no_mrr_while_past_due_by_default() {
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let client = ledger.client();
+    for (name, paid_later) in [("never", false), ("late", true)] {
+        let customer = client
+            .send(&register(name, &format!("{name}@example.com")))
+            .await
+            .expect("registered")
+            .customer_id;
+        let mut trial = subscription("s1", 6_000, "USD", proto::BillingInterval::Month);
+        if let Kind::StartSubscription(started) = &mut trial {
+            started.trial_end_unix_seconds = Some(NOW_MICROS / 1_000_000 + 21 * 86_400);
+        }
+        let payment = |id: &str| proto::PaymentSucceeded {
+            payment_id: id.to_owned(),
+            invoice_id: String::new(),
+            subscription_id: "s1".to_owned(),
+            amount: Some(money(6_000, "USD")),
+        };
+        let failed = Kind::RecordPaymentFailed(proto::PaymentFailed {
+            payment_id: "py_1".to_owned(),
+            invoice_id: String::new(),
+            subscription_id: "s1".to_owned(),
+            amount: Some(money(6_000, "USD")),
+            failure_code: "card_declined".to_owned(),
+            failure_message: String::new(),
+            attempt_count: 1,
+        });
+        let mut commands = vec![
+            on_day(7, &format!("{name}-1"), &customer, trial),
+            on_day(21, &format!("{name}-2"), &customer, failed),
+        ];
+        if paid_later {
+            commands.push(on_day(
+                24,
+                &format!("{name}-3"),
+                &customer,
+                Kind::RecordPaymentSucceeded(payment("py_2")),
+            ));
+        }
+        commands.push(on_day(
+            35,
+            &format!("{name}-4"),
+            &customer,
+            Kind::ConfirmCancellation(proto::SubscriptionCancelled {
+                subscription_id: "s1".to_owned(),
+                reason: String::new(),
+            }),
+        ));
+        for command in &commands {
+            assert_eq!(deliver(&client, command).await, "accepted");
+        }
+    }
+    let movements = "SELECT day, movement, delta FROM revenue.mrr_movements ORDER BY day";
+    let cohorts = "SELECT cohort_month, month, customers, mrr FROM revenue.cohorts ORDER BY cohort_month, month";
+    let projector = project(&ledger, RevenueSettings::default()).await;
+    // Only the trial paid on 01-25 counts: from its payment to its cancellation.
+    assert_eq!(
+        rows(&ledger, movements).await,
+        ["(2026-01-25,new,6000)", "(2026-02-05,churn,-6000)"]
+    );
+    assert_eq!(
+        rows(&ledger, cohorts).await,
+        [
+            "(2026-01-01,2026-01-01,1,6000)",
+            "(2026-01-01,2026-02-01,0,0)"
+        ]
+    );
+    projector.stop().await;
+    let counted = RevenueSettings {
+        rules: MrrRules {
+            unpaid_subscriptions: UnpaidSubscriptions::Counted,
+            ..MrrRules::default()
+        },
+        ..RevenueSettings::default()
+    };
+    let projector = project(&ledger, counted).await;
+    // Both count from the failed first charge on 01-22 (past due) to the cancellation.
+    assert_eq!(
+        rows(&ledger, movements).await,
+        [
+            "(2026-01-22,new,6000)",
+            "(2026-01-22,new,6000)",
+            "(2026-02-05,churn,-6000)",
+            "(2026-02-05,churn,-6000)",
+        ]
+    );
+    assert_eq!(
+        rows(&ledger, cohorts).await,
+        [
+            "(2026-01-01,2026-01-01,2,12000)",
+            "(2026-01-01,2026-02-01,0,0)"
+        ]
+    );
+    projector.stop().await;
+    writer.stop().await.expect("writer");
+}
+
+/// Issue 11, item 6: a cancellation at period end requested on 01-20 for a period ending on
+/// 02-15 takes the MRR to zero on 02-15 whether or not it is ever confirmed (one churn), and
+/// not at all when it is withdrawn before; under `requested` churn is on the request day.
+#[tokio::test]
+async fn a_cancellation_at_period_end_ends_the_mrr_on_the_period_end_day() {
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let client = ledger.client();
+    let mut customers = Vec::new();
+    for name in ["unconfirmed", "confirmed", "withdrawn"] {
+        let customer = client
+            .send(&register(name, &format!("{name}@example.com")))
+            .await
+            .expect("registered")
+            .customer_id;
+        let mut started = subscription("s1", 6_000, "USD", proto::BillingInterval::Month);
+        if let Kind::StartSubscription(body) = &mut started {
+            body.current_period_end_unix_seconds = NOW_MICROS / 1_000_000 + 45 * 86_400;
+        }
+        let mut commands = vec![
+            on_day(4, &format!("{name}-1"), &customer, started),
+            on_day(
+                19,
+                &format!("{name}-2"),
+                &customer,
+                Kind::RequestCancellation(proto::CancellationRequested {
+                    subscription_id: "s1".to_owned(),
+                    at_period_end: true,
+                    reason: String::new(),
+                }),
+            ),
+        ];
+        match name {
+            "confirmed" => commands.push(on_day(
+                46,
+                "confirmed-3",
+                &customer,
+                Kind::ConfirmCancellation(proto::SubscriptionCancelled {
+                    subscription_id: "s1".to_owned(),
+                    reason: String::new(),
+                }),
+            )),
+            "withdrawn" => commands.push(on_day(
+                31,
+                "withdrawn-3",
+                &customer,
+                Kind::ReactivateSubscription(proto::SubscriptionReactivated {
+                    subscription_id: "s1".to_owned(),
+                }),
+            )),
+            _ => {}
+        }
+        for command in &commands {
+            assert_eq!(deliver(&client, command).await, "accepted");
+        }
+        customers.push(customer);
+    }
+    let movements = |customer: &str| {
+        format!(
+            "SELECT day, movement, delta FROM revenue.mrr_movements \
+             WHERE customer_id = '{customer}' ORDER BY day"
+        )
+    };
+    let projector = project(&ledger, RevenueSettings::default()).await;
+    for customer in &customers[..2] {
+        assert_eq!(
+            rows(&ledger, &movements(customer)).await,
+            ["(2026-01-05,new,6000)", "(2026-02-15,churn,-6000)"]
+        );
+    }
+    assert_eq!(
+        rows(&ledger, &movements(&customers[2])).await,
+        ["(2026-01-05,new,6000)"]
+    );
+    // On 03-31 only the withdrawn cancellation still counts; February holds both churns.
+    assert_eq!(
+        rows(
+            &ledger,
+            "SELECT month, paying_customers_start, churned_customers, churn \
+             FROM revenue.monthly_churn WHERE currency = 'USD' ORDER BY month"
+        )
+        .await,
+        ["(2026-01-01,0,0,0)", "(2026-02-01,3,2,-12000)"]
+    );
+    assert_eq!(
+        rows(
+            &ledger,
+            "SELECT month, customers, mrr FROM revenue.cohorts WHERE month >= '2026-02-01'"
+        )
+        .await,
+        ["(2026-02-01,1,6000)"]
+    );
+    projector.stop().await;
+    let requested = RevenueSettings {
+        rules: MrrRules {
+            churn_recognition: ChurnRecognition::Requested,
+            ..MrrRules::default()
+        },
+        ..RevenueSettings::default()
+    };
+    let projector = project(&ledger, requested).await;
+    for customer in &customers[..2] {
+        assert_eq!(
+            rows(&ledger, &movements(customer)).await,
+            ["(2026-01-05,new,6000)", "(2026-01-20,churn,-6000)"]
+        );
+    }
+    assert_eq!(
+        rows(&ledger, &movements(&customers[2])).await,
+        [
+            "(2026-01-05,new,6000)",
+            "(2026-01-20,churn,-6000)",
+            "(2026-02-01,reactivation,6000)"
+        ]
     );
     projector.stop().await;
     writer.stop().await.expect("writer");

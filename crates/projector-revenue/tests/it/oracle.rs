@@ -1,13 +1,14 @@
 //! A reference implementation of `docs/metrics.md` by brute force: for every customer and
-//! every day, fold the customer's events dated up to that day and take the MRR; then read
-//! movements, daily figures, monthly churn and cohorts off those daily values. It shares
-//! nothing with the projector but the domain's `evolve` and MRR of a subscription.
+//! every day, fold the customer's events dated up to that day and take the MRR (zero for a
+//! subscription whose pending cancellation's period end or past-due churn day has come);
+//! then read movements, daily figures, monthly churn and cohorts off those daily values. It
+//! shares nothing with the projector but the domain's `evolve` and MRR of a subscription.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use ledger_domain::{Customer, Event, SubscriptionStatus, evolve};
 use projector_revenue::RevenueSettings;
-use time::{Date, Duration};
+use time::{Date, Duration, OffsetDateTime};
 use uuid::Uuid;
 
 /// What the read model must hold; amounts in MRR units.
@@ -27,9 +28,12 @@ pub(crate) struct Expected {
 /// Customer -> currency -> day -> MRR at the end of the day.
 type Values = BTreeMap<Uuid, BTreeMap<String, BTreeMap<Date, i128>>>;
 
-pub(crate) fn expected(events: &[(Uuid, Date, Event)], settings: &RevenueSettings) -> Expected {
+/// A customer's event with its UTC day and `occurred_at` in Unix microseconds.
+pub(crate) type DatedEvent = (Uuid, Date, i64, Event);
+
+pub(crate) fn expected(events: &[DatedEvent], settings: &RevenueSettings) -> Expected {
     let values = daily_values(events, settings);
-    let first = events.iter().map(|(_, day, _)| *day).min();
+    let first = events.iter().map(|(_, day, _, _)| *day).min();
     let Some(first) = first else {
         return Expected::default();
     };
@@ -168,26 +172,38 @@ pub(crate) fn expected(events: &[(Uuid, Date, Event)], settings: &RevenueSetting
 }
 
 /// Every customer's MRR per currency on every day from the first event's day to 40 days after
-/// the last one (past every past-due churn day the settings can produce in the tests).
-fn daily_values(events: &[(Uuid, Date, Event)], settings: &RevenueSettings) -> Values {
-    let first = events.iter().map(|(_, day, _)| *day).min();
-    let last = events.iter().map(|(_, day, _)| *day).max();
+/// the last one or to the last period end an event names, whichever is later (past every
+/// past-due churn day the settings can produce in the tests, and every period end).
+fn daily_values(events: &[DatedEvent], settings: &RevenueSettings) -> Values {
+    let first = events.iter().map(|(_, day, _, _)| *day).min();
+    let last = events.iter().map(|(_, day, _, _)| *day).max();
     let (Some(first), Some(last)) = (first, last) else {
         return Values::new();
     };
-    let horizon = last + Duration::days(40);
-    let customers: BTreeSet<Uuid> = events.iter().map(|(customer, _, _)| *customer).collect();
+    let last_period_end = events
+        .iter()
+        .filter_map(|(_, _, _, event)| match event {
+            Event::SubscriptionStarted(started) => Some(started.current_period_end_unix_seconds),
+            Event::InvoiceIssued(issued) => Some(issued.period_end_unix_seconds),
+            _ => None,
+        })
+        .filter_map(utc_day)
+        .max();
+    let horizon = (last + Duration::days(40)).max(last_period_end.unwrap_or(last));
+    let customers: BTreeSet<Uuid> = events.iter().map(|(customer, ..)| *customer).collect();
     let mut values = Values::new();
     for customer in customers {
-        let own: Vec<&(Uuid, Date, Event)> = events
+        let own: Vec<&DatedEvent> = events
             .iter()
-            .filter(|(event_customer, _, _)| *event_customer == customer)
+            .filter(|(event_customer, ..)| *event_customer == customer)
             .collect();
         for day in days(first, horizon) {
             let mut state = Customer::default();
             let mut past_due_since: BTreeMap<String, Date> = BTreeMap::new();
-            for (_, event_day, event) in own.iter().filter(|(_, event_day, _)| *event_day <= day) {
-                state = evolve(state, event);
+            for (_, event_day, occurred_at_unix_micros, event) in
+                own.iter().filter(|(_, event_day, ..)| *event_day <= day)
+            {
+                state = evolve(state, event, *occurred_at_unix_micros);
                 for (id, subscription) in &state.subscriptions {
                     if subscription.status == SubscriptionStatus::PastDue {
                         past_due_since.entry(id.clone()).or_insert(*event_day);
@@ -203,13 +219,20 @@ fn daily_values(events: &[(Uuid, Date, Event)], settings: &RevenueSettings) -> V
                         .get(id)
                         .is_some_and(|since| *since + Duration::days(i64::from(days)) <= day)
                 });
+                // A cancellation at period end counts from the period end's day on.
+                let cancelled_at_period_end = subscription
+                    .pending_cancellation
+                    .as_ref()
+                    .is_some_and(|pending| pending.at_period_end)
+                    && utc_day(subscription.current_period_end_unix_seconds)
+                        .is_some_and(|end| end <= day);
                 let units = subscription
                     .monthly_recurring_revenue_under(settings.rules)
                     .units();
                 let amount = amounts
                     .entry(subscription.currency().code().to_owned())
                     .or_default();
-                if !churned_past_due {
+                if !churned_past_due && !cancelled_at_period_end {
                     *amount += units;
                 }
             }
@@ -224,6 +247,12 @@ fn daily_values(events: &[(Uuid, Date, Event)], settings: &RevenueSettings) -> V
         }
     }
     values
+}
+
+fn utc_day(unix_seconds: i64) -> Option<Date> {
+    OffsetDateTime::from_unix_timestamp(unix_seconds)
+        .ok()
+        .map(OffsetDateTime::date)
 }
 
 fn days(from: Date, to: Date) -> impl Iterator<Item = Date> {
