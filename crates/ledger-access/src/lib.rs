@@ -77,3 +77,46 @@ impl Caller<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::num::NonZeroU32;
+
+    use super::*;
+
+    const TOKEN: &str = "aaaaaaaaaaaaaaaa";
+
+    #[test]
+    fn admits_known_tokens_within_their_limit_and_checks_scopes() {
+        let tokens = Tokens::parse(&format!("{TOKEN}:commands:write"), Scope::INGEST).unwrap();
+        let limit = RateLimit {
+            requests_per_second: NonZeroU32::new(1).unwrap(),
+            burst: NonZeroU32::new(1).unwrap(),
+        };
+        let access = Access::new(tokens, Some(limit));
+        let bearer = format!("Bearer {TOKEN}");
+        // Unknown tokens are refused before the limit and spend nothing.
+        for _ in 0..3 {
+            assert_eq!(
+                access.admit(Some("Bearer bbbbbbbbbbbbbbbb")).unwrap_err(),
+                Denied::Unauthenticated(Unauthenticated::UnknownToken)
+            );
+        }
+        let caller = access.admit(Some(&bearer)).expect("within the limit");
+        assert_eq!(caller.require(Scope::CommandsWrite), Ok(()));
+        assert_eq!(
+            caller.require(Scope::IntegrationsAdmin),
+            Err(Denied::Forbidden(Scope::IntegrationsAdmin))
+        );
+        assert_eq!(
+            access.admit(Some(&bearer)).unwrap_err(),
+            Denied::RateLimited(RateLimited {
+                retry_after_seconds: 1
+            })
+        );
+        assert_eq!(
+            Denied::Forbidden(Scope::IntegrationsAdmin).to_string(),
+            "the token lacks scope `integrations:admin`"
+        );
+    }
+}

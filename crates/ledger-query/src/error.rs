@@ -276,3 +276,65 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_outage_classes_are_database_unavailable() {
+        for code in [
+            SqlState::CONNECTION_EXCEPTION,
+            SqlState::CONNECTION_FAILURE,
+            SqlState::SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+            SqlState::TOO_MANY_CONNECTIONS,
+            SqlState::DISK_FULL,
+            SqlState::OUT_OF_MEMORY,
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::CRASH_SHUTDOWN,
+            SqlState::CANNOT_CONNECT_NOW,
+        ] {
+            assert!(is_outage(&code), "{}", code.code());
+        }
+        for code in [
+            SqlState::CHARACTER_NOT_IN_REPERTOIRE,
+            SqlState::UNTRANSLATABLE_CHARACTER,
+            SqlState::INVALID_TEXT_REPRESENTATION,
+            SqlState::DATA_EXCEPTION,
+            SqlState::UNDEFINED_COLUMN,
+            SqlState::SYNTAX_ERROR,
+            SqlState::INSUFFICIENT_PRIVILEGE,
+            SqlState::QUERY_CANCELED,
+            SqlState::T_R_SERIALIZATION_FAILURE,
+        ] {
+            assert!(!is_outage(&code), "{}", code.code());
+        }
+    }
+
+    #[test]
+    fn rate_limited_answers_carry_retry_after_and_every_error_its_request_id() {
+        let response = ApiError::RateLimited {
+            retry_after_seconds: 2,
+        }
+        .response("0190a0a0-0000-7000-8000-000000000000");
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            response.headers().get(RETRY_AFTER).map(|v| v.as_bytes()),
+            Some(&b"2"[..])
+        );
+        let body = actix_web::body::to_bytes(response.into_body());
+        let body = futures_util::FutureExt::now_or_never(body)
+            .expect("a ready body")
+            .expect("bytes");
+        let json: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(
+            json,
+            serde_json::json!({"error": {
+                "code": "rate_limited",
+                "message": "too many requests for this token: retry after 2 s",
+                "details": {"retry_after_seconds": 2},
+                "request_id": "0190a0a0-0000-7000-8000-000000000000",
+            }})
+        );
+    }
+}
