@@ -73,12 +73,13 @@ async fn register_customer(
 ///   `Retry-After: 1`; retry with the same idempotency key), UNSPECIFIED 500. Refused here
 ///   before reaching the writer, in this order: no or an unknown token 401 UNAUTHENTICATED
 ///   (`unauthorized`, with `WWW-Authenticate: Bearer`); the token over its rate limit 429
-///   RATE_LIMITED (`rate_limited`, with `Retry-After` in whole seconds); another
-///   `Content-Type` 415; an undecodable body 400 (`malformed`), no command kind 400
-///   (`missing_command`), a body over 64 KiB 413 (`too_large`), another `Content-Type` 415
-///   (`unsupported_content_type`, answered in JSON); the path naming another command 400; a
-///   token without the command's scope 403 FORBIDDEN (`forbidden`); an issuer other than
-///   internal 403 FORBIDDEN (`issuer_not_allowed`); no writer answering 503
+///   RATE_LIMITED (`rate_limited`, with `Retry-After` in whole seconds); a body over 64 KiB
+///   413 (`too_large`) or unreadable 400 (`malformed`); another `Content-Type` 415
+///   (`unsupported_content_type`, answered in JSON); an undecodable body 400 (`malformed`); no
+///   command kind 400 (`missing_command`); the path naming another command 400
+///   (`command_mismatch`); a token without the command's scope 403 FORBIDDEN (`forbidden`);
+///   an issuer other than internal 403 FORBIDDEN (`issuer_not_allowed`). After sending: no
+///   writer answering 503
 ///   (`writer_unavailable`); an undecodable writer reply 502 (`writer_reply_invalid`).
 async fn send_command(
     request: HttpRequest,
