@@ -143,6 +143,8 @@ pub(crate) async fn run(args: QueryBenchArgs) -> anyhow::Result<()> {
         tokens,
     );
     query_config.bus = bus;
+    // The bench measures the service, not its rate limit.
+    query_config.rate_limit = None;
     let service = QueryService::start(query_config, nats.clone()).await?;
     let (bound, bound_address) = tokio::sync::oneshot::channel();
     let stopped = {

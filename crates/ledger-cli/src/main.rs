@@ -4,6 +4,7 @@
 //! `DATABASE_URL`; `demo`, `bench` and `with-services` find or start PostgreSQL and NATS
 //! themselves (see `ledger-testkit`'s `services`).
 
+mod access;
 mod audit;
 mod bench;
 mod bench_notify;
@@ -13,6 +14,7 @@ mod bench_writer;
 mod demo;
 mod demo_notify;
 mod fx;
+mod ingest;
 mod notify;
 mod progress;
 mod projectors;
@@ -149,11 +151,7 @@ enum Component {
     /// Projectors: each keeps its read model up to date from the event stream.
     Projector(ProjectorsArgs),
     /// The HTTP front door for writes: POST /v1/customers and /v1/commands/{name}.
-    Ingest {
-        /// Address to listen on.
-        #[arg(long, env = "LEDGER_INGEST_BIND", default_value = "127.0.0.1:8080")]
-        bind: std::net::SocketAddr,
-    },
+    Ingest(ingest::IngestArgs),
     /// The query service and dashboard: read models over HTTP (`/v1`, `/`).
     Query(query::QueryArgs),
 }
@@ -281,11 +279,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run {
-            component: Component::Ingest { bind },
+            component: Component::Ingest(args),
         } => {
+            let config = args.config()?;
             let nats = connect_nats("ledger-ingest").await?;
             let client = ledger_bus::Client::new(nats, bus);
-            ledger_ingest::serve(ledger_ingest::IngestConfig { bind }, client, shutdown()).await?;
+            ledger_ingest::serve(config, client, shutdown()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run {

@@ -4,7 +4,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
-use ledger_query::{QueryConfig, Tokens};
+use ledger_access::Scope;
+use ledger_query::QueryConfig;
+
+use crate::access;
 
 /// Settings of the query service.
 #[derive(Debug, clap::Args)]
@@ -22,6 +25,12 @@ pub(crate) struct QueryArgs {
     /// A file of tokens, one `token:scope,scope` per line (`#` starts a comment).
     #[arg(long, env = "LEDGER_QUERY_TOKENS_FILE")]
     tokens_file: Option<std::path::PathBuf>,
+    /// Requests per second each token may send, sustained (0: no limit).
+    #[arg(long, env = "LEDGER_QUERY_RATE_LIMIT_PER_SECOND", default_value_t = ledger_query::RATE_LIMIT_DEFAULT.requests_per_second.get())]
+    rate_limit_per_second: u32,
+    /// Requests each token may send at once after a quiet spell.
+    #[arg(long, env = "LEDGER_QUERY_RATE_LIMIT_BURST", default_value_t = ledger_query::RATE_LIMIT_DEFAULT.burst.get())]
+    rate_limit_burst: u32,
     /// MiB of cached answers per read model.
     #[arg(long, env = "LEDGER_QUERY_CACHE_MIB", default_value_t = 64)]
     cache_mib: u64,
@@ -61,23 +70,20 @@ impl QueryArgs {
              member of `ledger_query` (e.g. `CREATE ROLE ledger_query_app LOGIN IN ROLE \
              ledger_query`), never the writer's",
         )?;
-        let mut text = self.tokens.clone().unwrap_or_default();
-        if let Some(path) = &self.tokens_file {
-            let file = std::fs::read_to_string(path).with_context(|| {
-                format!("cannot read LEDGER_QUERY_TOKENS_FILE {}", path.display())
-            })?;
-            text.push('\n');
-            text.push_str(&file);
-        }
-        let tokens = Tokens::parse(&text).context("LEDGER_QUERY_TOKENS")?;
-        if tokens.is_empty() {
-            anyhow::bail!(
-                "no API tokens: set LEDGER_QUERY_TOKENS=\"<token>:metrics:read,customers:read\" \
-                 or LEDGER_QUERY_TOKENS_FILE (tokens are at least 16 characters)"
-            );
-        }
+        const ENV_PREFIX: &str = "LEDGER_QUERY";
+        let tokens = access::tokens(
+            ENV_PREFIX,
+            self.tokens.as_deref(),
+            self.tokens_file.as_deref(),
+            Scope::QUERY,
+        )?;
         let mut config = QueryConfig::new(self.bind, database_url, tokens);
         config.bus = bus;
+        config.rate_limit = access::rate_limit(
+            ENV_PREFIX,
+            self.rate_limit_per_second,
+            self.rate_limit_burst,
+        )?;
         config.cache_bytes_max = self.cache_mib * 1024 * 1024;
         config.cache_ttl = Duration::from_secs(self.cache_ttl_seconds);
         config.min_position_wait = Duration::from_millis(self.min_position_wait_ms);

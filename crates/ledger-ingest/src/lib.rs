@@ -10,6 +10,12 @@
 //! - `POST /v1/commands/{name}`: any command, `{name}` being its kind (`refund_payment`);
 //! - `GET /healthz`: liveness.
 //!
+//! Every command endpoint needs `Authorization: Bearer <token>` ([`ledger_access`]): scope
+//! `commands:write` for a customer's commands, `integrations:admin` for the integration
+//! commands; each token has a rate limit. The issuer is the credential's, not the body's: a
+//! token writes `internal` (a body claiming `payment_provider` is refused with 403
+//! `issuer_not_allowed`; docs/decisions/0016).
+//!
 //! Bodies are protobuf (`application/x-protobuf`) or the proto3 JSON mapping
 //! (`application/json`), chosen by `Content-Type`; the response uses the request's encoding.
 //! Every answer to a command is a `CommandReply`, errors included (`rejected` with a kind and a
@@ -17,8 +23,10 @@
 //! [`ledger_bus::COMMAND_BYTES_MAX`].
 //!
 //! This crate knows nothing about PostgreSQL or the event table, and does not decide
-//! anything: validation, idempotency and ordering are the writer's. It only checks that a body
-//! is a decodable command of the kind the path names.
+//! anything: validation, idempotency and ordering are the writer's. It only checks the
+//! credential, that a body is a decodable command of the kind the path names, and sets its
+//! issuer. Every check happens before the command is sent, so a refusal (401, 403, 429)
+//! never drops a command the writer accepted.
 
 mod handlers;
 mod reply;
@@ -26,7 +34,10 @@ mod reply;
 use std::future::Future;
 use std::net::SocketAddr;
 
+use std::num::NonZeroU32;
+
 use actix_web::{App, HttpServer, web};
+use ledger_access::{Access, RateLimit, Tokens};
 use ledger_bus::Client;
 
 /// Concurrent connections each worker accepts; more wait in the listen backlog.
@@ -35,20 +46,32 @@ const CONNECTIONS_PER_WORKER_MAX: usize = 1_024;
 /// longest send (4 attempts of 5 s plus back-off).
 const SHUTDOWN_TIMEOUT_SECONDS: u64 = 30;
 
-/// Where the ingest server listens.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Each token's default budget: 100 commands per second, bursts of 200.
+pub const RATE_LIMIT_DEFAULT: RateLimit = RateLimit {
+    requests_per_second: NonZeroU32::new(100).unwrap(),
+    burst: NonZeroU32::new(200).unwrap(),
+};
+
+/// Where the ingest server listens and whom it admits.
+#[derive(Debug, Clone)]
 pub struct IngestConfig {
     /// The address to bind, e.g. `127.0.0.1:8080` (port 0 picks a free port).
     pub bind: SocketAddr,
+    /// The accepted bearer tokens, with ingest scopes (`commands:write`,
+    /// `integrations:admin`).
+    pub tokens: Tokens,
+    /// Each token's budget (`None`: unlimited), e.g. [`RATE_LIMIT_DEFAULT`].
+    pub rate_limit: Option<RateLimit>,
 }
 
-/// Mounts the ingest endpoints, forwarding commands through `client`:
-/// `App::new().configure(ledger_ingest::app_config(client))`.
+/// Mounts the ingest endpoints, admitting requests with `access` and forwarding commands
+/// through `client`: `App::new().configure(ledger_ingest::app_config(client, access))`. Give
+/// every worker a clone of one [`Access`], so they share the rate limits.
 ///
-/// The body limit and the client are attached to the ingest resources only, so other services
-/// mounted on the same `App` keep their own settings.
-pub fn app_config(client: Client) -> impl FnOnce(&mut web::ServiceConfig) {
-    move |config| handlers::configure(config, client)
+/// The body limit, the client and the access are attached to the ingest resources only, so
+/// other services mounted on the same `App` keep their own settings.
+pub fn app_config(client: Client, access: Access) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |config| handlers::configure(config, client, access)
 }
 
 /// Runs the ingest HTTP server on `config.bind` until `shutdown` completes, then shuts down
@@ -60,11 +83,13 @@ pub async fn serve(
     client: Client,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let server = HttpServer::new(move || App::new().configure(app_config(client.clone())))
-        .max_connections(CONNECTIONS_PER_WORKER_MAX)
-        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECONDS)
-        .shutdown_signal(shutdown)
-        .bind(config.bind)?;
+    let access = Access::new(config.tokens, config.rate_limit);
+    let server =
+        HttpServer::new(move || App::new().configure(app_config(client.clone(), access.clone())))
+            .max_connections(CONNECTIONS_PER_WORKER_MAX)
+            .shutdown_timeout(SHUTDOWN_TIMEOUT_SECONDS)
+            .shutdown_signal(shutdown)
+            .bind(config.bind)?;
     for address in server.addrs() {
         tracing::info!(%address, "ingest listening");
     }

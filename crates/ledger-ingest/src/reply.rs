@@ -3,12 +3,14 @@
 
 use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
-use actix_web::http::header::{CONTENT_TYPE, RETRY_AFTER};
+use actix_web::http::header::HeaderValue;
+use actix_web::http::header::{CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use ledger_access::Denied;
 use ledger_bus::{CodecError, Encoding, SendError};
 use ledger_domain::proto::{self, RejectionKind};
 
 /// Seconds a client should wait before retrying a 503 (`Retry-After`).
-const RETRY_AFTER_SECONDS: &str = "1";
+const UNAVAILABLE_RETRY_AFTER_SECONDS: u64 = 1;
 /// The longest piece of a request (a path segment, a content type) echoed in a message.
 const ECHO_BYTES_MAX: usize = 64;
 
@@ -16,6 +18,19 @@ const ECHO_BYTES_MAX: usize = 64;
 /// is answered with a `CommandReply { rejected }`.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum IngestError {
+    /// No or an unknown token (HTTP 401, kind UNAUTHENTICATED, code `unauthorized`), a token
+    /// without the command's scope (403, FORBIDDEN, `forbidden`), or over its rate limit
+    /// (429, RATE_LIMITED, `rate_limited`, with `Retry-After`).
+    #[error(transparent)]
+    Denied(#[from] Denied),
+    /// The body claims an issuer the credential cannot write (a token writes `internal`
+    /// only). HTTP 403, kind FORBIDDEN, code `issuer_not_allowed`.
+    #[error(
+        "metadata.issuer {claimed} is not allowed: a bearer token issues commands as \
+         ISSUER_INTERNAL (leave it unset); only verified provider webhooks issue as \
+         ISSUER_PAYMENT_PROVIDER"
+    )]
+    IssuerNotAllowed { claimed: i32 },
     /// The `Content-Type` is neither protobuf nor JSON. HTTP 415, kind MALFORMED.
     #[error(
         "unsupported Content-Type {content_type:?}: send application/x-protobuf or application/json"
@@ -50,7 +65,7 @@ pub(crate) enum IngestError {
 
 impl IngestError {
     /// The HTTP status and the rejection sent back.
-    fn status_and_rejection(self) -> (StatusCode, proto::Rejected) {
+    fn status_and_rejection(&self) -> (StatusCode, proto::Rejected) {
         let rejected = |kind: RejectionKind, code: &str, message: String| proto::Rejected {
             kind: kind as i32,
             code: code.to_owned(),
@@ -58,6 +73,22 @@ impl IngestError {
         };
         let message = self.to_string();
         match self {
+            IngestError::Denied(Denied::Unauthenticated(_)) => (
+                StatusCode::UNAUTHORIZED,
+                rejected(RejectionKind::Unauthenticated, "unauthorized", message),
+            ),
+            IngestError::Denied(Denied::Forbidden(_)) => (
+                StatusCode::FORBIDDEN,
+                rejected(RejectionKind::Forbidden, "forbidden", message),
+            ),
+            IngestError::Denied(Denied::RateLimited(_)) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                rejected(RejectionKind::RateLimited, "rate_limited", message),
+            ),
+            IngestError::IssuerNotAllowed { .. } => (
+                StatusCode::FORBIDDEN,
+                rejected(RejectionKind::Forbidden, "issuer_not_allowed", message),
+            ),
             IngestError::UnsupportedContentType { .. } => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 rejected(
@@ -83,7 +114,7 @@ impl IngestError {
                 rejected(RejectionKind::Malformed, "command_mismatch", message),
             ),
             IngestError::Send(SendError::Rejected(rejection)) => {
-                (rejection_status(rejection.kind()), rejection)
+                (rejection_status(rejection.kind()), rejection.clone())
             }
             IngestError::Send(SendError::Unavailable { .. }) => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -99,9 +130,14 @@ impl IngestError {
     }
 
     /// The response: the rejection in `encoding` (JSON when the request's is unknown), with
-    /// `Retry-After` on 503.
+    /// `Retry-After` on 503 and 429 and `WWW-Authenticate` on 401.
     pub(crate) fn into_response(self, encoding: Encoding) -> HttpResponse {
         let (status, rejected) = self.status_and_rejection();
+        let retry_after_seconds = match &self {
+            IngestError::Denied(Denied::RateLimited(limited)) => Some(limited.retry_after_seconds),
+            _ if status == StatusCode::SERVICE_UNAVAILABLE => Some(UNAVAILABLE_RETRY_AFTER_SECONDS),
+            _ => None,
+        };
         if status.is_server_error() {
             tracing::warn!(%status, code = rejected.code, message = rejected.message, "command not accepted");
         } else {
@@ -110,7 +146,13 @@ impl IngestError {
         let reply = proto::CommandReply {
             result: Some(proto::command_reply::Result::Rejected(rejected)),
         };
-        respond(status, encoding, &reply)
+        let mut response = respond(status, encoding, &reply, retry_after_seconds);
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
     }
 }
 
@@ -123,6 +165,9 @@ pub(crate) fn rejection_status(kind: RejectionKind) -> StatusCode {
         RejectionKind::NotFound => StatusCode::NOT_FOUND,
         RejectionKind::Busy | RejectionKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         RejectionKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        RejectionKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+        RejectionKind::Forbidden => StatusCode::FORBIDDEN,
+        RejectionKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         RejectionKind::Unspecified => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -143,14 +188,19 @@ pub(crate) fn accepted_response(encoding: Encoding, accepted: proto::Accepted) -
     let reply = proto::CommandReply {
         result: Some(proto::command_reply::Result::Accepted(accepted)),
     };
-    respond(status, encoding, &reply)
+    respond(status, encoding, &reply, None)
 }
 
-fn respond(status: StatusCode, encoding: Encoding, reply: &proto::CommandReply) -> HttpResponse {
+fn respond(
+    status: StatusCode,
+    encoding: Encoding,
+    reply: &proto::CommandReply,
+    retry_after_seconds: Option<u64>,
+) -> HttpResponse {
     let mut response = HttpResponse::build(status);
     response.insert_header((CONTENT_TYPE, encoding.content_type()));
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        response.insert_header((RETRY_AFTER, RETRY_AFTER_SECONDS));
+    if let Some(seconds) = retry_after_seconds {
+        response.insert_header((RETRY_AFTER, seconds.to_string()));
     }
     response.body(ledger_bus::encode_reply(encoding, reply))
 }
@@ -166,6 +216,8 @@ pub(crate) fn echoed(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use ledger_access::{RateLimited, Scope, Unauthenticated};
+
     use super::*;
 
     fn status_kind_code(error: IngestError) -> (u16, RejectionKind, String) {
@@ -184,6 +236,9 @@ mod tests {
             (RejectionKind::Busy, 503),
             (RejectionKind::TooLarge, 413),
             (RejectionKind::Unavailable, 503),
+            (RejectionKind::Unauthenticated, 401),
+            (RejectionKind::Forbidden, 403),
+            (RejectionKind::RateLimited, 429),
         ];
         for (kind, status) in expected {
             assert_eq!(rejection_status(kind).as_u16(), status, "{kind:?}");
@@ -216,6 +271,24 @@ mod tests {
             .map_err(CodecError::from)
             .unwrap_err();
         let cases = [
+            (
+                IngestError::Denied(Denied::Unauthenticated(Unauthenticated::MissingToken)),
+                (401, RejectionKind::Unauthenticated, "unauthorized"),
+            ),
+            (
+                IngestError::Denied(Denied::Forbidden(Scope::IntegrationsAdmin)),
+                (403, RejectionKind::Forbidden, "forbidden"),
+            ),
+            (
+                IngestError::Denied(Denied::RateLimited(RateLimited {
+                    retry_after_seconds: 3,
+                })),
+                (429, RejectionKind::RateLimited, "rate_limited"),
+            ),
+            (
+                IngestError::IssuerNotAllowed { claimed: 2 },
+                (403, RejectionKind::Forbidden, "issuer_not_allowed"),
+            ),
             (
                 IngestError::UnsupportedContentType {
                     content_type: "text/plain".to_owned(),
@@ -291,6 +364,29 @@ mod tests {
             Some(ledger_bus::CONTENT_TYPE_JSON.as_bytes())
         );
         let response = IngestError::TooLarge.into_response(Encoding::Protobuf);
+        assert!(response.headers().get(RETRY_AFTER).is_none());
+    }
+
+    #[test]
+    fn rate_limited_says_when_to_retry_and_unauthorized_names_the_scheme() {
+        let response = IngestError::Denied(Denied::RateLimited(RateLimited {
+            retry_after_seconds: 3,
+        }))
+        .into_response(Encoding::Protobuf);
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            response.headers().get(RETRY_AFTER).map(|v| v.as_bytes()),
+            Some(&b"3"[..])
+        );
+        let response = IngestError::Denied(Denied::Unauthenticated(Unauthenticated::UnknownToken))
+            .into_response(Encoding::Json);
+        assert_eq!(
+            response
+                .headers()
+                .get(WWW_AUTHENTICATE)
+                .map(|v| v.as_bytes()),
+            Some(&b"Bearer"[..])
+        );
         assert!(response.headers().get(RETRY_AFTER).is_none());
     }
 

@@ -10,10 +10,10 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::State;
-use crate::auth::Scope;
 use crate::error::ApiError;
 use crate::handlers::{answer, authorise};
 use crate::positions::Projection;
+use ledger_access::Scope;
 
 /// Customers per page by default and at most.
 const PAGE_CUSTOMERS_DEFAULT: u32 = 50;
@@ -166,9 +166,10 @@ fn exponent(currency: Option<&str>) -> Option<u8> {
 /// Parses PostgreSQL's JSON for `what` into the typed answer.
 fn decode<T: for<'de> Deserialize<'de>>(json: &str) -> Result<T, ApiError> {
     serde_json::from_str(json).map_err(|error| {
-        ApiError::Database(format!(
-            "the customers read model does not have the expected shape: {error}"
-        ))
+        ApiError::internal(
+            "the customers read model does not have the expected shape",
+            &error,
+        )
     })
 }
 

@@ -1,8 +1,11 @@
 //! The one error shape of every endpoint: `{"error": {"code", "message", "details"}}`.
 
 use actix_web::http::StatusCode;
+use actix_web::http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
 use actix_web::{HttpResponse, ResponseError};
+use ledger_access::{Denied, Unauthenticated};
 use serde::Serialize;
+use tokio_postgres::error::SqlState;
 use utoipa::ToSchema;
 
 /// What went wrong, classified by what the caller should do. Each variant names its status.
@@ -19,11 +22,15 @@ pub enum ApiError {
     #[error("unknown parameter `{parameter}`")]
     UnknownParameter { parameter: String },
     /// 401: no bearer token, or one that is not configured.
-    #[error("{0}")]
-    Unauthorized(&'static str),
+    #[error(transparent)]
+    Unauthorized(Unauthenticated),
     /// 403: the token lacks the scope the endpoint needs.
     #[error("the token lacks scope `{scope}`")]
     Forbidden { scope: &'static str },
+    /// 429: the token is over its rate limit; retry after `retry_after_seconds` (also in
+    /// `Retry-After`).
+    #[error("too many requests for this token: retry after {retry_after_seconds} s")]
+    RateLimited { retry_after_seconds: u64 },
     /// 404: no such resource.
     #[error("{0}")]
     NotFound(String),
@@ -44,9 +51,29 @@ pub enum ApiError {
     /// 503: a read model does not exist (its projector has not run yet).
     #[error("read model `{0}` is not available yet: start its projector (`ledger run projector`)")]
     ReadModelUnavailable(&'static str),
-    /// 503: the database cannot be reached or failed; retry later.
-    #[error("the read-model database is unavailable: {0}")]
-    Database(String),
+    /// 503: the database cannot be reached, is shutting down or out of resources (SQLSTATE
+    /// classes 08, 53, 57P0x; no connection); retry later. The cause is logged, not answered.
+    #[error("the read-model database is unavailable: retry later")]
+    DatabaseUnavailable,
+    /// 500: a failure that is not the caller's and not an outage (a data or programming error
+    /// in a query, a read model of an unexpected shape). The cause is logged with the request
+    /// id, never answered.
+    #[error("internal error: report the request id to the operators")]
+    Internal,
+}
+
+impl From<Denied> for ApiError {
+    fn from(denied: Denied) -> ApiError {
+        match denied {
+            Denied::Unauthenticated(reason) => ApiError::Unauthorized(reason),
+            Denied::Forbidden(scope) => ApiError::Forbidden {
+                scope: scope.as_str(),
+            },
+            Denied::RateLimited(limited) => ApiError::RateLimited {
+                retry_after_seconds: limited.retry_after_seconds,
+            },
+        }
+    }
 }
 
 /// The body of every error answer.
@@ -58,14 +85,17 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable, machine-readable: `bad_parameter`, `unknown_parameter`, `unauthorized`,
-    /// `forbidden`, `not_found`, `method_not_allowed`, `position_not_reached`, `read_model_unavailable`,
-    /// `database_unavailable`.
+    /// `forbidden`, `rate_limited`, `not_found`, `method_not_allowed`, `position_not_reached`,
+    /// `read_model_unavailable`, `database_unavailable`, `internal`.
     pub code: &'static str,
-    /// For people.
+    /// For people. Never carries database error text.
     pub message: String,
     /// Structured context, e.g. `{"parameter": "limit"}`.
     #[schema(value_type = Object)]
     pub details: serde_json::Value,
+    /// The request's id (a UUID), also in the `X-Request-Id` header and in the service's log
+    /// lines about the request.
+    pub request_id: String,
 }
 
 impl ApiError {
@@ -83,11 +113,13 @@ impl ApiError {
             ApiError::UnknownParameter { .. } => "unknown_parameter",
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden { .. } => "forbidden",
+            ApiError::RateLimited { .. } => "rate_limited",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::PositionNotReached { .. } => "position_not_reached",
             ApiError::ReadModelUnavailable(_) => "read_model_unavailable",
-            ApiError::Database(_) => "database_unavailable",
+            ApiError::DatabaseUnavailable => "database_unavailable",
+            ApiError::Internal => "internal",
         }
     }
 
@@ -100,6 +132,9 @@ impl ApiError {
                 serde_json::json!({ "parameter": parameter })
             }
             ApiError::Forbidden { scope } => serde_json::json!({ "scope": scope }),
+            ApiError::RateLimited {
+                retry_after_seconds,
+            } => serde_json::json!({ "retry_after_seconds": retry_after_seconds }),
             ApiError::PositionNotReached {
                 projection,
                 requested,
@@ -117,19 +152,92 @@ impl ApiError {
             ApiError::Unauthorized(_)
             | ApiError::NotFound(_)
             | ApiError::MethodNotAllowed(_)
-            | ApiError::Database(_) => {
+            | ApiError::DatabaseUnavailable
+            | ApiError::Internal => {
                 serde_json::json!({})
             }
         }
     }
 
+    /// Classifies a failed read-model query by SQLSTATE: a missing table is a read model not
+    /// built yet (503 `read_model_unavailable`); a lost connection or the classes of an outage
+    /// (08 connection exception, 53 insufficient resources, 57P01-57P03 shutdown or not
+    /// accepting connections) are 503 `database_unavailable`; anything else (22 data
+    /// exception, a programming error, a column of another type) is 500 `internal`, not an
+    /// outage. The error text is logged, never answered.
     pub(crate) fn database(error: &tokio_postgres::Error, projection: &'static str) -> ApiError {
-        if error.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) {
-            return ApiError::ReadModelUnavailable(projection);
+        match error.code() {
+            Some(code) if *code == SqlState::UNDEFINED_TABLE => {
+                ApiError::ReadModelUnavailable(projection)
+            }
+            Some(code) if is_outage(code) => {
+                tracing::warn!(error = %error_chain(error), sqlstate = code.code(), "read-model database unavailable");
+                ApiError::DatabaseUnavailable
+            }
+            None if error.is_closed() || has_io_source(error) => {
+                tracing::warn!(error = %error_chain(error), "read-model database connection lost");
+                ApiError::DatabaseUnavailable
+            }
+            code => {
+                tracing::error!(
+                    error = %error_chain(error),
+                    sqlstate = code.map(SqlState::code),
+                    "read-model query failed"
+                );
+                ApiError::Internal
+            }
         }
-        tracing::warn!(error = %error_chain(error), "read-model query failed");
-        ApiError::Database(error_chain(error))
     }
+
+    /// A failure of ours that is not the database's: logged, answered 500 `internal`.
+    pub(crate) fn internal(what: &str, error: &dyn std::error::Error) -> ApiError {
+        tracing::error!(error = %error_chain(error), "{what}");
+        ApiError::Internal
+    }
+
+    /// The response, with `request_id` in the body (the middleware that numbers requests
+    /// renders every error through here).
+    pub(crate) fn response(&self, request_id: &str) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        match self {
+            ApiError::Unauthorized(_) => {
+                response.insert_header((WWW_AUTHENTICATE, "Bearer"));
+            }
+            ApiError::RateLimited {
+                retry_after_seconds,
+            } => {
+                response.insert_header((RETRY_AFTER, retry_after_seconds.to_string()));
+            }
+            _ => {}
+        }
+        response.json(ErrorBody {
+            error: ErrorDetail {
+                code: self.code(),
+                message: self.to_string(),
+                details: self.details(),
+                request_id: request_id.to_owned(),
+            },
+        })
+    }
+}
+
+/// SQLSTATEs of a database that is down, going down or out of resources: retrying later may
+/// work (PostgreSQL Appendix A, "PostgreSQL Error Codes").
+fn is_outage(code: &SqlState) -> bool {
+    let code = code.code();
+    code.starts_with("08") || code.starts_with("53") || matches!(code, "57P01" | "57P02" | "57P03")
+}
+
+/// Whether a SQLSTATE-less error came from the socket (a connection that broke).
+fn has_io_source(error: &tokio_postgres::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if cause.is::<std::io::Error>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 impl ResponseError for ApiError {
@@ -140,26 +248,20 @@ impl ResponseError for ApiError {
             }
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PositionNotReached { .. }
             | ApiError::ReadModelUnavailable(_)
-            | ApiError::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
+            | ApiError::DatabaseUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
+    /// Without a request id: only answers produced outside the request-numbering middleware
+    /// (none of the routes) come out this way.
     fn error_response(&self) -> HttpResponse {
-        let mut response = HttpResponse::build(self.status_code());
-        if let ApiError::Unauthorized(_) = self {
-            response.insert_header(("WWW-Authenticate", "Bearer"));
-        }
-        response.json(ErrorBody {
-            error: ErrorDetail {
-                code: self.code(),
-                message: self.to_string(),
-                details: self.details(),
-            },
-        })
+        self.response("")
     }
 }
 
@@ -173,4 +275,66 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_outage_classes_are_database_unavailable() {
+        for code in [
+            SqlState::CONNECTION_EXCEPTION,
+            SqlState::CONNECTION_FAILURE,
+            SqlState::SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+            SqlState::TOO_MANY_CONNECTIONS,
+            SqlState::DISK_FULL,
+            SqlState::OUT_OF_MEMORY,
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::CRASH_SHUTDOWN,
+            SqlState::CANNOT_CONNECT_NOW,
+        ] {
+            assert!(is_outage(&code), "{}", code.code());
+        }
+        for code in [
+            SqlState::CHARACTER_NOT_IN_REPERTOIRE,
+            SqlState::UNTRANSLATABLE_CHARACTER,
+            SqlState::INVALID_TEXT_REPRESENTATION,
+            SqlState::DATA_EXCEPTION,
+            SqlState::UNDEFINED_COLUMN,
+            SqlState::SYNTAX_ERROR,
+            SqlState::INSUFFICIENT_PRIVILEGE,
+            SqlState::QUERY_CANCELED,
+            SqlState::T_R_SERIALIZATION_FAILURE,
+        ] {
+            assert!(!is_outage(&code), "{}", code.code());
+        }
+    }
+
+    #[test]
+    fn rate_limited_answers_carry_retry_after_and_every_error_its_request_id() {
+        let response = ApiError::RateLimited {
+            retry_after_seconds: 2,
+        }
+        .response("0190a0a0-0000-7000-8000-000000000000");
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            response.headers().get(RETRY_AFTER).map(|v| v.as_bytes()),
+            Some(&b"2"[..])
+        );
+        let body = actix_web::body::to_bytes(response.into_body());
+        let body = futures_util::FutureExt::now_or_never(body)
+            .expect("a ready body")
+            .expect("bytes");
+        let json: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(
+            json,
+            serde_json::json!({"error": {
+                "code": "rate_limited",
+                "message": "too many requests for this token: retry after 2 s",
+                "details": {"retry_after_seconds": 2},
+                "request_id": "0190a0a0-0000-7000-8000-000000000000",
+            }})
+        );
+    }
 }

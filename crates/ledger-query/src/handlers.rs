@@ -5,16 +5,20 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
-use actix_web::body::MessageBody;
+use actix_web::ResponseError;
+use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use actix_web::http::header::{
+    AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HeaderName, HeaderValue,
+};
 use actix_web::middleware::{Next, from_fn};
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
+use ledger_access::Scope;
 use serde::Serialize;
+use tracing::Instrument;
 
 use crate::State;
-use crate::auth::Scope;
 use crate::cache::Answer;
 use crate::error::ApiError;
 use crate::params::Params;
@@ -25,6 +29,9 @@ use crate::{customers, dashboard, openapi, revenue};
 pub(crate) const POSITION_HEADER: &str = "X-Ledger-Position";
 /// `hit` or `miss`: whether the answer came from the cache.
 pub(crate) const CACHE_HEADER: &str = "X-Ledger-Cache";
+/// The header carrying the request's id (a UUID the service assigns; also in error bodies and
+/// in the log lines about the request).
+pub(crate) const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
 pub(crate) fn configure(config: &mut web::ServiceConfig, state: web::Data<State>) {
     config.service(
@@ -76,14 +83,37 @@ async fn not_found(request: HttpRequest) -> Result<HttpResponse, ApiError> {
     )))
 }
 
-/// Counts the request and its latency under its route pattern.
+/// Numbers the request (a UUIDv7 in `X-Request-Id`, in the span of every log line about it
+/// and in error bodies), then counts it and its latency under its route pattern.
 async fn record_request(
     request: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let started = Instant::now();
+    let request_id = uuid::Uuid::now_v7().to_string();
     let state = request.app_data::<web::Data<State>>().cloned();
-    let response = next.call(request).await?;
+    let span = tracing::info_span!("request", request_id = %request_id, path = request.path());
+    let response = next.call(request).instrument(span.clone()).await?;
+    let rendered = response
+        .response()
+        .error()
+        .and_then(|error| error.as_error::<ApiError>())
+        .map(|error| {
+            if error.status_code().is_server_error() {
+                span.in_scope(|| tracing::warn!(code = error.code(), "request failed"));
+            }
+            error.response(&request_id)
+        });
+    let mut response = match rendered {
+        Some(rendered) => {
+            let (request, _) = response.into_parts();
+            ServiceResponse::new(request, rendered.map_into_boxed_body())
+        }
+        None => response.map_into_boxed_body(),
+    };
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
     if let Some(state) = state {
         let route = response
             .request()
@@ -96,14 +126,19 @@ async fn record_request(
     Ok(response)
 }
 
-/// Checks `scope` and parses the query string against `allowed`: 401/403 come before 400.
+/// Admits the request's token (401, then 429 over its rate limit), checks `scope` (403) and
+/// parses the query string against `allowed` (400): a bad parameter without a token is 401.
 pub(crate) fn authorise(
     state: &State,
     request: &HttpRequest,
     scope: Scope,
     allowed: &[&'static str],
 ) -> Result<Params, ApiError> {
-    state.tokens.check(request, scope)?;
+    let authorization = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok());
+    state.access.admit(authorization)?.require(scope)?;
     Params::parse(request.query_string(), allowed)
 }
 
@@ -145,7 +180,7 @@ where
     let (position, value) = compute(client).await?;
     state.advance(projection, position);
     let body = serde_json::to_vec(&value)
-        .map_err(|error| ApiError::Database(format!("cannot encode the answer: {error}")))?;
+        .map_err(|error| ApiError::internal("cannot encode the answer", &error))?;
     let answer = Arc::new(Answer {
         position,
         body: Bytes::from(body),

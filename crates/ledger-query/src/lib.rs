@@ -14,11 +14,11 @@
 //! - Answers are cached in process ([`cache`]) and invalidated when the projector announces a
 //!   new position on `<prefix>.projections.<name>`, so instances stay coherent without a
 //!   shared cache; a TTL bounds staleness.
-//! - Bearer tokens with scopes (`metrics:read`, `customers:read`); errors have one shape
-//!   (`{"error": {"code", "message", "details"}}`).
+//! - Bearer tokens with scopes (`metrics:read`, `customers:read`) and a per-token rate limit
+//!   ([`ledger_access`]); errors have one shape (`{"error": {"code", "message", "details",
+//!   "request_id"}}`) and never carry database error text.
 //! - `/healthz`, `/readyz` and `/metrics` (Prometheus) for operations, without a token.
 
-mod auth;
 mod cache;
 mod customers;
 mod dashboard;
@@ -32,14 +32,16 @@ mod revenue;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use actix_web::{App, HttpServer, web};
 use futures_util::StreamExt;
+use ledger_access::Access;
 use ledger_bus::BusConfig;
 
-pub use auth::{Scope, Tokens, TokensError};
 pub use error::{ApiError, ErrorBody};
+pub use ledger_access::{RateLimit, Scope, Tokens, TokensError};
 pub use positions::Projection;
 
 use crate::cache::AnswerCache;
@@ -53,6 +55,12 @@ const CONNECTIONS_PER_WORKER_MAX: usize = 4_096;
 const SHUTDOWN_TIMEOUT_SECONDS: u64 = 15;
 /// How long a database connection attempt or a pool checkout may take.
 const DATABASE_TIMEOUT_MS: u64 = 5_000;
+/// Each token's default budget: 50 requests per second, bursts of 100 (a dashboard load is
+/// about 10 requests).
+pub const RATE_LIMIT_DEFAULT: RateLimit = RateLimit {
+    requests_per_second: NonZeroU32::new(50).unwrap(),
+    burst: NonZeroU32::new(100).unwrap(),
+};
 
 /// Settings of the query service.
 #[derive(Debug, Clone)]
@@ -65,6 +73,8 @@ pub struct QueryConfig {
     pub database_connections_max: usize,
     /// The accepted bearer tokens and their scopes.
     pub tokens: Tokens,
+    /// Each token's request budget (`None`: unlimited); over it, 429 with `Retry-After`.
+    pub rate_limit: Option<RateLimit>,
     /// Subjects (progress announcements) and stream (readiness lag).
     pub bus: BusConfig,
     /// Bytes of cached answers per read model at most.
@@ -84,13 +94,15 @@ pub struct QueryConfig {
 }
 
 impl QueryConfig {
-    /// Defaults for everything but where to listen, the database and the tokens.
+    /// Defaults for everything but where to listen, the database and the tokens (each token
+    /// may send [`RATE_LIMIT_DEFAULT`]).
     pub fn new(bind: SocketAddr, database_url: String, tokens: Tokens) -> QueryConfig {
         QueryConfig {
             bind,
             database_url,
             database_connections_max: 16,
             tokens,
+            rate_limit: Some(RATE_LIMIT_DEFAULT),
             bus: BusConfig::default(),
             cache_bytes_max: 64 * 1024 * 1024,
             cache_ttl: Duration::from_secs(60),
@@ -125,7 +137,7 @@ pub enum QueryError {
 #[derive(Debug)]
 pub(crate) struct State {
     pub(crate) pool: deadpool_postgres::Pool,
-    pub(crate) tokens: Tokens,
+    pub(crate) access: Access,
     pub(crate) positions: Positions,
     pub(crate) cache: AnswerCache,
     pub(crate) requests: RequestMetrics,
@@ -176,7 +188,7 @@ impl State {
     pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, ApiError> {
         self.pool.get().await.map_err(|error| {
             tracing::warn!(%error, "no read-model database connection");
-            ApiError::Database(error.to_string())
+            ApiError::DatabaseUnavailable
         })
     }
 }
@@ -234,7 +246,7 @@ impl QueryService {
             .map_err(|error| QueryError::Nats(error.to_string()))?;
         let state = web::Data::new(State {
             pool,
-            tokens: config.tokens.clone(),
+            access: Access::new(config.tokens.clone(), config.rate_limit),
             positions: Positions::new(),
             cache: AnswerCache::new(config.cache_bytes_max, config.cache_ttl),
             requests: RequestMetrics::default(),

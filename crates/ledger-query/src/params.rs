@@ -1,6 +1,9 @@
 //! Query-string parsing with one rule: a parameter that is unknown, repeated, malformed or
-//! out of its limits is a 400 naming it.
+//! out of its limits is a 400 naming it. Every value is checked here, before any reaches SQL:
+//! valid UTF-8 after percent-decoding, no control characters (NUL included: PostgreSQL text
+//! cannot hold it), at most [`PARAMETER_BYTES_MAX`] bytes.
 
+use percent_encoding::percent_decode_str;
 use time::Date;
 use time::macros::format_description;
 use uuid::Uuid;
@@ -9,8 +12,12 @@ use crate::error::ApiError;
 
 /// Parameters every endpoint accepts.
 const COMMON_PARAMETERS: &[&str] = &["min_position"];
-/// Longest parameter value accepted.
-const PARAMETER_CHARS_MAX: usize = 256;
+/// Longest parameter value accepted, in bytes of UTF-8 after decoding.
+const PARAMETER_BYTES_MAX: usize = 256;
+/// Most parameters in one query string (no endpoint takes more than 7).
+const PARAMETERS_MAX: usize = 16;
+/// The longest piece of an unknown parameter's name echoed in an error.
+const ECHO_CHARS_MAX: usize = 64;
 
 /// A request's query parameters, checked against the endpoint's list.
 #[derive(Debug)]
@@ -19,30 +26,51 @@ pub(crate) struct Params {
 }
 
 impl Params {
-    /// Parses `query` (the raw query string), refusing parameters not in `allowed` (nor
-    /// common), repeated ones and overlong values.
+    /// Parses `query` (the raw query string, `application/x-www-form-urlencoded`), refusing
+    /// parameters not in `allowed` (nor common), repeated ones, and values that are not UTF-8,
+    /// hold control characters or are longer than [`PARAMETER_BYTES_MAX`].
     pub(crate) fn parse(query: &str, allowed: &[&'static str]) -> Result<Params, ApiError> {
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
-            .map_err(|_| ApiError::bad("query", "the query string is not URL-encoded"))?;
-        for (index, (name, value)) in pairs.iter().enumerate() {
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+            if pairs.len() == PARAMETERS_MAX {
+                return Err(ApiError::bad(
+                    "query",
+                    format!("more than {PARAMETERS_MAX} parameters"),
+                ));
+            }
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let name = decode(name).map_err(|reason| ApiError::bad("query", reason))?;
             let Some(known) = allowed
                 .iter()
                 .chain(COMMON_PARAMETERS)
                 .find(|known| **known == name.as_str())
+                .copied()
             else {
                 return Err(ApiError::UnknownParameter {
-                    parameter: name.chars().take(64).collect(),
+                    parameter: name
+                        .chars()
+                        .filter(|char| !char.is_control())
+                        .take(ECHO_CHARS_MAX)
+                        .collect(),
                 });
             };
-            if pairs[..index].iter().any(|(earlier, _)| earlier == name) {
+            if pairs.iter().any(|(earlier, _)| earlier == known) {
                 return Err(ApiError::bad(known, "given more than once"));
             }
-            if value.len() > PARAMETER_CHARS_MAX {
+            let value = decode(value).map_err(|reason| ApiError::bad(known, reason))?;
+            if value.len() > PARAMETER_BYTES_MAX {
                 return Err(ApiError::bad(
                     known,
-                    format!("longer than {PARAMETER_CHARS_MAX} characters"),
+                    format!("longer than {PARAMETER_BYTES_MAX} bytes"),
                 ));
             }
+            if value.chars().any(char::is_control) {
+                return Err(ApiError::bad(
+                    known,
+                    "contains a control character (NUL, newline, tab, ...)",
+                ));
+            }
+            pairs.push((known.to_owned(), value));
         }
         Ok(Params { pairs })
     }
@@ -173,6 +201,15 @@ impl Params {
     }
 }
 
+/// One form-encoded name or value: `+` is a space, `%XX` a byte; the bytes must be UTF-8.
+fn decode(encoded: &str) -> Result<String, &'static str> {
+    let spaced = encoded.replace('+', " ");
+    percent_decode_str(&spaced)
+        .decode_utf8()
+        .map(|text| text.into_owned())
+        .map_err(|_| "not UTF-8 after percent-decoding")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,6 +246,74 @@ mod tests {
             parameter(params.currency("currency").unwrap_err()),
             "currency"
         );
+    }
+
+    #[test]
+    fn refuses_values_postgresql_would_choke_on_before_any_query() {
+        let allowed = &["q", "plan"];
+        for (query, name) in [
+            ("q=%00", "q"),
+            ("plan=pro%00", "plan"),
+            ("q=a%0Ab", "q"),
+            ("q=%09", "q"),
+            ("q=%1B%5B31m", "q"),
+            ("plan=%7F", "plan"),
+            ("q=%C2%85", "q"),
+            ("q=%FF", "q"),
+            ("plan=%C3", "plan"),
+            ("q=%ED%A0%80", "q"),
+        ] {
+            let error = Params::parse(query, allowed).unwrap_err();
+            assert_eq!(error.code(), "bad_parameter", "{query}");
+            assert_eq!(parameter(error), name, "{query}");
+        }
+        let overlong = format!("q={}", "a".repeat(PARAMETER_BYTES_MAX + 1));
+        assert_eq!(
+            parameter(Params::parse(&overlong, allowed).unwrap_err()),
+            "q"
+        );
+        let multibyte = format!("q={}", "%C3%A9".repeat(PARAMETER_BYTES_MAX / 2 + 1));
+        assert_eq!(
+            parameter(Params::parse(&multibyte, allowed).unwrap_err()),
+            "q"
+        );
+        let names = [
+            "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n", "o", "p", "q",
+        ];
+        assert_eq!(names.len(), PARAMETERS_MAX + 1);
+        let many: Vec<String> = names.iter().map(|name| format!("{name}=1")).collect();
+        assert_eq!(
+            parameter(Params::parse(&many.join("&"), &names).unwrap_err()),
+            "query"
+        );
+        assert!(Params::parse(&many[..PARAMETERS_MAX].join("&"), &names).is_ok());
+        assert_eq!(
+            parameter(Params::parse("%FF=1", allowed).unwrap_err()),
+            "query"
+        );
+        // A NUL in an unknown parameter's name is not echoed.
+        assert_eq!(
+            parameter(Params::parse("a%00b=1", allowed).unwrap_err()),
+            "ab"
+        );
+    }
+
+    #[test]
+    fn decodes_form_encoding() {
+        let params = Params::parse(
+            "q=ada+lovelace%40example.com&plan=pro%2Bplus",
+            &["q", "plan"],
+        )
+        .unwrap();
+        assert_eq!(params.text("q"), Some("ada lovelace@example.com"));
+        assert_eq!(params.text("plan"), Some("pro+plus"));
+        let exact = format!("q={}", "%C3%A9".repeat(PARAMETER_BYTES_MAX / 2));
+        assert_eq!(
+            Params::parse(&exact, &["q"]).unwrap().text("q"),
+            Some("é".repeat(PARAMETER_BYTES_MAX / 2).as_str())
+        );
+        assert_eq!(Params::parse("", &["q"]).unwrap().text("q"), None);
+        assert_eq!(Params::parse("q=&", &["q"]).unwrap().text("q"), None);
     }
 
     #[test]

@@ -14,11 +14,11 @@ use tokio_postgres::IsolationLevel;
 use utoipa::ToSchema;
 
 use crate::State;
-use crate::auth::Scope;
 use crate::error::ApiError;
 use crate::handlers::{answer, authorise};
 use crate::params::Params;
 use crate::positions::Projection;
+use ledger_access::Scope;
 
 /// Longest date range an MRR series covers, in days.
 const RANGE_DAYS_MAX: i64 = 3_660;

@@ -309,8 +309,19 @@ async fn notify_test_reaches_a_local_receiver() {
     writer.stop().await.expect("writer");
 }
 
-/// `GET path` over a fresh connection; the status and body.
+/// `GET path` over a fresh connection; the status and the whole response (head and body).
 fn http_get(port: u16, path: &str, token: Option<&str>) -> Option<(u16, String)> {
+    http(port, "GET", path, token, "")
+}
+
+/// `method path` with a JSON `body` over a fresh connection; the status and the whole response.
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     let authorization = token.map_or(String::new(), |token| {
@@ -318,14 +329,119 @@ fn http_get(port: u16, path: &str, token: Option<&str>) -> Option<(u16, String)>
     });
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{authorization}\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{authorization}\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
     )
     .ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let status = response.split(' ').nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n")?.1.to_owned();
-    Some((status, body))
+    Some((status, response))
+}
+
+/// A free local port.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Waits up to 20 s for `GET /healthz` to answer 200 on `port`.
+fn wait_healthy(port: u16) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while http_get(port, "/healthz", None).is_none_or(|(status, _)| status != 200) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the service did not answer /healthz"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// `ledger run ingest` as an operator runs it: it refuses to start without tokens or with
+/// another service's scopes, and then admits only its tokens, within their rate limit.
+#[test]
+fn run_ingest_needs_tokens_and_limits_each() {
+    let run_ingest = |tokens: Option<&str>, per_second: &str, burst: &str| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ledger"));
+        command
+            .args(["run", "ingest"])
+            .env_remove("LEDGER_INGEST_TOKENS")
+            .env_remove("LEDGER_INGEST_TOKENS_FILE")
+            .env("LEDGER_INGEST_RATE_LIMIT_PER_SECOND", per_second)
+            .env("LEDGER_INGEST_RATE_LIMIT_BURST", burst)
+            .env("RUST_LOG", "warn");
+        if let Some(tokens) = tokens {
+            command.env("LEDGER_INGEST_TOKENS", tokens);
+        }
+        command
+    };
+    let refusals = [
+        (
+            None,
+            "1",
+            "1",
+            "no API tokens: set LEDGER_INGEST_TOKENS=\"<token>:commands:write,integrations:admin\"",
+        ),
+        (
+            Some("short:commands:write"),
+            "1",
+            "1",
+            "openssl rand -hex 32",
+        ),
+        (
+            Some("cli-ingest-token-0123456789:metrics:read"),
+            "1",
+            "1",
+            "scope `metrics:read`, not one of this service's: commands:write, integrations:admin",
+        ),
+        (
+            Some("cli-ingest-token-0123456789:commands:write"),
+            "5",
+            "0",
+            "needs a burst of at least 1",
+        ),
+    ];
+    for (tokens, per_second, burst, expected) in refusals {
+        let output = run_ingest(tokens, per_second, burst)
+            .output()
+            .expect("run ledger run ingest");
+        assert_eq!(output.status.code(), Some(1), "{tokens:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{tokens:?}: {stderr}");
+    }
+
+    let port = free_port();
+    let nats_url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
+    let token = "cli-ingest-token-0123456789";
+    let mut ingest = run_ingest(Some(&format!("{token}:commands:write")), "1", "1")
+        .env("LEDGER_INGEST_BIND", format!("127.0.0.1:{port}"))
+        .env("NATS_URL", nats_url)
+        .env(
+            "LEDGER_SUBJECT_PREFIX",
+            ledger_testkit::unique_name("cli").to_lowercase(),
+        )
+        .spawn()
+        .expect("start the ingest service");
+    wait_healthy(port);
+    let (status, response) = http(port, "POST", "/v1/customers", None, "{}").expect("answer");
+    assert_eq!(status, 401, "{response}");
+    assert!(response.contains("\"code\":\"unauthorized\""), "{response}");
+    // Admitted (then refused for its body, before any writer is asked) ...
+    let (status, response) = http(port, "POST", "/v1/customers", Some(token), "{").expect("answer");
+    assert_eq!(status, 400, "{response}");
+    // ... and over the limit of 1 per second, burst 1.
+    let (status, response) = http(port, "POST", "/v1/customers", Some(token), "{").expect("answer");
+    assert_eq!(status, 429, "{response}");
+    assert!(
+        response.to_ascii_lowercase().contains("retry-after: 1\r\n"),
+        "{response}"
+    );
+    assert!(response.contains("\"code\":\"rate_limited\""), "{response}");
+    ingest.kill().expect("stop the ingest service");
+    let _ = ingest.wait();
 }
 
 /// `ledger run query` as an operator runs it: settings from the environment, the restricted
@@ -358,10 +474,7 @@ async fn run_query_serves_the_api_as_configured() {
     let query_url = database
         .url()
         .replacen("postgres@", "ledger_query_cli_test@", 1);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port();
+    let port = free_port();
     let nats_url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
     let mut query = Command::new(env!("CARGO_BIN_EXE_ledger"))
         .args(["run", "query"])
@@ -379,14 +492,7 @@ async fn run_query_serves_the_api_as_configured() {
         .env("RUST_LOG", "warn")
         .spawn()
         .expect("start the query service");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while http_get(port, "/healthz", None).is_none_or(|(status, _)| status != 200) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the query service did not answer /healthz"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_healthy(port);
     let summary = "/v1/metrics/summary?currency=USD";
     assert_eq!(
         http_get(port, summary, None).map(|(status, _)| status),

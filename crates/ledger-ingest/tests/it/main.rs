@@ -1,17 +1,35 @@
 //! The ingest endpoints against a real writer, PostgreSQL and NATS: each test has its own
 //! database, subjects and JetStream stream (`ledger_testkit::ledger::TestLedger`), and mounts the
-//! endpoints with `actix_web::test::init_service`.
+//! endpoints with `actix_web::test::init_service`, admitting the tokens below.
 
 mod accepted;
 mod refused;
+mod security;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::ServiceResponse;
 use actix_web::http::StatusCode;
-use actix_web::http::header::{CONTENT_TYPE, HeaderMap};
+use actix_web::http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap};
 use actix_web::test::{self, TestRequest};
+use ledger_access::{Access, RateLimit, Scope, Tokens};
 use ledger_bus::Encoding;
 use ledger_domain::proto;
+
+/// `commands:write` and `integrations:admin`.
+const TOKEN_ADMIN: &str = "ingest-admin-token-0123456789";
+/// `commands:write` only.
+const TOKEN_COMMANDS: &str = "ingest-commands-token-0123456789";
+
+/// The tests' tokens, each limited to `rate_limit`.
+fn access(rate_limit: Option<RateLimit>) -> Access {
+    let mut tokens = Tokens::default();
+    tokens.add(
+        TOKEN_ADMIN,
+        &[Scope::CommandsWrite, Scope::IntegrationsAdmin],
+    );
+    tokens.add(TOKEN_COMMANDS, &[Scope::CommandsWrite]);
+    Access::new(tokens, rate_limit)
+}
 
 /// A response: status, headers and the `CommandReply` decoded in the response's encoding.
 #[derive(Debug)]
@@ -44,23 +62,36 @@ impl Answer {
     }
 }
 
-/// The ingest endpoints sending commands with `client`, mounted with `test::init_service` (a
-/// macro: the service type `init_service` returns is not nameable here).
+/// The ingest endpoints sending commands with `client`, admitting [`access`] (unlimited
+/// unless a rate limit is given), mounted with `test::init_service` (a macro: the service type
+/// `init_service` returns is not nameable here).
 macro_rules! ingest_app {
     ($client:expr) => {
-        actix_web::test::init_service(
-            actix_web::App::new().configure(ledger_ingest::app_config($client)),
-        )
+        ingest_app!($client, None)
+    };
+    ($client:expr, $rate_limit:expr) => {
+        actix_web::test::init_service(actix_web::App::new().configure(ledger_ingest::app_config(
+            $client,
+            $crate::access($rate_limit),
+        )))
         .await
     };
 }
 pub(crate) use ingest_app;
 
-/// Sends a [`TestRequest`] to a service from `test::init_service` and decodes its reply into
-/// an [`Answer`] (a macro: the request type `init_service` wants is not nameable here).
+/// Sends a [`TestRequest`] to a service from `test::init_service` with `Authorization: Bearer
+/// <token>` ([`TOKEN_ADMIN`] unless another or `None` is given) and decodes its reply into an
+/// [`Answer`] (a macro: the request type `init_service` wants is not nameable here).
 macro_rules! call {
     ($app:expr, $request:expr) => {
-        $crate::answer(actix_web::test::call_service(&$app, $request.to_request()).await).await
+        call!($app, $request, Some($crate::TOKEN_ADMIN))
+    };
+    ($app:expr, $request:expr, $token:expr) => {
+        $crate::answer(
+            actix_web::test::call_service(&$app, $crate::with_token($request, $token).to_request())
+                .await,
+        )
+        .await
     };
 }
 pub(crate) use call;
@@ -82,6 +113,14 @@ async fn answer<B: MessageBody>(response: ServiceResponse<B>) -> Answer {
         headers,
         encoding,
         reply,
+    }
+}
+
+/// `request` with `Authorization: Bearer <token>`, or without the header.
+fn with_token(request: TestRequest, token: Option<&str>) -> TestRequest {
+    match token {
+        Some(token) => request.insert_header((AUTHORIZATION, format!("Bearer {token}"))),
+        None => request,
     }
 }
 

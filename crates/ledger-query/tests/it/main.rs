@@ -16,7 +16,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::HeaderMap;
 use actix_web::test::TestRequest;
 use ledger_projector::ProjectorConfig;
-use ledger_query::{QueryConfig, QueryService, Scope, Tokens};
+use ledger_query::{QueryConfig, QueryService, RateLimit, Scope, Tokens};
 use ledger_testkit::ledger::{RunningProjector, RunningWriter, TestLedger};
 use projector_customers::CustomersProjector;
 use projector_revenue::{RevenueProjector, RevenueSettings};
@@ -53,6 +53,8 @@ struct Setup {
     /// Start the real revenue projector (with `customers`, instead of the fixture).
     revenue_projector: bool,
     min_position_wait: Duration,
+    /// Each token's budget; unlimited unless a test is about the limit.
+    rate_limit: Option<RateLimit>,
 }
 
 impl Default for Setup {
@@ -62,6 +64,7 @@ impl Default for Setup {
             revenue: true,
             revenue_projector: false,
             min_position_wait: Duration::from_secs(5),
+            rate_limit: None,
         }
     }
 }
@@ -122,6 +125,7 @@ impl Query {
         );
         config.bus = ledger.bus.clone();
         config.min_position_wait = setup.min_position_wait;
+        config.rate_limit = setup.rate_limit;
         // Only announcements invalidate the cache in these tests: polling would hide a bug.
         config.checkpoint_poll_interval = Duration::from_secs(3_600);
         let service = QueryService::start(config.clone(), ledger.nats.clone())
@@ -194,7 +198,8 @@ impl Answer {
             .expect("an X-Ledger-Cache header")
     }
 
-    /// The error's code and `details.parameter`, asserting the one error shape.
+    /// The error's code and `details.parameter`, asserting the one error shape: a message, a
+    /// details object, and the request id of the `X-Request-Id` header (a UUID).
     fn error(&self) -> (StatusCode, String, Option<String>) {
         let error = &self.json["error"];
         assert!(
@@ -205,6 +210,14 @@ impl Answer {
             self.json
         );
         assert!(error["details"].is_object(), "details in {}", self.json);
+        let request_id = error["request_id"].as_str().expect("a request id");
+        assert!(uuid::Uuid::parse_str(request_id).is_ok(), "{request_id}");
+        assert_eq!(
+            self.headers
+                .get("X-Request-Id")
+                .and_then(|value| value.to_str().ok()),
+            Some(request_id)
+        );
         (
             self.status,
             error["code"].as_str().expect("a code").to_owned(),

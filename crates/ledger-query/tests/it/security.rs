@@ -1,10 +1,15 @@
-//! Tokens and scopes, the database role, and the operational endpoints.
+//! Tokens and scopes, rate limits, parameters an attacker would try, database errors that
+//! must not leak, the database role, and the operational endpoints.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
 
 use actix_web::http::StatusCode;
+use ledger_query::{QueryService, RateLimit};
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
-use crate::{Query, Setup, TOKEN_CUSTOMERS, TOKEN_METRICS, app, get};
+use crate::{Query, Setup, TOKEN_ALL, TOKEN_CUSTOMERS, TOKEN_METRICS, app, get};
 
 #[actix_web::test]
 async fn no_token_is_401_a_token_without_the_scope_is_403() {
@@ -226,4 +231,164 @@ async fn readyz_fails_when_a_projection_lags_too_far() {
         serde_json::Value::Null
     );
     assert_eq!(ready.json["projections"][0]["ready"], true);
+}
+
+#[actix_web::test]
+async fn nul_control_and_broken_utf8_parameters_are_400_naming_them_before_any_sql() {
+    let query = Query::start(Setup {
+        customers: true,
+        ..Setup::default()
+    })
+    .await;
+    query.ledger.send_known_history(false).await;
+    query.customers_caught_up().await;
+    let app = app!(query);
+    let overlong = format!("/v1/customers?q={}", "a".repeat(257));
+    let cases = [
+        ("/v1/customers?q=%00", "q"),
+        ("/v1/customers?q=ada%00", "q"),
+        ("/v1/customers?plan=%00", "plan"),
+        ("/v1/customers?plan=pro-monthly%00x", "plan"),
+        ("/v1/customers?q=a%0Ab", "q"),
+        ("/v1/customers?q=%0D%0Aevil", "q"),
+        ("/v1/customers?q=%09", "q"),
+        ("/v1/customers?q=%1B%5B2J", "q"),
+        ("/v1/customers?plan=%7F", "plan"),
+        ("/v1/customers?q=%C2%85", "q"),
+        ("/v1/customers?q=%FF", "q"),
+        ("/v1/customers?plan=%C0%80", "plan"),
+        ("/v1/customers?q=%ED%A0%80", "q"),
+        ("/v1/customers?status=%00", "status"),
+        ("/v1/customers?provider=%FF", "provider"),
+        ("/v1/customers?cursor=%00", "cursor"),
+        ("/v1/customers?limit=%00", "limit"),
+        ("/v1/customers?min_position=%00", "min_position"),
+        (
+            "/v1/customers/0190a0a0-0000-7000-8000-000000000000/timeline?cursor=%00",
+            "cursor",
+        ),
+        ("/v1/metrics/mrr?currency=US%00", "currency"),
+        ("/v1/metrics/summary?currency=USD&at=2026-01-01%00", "at"),
+        ("/v1/metrics/churn?currency=USD&from=%FF", "from"),
+        (overlong.as_str(), "q"),
+    ];
+    for (path, parameter) in cases {
+        let refused = get!(app, path);
+        assert_eq!(
+            refused.error(),
+            (
+                StatusCode::BAD_REQUEST,
+                "bad_parameter".into(),
+                Some(parameter.into())
+            ),
+            "{path}"
+        );
+        let body = refused.json.to_string();
+        for leak in ["UTF8", "byte sequence", "0x00", "SQLSTATE", "db error"] {
+            assert!(!body.contains(leak), "{path}: {body}");
+        }
+    }
+    // The same search without the NUL is answered.
+    let search = get!(app, "/v1/customers?q=ada");
+    assert_eq!(search.status, StatusCode::OK, "{}", search.json);
+}
+
+#[actix_web::test]
+async fn a_failing_query_that_is_no_outage_is_500_internal_without_sql_text() {
+    let query = Query::start(Setup {
+        customers: true,
+        ..Setup::default()
+    })
+    .await;
+    query.ledger.send_known_history(false).await;
+    query.customers_caught_up().await;
+    // A read model of another shape than the service expects (a programming error): 42703.
+    query
+        .ledger
+        .database()
+        .client()
+        .await
+        .batch_execute("ALTER TABLE customers.customers RENAME COLUMN email TO email_address")
+        .await
+        .expect("rename");
+    let app = app!(query);
+    let failed = get!(app, "/v1/customers");
+    assert_eq!(
+        failed.error(),
+        (StatusCode::INTERNAL_SERVER_ERROR, "internal".into(), None)
+    );
+    assert_eq!(
+        failed.json["error"]["message"],
+        "internal error: report the request id to the operators"
+    );
+    let body = failed.json.to_string();
+    for leak in ["email", "column", "42703", "db error"] {
+        assert!(!body.contains(leak), "{body}");
+    }
+}
+
+#[actix_web::test]
+async fn an_unreachable_database_is_503_database_unavailable_without_its_error() {
+    let query = Query::start(Setup::default()).await;
+    let mut config = query.config.clone();
+    // Nothing listens on port 1.
+    config.database_url = "postgres://ledger_query_test@127.0.0.1:1/nowhere".to_owned();
+    let service = QueryService::start(config, query.ledger.nats.clone())
+        .await
+        .expect("the service starts and reports the database on /readyz");
+    let app =
+        actix_web::test::init_service(actix_web::App::new().configure(service.app_config())).await;
+    let failed = get!(app, "/v1/metrics/summary?currency=USD");
+    assert_eq!(
+        failed.error(),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable".into(),
+            None
+        )
+    );
+    assert_eq!(
+        failed.json["error"]["message"],
+        "the read-model database is unavailable: retry later"
+    );
+    assert!(
+        !failed.json.to_string().contains("refused"),
+        "{}",
+        failed.json
+    );
+}
+
+#[actix_web::test]
+async fn a_token_over_its_rate_limit_gets_429_with_retry_after_and_other_tokens_do_not() {
+    let query = Query::start(Setup {
+        rate_limit: Some(RateLimit {
+            requests_per_second: NonZeroU32::new(1).unwrap(),
+            burst: NonZeroU32::new(2).unwrap(),
+        }),
+        ..Setup::default()
+    })
+    .await;
+    let app = app!(query);
+    let path = "/v1/metrics/summary?currency=USD";
+    for _ in 0..2 {
+        assert_eq!(get!(app, path, Some(TOKEN_METRICS)).status, StatusCode::OK);
+    }
+    let limited = get!(app, path, Some(TOKEN_METRICS));
+    assert_eq!(
+        limited.error(),
+        (StatusCode::TOO_MANY_REQUESTS, "rate_limited".into(), None)
+    );
+    assert_eq!(
+        limited
+            .headers
+            .get("Retry-After")
+            .and_then(|value| value.to_str().ok()),
+        Some("1")
+    );
+    assert_eq!(limited.json["error"]["details"]["retry_after_seconds"], 1);
+    // Another token has its own budget; no token is 401, not 429.
+    assert_eq!(get!(app, path, Some(TOKEN_ALL)).status, StatusCode::OK);
+    assert_eq!(get!(app, path, None).status, StatusCode::UNAUTHORIZED);
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert_eq!(get!(app, path, Some(TOKEN_METRICS)).status, StatusCode::OK);
 }
