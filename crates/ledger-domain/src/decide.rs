@@ -134,10 +134,10 @@ pub(crate) fn check_metadata(
                 reason: "before 1970: expected positive Unix microseconds",
             });
         }
-        micros if i128::from(micros) > OCCURRED_AT_UNIX_MICROS_MAX => {
+        micros if micros > OCCURRED_AT_UNIX_MICROS_MAX => {
             return Err(out_of_range(
                 "metadata.occurred_at_unix_micros",
-                micros.into(),
+                micros,
                 "Unix microseconds",
                 OCCURRED_AT_UNIX_MICROS_MAX,
                 TIME_REASON,
@@ -665,10 +665,10 @@ pub(crate) fn money(field: &'static str, money: Option<&proto::Money>) -> Result
     if parsed.amount_minor.unsigned_abs() > AMOUNT_MINOR_MAX.unsigned_abs() {
         return Err(Rejection::OutOfRange {
             field,
-            value: parsed.amount_minor.into(),
+            value: parsed.amount_minor,
             unit: "minor units",
-            min: (-AMOUNT_MINOR_MAX).into(),
-            max: AMOUNT_MINOR_MAX.into(),
+            min: -AMOUNT_MINOR_MAX,
+            max: AMOUNT_MINOR_MAX,
             reason: AMOUNT_REASON,
         });
     }
@@ -681,17 +681,20 @@ pub(crate) const AMOUNT_REASON: &str = "every figure derived from an amount (ARR
 /// Why quantities are bounded (see [`QUANTITY_MAX`]).
 pub(crate) const QUANTITY_REASON: &str =
     "the read models keep a quantity as a 32-bit integer (ledger_domain::limits::QUANTITY_MAX)";
+/// Why a quantity is bounded by the price (see [`AMOUNT_MINOR_MAX`]).
+pub(crate) const PERIOD_AMOUNT_REASON: &str = "at this price, price x quantity (what one \
+    period bills) would pass ledger_domain::limits::AMOUNT_MINOR_MAX";
 /// Why times are bounded (see [`UNIX_SECONDS_MAX`]).
 pub(crate) const TIME_REASON: &str = "times are from 1970 to 9999-12-31T23:59:59Z, what PostgreSQL \
     timestamptz and ISO 8601 dates represent (ledger_domain::limits::UNIX_SECONDS_MAX)";
 /// [`UNIX_SECONDS_MAX`] in microseconds, up to the last microsecond of that second.
-const OCCURRED_AT_UNIX_MICROS_MAX: i128 = UNIX_SECONDS_MAX as i128 * 1_000_000 + 999_999;
+const OCCURRED_AT_UNIX_MICROS_MAX: i64 = UNIX_SECONDS_MAX * 1_000_000 + 999_999;
 
 fn out_of_range(
     field: &'static str,
-    value: i128,
+    value: i64,
     unit: &'static str,
-    max: i128,
+    max: i64,
     reason: &'static str,
 ) -> Rejection {
     Rejection::OutOfRange {
@@ -711,9 +714,9 @@ fn unix_seconds(field: &'static str, seconds: i64) -> Result<(), Rejection> {
     }
     Err(out_of_range(
         field,
-        seconds.into(),
+        seconds,
         "Unix seconds",
-        UNIX_SECONDS_MAX.into(),
+        UNIX_SECONDS_MAX,
         TIME_REASON,
     ))
 }
@@ -731,7 +734,8 @@ fn positive_money(field: &'static str, value: Option<&proto::Money>) -> Result<M
 }
 
 /// A subscription's quantity: at least 1, at most [`QUANTITY_MAX`], and with `plan`'s price
-/// billing at most [`AMOUNT_MINOR_MAX`] a period.
+/// billing at most [`AMOUNT_MINOR_MAX`] a period (the range names the largest quantity at
+/// that price).
 fn quantity(plan: &Plan, quantity: u32) -> Result<(), Rejection> {
     if quantity == 0 {
         return Err(Rejection::InvalidAmount {
@@ -740,25 +744,20 @@ fn quantity(plan: &Plan, quantity: u32) -> Result<(), Rejection> {
             reason: "a subscription has at least one unit",
         });
     }
-    if quantity > QUANTITY_MAX {
+    // At this price, what one period bills (price x quantity) stays within the amount bound.
+    let (max, reason) = match AMOUNT_MINOR_MAX.checked_div(plan.unit_price.amount_minor) {
+        Some(at_price) if at_price < i64::from(QUANTITY_MAX) => (at_price, PERIOD_AMOUNT_REASON),
+        _ => (i64::from(QUANTITY_MAX), QUANTITY_REASON),
+    };
+    if i64::from(quantity) > max {
         return Err(Rejection::OutOfRange {
             field: "quantity",
             value: quantity.into(),
             unit: "units",
             min: 1,
-            max: QUANTITY_MAX.into(),
-            reason: QUANTITY_REASON,
+            max,
+            reason,
         });
-    }
-    let per_period = i128::from(plan.unit_price.amount_minor) * i128::from(quantity);
-    if per_period > i128::from(AMOUNT_MINOR_MAX) {
-        return Err(out_of_range(
-            "plan.unit_price x quantity",
-            per_period,
-            "minor units",
-            AMOUNT_MINOR_MAX.into(),
-            AMOUNT_REASON,
-        ));
     }
     Ok(())
 }

@@ -53,20 +53,21 @@ pub enum Rejection {
     },
     /// A number is outside the range every read model and every figure derived from it can
     /// represent exactly (see [`limits`](crate::limits): `AMOUNT_MINOR_MAX`, `QUANTITY_MAX`,
-    /// `UNIX_SECONDS_MAX`): an amount above 10^15 minor units, a price x quantity above it, a
-    /// quantity above `i32::MAX`, a time after 9999-12-31T23:59:59Z.
+    /// `UNIX_SECONDS_MAX`): an amount above 10^15 minor units in absolute value, a quantity
+    /// above `i32::MAX` or whose price x quantity would pass 10^15 (the range then names the
+    /// largest quantity at that price), a time before 1970 or after 9999-12-31T23:59:59Z.
     #[error("`{field}` is {value} {unit}, outside {min}..={max}: {reason}")]
     OutOfRange {
-        /// The field holding the number (`plan.unit_price x quantity` for the product).
+        /// The field holding the number.
         field: &'static str,
         /// The rejected number.
-        value: i128,
+        value: i64,
         /// Its unit: `minor units`, `units` (a quantity), `Unix seconds`, `Unix microseconds`.
         unit: &'static str,
         /// The smallest accepted number.
-        min: i128,
+        min: i64,
         /// The largest accepted number.
-        max: i128,
+        max: i64,
         /// Why the bound exists.
         reason: &'static str,
     },
