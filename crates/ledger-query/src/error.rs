@@ -47,6 +47,15 @@ pub enum ApiError {
     /// 503: the database cannot be reached or failed; retry later.
     #[error("the read-model database is unavailable: {0}")]
     Database(String),
+    /// 500: a read model holds a value the answer cannot represent (a SQL data exception,
+    /// SQLSTATE class 22, such as 22003 `numeric_value_out_of_range`, or an amount beyond
+    /// `i128`). Retrying does not help: the data or the service needs fixing. Never reported as
+    /// an outage.
+    #[error("read model `{projection}` holds data the answer cannot represent: {reason}")]
+    ReadModelData {
+        projection: &'static str,
+        reason: String,
+    },
 }
 
 /// The body of every error answer.
@@ -59,7 +68,7 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable, machine-readable: `bad_parameter`, `unknown_parameter`, `unauthorized`,
     /// `forbidden`, `not_found`, `method_not_allowed`, `position_not_reached`, `read_model_unavailable`,
-    /// `database_unavailable`.
+    /// `database_unavailable`, `read_model_data_error`.
     pub code: &'static str,
     /// For people.
     pub message: String,
@@ -67,6 +76,9 @@ pub struct ErrorDetail {
     #[schema(value_type = Object)]
     pub details: serde_json::Value,
 }
+
+/// SQLSTATE class 22, data exception: the query met a value it cannot compute or convert.
+const DATA_EXCEPTION_CLASS: &str = "22";
 
 impl ApiError {
     pub(crate) fn bad(parameter: &'static str, reason: impl Into<String>) -> ApiError {
@@ -88,6 +100,7 @@ impl ApiError {
             ApiError::PositionNotReached { .. } => "position_not_reached",
             ApiError::ReadModelUnavailable(_) => "read_model_unavailable",
             ApiError::Database(_) => "database_unavailable",
+            ApiError::ReadModelData { .. } => "read_model_data_error",
         }
     }
 
@@ -111,7 +124,8 @@ impl ApiError {
                 "position": current,
                 "waited_ms": waited_ms,
             }),
-            ApiError::ReadModelUnavailable(projection) => {
+            ApiError::ReadModelUnavailable(projection)
+            | ApiError::ReadModelData { projection, .. } => {
                 serde_json::json!({ "projection": projection })
             }
             ApiError::Unauthorized(_)
@@ -126,6 +140,16 @@ impl ApiError {
     pub(crate) fn database(error: &tokio_postgres::Error, projection: &'static str) -> ApiError {
         if error.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) {
             return ApiError::ReadModelUnavailable(projection);
+        }
+        if error
+            .code()
+            .is_some_and(|code| code.code().starts_with(DATA_EXCEPTION_CLASS))
+        {
+            tracing::error!(error = %error_chain(error), projection, "read model holds unrepresentable data");
+            return ApiError::ReadModelData {
+                projection,
+                reason: error_chain(error),
+            };
         }
         tracing::warn!(error = %error_chain(error), "read-model query failed");
         ApiError::Database(error_chain(error))
@@ -145,6 +169,7 @@ impl ResponseError for ApiError {
             ApiError::PositionNotReached { .. }
             | ApiError::ReadModelUnavailable(_)
             | ApiError::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::ReadModelData { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
