@@ -8,9 +8,10 @@ use crate::customer::{
     provider_from_proto,
 };
 use crate::limits::{
-    EMAIL_BYTES_MAX, FAILURE_CODE_BYTES_MAX, ID_BYTES_MAX, IDEMPOTENCY_KEY_BYTES_MAX,
-    INTERVAL_DAYS_MAX, INTERVAL_MONTHS_MAX, INTERVAL_WEEKS_MAX, INTERVAL_YEARS_MAX, NAME_BYTES_MAX,
-    PERCENT_OFF_BASIS_POINTS_MAX, TEXT_BYTES_MAX,
+    AMOUNT_MINOR_MAX, EMAIL_BYTES_MAX, FAILURE_CODE_BYTES_MAX, ID_BYTES_MAX,
+    IDEMPOTENCY_KEY_BYTES_MAX, INTERVAL_DAYS_MAX, INTERVAL_MONTHS_MAX, INTERVAL_WEEKS_MAX,
+    INTERVAL_YEARS_MAX, NAME_BYTES_MAX, PERCENT_OFF_BASIS_POINTS_MAX, QUANTITY_MAX, TEXT_BYTES_MAX,
+    UNIX_SECONDS_MAX,
 };
 use crate::money::{Currency, Money};
 use crate::names::{EnumValueError, truncated};
@@ -161,6 +162,15 @@ pub(crate) fn check_metadata(
                 reason: "before 1970: expected positive Unix microseconds",
             });
         }
+        micros if micros > OCCURRED_AT_UNIX_MICROS_MAX => {
+            return Err(out_of_range(
+                "metadata.occurred_at_unix_micros",
+                micros,
+                "Unix microseconds",
+                OCCURRED_AT_UNIX_MICROS_MAX,
+                TIME_REASON,
+            ));
+        }
         _ => {}
     }
     match proto::Issuer::try_from(metadata.issuer) {
@@ -270,12 +280,19 @@ fn decide_kind(state: &Customer, kind: &Command, metadata: &Metadata) -> Result<
                     });
                 }
                 let plan = plan(body.plan.as_ref())?;
-                quantity(body.quantity)?;
+                quantity(&plan, body.quantity)?;
                 discount(body.discount.as_ref(), plan.unit_price.currency)?;
                 if body.current_period_end_unix_seconds <= 0 {
                     return Err(Rejection::MissingField {
                         field: "current_period_end_unix_seconds",
                     });
+                }
+                unix_seconds(
+                    "current_period_end_unix_seconds",
+                    body.current_period_end_unix_seconds,
+                )?;
+                if let Some(trial_end) = body.trial_end_unix_seconds {
+                    unix_seconds("trial_end_unix_seconds", trial_end)?;
                 }
                 let trial_end_unix_seconds = body.trial_end_unix_seconds.filter(|trial_end| {
                     i128::from(*trial_end) * MICROS_PER_SECOND
@@ -304,7 +321,7 @@ fn decide_kind(state: &Customer, kind: &Command, metadata: &Metadata) -> Result<
                     subscription.currency(),
                     plan.unit_price.currency,
                 )?;
-                quantity(body.quantity)?;
+                quantity(&plan, body.quantity)?;
                 discount(body.discount.as_ref(), plan.unit_price.currency)?;
                 E::PlanChanged(body.clone())
             }
@@ -345,6 +362,9 @@ fn decide_kind(state: &Customer, kind: &Command, metadata: &Metadata) -> Result<
                 allowed(&body.subscription_id, subscription, name, |s| {
                     matches!(s, S::Active | S::Trialing | S::PastDue)
                 })?;
+                if let Some(resumes_at) = body.resumes_at_unix_seconds {
+                    unix_seconds("resumes_at_unix_seconds", resumes_at)?;
+                }
                 if let Some(resumes_at) = body.resumes_at_unix_seconds
                     && i128::from(resumes_at) * MICROS_PER_SECOND
                         <= i128::from(metadata.occurred_at_unix_micros)
@@ -397,6 +417,8 @@ fn decide_kind(state: &Customer, kind: &Command, metadata: &Metadata) -> Result<
                         reason: "before 1970: expected Unix seconds, or 0 for none",
                     });
                 }
+                unix_seconds("period_start_unix_seconds", body.period_start_unix_seconds)?;
+                unix_seconds("period_end_unix_seconds", body.period_end_unix_seconds)?;
                 if body.period_end_unix_seconds < body.period_start_unix_seconds {
                     return Err(Rejection::InvalidField {
                         field: "period_end_unix_seconds",
@@ -684,10 +706,67 @@ fn payment(
 
 pub(crate) fn money(field: &'static str, money: Option<&proto::Money>) -> Result<Money, Rejection> {
     let money = money.ok_or(Rejection::MissingField { field })?;
-    Money::try_from(money).map_err(|_| Rejection::InvalidCurrency {
+    let parsed = Money::try_from(money).map_err(|_| Rejection::InvalidCurrency {
         field,
         code: truncated(&money.currency, 32),
-    })
+    })?;
+    if parsed.amount_minor.unsigned_abs() > AMOUNT_MINOR_MAX.unsigned_abs() {
+        return Err(Rejection::OutOfRange {
+            field,
+            value: parsed.amount_minor,
+            unit: "minor units",
+            min: -AMOUNT_MINOR_MAX,
+            max: AMOUNT_MINOR_MAX,
+            reason: AMOUNT_REASON,
+        });
+    }
+    Ok(parsed)
+}
+
+/// Why amounts are bounded (see [`AMOUNT_MINOR_MAX`]).
+pub(crate) const AMOUNT_REASON: &str = "every figure derived from an amount (ARR of a daily price, sums in \
+    MRR units) must stay exact; the bound is ledger_domain::limits::AMOUNT_MINOR_MAX";
+/// Why quantities are bounded (see [`QUANTITY_MAX`]).
+pub(crate) const QUANTITY_REASON: &str =
+    "the read models keep a quantity as a 32-bit integer (ledger_domain::limits::QUANTITY_MAX)";
+/// Why a quantity is bounded by the price (see [`AMOUNT_MINOR_MAX`]).
+pub(crate) const PERIOD_AMOUNT_REASON: &str = "at this price, price x quantity (what one \
+    period bills) would pass ledger_domain::limits::AMOUNT_MINOR_MAX";
+/// Why times are bounded (see [`UNIX_SECONDS_MAX`]).
+pub(crate) const TIME_REASON: &str = "times are from 1970 to 9999-12-31T23:59:59Z, what PostgreSQL \
+    timestamptz and ISO 8601 dates represent (ledger_domain::limits::UNIX_SECONDS_MAX)";
+/// [`UNIX_SECONDS_MAX`] in microseconds, up to the last microsecond of that second.
+const OCCURRED_AT_UNIX_MICROS_MAX: i64 = UNIX_SECONDS_MAX * 1_000_000 + 999_999;
+
+fn out_of_range(
+    field: &'static str,
+    value: i64,
+    unit: &'static str,
+    max: i64,
+    reason: &'static str,
+) -> Rejection {
+    Rejection::OutOfRange {
+        field,
+        value,
+        unit,
+        min: 0,
+        max,
+        reason,
+    }
+}
+
+/// A time in Unix seconds within `0..=UNIX_SECONDS_MAX`.
+fn unix_seconds(field: &'static str, seconds: i64) -> Result<(), Rejection> {
+    if (0..=UNIX_SECONDS_MAX).contains(&seconds) {
+        return Ok(());
+    }
+    Err(out_of_range(
+        field,
+        seconds,
+        "Unix seconds",
+        UNIX_SECONDS_MAX,
+        TIME_REASON,
+    ))
 }
 
 fn positive_money(field: &'static str, value: Option<&proto::Money>) -> Result<Money, Rejection> {
@@ -702,12 +781,30 @@ fn positive_money(field: &'static str, value: Option<&proto::Money>) -> Result<M
     Ok(value)
 }
 
-fn quantity(quantity: u32) -> Result<(), Rejection> {
+/// A subscription's quantity: at least 1, at most [`QUANTITY_MAX`], and with `plan`'s price
+/// billing at most [`AMOUNT_MINOR_MAX`] a period (the range names the largest quantity at
+/// that price).
+fn quantity(plan: &Plan, quantity: u32) -> Result<(), Rejection> {
     if quantity == 0 {
         return Err(Rejection::InvalidAmount {
             field: "quantity",
             amount: 0,
             reason: "a subscription has at least one unit",
+        });
+    }
+    // At this price, what one period bills (price x quantity) stays within the amount bound.
+    let (max, reason) = match AMOUNT_MINOR_MAX.checked_div(plan.unit_price.amount_minor) {
+        Some(at_price) if at_price < i64::from(QUANTITY_MAX) => (at_price, PERIOD_AMOUNT_REASON),
+        _ => (i64::from(QUANTITY_MAX), QUANTITY_REASON),
+    };
+    if i64::from(quantity) > max {
+        return Err(Rejection::OutOfRange {
+            field: "quantity",
+            value: quantity.into(),
+            unit: "units",
+            min: 1,
+            max,
+            reason,
         });
     }
     Ok(())

@@ -1391,14 +1391,16 @@ fn partial_refunds_up_to_the_amount_paid() {
             already_refunded: Money::new(2000, currency("USD")),
             requested: Money::new(3001, currency("USD")),
         });
+    // An amount no payment can have is refused before the payment is looked at.
     given(after_one())
         .when(C::RefundPayment(refund("re_2", "pay_1", usd(i64::MAX))))
-        .then_expect_rejection(Rejection::RefundExceedsPayment {
-            payment_id: "pay_1".to_owned(),
-            paid: Money::new(5000, currency("USD")),
-            already_refunded: Money::new(2000, currency("USD")),
-            requested: Money::new(i64::MAX, currency("USD")),
-        });
+        .then_expect_rejection(out_of_range(
+            "amount",
+            i64::MAX,
+            "minor units",
+            -1_000_000_000_000_000,
+            1_000_000_000_000_000,
+        ));
 }
 
 #[test]
@@ -1766,6 +1768,14 @@ fn rejection_codes_are_distinct_snake_case() {
             reason: "r",
         },
         Rejection::InvalidDiscount { reason: "r" },
+        Rejection::OutOfRange {
+            field: "f",
+            value: 2,
+            unit: "units",
+            min: 0,
+            max: 1,
+            reason: "r",
+        },
         Rejection::VersionConflict {
             expected: 0,
             actual: 1,
@@ -2038,4 +2048,247 @@ fn late_payments_are_recorded_but_do_not_move_a_newer_status() {
     assert!(subscription.ever_paid);
     assert_eq!(subscription.status, SubscriptionStatus::PastDue);
     assert_eq!(subscription.changed_at_unix_micros, MAR_1_MICROS + 1);
+}
+// Ranges: what every read model and derived figure represents exactly (issue 11, item 1).
+
+/// The rejection of `value` in `field` against `0..=max` (or `min..=max`).
+fn out_of_range(
+    field: &'static str,
+    value: i64,
+    unit: &'static str,
+    min: i64,
+    max: i64,
+) -> Rejection {
+    let reason = match unit {
+        "Unix seconds" | "Unix microseconds" => TIME_REASON,
+        "units" => QUANTITY_REASON,
+        _ => AMOUNT_REASON,
+    };
+    Rejection::OutOfRange {
+        field,
+        value,
+        unit,
+        min,
+        max,
+        reason,
+    }
+}
+
+use crate::decide::{AMOUNT_REASON, PERIOD_AMOUNT_REASON, QUANTITY_REASON, TIME_REASON};
+
+#[test]
+fn amounts_beyond_the_amount_bound_are_refused_everywhere() {
+    // The issue's price: its ARR (12 x MRR) is just inside i64, its sums are not.
+    let issue_price: i64 = 768_614_336_404_564_651;
+    given([E::CustomerRegistered(registered())])
+        .when(C::StartSubscription(started("sub_1", usd(issue_price))))
+        .then_expect_rejection(out_of_range(
+            "plan.unit_price",
+            issue_price,
+            "minor units",
+            -1_000_000_000_000_000,
+            1_000_000_000_000_000,
+        ));
+    // The bound itself is accepted, one more minor unit is not.
+    given([E::CustomerRegistered(registered())])
+        .when(C::StartSubscription(started(
+            "sub_1",
+            usd(limits::AMOUNT_MINOR_MAX),
+        )))
+        .then_expect_events(vec![E::SubscriptionStarted(started(
+            "sub_1",
+            usd(1_000_000_000_000_000),
+        ))]);
+    given(active())
+        .when(change_plan(usd(1_000_000_000_000_001), 1))
+        .then_expect_rejection(out_of_range(
+            "plan.unit_price",
+            1_000_000_000_000_001,
+            "minor units",
+            -1_000_000_000_000_000,
+            1_000_000_000_000_000,
+        ));
+    given(active())
+        .when(C::IssueInvoice(invoice("in_1", "sub_1", usd(i64::MAX))))
+        .then_expect_rejection(out_of_range(
+            "amount_due",
+            i64::MAX,
+            "minor units",
+            -1_000_000_000_000_000,
+            1_000_000_000_000_000,
+        ));
+    given(active())
+        .when(C::RecordPaymentSucceeded(succeeded(
+            "pay_1",
+            "sub_1",
+            usd(i64::MAX),
+        )))
+        .then_expect_rejection(out_of_range(
+            "amount",
+            i64::MAX,
+            "minor units",
+            -1_000_000_000_000_000,
+            1_000_000_000_000_000,
+        ));
+    given(active())
+        .when(C::RecordPaymentFailed(failed(
+            "pay_1",
+            "sub_1",
+            usd(i64::MIN),
+        )))
+        .then_expect_rejection(out_of_range(
+            "amount",
+            i64::MIN,
+            "minor units",
+            -1_000_000_000_000_000,
+            1_000_000_000_000_000,
+        ));
+}
+
+#[test]
+fn price_times_quantity_and_quantity_are_bounded() {
+    // 4,294,967,295 units read back as 2,147,483,647 from the read models' integer column.
+    given([E::CustomerRegistered(registered())])
+        .when(C::StartSubscription(proto::SubscriptionStarted {
+            quantity: u32::MAX,
+            ..started("sub_1", usd(0))
+        }))
+        .then_expect_rejection(out_of_range(
+            "quantity",
+            4_294_967_295,
+            "units",
+            1,
+            2_147_483_647,
+        ));
+    given(active())
+        .when(change_plan(usd(0), limits::QUANTITY_MAX + 1))
+        .then_expect_rejection(out_of_range(
+            "quantity",
+            2_147_483_648,
+            "units",
+            1,
+            2_147_483_647,
+        ));
+    // A free plan may have the most units.
+    given([E::CustomerRegistered(registered())])
+        .when(C::StartSubscription(proto::SubscriptionStarted {
+            quantity: 2_147_483_647,
+            ..started("sub_1", usd(0))
+        }))
+        .then_expect_events(vec![E::SubscriptionStarted(proto::SubscriptionStarted {
+            quantity: 2_147_483_647,
+            ..started("sub_1", usd(0))
+        })]);
+    // Each factor within its bound, the period's amount not: at 10^12 minor units, at most
+    // 1,000 units.
+    let at_price_1_000_000_000_000 = Rejection::OutOfRange {
+        field: "quantity",
+        value: 1_001,
+        unit: "units",
+        min: 1,
+        max: 1_000,
+        reason: PERIOD_AMOUNT_REASON,
+    };
+    given([E::CustomerRegistered(registered())])
+        .when(C::StartSubscription(proto::SubscriptionStarted {
+            quantity: 1_001,
+            ..started("sub_1", usd(1_000_000_000_000))
+        }))
+        .then_expect_rejection(at_price_1_000_000_000_000.clone());
+    given(active())
+        .when(change_plan(usd(1_000_000_000_000), 1_001))
+        .then_expect_rejection(at_price_1_000_000_000_000.clone());
+    given(active())
+        .when(change_plan(usd(1_000_000_000_000), 1_000))
+        .then_expect_events(vec![E::PlanChanged(proto::PlanChanged {
+            subscription_id: sub("sub_1"),
+            plan: Some(plan("pro", usd(1_000_000_000_000))),
+            quantity: 1_000,
+            discount: None,
+        })]);
+}
+
+#[test]
+fn times_after_year_9999_are_refused() {
+    let max = 253_402_300_799; // 9999-12-31T23:59:59Z
+    given([E::CustomerRegistered(registered())])
+        .when(C::StartSubscription(proto::SubscriptionStarted {
+            current_period_end_unix_seconds: i64::MAX,
+            ..started("sub_1", usd(1000))
+        }))
+        .then_expect_rejection(out_of_range(
+            "current_period_end_unix_seconds",
+            i64::MAX,
+            "Unix seconds",
+            0,
+            max,
+        ));
+    given([E::CustomerRegistered(registered())])
+        .when(C::StartSubscription(proto::SubscriptionStarted {
+            trial_end_unix_seconds: Some(i64::MAX),
+            ..started("sub_1", usd(1000))
+        }))
+        .then_expect_rejection(out_of_range(
+            "trial_end_unix_seconds",
+            i64::MAX,
+            "Unix seconds",
+            0,
+            max,
+        ));
+    // The last second of 9999 is a valid period end.
+    given([E::CustomerRegistered(registered())])
+        .when(C::StartSubscription(proto::SubscriptionStarted {
+            current_period_end_unix_seconds: 253_402_300_799,
+            trial_end_unix_seconds: Some(253_402_300_799),
+            ..started("sub_1", usd(1000))
+        }))
+        .then_expect_events(vec![E::SubscriptionStarted(proto::SubscriptionStarted {
+            current_period_end_unix_seconds: 253_402_300_799,
+            trial_end_unix_seconds: Some(253_402_300_799),
+            ..started("sub_1", usd(1000))
+        })]);
+    given(active())
+        .when(C::PauseSubscription(proto::SubscriptionPaused {
+            resumes_at_unix_seconds: Some(253_402_300_800),
+            ..paused("sub_1")
+        }))
+        .then_expect_rejection(out_of_range(
+            "resumes_at_unix_seconds",
+            253_402_300_800,
+            "Unix seconds",
+            0,
+            max,
+        ));
+    for (start, end, field, value) in [
+        (i64::MAX, i64::MAX, "period_start_unix_seconds", i64::MAX),
+        (NOW_SECONDS, i64::MAX, "period_end_unix_seconds", i64::MAX),
+    ] {
+        given(active())
+            .when(C::IssueInvoice(proto::InvoiceIssued {
+                period_start_unix_seconds: start,
+                period_end_unix_seconds: end,
+                ..invoice("in_1", "sub_1", usd(1000))
+            }))
+            .then_expect_rejection(out_of_range(field, value, "Unix seconds", 0, max));
+    }
+    let late = proto::Command {
+        metadata: Some(proto::CommandMetadata {
+            occurred_at_unix_micros: i64::MAX,
+            ..metadata()
+        }),
+        ..command(C::StartSubscription(started("sub_1", usd(1000))))
+    };
+    given([E::CustomerRegistered(registered())])
+        .when_command(late)
+        .then_expect_rejection(out_of_range(
+            "metadata.occurred_at_unix_micros",
+            i64::MAX,
+            "Unix microseconds",
+            0,
+            253_402_300_799_999_999,
+        ));
+    assert_eq!(
+        out_of_range("quantity", 4_294_967_295, "units", 1, 2_147_483_647).rejection_code(),
+        "out_of_range"
+    );
 }

@@ -46,6 +46,7 @@ pub use money::{Currency, Money, MoneyError};
 pub use mrr::{
     ChurnRecognition, DiscountsInMrr, MRR_UNITS_PER_MINOR, MonthlyRecurringRevenue, MrrRules,
     UnpaidSubscriptions,
+    minor_of_units,
 };
 pub use names::{EnumValueError, EventStatus, Issuer, Provider};
 pub use rejection::Rejection;

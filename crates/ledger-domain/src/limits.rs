@@ -34,3 +34,23 @@ pub const SIGNING_SECRET_BYTES_MIN: usize = 16;
 pub const SECRET_BYTES_MAX: usize = 255;
 /// The most email recipients of one integration.
 pub const EMAIL_RECIPIENTS_MAX: usize = 20;
+
+/// The largest money amount of a command, in minor units, as an absolute value: a price, an
+/// invoice, a payment, a refund, a dispute, an amount discount, and a subscription's price x
+/// quantity (what one period bills). 10^15 minor units is ten trillion dollars or a quadrillion
+/// yen, far above any real charge, and small enough that every figure derived from one
+/// subscription is exact where it is stored: its ARR (at most 365 x 10^15 minor units, a daily
+/// price over a year) fits a PostgreSQL `bigint` / `i64` with room to spare, and its MRR in
+/// [`MRR_UNITS_PER_MINOR`](crate::MRR_UNITS_PER_MINOR) units (under 1.1 x 10^26) leaves room in
+/// `i128` for sums over more than 10^12 subscriptions. Sums over customers are kept in
+/// `numeric` / `i128` (see `docs/metrics.md`), never in `i64`.
+pub const AMOUNT_MINOR_MAX: i64 = 1_000_000_000_000_000;
+/// The most units of a subscription: `i32::MAX`, what the read models' `integer` quantity column
+/// holds.
+pub const QUANTITY_MAX: u32 = 2_147_483_647;
+/// The latest time a command may carry, in Unix seconds: 9999-12-31T23:59:59Z, the end of the
+/// calendar range that ISO 8601 dates, PostgreSQL `timestamptz` and the `time` crate (without
+/// its `large-dates` feature) all represent. Times before 1970 are refused too: Unix seconds
+/// are 0 or more. Applies to period ends, trial ends, `resumes_at`, invoice periods and, in
+/// microseconds, to `metadata.occurred_at_unix_micros`.
+pub const UNIX_SECONDS_MAX: i64 = 253_402_300_799;

@@ -12,6 +12,19 @@ use crate::names::storage_enum;
 /// basis points. Other interval counts are rounded to the nearest unit (under 10^-9 minor units).
 pub const MRR_UNITS_PER_MINOR: i128 = 12 * 10_000 * 27_720;
 
+/// Minor units of an amount in [`MRR_UNITS_PER_MINOR`] units, rounded half away from zero
+/// (as PostgreSQL's `round(numeric)`, which `revenue.minor(units)` uses). Round a sum of units
+/// once: never sum rounded figures.
+pub fn minor_of_units(units: i128) -> i128 {
+    let whole = units / MRR_UNITS_PER_MINOR;
+    let rest = units % MRR_UNITS_PER_MINOR;
+    if rest.abs() * 2 >= MRR_UNITS_PER_MINOR {
+        whole + units.signum()
+    } else {
+        whole
+    }
+}
+
 storage_enum! {
     /// Which discounts reduce MRR.
     DiscountsInMrr, "discounts in MRR" {
@@ -351,6 +364,26 @@ mod tests {
                     .is_zero()
             );
             assert!(!subscription.monthly_recurring_revenue().is_zero());
+        }
+    }
+
+    #[test]
+    fn units_round_to_minor_half_away_from_zero() {
+        let half = MRR_UNITS_PER_MINOR / 2;
+        let cases = [
+            (0, 0),
+            (half - 1, 0),
+            (half, 1),
+            (-half, -1),
+            (-half + 1, 0),
+            (3 * MRR_UNITS_PER_MINOR + half, 4),
+            (
+                i128::from(i64::MAX) * 12 * MRR_UNITS_PER_MINOR,
+                i128::from(i64::MAX) * 12,
+            ),
+        ];
+        for (units, minor) in cases {
+            assert_eq!(minor_of_units(units), minor, "{units}");
         }
     }
 

@@ -51,6 +51,26 @@ pub enum Rejection {
         /// The accepted range.
         reason: &'static str,
     },
+    /// A number is outside the range every read model and every figure derived from it can
+    /// represent exactly (see [`limits`](crate::limits): `AMOUNT_MINOR_MAX`, `QUANTITY_MAX`,
+    /// `UNIX_SECONDS_MAX`): an amount above 10^15 minor units in absolute value, a quantity
+    /// above `i32::MAX` or whose price x quantity would pass 10^15 (the range then names the
+    /// largest quantity at that price), a time before 1970 or after 9999-12-31T23:59:59Z.
+    #[error("`{field}` is {value} {unit}, outside {min}..={max}: {reason}")]
+    OutOfRange {
+        /// The field holding the number.
+        field: &'static str,
+        /// The rejected number.
+        value: i64,
+        /// Its unit: `minor units`, `units` (a quantity), `Unix seconds`, `Unix microseconds`.
+        unit: &'static str,
+        /// The smallest accepted number.
+        min: i64,
+        /// The largest accepted number.
+        max: i64,
+        /// Why the bound exists.
+        reason: &'static str,
+    },
     /// The discount is neither exactly one of a percentage (1..=10000 basis points) and a
     /// positive amount in the plan's currency, nor has a consistent duration.
     #[error("invalid discount: {reason}")]
@@ -294,6 +314,7 @@ impl Rejection {
             Rejection::InvalidField { .. } => "invalid_field",
             Rejection::InvalidCurrency { .. } => "invalid_currency",
             Rejection::InvalidAmount { .. } => "invalid_amount",
+            Rejection::OutOfRange { .. } => "out_of_range",
             Rejection::InvalidDiscount { .. } => "invalid_discount",
             Rejection::VersionConflict { .. } => "version_conflict",
             Rejection::CustomerNotRegistered => "customer_not_registered",

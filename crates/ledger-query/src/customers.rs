@@ -49,8 +49,10 @@ pub(crate) struct CustomerListItem {
     /// active, past_due, trialing, cancel_pending, paused, canceled, or none.
     status: String,
     /// Monthly recurring revenue in minor units of `mrr_currency`; null without
-    /// subscriptions or with subscriptions in several currencies.
-    mrr_minor: Option<i64>,
+    /// subscriptions or with subscriptions in several currencies. An exact integer (it may
+    /// pass `i64`: a sum over any number of subscriptions).
+    #[schema(value_type = Option<i64>)]
+    mrr_minor: Option<i128>,
     mrr_currency: Option<String>,
     /// Decimal places of `mrr_currency`'s minor unit (2 for USD, 0 for JPY).
     #[serde(default)]
@@ -94,8 +96,11 @@ pub(crate) struct LifetimeTotals {
     currency: String,
     #[serde(default)]
     currency_exponent: Option<u8>,
-    paid_minor: i64,
-    refunded_minor: i64,
+    /// Exact sums over any number of payments (they may pass `i64`).
+    #[schema(value_type = i64)]
+    paid_minor: i128,
+    #[schema(value_type = i64)]
+    refunded_minor: i128,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -121,7 +126,9 @@ pub(crate) struct CustomerDetail {
     account_id: String,
     provider: String,
     status: String,
-    mrr_minor: Option<i64>,
+    /// As in the list; an exact integer that may pass `i64`.
+    #[schema(value_type = Option<i64>)]
+    mrr_minor: Option<i128>,
     mrr_currency: Option<String>,
     #[serde(default)]
     mrr_currency_exponent: Option<u8>,

@@ -60,6 +60,15 @@ pub enum ApiError {
     /// id, never answered.
     #[error("internal error: report the request id to the operators")]
     Internal,
+    /// 500: a read model holds a value the answer cannot represent (a SQL data exception,
+    /// SQLSTATE class 22, such as 22003 `numeric_value_out_of_range`, or an amount beyond
+    /// `i128`). Retrying does not help: the data or the service needs fixing. Never reported as
+    /// an outage; the cause is logged with the request id, never answered.
+    #[error(
+        "read model `{projection}` holds data the answer cannot represent: report the request id \
+         to the operators"
+    )]
+    ReadModelData { projection: &'static str },
 }
 
 impl From<Denied> for ApiError {
@@ -86,7 +95,7 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable, machine-readable: `bad_parameter`, `unknown_parameter`, `unauthorized`,
     /// `forbidden`, `rate_limited`, `not_found`, `method_not_allowed`, `position_not_reached`,
-    /// `read_model_unavailable`, `database_unavailable`, `internal`.
+    /// `read_model_unavailable`, `database_unavailable`, `internal`, `read_model_data_error`.
     pub code: &'static str,
     /// For people. Never carries database error text.
     pub message: String,
@@ -97,6 +106,9 @@ pub struct ErrorDetail {
     /// lines about the request.
     pub request_id: String,
 }
+
+/// SQLSTATE class 22, data exception: the query met a value it cannot compute or convert.
+const DATA_EXCEPTION_CLASS: &str = "22";
 
 impl ApiError {
     pub(crate) fn bad(parameter: &'static str, reason: impl Into<String>) -> ApiError {
@@ -120,6 +132,7 @@ impl ApiError {
             ApiError::ReadModelUnavailable(_) => "read_model_unavailable",
             ApiError::DatabaseUnavailable => "database_unavailable",
             ApiError::Internal => "internal",
+            ApiError::ReadModelData { .. } => "read_model_data_error",
         }
     }
 
@@ -146,7 +159,8 @@ impl ApiError {
                 "position": current,
                 "waited_ms": waited_ms,
             }),
-            ApiError::ReadModelUnavailable(projection) => {
+            ApiError::ReadModelUnavailable(projection)
+            | ApiError::ReadModelData { projection, .. } => {
                 serde_json::json!({ "projection": projection })
             }
             ApiError::Unauthorized(_)
@@ -162,13 +176,17 @@ impl ApiError {
     /// Classifies a failed read-model query by SQLSTATE: a missing table is a read model not
     /// built yet (503 `read_model_unavailable`); a lost connection or the classes of an outage
     /// (08 connection exception, 53 insufficient resources, 57P01-57P03 shutdown or not
-    /// accepting connections) are 503 `database_unavailable`; anything else (22 data
-    /// exception, a programming error, a column of another type) is 500 `internal`, not an
-    /// outage. The error text is logged, never answered.
+    /// accepting connections) are 503 `database_unavailable`; a data exception (class 22) is
+    /// 500 `read_model_data_error`; anything else (a programming error, a column of another
+    /// type) is 500 `internal`. Neither is an outage. The error text is logged, never answered.
     pub(crate) fn database(error: &tokio_postgres::Error, projection: &'static str) -> ApiError {
         match error.code() {
             Some(code) if *code == SqlState::UNDEFINED_TABLE => {
                 ApiError::ReadModelUnavailable(projection)
+            }
+            Some(code) if code.code().starts_with(DATA_EXCEPTION_CLASS) => {
+                tracing::error!(error = %error_chain(error), projection, "read model holds unrepresentable data");
+                ApiError::ReadModelData { projection }
             }
             Some(code) if is_outage(code) => {
                 tracing::warn!(error = %error_chain(error), sqlstate = code.code(), "read-model database unavailable");
@@ -254,7 +272,7 @@ impl ResponseError for ApiError {
             ApiError::PositionNotReached { .. }
             | ApiError::ReadModelUnavailable(_)
             | ApiError::DatabaseUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Internal | ApiError::ReadModelData { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 

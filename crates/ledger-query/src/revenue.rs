@@ -3,11 +3,16 @@
 //!
 //! Each answer reads in one repeatable-read, read-only transaction, so the figures and the
 //! checkpoint reported with them come from one snapshot. Amounts are integer minor units of
-//! the currency (`exponent` says how many decimals); rates are decimal strings (fractions,
-//! `0.05` = 5 %), never floats.
+//! the currency (`exponent` says how many decimals), exact: read as `numeric` text into `i128`
+//! (a sum over many customers may pass `i64`) and answered as JSON integers; movements are sums
+//! of exact MRR units rounded once. Rates are decimal strings (fractions, `0.05` = 5 %), never
+//! floats. Every period carries `partial` (see [`Coverage`]).
+
+use std::collections::BTreeMap;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use deadpool_postgres::Transaction;
+use ledger_domain::minor_of_units;
 use serde::Serialize;
 use time::{Date, Duration, Month, OffsetDateTime};
 use tokio_postgres::IsolationLevel;
@@ -65,27 +70,43 @@ pub(crate) struct RevenueSettings {
     unpaid_subscriptions: String,
 }
 
-/// MRR movements over a period, in minor units (contraction and churn negative).
-#[derive(Debug, Default, Serialize, ToSchema)]
+/// MRR movements over a period, in minor units (contraction and churn negative): each the
+/// exact sum of the period's movements in MRR units, rounded once (half away from zero).
+#[derive(Debug, Default, PartialEq, Eq, Serialize, ToSchema)]
 pub(crate) struct Movements {
-    new_minor: i64,
-    expansion_minor: i64,
-    contraction_minor: i64,
-    churn_minor: i64,
-    reactivation_minor: i64,
-    /// The sum of the five.
-    net_new_minor: i64,
+    #[schema(value_type = i64)]
+    new_minor: i128,
+    #[schema(value_type = i64)]
+    expansion_minor: i128,
+    #[schema(value_type = i64)]
+    contraction_minor: i128,
+    #[schema(value_type = i64)]
+    churn_minor: i128,
+    #[schema(value_type = i64)]
+    reactivation_minor: i128,
+    /// MRR at the period's end minus MRR at its start (each rounded as shown), so that the
+    /// periods of a series add up to the MRR; it may differ from the sum of the five rounded
+    /// movements by a minor unit or two.
+    #[schema(value_type = i64)]
+    net_new_minor: i128,
 }
 
+/// Movements of a period in exact MRR units, by kind, in the order of [`Movements`].
+type MovementUnits = [i128; 5];
+
 impl Movements {
-    fn add(&mut self, row: &DailyRow) {
-        self.new_minor += row.new;
-        self.expansion_minor += row.expansion;
-        self.contraction_minor += row.contraction;
-        self.churn_minor += row.churn;
-        self.reactivation_minor += row.reactivation;
-        self.net_new_minor +=
-            row.new + row.expansion + row.contraction + row.churn + row.reactivation;
+    /// `units` summed over the period, which starts with MRR `mrr_start_units`.
+    fn of(mrr_start_units: i128, units: MovementUnits) -> Movements {
+        let [new, expansion, contraction, churn, reactivation] = units.map(minor_of_units);
+        let mrr_end_units = mrr_start_units + units.iter().sum::<i128>();
+        Movements {
+            new_minor: new,
+            expansion_minor: expansion,
+            contraction_minor: contraction,
+            churn_minor: churn,
+            reactivation_minor: reactivation,
+            net_new_minor: minor_of_units(mrr_end_units) - minor_of_units(mrr_start_units),
+        }
     }
 }
 
@@ -96,9 +117,13 @@ pub(crate) struct ChurnMonth {
     exponent: u8,
     /// First day of the month.
     month: String,
+    /// The month is not covered whole: the currency's first month with data not starting on
+    /// its first day, or the month in progress (see `docs/metrics.md`).
+    partial: bool,
     paying_customers_start: i64,
     churned_customers: i64,
-    mrr_start_minor: i64,
+    #[schema(value_type = i64)]
+    mrr_start_minor: i128,
     #[serde(flatten)]
     movements: Movements,
     /// Churned customers / paying customers at the start (decimal string, 6 places).
@@ -107,9 +132,11 @@ pub(crate) struct ChurnMonth {
     gross_mrr_churn_rate: Option<String>,
     /// -(churn + contraction - expansion - reactivation) / MRR at the start.
     net_mrr_churn_rate: Option<String>,
-    arpa_start_minor: Option<i64>,
+    #[schema(value_type = Option<i64>)]
+    arpa_start_minor: Option<i128>,
     /// Customer lifetime value: ARPA / customer churn rate.
-    ltv_minor: Option<i64>,
+    #[schema(value_type = Option<i64>)]
+    ltv_minor: Option<i128>,
 }
 
 /// Exchange of the headline figures into a reporting currency.
@@ -121,8 +148,20 @@ pub(crate) struct Reporting {
     rate: String,
     /// The day of the rate used (the latest on or before `at`).
     rate_day: String,
-    mrr_minor: i64,
-    arr_minor: i64,
+    #[schema(value_type = i64)]
+    mrr_minor: i128,
+    #[schema(value_type = i64)]
+    arr_minor: i128,
+}
+
+/// A month's movements so far.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct MonthMovements {
+    /// The month is not covered whole: `at` is before its last day, it is the currency's first
+    /// month with data not starting on its first day, or it is in progress.
+    partial: bool,
+    #[serde(flatten)]
+    movements: Movements,
 }
 
 /// Headline figures of one currency on one day.
@@ -134,14 +173,17 @@ pub(crate) struct Summary {
     at: String,
     /// False when the read model has no revenue in this currency (every figure is 0).
     has_data: bool,
-    mrr_minor: i64,
-    arr_minor: i64,
+    #[schema(value_type = i64)]
+    mrr_minor: i128,
+    #[schema(value_type = i64)]
+    arr_minor: i128,
     /// MRR per paying customer; null without paying customers.
-    arpa_minor: Option<i64>,
+    #[schema(value_type = Option<i64>)]
+    arpa_minor: Option<i128>,
     paying_customers: i64,
     /// First day of `at`'s month: `this_month` covers it through `at`.
     month: String,
-    this_month: Movements,
+    this_month: MonthMovements,
     /// The last complete month before `at`'s month (churn rates, LTV); null when none.
     last_month: Option<ChurnMonth>,
     settings: Option<RevenueSettings>,
@@ -155,9 +197,14 @@ pub(crate) struct MrrPoint {
     period_start: String,
     /// The last day of the period inside the range.
     period_end: String,
+    /// The period is not covered whole: clipped by the range, the currency's first period
+    /// with data not starting on its first day, or in progress (see `docs/metrics.md`).
+    partial: bool,
     /// MRR at the end of the period.
-    mrr_minor: i64,
-    arr_minor: i64,
+    #[schema(value_type = i64)]
+    mrr_minor: i128,
+    #[schema(value_type = i64)]
+    arr_minor: i128,
     paying_customers: i64,
     #[serde(flatten)]
     movements: Movements,
@@ -188,9 +235,13 @@ pub(crate) struct CohortMonth {
     month: String,
     /// Months since the cohort month (0 for the cohort month itself).
     month_index: i32,
+    /// The month is not covered whole (the currency's first month with data not starting on
+    /// its first day, or the month in progress).
+    partial: bool,
     /// Cohort customers still paying at the end of the month.
     customers: i64,
-    mrr_minor: i64,
+    #[schema(value_type = i64)]
+    mrr_minor: i128,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -209,74 +260,151 @@ pub(crate) struct CohortGrid {
     cohorts: Vec<Cohort>,
 }
 
-/// One row of `revenue.daily_mrr`, amounts in minor units.
+/// One row of `revenue.daily_mrr`: MRR and movements in exact MRR units.
 #[derive(Debug, Clone, Default)]
 struct DailyRow {
     day: Option<Date>,
-    mrr: i64,
-    arr: i64,
-    new: i64,
-    expansion: i64,
-    contraction: i64,
-    churn: i64,
-    reactivation: i64,
+    mrr_units: i128,
+    movement_units: MovementUnits,
     paying_customers: i64,
-    arpa: Option<i64>,
+    /// Minor units, rounded by the view.
+    arpa: Option<i128>,
 }
 
-const DAILY_COLUMNS: &str = "d.day, d.mrr::bigint, d.arr::bigint, d.new::bigint, \
-    d.expansion::bigint, d.contraction::bigint, d.churn::bigint, d.reactivation::bigint, \
-    d.paying_customers::bigint, round(d.arpa)::bigint";
+impl DailyRow {
+    fn mrr_minor(&self) -> i128 {
+        minor_of_units(self.mrr_units)
+    }
+
+    /// 12 x MRR, rounded once.
+    fn arr_minor(&self) -> i128 {
+        minor_of_units(12 * self.mrr_units)
+    }
+}
+
+const DAILY_COLUMNS: &str = "d.day, d.mrr_units::text, d.new_units::text, \
+    d.expansion_units::text, d.contraction_units::text, d.churn_units::text, \
+    d.reactivation_units::text, d.paying_customers::bigint, round(d.arpa)::text";
+
+/// An exact integer the query selected as `numeric::text` (amounts, MRR units).
+fn integer(row: &tokio_postgres::Row, index: usize) -> Result<i128, ApiError> {
+    let text: String = row.try_get(index).map_err(db)?;
+    parse_integer(&text)
+}
+
+/// [`integer`] of a nullable column.
+fn optional_integer(row: &tokio_postgres::Row, index: usize) -> Result<Option<i128>, ApiError> {
+    let text: Option<String> = row.try_get(index).map_err(db)?;
+    text.as_deref().map(parse_integer).transpose()
+}
+
+fn parse_integer(text: &str) -> Result<i128, ApiError> {
+    text.parse().map_err(|_| {
+        tracing::error!(value = text, "read model holds an amount beyond i128");
+        ApiError::ReadModelData {
+            projection: PROJECTION,
+        }
+    })
+}
+
+fn movement_units(row: &tokio_postgres::Row, first: usize) -> Result<MovementUnits, ApiError> {
+    Ok([
+        integer(row, first)?,
+        integer(row, first + 1)?,
+        integer(row, first + 2)?,
+        integer(row, first + 3)?,
+        integer(row, first + 4)?,
+    ])
+}
 
 fn daily_row(row: &tokio_postgres::Row) -> Result<DailyRow, ApiError> {
     Ok(DailyRow {
         day: Some(row.try_get(0).map_err(db)?),
-        mrr: row.try_get(1).map_err(db)?,
-        arr: row.try_get(2).map_err(db)?,
-        new: row.try_get(3).map_err(db)?,
-        expansion: row.try_get(4).map_err(db)?,
-        contraction: row.try_get(5).map_err(db)?,
-        churn: row.try_get(6).map_err(db)?,
-        reactivation: row.try_get(7).map_err(db)?,
-        paying_customers: row.try_get(8).map_err(db)?,
-        arpa: row.try_get(9).map_err(db)?,
+        mrr_units: integer(row, 1)?,
+        movement_units: movement_units(row, 2)?,
+        paying_customers: row.try_get(7).map_err(db)?,
+        arpa: optional_integer(row, 8)?,
     })
 }
 
 const CHURN_COLUMNS: &str = "c.currency, c.month, c.paying_customers_start::bigint, \
-    c.churned_customers::bigint, c.mrr_start::bigint, c.new::bigint, c.expansion::bigint, \
-    c.contraction::bigint, c.churn::bigint, c.reactivation::bigint, \
+    c.churned_customers::bigint, c.mrr_start_units::text, c.new_units::text, \
+    c.expansion_units::text, c.contraction_units::text, c.churn_units::text, \
+    c.reactivation_units::text, \
     round(c.customer_churn_rate, 6)::text, round(c.gross_mrr_churn_rate, 6)::text, \
-    round(c.net_mrr_churn_rate, 6)::text, round(c.arpa_start)::bigint, round(c.ltv)::bigint";
+    round(c.net_mrr_churn_rate, 6)::text, round(c.arpa_start)::text, round(c.ltv)::text";
 
-fn churn_month(row: &tokio_postgres::Row) -> Result<ChurnMonth, ApiError> {
+fn churn_month(row: &tokio_postgres::Row, coverage: &Coverage) -> Result<ChurnMonth, ApiError> {
     let currency: String = row.try_get(0).map_err(db)?;
-    let new: i64 = row.try_get(5).map_err(db)?;
-    let expansion: i64 = row.try_get(6).map_err(db)?;
-    let contraction: i64 = row.try_get(7).map_err(db)?;
-    let churn: i64 = row.try_get(8).map_err(db)?;
-    let reactivation: i64 = row.try_get(9).map_err(db)?;
+    let month: Date = row.try_get(1).map_err(db)?;
+    let mrr_start_units = integer(row, 4)?;
     Ok(ChurnMonth {
         exponent: exponent(&currency),
+        partial: coverage.partial(&currency, month, month_end(month)),
         currency,
-        month: iso(row.try_get(1).map_err(db)?),
+        month: iso(month),
         paying_customers_start: row.try_get(2).map_err(db)?,
         churned_customers: row.try_get(3).map_err(db)?,
-        mrr_start_minor: row.try_get(4).map_err(db)?,
-        movements: Movements {
-            new_minor: new,
-            expansion_minor: expansion,
-            contraction_minor: contraction,
-            churn_minor: churn,
-            reactivation_minor: reactivation,
-            net_new_minor: new + expansion + contraction + churn + reactivation,
-        },
+        mrr_start_minor: minor_of_units(mrr_start_units),
+        movements: Movements::of(mrr_start_units, movement_units(row, 5)?),
         customer_churn_rate: row.try_get(10).map_err(db)?,
         gross_mrr_churn_rate: row.try_get(11).map_err(db)?,
         net_mrr_churn_rate: row.try_get(12).map_err(db)?,
-        arpa_start_minor: row.try_get(13).map_err(db)?,
-        ltv_minor: row.try_get(14).map_err(db)?,
+        arpa_start_minor: optional_integer(row, 13)?,
+        ltv_minor: optional_integer(row, 14)?,
     })
+}
+
+/// The days the revenue read model covers: per currency its first and last day with data,
+/// and today. A period `start..=end` is partial when the currency's first day with data falls
+/// inside it after its start, when it ends after the read model's last day (of any currency),
+/// or when it is in progress (ends today or later).
+#[derive(Debug)]
+struct Coverage {
+    days: BTreeMap<String, (Date, Date)>,
+    today: Date,
+}
+
+impl Coverage {
+    async fn read(transaction: &Transaction<'_>) -> Result<Coverage, ApiError> {
+        let rows = transaction
+            .query(
+                "SELECT currency::text, min(day), max(day) FROM revenue.daily_mrr \
+                 GROUP BY currency ORDER BY currency",
+                &[],
+            )
+            .await
+            .map_err(db)?;
+        let mut days = BTreeMap::new();
+        for row in rows {
+            days.insert(
+                row.try_get(0).map_err(db)?,
+                (row.try_get(1).map_err(db)?, row.try_get(2).map_err(db)?),
+            );
+        }
+        Ok(Coverage {
+            days,
+            today: today(),
+        })
+    }
+
+    /// The currency's first and last day with data.
+    fn of(&self, currency: &str) -> Option<(Date, Date)> {
+        self.days.get(currency).copied()
+    }
+
+    /// The read model's last day with data, in any currency.
+    fn last_day(&self) -> Option<Date> {
+        self.days.values().map(|(_, last)| *last).max()
+    }
+
+    fn partial(&self, currency: &str, start: Date, end: Date) -> bool {
+        let starts_inside = self
+            .of(currency)
+            .is_some_and(|(first, _)| start < first && first <= end);
+        let after_data = self.last_day().is_some_and(|last| end > last);
+        starts_inside || after_data || end >= self.today
+    }
 }
 
 fn exponent(currency: &str) -> u8 {
@@ -294,6 +422,11 @@ fn iso(date: Date) -> String {
 
 fn month_start(date: Date) -> Date {
     date.replace_day(1).unwrap_or(date)
+}
+
+/// The last day of `date`'s month.
+fn month_end(date: Date) -> Date {
+    add_months(date, 1).previous_day().unwrap_or(date)
 }
 
 /// The first day of the month `months` months after `date`'s month (negative: before).
@@ -337,18 +470,6 @@ async fn snapshot(
         transaction,
         position.map_or(0, |position| u64::try_from(position).unwrap_or(0)),
     ))
-}
-
-/// The currency's last day with data, if any.
-async fn last_day(transaction: &Transaction<'_>, currency: &str) -> Result<Option<Date>, ApiError> {
-    let row = transaction
-        .query_one(
-            "SELECT max(day) FROM revenue.daily_mrr WHERE currency = $1",
-            &[&currency],
-        )
-        .await
-        .map_err(db)?;
-    row.try_get(0).map_err(db)
 }
 
 fn today() -> Date {
@@ -439,7 +560,8 @@ pub(crate) async fn summary(
         |mut client| async move {
             let (transaction, position) = snapshot(&mut client).await?;
             let code = currency.code();
-            let last = last_day(&transaction, code).await?;
+            let coverage = Coverage::read(&transaction).await?;
+            let last = coverage.of(code).map(|(_, last)| last);
             let at = at.or(last).unwrap_or_else(today);
             let on_or_before = transaction
                 .query_opt(
@@ -456,7 +578,7 @@ pub(crate) async fn summary(
                 .transpose()?
                 .unwrap_or_default();
             let month = month_start(at);
-            let mut this_month = Movements::default();
+            let mut month_units = MovementUnits::default();
             for row in transaction
                 .query(
                     &format!(
@@ -468,8 +590,17 @@ pub(crate) async fn summary(
                 .await
                 .map_err(db)?
             {
-                this_month.add(&daily_row(&row)?);
+                let row = daily_row(&row)?;
+                for (sum, units) in month_units.iter_mut().zip(row.movement_units) {
+                    *sum += units;
+                }
             }
+            // MRR before the month: at `at` less the month's movements through `at`.
+            let month_start_units = on_or_before.mrr_units - month_units.iter().sum::<i128>();
+            let this_month = MonthMovements {
+                partial: at < month_end(month) || coverage.partial(code, month, at),
+                movements: Movements::of(month_start_units, month_units),
+            };
             let last_month = transaction
                 .query_opt(
                     &format!(
@@ -481,7 +612,7 @@ pub(crate) async fn summary(
                 .await
                 .map_err(db)?
                 .as_ref()
-                .map(churn_month)
+                .map(|row| churn_month(row, &coverage))
                 .transpose()?;
             let settings = transaction
                 .query_opt(
@@ -507,17 +638,17 @@ pub(crate) async fn summary(
                     transaction
                         .query_opt(
                             "SELECT r.day, r.rate::text, \
-                         round($3::bigint * r.rate * power(10::numeric, $4::integer))::bigint, \
-                         round($5::bigint * r.rate * power(10::numeric, $4::integer))::bigint \
+                         round($3::text::numeric * r.rate * power(10::numeric, $4::integer))::text, \
+                         round($5::text::numeric * r.rate * power(10::numeric, $4::integer))::text \
                          FROM reference.fx_rates r \
                          WHERE r.currency = $1 AND r.reporting_currency = $2 AND r.day <= $6 \
                          ORDER BY r.day DESC LIMIT 1",
                             &[
                                 &code,
                                 &reporting.code(),
-                                &on_or_before.mrr,
+                                &on_or_before.mrr_minor().to_string(),
                                 &shift,
-                                &on_or_before.arr,
+                                &on_or_before.arr_minor().to_string(),
                                 &at,
                             ],
                         )
@@ -529,8 +660,8 @@ pub(crate) async fn summary(
                                 exponent: reporting.exponent(),
                                 rate_day: iso(row.try_get(0).map_err(db)?),
                                 rate: row.try_get(1).map_err(db)?,
-                                mrr_minor: row.try_get(2).map_err(db)?,
-                                arr_minor: row.try_get(3).map_err(db)?,
+                                mrr_minor: integer(&row, 2)?,
+                                arr_minor: integer(&row, 3)?,
                             })
                         })
                         .transpose()?
@@ -543,8 +674,8 @@ pub(crate) async fn summary(
                     exponent: currency.exponent(),
                     at: iso(at),
                     has_data: last.is_some(),
-                    mrr_minor: on_or_before.mrr,
-                    arr_minor: on_or_before.arr,
+                    mrr_minor: on_or_before.mrr_minor(),
+                    arr_minor: on_or_before.arr_minor(),
                     arpa_minor: on_or_before.arpa,
                     paying_customers: on_or_before.paying_customers,
                     month: iso(month),
@@ -600,7 +731,8 @@ pub(crate) async fn mrr(
         |mut client| async move {
             let (transaction, position) = snapshot(&mut client).await?;
             let code = currency.code();
-            let last = last_day(&transaction, code).await?.unwrap_or_else(today);
+            let coverage = Coverage::read(&transaction).await?;
+            let last = coverage.of(code).map_or_else(today, |(_, last)| last);
             let to = given_to.unwrap_or(last);
             let from = given_from.unwrap_or(to - Duration::days(SERIES_DEFAULT_DAYS));
             check_series_range(from, to, interval)?;
@@ -631,7 +763,9 @@ pub(crate) async fn mrr(
                 .iter()
                 .map(daily_row)
                 .collect::<Result<Vec<_>, _>>()?;
-            let points = series(&before, &rows, from, to, interval);
+            let points = series(&before, &rows, from, to, interval, |start, end| {
+                coverage.partial(code, start, end)
+            });
             Ok((
                 position,
                 MrrSeries {
@@ -683,51 +817,88 @@ fn period_start(day: Date, interval: &str) -> Date {
     }
 }
 
+/// The last day of the period starting on `start`.
+fn period_end(start: Date, interval: &str) -> Date {
+    match interval {
+        "day" => start,
+        "week" => start + Duration::days(6),
+        _ => month_end(start),
+    }
+}
+
+/// A period of a series being summed.
+struct Bucket {
+    /// The period's first day (before the range's start when the range clips it).
+    start: Date,
+    /// Its last day so far.
+    end: Date,
+    mrr_start_units: i128,
+    units: MovementUnits,
+    /// The last row on or before `end`.
+    last: DailyRow,
+}
+
 /// Buckets the days `from..=to`. `before` is the last row before `from` (or zeros); a day
-/// without a row carries the previous row's MRR with no movements.
+/// without a row carries the previous row's MRR with no movements. Movements are summed in
+/// MRR units and rounded once per period. `partial(start, end)` says whether a whole period
+/// is partial; a period the range clips is partial too.
 fn series(
     before: &DailyRow,
     rows: &[DailyRow],
     from: Date,
     to: Date,
     interval: &str,
+    partial: impl Fn(Date, Date) -> bool,
 ) -> Vec<MrrPoint> {
-    let mut points: Vec<MrrPoint> = Vec::new();
+    let mut buckets: Vec<Bucket> = Vec::new();
     let mut current = before.clone();
     let mut rows = rows.iter().peekable();
     let mut day = from;
     loop {
-        let start = period_start(day, interval).max(from);
-        if points
-            .last()
-            .is_none_or(|point| point.period_start != iso(start))
-        {
-            points.push(MrrPoint {
-                period_start: iso(start),
-                period_end: iso(day),
-                mrr_minor: current.mrr,
-                arr_minor: current.arr,
-                paying_customers: current.paying_customers,
-                movements: Movements::default(),
+        let start = period_start(day, interval);
+        if buckets.last().is_none_or(|bucket| bucket.start != start) {
+            buckets.push(Bucket {
+                start,
+                end: day,
+                mrr_start_units: current.mrr_units,
+                units: MovementUnits::default(),
+                last: current.clone(),
             });
         }
-        let Some(point) = points.last_mut() else {
+        let Some(bucket) = buckets.last_mut() else {
             break;
         };
         if let Some(row) = rows.next_if(|row| row.day == Some(day)) {
-            point.movements.add(row);
+            for (sum, units) in bucket.units.iter_mut().zip(row.movement_units) {
+                *sum += units;
+            }
             current = row.clone();
+            bucket.last = row.clone();
         }
-        point.period_end = iso(day);
-        point.mrr_minor = current.mrr;
-        point.arr_minor = current.arr;
-        point.paying_customers = current.paying_customers;
+        bucket.end = day;
         match day.next_day() {
             Some(next) if next <= to => day = next,
             _ => break,
         }
     }
-    points
+    buckets
+        .into_iter()
+        .map(|bucket| {
+            let shown_start = bucket.start.max(from);
+            let whole_end = period_end(bucket.start, interval);
+            MrrPoint {
+                period_start: iso(shown_start),
+                period_end: iso(bucket.end),
+                partial: shown_start != bucket.start
+                    || bucket.end != whole_end
+                    || partial(bucket.start, whole_end),
+                mrr_minor: bucket.last.mrr_minor(),
+                arr_minor: bucket.last.arr_minor(),
+                paying_customers: bucket.last.paying_customers,
+                movements: Movements::of(bucket.mrr_start_units, bucket.units),
+            }
+        })
+        .collect()
 }
 
 /// Churn by month: customers and MRR lost, rates, ARPA and LTV.
@@ -757,15 +928,11 @@ pub(crate) async fn churn(
     answer(&state, &request, Projection::Revenue, &params, |mut client| async move {
         let (transaction, position) = snapshot(&mut client).await?;
         let code = currency.map(|currency| currency.code());
-        let last: Option<Date> = transaction
-            .query_one(
-                "SELECT max(day) FROM revenue.daily_mrr WHERE ($1::text IS NULL OR currency = $1)",
-                &[&code],
-            )
-            .await
-            .map_err(db)?
-            .try_get(0)
-            .map_err(db)?;
+        let coverage = Coverage::read(&transaction).await?;
+        let last = match code {
+            Some(code) => coverage.of(code).map(|(_, last)| last),
+            None => coverage.last_day(),
+        };
         let (from, to) = month_range(given_from, given_to, last.unwrap_or_else(today))?;
         let rows = transaction
             .query(
@@ -778,7 +945,10 @@ pub(crate) async fn churn(
             )
             .await
             .map_err(db)?;
-        let months = rows.iter().map(churn_month).collect::<Result<Vec<_>, _>>()?;
+        let months = rows
+            .iter()
+            .map(|row| churn_month(row, &coverage))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok((
             position,
             ChurnTable {
@@ -851,11 +1021,12 @@ pub(crate) async fn cohorts(
         &params,
         |mut client| async move {
             let (transaction, position) = snapshot(&mut client).await?;
-            let last = last_day(&transaction, currency.code()).await?;
+            let coverage = Coverage::read(&transaction).await?;
+            let last = coverage.of(currency.code()).map(|(_, last)| last);
             let (from, to) = month_range(given_from, given_to, last.unwrap_or_else(today))?;
             let rows = transaction
                 .query(
-                    "SELECT c.cohort_month, c.month, c.customers::bigint, c.mrr::bigint \
+                    "SELECT c.cohort_month, c.month, c.customers::bigint, c.mrr_units::text \
                  FROM revenue.cohorts c \
                  WHERE c.currency = $1 AND c.cohort_month >= $2 AND c.cohort_month <= $3 \
                  ORDER BY c.cohort_month, c.month",
@@ -880,8 +1051,9 @@ pub(crate) async fn cohorts(
                     cohort.months.push(CohortMonth {
                         month: iso(month),
                         month_index: months_between(cohort_month, month),
+                        partial: coverage.partial(currency.code(), month, month_end(month)),
                         customers: row.try_get(2).map_err(db)?,
-                        mrr_minor: row.try_get(3).map_err(db)?,
+                        mrr_minor: minor_of_units(integer(&row, 3)?),
                     });
                 }
             }
@@ -904,22 +1076,25 @@ pub(crate) async fn cohorts(
 mod tests {
     use time::macros::date;
 
+    use ledger_domain::MRR_UNITS_PER_MINOR;
+
     use super::*;
 
-    fn row(day: Date, mrr: i64, new: i64, churn: i64) -> DailyRow {
+    const UNITS: i128 = MRR_UNITS_PER_MINOR;
+
+    /// A day with MRR, a new and a churn movement, in minor units.
+    fn row(day: Date, mrr: i128, new: i128, churn: i128) -> DailyRow {
         DailyRow {
             day: Some(day),
-            mrr,
-            arr: mrr * 12,
-            new,
-            churn,
+            mrr_units: mrr * UNITS,
+            movement_units: [new * UNITS, 0, 0, churn * UNITS, 0],
             paying_customers: 1,
-            ..DailyRow::default()
+            arpa: None,
         }
     }
 
     #[test]
-    fn weekly_series_carries_mrr_and_sums_movements() {
+    fn weekly_series_carries_mrr_sums_movements_and_marks_clipped_weeks() {
         let before = row(date!(2026 - 01 - 02), 1_000, 1_000, 0);
         let rows = [
             row(date!(2026 - 01 - 06), 3_000, 2_000, 0),
@@ -932,27 +1107,151 @@ mod tests {
             date!(2026 - 01 - 03),
             date!(2026 - 01 - 14),
             "week",
+            |_, _| false,
         );
-        let summary: Vec<(String, String, i64, i64, i64)> = points
+        let summary: Vec<(String, String, bool, i128, i128, i128, i128)> = points
             .iter()
             .map(|point| {
                 (
                     point.period_start.clone(),
                     point.period_end.clone(),
+                    point.partial,
                     point.mrr_minor,
                     point.movements.new_minor,
                     point.movements.churn_minor,
+                    point.movements.net_new_minor,
                 )
             })
             .collect();
         assert_eq!(
             summary,
             vec![
-                ("2026-01-03".into(), "2026-01-04".into(), 1_000, 0, 0),
-                ("2026-01-05".into(), "2026-01-11".into(), 3_000, 2_000, 0),
-                ("2026-01-12".into(), "2026-01-14".into(), 2_500, 0, -500),
+                (
+                    "2026-01-03".into(),
+                    "2026-01-04".into(),
+                    true,
+                    1_000,
+                    0,
+                    0,
+                    0
+                ),
+                (
+                    "2026-01-05".into(),
+                    "2026-01-11".into(),
+                    false,
+                    3_000,
+                    2_000,
+                    0,
+                    2_000
+                ),
+                (
+                    "2026-01-12".into(),
+                    "2026-01-14".into(),
+                    true,
+                    2_500,
+                    0,
+                    -500,
+                    -500
+                ),
             ]
         );
+    }
+
+    #[test]
+    fn a_month_sums_exact_units_and_rounds_once() {
+        // Three new movements of 0.4 minor units: 0 each when rounded, 1.2 together.
+        let tenth = UNITS / 10;
+        let rows: Vec<DailyRow> = (1..=3)
+            .map(|index| DailyRow {
+                day: Date::from_calendar_date(2026, Month::March, index).ok(),
+                mrr_units: 4 * tenth * i128::from(index),
+                movement_units: [4 * tenth, 0, 0, 0, 0],
+                paying_customers: i64::from(index),
+                arpa: None,
+            })
+            .collect();
+        let points = series(
+            &DailyRow::default(),
+            &rows,
+            date!(2026 - 03 - 01),
+            date!(2026 - 03 - 31),
+            "month",
+            |start, _| start == date!(2026 - 03 - 01),
+        );
+        assert_eq!(points.len(), 1);
+        assert_eq!(
+            (
+                points[0].partial,
+                points[0].mrr_minor,
+                points[0].arr_minor,
+                &points[0].movements
+            ),
+            (
+                true,
+                1,
+                14,
+                &Movements {
+                    new_minor: 1,
+                    net_new_minor: 1,
+                    ..Movements::default()
+                }
+            )
+        );
+    }
+
+    #[test]
+    fn net_new_is_the_change_of_the_rounded_mrr() {
+        // MRR 0.5 -> 1.4 minor units: both round to 1, so the net is 0 though 0.9 was added.
+        let half = UNITS / 2;
+        let movements = Movements::of(half, [9 * UNITS / 10, 0, 0, 0, 0]);
+        assert_eq!((movements.new_minor, movements.net_new_minor), (1, 0));
+    }
+
+    #[test]
+    fn partial_periods() {
+        let coverage = Coverage {
+            days: BTreeMap::from([
+                (
+                    "USD".to_owned(),
+                    (date!(2025 - 11 - 10), date!(2026 - 01 - 20)),
+                ),
+                (
+                    "JPY".to_owned(),
+                    (date!(2026 - 01 - 01), date!(2026 - 01 - 06)),
+                ),
+            ]),
+            today: date!(2026 - 03 - 15),
+        };
+        let month = |start: Date| (start, month_end(start));
+        let cases = [
+            // The first month with data, from its 10th: partial; the next one is whole.
+            ("USD", month(date!(2025 - 11 - 01)), true),
+            ("USD", month(date!(2025 - 12 - 01)), false),
+            // Months before the data hold nothing: whole.
+            ("USD", month(date!(2025 - 10 - 01)), false),
+            // The read model's last day is 2026-01-20: January is not complete.
+            ("USD", month(date!(2026 - 01 - 01)), true),
+            // JPY's data starts on the 1st, and ends with the read model's last day.
+            ("JPY", month(date!(2026 - 01 - 01)), true),
+            // The month in progress.
+            ("USD", month(date!(2026 - 03 - 01)), true),
+        ];
+        for (currency, (start, end), partial) in cases {
+            assert_eq!(
+                coverage.partial(currency, start, end),
+                partial,
+                "{currency} {start}"
+            );
+        }
+        let later = Coverage {
+            today: date!(2026 - 06 - 01),
+            days: BTreeMap::from([(
+                "EUR".to_owned(),
+                (date!(2026 - 02 - 01), date!(2026 - 04 - 30)),
+            )]),
+        };
+        assert!(!later.partial("EUR", date!(2026 - 02 - 01), date!(2026 - 02 - 28)));
+        assert!(!later.partial("EUR", date!(2026 - 04 - 01), date!(2026 - 04 - 30)));
     }
 
     #[test]
@@ -963,5 +1262,7 @@ mod tests {
             months_between(date!(2025 - 11 - 01), date!(2026 - 02 - 01)),
             3
         );
+        assert_eq!(month_end(date!(2024 - 02 - 10)), date!(2024 - 02 - 29));
+        assert_eq!(month_end(date!(2025 - 12 - 31)), date!(2025 - 12 - 31));
     }
 }

@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::pin::pin;
 
 use ledger_domain::{
-    Customer, Event, MonthlyRecurringRevenue, PaymentStatus, ProviderAccount, Subscription,
-    SubscriptionStatus, event_type, proto,
+    Currency, Customer, Event, PaymentStatus, ProviderAccount, Subscription, SubscriptionStatus,
+    event_type, minor_of_units, proto,
 };
 use ledger_projector::{Projected, ProjectorError};
 use time::OffsetDateTime;
@@ -47,8 +47,9 @@ struct TimelineRow {
     currency: Option<String>,
 }
 
-/// Paid and refunded minor units of succeeded payments, by currency.
-type Totals = BTreeMap<&'static str, (i64, i64)>;
+/// Paid and refunded minor units of succeeded payments, by currency: exact sums (`i128` here,
+/// `numeric` in the table), which many payments cannot overflow.
+type Totals = BTreeMap<&'static str, (i128, i128)>;
 
 /// The derived rows of a customer before the batch.
 struct Before {
@@ -195,8 +196,8 @@ impl Rows {
                        last_payment_status, last_payment_at, last_global_position, \
                        last_event_at) \
                      SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], \
-                       $4::uuid[], $5::text[], $6::text[], $7::text[], $8::int8[], $9::text[], \
-                       $10::text[], $11::timestamptz[], $12::int8[], $13::timestamptz[])",
+                       $4::uuid[], $5::text[], $6::text[], $7::text[], $8::text[]::numeric[], \
+                       $9::text[], $10::text[], $11::timestamptz[], $12::int8[], $13::timestamptz[])",
                     &parameters,
                 )
                 .await?;
@@ -210,7 +211,8 @@ impl Rows {
                        last_payment_status = coalesce(u.payment_status, c.last_payment_status), \
                        last_payment_at = coalesce(u.payment_at, c.last_payment_at), \
                        last_global_position = u.position, last_event_at = u.event_at \
-                     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int8[], \
+                     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], \
+                       $5::text[]::numeric[], \
                        $6::text[], $7::text[], $8::timestamptz[], $9::int8[], \
                        $10::timestamptz[]) \
                        AS u(id, email, name, status, mrr_minor, mrr_currency, payment_status, \
@@ -319,8 +321,8 @@ impl Rows {
                 }
                 ids.push(customer_id);
                 currencies.push(currency);
-                paid.push(amounts.0);
-                refunded.push(amounts.1);
+                paid.push(amounts.0.to_string());
+                refunded.push(amounts.1.to_string());
             }
         }
         if ids.is_empty() {
@@ -329,7 +331,7 @@ impl Rows {
         transaction
             .execute(
                 "INSERT INTO customers.totals SELECT * FROM unnest($1::uuid[], $2::text[], \
-                   $3::int8[], $4::int8[]) \
+                   $3::text[]::numeric[], $4::text[]::numeric[]) \
                  ON CONFLICT (customer_id, currency) DO UPDATE SET \
                    paid_minor = excluded.paid_minor, refunded_minor = excluded.refunded_minor",
                 &[&ids, &currencies, &paid, &refunded],
@@ -418,7 +420,8 @@ struct CustomerColumns<'a> {
     emails: Vec<&'a str>,
     names: Vec<&'a str>,
     statuses: Vec<&'static str>,
-    mrr_minor: Vec<Option<i64>>,
+    /// Exact minor units as text, for a `numeric` column.
+    mrr_minor: Vec<Option<String>>,
     mrr_currency: Vec<Option<&'static str>>,
     payment_statuses: Vec<Option<&'static str>>,
     payment_times: Vec<Option<OffsetDateTime>>,
@@ -458,8 +461,10 @@ impl<'a> CustomerColumns<'a> {
         self.emails.push(email);
         self.names.push(name);
         self.statuses.push(summary_status(state));
-        self.mrr_minor.push(mrr.map(|mrr| mrr.rounded_minor()));
-        self.mrr_currency.push(mrr.map(|mrr| mrr.currency.code()));
+        self.mrr_minor
+            .push(mrr.map(|(_, units)| minor_of_units(units).to_string()));
+        self.mrr_currency
+            .push(mrr.map(|(currency, _)| currency.code()));
         self.payment_statuses
             .push(last_payment.map(|(status, _)| status));
         self.payment_times.push(last_payment.map(|(_, at)| at));
@@ -477,8 +482,8 @@ fn totals(state: &Customer) -> Totals {
         let entry = by_currency
             .entry(payment.amount.currency.code())
             .or_default();
-        entry.0 = entry.0.saturating_add(payment.amount.amount_minor);
-        entry.1 = entry.1.saturating_add(payment.refunded.amount_minor);
+        entry.0 += i128::from(payment.amount.amount_minor);
+        entry.1 += i128::from(payment.refunded.amount_minor);
     }
     by_currency
 }
@@ -496,18 +501,23 @@ fn summary_status(state: &Customer) -> &'static str {
         .unwrap_or("none")
 }
 
-/// The customer's MRR when all its subscriptions share one currency.
-fn customer_mrr(state: &Customer) -> Option<MonthlyRecurringRevenue> {
+/// The customer's MRR in [`MRR_UNITS_PER_MINOR`](ledger_domain::MRR_UNITS_PER_MINOR) units
+/// when all its subscriptions share one currency: a sum of units, exact however many
+/// subscriptions there are (a sum of fractions would multiply their denominators).
+fn customer_mrr(state: &Customer) -> Option<(Currency, i128)> {
     let mut subscriptions = state.subscriptions.values();
-    let first = subscriptions.next()?.monthly_recurring_revenue();
-    subscriptions.try_fold(first, |sum, subscription| {
-        let mrr = subscription.monthly_recurring_revenue();
-        (mrr.currency == sum.currency).then(|| MonthlyRecurringRevenue {
-            currency: sum.currency,
-            numerator: sum.numerator * mrr.denominator + mrr.numerator * sum.denominator,
-            denominator: sum.denominator * mrr.denominator,
+    let first = subscriptions.next()?.currency();
+    subscriptions
+        .clone()
+        .all(|subscription| subscription.currency() == first)
+        .then(|| {
+            let units = state
+                .subscriptions
+                .values()
+                .map(|subscription| subscription.monthly_recurring_revenue().units())
+                .sum();
+            (first, units)
         })
-    })
 }
 
 /// The money an event is about, if any.

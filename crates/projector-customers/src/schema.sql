@@ -10,9 +10,10 @@ CREATE TABLE customers (
     -- The liveliest subscription status: active, past_due, trialing, cancel_pending, paused,
     -- canceled; 'none' without subscriptions.
     status                text        NOT NULL,
-    -- Sum of the subscriptions' MRR (minor units, rounded) when they share one currency;
-    -- NULL without subscriptions or with several currencies (see subscriptions).
-    mrr_minor             bigint,
+    -- Sum of the subscriptions' MRR (exact MRR units, rounded once to minor units) when they
+    -- share one currency; NULL without subscriptions or with several currencies (see
+    -- subscriptions). numeric: a sum over any number of subscriptions cannot overflow.
+    mrr_minor             numeric,
     mrr_currency          text,
     last_payment_status   text,
     last_payment_at       timestamptz,
@@ -50,12 +51,12 @@ CREATE TABLE subscriptions (
 ) WITH (fillfactor = 70);
 CREATE INDEX subscriptions_plan ON subscriptions (plan_id);
 
--- Lifetime money per customer and currency.
+-- Lifetime money per customer and currency: exact sums over any number of payments.
 CREATE TABLE totals (
-    customer_id    uuid   NOT NULL,
-    currency       text   NOT NULL,
-    paid_minor     bigint NOT NULL,
-    refunded_minor bigint NOT NULL,
+    customer_id    uuid    NOT NULL,
+    currency       text    NOT NULL,
+    paid_minor     numeric NOT NULL,
+    refunded_minor numeric NOT NULL,
     PRIMARY KEY (customer_id, currency)
 ) WITH (fillfactor = 70);
 

@@ -1,5 +1,7 @@
 -- Read model `revenue`. Every amount is kept exact in MRR units (3,326,400,000 per minor unit
--- of the currency: see docs/metrics.md) and rounded half away from zero only by the views.
+-- of the currency: see docs/metrics.md) as `numeric`, so that no sum over customers can
+-- overflow, and rounded half away from zero only by the views. A sum over days or months is
+-- taken of the `*_units` columns and rounded once (never a sum of rounded figures).
 -- The tables hold changes; the views (`settings`, `mrr_movements`, `daily_mrr`,
 -- `monthly_churn`, `cohorts`) are what readers use.
 
@@ -99,7 +101,7 @@ SELECT currency, day,
     minor(reactivation_units) AS reactivation,
     paying_customers::bigint AS paying_customers,
     CASE WHEN paying_customers > 0 THEN minor(mrr_units / paying_customers) END AS arpa,
-    mrr_units
+    mrr_units, new_units, expansion_units, contraction_units, churn_units, reactivation_units
 FROM running;
 
 -- One row per currency and month, from its first month with a movement to its last.
@@ -159,7 +161,8 @@ SELECT currency, month,
         AS net_mrr_churn_rate,
     CASE WHEN paying_start > 0 THEN minor(mrr_start_units / paying_start) END AS arpa_start,
     CASE WHEN churned > 0 THEN minor(mrr_start_units / churned) END AS ltv,
-    mrr_start_units
+    mrr_start_units, new_units, expansion_units, contraction_units, churn_units,
+    reactivation_units
 FROM figures;
 
 -- One row per currency, cohort and month from the cohort's month to the currency's last month.

@@ -13,7 +13,8 @@ async fn commit_revenue(query: &Query, position: i64, mrr: i64) {
     let admin = query.ledger.database().client().await;
     admin
         .batch_execute(&format!(
-            "UPDATE revenue.daily_mrr SET mrr = {mrr}, arr = {mrr} * 12 \
+            "UPDATE revenue.daily_mrr SET mrr = {mrr}, arr = {mrr} * 12, \
+                 mrr_units = {mrr} * 3326400000 \
              WHERE currency = 'USD' AND day = '2026-01-20'"
         ))
         .await

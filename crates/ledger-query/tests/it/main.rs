@@ -6,6 +6,7 @@
 //! `ledger_query`, as deployments do.
 
 mod customers;
+mod exact;
 mod freshness;
 mod metrics;
 mod security;
@@ -174,12 +175,13 @@ fn with_user(url: &str, user: &str) -> String {
     format!("{scheme}://{user}@{rest}")
 }
 
-/// An answer: status, headers and JSON body.
+/// An answer: status, headers and JSON body (and its text, for integers past `u64`).
 #[derive(Debug)]
 struct Answer {
     status: StatusCode,
     headers: HeaderMap,
     json: serde_json::Value,
+    body: String,
 }
 
 impl Answer {
@@ -269,6 +271,7 @@ async fn answer<B: actix_web::body::MessageBody>(
         status,
         headers,
         json,
+        body: String::from_utf8_lossy(&body).into_owned(),
     }
 }
 

@@ -28,6 +28,7 @@ async fn summary_has_exact_headline_figures() {
             "paying_customers": 2,
             "month": "2026-01-01",
             "this_month": {
+                "partial": true,
                 "new_minor": 0, "expansion_minor": 0, "contraction_minor": -1_000,
                 "churn_minor": 0, "reactivation_minor": 5_000, "net_new_minor": 4_000
             },
@@ -35,6 +36,7 @@ async fn summary_has_exact_headline_figures() {
                 "currency": "USD",
                 "exponent": 2,
                 "month": "2025-12-01",
+                "partial": false,
                 "paying_customers_start": 2,
                 "churned_customers": 1,
                 "mrr_start_minor": 15_000,
@@ -165,7 +167,10 @@ async fn summary_converts_to_a_reporting_currency_with_the_latest_rate() {
     );
 }
 
-fn points(answer: &crate::Answer) -> Vec<(String, String, i64, i64, i64)> {
+/// Start, end, MRR, paying customers, net new MRR, partial.
+type PointRow = (String, String, i64, i64, i64, bool);
+
+fn points(answer: &crate::Answer) -> Vec<PointRow> {
     answer.json["points"]
         .as_array()
         .unwrap_or_else(|| panic!("points in {}", answer.json))
@@ -177,6 +182,7 @@ fn points(answer: &crate::Answer) -> Vec<(String, String, i64, i64, i64)> {
                 point["mrr_minor"].as_i64().expect("mrr"),
                 point["paying_customers"].as_i64().expect("paying"),
                 point["net_new_minor"].as_i64().expect("net"),
+                point["partial"].as_bool().expect("partial"),
             )
         })
         .collect()
@@ -194,17 +200,41 @@ async fn mrr_series_buckets_movements_and_carries_mrr() {
     assert_eq!(
         points(&monthly),
         vec![
-            ("2025-10-15".into(), "2025-10-31".into(), 0, 0, 0),
-            ("2025-11-01".into(), "2025-11-30".into(), 15_000, 2, 15_000),
-            ("2025-12-01".into(), "2025-12-31".into(), 12_000, 1, -3_000),
-            ("2026-01-01".into(), "2026-01-31".into(), 16_000, 2, 4_000),
-            ("2026-02-01".into(), "2026-02-10".into(), 16_000, 2, 0),
+            // Clipped by the range.
+            ("2025-10-15".into(), "2025-10-31".into(), 0, 0, 0, true),
+            // The first month with data starts on the 10th.
+            (
+                "2025-11-01".into(),
+                "2025-11-30".into(),
+                15_000,
+                2,
+                15_000,
+                true
+            ),
+            (
+                "2025-12-01".into(),
+                "2025-12-31".into(),
+                12_000,
+                1,
+                -3_000,
+                false
+            ),
+            // The read model's last day is 2026-01-20.
+            (
+                "2026-01-01".into(),
+                "2026-01-31".into(),
+                16_000,
+                2,
+                4_000,
+                true
+            ),
+            ("2026-02-01".into(), "2026-02-10".into(), 16_000, 2, 0, true),
         ]
     );
     assert_eq!(
         monthly.json["points"][2],
         json!({
-            "period_start": "2025-12-01", "period_end": "2025-12-31",
+            "period_start": "2025-12-01", "period_end": "2025-12-31", "partial": false,
             "mrr_minor": 12_000, "arr_minor": 144_000, "paying_customers": 1,
             "new_minor": 0, "expansion_minor": 2_000, "contraction_minor": 0,
             "churn_minor": -5_000, "reactivation_minor": 0, "net_new_minor": -3_000
@@ -217,9 +247,23 @@ async fn mrr_series_buckets_movements_and_carries_mrr() {
     assert_eq!(
         points(&daily),
         vec![
-            ("2025-11-09".into(), "2025-11-09".into(), 0, 0, 0),
-            ("2025-11-10".into(), "2025-11-10".into(), 10_000, 1, 10_000),
-            ("2025-11-11".into(), "2025-11-11".into(), 10_000, 1, 0),
+            ("2025-11-09".into(), "2025-11-09".into(), 0, 0, 0, false),
+            (
+                "2025-11-10".into(),
+                "2025-11-10".into(),
+                10_000,
+                1,
+                10_000,
+                false
+            ),
+            (
+                "2025-11-11".into(),
+                "2025-11-11".into(),
+                10_000,
+                1,
+                0,
+                false
+            ),
         ]
     );
     // ISO weeks from Monday: 2026-01-05 and 2026-01-12 are Mondays.
@@ -230,9 +274,23 @@ async fn mrr_series_buckets_movements_and_carries_mrr() {
     assert_eq!(
         points(&weekly),
         vec![
-            ("2026-01-01".into(), "2026-01-04".into(), 17_000, 2, 5_000),
-            ("2026-01-05".into(), "2026-01-11".into(), 16_000, 2, -1_000),
-            ("2026-01-12".into(), "2026-01-12".into(), 16_000, 2, 0),
+            (
+                "2026-01-01".into(),
+                "2026-01-04".into(),
+                17_000,
+                2,
+                5_000,
+                true
+            ),
+            (
+                "2026-01-05".into(),
+                "2026-01-11".into(),
+                16_000,
+                2,
+                -1_000,
+                false
+            ),
+            ("2026-01-12".into(), "2026-01-12".into(), 16_000, 2, 0, true),
         ]
     );
     // Defaults: to the last day with data, 365 days back, monthly.
@@ -296,7 +354,26 @@ async fn churn_and_cohorts_have_exact_rows() {
         app,
         "/v1/metrics/churn?from=2025-11-01&to=2026-01-01&currency=USD"
     );
-    assert_eq!(usd.json["months"].as_array().expect("months").len(), 3);
+    // November starts with data on the 10th; January ends after the read model's last day.
+    let partial: Vec<(&str, bool)> = usd.json["months"]
+        .as_array()
+        .expect("months")
+        .iter()
+        .map(|month| {
+            (
+                month["month"].as_str().expect("month"),
+                month["partial"].as_bool().expect("partial"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        partial,
+        vec![
+            ("2025-11-01", true),
+            ("2025-12-01", false),
+            ("2026-01-01", true)
+        ]
+    );
 
     let cohorts = get!(
         app,
@@ -310,9 +387,9 @@ async fn churn_and_cohorts_have_exact_rows() {
             "cohorts": [{
                 "cohort_month": "2025-11-01",
                 "months": [
-                    {"month": "2025-11-01", "month_index": 0, "customers": 2, "mrr_minor": 15_000},
-                    {"month": "2025-12-01", "month_index": 1, "customers": 1, "mrr_minor": 12_000},
-                    {"month": "2026-01-01", "month_index": 2, "customers": 2, "mrr_minor": 16_000}
+                    {"month": "2025-11-01", "month_index": 0, "partial": true, "customers": 2, "mrr_minor": 15_000},
+                    {"month": "2025-12-01", "month_index": 1, "partial": false, "customers": 1, "mrr_minor": 12_000},
+                    {"month": "2026-01-01", "month_index": 2, "partial": true, "customers": 2, "mrr_minor": 16_000}
                 ]
             }]
         })
@@ -423,7 +500,7 @@ async fn figures_from_the_real_revenue_projector() {
     assert_eq!(
         cohorts.json["cohorts"],
         json!([{"cohort_month": "2026-01-01", "months": [
-            {"month": "2026-01-01", "month_index": 0, "customers": 1, "mrr_minor": 9_800}
+            {"month": "2026-01-01", "month_index": 0, "partial": true, "customers": 1, "mrr_minor": 9_800}
         ]}])
     );
     let series = get!(
@@ -433,9 +510,17 @@ async fn figures_from_the_real_revenue_projector() {
     assert_eq!(
         points(&series),
         vec![
-            ("2025-12-31".into(), "2025-12-31".into(), 0, 0, 0),
-            ("2026-01-01".into(), "2026-01-01".into(), 9_800, 1, 9_800),
-            ("2026-01-02".into(), "2026-01-02".into(), 9_800, 1, 0),
+            ("2025-12-31".into(), "2025-12-31".into(), 0, 0, 0, false),
+            (
+                "2026-01-01".into(),
+                "2026-01-01".into(),
+                9_800,
+                1,
+                9_800,
+                false
+            ),
+            // After the read model's last day.
+            ("2026-01-02".into(), "2026-01-02".into(), 9_800, 1, 0, true),
         ]
     );
 }

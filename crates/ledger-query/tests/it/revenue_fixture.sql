@@ -68,6 +68,24 @@ INSERT INTO revenue.cohorts VALUES
     ('USD', '2025-11-01', '2026-01-01', 2, 16000),
     ('JPY', '2026-01-01', '2026-01-01', 1, 3000);
 
+-- The views' exact columns, in MRR units (3,326,400,000 per minor unit).
+ALTER TABLE revenue.daily_mrr ADD COLUMN mrr_units numeric, ADD COLUMN new_units numeric,
+    ADD COLUMN expansion_units numeric, ADD COLUMN contraction_units numeric,
+    ADD COLUMN churn_units numeric, ADD COLUMN reactivation_units numeric;
+UPDATE revenue.daily_mrr SET mrr_units = mrr * 3326400000, new_units = new * 3326400000,
+    expansion_units = expansion * 3326400000, contraction_units = contraction * 3326400000,
+    churn_units = churn * 3326400000, reactivation_units = reactivation * 3326400000;
+ALTER TABLE revenue.monthly_churn ADD COLUMN mrr_start_units numeric,
+    ADD COLUMN new_units numeric, ADD COLUMN expansion_units numeric,
+    ADD COLUMN contraction_units numeric, ADD COLUMN churn_units numeric,
+    ADD COLUMN reactivation_units numeric;
+UPDATE revenue.monthly_churn SET mrr_start_units = mrr_start * 3326400000,
+    new_units = new * 3326400000, expansion_units = expansion * 3326400000,
+    contraction_units = contraction * 3326400000, churn_units = churn * 3326400000,
+    reactivation_units = reactivation * 3326400000;
+ALTER TABLE revenue.cohorts ADD COLUMN mrr_units numeric;
+UPDATE revenue.cohorts SET mrr_units = mrr * 3326400000;
+
 INSERT INTO reference.fx_rates VALUES
     ('2026-01-01', 'USD', 'EUR', 0.9),
     ('2026-01-15', 'USD', 'EUR', 0.85),

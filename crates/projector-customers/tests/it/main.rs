@@ -40,7 +40,7 @@ async fn customer_rows(ledger: &TestLedger) -> Vec<CustomerRow> {
     let client = ledger.database().client().await;
     client
         .query(
-            "SELECT email, account_id, payment_provider_type, status, mrr_minor, mrr_currency, \
+            "SELECT email, account_id, payment_provider_type, status, mrr_minor::bigint, mrr_currency, \
                last_payment_status, last_global_position \
              FROM customers.customers ORDER BY email",
             &[],
@@ -159,7 +159,7 @@ async fn a_known_history_gives_exact_customer_rows() {
     );
     let totals = client
         .query_one(
-            "SELECT currency, paid_minor, refunded_minor FROM customers.totals WHERE customer_id = $1",
+            "SELECT currency, paid_minor::bigint, refunded_minor::bigint FROM customers.totals WHERE customer_id = $1",
             &[&ada_id],
         )
         .await
