@@ -19,7 +19,10 @@ mod verify;
 mod writer;
 
 pub use error::{AppendError, AppendRejection, StoreError};
-pub use event::{AppendRequest, Committed, ExpectedVersion, NewEvent, RecordedEvent};
+pub use event::{
+    AppendRequest, Committed, ExpectedVersion, NewEvent, RecordedEvent, RequestFingerprint,
+    StoredRequest,
+};
 pub use hash::{GENESIS_HASH, Hash};
 pub use verify::{ChainBreak, ChainVerification};
 pub use writer::Writer;
