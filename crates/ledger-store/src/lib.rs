@@ -24,7 +24,7 @@ pub use event::{
     StoredRequest,
 };
 pub use hash::{GENESIS_HASH, Hash};
-pub use verify::{ChainBreak, ChainVerification};
+pub use verify::{ChainBreak, ChainVerification, CopyVerdict, HeadCopy, TableHead};
 pub use writer::Writer;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
