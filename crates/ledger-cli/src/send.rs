@@ -14,10 +14,14 @@ pub(crate) struct SendArgs {
     /// The command's body as proto3 JSON, e.g. '{"email": "ada@example.com", "name": "Ada"}'.
     #[arg(long)]
     json: String,
-    /// Idempotency key; resending the same key returns the original result. Default: a new
-    /// UUID.
+    /// Idempotency key; resending the same request with it returns the original result, and
+    /// another request with it is refused (`idempotency_key_reused`). Default: a new UUID.
     #[arg(long)]
     idempotency_key: Option<String>,
+    /// Business time of the command, in Unix microseconds. Default: now, so a resend with the
+    /// same idempotency key must pass the first send's time to be the same request.
+    #[arg(long)]
+    occurred_at_unix_micros: Option<i64>,
     /// The customer (UUID), or the integration for integration commands; omit for
     /// register_customer and register_integration to let the ledger choose one.
     #[arg(long, default_value = "")]
@@ -45,8 +49,10 @@ pub(crate) async fn run(
         serde_json::from_str(&args.json).context("--json is not valid JSON")?;
     let provider: ledger_domain::Provider = args.provider.parse()?;
     let issuer: ledger_domain::Issuer = args.issuer.parse()?;
-    let occurred_at_unix_micros =
-        i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000)?;
+    let occurred_at_unix_micros = match args.occurred_at_unix_micros {
+        Some(occurred_at_unix_micros) => occurred_at_unix_micros,
+        None => i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000)?,
+    };
     let metadata = proto::CommandMetadata {
         idempotency_key: args
             .idempotency_key

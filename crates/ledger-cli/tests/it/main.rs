@@ -150,6 +150,9 @@ async fn run_writer_and_send_work_as_a_user_runs_them() {
         r#"{"email": "ada@example.com", "name": "Ada"}"#,
         "--idempotency-key",
         "cli-1",
+        // A resend is the same request only with the same business time.
+        "--occurred-at-unix-micros",
+        "1767225600000000",
     ];
     let first = send(&register);
     assert!(
