@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use futures_util::{TryStreamExt, pin_mut};
 use ledger_domain::{EventStatus, Issuer, Provider, UniqueKeyChanges, proto};
-use ledger_store::{AppendRequest, ExpectedVersion, NewEvent, Store};
+use ledger_store::{AppendRequest, ExpectedVersion, NewEvent, RequestFingerprint, Store};
 use prost::Message;
 use time::OffsetDateTime;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
@@ -204,6 +204,13 @@ async fn decode_all(
     Ok(decoded)
 }
 
+/// A distinct fingerprint per request, 32 bytes like the writer's SHA-256 ones.
+fn bench_fingerprint(n: u64) -> RequestFingerprint {
+    let mut fingerprint = [0; 32];
+    fingerprint[..8].copy_from_slice(&n.to_be_bytes());
+    RequestFingerprint(fingerprint)
+}
+
 /// One request with one realistic event (a payment on a subscription) for stream `n % streams`.
 fn bench_request(n: u64, streams: &[Uuid]) -> AppendRequest {
     let stream_id = streams[(n % streams.len() as u64) as usize];
@@ -224,6 +231,7 @@ fn bench_request(n: u64, streams: &[Uuid]) -> AppendRequest {
         stream_id,
         expected_version: ExpectedVersion::Any,
         idempotency_key: format!("bench:{n}"),
+        request_fingerprint: bench_fingerprint(n),
         events: vec![NewEvent {
             event_id: Uuid::now_v7(),
             event_type: "payment_succeeded".to_owned(),

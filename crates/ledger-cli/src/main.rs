@@ -220,7 +220,9 @@ impl WriterArgs {
 
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
-    /// Recompute the hash chain and name the first position that does not match.
+    /// Recompute the hash chain, name the first position that does not match, and compare the
+    /// table's head with the stream's last message and the projectors' checkpoints (a copy
+    /// ahead of the table: its tail was deleted). Exit 1: tampered; 2: incomplete.
     Verify(audit::VerifyArgs),
 }
 
@@ -313,7 +315,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Audit {
             command: AuditCommand::Verify(args),
-        } => audit::verify(&cli.database_url, args).await,
+        } => {
+            let stream = audit::StreamLocation {
+                nats_url: &cli.nats_url,
+                stream_name: &cli.stream_name,
+            };
+            audit::verify(&cli.database_url, stream, args).await
+        }
         Command::Demo(args) => demo::run(args).await.map(|()| ExitCode::SUCCESS),
         Command::Bench { target } => bench::run(target).await.map(|()| ExitCode::SUCCESS),
         Command::Notify { command } => notify::run(&cli.database_url, command).await,

@@ -15,8 +15,8 @@ pub(crate) struct SendArgs {
     /// The command's body as proto3 JSON, e.g. '{"email": "ada@example.com", "name": "Ada"}'.
     #[arg(long)]
     json: String,
-    /// Idempotency key; resending the same key returns the original result. Default: a new
-    /// UUID.
+    /// Idempotency key; resending the same request with it returns the original result, and
+    /// another request with it is refused (`idempotency_key_reused`). Default: a new UUID.
     #[arg(long)]
     idempotency_key: Option<String>,
     /// The customer (UUID), or the integration for integration commands; omit for
@@ -35,8 +35,9 @@ pub(crate) struct SendArgs {
     /// internal or payment_provider.
     #[arg(long, default_value = "internal")]
     issuer: String,
-    /// Business time: when it happened, in RFC 3339 (`2026-02-10T09:30:00Z`). Default: now.
-    /// Late and out-of-order facts are sent with the time they happened.
+    /// Business time: when it happened, in RFC 3339 (`2026-02-10T09:30:00Z`). Default: now, so
+    /// a resend with the same idempotency key must repeat the first send's time to be the same
+    /// request. Late and out-of-order facts are sent with the time they happened.
     #[arg(long, value_parser = parse_occurred_at)]
     occurred_at: Option<OffsetDateTime>,
 }

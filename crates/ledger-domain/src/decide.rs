@@ -7,8 +7,9 @@ use crate::customer::{
     Subscription, SubscriptionStatus, discount_from_proto, interval_from_proto,
     provider_from_proto,
 };
+use crate::email::email;
 use crate::limits::{
-    AMOUNT_MINOR_MAX, EMAIL_BYTES_MAX, FAILURE_CODE_BYTES_MAX, ID_BYTES_MAX,
+    AMOUNT_MINOR_MAX, FAILURE_CODE_BYTES_MAX, ID_BYTES_MAX,
     IDEMPOTENCY_KEY_BYTES_MAX, INTERVAL_DAYS_MAX, INTERVAL_MONTHS_MAX, INTERVAL_WEEKS_MAX,
     INTERVAL_YEARS_MAX, NAME_BYTES_MAX, PERCENT_OFF_BASIS_POINTS_MAX, QUANTITY_MAX, TEXT_BYTES_MAX,
     UNIX_SECONDS_MAX,
@@ -1001,36 +1002,4 @@ pub(crate) fn customer_name(field: &'static str, value: &str) -> Result<String, 
         });
     }
     Ok(value.to_owned())
-}
-
-/// An email: trimmed, at most [`EMAIL_BYTES_MAX`] bytes, exactly one `@` with text on both
-/// sides, no whitespace or control characters.
-pub(crate) fn email(field: &'static str, value: &str) -> Result<String, Rejection> {
-    let value = value.trim();
-    if value.is_empty() {
-        return Err(Rejection::MissingField { field });
-    }
-    if value.len() > EMAIL_BYTES_MAX {
-        return Err(Rejection::InvalidField {
-            field,
-            reason: "longer than EMAIL_BYTES_MAX (254 bytes)",
-        });
-    }
-    if value.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(Rejection::InvalidField {
-            field,
-            reason: "contains whitespace, NUL or another control character",
-        });
-    }
-    match value.split_once('@') {
-        Some((local, domain))
-            if !local.is_empty() && !domain.is_empty() && !domain.contains('@') =>
-        {
-            Ok(value.to_owned())
-        }
-        _ => Err(Rejection::InvalidField {
-            field,
-            reason: "not an email: expected exactly one '@' with text on both sides",
-        }),
-    }
 }

@@ -470,9 +470,9 @@ fn register_customer_rejects_bad_input_and_repeats() {
     register("@example.com", "A").then_expect_rejection(not_an_email.clone());
     register("alice@", "A").then_expect_rejection(not_an_email.clone());
     register("a@b@c", "A").then_expect_rejection(not_an_email);
-    register("a\0@b", "A").then_expect_rejection(Rejection::InvalidField {
+    register("a\0@b", "A").then_expect_rejection(Rejection::EmailCharacterNotAllowed {
         field: "email",
-        reason: "contains whitespace, NUL or another control character",
+        character: '\0',
     });
     register(&format!("{}@b.c", "a".repeat(limits::EMAIL_BYTES_MAX)), "A").then_expect_rejection(
         Rejection::InvalidField {
@@ -1748,6 +1748,94 @@ fn unique_keys_follow_registration_profile_and_links() {
     );
 }
 
+/// Issue 11, item 8: lookalikes of an email (decomposed, fullwidth, upper case) hold the email's
+/// unique key, so a second customer cannot register them; invisible characters are refused.
+#[test]
+fn lookalike_emails_share_the_unique_key_or_are_refused() {
+    let key = |email: &str| UniqueKey::email(email).storage_key();
+    // U+00E9 LATIN SMALL LETTER E WITH ACUTE.
+    assert_eq!(key("caf\u{e9}@example.com"), "email:caf\u{e9}@example.com");
+    // e + U+0301 COMBINING ACUTE ACCENT: the decomposed form.
+    assert_eq!(
+        key("cafe\u{301}@example.com"),
+        "email:caf\u{e9}@example.com"
+    );
+    // U+FF41 FULLWIDTH LATIN SMALL LETTER A, U+FF20 FULLWIDTH COMMERCIAL AT, upper case.
+    assert_eq!(
+        key("c\u{ff41}f\u{e9}\u{ff20}EXAMPLE.com"),
+        "email:caf\u{e9}@example.com"
+    );
+    // Case folding, not lower-casing: sharp s folds to "ss", final sigma to sigma.
+    assert_eq!(key("Stra\u{df}e@example.com"), key("STRASSE@example.com"));
+    assert_eq!(
+        key("\u{3a3}\u{3c2}@example.com"),
+        "email:\u{3c3}\u{3c3}@example.com"
+    );
+    // ASCII emails keep the key they had before (trimmed, lower case).
+    assert_eq!(key("  Bob@Example.COM "), "email:bob@example.com");
+
+    let register = |email: &str| {
+        given([]).when(C::RegisterCustomer(proto::CustomerRegistered {
+            email: email.to_owned(),
+            name: "Caf\u{e9}".to_owned(),
+            provider_account: None,
+        }))
+    };
+    // The display keeps the email as given (trimmed), not its normal form.
+    register(" cafe\u{301}@Example.com").then_expect_events(vec![E::CustomerRegistered(
+        proto::CustomerRegistered {
+            email: "cafe\u{301}@Example.com".to_owned(),
+            name: "Caf\u{e9}".to_owned(),
+            provider_account: None,
+        },
+    )]);
+    let refused = |character: char| Rejection::EmailCharacterNotAllowed {
+        field: "email",
+        character,
+    };
+    // U+200B ZERO WIDTH SPACE, U+200D ZERO WIDTH JOINER, U+FEFF BOM, U+00AD SOFT HYPHEN,
+    // U+202E RIGHT-TO-LEFT OVERRIDE, U+3164 HANGUL FILLER (a Default_Ignorable letter),
+    // U+E000 (private use), U+0378 (unassigned), U+2028 LINE SEPARATOR, U+3000 IDEOGRAPHIC SPACE.
+    for character in [
+        '\u{200B}', '\u{200D}', '\u{FEFF}', '\u{AD}', '\u{202E}', '\u{3164}', '\u{E000}',
+        '\u{378}', '\u{2028}', '\u{3000}',
+    ] {
+        register(&format!("caf{character}\u{e9}@example.com"))
+            .then_expect_rejection(refused(character));
+    }
+    assert_eq!(
+        refused('\u{200B}').to_string(),
+        "invalid email in `email`: it contains U+200B, an invisible, control, private-use or \
+         unassigned character that has no place in an email"
+    );
+    // A fullwidth at sign counts as an '@' of the normal form: two of them are not an email.
+    register("a\u{ff20}b@example.com").then_expect_rejection(Rejection::InvalidField {
+        field: "email",
+        reason: "not an email: expected exactly one '@' with text on both sides",
+    });
+    // A normal form longer than the limit: U+FDFA expands to 18 characters (33 bytes).
+    register(&format!("{}@example.com", "\u{FDFA}".repeat(10))).then_expect_rejection(
+        Rejection::InvalidField {
+            field: "email",
+            reason: "longer than EMAIL_BYTES_MAX (254 bytes)",
+        },
+    );
+}
+
+/// A profile update to a lookalike of the current email changes no unique key.
+#[test]
+fn profile_update_to_a_lookalike_email_keeps_the_key() {
+    let alice = Customer::from_events(&[E::CustomerRegistered(registered())]);
+    let update = E::CustomerProfileUpdated(proto::CustomerProfileUpdated {
+        email: Some("\u{ff21}lice@example.com".to_owned()),
+        name: None,
+    });
+    assert_eq!(
+        unique_key_changes(&alice, &[update]),
+        UniqueKeyChanges::default()
+    );
+}
+
 #[test]
 fn rejection_codes_are_distinct_snake_case() {
     let usd = Money::new(1, currency("USD"));
@@ -1775,6 +1863,10 @@ fn rejection_codes_are_distinct_snake_case() {
             min: 0,
             max: 1,
             reason: "r",
+        },
+        Rejection::EmailCharacterNotAllowed {
+            field: "f",
+            character: '\u{200B}',
         },
         Rejection::VersionConflict {
             expected: 0,

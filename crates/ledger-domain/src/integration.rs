@@ -1,7 +1,8 @@
 //! The integration aggregate: a monitoring receiver's configuration as a stream of its own
 //! (`integration_registered`, `_updated`, `_paused`, `_resumed`, `_removed`).
 
-use crate::decide::{Metadata, check_metadata, customer_name, email, id, money, text};
+use crate::decide::{Metadata, check_metadata, customer_name, id, money, text};
+use crate::email::email;
 use crate::limits::{
     EMAIL_RECIPIENTS_MAX, SECRET_BYTES_MAX, SIGNING_SECRET_BYTES_MIN, TEXT_BYTES_MAX, URL_BYTES_MAX,
 };

@@ -18,6 +18,7 @@
 mod customer;
 mod customer_id;
 mod decide;
+mod email;
 mod integration;
 pub mod limits;
 mod money;

@@ -30,6 +30,21 @@ pub enum Rejection {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// An email holds a character that has no place in one: an invisible character (U+200B
+    /// ZERO WIDTH SPACE, a joiner, a bidi control, U+00AD SOFT HYPHEN: Unicode's
+    /// Default_Ignorable_Code_Point), whitespace, a control, private-use, surrogate or
+    /// unassigned code point. Such emails would look like another customer's.
+    #[error(
+        "invalid email in `{field}`: it contains U+{code_point:04X}, an invisible, control, \
+         private-use or unassigned character that has no place in an email",
+        code_point = u32::from(*character)
+    )]
+    EmailCharacterNotAllowed {
+        /// The email field.
+        field: &'static str,
+        /// The first refused character.
+        character: char,
+    },
     /// A money field's currency is not an active ISO 4217 code in upper case.
     #[error(
         "invalid currency {code:?} in `{field}`: expected an active ISO 4217 code such as \"USD\""
@@ -312,6 +327,7 @@ impl Rejection {
         match self {
             Rejection::MissingField { .. } => "missing_field",
             Rejection::InvalidField { .. } => "invalid_field",
+            Rejection::EmailCharacterNotAllowed { .. } => "email_character_not_allowed",
             Rejection::InvalidCurrency { .. } => "invalid_currency",
             Rejection::InvalidAmount { .. } => "invalid_amount",
             Rejection::OutOfRange { .. } => "out_of_range",

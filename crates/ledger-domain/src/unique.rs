@@ -1,6 +1,7 @@
 //! Keys that at most one customer may hold: emails and provider accounts.
 
 use crate::customer::{Customer, apply, provider_account_from_proto};
+use crate::email::email_match_key;
 use crate::names::Provider;
 use crate::{Event, proto};
 
@@ -8,16 +9,20 @@ use crate::{Event, proto};
 /// unique index on [`UniqueKey::storage_key`], so two customers never share one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum UniqueKey {
-    /// An email, normalized: trimmed and lower-cased.
+    /// An email in the form emails are compared in: trimmed, Unicode compatibility caseless
+    /// (NFKC with case folding; lower case for ASCII), see [`UniqueKey::email`].
     Email(String),
     /// A customer's account at a provider.
     ProviderAccount(Provider, String),
 }
 
 impl UniqueKey {
-    /// The key of an email as a customer gave it (normalizes it).
+    /// The key of an email as a customer gave it. Two emails hold the same key when they are
+    /// equal under Unicode's compatibility caseless match (The Unicode Standard, chapter 3.13,
+    /// D146: case folding and NFKD, kept composed): `Bob@Example.COM`, `bob@ｅxample.com` and
+    /// `bob@example.com` share `email:bob@example.com`.
     pub fn email(email: &str) -> UniqueKey {
-        UniqueKey::Email(email.trim().to_lowercase())
+        UniqueKey::Email(email_match_key(email))
     }
 
     /// The text stored in the unique index: `email:alice@example.com`,

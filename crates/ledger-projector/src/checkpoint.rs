@@ -1,6 +1,6 @@
 //! The projector's schema and its checkpoint, both inside the projector's own schema.
 
-use ledger_store::{GENESIS_HASH, Hash};
+use ledger_store::{GENESIS_HASH, Hash, HeadCopy};
 use sha2::{Digest, Sha256};
 use tokio_postgres::{Client, Transaction};
 
@@ -12,6 +12,44 @@ use crate::{Projector, ProjectorError};
 pub(crate) struct Checkpoint {
     pub(crate) global_position: u64,
     pub(crate) hash: Hash,
+}
+
+/// Every projector checkpoint in the database (each schema with a `projector_checkpoint`
+/// table), in schema order, as a copy of the log's head named `checkpoint <schema>`: for
+/// `ledger audit verify` to compare with the event table.
+pub async fn checkpoints(client: &Client) -> Result<Vec<HeadCopy>, ProjectorError> {
+    let schemas = client
+        .query(
+            "SELECT table_schema FROM information_schema.tables \
+             WHERE table_name = 'projector_checkpoint' ORDER BY table_schema",
+            &[],
+        )
+        .await?;
+    let mut copies = Vec::with_capacity(schemas.len());
+    for row in schemas {
+        let schema: String = row.try_get(0)?;
+        let row = client
+            .query_one(
+                &format!(
+                    "SELECT global_position, hash FROM \"{}\".projector_checkpoint",
+                    schema.replace('"', "\"\"")
+                ),
+                &[],
+            )
+            .await?;
+        let global_position = u64::try_from(row.try_get::<_, i64>(0)?).unwrap_or(0);
+        let hash: &[u8] = row.try_get(1)?;
+        let hash = hash.try_into().map_err(|_| ProjectorError::CorruptEvent {
+            global_position,
+            reason: format!("the checkpoint of {schema} has a hash that is not 32 bytes"),
+        })?;
+        copies.push(HeadCopy {
+            name: format!("checkpoint {schema}"),
+            global_position,
+            hash,
+        });
+    }
+    Ok(copies)
 }
 
 pub(crate) async fn read(

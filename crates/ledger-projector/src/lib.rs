@@ -32,6 +32,7 @@ use ledger_store::{RecordedEvent, Store, StoreError};
 use tokio_postgres::Transaction;
 use uuid::Uuid;
 
+pub use checkpoint::checkpoints;
 pub use runtime::{ProjectorConfig, replay, run};
 pub use states::StreamStates;
 

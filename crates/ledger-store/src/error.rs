@@ -43,6 +43,14 @@ pub enum AppendRejection {
     /// An email or provider account already belongs to another customer (HTTP 409).
     #[error("{unique_key} already belongs to customer {owner}")]
     UniqueKeyTaken { unique_key: String, owner: Uuid },
+    /// The idempotency key was first used for another request (another customer, command,
+    /// body or business time): nothing was appended, and the first request's customer and
+    /// events are not revealed. Send the new request with a new key (HTTP 422).
+    #[error(
+        "idempotency key {idempotency_key:?} was already used for a different request: \
+         send a new request with a new key"
+    )]
+    IdempotencyKeyReused { idempotency_key: String },
     /// The request itself is malformed (HTTP 422); `reason` names the field.
     #[error("invalid append request: {reason}")]
     Invalid { reason: String },

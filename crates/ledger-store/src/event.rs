@@ -66,16 +66,54 @@ impl fmt::Display for ExpectedVersion {
     }
 }
 
+/// SHA-256 of a canonical encoding of the request an idempotency key was first used for
+/// (computed by the writer from the command; the store only compares them). Stored with every
+/// event of the request, so that a repeat of the key with another request is refused instead
+/// of being answered with the first request's events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RequestFingerprint(pub [u8; 32]);
+
 /// The events one command produced for one stream, appended atomically or not at all.
 #[derive(Debug, Clone)]
 pub struct AppendRequest {
     pub stream_id: Uuid,
     pub expected_version: ExpectedVersion,
-    /// A repeated key returns the events first appended for it and appends nothing.
+    /// A repeated key with the same [`request_fingerprint`](Self::request_fingerprint) returns
+    /// the events first appended for it and appends nothing; with another fingerprint it is
+    /// refused ([`AppendRejection::IdempotencyKeyReused`](crate::AppendRejection)).
     pub idempotency_key: String,
+    /// What the request was; see [`RequestFingerprint`].
+    pub request_fingerprint: RequestFingerprint,
     pub events: Vec<NewEvent>,
     /// Emails and provider accounts the events claim for (or release from) this stream.
     pub unique_keys: UniqueKeyChanges,
+}
+
+/// What the store holds for an idempotency key: the events first appended for it, and the
+/// fingerprint of the request that appended them (`None` for events appended before
+/// fingerprints were recorded, migration V3: any repeat of such a key counts as the same
+/// request).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRequest {
+    pub events: Vec<RecordedEvent>,
+    pub request_fingerprint: Option<RequestFingerprint>,
+}
+
+impl StoredRequest {
+    /// True unless the key was first used with a recorded fingerprint other than
+    /// `fingerprint`.
+    pub fn is_same_request(&self, fingerprint: &RequestFingerprint) -> bool {
+        same_request(self.request_fingerprint, fingerprint)
+    }
+}
+
+/// Whether a request with `fingerprint` repeats the one stored with `stored`: events stored
+/// before fingerprints were recorded (`None`) match any request.
+pub(crate) fn same_request(
+    stored: Option<RequestFingerprint>,
+    fingerprint: &RequestFingerprint,
+) -> bool {
+    stored.is_none_or(|stored| stored == *fingerprint)
 }
 
 /// Events a request appended, or, for a repeated idempotency key, the events appended the

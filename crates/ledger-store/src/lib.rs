@@ -19,9 +19,12 @@ mod verify;
 mod writer;
 
 pub use error::{AppendError, AppendRejection, StoreError};
-pub use event::{AppendRequest, Committed, ExpectedVersion, NewEvent, RecordedEvent};
+pub use event::{
+    AppendRequest, Committed, ExpectedVersion, NewEvent, RecordedEvent, RequestFingerprint,
+    StoredRequest,
+};
 pub use hash::{GENESIS_HASH, Hash};
-pub use verify::{ChainBreak, ChainVerification};
+pub use verify::{ChainBreak, ChainVerification, CopyVerdict, HeadCopy, TableHead};
 pub use writer::Writer;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};

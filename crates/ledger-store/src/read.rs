@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::Store;
 use crate::error::StoreError;
-use crate::event::{NewEvent, RecordedEvent};
+use crate::event::{NewEvent, RecordedEvent, RequestFingerprint, StoredRequest};
 use crate::hash::Hash;
 
 /// Events `read_all` fetches per query.
@@ -19,6 +19,8 @@ pub(crate) const READ_PAGE_EVENTS_MAX: u64 = 10_000;
 const EVENT_COLUMNS: &str = "global_position, event_id, stream_id, stream_version, event_type, \
      account_id, payment_provider_type, status, issuer, occurred_at, recorded_at, idempotency_key, \
      correlation_id, causation_id, schema_version, payload, prev_hash, hash";
+/// The number of [`EVENT_COLUMNS`]: the index of a column selected after them.
+const EVENT_COLUMNS_COUNT: usize = 18;
 
 impl Store {
     /// The events of one stream with `stream_version >= from_version`, in order.
@@ -111,14 +113,14 @@ impl Store {
         position_from_sql(row.try_get(0)?)
     }
 
-    /// The events first appended for `idempotency_key`, if it was ever used.
+    /// The events first appended for `idempotency_key` and the fingerprint of the request
+    /// that appended them, if the key was ever used.
     pub async fn find_by_idempotency_key(
         &self,
         idempotency_key: &str,
-    ) -> Result<Option<Vec<RecordedEvent>>, StoreError> {
+    ) -> Result<Option<StoredRequest>, StoreError> {
         let client = self.connection().await?;
-        let events = events_with_idempotency_key(&**client, idempotency_key).await?;
-        Ok((!events.is_empty()).then_some(events))
+        stored_request(&**client, idempotency_key).await
     }
 
     /// The customer (stream) that owns an email or provider account.
@@ -219,21 +221,49 @@ impl ReadAll<'_> {
     }
 }
 
-/// The events appended for `idempotency_key`, in order (none if it was never used).
-pub(crate) async fn events_with_idempotency_key(
+/// A stored `request_fingerprint` column (NULL before migration V3).
+pub(crate) fn fingerprint_from_sql(
+    global_position: u64,
+    bytes: Option<&[u8]>,
+) -> Result<Option<RequestFingerprint>, StoreError> {
+    bytes
+        .map(|bytes| {
+            bytes
+                .try_into()
+                .map(RequestFingerprint)
+                .map_err(|_| StoreError::Corrupt {
+                    global_position,
+                    reason: format!("request_fingerprint is {} bytes, not 32", bytes.len()),
+                })
+        })
+        .transpose()
+}
+
+/// The events appended for `idempotency_key`, in order, with the request's fingerprint
+/// (`None` if the key was never used).
+pub(crate) async fn stored_request(
     client: &impl GenericClient,
     idempotency_key: &str,
-) -> Result<Vec<RecordedEvent>, StoreError> {
+) -> Result<Option<StoredRequest>, StoreError> {
     let rows = client
         .query(
             &format!(
-                "SELECT {EVENT_COLUMNS} FROM customer_payment_events \
+                "SELECT {EVENT_COLUMNS}, request_fingerprint FROM customer_payment_events \
                  WHERE idempotency_key = $1 ORDER BY global_position"
             ),
             &[&idempotency_key],
         )
         .await?;
-    rows.iter().map(event_from_row).collect()
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let first_position = position_from_sql(first.try_get(0)?)?;
+    let request_fingerprint =
+        fingerprint_from_sql(first_position, first.try_get(EVENT_COLUMNS_COUNT)?)?;
+    Ok(Some(StoredRequest {
+        events: rows.iter().map(event_from_row).collect::<Result<_, _>>()?,
+        request_fingerprint,
+    }))
 }
 
 fn event_from_row(row: &Row) -> Result<RecordedEvent, StoreError> {

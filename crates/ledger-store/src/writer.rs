@@ -12,7 +12,9 @@ use uuid::Uuid;
 
 use crate::ADVISORY_LOCK_NAMESPACE;
 use crate::error::{AppendError, AppendRejection, StoreError};
-use crate::event::{AppendRequest, Committed, ExpectedVersion, RecordedEvent};
+use crate::event::{
+    AppendRequest, Committed, ExpectedVersion, RecordedEvent, RequestFingerprint, same_request,
+};
 use crate::hash::{GENESIS_HASH, Hash, chain_hash, truncate_to_micros};
 use crate::read::{self, position_to_sql};
 
@@ -25,12 +27,12 @@ const REQUEST_EVENTS_MAX: usize = 1_000;
 const INSERT_EVENTS: &str = "INSERT INTO customer_payment_events (global_position, event_id, \
      stream_id, stream_version, event_type, account_id, payment_provider_type, status, issuer, \
      occurred_at, recorded_at, idempotency_key, correlation_id, causation_id, schema_version, \
-     payload, prev_hash, hash) \
-     SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, $11, c12, c13, c14, c15, c16, c17, c18 \
+     payload, prev_hash, hash, request_fingerprint) \
+     SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, $11, c12, c13, c14, c15, c16, c17, c18, c19 \
      FROM unnest($1::int8[], $2::uuid[], $3::uuid[], $4::int8[], $5::text[], $6::text[], \
      $7::text[], $8::text[], $9::text[], $10::timestamptz[], $12::text[], $13::uuid[], \
-     $14::uuid[], $15::int2[], $16::bytea[], $17::bytea[], $18::bytea[]) \
-     AS t(c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c12, c13, c14, c15, c16, c17, c18)";
+     $14::uuid[], $15::int2[], $16::bytea[], $17::bytea[], $18::bytea[], $19::bytea[]) \
+     AS t(c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c12, c13, c14, c15, c16, c17, c18, c19)";
 
 /// The only way to append events. Holds the writer advisory lock of its partition on a
 /// dedicated connection and appends on that connection, so no other writer can interleave.
@@ -69,11 +71,14 @@ impl Statements {
                 )
                 .await?,
             // One index probe per key: a plan that cannot turn into a sequential scan when the
-            // statistics of a fast-growing table lag behind.
+            // statistics of a fast-growing table lag behind. Every event of a request carries
+            // its fingerprint, so any one of them answers.
             stored_keys: client
                 .prepare(
-                    "SELECT k.key FROM unnest($1::text[]) AS k(key) WHERE (SELECT true \
-                     FROM customer_payment_events e WHERE e.idempotency_key = k.key LIMIT 1)",
+                    "SELECT k.key, e.global_position, e.request_fingerprint \
+                     FROM unnest($1::text[]) AS k(key) CROSS JOIN LATERAL \
+                     (SELECT global_position, request_fingerprint FROM customer_payment_events \
+                     WHERE idempotency_key = k.key LIMIT 1) AS e",
                 )
                 .await?,
             // One backward index probe per stream, however long the stream is.
@@ -250,7 +255,8 @@ enum Planned {
 
 /// What the database said about the batch's keys and streams before planning.
 struct Lookups {
-    stored_keys: HashSet<String>,
+    /// The keys already used, with the fingerprint of the request that used them.
+    stored_keys: HashMap<String, Option<RequestFingerprint>>,
     versions: HashMap<Uuid, u64>,
     key_owners: HashMap<String, Uuid>,
 }
@@ -287,12 +293,14 @@ async fn look_up(
         key_owners,
     )?;
     let mut lookups = Lookups {
-        stored_keys: HashSet::with_capacity(stored_keys.len()),
+        stored_keys: HashMap::with_capacity(stored_keys.len()),
         versions: HashMap::with_capacity(versions.len()),
         key_owners: HashMap::with_capacity(key_owners.len()),
     };
     for row in stored_keys {
-        lookups.stored_keys.insert(row.try_get(0)?);
+        let global_position = read::position_from_sql(row.try_get(1)?)?;
+        let fingerprint = read::fingerprint_from_sql(global_position, row.try_get(2)?)?;
+        lookups.stored_keys.insert(row.try_get(0)?, fingerprint);
     }
     for row in versions {
         if let Some(version) = row.try_get::<_, Option<i64>>(1)? {
@@ -333,13 +341,28 @@ async fn append_in(
     let mut plans = Vec::with_capacity(batch.len());
     let mut hash_buffer = Vec::new();
     for (request_index, request) in batch.iter().enumerate() {
-        if stored_keys.contains(&request.idempotency_key) {
-            plans.push(Planned::StoredDuplicate);
+        let reused = || {
+            Planned::Rejected(AppendRejection::IdempotencyKeyReused {
+                idempotency_key: request.idempotency_key.clone(),
+            })
+        };
+        if let Some(stored) = stored_keys.get(&request.idempotency_key) {
+            plans.push(if same_request(*stored, &request.request_fingerprint) {
+                Planned::StoredDuplicate
+            } else {
+                reused()
+            });
             continue;
         }
         if let Some(&first_index) = batch_keys.get(request.idempotency_key.as_str()) {
-            plans.push(Planned::BatchDuplicate {
-                request_index: first_index,
+            let same_request =
+                batch[first_index].request_fingerprint == request.request_fingerprint;
+            plans.push(if same_request {
+                Planned::BatchDuplicate {
+                    request_index: first_index,
+                }
+            } else {
+                reused()
             });
             continue;
         }
@@ -407,11 +430,17 @@ async fn append_in(
         plans.push(Planned::Appended(appended));
     }
 
-    let appended: Vec<&RecordedEvent> = plans
+    let appended: Vec<(&RecordedEvent, RequestFingerprint)> = batch
         .iter()
-        .flat_map(|plan| match plan {
-            Planned::Appended(events) => events.as_slice(),
-            _ => &[],
+        .zip(&plans)
+        .flat_map(|(request, plan)| {
+            let events = match plan {
+                Planned::Appended(events) => events.as_slice(),
+                _ => &[],
+            };
+            events
+                .iter()
+                .map(|event| (event, request.request_fingerprint))
         })
         .collect();
     let key_changes = UniqueKeyWrites::new(&initial_owners, &owners);
@@ -433,7 +462,10 @@ async fn append_in(
                 duplicate: false,
             }),
             Planned::StoredDuplicate => Ok(Committed {
-                events: read::events_with_idempotency_key(client, &request.idempotency_key).await?,
+                events: read::stored_request(client, &request.idempotency_key)
+                    .await?
+                    .map(|stored| stored.events)
+                    .unwrap_or_default(),
                 duplicate: true,
             }),
             Planned::BatchDuplicate { request_index } => match &outcomes[request_index] {
@@ -489,15 +521,21 @@ fn check_text(field: &str, value: &str, may_be_empty: bool) -> Result<(), Append
     })
 }
 
+/// Inserts the batch's new events, each with the fingerprint of its request.
 async fn write_events(
     client: &Client,
     statements: &Statements,
-    events: &[&RecordedEvent],
+    appended: &[(&RecordedEvent, RequestFingerprint)],
     recorded_at: OffsetDateTime,
 ) -> Result<(), StoreError> {
-    if events.is_empty() {
+    if appended.is_empty() {
         return Ok(());
     }
+    let events: Vec<&RecordedEvent> = appended.iter().map(|(event, _)| *event).collect();
+    let fingerprints: Vec<&[u8]> = appended
+        .iter()
+        .map(|(_, fingerprint)| &fingerprint.0[..])
+        .collect();
     let column = |value: fn(&RecordedEvent) -> &str| -> Vec<&str> {
         events.iter().map(|event| value(event)).collect()
     };
@@ -547,6 +585,7 @@ async fn write_events(
                 &payloads,
                 &prev_hashes,
                 &hashes,
+                &fingerprints,
             ],
         )
         .await?;

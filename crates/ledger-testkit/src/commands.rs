@@ -76,6 +76,26 @@ pub fn start_subscription(
     }
 }
 
+/// `record_payment_succeeded` of `amount_minor` USD for the subscription `sub_1` (started by
+/// [`start_subscription`] in USD), without an invoice.
+pub fn record_payment(
+    idempotency_key: &str,
+    customer_id: &str,
+    payment_id: &str,
+    amount_minor: i64,
+) -> proto::Command {
+    command(
+        idempotency_key,
+        customer_id,
+        proto::command::Kind::RecordPaymentSucceeded(proto::PaymentSucceeded {
+            payment_id: payment_id.to_owned(),
+            invoice_id: String::new(),
+            subscription_id: "sub_1".to_owned(),
+            amount: Some(money(amount_minor, "USD")),
+        }),
+    )
+}
+
 pub fn money(amount_minor: i64, currency: &str) -> proto::Money {
     proto::Money {
         amount_minor,

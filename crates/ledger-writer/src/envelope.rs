@@ -4,13 +4,52 @@
 use ledger_domain::{
     Event, Issuer, Provider, Rejection, UniqueKeyChanges, event_status, event_type, proto,
 };
-use ledger_store::{AppendRequest, ExpectedVersion, NewEvent};
+use ledger_store::{AppendRequest, ExpectedVersion, NewEvent, RequestFingerprint};
 use prost::Message;
+use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// The schema version every event is written with today.
 pub const SCHEMA_VERSION: i16 = 1;
+
+/// The tag that starts every fingerprint's input: a change of the encoding gets a new tag.
+const REQUEST_FINGERPRINT_TAG: &[u8] = b"ledger.request_fingerprint.v1";
+
+/// The fingerprint an idempotency key is stored with: SHA-256 over a canonical encoding of
+/// what the command asks to record, each part prefixed with its length in bytes (u64,
+/// big-endian): the tag, the command's kind and body (the `ledger.v1.Command` oneof as protobuf
+/// bytes, so protobuf and JSON requests of the same command agree) and the metadata that says
+/// what happened to whom: `customer_id` (the stream), `payment_provider`, `account_id`,
+/// `issuer` and `occurred_at_unix_micros`.
+///
+/// Left out, as Stripe compares a request's parameters and not how it was sent
+/// ("the same key with different parameters is an error"): the key itself,
+/// `expected_version` (a precondition on the customer's state, not part of the fact: a retry
+/// after re-reading the customer repeats the same request), and `correlation_id` /
+/// `causation_id` (tracing ids a retry through another hop may renew).
+pub fn request_fingerprint(command: &proto::Command) -> RequestFingerprint {
+    let no_metadata = proto::CommandMetadata::default();
+    let metadata = command.metadata.as_ref().unwrap_or(&no_metadata);
+    let mut body = Vec::new();
+    if let Some(kind) = &command.kind {
+        kind.encode(&mut body);
+    }
+    let mut hasher = Sha256::new();
+    for part in [
+        REQUEST_FINGERPRINT_TAG,
+        &body,
+        metadata.customer_id.as_bytes(),
+        &metadata.payment_provider.to_be_bytes(),
+        metadata.account_id.as_bytes(),
+        &metadata.issuer.to_be_bytes(),
+        &metadata.occurred_at_unix_micros.to_be_bytes(),
+    ] {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part);
+    }
+    RequestFingerprint(hasher.finalize().into())
+}
 
 /// The append request for `events`, which `decide` accepted from `command`, for stream
 /// `stream_id` (a customer or an integration), claiming and releasing `unique_keys`
@@ -67,6 +106,7 @@ pub fn append_request(
         stream_id,
         expected_version,
         idempotency_key: metadata.idempotency_key.clone(),
+        request_fingerprint: request_fingerprint(command),
         events: new_events,
         unique_keys,
     })

@@ -30,7 +30,7 @@ use std::future::Future;
 use ledger_bus::BusConfig;
 use ledger_store::{Store, StoreError};
 
-pub use envelope::{SCHEMA_VERSION, append_request};
+pub use envelope::{SCHEMA_VERSION, append_request, request_fingerprint};
 
 /// How the writer batches and bounds its work.
 #[derive(Debug, Clone)]

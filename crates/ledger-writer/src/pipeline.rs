@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::publish::Publisher;
-use crate::{WriterConfig, WriterError, append_request};
+use crate::{WriterConfig, WriterError, append_request, request_fingerprint};
 
 /// Recovery attempts after a failed publication before the writer gives up its leadership.
 const RECOVERY_ATTEMPTS_MAX: u32 = 5;
@@ -314,12 +314,21 @@ impl Announcer {
                         .map(|metadata| metadata.idempotency_key.as_str())
                         .unwrap_or_default();
                     // A retry of a command already appended is answered with the original
-                    // result, even though deciding it again against today's state fails.
+                    // result, even though deciding it again against today's state fails; the
+                    // key used for another request is refused without naming it.
                     match self.store.find_by_idempotency_key(key).await? {
-                        Some(events) if !key.is_empty() => accepted(&Committed {
-                            events,
-                            duplicate: true,
-                        }),
+                        Some(stored) if !key.is_empty() => {
+                            if stored.is_same_request(&request_fingerprint(&incoming.command)) {
+                                accepted(&Committed {
+                                    events: stored.events,
+                                    duplicate: true,
+                                })
+                            } else {
+                                store_rejection(&AppendRejection::IdempotencyKeyReused {
+                                    idempotency_key: key.to_owned(),
+                                })
+                            }
+                        }
                         _ => domain_rejection(&rejection),
                     }
                 }
@@ -436,6 +445,9 @@ fn store_rejection(rejection: &AppendRejection) -> proto::CommandReply {
     let (kind, code) = match rejection {
         AppendRejection::Conflict { .. } => (RejectionKind::Conflict, "conflict"),
         AppendRejection::UniqueKeyTaken { .. } => (RejectionKind::Invalid, "unique_key_taken"),
+        AppendRejection::IdempotencyKeyReused { .. } => {
+            (RejectionKind::Invalid, "idempotency_key_reused")
+        }
         AppendRejection::Invalid { .. } => (RejectionKind::Invalid, "invalid_event"),
     };
     rejected(kind, code, rejection)

@@ -73,7 +73,8 @@ async fn demo_history_verifies_and_audit_verify_names_a_tampered_position() {
     let migrate = ledger(&["migrate"], &demo_url);
     assert!(migrate.status.success(), "migrate is idempotent");
 
-    let verify = ledger(&["audit", "verify"], &demo_url);
+    // The demo's stream was removed above: only the chain and the checkpoints are compared.
+    let verify = ledger(&["audit", "verify", "--skip-stream"], &demo_url);
     assert!(verify.status.success());
     assert!(
         stdout(&verify).starts_with("audit verify: OK"),
@@ -94,7 +95,7 @@ async fn demo_history_verifies_and_audit_verify_names_a_tampered_position() {
         )
         .await
         .expect("tamper");
-    let tampered = ledger(&["audit", "verify"], &demo_url);
+    let tampered = ledger(&["audit", "verify", "--skip-stream"], &demo_url);
     assert_eq!(tampered.status.code(), Some(1));
     assert!(
         stdout(&tampered).contains("TAMPERED at global position 42"),
@@ -151,6 +152,7 @@ async fn run_writer_and_send_work_as_a_user_runs_them() {
         r#"{"email": "ada@example.com", "name": "Ada"}"#,
         "--idempotency-key",
         "cli-1",
+        // A resend is the same request only with the same business time.
         "--occurred-at",
         "2026-02-10T09:30:00Z",
     ];
@@ -509,4 +511,131 @@ async fn run_query_serves_the_api_as_configured() {
     assert!(body.contains("read_model_unavailable"), "{body}");
     query.kill().expect("stop the query service");
     let _ = query.wait();
+}
+
+/// Issue 11, item 7: deleting the last event (trigger disabled) leaves a valid chain, but the
+/// stream and the projector's checkpoint still hold it, so `audit verify` fails naming them;
+/// `--to` past the end and an unreachable NATS fail as incomplete; the report states exactly
+/// what was checked.
+#[tokio::test]
+async fn audit_verify_detects_a_deleted_tail_from_the_stream_and_the_checkpoints() {
+    let test_ledger = ledger_testkit::ledger::TestLedger::new().await;
+    let writer = test_ledger.start_writer();
+    let projector = test_ledger
+        .start_projector(
+            projector_customers::CustomersProjector::new(test_ledger.store.clone()),
+            ledger_projector::ProjectorConfig::default(),
+            false,
+        )
+        .await;
+    for n in 0..3 {
+        test_ledger
+            .client()
+            .send(&ledger_testkit::commands::register(
+                &format!("k{n}"),
+                &format!("{n}@example.com"),
+            ))
+            .await
+            .expect("accepted");
+    }
+    assert!(test_ledger.projector_caught_up("customers").await);
+    projector.stop().await;
+    writer.stop().await.expect("writer");
+    let hashes: Vec<String> = test_ledger
+        .table_events()
+        .await
+        .iter()
+        .map(|event| {
+            event
+                .hash
+                .iter()
+                .map(|byte| format!("{byte:02x}"))
+                .collect()
+        })
+        .collect();
+    let stream_name = test_ledger.bus.stream_name.clone();
+    let nats_url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
+    let verify = |nats_url: &str, extra: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_ledger"))
+            .args(["audit", "verify"])
+            .args(extra)
+            .env("DATABASE_URL", test_ledger.database().url())
+            .env("NATS_URL", nats_url)
+            .env("LEDGER_STREAM_NAME", &stream_name)
+            .output()
+            .expect("run the ledger binary");
+        (output.status.code(), stdout(&output))
+    };
+
+    assert_eq!(
+        verify(&nats_url, &[]),
+        (
+            Some(0),
+            format!(
+                "audit verify: OK\n  \
+                 chain: 3 events (positions 1..=3) match their hash chain; hash at 3: {h3}\n  \
+                 table head: position 3, hash {h3}\n  \
+                 stream {stream_name}: at 3, level with the table\n  \
+                 checkpoint customers: at 3, level with the table\n",
+                h3 = hashes[2]
+            )
+        )
+    );
+    let (status, unreachable) = verify("nats://127.0.0.1:1", &["--from", "2"]);
+    assert_eq!(status, Some(2), "{unreachable}");
+    assert!(
+        unreachable.starts_with("audit verify: INCOMPLETE\n  chain: 2 events (positions 2..=3)"),
+        "{unreachable}"
+    );
+    assert!(
+        unreachable.contains(&format!(
+            "  stream {stream_name}: NOT CHECKED: cannot connect to NATS at nats://127.0.0.1:1"
+        )),
+        "{unreachable}"
+    );
+
+    test_ledger
+        .database()
+        .client()
+        .await
+        .batch_execute(
+            "ALTER TABLE customer_payment_events DISABLE TRIGGER customer_payment_events_append_only_rows; \
+             DELETE FROM customer_payment_events WHERE global_position = 3; \
+             ALTER TABLE customer_payment_events ENABLE TRIGGER customer_payment_events_append_only_rows;",
+        )
+        .await
+        .expect("delete the last event");
+    assert_eq!(
+        verify(&nats_url, &[]),
+        (
+            Some(1),
+            format!(
+                "audit verify: TAMPERED\n  \
+                 chain: 2 events (positions 1..=2) match their hash chain; hash at 2: {h2}\n  \
+                 table head: position 2, hash {h2}\n  \
+                 stream {stream_name}: AHEAD at 3, past the table's last event (2): events 3..=3 \
+                 were deleted from the table\n  \
+                 checkpoint customers: AHEAD at 3, past the table's last event (2): events 3..=3 \
+                 were deleted from the table\n",
+                h2 = hashes[1]
+            )
+        )
+    );
+    let (status, skipped) = verify(&nats_url, &["--skip-stream"]);
+    assert_eq!(status, Some(1), "the checkpoint still shows the deletion");
+    assert!(
+        skipped.contains(&format!(
+            "  stream {stream_name}: not checked (--skip-stream)\n"
+        )),
+        "{skipped}"
+    );
+    assert_eq!(
+        verify(&nats_url, &["--to", "3"]),
+        (
+            Some(2),
+            "audit verify: INCOMPLETE\n  \
+             chain: NOT VERIFIED: --to 3 is past the last event in the table (position 2)\n"
+                .to_owned()
+        )
+    );
 }

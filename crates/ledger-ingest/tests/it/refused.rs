@@ -7,7 +7,7 @@ use actix_web::http::header::{CONTENT_TYPE, RETRY_AFTER};
 use ledger_bus::Encoding;
 use ledger_domain::proto::{self, RejectionKind};
 use ledger_testkit::commands::{
-    metadata, money, register, start_subscription, with_expected_version,
+    metadata, money, record_payment, register, start_subscription, with_expected_version,
 };
 use ledger_testkit::ledger::TestLedger;
 
@@ -348,4 +348,68 @@ async fn no_writer_is_service_unavailable_with_retry_after() {
         Some(ledger_bus::CONTENT_TYPE_JSON.as_bytes())
     );
     assert_eq!(ledger.last_position().await, 0);
+}
+
+/// Issue 11, item 2 over HTTP: customer B's payment with the key of customer A's payment is a
+/// 422 `idempotency_key_reused` that does not name A, and records nothing; the same payment
+/// again (here in protobuf after JSON) is a 200 duplicate with the original events.
+#[actix_web::test]
+async fn a_key_reused_for_another_customer_is_a_422_that_names_nobody() {
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let app = ingest_app!(ledger.client());
+    let mut customers = Vec::new();
+    for name in ["a", "b"] {
+        let registered = call!(
+            app,
+            post_json(
+                "/v1/customers",
+                &register(&format!("signup:{name}"), &format!("{name}@example.com"))
+            )
+        );
+        let customer_id = registered.accepted().customer_id.clone();
+        let started = call!(
+            app,
+            post_json(
+                "/v1/commands/start_subscription",
+                &start_subscription(&format!("sub:{name}"), &customer_id, "sub_1", "USD")
+            )
+        );
+        assert_eq!(started.status, StatusCode::CREATED);
+        customers.push(customer_id);
+    }
+    let path = "/v1/commands/record_payment_succeeded";
+    let payment_a = record_payment("stripe:evt_pay", &customers[0], "py_a", 4_900);
+    let paid = call!(app, post_json(path, &payment_a));
+    assert_eq!(paid.status, StatusCode::CREATED);
+
+    let reused = call!(
+        app,
+        post_json(
+            path,
+            &record_payment("stripe:evt_pay", &customers[1], "py_b", 4_900)
+        )
+    );
+    assert_eq!(
+        reused.refusal(),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            RejectionKind::Invalid,
+            "idempotency_key_reused"
+        )
+    );
+    let answer = format!("{:?}", reused.reply);
+    assert!(!answer.contains(customers[0].as_str()), "{answer}");
+    assert_eq!(
+        ledger.last_position().await,
+        5,
+        "B's payment is not recorded"
+    );
+
+    let repeat = call!(app, post_protobuf(path, &payment_a));
+    assert_eq!(repeat.status, StatusCode::OK);
+    assert!(repeat.accepted().duplicate);
+    assert_eq!(repeat.accepted().events, paid.accepted().events);
+    assert_eq!(ledger.last_position().await, 5);
+    writer.stop().await.expect("clean stop");
 }

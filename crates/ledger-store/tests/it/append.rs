@@ -2,7 +2,10 @@ use std::sync::Arc;
 
 use futures_util::TryStreamExt;
 use ledger_domain::{UniqueKey, UniqueKeyChanges};
-use ledger_store::{AppendRejection, ExpectedVersion, GENESIS_HASH, StoreError};
+use ledger_store::{
+    AppendRejection, AppendRequest, ExpectedVersion, GENESIS_HASH, RequestFingerprint, StoreError,
+    StoredRequest,
+};
 use uuid::Uuid;
 
 use crate::{payment, request, store};
@@ -234,7 +237,7 @@ async fn a_repeated_idempotency_key_returns_the_original_events_and_appends_noth
         .find_by_idempotency_key("stripe:evt_1")
         .await
         .expect("find");
-    assert_eq!(found, Some(first.events));
+    assert_eq!(found.map(|stored| stored.events), Some(first.events));
     assert_eq!(
         store
             .find_by_idempotency_key("stripe:evt_3")
@@ -431,4 +434,105 @@ async fn an_email_or_provider_account_belongs_to_one_customer_only() {
             .expect("find"),
         Some(alice)
     );
+}
+
+/// Issue 11, item 2: a key reused for another request (another fingerprint) is refused, in the
+/// same batch and against the table, and appends nothing; the same request is a duplicate.
+#[tokio::test]
+async fn an_idempotency_key_reused_for_another_request_is_refused() {
+    let (_database, store) = store().await;
+    let writer = store.writer().await.expect("writer");
+    let (alice, bob) = (Uuid::now_v7(), Uuid::now_v7());
+    let with_fingerprint = |stream_id: Uuid, key: &str, fingerprint: u8| AppendRequest {
+        request_fingerprint: RequestFingerprint([fingerprint; 32]),
+        ..request(stream_id, ExpectedVersion::Any, key, vec![payment(4_900)])
+    };
+    let reused = |key: &str| {
+        Err(AppendRejection::IdempotencyKeyReused {
+            idempotency_key: key.to_owned(),
+        })
+    };
+    let first = writer
+        .append_one(with_fingerprint(alice, "stripe:evt_1", 1))
+        .await
+        .expect("appended");
+
+    // In one batch: against the table, and against an earlier request of the batch.
+    let outcomes = writer
+        .append(vec![
+            with_fingerprint(bob, "stripe:evt_1", 2),
+            with_fingerprint(alice, "stripe:evt_1", 1),
+            with_fingerprint(alice, "stripe:evt_2", 1),
+            with_fingerprint(bob, "stripe:evt_2", 2),
+            with_fingerprint(alice, "stripe:evt_2", 1),
+        ])
+        .await
+        .expect("batch");
+    assert_eq!(outcomes[0], reused("stripe:evt_1"));
+    let repeat = outcomes[1].clone().expect("the same request");
+    assert_eq!(
+        (repeat.duplicate, repeat.events),
+        (true, first.events.clone())
+    );
+    let second = outcomes[2].clone().expect("appended");
+    assert_eq!(second.events[0].global_position, 2);
+    assert_eq!(outcomes[3], reused("stripe:evt_2"));
+    let repeat_in_batch = outcomes[4].clone().expect("the same request");
+    assert_eq!(
+        (repeat_in_batch.duplicate, repeat_in_batch.events),
+        (true, second.events)
+    );
+    assert_eq!(store.last_position().await.expect("last"), 2);
+    assert!(store.read_stream(bob, 1).await.expect("read").is_empty());
+    assert_eq!(
+        store
+            .find_by_idempotency_key("stripe:evt_1")
+            .await
+            .expect("find"),
+        Some(StoredRequest {
+            events: first.events,
+            request_fingerprint: Some(RequestFingerprint([1; 32])),
+        })
+    );
+}
+
+/// Events appended before migration V3 have no fingerprint: a repeat of their key is answered
+/// with them, whatever the request.
+#[tokio::test]
+async fn a_key_stored_without_a_fingerprint_answers_any_repeat() {
+    let (database, store) = store().await;
+    let writer = store.writer().await.expect("writer");
+    let first = writer
+        .append_one(request(
+            Uuid::now_v7(),
+            ExpectedVersion::Any,
+            "before-v3",
+            vec![payment(10)],
+        ))
+        .await
+        .expect("appended");
+    database
+        .client()
+        .await
+        .batch_execute(
+            "ALTER TABLE customer_payment_events DISABLE TRIGGER customer_payment_events_append_only_rows; \
+             UPDATE customer_payment_events SET request_fingerprint = NULL; \
+             ALTER TABLE customer_payment_events ENABLE TRIGGER customer_payment_events_append_only_rows;",
+        )
+        .await
+        .expect("a row as V2 wrote it");
+    let repeat = writer
+        .append_one(AppendRequest {
+            request_fingerprint: RequestFingerprint([9; 32]),
+            ..request(
+                Uuid::now_v7(),
+                ExpectedVersion::Any,
+                "before-v3",
+                vec![payment(20)],
+            )
+        })
+        .await
+        .expect("answered from the log");
+    assert_eq!((repeat.duplicate, repeat.events), (true, first.events));
+    assert_eq!(store.last_position().await.expect("last"), 1);
 }

@@ -1,4 +1,5 @@
-use ledger_store::{ExpectedVersion, Store};
+use futures_util::TryStreamExt;
+use ledger_store::{CopyVerdict, ExpectedVersion, GENESIS_HASH, HeadCopy, Store, TableHead};
 use ledger_testkit::TestDb;
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;
@@ -140,4 +141,68 @@ async fn verify_chain_names_a_deleted_position_and_a_rewritten_amount_column() {
         verification.first_break.expect("a break").global_position,
         3
     );
+}
+
+/// Issue 11, item 7: a deleted tail leaves a valid chain; the copies that saw the tail show it.
+#[tokio::test]
+async fn a_copy_of_the_head_shows_a_deleted_tail_that_the_chain_cannot() {
+    let (database, store) = store().await;
+    append_ten(&store).await;
+    let events: Vec<_> = store.read_all(1, 10).try_collect().await.expect("read");
+    let copy = |global_position: u64, hash| HeadCopy {
+        name: "stream TEST".to_owned(),
+        global_position,
+        hash,
+    };
+    let head = store.head().await.expect("head");
+    assert_eq!(
+        head,
+        TableHead {
+            global_position: 10,
+            hash: events[9].hash
+        }
+    );
+    let verdict = |copy: HeadCopy| {
+        let store = store.clone();
+        async move {
+            store
+                .compare_head_copy(&head, &copy)
+                .await
+                .expect("compare")
+        }
+    };
+    assert_eq!(verdict(copy(10, events[9].hash)).await, CopyVerdict::Level);
+    assert_eq!(
+        verdict(copy(7, events[6].hash)).await,
+        CopyVerdict::Behind { events: 3 }
+    );
+    assert_eq!(
+        verdict(copy(0, GENESIS_HASH)).await,
+        CopyVerdict::Behind { events: 10 }
+    );
+    assert_eq!(
+        verdict(copy(7, events[5].hash)).await,
+        CopyVerdict::HashMismatch
+    );
+    assert_eq!(
+        verdict(copy(10, events[8].hash)).await,
+        CopyVerdict::HashMismatch
+    );
+
+    tamper(
+        &database,
+        "DELETE FROM customer_payment_events WHERE global_position = 10",
+    )
+    .await;
+    let intact = store.verify_chain(1, 9, |_| ()).await.expect("verify");
+    assert_eq!((intact.verified_events, intact.first_break), (9, None));
+    let head = store.head().await.expect("head");
+    assert_eq!(head.global_position, 9);
+    let ahead = store
+        .compare_head_copy(&head, &copy(10, events[9].hash))
+        .await
+        .expect("compare");
+    assert_eq!(ahead, CopyVerdict::Ahead { events: 1 });
+    assert!(ahead.is_evidence_of_tampering());
+    assert!(!CopyVerdict::Behind { events: 1 }.is_evidence_of_tampering());
 }

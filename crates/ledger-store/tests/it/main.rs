@@ -6,7 +6,7 @@ mod writer_lock;
 
 use bytes::Bytes;
 use ledger_domain::{EventStatus, Issuer, Provider, UniqueKeyChanges, proto};
-use ledger_store::{AppendRequest, ExpectedVersion, NewEvent, Store};
+use ledger_store::{AppendRequest, ExpectedVersion, NewEvent, RequestFingerprint, Store};
 use ledger_testkit::TestDb;
 use prost::Message;
 use time::OffsetDateTime;
@@ -61,6 +61,8 @@ fn request(
         stream_id,
         expected_version,
         idempotency_key: idempotency_key.to_owned(),
+        // One request everywhere: tests of reused keys set another fingerprint.
+        request_fingerprint: RequestFingerprint([1; 32]),
         events,
         unique_keys: UniqueKeyChanges::default(),
     }

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use ledger_domain::UniqueKeyChanges;
-use ledger_store::{AppendRequest, ExpectedVersion, NewEvent};
+use ledger_store::{AppendRequest, ExpectedVersion, NewEvent, RequestFingerprint};
 use ledger_writer::WriterError;
 use uuid::Uuid;
 
@@ -31,6 +31,7 @@ async fn events_committed_but_never_published_are_published_by_the_next_writer()
                 stream_id: Uuid::now_v7(),
                 expected_version: ExpectedVersion::Exact(0),
                 idempotency_key: format!("unpublished-{n}"),
+                request_fingerprint: RequestFingerprint([n; 32]),
                 events: vec![NewEvent {
                     event_id: Uuid::now_v7(),
                     ..template.clone()

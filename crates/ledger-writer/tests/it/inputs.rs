@@ -138,3 +138,57 @@ async fn bad_input_gets_a_typed_rejection_and_appends_nothing() {
     assert_eq!(ledger.assert_stream_matches_table().await, 1);
     writer.stop().await.expect("clean stop");
 }
+
+/// The rejection code of a refused command.
+fn rejection_code(error: &ledger_bus::SendError) -> &str {
+    match error {
+        ledger_bus::SendError::Rejected(rejected) => &rejected.code,
+        other => panic!("expected a rejection, got {other}"),
+    }
+}
+
+/// Issue 11, item 8: lookalikes of a customer's email register no second customer.
+#[tokio::test]
+async fn lookalike_emails_of_a_customer_register_no_second_customer() {
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let client = ledger.client();
+    client
+        .send(&register("k-cafe", "caf\u{e9}@example.com"))
+        .await
+        .expect("accepted");
+    let lookalikes = [
+        // e + U+0301 COMBINING ACUTE ACCENT.
+        (
+            "k-decomposed",
+            "cafe\u{301}@example.com",
+            "unique_key_taken",
+        ),
+        // U+FF41 FULLWIDTH LATIN SMALL LETTER A.
+        (
+            "k-fullwidth",
+            "c\u{ff41}f\u{e9}@example.com",
+            "unique_key_taken",
+        ),
+        // U+200B ZERO WIDTH SPACE.
+        (
+            "k-zero-width",
+            "caf\u{200b}\u{e9}@example.com",
+            "email_character_not_allowed",
+        ),
+    ];
+    for (key, email, code) in lookalikes {
+        let refused = client
+            .send(&register(key, email))
+            .await
+            .expect_err("a lookalike of a taken email");
+        assert_eq!(
+            refused.rejection_kind(),
+            Some(RejectionKind::Invalid),
+            "{email:?}"
+        );
+        assert_eq!(rejection_code(&refused), code, "{email:?}");
+    }
+    assert_eq!(ledger.last_position().await, 1, "one customer only");
+    writer.stop().await.expect("clean stop");
+}

@@ -4,7 +4,9 @@ use std::sync::Arc;
 use ledger_bus::{Encoding, SendError};
 use ledger_domain::proto::RejectionKind;
 
-use ledger_testkit::commands::{register, start_subscription, with_expected_version};
+use ledger_testkit::commands::{
+    record_payment, register, start_subscription, with_expected_version,
+};
 use ledger_testkit::ledger::TestLedger;
 
 #[tokio::test]
@@ -215,4 +217,121 @@ fn json_commands_use_the_proto_field_names() {
         ledger_bus::decode_command(Encoding::Json, camel.as_bytes()).expect("decode"),
         command
     );
+}
+
+/// Issue 11, item 2: a payment for customer B sent with the key of customer A's payment is
+/// refused (`idempotency_key_reused`) without naming A, and B's payment is not recorded; a
+/// true repeat of A's payment, even with another expected version, gets the original answer.
+#[tokio::test]
+async fn an_idempotency_key_reused_for_another_customer_is_refused_without_naming_the_first() {
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let client = ledger.client();
+    let mut customers = Vec::new();
+    for name in ["a", "b"] {
+        let customer_id = client
+            .send(&register(
+                &format!("signup:{name}"),
+                &format!("{name}@example.com"),
+            ))
+            .await
+            .expect("registered")
+            .customer_id;
+        client
+            .send(&start_subscription(
+                &format!("sub:{name}"),
+                &customer_id,
+                "sub_1",
+                "USD",
+            ))
+            .await
+            .expect("started");
+        customers.push(customer_id);
+    }
+    let (customer_a, customer_b) = (customers[0].as_str(), customers[1].as_str());
+    let paid = client
+        .send(&record_payment("stripe:evt_pay", customer_a, "py_a", 4_900))
+        .await
+        .expect("accepted");
+    assert_eq!(paid.events[0].global_position, 5);
+
+    let refusal = |command| {
+        let client = client.clone();
+        async move {
+            match client.send(&command).await {
+                Err(SendError::Rejected(rejected)) => rejected,
+                other => panic!("expected a rejection, got {other:?}"),
+            }
+        }
+    };
+    // Decided for B, refused by the store's fingerprint check.
+    let for_b = refusal(record_payment("stripe:evt_pay", customer_b, "py_b", 4_900)).await;
+    // Refused by the rules too (no such customer): the reused key is what is answered.
+    let for_nobody = refusal(record_payment(
+        "stripe:evt_pay",
+        "0190f5c2-0000-7000-8000-000000000000",
+        "py_b",
+        4_900,
+    ))
+    .await;
+    for rejected in [&for_b, &for_nobody] {
+        assert_eq!(
+            (
+                rejected.kind(),
+                rejected.code.as_str(),
+                rejected.message.as_str()
+            ),
+            (
+                RejectionKind::Invalid,
+                "idempotency_key_reused",
+                "idempotency key \"stripe:evt_pay\" was already used for a different request: \
+                 send a new request with a new key"
+            )
+        );
+    }
+
+    let repeat = client
+        .send(&with_expected_version(
+            record_payment("stripe:evt_pay", customer_a, "py_a", 4_900),
+            2,
+        ))
+        .await
+        .expect("the same request");
+    assert!(repeat.duplicate);
+    assert_eq!(
+        (repeat.customer_id.as_str(), repeat.events),
+        (customer_a, paid.events)
+    );
+
+    // Two customers' payments with one key at once, in one batch or two: one is recorded.
+    let race_a = record_payment("stripe:evt_race", customer_a, "py_a2", 100);
+    let race_b = record_payment("stripe:evt_race", customer_b, "py_b2", 100);
+    let (first, second) = tokio::join!(client.send(&race_a), client.send(&race_b));
+    let codes: Vec<&str> = [&first, &second]
+        .iter()
+        .map(|outcome| match outcome {
+            Ok(accepted) if !accepted.duplicate => "accepted",
+            Err(SendError::Rejected(rejected)) => rejected.code.as_str(),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert!(
+        codes == ["accepted", "idempotency_key_reused"]
+            || codes == ["idempotency_key_reused", "accepted"],
+        "{codes:?}"
+    );
+
+    assert_eq!(ledger.last_position().await, 6);
+    let customer_b_events = ledger
+        .store
+        .read_stream(customer_b.parse().expect("a UUID"), 1)
+        .await
+        .expect("read");
+    // Registration and subscription, plus B's racing payment if it won; never py_b.
+    assert_eq!(
+        customer_b_events.len(),
+        2 + usize::from(codes[1] == "accepted")
+    );
+    assert_eq!(ledger.assert_stream_matches_table().await, 6);
+    writer.stop().await.expect("clean stop");
 }
