@@ -302,7 +302,7 @@ async fn deliver_all(
     };
     projector_notify::run_worker(
         database_url,
-        projector_notify::DeliveryConfig::default(),
+        crate::demo_notify::loopback_delivery_config(),
         done,
     )
     .await?;

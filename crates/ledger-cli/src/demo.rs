@@ -117,7 +117,7 @@ impl ProjectorContext {
                 &database_url,
                 nats,
                 &config,
-                projector_notify::DeliveryConfig::default(),
+                crate::demo_notify::loopback_delivery_config(),
                 projector_notify::Rules::default(),
                 false,
                 stop,

@@ -15,6 +15,22 @@ const DELIVERIES_WAIT_MS: u64 = 60_000;
 /// Signing secret of the sample integration (the demo's receiver does not check it).
 const SAMPLE_SIGNING_SECRET: &str = "whsec_demo_0123456789abcdef";
 
+/// The delivery worker's settings for a receiver on loopback (the demo's and the notify
+/// bench's): `http://` and `127.0.0.1` allowed explicitly, as an operator would allow an
+/// internal receiver (`--notify-allow-http --notify-allow-internal 127.0.0.1`).
+pub(crate) fn loopback_delivery_config() -> projector_notify::DeliveryConfig {
+    projector_notify::DeliveryConfig {
+        egress: projector_notify::EgressPolicy {
+            allow_http: true,
+            allowlist: vec![projector_notify::AllowedTarget::Network(
+                std::net::IpAddr::from(std::net::Ipv4Addr::LOCALHOST).into(),
+            )],
+            ..projector_notify::EgressPolicy::default()
+        },
+        ..projector_notify::DeliveryConfig::default()
+    }
+}
+
 /// The sample integration and its receiver.
 pub(crate) struct SampleWebhook {
     integration_id: String,

@@ -292,16 +292,7 @@ async fn run_projectors(
         table_page_events: args.page_events,
         ..ledger_projector::ProjectorConfig::default()
     };
-    projectors::run(
-        store,
-        database_url,
-        nats,
-        &config,
-        &args.projectors,
-        &args.revenue,
-        replay,
-    )
-    .await?;
+    projectors::run(store, database_url, nats, &config, args, replay).await?;
     Ok(ExitCode::SUCCESS)
 }
 

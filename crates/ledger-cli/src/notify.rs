@@ -4,7 +4,9 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use projector_notify::{DELIVERY_ROWS_MAX, DeliveryConfig};
+use projector_notify::{
+    AllowedTarget, DELIVERY_ROWS_MAX, DeliveryConfig, EgressPolicy, SMTP_PORTS_DEFAULT,
+};
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
@@ -30,7 +32,40 @@ pub(crate) enum NotifyCommand {
     Test {
         /// The integration id (from `ledger notify list`).
         integration_id: Uuid,
+        #[command(flatten)]
+        egress: EgressArgs,
     },
+}
+
+/// Where the notify delivery worker may connect (docs/security.md, "Outbound requests"):
+/// by default `https://` only, SMTP ports 25, 465 and 587, and no loopback, private,
+/// link-local or other internal address, checked on the address each connection reaches.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct EgressArgs {
+    /// Also send to `http://` URLs.
+    #[arg(long, env = "LEDGER_NOTIFY_ALLOW_HTTP")]
+    notify_allow_http: bool,
+    /// Internal networks, addresses or host names the worker may reach anyway,
+    /// comma-separated: `10.1.0.0/16,127.0.0.1,relay.internal`.
+    #[arg(long, env = "LEDGER_NOTIFY_ALLOW_INTERNAL", value_delimiter = ',')]
+    notify_allow_internal: Vec<AllowedTarget>,
+    /// The SMTP ports the worker may connect to, comma-separated.
+    #[arg(long, env = "LEDGER_NOTIFY_SMTP_PORTS", value_delimiter = ',', default_values_t = SMTP_PORTS_DEFAULT)]
+    notify_smtp_ports: Vec<u16>,
+}
+
+impl EgressArgs {
+    /// The default delivery schedule with this policy.
+    pub(crate) fn delivery_config(&self) -> DeliveryConfig {
+        DeliveryConfig {
+            egress: EgressPolicy {
+                allow_http: self.notify_allow_http,
+                allowlist: self.notify_allow_internal.clone(),
+                smtp_ports: self.notify_smtp_ports.clone(),
+            },
+            ..DeliveryConfig::default()
+        }
+    }
 }
 
 pub(crate) async fn run(database_url: &str, command: NotifyCommand) -> anyhow::Result<ExitCode> {
@@ -102,13 +137,13 @@ pub(crate) async fn run(database_url: &str, command: NotifyCommand) -> anyhow::R
                 Ok(ExitCode::FAILURE)
             }
         }
-        NotifyCommand::Test { integration_id } => {
-            let outcome = projector_notify::send_test(
-                &mut client,
-                integration_id,
-                &DeliveryConfig::default(),
-            )
-            .await?;
+        NotifyCommand::Test {
+            integration_id,
+            egress,
+        } => {
+            let outcome =
+                projector_notify::send_test(&mut client, integration_id, &egress.delivery_config())
+                    .await?;
             let code = outcome
                 .status_code
                 .map_or("no answer".to_owned(), |code| code.to_string());

@@ -2,15 +2,18 @@
 //! webhook, or email over SMTP.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ledger_domain::proto;
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use time::OffsetDateTime;
 use tokio::sync::Mutex;
 
+use crate::egress::{CheckedResolver, EgressPolicy};
 use crate::integration::Target;
 use crate::outbox::{Attempt, Claimed};
 use crate::render::{self, Message};
@@ -23,6 +26,7 @@ const ERROR_BYTES_MAX: usize = 500;
 #[derive(Debug)]
 pub(crate) struct Sender {
     http: reqwest::Client,
+    egress: Arc<EgressPolicy>,
     timeout: Duration,
     slack_interval: Duration,
     /// When each Slack webhook may next be used.
@@ -30,16 +34,28 @@ pub(crate) struct Sender {
 }
 
 impl Sender {
-    pub(crate) fn new(timeout: Duration, slack_interval: Duration) -> Result<Sender, String> {
-        // No redirects: a receiver answers itself, or the attempt fails (as Stripe does).
+    pub(crate) fn new(
+        timeout: Duration,
+        slack_interval: Duration,
+        egress: &EgressPolicy,
+    ) -> Result<Sender, String> {
+        let egress = Arc::new(egress.clone());
+        // No redirects: a receiver answers itself, or the attempt fails (as Stripe does), and
+        // a redirect cannot lead to an address the policy did not check. No proxy from the
+        // environment: the resolver must see the receiver's name, not a proxy's.
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .dns_resolver(Arc::new(CheckedResolver {
+                policy: egress.clone(),
+            }))
             .user_agent(concat!("ledger-notify/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|error| error.to_string())?;
         Ok(Sender {
             http,
+            egress,
             timeout,
             slack_interval,
             slack_next: Mutex::new(HashMap::new()),
@@ -104,12 +120,17 @@ impl Sender {
     }
 
     /// POSTs JSON; Ok(status) for 2xx, otherwise the status and the start of the answer.
+    /// Errors never contain the URL (a Slack webhook URL is a credential).
     async fn post(
         &self,
         url: &str,
         body: String,
         signature: Option<String>,
     ) -> Result<Option<i32>, (Option<i32>, String)> {
+        let url = self
+            .egress
+            .check_url(url)
+            .map_err(|refused| (None, refused.to_string()))?;
         let mut request = self
             .http
             .post(url)
@@ -121,7 +142,7 @@ impl Sender {
         let response = request
             .send()
             .await
-            .map_err(|error| (None, error_chain(&error)))?;
+            .map_err(|error| (None, error_chain(&error.without_url())))?;
         let status = response.status();
         let code = Some(i32::from(status.as_u16()));
         if status.is_success() {
@@ -159,20 +180,35 @@ impl Sender {
         let email = builder
             .multipart(MultiPart::alternative_plain_html(text, html))
             .map_err(|error| fail(error.to_string()))?;
-        let port = u16::try_from(target.smtp_port).unwrap_or(25);
-        let transport = match proto::SmtpTls::try_from(target.smtp_tls) {
-            Ok(proto::SmtpTls::Starttls) => {
-                AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&target.smtp_host)
-            }
+        let port = u16::try_from(target.smtp_port).unwrap_or(0);
+        self.egress
+            .check_smtp_port(port)
+            .map_err(|refused| fail(refused.to_string()))?;
+        // Connect to the address checked here, not to a name lettre would resolve again; TLS
+        // still verifies the certificate against the relay's name.
+        let address = self
+            .egress
+            .resolve(&target.smtp_host, port)
+            .await
+            .map_err(|refused| fail(refused.to_string()))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| fail(format!("no address for {}", target.smtp_host)))?;
+        let tls_name = target.smtp_host.trim_matches(['[', ']']).to_owned();
+        let tls = match proto::SmtpTls::try_from(target.smtp_tls) {
+            Ok(proto::SmtpTls::Starttls) => Tls::Required(
+                TlsParameters::new(tls_name).map_err(|error| fail(error.to_string()))?,
+            ),
             Ok(proto::SmtpTls::Implicit) => {
-                AsyncSmtpTransport::<Tokio1Executor>::relay(&target.smtp_host)
+                Tls::Wrapper(TlsParameters::new(tls_name).map_err(|error| fail(error.to_string()))?)
             }
-            _ => Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(
-                &target.smtp_host,
-            )),
-        }
-        .map_err(|error| fail(error.to_string()))?;
-        let mut transport = transport.port(port).timeout(Some(self.timeout));
+            _ => Tls::None,
+        };
+        let mut transport =
+            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(address.ip().to_string())
+                .port(port)
+                .tls(tls)
+                .timeout(Some(self.timeout));
         if !target.smtp_username.is_empty() {
             transport = transport.credentials(Credentials::new(
                 target.smtp_username.clone(),

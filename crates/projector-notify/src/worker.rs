@@ -10,6 +10,7 @@ use tokio_postgres::{Client, NoTls};
 use uuid::Uuid;
 
 use crate::NotifyError;
+use crate::egress::EgressPolicy;
 use crate::outbox::{self, Attempt, Claimed, Next};
 use crate::send::Sender;
 
@@ -30,6 +31,8 @@ pub struct DeliveryConfig {
     pub claim_deliveries_max: i64,
     /// How often the worker looks for due deliveries when it found none.
     pub poll_interval: Duration,
+    /// Where it may connect (default: https only, no internal address).
+    pub egress: EgressPolicy,
 }
 
 impl Default for DeliveryConfig {
@@ -48,6 +51,7 @@ impl Default for DeliveryConfig {
             slack_interval: Duration::from_secs(1),
             claim_deliveries_max: 32,
             poll_interval: Duration::from_millis(500),
+            egress: EgressPolicy::default(),
         }
     }
 }
@@ -93,7 +97,8 @@ pub async fn run_worker(
     let mut client = connect(database_url).await?;
     outbox::ensure_outbox(&mut client).await?;
     let sender = std::sync::Arc::new(
-        Sender::new(config.send_timeout, config.slack_interval).map_err(NotifyError::Http)?,
+        Sender::new(config.send_timeout, config.slack_interval, &config.egress)
+            .map_err(NotifyError::Http)?,
     );
     tracing::info!(
         attempts_max = config.attempts_max(),

@@ -1,5 +1,7 @@
 //! The `ledger` binary as a user runs it, against a real PostgreSQL.
 
+mod grants;
+
 use std::process::{Command, Output};
 
 use ledger_testkit::TestDb;
