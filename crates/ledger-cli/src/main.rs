@@ -156,6 +156,10 @@ struct WriterArgs {
         default_value_t = 1_000
     )]
     batch_commands_max: usize,
+    /// The keys that seal integration secrets before they are recorded; without them
+    /// integrations are refused.
+    #[command(flatten)]
+    secrets: notify::SecretsArgs,
 }
 
 impl Cli {
@@ -169,9 +173,9 @@ impl Cli {
 }
 
 impl WriterArgs {
-    fn config(&self, bus: ledger_bus::BusConfig) -> ledger_writer::WriterConfig {
+    fn config(&self, bus: ledger_bus::BusConfig) -> anyhow::Result<ledger_writer::WriterConfig> {
         let defaults = ledger_writer::WriterConfig::default();
-        ledger_writer::WriterConfig {
+        Ok(ledger_writer::WriterConfig {
             bus: ledger_bus::BusConfig {
                 stream_replicas: self.stream_replicas,
                 stream_max_age: std::time::Duration::from_secs(self.stream_max_age_days * 86_400),
@@ -179,8 +183,9 @@ impl WriterArgs {
             },
             queue_commands_max: self.queue_commands_max,
             batch_commands_max: self.batch_commands_max,
+            secrets: self.secrets.keys()?,
             ..defaults
-        }
+        })
     }
 }
 
@@ -239,7 +244,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let store = ledger_store::Store::connect(&cli.database_url)?;
             let nats = connect_nats(&cli.nats_url).await?;
-            ledger_writer::run(store, nats, args.config(bus), shutdown()).await?;
+            ledger_writer::run(store, nats, args.config(bus)?, shutdown()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run {

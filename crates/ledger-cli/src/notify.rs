@@ -1,9 +1,12 @@
 //! `ledger notify`: operate the monitoring notifications (integrations, deliveries, retries, a
 //! test message), on the database in `DATABASE_URL`.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
+use ledger_secrets::SecretKeys;
 use projector_notify::{
     AllowedTarget, DELIVERY_ROWS_MAX, DeliveryConfig, EgressPolicy, SMTP_PORTS_DEFAULT,
 };
@@ -52,19 +55,56 @@ pub(crate) struct EgressArgs {
     /// The SMTP ports the worker may connect to, comma-separated.
     #[arg(long, env = "LEDGER_NOTIFY_SMTP_PORTS", value_delimiter = ',', default_values_t = SMTP_PORTS_DEFAULT)]
     notify_smtp_ports: Vec<u16>,
+    /// The keys that open the integrations' sealed secrets.
+    #[command(flatten)]
+    secrets: SecretsArgs,
 }
 
 impl EgressArgs {
-    /// The default delivery schedule with this policy.
-    pub(crate) fn delivery_config(&self) -> DeliveryConfig {
-        DeliveryConfig {
+    /// The default delivery schedule with this policy and these keys.
+    pub(crate) fn delivery_config(&self) -> anyhow::Result<DeliveryConfig> {
+        Ok(DeliveryConfig {
             egress: EgressPolicy {
                 allow_http: self.notify_allow_http,
                 allowlist: self.notify_allow_internal.clone(),
                 smtp_ports: self.notify_smtp_ports.clone(),
             },
+            secrets: self.secrets.keys()?,
             ..DeliveryConfig::default()
-        }
+        })
+    }
+}
+
+/// The key ring of integration secrets (docs/security.md, "Secrets and key rotation"): the
+/// writer seals with the first key, the delivery worker opens with any.
+#[derive(Clone, clap::Args)]
+pub(crate) struct SecretsArgs {
+    /// `key_id:base64 key` entries (32-byte keys, `openssl rand -base64 32`), comma-separated,
+    /// the sealing key first.
+    #[arg(long, env = "LEDGER_SECRETS_KEYS", hide_env_values = true)]
+    secrets_keys: Option<String>,
+    /// A file holding the same entries, one per line (when --secrets-keys is not set).
+    #[arg(long, env = "LEDGER_SECRETS_KEY_FILE")]
+    secrets_key_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for SecretsArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretsArgs")
+            .field("secrets_keys", &self.secrets_keys.as_ref().map(|_| "****"))
+            .field("secrets_key_file", &self.secrets_key_file)
+            .finish()
+    }
+}
+
+impl SecretsArgs {
+    /// The key ring, or `None` when neither setting is given.
+    pub(crate) fn keys(&self) -> anyhow::Result<Option<Arc<SecretKeys>>> {
+        Ok(SecretKeys::from_settings(
+            self.secrets_keys.as_deref(),
+            self.secrets_key_file.as_deref(),
+        )?
+        .map(Arc::new))
     }
 }
 
@@ -141,9 +181,12 @@ pub(crate) async fn run(database_url: &str, command: NotifyCommand) -> anyhow::R
             integration_id,
             egress,
         } => {
-            let outcome =
-                projector_notify::send_test(&mut client, integration_id, &egress.delivery_config())
-                    .await?;
+            let outcome = projector_notify::send_test(
+                &mut client,
+                integration_id,
+                &egress.delivery_config()?,
+            )
+            .await?;
             let code = outcome
                 .status_code
                 .map_or("no answer".to_owned(), |code| code.to_string());

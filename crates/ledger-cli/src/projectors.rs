@@ -84,6 +84,7 @@ pub(crate) async fn run(
     replay: bool,
 ) -> anyhow::Result<()> {
     let table_last = store.last_position().await?;
+    let delivery = args.egress.delivery_config()?;
     let bars = MultiProgress::new();
     let runs: Vec<BoxFuture<'_, anyhow::Result<()>>> = args
         .projectors
@@ -122,7 +123,7 @@ pub(crate) async fn run(
                     database_url,
                     nats.clone(),
                     config,
-                    args.egress.delivery_config(),
+                    delivery.clone(),
                     projector_notify::Rules::default(),
                     replay,
                     crate::shutdown(),

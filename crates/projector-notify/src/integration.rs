@@ -2,6 +2,7 @@
 //! its target described with the secrets masked.
 
 use ledger_domain::{IntegrationConfig, Provider, proto};
+use ledger_secrets::sealed_key_id;
 
 use crate::NotificationKind;
 use crate::derive::Notification;
@@ -57,9 +58,16 @@ pub(crate) fn wants(
 /// [`masked_url`] (a Slack webhook URL is a credential itself).
 pub(crate) fn masked_target(target: &Target) -> String {
     match target {
-        Target::Slack(slack) => masked_url(&slack.webhook_url),
+        Target::Slack(slack) => match sealed_key_id(&slack.webhook_url) {
+            Some(key_id) => format!("Slack webhook URL sealed with key {key_id}"),
+            None => masked_url(&slack.webhook_url),
+        },
         Target::Webhook(webhook) => {
-            format!("{} (signing secret ****)", masked_url(&webhook.url))
+            format!(
+                "{} (signing secret {})",
+                masked_url(&webhook.url),
+                masked_secret(&webhook.signing_secret)
+            )
         }
         Target::Email(email) => format!(
             "{} via {}:{}{}",
@@ -69,7 +77,11 @@ pub(crate) fn masked_target(target: &Target) -> String {
             if email.smtp_username.is_empty() {
                 String::new()
             } else {
-                format!(" as {} (password ****)", email.smtp_username)
+                format!(
+                    " as {} (password {})",
+                    email.smtp_username,
+                    masked_secret(&email.smtp_password)
+                )
             }
         ),
     }
@@ -77,6 +89,14 @@ pub(crate) fn masked_target(target: &Target) -> String {
 
 /// What is masked.
 const MASK: &str = "****";
+
+/// `sealed with key <id>`, or `****` for a secret recorded in clear text before sealing.
+fn masked_secret(secret: &str) -> String {
+    sealed_key_id(secret).map_or_else(
+        || MASK.to_owned(),
+        |key_id| format!("sealed with key {key_id}"),
+    )
+}
 
 /// Webhook services whose URL path carries the credential: the host (or a parent domain) and
 /// how many leading path segments are not secret. Slack's incoming webhooks

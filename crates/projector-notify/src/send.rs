@@ -18,6 +18,7 @@ use crate::integration::Target;
 use crate::outbox::{Attempt, Claimed};
 use crate::render::{self, Message};
 use crate::signature::{SIGNATURE_HEADER, sign};
+use crate::worker::DeliveryConfig;
 
 /// Bytes of a receiver's answer kept in the delivery log's error, at most.
 const ERROR_BYTES_MAX: usize = 500;
@@ -27,6 +28,7 @@ const ERROR_BYTES_MAX: usize = 500;
 pub(crate) struct Sender {
     http: reqwest::Client,
     egress: Arc<EgressPolicy>,
+    secrets: Option<Arc<ledger_secrets::SecretKeys>>,
     timeout: Duration,
     slack_interval: Duration,
     /// When each Slack webhook may next be used.
@@ -34,12 +36,11 @@ pub(crate) struct Sender {
 }
 
 impl Sender {
-    pub(crate) fn new(
-        timeout: Duration,
-        slack_interval: Duration,
-        egress: &EgressPolicy,
-    ) -> Result<Sender, String> {
-        let egress = Arc::new(egress.clone());
+    /// A sender with `config`'s timeout, egress policy and keys, pacing Slack webhooks by
+    /// `slack_interval`.
+    pub(crate) fn new(config: &DeliveryConfig, slack_interval: Duration) -> Result<Sender, String> {
+        let timeout = config.send_timeout;
+        let egress = Arc::new(config.egress.clone());
         // No redirects: a receiver answers itself, or the attempt fails (as Stripe does), and
         // a redirect cannot lead to an address the policy did not check. No proxy from the
         // environment: the resolver must see the receiver's name, not a proxy's.
@@ -56,14 +57,28 @@ impl Sender {
         Ok(Sender {
             http,
             egress,
+            secrets: config.secrets.clone(),
             timeout,
             slack_interval,
             slack_next: Mutex::new(HashMap::new()),
         })
     }
 
-    /// Sends `claimed` to `target` once and says how it went.
+    /// Sends `claimed` to `target` once and says how it went; sealed secrets are opened here,
+    /// for this send only.
     pub(crate) async fn send(&self, claimed: &Claimed, target: &Target) -> Attempt {
+        let target = match self.opened(claimed.integration_id, target) {
+            Ok(target) => target,
+            Err(error) => {
+                return Attempt {
+                    started_at: OffsetDateTime::now_utc(),
+                    latency_ms: 0,
+                    status_code: None,
+                    error: Some(error),
+                };
+            }
+        };
+        let target = &target;
         let message = Message {
             delivery_id: claimed.delivery_id,
             kind: &claimed.kind,
@@ -103,6 +118,21 @@ impl Sender {
             latency_ms,
             status_code,
             error,
+        }
+    }
+
+    /// The target with its secrets in clear text: opened with the worker's keys, or as
+    /// recorded when it was recorded before sealing existed.
+    fn opened(&self, integration_id: uuid::Uuid, target: &Target) -> Result<Target, String> {
+        match &self.secrets {
+            Some(keys) => keys
+                .open_target(integration_id, target.clone())
+                .map_err(|error| error.to_string()),
+            None if ledger_secrets::target_is_sealed(target) => Err(
+                "the integration's secrets are sealed and the worker has no key: start it with LEDGER_SECRETS_KEYS or LEDGER_SECRETS_KEY_FILE"
+                    .to_owned(),
+            ),
+            None => Ok(target.clone()),
         }
     }
 

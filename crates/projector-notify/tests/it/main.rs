@@ -4,6 +4,7 @@
 mod delivery;
 mod egress;
 mod exactly_once;
+mod secrets;
 
 use std::time::Duration;
 
@@ -38,6 +39,7 @@ fn fast_delivery() -> DeliveryConfig {
             allowlist: vec!["127.0.0.1".parse().expect("an allowlist entry")],
             ..EgressPolicy::default()
         },
+        secrets: Some(ledger_testkit::ledger::secret_keys()),
     }
 }
 
