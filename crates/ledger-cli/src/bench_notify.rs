@@ -148,9 +148,16 @@ async fn load_history(store: &Store, receiver_url: &str, events: u64) -> anyhow:
             .map(|kind| kind.to_proto() as i32)
             .collect();
     }
-    let integration_events = Stream::Empty.decide(&integration)?;
+    // Sealed as the writer would (the bench appends through the store).
+    let integration_id = Uuid::now_v7();
+    let keys = crate::demo_notify::demo_secret_keys()?;
+    let integration_events = Stream::Empty
+        .decide(&integration)?
+        .into_iter()
+        .map(|event| keys.seal_event(integration_id, event))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut requests = vec![ledger_writer::append_request(
-        Uuid::now_v7(),
+        integration_id,
         &integration,
         ledger_domain::UniqueKeyChanges::default(),
         integration_events,
@@ -306,7 +313,7 @@ async fn deliver_all(
     };
     projector_notify::run_worker(
         database_url,
-        projector_notify::DeliveryConfig::default(),
+        crate::demo_notify::loopback_delivery_config()?,
         done,
     )
     .await?;

@@ -112,12 +112,13 @@ impl ProjectorContext {
         let config = self.config.clone();
         let stop = stopped(self.stop.clone());
         tokio::spawn(async move {
+            let delivery = crate::demo_notify::loopback_delivery_config()?;
             projector_notify::run(
                 store,
                 &database_url,
                 nats,
                 &config,
-                projector_notify::DeliveryConfig::default(),
+                delivery,
                 projector_notify::Rules::default(),
                 false,
                 stop,
@@ -176,6 +177,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         nats.clone(),
         ledger_writer::WriterConfig {
             bus: bus.clone(),
+            secrets: Some(crate::demo_notify::demo_secret_keys()?),
             ..ledger_writer::WriterConfig::default()
         },
         stopped(stop_seen.clone()),

@@ -15,6 +15,36 @@ const DELIVERIES_WAIT_MS: u64 = 60_000;
 /// Signing secret of the sample integration (the demo's receiver does not check it).
 const SAMPLE_SIGNING_SECRET: &str = "whsec_demo_0123456789abcdef";
 
+/// The demo's key ring for integration secrets (one key, id `demo`): a demo database is
+/// recreated on every run, so a fixed key protects nothing real; deployments bring their own
+/// (`LEDGER_SECRETS_KEYS`).
+const DEMO_SECRETS_KEYS: &str = "demo:ZGVtby1vbmx5LWtleS0wMTIzNDU2Nzg5YWJjZGVmMDE=";
+
+/// [`DEMO_SECRETS_KEYS`], for the demo's writer and worker and the notify bench.
+pub(crate) fn demo_secret_keys() -> anyhow::Result<std::sync::Arc<ledger_secrets::SecretKeys>> {
+    Ok(std::sync::Arc::new(ledger_secrets::SecretKeys::parse(
+        DEMO_SECRETS_KEYS,
+    )?))
+}
+
+/// The delivery worker's settings for a receiver on loopback (the demo's and the notify
+/// bench's): `http://` and `127.0.0.1` allowed explicitly, as an operator would allow an
+/// internal receiver (`--notify-allow-http --notify-allow-internal 127.0.0.1`), and the demo
+/// keys.
+pub(crate) fn loopback_delivery_config() -> anyhow::Result<projector_notify::DeliveryConfig> {
+    Ok(projector_notify::DeliveryConfig {
+        egress: projector_notify::EgressPolicy {
+            allow_http: true,
+            allowlist: vec![projector_notify::AllowedTarget::Network(
+                std::net::IpAddr::from(std::net::Ipv4Addr::LOCALHOST).into(),
+            )],
+            ..projector_notify::EgressPolicy::default()
+        },
+        secrets: Some(demo_secret_keys()?),
+        ..projector_notify::DeliveryConfig::default()
+    })
+}
+
 /// The sample integration and its receiver.
 pub(crate) struct SampleWebhook {
     integration_id: String,

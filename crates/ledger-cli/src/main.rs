@@ -179,6 +179,10 @@ struct WriterArgs {
         default_value_t = 1_000
     )]
     batch_commands_max: usize,
+    /// The keys that seal integration secrets before they are recorded; without them
+    /// integrations are refused.
+    #[command(flatten)]
+    secrets: notify::SecretsArgs,
 }
 
 impl Cli {
@@ -203,9 +207,9 @@ impl Cli {
 }
 
 impl WriterArgs {
-    fn config(&self, bus: ledger_bus::BusConfig) -> ledger_writer::WriterConfig {
+    fn config(&self, bus: ledger_bus::BusConfig) -> anyhow::Result<ledger_writer::WriterConfig> {
         let defaults = ledger_writer::WriterConfig::default();
-        ledger_writer::WriterConfig {
+        Ok(ledger_writer::WriterConfig {
             bus: ledger_bus::BusConfig {
                 stream_replicas: self.stream_replicas,
                 stream_max_age: std::time::Duration::from_secs(self.stream_max_age_days * 86_400),
@@ -213,8 +217,9 @@ impl WriterArgs {
             },
             queue_commands_max: self.queue_commands_max,
             batch_commands_max: self.batch_commands_max,
+            secrets: self.secrets.keys()?,
             ..defaults
-        }
+        })
     }
 }
 
@@ -277,7 +282,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let store = ledger_store::Store::connect(&cli.database_url)?;
             let nats = connect_nats("ledger-writer").await?;
-            ledger_writer::run(store, nats, args.config(bus), shutdown()).await?;
+            ledger_writer::run(store, nats, args.config(bus)?, shutdown()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run {
@@ -343,16 +348,7 @@ async fn run_projectors(
         table_page_events: args.page_events,
         ..ledger_projector::ProjectorConfig::default()
     };
-    projectors::run(
-        store,
-        database_url,
-        nats,
-        &config,
-        &args.projectors,
-        &args.revenue,
-        replay,
-    )
-    .await?;
+    projectors::run(store, database_url, nats, &config, args, replay).await?;
     Ok(ExitCode::SUCCESS)
 }
 

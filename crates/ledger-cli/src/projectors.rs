@@ -8,6 +8,7 @@ use ledger_projector::{Projector, ProjectorConfig};
 use ledger_store::Store;
 use projector_revenue::RevenueSettings;
 
+use crate::notify::EgressArgs;
 use crate::progress;
 
 /// The read models.
@@ -35,6 +36,8 @@ pub(crate) struct ProjectorsArgs {
     pub(crate) page_events: u64,
     #[command(flatten)]
     pub(crate) revenue: RevenueArgs,
+    #[command(flatten)]
+    pub(crate) egress: EgressArgs,
 }
 
 /// The revenue read model's definitions (docs/metrics.md). They are stored with it; starting
@@ -79,20 +82,21 @@ impl RevenueArgs {
     }
 }
 
-/// Runs `names` (replaying them first with `replay`) until `shutdown`, with a progress bar
-/// each while they catch up with the table.
+/// Runs `args.projectors` (replaying them first with `replay`) until `shutdown`, with a
+/// progress bar each while they catch up with the table.
 pub(crate) async fn run(
     store: Store,
     database_url: &str,
     nats: async_nats::Client,
     config: &ProjectorConfig,
-    names: &[ProjectorName],
-    revenue: &RevenueArgs,
+    args: &ProjectorsArgs,
     replay: bool,
 ) -> anyhow::Result<()> {
     let table_last = store.last_position().await?;
+    let delivery = args.egress.delivery_config()?;
     let bars = MultiProgress::new();
-    let runs: Vec<BoxFuture<'_, anyhow::Result<()>>> = names
+    let runs: Vec<BoxFuture<'_, anyhow::Result<()>>> = args
+        .projectors
         .iter()
         .map(|name| {
             let message = match name {
@@ -112,7 +116,10 @@ pub(crate) async fn run(
                 )
                 .boxed(),
                 ProjectorName::Revenue => drive(
-                    projector_revenue::RevenueProjector::new(store.clone(), revenue.settings()),
+                    projector_revenue::RevenueProjector::new(
+                        store.clone(),
+                        args.revenue.settings(),
+                    ),
                     database_url,
                     nats.clone(),
                     config,
@@ -125,7 +132,7 @@ pub(crate) async fn run(
                     database_url,
                     nats.clone(),
                     config,
-                    projector_notify::DeliveryConfig::default(),
+                    delivery.clone(),
                     projector_notify::Rules::default(),
                     replay,
                     crate::shutdown(),

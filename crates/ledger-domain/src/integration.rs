@@ -1,6 +1,9 @@
 //! The integration aggregate: a monitoring receiver's configuration as a stream of its own
 //! (`integration_registered`, `_updated`, `_paused`, `_resumed`, `_removed`).
 
+use std::net::IpAddr;
+
+use crate::address::AddressScope;
 use crate::decide::{Metadata, check_metadata, customer_name, id, money, text};
 use crate::email::email;
 use crate::limits::{
@@ -305,7 +308,7 @@ fn email_target(target: &proto::EmailTarget) -> Result<proto::EmailTarget, Rejec
         }
         (port, _) => port,
     };
-    id("email.smtp_host", &target.smtp_host)?;
+    smtp_host("email.smtp_host", &target.smtp_host)?;
     if !target.smtp_username.is_empty() {
         id("email.smtp_username", &target.smtp_username)?;
     }
@@ -348,7 +351,11 @@ fn filter(filter: &proto::NotificationFilter) -> Result<proto::NotificationFilte
 }
 
 /// An `http://` or `https://` URL with a host, at most [`URL_BYTES_MAX`] bytes, no whitespace
-/// or control characters.
+/// or control characters, whose host is not an address that can never be a receiver
+/// ([`AddressScope::is_never_a_receiver`], in any spelling the WHATWG URL parser accepts:
+/// `http://0/`, `http://0x0.0/`, `http://[::]/`, `http://[::ffff:0.0.0.0]/`). Whether the
+/// host is internal (loopback, private, link-local) depends on the delivery worker's
+/// allowlist, so that is checked when sending.
 fn url(field: &'static str, value: &str) -> Result<String, Rejection> {
     let value = value.trim();
     if value.is_empty() {
@@ -366,16 +373,55 @@ fn url(field: &'static str, value: &str) -> Result<String, Rejection> {
             reason: "contains whitespace or control characters",
         });
     }
+    let not_http = Rejection::InvalidField {
+        field,
+        reason: "not an http:// or https:// URL with a host",
+    };
+    // The WHATWG parser forgives `https:///host` and `https:\\host`; a receiver's URL is
+    // spelled out.
     let rest = value
         .strip_prefix("https://")
         .or_else(|| value.strip_prefix("http://"));
-    match rest {
-        Some(rest) if !rest.is_empty() && !rest.starts_with('/') => Ok(value.to_owned()),
-        _ => Err(Rejection::InvalidField {
-            field,
-            reason: "not an http:// or https:// URL with a host",
-        }),
+    if !rest.is_some_and(|rest| !rest.is_empty() && !rest.starts_with(['/', '\\'])) {
+        return Err(not_http);
     }
+    let parsed = url::Url::parse(value).map_err(|_| not_http.clone())?;
+    match parsed.host() {
+        None => Err(not_http),
+        Some(host) => receiver_host(field, host).map(|()| value.to_owned()),
+    }
+}
+
+/// An SMTP relay's host: a DNS name or an IP address (IPv6 with or without brackets) that can
+/// be a receiver.
+fn smtp_host(field: &'static str, value: &str) -> Result<(), Rejection> {
+    id(field, value)?;
+    if let Ok(address) = value.parse::<IpAddr>() {
+        return receiver_address(field, address);
+    }
+    let host = url::Host::parse(value).map_err(|_| Rejection::InvalidField {
+        field,
+        reason: "not a host name or IP address",
+    })?;
+    receiver_host(field, host)
+}
+
+fn receiver_host<S>(field: &'static str, host: url::Host<S>) -> Result<(), Rejection> {
+    match host {
+        url::Host::Domain(_) => Ok(()),
+        url::Host::Ipv4(address) => receiver_address(field, IpAddr::V4(address)),
+        url::Host::Ipv6(address) => receiver_address(field, IpAddr::V6(address)),
+    }
+}
+
+fn receiver_address(field: &'static str, address: IpAddr) -> Result<(), Rejection> {
+    if AddressScope::of(address).is_never_a_receiver() {
+        return Err(Rejection::InvalidField {
+            field,
+            reason: "an unspecified (0.0.0.0, ::), multicast or broadcast address, which is never a receiver",
+        });
+    }
+    Ok(())
 }
 
 fn secret_text(field: &'static str, value: &str) -> Result<(), Rejection> {

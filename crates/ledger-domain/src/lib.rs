@@ -15,6 +15,7 @@
 //! ids arrive inside commands. It never panics on any input, and money arithmetic is checked
 //! integer arithmetic in minor units (no floats anywhere).
 
+mod address;
 mod customer;
 mod customer_id;
 mod decide;
@@ -31,6 +32,7 @@ mod unique;
 #[cfg(test)]
 mod decide_tests;
 
+pub use address::AddressScope;
 pub use customer::{
     BillingInterval, Customer, Discount, DiscountDuration, DiscountOff, Dispute, DisputeStatus,
     Invoice, InvoiceStatus, Payment, PaymentStatus, PendingCancellation, Plan, Profile,

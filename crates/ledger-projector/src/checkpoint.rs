@@ -81,7 +81,8 @@ pub(crate) async fn read(
 /// schema version or from other DDL (a projector's settings are part of its DDL), or if
 /// `rebuild` is set. Returns true when the schema was (re)created.
 ///
-/// The query service's role `ledger_query` is granted read access to the new schema.
+/// The query service's role `ledger_query` is granted read access to the new schema when
+/// [`Projector::readable_by_query`] says so.
 pub(crate) async fn ensure_schema(
     client: &mut Client,
     projector: &impl Projector,
@@ -97,6 +98,14 @@ pub(crate) async fn ensure_schema(
         .await?
         .try_get(0)?;
     let schema_sql = projector.schema_sql();
+    let grants = if projector.readable_by_query() {
+        format!(
+            "GRANT USAGE ON SCHEMA {name} TO ledger_query; \
+             GRANT SELECT ON ALL TABLES IN SCHEMA {name} TO ledger_query;"
+        )
+    } else {
+        String::new()
+    };
     let schema_sha256 = Sha256::digest(schema_sql.as_bytes()).to_vec();
     let stored: Option<(i32, Vec<u8>)> = if exists {
         let row = transaction
@@ -132,9 +141,7 @@ pub(crate) async fn ensure_schema(
                  hash bytea NOT NULL, \
                  schema_version integer NOT NULL, \
                  schema_sha256 bytea NOT NULL, \
-                 updated_at timestamptz NOT NULL DEFAULT now()); \
-             GRANT USAGE ON SCHEMA {name} TO ledger_query; \
-             GRANT SELECT ON ALL TABLES IN SCHEMA {name} TO ledger_query;"
+                 updated_at timestamptz NOT NULL DEFAULT now()); {grants}"
         ))
         .await?;
     transaction

@@ -95,6 +95,12 @@ pub trait Projector: Send + Sync + 'static {
     /// also record the projector's settings: a change of this text rebuilds the schema too.
     fn schema_sql(&self) -> String;
 
+    /// Whether the query service's role `ledger_query` may read the schema (USAGE and SELECT
+    /// on its tables, granted whenever the schema is created). Only read models the query API
+    /// serves say yes: a schema holding anything else (the notify integrations) stays out of
+    /// its reach. `docs/security.md` lists the resulting grants.
+    fn readable_by_query(&self) -> bool;
+
     /// Applies `events` (consecutive global positions, in order) inside `transaction`, which
     /// also advances the checkpoint. Anything it writes must stay inside its schema.
     fn apply(

@@ -392,6 +392,10 @@ mod tests {
             "CREATE TABLE applied (global_position bigint PRIMARY KEY);".to_owned()
         }
 
+        fn readable_by_query(&self) -> bool {
+            false
+        }
+
         async fn apply(
             &self,
             transaction: &tokio_postgres::Transaction<'_>,

@@ -91,6 +91,7 @@ impl TestLedger {
     pub fn writer_config(&self) -> WriterConfig {
         WriterConfig {
             bus: self.bus.clone(),
+            secrets: Some(secret_keys()),
             ..WriterConfig::default()
         }
     }
@@ -564,6 +565,19 @@ impl RunningProjector {
             .expect("projector task")
             .expect("the projector stops cleanly");
     }
+}
+
+/// The tests' key ring for integration secrets (one key, id `test`): the writers of
+/// [`TestLedger`] seal with it, and delivery workers in tests open with it.
+pub const SECRETS_KEYS: &str = "test:dGVzdC1vbmx5LWtleS0wMTIzNDU2Nzg5YWJjZGVmMDE=";
+
+/// [`SECRETS_KEYS`], parsed.
+///
+/// # Panics
+///
+/// Never: the constant is a valid key ring.
+pub fn secret_keys() -> std::sync::Arc<ledger_secrets::SecretKeys> {
+    std::sync::Arc::new(ledger_secrets::SecretKeys::parse(SECRETS_KEYS).expect("the test key ring"))
 }
 
 /// Waits up to `timeout_ms` for `condition` to hold; returns whether it did.

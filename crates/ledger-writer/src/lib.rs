@@ -44,6 +44,10 @@ pub struct WriterConfig {
     pub cache_customers_max: u64,
     /// `false`: one transaction per command (for comparison in `ledger bench writer`).
     pub group_commit: bool,
+    /// Seals integration secrets in the events before they are recorded (docs/security.md,
+    /// "Secrets and key rotation"). `None`: integration targets are refused, since their
+    /// secrets could only be recorded in clear text.
+    pub secrets: Option<std::sync::Arc<ledger_secrets::SecretKeys>>,
 }
 
 impl Default for WriterConfig {
@@ -54,6 +58,7 @@ impl Default for WriterConfig {
             batch_commands_max: 1_000,
             cache_customers_max: 100_000,
             group_commit: true,
+            secrets: None,
         }
     }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use async_nats::{HeaderMap, Subject};
 use ledger_bus::{CONTENT_TYPE_HEADER, Encoding, encode_reply};
 use ledger_domain::proto::{self, RejectionKind, command::Kind};
-use ledger_domain::{Rejection, Stream, decode_event, occurred_at_unix_micros};
+use ledger_domain::{Event, Rejection, Stream, decode_event, occurred_at_unix_micros};
 use ledger_store::{
     AppendRejection, AppendRequest, Committed, ExpectedVersion, RecordedEvent, Store, Writer,
 };
@@ -85,6 +85,7 @@ pub(crate) struct Decider {
     /// decided on.
     cache: moka::sync::Cache<Uuid, Stream>,
     group_commit: bool,
+    secrets: Option<std::sync::Arc<ledger_secrets::SecretKeys>>,
 }
 
 impl Decider {
@@ -94,6 +95,7 @@ impl Decider {
             writer,
             cache: moka::sync::Cache::new(config.cache_customers_max),
             group_commit: config.group_commit,
+            secrets: config.secrets.clone(),
         }
     }
 
@@ -173,6 +175,7 @@ impl Decider {
         };
         let expected = ExpectedVersion::Exact(state.version());
         let decided = state.decide(command).and_then(|events| {
+            let events = self.seal(stream_id, events)?;
             let unique_keys = state.unique_key_changes(&events);
             let request =
                 append_request(stream_id, command, unique_keys, events.clone(), expected)?;
@@ -198,6 +201,27 @@ impl Decider {
                 Ok(Plan::Rejected(rejection))
             }
         }
+    }
+
+    /// Seals the integration secrets of `events` (an integration's) so that none is recorded
+    /// in clear text; without keys an integration's target is refused.
+    fn seal(&self, stream_id: Uuid, events: Vec<Event>) -> Result<Vec<Event>, Rejection> {
+        let refused = Rejection::InvalidField {
+            field: "target",
+            reason: "the writer cannot seal its secrets: start it with LEDGER_SECRETS_KEYS or LEDGER_SECRETS_KEY_FILE",
+        };
+        events
+            .into_iter()
+            .map(|event| match (&self.secrets, &event) {
+                (Some(keys), _) => keys
+                    .seal_event(stream_id, event)
+                    .map_err(|_| refused.clone()),
+                (None, Event::IntegrationRegistered(_) | Event::IntegrationUpdated(_)) => {
+                    Err(refused.clone())
+                }
+                (None, _) => Ok(event),
+            })
+            .collect()
     }
 
     /// A stream's state: taken out of the cache (moved, not cloned; the batch puts it back),

@@ -49,6 +49,10 @@ impl Projector for CustomersProjector {
         2
     }
 
+    fn readable_by_query(&self) -> bool {
+        true
+    }
+
     fn schema_sql(&self) -> String {
         include_str!("schema.sql").to_owned()
     }

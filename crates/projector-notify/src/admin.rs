@@ -186,7 +186,7 @@ pub async fn send_test(
         attempts: 0,
         target: Some(target.clone()),
     };
-    let sender = Sender::new(config.send_timeout, Duration::ZERO).map_err(NotifyError::Http)?;
+    let sender = Sender::new(config, Duration::ZERO).map_err(NotifyError::Http)?;
     let attempt: Attempt = sender.send(&claimed, &target.0).await;
     // One attempt: a failed test is dead at once, so it never holds back the integration's
     // real deliveries.

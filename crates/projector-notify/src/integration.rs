@@ -2,6 +2,7 @@
 //! its target described with the secrets masked.
 
 use ledger_domain::{IntegrationConfig, Provider, proto};
+use ledger_secrets::sealed_key_id;
 
 use crate::NotificationKind;
 use crate::derive::Notification;
@@ -53,13 +54,20 @@ pub(crate) fn wants(
     provider_wanted && currency_wanted && amount_wanted
 }
 
-/// The target for people and logs: no signing secret, no SMTP password, and a Slack webhook
-/// URL (a credential itself) cut after its host.
+/// The target for people and logs: no signing secret, no SMTP password, and URLs through
+/// [`masked_url`] (a Slack webhook URL is a credential itself).
 pub(crate) fn masked_target(target: &Target) -> String {
     match target {
-        Target::Slack(slack) => format!("{}/…", origin(&slack.webhook_url)),
+        Target::Slack(slack) => match sealed_key_id(&slack.webhook_url) {
+            Some(key_id) => format!("Slack webhook URL sealed with key {key_id}"),
+            None => masked_url(&slack.webhook_url),
+        },
         Target::Webhook(webhook) => {
-            format!("{} (signing secret ****)", webhook.url)
+            format!(
+                "{} (signing secret {})",
+                masked_url(&webhook.url),
+                masked_secret(&webhook.signing_secret)
+            )
         }
         Target::Email(email) => format!(
             "{} via {}:{}{}",
@@ -69,19 +77,86 @@ pub(crate) fn masked_target(target: &Target) -> String {
             if email.smtp_username.is_empty() {
                 String::new()
             } else {
-                format!(" as {} (password ****)", email.smtp_username)
+                format!(
+                    " as {} (password {})",
+                    email.smtp_username,
+                    masked_secret(&email.smtp_password)
+                )
             }
         ),
     }
 }
 
-/// `scheme://host[:port]` of a URL.
-fn origin(url: &str) -> &str {
-    let after_scheme = url.find("://").map_or(0, |index| index + 3);
-    url.get(after_scheme..)
-        .and_then(|rest| rest.find('/'))
-        .and_then(|slash| url.get(..after_scheme + slash))
-        .unwrap_or(url)
+/// What is masked.
+const MASK: &str = "****";
+
+/// `sealed with key <id>`, or `****` for a secret recorded in clear text before sealing.
+fn masked_secret(secret: &str) -> String {
+    sealed_key_id(secret).map_or_else(
+        || MASK.to_owned(),
+        |key_id| format!("sealed with key {key_id}"),
+    )
+}
+
+/// Webhook services whose URL path carries the credential: the host (or a parent domain) and
+/// how many leading path segments are not secret. Slack's incoming webhooks
+/// (`hooks.slack.com/services/T…/B…/<token>`, api.slack.com/messaging/webhooks), Discord's
+/// (`discord.com/api/webhooks/<id>/<token>`, discord.com/developers/docs/resources/webhook),
+/// Zapier's catch hooks (`hooks.zapier.com/hooks/catch/<account>/<token>`), Microsoft Teams'
+/// incoming webhooks (`*.webhook.office.com/webhookb2/…`) and Telegram bots
+/// (`api.telegram.org/bot<token>/…`).
+const PATH_TOKEN_SERVICES: [(&str, usize); 6] = [
+    ("hooks.slack.com", 3),
+    ("discord.com", 2),
+    ("discordapp.com", 2),
+    ("hooks.zapier.com", 3),
+    ("webhook.office.com", 1),
+    ("api.telegram.org", 0),
+];
+
+/// A URL for people and logs: user info, query and fragment (where tokens travel, percent-
+/// encoded or not) replaced by `****`, and for the services in [`PATH_TOKEN_SERVICES`] every
+/// path segment after the public ones. A URL that does not parse is masked whole.
+pub(crate) fn masked_url(url: &str) -> String {
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return MASK.to_owned();
+    };
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        // Cannot fail on a URL with a host, which one with user info has.
+        let _ = parsed.set_username(MASK);
+        let _ = parsed.set_password(None);
+    }
+    if parsed.query().is_some() {
+        parsed.set_query(Some(MASK));
+    }
+    if parsed.fragment().is_some() {
+        parsed.set_fragment(Some(MASK));
+    }
+    let host = parsed.host_str().unwrap_or_default().to_ascii_lowercase();
+    let public_segments = PATH_TOKEN_SERVICES
+        .iter()
+        .find(|(service, _)| {
+            host == *service
+                || host
+                    .strip_suffix(service)
+                    .is_some_and(|prefix| prefix.ends_with('.'))
+        })
+        .map(|(_, public_segments)| *public_segments);
+    if let Some(public_segments) = public_segments {
+        let segments: Vec<String> = parsed
+            .path_segments()
+            .map(|segments| segments.map(str::to_owned).collect())
+            .unwrap_or_default();
+        if segments.len() > public_segments {
+            let mut path: Vec<&str> = segments[..public_segments]
+                .iter()
+                .map(String::as_str)
+                .collect();
+            path.push(MASK);
+            parsed.set_path(&path.join("/"));
+        }
+    }
+    parsed.to_string()
 }
 
 #[cfg(test)]
@@ -93,13 +168,18 @@ mod tests {
         let slack = Target::Slack(proto::SlackTarget {
             webhook_url: "https://hooks.slack.com/services/T000/B000/XXXXSECRET".to_owned(),
         });
-        assert_eq!(masked_target(&slack), "https://hooks.slack.com/…");
+        assert_eq!(
+            masked_target(&slack),
+            "https://hooks.slack.com/services/T000/B000/****"
+        );
         let webhook = Target::Webhook(proto::WebhookTarget {
             url: "https://example.com/hooks".to_owned(),
             signing_secret: "whsec_supersecret_value".to_owned(),
         });
-        let shown = masked_target(&webhook);
-        assert!(!shown.contains("supersecret"), "{shown}");
+        assert_eq!(
+            masked_target(&webhook),
+            "https://example.com/hooks (signing secret ****)"
+        );
         let email = Target::Email(proto::EmailTarget {
             to: vec!["ops@example.com".to_owned()],
             smtp_host: "smtp.example.com".to_owned(),
@@ -108,12 +188,68 @@ mod tests {
             smtp_password: "hunter2hunter2".to_owned(),
             ..proto::EmailTarget::default()
         });
-        let shown = masked_target(&email);
-        assert!(!shown.contains("hunter2"), "{shown}");
         assert_eq!(
-            shown,
+            masked_target(&email),
             "ops@example.com via smtp.example.com:587 as ledger (password ****)"
         );
+    }
+
+    #[test]
+    fn credentials_anywhere_in_a_url_are_masked() {
+        let cases = [
+            (
+                "https://user:p%40ssw0rd@example.com/hooks",
+                "https://****@example.com/hooks",
+            ),
+            (
+                "https://api%3Akey@example.com/hooks",
+                "https://****@example.com/hooks",
+            ),
+            (
+                "https://example.com/hooks?token=s3cr3t&x=1",
+                "https://example.com/hooks?****",
+            ),
+            (
+                "https://example.com/hooks?access_token=a%2Bb%3D#sig=abc",
+                "https://example.com/hooks?****#****",
+            ),
+            (
+                "https://HOOKS.SLACK.COM/services/T0/B0/xoxb%2Dtoken",
+                "https://hooks.slack.com/services/T0/B0/****",
+            ),
+            (
+                "https://hooks.slack.com/workflows/T0/A0/123/token",
+                "https://hooks.slack.com/workflows/T0/A0/****",
+            ),
+            (
+                "https://discord.com/api/webhooks/123456/abcDEF-token",
+                "https://discord.com/api/webhooks/****",
+            ),
+            (
+                "https://ptb.discordapp.com/api/webhooks/123/tok",
+                "https://ptb.discordapp.com/api/webhooks/****",
+            ),
+            (
+                "https://contoso.webhook.office.com/webhookb2/guid@guid/IncomingWebhook/id/guid",
+                "https://contoso.webhook.office.com/webhookb2/****",
+            ),
+            (
+                "https://api.telegram.org/bot123:ABC/sendMessage",
+                "https://api.telegram.org/****",
+            ),
+            (
+                "https://hooks.zapier.com/hooks/catch/123/abc/",
+                "https://hooks.zapier.com/hooks/catch/123/****",
+            ),
+            (
+                "https://notslack.com/services/T0/B0/visible",
+                "https://notslack.com/services/T0/B0/visible",
+            ),
+            ("not a url with secret", "****"),
+        ];
+        for (url, masked) in cases {
+            assert_eq!(masked_url(url), masked, "{url}");
+        }
     }
 }
 

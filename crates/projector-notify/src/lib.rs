@@ -21,6 +21,7 @@
 
 mod admin;
 mod derive;
+mod egress;
 mod integration;
 mod kind;
 mod outbox;
@@ -41,6 +42,7 @@ pub use admin::{
     send_test,
 };
 pub use derive::Rules;
+pub use egress::{AllowedTarget, EgressPolicy, EgressRefused, SMTP_PORTS_DEFAULT};
 pub use kind::NotificationKind;
 pub use outbox::{ensure_outbox, retry};
 pub use projector::NotifyProjector;

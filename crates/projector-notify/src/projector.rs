@@ -91,6 +91,11 @@ impl Projector for NotifyProjector {
         1
     }
 
+    /// The integrations' configurations are the delivery worker's business only.
+    fn readable_by_query(&self) -> bool {
+        false
+    }
+
     fn schema_sql(&self) -> String {
         concat!(include_str!("schema.sql"), include_str!("delivery.sql")).to_owned()
     }

@@ -2,19 +2,23 @@
 //! webhook, or email over SMTP.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ledger_domain::proto;
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use time::OffsetDateTime;
 use tokio::sync::Mutex;
 
+use crate::egress::{CheckedResolver, EgressPolicy};
 use crate::integration::Target;
 use crate::outbox::{Attempt, Claimed};
 use crate::render::{self, Message};
 use crate::signature::{SIGNATURE_HEADER, sign};
+use crate::worker::DeliveryConfig;
 
 /// Bytes of a receiver's answer kept in the delivery log's error, at most.
 const ERROR_BYTES_MAX: usize = 500;
@@ -23,6 +27,8 @@ const ERROR_BYTES_MAX: usize = 500;
 #[derive(Debug)]
 pub(crate) struct Sender {
     http: reqwest::Client,
+    egress: Arc<EgressPolicy>,
+    secrets: Option<Arc<ledger_secrets::SecretKeys>>,
     timeout: Duration,
     slack_interval: Duration,
     /// When each Slack webhook may next be used.
@@ -30,24 +36,49 @@ pub(crate) struct Sender {
 }
 
 impl Sender {
-    pub(crate) fn new(timeout: Duration, slack_interval: Duration) -> Result<Sender, String> {
-        // No redirects: a receiver answers itself, or the attempt fails (as Stripe does).
+    /// A sender with `config`'s timeout, egress policy and keys, pacing Slack webhooks by
+    /// `slack_interval`.
+    pub(crate) fn new(config: &DeliveryConfig, slack_interval: Duration) -> Result<Sender, String> {
+        let timeout = config.send_timeout;
+        let egress = Arc::new(config.egress.clone());
+        // No redirects: a receiver answers itself, or the attempt fails (as Stripe does), and
+        // a redirect cannot lead to an address the policy did not check. No proxy from the
+        // environment: the resolver must see the receiver's name, not a proxy's.
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .dns_resolver(Arc::new(CheckedResolver {
+                policy: egress.clone(),
+            }))
             .user_agent(concat!("ledger-notify/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|error| error.to_string())?;
         Ok(Sender {
             http,
+            egress,
+            secrets: config.secrets.clone(),
             timeout,
             slack_interval,
             slack_next: Mutex::new(HashMap::new()),
         })
     }
 
-    /// Sends `claimed` to `target` once and says how it went.
+    /// Sends `claimed` to `target` once and says how it went; sealed secrets are opened here,
+    /// for this send only.
     pub(crate) async fn send(&self, claimed: &Claimed, target: &Target) -> Attempt {
+        let target = match self.opened(claimed.integration_id, target) {
+            Ok(target) => target,
+            Err(error) => {
+                return Attempt {
+                    started_at: OffsetDateTime::now_utc(),
+                    latency_ms: 0,
+                    status_code: None,
+                    error: Some(error),
+                };
+            }
+        };
+        let target = &target;
         let message = Message {
             delivery_id: claimed.delivery_id,
             kind: &claimed.kind,
@@ -90,6 +121,21 @@ impl Sender {
         }
     }
 
+    /// The target with its secrets in clear text: opened with the worker's keys, or as
+    /// recorded when it was recorded before sealing existed.
+    fn opened(&self, integration_id: uuid::Uuid, target: &Target) -> Result<Target, String> {
+        match &self.secrets {
+            Some(keys) => keys
+                .open_target(integration_id, target.clone())
+                .map_err(|error| error.to_string()),
+            None if ledger_secrets::target_is_sealed(target) => Err(
+                "the integration's secrets are sealed and the worker has no key: start it with LEDGER_SECRETS_KEYS or LEDGER_SECRETS_KEY_FILE"
+                    .to_owned(),
+            ),
+            None => Ok(target.clone()),
+        }
+    }
+
     /// Waits until the webhook's next slot (Slack allows about one message per second per
     /// webhook) and takes it.
     async fn wait_for_slack(&self, webhook_url: &str) {
@@ -104,12 +150,17 @@ impl Sender {
     }
 
     /// POSTs JSON; Ok(status) for 2xx, otherwise the status and the start of the answer.
+    /// Errors never contain the URL (a Slack webhook URL is a credential).
     async fn post(
         &self,
         url: &str,
         body: String,
         signature: Option<String>,
     ) -> Result<Option<i32>, (Option<i32>, String)> {
+        let url = self
+            .egress
+            .check_url(url)
+            .map_err(|refused| (None, refused.to_string()))?;
         let mut request = self
             .http
             .post(url)
@@ -121,7 +172,7 @@ impl Sender {
         let response = request
             .send()
             .await
-            .map_err(|error| (None, error_chain(&error)))?;
+            .map_err(|error| (None, error_chain(&error.without_url())))?;
         let status = response.status();
         let code = Some(i32::from(status.as_u16()));
         if status.is_success() {
@@ -159,20 +210,35 @@ impl Sender {
         let email = builder
             .multipart(MultiPart::alternative_plain_html(text, html))
             .map_err(|error| fail(error.to_string()))?;
-        let port = u16::try_from(target.smtp_port).unwrap_or(25);
-        let transport = match proto::SmtpTls::try_from(target.smtp_tls) {
-            Ok(proto::SmtpTls::Starttls) => {
-                AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&target.smtp_host)
-            }
+        let port = u16::try_from(target.smtp_port).unwrap_or(0);
+        self.egress
+            .check_smtp_port(port)
+            .map_err(|refused| fail(refused.to_string()))?;
+        // Connect to the address checked here, not to a name lettre would resolve again; TLS
+        // still verifies the certificate against the relay's name.
+        let address = self
+            .egress
+            .resolve(&target.smtp_host, port)
+            .await
+            .map_err(|refused| fail(refused.to_string()))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| fail(format!("no address for {}", target.smtp_host)))?;
+        let tls_name = target.smtp_host.trim_matches(['[', ']']).to_owned();
+        let tls = match proto::SmtpTls::try_from(target.smtp_tls) {
+            Ok(proto::SmtpTls::Starttls) => Tls::Required(
+                TlsParameters::new(tls_name).map_err(|error| fail(error.to_string()))?,
+            ),
             Ok(proto::SmtpTls::Implicit) => {
-                AsyncSmtpTransport::<Tokio1Executor>::relay(&target.smtp_host)
+                Tls::Wrapper(TlsParameters::new(tls_name).map_err(|error| fail(error.to_string()))?)
             }
-            _ => Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(
-                &target.smtp_host,
-            )),
-        }
-        .map_err(|error| fail(error.to_string()))?;
-        let mut transport = transport.port(port).timeout(Some(self.timeout));
+            _ => Tls::None,
+        };
+        let mut transport =
+            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(address.ip().to_string())
+                .port(port)
+                .tls(tls)
+                .timeout(Some(self.timeout));
         if !target.smtp_username.is_empty() {
             transport = transport.credentials(Credentials::new(
                 target.smtp_username.clone(),

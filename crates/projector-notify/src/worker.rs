@@ -2,6 +2,7 @@
 //! schedules retries with exponential backoff and jitter until the dead letter.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -10,11 +11,13 @@ use tokio_postgres::{Client, NoTls};
 use uuid::Uuid;
 
 use crate::NotifyError;
+use crate::egress::EgressPolicy;
 use crate::outbox::{self, Attempt, Claimed, Next};
 use crate::send::Sender;
+use ledger_secrets::SecretKeys;
 
 /// How the worker sends and retries.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct DeliveryConfig {
     /// The pause after each failed attempt; after the last one the delivery is dead. The
     /// default, 1 min, 5 min, 30 min, 2 h, 12 h, makes 6 attempts over about 15 hours.
@@ -30,6 +33,11 @@ pub struct DeliveryConfig {
     pub claim_deliveries_max: i64,
     /// How often the worker looks for due deliveries when it found none.
     pub poll_interval: Duration,
+    /// Where it may connect (default: https only, no internal address).
+    pub egress: EgressPolicy,
+    /// Opens the integrations' sealed secrets; `None`: only integrations recorded before
+    /// sealing existed (clear text) can be sent to.
+    pub secrets: Option<Arc<SecretKeys>>,
 }
 
 impl Default for DeliveryConfig {
@@ -48,6 +56,8 @@ impl Default for DeliveryConfig {
             slack_interval: Duration::from_secs(1),
             claim_deliveries_max: 32,
             poll_interval: Duration::from_millis(500),
+            egress: EgressPolicy::default(),
+            secrets: None,
         }
     }
 }
@@ -93,7 +103,7 @@ pub async fn run_worker(
     let mut client = connect(database_url).await?;
     outbox::ensure_outbox(&mut client).await?;
     let sender = std::sync::Arc::new(
-        Sender::new(config.send_timeout, config.slack_interval).map_err(NotifyError::Http)?,
+        Sender::new(&config, config.slack_interval).map_err(NotifyError::Http)?,
     );
     tracing::info!(
         attempts_max = config.attempts_max(),

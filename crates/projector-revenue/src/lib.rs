@@ -93,6 +93,10 @@ impl Projector for RevenueProjector {
         2
     }
 
+    fn readable_by_query(&self) -> bool {
+        true
+    }
+
     fn schema_sql(&self) -> String {
         let past_due_churn_days = self
             .settings

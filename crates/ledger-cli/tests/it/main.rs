@@ -1,5 +1,6 @@
 //! The `ledger` binary as a user runs it, against a real PostgreSQL.
 
+mod grants;
 mod nats_auth;
 
 use std::process::{Command, Output};
@@ -278,7 +279,26 @@ async fn notify_test_reaches_a_local_receiver() {
     assert!(stdout(&list).contains(&integration), "{}", stdout(&list));
     assert!(!stdout(&list).contains(secret), "{}", stdout(&list));
 
-    let test = ledger(&["notify", "test", &integration], url);
+    assert!(
+        stdout(&list).contains("(signing secret sealed with key test)"),
+        "{}",
+        stdout(&list)
+    );
+
+    // The receiver is on loopback and the secret sealed: both allowed explicitly.
+    let test = ledger(
+        &[
+            "notify",
+            "test",
+            &integration,
+            "--notify-allow-http",
+            "--notify-allow-internal",
+            "127.0.0.1",
+            "--secrets-keys",
+            ledger_testkit::ledger::SECRETS_KEYS,
+        ],
+        url,
+    );
     assert!(
         test.status.success(),
         "{}{}",

@@ -228,3 +228,108 @@ fn commands_for_the_other_aggregate_are_refused() {
     assert_eq!(folded.version, 1);
     assert!(!folded.is_registered());
 }
+
+fn webhook_to(url: &str) -> proto::IntegrationRegistered {
+    let mut registration = webhook("0123456789abcdef");
+    registration.target = Some(Target::Webhook(proto::WebhookTarget {
+        url: url.to_owned(),
+        signing_secret: "0123456789abcdef".to_owned(),
+    }));
+    registration
+}
+
+fn email_via(smtp_host: &str) -> proto::IntegrationRegistered {
+    let mut registration = webhook("0123456789abcdef");
+    registration.target = Some(Target::Email(proto::EmailTarget {
+        to: vec!["ops@example.com".to_owned()],
+        from: "ledger@example.com".to_owned(),
+        smtp_host: smtp_host.to_owned(),
+        smtp_tls: proto::SmtpTls::Starttls as i32,
+        ..proto::EmailTarget::default()
+    }));
+    registration
+}
+
+const NEVER_A_RECEIVER: &str =
+    "an unspecified (0.0.0.0, ::), multicast or broadcast address, which is never a receiver";
+
+#[test]
+fn targets_that_can_never_be_receivers_are_refused_at_registration_in_every_spelling() {
+    let register =
+        |registration| Stream::Empty.decide(&command(C::RegisterIntegration(registration)));
+    for url in [
+        "http://0.0.0.0/",
+        "http://0/",
+        "http://0x0.0/",
+        "http://00000000000/",
+        "https://0.0.0.0:6379/",
+        "http://[::]/",
+        "http://[0:0:0:0:0:0:0:0]:8080/",
+        "http://[::ffff:0.0.0.0]/",
+        "http://224.0.0.1/",
+        "http://[ff02::1]/",
+        "http://255.255.255.255/",
+        "http://4294967295/",
+    ] {
+        assert_eq!(
+            register(webhook_to(url)),
+            Err(Rejection::InvalidField {
+                field: "webhook.url",
+                reason: NEVER_A_RECEIVER,
+            }),
+            "{url}"
+        );
+    }
+    for url in [
+        "ftp://example.com/",
+        "file:///etc/passwd",
+        "gopher://127.0.0.1:6379/_INFO",
+        "dict://127.0.0.1:11211/",
+        "https:///path-without-host",
+        "https:\\\\evil.example/",
+        "https://exa mple.com/",
+        "http://[::1/",
+    ] {
+        assert_eq!(
+            register(webhook_to(url)).expect_err(url).rejection_code(),
+            "invalid_field",
+            "{url}"
+        );
+    }
+    for smtp_host in ["0.0.0.0", "::", "[::]", "0", "224.0.0.1", "ff02::1"] {
+        assert_eq!(
+            register(email_via(smtp_host)),
+            Err(Rejection::InvalidField {
+                field: "email.smtp_host",
+                reason: NEVER_A_RECEIVER,
+            }),
+            "{smtp_host}"
+        );
+    }
+    assert_eq!(
+        register(email_via("smtp.example.com:25"))
+            .expect_err("a port is not part of a host")
+            .rejection_code(),
+        "invalid_field"
+    );
+}
+
+/// Loopback, private and link-local hosts depend on the delivery worker's allowlist (its own
+/// test receivers live on loopback), so registration records them and the worker refuses them
+/// when it sends (projector-notify's `egress` tests).
+#[test]
+fn internal_hosts_are_left_to_the_delivery_workers_allowlist() {
+    for url in [
+        "http://127.0.0.1:6379/",
+        "http://2130706433/",
+        "http://localhost/",
+        "http://[::1]/",
+        "http://169.254.169.254/latest/meta-data",
+        "http://10.0.0.1/",
+    ] {
+        let events = Stream::Empty
+            .decide(&command(C::RegisterIntegration(webhook_to(url))))
+            .expect(url);
+        assert_eq!(events.len(), 1, "{url}");
+    }
+}

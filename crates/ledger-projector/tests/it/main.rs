@@ -21,6 +21,10 @@ impl Projector for Audit {
         1
     }
 
+    fn readable_by_query(&self) -> bool {
+        false
+    }
+
     fn schema_sql(&self) -> String {
         "CREATE TABLE applied (global_position bigint PRIMARY KEY, event_type text NOT NULL, \
            stream_id uuid NOT NULL); \

@@ -261,7 +261,9 @@ async fn email_reaches_a_real_smtp_server_as_text_and_html() {
     let ledger = TestLedger::new().await;
     let writer = ledger.start_writer();
     let projector = start_projector(&ledger, false).await;
-    let worker = Worker::start(&ledger, fast_delivery());
+    let mut config = fast_delivery();
+    config.egress.smtp_ports.push(smtp.port);
+    let worker = Worker::start(&ledger, config);
     register_integration(
         &ledger,
         "mail",

@@ -2,7 +2,9 @@
 //! receiver and a real SMTP server.
 
 mod delivery;
+mod egress;
 mod exactly_once;
+mod secrets;
 
 use std::time::Duration;
 
@@ -10,7 +12,9 @@ use ledger_domain::proto::{self, command::Kind, integration_registered::Target};
 use ledger_projector::ProjectorConfig;
 use ledger_testkit::commands::{metadata, money, register};
 use ledger_testkit::ledger::{RunningProjector, TestLedger};
-use projector_notify::{DeliveryConfig, NotificationKind, NotifyError, NotifyProjector, Rules};
+use projector_notify::{
+    DeliveryConfig, EgressPolicy, NotificationKind, NotifyError, NotifyProjector, Rules,
+};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -20,7 +24,8 @@ const SECRET: &str = "whsec_test_0123456789abcdef";
 /// How long a test waits for deliveries.
 const WAIT_MS: u64 = 15_000;
 
-/// A schedule that fits in a test: two retries after 200 ms and 400 ms, no jitter.
+/// A schedule that fits in a test: two retries after 200 ms and 400 ms, no jitter; `http://`
+/// allowed and `127.0.0.1` (where the test receivers listen) on the allowlist, explicitly.
 fn fast_delivery() -> DeliveryConfig {
     DeliveryConfig {
         retry_delays: vec![Duration::from_millis(200), Duration::from_millis(400)],
@@ -29,6 +34,12 @@ fn fast_delivery() -> DeliveryConfig {
         slack_interval: Duration::from_millis(300),
         claim_deliveries_max: 32,
         poll_interval: Duration::from_millis(20),
+        egress: EgressPolicy {
+            allow_http: true,
+            allowlist: vec!["127.0.0.1".parse().expect("an allowlist entry")],
+            ..EgressPolicy::default()
+        },
+        secrets: Some(ledger_testkit::ledger::secret_keys()),
     }
 }
 
