@@ -18,7 +18,7 @@ const EXIT_TAMPERED: u8 = 1;
 /// Exit status when verification could not do what was asked: `--to` past the last event,
 /// `--from` after `--to`, or the stream could not be read (without `--skip-stream`).
 const EXIT_INCOMPLETE: u8 = 2;
-/// How long connecting to NATS and each JetStream request may take.
+/// How long connecting to NATS may take (JetStream requests keep async-nats's own timeout).
 const NATS_TIMEOUT_MS: u64 = 5_000;
 
 #[derive(Debug, clap::Args)]
@@ -39,6 +39,8 @@ pub(crate) struct VerifyArgs {
 /// Where the event stream is, for comparing its last message with the table.
 pub(crate) struct StreamLocation<'a> {
     pub(crate) nats_url: &'a str,
+    /// The NATS user to read it as (`auditor` in `deploy/nats-auth.conf`).
+    pub(crate) nats_auth: &'a ledger_bus::NatsAuth,
     pub(crate) stream_name: &'a str,
 }
 
@@ -238,13 +240,12 @@ async fn stream_head(location: &StreamLocation<'_>, skip: bool) -> StreamHead {
 }
 
 async fn read_stream_head(location: &StreamLocation<'_>) -> anyhow::Result<HeadCopy> {
-    let timeout = Duration::from_millis(NATS_TIMEOUT_MS);
-    let nats = async_nats::ConnectOptions::new()
-        .connection_timeout(timeout)
-        .request_timeout(Some(timeout))
-        .connect(location.nats_url)
-        .await
-        .with_context(|| format!("cannot connect to NATS at {}", location.nats_url))?;
+    let nats = tokio::time::timeout(
+        Duration::from_millis(NATS_TIMEOUT_MS),
+        ledger_bus::connect(location.nats_url, location.nats_auth, "ledger-audit"),
+    )
+    .await
+    .with_context(|| format!("no answer from NATS at {} in time", location.nats_url))??;
     let jetstream = async_nats::jetstream::new(nats);
     let mut stream = jetstream
         .get_stream(location.stream_name)

@@ -323,6 +323,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let stream = audit::StreamLocation {
                 nats_url: &cli.nats_url,
+                nats_auth: &nats_auth,
                 stream_name: &cli.stream_name,
             };
             audit::verify(&cli.database_url, stream, args).await

@@ -1825,7 +1825,7 @@ fn lookalike_emails_share_the_unique_key_or_are_refused() {
 /// A profile update to a lookalike of the current email changes no unique key.
 #[test]
 fn profile_update_to_a_lookalike_email_keeps_the_key() {
-    let alice = Customer::from_events(&[E::CustomerRegistered(registered())]);
+    let alice = Customer::from_events(now(&[E::CustomerRegistered(registered())]));
     let update = E::CustomerProfileUpdated(proto::CustomerProfileUpdated {
         email: Some("\u{ff21}lice@example.com".to_owned()),
         name: None,

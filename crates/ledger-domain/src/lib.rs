@@ -48,8 +48,7 @@ pub use ledger_proto::v1 as proto;
 pub use money::{Currency, Money, MoneyError};
 pub use mrr::{
     ChurnRecognition, DiscountsInMrr, MRR_UNITS_PER_MINOR, MonthlyRecurringRevenue, MrrRules,
-    UnpaidSubscriptions,
-    minor_of_units,
+    UnpaidSubscriptions, minor_of_units,
 };
 pub use names::{EnumValueError, EventStatus, Issuer, Provider};
 pub use rejection::Rejection;

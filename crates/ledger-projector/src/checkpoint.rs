@@ -28,25 +28,11 @@ pub async fn checkpoints(client: &Client) -> Result<Vec<HeadCopy>, ProjectorErro
     let mut copies = Vec::with_capacity(schemas.len());
     for row in schemas {
         let schema: String = row.try_get(0)?;
-        let row = client
-            .query_one(
-                &format!(
-                    "SELECT global_position, hash FROM \"{}\".projector_checkpoint",
-                    schema.replace('"', "\"\"")
-                ),
-                &[],
-            )
-            .await?;
-        let global_position = u64::try_from(row.try_get::<_, i64>(0)?).unwrap_or(0);
-        let hash: &[u8] = row.try_get(1)?;
-        let hash = hash.try_into().map_err(|_| ProjectorError::CorruptEvent {
-            global_position,
-            reason: format!("the checkpoint of {schema} has a hash that is not 32 bytes"),
-        })?;
+        let checkpoint = read_schema(client, &schema).await?;
         copies.push(HeadCopy {
             name: format!("checkpoint {schema}"),
-            global_position,
-            hash,
+            global_position: checkpoint.global_position,
+            hash: checkpoint.hash,
         });
     }
     Ok(copies)
@@ -56,11 +42,16 @@ pub(crate) async fn read(
     client: &Client,
     projector: &impl Projector,
 ) -> Result<Checkpoint, ProjectorError> {
+    read_schema(client, projector.name()).await
+}
+
+/// The checkpoint in `schema`.
+async fn read_schema(client: &Client, schema: &str) -> Result<Checkpoint, ProjectorError> {
     let row = client
         .query_one(
             &format!(
-                "SELECT global_position, hash FROM {}.projector_checkpoint",
-                projector.name()
+                "SELECT global_position, hash FROM \"{}\".projector_checkpoint",
+                schema.replace('"', "\"\"")
             ),
             &[],
         )
@@ -69,7 +60,7 @@ pub(crate) async fn read(
     let hash: &[u8] = row.try_get(1)?;
     let hash = hash.try_into().map_err(|_| ProjectorError::CorruptEvent {
         global_position,
-        reason: "the checkpoint's hash is not 32 bytes".to_owned(),
+        reason: format!("the checkpoint of {schema} has a hash that is not 32 bytes"),
     })?;
     Ok(Checkpoint {
         global_position,

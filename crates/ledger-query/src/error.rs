@@ -272,7 +272,9 @@ impl ResponseError for ApiError {
             ApiError::PositionNotReached { .. }
             | ApiError::ReadModelUnavailable(_)
             | ApiError::DatabaseUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal | ApiError::ReadModelData { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Internal | ApiError::ReadModelData { .. } => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 

@@ -502,24 +502,17 @@ pub(crate) async fn currencies(
         &params,
         |mut client| async move {
             let (transaction, position) = snapshot(&mut client).await?;
-            let rows = transaction
-                .query(
-                    "SELECT currency::text, min(day), max(day) FROM revenue.daily_mrr \
-                 GROUP BY currency ORDER BY currency",
-                    &[],
-                )
-                .await
-                .map_err(db)?;
-            let mut currencies = Vec::new();
-            for row in rows {
-                let currency: String = row.try_get(0).map_err(db)?;
-                currencies.push(CurrencyRange {
+            let currencies = Coverage::read(&transaction)
+                .await?
+                .days
+                .into_iter()
+                .map(|(currency, (first_day, last_day))| CurrencyRange {
                     exponent: exponent(&currency),
                     currency,
-                    first_day: iso(row.try_get(1).map_err(db)?),
-                    last_day: iso(row.try_get(2).map_err(db)?),
-                });
-            }
+                    first_day: iso(first_day),
+                    last_day: iso(last_day),
+                })
+                .collect();
             Ok((position, Currencies { currencies }))
         },
     )

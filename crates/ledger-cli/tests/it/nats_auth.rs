@@ -243,6 +243,18 @@ async fn the_pipeline_runs_as_the_shipped_nats_users_and_nobody_else_writes() {
         .get::<_, i64>(0);
     assert_eq!(events, 1);
 
+    // `ledger audit verify` compares the table's head with the stream as user auditor.
+    let verify = ledger_as("auditor", &passwords, &environment)
+        .args(["audit", "verify"])
+        .output()
+        .expect("ledger audit verify");
+    assert!(
+        verify.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        stderr(&verify)
+    );
+
     stop(projector);
     stop(writer);
     // The components themselves (connections named `ledger-*`) never hit a permission.

@@ -426,7 +426,8 @@ async fn a_missing_read_model_is_a_clear_503() {
 
 /// The real revenue projector from the commands of `TestLedger::send_known_history`: Ada's 2 seats at
 /// 49.00 USD from 2026-01-01, Bob's 120,000 JPY a year (cancelling at the period end, so
-/// counted until the period ends on 2027-01-01).
+/// counted until the period ends on 2027-01-01). The read model's data reaches 2027-01-01, so
+/// USD's January 2026 is a whole month, not a partial one.
 #[actix_web::test]
 async fn figures_from_the_real_revenue_projector() {
     let query = Query::start(Setup {
@@ -500,7 +501,7 @@ async fn figures_from_the_real_revenue_projector() {
     assert_eq!(
         cohorts.json["cohorts"],
         json!([{"cohort_month": "2026-01-01", "months": [
-            {"month": "2026-01-01", "month_index": 0, "partial": true, "customers": 1, "mrr_minor": 9_800}
+            {"month": "2026-01-01", "month_index": 0, "partial": false, "customers": 1, "mrr_minor": 9_800}
         ]}])
     );
     let series = get!(
@@ -519,8 +520,8 @@ async fn figures_from_the_real_revenue_projector() {
                 9_800,
                 false
             ),
-            // After the read model's last day.
-            ("2026-01-02".into(), "2026-01-02".into(), 9_800, 1, 0, true),
+            // USD has no event after 01-01, but the read model's data (JPY) runs to 2027-01-01.
+            ("2026-01-02".into(), "2026-01-02".into(), 9_800, 1, 0, false),
         ]
     );
 }
