@@ -73,13 +73,17 @@ pub enum WriterError {
     Store(#[from] StoreError),
     #[error("NATS: {0}")]
     Nats(String),
-    /// JetStream holds events the table does not: the stream belongs to another database, or
-    /// the table was restored from an older backup. Refuse to publish over it.
+    /// JetStream holds events the table does not: the stream belongs to another database, the
+    /// table was restored from an older backup, or its last events were deleted. Refuse to
+    /// publish over it; the stream may be the only evidence of a deletion.
     #[error(
         "JetStream stream {stream} is ahead of the event table (stream sequence {stream_last}, \
-         table position {table_last}): it was filled from another database or the table was \
-         restored from an older backup; point the writer at the right database or recreate the \
-         stream"
+         table position {table_last}): the stream was filled from another database, the table \
+         was restored from an older backup, or events {first_missing}..={stream_last} were \
+         deleted from the table. Run `ledger audit verify` first; keep the stream until you know \
+         which (it may be the only copy of deleted events), then point the writer at the right \
+         database or, for a deliberate restore, recreate the stream",
+        first_missing = table_last + 1
     )]
     StreamAhead {
         stream: String,
