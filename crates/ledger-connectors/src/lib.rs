@@ -1,0 +1,179 @@
+//! Payment provider connectors, inbound: a provider's webhook delivery is verified on its raw
+//! bytes as received (never re-serialized JSON), parsed into a [`ProviderMessage`], and
+//! normalized into the ledger's commands against what the ledger already holds ([`View`]).
+//!
+//! Everything here is pure: no I/O, no clock (the time arrives as an argument), no randomness.
+//! The flow around it (docs/connectors.md):
+//!
+//! ```text
+//! ingest:  verify(headers, raw body, secrets, now) -> ProviderMessage   (401 / 400 on failure)
+//!            -> the raw body, as received, to the writer
+//! writer:  parse(provider, raw body) -> ProviderMessage
+//!          resolve the customer: ProviderMessage::account_id, then ::email   (authoritative state)
+//!          normalize(message, view) -> Normalized -> decide each command -> append,
+//!          with the inbox row, in one transaction
+//! ```
+//!
+//! One module per provider; each has `verify`, and [`parse`] / [`normalize`] dispatch to it.
+
+pub mod paypal;
+pub mod stripe;
+pub mod xendit;
+
+use ledger_domain::proto;
+use ledger_domain::{Customer, Provider};
+use uuid::Uuid;
+
+/// The largest webhook body accepted, in bytes. Stripe's events are far below it; a larger body
+/// is refused with 413 before it is read further.
+pub const WEBHOOK_BYTES_MAX: usize = 256 * 1024;
+
+/// Case-insensitive access to a delivery's HTTP headers, so verification does not depend on an
+/// HTTP framework.
+pub trait Headers {
+    /// The value of header `name` (any case), if present and valid UTF-8.
+    fn header(&self, name: &str) -> Option<&str>;
+}
+
+/// One verified delivery of a provider's event, as the ledger keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderMessage {
+    pub provider: Provider,
+    /// The provider's id of the event (`evt_...` at Stripe, `WH-...` at PayPal); the key of the
+    /// inbox and, prefixed with the provider, of the idempotency keys of the commands it yields.
+    pub event_id: String,
+    /// The provider's event type (`invoice.paid`, `BILLING.SUBSCRIPTION.CREATED`, ...).
+    pub event_type: String,
+    /// When the provider says the event happened, in microseconds since the Unix epoch: the
+    /// business time (`occurred_at`) of every command the message yields.
+    pub created_at_unix_micros: i64,
+    /// The customer's account at the provider (`cus_...`), when the message names one.
+    pub account_id: Option<String>,
+    /// The customer's email, when the message carries one: used to link an unknown account to
+    /// the customer who already holds that email.
+    pub email: Option<String>,
+    /// The message body, parsed.
+    pub body: serde_json::Value,
+}
+
+/// What the ledger holds about the customer a message is about, read from the writer's
+/// authoritative state (never from a read model).
+#[derive(Debug, Clone, Copy)]
+pub struct View<'a> {
+    pub customer: Option<KnownCustomer<'a>>,
+}
+
+/// A customer the message's account or email resolved to.
+#[derive(Debug, Clone, Copy)]
+pub struct KnownCustomer<'a> {
+    pub customer_id: Uuid,
+    pub state: &'a Customer,
+    /// `true` when the message's provider account is already linked to this customer; `false`
+    /// when it was found by email only (the account gets linked first).
+    pub account_linked: bool,
+}
+
+/// What a message means for the ledger.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Normalized {
+    /// Commands for one customer, to be decided in order. Each carries the provider as issuer,
+    /// `payment_provider`, `account_id`, the message's time as `occurred_at`, and an
+    /// idempotency key from the provider's event id ([`idempotency_key`]).
+    Commands(Vec<proto::Command>),
+    /// An event type or object the ledger does not use; recorded, nothing appended.
+    Ignored { reason: String },
+    /// The message's snapshot is older than what the ledger already applied for its object.
+    Stale { reason: String },
+}
+
+/// Why a delivery was not accepted as a verified message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// No signature, a wrong one, or a timestamp outside the tolerance: answered 401.
+    #[error("signature rejected: {0}")]
+    Signature(String),
+    /// The body is not a message of this provider (not JSON, no event id, ...): answered 400.
+    #[error("malformed message: {0}")]
+    Malformed(String),
+}
+
+/// Parses a body already verified (by ingest) into a message. Pure; the writer and
+/// `ledger connectors renormalize` call it on the stored raw bytes.
+///
+/// # Errors
+/// [`VerifyError::Malformed`] when the body is not a message of `provider`.
+pub fn parse(provider: Provider, raw: &[u8]) -> Result<ProviderMessage, VerifyError> {
+    match provider {
+        Provider::Stripe => stripe::parse(raw),
+        Provider::Paypal => paypal::parse(raw),
+        Provider::Xendit => xendit::parse(raw),
+        Provider::Internal => Err(VerifyError::Malformed(
+            "the internal provider has no webhooks".to_owned(),
+        )),
+    }
+}
+
+/// Normalizes `message` against `view`. Pure and deterministic: the same message and view give
+/// the same commands, so a redelivery or a re-normalization appends nothing new.
+pub fn normalize(message: &ProviderMessage, view: &View<'_>) -> Normalized {
+    match message.provider {
+        Provider::Stripe => stripe::normalize(message, view),
+        Provider::Paypal => paypal::normalize(message, view),
+        Provider::Xendit => xendit::normalize(message, view),
+        Provider::Internal => Normalized::Ignored {
+            reason: "the internal provider has no webhooks".to_owned(),
+        },
+    }
+}
+
+/// The idempotency key of command `index` of `count` that `message` yields:
+/// `<provider>:<event id>` for a single command, `<provider>:<event id>:<index>` when the
+/// message yields several.
+pub fn idempotency_key(message: &ProviderMessage, index: usize, count: usize) -> String {
+    if count == 1 {
+        format!("{}:{}", message.provider.as_str(), message.event_id)
+    } else {
+        format!("{}:{}:{index}", message.provider.as_str(), message.event_id)
+    }
+}
+
+/// The customer id (stream) the ledger gives a customer first seen through a provider account:
+/// a UUID v5 of `<provider>:<account id>`, so every delivery and re-normalization agrees.
+pub fn customer_id_for_account(provider: Provider, account_id: &str) -> Uuid {
+    Uuid::new_v5(
+        &CUSTOMER_NAMESPACE,
+        format!("{}:{account_id}", provider.as_str()).as_bytes(),
+    )
+}
+
+/// Namespace of [`customer_id_for_account`] (a fixed random UUID).
+const CUSTOMER_NAMESPACE: Uuid = Uuid::from_u128(0x5d1c_2a6e_93f4_4b1e_8c0a_3f2e_7b19_d4c6);
+
+/// Turns a list of command kinds for one customer into commands with the message's metadata.
+pub fn commands_for(
+    message: &ProviderMessage,
+    customer_id: Uuid,
+    kinds: Vec<proto::command::Kind>,
+) -> Normalized {
+    let count = kinds.len();
+    Normalized::Commands(
+        kinds
+            .into_iter()
+            .enumerate()
+            .map(|(index, kind)| proto::Command {
+                metadata: Some(proto::CommandMetadata {
+                    idempotency_key: idempotency_key(message, index, count),
+                    customer_id: customer_id.to_string(),
+                    expected_version: None,
+                    occurred_at_unix_micros: message.created_at_unix_micros,
+                    issuer: proto::Issuer::PaymentProvider as i32,
+                    payment_provider: proto::PaymentProvider::from(message.provider) as i32,
+                    account_id: message.account_id.clone().unwrap_or_default(),
+                    correlation_id: String::new(),
+                    causation_id: String::new(),
+                }),
+                kind: Some(kind),
+            })
+            .collect(),
+    )
+}
