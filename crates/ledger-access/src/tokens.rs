@@ -4,6 +4,7 @@
 use std::fmt;
 
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 /// What a token may do. A service accepts only its own scopes in its token list
 /// ([`Scope::QUERY`], [`Scope::INGEST`]).
@@ -195,7 +196,7 @@ impl Tokens {
         let mut found = None;
         for (configured, scopes) in &self.entries {
             // Every digest is compared in full, so timing does not tell how much matched.
-            if constant_time_eq(&configured.0, &presented.0) {
+            if bool::from(configured.0.ct_eq(&presented.0)) {
                 found = Some((*configured, scopes.as_slice()));
             }
         }
@@ -205,13 +206,6 @@ impl Tokens {
 
 fn digest(token: &str) -> TokenId {
     TokenId(Sha256::digest(token.as_bytes()).into())
-}
-
-fn constant_time_eq(left: &[u8; 32], right: &[u8; 32]) -> bool {
-    left.iter()
-        .zip(right)
-        .fold(0u8, |difference, (a, b)| difference | (a ^ b))
-        == 0
 }
 
 #[cfg(test)]
