@@ -17,11 +17,13 @@ test: test-prerequisites
     {{target_dir}}/debug/ledger with-services -- cargo test --workspace --no-fail-fast
 
 # What the tests need besides cargo, checked before anything compiles: Python's aiosmtpd for the
-# email tests (installed into the `python3` the tests run when missing).
+# email tests and localstripe (a stateful fake Stripe API that signs and delivers webhooks) for
+# the Stripe connector tests, installed into the `python3` the tests run when missing.
 [private]
 test-prerequisites:
     @echo "just test: the first build compiles the whole workspace (several minutes on 2 cores and several GB under {{target_dir}})"
     @python3 -c 'import aiosmtpd' 2>/dev/null || python3 -m pip install --quiet aiosmtpd || { echo "error: the email tests need aiosmtpd for $(command -v python3): run 'python3 -m pip install aiosmtpd'" >&2; exit 1; }
+    @python3 -c 'import localstripe' 2>/dev/null || python3 -m pip install --quiet localstripe || { echo "error: the Stripe connector tests need localstripe for $(command -v python3): run 'python3 -m pip install localstripe'" >&2; exit 1; }
 
 # Benchmarks, e.g. `just bench store`.
 bench target *args:
