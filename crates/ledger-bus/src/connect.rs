@@ -38,12 +38,11 @@ pub enum ConnectError {
     #[error("invalid NATS credentials: {0}")]
     Configuration(&'static str),
     /// A credentials file cannot be read.
-    #[error("cannot read the NATS {what} file {path}: {source}")]
+    #[error("cannot read the NATS {what} file {path}: {error}")]
     File {
         what: &'static str,
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The server refused the credentials (or demands some and none were given).
     #[error(
@@ -85,10 +84,10 @@ impl NatsAuth {
             (None, None, None, None) => ConnectOptions::new(),
             (Some(path), None, None, None) => ConnectOptions::with_credentials_file(path)
                 .await
-                .map_err(|source| ConnectError::File {
+                .map_err(|error| ConnectError::File {
                     what: "credentials",
                     path: path.clone(),
-                    source,
+                    error,
                 })?,
             (None, Some(user), Some(path), None) => {
                 ConnectOptions::with_user_and_password(user.clone(), read_secret(path, "password")?)
@@ -147,13 +146,65 @@ pub async fn connect(
         })
 }
 
+/// Like [`connect`], for a long-running component (`ledger run ...`): returns at once even
+/// while the server is unreachable, and the connection keeps reconnecting for as long as it
+/// takes, at NATS's reconnect pace (capped backoff with jitter). Each change between connected
+/// and disconnected is logged once, with the server's address.
+///
+/// # Errors
+///
+/// [`ConnectError`] only for credentials that do not fit together or cannot be read: a
+/// configuration error, which waiting cannot fix.
+pub async fn connect_service(
+    url: &str,
+    auth: &NatsAuth,
+    name: &str,
+) -> Result<async_nats::Client, ConnectError> {
+    let address = url.to_owned();
+    let component = name.to_owned();
+    auth.options()
+        .await?
+        .name(name)
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .event_callback(move |event| {
+            let (address, component) = (address.clone(), component.clone());
+            async move {
+                match event {
+                    async_nats::Event::Connected => {
+                        tracing::info!(component, nats = address, "connected to NATS");
+                    }
+                    async_nats::Event::Disconnected => {
+                        tracing::warn!(
+                            component,
+                            nats = address,
+                            "lost NATS; reconnecting until it is back"
+                        );
+                    }
+                    async_nats::Event::ClientError(error) => {
+                        tracing::warn!(component, nats = address, %error, "NATS client error");
+                    }
+                    other => {
+                        tracing::debug!(component, nats = address, event = %other, "NATS event")
+                    }
+                }
+            }
+        })
+        .connect(url)
+        .await
+        .map_err(|error| ConnectError::Unreachable {
+            url: url.to_owned(),
+            kind: error.kind(),
+        })
+}
+
 fn read_secret(path: &Path, what: &'static str) -> Result<String, ConnectError> {
     std::fs::read_to_string(path)
         .map(|secret| secret.trim_end_matches(['\r', '\n']).to_owned())
-        .map_err(|source| ConnectError::File {
+        .map_err(|error| ConnectError::File {
             what,
             path: path.to_owned(),
-            source,
+            error,
         })
 }
 

@@ -261,6 +261,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let bus = cli.bus();
     let nats_auth = cli.nats_auth();
     let connect_nats = |component| ledger_bus::connect(&cli.nats_url, &nats_auth, component);
+    let connect_service =
+        |component| ledger_bus::connect_service(&cli.nats_url, &nats_auth, component);
     match cli.command {
         Command::Migrate => {
             let (mut client, connection) =
@@ -281,15 +283,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             component: Component::Writer(args),
         } => {
             let store = ledger_store::Store::connect(&cli.database_url)?;
-            let nats = connect_nats("ledger-writer").await?;
-            ledger_writer::run(store, nats, args.config(bus)?, shutdown()).await?;
+            let nats = connect_service("ledger-writer").await?;
+            ledger_writer::serve(store, nats, args.config(bus)?, shutdown()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run {
             component: Component::Ingest(args),
         } => {
             let config = args.config()?;
-            let nats = connect_nats("ledger-ingest").await?;
+            let nats = connect_service("ledger-ingest").await?;
             let client = ledger_bus::Client::new(nats, bus);
             ledger_ingest::serve(config, client, shutdown()).await?;
             Ok(ExitCode::SUCCESS)
@@ -298,7 +300,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             component: Component::Query(args),
         } => {
             let config = args.config(bus)?;
-            let nats = connect_nats("ledger-query").await?;
+            let nats = connect_service("ledger-query").await?;
             let service = ledger_query::QueryService::start(config, nats).await?;
             service.serve(shutdown(), |_| {}).await?;
             Ok(ExitCode::SUCCESS)
@@ -306,11 +308,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run {
             component: Component::Projector(ref args),
         } => {
-            let nats = connect_nats("ledger-projector").await?;
+            let nats = connect_service("ledger-projector").await?;
             run_projectors(&cli.database_url, nats, bus, args, false).await
         }
         Command::Replay(ref args) => {
-            let nats = connect_nats("ledger-replay").await?;
+            let nats = connect_service("ledger-replay").await?;
             run_projectors(&cli.database_url, nats, bus, args, true).await
         }
         Command::Fx { command } => fx::run(&cli.database_url, command).await,

@@ -1,10 +1,14 @@
 //! `ledger run projector` and `ledger replay`: the read models, several to a process.
 
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, try_join_all};
 use indicatif::{MultiProgress, ProgressBar};
 use ledger_domain::{ChurnRecognition, DiscountsInMrr, MrrRules, UnpaidSubscriptions};
-use ledger_projector::{Projector, ProjectorConfig};
+use ledger_projector::{Projector, ProjectorConfig, ProjectorError};
 use ledger_store::Store;
 use projector_revenue::RevenueSettings;
 
@@ -104,46 +108,112 @@ pub(crate) async fn run(
                 ProjectorName::Revenue => "revenue",
                 ProjectorName::Notify => "notify",
             };
-            let bar = bars.add(progress::events_bar(table_last, message));
+            let bar = (
+                bars.add(progress::events_bar(table_last, message)),
+                table_last,
+            );
             match name {
-                ProjectorName::Customers => drive(
-                    projector_customers::CustomersProjector::new(store.clone()),
-                    database_url,
-                    nats.clone(),
-                    config,
+                ProjectorName::Customers => supervise(
+                    "customers",
                     replay,
-                    (bar, table_last),
+                    bar,
+                    |rebuild, shutdown, progress| {
+                        drive(
+                            projector_customers::CustomersProjector::new(store.clone()),
+                            database_url,
+                            nats.clone(),
+                            config,
+                            rebuild,
+                            shutdown,
+                            progress,
+                        )
+                    },
+                    ProjectorError::needs_operator,
                 )
                 .boxed(),
-                ProjectorName::Revenue => drive(
-                    projector_revenue::RevenueProjector::new(
-                        store.clone(),
-                        args.revenue.settings(),
-                    ),
-                    database_url,
-                    nats.clone(),
-                    config,
+                ProjectorName::Revenue => supervise(
+                    "revenue",
                     replay,
-                    (bar, table_last),
+                    bar,
+                    |rebuild, shutdown, progress| {
+                        drive(
+                            projector_revenue::RevenueProjector::new(
+                                store.clone(),
+                                args.revenue.settings(),
+                            ),
+                            database_url,
+                            nats.clone(),
+                            config,
+                            rebuild,
+                            shutdown,
+                            progress,
+                        )
+                    },
+                    ProjectorError::needs_operator,
                 )
                 .boxed(),
-                ProjectorName::Notify => projector_notify::run(
-                    store.clone(),
-                    database_url,
-                    nats.clone(),
-                    config,
-                    delivery.clone(),
-                    projector_notify::Rules::default(),
+                ProjectorName::Notify => supervise(
+                    "notify",
                     replay,
-                    crate::shutdown(),
-                    progress_bar("notify", bar, table_last),
+                    bar,
+                    |rebuild, shutdown, progress| {
+                        projector_notify::run(
+                            store.clone(),
+                            database_url,
+                            nats.clone(),
+                            config,
+                            delivery.clone(),
+                            projector_notify::Rules::default(),
+                            rebuild,
+                            shutdown,
+                            progress,
+                        )
+                    },
+                    projector_notify::NotifyError::needs_operator,
                 )
-                .map(|outcome| outcome.map_err(anyhow::Error::from))
                 .boxed(),
             }
         })
         .collect();
     try_join_all(runs).await?;
+    Ok(())
+}
+
+/// Runs one projector (through `attempt`) until Ctrl-C / SIGTERM, again after every failure
+/// that waiting can fix (PostgreSQL or NATS gone), with capped backoff (docs/decisions/0020).
+/// A replay rebuilds until an attempt has committed its first batch; later attempts resume
+/// from the checkpoint.
+async fn supervise<E, Fut>(
+    name: &'static str,
+    replay: bool,
+    (bar, table_last): (ProgressBar, u64),
+    mut attempt: impl FnMut(bool, BoxFuture<'static, ()>, Box<dyn FnMut(u64) + Send>) -> Fut,
+    needs_operator: impl Fn(&E) -> bool,
+) -> anyhow::Result<()>
+where
+    E: std::error::Error + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), E>>,
+{
+    let bar = Arc::new(Mutex::new(progress_bar(name, bar, table_last)));
+    let rebuilt = Arc::new(AtomicBool::new(false));
+    ledger_bus::retry::supervise(
+        name,
+        crate::shutdown(),
+        |running| {
+            let rebuild = replay && !rebuilt.load(Ordering::Relaxed);
+            let (bar, rebuilt, up) = (bar.clone(), rebuilt.clone(), running.clone());
+            let progress = move |global_position: u64| {
+                up.up();
+                rebuilt.store(true, Ordering::Relaxed);
+                if let Ok(mut bar) = bar.lock() {
+                    bar(global_position);
+                }
+            };
+            attempt(rebuild, running.stopped().boxed(), Box::new(progress))
+        },
+        needs_operator,
+    )
+    .await?;
     Ok(())
 }
 
@@ -153,20 +223,18 @@ async fn drive<P: Projector>(
     nats: async_nats::Client,
     config: &ProjectorConfig,
     replay: bool,
-    (bar, table_last): (ProgressBar, u64),
-) -> anyhow::Result<()> {
-    let progress = progress_bar(projector.name(), bar, table_last);
-    let shutdown = crate::shutdown();
+    shutdown: BoxFuture<'static, ()>,
+    progress: Box<dyn FnMut(u64) + Send>,
+) -> Result<(), ProjectorError> {
     if replay {
-        ledger_projector::replay(projector, database_url, nats, config, shutdown, progress).await?;
+        ledger_projector::replay(projector, database_url, nats, config, shutdown, progress).await
     } else {
-        ledger_projector::run(projector, database_url, nats, config, shutdown, progress).await?;
+        ledger_projector::run(projector, database_url, nats, config, shutdown, progress).await
     }
-    Ok(())
 }
 
 /// Moves `bar` with the checkpoint until the projector catches up with the table.
-fn progress_bar(name: &'static str, bar: ProgressBar, table_last: u64) -> impl FnMut(u64) {
+fn progress_bar(name: &'static str, bar: ProgressBar, table_last: u64) -> impl FnMut(u64) + Send {
     move |global_position: u64| {
         if !bar.is_finished() {
             bar.set_position(global_position.min(table_last));

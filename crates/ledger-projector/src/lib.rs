@@ -110,15 +110,54 @@ pub trait Projector: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), ProjectorError>> + Send;
 }
 
+// Not `#[from]`: that would also report the driver's error as the source, and a report of the
+// chain would print its text twice.
+impl From<tokio_postgres::Error> for ProjectorError {
+    fn from(error: tokio_postgres::Error) -> ProjectorError {
+        ProjectorError::Database(error)
+    }
+}
+
+impl ProjectorError {
+    /// Whether a person must act before the projector can run again (corrupt or foreign data,
+    /// a second instance, a replay refused); every other error passes with time (a server
+    /// restarts) and is retried by whoever supervises the projector.
+    pub fn needs_operator(&self) -> bool {
+        matches!(
+            self,
+            ProjectorError::CorruptEvent { .. }
+                | ProjectorError::ChainMismatch { .. }
+                | ProjectorError::Running { .. }
+                | ProjectorError::Apply { .. }
+                | ProjectorError::Store(StoreError::Corrupt { .. } | StoreError::InvalidUrl { .. })
+        )
+    }
+}
+
 /// Why a projector stopped. Restarting resumes from the last committed checkpoint.
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectorError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("PostgreSQL: {0}")]
-    Database(#[from] tokio_postgres::Error),
+    Database(tokio_postgres::Error),
     #[error("NATS: {0}")]
     Nats(String),
+    /// `ledger replay` found the projector running in another process: a rebuild next to it
+    /// would split its work. Stop that instance first (or replay there).
+    #[error(
+        "projector {projector} is running in another process: {holder}. Stop it (or the \
+         projector from its list), then run `ledger replay {projector}`, which rebuilds it and \
+         keeps it running; start the other process again without it, or after the replay ends"
+    )]
+    Running {
+        projector: &'static str,
+        holder: ledger_store::LockHolder,
+    },
+    /// The connection holding the projector's lock closed (PostgreSQL restarted): another
+    /// instance may take over, so this one stopped applying events.
+    #[error("lost the lock of projector {projector} (its PostgreSQL connection closed)")]
+    LockLost { projector: &'static str },
     /// An event on the stream or in the table cannot be decoded.
     #[error("event at global position {global_position} cannot be decoded: {reason}")]
     CorruptEvent {

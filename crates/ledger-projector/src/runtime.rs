@@ -87,11 +87,42 @@ async fn run_from<P: Projector>(
     nats: async_nats::Client,
     config: &ProjectorConfig,
     shutdown: impl Future<Output = ()>,
+    progress: impl FnMut(u64),
+    rebuild: bool,
+) -> Result<(), ProjectorError> {
+    let store = Store::connect(database_url)?;
+    let name = projector.name();
+    // One instance per projector: a rebuild refuses to start next to a running instance; a
+    // run waits as a standby until the lock is free.
+    let lock = if rebuild {
+        store
+            .try_lock_projector(name)
+            .await?
+            .map_err(|holder| ProjectorError::Running {
+                projector: name,
+                holder,
+            })?
+    } else {
+        store.lock_projector(name).await?
+    };
+    tokio::select! {
+        outcome = run_locked(projector, database_url, store, nats, config, shutdown, progress, rebuild) => outcome,
+        () = lock.lost() => Err(ProjectorError::LockLost { projector: name }),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_locked<P: Projector>(
+    projector: P,
+    database_url: &str,
+    store: Store,
+    nats: async_nats::Client,
+    config: &ProjectorConfig,
+    shutdown: impl Future<Output = ()>,
     mut progress: impl FnMut(u64),
     rebuild: bool,
 ) -> Result<(), ProjectorError> {
     tokio::pin!(shutdown);
-    let store = Store::connect(database_url)?;
     let (mut client, connection) = tokio_postgres::connect(database_url, NoTls).await?;
     tokio::spawn(async move {
         if let Err(error) = connection.await {

@@ -6,17 +6,16 @@ use crate::event::ExpectedVersion;
 /// later or alert an operator; nothing was appended.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("invalid database URL {url:?}: {source}; expected postgres://user@host:port/dbname")]
-    InvalidUrl {
-        url: String,
-        source: tokio_postgres::Error,
-    },
-    #[error("PostgreSQL error: {0}")]
-    Database(#[from] tokio_postgres::Error),
-    #[error(
-        "cannot get a PostgreSQL connection: {0}; is the server running and DATABASE_URL right?"
-    )]
-    Pool(String),
+    /// The URL does not parse; it is not shown, since it may hold a password.
+    #[error("invalid database URL: {reason}; expected postgres://user@host:port/dbname")]
+    InvalidUrl { reason: String },
+    /// A statement failed (the text is the server's or the driver's).
+    #[error("PostgreSQL: {0}")]
+    Database(tokio_postgres::Error),
+    /// No connection to the server at `address` (`host:port`): it refused, is unreachable,
+    /// or answered with an error of its own (such as "the database system is starting up").
+    #[error("cannot connect to PostgreSQL at {address}: {reason}")]
+    Connect { address: String, reason: String },
     #[error("applying migrations failed: {0}")]
     Migration(Box<refinery::Error>),
     /// Stored data breaks an invariant (gap in positions, unreadable column). Run
@@ -28,6 +27,75 @@ pub enum StoreError {
         global_position: u64,
         reason: String,
     },
+}
+
+// Not `#[from]`: that would also report the driver's error as the source, and a report of
+// the chain would print its text twice.
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(error: tokio_postgres::Error) -> StoreError {
+        StoreError::Database(error)
+    }
+}
+
+impl StoreError {
+    /// Connecting to the server of `config` failed with `error`.
+    pub(crate) fn connecting(
+        config: &tokio_postgres::Config,
+        error: &tokio_postgres::Error,
+    ) -> StoreError {
+        StoreError::Connect {
+            address: address(config),
+            reason: connect_reason(error),
+        }
+    }
+
+    /// The read pool could not hand out a connection to the server of `config`.
+    pub(crate) fn pool(
+        config: &tokio_postgres::Config,
+        error: deadpool_postgres::PoolError,
+    ) -> StoreError {
+        let reason = match &error {
+            deadpool_postgres::PoolError::Backend(error) => connect_reason(error),
+            other => other.to_string(),
+        };
+        StoreError::Connect {
+            address: address(config),
+            reason,
+        }
+    }
+}
+
+/// `host:port` of every server `config` names (never the user or password).
+pub(crate) fn address(config: &tokio_postgres::Config) -> String {
+    let ports = config.get_ports();
+    config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(index, host)| {
+            let host = match host {
+                tokio_postgres::config::Host::Tcp(host) => host.clone(),
+                tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+            };
+            let port = ports
+                .get(index)
+                .or_else(|| ports.first())
+                .copied()
+                .unwrap_or(5432);
+            format!("{host}:{port}")
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// What an operator needs from a failed connection: the server's own words when it answered
+/// (`FATAL: the database system is starting up`, a wrong password), else the network error
+/// with the usual causes.
+fn connect_reason(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(answer) => format!("{}: {}", answer.severity(), answer.message()),
+        None => format!("{error}; is the server running there, and is DATABASE_URL right?"),
+    }
 }
 
 /// Why one request of a batch was not appended. The rest of the batch is unaffected.

@@ -14,6 +14,7 @@
 mod error;
 mod event;
 mod hash;
+mod projector_lock;
 mod read;
 mod verify;
 mod writer;
@@ -24,6 +25,7 @@ pub use event::{
     StoredRequest,
 };
 pub use hash::{GENESIS_HASH, Hash};
+pub use projector_lock::{LockHolder, ProjectorLock};
 pub use verify::{ChainBreak, ChainVerification, CopyVerdict, HeadCopy, TableHead};
 pub use writer::Writer;
 
@@ -79,9 +81,8 @@ impl Store {
         let mut config: tokio_postgres::Config =
             database_url
                 .parse()
-                .map_err(|source| StoreError::InvalidUrl {
-                    url: database_url.to_owned(),
-                    source,
+                .map_err(|error: tokio_postgres::Error| StoreError::InvalidUrl {
+                    reason: error.to_string(),
                 })?;
         // Statements are prepared once per connection, often while the table is still small.
         // A generic plan cached then (a sequential scan of an empty table) would stay in use
@@ -101,7 +102,10 @@ impl Store {
         let pool = Pool::builder(manager)
             .max_size(POOL_CONNECTIONS_MAX)
             .build()
-            .map_err(|error| StoreError::Pool(error.to_string()))?;
+            .map_err(|error| StoreError::Connect {
+                address: error::address(&config),
+                reason: error.to_string(),
+            })?;
         Ok(Store { config, pool })
     }
 
@@ -111,10 +115,24 @@ impl Store {
         Writer::acquire(&self.config, 0).await
     }
 
+    /// Takes the lock of projector `name` on a dedicated connection, waiting (as long as it
+    /// takes) while another instance holds it: one instance per projector.
+    pub async fn lock_projector(&self, name: &str) -> Result<ProjectorLock, StoreError> {
+        projector_lock::acquire(&self.config, name).await
+    }
+
+    /// Takes the lock of projector `name` if it is free; otherwise names the holder.
+    pub async fn try_lock_projector(
+        &self,
+        name: &str,
+    ) -> Result<Result<ProjectorLock, LockHolder>, StoreError> {
+        projector_lock::try_acquire(&self.config, name).await
+    }
+
     pub(crate) async fn connection(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool
             .get()
             .await
-            .map_err(|error| StoreError::Pool(error.to_string()))
+            .map_err(|error| StoreError::pool(&self.config, error))
     }
 }

@@ -128,7 +128,10 @@ impl Writer {
         config: &tokio_postgres::Config,
         partition: i32,
     ) -> Result<Writer, StoreError> {
-        let (client, connection) = config.connect(NoTls).await?;
+        let (client, connection) = config
+            .connect(NoTls)
+            .await
+            .map_err(|error| StoreError::connecting(config, &error))?;
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::warn!(%error, "writer connection closed");

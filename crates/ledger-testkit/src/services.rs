@@ -320,6 +320,30 @@ impl PrivatePostgres {
         self.instance_dir.join("postgres.log")
     }
 
+    /// Stops the server (`pg_ctl stop -m fast`), keeping its data, to simulate an outage;
+    /// [`PrivatePostgres::start_server`] brings it back on the same port.
+    pub async fn stop_server(&self) {
+        tokio::task::block_in_place(|| self.stop());
+    }
+
+    /// Starts the server again after [`PrivatePostgres::stop_server`], waiting until it
+    /// accepts connections.
+    pub async fn start_server(&self) -> Result<(), ServicesError> {
+        run(self.start_command(), self, Some(&self.log_file())).await
+    }
+
+    fn start_command(&self) -> tokio::process::Command {
+        let mut pg_ctl = tokio::process::Command::new(&self.pg_ctl);
+        pg_ctl
+            .arg("start")
+            .arg("-D")
+            .arg(self.data_dir())
+            .arg("-l")
+            .arg(self.log_file())
+            .args(["-w", "-t", &POSTGRES_STARTUP_TIMEOUT_S.to_string()]);
+        pg_ctl
+    }
+
     fn stop(&self) {
         let data_dir = self.data_dir();
         if !data_dir.join("postmaster.pid").exists() {
@@ -421,15 +445,7 @@ pub async fn start_private_postgres() -> Result<PrivatePostgres, ServicesError> 
             conf_path.display()
         )))?;
 
-    let mut pg_ctl = tokio::process::Command::new(&postgres.pg_ctl);
-    pg_ctl
-        .arg("start")
-        .arg("-D")
-        .arg(&data_dir)
-        .arg("-l")
-        .arg(postgres.log_file())
-        .args(["-w", "-t", &POSTGRES_STARTUP_TIMEOUT_S.to_string()]);
-    run(pg_ctl, &postgres, Some(&postgres.log_file())).await?;
+    postgres.start_server().await?;
 
     info!(
         url = postgres.url,
@@ -447,6 +463,8 @@ pub struct PrivateNats {
     port: u16,
     instance_dir: PathBuf,
     child: Child,
+    /// How it was started, to start it again after [`PrivateNats::stop_server`].
+    command: process::Command,
 }
 
 impl PrivateNats {
@@ -468,6 +486,40 @@ impl PrivateNats {
 
     fn log_file(&self) -> PathBuf {
         self.instance_dir.join("nats-server.log")
+    }
+
+    /// Kills the server, keeping its JetStream store, to simulate an outage;
+    /// [`PrivateNats::start_server`] brings it back on the same port.
+    pub fn stop_server(&mut self) {
+        if let Err(error) = self.child.kill() {
+            warn!(%error, pid = self.child.id(), "cannot kill nats-server");
+        }
+        if let Err(error) = self.child.wait() {
+            warn!(%error, pid = self.child.id(), "cannot wait for nats-server");
+        }
+    }
+
+    /// Starts the server again after [`PrivateNats::stop_server`], waiting until its port
+    /// answers.
+    pub async fn start_server(&mut self) -> Result<(), ServicesError> {
+        self.child = self
+            .command
+            .spawn()
+            .map_err(io_error("starting nats-server again".into()))?;
+        let deadline = Instant::now() + Duration::from_millis(NATS_STARTUP_TIMEOUT_MS);
+        while !port_answers(self.port).await {
+            if Instant::now() >= deadline {
+                let log = self.log_file();
+                return Err(ServicesError::NatsStartupTimeout {
+                    port: self.port,
+                    timeout_ms: NATS_STARTUP_TIMEOUT_MS,
+                    log_tail: log_tail(&log),
+                    log: log.display().to_string(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(NATS_STARTUP_POLL_MS)).await;
+        }
+        Ok(())
     }
 }
 
@@ -539,7 +591,8 @@ pub async fn start_private_nats_with(
             return Err(error);
         }
     };
-    let child = process::Command::new(&nats_server)
+    let mut command = process::Command::new(&nats_server);
+    command
         .arg("-c")
         .arg(&conf_path)
         .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
@@ -552,9 +605,8 @@ pub async fn start_private_nats_with(
         )
         .stdin(Stdio::null())
         .stdout(stdout_log)
-        .stderr(stderr_log)
-        .spawn();
-    let child = match child {
+        .stderr(stderr_log);
+    let child = match command.spawn() {
         Ok(child) => child,
         Err(error) => {
             remove_instance_dir(&instance_dir);
@@ -569,6 +621,7 @@ pub async fn start_private_nats_with(
         port,
         instance_dir,
         child,
+        command,
     };
 
     let deadline = Instant::now() + Duration::from_millis(NATS_STARTUP_TIMEOUT_MS);

@@ -18,6 +18,12 @@
 //!    publication. Publishing runs as a second stage: the next batch is decided and appended
 //!    while the previous one is being published.
 //!
+//! [`serve`] runs [`run`] again after every failure that waiting can fix (PostgreSQL or NATS
+//! gone, the lock's connection lost), with capped exponential backoff: the writer gives up
+//! leadership (its lock connection is dropped) and competes for it again. A leader that cannot
+//! reach JetStream releases the lock rather than holding it while it waits, so a standby that
+//! can reach it takes over (docs/decisions/0020-staying-up.md).
+//!
 //! It knows nothing about HTTP; the domain decides, the store appends.
 
 mod envelope;
@@ -105,6 +111,52 @@ pub enum WriterError {
     },
 }
 
+impl WriterError {
+    /// Whether an operator must act before the writer can run again: the stream is ahead of
+    /// the table, or stored data is corrupt. Every other error passes with time (a server
+    /// restarts, a connection is made again) and [`serve`] retries it.
+    pub fn needs_operator(&self) -> bool {
+        matches!(
+            self,
+            WriterError::StreamAhead { .. }
+                | WriterError::CorruptEvent { .. }
+                | WriterError::Store(StoreError::Corrupt { .. } | StoreError::InvalidUrl { .. })
+        )
+    }
+}
+
+/// Runs the writer until `shutdown` completes, through outages of PostgreSQL and NATS of any
+/// length: after each failure that [`WriterError::needs_operator`] does not flag, it waits
+/// (capped exponential backoff with jitter, logged once per change of state) and starts over
+/// as a standby competing for the lock.
+///
+/// # Errors
+///
+/// Only the errors an operator must act on.
+pub async fn serve(
+    store: Store,
+    nats: async_nats::Client,
+    config: WriterConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), WriterError> {
+    ledger_bus::retry::supervise(
+        "writer",
+        shutdown,
+        |attempt| {
+            let up = attempt.clone();
+            lead(
+                store.clone(),
+                nats.clone(),
+                config.clone(),
+                attempt.stopped(),
+                move || up.up(),
+            )
+        },
+        WriterError::needs_operator,
+    )
+    .await
+}
+
 /// Runs the writer until `shutdown` completes (then in-flight commands finish and queued ones
 /// are answered) or a fatal error.
 pub async fn run(
@@ -112,6 +164,17 @@ pub async fn run(
     nats: async_nats::Client,
     config: WriterConfig,
     shutdown: impl Future<Output = ()>,
+) -> Result<(), WriterError> {
+    lead(store, nats, config, shutdown, || {}).await
+}
+
+/// [`run`], calling `leading` once it leads (lock held, stream reconciled, intake open).
+async fn lead(
+    store: Store,
+    nats: async_nats::Client,
+    config: WriterConfig,
+    shutdown: impl Future<Output = ()>,
+    leading: impl FnOnce(),
 ) -> Result<(), WriterError> {
     tokio::pin!(shutdown);
     let writer = tokio::select! {
@@ -135,6 +198,7 @@ pub async fn run(
         nats.clone(),
         config.bus.clone(),
     )));
+    leading();
     let mut decider = pipeline::Decider::new(store.clone(), writer, &config);
     let mut announcer = pipeline::Announcer::new(store, publisher, nats, published_through);
     let (decided, mut to_announce) = tokio::sync::mpsc::channel(PIPELINE_BATCHES_MAX);
@@ -150,6 +214,7 @@ pub async fn run(
             let batch = tokio::select! {
                 biased;
                 () = &mut shutdown => break,
+                () = decider.lock_lost() => return Err(WriterError::LockLost),
                 batch = pipeline::next_batch(&mut queued, config.batch_commands_max) => batch,
             };
             let Some(batch) = batch else { break };

@@ -24,6 +24,8 @@ use crate::{WriterConfig, WriterError, append_request, request_fingerprint};
 const RECOVERY_ATTEMPTS_MAX: u32 = 5;
 /// Pause before recovery attempt n is n times this.
 const RECOVERY_BACKOFF_MS: u64 = 200;
+/// How often an idle leader checks that its lock connection is still open.
+const LOCK_CHECK_INTERVAL: Duration = Duration::from_millis(500);
 
 /// A decoded command waiting for its answer.
 #[derive(Debug)]
@@ -96,6 +98,15 @@ impl Decider {
             cache: moka::sync::Cache::new(config.cache_customers_max),
             group_commit: config.group_commit,
             secrets: config.secrets.clone(),
+        }
+    }
+
+    /// Completes once the writer's lock connection is gone (checked every
+    /// [`LOCK_CHECK_INTERVAL`]): an idle leader notices a PostgreSQL restart too, and stops
+    /// taking commands before a standby takes the lock.
+    pub(crate) async fn lock_lost(&self) {
+        while !self.writer.is_closed() {
+            tokio::time::sleep(LOCK_CHECK_INTERVAL).await;
         }
     }
 

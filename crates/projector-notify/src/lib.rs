@@ -52,7 +52,7 @@ pub use worker::{DeliveryConfig, run_worker};
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
     #[error("PostgreSQL: {0}")]
-    Database(#[from] tokio_postgres::Error),
+    Database(tokio_postgres::Error),
     #[error("the HTTP client: {0}")]
     Http(String),
     /// A send task panicked or was cancelled.
@@ -66,6 +66,27 @@ pub enum NotifyError {
         "no integration {0} in the notify projection: check `ledger notify list` and that the notify projector runs"
     )]
     UnknownIntegration(Uuid),
+}
+
+// Not `#[from]`: that would also report the driver's error as the source, and a report of the
+// chain would print its text twice.
+impl From<tokio_postgres::Error> for NotifyError {
+    fn from(error: tokio_postgres::Error) -> NotifyError {
+        NotifyError::Database(error)
+    }
+}
+
+impl NotifyError {
+    /// Whether a person must act before the projector and worker can run again (the HTTP
+    /// client's configuration, or what [`ProjectorError::needs_operator`] flags); every other
+    /// error passes with time and is retried by whoever supervises them.
+    pub fn needs_operator(&self) -> bool {
+        match self {
+            NotifyError::Projector(error) => error.needs_operator(),
+            NotifyError::Http(_) => true,
+            _ => false,
+        }
+    }
 }
 
 /// Runs the projector (or, with `replay`, rebuilds it first) and the delivery worker in this

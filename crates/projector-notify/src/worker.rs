@@ -110,19 +110,35 @@ pub async fn run_worker(
         "delivery worker started"
     );
     let mut shutdown = std::pin::pin!(shutdown);
+    // Logged once per change between working and failing, not once per round.
+    let mut failing = false;
     loop {
         // One failed round (a rebuild replacing schema `notify` under the claim, a lost
         // connection) does not stop the worker: it waits a poll interval, reconnects if need
         // be, and tries again; what it leased is released by the lease's end.
         let pause = match deliver_due(&client, &sender, &config, OffsetDateTime::now_utc()).await {
-            Ok(0) => config.poll_interval,
-            Ok(_) => Duration::ZERO,
+            Ok(delivered) => {
+                if failing {
+                    failing = false;
+                    tracing::info!("delivery rounds work again");
+                }
+                if delivered == 0 {
+                    config.poll_interval
+                } else {
+                    Duration::ZERO
+                }
+            }
             Err(error) => {
-                tracing::warn!(%error, "delivery round failed; trying again");
+                if failing {
+                    tracing::debug!(%error, "delivery round failed again");
+                } else {
+                    failing = true;
+                    tracing::warn!(%error, "delivery round failed; trying again every poll interval");
+                }
                 if client.is_closed() {
                     match connect(database_url).await {
                         Ok(reconnected) => client = reconnected,
-                        Err(error) => tracing::warn!(%error, "cannot reconnect yet"),
+                        Err(error) => tracing::debug!(%error, "cannot reconnect yet"),
                     }
                 }
                 config.poll_interval

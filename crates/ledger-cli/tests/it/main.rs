@@ -2,6 +2,7 @@
 
 mod grants;
 mod nats_auth;
+mod staying_up;
 
 use std::process::{Command, Output};
 
