@@ -29,7 +29,15 @@ pub enum SendError {
     #[error("the command has no body: set one of its kinds")]
     MissingCommand,
     #[error("cannot decode the writer's reply: {0}")]
-    Codec(#[from] CodecError),
+    Codec(CodecError),
+}
+
+// Not `#[from]`: that would also report the inner error as the source, and a report of the
+// chain would print its text twice.
+impl From<CodecError> for SendError {
+    fn from(error: CodecError) -> SendError {
+        SendError::Codec(error)
+    }
 }
 
 impl SendError {
@@ -107,7 +115,7 @@ impl Client {
                         error.kind(),
                         RequestErrorKind::TimedOut | RequestErrorKind::NoResponders
                     );
-                    last_error = error.to_string();
+                    last_error = ledger_store::error_text(&error);
                     if !retryable {
                         break;
                     }

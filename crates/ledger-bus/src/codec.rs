@@ -51,13 +51,27 @@ pub enum CodecError {
     )]
     UnsupportedContentType { content_type: String },
     #[error("malformed protobuf: {0}")]
-    Protobuf(#[from] prost::DecodeError),
+    Protobuf(prost::DecodeError),
     #[error("malformed JSON: {0}")]
-    Json(#[from] serde_json::Error),
+    Json(serde_json::Error),
     #[error("the reply carries neither an acceptance nor a rejection")]
     EmptyReply,
     #[error("invalid published event: {reason}")]
     InvalidEvent { reason: String },
+}
+
+// Not `#[from]`: that would also report the inner error as the source, and a report of the
+// chain would print its text twice.
+impl From<prost::DecodeError> for CodecError {
+    fn from(error: prost::DecodeError) -> CodecError {
+        CodecError::Protobuf(error)
+    }
+}
+
+impl From<serde_json::Error> for CodecError {
+    fn from(error: serde_json::Error) -> CodecError {
+        CodecError::Json(error)
+    }
 }
 
 pub fn decode_command(encoding: Encoding, body: &[u8]) -> Result<proto::Command, CodecError> {

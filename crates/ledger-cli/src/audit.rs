@@ -235,7 +235,7 @@ async fn stream_head(location: &StreamLocation<'_>, skip: bool) -> StreamHead {
     }
     match read_stream_head(location).await {
         Ok(copy) => StreamHead::Read(copy),
-        Err(error) => StreamHead::Unreadable(format!("{error:#}")),
+        Err(error) => StreamHead::Unreadable(ledger_store::error_text(error.as_ref())),
     }
 }
 

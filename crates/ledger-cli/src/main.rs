@@ -251,7 +251,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", ledger_store::error_text(error.as_ref()));
             ExitCode::FAILURE
         }
     }

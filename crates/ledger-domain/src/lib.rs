@@ -63,9 +63,17 @@ pub type Event = proto::event::Kind;
 #[derive(Debug, thiserror::Error)]
 pub enum PayloadError {
     #[error("not a ledger.v1.Event: {0}")]
-    Protobuf(#[from] prost::DecodeError),
+    Protobuf(prost::DecodeError),
     #[error("the payload has no event")]
     Empty,
+}
+
+// Not `#[from]`: that would also report the inner error as the source, and a report of the
+// chain would print its text twice.
+impl From<prost::DecodeError> for PayloadError {
+    fn from(error: prost::DecodeError) -> PayloadError {
+        PayloadError::Protobuf(error)
+    }
 }
 
 /// Decodes a stored payload (`ledger.v1.Event` protobuf bytes) into its event.

@@ -139,7 +139,7 @@ impl ProjectorError {
 pub enum ProjectorError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("PostgreSQL: {0}")]
+    #[error("PostgreSQL: {}", ledger_store::error_text(.0))]
     Database(tokio_postgres::Error),
     #[error("NATS: {0}")]
     Nats(String),

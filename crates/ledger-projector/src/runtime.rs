@@ -154,7 +154,7 @@ async fn run_locked<P: Projector>(
     let jetstream = jetstream::new(nats);
     let stream = ensure_event_stream(&jetstream, &config.bus)
         .await
-        .map_err(|error| ProjectorError::Nats(error.to_string()))?;
+        .map_err(|error| ProjectorError::Nats(ledger_store::error_text(&error)))?;
     let durable_name = format!("projector_{}", applier.projector.name());
     let consumer: consumer::PullConsumer = stream
         .get_or_create_consumer(
@@ -170,11 +170,11 @@ async fn run_locked<P: Projector>(
             },
         )
         .await
-        .map_err(|error| ProjectorError::Nats(error.to_string()))?;
+        .map_err(|error| ProjectorError::Nats(ledger_store::error_text(&error)))?;
     let mut messages = consumer
         .messages()
         .await
-        .map_err(|error| ProjectorError::Nats(error.to_string()))?;
+        .map_err(|error| ProjectorError::Nats(ledger_store::error_text(&error)))?;
     tracing::info!(
         projector = applier.projector.name(),
         checkpoint = applier.checkpoint,
@@ -191,11 +191,14 @@ async fn run_locked<P: Projector>(
                 "the consumer's message stream ended".to_owned(),
             ));
         };
-        let mut batch = vec![first.map_err(|error| ProjectorError::Nats(error.to_string()))?];
+        let mut batch =
+            vec![first.map_err(|error| ProjectorError::Nats(ledger_store::error_text(&error)))?];
         while batch.len() < config.live_batch_events_max {
             match messages.next().now_or_never() {
                 Some(Some(Ok(message))) => batch.push(message),
-                Some(Some(Err(error))) => return Err(ProjectorError::Nats(error.to_string())),
+                Some(Some(Err(error))) => {
+                    return Err(ProjectorError::Nats(ledger_store::error_text(&error)));
+                }
                 Some(None) | None => break,
             }
         }
@@ -214,7 +217,7 @@ async fn run_locked<P: Projector>(
             // Acknowledges every message up to this one (AckPolicy::All), after the commit.
             last.ack()
                 .await
-                .map_err(|error| ProjectorError::Nats(error.to_string()))?;
+                .map_err(|error| ProjectorError::Nats(ledger_store::error_text(error.as_ref())))?;
         }
         progress(applier.checkpoint);
     }

@@ -185,20 +185,20 @@ impl ApiError {
                 ApiError::ReadModelUnavailable(projection)
             }
             Some(code) if code.code().starts_with(DATA_EXCEPTION_CLASS) => {
-                tracing::error!(error = %error_chain(error), projection, "read model holds unrepresentable data");
+                tracing::error!(error = %ledger_store::error_text(error), projection, "read model holds unrepresentable data");
                 ApiError::ReadModelData { projection }
             }
             Some(code) if is_outage(code) => {
-                tracing::warn!(error = %error_chain(error), sqlstate = code.code(), "read-model database unavailable");
+                tracing::warn!(error = %ledger_store::error_text(error), sqlstate = code.code(), "read-model database unavailable");
                 ApiError::DatabaseUnavailable
             }
             None if error.is_closed() || has_io_source(error) => {
-                tracing::warn!(error = %error_chain(error), "read-model database connection lost");
+                tracing::warn!(error = %ledger_store::error_text(error), "read-model database connection lost");
                 ApiError::DatabaseUnavailable
             }
             code => {
                 tracing::error!(
-                    error = %error_chain(error),
+                    error = %ledger_store::error_text(error),
                     sqlstate = code.map(SqlState::code),
                     "read-model query failed"
                 );
@@ -209,7 +209,7 @@ impl ApiError {
 
     /// A failure of ours that is not the database's: logged, answered 500 `internal`.
     pub(crate) fn internal(what: &str, error: &dyn std::error::Error) -> ApiError {
-        tracing::error!(error = %error_chain(error), "{what}");
+        tracing::error!(error = %ledger_store::error_text(error), "{what}");
         ApiError::Internal
     }
 
@@ -283,18 +283,6 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         self.response("")
     }
-}
-
-/// `error` and its sources on one line (`tokio_postgres::Error` shows only its kind).
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -124,13 +124,21 @@ pub enum QueryError {
     Pool(String),
     #[error("cannot subscribe to projection announcements on NATS: {0}")]
     Nats(String),
-    #[error("cannot listen on {bind}: {source}")]
+    #[error("cannot listen on {bind}: {error}")]
     Bind {
         bind: SocketAddr,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("HTTP server: {0}")]
-    Server(#[from] std::io::Error),
+    Server(std::io::Error),
+}
+
+// Not `#[from]`: that would also report the inner error as the source, and a report of the
+// chain would print its text twice.
+impl From<std::io::Error> for QueryError {
+    fn from(error: std::io::Error) -> QueryError {
+        QueryError::Server(error)
+    }
 }
 
 /// What the handlers share.
@@ -243,7 +251,7 @@ impl QueryService {
         let mut announcements = nats
             .subscribe(subject)
             .await
-            .map_err(|error| QueryError::Nats(error.to_string()))?;
+            .map_err(|error| QueryError::Nats(ledger_store::error_text(&error)))?;
         let state = web::Data::new(State {
             pool,
             access: Access::new(config.tokens.clone(), config.rate_limit),
@@ -342,7 +350,7 @@ impl QueryService {
         }
         let server = server
             .bind(bind)
-            .map_err(|source| QueryError::Bind { bind, source })?;
+            .map_err(|error| QueryError::Bind { bind, error })?;
         let addresses = server.addrs();
         for address in &addresses {
             tracing::info!(%address, "query listening");

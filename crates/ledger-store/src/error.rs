@@ -10,7 +10,7 @@ pub enum StoreError {
     #[error("invalid database URL: {reason}; expected postgres://user@host:port/dbname")]
     InvalidUrl { reason: String },
     /// A statement failed (the text is the server's or the driver's).
-    #[error("PostgreSQL: {0}")]
+    #[error("PostgreSQL: {}", error_text(.0))]
     Database(tokio_postgres::Error),
     /// No connection to the server at `address` (`host:port`): it refused, is unreachable,
     /// or answered with an error of its own (such as "the database system is starting up").
@@ -131,4 +131,49 @@ pub enum AppendError {
     Rejected(#[from] AppendRejection),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// The text of `error` and every error below it, each part said once. tokio-postgres shows
+/// only its kind ("db error") and keeps the server's words in the source; async-nats prints
+/// `<kind>: <source>` while also reporting that source, and some of its sources repeat their
+/// kind ("no responders: no responders"). Use it wherever a third-party error becomes text.
+pub fn error_text(error: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(error);
+    while let Some(current) = next {
+        for part in current.to_string().split(": ") {
+            if !parts.iter().any(|seen| seen == part) {
+                parts.push(part.to_owned());
+            }
+        }
+        next = current.source();
+    }
+    parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_text;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("no responders: {0}")]
+    struct Repeating(#[source] Inner);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("no responders")]
+    struct Inner;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("db error")]
+    struct KindOnly(#[source] std::io::Error);
+
+    #[test]
+    fn each_part_of_an_error_chain_is_said_once() {
+        assert_eq!(error_text(&Repeating(Inner)), "no responders");
+        let cause = std::io::Error::other("FATAL: the database system is starting up");
+        assert_eq!(
+            error_text(&KindOnly(cause)),
+            "db error: FATAL: the database system is starting up"
+        );
+    }
 }

@@ -19,7 +19,7 @@ mod read;
 mod verify;
 mod writer;
 
-pub use error::{AppendError, AppendRejection, StoreError};
+pub use error::{AppendError, AppendRejection, StoreError, error_text};
 pub use event::{
     AppendRequest, Committed, ExpectedVersion, NewEvent, RecordedEvent, RequestFingerprint,
     StoredRequest,

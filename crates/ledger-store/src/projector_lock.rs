@@ -49,7 +49,7 @@ async fn lock_connection(
         .map(|host| host.trim().to_owned())
         .unwrap_or_else(|_| "an unknown host".to_owned());
     let mut config = config.clone();
-    config.application_name(&format!(
+    config.application_name(format!(
         "ledger projector {projector}, pid {} on {host}",
         std::process::id()
     ));

@@ -30,17 +30,3 @@ pub mod services;
 mod test_db;
 
 pub use test_db::{TestDb, unique_name};
-
-/// `error` and its chain of sources on one line ("outer: inner: root cause").
-///
-/// `tokio_postgres::Error` shows only its kind ("db error"), the useful part is in the source.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}

@@ -85,12 +85,12 @@ pub enum ServicesError {
     )]
     NoPostgresUser,
     /// A file system or process operation failed.
-    #[error("{action}: {source}")]
+    #[error("{action}: {error}")]
     Io {
         /// What was being done, e.g. "creating /path".
         action: String,
-        /// The underlying error.
-        source: io::Error,
+        /// The underlying error (in the message, so not also reported as the source).
+        error: io::Error,
     },
     /// A helper command (`initdb`, `pg_ctl`, `id`) exited unsuccessfully.
     #[error("`{command}` failed ({status}):\n{output}")]
@@ -103,14 +103,14 @@ pub enum ServicesError {
         output: String,
     },
     /// A statement on the PostgreSQL server failed (e.g. creating a database).
-    #[error("PostgreSQL at {url}: {action} failed: {source}")]
+    #[error("PostgreSQL at {url}: {action} failed: {}", ledger_store::error_text(.error))]
     Database {
         /// The server.
         url: String,
         /// What was being done.
         action: String,
-        /// The underlying error.
-        source: tokio_postgres::Error,
+        /// The underlying error (in the message, so not also reported as the source).
+        error: tokio_postgres::Error,
     },
     /// The private nats-server exited before accepting connections.
     #[error("nats-server exited during startup ({status}); last lines of {log}:\n{log_tail}")]
@@ -214,8 +214,8 @@ pub async fn recreate_database(server_url: &str, dbname: &str) -> Result<String,
     client
         .batch_execute(&format!("CREATE DATABASE {}", quote_identifier(dbname)))
         .await
-        .map_err(|source| {
-            database_error(server_url, format!("creating database {dbname}"), source)
+        .map_err(|error| {
+            database_error(server_url, format!("creating database {dbname}"), error)
         })?;
     info!(database = dbname, "created an empty database");
     Ok(database_url_with_name(server_url, dbname))
@@ -230,7 +230,7 @@ pub async fn drop_database(server_url: &str, dbname: &str) -> Result<(), Service
 async fn admin_connection(server_url: &str) -> Result<tokio_postgres::Client, ServicesError> {
     let (client, connection) = tokio_postgres::connect(server_url, tokio_postgres::NoTls)
         .await
-        .map_err(|source| database_error(server_url, "connecting".to_owned(), source))?;
+        .map_err(|error| database_error(server_url, "connecting".to_owned(), error))?;
     tokio::spawn(connection);
     Ok(client)
 }
@@ -246,18 +246,18 @@ async fn drop_database_with(
             quote_identifier(dbname)
         ))
         .await
-        .map_err(|source| database_error(server_url, format!("dropping database {dbname}"), source))
+        .map_err(|error| database_error(server_url, format!("dropping database {dbname}"), error))
 }
 
 fn quote_identifier(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-fn database_error(url: &str, action: String, source: tokio_postgres::Error) -> ServicesError {
+fn database_error(url: &str, action: String, error: tokio_postgres::Error) -> ServicesError {
     ServicesError::Database {
         url: url.to_owned(),
         action,
-        source,
+        error,
     }
 }
 
@@ -756,7 +756,7 @@ struct UserIds {
 fn effective_uid() -> Result<u32, ServicesError> {
     id_output(&["-u"])?.ok_or_else(|| ServicesError::Io {
         action: "running `id -u`".into(),
-        source: io::Error::other("no numeric user id in its output"),
+        error: io::Error::other("no numeric user id in its output"),
     })
 }
 
@@ -906,7 +906,7 @@ fn log_tail(log: &Path) -> String {
 }
 
 fn io_error(action: String) -> impl FnOnce(io::Error) -> ServicesError {
-    move |source| ServicesError::Io { action, source }
+    move |error| ServicesError::Io { action, error }
 }
 
 /// `text` with everything but URL-unreserved characters percent-encoded.

@@ -6,8 +6,8 @@ use tokio_postgres::{Client, NoTls};
 use tracing::{debug, warn};
 use uuid::Uuid;
 
-use crate::error_chain;
 use crate::services::{DEFAULT_DATABASE_URL, database_url_with_name};
+use ledger_store::error_text as error_chain;
 
 /// Prefix of every test database's name, so leftovers are easy to find and drop.
 const TEST_DATABASE_PREFIX: &str = "ledger_test";

@@ -190,7 +190,7 @@ async fn lead(
     let subscription = nats
         .subscribe(config.bus.command_wildcard())
         .await
-        .map_err(|error| WriterError::Nats(error.to_string()))?;
+        .map_err(|error| WriterError::Nats(ledger_store::error_text(&error)))?;
     let (queue, mut queued) = tokio::sync::mpsc::channel(config.queue_commands_max);
     let intake = AbortOnDrop(tokio::spawn(intake::run(
         subscription,

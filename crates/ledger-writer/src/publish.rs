@@ -27,7 +27,11 @@ impl Publisher {
         ensure_event_stream(&jetstream, bus)
             .await
             .map_err(|error| {
-                WriterError::Nats(format!("creating stream {}: {error}", bus.stream_name))
+                WriterError::Nats(format!(
+                    "creating stream {}: {}",
+                    bus.stream_name,
+                    ledger_store::error_text(&error)
+                ))
             })?;
         Ok(Publisher {
             jetstream,
@@ -77,11 +81,11 @@ impl Publisher {
             .jetstream
             .get_stream(&self.bus.stream_name)
             .await
-            .map_err(|error| WriterError::Nats(error.to_string()))?;
+            .map_err(|error| WriterError::Nats(ledger_store::error_text(&error)))?;
         let stream_last = stream
             .info()
             .await
-            .map_err(|error| WriterError::Nats(error.to_string()))?
+            .map_err(|error| WriterError::Nats(ledger_store::error_text(&error)))?
             .state
             .last_sequence;
         let table_last = store.last_position().await?;

@@ -51,7 +51,7 @@ pub use worker::{DeliveryConfig, run_worker};
 /// Why the worker or an operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
-    #[error("PostgreSQL: {0}")]
+    #[error("PostgreSQL: {}", ledger_store::error_text(.0))]
     Database(tokio_postgres::Error),
     #[error("the HTTP client: {0}")]
     Http(String),

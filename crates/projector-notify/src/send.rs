@@ -261,14 +261,7 @@ fn parse_mailbox(address: &str) -> Result<Mailbox, String> {
 }
 
 fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    cut(&text).to_owned()
+    cut(&ledger_store::error_text(error)).to_owned()
 }
 
 fn cut(text: &str) -> &str {

@@ -295,8 +295,9 @@ async fn one_instance_per_projector() {
             .log("second")
             .contains("consuming the event stream")
     );
-    let _ = deployment.children[first].kill();
-    let _ = deployment.children[first].wait();
+    let mut first = deployment.children.remove(first);
+    let _ = first.kill();
+    let _ = first.wait();
     assert!(
         eventually(20_000, || async {
             deployment
@@ -310,7 +311,6 @@ async fn one_instance_per_projector() {
     let client = deployment.client().await;
     let accepted = deployment.register(&client, 0, 3).await;
     assert_eq!(accepted.len(), 3);
-    deployment.children.remove(first);
     deployment.assert_intact(&accepted).await;
 }
 
@@ -337,6 +337,7 @@ async fn connection_errors_name_the_address_once() {
         )),
         "{report}"
     );
+    assert!(report.contains("Connection refused"), "the cause: {report}");
     assert!(!report.contains("secret-password"), "{report}");
     assert_no_repeats(&report);
 
