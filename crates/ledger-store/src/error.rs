@@ -94,7 +94,10 @@ pub(crate) fn address(config: &tokio_postgres::Config) -> String {
 fn connect_reason(error: &tokio_postgres::Error) -> String {
     match error.as_db_error() {
         Some(answer) => format!("{}: {}", answer.severity(), answer.message()),
-        None => format!("{error}; is the server running there, and is DATABASE_URL right?"),
+        None => format!(
+            "{}; is the server running there, and is DATABASE_URL right?",
+            error_text(error)
+        ),
     }
 }
 
