@@ -162,7 +162,8 @@ pub async fn connect_service(
 ) -> Result<async_nats::Client, ConnectError> {
     let address = url.to_owned();
     let component = name.to_owned();
-    auth.options()
+    let nats = auth
+        .options()
         .await?
         .name(name)
         .retry_on_initial_connect()
@@ -195,7 +196,24 @@ pub async fn connect_service(
         .map_err(|error| ConnectError::Unreachable {
             url: url.to_owned(),
             kind: error.kind(),
-        })
+        })?;
+    // A server that is up answers within milliseconds: start connected then, as [`connect`]
+    // would; one that is down is left to reconnect in the background.
+    let _ = tokio::time::timeout(FIRST_CONNECT_WAIT, connected(&nats)).await;
+    Ok(nats)
+}
+
+/// How often [`connected`] looks at the connection's state.
+const CONNECTED_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+/// How long [`connect_service`] waits for its first connection before returning anyway.
+const FIRST_CONNECT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Completes once `nats` is connected (at once when it is): a component waits here rather than
+/// failing on a server that is down; [`connect_service`] logs the outage and the return.
+pub async fn connected(nats: &async_nats::Client) {
+    while nats.connection_state() != async_nats::connection::State::Connected {
+        tokio::time::sleep(CONNECTED_POLL).await;
+    }
 }
 
 fn read_secret(path: &Path, what: &'static str) -> Result<String, ConnectError> {

@@ -151,6 +151,11 @@ async fn run_locked<P: Projector>(
 
     // Then live, from the stream: the consumer starts after the checkpoint (a durable one may
     // start earlier; what it delivers again is skipped).
+    // Caught up from the table; wait for NATS (while it is down) rather than fail on it.
+    tokio::select! {
+        () = ledger_bus::connected(&nats) => {}
+        () = &mut shutdown => return Ok(()),
+    }
     let jetstream = jetstream::new(nats);
     let stream = ensure_event_stream(&jetstream, &config.bus)
         .await

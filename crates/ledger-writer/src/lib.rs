@@ -1,8 +1,8 @@
 //! The command service (`ledger run writer`): the only process that appends events.
 //!
-//! 1. **Standby until leader.** [`run`] first waits for the store's writer lock (a PostgreSQL
-//!    advisory lock); a second instance waits there and takes over within seconds when the
-//!    first dies.
+//! 1. **Standby until leader.** [`run`] waits for a NATS connection, then for the store's
+//!    writer lock (a PostgreSQL advisory lock); a second instance waits there and takes over
+//!    within seconds when the first dies.
 //! 2. **Recovery.** It compares the JetStream stream's last sequence with the table's last
 //!    position and republishes the missing tail; if the stream is ahead of the table it refuses
 //!    to start.
@@ -20,9 +20,10 @@
 //!
 //! [`serve`] runs [`run`] again after every failure that waiting can fix (PostgreSQL or NATS
 //! gone, the lock's connection lost), with capped exponential backoff: the writer gives up
-//! leadership (its lock connection is dropped) and competes for it again. A leader that cannot
-//! reach JetStream releases the lock rather than holding it while it waits, so a standby that
-//! can reach it takes over (docs/decisions/0020-staying-up.md).
+//! leadership (its lock connection is dropped) and competes for it again. It competes only
+//! while connected to NATS, and a leader that cannot reach JetStream releases the lock rather
+//! than holding it while it waits, so a standby that can reach it takes over
+//! (docs/decisions/0020-staying-up.md).
 //!
 //! It knows nothing about HTTP; the domain decides, the store appends.
 
@@ -177,6 +178,11 @@ async fn lead(
     leading: impl FnOnce(),
 ) -> Result<(), WriterError> {
     tokio::pin!(shutdown);
+    // Compete for the lock only with NATS at hand: a leader without it could not publish.
+    tokio::select! {
+        () = ledger_bus::connected(&nats) => {}
+        () = &mut shutdown => return Ok(()),
+    }
     let writer = tokio::select! {
         writer = store.writer() => writer?,
         () = &mut shutdown => return Ok(()),
