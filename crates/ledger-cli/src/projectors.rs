@@ -112,48 +112,23 @@ pub(crate) async fn run(
                 bars.add(progress::events_bar(table_last, message)),
                 table_last,
             );
+            let services = (database_url, &nats, config);
             match name {
-                ProjectorName::Customers => supervise(
-                    "customers",
-                    replay,
-                    bar,
-                    |rebuild, shutdown, progress| {
-                        drive(
-                            projector_customers::CustomersProjector::new(store.clone()),
-                            database_url,
-                            nats.clone(),
-                            config,
-                            rebuild,
-                            shutdown,
-                            progress,
+                ProjectorName::Customers => {
+                    supervise_projector(message, replay, bar, services, || {
+                        projector_customers::CustomersProjector::new(store.clone())
+                    })
+                }
+                ProjectorName::Revenue => {
+                    supervise_projector(message, replay, bar, services, || {
+                        projector_revenue::RevenueProjector::new(
+                            store.clone(),
+                            args.revenue.settings(),
                         )
-                    },
-                    ProjectorError::needs_operator,
-                )
-                .boxed(),
-                ProjectorName::Revenue => supervise(
-                    "revenue",
-                    replay,
-                    bar,
-                    |rebuild, shutdown, progress| {
-                        drive(
-                            projector_revenue::RevenueProjector::new(
-                                store.clone(),
-                                args.revenue.settings(),
-                            ),
-                            database_url,
-                            nats.clone(),
-                            config,
-                            rebuild,
-                            shutdown,
-                            progress,
-                        )
-                    },
-                    ProjectorError::needs_operator,
-                )
-                .boxed(),
+                    })
+                }
                 ProjectorName::Notify => supervise(
-                    "notify",
+                    message,
                     replay,
                     bar,
                     |rebuild, shutdown, progress| {
@@ -217,20 +192,33 @@ where
     Ok(())
 }
 
-async fn drive<P: Projector>(
-    projector: P,
-    database_url: &str,
-    nats: async_nats::Client,
-    config: &ProjectorConfig,
+/// [`supervise`] of a projector of the runtime, made anew by `make` for each attempt.
+fn supervise_projector<'a, P: Projector + 'a>(
+    name: &'static str,
     replay: bool,
-    shutdown: BoxFuture<'static, ()>,
-    progress: Box<dyn FnMut(u64) + Send>,
-) -> Result<(), ProjectorError> {
-    if replay {
-        ledger_projector::replay(projector, database_url, nats, config, shutdown, progress).await
-    } else {
-        ledger_projector::run(projector, database_url, nats, config, shutdown, progress).await
-    }
+    bar: (ProgressBar, u64),
+    (database_url, nats, config): (&'a str, &'a async_nats::Client, &'a ProjectorConfig),
+    make: impl Fn() -> P + Send + 'a,
+) -> BoxFuture<'a, anyhow::Result<()>> {
+    supervise(
+        name,
+        replay,
+        bar,
+        move |rebuild, shutdown, progress| {
+            let (projector, nats) = (make(), nats.clone());
+            ledger_projector::run_or_rebuild(
+                projector,
+                database_url,
+                nats,
+                config,
+                shutdown,
+                progress,
+                rebuild,
+            )
+        },
+        ProjectorError::needs_operator,
+    )
+    .boxed()
 }
 
 /// Moves `bar` with the checkpoint until the projector catches up with the table.

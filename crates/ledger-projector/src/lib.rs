@@ -33,7 +33,7 @@ use tokio_postgres::Transaction;
 use uuid::Uuid;
 
 pub use checkpoint::checkpoints;
-pub use runtime::{ProjectorConfig, replay, run};
+pub use runtime::{ProjectorConfig, replay, run, run_or_rebuild};
 pub use states::StreamStates;
 
 /// One event as a projector sees it: the stored envelope and the decoded payload.

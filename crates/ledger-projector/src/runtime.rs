@@ -47,7 +47,7 @@ pub async fn run<P: Projector>(
     shutdown: impl Future<Output = ()>,
     progress: impl FnMut(u64),
 ) -> Result<(), ProjectorError> {
-    run_from(
+    run_or_rebuild(
         projector,
         database_url,
         nats,
@@ -69,7 +69,7 @@ pub async fn replay<P: Projector>(
     shutdown: impl Future<Output = ()>,
     progress: impl FnMut(u64),
 ) -> Result<(), ProjectorError> {
-    run_from(
+    run_or_rebuild(
         projector,
         database_url,
         nats,
@@ -81,7 +81,10 @@ pub async fn replay<P: Projector>(
     .await
 }
 
-async fn run_from<P: Projector>(
+/// [`replay`] with `rebuild`, else [`run`]: for a supervisor that rebuilds on its first attempt
+/// only. A rebuild refuses ([`ProjectorError::Running`]) while another process runs the
+/// projector; a run waits for it as a standby.
+pub async fn run_or_rebuild<P: Projector>(
     projector: P,
     database_url: &str,
     nats: async_nats::Client,

@@ -71,6 +71,15 @@ impl Deployment {
         std::fs::read_to_string(self.log_dir.join(format!("{log}.log"))).unwrap_or_default()
     }
 
+    /// Waits up to 20 s for `text` in `log`; panics with the log if it does not come.
+    async fn wait_for_log(&self, log: &str, text: &str) {
+        assert!(
+            eventually(20_000, || async { self.log(log).contains(text) }).await,
+            "no {text:?} in {log}'s log:\n{}",
+            self.log(log)
+        );
+    }
+
     fn still_running(&mut self) -> bool {
         self.children
             .iter_mut()
@@ -231,16 +240,9 @@ async fn writer_and_projector_ride_out_a_postgres_restart() {
 async fn writers_and_projector_ride_out_a_nats_restart_and_a_dead_leader() {
     let mut deployment = Deployment::start().await;
     let leader = deployment.spawn("first-writer", &["run", "writer"]);
-    assert!(
-        eventually(20_000, || async {
-            deployment
-                .log("first-writer")
-                .contains("writer is the leader")
-        })
-        .await,
-        "{}",
-        deployment.log("first-writer")
-    );
+    deployment
+        .wait_for_log("first-writer", "writer is the leader")
+        .await;
     deployment.spawn("writer", &["run", "writer"]);
     deployment.spawn("projector", &["run", "projector", "customers"]);
     let client = deployment.client().await;
@@ -276,16 +278,9 @@ async fn one_instance_per_projector() {
     let mut deployment = Deployment::start().await;
     deployment.spawn("writer", &["run", "writer"]);
     let first = deployment.spawn("first", &["run", "projector", "customers"]);
-    assert!(
-        eventually(20_000, || async {
-            deployment
-                .log("first")
-                .contains("consuming the event stream")
-        })
-        .await,
-        "{}",
-        deployment.log("first")
-    );
+    deployment
+        .wait_for_log("first", "consuming the event stream")
+        .await;
     let replay = deployment
         .ledger(&["replay", "customers"])
         .output()
@@ -299,14 +294,9 @@ async fn one_instance_per_projector() {
         "{stderr}"
     );
     deployment.spawn("second", &["run", "projector", "customers"]);
-    assert!(
-        eventually(20_000, || async {
-            deployment.log("second").contains("waiting as a standby")
-        })
-        .await,
-        "{}",
-        deployment.log("second")
-    );
+    deployment
+        .wait_for_log("second", "waiting as a standby")
+        .await;
     assert!(
         !deployment
             .log("second")
@@ -315,16 +305,9 @@ async fn one_instance_per_projector() {
     let mut first = deployment.children.remove(first);
     let _ = first.kill();
     let _ = first.wait();
-    assert!(
-        eventually(20_000, || async {
-            deployment
-                .log("second")
-                .contains("consuming the event stream")
-        })
-        .await,
-        "the standby took over: {}",
-        deployment.log("second")
-    );
+    deployment
+        .wait_for_log("second", "consuming the event stream")
+        .await;
     let client = deployment.client().await;
     let accepted = deployment.register(&client, 0, 3).await;
     assert_eq!(accepted.len(), 3);
