@@ -151,11 +151,15 @@ pub fn normalize(message: &ProviderMessage, view: &View<'_>) -> Normalized {
 /// a Xendit recurring plan `repl_...`), for [`normalize_after`]; `None` for messages that are
 /// not snapshots of a subscription (payments, refunds, invoices) and for Stripe's.
 pub fn snapshot_object(message: &ProviderMessage) -> Option<&str> {
-    match message.provider {
-        Provider::Paypal => paypal::snapshot_object(message),
-        Provider::Xendit => xendit::snapshot_object(message),
+    let pointer = match message.provider {
+        Provider::Paypal => paypal::snapshot_pointer(&message.event_type),
+        Provider::Xendit => xendit::snapshot_pointer(&message.event_type),
         Provider::Stripe | Provider::Internal => None,
-    }
+    }?;
+    message
+        .body
+        .pointer(pointer)
+        .and_then(serde_json::Value::as_str)
 }
 
 /// [`normalize`], knowing `seen_unix_micros`: the latest `created_at_unix_micros` among the
@@ -175,8 +179,8 @@ pub fn normalize_after(
 ) -> Normalized {
     match message.provider {
         Provider::Stripe => stripe::normalize(message, view),
-        Provider::Paypal => paypal::normalize_after(message, view, seen_unix_micros),
-        Provider::Xendit => xendit::normalize_after(message, view, seen_unix_micros),
+        Provider::Paypal => paypal::normalize(message, view, seen_unix_micros),
+        Provider::Xendit => xendit::normalize(message, view, seen_unix_micros),
         Provider::Internal => Normalized::Ignored {
             reason: "the internal provider has no webhooks".to_owned(),
         },

@@ -24,7 +24,7 @@ use proto::command::Kind;
 use serde_json::Value;
 
 use crate::decimal_amount::money_of_decimal;
-use crate::json_text::{optional_text, text};
+use crate::json_text::{optional_text, read_whole, text};
 use crate::subscription_snapshot::{
     Lifecycle, SubscriptionSnapshot, Target, interval_of, unix_micros_of,
 };
@@ -130,13 +130,7 @@ pub fn parse(raw: &[u8]) -> Result<ProviderMessage, VerifyError> {
         email,
         body,
     };
-    read(&message).map_err(|error| {
-        VerifyError::Malformed(format!(
-            "{} {}: {error}",
-            message.event_type, message.event_id
-        ))
-    })?;
-    Ok(message)
+    read_whole(message, read)
 }
 
 /// The subscription a sale pays (`billing_agreement_id`) or the sale a refund returns
@@ -155,25 +149,17 @@ pub fn related_object(message: &ProviderMessage) -> Option<RelatedObject<'_>> {
     }
 }
 
-/// The subscription whose snapshot a `BILLING.SUBSCRIPTION.*` message carries
-/// (see [`crate::snapshot_object`]).
-pub fn snapshot_object(message: &ProviderMessage) -> Option<&str> {
-    let carries_snapshot = SUBSCRIPTION_EVENTS.contains(&message.event_type.as_str())
-        || message.event_type == "BILLING.SUBSCRIPTION.PAYMENT.FAILED";
-    if !carries_snapshot {
-        return None;
-    }
-    message.body.pointer("/resource/id").and_then(Value::as_str)
+/// Where a message of `event_type` carries the id of the subscription it is a snapshot of
+/// (`BILLING.SUBSCRIPTION.*`), for [`crate::snapshot_object`].
+pub(crate) fn snapshot_pointer(event_type: &str) -> Option<&'static str> {
+    (SUBSCRIPTION_EVENTS.contains(&event_type)
+        || event_type == "BILLING.SUBSCRIPTION.PAYMENT.FAILED")
+        .then_some("/resource/id")
 }
 
-/// Maps a PayPal message to commands (the table is in docs/connectors.md).
-pub fn normalize(message: &ProviderMessage, view: &View<'_>) -> Normalized {
-    normalize_after(message, view, None)
-}
-
-/// [`normalize`] knowing the latest snapshot seen of the message's subscription
-/// ([`crate::normalize_after`]).
-pub fn normalize_after(
+/// Maps a PayPal message to commands (the table is in docs/connectors.md), knowing the latest
+/// snapshot seen of its subscription ([`crate::normalize_after`]).
+pub fn normalize(
     message: &ProviderMessage,
     view: &View<'_>,
     seen_unix_micros: Option<i64>,
@@ -522,11 +508,6 @@ fn sale_completed(
             ),
         };
     };
-    if known.state.payments.contains_key(&sale.payment_id) {
-        return Normalized::Ignored {
-            reason: "already applied".to_owned(),
-        };
-    }
     if !known
         .state
         .subscriptions
@@ -539,11 +520,8 @@ fn sale_completed(
             ),
         };
     }
-    crate::commands_for(
-        message,
-        known.customer_id,
-        vec![Kind::RecordPaymentSucceeded(sale)],
-    )
+    let recorded = known.state.payments.contains_key(&sale.payment_id);
+    once(message, known, recorded, Kind::RecordPaymentSucceeded(sale))
 }
 
 /// `PAYMENT.SALE.REFUNDED`: a refund of the sale, a payment the ledger holds.
@@ -563,16 +541,24 @@ fn sale_refunded(
             ),
         };
     };
-    if known.state.refunds.contains_key(&refund.refund_id) {
-        return Normalized::Ignored {
+    let recorded = known.state.refunds.contains_key(&refund.refund_id);
+    once(message, known, recorded, Kind::RefundPayment(refund))
+}
+
+/// The one command for `known`, unless what it records is already `recorded`.
+fn once(
+    message: &ProviderMessage,
+    known: crate::KnownCustomer<'_>,
+    recorded: bool,
+    kind: Kind,
+) -> Normalized {
+    if recorded {
+        Normalized::Ignored {
             reason: "already applied".to_owned(),
-        };
+        }
+    } else {
+        crate::commands_for(message, known.customer_id, vec![kind])
     }
-    crate::commands_for(
-        message,
-        known.customer_id,
-        vec![Kind::RefundPayment(refund)],
-    )
 }
 
 /// The payer's name: `subscriber.name.given_name` + `surname`, or `payer.payer_info.first_name`

@@ -24,7 +24,7 @@ use serde_json::Value;
 use subtle::ConstantTimeEq;
 
 use crate::decimal_amount::money_of_json;
-use crate::json_text::{optional_text, text};
+use crate::json_text::{optional_text, read_whole, text};
 use crate::subscription_snapshot::{
     Lifecycle, SubscriptionSnapshot, Target, interval_of, unix_micros_of,
 };
@@ -134,32 +134,20 @@ pub fn parse(raw: &[u8]) -> Result<ProviderMessage, VerifyError> {
             body,
         }
     };
-    read(&message).map_err(|error| {
-        VerifyError::Malformed(format!(
-            "{} {}: {error}",
-            message.event_type, message.event_id
-        ))
-    })?;
-    Ok(message)
+    read_whole(message, read)
 }
 
-/// The recurring plan whose snapshot a `recurring.plan.*` webhook carries (see
-/// [`crate::snapshot_object`]).
-pub fn snapshot_object(message: &ProviderMessage) -> Option<&str> {
-    if !message.event_type.starts_with("recurring.plan.") {
-        return None;
-    }
-    message.body.pointer("/data/id").and_then(Value::as_str)
+/// Where a webhook of `event_type` carries the id of the plan it is a snapshot of
+/// (`recurring.plan.*`), for [`crate::snapshot_object`].
+pub(crate) fn snapshot_pointer(event_type: &str) -> Option<&'static str> {
+    event_type
+        .starts_with("recurring.plan.")
+        .then_some("/data/id")
 }
 
-/// Maps a Xendit callback to commands (the table is in docs/connectors.md).
-pub fn normalize(message: &ProviderMessage, view: &View<'_>) -> Normalized {
-    normalize_after(message, view, None)
-}
-
-/// [`normalize`] knowing the latest snapshot seen of the message's plan
-/// ([`crate::normalize_after`]).
-pub fn normalize_after(
+/// Maps a Xendit callback to commands (the table is in docs/connectors.md), knowing the
+/// latest snapshot seen of its plan ([`crate::normalize_after`]).
+pub fn normalize(
     message: &ProviderMessage,
     view: &View<'_>,
     seen_unix_micros: Option<i64>,

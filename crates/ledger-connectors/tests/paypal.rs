@@ -5,7 +5,10 @@
 
 mod common;
 
-use common::{HeaderList, Ledger, command_names, comparable, data, fixture, fixtures};
+use common::{
+    HeaderList, Ledger, command_names, comparable, data, ends_as_in_order, fixture, fixtures,
+    with_deliveries,
+};
 use ledger_connectors::{Normalized, VerifyError, paypal};
 use ledger_domain::{
     BillingInterval, Currency, Money, PaymentStatus, Provider, SubscriptionStatus,
@@ -490,26 +493,9 @@ proptest! {
 
     #[test]
     fn any_order_of_a_lifecycle_with_duplicates_ends_as_in_order(
-        (events, order) in lifecycle().prop_flat_map(|events| {
-            let count = events.len();
-            let order = proptest::collection::vec(0..count, count..count * 3)
-                .prop_map(move |mut picks| {
-                    picks.extend(0..count);
-                    picks
-                })
-                .prop_shuffle();
-            (Just(events), order)
-        })
+        (events, order) in with_deliveries(lifecycle())
     ) {
-        let mut in_order = Ledger::default();
-        for event in &events {
-            in_order.deliver(PAYPAL, &bytes(event));
-        }
-        let mut shuffled = Ledger::default();
-        for index in &order {
-            shuffled.deliver(PAYPAL, &bytes(&events[*index]));
-        }
-        prop_assert_eq!(comparable(&shuffled), comparable(&in_order));
+        ends_as_in_order(PAYPAL, &events, &order)?;
     }
 }
 

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{HeaderList, Ledger, command_names, comparable, data, fixture};
+use common::{HeaderList, Ledger, command_names, data, ends_as_in_order, fixture, with_deliveries};
 use ledger_connectors::xendit::{self, CallbackTokens};
 use ledger_connectors::{Normalized, VerifyError};
 use ledger_domain::{
@@ -282,41 +282,31 @@ fn an_inactivation_before_the_activation_creates_and_cancels_and_the_activation_
     );
 }
 
+/// A generated plan lifecycle: activations and inactivations a minute apart.
+fn plan_lifecycle() -> impl Strategy<Value = Vec<Value>> {
+    proptest::collection::vec(any::<bool>(), 1..6).prop_map(|activations| {
+        activations
+            .into_iter()
+            .enumerate()
+            .map(|(at, active)| {
+                let event = if active {
+                    "recurring.plan.activated"
+                } else {
+                    "recurring.plan.inactivated"
+                };
+                plan_event(event, i64::try_from(at).unwrap())
+            })
+            .collect()
+    })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(100))]
 
     #[test]
     fn any_order_of_a_plan_lifecycle_with_duplicates_ends_as_in_order(
-        (events, order) in proptest::collection::vec(any::<bool>(), 1..6)
-            .prop_map(|activations| {
-                activations
-                    .into_iter()
-                    .enumerate()
-                    .map(|(at, active)| {
-                        let event = if active { "recurring.plan.activated" } else { "recurring.plan.inactivated" };
-                        plan_event(event, i64::try_from(at).unwrap())
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .prop_flat_map(|events| {
-                let count = events.len();
-                let order = proptest::collection::vec(0..count, 0..count * 2)
-                    .prop_map(move |mut picks| {
-                        picks.extend(0..count);
-                        picks
-                    })
-                    .prop_shuffle();
-                (Just(events), order)
-            })
+        (events, order) in with_deliveries(plan_lifecycle())
     ) {
-        let mut in_order = Ledger::default();
-        for event in &events {
-            in_order.deliver(XENDIT, &bytes(event));
-        }
-        let mut shuffled = Ledger::default();
-        for index in &order {
-            shuffled.deliver(XENDIT, &bytes(&events[*index]));
-        }
-        prop_assert_eq!(comparable(&shuffled), comparable(&in_order));
+        ends_as_in_order(XENDIT, &events, &order)?;
     }
 }

@@ -9,6 +9,9 @@ use std::path::PathBuf;
 
 use ledger_connectors::{Headers, KnownCustomer, Normalized, ProviderMessage, RelatedObject, View};
 use ledger_domain::{Customer, Provider, ProviderAccount, Stream, proto};
+use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
+use serde_json::Value;
 use uuid::Uuid;
 
 /// The shared fixtures' folder, from `LEDGER_PROVIDER_FIXTURES` (`.ci/run` sets it to
@@ -227,4 +230,40 @@ pub fn comparable(ledger: &Ledger) -> Vec<String> {
             _ => None,
         })
         .collect()
+}
+
+/// Generated `events` with a delivery order: every event at least once, some twice or more,
+/// shuffled (indices into `events`).
+pub fn with_deliveries(
+    events: impl Strategy<Value = Vec<Value>>,
+) -> impl Strategy<Value = (Vec<Value>, Vec<usize>)> {
+    events.prop_flat_map(|events| {
+        let count = events.len();
+        let order = proptest::collection::vec(0..count, 0..count * 2)
+            .prop_map(move |mut picks| {
+                picks.extend(0..count);
+                picks
+            })
+            .prop_shuffle();
+        (Just(events), order)
+    })
+}
+
+/// Checks that delivering `events` in `order` ends where delivering them once, in order, does.
+pub fn ends_as_in_order(
+    provider: Provider,
+    events: &[Value],
+    order: &[usize],
+) -> Result<(), TestCaseError> {
+    let body = |event: &Value| serde_json::to_vec(event).expect("JSON");
+    let mut in_order = Ledger::default();
+    for event in events {
+        in_order.deliver(provider, &body(event));
+    }
+    let mut shuffled = Ledger::default();
+    for index in order {
+        shuffled.deliver(provider, &body(&events[*index]));
+    }
+    prop_assert_eq!(comparable(&shuffled), comparable(&in_order));
+    Ok(())
 }
