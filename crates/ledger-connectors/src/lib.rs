@@ -9,8 +9,11 @@
 //! ingest:  verify(headers, raw body, secrets, now) -> ProviderMessage   (401 / 400 on failure)
 //!            -> the raw body, as received, to the writer
 //! writer:  parse(provider, raw body) -> ProviderMessage
-//!          resolve the customer: ProviderMessage::account_id, then ::email   (authoritative state)
-//!          normalize(message, view) -> Normalized -> decide each command -> append,
+//!          resolve the customer: ProviderMessage::account_id, then ::email, then
+//!            related_object (the subscription or payment a PayPal sale names)
+//!                                                            (authoritative state)
+//!          normalize_after(message, view, latest snapshot seen of snapshot_object)
+//!            -> Normalized -> decide each command -> append,
 //!          with the inbox row, in one transaction
 //! ```
 //!
