@@ -84,6 +84,7 @@ fn waiting(what: String) -> Normalized {
 
 /// The commands of one delivery, each decided and folded on a copy of the customer's state as
 /// it is appended.
+#[derive(Clone)]
 struct Plan<'a> {
     message: &'a ProviderMessage,
     customer_id: Uuid,
@@ -252,7 +253,8 @@ fn customer(
     if view.customer.is_some()
         && let Some(profile) = plan.state.profile.clone()
     {
-        let email = email.filter(|email| *email != profile.email);
+        // Emails compare case-insensitively, as the ledger's uniqueness does.
+        let email = email.filter(|email| email.to_lowercase() != profile.email.to_lowercase());
         let name = name.filter(|name| *name != profile.name);
         if email.is_some() || name.is_some() {
             plan.push(
@@ -301,42 +303,95 @@ fn subscription(
         )));
     }
     let mut plan = Plan::new(message, view)?;
-    if plan.subscription(&snapshot.id).is_none() {
-        start(&mut plan, message, object, &snapshot);
+    match held {
+        None => start(&mut plan, message, object, &snapshot),
+        Some(held) => {
+            let steps = plan.steps.len();
+            reach(&mut plan, &snapshot, None);
+            if plan.steps.len() == steps
+                && held.changed_at_unix_micros < message.created_at_unix_micros
+            {
+                replay(&mut plan, message, object, &snapshot);
+            }
+        }
     }
-    reach(&mut plan, &snapshot);
     Ok(plan.finish())
 }
 
-/// Starts a subscription the ledger does not hold yet, from the snapshot before this event's
-/// change (`previous_attributes`), dated when Stripe created it.
+/// Starts a subscription the ledger does not hold yet.
+///
+/// When the event describes a change the ledger tracks (`previous_attributes` hold the old
+/// plan, quantity, status, trial or `cancel_at_period_end`), the subscription starts as it was
+/// before the change, dated when Stripe created it (or at the event's time when the object does
+/// not say), and the change follows at the event's time: the history keeps the old plan until
+/// the change, and every older snapshot is then stale. Otherwise (a `created` event, or a
+/// change the ledger does not track such as metadata or a renewal) it starts as the snapshot
+/// shows it, at the event's time: older snapshots are then stale, since this one holds
+/// everything they could bring. (A trial that ended before that time is not recorded: the
+/// ledger's trial end is that of a trial running at the start.)
 fn start(plan: &mut Plan<'_>, message: &ProviderMessage, object: &Value, snapshot: &Subscription) {
     let before = message
         .body
         .pointer("/data/previous_attributes")
+        .and_then(|previous| Subscription::previous(object, previous));
+    if let Some(before) = before {
+        let created_at = snapshot
+            .created_unix_seconds
+            .and_then(|seconds| seconds.checked_mul(1_000_000))
+            .filter(|micros| (1..message.created_at_unix_micros).contains(micros));
+        let mut from_before = plan.clone();
+        started(&mut from_before, &before, created_at);
+        reach(&mut from_before, &before, created_at);
+        let steps = from_before.steps.len();
+        reach(&mut from_before, snapshot, None);
+        if from_before.steps.len() > steps {
+            *plan = from_before;
+            return;
+        }
+    }
+    started(plan, snapshot, None);
+    reach(plan, snapshot, None);
+}
+
+/// For a subscription the ledger already holds at the snapshot's values, from before this
+/// event's time: when the event says those values changed (`previous_attributes`), the ledger
+/// missed the change to the old values (its delivery is late). The old values, then the new
+/// ones, are applied at the event's time, so that the late delivery is stale when it comes
+/// (e.g. `cancel_at_period_end` set, then unset: the unset arriving first).
+fn replay(plan: &mut Plan<'_>, message: &ProviderMessage, object: &Value, snapshot: &Subscription) {
+    let Some(before) = message
+        .body
+        .pointer("/data/previous_attributes")
         .and_then(|previous| Subscription::previous(object, previous))
-        .unwrap_or_else(|| snapshot.clone());
-    let started_at = snapshot
-        .created_unix_seconds
-        .and_then(|seconds| seconds.checked_mul(1_000_000))
-        .filter(|micros| (1..=message.created_at_unix_micros).contains(micros));
+    else {
+        return;
+    };
+    let mut from_before = plan.clone();
+    reach(&mut from_before, &before, None);
+    if from_before.steps.len() > plan.steps.len() {
+        reach(&mut from_before, snapshot, None);
+        *plan = from_before;
+    }
+}
+
+fn started(plan: &mut Plan<'_>, snapshot: &Subscription, at: Option<i64>) {
     plan.push(
         Kind::StartSubscription(proto::SubscriptionStarted {
             subscription_id: snapshot.id.clone(),
-            plan: Some(before.plan),
-            quantity: before.quantity,
+            plan: Some(snapshot.plan.clone()),
+            quantity: snapshot.quantity,
             trial_end_unix_seconds: snapshot.trial_end_unix_seconds,
-            current_period_end_unix_seconds: before.current_period_end_unix_seconds,
-            discount: before.discount,
+            current_period_end_unix_seconds: snapshot.current_period_end_unix_seconds,
+            discount: snapshot.discount.clone(),
         }),
-        started_at,
+        at,
     );
 }
 
 /// The commands that take the ledger's subscription to the snapshot's plan, trial, pause and
 /// cancellation. Stripe's `past_due` / `unpaid` / `active` moves come from the invoices'
 /// payments (`invoice.payment_failed`, `invoice.paid`), which the ledger records as money.
-fn reach(plan: &mut Plan<'_>, snapshot: &Subscription) {
+fn reach(plan: &mut Plan<'_>, snapshot: &Subscription, at: Option<i64>) {
     use SubscriptionStatus as S;
     let id = snapshot.id.clone();
     let canceled = matches!(snapshot.status.as_str(), "canceled" | "incomplete_expired");
@@ -359,7 +414,7 @@ fn reach(plan: &mut Plan<'_>, snapshot: &Subscription) {
             Kind::ReactivateSubscription(proto::SubscriptionReactivated {
                 subscription_id: id.clone(),
             }),
-            None,
+            at,
         );
     }
     let discount = held
@@ -387,7 +442,7 @@ fn reach(plan: &mut Plan<'_>, snapshot: &Subscription) {
                 quantity: snapshot.quantity,
                 discount: snapshot.discount.clone(),
             }),
-            None,
+            at,
         );
     }
     if converts {
@@ -395,27 +450,28 @@ fn reach(plan: &mut Plan<'_>, snapshot: &Subscription) {
             Kind::ConvertTrial(proto::TrialConverted {
                 subscription_id: id.clone(),
             }),
-            None,
+            at,
         );
     }
     let status = plan.subscription(&id).map(|held| held.status);
     if pauses && status != Some(S::Paused) {
         let resumes_at = snapshot.resumes_at_unix_seconds.filter(|seconds| {
-            i128::from(*seconds) * 1_000_000 > i128::from(plan.message.created_at_unix_micros)
+            i128::from(*seconds) * 1_000_000
+                > i128::from(at.unwrap_or(plan.message.created_at_unix_micros))
         });
         plan.push(
             Kind::PauseSubscription(proto::SubscriptionPaused {
                 subscription_id: id.clone(),
                 resumes_at_unix_seconds: resumes_at,
             }),
-            None,
+            at,
         );
     } else if !snapshot.paused && !canceled && status == Some(S::Paused) {
         plan.push(
             Kind::ResumeSubscription(proto::SubscriptionResumed {
                 subscription_id: id.clone(),
             }),
-            None,
+            at,
         );
     }
     let pending = plan
@@ -428,7 +484,7 @@ fn reach(plan: &mut Plan<'_>, snapshot: &Subscription) {
                 at_period_end: true,
                 reason: "cancel_at_period_end set at Stripe".to_owned(),
             }),
-            None,
+            at,
         );
     }
     if canceled
@@ -446,7 +502,7 @@ fn reach(plan: &mut Plan<'_>, snapshot: &Subscription) {
                 subscription_id: id,
                 reason,
             }),
-            None,
+            at,
         );
     }
 }

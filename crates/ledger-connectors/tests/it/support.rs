@@ -226,8 +226,7 @@ pub(crate) fn invoice(
     customer: &str,
     subscription: &str,
     status: &str,
-    amount: i64,
-    currency: &str,
+    (amount, currency): (i64, &str),
     period: (i64, i64),
     charge: Option<&str>,
 ) -> Value {
