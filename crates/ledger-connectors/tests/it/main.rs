@@ -2,6 +2,7 @@
 //! delivered in any order, and localstripe's own signed deliveries, all applied in memory with
 //! `ledger_domain::decide` + `evolve` as the writer does.
 
+mod localstripe;
 mod stripe_fixtures;
 mod stripe_lifecycles;
 mod stripe_signatures;
