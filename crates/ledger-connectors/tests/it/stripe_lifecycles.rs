@@ -337,15 +337,18 @@ fn a_failed_payment_moves_past_due_and_a_paid_invoice_back_to_active() {
     let render = Render::new(false);
     ledger.deliver_raw(&render.deliveries[0]);
     let period = (T0 + MONTH, T0 + 2 * MONTH);
-    let failed = support::invoice(
-        "in_f",
-        ACCOUNT,
-        "sub_life",
-        "open",
-        (900, "eur"),
-        period,
-        Some("ch_f1"),
-    );
+    let invoice = |status: &str, charge: &str| {
+        support::invoice(
+            "in_f",
+            ACCOUNT,
+            "sub_life",
+            status,
+            (900, "eur"),
+            period,
+            Some(charge),
+        )
+    };
+    let failed = invoice("open", "ch_f1");
     let failed = support::event(
         "evt_failed",
         "invoice.payment_failed",
@@ -367,15 +370,7 @@ fn a_failed_payment_moves_past_due_and_a_paid_invoice_back_to_active() {
         SubscriptionStatus::PastDue
     );
     assert_eq!(customer.payments["ch_f1"].status, PaymentStatus::Failed);
-    let paid = support::invoice(
-        "in_f",
-        ACCOUNT,
-        "sub_life",
-        "paid",
-        (900, "eur"),
-        period,
-        Some("ch_f2"),
-    );
+    let paid = invoice("paid", "ch_f2");
     let paid = support::event(
         "evt_paid",
         "invoice.paid",
@@ -391,15 +386,7 @@ fn a_failed_payment_moves_past_due_and_a_paid_invoice_back_to_active() {
         ledger.customer(ACCOUNT).expect("customer").subscriptions["sub_life"].status,
         SubscriptionStatus::Active
     );
-    let late = support::invoice(
-        "in_f",
-        ACCOUNT,
-        "sub_life",
-        "open",
-        (900, "eur"),
-        period,
-        Some("ch_f0"),
-    );
+    let late = invoice("open", "ch_f0");
     let late = support::event(
         "evt_late",
         "invoice.payment_failed",
