@@ -613,3 +613,61 @@ fn voided_and_uncollectible_invoices_are_ignored_with_the_reason() {
         );
     }
 }
+
+#[test]
+fn paused_and_resumed_subscriptions_follow_stripe_and_trial_will_end_changes_nothing() {
+    let mut render = Render::new(true);
+    let mut ledger = registered();
+    ledger.deliver_raw(&render.deliveries[0]);
+    render.at += 60;
+    let trial_will_end = render.shape.object();
+    render.send("customer.subscription.trial_will_end", trial_will_end, None);
+    assert_eq!(
+        ledger.deliver_raw(&render.deliveries[1]),
+        Outcome::Ignored("already applied".to_owned())
+    );
+    // The trial ended without a payment method: Stripe pauses the subscription.
+    render.at += 14 * 86_400;
+    render.shape.status = "paused".to_owned();
+    let paused = render.shape.object();
+    render.send(
+        "customer.subscription.paused",
+        paused,
+        Some(json!({ "status": "trialing" })),
+    );
+    assert_eq!(
+        ledger.deliver_raw(&render.deliveries[2]),
+        Outcome::Appended(vec!["convert_trial", "pause_subscription"])
+    );
+    let held = &ledger.customer(ACCOUNT).expect("customer").subscriptions["sub_life"];
+    assert_eq!(held.status, SubscriptionStatus::Paused);
+    render.at += 86_400;
+    render.shape.status = "active".to_owned();
+    let resumed = render.shape.object();
+    render.send(
+        "customer.subscription.resumed",
+        resumed,
+        Some(json!({ "status": "paused" })),
+    );
+    assert_eq!(
+        ledger.deliver_raw(&render.deliveries[3]),
+        Outcome::Appended(vec!["resume_subscription"])
+    );
+    let held = &ledger.customer(ACCOUNT).expect("customer").subscriptions["sub_life"];
+    assert_eq!(held.status, SubscriptionStatus::Active);
+    // The pause delivered again after the resume is stale.
+    assert!(matches!(
+        ledger.deliver_raw(&render.deliveries[2]),
+        Outcome::Stale(_)
+    ));
+}
+
+#[test]
+fn a_subscription_of_a_customer_the_ledger_does_not_know_waits_for_the_customer() {
+    let render = Render::new(false);
+    let outcome = Ledger::default().deliver_raw(&render.deliveries[0]);
+    assert!(
+        matches!(&outcome, Outcome::Ignored(reason) if reason.starts_with("waiting for Stripe customer cus_lifecycle")),
+        "{outcome:?}"
+    );
+}
