@@ -9,7 +9,7 @@
 //!   `Stale`;
 //! - an object the snapshot depends on that the ledger has not seen yet (the subscription of an
 //!   invoice, the invoice of a charge, the customer of an event without email): `Ignored` with
-//!   a reason starting `waiting for`; `ledger connectors renormalize` applies it once the
+//!   a reason starting [`super::WAITING`]; `ledger connectors renormalize` applies it once the
 //!   object arrived;
 //! - an update that arrives before its object's `created` event creates the object from the
 //!   snapshot it carries (dated when Stripe created it, with the plan before the change read
@@ -77,8 +77,9 @@ fn ignored(reason: impl Into<String>) -> Normalized {
 
 fn waiting(what: String) -> Normalized {
     ignored(format!(
-        "waiting for {what}: the ledger has not seen it yet; re-normalize this delivery once \
-         it arrived (ledger connectors renormalize)"
+        "{}{what}: the ledger has not seen it yet; re-normalize this delivery once it arrived \
+         (ledger connectors renormalize)",
+        super::WAITING
     ))
 }
 

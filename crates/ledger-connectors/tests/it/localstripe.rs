@@ -118,7 +118,7 @@ async fn localstripe_deliveries_verify_normalize_and_apply() {
             .unwrap_or_else(|error| panic!("{}: {error}", String::from_utf8_lossy(&delivery.body)));
         let outcome = ledger.deliver(&message);
         if let Outcome::Ignored(reason) = outcome
-            && reason.starts_with("waiting for")
+            && reason.starts_with(ledger_connectors::stripe::WAITING)
         {
             waiting.push(message);
         }

@@ -183,7 +183,7 @@ fn deliver_all(deliveries: &[Vec<u8>]) -> Customer {
     let mut waiting = Vec::new();
     for raw in deliveries {
         if let Outcome::Ignored(reason) = ledger.deliver_raw(raw)
-            && reason.starts_with("waiting for")
+            && reason.starts_with(ledger_connectors::stripe::WAITING)
         {
             waiting.push(raw.clone());
         }
@@ -191,7 +191,7 @@ fn deliver_all(deliveries: &[Vec<u8>]) -> Customer {
     loop {
         let before = waiting.len();
         waiting.retain(|raw| {
-            matches!(ledger.deliver_raw(raw), Outcome::Ignored(reason) if reason.starts_with("waiting for"))
+            matches!(ledger.deliver_raw(raw), Outcome::Ignored(reason) if reason.starts_with(ledger_connectors::stripe::WAITING))
         });
         if waiting.is_empty() || waiting.len() == before {
             break;
