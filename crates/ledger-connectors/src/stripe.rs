@@ -11,7 +11,6 @@ mod amounts;
 mod normalize;
 mod objects;
 
-pub use amounts::money;
 pub use normalize::normalize;
 
 use ledger_domain::Provider;

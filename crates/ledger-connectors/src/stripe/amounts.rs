@@ -37,7 +37,7 @@ const SCALES: &[(&str, Scale)] = &[("ISK", Scale::Divide100), ("MGA", Scale::Mul
 /// # Errors
 /// A sentence saying why, when the currency is not an ISO 4217 currency the ledger knows, the
 /// conversion overflows, or an ISK amount is not a whole number of krónur.
-pub fn money(amount: i64, currency: &str) -> Result<proto::Money, String> {
+pub(crate) fn money(amount: i64, currency: &str) -> Result<proto::Money, String> {
     let code = currency.to_ascii_uppercase();
     let parsed = Currency::parse(&code).map_err(|error| error.to_string())?;
     let scale = SCALES
