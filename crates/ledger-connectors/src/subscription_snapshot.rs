@@ -4,7 +4,9 @@
 //!
 //! Rules (docs/connectors.md, "Out of order"):
 //! - an unknown customer is registered (with the message's account linked) when the message
-//!   carries an email; a customer found by email gets the account linked first;
+//!   carries an email; a customer found by email gets the account linked first; both only
+//!   along with the change the message is about (a message that changes nothing registers
+//!   nobody);
 //! - an unknown subscription is started from the snapshot (plan, quantity, trial, period end)
 //!   and then moved to the snapshot's status, so an update that arrives before the created
 //!   event creates what is missing;
@@ -117,18 +119,23 @@ impl<'a> Target<'a> {
         self.kinds.push(kind);
     }
 
-    /// The commands collected; when there are none, `why_nothing` (or "already applied").
+    /// The commands collected, when `outcome` is `Ok` (or "already applied" when there are
+    /// none); when `outcome` says why the message changes nothing, that, and no registration
+    /// or link either. So an event id's idempotency keys only ever name the commands of the
+    /// change the message is about: a message normalized again once the ledger holds more
+    /// (`ledger connectors renormalize`) yields the same commands or none, never a different
+    /// command under a key already used.
     pub(crate) fn finish(
         self,
         message: &ProviderMessage,
-        why_nothing: Result<(), Normalized>,
+        outcome: Result<(), Normalized>,
     ) -> Normalized {
-        if self.kinds.is_empty() {
-            why_nothing.err().unwrap_or_else(|| Normalized::Ignored {
+        match outcome {
+            Err(why) => why,
+            Ok(()) if self.kinds.is_empty() => Normalized::Ignored {
                 reason: "already applied".to_owned(),
-            })
-        } else {
-            commands_for(message, self.customer_id, self.kinds)
+            },
+            Ok(()) => commands_for(message, self.customer_id, self.kinds),
         }
     }
 
