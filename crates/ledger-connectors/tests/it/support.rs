@@ -1,11 +1,15 @@
-//! Test support: an in-memory writer (customer resolution by account then email, then
-//! `normalize`, then `decide` + `evolve` per command, idempotency keys remembered) and builders
-//! of Stripe event JSON written from Stripe's documented object shapes.
+//! Test support: an in-memory writer (customer resolution by account, then email, then the
+//! object a message relates to; then `normalize_after` with the latest snapshot seen of the
+//! message's object, then `decide` + `evolve` per command, idempotency keys remembered) and
+//! builders of Stripe event JSON written from Stripe's documented object shapes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use ledger_connectors::{KnownCustomer, Normalized, ProviderMessage, View, normalize};
+use ledger_connectors::{
+    KnownCustomer, Normalized, ProviderMessage, RelatedObject, View, normalize_after,
+    related_object, snapshot_object,
+};
 use ledger_domain::{Customer, Provider, decide, evolve};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -45,6 +49,9 @@ pub(crate) struct Ledger {
     accounts: BTreeMap<(Provider, String), Uuid>,
     emails: BTreeMap<String, Uuid>,
     keys: BTreeSet<String>,
+    /// Per snapshot object (`snapshot_object`), the latest `created_at` of a message about it
+    /// that was appended, already applied or stale: what the writer reads from its inbox.
+    seen: BTreeMap<String, i64>,
 }
 
 impl Ledger {
@@ -72,7 +79,21 @@ impl Ledger {
             .as_ref()
             .and_then(|email| self.emails.get(&email.trim().to_lowercase()))
             .map(|id| (*id, false));
-        let found = by_account.or(by_email);
+        let by_related = || {
+            let related = related_object(message)?;
+            self.customers
+                .iter()
+                .find(|(_, customer)| match related {
+                    RelatedObject::Subscription(id) => customer.subscriptions.contains_key(id),
+                    RelatedObject::Payment(id) => customer.payments.contains_key(id),
+                })
+                .map(|(id, _)| (*id, true))
+        };
+        let found = by_account.or(by_email).or_else(by_related);
+        let object = snapshot_object(message).map(str::to_owned);
+        let seen = object
+            .as_ref()
+            .and_then(|object| self.seen.get(object).copied());
         let normalized = {
             let view = View {
                 customer: found.and_then(|(customer_id, account_linked)| {
@@ -83,8 +104,16 @@ impl Ledger {
                     })
                 }),
             };
-            normalize(message, &view)
+            normalize_after(message, &view, seen)
         };
+        let counts_as_seen = match &normalized {
+            Normalized::Commands(_) | Normalized::Stale { .. } => true,
+            Normalized::Ignored { reason } => reason.starts_with("already applied"),
+        };
+        if let Some(object) = object.filter(|_| counts_as_seen) {
+            let latest = self.seen.entry(object).or_insert(i64::MIN);
+            *latest = (*latest).max(message.created_at_unix_micros);
+        }
         match normalized {
             Normalized::Commands(commands) => {
                 let mut names = Vec::new();
@@ -119,6 +148,25 @@ impl Ledger {
             Normalized::Ignored { reason } => Outcome::Ignored(reason),
             Normalized::Stale { reason } => Outcome::Stale(reason),
         }
+    }
+
+    /// Parses and delivers a raw body of `provider`.
+    ///
+    /// # Panics
+    /// When the body does not parse.
+    pub(crate) fn deliver_body(&mut self, provider: Provider, raw: &[u8]) -> Outcome {
+        let message = ledger_connectors::parse(provider, raw)
+            .unwrap_or_else(|error| panic!("{error}: {}", String::from_utf8_lossy(raw)));
+        self.deliver(&message)
+    }
+
+    /// The only customer.
+    ///
+    /// # Panics
+    /// Unless there is exactly one.
+    pub(crate) fn only_customer(&self) -> &Customer {
+        assert_eq!(self.customers.len(), 1, "{:#?}", self.customers);
+        self.customers.values().next().expect("one customer")
     }
 
     /// Parses and delivers a raw Stripe body.

@@ -3,11 +3,12 @@
 //! apply to a customer in memory; the callback token rule; out-of-order and duplicate
 //! deliveries of a plan end in the in-order state.
 
-mod common;
-
-use common::{HeaderList, Ledger, command_names, data, ends_as_in_order, fixture, with_deliveries};
+use crate::provider_support::{
+    HeaderList, bytes, data, ends_as_in_order, fixture, names, with_deliveries,
+};
+use crate::support::{Ledger, Outcome};
+use ledger_connectors::VerifyError;
 use ledger_connectors::xendit::{self, CallbackTokens};
-use ledger_connectors::{Normalized, VerifyError};
 use ledger_domain::{
     BillingInterval, Currency, InvoiceStatus, Money, PaymentStatus, Provider, SubscriptionStatus,
 };
@@ -16,16 +17,8 @@ use serde_json::{Value, json};
 
 const XENDIT: Provider = Provider::Xendit;
 
-fn names(normalized: &Normalized) -> Vec<String> {
-    command_names(normalized)
-}
-
 fn money(minor: i64, currency: &str) -> Money {
     Money::new(minor, Currency::parse(currency).unwrap())
-}
-
-fn bytes(value: &Value) -> Vec<u8> {
-    serde_json::to_vec(value).unwrap()
 }
 
 #[test]
@@ -41,7 +34,7 @@ fn the_paid_invoice_fixture_registers_the_payer_issues_the_invoice_and_records_t
 
     let mut ledger = Ledger::default();
     assert_eq!(
-        names(&ledger.deliver(XENDIT, &paid)),
+        names(&ledger.deliver_body(XENDIT, &paid)),
         [
             "register_customer",
             "issue_invoice",
@@ -49,7 +42,7 @@ fn the_paid_invoice_fixture_registers_the_payer_issues_the_invoice_and_records_t
         ]
     );
     assert_eq!(
-        names(&ledger.deliver(XENDIT, &paid)),
+        names(&ledger.deliver_body(XENDIT, &paid)),
         ["ignored: already applied: invoice 593f4ed1c3d3bb7f39733d83 is paid"]
     );
     let customer = ledger.only_customer();
@@ -65,7 +58,7 @@ fn the_paid_invoice_fixture_registers_the_payer_issues_the_invoice_and_records_t
     let mut settled: Value = serde_json::from_slice(&paid).unwrap();
     settled["status"] = json!("SETTLED");
     assert_eq!(
-        names(&ledger.deliver(XENDIT, &bytes(&settled))),
+        names(&ledger.deliver_body(XENDIT, &bytes(&settled))),
         ["ignored: already applied: invoice 593f4ed1c3d3bb7f39733d83 is paid"]
     );
 }
@@ -73,7 +66,7 @@ fn the_paid_invoice_fixture_registers_the_payer_issues_the_invoice_and_records_t
 #[test]
 fn an_expired_invoice_is_a_failed_payment_of_the_payer_found_by_email() {
     let mut ledger = Ledger::default();
-    ledger.deliver(XENDIT, &fixture("xendit/invoice-callback.PAID.json"));
+    ledger.deliver_body(XENDIT, &fixture("xendit/invoice-callback.PAID.json"));
     let mut expired: Value =
         serde_json::from_slice(&data("xendit/invoice-callback.EXPIRED.json")).unwrap();
     // The same payer, written differently: found by email, and this account linked.
@@ -81,7 +74,7 @@ fn an_expired_invoice_is_a_failed_payment_of_the_payer_found_by_email() {
     let message = xendit::parse(&bytes(&expired)).unwrap();
     assert_eq!(message.event_id, "65f0c0ffee0000000000e001:EXPIRED");
     assert_eq!(message.account_id.as_deref(), Some("test@xendit.co"));
-    let outcome = ledger.deliver(XENDIT, &bytes(&expired));
+    let outcome = ledger.deliver_body(XENDIT, &bytes(&expired));
     assert_eq!(names(&outcome), ["issue_invoice", "record_payment_failed"]);
     let customer = ledger.only_customer();
     let failed = &customer.payments["65f0c0ffee0000000000e001:expired"];
@@ -91,7 +84,7 @@ fn an_expired_invoice_is_a_failed_payment_of_the_payer_found_by_email() {
 
     // An unknown payer: a new customer with the email as the account.
     let mut ledger = Ledger::default();
-    let outcome = ledger.deliver(XENDIT, &data("xendit/invoice-callback.EXPIRED.json"));
+    let outcome = ledger.deliver_body(XENDIT, &data("xendit/invoice-callback.EXPIRED.json"));
     assert_eq!(
         names(&outcome),
         [
@@ -142,7 +135,7 @@ fn a_pending_invoice_callback_is_ignored() {
     let mut pending: Value =
         serde_json::from_slice(&fixture("xendit/invoice-callback.PAID.json")).unwrap();
     pending["status"] = json!("PENDING");
-    let outcome = Ledger::default().deliver(XENDIT, &bytes(&pending));
+    let outcome = Ledger::default().deliver_body(XENDIT, &bytes(&pending));
     assert_eq!(
         names(&outcome),
         ["ignored: the ledger does not use Xendit's invoice.PENDING callbacks"]
@@ -193,21 +186,21 @@ fn a_plan_activation_starts_the_subscription_and_cycles_record_its_payments() {
     );
     let succeeded = data("xendit/recurring.cycle.succeeded.json");
     let mut ledger = Ledger::default();
-    let early = ledger.deliver(XENDIT, &succeeded);
+    let early = ledger.deliver_body(XENDIT, &succeeded);
     assert!(
         names(&early)[0].contains("no customer the ledger knows"),
         "{early:?}"
     );
     assert_eq!(
-        names(&ledger.deliver(XENDIT, &activated)),
+        names(&ledger.deliver_body(XENDIT, &activated)),
         ["register_customer", "start_subscription"]
     );
     assert_eq!(
-        names(&ledger.deliver(XENDIT, &succeeded)),
+        names(&ledger.deliver_body(XENDIT, &succeeded)),
         ["record_payment_succeeded"]
     );
     assert_eq!(
-        names(&ledger.deliver(XENDIT, &succeeded)),
+        names(&ledger.deliver_body(XENDIT, &succeeded)),
         ["ignored: already applied"]
     );
     let customer = ledger.only_customer();
@@ -229,7 +222,7 @@ fn a_plan_activation_starts_the_subscription_and_cycles_record_its_payments() {
     retrying["data"]["failure_code"] = json!("INSUFFICIENT_BALANCE");
     retrying["data"]["updated"] = json!("2026-04-01T03:00:08.000Z");
     assert_eq!(
-        names(&ledger.deliver(XENDIT, &bytes(&retrying))),
+        names(&ledger.deliver_body(XENDIT, &bytes(&retrying))),
         ["record_payment_failed"]
     );
     let customer = ledger.only_customer();
@@ -239,7 +232,7 @@ fn a_plan_activation_starts_the_subscription_and_cycles_record_its_payments() {
     );
     // A scheduled cycle is nothing yet.
     retrying["event"] = json!("recurring.cycle.created");
-    let created = ledger.deliver(XENDIT, &bytes(&retrying));
+    let created = ledger.deliver_body(XENDIT, &bytes(&retrying));
     assert_eq!(
         names(&created),
         ["ignored: the ledger does not use Xendit's recurring.cycle.created callbacks"]
@@ -267,15 +260,15 @@ fn an_inactivation_before_the_activation_creates_and_cancels_and_the_activation_
     let activated = plan_event("recurring.plan.activated", 0);
     let inactivated = plan_event("recurring.plan.inactivated", 5);
     assert_eq!(
-        names(&ledger.deliver(XENDIT, &bytes(&inactivated))),
+        names(&ledger.deliver_body(XENDIT, &bytes(&inactivated))),
         [
             "register_customer",
             "start_subscription",
             "confirm_cancellation"
         ]
     );
-    let stale = ledger.deliver(XENDIT, &bytes(&activated));
-    assert!(matches!(stale, Normalized::Stale { .. }), "{stale:?}");
+    let stale = ledger.deliver_body(XENDIT, &bytes(&activated));
+    assert!(matches!(stale, Outcome::Stale(_)), "{stale:?}");
     assert_eq!(
         ledger.only_customer().subscriptions["repl_lifecycle"].status,
         SubscriptionStatus::Canceled

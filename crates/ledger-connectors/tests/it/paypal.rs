@@ -3,13 +3,12 @@
 //! in memory; out-of-order and duplicate deliveries end in the in-order state; offline
 //! verification (CRC32 + certificate) and the certificate URL rule.
 
-mod common;
-
-use common::{
-    HeaderList, Ledger, command_names, comparable, data, ends_as_in_order, fixture, fixtures,
+use crate::provider_support::{
+    HeaderList, bytes, command_names, comparable, data, ends_as_in_order, fixture, names,
     with_deliveries,
 };
-use ledger_connectors::{Normalized, VerifyError, paypal};
+use crate::support::{Ledger, Outcome, fixtures_dir};
+use ledger_connectors::{VerifyError, paypal};
 use ledger_domain::{
     BillingInterval, Currency, Money, PaymentStatus, Provider, SubscriptionStatus,
 };
@@ -18,17 +17,13 @@ use serde_json::{Value, json};
 
 const PAYPAL: Provider = Provider::Paypal;
 
-fn names(normalized: &Normalized) -> Vec<String> {
-    command_names(normalized)
-}
-
 fn usd(cents: i64) -> Money {
     Money::new(cents, Currency::parse("USD").unwrap())
 }
 
 #[test]
 fn every_paypal_fixture_parses_with_its_event_id_type_time_and_payer() {
-    let folder = fixtures().join("paypal");
+    let folder = fixtures_dir().join("paypal");
     let mut seen = 0;
     for entry in std::fs::read_dir(&folder).unwrap() {
         let path = entry.unwrap().path();
@@ -90,7 +85,7 @@ fn the_agreement_fixtures_in_time_order_register_start_suspend_reactivate_and_ca
     let mut ledger = Ledger::default();
     let outcomes: Vec<Vec<String>> = AGREEMENT_FIXTURES
         .iter()
-        .map(|path| names(&ledger.deliver(PAYPAL, &fixture(path))))
+        .map(|path| names(&ledger.deliver_body(PAYPAL, &fixture(path))))
         .collect();
     assert_eq!(
         outcomes,
@@ -121,11 +116,8 @@ fn the_agreement_fixtures_in_time_order_register_start_suspend_reactivate_and_ca
     assert_eq!(subscription.quantity, 1);
     // A redelivery of any of them changes nothing.
     for path in AGREEMENT_FIXTURES {
-        let again = ledger.deliver(PAYPAL, &fixture(path));
-        assert!(
-            !matches!(again, Normalized::Commands(_)),
-            "{path}: {again:?}"
-        );
+        let again = ledger.deliver_body(PAYPAL, &fixture(path));
+        assert!(!matches!(again, Outcome::Appended(_)), "{path}: {again:?}");
     }
 }
 
@@ -133,13 +125,13 @@ fn the_agreement_fixtures_in_time_order_register_start_suspend_reactivate_and_ca
 fn the_agreement_fixtures_in_every_order_with_duplicates_end_as_in_order() {
     let mut in_order = Ledger::default();
     for path in AGREEMENT_FIXTURES {
-        in_order.deliver(PAYPAL, &fixture(path));
+        in_order.deliver_body(PAYPAL, &fixture(path));
     }
     let expected = comparable(&in_order);
     for order in permutations(4) {
         let mut ledger = Ledger::default();
         for index in order.iter().chain(order.iter().rev()) {
-            ledger.deliver(PAYPAL, &fixture(AGREEMENT_FIXTURES[*index]));
+            ledger.deliver_body(PAYPAL, &fixture(AGREEMENT_FIXTURES[*index]));
         }
         assert_eq!(comparable(&ledger), expected, "order {order:?}");
     }
@@ -164,24 +156,24 @@ fn permutations(count: usize) -> Vec<Vec<usize>> {
 fn a_sale_of_a_known_subscription_is_a_payment_and_its_refund_returns_part_of_it() {
     let mut ledger = Ledger::default();
     let sale = fixture("paypal/PAYMENT.SALE.COMPLETED.from-subscription.json");
-    let unknown = ledger.deliver(PAYPAL, &sale);
+    let unknown = ledger.deliver_body(PAYPAL, &sale);
     assert!(
         names(&unknown)[0].contains("does not know (yet)"),
         "{unknown:?}"
     );
     assert_eq!(
-        names(&ledger.deliver(
+        names(&ledger.deliver_body(
             PAYPAL,
             &data("paypal/BILLING.SUBSCRIPTION.ACTIVATED.v2.json")
         )),
         ["register_customer", "start_subscription"]
     );
     assert_eq!(
-        names(&ledger.deliver(PAYPAL, &sale)),
+        names(&ledger.deliver_body(PAYPAL, &sale)),
         ["record_payment_succeeded"]
     );
     assert_eq!(
-        names(&ledger.deliver(PAYPAL, &sale)),
+        names(&ledger.deliver_body(PAYPAL, &sale)),
         ["ignored: already applied"]
     );
     let payment = &ledger.only_customer().payments["7D51924877811803R"];
@@ -191,7 +183,7 @@ fn a_sale_of_a_known_subscription_is_a_payment_and_its_refund_returns_part_of_it
 
     // The shared refund returns a sale the ledger does not hold.
     let refund = fixture("paypal/PAYMENT.SALE.REFUNDED.json");
-    let not_held = ledger.deliver(PAYPAL, &refund);
+    let not_held = ledger.deliver_body(PAYPAL, &refund);
     assert!(
         names(&not_held)[0].contains("a payment the ledger does not hold"),
         "{not_held:?}"
@@ -200,9 +192,12 @@ fn a_sale_of_a_known_subscription_is_a_payment_and_its_refund_returns_part_of_it
     let mut body: Value = serde_json::from_slice(&refund).unwrap();
     body["resource"]["sale_id"] = json!("7D51924877811803R");
     let refund = serde_json::to_vec(&body).unwrap();
-    assert_eq!(names(&ledger.deliver(PAYPAL, &refund)), ["refund_payment"]);
     assert_eq!(
-        names(&ledger.deliver(PAYPAL, &refund)),
+        names(&ledger.deliver_body(PAYPAL, &refund)),
+        ["refund_payment"]
+    );
+    assert_eq!(
+        names(&ledger.deliver_body(PAYPAL, &refund)),
         ["ignored: already applied"]
     );
     let customer = ledger.only_customer();
@@ -216,12 +211,12 @@ fn a_sale_of_a_known_subscription_is_a_payment_and_its_refund_returns_part_of_it
 #[test]
 fn a_one_off_sale_is_ignored_with_the_reason() {
     let mut ledger = Ledger::default();
-    let outcome = ledger.deliver(PAYPAL, &fixture("paypal/PAYMENT.SALE.COMPLETED.json"));
+    let outcome = ledger.deliver_body(PAYPAL, &fixture("paypal/PAYMENT.SALE.COMPLETED.json"));
     assert!(
         names(&outcome)[0].contains("pays no subscription"),
         "{outcome:?}"
     );
-    assert!(ledger.streams.is_empty());
+    assert!(ledger.customers.is_empty());
 }
 
 #[test]
@@ -230,19 +225,19 @@ fn a_failed_payment_records_it_and_moves_the_subscription_past_due() {
     let failed = data("paypal/BILLING.SUBSCRIPTION.PAYMENT.FAILED.v2.json");
     // Before the activation: the failure names no price, so the subscription cannot start,
     // and nothing is appended (not even the payer: the message is about the payment).
-    let early = ledger.deliver(PAYPAL, &failed);
+    let early = ledger.deliver_body(PAYPAL, &failed);
     assert!(names(&early)[0].contains("carries no price"), "{early:?}");
-    assert!(ledger.streams.is_empty());
-    ledger.deliver(
+    assert!(ledger.customers.is_empty());
+    ledger.deliver_body(
         PAYPAL,
         &data("paypal/BILLING.SUBSCRIPTION.ACTIVATED.v2.json"),
     );
     assert_eq!(
-        names(&ledger.deliver(PAYPAL, &failed)),
+        names(&ledger.deliver_body(PAYPAL, &failed)),
         ["record_payment_failed"]
     );
     assert_eq!(
-        names(&ledger.deliver(PAYPAL, &failed)),
+        names(&ledger.deliver_body(PAYPAL, &failed)),
         ["ignored: already applied"]
     );
     let customer = ledger.only_customer();
@@ -293,10 +288,6 @@ fn v2_event(event_type: &str, minute: i64, status: &str, quantity: u32, price: &
     })
 }
 
-fn bytes(event: &Value) -> Vec<u8> {
-    serde_json::to_vec(event).unwrap()
-}
-
 #[test]
 fn subscriptions_v1_an_update_before_the_activation_creates_the_subscription() {
     let mut ledger = Ledger::default();
@@ -310,13 +301,13 @@ fn subscriptions_v1_an_update_before_the_activation_creates_the_subscription() {
     let activated = v2_event("BILLING.SUBSCRIPTION.ACTIVATED", 1, "ACTIVE", 1, "9.00");
     let updated = v2_event("BILLING.SUBSCRIPTION.UPDATED", 2, "ACTIVE", 3, "12.50");
     assert_eq!(
-        names(&ledger.deliver(PAYPAL, &bytes(&updated))),
+        names(&ledger.deliver_body(PAYPAL, &bytes(&updated))),
         ["register_customer", "start_subscription"]
     );
-    let stale = ledger.deliver(PAYPAL, &bytes(&activated));
-    assert!(matches!(stale, Normalized::Stale { .. }), "{stale:?}");
-    let pending = ledger.deliver(PAYPAL, &bytes(&created));
-    assert!(matches!(pending, Normalized::Stale { .. }), "{pending:?}");
+    let stale = ledger.deliver_body(PAYPAL, &bytes(&activated));
+    assert!(matches!(stale, Outcome::Stale(_)), "{stale:?}");
+    let pending = ledger.deliver_body(PAYPAL, &bytes(&created));
+    assert!(matches!(pending, Outcome::Stale(_)), "{pending:?}");
     let subscription = &ledger.only_customer().subscriptions["I-LEDGERTEST02"];
     assert_eq!(subscription.quantity, 3);
     assert_eq!(
@@ -367,7 +358,7 @@ fn subscriptions_v1_in_order_created_activated_updated_suspended_expired() {
     ];
     for (event, expected) in steps {
         assert_eq!(
-            names(&ledger.deliver(PAYPAL, &bytes(&event))),
+            names(&ledger.deliver_body(PAYPAL, &bytes(&event))),
             expected,
             "{event}"
         );
@@ -386,13 +377,13 @@ fn subscriptions_v1_a_free_trial_starts_trialing_and_converts() {
         {"tenure_type": "REGULAR", "sequence": 2, "cycles_completed": 0, "cycles_remaining": 0, "total_cycles": 0}
     ]);
     trialing["resource"]["billing_info"]["next_billing_time"] = json!("2026-02-15T09:00:00Z");
-    ledger.deliver(PAYPAL, &bytes(&trialing));
+    ledger.deliver_body(PAYPAL, &bytes(&trialing));
     let subscription = &ledger.only_customer().subscriptions["I-LEDGERTEST02"];
     assert_eq!(subscription.status, SubscriptionStatus::Trialing);
     assert_eq!(subscription.trial_end_unix_seconds, Some(1_771_146_000));
     let converted = v2_event("BILLING.SUBSCRIPTION.UPDATED", 20_160, "ACTIVE", 1, "9.00");
     assert_eq!(
-        names(&ledger.deliver(PAYPAL, &bytes(&converted))),
+        names(&ledger.deliver_body(PAYPAL, &bytes(&converted))),
         ["convert_trial"]
     );
 }
@@ -405,20 +396,20 @@ fn subscriptions_v1_without_an_inline_plan_cannot_start_but_moves_a_known_subscr
         .as_object_mut()
         .unwrap()
         .remove("plan");
-    let outcome = ledger.deliver(PAYPAL, &bytes(&activated));
+    let outcome = ledger.deliver_body(PAYPAL, &bytes(&activated));
     assert!(
         names(&outcome)[0].contains("carries no price"),
         "{outcome:?}"
     );
     activated["resource"]["plan"] = plan.unwrap();
-    ledger.deliver(PAYPAL, &bytes(&activated));
+    ledger.deliver_body(PAYPAL, &bytes(&activated));
     let mut suspended = v2_event("BILLING.SUBSCRIPTION.SUSPENDED", 2, "SUSPENDED", 1, "9.00");
     suspended["resource"]
         .as_object_mut()
         .unwrap()
         .remove("plan");
     assert_eq!(
-        names(&ledger.deliver(PAYPAL, &bytes(&suspended))),
+        names(&ledger.deliver_body(PAYPAL, &bytes(&suspended))),
         ["pause_subscription"]
     );
 }
@@ -459,7 +450,7 @@ fn an_event_the_ledger_does_not_use_is_ignored() {
     let mut body: Value =
         serde_json::from_slice(&fixture("paypal/PAYMENT.SALE.COMPLETED.json")).unwrap();
     body["event_type"] = json!("CATALOG.PRODUCT.CREATED");
-    let outcome = Ledger::default().deliver(PAYPAL, &serde_json::to_vec(&body).unwrap());
+    let outcome = Ledger::default().deliver_body(PAYPAL, &serde_json::to_vec(&body).unwrap());
     assert_eq!(
         names(&outcome),
         ["ignored: the ledger does not use PayPal's CATALOG.PRODUCT.CREATED events"]
@@ -684,13 +675,13 @@ fn a_snapshot_older_than_the_latest_seen_is_stale_even_when_the_latest_changed_n
     let suspended = v2_event("BILLING.SUBSCRIPTION.SUSPENDED", 2, "SUSPENDED", 1, "9.00");
     let reactivated = v2_event("BILLING.SUBSCRIPTION.RE-ACTIVATED", 3, "ACTIVE", 1, "9.00");
     let mut ledger = Ledger::default();
-    ledger.deliver(PAYPAL, &bytes(&active));
+    ledger.deliver_body(PAYPAL, &bytes(&active));
     assert_eq!(
-        names(&ledger.deliver(PAYPAL, &bytes(&reactivated))),
+        names(&ledger.deliver_body(PAYPAL, &bytes(&reactivated))),
         ["ignored: already applied: subscription I-LEDGERTEST02 is active"]
     );
-    let late = ledger.deliver(PAYPAL, &bytes(&suspended));
-    assert!(matches!(late, Normalized::Stale { .. }), "{late:?}");
+    let late = ledger.deliver_body(PAYPAL, &bytes(&suspended));
+    assert!(matches!(late, Outcome::Stale(_)), "{late:?}");
     assert_eq!(
         ledger.only_customer().subscriptions["I-LEDGERTEST02"].status,
         SubscriptionStatus::Active
@@ -701,13 +692,13 @@ fn a_snapshot_older_than_the_latest_seen_is_stale_even_when_the_latest_changed_n
     let customer = ledger.only_customer();
     let view = ledger_connectors::View {
         customer: Some(ledger_connectors::KnownCustomer {
-            customer_id: *ledger.streams.keys().next().unwrap(),
+            customer_id: *ledger.customers.keys().next().unwrap(),
             state: customer,
             account_linked: true,
         }),
     };
     assert_eq!(
-        names(&ledger_connectors::normalize(&message, &view)),
+        command_names(&ledger_connectors::normalize(&message, &view)),
         ["pause_subscription"]
     );
 }
