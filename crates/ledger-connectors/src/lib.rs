@@ -30,6 +30,14 @@ use ledger_domain::proto;
 use ledger_domain::{Customer, Provider};
 use uuid::Uuid;
 
+/// How the reason of an `Ignored` delivery starts when it names an object the ledger has not
+/// seen yet (Stripe: the subscription of an invoice, the invoice of a charge, the customer of
+/// an event without email; PayPal: the subscription of a sale, the sale of a refund, a
+/// subscription to start without a price; Xendit: the plan of a cycle, the customer of a plan
+/// without email): the same delivery normalized again once that object arrived applies
+/// (`ledger connectors renormalize`).
+pub const WAITING: &str = "waiting for ";
+
 /// The largest webhook body accepted, in bytes. Stripe's events are far below it; a larger body
 /// is refused with 413 before it is read further.
 pub const WEBHOOK_BYTES_MAX: usize = 256 * 1024;

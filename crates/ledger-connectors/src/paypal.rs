@@ -28,7 +28,7 @@ use crate::json_text::{optional_text, read_whole, text};
 use crate::subscription_snapshot::{
     Lifecycle, SubscriptionSnapshot, Target, interval_of, unix_micros_of,
 };
-use crate::{Headers, Normalized, ProviderMessage, RelatedObject, VerifyError, View};
+use crate::{Headers, Normalized, ProviderMessage, RelatedObject, VerifyError, View, WAITING};
 
 /// The transmission headers PayPal signs a delivery with, in the postback request's field names.
 const TRANSMISSION_HEADERS: [(&str, &str); 5] = [
@@ -503,8 +503,8 @@ fn sale_completed(
     let Some(known) = view.customer else {
         return Normalized::Ignored {
             reason: format!(
-                "sale {} pays subscription {}, which the ledger does not know (yet)",
-                sale.payment_id, sale.subscription_id
+                "{WAITING}subscription {}, which sale {} pays",
+                sale.subscription_id, sale.payment_id
             ),
         };
     };
@@ -536,8 +536,8 @@ fn sale_refunded(
     let Some(known) = known else {
         return Normalized::Ignored {
             reason: format!(
-                "refund {} returns sale {}, a payment the ledger does not hold",
-                refund.refund_id, refund.payment_id
+                "{WAITING}payment {} (a sale), which refund {} returns",
+                refund.payment_id, refund.refund_id
             ),
         };
     };

@@ -17,11 +17,7 @@ use ledger_domain::Provider;
 
 use crate::{Headers, ProviderMessage, VerifyError};
 
-/// How the reason of an `Ignored` Stripe delivery starts when it names an object the ledger has
-/// not seen yet (the subscription of an invoice, the invoice of a charge, the customer of an
-/// event without email): the same delivery normalized again once that object arrived applies
-/// (`ledger connectors renormalize`).
-pub const WAITING: &str = "waiting for ";
+pub use crate::WAITING;
 
 /// Stripe's default tolerance between the signature's timestamp and now, in seconds.
 pub const TOLERANCE_SECONDS_DEFAULT: i64 = 300;

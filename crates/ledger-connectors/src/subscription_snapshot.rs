@@ -20,7 +20,7 @@ use ledger_domain::{BillingInterval, Customer, Plan, SubscriptionStatus, proto};
 use proto::command::Kind;
 use uuid::Uuid;
 
-use crate::{Normalized, ProviderMessage, View, commands_for, customer_id_for_account};
+use crate::{Normalized, ProviderMessage, View, WAITING, commands_for, customer_id_for_account};
 
 /// Where the provider says a subscription is, in the ledger's terms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,8 +97,8 @@ impl<'a> Target<'a> {
         let (Some(account), Some(email)) = (account, message.email.as_deref()) else {
             return Err(Normalized::Ignored {
                 reason: format!(
-                    "{} names no customer the ledger knows, and no account and email to \
-                     register one with",
+                    "{WAITING}a customer: {} names no customer the ledger knows, and no \
+                     account and email to register one with",
                     message.event_type
                 ),
             });
@@ -219,7 +219,7 @@ impl<'a> Target<'a> {
         let Some(plan) = &snapshot.plan else {
             return Err(Normalized::Ignored {
                 reason: format!(
-                    "subscription {id} is unknown to the ledger and the message carries no \
+                    "{WAITING}subscription {id}: the message carries no \
                      price to start it with; start it with start_subscription (subscription id \
                      {id}) and later messages move it"
                 ),

@@ -28,7 +28,7 @@ use crate::json_text::{optional_text, read_whole, text};
 use crate::subscription_snapshot::{
     Lifecycle, SubscriptionSnapshot, Target, interval_of, unix_micros_of,
 };
-use crate::{Headers, Normalized, ProviderMessage, VerifyError, View};
+use crate::{Headers, Normalized, ProviderMessage, VerifyError, View, WAITING};
 
 /// The callback verification tokens of the Xendit account(s) pointing at the ledger.
 #[derive(Clone)]
@@ -350,10 +350,7 @@ fn cycle(target: &mut Target<'_>, payment: Kind) -> Result<(), Normalized> {
     };
     if !target.state.subscriptions.contains_key(subscription_id) {
         return Err(Normalized::Ignored {
-            reason: format!(
-                "the cycle's plan {subscription_id} is a subscription the ledger does not hold \
-                 (yet)"
-            ),
+            reason: format!("{WAITING}subscription {subscription_id}, the plan of the cycle"),
         });
     }
     if !target.state.payments.contains_key(payment_id(&payment)) {
