@@ -162,11 +162,9 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
 pub(crate) async fn run(args: DemoArgs, targets: DemoTargets) -> anyhow::Result<()> {
     // Every check that can fail fast comes before the demo drops anything.
     check_bind(args.bind)?;
-    let services = ledger_testkit::services::ensure_at(
-        targets.database_url.clone(),
-        targets.nats_url.clone(),
-    )
-    .await?;
+    let services =
+        ledger_testkit::services::ensure_at(targets.database_url.clone(), targets.nats_url.clone())
+            .await?;
     let nats = ledger_bus::connect(services.nats_url(), &targets.nats_auth, "ledger-demo").await?;
     check_jetstream(&nats, services.nats_url()).await?;
     let bus = demo_bus(&args.database, &targets);
@@ -261,7 +259,10 @@ pub(crate) async fn run(args: DemoArgs, targets: DemoTargets) -> anyhow::Result<
     demo_notify::report(&sample_webhook, &database_url, last_position).await?;
     println!();
     if args.exit {
-        println!("demo: stopped; database {} stays for `ledger audit verify`", args.database);
+        println!(
+            "demo: stopped; database {} stays for `ledger audit verify`",
+            args.database
+        );
     } else {
         print_how_to_reach(
             address,

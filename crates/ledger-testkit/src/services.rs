@@ -191,7 +191,10 @@ pub async fn ensure_at(
 ) -> Result<Services, ServicesError> {
     let (database_url, postgres) = match database_url {
         Some(url) => {
-            info!(url = redact_password(&url), "using the configured PostgreSQL");
+            info!(
+                url = redact_password(&url),
+                "using the configured PostgreSQL"
+            );
             (url, None)
         }
         None if port_answers(DEFAULT_POSTGRES_PORT).await => {
@@ -302,12 +305,25 @@ fn database_error(url: &str, action: String, source: tokio_postgres::Error) -> S
         None => ServicesError::Database {
             url,
             action,
-            // The server's message alone; tokio-postgres's own text repeats its cause.
             reason: source
                 .as_db_error()
-                .map_or_else(|| source.to_string(), ToString::to_string),
+                .map_or_else(|| error_chain(&source), ToString::to_string),
         },
     }
+}
+
+/// `error` and its causes, each text once ("error connecting to server: Connection refused").
+fn error_chain(error: &tokio_postgres::Error) -> String {
+    let mut texts: Vec<String> = vec![error.to_string()];
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        let text = next.to_string();
+        if !texts.iter().any(|seen| seen.contains(&text)) {
+            texts.push(text);
+        }
+        cause = next.source();
+    }
+    texts.join(": ")
 }
 
 /// `url` with the password of a `postgres://user:password@host` URL or of a `password=`
