@@ -15,16 +15,15 @@ fn nats_url() -> String {
     std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
 }
 
-/// `ledger <args>` with only the given environment variables of the ledger's (the others are
-/// removed, so the flags are what counts).
+/// `ledger demo <args>` without the environment variables the demo reads, so the flags are
+/// what counts.
 fn ledger_demo(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ledger"))
-        .args(args)
-        .env_remove("DATABASE_URL")
-        .env_remove("NATS_URL")
-        .env_remove("LEDGER_DEMO_BIND")
-        .output()
-        .expect("run the ledger binary")
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ledger"));
+    command.arg("demo").args(args);
+    for variable in ["DATABASE_URL", "NATS_URL", "LEDGER_DEMO_BIND"] {
+        command.env_remove(variable);
+    }
+    command.output().expect("run ledger demo")
 }
 
 fn stderr(output: &Output) -> String {
@@ -159,7 +158,6 @@ async fn demo_keeps_a_named_stream_that_holds_events() {
         .await
         .expect("stored");
     let output = ledger_demo(&[
-        "demo",
         "--bind",
         "127.0.0.1:0",
         "--nats-url",
@@ -184,7 +182,7 @@ async fn demo_keeps_a_named_stream_that_holds_events() {
 fn demo_on_a_taken_port_names_the_address_the_cause_and_the_flag() {
     let taken = TcpListener::bind("127.0.0.1:0").expect("listen");
     let address = taken.local_addr().expect("address").to_string();
-    let output = ledger_demo(&["demo", "--bind", &address, "--exit"]);
+    let output = ledger_demo(&["--bind", &address, "--exit"]);
     assert!(!output.status.success());
     let message = stderr(&output);
     assert!(
@@ -207,14 +205,7 @@ async fn demo_against_nats_without_jetstream_says_how_to_enable_it() {
     })
     .await
     .expect("a nats-server without JetStream");
-    let output = ledger_demo(&[
-        "demo",
-        "--bind",
-        "127.0.0.1:0",
-        "--nats-url",
-        nats.url(),
-        "--exit",
-    ]);
+    let output = ledger_demo(&["--bind", "127.0.0.1:0", "--nats-url", nats.url(), "--exit"]);
     assert!(!output.status.success());
     let message = stderr(&output);
     assert!(
@@ -243,7 +234,6 @@ async fn demo_against_a_postgres_that_wants_a_password() {
     let demo_database = unique_name("demo_password");
     let demo = |url: &str| {
         ledger_demo(&[
-            "demo",
             "--database",
             &demo_database,
             "--customers",
