@@ -11,6 +11,8 @@ use ledger_testkit::services::{
 };
 use ledger_testkit::{TestDb, unique_name};
 
+use crate::stderr;
+
 fn nats_url() -> String {
     std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned())
 }
@@ -24,10 +26,6 @@ fn ledger_demo(args: &[&str]) -> Output {
         command.env_remove(variable);
     }
     command.output().expect("run ledger demo")
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// The demo on the flags alone (no DATABASE_URL / NATS_URL in its environment), with its own

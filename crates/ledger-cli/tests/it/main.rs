@@ -20,6 +20,10 @@ fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
 #[tokio::test]
 async fn demo_history_verifies_and_audit_verify_names_a_tampered_position() {
     let database = TestDb::new().await;
