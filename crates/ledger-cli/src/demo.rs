@@ -380,6 +380,8 @@ fn print_how_to_reach(
         ]
         .map(str::to_owned),
     );
+    let deliveries = shlex::try_join([send[0].as_str(), "notify", "deliveries"])
+        .context("the path of the ledger binary holds a NUL byte")?;
     let send = shlex::try_join(send.iter().map(String::as_str))
         .context("a path or flag of the `ledger send` line holds a NUL byte")?;
     println!("dashboard: http://{address}/#token={DEMO_TOKEN}");
@@ -391,6 +393,15 @@ fn print_how_to_reach(
     println!(
         "NATS:      {nats_url}, subjects {}.cmd.<command>, stream {}",
         bus.subject_prefix, bus.stream_name
+    );
+    println!(
+        "notifications: DATABASE_URL={} {deliveries}{}",
+        shlex::try_quote(database_url).context("the database URL holds a NUL byte")?,
+        if database_url.contains(":***@") {
+            "  (with the password in place of ***)"
+        } else {
+            ""
+        }
     );
     println!("send a command:");
     println!("  {send}");

@@ -90,6 +90,20 @@ async fn demo_prints_a_send_line_that_reaches_the_running_demo() {
         "{send_line}"
     );
 
+    // The deliveries line works as printed too (`DATABASE_URL=... <ledger> notify deliveries`).
+    let deliveries_line = printed
+        .lines()
+        .find_map(|line| line.strip_prefix("notifications: "))
+        .unwrap_or_else(|| panic!("no notifications line in:\n{printed}"));
+    let words = shlex::split(deliveries_line).expect("a shell line");
+    let (variable, url) = words[0].split_once('=').expect("DATABASE_URL=...");
+    let deliveries = Command::new(&words[1])
+        .args(&words[2..])
+        .env(variable, url)
+        .output()
+        .expect("run the deliveries line");
+    assert!(deliveries.status.success(), "{}", stderr(&deliveries));
+
     let words = shlex::split(&send_line).expect("a shell line");
     let sent = Command::new(&words[0])
         .args(&words[1..])
