@@ -26,6 +26,7 @@ use crate::{customers, error, handlers, revenue};
         revenue::mrr,
         revenue::churn,
         revenue::cohorts,
+        revenue::customer_mrr,
         handlers::healthz,
         handlers::readyz,
         handlers::prometheus,
