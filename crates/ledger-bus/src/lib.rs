@@ -4,6 +4,8 @@
 //!
 //! Subjects (all under a configurable prefix, `ledger` in production, a unique one per test):
 //! - `<prefix>.cmd.<command>`: command requests (request/reply), e.g. `ledger.cmd.refund_payment`;
+//! - `<prefix>.delivery.<provider>`: verified provider webhook deliveries from ingest to the
+//!   writer (request/reply, `ledger.v1.ProviderDelivery` -> `ledger.v1.DeliveryReply`, protobuf);
 //! - `<prefix>.events.<event_type>`: appended events, captured by the JetStream stream;
 //! - `<prefix>.projections.<name>`: projection progress.
 //!

@@ -16,6 +16,7 @@ use crate::event::{
     AppendRequest, Committed, ExpectedVersion, RecordedEvent, RequestFingerprint, same_request,
 };
 use crate::hash::{GENESIS_HASH, Hash, chain_hash, truncate_to_micros};
+use crate::inbox::{INSERT_INBOX, InboxWrite};
 use crate::read::{self, position_to_sql};
 
 /// Bytes an idempotency key, account id or event type may have (the table's CHECKs agree).
@@ -59,6 +60,7 @@ struct Statements {
     insert_events: Statement,
     delete_keys: Statement,
     insert_keys: Statement,
+    insert_inbox: Statement,
 }
 
 impl Statements {
@@ -104,6 +106,7 @@ impl Statements {
                      SELECT key, stream_id, $3 FROM unnest($1::text[], $2::uuid[]) AS t(key, stream_id)",
                 )
                 .await?,
+            insert_inbox: client.prepare(INSERT_INBOX).await?,
         })
     }
 }
@@ -183,6 +186,18 @@ impl Writer {
         &self,
         batch: Vec<AppendRequest>,
     ) -> Result<Vec<Result<Committed, AppendRejection>>, StoreError> {
+        self.append_with_inbox(batch, Vec::new()).await
+    }
+
+    /// [`append`](Self::append), and in the same transaction the provider inbox rows `inbox`
+    /// (`provider_inbox`), each with the global positions of the events its requests (indexes
+    /// into `batch`) appended. The rows are inserted whatever their requests' outcomes; an
+    /// `Err` means nothing of the batch, rows included, was recorded.
+    pub async fn append_with_inbox(
+        &self,
+        batch: Vec<AppendRequest>,
+        inbox: Vec<InboxWrite>,
+    ) -> Result<Vec<Result<Committed, AppendRejection>>, StoreError> {
         let mut inner = self.inner.lock().await;
         let WriterInner {
             client,
@@ -199,7 +214,7 @@ impl Writer {
         let started = Instant::now();
         let requests = batch.len();
         let (outcomes, new_head) =
-            match append_in(client, statements, current_head, recorded_at, batch).await {
+            match append_in(client, statements, current_head, recorded_at, batch, &inbox).await {
                 Ok(appended) => appended,
                 Err(error) => {
                     // Leave no transaction open on the connection (a no-op when none is).
@@ -323,6 +338,7 @@ async fn append_in(
     mut head: Head,
     recorded_at: OffsetDateTime,
     batch: Vec<AppendRequest>,
+    inbox: &[InboxWrite],
 ) -> Result<(Vec<Result<Committed, AppendRejection>>, Head), StoreError> {
     let begin = async { Ok(client.batch_execute("BEGIN").await?) };
     let ((), lookups) = tokio::try_join!(begin, look_up(client, statements, &batch))?;
@@ -449,6 +465,7 @@ async fn append_in(
         write_events(client, statements, &appended, recorded_at),
         key_changes.delete(client, statements),
         key_changes.insert(client, statements, recorded_at),
+        write_inbox(client, statements, inbox, &plans, recorded_at),
         commit,
     )?;
     drop(appended);
@@ -589,6 +606,54 @@ async fn write_events(
             ],
         )
         .await?;
+    Ok(())
+}
+
+/// Inserts the batch's inbox rows, each with the positions its requests appended (pipelined:
+/// every insert is sent before the first answer is awaited).
+async fn write_inbox(
+    client: &Client,
+    statements: &Statements,
+    inbox: &[InboxWrite],
+    plans: &[Planned],
+    recorded_at: OffsetDateTime,
+) -> Result<(), StoreError> {
+    let mut rows = Vec::with_capacity(inbox.len());
+    for write in inbox {
+        let mut positions = Vec::new();
+        for request_index in &write.requests {
+            if let Some(Planned::Appended(events)) = plans.get(*request_index) {
+                for event in events {
+                    positions.push(position_to_sql(event.global_position)?);
+                }
+            }
+        }
+        rows.push((write, positions));
+    }
+    let inserts = rows.iter().map(|(write, positions)| async move {
+        let row = &write.row;
+        client
+            .execute(
+            &statements.insert_inbox,
+            &[
+                &row.id,
+                &row.provider.as_str(),
+                &row.provider_event_id,
+                &row.event_type,
+                &row.received_at,
+                &&row.body[..],
+                &row.outcome.as_str(),
+                &row.reason,
+                &row.customer_id,
+                &row.correlation_id,
+                &row.renormalizes_inbox_id,
+                &recorded_at,
+                positions,
+            ],
+        )
+        .await
+    });
+    futures_util::future::try_join_all(inserts).await?;
     Ok(())
 }
 

@@ -1,0 +1,232 @@
+//! The provider inbox (`provider_inbox`, migration V6): every verified webhook delivery with
+//! its body verbatim and what the writer made of it. Rows are written only by the [`Writer`]
+//! (crate::Writer), in the transaction of the events they led to, and never changed.
+
+use std::fmt;
+use std::str::FromStr;
+
+use bytes::Bytes;
+use ledger_domain::Provider;
+use time::OffsetDateTime;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use crate::Store;
+use crate::error::StoreError;
+use crate::read::position_from_sql;
+
+/// Rows `Store::inbox_rows` returns at most.
+pub const INBOX_ROWS_MAX: u32 = 10_000;
+
+/// What became of a delivery (the `outcome` column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum InboxOutcome {
+    /// Its commands appended events.
+    Appended,
+    /// Its provider event id was recorded before, or its commands were all appended before:
+    /// nothing appended.
+    Duplicate,
+    /// Nothing the ledger uses, or already applied.
+    Ignored,
+    /// Older than what the ledger applied for its object.
+    Stale,
+    /// A command was rejected; nothing of the delivery was appended.
+    Failed,
+}
+
+impl InboxOutcome {
+    /// Every outcome.
+    pub const ALL: [InboxOutcome; 5] = [
+        InboxOutcome::Appended,
+        InboxOutcome::Duplicate,
+        InboxOutcome::Ignored,
+        InboxOutcome::Stale,
+        InboxOutcome::Failed,
+    ];
+
+    /// The stored name: `appended`, `duplicate`, `ignored`, `stale`, `failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InboxOutcome::Appended => "appended",
+            InboxOutcome::Duplicate => "duplicate",
+            InboxOutcome::Ignored => "ignored",
+            InboxOutcome::Stale => "stale",
+            InboxOutcome::Failed => "failed",
+        }
+    }
+}
+
+impl fmt::Display for InboxOutcome {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(self.as_str())
+    }
+}
+
+impl FromStr for InboxOutcome {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<InboxOutcome, String> {
+        InboxOutcome::ALL
+            .into_iter()
+            .find(|outcome| outcome.as_str() == text)
+            .ok_or_else(|| {
+                format!(
+                    "unknown outcome {text:?}: expected appended, duplicate, ignored, stale or failed"
+                )
+            })
+    }
+}
+
+/// A delivery as the writer records it; the store adds `recorded_at` and the positions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewInboxRow {
+    /// UUID v7 chosen by the writer: the causation id of the delivery's events.
+    pub id: Uuid,
+    pub provider: Provider,
+    /// The provider's id of the event (`evt_...`); 1 to 255 bytes.
+    pub provider_event_id: String,
+    /// The provider's event type; at most 255 bytes.
+    pub event_type: String,
+    /// When ingest received the delivery.
+    pub received_at: OffsetDateTime,
+    /// The body exactly as received.
+    pub body: Bytes,
+    pub outcome: InboxOutcome,
+    /// Why it was not appended; empty when appended.
+    pub reason: String,
+    /// The customer the message resolved to, if any.
+    pub customer_id: Option<Uuid>,
+    pub correlation_id: Option<Uuid>,
+    /// The row whose body this re-normalizes (`ledger connectors renormalize`).
+    pub renormalizes_inbox_id: Option<Uuid>,
+}
+
+/// A row to insert with a batch: `requests` are the indexes, in the batch, of the append
+/// requests the delivery led to; the events they append become the row's `global_positions`.
+#[derive(Debug, Clone)]
+pub struct InboxWrite {
+    pub row: NewInboxRow,
+    pub requests: Vec<usize>,
+}
+
+/// A stored inbox row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxRow {
+    pub row: NewInboxRow,
+    /// When the writer's transaction recorded it.
+    pub recorded_at: OffsetDateTime,
+    /// Global positions of the events appended for the delivery, in order.
+    pub global_positions: Vec<u64>,
+}
+
+/// Which rows [`Store::inbox_rows`] returns.
+#[derive(Debug, Clone, Default)]
+pub struct InboxFilter {
+    pub provider: Option<Provider>,
+    pub outcome: Option<InboxOutcome>,
+    /// Only rows received at or after this time.
+    pub received_since: Option<OffsetDateTime>,
+    /// At most this many rows (capped at [`INBOX_ROWS_MAX`]).
+    pub limit: u32,
+    /// Oldest first (re-normalization) instead of newest first (listing).
+    pub oldest_first: bool,
+}
+
+const INBOX_COLUMNS: &str = "id, provider, provider_event_id, event_type, received_at, body, \
+     outcome, reason, customer_id, correlation_id, renormalizes_inbox_id, recorded_at, \
+     global_positions";
+
+pub(crate) const INSERT_INBOX: &str = "INSERT INTO provider_inbox (id, provider, \
+     provider_event_id, event_type, received_at, body, outcome, reason, customer_id, \
+     correlation_id, renormalizes_inbox_id, recorded_at, global_positions) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+
+fn inbox_row(row: &Row) -> Result<InboxRow, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        global_position: 0,
+        reason: format!("provider_inbox row: {reason}"),
+    };
+    let provider: &str = row.try_get(1)?;
+    let outcome: &str = row.try_get(6)?;
+    let body: &[u8] = row.try_get(5)?;
+    Ok(InboxRow {
+        row: NewInboxRow {
+            id: row.try_get(0)?,
+            provider: provider
+                .parse()
+                .map_err(|error| corrupt(format!("{error}")))?,
+            provider_event_id: row.try_get(2)?,
+            event_type: row.try_get(3)?,
+            received_at: row.try_get(4)?,
+            body: Bytes::copy_from_slice(body),
+            outcome: outcome.parse().map_err(corrupt)?,
+            reason: row.try_get(7)?,
+            customer_id: row.try_get(8)?,
+            correlation_id: row.try_get(9)?,
+            renormalizes_inbox_id: row.try_get(10)?,
+        },
+        recorded_at: row.try_get(11)?,
+        global_positions: row
+            .try_get::<_, Vec<i64>>(12)?
+            .into_iter()
+            .map(position_from_sql)
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+impl Store {
+    /// True when a delivery of `provider`'s event `provider_event_id` was recorded with an
+    /// outcome other than `duplicate` (a redelivery is then a duplicate).
+    pub async fn inbox_has_event(
+        &self,
+        provider: Provider,
+        provider_event_id: &str,
+    ) -> Result<bool, StoreError> {
+        let client = self.connection().await?;
+        let row = client
+            .query_opt(
+                "SELECT 1 FROM provider_inbox WHERE provider = $1 AND provider_event_id = $2 \
+                 AND outcome <> 'duplicate' LIMIT 1",
+                &[&provider.as_str(), &provider_event_id],
+            )
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// One inbox row by id.
+    pub async fn inbox_row(&self, id: Uuid) -> Result<Option<InboxRow>, StoreError> {
+        let client = self.connection().await?;
+        let row = client
+            .query_opt(
+                &format!("SELECT {INBOX_COLUMNS} FROM provider_inbox WHERE id = $1"),
+                &[&id],
+            )
+            .await?;
+        row.as_ref().map(inbox_row).transpose()
+    }
+
+    /// Inbox rows matching `filter`, newest first unless `filter.oldest_first`.
+    pub async fn inbox_rows(&self, filter: &InboxFilter) -> Result<Vec<InboxRow>, StoreError> {
+        let client = self.connection().await?;
+        let order = if filter.oldest_first { "ASC" } else { "DESC" };
+        let limit = i64::from(filter.limit.min(INBOX_ROWS_MAX));
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {INBOX_COLUMNS} FROM provider_inbox \
+                     WHERE ($1::text IS NULL OR provider = $1) \
+                     AND ($2::text IS NULL OR outcome = $2) \
+                     AND ($3::timestamptz IS NULL OR received_at >= $3) \
+                     ORDER BY received_at {order}, id {order} LIMIT $4"
+                ),
+                &[
+                    &filter.provider.map(Provider::as_str),
+                    &filter.outcome.map(InboxOutcome::as_str),
+                    &filter.received_since,
+                    &limit,
+                ],
+            )
+            .await?;
+        rows.iter().map(inbox_row).collect()
+    }
+}
