@@ -52,8 +52,9 @@ fn parse_outcome(text: &str) -> Result<InboxOutcome, String> {
 }
 
 fn parse_time(text: &str) -> Result<OffsetDateTime, String> {
-    OffsetDateTime::parse(text, &Rfc3339)
-        .map_err(|error| format!("{text:?} is not an RFC 3339 time (2026-11-30T00:00:00Z): {error}"))
+    OffsetDateTime::parse(text, &Rfc3339).map_err(|error| {
+        format!("{text:?} is not an RFC 3339 time (2026-11-30T00:00:00Z): {error}")
+    })
 }
 
 fn time_text(time: OffsetDateTime) -> String {

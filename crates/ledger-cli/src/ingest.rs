@@ -103,7 +103,9 @@ fn webhooks() -> anyhow::Result<WebhookConfig> {
         Some(webhook_ids) => {
             let required = |name: &str| {
                 setting(name)?.with_context(|| {
-                    format!("LEDGER_PAYPAL_WEBHOOK_IDS is set, so {name} (or {name}_FILE) is needed")
+                    format!(
+                        "LEDGER_PAYPAL_WEBHOOK_IDS is set, so {name} (or {name}_FILE) is needed"
+                    )
                 })
             };
             Some(PaypalConfig {

@@ -109,10 +109,10 @@ pub async fn serve(
             .configure(app_config(client.clone(), access.clone()))
             .configure(webhook_config(client.clone(), webhooks.clone()))
     })
-            .max_connections(CONNECTIONS_PER_WORKER_MAX)
-            .shutdown_timeout(SHUTDOWN_TIMEOUT_SECONDS)
-            .shutdown_signal(shutdown)
-            .bind(config.bind)?;
+    .max_connections(CONNECTIONS_PER_WORKER_MAX)
+    .shutdown_timeout(SHUTDOWN_TIMEOUT_SECONDS)
+    .shutdown_signal(shutdown)
+    .bind(config.bind)?;
     for address in server.addrs() {
         tracing::info!(%address, "ingest listening");
     }

@@ -216,7 +216,10 @@ impl PaypalVerifier {
 enum WebhookError {
     #[error("no webhook secret is configured for this provider")]
     NotConfigured,
-    #[error("the body is larger than {} bytes", ledger_connectors::WEBHOOK_BYTES_MAX)]
+    #[error(
+        "the body is larger than {} bytes",
+        ledger_connectors::WEBHOOK_BYTES_MAX
+    )]
     TooLarge,
     #[error("cannot read the body: {0}")]
     Unreadable(String),
@@ -275,7 +278,9 @@ pub(crate) fn configure(config: &mut web::ServiceConfig, client: Client, webhook
         web::resource("/v1/webhooks/{provider}")
             .app_data(web::Data::new(client))
             .app_data(verifiers)
-            .app_data(web::PayloadConfig::new(ledger_connectors::WEBHOOK_BYTES_MAX))
+            .app_data(web::PayloadConfig::new(
+                ledger_connectors::WEBHOOK_BYTES_MAX,
+            ))
             .route(web::post().to(receive)),
     );
 }
@@ -315,12 +320,12 @@ async fn deliver(
         "xendit" if verifiers.xendit.is_some() => Provider::Xendit,
         _ => return Err(WebhookError::NotConfigured),
     };
-    let body = body.map_err(|error| {
-        match error.as_error::<actix_web::error::PayloadError>() {
+    let body = body.map_err(
+        |error| match error.as_error::<actix_web::error::PayloadError>() {
             Some(actix_web::error::PayloadError::Overflow) => WebhookError::TooLarge,
             _ => WebhookError::Unreadable(error.to_string()),
-        }
-    })?;
+        },
+    )?;
     let headers = HttpHeaders(request.headers());
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -329,16 +334,25 @@ async fn deliver(
         Provider::Stripe => stripe::verify(
             &headers,
             &body,
-            verifiers.stripe.as_ref().ok_or(WebhookError::NotConfigured)?,
+            verifiers
+                .stripe
+                .as_ref()
+                .ok_or(WebhookError::NotConfigured)?,
             i64::try_from(now.as_secs()).unwrap_or(i64::MAX),
         )?,
         Provider::Xendit => xendit::verify(
             &headers,
             &body,
-            verifiers.xendit.as_ref().ok_or(WebhookError::NotConfigured)?,
+            verifiers
+                .xendit
+                .as_ref()
+                .ok_or(WebhookError::NotConfigured)?,
         )?,
         Provider::Paypal | Provider::Internal => {
-            let verifier = verifiers.paypal.as_ref().ok_or(WebhookError::NotConfigured)?;
+            let verifier = verifiers
+                .paypal
+                .as_ref()
+                .ok_or(WebhookError::NotConfigured)?;
             verifier.verify(&headers, &body).await?;
             ledger_connectors::parse(provider, &body)?
         }

@@ -634,24 +634,24 @@ async fn write_inbox(
         let row = &write.row;
         client
             .execute(
-            &statements.insert_inbox,
-            &[
-                &row.id,
-                &row.provider.as_str(),
-                &row.provider_event_id,
-                &row.event_type,
-                &row.received_at,
-                &&row.body[..],
-                &row.outcome.as_str(),
-                &row.reason,
-                &row.customer_id,
-                &row.correlation_id,
-                &row.renormalizes_inbox_id,
-                &recorded_at,
-                positions,
-            ],
-        )
-        .await
+                &statements.insert_inbox,
+                &[
+                    &row.id,
+                    &row.provider.as_str(),
+                    &row.provider_event_id,
+                    &row.event_type,
+                    &row.received_at,
+                    &&row.body[..],
+                    &row.outcome.as_str(),
+                    &row.reason,
+                    &row.customer_id,
+                    &row.correlation_id,
+                    &row.renormalizes_inbox_id,
+                    &recorded_at,
+                    positions,
+                ],
+            )
+            .await
     });
     futures_util::future::try_join_all(inserts).await?;
     Ok(())

@@ -161,13 +161,14 @@ impl Decider {
                 "the delivery names no payment provider",
             ));
         };
-        let ids = optional_uuid("renormalizes_inbox_id", &delivery.renormalizes_inbox_id)
-            .and_then(|renormalizes| {
+        let ids = optional_uuid("renormalizes_inbox_id", &delivery.renormalizes_inbox_id).and_then(
+            |renormalizes| {
                 Ok((
                     renormalizes,
                     optional_uuid("correlation_id", &delivery.correlation_id)?,
                 ))
-            });
+            },
+        );
         let (renormalizes, correlation_id) = match ids {
             Ok(ids) => ids,
             Err(plan) => return Ok(plan),
@@ -208,7 +209,10 @@ impl Decider {
         let event_key = (provider, message.event_id.clone());
         let redelivered = renormalizes.is_none()
             && (batch.claims.provider_events.contains(&event_key)
-                || self.store.inbox_has_event(provider, &message.event_id).await?);
+                || self
+                    .store
+                    .inbox_has_event(provider, &message.event_id)
+                    .await?);
         let decision = if redelivered {
             Decision::nothing(
                 InboxOutcome::Duplicate,
@@ -483,7 +487,11 @@ impl Decider {
                 return Ok(Some((owner, true)));
             }
         }
-        if let Some(email) = message.email.as_deref().filter(|email| !email.trim().is_empty()) {
+        if let Some(email) = message
+            .email
+            .as_deref()
+            .filter(|email| !email.trim().is_empty())
+        {
             if let Some(owner) = self.owner(&UniqueKey::email(email), claims, &none).await? {
                 return Ok(Some((owner, false)));
             }
@@ -529,4 +537,3 @@ struct Decided {
     owners: HashMap<String, Option<Uuid>>,
     changed_keys: Vec<String>,
 }
-

@@ -50,7 +50,12 @@ pub(crate) async fn run(
                                 reply(&nats, incoming.reply_to, incoming.encoding, &busy).await;
                             }
                             Request::Delivery(_) => {
-                                reply_to_delivery(&nats, incoming.reply_to, &delivery_rejected(busy)).await;
+                                reply_to_delivery(
+                                    &nats,
+                                    incoming.reply_to,
+                                    &delivery_rejected(busy),
+                                )
+                                .await;
                             }
                         }
                     }

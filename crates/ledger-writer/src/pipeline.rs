@@ -266,7 +266,11 @@ impl Decider {
 
     /// Seals the integration secrets of `events` (an integration's) so that none is recorded
     /// in clear text; without keys an integration's target is refused.
-    pub(crate) fn seal(&self, stream_id: Uuid, events: Vec<Event>) -> Result<Vec<Event>, Rejection> {
+    pub(crate) fn seal(
+        &self,
+        stream_id: Uuid,
+        events: Vec<Event>,
+    ) -> Result<Vec<Event>, Rejection> {
         let refused = Rejection::InvalidField {
             field: "target",
             reason: "the writer cannot seal its secrets: start it with LEDGER_SECRETS_KEYS or LEDGER_SECRETS_KEY_FILE",
@@ -314,9 +318,7 @@ impl Decider {
         working: HashMap<Uuid, Stream>,
     ) {
         let mut as_decided: HashMap<Uuid, bool> = HashMap::new();
-        let appended = |request_index: usize| {
-            matches!(&outcomes[request_index], Ok(committed) if !committed.duplicate)
-        };
+        let appended = |request_index: usize| matches!(&outcomes[request_index], Ok(committed) if !committed.duplicate);
         for plan in plans {
             match plan {
                 Plan::Append {

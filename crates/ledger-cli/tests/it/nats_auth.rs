@@ -11,7 +11,14 @@ use ledger_bus::{BusConfig, Client, ConnectError, NatsAuth, SendError};
 use ledger_testkit::services::{NATS_AUTH_CONF, NatsServerOptions, start_private_nats_with};
 use ledger_testkit::{TestDb, commands, ledger::eventually};
 
-const USERS: [&str; 6] = ["writer", "projector", "query", "auditor", "ingest", "client"];
+const USERS: [&str; 6] = [
+    "writer",
+    "projector",
+    "query",
+    "auditor",
+    "ingest",
+    "client",
+];
 
 /// Passwords of the shipped users, each in a file as the components read them.
 struct Passwords {
@@ -227,7 +234,10 @@ async fn the_pipeline_runs_as_the_shipped_nats_users_and_nobody_else_writes() {
             .expect("ingest connects"),
         bus.clone(),
     );
-    let recorded = ingest.deliver(&delivery).await.expect("ingest's delivery is recorded");
+    let recorded = ingest
+        .deliver(&delivery)
+        .await
+        .expect("ingest's delivery is recorded");
     assert_eq!(
         recorded.outcome(),
         ledger_domain::proto::DeliveryOutcome::Ignored
