@@ -31,7 +31,7 @@ pub use event::{
 pub use hash::{GENESIS_HASH, Hash};
 pub use inbox::{INBOX_ROWS_MAX, InboxFilter, InboxOutcome, InboxRow, InboxWrite, NewInboxRow};
 pub use verify::{ChainBreak, ChainVerification, CopyVerdict, HeadCopy, TableHead};
-pub use writer::Writer;
+pub use writer::{Writer, text_problem};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;

@@ -524,18 +524,27 @@ fn validate(request: &AppendRequest) -> Result<(), AppendRejection> {
 }
 
 fn check_text(field: &str, value: &str, may_be_empty: bool) -> Result<(), AppendRejection> {
-    let reason = if value.is_empty() && !may_be_empty {
-        "must not be empty"
+    match text_problem(value, may_be_empty) {
+        None => Ok(()),
+        Some(reason) => Err(AppendRejection::Invalid {
+            reason: format!("{field} {reason}"),
+        }),
+    }
+}
+
+/// Why `value` cannot be stored in one of the store's short text columns (idempotency keys,
+/// account ids, event types, provider event ids: at most 255 bytes, no NUL, which PostgreSQL
+/// text cannot hold), e.g. `"is longer than 255 bytes"`; `None` when it can.
+pub fn text_problem(value: &str, may_be_empty: bool) -> Option<&'static str> {
+    if value.is_empty() && !may_be_empty {
+        Some("must not be empty")
     } else if value.len() > TEXT_BYTES_MAX {
-        "is longer than 255 bytes"
+        Some("is longer than 255 bytes")
     } else if value.contains('\0') {
-        "must not contain NUL characters"
+        Some("must not contain NUL characters")
     } else {
-        return Ok(());
-    };
-    Err(AppendRejection::Invalid {
-        reason: format!("{field} {reason}"),
-    })
+        None
+    }
 }
 
 /// Inserts the batch's new events, each with the fingerprint of its request.

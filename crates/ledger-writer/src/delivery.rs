@@ -21,9 +21,6 @@ use uuid::Uuid;
 use crate::pipeline::{BatchClaims, Decider, Plan, record_owners, rejected, stream_id_of};
 use crate::{WriterError, append_request, request_fingerprint};
 
-/// Bytes a provider's event id and event type may have (the inbox's CHECKs agree).
-const PROVIDER_TEXT_BYTES_MAX: usize = 255;
-
 /// The batch being planned, as a delivery sees and extends it.
 pub(crate) struct Batch<'a> {
     pub(crate) working: &'a mut HashMap<Uuid, Stream>,
@@ -127,22 +124,16 @@ fn optional_uuid(field: &str, text: &str) -> Result<Option<Uuid>, Plan> {
     })
 }
 
-/// Whether a provider's text fits the inbox: 1 to 255 bytes (empty allowed where said), no NUL.
+/// Whether a provider's text fits the inbox (1 to 255 bytes, or empty where allowed; no NUL).
 fn check_text(field: &str, value: &str, may_be_empty: bool) -> Result<(), Plan> {
-    let reason = if value.is_empty() && !may_be_empty {
-        "is empty"
-    } else if value.len() > PROVIDER_TEXT_BYTES_MAX {
-        "is longer than 255 bytes"
-    } else if value.contains('\0') {
-        "contains a NUL character"
-    } else {
-        return Ok(());
-    };
-    Err(refused(
-        RejectionKind::Malformed,
-        "malformed",
-        format!("the message's {field} {reason}"),
-    ))
+    match ledger_store::text_problem(value, may_be_empty) {
+        None => Ok(()),
+        Some(reason) => Err(refused(
+            RejectionKind::Malformed,
+            "malformed",
+            format!("the message's {field} {reason}"),
+        )),
+    }
 }
 
 impl Decider {
@@ -337,16 +328,13 @@ impl Decider {
         }
         let original = state.clone();
         let mut decided = Decided::default();
+        let causes = Causes {
+            stream_id,
+            inbox_id,
+            correlation_id,
+        };
         let failure = self
-            .decide_all(
-                commands,
-                stream_id,
-                inbox_id,
-                correlation_id,
-                &mut state,
-                &mut decided,
-                batch,
-            )
+            .decide_all(commands, &causes, &mut state, &mut decided, batch)
             .await?;
         let customer_id = Some(stream_id);
         if let Some((outcome, reason)) = failure {
@@ -387,18 +375,20 @@ impl Decider {
 
     /// Decides `commands` in order against `state`, evolving it; returns the outcome and
     /// reason of the first rejection, if any.
-    #[allow(clippy::too_many_arguments)]
     async fn decide_all(
         &self,
         commands: Vec<proto::Command>,
-        stream_id: Uuid,
-        inbox_id: Uuid,
-        correlation_id: Option<Uuid>,
+        causes: &Causes,
         state: &mut Stream,
         decided: &mut Decided,
         batch: &Batch<'_>,
     ) -> Result<Option<(InboxOutcome, String)>, WriterError> {
         let failed = |reason: String| Ok(Some((InboxOutcome::Failed, reason)));
+        let Causes {
+            stream_id,
+            inbox_id,
+            correlation_id,
+        } = *causes;
         for mut command in commands {
             let Some(metadata) = command.metadata.as_mut() else {
                 return failed("the mapping gave a command without metadata".to_owned());
@@ -447,7 +437,7 @@ impl Decider {
             };
             let unique_keys = state.unique_key_changes(&events);
             for key in &unique_keys.claims {
-                if let Some(owner) = self.owner(key, &batch.claims, &decided.owners).await?
+                if let Some(owner) = self.owner(key, batch.claims, &decided.owners).await?
                     && owner != stream_id
                 {
                     return failed(format!(
@@ -491,10 +481,9 @@ impl Decider {
             .email
             .as_deref()
             .filter(|email| !email.trim().is_empty())
+            && let Some(owner) = self.owner(&UniqueKey::email(email), claims, &none).await?
         {
-            if let Some(owner) = self.owner(&UniqueKey::email(email), claims, &none).await? {
-                return Ok(Some((owner, false)));
-            }
+            return Ok(Some((owner, false)));
         }
         Ok(None)
     }
@@ -527,6 +516,15 @@ impl Decider {
             None => self.load(stream_id).await,
         }
     }
+}
+
+/// The customer a delivery's commands are for, and the ids that name their cause.
+#[derive(Clone, Copy)]
+struct Causes {
+    stream_id: Uuid,
+    /// The inbox row: every command's `causation_id`.
+    inbox_id: Uuid,
+    correlation_id: Option<Uuid>,
 }
 
 /// One delivery's commands as decided so far.

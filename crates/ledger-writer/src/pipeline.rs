@@ -38,6 +38,10 @@ pub(crate) struct Incoming {
 
 /// What arrived: a command, or a verified provider webhook delivery from ingest.
 #[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "commands are the common case: boxing them would allocate once more per command"
+)]
 pub(crate) enum Request {
     Command(proto::Command),
     Delivery(proto::ProviderDelivery),
