@@ -1,0 +1,177 @@
+//! Provider deliveries through the writer: concurrent deliveries about the same customers give
+//! the result of one after the other, every delivery is recorded, and a rejected command leaves
+//! nothing of its delivery behind.
+
+use std::collections::BTreeMap;
+
+use ledger_domain::{Provider, proto};
+use ledger_store::{InboxFilter, InboxOutcome};
+use ledger_testkit::commands::register;
+use ledger_testkit::ledger::TestLedger;
+
+fn customer_event(event_id: &str, event_type: &str, account_id: &str, email: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "id": event_id, "object": "event", "type": event_type, "created": 1_764_000_000,
+        "data": {"object": {"id": account_id, "object": "customer", "email": email, "name": "N"}}
+    }))
+    .expect("JSON")
+}
+
+fn delivery(body: Vec<u8>) -> proto::ProviderDelivery {
+    proto::ProviderDelivery {
+        provider: proto::PaymentProvider::Stripe as i32,
+        body: body.into(),
+        received_at_unix_micros: 1_764_000_000_000_000,
+        ..proto::ProviderDelivery::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_deliveries_about_the_same_customers_act_as_if_sent_one_after_the_other() {
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let client = ledger.client();
+    const ACCOUNTS: usize = 20;
+    let mut deliveries = Vec::new();
+    for account in 0..ACCOUNTS {
+        let account_id = format!("cus_{account}");
+        let email = format!("c{account}@example.com");
+        let created = customer_event(
+            &format!("evt_c{account}"),
+            "customer.created",
+            &account_id,
+            &email,
+        );
+        let updated = customer_event(
+            &format!("evt_u{account}"),
+            "customer.updated",
+            &account_id,
+            &email,
+        );
+        deliveries.push(delivery(created.clone()));
+        deliveries.push(delivery(updated));
+        deliveries.push(delivery(created));
+    }
+    // All at once: they reach the writer's queue together and are decided in batches.
+    let answers =
+        futures_util::future::join_all(deliveries.iter().map(|delivery| client.deliver(delivery)))
+            .await;
+    let mut outcomes: BTreeMap<&str, usize> = BTreeMap::new();
+    for answer in &answers {
+        let recorded = answer.as_ref().expect("recorded");
+        *outcomes
+            .entry(outcome_name(recorded.outcome()))
+            .or_default() += 1;
+    }
+    // Per account: one registration; the other delivery of the pair is already applied; the
+    // repeated event id is a duplicate.
+    assert_eq!(outcomes.get("appended"), Some(&ACCOUNTS), "{outcomes:?}");
+    assert_eq!(outcomes.get("ignored"), Some(&ACCOUNTS), "{outcomes:?}");
+    assert_eq!(outcomes.get("duplicate"), Some(&ACCOUNTS), "{outcomes:?}");
+    assert_eq!(ledger.last_position().await, ACCOUNTS as u64);
+    for account in 0..ACCOUNTS {
+        let customer_id =
+            ledger_connectors::customer_id_for_account(Provider::Stripe, &format!("cus_{account}"));
+        let events = ledger
+            .store
+            .read_stream(customer_id, 1)
+            .await
+            .expect("read");
+        assert_eq!(events.len(), 1, "one customer for cus_{account}");
+    }
+    let rows = ledger
+        .store
+        .inbox_rows(&InboxFilter {
+            limit: 1_000,
+            ..InboxFilter::default()
+        })
+        .await
+        .expect("inbox");
+    assert_eq!(rows.len(), 3 * ACCOUNTS, "every delivery is recorded");
+    writer.stop().await.expect("the writer stops");
+}
+
+fn outcome_name(outcome: proto::DeliveryOutcome) -> &'static str {
+    match outcome {
+        proto::DeliveryOutcome::Appended => "appended",
+        proto::DeliveryOutcome::Duplicate => "duplicate",
+        proto::DeliveryOutcome::Ignored => "ignored",
+        proto::DeliveryOutcome::Stale => "stale",
+        proto::DeliveryOutcome::Failed => "failed",
+        proto::DeliveryOutcome::Unspecified => "unspecified",
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_command_leaves_nothing_of_its_delivery_and_is_recorded_as_failed() {
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let client = ledger.client();
+    // Bob holds the email the Stripe customer will change to.
+    client
+        .send(&register("signup:bob", "bob@example.com"))
+        .await
+        .expect("bob");
+    let created = customer_event("evt_1", "customer.created", "cus_ada", "ada@example.com");
+    let first = client.deliver(&delivery(created)).await.expect("recorded");
+    assert_eq!(first.outcome(), proto::DeliveryOutcome::Appended);
+    let position = ledger.last_position().await;
+
+    // A new registration for a second account with Bob's email links it to Bob instead.
+    let linked = customer_event("evt_2", "customer.created", "cus_bob", "  BOB@example.com");
+    let second = client.deliver(&delivery(linked)).await.expect("recorded");
+    assert_eq!(second.outcome(), proto::DeliveryOutcome::Appended);
+    assert_eq!(second.global_positions, vec![position + 1]);
+
+    // A command the domain rejects (not an email): recorded as failed with the rejection's
+    // text, nothing appended; its redelivery is a duplicate.
+    let bad = customer_event("evt_bad", "customer.created", "cus_bad", "not an email");
+    let failed = client
+        .deliver(&delivery(bad.clone()))
+        .await
+        .expect("recorded");
+    assert_eq!(failed.outcome(), proto::DeliveryOutcome::Failed);
+    assert!(failed.reason.contains("email"), "{}", failed.reason);
+    assert!(failed.global_positions.is_empty());
+    let again = client.deliver(&delivery(bad)).await.expect("recorded");
+    assert_eq!(again.outcome(), proto::DeliveryOutcome::Duplicate);
+    assert_eq!(ledger.last_position().await, position + 1);
+
+    // A malformed body is refused, not recorded.
+    let refused = client
+        .deliver(&delivery(b"{\"id\": 1}".to_vec()))
+        .await
+        .expect_err("malformed");
+    assert_eq!(
+        refused.rejection_kind(),
+        Some(proto::RejectionKind::Malformed)
+    );
+    // A delivery with an unreadable re-normalization reference is refused.
+    let mut mismatched = delivery(customer_event("evt_3", "customer.created", "x", "x@x.io"));
+    mismatched.renormalizes_inbox_id = "not a uuid".to_owned();
+    let refused = client.deliver(&mismatched).await.expect_err("malformed");
+    assert_eq!(
+        refused.rejection_kind(),
+        Some(proto::RejectionKind::Malformed)
+    );
+    let rows = ledger
+        .store
+        .inbox_rows(&InboxFilter {
+            limit: 10,
+            ..InboxFilter::default()
+        })
+        .await
+        .expect("inbox");
+    let outcomes: Vec<InboxOutcome> = rows.iter().map(|row| row.row.outcome).collect();
+    assert_eq!(
+        outcomes,
+        [
+            InboxOutcome::Duplicate,
+            InboxOutcome::Failed,
+            InboxOutcome::Appended,
+            InboxOutcome::Appended
+        ],
+        "newest first; the refused ones are not recorded"
+    );
+    writer.stop().await.expect("the writer stops");
+}
