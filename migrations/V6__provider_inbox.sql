@@ -51,3 +51,6 @@ CREATE TRIGGER provider_inbox_append_only_truncate
 REVOKE ALL ON provider_inbox FROM PUBLIC;
 GRANT SELECT, INSERT ON provider_inbox TO ledger_writer;
 GRANT SELECT ON provider_inbox TO ledger_auditor;
+-- The query service serves a delivery behind a provider's event (`GET /v1/provider-messages/{id}`,
+-- scope connectors:read): read only, this table only.
+GRANT SELECT ON provider_inbox TO ledger_query;
