@@ -2,6 +2,7 @@
 //! its body verbatim and what the writer made of it. Rows are written only by the [`Writer`]
 //! (crate::Writer), in the transaction of the events they led to, and never changed.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
 
@@ -9,11 +10,14 @@ use bytes::Bytes;
 use ledger_domain::Provider;
 use time::OffsetDateTime;
 use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use crate::Store;
 use crate::error::StoreError;
-use crate::read::position_from_sql;
+use crate::event::RequestFingerprint;
+use crate::read::{fingerprint_from_sql, position_from_sql};
+use crate::writer::STORED_KEYS_SQL;
 
 /// Rows `Store::inbox_rows` returns at most.
 pub const INBOX_ROWS_MAX: u32 = 10_000;
@@ -174,7 +178,76 @@ fn inbox_row(row: &Row) -> Result<InboxRow, StoreError> {
     })
 }
 
+/// What the writer looks up before it decides a batch's deliveries, one query each.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryLookups {
+    /// The `(provider, event id)` pairs asked about that have an inbox row with an outcome
+    /// other than `duplicate`.
+    pub recorded_events: HashSet<(Provider, String)>,
+    /// The owners of the unique keys asked about (storage form); a key without one is absent.
+    pub owners: HashMap<String, Uuid>,
+    /// The idempotency keys asked about that were used, with the fingerprint of their request
+    /// (`None`: recorded before fingerprints were).
+    pub stored_keys: HashMap<String, Option<RequestFingerprint>>,
+}
+
 impl Store {
+    /// Looks up, pipelined on one connection, which of `events` are in the inbox (with an
+    /// outcome other than `duplicate`), who owns `unique_keys` (storage form, e.g.
+    /// `account:stripe:cus_1`) and which of `idempotency_keys` were used.
+    pub async fn delivery_lookups(
+        &self,
+        events: &[(Provider, String)],
+        unique_keys: &[String],
+        idempotency_keys: &[String],
+    ) -> Result<DeliveryLookups, StoreError> {
+        let client = self.connection().await?;
+        let providers: Vec<&str> = events
+            .iter()
+            .map(|(provider, _)| provider.as_str())
+            .collect();
+        let event_ids: Vec<&str> = events
+            .iter()
+            .map(|(_, event_id)| event_id.as_str())
+            .collect();
+        let events_parameters: [&(dyn ToSql + Sync); 2] = [&providers, &event_ids];
+        let owners_parameters: [&(dyn ToSql + Sync); 1] = [&unique_keys];
+        let keys_parameters: [&(dyn ToSql + Sync); 1] = [&idempotency_keys];
+        let (recorded, owners, stored) = tokio::try_join!(
+            client.query(
+                "SELECT i.provider, i.provider_event_id \
+                 FROM unnest($1::text[], $2::text[]) AS e(provider, event_id) CROSS JOIN LATERAL \
+                 (SELECT provider, provider_event_id FROM provider_inbox \
+                 WHERE provider = e.provider AND provider_event_id = e.event_id \
+                 AND outcome <> 'duplicate' LIMIT 1) AS i",
+                &events_parameters,
+            ),
+            client.query(
+                "SELECT unique_key, stream_id FROM customer_unique_keys WHERE unique_key = ANY($1)",
+                &owners_parameters,
+            ),
+            client.query(STORED_KEYS_SQL, &keys_parameters),
+        )?;
+        let mut lookups = DeliveryLookups::default();
+        for row in recorded {
+            let provider: &str = row.try_get(0)?;
+            let provider = provider.parse().map_err(|error| StoreError::Corrupt {
+                global_position: 0,
+                reason: format!("provider_inbox row: {error}"),
+            })?;
+            lookups.recorded_events.insert((provider, row.try_get(1)?));
+        }
+        for row in owners {
+            lookups.owners.insert(row.try_get(0)?, row.try_get(1)?);
+        }
+        for row in stored {
+            let global_position = position_from_sql(row.try_get(1)?)?;
+            let fingerprint = fingerprint_from_sql(global_position, row.try_get(2)?)?;
+            lookups.stored_keys.insert(row.try_get(0)?, fingerprint);
+        }
+        Ok(lookups)
+    }
+
     /// True when a delivery of `provider`'s event `provider_event_id` was recorded with an
     /// outcome other than `duplicate` (a redelivery is then a duplicate).
     pub async fn inbox_has_event(

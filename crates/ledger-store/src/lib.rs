@@ -29,7 +29,9 @@ pub use event::{
     StoredRequest,
 };
 pub use hash::{GENESIS_HASH, Hash};
-pub use inbox::{INBOX_ROWS_MAX, InboxFilter, InboxOutcome, InboxRow, InboxWrite, NewInboxRow};
+pub use inbox::{
+    DeliveryLookups, INBOX_ROWS_MAX, InboxFilter, InboxOutcome, InboxRow, InboxWrite, NewInboxRow,
+};
 pub use verify::{ChainBreak, ChainVerification, CopyVerdict, HeadCopy, TableHead};
 pub use writer::{Writer, text_problem};
 

@@ -35,6 +35,15 @@ const INSERT_EVENTS: &str = "INSERT INTO customer_payment_events (global_positio
      $14::uuid[], $15::int2[], $16::bytea[], $17::bytea[], $18::bytea[], $19::bytea[]) \
      AS t(c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c12, c13, c14, c15, c16, c17, c18, c19)";
 
+/// The idempotency keys of `$1` that were used, with the position and fingerprint of one of
+/// their events. One index probe per key: a plan that cannot turn into a sequential scan when
+/// the statistics of a fast-growing table lag behind. Every event of a request carries its
+/// fingerprint, so any one of them answers.
+pub(crate) const STORED_KEYS_SQL: &str = "SELECT k.key, e.global_position, e.request_fingerprint \
+     FROM unnest($1::text[]) AS k(key) CROSS JOIN LATERAL \
+     (SELECT global_position, request_fingerprint FROM customer_payment_events \
+     WHERE idempotency_key = k.key LIMIT 1) AS e";
+
 /// The only way to append events. Holds the writer advisory lock of its partition on a
 /// dedicated connection and appends on that connection, so no other writer can interleave.
 /// Share it behind an `Arc`: appends are serialised internally.
@@ -72,17 +81,7 @@ impl Statements {
                      ORDER BY global_position DESC LIMIT 1",
                 )
                 .await?,
-            // One index probe per key: a plan that cannot turn into a sequential scan when the
-            // statistics of a fast-growing table lag behind. Every event of a request carries
-            // its fingerprint, so any one of them answers.
-            stored_keys: client
-                .prepare(
-                    "SELECT k.key, e.global_position, e.request_fingerprint \
-                     FROM unnest($1::text[]) AS k(key) CROSS JOIN LATERAL \
-                     (SELECT global_position, request_fingerprint FROM customer_payment_events \
-                     WHERE idempotency_key = k.key LIMIT 1) AS e",
-                )
-                .await?,
+            stored_keys: client.prepare(STORED_KEYS_SQL).await?,
             // One backward index probe per stream, however long the stream is.
             stream_versions: client
                 .prepare(

@@ -6,19 +6,21 @@
 //! with the batch, whatever became of it; its events carry the inbox row's id as their
 //! causation id.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use ledger_connectors::{KnownCustomer, Normalized, ProviderMessage, View};
 use ledger_domain::proto::{self, RejectionKind};
 use ledger_domain::{Provider, Rejection, Stream, UniqueKey};
 use ledger_store::{
-    AppendRejection, AppendRequest, Committed, ExpectedVersion, InboxOutcome, InboxWrite,
-    NewInboxRow,
+    AppendRejection, AppendRequest, Committed, DeliveryLookups, ExpectedVersion, InboxOutcome,
+    InboxWrite, NewInboxRow, RequestFingerprint,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::pipeline::{BatchClaims, Decider, Plan, record_owners, rejected, stream_id_of};
+use crate::pipeline::{
+    BatchClaims, Decider, Incoming, Plan, Request, record_owners, rejected, replay, stream_id_of,
+};
 use crate::{WriterError, append_request, request_fingerprint};
 
 /// The batch being planned, as a delivery sees and extends it.
@@ -27,6 +29,49 @@ pub(crate) struct Batch<'a> {
     pub(crate) requests: &'a mut Vec<AppendRequest>,
     pub(crate) inbox: &'a mut Vec<InboxWrite>,
     pub(crate) claims: &'a mut BatchClaims,
+    pub(crate) prefetched: &'a Prefetched,
+}
+
+/// Commands per message whose idempotency keys are looked up before the batch is decided;
+/// a message yielding more has the rest looked up one by one.
+const PREFETCHED_COMMANDS: usize = 8;
+
+/// What the store said, before the batch, about its deliveries: looked up together rather than
+/// one delivery at a time. Only this writer appends, so it stays true but for the batch's own
+/// changes, which [`BatchClaims`] and the batch's requests hold and which take precedence.
+#[derive(Default)]
+pub(crate) struct Prefetched {
+    events: HashSet<(Provider, String)>,
+    unique_keys: HashSet<String>,
+    idempotency_keys: HashSet<String>,
+    lookups: DeliveryLookups,
+}
+
+impl Prefetched {
+    /// Whether the event has a non-duplicate inbox row; `None` when it was not looked up.
+    fn recorded(&self, event: &(Provider, String)) -> Option<bool> {
+        self.events
+            .contains(event)
+            .then(|| self.lookups.recorded_events.contains(event))
+    }
+
+    /// The key's owner; `None` when it was not looked up.
+    fn owner(&self, storage_key: &str) -> Option<Option<Uuid>> {
+        self.unique_keys
+            .contains(storage_key)
+            .then(|| self.lookups.owners.get(storage_key).copied())
+    }
+
+    /// Whether the key was used (`Some(true)`: by the request with `fingerprint`); `None`
+    /// when it was not looked up.
+    fn stored(&self, key: &str, fingerprint: &RequestFingerprint) -> Option<Option<bool>> {
+        self.idempotency_keys.contains(key).then(|| {
+            self.lookups
+                .stored_keys
+                .get(key)
+                .map(|stored| stored.is_none_or(|stored| stored == *fingerprint))
+        })
+    }
 }
 
 /// A delivery recorded with the batch, waiting for its answer.
@@ -137,6 +182,89 @@ fn check_text(field: &str, value: &str, may_be_empty: bool) -> Result<(), Plan> 
 }
 
 impl Decider {
+    /// Looks up, for every delivery of `batch` (but re-normalizations), whether its event is
+    /// in the inbox, who owns its account and email, whether its commands' idempotency keys
+    /// were used, and loads into `working` the states of the customers it may be about that
+    /// are not cached: a few queries for the whole batch instead of several per delivery.
+    pub(crate) async fn prefetch(
+        &self,
+        batch: &[Incoming],
+        working: &mut HashMap<Uuid, Stream>,
+    ) -> Result<Prefetched, WriterError> {
+        let mut prefetched = Prefetched::default();
+        let mut streams = Vec::new();
+        for incoming in batch {
+            let Request::Delivery(delivery) = &incoming.request else {
+                continue;
+            };
+            let Ok(provider) = Provider::try_from(delivery.provider()) else {
+                continue;
+            };
+            if !delivery.renormalizes_inbox_id.is_empty() {
+                continue;
+            }
+            let Ok(message) = ledger_connectors::parse(provider, &delivery.body) else {
+                continue;
+            };
+            if let Some(account_id) = &message.account_id {
+                let key = UniqueKey::ProviderAccount(provider, account_id.clone());
+                prefetched.unique_keys.insert(key.storage_key());
+                streams.push(ledger_connectors::customer_id_for_account(
+                    provider, account_id,
+                ));
+            }
+            if let Some(email) = message
+                .email
+                .as_deref()
+                .filter(|email| !email.trim().is_empty())
+            {
+                prefetched
+                    .unique_keys
+                    .insert(UniqueKey::email(email).storage_key());
+            }
+            prefetched
+                .idempotency_keys
+                .insert(ledger_connectors::idempotency_key(&message, 0, 1));
+            for index in 0..PREFETCHED_COMMANDS {
+                prefetched
+                    .idempotency_keys
+                    .insert(ledger_connectors::idempotency_key(
+                        &message,
+                        index,
+                        PREFETCHED_COMMANDS,
+                    ));
+            }
+            prefetched.events.insert((provider, message.event_id));
+        }
+        if prefetched.events.is_empty() {
+            return Ok(prefetched);
+        }
+        let events: Vec<(Provider, String)> = prefetched.events.iter().cloned().collect();
+        let unique_keys: Vec<String> = prefetched.unique_keys.iter().cloned().collect();
+        let idempotency_keys: Vec<String> = prefetched.idempotency_keys.iter().cloned().collect();
+        prefetched.lookups = self
+            .store
+            .delivery_lookups(&events, &unique_keys, &idempotency_keys)
+            .await?;
+        streams.extend(prefetched.lookups.owners.values().copied());
+        streams.sort_unstable();
+        streams.dedup();
+        streams.retain(|stream_id| {
+            !working.contains_key(stream_id) && !self.cache.contains_key(stream_id)
+        });
+        let stored = self
+            .store
+            .read_streams_before(&streams, i64::MAX.unsigned_abs())
+            .await?;
+        for stream_id in streams {
+            working.insert(stream_id, Stream::Empty);
+        }
+        for events in stored.chunk_by(|a, b| a.stream_id == b.stream_id) {
+            working.insert(events[0].stream_id, replay(events)?);
+        }
+        Ok(prefetched)
+    }
+
     /// Plans one delivery: refused (nothing recorded) when its body is not a message of its
     /// provider; otherwise recorded in the inbox with the batch, with the outcome and the
     /// append requests of its commands.
@@ -200,10 +328,14 @@ impl Decider {
         let event_key = (provider, message.event_id.clone());
         let redelivered = renormalizes.is_none()
             && (batch.claims.provider_events.contains(&event_key)
-                || self
-                    .store
-                    .inbox_has_event(provider, &message.event_id)
-                    .await?);
+                || match batch.prefetched.recorded(&event_key) {
+                    Some(recorded) => recorded,
+                    None => {
+                        self.store
+                            .inbox_has_event(provider, &message.event_id)
+                            .await?
+                    }
+                });
         let decision = if redelivered {
             Decision::nothing(
                 InboxOutcome::Duplicate,
@@ -264,7 +396,9 @@ impl Decider {
         correlation_id: Option<Uuid>,
         batch: &mut Batch<'_>,
     ) -> Result<Decision, WriterError> {
-        let resolved = self.resolve(message, batch.claims).await?;
+        let resolved = self
+            .resolve(message, batch.claims, batch.prefetched)
+            .await?;
         let mut state = match resolved {
             Some((customer_id, _)) => self.take_state(customer_id, batch.working).await?,
             None => Stream::Empty,
@@ -411,11 +545,14 @@ impl Decider {
                 .find(|request| request.idempotency_key == key);
             let same = match earlier {
                 Some(request) => Some(request.request_fingerprint == fingerprint),
-                None => self
-                    .store
-                    .find_by_idempotency_key(&key)
-                    .await?
-                    .map(|stored| stored.is_same_request(&fingerprint)),
+                None => match batch.prefetched.stored(&key, &fingerprint) {
+                    Some(same) => same,
+                    None => self
+                        .store
+                        .find_by_idempotency_key(&key)
+                        .await?
+                        .map(|stored| stored.is_same_request(&fingerprint)),
+                },
             };
             match same {
                 Some(true) => continue,
@@ -437,7 +574,9 @@ impl Decider {
             };
             let unique_keys = state.unique_key_changes(&events);
             for key in &unique_keys.claims {
-                if let Some(owner) = self.owner(key, batch.claims, &decided.owners).await?
+                if let Some(owner) = self
+                    .owner(key, batch.claims, batch.prefetched, &decided.owners)
+                    .await?
                     && owner != stream_id
                 {
                     return failed(format!(
@@ -469,11 +608,12 @@ impl Decider {
         &self,
         message: &ProviderMessage,
         claims: &BatchClaims,
+        prefetched: &Prefetched,
     ) -> Result<Option<(Uuid, bool)>, WriterError> {
         let none = HashMap::new();
         if let Some(account_id) = &message.account_id {
             let key = UniqueKey::ProviderAccount(message.provider, account_id.clone());
-            if let Some(owner) = self.owner(&key, claims, &none).await? {
+            if let Some(owner) = self.owner(&key, claims, prefetched, &none).await? {
                 return Ok(Some((owner, true)));
             }
         }
@@ -481,18 +621,22 @@ impl Decider {
             .email
             .as_deref()
             .filter(|email| !email.trim().is_empty())
-            && let Some(owner) = self.owner(&UniqueKey::email(email), claims, &none).await?
+            && let Some(owner) = self
+                .owner(&UniqueKey::email(email), claims, prefetched, &none)
+                .await?
         {
             return Ok(Some((owner, false)));
         }
         Ok(None)
     }
 
-    /// Who holds `key`: as changed by this delivery (`own`), by the batch, else in the store.
+    /// Who holds `key`: as changed by this delivery (`own`), by the batch, else in the store
+    /// (as looked up before the batch, or now).
     async fn owner(
         &self,
         key: &UniqueKey,
         claims: &BatchClaims,
+        prefetched: &Prefetched,
         own: &HashMap<String, Option<Uuid>>,
     ) -> Result<Option<Uuid>, WriterError> {
         let storage_key = key.storage_key();
@@ -501,6 +645,9 @@ impl Decider {
             .or_else(|| claims.owners.get(&storage_key))
         {
             return Ok(*owner);
+        }
+        if let Some(owner) = prefetched.owner(&storage_key) {
+            return Ok(owner);
         }
         Ok(self.store.find_stream_by_unique_key(key).await?)
     }

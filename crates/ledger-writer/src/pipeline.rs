@@ -130,7 +130,7 @@ pub(crate) struct Decider {
     /// lock, so an entry is authoritative; a batch takes the states it needs out and puts back
     /// only those whose appends went as decided, and every request carries the version it was
     /// decided on.
-    cache: moka::sync::Cache<Uuid, Stream>,
+    pub(crate) cache: moka::sync::Cache<Uuid, Stream>,
     group_commit: bool,
     secrets: Option<std::sync::Arc<ledger_secrets::SecretKeys>>,
 }
@@ -168,6 +168,7 @@ impl Decider {
         let mut requests: Vec<AppendRequest> = Vec::new();
         let mut inbox: Vec<InboxWrite> = Vec::new();
         let mut claims = BatchClaims::default();
+        let prefetched = self.prefetch(&batch, &mut working).await?;
         let mut plans = Vec::with_capacity(batch.len());
         for incoming in &batch {
             let plan = match &incoming.request {
@@ -181,6 +182,7 @@ impl Decider {
                         requests: &mut requests,
                         inbox: &mut inbox,
                         claims: &mut claims,
+                        prefetched: &prefetched,
                     };
                     self.decide_delivery(delivery, &mut batch).await?
                 }
@@ -299,18 +301,7 @@ impl Decider {
         if let Some(state) = self.cache.remove(&stream_id) {
             return Ok(state);
         }
-        let stored = self.store.read_stream(stream_id, 1).await?;
-        let mut state = Stream::Empty;
-        for recorded in &stored {
-            let event = decode_event(&recorded.event.payload).map_err(|error| {
-                WriterError::CorruptEvent {
-                    global_position: recorded.global_position,
-                    reason: error.to_string(),
-                }
-            })?;
-            state = state.evolve(&event, recorded.event.occurred_at_unix_micros());
-        }
-        Ok(state)
+        replay(&self.store.read_stream(stream_id, 1).await?)
     }
 
     /// Puts back the batch's states of streams whose every request was appended as decided;
@@ -346,6 +337,20 @@ impl Decider {
             }
         }
     }
+}
+
+/// The state of a stream from its stored events, in order.
+pub(crate) fn replay(stored: &[RecordedEvent]) -> Result<Stream, WriterError> {
+    let mut state = Stream::Empty;
+    for recorded in stored {
+        let event =
+            decode_event(&recorded.event.payload).map_err(|error| WriterError::CorruptEvent {
+                global_position: recorded.global_position,
+                reason: error.to_string(),
+            })?;
+        state = state.evolve(&event, recorded.event.occurred_at_unix_micros());
+    }
+    Ok(state)
 }
 
 /// Stage 2: publishes each batch's new events, in order, then answers its commands.
