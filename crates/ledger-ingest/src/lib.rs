@@ -10,6 +10,7 @@
 //! - `POST /v1/commands/{name}`: any command, `{name}` being its kind (`refund_payment`);
 //! - `POST /v1/webhooks/{stripe|paypal|xendit}`: a payment provider's webhook, verified by its
 //!   signature (no bearer token) and sent to the writer as a `ProviderDelivery`;
+//! - `GET /metrics`: Prometheus counters of the webhook deliveries by provider and outcome;
 //! - `GET /healthz`: liveness.
 //!
 //! Every command endpoint needs `Authorization: Bearer <token>` ([`ledger_access`]): scope

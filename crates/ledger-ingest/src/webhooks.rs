@@ -233,8 +233,9 @@ enum WebhookError {
 }
 
 impl WebhookError {
-    fn response(&self) -> HttpResponse {
-        let (status, code) = match self {
+    /// The HTTP status and the error code of the answer.
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
             WebhookError::NotConfigured => (StatusCode::NOT_FOUND, "not_configured"),
             WebhookError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             WebhookError::Unreadable(_) | WebhookError::Verify(VerifyError::Malformed(_)) => {
@@ -252,20 +253,32 @@ impl WebhookError {
                 _ => (StatusCode::SERVICE_UNAVAILABLE, "writer_unavailable"),
             },
             WebhookError::Send(_) => (StatusCode::SERVICE_UNAVAILABLE, "writer_unavailable"),
-        };
-        let mut response = HttpResponse::build(status);
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response.insert_header((RETRY_AFTER, UNAVAILABLE_RETRY_AFTER_SECONDS.to_string()));
         }
-        response.json(serde_json::json!({"error": code, "message": self.to_string()}))
     }
 }
 
-/// The verifiers, shared by the workers.
+/// The verifiers and the counters, shared by the workers.
 struct Verifiers {
     stripe: Option<stripe::WebhookSecrets>,
     paypal: Option<PaypalVerifier>,
     xendit: Option<xendit::CallbackTokens>,
+    /// Deliveries answered, by provider (as the path names it, when known) and outcome (the
+    /// writer's, or why ingest refused it).
+    counts: std::sync::Mutex<std::collections::BTreeMap<(&'static str, &'static str), u64>>,
+}
+
+impl Verifiers {
+    fn count(&self, provider: &str, outcome: &'static str) {
+        let provider = match provider {
+            "stripe" => "stripe",
+            "paypal" => "paypal",
+            "xendit" => "xendit",
+            _ => "unknown",
+        };
+        if let Ok(mut counts) = self.counts.lock() {
+            *counts.entry((provider, outcome)).or_default() += 1;
+        }
+    }
 }
 
 pub(crate) fn configure(config: &mut web::ServiceConfig, client: Client, webhooks: WebhookConfig) {
@@ -273,16 +286,44 @@ pub(crate) fn configure(config: &mut web::ServiceConfig, client: Client, webhook
         stripe: webhooks.stripe,
         paypal: webhooks.paypal.map(PaypalVerifier::new),
         xendit: webhooks.xendit,
+        counts: std::sync::Mutex::default(),
     }));
-    config.service(
-        web::resource("/v1/webhooks/{provider}")
-            .app_data(web::Data::new(client))
-            .app_data(verifiers)
-            .app_data(web::PayloadConfig::new(
-                ledger_connectors::WEBHOOK_BYTES_MAX,
-            ))
-            .route(web::post().to(receive)),
+    config
+        .service(
+            web::resource("/v1/webhooks/{provider}")
+                .app_data(web::Data::new(client))
+                .app_data(verifiers.clone())
+                .app_data(web::PayloadConfig::new(
+                    ledger_connectors::WEBHOOK_BYTES_MAX,
+                ))
+                .route(web::post().to(receive)),
+        )
+        .service(
+            web::resource("/metrics")
+                .app_data(verifiers)
+                .route(web::get().to(metrics)),
+        );
+}
+
+/// `GET /metrics`: Prometheus text, `ledger_ingest_webhook_deliveries_total{provider,outcome}`:
+/// deliveries answered since start, by provider and outcome (`appended`, `duplicate`,
+/// `ignored`, `stale`, `failed`, or ingest's refusal: `signature_rejected`, `malformed`,
+/// `too_large`, `not_configured`, `writer_unavailable`, `verifier_unavailable`). No token.
+async fn metrics(verifiers: web::Data<Arc<Verifiers>>) -> HttpResponse {
+    let mut text = String::from(
+        "# HELP ledger_ingest_webhook_deliveries_total Webhook deliveries answered, by provider \
+         and outcome.\n# TYPE ledger_ingest_webhook_deliveries_total counter\n",
     );
+    if let Ok(counts) = verifiers.counts.lock() {
+        for ((provider, outcome), count) in counts.iter() {
+            text.push_str(&format!(
+                "ledger_ingest_webhook_deliveries_total{{provider=\"{provider}\",outcome=\"{outcome}\"}} {count}\n"
+            ));
+        }
+    }
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(text)
 }
 
 /// `POST /v1/webhooks/{provider}`: see the module's documentation.
@@ -294,15 +335,25 @@ async fn receive(
 ) -> HttpResponse {
     let provider = request.match_info().get("provider").unwrap_or_default();
     match deliver(&request, provider, body, &client, &verifiers).await {
-        Ok(recorded) => HttpResponse::Ok().json(serde_json::json!({
-            "outcome": outcome_name(recorded.outcome()),
-            "inbox_id": recorded.inbox_id,
-            "global_positions": recorded.global_positions,
-            "reason": recorded.reason,
-        })),
+        Ok(recorded) => {
+            let outcome = outcome_name(recorded.outcome());
+            verifiers.count(provider, outcome);
+            HttpResponse::Ok().json(serde_json::json!({
+                "outcome": outcome,
+                "inbox_id": recorded.inbox_id,
+                "global_positions": recorded.global_positions,
+                "reason": recorded.reason,
+            }))
+        }
         Err(error) => {
             tracing::info!(provider, %error, "webhook delivery refused");
-            error.response()
+            let (status, code) = error.status_and_code();
+            verifiers.count(provider, code);
+            let mut response = HttpResponse::build(status);
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                response.insert_header((RETRY_AFTER, UNAVAILABLE_RETRY_AFTER_SECONDS.to_string()));
+            }
+            response.json(serde_json::json!({"error": code, "message": error.to_string()}))
         }
     }
 }

@@ -273,6 +273,19 @@ async fn refused_deliveries_append_and_store_nothing() {
 
     assert_eq!(ledger.last_position().await, 0);
     assert_eq!(inbox_count(&ledger).await, 0);
+
+    // Counted by provider and outcome.
+    let metrics = test::call_service(&app, TestRequest::get().uri("/metrics").to_request()).await;
+    assert_eq!(metrics.status(), StatusCode::OK);
+    let text = String::from_utf8(test::read_body(metrics).await.to_vec()).expect("text");
+    for line in [
+        "ledger_ingest_webhook_deliveries_total{provider=\"stripe\",outcome=\"signature_rejected\"} 3",
+        "ledger_ingest_webhook_deliveries_total{provider=\"stripe\",outcome=\"malformed\"} 1",
+        "ledger_ingest_webhook_deliveries_total{provider=\"stripe\",outcome=\"too_large\"} 1",
+        "ledger_ingest_webhook_deliveries_total{provider=\"xendit\",outcome=\"not_configured\"} 1",
+    ] {
+        assert!(text.contains(line), "{line} in\n{text}");
+    }
     writer.stop().await.expect("the writer stops");
 }
 
