@@ -47,6 +47,19 @@ impl SendError {
     }
 }
 
+/// The name of a delivery's outcome, as the inbox stores it and ingest answers it:
+/// `appended`, `duplicate`, `ignored`, `stale`, `failed` (`unspecified` for an unset one).
+pub fn delivery_outcome_name(outcome: proto::DeliveryOutcome) -> &'static str {
+    match outcome {
+        proto::DeliveryOutcome::Appended => "appended",
+        proto::DeliveryOutcome::Duplicate => "duplicate",
+        proto::DeliveryOutcome::Ignored => "ignored",
+        proto::DeliveryOutcome::Stale => "stale",
+        proto::DeliveryOutcome::Failed => "failed",
+        proto::DeliveryOutcome::Unspecified => "unspecified",
+    }
+}
+
 /// Sends commands to the writer over NATS request/reply, retrying on timeout with the same
 /// idempotency key, and returns the typed answer.
 #[derive(Debug, Clone)]

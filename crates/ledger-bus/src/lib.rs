@@ -21,7 +21,7 @@ mod codec;
 mod config;
 mod connect;
 
-pub use client::{Client, SendError};
+pub use client::{Client, SendError, delivery_outcome_name};
 pub use codec::{
     CONTENT_TYPE_JSON, CONTENT_TYPE_PROTOBUF, CodecError, Encoding, decode_command,
     decode_recorded_event, decode_reply, encode_command, encode_recorded_event, encode_reply,

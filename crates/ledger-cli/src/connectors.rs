@@ -156,7 +156,7 @@ pub(crate) async fn renormalize(
                 stored.row.id, stored.row.provider_event_id
             )
         })?;
-        let outcome = ledger_ingest::outcome_name(recorded.outcome());
+        let outcome = ledger_bus::delivery_outcome_name(recorded.outcome());
         if !recorded.global_positions.is_empty() {
             appended += 1;
         }

@@ -35,7 +35,7 @@ mod handlers;
 mod reply;
 mod webhooks;
 
-pub use webhooks::{PaypalConfig, WebhookConfig, outcome_name};
+pub use webhooks::{PaypalConfig, WebhookConfig};
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -336,7 +336,7 @@ async fn receive(
     let provider = request.match_info().get("provider").unwrap_or_default();
     match deliver(&request, provider, body, &client, &verifiers).await {
         Ok(recorded) => {
-            let outcome = outcome_name(recorded.outcome());
+            let outcome = ledger_bus::delivery_outcome_name(recorded.outcome());
             verifiers.count(provider, outcome);
             HttpResponse::Ok().json(serde_json::json!({
                 "outcome": outcome,
@@ -422,16 +422,4 @@ async fn deliver(
         renormalizes_inbox_id: String::new(),
     };
     Ok(client.deliver(&delivery).await?)
-}
-
-/// The outcome's name in answers and in the inbox: `appended`, `duplicate`, ...
-pub fn outcome_name(outcome: proto::DeliveryOutcome) -> &'static str {
-    match outcome {
-        proto::DeliveryOutcome::Appended => "appended",
-        proto::DeliveryOutcome::Duplicate => "duplicate",
-        proto::DeliveryOutcome::Ignored => "ignored",
-        proto::DeliveryOutcome::Stale => "stale",
-        proto::DeliveryOutcome::Failed => "failed",
-        proto::DeliveryOutcome::Unspecified => "unspecified",
-    }
 }

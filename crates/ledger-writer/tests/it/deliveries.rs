@@ -60,7 +60,7 @@ async fn concurrent_deliveries_about_the_same_customers_act_as_if_sent_one_after
     for answer in &answers {
         let recorded = answer.as_ref().expect("recorded");
         *outcomes
-            .entry(outcome_name(recorded.outcome()))
+            .entry(ledger_bus::delivery_outcome_name(recorded.outcome()))
             .or_default() += 1;
     }
     // Per account: one registration; the other delivery of the pair is already applied; the
@@ -89,17 +89,6 @@ async fn concurrent_deliveries_about_the_same_customers_act_as_if_sent_one_after
         .expect("inbox");
     assert_eq!(rows.len(), 3 * ACCOUNTS, "every delivery is recorded");
     writer.stop().await.expect("the writer stops");
-}
-
-fn outcome_name(outcome: proto::DeliveryOutcome) -> &'static str {
-    match outcome {
-        proto::DeliveryOutcome::Appended => "appended",
-        proto::DeliveryOutcome::Duplicate => "duplicate",
-        proto::DeliveryOutcome::Ignored => "ignored",
-        proto::DeliveryOutcome::Stale => "stale",
-        proto::DeliveryOutcome::Failed => "failed",
-        proto::DeliveryOutcome::Unspecified => "unspecified",
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
