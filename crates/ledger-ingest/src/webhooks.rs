@@ -169,11 +169,18 @@ impl PaypalVerifier {
     }
 
     /// Asks PayPal whether `raw` with `headers` is genuine, for each webhook id in turn.
+    /// A delivery without PayPal's transmission headers, or not JSON, is refused before any
+    /// call to PayPal.
     async fn verify(&self, headers: &HttpHeaders<'_>, raw: &[u8]) -> Result<(), WebhookError> {
+        let bodies = self
+            .config
+            .webhook_ids
+            .iter()
+            .map(|webhook_id| paypal::postback_request(headers, raw, webhook_id))
+            .collect::<Result<Vec<_>, _>>()?;
         let token = self.token().await?;
         let mut last = VerifyError::Signature("no PayPal webhook id is configured".to_owned());
-        for webhook_id in &self.config.webhook_ids {
-            let body = paypal::postback_request(headers, raw, webhook_id)?;
+        for body in bodies {
             let response = self
                 .http
                 .post(format!(

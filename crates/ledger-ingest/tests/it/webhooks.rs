@@ -562,6 +562,18 @@ async fn paypal_deliveries_are_verified_by_paypals_postback_api() {
             .set_payload(body)
     };
 
+    // Without PayPal's transmission headers: 401 before any call to PayPal.
+    let unsigned = TestRequest::post()
+        .uri("/v1/webhooks/paypal")
+        .set_payload(body);
+    let (status, _, _) = call!(app, unsigned);
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        *paypal.tokens_issued.lock().expect("lock"),
+        0,
+        "PayPal not asked"
+    );
+
     // PayPal says FAILURE for every webhook id: 401, nothing recorded.
     *paypal.verdict.lock().expect("lock") = "FAILURE";
     let (status, _, answer) = call!(app, request());
