@@ -30,7 +30,12 @@ function money(minor, exponent, currency) {
   const fraction = exponent > 0 ? "." + digits.slice(digits.length - exponent) : "";
   return (minor < 0 ? "−" : "") + currency + " " + whole + fraction;
 }
-const percent = (rate) => (rate === null || rate === undefined ? "—" : (Number(rate) * 100).toFixed(2) + " %");
+// One minus sign everywhere: U+2212, as amounts have it.
+const percent = (rate) => {
+  if (rate === null || rate === undefined) return "—";
+  const text = (Number(rate) * 100).toFixed(2);
+  return (text === "-0.00" ? "0.00" : text.replace(/^-/, "−")) + " %";
+};
 
 /** Starts the demo and resolves with its dashboard URL and token once it serves. */
 function startDemo() {
@@ -87,6 +92,12 @@ async function main() {
     await page.goto(base + "/#token=" + token);
     await page.waitForSelector("body[data-ready=true]", { timeout: 30_000 });
     check(!(await page.url()).includes(token), "the token is removed from the address bar");
+    const icon = await page.$eval("link[rel=icon]", (link) => link.href).catch(() => "");
+    check(icon.startsWith("data:image/svg+xml"), "the page has a favicon (inline, works offline)");
+    const cohortHelp = await page.$eval("[data-test=cohort-help]", (element) => element.textContent);
+    check(/reactivates counts\s+again/.test(cohortHelp), "cohort retention explains that reactivated customers count again");
+    const arrHelp = await page.$eval("#overview section p.help", (element) => element.textContent);
+    check(arrHelp.includes("rounded once"), "ARR's rounding is explained");
 
     for (const currency of ["USD", "JPY"]) {
       if (currency !== "USD") {
@@ -122,12 +133,46 @@ async function main() {
       check(cohortRows === cohorts.cohorts.length, `${currency} cohort grid has ${cohortRows} rows, API ${cohorts.cohorts.length} cohorts`);
       const svgBars = await page.$$eval("#mrr-chart rect", (rects) => rects.length);
       check(svgBars > 0, `${currency} MRR chart draws ${svgBars} movement bars`);
+      // The customer list follows the currency: the API's first page for it, in order.
+      await page.waitForSelector(`#customers[data-currency="${currency}"]`);
+      const listed = await page.$$eval("#customers tr.link", (rows) => rows.map((row) => row.dataset.id));
+      const inCurrency = await api("/v1/customers?limit=25&currency=" + currency);
+      check(listed.length > 0 && listed.join() === inCurrency.items.map((c) => c.customer_id).join(),
+        `${currency} customer list: ${listed.length} customers, the API's page of customers in ${currency}`);
+      const asciiMinus = await page.$$eval("td.num, td.cell, .card .value, svg text",
+        (elements) => elements.map((element) => element.textContent).filter((text) => /(^|[\s(])-\d/.test(text)));
+      check(asciiMinus.length === 0, `${currency}: every negative figure has the U+2212 minus: ${asciiMinus.slice(0, 3).join(" | ")}`);
       if (currency === "USD") await page.screenshot({ path: join(screenshots, "e2e-dashboard.png"), fullPage: true });
     }
 
-    // Search a customer by email, open its page, compare with the API.
-    const list = await api("/v1/customers?status=active&limit=1");
-    const customer = list.items[0];
+    // Layout: at 1400 px every headline amount stays on one line; at 800 px the page itself
+    // does not overflow and wide tables scroll inside their box instead of being cut.
+    await page.setViewportSize({ width: 1400, height: 900 });
+    const wrapped = await page.$$eval("#headline .card .value", (values) => values
+      .filter((value) => value.scrollWidth > value.clientWidth ||
+        value.getBoundingClientRect().height > 1.6 * parseFloat(getComputedStyle(value).lineHeight))
+      .map((value) => value.textContent));
+    check(wrapped.length === 0, "headline amounts do not wrap at 1400 px: " + wrapped.join(" | "));
+    await page.setViewportSize({ width: 800, height: 900 });
+    const layout = await page.evaluate(() => {
+      const box = document.querySelector("#mrr-table").parentElement;
+      box.scrollLeft = 200;
+      return { page: document.documentElement.scrollWidth, overflow: getComputedStyle(box).overflowX,
+        wide: box.scrollWidth > box.clientWidth, scrolled: box.scrollLeft > 0 };
+    });
+    check(layout.page <= 800, `at 800 px the page is ${layout.page} px wide (no horizontal overflow)`);
+    check(layout.overflow === "auto" && layout.wide && layout.scrolled, `at 800 px the MRR table scrolls horizontally (${JSON.stringify(layout)})`);
+    await page.screenshot({ path: join(screenshots, "e2e-dashboard-800.png"), fullPage: true });
+    await page.setViewportSize({ width: 1280, height: 900 });
+    await page.selectOption("#currency", "USD");
+    await page.waitForSelector('#customers[data-currency="USD"]');
+
+    // Search a customer of the selected currency by email, open its page, compare with the API.
+    // The one with the most MRR changes among the first active ones, for the MRR chart.
+    const list = await api("/v1/customers?status=active&limit=25&currency=USD");
+    const changes = await Promise.all(list.items.map(async (c) =>
+      (await api("/v1/customers/" + c.customer_id + "/mrr")).currencies.reduce((sum, series) => sum + series.points.length, 0)));
+    const customer = list.items[changes.indexOf(Math.max(...changes))];
     await page.fill("#search", customer.email);
     await page.press("#search", "Enter");
     await page.waitForFunction(() => document.querySelectorAll("#customers tr.link").length === 1);
@@ -146,7 +191,29 @@ async function main() {
     check(events === timeline.items.length, `timeline shows ${events} events, API ${timeline.items.length}`);
     const subscriptions = await page.$$eval("#customer-subscriptions tr", (rows) => rows.length - 1);
     check(subscriptions === detail.subscriptions.length, `subscriptions: page ${subscriptions}, API ${detail.subscriptions.length}`);
+    // The customer's MRR over time: one point per change, as the API lists them.
+    const mrrHistory = await api("/v1/customers/" + customer.customer_id + "/mrr");
+    const apiPoints = mrrHistory.currencies.flatMap((series) => series.points);
+    await page.waitForFunction(() => !document.querySelector("#customer-mrr-chart").textContent.startsWith("Loading"));
+    const chartPoints = await page.$$eval("[data-test=customer-mrr-point]", (points) => points.map((point) => point.dataset.minor));
+    check(apiPoints.length > 0 && chartPoints.join() === apiPoints.map((p) => String(p.mrr_minor)).join(),
+      `customer MRR chart: ${chartPoints.length} points, API ${apiPoints.length} (${chartPoints.slice(-3).join()})`);
+    const deepLink = await page.$eval("[data-test=deep-link]", (link) => link.href);
+    check(deepLink === `${base}/#token=${encodeURIComponent(token)}&customer=${customer.customer_id}`, `the customer page offers its deep link ${deepLink}`);
     await page.screenshot({ path: join(screenshots, "e2e-customer.png"), fullPage: true });
+
+    // The deep link opens that customer in a fresh tab (no token stored yet).
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    const linked = await context.newPage();
+    linked.on("pageerror", (error) => consoleErrors.push(String(error)));
+    await linked.goto(`${base}/#token=${encodeURIComponent(token)}&customer=${customer.customer_id}`);
+    await linked.waitForSelector("[data-test=customer-email]");
+    const linkedEmail = await linked.$eval("[data-test=customer-email]", (element) => element.textContent);
+    check(linkedEmail.startsWith(detail.email), `the deep link opens ${detail.email}`);
+    const linkedUrl = linked.url();
+    check(!linkedUrl.includes(token) && linkedUrl.endsWith("#customer=" + customer.customer_id),
+      `the deep link's token leaves the address bar, the customer stays: ${linkedUrl}`);
+    await context.close();
 
     // An empty state is explained, not blank.
     await page.evaluate(() => { location.hash = ""; });
@@ -154,7 +221,7 @@ async function main() {
     await page.press("#search", "Enter");
     await page.waitForSelector("#customers .empty");
     const emptyText = await page.$eval("#customers .empty", (element) => element.textContent);
-    check(emptyText.startsWith("No customers match"), `empty search explains itself: "${emptyText}"`);
+    check(emptyText.startsWith("No customers in USD match") && emptyText.includes("nobody-at-all@nowhere.invalid"), `empty search explains itself: "${emptyText}"`);
 
     check(foreign.length === 0, "no request leaves the service (works offline): " + foreign.join(", "));
     check(consoleErrors.length === 0, "no errors in the browser console: " + consoleErrors.join(" | "));
@@ -166,7 +233,7 @@ async function main() {
     console.error(`\n${failures.length} check(s) failed`);
     process.exit(1);
   }
-  console.log(`\nall checks passed; screenshots: target/e2e-dashboard.png, target/e2e-customer.png`);
+  console.log(`\nall checks passed; screenshots: target/e2e-dashboard.png, target/e2e-dashboard-800.png, target/e2e-customer.png`);
 }
 
 mkdirSync(screenshots, { recursive: true });

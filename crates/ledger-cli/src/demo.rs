@@ -42,6 +42,8 @@ const CATCH_UP_TIMEOUT_S: u64 = 600;
 pub(crate) const DEMO_TOKEN: &str = "demo-token-change-me-0001";
 /// The login role the demo's query service uses: a member of `ledger_query` only.
 const DEMO_QUERY_ROLE: &str = "ledger_query_demo";
+/// Its password, for servers that ask for one (URL-safe characters).
+const DEMO_QUERY_PASSWORD: &str = "demo-query-change-me-0001";
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct DemoArgs {
@@ -63,6 +65,28 @@ pub(crate) struct DemoArgs {
     /// Load, verify, print the figures and exit instead of serving until Ctrl-C.
     #[arg(long)]
     exit: bool,
+}
+
+/// Where the demo runs, from the global flags: a value the user gave (on the command line or
+/// in the environment), or `None` when the demo chooses.
+///
+/// - `database_url`: the PostgreSQL server; the demo recreates `--database` on it (the URL's
+///   own database is left alone). `None`: the server on 127.0.0.1:5432, else a private one.
+/// - `nats_url`: the NATS server (JetStream required). `None`: 127.0.0.1:4222, else a private
+///   one.
+/// - `subject_prefix` / `stream_name`: `None`: `demo_<database>` / `DEMO_<DATABASE>`, deleted
+///   and recreated by every run. A stream named here must be missing or empty: the demo does
+///   not delete a stream it did not name itself.
+#[derive(Debug)]
+pub(crate) struct DemoTargets {
+    pub(crate) database_url: Option<String>,
+    pub(crate) nats_url: Option<String>,
+    pub(crate) subject_prefix: Option<String>,
+    pub(crate) stream_name: Option<String>,
+    /// The NATS user every component of the demo connects as.
+    pub(crate) nats_auth: ledger_bus::NatsAuth,
+    /// The same credentials as flags, for the printed `ledger send` line.
+    pub(crate) nats_auth_flags: Vec<String>,
 }
 
 /// The read models the demo keeps up to date: adding one is a line here (and, when the query
@@ -135,8 +159,17 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
 }
 
-pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
-    let services = ledger_testkit::services::ensure().await?;
+pub(crate) async fn run(args: DemoArgs, targets: DemoTargets) -> anyhow::Result<()> {
+    // Every check that can fail fast comes before the demo drops anything.
+    check_bind(args.bind)?;
+    let services =
+        ledger_testkit::services::ensure_at(targets.database_url.clone(), targets.nats_url.clone())
+            .await?;
+    let nats = ledger_bus::connect(services.nats_url(), &targets.nats_auth, "ledger-demo").await?;
+    check_jetstream(&nats, services.nats_url()).await?;
+    let bus = demo_bus(&args.database, &targets);
+    prepare_stream(&nats, &bus.stream_name, targets.stream_name.is_some()).await?;
+
     let database_url =
         ledger_testkit::services::recreate_database(services.database_url(), &args.database)
             .await?;
@@ -144,32 +177,18 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         tokio_postgres::connect(&database_url, tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
     ledger_store::migrate(&mut client).await?;
+    // The password matters only on a server that asks for one; like the demo's API token, it
+    // is public.
     client
         .batch_execute(&format!(
             "DO $$ BEGIN CREATE ROLE {DEMO_QUERY_ROLE} LOGIN IN ROLE ledger_query; \
-             EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
+             EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$; \
+             ALTER ROLE {DEMO_QUERY_ROLE} PASSWORD '{DEMO_QUERY_PASSWORD}'"
         ))
         .await
         .context("creating the demo's query role")?;
-    let query_url = database_url_with_user(&database_url, DEMO_QUERY_ROLE);
+    let query_url = database_url_with_user(&database_url, DEMO_QUERY_ROLE, DEMO_QUERY_PASSWORD);
     let store = Store::connect(&database_url)?;
-    let nats = async_nats::connect(services.nats_url())
-        .await
-        .with_context(|| format!("cannot connect to NATS at {}", services.nats_url()))?;
-
-    // The demo's own subjects and stream, named after its database, emptied first.
-    let token = args
-        .database
-        .to_lowercase()
-        .replace(|c: char| !c.is_ascii_alphanumeric(), "_");
-    let bus = BusConfig {
-        subject_prefix: format!("demo_{token}"),
-        stream_name: format!("DEMO_{}", token.to_uppercase()),
-        ..BusConfig::default()
-    };
-    let _ = async_nats::jetstream::new(nats.clone())
-        .delete_stream(&bus.stream_name)
-        .await;
 
     let (stop, stop_seen) = watch::channel(false);
     let writer = tokio::spawn(ledger_writer::run(
@@ -202,11 +221,14 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let server = tokio::spawn(service.serve(stopped(stop_seen.clone()), move |addresses| {
         let _ = bound.send(addresses.first().copied());
     }));
-    let address = bound_address
-        .await
-        .ok()
-        .flatten()
-        .context("the query service did not start")?;
+    let Some(address) = bound_address.await.ok().flatten() else {
+        return Err(match server.await {
+            Ok(Err(ledger_query::QueryError::Bind { bind, source })) => listen_error(bind, &source),
+            Ok(Err(error)) => anyhow::Error::new(error).context("the query service did not start"),
+            Ok(Ok(())) => anyhow::anyhow!("the query service stopped before it listened"),
+            Err(error) => anyhow::Error::new(error).context("the query service did not start"),
+        });
+    };
 
     // A long timeout: on a busy machine a retry of a command still in the writer's pipeline is
     // wasted work.
@@ -216,8 +238,8 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let events_by_type = load(&args, &client).await?;
     let total: u64 = events_by_type.values().sum();
     println!(
-        "demo: {} customers over {} months, {total} events sent through NATS to {database_url}",
-        args.customers, args.months
+        "demo: {} customers over {} months, {total} events sent through NATS to database {}",
+        args.customers, args.months, args.database
     );
     for (event_type, count) in &events_by_type {
         println!("  {event_type:<28} {count:>8}");
@@ -236,13 +258,19 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     print_figures(&client_for(&query_url).await?).await?;
     demo_notify::report(&sample_webhook, &database_url, last_position).await?;
     println!();
-    println!("dashboard: http://{address}/#token={DEMO_TOKEN}");
-    println!(
-        "API:       curl -H 'Authorization: Bearer {DEMO_TOKEN}' http://{address}/v1/metrics/summary?currency=USD"
-    );
-    println!("OpenAPI:   http://{address}/v1/openapi.json");
-
-    if !args.exit {
+    if args.exit {
+        println!(
+            "demo: stopped; database {} stays for `ledger audit verify`",
+            args.database
+        );
+    } else {
+        print_how_to_reach(
+            address,
+            &ledger_testkit::services::redact_password(&database_url),
+            services.nats_url(),
+            &bus,
+            &targets.nats_auth_flags,
+        )?;
         println!("serving until Ctrl-C");
         crate::shutdown().await;
     }
@@ -320,6 +348,175 @@ async fn load(
         });
     println!("subscriptions by status: {statuses:?}");
     Ok(events_by_type)
+}
+
+/// The dashboard, API and OpenAPI addresses, the servers, and a `ledger send` line that
+/// registers a customer through the running demo, ready to paste.
+fn print_how_to_reach(
+    address: SocketAddr,
+    database_url: &str,
+    nats_url: &str,
+    bus: &BusConfig,
+    nats_auth_flags: &[String],
+) -> anyhow::Result<()> {
+    let ledger = std::env::current_exe()
+        .context("cannot find the path of the running ledger binary")?
+        .display()
+        .to_string();
+    let mut send = vec![
+        ledger,
+        "--nats-url".to_owned(),
+        nats_url.to_owned(),
+        "--subject-prefix".to_owned(),
+        bus.subject_prefix.clone(),
+    ];
+    send.extend(nats_auth_flags.iter().cloned());
+    send.extend(
+        [
+            "send",
+            "register_customer",
+            "--json",
+            r#"{"email": "ada@example.com", "name": "Ada Lovelace"}"#,
+        ]
+        .map(str::to_owned),
+    );
+    let deliveries = shlex::try_join([send[0].as_str(), "notify", "deliveries"])
+        .context("the path of the ledger binary holds a NUL byte")?;
+    let send = shlex::try_join(send.iter().map(String::as_str))
+        .context("a path or flag of the `ledger send` line holds a NUL byte")?;
+    println!("dashboard: http://{address}/#token={DEMO_TOKEN}");
+    println!(
+        "API:       curl -H 'Authorization: Bearer {DEMO_TOKEN}' http://{address}/v1/metrics/summary?currency=USD"
+    );
+    println!("OpenAPI:   http://{address}/v1/openapi.json");
+    println!("database:  {database_url}");
+    println!(
+        "NATS:      {nats_url}, subjects {}.cmd.<command>, stream {}",
+        bus.subject_prefix, bus.stream_name
+    );
+    println!(
+        "notifications: DATABASE_URL={} {deliveries}{}",
+        shlex::try_quote(database_url).context("the database URL holds a NUL byte")?,
+        if database_url.contains(":***@") {
+            "  (with the password in place of ***)"
+        } else {
+            ""
+        }
+    );
+    println!("send a command:");
+    println!("  {send}");
+    Ok(())
+}
+
+/// The demo's subjects and stream: the ones given, else named after its database.
+fn demo_bus(database: &str, targets: &DemoTargets) -> BusConfig {
+    let token = database
+        .to_lowercase()
+        .replace(|c: char| !c.is_ascii_alphanumeric(), "_");
+    BusConfig {
+        subject_prefix: targets
+            .subject_prefix
+            .clone()
+            .unwrap_or_else(|| format!("demo_{token}")),
+        stream_name: targets
+            .stream_name
+            .clone()
+            .unwrap_or_else(|| format!("DEMO_{}", token.to_uppercase())),
+        ..BusConfig::default()
+    }
+}
+
+/// Fails with the address, the cause and the flag to choose another when `bind` cannot be
+/// listened on. The query service binds again later (the port could be taken in between; that
+/// failure gets the same message).
+fn check_bind(bind: SocketAddr) -> anyhow::Result<()> {
+    std::net::TcpListener::bind(bind)
+        .map(drop)
+        .map_err(|error| listen_error(bind, &error))
+}
+
+fn listen_error(bind: SocketAddr, error: &std::io::Error) -> anyhow::Error {
+    let cause = match error.kind() {
+        std::io::ErrorKind::AddrInUse => format!(
+            "another process listens on port {} (`ss -ltnp 'sport = :{}'` names it)",
+            bind.port(),
+            bind.port()
+        ),
+        std::io::ErrorKind::AddrNotAvailable => {
+            format!("{} is not an address of this machine", bind.ip())
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            format!("port {} needs privileges", bind.port())
+        }
+        _ => error.to_string(),
+    };
+    anyhow::anyhow!(
+        "the demo's dashboard cannot listen on {bind}: {cause}; choose another address with \
+         --bind 127.0.0.1:8091 (or LEDGER_DEMO_BIND), or --bind 127.0.0.1:0 for any free port"
+    )
+}
+
+/// Fails with the fix when the NATS server at `url` has no JetStream (the demo's writer
+/// publishes every event to a stream). Asks `$JS.API.INFO` directly: a server without
+/// JetStream has no responder there.
+async fn check_jetstream(nats: &async_nats::Client, url: &str) -> anyhow::Result<()> {
+    use async_nats::RequestErrorKind;
+    let reply = match nats.request("$JS.API.INFO", bytes::Bytes::new()).await {
+        Ok(reply) => reply,
+        Err(error) if error.kind() == RequestErrorKind::NoResponders => anyhow::bail!(
+            "NATS at {url} does not have JetStream enabled, and the ledger keeps its events in a \
+             JetStream stream: start nats-server with -js (or with a `jetstream {{}}` block in \
+             its configuration, as deploy/nats-server.conf has), or point --nats-url / NATS_URL \
+             at a server that has it"
+        ),
+        Err(error) => {
+            return Err(anyhow::Error::new(error))
+                .with_context(|| format!("cannot ask NATS at {url} about JetStream"));
+        }
+    };
+    let info: serde_json::Value = serde_json::from_slice(&reply.payload)
+        .with_context(|| format!("NATS at {url} answered $JS.API.INFO with something not JSON"))?;
+    if let Some(error) = info.get("error") {
+        let description = error
+            .get("description")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("no description");
+        anyhow::bail!(
+            "NATS at {url} refuses JetStream to this connection ({description}): enable \
+             JetStream for its account (`jetstream: enabled` in the account's configuration)"
+        );
+    }
+    Ok(())
+}
+
+/// Deletes the demo's own stream left by an earlier run; a stream the user named is only
+/// accepted when missing or empty.
+async fn prepare_stream(
+    nats: &async_nats::Client,
+    stream_name: &str,
+    named_by_user: bool,
+) -> anyhow::Result<()> {
+    let jetstream = async_nats::jetstream::new(nats.clone());
+    if !named_by_user {
+        let _ = jetstream.delete_stream(stream_name).await;
+        return Ok(());
+    }
+    let Ok(mut stream) = jetstream.get_stream(stream_name).await else {
+        return Ok(());
+    };
+    let messages = stream
+        .info()
+        .await
+        .with_context(|| format!("cannot read stream {stream_name}"))?
+        .state
+        .messages;
+    anyhow::ensure!(
+        messages == 0,
+        "stream {stream_name} already holds {messages} messages and the demo starts from an \
+         empty stream: choose another --stream-name (or LEDGER_STREAM_NAME), or delete the \
+         stream if it is an earlier demo's (`nats stream rm {stream_name}`)"
+    );
+    Ok(())
 }
 
 async fn client_for(url: &str) -> anyhow::Result<tokio_postgres::Client> {
@@ -433,17 +630,17 @@ fn format_minor(minor: i64, exponent: u8) -> String {
     }
 }
 
-/// `url` with its user replaced by `user`.
-fn database_url_with_user(url: &str, user: &str) -> String {
+/// `url` with its user and password replaced by `user` and `password` (URL-safe characters).
+fn database_url_with_user(url: &str, user: &str, password: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
-        return format!("{url} user='{user}'");
+        return format!("{url} user='{user}' password='{password}'");
     };
     let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
     let host = match rest[..authority_end].rfind('@') {
         Some(at) => &rest[at + 1..],
         None => rest,
     };
-    format!("{scheme}://{user}@{host}")
+    format!("{scheme}://{user}:{password}@{host}")
 }
 
 pub(crate) struct DemoCustomer {
@@ -829,8 +1026,8 @@ mod tests {
     #[test]
     fn swaps_the_user_of_a_url() {
         assert_eq!(
-            database_url_with_user("postgres://postgres@127.0.0.1:5432/demo", "q"),
-            "postgres://q@127.0.0.1:5432/demo"
+            database_url_with_user("postgres://postgres:secret@127.0.0.1:5432/demo", "q", "p"),
+            "postgres://q:p@127.0.0.1:5432/demo"
         );
     }
 }

@@ -129,14 +129,12 @@ pub(crate) async fn report(
             .or_default() += 1;
     }
     println!(
-        "notify: sample webhook integration {} received {} notifications at {}/demo-webhook",
+        "notify: sample webhook integration {} received {} notifications (a receiver inside the demo)",
         sample.integration_id,
         sample.receiver.requests().len(),
-        sample.receiver.url
     );
     for ((kind, status), count) in by_kind {
         println!("  {kind:<28} {status:<10} {count:>6}");
     }
-    println!("  see them: DATABASE_URL={database_url} ledger notify deliveries");
     Ok(())
 }

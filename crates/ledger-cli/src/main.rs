@@ -26,7 +26,8 @@ mod send;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 use crate::projectors::ProjectorsArgs;
 
@@ -120,6 +121,7 @@ enum Command {
     },
     /// Load a generated, deterministic customer history and verify it (starts private
     /// PostgreSQL and NATS when none are configured or running).
+    #[command(after_help = DEMO_AFTER_HELP)]
     Demo(demo::DemoArgs),
     /// Reference exchange rates the read side converts totals with.
     Fx {
@@ -149,6 +151,15 @@ enum Command {
         command: Vec<String>,
     },
 }
+
+/// How the demo reads the global flags (see `demo::DemoTargets`).
+const DEMO_AFTER_HELP: &str = "\
+In the demo, --database-url names the PostgreSQL server: the demo drops and recreates --database \
+on it and leaves the URL's own database alone. Without --database-url / --nats-url it uses the \
+servers on 127.0.0.1:5432 / 127.0.0.1:4222, or starts private ones when nothing answers there. \
+Without --subject-prefix / --stream-name its subjects and stream are demo_<database> / \
+DEMO_<DATABASE>, recreated by every run; a stream named with --stream-name must be missing or \
+empty. The NATS credential flags apply to every component of the demo.";
 
 #[derive(Debug, Subcommand)]
 enum Component {
@@ -204,6 +215,54 @@ impl Cli {
         }
     }
 
+    /// The NATS credential flags as a command line repeats them (for the demo's `ledger send`
+    /// line).
+    fn nats_auth_flags(&self) -> Vec<String> {
+        let auth = &self.nats_auth;
+        let paths = [
+            ("--nats-creds", &auth.nats_creds),
+            ("--nats-password-file", &auth.nats_password_file),
+            ("--nats-nkey-file", &auth.nats_nkey_file),
+        ];
+        let texts = [
+            ("--nats-user", &auth.nats_user),
+            ("--nats-inbox-prefix", &auth.nats_inbox_prefix),
+        ];
+        let paths = paths.into_iter().filter_map(|(flag, path)| {
+            let path = path.as_ref()?;
+            // An absolute path, so the line works from any directory.
+            let path = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+            Some((flag, path.display().to_string()))
+        });
+        let texts = texts
+            .into_iter()
+            .filter_map(|(flag, text)| Some((flag, text.clone()?)));
+        paths
+            .chain(texts)
+            .flat_map(|(flag, value)| [flag.to_owned(), value])
+            .collect()
+    }
+
+    /// The servers and names the demo was told to use: a value given on the command line or in
+    /// the environment, `None` for a default (the demo then chooses).
+    fn demo_targets(&self, matches: &clap::ArgMatches) -> demo::DemoTargets {
+        let given = |id: &str, value: &String| {
+            matches!(
+                matches.value_source(id),
+                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+            )
+            .then(|| value.clone())
+        };
+        demo::DemoTargets {
+            database_url: given("database_url", &self.database_url),
+            nats_url: given("nats_url", &self.nats_url),
+            subject_prefix: given("subject_prefix", &self.subject_prefix),
+            stream_name: given("stream_name", &self.stream_name),
+            nats_auth: self.nats_auth(),
+            nats_auth_flags: self.nats_auth_flags(),
+        }
+    }
+
     fn bus(&self) -> ledger_bus::BusConfig {
         ledger_bus::BusConfig {
             subject_prefix: self.subject_prefix.clone(),
@@ -247,7 +306,12 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
+    let demo_targets = cli.demo_targets(&matches);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -255,7 +319,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli, demo_targets)) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -264,7 +328,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+async fn run(cli: Cli, demo_targets: demo::DemoTargets) -> anyhow::Result<ExitCode> {
     let bus = cli.bus();
     let nats_auth = cli.nats_auth();
     let connect_nats = |component| ledger_bus::connect(&cli.nats_url, &nats_auth, component);
@@ -335,7 +399,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             audit::verify(&cli.database_url, stream, args).await
         }
-        Command::Demo(args) => demo::run(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Demo(args) => demo::run(args, demo_targets)
+            .await
+            .map(|()| ExitCode::SUCCESS),
         Command::Bench { target } => bench::run(target).await.map(|()| ExitCode::SUCCESS),
         Command::Notify { command } => notify::run(&cli.database_url, command).await,
         Command::Connectors {

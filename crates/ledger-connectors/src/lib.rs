@@ -9,20 +9,34 @@
 //! ingest:  verify(headers, raw body, secrets, now) -> ProviderMessage   (401 / 400 on failure)
 //!            -> the raw body, as received, to the writer
 //! writer:  parse(provider, raw body) -> ProviderMessage
-//!          resolve the customer: ProviderMessage::account_id, then ::email   (authoritative state)
-//!          normalize(message, view) -> Normalized -> decide each command -> append,
+//!          resolve the customer: ProviderMessage::account_id, then ::email, then
+//!            related_object (the subscription or payment a PayPal sale names)
+//!                                                            (authoritative state)
+//!          normalize_after(message, view, latest snapshot seen of snapshot_object)
+//!            -> Normalized -> decide each command -> append,
 //!          with the inbox row, in one transaction
 //! ```
 //!
 //! One module per provider; each has `verify`, and [`parse`] / [`normalize`] dispatch to it.
 
+mod decimal_amount;
+mod json_text;
 pub mod paypal;
 pub mod stripe;
+mod subscription_snapshot;
 pub mod xendit;
 
 use ledger_domain::proto;
 use ledger_domain::{Customer, Provider};
 use uuid::Uuid;
+
+/// How the reason of an `Ignored` delivery starts when it names an object the ledger has not
+/// seen yet (Stripe: the subscription of an invoice, the invoice of a charge, the customer of
+/// an event without email; PayPal: the subscription of a sale, the sale of a refund, a
+/// subscription to start without a price; Xendit: the plan of a cycle, the customer of a plan
+/// without email): the same delivery normalized again once that object arrived applies
+/// (`ledger connectors renormalize`).
+pub const WAITING: &str = "waiting for ";
 
 /// The largest webhook body accepted, in bytes. Stripe's events are far below it; a larger body
 /// is refused with 413 before it is read further.
@@ -113,13 +127,71 @@ pub fn parse(provider: Provider, raw: &[u8]) -> Result<ProviderMessage, VerifyEr
     }
 }
 
+/// An object of the ledger a message names instead of a customer: PayPal's `PAYMENT.SALE.*`
+/// events carry neither the payer's account nor email, only the subscription
+/// (`billing_agreement_id`) a sale pays or the sale a refund returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelatedObject<'a> {
+    /// A subscription id (`I-...`): the customer is the one holding this subscription.
+    Subscription(&'a str),
+    /// A payment id (a PayPal sale id): the customer is the one holding this payment.
+    Payment(&'a str),
+}
+
+/// The object through which the writer finds the customer of a message that names neither an
+/// account nor an email (`account_id` and `email` both `None`). The writer looks up the customer
+/// holding that subscription or payment (an object never moves to another customer, so any
+/// record of which customer holds it will do) and passes it in the [`View`] with
+/// `account_linked: true`; when none holds it, the view has no customer and normalization
+/// answers `Ignored` (`ledger connectors renormalize` picks the message up once the object is
+/// known). `None` for messages that name their customer, and for every Stripe and Xendit one.
+pub fn related_object(message: &ProviderMessage) -> Option<RelatedObject<'_>> {
+    match message.provider {
+        Provider::Paypal => paypal::related_object(message),
+        Provider::Stripe | Provider::Xendit | Provider::Internal => None,
+    }
+}
+
 /// Normalizes `message` against `view`. Pure and deterministic: the same message and view give
 /// the same commands, so a redelivery or a re-normalization appends nothing new.
 pub fn normalize(message: &ProviderMessage, view: &View<'_>) -> Normalized {
+    normalize_after(message, view, None)
+}
+
+/// The provider object whose whole snapshot `message` carries (a PayPal subscription `I-...`,
+/// a Xendit recurring plan `repl_...`), for [`normalize_after`]; `None` for messages that are
+/// not snapshots of a subscription (payments, refunds, invoices) and for Stripe's.
+pub fn snapshot_object(message: &ProviderMessage) -> Option<&str> {
+    let pointer = match message.provider {
+        Provider::Paypal => paypal::snapshot_pointer(&message.event_type),
+        Provider::Xendit => xendit::snapshot_pointer(&message.event_type),
+        Provider::Stripe | Provider::Internal => None,
+    }?;
+    message
+        .body
+        .pointer(pointer)
+        .and_then(serde_json::Value::as_str)
+}
+
+/// [`normalize`], knowing `seen_unix_micros`: the latest `created_at_unix_micros` among the
+/// messages about the same [`snapshot_object`] that the ledger already normalized with the
+/// outcome commands appended, already applied, or stale (the writer reads it from its inbox).
+///
+/// Why: a snapshot that matched the ledger appends nothing, so the customer's state cannot
+/// remember it; without this time, an older snapshot delivered after it would be applied
+/// (active at t1, paused at t2, active again at t3, delivered t1, t3, t2, would end paused).
+/// With it, a snapshot older than the latest one seen is [`Normalized::Stale`], and any
+/// order of deliveries ends where the latest snapshot says. `None` behaves as [`normalize`]:
+/// staleness is then judged on the subscription's latest change only.
+pub fn normalize_after(
+    message: &ProviderMessage,
+    view: &View<'_>,
+    seen_unix_micros: Option<i64>,
+) -> Normalized {
     match message.provider {
         Provider::Stripe => stripe::normalize(message, view),
-        Provider::Paypal => paypal::normalize(message, view),
-        Provider::Xendit => xendit::normalize(message, view),
+        Provider::Paypal => paypal::normalize(message, view, seen_unix_micros),
+        Provider::Xendit => xendit::normalize(message, view, seen_unix_micros),
         Provider::Internal => Normalized::Ignored {
             reason: "the internal provider has no webhooks".to_owned(),
         },

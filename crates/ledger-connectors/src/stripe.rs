@@ -7,9 +7,17 @@
 //! delivery is genuine when any `v1` matches under any configured secret (rotation) and `t` is
 //! within the tolerance of now.
 
-use ledger_domain::{Provider, proto};
+mod amounts;
+mod normalize;
+mod objects;
 
-use crate::{Headers, Normalized, ProviderMessage, VerifyError, View};
+pub use normalize::normalize;
+
+use ledger_domain::Provider;
+
+use crate::{Headers, ProviderMessage, VerifyError};
+
+pub use crate::WAITING;
 
 /// Stripe's default tolerance between the signature's timestamp and now, in seconds.
 pub const TOLERANCE_SECONDS_DEFAULT: i64 = 300;
@@ -115,7 +123,11 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
 }
 
 /// Parses a Stripe event envelope (`{"id": "evt_...", "type": ..., "created": ..., "data":
-/// {"object": ...}}`).
+/// {"object": ..., "previous_attributes": ...}}`).
+///
+/// The customer's account is the object's `id` for a customer, else its `customer` (also inside
+/// an expanded `charge`, e.g. on a dispute); the email is a customer's `email` or an invoice's
+/// `customer_email`.
 ///
 /// # Errors
 /// [`VerifyError::Malformed`] when the body is not JSON or lacks the id, type or time.
@@ -135,19 +147,16 @@ pub fn parse(raw: &[u8]) -> Result<ProviderMessage, VerifyError> {
         .and_then(serde_json::Value::as_i64)
         .filter(|seconds| (0..=ledger_domain::limits::UNIX_SECONDS_MAX).contains(seconds))
         .ok_or_else(|| VerifyError::Malformed("no valid \"created\" time".to_owned()))?;
-    let object = body.pointer("/data/object");
-    let object_type = object
-        .and_then(|object| object.get("object"))
-        .and_then(serde_json::Value::as_str);
-    let account_id = match object_type {
-        Some("customer") => object.and_then(|object| object.get("id")),
-        _ => object.and_then(|object| object.get("customer")),
+    let object = body
+        .pointer("/data/object")
+        .unwrap_or(&serde_json::Value::Null);
+    let account_id = match objects::text(object, "/object") {
+        Some("customer") => objects::text(object, "/id"),
+        _ => objects::id(object, "/customer").or_else(|| objects::id(object, "/charge/customer")),
     }
-    .and_then(serde_json::Value::as_str)
     .map(str::to_owned);
-    let email = object
-        .and_then(|object| object.get("email"))
-        .and_then(serde_json::Value::as_str)
+    let email = objects::text(object, "/email")
+        .or_else(|| objects::text(object, "/customer_email"))
         .map(str::to_owned);
     Ok(ProviderMessage {
         provider: Provider::Stripe,
@@ -158,52 +167,4 @@ pub fn parse(raw: &[u8]) -> Result<ProviderMessage, VerifyError> {
         email,
         body,
     })
-}
-
-/// Maps a Stripe event to commands (the table is in docs/connectors.md).
-pub fn normalize(message: &ProviderMessage, view: &View<'_>) -> Normalized {
-    let Some(account_id) = message.account_id.as_deref() else {
-        return Normalized::Ignored {
-            reason: format!("{} names no customer", message.event_type),
-        };
-    };
-    match message.event_type.as_str() {
-        "customer.created" | "customer.updated" => {
-            let profile = proto::CustomerRegistered {
-                email: message.email.clone().unwrap_or_default(),
-                name: message
-                    .body
-                    .pointer("/data/object/name")
-                    .and_then(serde_json::Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned(),
-                provider_account: Some(proto::ProviderAccount {
-                    provider: proto::PaymentProvider::Stripe as i32,
-                    account_id: account_id.to_owned(),
-                }),
-            };
-            match view.customer {
-                None => crate::commands_for(
-                    message,
-                    crate::customer_id_for_account(Provider::Stripe, account_id),
-                    vec![proto::command::Kind::RegisterCustomer(profile)],
-                ),
-                Some(known) if !known.account_linked => crate::commands_for(
-                    message,
-                    known.customer_id,
-                    vec![proto::command::Kind::LinkProviderAccount(
-                        proto::ProviderAccountLinked {
-                            provider_account: profile.provider_account,
-                        },
-                    )],
-                ),
-                Some(_) => Normalized::Ignored {
-                    reason: "the customer is already registered with this account".to_owned(),
-                },
-            }
-        }
-        other => Normalized::Ignored {
-            reason: format!("the ledger does not use Stripe's {other} events"),
-        },
-    }
 }

@@ -212,6 +212,8 @@ const LIST_SQL: &str = concat!(
     " AND ($4::text IS NULL OR strpos(lower(c.email), lower($4)) > 0 OR c.account_id = $4",
     "      OR EXISTS (SELECT 1 FROM customers.provider_accounts p",
     "                 WHERE p.customer_id = c.customer_id AND p.account_id = $4))",
+    " AND ($7::text IS NULL OR EXISTS (SELECT 1 FROM customers.subscriptions s",
+    "      WHERE s.customer_id = c.customer_id AND s.currency = $7))",
     " AND ($5::uuid IS NULL OR c.customer_id > $5)",
     " ORDER BY c.customer_id LIMIT $6) page)"
 );
@@ -223,6 +225,7 @@ const LIST_SQL: &str = concat!(
         ("provider" = Option<String>, Query, description = "stripe, paypal, xendit or internal: the registration provider"),
         ("plan" = Option<String>, Query, description = "Customers with a subscription to this plan id"),
         ("q" = Option<String>, Query, description = "Part of the email (case-insensitive), or an exact provider account id"),
+        ("currency" = Option<String>, Query, description = "Customers with a subscription in this ISO 4217 currency (any status)"),
         ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
         ("limit" = Option<u32>, Query, description = "Customers per page, 1 to 500 (default 50)"),
         ("min_position" = Option<u64>, Query, description = "Wait (up to 5 s) until the read model reaches this position"),
@@ -242,8 +245,13 @@ pub(crate) async fn list(
         &state,
         &request,
         Scope::CustomersRead,
-        &["status", "provider", "plan", "q", "cursor", "limit"],
+        &[
+            "status", "provider", "plan", "q", "currency", "cursor", "limit",
+        ],
     )?;
+    let currency = params
+        .currency("currency")?
+        .map(|currency| currency.code().to_owned());
     let status = params.choice("status", STATUSES)?;
     let provider = params.choice("provider", PROVIDERS)?;
     let plan = params.text("plan").map(str::to_owned);
@@ -264,7 +272,9 @@ pub(crate) async fn list(
             let row = client
                 .query_one(
                     &statement,
-                    &[&status, &provider, &plan, &search, &cursor, &fetch],
+                    &[
+                        &status, &provider, &plan, &search, &cursor, &fetch, &currency,
+                    ],
                 )
                 .await
                 .map_err(|error| ApiError::database(&error, PROJECTION))?;
@@ -451,7 +461,7 @@ pub(crate) async fn timeline(
     .await
 }
 
-fn customer_id(path: &str) -> Result<Uuid, ApiError> {
+pub(crate) fn customer_id(path: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(path).map_err(|_| {
         ApiError::bad(
             "id",

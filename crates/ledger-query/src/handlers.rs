@@ -50,6 +50,7 @@ pub(crate) fn configure(config: &mut web::ServiceConfig, state: web::Data<State>
             .service(get("/v1/customers/{id}", customers::single))
             .service(get("/v1/customers/{id}/timeline", customers::timeline))
             .service(get("/v1/provider-messages/{id}", messages::single))
+            .service(get("/v1/customers/{id}/mrr", revenue::customer_mrr))
             .service(get("/v1/metrics/currencies", revenue::currencies))
             .service(get("/v1/metrics/summary", revenue::summary))
             .service(get("/v1/metrics/mrr", revenue::mrr))

@@ -27,6 +27,7 @@ use crate::{customers, error, handlers, messages, revenue};
         revenue::mrr,
         revenue::churn,
         revenue::cohorts,
+        revenue::customer_mrr,
         handlers::healthz,
         handlers::readyz,
         handlers::prometheus,

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use actix_web::{HttpRequest, HttpResponse, web};
 use deadpool_postgres::Transaction;
 use ledger_domain::minor_of_units;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::{Date, Duration, Month, OffsetDateTime};
 use tokio_postgres::IsolationLevel;
 use utoipa::ToSchema;
@@ -1258,4 +1258,105 @@ mod tests {
         assert_eq!(month_end(date!(2024 - 02 - 10)), date!(2024 - 02 - 29));
         assert_eq!(month_end(date!(2025 - 12 - 31)), date!(2025 - 12 - 31));
     }
+}
+
+/// One change of a customer's MRR in one currency, and the MRR after it.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct CustomerMrrPoint {
+    /// The business day of the change (YYYY-MM-DD).
+    day: String,
+    /// new, expansion, contraction, churn or reactivation.
+    movement: String,
+    /// The change in minor units (negative for contraction and churn), rounded half away from
+    /// zero from the exact amount.
+    #[schema(value_type = i64)]
+    delta_minor: i128,
+    /// The customer's MRR at the end of `day` in minor units: the exact sum of the changes so
+    /// far, rounded once (not a sum of rounded deltas).
+    #[schema(value_type = i64)]
+    mrr_minor: i128,
+}
+
+/// A customer's MRR history in one currency.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct CustomerMrrSeries {
+    currency: String,
+    /// Decimal places of the minor unit (2 for USD, 0 for JPY).
+    #[serde(default)]
+    exponent: u8,
+    /// Oldest first; the MRR holds from one point's day to the next.
+    points: Vec<CustomerMrrPoint>,
+}
+
+/// A customer's MRR over time, per currency.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CustomerMrr {
+    /// A UUID.
+    customer_id: String,
+    /// One series per currency the customer has had MRR in, by currency code; empty for a
+    /// customer who never had MRR (or is unknown: the revenue read model only knows
+    /// customers with movements).
+    currencies: Vec<CustomerMrrSeries>,
+}
+
+const CUSTOMER_MRR_SQL: &str = "\
+    SELECT coalesce(json_agg(json_build_object('currency', s.currency, 'points', s.points) \
+        ORDER BY s.currency), '[]')::text \
+    FROM (SELECT m.currency, json_agg(json_build_object('day', m.day::text, \
+            'movement', m.movement, 'delta_minor', revenue.minor(m.delta_units), \
+            'mrr_minor', revenue.minor(m.mrr_units)) ORDER BY m.day) AS points \
+          FROM (SELECT currency, day, movement, delta_units, \
+                  sum(delta_units) OVER (PARTITION BY currency ORDER BY day) AS mrr_units \
+                FROM revenue.movements WHERE customer_id = $1) m \
+          GROUP BY m.currency) s";
+
+/// A customer's MRR over time: each day it changed, the movement and the MRR after it, per
+/// currency (from the revenue read model's movements).
+#[utoipa::path(get, path = "/v1/customers/{id}/mrr", tag = "metrics",
+    params(("id" = String, Path, description = "The customer id"),
+        ("min_position" = Option<u64>, Query, description = "Wait (up to 5 s) until the read model reaches this position")),
+    responses((status = 200, body = CustomerMrr,
+        headers(("X-Ledger-Position" = u64, description = "Position of the revenue read model"))),
+        (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)),
+    security(("bearer" = ["metrics:read"])))]
+pub(crate) async fn customer_mrr(
+    state: web::Data<State>,
+    request: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let params = authorise(&state, &request, Scope::MetricsRead, &[])?;
+    let customer_id = crate::customers::customer_id(&path)?;
+    answer(
+        &state,
+        &request,
+        Projection::Revenue,
+        &params,
+        |mut client| async move {
+            let (transaction, position) = snapshot(&mut client).await?;
+            let json: String = transaction
+                .query_one(CUSTOMER_MRR_SQL, &[&customer_id])
+                .await
+                .and_then(|row| row.try_get(0))
+                .map_err(db)?;
+            let mut currencies: Vec<CustomerMrrSeries> =
+                serde_json::from_str(&json).map_err(|error| {
+                    ApiError::internal(
+                        "the revenue read model does not have the expected shape",
+                        &error,
+                    )
+                })?;
+            for series in &mut currencies {
+                series.exponent = exponent(&series.currency);
+            }
+            Ok((
+                position,
+                CustomerMrr {
+                    customer_id: customer_id.to_string(),
+                    currencies,
+                },
+            ))
+        },
+    )
+    .await
 }

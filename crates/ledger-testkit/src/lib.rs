@@ -14,6 +14,8 @@
 //!   random valid customer histories with out-of-order dates.
 //! - [`projector_faults`]: crash, redelivery and rebuild-while-appending scenarios every
 //!   projector's tests run.
+//! - [`localstripe`]: localstripe, a fake Stripe API that signs and delivers webhooks, started
+//!   on a free port, and a client for it (the Stripe connector's end-to-end tests).
 //! - [`receivers`]: for notification tests, an HTTP server recording requests (with scripted
 //!   failures) and a real SMTP server (aiosmtpd) keeping the messages it receives.
 //!
@@ -24,6 +26,7 @@
 pub mod commands;
 pub mod history;
 pub mod ledger;
+pub mod localstripe;
 pub mod projector_faults;
 pub mod receivers;
 pub mod services;

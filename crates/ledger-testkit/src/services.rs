@@ -12,6 +12,7 @@
 //! PostgreSQL refuses to run as root: as root, the private instance runs as the `postgres`
 //! system user.
 
+use std::error::Error as _;
 use std::fs::{self, File};
 use std::io;
 use std::net::{Ipv4Addr, TcpListener};
@@ -103,14 +104,28 @@ pub enum ServicesError {
         output: String,
     },
     /// A statement on the PostgreSQL server failed (e.g. creating a database).
-    #[error("PostgreSQL at {url}: {action} failed: {source}")]
+    #[error("PostgreSQL at {url}: {action} failed: {reason}")]
     Database {
-        /// The server.
+        /// The server, its password (if any) replaced by `***`.
         url: String,
         /// What was being done.
         action: String,
-        /// The underlying error.
-        source: tokio_postgres::Error,
+        /// What the server or the client library said, once.
+        reason: String,
+    },
+    /// The PostgreSQL server wants a password the URL does not have, or refused the one it has.
+    #[error(
+        "PostgreSQL at {url} {problem}: put the password in DATABASE_URL (or --database-url), \
+         e.g. postgres://{user}:PASSWORD@HOST:PORT/postgres, with special characters \
+         percent-encoded (`@` as %40)"
+    )]
+    DatabaseAuthentication {
+        /// The server, its password (if any) replaced by `***`.
+        url: String,
+        /// The user it was connecting as.
+        user: String,
+        /// "asks for a password and the URL has none" or what the server said.
+        problem: String,
     },
     /// The private nats-server exited before accepting connections.
     #[error("nats-server exited during startup ({status}); last lines of {log}:\n{log_tail}")]
@@ -164,9 +179,22 @@ impl Services {
 
 /// Provides a PostgreSQL and a NATS server, in the order described in the [module docs](self).
 pub async fn ensure() -> Result<Services, ServicesError> {
-    let (database_url, postgres) = match env_url("DATABASE_URL") {
+    ensure_at(env_url("DATABASE_URL"), env_url("NATS_URL")).await
+}
+
+/// [`ensure`] with the URLs given instead of read from `DATABASE_URL` / `NATS_URL` (a command's
+/// `--database-url` / `--nats-url`): a given URL is used as it is; without one, the shared
+/// server on the default port, else a private instance.
+pub async fn ensure_at(
+    database_url: Option<String>,
+    nats_url: Option<String>,
+) -> Result<Services, ServicesError> {
+    let (database_url, postgres) = match database_url {
         Some(url) => {
-            info!(url, "using PostgreSQL from DATABASE_URL");
+            info!(
+                url = redact_password(&url),
+                "using the configured PostgreSQL"
+            );
             (url, None)
         }
         None if port_answers(DEFAULT_POSTGRES_PORT).await => {
@@ -181,9 +209,9 @@ pub async fn ensure() -> Result<Services, ServicesError> {
             (postgres.url().to_owned(), Some(postgres))
         }
     };
-    let (nats_url, nats) = match env_url("NATS_URL") {
+    let (nats_url, nats) = match nats_url {
         Some(url) => {
-            info!(url, "using NATS from NATS_URL");
+            info!(url, "using the configured NATS");
             (url, None)
         }
         None if port_answers(DEFAULT_NATS_PORT).await => {
@@ -254,11 +282,78 @@ fn quote_identifier(name: &str) -> String {
 }
 
 fn database_error(url: &str, action: String, source: tokio_postgres::Error) -> ServicesError {
-    ServicesError::Database {
-        url: url.to_owned(),
-        action,
-        source,
+    let config = url.parse::<tokio_postgres::Config>().ok();
+    let user = config
+        .as_ref()
+        .and_then(|config| config.get_user().map(str::to_owned))
+        .unwrap_or_else(|| "USER".to_owned());
+    // tokio-postgres says "password missing" (a client-side configuration error) when the
+    // server asks for a password and the URL has none; SQLSTATE 28P01 when it refuses one.
+    let password_missing = source
+        .source()
+        .is_some_and(|cause| cause.to_string() == "password missing");
+    let problem = if password_missing {
+        Some("asks for a password and the URL has none".to_owned())
+    } else if source.code() == Some(&tokio_postgres::error::SqlState::INVALID_PASSWORD) {
+        source.as_db_error().map(|error| error.message().to_owned())
+    } else {
+        None
+    };
+    let url = redact_password(url);
+    match problem {
+        Some(problem) => ServicesError::DatabaseAuthentication { url, user, problem },
+        None => ServicesError::Database {
+            url,
+            action,
+            reason: source
+                .as_db_error()
+                .map_or_else(|| error_chain(&source), ToString::to_string),
+        },
     }
+}
+
+/// `error` and its causes, each text once ("error connecting to server: Connection refused").
+fn error_chain(error: &tokio_postgres::Error) -> String {
+    let mut texts: Vec<String> = vec![error.to_string()];
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        let text = next.to_string();
+        if !texts.iter().any(|seen| seen.contains(&text)) {
+            texts.push(text);
+        }
+        cause = next.source();
+    }
+    texts.join(": ")
+}
+
+/// `url` with the password of a `postgres://user:password@host` URL or of a `password=`
+/// key/value pair replaced by `***`, for messages and logs.
+pub fn redact_password(url: &str) -> String {
+    if let Some(rest) = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+    {
+        let scheme = &url[..url.len() - rest.len()];
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(authority_end);
+        return match authority.rsplit_once('@') {
+            Some((userinfo, host)) => match userinfo.split_once(':') {
+                Some((user, _password)) => format!("{scheme}{user}:***@{host}{tail}"),
+                None => url.to_owned(),
+            },
+            None => url.to_owned(),
+        };
+    }
+    url.split(' ')
+        .map(|pair| {
+            if pair.starts_with("password=") {
+                "password=***"
+            } else {
+                pair
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// `base_url` pointed at database `dbname` instead of the one it names (if any).
@@ -297,7 +392,7 @@ pub struct PrivatePostgres {
 }
 
 impl PrivatePostgres {
-    /// URL of its `postgres` database as user `postgres` (trust authentication).
+    /// URL of its `postgres` database as user `postgres`, with the password when it has one.
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -365,6 +460,21 @@ impl Drop for PrivatePostgres {
 
 /// Starts a private PostgreSQL on a free port of 127.0.0.1, whatever `DATABASE_URL` says.
 pub async fn start_private_postgres() -> Result<PrivatePostgres, ServicesError> {
+    start_private_postgres_with(&PostgresServerOptions::default()).await
+}
+
+/// What a private PostgreSQL runs with beyond `deploy/postgresql.conf`.
+#[derive(Debug, Default, Clone)]
+pub struct PostgresServerOptions {
+    /// The `postgres` user's password, required by the server (`scram-sha-256` for every
+    /// connection) and part of [`PrivatePostgres::url`]; `None`: trust authentication.
+    pub password: Option<String>,
+}
+
+/// [`start_private_postgres`] with `options` (a required password, for example).
+pub async fn start_private_postgres_with(
+    options: &PostgresServerOptions,
+) -> Result<PrivatePostgres, ServicesError> {
     let started_at = Instant::now();
     let bin_dir = find_postgres_bin_dir(&postgres_search_dirs())?;
     let run_as = if effective_uid()? == 0 {
@@ -382,7 +492,13 @@ pub async fn start_private_postgres() -> Result<PrivatePostgres, ServicesError> 
     }
     // From here on, dropping `postgres` stops the server (if running) and removes the directory.
     let postgres = PrivatePostgres {
-        url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+        url: match &options.password {
+            Some(password) => format!(
+                "postgres://postgres:{}@127.0.0.1:{port}/postgres",
+                percent_encode(password)
+            ),
+            None => format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+        },
         port,
         instance_dir,
         pg_ctl: bin_dir.join("pg_ctl"),
@@ -395,15 +511,28 @@ pub async fn start_private_postgres() -> Result<PrivatePostgres, ServicesError> 
         .arg("-D")
         .arg(&data_dir)
         // Throwaway data: skipping initdb's fsync saves seconds; the server itself keeps fsync on.
-        .args([
-            "-U",
-            "postgres",
-            "--auth=trust",
-            "-E",
-            "UTF8",
-            "--locale=C",
-            "--no-sync",
-        ]);
+        .args(["-U", "postgres", "-E", "UTF8", "--locale=C", "--no-sync"]);
+    match &options.password {
+        Some(password) => {
+            let password_file = postgres.instance_dir.join("password");
+            fs::write(&password_file, password)
+                .map_err(io_error(format!("writing {}", password_file.display())))?;
+            if let Some(ids) = run_as {
+                std::os::unix::fs::chown(&password_file, Some(ids.uid), Some(ids.gid)).map_err(
+                    io_error(format!(
+                        "handing {} to user postgres",
+                        password_file.display()
+                    )),
+                )?;
+            }
+            initdb
+                .arg("--auth=scram-sha-256")
+                .arg(format!("--pwfile={}", password_file.display()));
+        }
+        None => {
+            initdb.arg("--auth=trust");
+        }
+    }
     run(initdb, &postgres, None).await?;
 
     let conf_path = data_dir.join("postgresql.conf");
@@ -497,6 +626,9 @@ pub struct NatsServerOptions {
     /// Environment variables of the server process, which its configuration may reference
     /// (`$LEDGER_NATS_WRITER_PASSWORD`).
     pub environment: Vec<(String, String)>,
+    /// Runs the server without JetStream (`jetstream: disabled`), as `nats-server` without
+    /// `-js` does: for the ledger's message when a server lacks it.
+    pub without_jetstream: bool,
 }
 
 /// Starts a private nats-server with JetStream on a free port of 127.0.0.1, whatever `NATS_URL`
@@ -523,6 +655,9 @@ pub async fn start_private_nats_with(
             return Err(io_error(format!("writing {}", path.display()))(error));
         }
         conf.push_str(&format!("\ninclude ./{name}\n"));
+    }
+    if options.without_jetstream {
+        conf.push_str("\njetstream: disabled\n");
     }
     if let Err(error) = fs::write(&conf_path, conf) {
         remove_instance_dir(&instance_dir);

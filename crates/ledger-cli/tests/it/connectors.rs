@@ -5,9 +5,14 @@ use std::process::Command;
 use ledger_domain::proto;
 use ledger_testkit::ledger::TestLedger;
 
-fn customer_created(event_id: &str, account_id: &str, email: &str) -> proto::ProviderDelivery {
+fn customer_event(
+    event_id: &str,
+    event_type: &str,
+    account_id: &str,
+    email: &str,
+) -> proto::ProviderDelivery {
     let body = serde_json::json!({
-        "id": event_id, "object": "event", "type": "customer.created", "created": 1_764_000_000,
+        "id": event_id, "object": "event", "type": event_type, "created": 1_764_000_000,
         "data": {"object": {"id": account_id, "object": "customer", "email": email, "name": "N"}}
     });
     proto::ProviderDelivery {
@@ -34,20 +39,25 @@ async fn messages_lists_the_inbox_and_renormalize_appends_nothing_new() {
     let test = TestLedger::new().await;
     let writer = test.start_writer();
     let client = test.client();
-    for (event_id, account_id, email) in [
-        ("evt_ok", "cus_ok", "ok@example.com"),
-        ("evt_bad", "cus_bad", "not an email"),
+    // Two customers; then the first's account takes the second's email, which fails; then a
+    // redelivery.
+    for (event_id, event_type, account_id, email) in [
+        ("evt_ok", "customer.created", "cus_ok", "ok@example.com"),
+        (
+            "evt_other",
+            "customer.created",
+            "cus_other",
+            "other@example.com",
+        ),
+        ("evt_bad", "customer.updated", "cus_ok", "other@example.com"),
+        ("evt_ok", "customer.created", "cus_ok", "ok@example.com"),
     ] {
         client
-            .deliver(&customer_created(event_id, account_id, email))
+            .deliver(&customer_event(event_id, event_type, account_id, email))
             .await
             .expect("recorded");
     }
-    client
-        .deliver(&customer_created("evt_ok", "cus_ok", "ok@example.com"))
-        .await
-        .expect("the redelivery is recorded");
-    assert_eq!(test.last_position().await, 1);
+    assert_eq!(test.last_position().await, 2);
 
     let listed = ledger(&test, &["connectors", "messages", "--provider", "stripe"]);
     assert!(
@@ -56,7 +66,7 @@ async fn messages_lists_the_inbox_and_renormalize_appends_nothing_new() {
         String::from_utf8_lossy(&listed.stderr)
     );
     let text = String::from_utf8_lossy(&listed.stdout);
-    assert_eq!(text.lines().count(), 4, "a header and three rows:\n{text}");
+    assert_eq!(text.lines().count(), 5, "a header and four rows:\n{text}");
     assert!(
         text.contains("evt_ok\tcustomer.created\tappended\t1\t"),
         "{text}"
@@ -72,7 +82,7 @@ async fn messages_lists_the_inbox_and_renormalize_appends_nothing_new() {
     let refused = ledger(&test, &["connectors", "messages", "--outcome", "lost"]);
     assert!(!refused.status.success(), "an unknown outcome is refused");
 
-    // The appended message is already applied; the failed one fails again: exit 1, nothing
+    // The appended messages are already applied; the failed one fails again: exit 1, nothing
     // appended, each re-run recorded with its reference.
     let rerun = ledger(
         &test,
@@ -81,15 +91,16 @@ async fn messages_lists_the_inbox_and_renormalize_appends_nothing_new() {
     let output = String::from_utf8_lossy(&rerun.stdout);
     assert_eq!(rerun.status.code(), Some(1), "{output}");
     assert!(
-        output.contains("[1/2] evt_ok customer.created -> ignored"),
+        output.contains("evt_ok customer.created -> ignored"),
         "{output}"
     );
     assert!(
-        output.contains("[2/2] evt_bad customer.created -> failed"),
+        output.contains("evt_bad customer.updated -> failed"),
         "{output}"
     );
+    assert!(output.contains("3 message(s) re-normalized"), "{output}");
     assert!(output.contains("0 appended new events"), "{output}");
-    assert_eq!(test.last_position().await, 1, "nothing appended");
+    assert_eq!(test.last_position().await, 2, "nothing appended");
     let since = ledger(
         &test,
         &[

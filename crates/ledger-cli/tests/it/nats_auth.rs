@@ -123,6 +123,7 @@ async fn the_pipeline_runs_as_the_shipped_nats_users_and_nobody_else_writes() {
     let nats = start_private_nats_with(&NatsServerOptions {
         includes: vec![("nats-auth.conf".to_owned(), NATS_AUTH_CONF.to_owned())],
         environment: passwords.server_environment(),
+        ..NatsServerOptions::default()
     })
     .await
     .expect("an auth-enabled nats-server");

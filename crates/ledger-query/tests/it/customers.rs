@@ -168,6 +168,9 @@ async fn list_filters_searches_and_pages_by_keyset() {
         ("/v1/customers?provider=paypal", vec![]),
         ("/v1/customers?q=CAROL", vec!["carol@example.com"]),
         ("/v1/customers?q=cus_ada", vec!["ada@example.com"]),
+        ("/v1/customers?currency=USD", vec!["ada@example.com"]),
+        ("/v1/customers?currency=JPY", vec!["bob@example.com"]),
+        ("/v1/customers?currency=EUR", vec![]),
         (
             "/v1/customers?q=example.com&status=active",
             vec!["ada@example.com"],
@@ -244,6 +247,8 @@ async fn malformed_parameters_are_refused_by_name() {
         ("/v1/customers?status=happy", "status"),
         ("/v1/customers?provider=bank", "provider"),
         ("/v1/customers?cursor=zzz", "cursor"),
+        ("/v1/customers?currency=usd", "currency"),
+        ("/v1/customers/not-a-uuid/mrr", "id"),
         ("/v1/customers?sort=email", "sort"),
         ("/v1/customers?limit=1&limit=2", "limit"),
         ("/v1/customers?min_position=-1", "min_position"),
@@ -295,4 +300,50 @@ async fn malformed_parameters_are_refused_by_name() {
             "{path}"
         );
     }
+}
+
+/// A customer's MRR over time from the real revenue projector: each change, its movement, and
+/// the MRR after it, per currency.
+#[actix_web::test]
+async fn customer_mrr_follows_its_movements() {
+    let query = Query::start(Setup {
+        customers: true,
+        revenue: false,
+        revenue_projector: true,
+        ..Setup::default()
+    })
+    .await;
+    let history = query.ledger.send_known_history(false).await;
+    query.revenue_caught_up().await;
+    let app = app!(query);
+    let ada = get!(
+        app,
+        &format!("/v1/customers/{}/mrr?min_position=8", history.ada)
+    );
+    assert_eq!(ada.status, StatusCode::OK, "{}", ada.json);
+    assert_eq!(ada.position(), 8);
+    assert_eq!(
+        ada.json,
+        json!({
+            "customer_id": history.ada,
+            "currencies": [{
+                "currency": "USD",
+                "exponent": 2,
+                "points": [
+                    {"day": "2026-01-01", "movement": "new", "delta_minor": 9_800, "mrr_minor": 9_800}
+                ]
+            }]
+        })
+    );
+    let bob = get!(app, &format!("/v1/customers/{}/mrr", history.bob));
+    assert_eq!(bob.json["currencies"][0]["currency"], json!("JPY"));
+    assert_eq!(bob.json["currencies"][0]["exponent"], json!(0));
+    assert_eq!(
+        bob.json["currencies"][0]["points"][0]["mrr_minor"],
+        json!(10_000)
+    );
+    // Carol never subscribed: no series, not an error.
+    let carol = get!(app, &format!("/v1/customers/{}/mrr", history.carol));
+    assert_eq!(carol.status, StatusCode::OK);
+    assert_eq!(carol.json["currencies"], json!([]));
 }

@@ -106,25 +106,45 @@ async fn a_rejected_command_leaves_nothing_of_its_delivery_and_is_recorded_as_fa
     assert_eq!(first.outcome(), proto::DeliveryOutcome::Appended);
     let position = ledger.last_position().await;
 
-    // A new registration for a second account with Bob's email links it to Bob instead.
+    // A new registration for a second account with Bob's email links it to Bob instead (and
+    // may update his profile from the snapshot: the delivery's commands, in order).
     let linked = customer_event("evt_2", "customer.created", "cus_bob", "  BOB@example.com");
     let second = client.deliver(&delivery(linked)).await.expect("recorded");
     assert_eq!(second.outcome(), proto::DeliveryOutcome::Appended);
-    assert_eq!(second.global_positions, vec![position + 1]);
+    assert_eq!(second.global_positions.first(), Some(&(position + 1)));
+    let bob = ledger
+        .store
+        .read_stream(second.customer_id.parse().expect("UUID"), 1)
+        .await
+        .expect("read");
+    assert_eq!(
+        bob[0].event.event_type, "customer_registered",
+        "Bob's own registration"
+    );
+    assert_eq!(bob[1].event.event_type, "provider_account_linked");
+    let position = ledger.last_position().await;
+    assert_eq!(second.global_positions.last(), Some(&position));
 
-    // A command the domain rejects (not an email): recorded as failed with the rejection's
-    // text, nothing appended; its redelivery is a duplicate.
-    let bad = customer_event("evt_bad", "customer.created", "cus_bad", "not an email");
+    // A command that cannot be appended (Ada's account changing her email to Bob's, which he
+    // holds): recorded as failed with the reason, nothing appended; its redelivery is a
+    // duplicate.
+    let bad = customer_event("evt_bad", "customer.updated", "cus_ada", "bob@example.com");
     let failed = client
         .deliver(&delivery(bad.clone()))
         .await
         .expect("recorded");
     assert_eq!(failed.outcome(), proto::DeliveryOutcome::Failed);
-    assert!(failed.reason.contains("email"), "{}", failed.reason);
+    assert!(
+        failed
+            .reason
+            .contains("email:bob@example.com already belongs to customer"),
+        "{}",
+        failed.reason
+    );
     assert!(failed.global_positions.is_empty());
     let again = client.deliver(&delivery(bad)).await.expect("recorded");
     assert_eq!(again.outcome(), proto::DeliveryOutcome::Duplicate);
-    assert_eq!(ledger.last_position().await, position + 1);
+    assert_eq!(ledger.last_position().await, position);
 
     // A malformed body is refused, not recorded.
     let refused = client

@@ -1,0 +1,673 @@
+//! Subscription lifecycles rendered as Stripe events: scenarios, currencies, and a property
+//! test that shuffles and duplicates the deliveries and checks the customer ends where
+//! in-order delivery leaves it.
+
+use ledger_domain::{Customer, PaymentStatus, SubscriptionStatus};
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+use crate::support::{self, Ledger, Outcome, SubscriptionShape};
+
+const ACCOUNT: &str = "cus_lifecycle";
+const T0: i64 = 1_760_000_000;
+const MONTH: i64 = 30 * 86_400;
+
+/// A ledger with the customer registered through Stripe.
+fn registered() -> Ledger {
+    let mut ledger = Ledger::default();
+    let created = support::event(
+        "evt_customer",
+        "customer.created",
+        T0 - 100,
+        support::customer(ACCOUNT, Some("grace@example.com"), "Grace Hopper", T0 - 100),
+        None,
+    );
+    assert_eq!(
+        ledger.deliver_raw(&created),
+        Outcome::Appended(vec!["register_customer"])
+    );
+    ledger
+}
+
+/// One change of a generated lifecycle.
+#[derive(Debug, Clone)]
+enum Step {
+    /// Move to price index 0..3 of [`PRICES`].
+    ChangePrice(usize),
+    /// Set the quantity (1..=5).
+    ChangeQuantity(u32),
+    /// The trial ends (when trialing) at its planned end: Stripe keeps `trial_end`. (A trial
+    /// ended early gets `trial_end` = now at Stripe; a subscription the ledger first sees in a
+    /// snapshot after that starts with that end, while in-order delivery keeps the planned
+    /// one: the only field such a snapshot cannot restore.)
+    ConvertTrial,
+    /// Set or unset `cancel_at_period_end`.
+    CancelAtPeriodEnd(bool),
+    /// A renewal invoice created, finalized and paid (`invoice.paid` and
+    /// `invoice.payment_succeeded`).
+    InvoicePaid,
+}
+
+const PRICES: [(&str, i64); 3] = [
+    ("price_basic", 900),
+    ("price_team", 2900),
+    ("price_scale", 9900),
+];
+
+/// Renders a lifecycle as Stripe deliveries, in the order Stripe would send them.
+struct Render {
+    shape: SubscriptionShape,
+    at: i64,
+    deliveries: Vec<Vec<u8>>,
+    invoices: u32,
+}
+
+impl Render {
+    fn new(trial: bool) -> Render {
+        let shape = SubscriptionShape {
+            id: "sub_life".to_owned(),
+            customer: ACCOUNT.to_owned(),
+            status: if trial { "trialing" } else { "active" }.to_owned(),
+            price: support::price(PRICES[0].0, PRICES[0].1, "eur"),
+            quantity: 1,
+            trial_end: trial.then_some(T0 + 14 * 86_400),
+            current_period_end: T0 + if trial { 14 * 86_400 } else { MONTH },
+            cancel_at_period_end: false,
+            created: T0,
+        };
+        let mut render = Render {
+            shape,
+            at: T0,
+            deliveries: Vec::new(),
+            invoices: 0,
+        };
+        let created = render.shape.object();
+        render.send("customer.subscription.created", created, None);
+        render
+    }
+
+    fn send(&mut self, event_type: &str, object: Value, previous: Option<Value>) {
+        let id = format!("evt_{}", self.deliveries.len());
+        self.deliveries
+            .push(support::event(&id, event_type, self.at, object, previous));
+    }
+
+    fn updated(&mut self, previous: Value) {
+        let object = self.shape.object();
+        self.send("customer.subscription.updated", object, Some(previous));
+    }
+
+    fn step(&mut self, step: &Step) {
+        self.at += 3_600;
+        let before = self.shape.object();
+        match step {
+            Step::ChangePrice(index) => {
+                let (id, amount) = PRICES[*index];
+                if self.shape.price["id"] == id {
+                    return;
+                }
+                self.shape.price = support::price(id, amount, "eur");
+                self.updated(json!({ "items": before["items"] }));
+            }
+            Step::ChangeQuantity(quantity) => {
+                if self.shape.quantity == *quantity {
+                    return;
+                }
+                self.shape.quantity = *quantity;
+                self.updated(json!({ "items": before["items"] }));
+            }
+            Step::ConvertTrial => {
+                if self.shape.status != "trialing" {
+                    return;
+                }
+                self.shape.status = "active".to_owned();
+                self.updated(json!({ "status": "trialing" }));
+            }
+            Step::CancelAtPeriodEnd(set) => {
+                if self.shape.cancel_at_period_end == *set {
+                    return;
+                }
+                self.shape.cancel_at_period_end = *set;
+                self.updated(json!({ "cancel_at_period_end": !set }));
+            }
+            Step::InvoicePaid => {
+                if self.shape.status != "active" {
+                    return;
+                }
+                self.invoices += 1;
+                let id = format!("in_{}", self.invoices);
+                let charge = format!("ch_{}", self.invoices);
+                let amount = self.shape.price["unit_amount"].as_i64().unwrap_or(0)
+                    * i64::from(self.shape.quantity);
+                let period = (
+                    self.shape.current_period_end,
+                    self.shape.current_period_end + MONTH,
+                );
+                let invoice = |status: &str, charge: Option<&str>| {
+                    support::invoice(
+                        &id,
+                        ACCOUNT,
+                        "sub_life",
+                        status,
+                        (amount, "eur"),
+                        period,
+                        charge,
+                    )
+                };
+                self.send("invoice.created", invoice("draft", None), None);
+                self.send("invoice.finalized", invoice("open", None), None);
+                self.send("invoice.paid", invoice("paid", Some(&charge)), None);
+                self.send(
+                    "invoice.payment_succeeded",
+                    invoice("paid", Some(&charge)),
+                    None,
+                );
+                self.shape.current_period_end = period.1;
+            }
+        }
+    }
+
+    fn delete(&mut self) {
+        self.at += 3_600;
+        self.shape.status = "canceled".to_owned();
+        let object = self.shape.object();
+        self.send("customer.subscription.deleted", object, None);
+    }
+}
+
+/// Delivers `deliveries` in the order given, then re-normalizes those that waited for an
+/// object until nothing changes (what `ledger connectors renormalize` does); returns the
+/// customer's state without its version (the number of events differs with the order).
+fn deliver_all(deliveries: &[Vec<u8>]) -> Customer {
+    let mut ledger = registered();
+    let mut waiting = Vec::new();
+    for raw in deliveries {
+        if let Outcome::Ignored(reason) = ledger.deliver_raw(raw)
+            && reason.starts_with(ledger_connectors::stripe::WAITING)
+        {
+            waiting.push(raw.clone());
+        }
+    }
+    loop {
+        let before = waiting.len();
+        waiting.retain(|raw| {
+            matches!(ledger.deliver_raw(raw), Outcome::Ignored(reason) if reason.starts_with(ledger_connectors::stripe::WAITING))
+        });
+        if waiting.is_empty() || waiting.len() == before {
+            break;
+        }
+    }
+    assert!(
+        waiting.is_empty(),
+        "{} deliveries still wait",
+        waiting.len()
+    );
+    let mut customer = ledger.customer(ACCOUNT).expect("customer").clone();
+    customer.version = 0;
+    customer
+}
+
+/// Each delivery's event id, type and the snapshot's status, for a failure's message.
+fn summary(deliveries: &[Vec<u8>]) -> Vec<String> {
+    deliveries
+        .iter()
+        .map(|raw| {
+            let body: Value = serde_json::from_slice(raw).unwrap_or_default();
+            format!(
+                "{} {} {} {}",
+                body["id"].as_str().unwrap_or_default(),
+                body["type"].as_str().unwrap_or_default(),
+                body["data"]["object"]["status"]
+                    .as_str()
+                    .unwrap_or_default(),
+                body["data"]["previous_attributes"]
+            )
+        })
+        .collect()
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        (0..PRICES.len()).prop_map(Step::ChangePrice),
+        (1..=5_u32).prop_map(Step::ChangeQuantity),
+        Just(Step::ConvertTrial),
+        any::<bool>().prop_map(Step::CancelAtPeriodEnd),
+        Just(Step::InvoicePaid),
+    ]
+}
+
+/// A lifecycle's deliveries in Stripe's order, and a shuffled copy with duplicates.
+fn lifecycle() -> impl Strategy<Value = (Vec<Vec<u8>>, Vec<Vec<u8>>)> {
+    (
+        any::<bool>(),
+        prop::collection::vec(step(), 0..8),
+        any::<bool>(),
+        prop::collection::vec(any::<prop::sample::Index>(), 0..4),
+    )
+        .prop_flat_map(|(trial, steps, delete, duplicates)| {
+            let mut render = Render::new(trial);
+            for step in &steps {
+                render.step(step);
+            }
+            if delete {
+                render.delete();
+            }
+            let in_order = render.deliveries;
+            let mut shuffled = in_order.clone();
+            for index in &duplicates {
+                shuffled.push(index.get(&in_order).clone());
+            }
+            (Just(in_order), Just(shuffled).prop_shuffle())
+        })
+}
+
+proptest! {
+    // 64 cases by default (about a second); PROPTEST_CASES raises it.
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("PROPTEST_CASES").ok().and_then(|cases| cases.parse().ok()).unwrap_or(64)
+    ))]
+
+    #[test]
+    fn any_order_of_a_lifecycle_with_duplicates_ends_as_in_order((in_order, shuffled) in lifecycle()) {
+        prop_assert_eq!(
+            deliver_all(&shuffled),
+            deliver_all(&in_order),
+            "in order {:?}, delivered {:?}",
+            summary(&in_order),
+            summary(&shuffled)
+        );
+    }
+}
+
+#[test]
+fn a_trial_converts_changes_plan_cancels_at_period_end_and_ends() {
+    let mut render = Render::new(true);
+    for step in [
+        Step::ConvertTrial,
+        Step::InvoicePaid,
+        Step::ChangePrice(2),
+        Step::ChangeQuantity(3),
+        Step::CancelAtPeriodEnd(true),
+    ] {
+        render.step(&step);
+    }
+    let customer = deliver_all(&render.deliveries);
+    let subscription = &customer.subscriptions["sub_life"];
+    assert_eq!(subscription.status, SubscriptionStatus::CancelPending);
+    assert_eq!(subscription.plan.plan_id, "price_scale");
+    assert_eq!(subscription.plan.unit_price.amount_minor, 9900);
+    assert_eq!(subscription.quantity, 3);
+    assert_eq!(subscription.trial_end_unix_seconds, Some(T0 + 14 * 86_400));
+    assert!(subscription.ever_paid);
+    assert_eq!(customer.payments["ch_1"].amount.amount_minor, 900);
+    render.step(&Step::CancelAtPeriodEnd(false));
+    render.delete();
+    let customer = deliver_all(&render.deliveries);
+    assert_eq!(
+        customer.subscriptions["sub_life"].status,
+        SubscriptionStatus::Canceled
+    );
+}
+
+#[test]
+fn the_deliveries_of_a_lifecycle_in_reverse_end_as_in_order() {
+    let mut render = Render::new(true);
+    for step in [
+        Step::ChangeQuantity(2),
+        Step::ConvertTrial,
+        Step::InvoicePaid,
+        Step::CancelAtPeriodEnd(true),
+        Step::ChangePrice(1),
+        Step::CancelAtPeriodEnd(false),
+        Step::InvoicePaid,
+    ] {
+        render.step(&step);
+    }
+    render.delete();
+    let reversed: Vec<Vec<u8>> = render.deliveries.iter().rev().cloned().collect();
+    assert_eq!(deliver_all(&reversed), deliver_all(&render.deliveries));
+}
+
+/// A payment failure moves the subscription past due and the next paid invoice back to
+/// active; a failure delivered after its invoice was paid is refused by the ledger's rule
+/// (no payment on a paid invoice) and recorded as ignored.
+#[test]
+fn a_failed_payment_moves_past_due_and_a_paid_invoice_back_to_active() {
+    let mut ledger = registered();
+    let render = Render::new(false);
+    ledger.deliver_raw(&render.deliveries[0]);
+    let period = (T0 + MONTH, T0 + 2 * MONTH);
+    let invoice = |status: &str, charge: &str| {
+        support::invoice(
+            "in_f",
+            ACCOUNT,
+            "sub_life",
+            status,
+            (900, "eur"),
+            period,
+            Some(charge),
+        )
+    };
+    let failed = invoice("open", "ch_f1");
+    let failed = support::event(
+        "evt_failed",
+        "invoice.payment_failed",
+        T0 + MONTH,
+        failed,
+        None,
+    );
+    assert_eq!(
+        ledger.deliver_raw(&failed),
+        Outcome::Appended(vec![
+            "issue_invoice",
+            "finalize_invoice",
+            "record_payment_failed"
+        ])
+    );
+    let customer = ledger.customer(ACCOUNT).expect("customer");
+    assert_eq!(
+        customer.subscriptions["sub_life"].status,
+        SubscriptionStatus::PastDue
+    );
+    assert_eq!(customer.payments["ch_f1"].status, PaymentStatus::Failed);
+    let paid = invoice("paid", "ch_f2");
+    let paid = support::event(
+        "evt_paid",
+        "invoice.paid",
+        T0 + MONTH + 86_400,
+        paid.clone(),
+        None,
+    );
+    assert_eq!(
+        ledger.deliver_raw(&paid),
+        Outcome::Appended(vec!["record_payment_succeeded"])
+    );
+    assert_eq!(
+        ledger.customer(ACCOUNT).expect("customer").subscriptions["sub_life"].status,
+        SubscriptionStatus::Active
+    );
+    let late = invoice("open", "ch_f0");
+    let late = support::event(
+        "evt_late",
+        "invoice.payment_failed",
+        T0 + MONTH - 60,
+        late,
+        None,
+    );
+    assert!(
+        matches!(ledger.deliver_raw(&late), Outcome::Ignored(reason) if reason.contains("already paid")),
+    );
+}
+
+#[test]
+fn a_subscription_update_older_than_the_ledger_is_stale() {
+    let mut render = Render::new(false);
+    render.step(&Step::ChangePrice(1));
+    render.step(&Step::ChangePrice(2));
+    let mut ledger = registered();
+    ledger.deliver_raw(&render.deliveries[2]);
+    assert!(matches!(
+        ledger.deliver_raw(&render.deliveries[1]),
+        Outcome::Stale(_)
+    ));
+    assert!(matches!(
+        ledger.deliver_raw(&render.deliveries[0]),
+        Outcome::Stale(_)
+    ));
+    let customer = ledger.customer(ACCOUNT).expect("customer");
+    assert_eq!(
+        customer.subscriptions["sub_life"].plan.plan_id,
+        "price_scale"
+    );
+}
+
+#[test]
+fn the_2020_08_27_subscription_shape_reads_as_the_current_one() {
+    let mut render = Render::new(true);
+    render.step(&Step::ChangeQuantity(4));
+    let current = render.shape.object();
+    let legacy = render.shape.object_2020();
+    assert!(
+        legacy["items"]["data"][0]
+            .get("current_period_end")
+            .is_none()
+    );
+    let deliver = |object: Value| {
+        let mut ledger = registered();
+        ledger.deliver_raw(&support::event(
+            "evt_x",
+            "customer.subscription.updated",
+            T0 + 10,
+            object,
+            None,
+        ));
+        ledger.customer(ACCOUNT).expect("customer").clone()
+    };
+    assert_eq!(deliver(current), deliver(legacy));
+}
+
+#[test]
+fn an_unknown_customer_is_registered_from_an_invoice_email_or_linked_by_email() {
+    let invoice = |id: &str, email: &str| {
+        let mut object = support::invoice(
+            id,
+            "cus_new",
+            "sub_none",
+            "paid",
+            (1200, "usd"),
+            (T0, T0 + MONTH),
+            Some("ch_new"),
+        );
+        object["parent"] = Value::Null;
+        object["customer_email"] = json!(email);
+        object["customer_name"] = json!("Katherine Johnson");
+        support::event(&format!("evt_{id}"), "invoice.paid", T0, object, None)
+    };
+    let mut ledger = Ledger::default();
+    assert_eq!(
+        ledger.deliver_raw(&invoice("in_new", "kj@example.com")),
+        Outcome::Appended(vec![
+            "register_customer",
+            "issue_invoice",
+            "finalize_invoice",
+            "record_payment_succeeded"
+        ])
+    );
+    let customer = ledger
+        .customer("cus_new")
+        .expect("registered with the account");
+    assert_eq!(
+        customer.profile.as_ref().map(|p| p.name.as_str()),
+        Some("Katherine Johnson")
+    );
+    // Another Stripe account with the same email (any case) is linked to that customer.
+    let mut other = ledger.clone();
+    let created = support::event(
+        "evt_cus_other",
+        "customer.created",
+        T0,
+        support::customer(
+            "cus_other",
+            Some(" KJ@example.com "),
+            "Katherine Johnson",
+            T0,
+        ),
+        None,
+    );
+    assert_eq!(
+        other.deliver_raw(&created),
+        Outcome::Appended(vec!["link_provider_account"])
+    );
+    assert_eq!(other.customers.len(), 1);
+    // A profile change at Stripe updates the profile.
+    let updated = support::event(
+        "evt_cus_updated",
+        "customer.updated",
+        T0 + 60,
+        support::customer(
+            "cus_other",
+            Some("katherine@example.com"),
+            "Katherine Johnson",
+            T0,
+        ),
+        Some(json!({ "email": "kj@example.com" })),
+    );
+    assert_eq!(
+        other.deliver_raw(&updated),
+        Outcome::Appended(vec!["update_customer_profile"])
+    );
+    let profile = other
+        .customer("cus_other")
+        .and_then(|c| c.profile.clone())
+        .expect("profile");
+    assert_eq!(profile.email, "katherine@example.com");
+}
+
+/// Stripe's smallest unit differs from ISO 4217's minor unit for MGA and ISK: the ledger's
+/// plans, invoices and payments hold ISO minor units.
+#[test]
+fn stripe_amounts_become_iso_minor_units_per_currency() {
+    for (currency, stripe_amount, iso_minor) in [
+        ("usd", 2_900, 2_900),
+        ("jpy", 2_900, 2_900),
+        ("mga", 20_000, 2_000_000),
+        ("isk", 290_000, 2_900),
+        ("huf", 290_000, 290_000),
+        ("twd", 29_000, 29_000),
+        ("ugx", 29_000, 29_000),
+        ("kwd", 2_900, 2_900),
+    ] {
+        let mut shape = Render::new(false).shape;
+        shape.price = support::price("price_local", stripe_amount, currency);
+        let mut ledger = registered();
+        ledger.deliver_raw(&support::event(
+            "evt_sub",
+            "customer.subscription.created",
+            T0,
+            shape.object(),
+            None,
+        ));
+        let paid = support::invoice(
+            "in_local",
+            ACCOUNT,
+            "sub_life",
+            "paid",
+            (stripe_amount, currency),
+            (T0, T0 + MONTH),
+            Some("ch_local"),
+        );
+        assert_eq!(
+            ledger.deliver_raw(&support::event(
+                "evt_paid",
+                "invoice.paid",
+                T0 + 1,
+                paid,
+                None
+            )),
+            Outcome::Appended(vec![
+                "issue_invoice",
+                "finalize_invoice",
+                "record_payment_succeeded"
+            ]),
+            "{currency}"
+        );
+        let customer = ledger.customer(ACCOUNT).expect("customer");
+        let price = customer.subscriptions["sub_life"].plan.unit_price;
+        assert_eq!(
+            (price.amount_minor, price.currency.code()),
+            (iso_minor, currency.to_uppercase().as_str()),
+            "{currency}"
+        );
+        assert_eq!(
+            customer.payments["ch_local"].amount.amount_minor, iso_minor,
+            "{currency}"
+        );
+    }
+    // An ISK amount with non-zero decimals cannot be a Stripe ISK amount.
+    let mut shape = Render::new(false).shape;
+    shape.price = support::price("price_isk", 290_050, "isk");
+    let mut ledger = registered();
+    assert!(matches!(
+        ledger.deliver_raw(&support::event("evt_isk", "customer.subscription.created", T0, shape.object(), None)),
+        Outcome::Ignored(reason) if reason.contains("whole number")
+    ));
+}
+
+#[test]
+fn voided_and_uncollectible_invoices_are_ignored_with_the_reason() {
+    let mut ledger = registered();
+    for event_type in ["invoice.voided", "invoice.marked_uncollectible"] {
+        let object = support::invoice(
+            "in_v",
+            ACCOUNT,
+            "sub_life",
+            "void",
+            (900, "eur"),
+            (T0, T0 + MONTH),
+            None,
+        );
+        let outcome = ledger.deliver_raw(&support::event("evt_v", event_type, T0, object, None));
+        assert!(
+            matches!(&outcome, Outcome::Ignored(reason) if reason.contains("no command")),
+            "{outcome:?}"
+        );
+    }
+}
+
+#[test]
+fn paused_and_resumed_subscriptions_follow_stripe_and_trial_will_end_changes_nothing() {
+    let mut render = Render::new(true);
+    let mut ledger = registered();
+    ledger.deliver_raw(&render.deliveries[0]);
+    render.at += 60;
+    let trial_will_end = render.shape.object();
+    render.send("customer.subscription.trial_will_end", trial_will_end, None);
+    assert_eq!(
+        ledger.deliver_raw(&render.deliveries[1]),
+        Outcome::Ignored("already applied".to_owned())
+    );
+    // The trial ended without a payment method: Stripe pauses the subscription.
+    render.at += 14 * 86_400;
+    render.shape.status = "paused".to_owned();
+    let paused = render.shape.object();
+    render.send(
+        "customer.subscription.paused",
+        paused,
+        Some(json!({ "status": "trialing" })),
+    );
+    assert_eq!(
+        ledger.deliver_raw(&render.deliveries[2]),
+        Outcome::Appended(vec!["convert_trial", "pause_subscription"])
+    );
+    let held = &ledger.customer(ACCOUNT).expect("customer").subscriptions["sub_life"];
+    assert_eq!(held.status, SubscriptionStatus::Paused);
+    render.at += 86_400;
+    render.shape.status = "active".to_owned();
+    let resumed = render.shape.object();
+    render.send(
+        "customer.subscription.resumed",
+        resumed,
+        Some(json!({ "status": "paused" })),
+    );
+    assert_eq!(
+        ledger.deliver_raw(&render.deliveries[3]),
+        Outcome::Appended(vec!["resume_subscription"])
+    );
+    let held = &ledger.customer(ACCOUNT).expect("customer").subscriptions["sub_life"];
+    assert_eq!(held.status, SubscriptionStatus::Active);
+    // The pause delivered again after the resume is stale.
+    assert!(matches!(
+        ledger.deliver_raw(&render.deliveries[2]),
+        Outcome::Stale(_)
+    ));
+}
+
+#[test]
+fn a_subscription_of_a_customer_the_ledger_does_not_know_waits_for_the_customer() {
+    let render = Render::new(false);
+    let outcome = Ledger::default().deliver_raw(&render.deliveries[0]);
+    assert!(
+        matches!(&outcome, Outcome::Ignored(reason) if reason.starts_with("waiting for Stripe customer cus_lifecycle")),
+        "{outcome:?}"
+    );
+}
