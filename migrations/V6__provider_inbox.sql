@@ -21,7 +21,12 @@ CREATE TABLE provider_inbox (
     global_positions       bigint[]    NOT NULL,
     correlation_id         uuid,
     -- `ledger connectors renormalize`: the row whose body was normalized again.
-    renormalizes_inbox_id  uuid        REFERENCES provider_inbox (id)
+    renormalizes_inbox_id  uuid        REFERENCES provider_inbox (id),
+    -- The provider object whose whole snapshot the message carries (a PayPal subscription, a
+    -- Xendit recurring plan), and the message's time when the snapshot counts as seen (its
+    -- commands appended, already applied, or stale): `ledger_connectors::normalize_after`.
+    snapshot_object        text        CHECK (octet_length(snapshot_object) <= 255),
+    snapshot_seen_at       timestamptz
 );
 
 COMMENT ON TABLE provider_inbox IS
@@ -30,6 +35,9 @@ COMMENT ON TABLE provider_inbox IS
 -- A redelivery is recognised by its provider event id.
 CREATE INDEX provider_inbox_event ON provider_inbox (provider, provider_event_id);
 CREATE INDEX provider_inbox_received_at ON provider_inbox (received_at);
+-- The latest snapshot seen of an object.
+CREATE INDEX provider_inbox_snapshot ON provider_inbox (provider, snapshot_object, snapshot_seen_at)
+    WHERE snapshot_seen_at IS NOT NULL;
 
 CREATE FUNCTION provider_inbox_reject_change() RETURNS trigger
     LANGUAGE plpgsql AS $$

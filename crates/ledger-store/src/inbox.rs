@@ -103,6 +103,12 @@ pub struct NewInboxRow {
     pub correlation_id: Option<Uuid>,
     /// The row whose body this re-normalizes (`ledger connectors renormalize`).
     pub renormalizes_inbox_id: Option<Uuid>,
+    /// The provider object whose whole snapshot the message carries, if any
+    /// (`ledger_connectors::snapshot_object`); at most 255 bytes.
+    pub snapshot_object: Option<String>,
+    /// The message's time, when its snapshot counts as seen: its commands were appended, it
+    /// was already applied, or it was stale.
+    pub snapshot_seen_at: Option<OffsetDateTime>,
 }
 
 /// A row to insert with a batch: `requests` are the indexes, in the batch, of the append
@@ -138,12 +144,13 @@ pub struct InboxFilter {
 
 const INBOX_COLUMNS: &str = "id, provider, provider_event_id, event_type, received_at, body, \
      outcome, reason, customer_id, correlation_id, renormalizes_inbox_id, recorded_at, \
-     global_positions";
+     global_positions, snapshot_object, snapshot_seen_at";
 
 pub(crate) const INSERT_INBOX: &str = "INSERT INTO provider_inbox (id, provider, \
      provider_event_id, event_type, received_at, body, outcome, reason, customer_id, \
-     correlation_id, renormalizes_inbox_id, recorded_at, global_positions) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+     correlation_id, renormalizes_inbox_id, recorded_at, global_positions, snapshot_object, \
+     snapshot_seen_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
 
 fn inbox_row(row: &Row) -> Result<InboxRow, StoreError> {
     let corrupt = |reason: String| StoreError::Corrupt {
@@ -168,6 +175,8 @@ fn inbox_row(row: &Row) -> Result<InboxRow, StoreError> {
             customer_id: row.try_get(8)?,
             correlation_id: row.try_get(9)?,
             renormalizes_inbox_id: row.try_get(10)?,
+            snapshot_object: row.try_get(13)?,
+            snapshot_seen_at: row.try_get(14)?,
         },
         recorded_at: row.try_get(11)?,
         global_positions: row
@@ -264,6 +273,25 @@ impl Store {
             )
             .await?;
         Ok(row.is_some())
+    }
+
+    /// The latest time a snapshot of `provider`'s object `snapshot_object` was seen (see
+    /// [`NewInboxRow::snapshot_seen_at`]), in Unix microseconds.
+    pub async fn snapshot_seen(
+        &self,
+        provider: Provider,
+        snapshot_object: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        let client = self.connection().await?;
+        let row = client
+            .query_one(
+                "SELECT max(snapshot_seen_at) FROM provider_inbox \
+                 WHERE provider = $1 AND snapshot_object = $2 AND snapshot_seen_at IS NOT NULL",
+                &[&provider.as_str(), &snapshot_object],
+            )
+            .await?;
+        let seen: Option<OffsetDateTime> = row.try_get(0)?;
+        Ok(seen.map(crate::hash::unix_micros))
     }
 
     /// One inbox row by id.

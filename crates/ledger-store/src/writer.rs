@@ -657,6 +657,8 @@ async fn write_inbox(
                     &row.renormalizes_inbox_id,
                     &recorded_at,
                     positions,
+                    &row.snapshot_object,
+                    &row.snapshot_seen_at,
                 ],
             )
             .await

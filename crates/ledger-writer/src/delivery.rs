@@ -32,6 +32,10 @@ pub(crate) struct Batch<'a> {
     pub(crate) prefetched: &'a Prefetched,
 }
 
+/// How a mapping's `Ignored` reason starts when the snapshot matches what the ledger holds
+/// (PayPal's and Xendit's mappings): the snapshot counts as seen for `normalize_after`.
+const SNAPSHOT_ALREADY_APPLIED: &str = "already applied";
+
 /// Commands per message whose idempotency keys are looked up before the batch is decided;
 /// a message yielding more has the rest looked up one by one.
 const PREFETCHED_COMMANDS: usize = 8;
@@ -349,6 +353,29 @@ impl Decider {
         if decision.outcome != InboxOutcome::Duplicate {
             batch.claims.provider_events.insert(event_key);
         }
+        let snapshot_object = ledger_connectors::snapshot_object(&message).map(str::to_owned);
+        let snapshot_seen = matches!(
+            decision.outcome,
+            InboxOutcome::Appended | InboxOutcome::Stale
+        ) || (decision.outcome == InboxOutcome::Ignored
+            && decision.reason.starts_with(SNAPSHOT_ALREADY_APPLIED));
+        let snapshot_seen_at = match &snapshot_object {
+            Some(object) if snapshot_seen => {
+                let seen = batch
+                    .claims
+                    .snapshots_seen
+                    .entry((provider, object.clone()))
+                    .or_insert(message.created_at_unix_micros);
+                *seen = (*seen).max(message.created_at_unix_micros);
+                OffsetDateTime::from_unix_timestamp_nanos(
+                    i128::from(message.created_at_unix_micros) * 1_000,
+                )
+                .ok()
+            }
+            _ => None,
+        };
+        let snapshot_object =
+            snapshot_object.filter(|object| ledger_store::text_problem(object, false).is_none());
         let first = batch.requests.len();
         let requests: Vec<usize> = (first..first + decision.requests.len()).collect();
         batch.requests.extend(decision.requests);
@@ -374,6 +401,8 @@ impl Decider {
                 customer_id: decision.customer_id,
                 correlation_id,
                 renormalizes_inbox_id: renormalizes,
+                snapshot_object,
+                snapshot_seen_at,
             },
             requests: requests.clone(),
         });
@@ -415,7 +444,15 @@ impl Decider {
                 _ => None,
             },
         };
-        let normalized = ledger_connectors::normalize(message, &view);
+        let seen = match ledger_connectors::snapshot_object(message) {
+            None => None,
+            Some(object) => {
+                let key = (message.provider, object.to_owned());
+                let stored = self.store.snapshot_seen(message.provider, object).await?;
+                stored.max(batch.claims.snapshots_seen.get(&key).copied())
+            }
+        };
+        let normalized = ledger_connectors::normalize_after(message, &view, seen);
         let resolved_id = resolved.map(|(customer_id, _)| customer_id);
         let give_back = |working: &mut HashMap<Uuid, Stream>, state: Stream| {
             if let Some(customer_id) = resolved_id {

@@ -83,6 +83,8 @@ pub(crate) enum Plan {
 pub(crate) struct BatchClaims {
     pub(crate) owners: HashMap<String, Option<Uuid>>,
     pub(crate) provider_events: std::collections::HashSet<(ledger_domain::Provider, String)>,
+    /// The latest snapshot seen (Unix microseconds) of provider objects, by this batch.
+    pub(crate) snapshots_seen: HashMap<(ledger_domain::Provider, String), i64>,
 }
 
 impl BatchClaims {

@@ -184,3 +184,86 @@ async fn a_rejected_command_leaves_nothing_of_its_delivery_and_is_recorded_as_fa
     );
     writer.stop().await.expect("the writer stops");
 }
+
+/// A PayPal subscription snapshot (from the connector's own test data) as event `event_id` of
+/// type `event_type`, dated `time`, with the subscription in `status`.
+fn paypal_snapshot(event_id: &str, event_type: &str, time: &str, status: &str) -> Vec<u8> {
+    let mut body: serde_json::Value = serde_json::from_str(include_str!(
+        "../../../ledger-connectors/tests/data/paypal/BILLING.SUBSCRIPTION.ACTIVATED.v2.json"
+    ))
+    .expect("JSON");
+    body["id"] = event_id.into();
+    body["event_type"] = event_type.into();
+    body["create_time"] = time.into();
+    body["resource"]["status"] = status.into();
+    body["resource"]["status_update_time"] = time.into();
+    body["resource"]["update_time"] = time.into();
+    serde_json::to_vec(&body).expect("JSON")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_snapshot_after_a_newer_one_that_matched_is_stale() {
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let client = ledger.client();
+    let paypal = |body: Vec<u8>| proto::ProviderDelivery {
+        provider: proto::PaymentProvider::Paypal as i32,
+        ..delivery(body)
+    };
+    // Active at t1, suspended at t2, active at t3: delivered t1, t3, t2.
+    let t1 = paypal_snapshot(
+        "WH-T1",
+        "BILLING.SUBSCRIPTION.ACTIVATED",
+        "2026-02-01T09:00:30Z",
+        "ACTIVE",
+    );
+    let t2 = paypal_snapshot(
+        "WH-T2",
+        "BILLING.SUBSCRIPTION.SUSPENDED",
+        "2026-02-02T09:00:30Z",
+        "SUSPENDED",
+    );
+    let t3 = paypal_snapshot(
+        "WH-T3",
+        "BILLING.SUBSCRIPTION.ACTIVATED",
+        "2026-02-03T09:00:30Z",
+        "ACTIVE",
+    );
+    let first = client.deliver(&paypal(t1)).await.expect("recorded");
+    assert_eq!(
+        first.outcome(),
+        proto::DeliveryOutcome::Appended,
+        "{}",
+        first.reason
+    );
+    let third = client.deliver(&paypal(t3)).await.expect("recorded");
+    assert_eq!(
+        third.outcome(),
+        proto::DeliveryOutcome::Ignored,
+        "{}",
+        third.reason
+    );
+    let position = ledger.last_position().await;
+    // The t3 snapshot matched the ledger and appended nothing, yet it was seen: t2 is older.
+    let second = client.deliver(&paypal(t2)).await.expect("recorded");
+    assert_eq!(
+        second.outcome(),
+        proto::DeliveryOutcome::Stale,
+        "{}",
+        second.reason
+    );
+    assert_eq!(ledger.last_position().await, position, "nothing paused");
+    let rows = ledger
+        .store
+        .inbox_rows(&InboxFilter {
+            limit: 10,
+            ..InboxFilter::default()
+        })
+        .await
+        .expect("inbox");
+    assert!(
+        rows.iter()
+            .all(|row| row.row.snapshot_object.as_deref() == Some("I-W0Y05RHBK9VG"))
+    );
+    writer.stop().await.expect("the writer stops");
+}
