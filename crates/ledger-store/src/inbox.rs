@@ -294,6 +294,28 @@ impl Store {
         Ok(seen.map(crate::hash::unix_micros))
     }
 
+    /// The customer of `provider`'s object `snapshot_object`, from a message whose snapshot of
+    /// it was seen (an object never moves to another customer).
+    pub async fn snapshot_customer(
+        &self,
+        provider: Provider,
+        snapshot_object: &str,
+    ) -> Result<Option<Uuid>, StoreError> {
+        let client = self.connection().await?;
+        let row = client
+            .query_opt(
+                "SELECT customer_id FROM provider_inbox WHERE provider = $1 \
+                 AND snapshot_object = $2 AND snapshot_seen_at IS NOT NULL \
+                 AND customer_id IS NOT NULL LIMIT 1",
+                &[&provider.as_str(), &snapshot_object],
+            )
+            .await?;
+        Ok(match row {
+            Some(row) => row.try_get(0)?,
+            None => None,
+        })
+    }
+
     /// One inbox row by id.
     pub async fn inbox_row(&self, id: Uuid) -> Result<Option<InboxRow>, StoreError> {
         let client = self.connection().await?;

@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use ledger_connectors::{KnownCustomer, Normalized, ProviderMessage, View};
+use ledger_connectors::{KnownCustomer, Normalized, ProviderMessage, RelatedObject, View};
 use ledger_domain::proto::{self, RejectionKind};
 use ledger_domain::{Provider, Rejection, Stream, UniqueKey};
 use ledger_store::{
@@ -361,6 +361,12 @@ impl Decider {
             && decision.reason.starts_with(SNAPSHOT_ALREADY_APPLIED));
         let snapshot_seen_at = match &snapshot_object {
             Some(object) if snapshot_seen => {
+                if let Some(customer_id) = decision.customer_id {
+                    batch
+                        .claims
+                        .snapshot_customers
+                        .insert((provider, object.clone()), customer_id);
+                }
                 let seen = batch
                     .claims
                     .snapshots_seen
@@ -663,6 +669,22 @@ impl Decider {
                 .await?
         {
             return Ok(Some((owner, false)));
+        }
+        // A message that names neither (a PayPal sale): the customer of the subscription it
+        // pays, known from that subscription's snapshots.
+        if let Some(RelatedObject::Subscription(subscription_id)) =
+            ledger_connectors::related_object(message)
+        {
+            let key = (message.provider, subscription_id.to_owned());
+            let customer = match claims.snapshot_customers.get(&key) {
+                Some(customer_id) => Some(*customer_id),
+                None => {
+                    self.store
+                        .snapshot_customer(message.provider, subscription_id)
+                        .await?
+                }
+            };
+            return Ok(customer.map(|customer_id| (customer_id, true)));
         }
         Ok(None)
     }

@@ -85,6 +85,8 @@ pub(crate) struct BatchClaims {
     pub(crate) provider_events: std::collections::HashSet<(ledger_domain::Provider, String)>,
     /// The latest snapshot seen (Unix microseconds) of provider objects, by this batch.
     pub(crate) snapshots_seen: HashMap<(ledger_domain::Provider, String), i64>,
+    /// The customer of provider objects whose snapshot this batch saw.
+    pub(crate) snapshot_customers: HashMap<(ledger_domain::Provider, String), Uuid>,
 }
 
 impl BatchClaims {

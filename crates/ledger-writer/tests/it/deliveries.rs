@@ -265,5 +265,28 @@ async fn an_older_snapshot_after_a_newer_one_that_matched_is_stale() {
         rows.iter()
             .all(|row| row.row.snapshot_object.as_deref() == Some("I-W0Y05RHBK9VG"))
     );
+
+    // A sale names no payer, only the subscription it pays: its customer is the one the
+    // subscription's snapshots were about.
+    let sale = serde_json::json!({
+        "id": "WH-SALE-1", "event_version": "1.0", "create_time": "2026-02-04T09:00:00Z",
+        "resource_type": "sale", "event_type": "PAYMENT.SALE.COMPLETED",
+        "resource": {
+            "id": "SALE0000000000001", "state": "completed",
+            "amount": {"total": "4.99", "currency": "USD"},
+            "billing_agreement_id": "I-W0Y05RHBK9VG", "create_time": "2026-02-04T08:59:59Z"
+        }
+    });
+    let paid = client
+        .deliver(&paypal(serde_json::to_vec(&sale).expect("JSON")))
+        .await
+        .expect("recorded");
+    assert_eq!(
+        paid.outcome(),
+        proto::DeliveryOutcome::Appended,
+        "{}",
+        paid.reason
+    );
+    assert_eq!(paid.customer_id, first.customer_id);
     writer.stop().await.expect("the writer stops");
 }
