@@ -17,6 +17,18 @@ fn customer_event(event_id: &str, event_type: &str, account_id: &str, email: &st
     .expect("JSON")
 }
 
+/// Every inbox row, newest first.
+async fn inbox(ledger: &TestLedger) -> Vec<ledger_store::InboxRow> {
+    ledger
+        .store
+        .inbox_rows(&InboxFilter {
+            limit: 1_000,
+            ..InboxFilter::default()
+        })
+        .await
+        .expect("inbox")
+}
+
 fn delivery(body: Vec<u8>) -> proto::ProviderDelivery {
     proto::ProviderDelivery {
         provider: proto::PaymentProvider::Stripe as i32,
@@ -79,14 +91,7 @@ async fn concurrent_deliveries_about_the_same_customers_act_as_if_sent_one_after
             .expect("read");
         assert_eq!(events.len(), 1, "one customer for cus_{account}");
     }
-    let rows = ledger
-        .store
-        .inbox_rows(&InboxFilter {
-            limit: 1_000,
-            ..InboxFilter::default()
-        })
-        .await
-        .expect("inbox");
+    let rows = inbox(&ledger).await;
     assert_eq!(rows.len(), 3 * ACCOUNTS, "every delivery is recorded");
     writer.stop().await.expect("the writer stops");
 }
@@ -163,14 +168,7 @@ async fn a_rejected_command_leaves_nothing_of_its_delivery_and_is_recorded_as_fa
         refused.rejection_kind(),
         Some(proto::RejectionKind::Malformed)
     );
-    let rows = ledger
-        .store
-        .inbox_rows(&InboxFilter {
-            limit: 10,
-            ..InboxFilter::default()
-        })
-        .await
-        .expect("inbox");
+    let rows = inbox(&ledger).await;
     let outcomes: Vec<InboxOutcome> = rows.iter().map(|row| row.row.outcome).collect();
     assert_eq!(
         outcomes,
@@ -253,14 +251,7 @@ async fn an_older_snapshot_after_a_newer_one_that_matched_is_stale() {
         second.reason
     );
     assert_eq!(ledger.last_position().await, position, "nothing paused");
-    let rows = ledger
-        .store
-        .inbox_rows(&InboxFilter {
-            limit: 10,
-            ..InboxFilter::default()
-        })
-        .await
-        .expect("inbox");
+    let rows = inbox(&ledger).await;
     assert!(
         rows.iter()
             .all(|row| row.row.snapshot_object.as_deref() == Some("I-W0Y05RHBK9VG"))
