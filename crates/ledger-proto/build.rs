@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "ledger/v1/events.proto",
         "ledger/v1/commands.proto",
         "ledger/v1/bus.proto",
+        "ledger/v1/connectors.proto",
     ];
     for file in &files {
         println!("cargo:rerun-if-changed={}", proto_root.join(file).display());

@@ -14,6 +14,9 @@ pub enum Scope {
     MetricsRead,
     /// `customers:read` (query): the `/v1/customers*` endpoints.
     CustomersRead,
+    /// `connectors:read` (query): `/v1/provider-messages/{id}`, the payment providers' webhook
+    /// deliveries as received (bodies with customers' personal data).
+    ConnectorsRead,
     /// `commands:write` (ingest): every customer command (`POST /v1/customers`,
     /// `POST /v1/commands/{name}` for a customer's command).
     CommandsWrite,
@@ -24,12 +27,17 @@ pub enum Scope {
 
 impl Scope {
     /// The scopes of the query service.
-    pub const QUERY: &'static [Scope] = &[Scope::MetricsRead, Scope::CustomersRead];
+    pub const QUERY: &'static [Scope] = &[
+        Scope::MetricsRead,
+        Scope::CustomersRead,
+        Scope::ConnectorsRead,
+    ];
     /// The scopes of the ingest service.
     pub const INGEST: &'static [Scope] = &[Scope::CommandsWrite, Scope::IntegrationsAdmin];
     const ALL: &'static [Scope] = &[
         Scope::MetricsRead,
         Scope::CustomersRead,
+        Scope::ConnectorsRead,
         Scope::CommandsWrite,
         Scope::IntegrationsAdmin,
     ];
@@ -39,6 +47,7 @@ impl Scope {
         match self {
             Scope::MetricsRead => "metrics:read",
             Scope::CustomersRead => "customers:read",
+            Scope::ConnectorsRead => "connectors:read",
             Scope::CommandsWrite => "commands:write",
             Scope::IntegrationsAdmin => "integrations:admin",
         }
@@ -226,7 +235,7 @@ mod tests {
             tokens.entries[0].1,
             vec![Scope::MetricsRead, Scope::CustomersRead]
         );
-        let query_scopes = "metrics:read, customers:read".to_owned();
+        let query_scopes = "metrics:read, customers:read, connectors:read".to_owned();
         assert_eq!(
             Tokens::parse(TOKEN, Scope::QUERY).unwrap_err(),
             TokensError::NoScopes {
@@ -255,7 +264,7 @@ mod tests {
             TokensError::UnknownScope {
                 entry: 1,
                 scope: "commands:write".to_owned(),
-                scopes: "metrics:read, customers:read".to_owned(),
+                scopes: "metrics:read, customers:read, connectors:read".to_owned(),
             }
         );
         assert_eq!(

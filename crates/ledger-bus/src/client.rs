@@ -1,7 +1,9 @@
 use std::time::Duration;
 
 use async_nats::{HeaderMap, RequestErrorKind};
+use bytes::Bytes;
 use ledger_domain::proto;
+use prost::Message;
 
 use crate::codec::{CodecError, Encoding, decode_reply, encode_command};
 use crate::{BusConfig, CONTENT_TYPE_HEADER};
@@ -28,6 +30,9 @@ pub enum SendError {
     /// The command has no body.
     #[error("the command has no body: set one of its kinds")]
     MissingCommand,
+    /// The delivery names no payment provider.
+    #[error("the delivery names no payment provider")]
+    MissingProvider,
     #[error("cannot decode the writer's reply: {0}")]
     Codec(CodecError),
 }
@@ -47,6 +52,19 @@ impl SendError {
             SendError::Rejected(rejected) => Some(rejected.kind()),
             _ => None,
         }
+    }
+}
+
+/// The name of a delivery's outcome, as the inbox stores it and ingest answers it:
+/// `appended`, `duplicate`, `ignored`, `stale`, `failed` (`unspecified` for an unset one).
+pub fn delivery_outcome_name(outcome: proto::DeliveryOutcome) -> &'static str {
+    match outcome {
+        proto::DeliveryOutcome::Appended => "appended",
+        proto::DeliveryOutcome::Duplicate => "duplicate",
+        proto::DeliveryOutcome::Ignored => "ignored",
+        proto::DeliveryOutcome::Stale => "stale",
+        proto::DeliveryOutcome::Failed => "failed",
+        proto::DeliveryOutcome::Unspecified => "unspecified",
     }
 }
 
@@ -89,27 +107,62 @@ impl Client {
             .config
             .command_subject(ledger_domain::command_name(kind));
         let body = encode_command(self.encoding, command);
+        let message = self.request(subject, body, self.encoding).await?;
+        let reply = decode_reply(self.encoding, &message.payload)?;
+        match reply.result {
+            Some(proto::command_reply::Result::Accepted(accepted)) => Ok(accepted),
+            Some(proto::command_reply::Result::Rejected(rejected)) => {
+                Err(SendError::Rejected(rejected))
+            }
+            None => Err(SendError::Codec(CodecError::EmptyReply)),
+        }
+    }
+
+    /// Sends a verified webhook delivery to the writer on `<prefix>.delivery.<provider>`
+    /// (protobuf) and waits for what it recorded. Retrying is safe: a delivery already
+    /// recorded comes back as a duplicate.
+    ///
+    /// # Errors
+    /// [`SendError::Rejected`] when the writer recorded nothing (malformed, busy, store
+    /// unavailable); [`SendError::Unavailable`] when no writer answered.
+    pub async fn deliver(
+        &self,
+        delivery: &proto::ProviderDelivery,
+    ) -> Result<proto::DeliveryRecorded, SendError> {
+        let provider = ledger_domain::Provider::try_from(delivery.provider())
+            .map_err(|_| SendError::MissingProvider)?;
+        let subject = self.config.delivery_subject(provider);
+        let body = Bytes::from(delivery.encode_to_vec());
+        let message = self.request(subject, body, Encoding::Protobuf).await?;
+        let reply = proto::DeliveryReply::decode(&message.payload[..]).map_err(CodecError::from)?;
+        match reply.result {
+            Some(proto::delivery_reply::Result::Recorded(recorded)) => Ok(recorded),
+            Some(proto::delivery_reply::Result::Rejected(rejected)) => {
+                Err(SendError::Rejected(rejected))
+            }
+            None => Err(SendError::Codec(CodecError::EmptyReply)),
+        }
+    }
+
+    /// One request, retried on timeout and when no writer is subscribed.
+    async fn request(
+        &self,
+        subject: String,
+        body: Bytes,
+        encoding: Encoding,
+    ) -> Result<async_nats::Message, SendError> {
         let mut last_error = String::new();
         let mut attempts = 0;
         for attempt in 1..=SEND_ATTEMPTS_MAX {
             attempts = attempt;
             let mut headers = HeaderMap::new();
-            headers.insert(CONTENT_TYPE_HEADER, self.encoding.content_type());
+            headers.insert(CONTENT_TYPE_HEADER, encoding.content_type());
             let request = async_nats::Request::new()
                 .payload(body.clone())
                 .headers(headers)
                 .timeout(Some(self.request_timeout));
             match self.nats.send_request(subject.clone(), request).await {
-                Ok(message) => {
-                    let reply = decode_reply(self.encoding, &message.payload)?;
-                    return match reply.result {
-                        Some(proto::command_reply::Result::Accepted(accepted)) => Ok(accepted),
-                        Some(proto::command_reply::Result::Rejected(rejected)) => {
-                            Err(SendError::Rejected(rejected))
-                        }
-                        None => Err(SendError::Codec(CodecError::EmptyReply)),
-                    };
-                }
+                Ok(message) => return Ok(message),
                 Err(error) => {
                     let retryable = matches!(
                         error.kind(),

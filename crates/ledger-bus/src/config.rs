@@ -49,6 +49,26 @@ impl BusConfig {
             .strip_prefix(".cmd.")
     }
 
+    /// The subject ingest sends a verified webhook delivery of `provider` on, e.g.
+    /// `ledger.delivery.stripe` (`ledger.v1.ProviderDelivery`, protobuf).
+    pub fn delivery_subject(&self, provider: ledger_domain::Provider) -> String {
+        format!("{}.delivery.{}", self.subject_prefix, provider.as_str())
+    }
+
+    /// Every delivery subject, for the writer's subscription.
+    pub fn delivery_wildcard(&self) -> String {
+        format!("{}.delivery.>", self.subject_prefix)
+    }
+
+    /// The provider named by `subject`, if it is a delivery subject of this prefix.
+    pub fn delivery_provider(&self, subject: &str) -> Option<ledger_domain::Provider> {
+        subject
+            .strip_prefix(self.subject_prefix.as_str())?
+            .strip_prefix(".delivery.")?
+            .parse()
+            .ok()
+    }
+
     /// The subject an event of `event_type` is published on, e.g.
     /// `ledger.events.payment_succeeded`.
     pub fn event_subject(&self, event_type: &str) -> String {

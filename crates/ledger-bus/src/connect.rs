@@ -19,7 +19,7 @@ pub struct NatsAuth {
     /// A `.creds` file (a user JWT and its nkey seed), for servers run with accounts and JWTs.
     pub creds_file: Option<PathBuf>,
     /// A user of the server's `authorization` block (`deploy/nats-auth.conf`: `writer`,
-    /// `projector`, `query`, `auditor`, `client`).
+    /// `projector`, `query`, `auditor`, `ingest`, `client`).
     pub user: Option<String>,
     /// The file holding `user`'s password (trailing newlines are ignored).
     pub password_file: Option<PathBuf>,

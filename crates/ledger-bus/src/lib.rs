@@ -4,6 +4,8 @@
 //!
 //! Subjects (all under a configurable prefix, `ledger` in production, a unique one per test):
 //! - `<prefix>.cmd.<command>`: command requests (request/reply), e.g. `ledger.cmd.refund_payment`;
+//! - `<prefix>.delivery.<provider>`: verified provider webhook deliveries from ingest to the
+//!   writer (request/reply, `ledger.v1.ProviderDelivery` -> `ledger.v1.DeliveryReply`, protobuf);
 //! - `<prefix>.events.<event_type>`: appended events, captured by the JetStream stream;
 //! - `<prefix>.projections.<name>`: projection progress.
 //!
@@ -20,7 +22,7 @@ mod config;
 mod connect;
 pub mod retry;
 
-pub use client::{Client, SendError};
+pub use client::{Client, SendError, delivery_outcome_name};
 pub use codec::{
     CONTENT_TYPE_JSON, CONTENT_TYPE_PROTOBUF, CodecError, Encoding, decode_command,
     decode_recorded_event, decode_reply, encode_command, encode_recorded_event, encode_reply,

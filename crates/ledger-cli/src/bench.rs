@@ -25,6 +25,9 @@ pub(crate) enum BenchTarget {
     Store(StoreBenchArgs),
     /// Write path: commands/s and latency over NATS with 1, 16 and 64 clients.
     Writer(crate::bench_writer::WriterBenchArgs),
+    /// Webhooks: signed Stripe deliveries/s and latency through ingest and the writer with 1,
+    /// 16 and 64 senders, next to commands/s over NATS, and the process's memory.
+    Webhooks(crate::bench_webhooks::WebhooksBenchArgs),
     /// Projectors: rebuild events/s of each over a generated history, and live lag at a fixed
     /// command rate.
     Projectors(crate::bench_projectors::ProjectorsBenchArgs),
@@ -53,6 +56,7 @@ pub(crate) async fn run(target: BenchTarget) -> anyhow::Result<()> {
     match target {
         BenchTarget::Store(args) => store(args).await,
         BenchTarget::Writer(args) => crate::bench_writer::run(args).await,
+        BenchTarget::Webhooks(args) => crate::bench_webhooks::run(args).await,
         BenchTarget::Projectors(args) => crate::bench_projectors::run(args).await,
         BenchTarget::Notify(args) => crate::bench_notify::run(args).await,
         BenchTarget::Query(args) => crate::bench_query::run(args).await,

@@ -484,7 +484,7 @@ async fn connection_loop(
 }
 
 /// Reads one response (headers and a `content-length` body); returns its status.
-async fn read_response(
+pub(crate) async fn read_response(
     stream: &mut tokio::net::TcpStream,
     buffer: &mut Vec<u8>,
 ) -> anyhow::Result<u16> {

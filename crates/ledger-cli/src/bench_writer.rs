@@ -24,13 +24,13 @@ pub(crate) struct WriterBenchArgs {
     seconds: u64,
 }
 
-struct Measured {
-    setup: String,
-    clients: usize,
-    commands: u64,
-    per_second: f64,
-    p50_ms: f64,
-    p99_ms: f64,
+pub(crate) struct Measured {
+    pub(crate) setup: String,
+    pub(crate) clients: usize,
+    pub(crate) commands: u64,
+    pub(crate) per_second: f64,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
 }
 
 pub(crate) async fn run(args: WriterBenchArgs) -> anyhow::Result<()> {
@@ -126,7 +126,7 @@ pub(crate) async fn run(args: WriterBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn measure(
+pub(crate) fn measure(
     setup: &str,
     clients: usize,
     commands: u64,
@@ -155,7 +155,7 @@ const CUSTOMERS_PER_CLIENT: usize = 20;
 /// `clients` closed-loop clients. Each registers its customers (not timed), then records
 /// payments for them in turn until `duration` is over. Returns commands answered, their
 /// latencies and the elapsed time.
-async fn load(
+pub(crate) async fn load(
     client: &Client,
     clients: usize,
     duration: Duration,

@@ -37,8 +37,8 @@ const SEND_CUSTOMERS_IN_FLIGHT_MAX: usize = 64;
 const SEND_TIMEOUT_S: u64 = 30;
 /// How long the projectors may take to catch up with the loaded history.
 const CATCH_UP_TIMEOUT_S: u64 = 600;
-/// The demo's API token (scopes metrics:read and customers:read); the service listens on
-/// 127.0.0.1 unless told otherwise.
+/// The demo's API token (every query scope: metrics:read, customers:read, connectors:read);
+/// the service listens on 127.0.0.1 unless told otherwise.
 pub(crate) const DEMO_TOKEN: &str = "demo-token-change-me-0001";
 /// The login role the demo's query service uses: a member of `ledger_query` only.
 const DEMO_QUERY_ROLE: &str = "ledger_query_demo";
@@ -212,7 +212,7 @@ pub(crate) async fn run(args: DemoArgs, targets: DemoTargets) -> anyhow::Result<
         stop: stop_seen.clone(),
     });
     let mut tokens = Tokens::default();
-    tokens.add(DEMO_TOKEN, &[Scope::MetricsRead, Scope::CustomersRead]);
+    tokens.add(DEMO_TOKEN, Scope::QUERY);
     let mut query_config = QueryConfig::new(args.bind, query_url.clone(), tokens);
     query_config.bus = bus.clone();
     query_config.ready_projections = DEMO_PROJECTIONS.to_vec();

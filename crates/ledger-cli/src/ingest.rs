@@ -2,8 +2,10 @@
 
 use std::net::SocketAddr;
 
+use anyhow::Context;
 use ledger_access::Scope;
-use ledger_ingest::IngestConfig;
+use ledger_connectors::{stripe, xendit};
+use ledger_ingest::{IngestConfig, PaypalConfig, WebhookConfig};
 
 use crate::access;
 
@@ -44,6 +46,84 @@ impl IngestArgs {
                 self.rate_limit_per_second,
                 self.rate_limit_burst,
             )?,
+            webhooks: webhooks()?,
         })
     }
+}
+
+/// PayPal's live API.
+const PAYPAL_API_BASE_DEFAULT: &str = "https://api-m.paypal.com";
+
+/// Environment variable `name`, else the contents of the file named by `<name>_FILE` (trailing
+/// newlines dropped), else `None`. Both set is an error.
+fn setting(name: &str) -> anyhow::Result<Option<String>> {
+    let file_variable = format!("{name}_FILE");
+    match (std::env::var(name).ok(), std::env::var(&file_variable).ok()) {
+        (Some(_), Some(_)) => anyhow::bail!("set {name} or {file_variable}, not both"),
+        (Some(value), None) => Ok(Some(value)),
+        (None, Some(path)) => {
+            let value = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {file_variable} {path}"))?;
+            Ok(Some(value.trim_end_matches(['\r', '\n']).to_owned()))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// A comma-separated list setting (several values during a rotation); `None` when unset or
+/// empty.
+fn list_setting(name: &str) -> anyhow::Result<Option<Vec<String>>> {
+    Ok(setting(name)?
+        .map(|value| {
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .filter(|items| !items.is_empty()))
+}
+
+/// The providers' webhook settings from the environment (docs/connectors.md, "Configuration").
+fn webhooks() -> anyhow::Result<WebhookConfig> {
+    let tolerance_seconds = match setting("LEDGER_STRIPE_WEBHOOK_TOLERANCE_SECONDS")? {
+        Some(value) => value
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|seconds| *seconds > 0)
+            .with_context(|| {
+                format!("LEDGER_STRIPE_WEBHOOK_TOLERANCE_SECONDS {value:?} is not a positive number of seconds")
+            })?,
+        None => stripe::TOLERANCE_SECONDS_DEFAULT,
+    };
+    let paypal = match list_setting("LEDGER_PAYPAL_WEBHOOK_IDS")? {
+        None => None,
+        Some(webhook_ids) => {
+            let required = |name: &str| {
+                setting(name)?.with_context(|| {
+                    format!(
+                        "LEDGER_PAYPAL_WEBHOOK_IDS is set, so {name} (or {name}_FILE) is needed"
+                    )
+                })
+            };
+            Some(PaypalConfig {
+                webhook_ids,
+                api_base: setting("LEDGER_PAYPAL_API_BASE")?
+                    .unwrap_or_else(|| PAYPAL_API_BASE_DEFAULT.to_owned())
+                    .trim_end_matches('/')
+                    .to_owned(),
+                client_id: required("LEDGER_PAYPAL_CLIENT_ID")?,
+                client_secret: required("LEDGER_PAYPAL_CLIENT_SECRET")?,
+            })
+        }
+    };
+    Ok(WebhookConfig {
+        stripe: list_setting("LEDGER_STRIPE_WEBHOOK_SECRETS")?
+            .map(|secrets| stripe::WebhookSecrets::new(&secrets, tolerance_seconds)),
+        paypal,
+        xendit: list_setting("LEDGER_XENDIT_CALLBACK_TOKENS")?
+            .map(|tokens| xendit::CallbackTokens::new(&tokens)),
+    })
 }

@@ -10,7 +10,9 @@ mod bench;
 mod bench_notify;
 mod bench_projectors;
 mod bench_query;
+mod bench_webhooks;
 mod bench_writer;
+mod connectors;
 mod demo;
 mod demo_notify;
 mod fx;
@@ -135,6 +137,11 @@ enum Command {
     Notify {
         #[command(subcommand)]
         command: notify::NotifyCommand,
+    },
+    /// The payment providers' inbox: list recorded webhook deliveries, re-run normalization.
+    Connectors {
+        #[command(subcommand)]
+        command: connectors::ConnectorsCommand,
     },
     /// Run a command with DATABASE_URL and NATS_URL pointing at running servers, starting
     /// private ones (stopped afterwards) when none are configured or running.
@@ -399,6 +406,20 @@ async fn run(cli: Cli, demo_targets: demo::DemoTargets) -> anyhow::Result<ExitCo
             .map(|()| ExitCode::SUCCESS),
         Command::Bench { target } => bench::run(target).await.map(|()| ExitCode::SUCCESS),
         Command::Notify { command } => notify::run(&cli.database_url, command).await,
+        Command::Connectors {
+            command:
+                connectors::ConnectorsCommand::Messages {
+                    provider,
+                    outcome,
+                    limit,
+                },
+        } => connectors::messages(&cli.database_url, provider, outcome, limit).await,
+        Command::Connectors {
+            command: connectors::ConnectorsCommand::Renormalize { provider, since },
+        } => {
+            let nats = connect_nats("ledger-connectors").await?;
+            connectors::renormalize(&cli.database_url, nats, bus, provider, since).await
+        }
         Command::WithServices { command } => with_services(command).await,
     }
 }

@@ -8,6 +8,9 @@
 //! Endpoints (see each handler's documentation):
 //! - `POST /v1/customers`: a `register_customer` command;
 //! - `POST /v1/commands/{name}`: any command, `{name}` being its kind (`refund_payment`);
+//! - `POST /v1/webhooks/{stripe|paypal|xendit}`: a payment provider's webhook, verified by its
+//!   signature (no bearer token) and sent to the writer as a `ProviderDelivery`;
+//! - `GET /metrics`: Prometheus counters of the webhook deliveries by provider and outcome;
 //! - `GET /healthz`: liveness.
 //!
 //! Every command endpoint needs `Authorization: Bearer <token>` ([`ledger_access`]): scope
@@ -30,6 +33,9 @@
 
 mod handlers;
 mod reply;
+mod webhooks;
+
+pub use webhooks::{PaypalConfig, WebhookConfig};
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -62,6 +68,8 @@ pub struct IngestConfig {
     pub tokens: Tokens,
     /// Each token's budget (`None`: unlimited), e.g. [`RATE_LIMIT_DEFAULT`].
     pub rate_limit: Option<RateLimit>,
+    /// The providers' webhook secrets (`POST /v1/webhooks/{provider}`).
+    pub webhooks: WebhookConfig,
 }
 
 /// Mounts the ingest endpoints, admitting requests with `access` and forwarding commands
@@ -74,6 +82,17 @@ pub fn app_config(client: Client, access: Access) -> impl FnOnce(&mut web::Servi
     move |config| handlers::configure(config, client, access)
 }
 
+/// Mounts the payment providers' webhook endpoints (`POST /v1/webhooks/{provider}`), which
+/// need no bearer token (the provider's signature authenticates) and forward each verified
+/// delivery through `client`: `App::new().configure(ledger_ingest::webhook_config(client,
+/// webhooks))`.
+pub fn webhook_config(
+    client: Client,
+    webhooks: WebhookConfig,
+) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |config| webhooks::configure(config, client, webhooks)
+}
+
 /// Runs the ingest HTTP server on `config.bind` until `shutdown` completes, then shuts down
 /// gracefully: it stops accepting connections, lets in-flight requests finish (up to 30 s) and
 /// returns. (actix's own signal handling would drop in-flight requests on SIGINT, so the caller
@@ -84,12 +103,17 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let access = Access::new(config.tokens, config.rate_limit);
-    let server =
-        HttpServer::new(move || App::new().configure(app_config(client.clone(), access.clone())))
-            .max_connections(CONNECTIONS_PER_WORKER_MAX)
-            .shutdown_timeout(SHUTDOWN_TIMEOUT_SECONDS)
-            .shutdown_signal(shutdown)
-            .bind(config.bind)?;
+    config.webhooks.log_unconfigured();
+    let webhooks = config.webhooks;
+    let server = HttpServer::new(move || {
+        App::new()
+            .configure(app_config(client.clone(), access.clone()))
+            .configure(webhook_config(client.clone(), webhooks.clone()))
+    })
+    .max_connections(CONNECTIONS_PER_WORKER_MAX)
+    .shutdown_timeout(SHUTDOWN_TIMEOUT_SECONDS)
+    .shutdown_signal(shutdown)
+    .bind(config.bind)?;
     for address in server.addrs() {
         tracing::info!(%address, "ingest listening");
     }

@@ -10,7 +10,7 @@ use ledger_bus::{CodecError, Encoding, SendError};
 use ledger_domain::proto::{self, RejectionKind};
 
 /// Seconds a client should wait before retrying a 503 (`Retry-After`).
-const UNAVAILABLE_RETRY_AFTER_SECONDS: u64 = 1;
+pub(crate) const UNAVAILABLE_RETRY_AFTER_SECONDS: u64 = 1;
 /// The longest piece of a request (a path segment, a content type) echoed in a message.
 const ECHO_BYTES_MAX: usize = 64;
 
@@ -105,7 +105,8 @@ impl IngestError {
                 StatusCode::BAD_REQUEST,
                 rejected(RejectionKind::Malformed, "malformed", message),
             ),
-            IngestError::MissingCommand | IngestError::Send(SendError::MissingCommand) => (
+            IngestError::MissingCommand
+            | IngestError::Send(SendError::MissingCommand | SendError::MissingProvider) => (
                 StatusCode::BAD_REQUEST,
                 rejected(RejectionKind::Malformed, "missing_command", message),
             ),

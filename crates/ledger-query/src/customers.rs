@@ -154,6 +154,10 @@ pub(crate) struct TimelineEvent {
     currency: Option<String>,
     #[serde(default)]
     currency_exponent: Option<u8>,
+    /// The event's cause (UUID); for a provider's event (`issuer` `payment_provider`), the
+    /// webhook delivery behind it: `GET /v1/provider-messages/{causation_id}` (scope
+    /// `connectors:read`).
+    causation_id: Option<String>,
 }
 
 /// A page of a customer's events, newest first.
@@ -386,7 +390,7 @@ const TIMELINE_SQL: &str = concat!(
     " FROM (SELECT t.global_position, ",
     iso!("t.occurred_at"),
     " AS occurred_at, t.event_type, t.status, t.issuer,",
-    " t.payment_provider_type AS provider, t.amount_minor, t.currency",
+    " t.payment_provider_type AS provider, t.amount_minor, t.currency, t.causation_id",
     " FROM customers.timeline t WHERE t.customer_id = $1",
     " AND ($2::bigint IS NULL OR t.global_position < $2)",
     " ORDER BY t.global_position DESC LIMIT $3) page)"

@@ -23,7 +23,7 @@ use crate::cache::Answer;
 use crate::error::ApiError;
 use crate::params::Params;
 use crate::positions::Projection;
-use crate::{customers, dashboard, openapi, revenue};
+use crate::{customers, dashboard, messages, openapi, revenue};
 
 /// The header carrying the position an answer reflects.
 pub(crate) const POSITION_HEADER: &str = "X-Ledger-Position";
@@ -49,6 +49,7 @@ pub(crate) fn configure(config: &mut web::ServiceConfig, state: web::Data<State>
             .service(get("/v1/customers", customers::list))
             .service(get("/v1/customers/{id}", customers::single))
             .service(get("/v1/customers/{id}/timeline", customers::timeline))
+            .service(get("/v1/provider-messages/{id}", messages::single))
             .service(get("/v1/customers/{id}/mrr", revenue::customer_mrr))
             .service(get("/v1/metrics/currencies", revenue::currencies))
             .service(get("/v1/metrics/summary", revenue::summary))

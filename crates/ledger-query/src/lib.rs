@@ -2,7 +2,8 @@
 //!
 //! `ledger-query` reads only read models (design invariant 6): it connects with a role that is
 //! a member of `ledger_query`, which has SELECT on the projectors' schemas and nothing on the
-//! event table. It never writes, never sends commands, and knows nothing about the event
+//! event table; the one exception is the provider inbox (`provider_inbox`), whose rows
+//! `/v1/provider-messages/{id}` serves to `connectors:read` tokens. It never writes, never sends commands, and knows nothing about the event
 //! table, the writer or the projectors' code: their schemas are its only contract.
 //!
 //! - Endpoints under `/v1` (JSON; see [`openapi`] and `docs/api.md`): customers (list,
@@ -24,6 +25,7 @@ mod customers;
 mod dashboard;
 mod error;
 mod handlers;
+mod messages;
 mod metrics;
 pub mod openapi;
 mod params;

@@ -5,7 +5,7 @@ use actix_web::HttpResponse;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{customers, error, handlers, revenue};
+use crate::{customers, error, handlers, messages, revenue};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -21,6 +21,7 @@ use crate::{customers, error, handlers, revenue};
         customers::list,
         customers::single,
         customers::timeline,
+        messages::single,
         revenue::currencies,
         revenue::summary,
         revenue::mrr,
@@ -36,6 +37,7 @@ use crate::{customers, error, handlers, revenue};
     tags(
         (name = "customers", description = "Read model `customers`; scope customers:read"),
         (name = "metrics", description = "Read model `revenue`; scope metrics:read"),
+        (name = "connectors", description = "Provider webhook deliveries as received; scope connectors:read"),
         (name = "operations", description = "Health, readiness and Prometheus metrics; no token"),
     )
 )]

@@ -8,12 +8,17 @@
 //! - [`Store`] reads: a stream, everything from a position (paged), idempotency and unique-key
 //!   look-ups, and verifies the hash chain.
 //!
+//! - The provider inbox (`provider_inbox`): the writer records each verified webhook delivery
+//!   with the batch its events are appended in ([`Writer::append_with_inbox`]); [`Store`]
+//!   reads it back ([`Store::inbox_rows`]).
+//!
 //! This crate stores opaque payload bytes: it never decodes or validates an event's meaning
 //! (that is `ledger-domain`). It knows nothing about NATS or HTTP.
 
 mod error;
 mod event;
 mod hash;
+mod inbox;
 mod projector_lock;
 mod read;
 mod verify;
@@ -25,9 +30,12 @@ pub use event::{
     StoredRequest,
 };
 pub use hash::{GENESIS_HASH, Hash};
+pub use inbox::{
+    DeliveryLookups, INBOX_ROWS_MAX, InboxFilter, InboxOutcome, InboxRow, InboxWrite, NewInboxRow,
+};
 pub use projector_lock::{LockHolder, ProjectorLock};
 pub use verify::{ChainBreak, ChainVerification, CopyVerdict, HeadCopy, TableHead};
-pub use writer::Writer;
+pub use writer::{Writer, text_problem};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;

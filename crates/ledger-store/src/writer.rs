@@ -16,6 +16,7 @@ use crate::event::{
     AppendRequest, Committed, ExpectedVersion, RecordedEvent, RequestFingerprint, same_request,
 };
 use crate::hash::{GENESIS_HASH, Hash, chain_hash, truncate_to_micros};
+use crate::inbox::{INSERT_INBOX, InboxWrite};
 use crate::read::{self, position_to_sql};
 
 /// Bytes an idempotency key, account id or event type may have (the table's CHECKs agree).
@@ -33,6 +34,15 @@ const INSERT_EVENTS: &str = "INSERT INTO customer_payment_events (global_positio
      $7::text[], $8::text[], $9::text[], $10::timestamptz[], $12::text[], $13::uuid[], \
      $14::uuid[], $15::int2[], $16::bytea[], $17::bytea[], $18::bytea[], $19::bytea[]) \
      AS t(c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c12, c13, c14, c15, c16, c17, c18, c19)";
+
+/// The idempotency keys of `$1` that were used, with the position and fingerprint of one of
+/// their events. One index probe per key: a plan that cannot turn into a sequential scan when
+/// the statistics of a fast-growing table lag behind. Every event of a request carries its
+/// fingerprint, so any one of them answers.
+pub(crate) const STORED_KEYS_SQL: &str = "SELECT k.key, e.global_position, e.request_fingerprint \
+     FROM unnest($1::text[]) AS k(key) CROSS JOIN LATERAL \
+     (SELECT global_position, request_fingerprint FROM customer_payment_events \
+     WHERE idempotency_key = k.key LIMIT 1) AS e";
 
 /// The only way to append events. Holds the writer advisory lock of its partition on a
 /// dedicated connection and appends on that connection, so no other writer can interleave.
@@ -59,6 +69,7 @@ struct Statements {
     insert_events: Statement,
     delete_keys: Statement,
     insert_keys: Statement,
+    insert_inbox: Statement,
 }
 
 impl Statements {
@@ -70,17 +81,7 @@ impl Statements {
                      ORDER BY global_position DESC LIMIT 1",
                 )
                 .await?,
-            // One index probe per key: a plan that cannot turn into a sequential scan when the
-            // statistics of a fast-growing table lag behind. Every event of a request carries
-            // its fingerprint, so any one of them answers.
-            stored_keys: client
-                .prepare(
-                    "SELECT k.key, e.global_position, e.request_fingerprint \
-                     FROM unnest($1::text[]) AS k(key) CROSS JOIN LATERAL \
-                     (SELECT global_position, request_fingerprint FROM customer_payment_events \
-                     WHERE idempotency_key = k.key LIMIT 1) AS e",
-                )
-                .await?,
+            stored_keys: client.prepare(STORED_KEYS_SQL).await?,
             // One backward index probe per stream, however long the stream is.
             stream_versions: client
                 .prepare(
@@ -104,6 +105,7 @@ impl Statements {
                      SELECT key, stream_id, $3 FROM unnest($1::text[], $2::uuid[]) AS t(key, stream_id)",
                 )
                 .await?,
+            insert_inbox: client.prepare(INSERT_INBOX).await?,
         })
     }
 }
@@ -186,6 +188,18 @@ impl Writer {
         &self,
         batch: Vec<AppendRequest>,
     ) -> Result<Vec<Result<Committed, AppendRejection>>, StoreError> {
+        self.append_with_inbox(batch, Vec::new()).await
+    }
+
+    /// [`append`](Self::append), and in the same transaction the provider inbox rows `inbox`
+    /// (`provider_inbox`), each with the global positions of the events its requests (indexes
+    /// into `batch`) appended. The rows are inserted whatever their requests' outcomes; an
+    /// `Err` means nothing of the batch, rows included, was recorded.
+    pub async fn append_with_inbox(
+        &self,
+        batch: Vec<AppendRequest>,
+        inbox: Vec<InboxWrite>,
+    ) -> Result<Vec<Result<Committed, AppendRejection>>, StoreError> {
         let mut inner = self.inner.lock().await;
         let WriterInner {
             client,
@@ -202,7 +216,7 @@ impl Writer {
         let started = Instant::now();
         let requests = batch.len();
         let (outcomes, new_head) =
-            match append_in(client, statements, current_head, recorded_at, batch).await {
+            match append_in(client, statements, current_head, recorded_at, batch, &inbox).await {
                 Ok(appended) => appended,
                 Err(error) => {
                     // Leave no transaction open on the connection (a no-op when none is).
@@ -326,6 +340,7 @@ async fn append_in(
     mut head: Head,
     recorded_at: OffsetDateTime,
     batch: Vec<AppendRequest>,
+    inbox: &[InboxWrite],
 ) -> Result<(Vec<Result<Committed, AppendRejection>>, Head), StoreError> {
     let begin = async { Ok(client.batch_execute("BEGIN").await?) };
     let ((), lookups) = tokio::try_join!(begin, look_up(client, statements, &batch))?;
@@ -452,6 +467,7 @@ async fn append_in(
         write_events(client, statements, &appended, recorded_at),
         key_changes.delete(client, statements),
         key_changes.insert(client, statements, recorded_at),
+        write_inbox(client, statements, inbox, &plans, recorded_at),
         commit,
     )?;
     drop(appended);
@@ -510,18 +526,27 @@ fn validate(request: &AppendRequest) -> Result<(), AppendRejection> {
 }
 
 fn check_text(field: &str, value: &str, may_be_empty: bool) -> Result<(), AppendRejection> {
-    let reason = if value.is_empty() && !may_be_empty {
-        "must not be empty"
+    match text_problem(value, may_be_empty) {
+        None => Ok(()),
+        Some(reason) => Err(AppendRejection::Invalid {
+            reason: format!("{field} {reason}"),
+        }),
+    }
+}
+
+/// Why `value` cannot be stored in one of the store's short text columns (idempotency keys,
+/// account ids, event types, provider event ids: at most 255 bytes, no NUL, which PostgreSQL
+/// text cannot hold), e.g. `"is longer than 255 bytes"`; `None` when it can.
+pub fn text_problem(value: &str, may_be_empty: bool) -> Option<&'static str> {
+    if value.is_empty() && !may_be_empty {
+        Some("must not be empty")
     } else if value.len() > TEXT_BYTES_MAX {
-        "is longer than 255 bytes"
+        Some("is longer than 255 bytes")
     } else if value.contains('\0') {
-        "must not contain NUL characters"
+        Some("must not contain NUL characters")
     } else {
-        return Ok(());
-    };
-    Err(AppendRejection::Invalid {
-        reason: format!("{field} {reason}"),
-    })
+        None
+    }
 }
 
 /// Inserts the batch's new events, each with the fingerprint of its request.
@@ -592,6 +617,56 @@ async fn write_events(
             ],
         )
         .await?;
+    Ok(())
+}
+
+/// Inserts the batch's inbox rows, each with the positions its requests appended (pipelined:
+/// every insert is sent before the first answer is awaited).
+async fn write_inbox(
+    client: &Client,
+    statements: &Statements,
+    inbox: &[InboxWrite],
+    plans: &[Planned],
+    recorded_at: OffsetDateTime,
+) -> Result<(), StoreError> {
+    let mut rows = Vec::with_capacity(inbox.len());
+    for write in inbox {
+        let mut positions = Vec::new();
+        for request_index in &write.requests {
+            if let Some(Planned::Appended(events)) = plans.get(*request_index) {
+                for event in events {
+                    positions.push(position_to_sql(event.global_position)?);
+                }
+            }
+        }
+        rows.push((write, positions));
+    }
+    let inserts = rows.iter().map(|(write, positions)| async move {
+        let row = &write.row;
+        client
+            .execute(
+                &statements.insert_inbox,
+                &[
+                    &row.id,
+                    &row.provider.as_str(),
+                    &row.provider_event_id,
+                    &row.event_type,
+                    &row.received_at,
+                    &&row.body[..],
+                    &row.outcome.as_str(),
+                    &row.reason,
+                    &row.customer_id,
+                    &row.correlation_id,
+                    &row.renormalizes_inbox_id,
+                    &recorded_at,
+                    positions,
+                    &row.snapshot_object,
+                    &row.snapshot_seen_at,
+                ],
+            )
+            .await
+    });
+    futures_util::future::try_join_all(inserts).await?;
     Ok(())
 }
 

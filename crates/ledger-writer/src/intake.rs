@@ -7,23 +7,36 @@ use ledger_bus::{BusConfig, COMMAND_BYTES_MAX, CONTENT_TYPE_HEADER, Encoding, de
 use ledger_domain::proto::{self, RejectionKind};
 use tokio::sync::mpsc;
 
-use crate::pipeline::{Incoming, rejected, reply};
+use crate::pipeline::{Incoming, Request, delivery_rejected, rejected, reply, reply_to_delivery};
 
+/// Takes commands (`<prefix>.cmd.>`) and provider deliveries (`<prefix>.delivery.>`) into one
+/// queue, in arrival order.
 pub(crate) async fn run(
-    mut subscription: async_nats::Subscriber,
+    commands: async_nats::Subscriber,
+    deliveries: async_nats::Subscriber,
     queue: mpsc::Sender<Incoming>,
     nats: async_nats::Client,
     bus: BusConfig,
 ) {
-    while let Some(message) = subscription.next().await {
+    let mut messages = futures_util::stream::select(commands, deliveries);
+    while let Some(message) = messages.next().await {
         let Some(reply_to) = message.reply.clone() else {
-            tracing::warn!(subject = %message.subject, "command without a reply subject ignored");
+            tracing::warn!(subject = %message.subject, "request without a reply subject ignored");
             continue;
         };
-        match admit(&message, &bus) {
-            Ok((encoding, command)) => {
+        let admitted = if bus.delivery_provider(&message.subject).is_some()
+            || bus.command_name(&message.subject).is_none()
+        {
+            admit_delivery(&message, &bus).map_err(|rejection| (None, rejection))
+        } else {
+            admit(&message, &bus)
+                .map(|(encoding, command)| (Request::Command(command), encoding))
+                .map_err(|(encoding, rejection)| (Some(encoding), rejection))
+        };
+        match admitted {
+            Ok((request, encoding)) => {
                 let incoming = Incoming {
-                    command,
+                    request,
                     reply_to,
                     encoding,
                     received_at: Instant::now(),
@@ -31,14 +44,65 @@ pub(crate) async fn run(
                 match queue.try_send(incoming) {
                     Ok(()) => {}
                     Err(mpsc::error::TrySendError::Full(incoming)) => {
-                        reply(&nats, incoming.reply_to, incoming.encoding, &busy()).await;
+                        let busy = busy();
+                        match incoming.request {
+                            Request::Command(_) => {
+                                reply(&nats, incoming.reply_to, incoming.encoding, &busy).await;
+                            }
+                            Request::Delivery(_) => {
+                                reply_to_delivery(
+                                    &nats,
+                                    incoming.reply_to,
+                                    &delivery_rejected(busy),
+                                )
+                                .await;
+                            }
+                        }
                     }
                     Err(mpsc::error::TrySendError::Closed(_)) => break,
                 }
             }
-            Err((encoding, rejection)) => reply(&nats, reply_to, encoding, &rejection).await,
+            Err((Some(encoding), rejection)) => reply(&nats, reply_to, encoding, &rejection).await,
+            Err((None, rejection)) => {
+                reply_to_delivery(&nats, reply_to, &delivery_rejected(rejection)).await;
+            }
         }
     }
+}
+
+/// A provider delivery the writer can record, or the rejection to answer with: it must decode,
+/// name the provider its subject names, and fit [`ledger_connectors::WEBHOOK_BYTES_MAX`].
+fn admit_delivery(
+    message: &async_nats::Message,
+    bus: &BusConfig,
+) -> Result<(Request, Encoding), proto::CommandReply> {
+    let malformed = |code, message: String| rejected(RejectionKind::Malformed, code, message);
+    let delivery = <proto::ProviderDelivery as prost::Message>::decode(&message.payload[..])
+        .map_err(|error| malformed("malformed", format!("not a ProviderDelivery: {error}")))?;
+    if delivery.body.len() > ledger_connectors::WEBHOOK_BYTES_MAX {
+        return Err(rejected(
+            RejectionKind::TooLarge,
+            "too_large",
+            format!(
+                "the delivery's body is {} bytes; at most {} are accepted",
+                delivery.body.len(),
+                ledger_connectors::WEBHOOK_BYTES_MAX
+            ),
+        ));
+    }
+    let subject_provider = bus.delivery_provider(&message.subject);
+    let body_provider = ledger_domain::Provider::try_from(delivery.provider()).ok();
+    if subject_provider.is_none() || subject_provider != body_provider {
+        return Err(malformed(
+            "subject_mismatch",
+            format!(
+                "the subject {} does not name the delivery's provider {:?}",
+                message.subject,
+                delivery.provider()
+            ),
+        ));
+    }
+    Ok((Request::Delivery(delivery), Encoding::Protobuf))
 }
 
 /// A request the writer can decide, or the rejection to answer with.

@@ -6,12 +6,17 @@
 //! 2. **Recovery.** It compares the JetStream stream's last sequence with the table's last
 //!    position and republishes the missing tail; if the stream is ahead of the table it refuses
 //!    to start.
-//! 3. **Intake.** Only then does it subscribe to `<prefix>.cmd.>`. Each request is decoded
-//!    (protobuf or JSON by `Content-Type`) and queued in a bounded queue; malformed, oversized
-//!    or mismatched requests are answered at once, and a full queue answers `busy`.
+//! 3. **Intake.** Only then does it subscribe to `<prefix>.cmd.>` and to `<prefix>.delivery.>`
+//!    (verified provider webhooks from ingest). Each request is decoded (commands as protobuf
+//!    or JSON by `Content-Type`, deliveries as protobuf) and queued in one bounded queue, in
+//!    arrival order; malformed, oversized or mismatched requests are answered at once, and a
+//!    full queue answers `busy`.
 //! 4. **Group commit.** Commands that arrive together are decided in arrival order against the
 //!    customers' states (a bounded in-memory cache, the store as fallback), so a later command
-//!    sees the earlier ones' events, and appended in one transaction.
+//!    sees the earlier ones' events, and appended in one transaction. A delivery is parsed,
+//!    resolved to its customer and normalized against that customer's state
+//!    (`ledger_connectors`), its commands decided all or nothing, and it is recorded in the
+//!    provider inbox in the same transaction (the `delivery` module).
 //! 5. **Ordered publication.** Each appended event is published with `Nats-Msg-Id = event_id`
 //!    and `Nats-Expected-Last-Sequence = position - 1`, so the stream sequence equals the global
 //!    position; acknowledgements are awaited per batch. Replies go out only after commit and
@@ -27,6 +32,7 @@
 //!
 //! It knows nothing about HTTP; the domain decides, the store appends.
 
+mod delivery;
 mod envelope;
 mod intake;
 mod pipeline;
@@ -193,13 +199,17 @@ async fn lead(
         published_through,
         "writer is the leader; stream and table agree"
     );
-    let subscription = nats
-        .subscribe(config.bus.command_wildcard())
-        .await
-        .map_err(|error| WriterError::Nats(ledger_store::error_text(&error)))?;
+    let subscribe = |subject: String| async {
+        nats.subscribe(subject)
+            .await
+            .map_err(|error| WriterError::Nats(ledger_store::error_text(&error)))
+    };
+    let commands = subscribe(config.bus.command_wildcard()).await?;
+    let deliveries = subscribe(config.bus.delivery_wildcard()).await?;
     let (queue, mut queued) = tokio::sync::mpsc::channel(config.queue_commands_max);
     let intake = AbortOnDrop(tokio::spawn(intake::run(
-        subscription,
+        commands,
+        deliveries,
         queue,
         nats.clone(),
         config.bus.clone(),

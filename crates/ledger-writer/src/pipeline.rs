@@ -12,11 +12,13 @@ use ledger_bus::{CONTENT_TYPE_HEADER, Encoding, encode_reply};
 use ledger_domain::proto::{self, RejectionKind, command::Kind};
 use ledger_domain::{Event, Rejection, Stream, decode_event, occurred_at_unix_micros};
 use ledger_store::{
-    AppendRejection, AppendRequest, Committed, ExpectedVersion, RecordedEvent, Store, Writer,
+    AppendRejection, AppendRequest, Committed, ExpectedVersion, InboxWrite, RecordedEvent, Store,
+    Writer,
 };
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
+use crate::delivery::DeliveryPlan;
 use crate::publish::Publisher;
 use crate::{WriterConfig, WriterError, append_request, request_fingerprint};
 
@@ -27,13 +29,24 @@ const RECOVERY_BACKOFF_MS: u64 = 200;
 /// How often an idle leader checks that its lock connection is still open.
 const LOCK_CHECK_INTERVAL: Duration = Duration::from_millis(500);
 
-/// A decoded command waiting for its answer.
+/// A decoded request waiting for its answer.
 #[derive(Debug)]
 pub(crate) struct Incoming {
-    pub(crate) command: proto::Command,
+    pub(crate) request: Request,
     pub(crate) reply_to: Subject,
     pub(crate) encoding: Encoding,
     pub(crate) received_at: Instant,
+}
+
+/// What arrived: a command, or a verified provider webhook delivery from ingest.
+#[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "commands are the common case: boxing them would allocate once more per command"
+)]
+pub(crate) enum Request {
+    Command(proto::Command),
+    Delivery(proto::ProviderDelivery),
 }
 
 /// Waits for one command, then takes whatever else is already queued, up to `max`.
@@ -52,13 +65,51 @@ pub(crate) async fn next_batch(
     Some(batch)
 }
 
-/// What `decide` made of one command of the batch.
-enum Plan {
+/// What `decide` made of one request of the batch.
+pub(crate) enum Plan {
     Rejected(Rejection),
     Append {
         stream_id: Uuid,
         request_index: usize,
     },
+    /// A delivery recorded in the inbox with the batch.
+    Delivery(DeliveryPlan),
+    /// A delivery refused before it was recorded: this answer, nothing stored.
+    DeliveryRefused(proto::CommandReply),
+}
+
+/// What the batch has claimed so far, beyond the store: unique keys' owners (`None`:
+/// released) and the provider events recorded, so that a later request of the batch sees the
+/// earlier ones.
+#[derive(Default)]
+pub(crate) struct BatchClaims {
+    pub(crate) owners: HashMap<String, Option<Uuid>>,
+    pub(crate) provider_events: std::collections::HashSet<(ledger_domain::Provider, String)>,
+    /// The latest snapshot seen (Unix microseconds) of provider objects, by this batch.
+    pub(crate) snapshots_seen: HashMap<(ledger_domain::Provider, String), i64>,
+    /// The customer of provider objects whose snapshot this batch saw.
+    pub(crate) snapshot_customers: HashMap<(ledger_domain::Provider, String), Uuid>,
+}
+
+impl BatchClaims {
+    pub(crate) fn record(&mut self, stream_id: Uuid, changes: &ledger_domain::UniqueKeyChanges) {
+        record_owners(&mut self.owners, stream_id, changes);
+    }
+}
+
+/// Sets `stream_id` as the owner of the keys `changes` claims and no one as the owner of those
+/// it releases.
+pub(crate) fn record_owners(
+    owners: &mut HashMap<String, Option<Uuid>>,
+    stream_id: Uuid,
+    changes: &ledger_domain::UniqueKeyChanges,
+) {
+    for key in &changes.releases {
+        owners.insert(key.storage_key(), None);
+    }
+    for key in &changes.claims {
+        owners.insert(key.storage_key(), Some(stream_id));
+    }
 }
 
 /// A batch after the append: committed (or failed as a whole), waiting to be published and
@@ -79,13 +130,13 @@ enum BatchOutcome {
 
 /// Stage 1: decides commands against the customers' states and appends them.
 pub(crate) struct Decider {
-    store: Store,
+    pub(crate) store: Store,
     writer: Writer,
     /// Streams' states (customers' and integrations') as of the last commit. Only this writer appends while it holds the
     /// lock, so an entry is authoritative; a batch takes the states it needs out and puts back
     /// only those whose appends went as decided, and every request carries the version it was
     /// decided on.
-    cache: moka::sync::Cache<Uuid, Stream>,
+    pub(crate) cache: moka::sync::Cache<Uuid, Stream>,
     group_commit: bool,
     secrets: Option<std::sync::Arc<ledger_secrets::SecretKeys>>,
 }
@@ -130,15 +181,34 @@ impl Decider {
         let started = Instant::now();
         let mut working: HashMap<Uuid, Stream> = HashMap::new();
         let mut requests: Vec<AppendRequest> = Vec::new();
+        let mut inbox: Vec<InboxWrite> = Vec::new();
+        let mut claims = BatchClaims::default();
+        let prefetched = self.prefetch(&batch, &mut working).await?;
         let mut plans = Vec::with_capacity(batch.len());
         for incoming in &batch {
-            plans.push(self.decide(incoming, &mut working, &mut requests).await?);
+            let plan = match &incoming.request {
+                Request::Command(command) => {
+                    self.decide(command, &mut working, &mut requests, &mut claims)
+                        .await?
+                }
+                Request::Delivery(delivery) => {
+                    let mut batch = crate::delivery::Batch {
+                        working: &mut working,
+                        requests: &mut requests,
+                        inbox: &mut inbox,
+                        claims: &mut claims,
+                        prefetched: &prefetched,
+                    };
+                    self.decide_delivery(delivery, &mut batch).await?
+                }
+            };
+            plans.push(plan);
         }
         let decided = Instant::now();
-        let outcomes = if requests.is_empty() {
+        let outcomes = if requests.is_empty() && inbox.is_empty() {
             Vec::new()
         } else {
-            match self.writer.append(requests).await {
+            match self.writer.append_with_inbox(requests, inbox).await {
                 Ok(outcomes) => outcomes,
                 Err(error) => {
                     // The batch's states stay out of the cache: they are replayed next time.
@@ -170,11 +240,11 @@ impl Decider {
     /// Decides one command against the batch's working state of its stream.
     async fn decide(
         &self,
-        incoming: &Incoming,
+        command: &proto::Command,
         working: &mut HashMap<Uuid, Stream>,
         requests: &mut Vec<AppendRequest>,
+        claims: &mut BatchClaims,
     ) -> Result<Plan, WriterError> {
-        let command = &incoming.command;
         let (stream_id, new_stream) = match stream_id_of(command) {
             Ok(stream) => stream,
             Err(rejection) => return Ok(Plan::Rejected(rejection)),
@@ -194,6 +264,7 @@ impl Decider {
         });
         match decided {
             Ok((request, events)) => {
+                claims.record(stream_id, &request.unique_keys);
                 requests.push(request);
                 let occurred_at_unix_micros = occurred_at_unix_micros(command);
                 working.insert(
@@ -216,7 +287,11 @@ impl Decider {
 
     /// Seals the integration secrets of `events` (an integration's) so that none is recorded
     /// in clear text; without keys an integration's target is refused.
-    fn seal(&self, stream_id: Uuid, events: Vec<Event>) -> Result<Vec<Event>, Rejection> {
+    pub(crate) fn seal(
+        &self,
+        stream_id: Uuid,
+        events: Vec<Event>,
+    ) -> Result<Vec<Event>, Rejection> {
         let refused = Rejection::InvalidField {
             field: "target",
             reason: "the writer cannot seal its secrets: start it with LEDGER_SECRETS_KEYS or LEDGER_SECRETS_KEY_FILE",
@@ -237,22 +312,11 @@ impl Decider {
 
     /// A stream's state: taken out of the cache (moved, not cloned; the batch puts it back),
     /// or replayed from the store.
-    async fn load(&self, stream_id: Uuid) -> Result<Stream, WriterError> {
+    pub(crate) async fn load(&self, stream_id: Uuid) -> Result<Stream, WriterError> {
         if let Some(state) = self.cache.remove(&stream_id) {
             return Ok(state);
         }
-        let stored = self.store.read_stream(stream_id, 1).await?;
-        let mut state = Stream::Empty;
-        for recorded in &stored {
-            let event = decode_event(&recorded.event.payload).map_err(|error| {
-                WriterError::CorruptEvent {
-                    global_position: recorded.global_position,
-                    reason: error.to_string(),
-                }
-            })?;
-            state = state.evolve(&event, recorded.event.occurred_at_unix_micros());
-        }
-        Ok(state)
+        replay(&self.store.read_stream(stream_id, 1).await?)
     }
 
     /// Puts back the batch's states of streams whose every request was appended as decided;
@@ -264,14 +328,22 @@ impl Decider {
         working: HashMap<Uuid, Stream>,
     ) {
         let mut as_decided: HashMap<Uuid, bool> = HashMap::new();
+        let appended = |request_index: usize| matches!(&outcomes[request_index], Ok(committed) if !committed.duplicate);
         for plan in plans {
-            if let Plan::Append {
-                stream_id,
-                request_index,
-            } = plan
-            {
-                let appended = matches!(&outcomes[*request_index], Ok(c) if !c.duplicate);
-                *as_decided.entry(*stream_id).or_insert(true) &= appended;
+            match plan {
+                Plan::Append {
+                    stream_id,
+                    request_index,
+                } => {
+                    *as_decided.entry(*stream_id).or_insert(true) &= appended(*request_index);
+                }
+                Plan::Delivery(delivery) => {
+                    if let Some(stream_id) = delivery.customer_id {
+                        let all = delivery.requests.iter().all(|index| appended(*index));
+                        *as_decided.entry(stream_id).or_insert(true) &= all;
+                    }
+                }
+                Plan::Rejected(_) | Plan::DeliveryRefused(_) => {}
             }
         }
         for (stream_id, state) in working {
@@ -280,6 +352,20 @@ impl Decider {
             }
         }
     }
+}
+
+/// The state of a stream from its stored events, in order.
+pub(crate) fn replay(stored: &[RecordedEvent]) -> Result<Stream, WriterError> {
+    let mut state = Stream::Empty;
+    for recorded in stored {
+        let event =
+            decode_event(&recorded.event.payload).map_err(|error| WriterError::CorruptEvent {
+                global_position: recorded.global_position,
+                reason: error.to_string(),
+            })?;
+        state = state.evolve(&event, recorded.event.occurred_at_unix_micros());
+    }
+    Ok(state)
 }
 
 /// Stage 2: publishes each batch's new events, in order, then answers its commands.
@@ -313,7 +399,13 @@ impl Announcer {
             BatchOutcome::Appended { plans, outcomes } => (plans, outcomes),
             BatchOutcome::Failed(reply) => {
                 for incoming in batch {
-                    self.reply(incoming, &reply).await;
+                    match incoming.request {
+                        Request::Command(_) => self.reply(incoming, &reply).await,
+                        Request::Delivery(_) => {
+                            let answer = delivery_rejected(reply.clone());
+                            reply_to_delivery(&self.nats, incoming.reply_to, &answer).await;
+                        }
+                    }
                 }
                 self.flush().await;
                 return Ok(());
@@ -340,10 +432,27 @@ impl Announcer {
         let published = Instant::now();
 
         for (incoming, plan) in batch.into_iter().zip(plans) {
+            let command = match (&incoming.request, plan) {
+                (Request::Command(command), plan) => (command, plan),
+                (Request::Delivery(_), Plan::Delivery(delivery)) => {
+                    let answer = delivery.reply(&outcomes);
+                    reply_to_delivery(&self.nats, incoming.reply_to, &answer).await;
+                    continue;
+                }
+                (Request::Delivery(_), plan) => {
+                    let refusal = match plan {
+                        Plan::DeliveryRefused(reply) => reply,
+                        _ => rejected(RejectionKind::Unspecified, "internal", "unplanned delivery"),
+                    };
+                    let answer = delivery_rejected(refusal);
+                    reply_to_delivery(&self.nats, incoming.reply_to, &answer).await;
+                    continue;
+                }
+            };
+            let (command, plan) = command;
             let reply = match plan {
                 Plan::Rejected(rejection) => {
-                    let key = incoming
-                        .command
+                    let key = command
                         .metadata
                         .as_ref()
                         .map(|metadata| metadata.idempotency_key.as_str())
@@ -353,7 +462,7 @@ impl Announcer {
                     // key used for another request is refused without naming it.
                     match self.store.find_by_idempotency_key(key).await? {
                         Some(stored) if !key.is_empty() => {
-                            if stored.is_same_request(&request_fingerprint(&incoming.command)) {
+                            if stored.is_same_request(&request_fingerprint(command)) {
                                 accepted(&Committed {
                                     events: stored.events,
                                     duplicate: true,
@@ -371,6 +480,11 @@ impl Announcer {
                     Ok(committed) => accepted(committed),
                     Err(rejection) => store_rejection(rejection),
                 },
+                Plan::Delivery(_) | Plan::DeliveryRefused(_) => rejected(
+                    RejectionKind::Unspecified,
+                    "internal",
+                    "a command was planned as a delivery",
+                ),
             };
             self.reply(incoming, &reply).await;
         }
@@ -426,7 +540,7 @@ impl Announcer {
 
 /// The stream a command is for (a customer or an integration), and whether it is a new one
 /// whose id the writer chose.
-fn stream_id_of(command: &proto::Command) -> Result<(Uuid, bool), Rejection> {
+pub(crate) fn stream_id_of(command: &proto::Command) -> Result<(Uuid, bool), Rejection> {
     let metadata = command
         .metadata
         .as_ref()
@@ -508,6 +622,35 @@ fn accepted(committed: &Committed) -> proto::CommandReply {
                 .collect(),
             duplicate: committed.duplicate,
         })),
+    }
+}
+
+/// The answer to a delivery that was not recorded: the rejection of `reply`.
+pub(crate) fn delivery_rejected(reply: proto::CommandReply) -> proto::DeliveryReply {
+    let rejected = match reply.result {
+        Some(proto::command_reply::Result::Rejected(rejected)) => rejected,
+        _ => proto::Rejected {
+            kind: RejectionKind::Unspecified as i32,
+            code: "internal".to_owned(),
+            message: "the writer had no answer for this delivery".to_owned(),
+        },
+    };
+    proto::DeliveryReply {
+        result: Some(proto::delivery_reply::Result::Rejected(rejected)),
+    }
+}
+
+/// Sends `message` (protobuf) to a delivery's requester.
+pub(crate) async fn reply_to_delivery(
+    nats: &async_nats::Client,
+    reply_to: Subject,
+    message: &proto::DeliveryReply,
+) {
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE_HEADER, Encoding::Protobuf.content_type());
+    let body = bytes::Bytes::from(prost::Message::encode_to_vec(message));
+    if let Err(error) = nats.publish_with_headers(reply_to, headers, body).await {
+        tracing::warn!(%error, "sending a delivery's reply failed; ingest will retry");
     }
 }
 

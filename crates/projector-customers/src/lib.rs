@@ -45,8 +45,9 @@ impl Projector for CustomersProjector {
 
     fn schema_version(&self) -> i32 {
         // 2: stale changes of a subscription are ignored, never-paid past-due subscriptions
-        // count no MRR (decisions 0014, 0015).
-        2
+        // count no MRR (decisions 0014, 0015). 3: the timeline keeps each event's causation id
+        // (a provider event's inbox row).
+        3
     }
 
     fn readable_by_query(&self) -> bool {

@@ -45,6 +45,8 @@ struct TimelineRow {
     payment_provider_type: &'static str,
     amount_minor: Option<i64>,
     currency: Option<String>,
+    /// The event's cause: for a provider's, the inbox row of the webhook delivery.
+    causation_id: Option<Uuid>,
 }
 
 /// Paid and refunded minor units of succeeded payments, by currency: exact sums (`i128` here,
@@ -128,6 +130,7 @@ impl Rows {
             payment_provider_type: envelope.payment_provider_type.as_str(),
             amount_minor: amount.map(|money| money.amount_minor),
             currency: amount.map(|money| money.currency.clone()),
+            causation_id: envelope.causation_id,
         });
     }
 
@@ -374,7 +377,7 @@ impl Rows {
         let sink = transaction
             .copy_in(
                 "COPY customers.timeline (customer_id, global_position, occurred_at, event_type, \
-                   status, issuer, payment_provider_type, amount_minor, currency) \
+                   status, issuer, payment_provider_type, amount_minor, currency, causation_id) \
                  FROM STDIN (FORMAT binary)",
             )
             .await?;
@@ -390,6 +393,7 @@ impl Rows {
                 Type::TEXT,
                 Type::INT8,
                 Type::TEXT,
+                Type::UUID,
             ],
         ));
         for row in &self.timeline {
@@ -405,6 +409,7 @@ impl Rows {
                     &row.payment_provider_type,
                     &row.amount_minor,
                     &row.currency,
+                    &row.causation_id,
                 ])
                 .await?;
         }

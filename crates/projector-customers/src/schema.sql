@@ -71,5 +71,7 @@ CREATE TABLE timeline (
     payment_provider_type text        NOT NULL,
     amount_minor          bigint,
     currency              text,
+    -- The event's causation_id: for a provider's event, the provider_inbox row of its webhook.
+    causation_id          uuid,
     PRIMARY KEY (customer_id, global_position)
 );

@@ -11,7 +11,14 @@ use ledger_bus::{BusConfig, Client, ConnectError, NatsAuth, SendError};
 use ledger_testkit::services::{NATS_AUTH_CONF, NatsServerOptions, start_private_nats_with};
 use ledger_testkit::{TestDb, commands, ledger::eventually};
 
-const USERS: [&str; 5] = ["writer", "projector", "query", "auditor", "client"];
+const USERS: [&str; 6] = [
+    "writer",
+    "projector",
+    "query",
+    "auditor",
+    "ingest",
+    "client",
+];
 
 /// Passwords of the shipped users, each in a file as the components read them.
 struct Passwords {
@@ -200,6 +207,44 @@ async fn the_pipeline_runs_as_the_shipped_nats_users_and_nobody_else_writes() {
             "{user} sent a command: {result:?}"
         );
     }
+    // Only ingest sends provider deliveries (the writer trusts them as verified): the same
+    // request as another user is never answered, as ingest it is.
+    let delivery = ledger_domain::proto::ProviderDelivery {
+        provider: ledger_domain::proto::PaymentProvider::Stripe as i32,
+        body: br#"{"id": "evt_1", "type": "ping", "created": 1700000000, "data": {"object": {}}}"#
+            .to_vec()
+            .into(),
+        received_at_unix_micros: 1_700_000_000_000_000,
+        ..Default::default()
+    };
+    for user in ["client", "query", "projector", "auditor"] {
+        let nats = ledger_bus::connect(url, &passwords.auth(user), user)
+            .await
+            .expect("connects");
+        let client =
+            Client::new(nats, bus.clone()).with_request_timeout(Duration::from_millis(300));
+        let result = client.deliver(&delivery).await;
+        assert!(
+            matches!(result, Err(SendError::Unavailable { .. })),
+            "{user} sent a delivery: {result:?}"
+        );
+    }
+    let ingest = Client::new(
+        ledger_bus::connect(url, &passwords.auth("ingest"), "ingest")
+            .await
+            .expect("ingest connects"),
+        bus.clone(),
+    );
+    let recorded = ingest
+        .deliver(&delivery)
+        .await
+        .expect("ingest's delivery is recorded");
+    assert_eq!(
+        recorded.outcome(),
+        ledger_domain::proto::DeliveryOutcome::Ignored
+    );
+    assert!(recorded.global_positions.is_empty());
+
     // Nobody but the writer publishes into the stream: not a client, plainly or through
     // JetStream, and not the projector.
     for user in ["client", "projector", "query"] {

@@ -5,6 +5,7 @@
 mod accepted;
 mod refused;
 mod security;
+mod webhooks;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::ServiceResponse;

@@ -9,6 +9,7 @@ mod customers;
 mod exact;
 mod freshness;
 mod metrics;
+mod provider_messages;
 mod security;
 
 use std::time::Duration;
@@ -116,7 +117,14 @@ impl Query {
         };
         let query_url = with_user(ledger.database().url(), QUERY_LOGIN_ROLE);
         let mut tokens = Tokens::default();
-        tokens.add(TOKEN_ALL, &[Scope::MetricsRead, Scope::CustomersRead]);
+        tokens.add(
+            TOKEN_ALL,
+            &[
+                Scope::MetricsRead,
+                Scope::CustomersRead,
+                Scope::ConnectorsRead,
+            ],
+        );
         tokens.add(TOKEN_METRICS, &[Scope::MetricsRead]);
         tokens.add(TOKEN_CUSTOMERS, &[Scope::CustomersRead]);
         let mut config = QueryConfig::new(

@@ -1,0 +1,432 @@
+//! `POST /v1/webhooks/{stripe|paypal|xendit}`: payment providers' webhook deliveries.
+//!
+//! No bearer token: the provider's signature authenticates the delivery, checked on the raw
+//! body as received (Stripe: `Stripe-Signature` HMAC under any configured secret, within the
+//! tolerance; PayPal: PayPal's verify-webhook-signature API for any configured webhook id;
+//! Xendit: the `x-callback-token`). The verified body, unchanged, goes to the writer as a
+//! `ledger.v1.ProviderDelivery`; the writer records it in the inbox and normalizes it.
+//!
+//! Answers (JSON): 200 `{"outcome", "inbox_id", "global_positions", "reason"}` once the writer
+//! recorded the delivery (appended, duplicate, ignored, stale or failed: all are durable, so the
+//! provider must not retry); 400 not a message of the provider; 401 no or a wrong signature,
+//! or a timestamp outside the tolerance; 404 a provider without configured secrets; 413 a body
+//! over [`ledger_connectors::WEBHOOK_BYTES_MAX`]; 503 with `Retry-After` when the writer does
+//! not answer or the store is unavailable (nothing recorded: the provider's retry delivers it).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{HeaderMap, RETRY_AFTER};
+use actix_web::{HttpRequest, HttpResponse, web};
+use bytes::Bytes;
+use ledger_bus::{Client, SendError};
+use ledger_connectors::{ProviderMessage, VerifyError, paypal, stripe, xendit};
+use ledger_domain::Provider;
+use ledger_domain::proto::{self, RejectionKind};
+use tokio::sync::Mutex;
+
+use crate::reply::UNAVAILABLE_RETRY_AFTER_SECONDS;
+
+/// How long ingest waits for PayPal's token and verification answers.
+const PAYPAL_TIMEOUT_SECONDS: u64 = 10;
+/// A PayPal token is renewed this long before it expires.
+const PAYPAL_TOKEN_MARGIN_SECONDS: u64 = 60;
+
+/// The providers' webhook secrets. A provider left `None` has no endpoint (404).
+#[derive(Debug, Clone, Default)]
+pub struct WebhookConfig {
+    /// Stripe endpoint secrets (`whsec_...`, several during a rotation) and tolerance.
+    pub stripe: Option<stripe::WebhookSecrets>,
+    /// PayPal webhook ids and API credentials for the postback verification.
+    pub paypal: Option<PaypalConfig>,
+    /// Xendit callback verification tokens.
+    pub xendit: Option<xendit::CallbackTokens>,
+}
+
+impl WebhookConfig {
+    /// Logs, once, each provider whose endpoint is off for want of a secret.
+    pub fn log_unconfigured(&self) {
+        for (provider, configured, variable) in [
+            (
+                "stripe",
+                self.stripe.is_some(),
+                "LEDGER_STRIPE_WEBHOOK_SECRETS",
+            ),
+            ("paypal", self.paypal.is_some(), "LEDGER_PAYPAL_WEBHOOK_IDS"),
+            (
+                "xendit",
+                self.xendit.is_some(),
+                "LEDGER_XENDIT_CALLBACK_TOKENS",
+            ),
+        ] {
+            if !configured {
+                tracing::info!(
+                    provider,
+                    "POST /v1/webhooks/{provider} answers 404: set {variable} to enable it"
+                );
+            }
+        }
+    }
+}
+
+/// PayPal's postback verification settings.
+#[derive(Clone)]
+pub struct PaypalConfig {
+    /// Webhook ids (`WH-...` of the webhook, not of an event); a delivery verified for any is
+    /// accepted.
+    pub webhook_ids: Vec<String>,
+    /// `https://api-m.paypal.com` (live) or `https://api-m.sandbox.paypal.com`.
+    pub api_base: String,
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+impl std::fmt::Debug for PaypalConfig {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("PaypalConfig")
+            .field("webhook_ids", &self.webhook_ids)
+            .field("api_base", &self.api_base)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A delivery's headers for `ledger_connectors` (names are case-insensitive in actix).
+struct HttpHeaders<'a>(&'a HeaderMap);
+
+impl ledger_connectors::Headers for HttpHeaders<'_> {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.0.get(name).and_then(|value| value.to_str().ok())
+    }
+}
+
+/// PayPal's API: an OAuth2 client-credentials token, cached until shortly before it expires.
+struct PaypalVerifier {
+    config: PaypalConfig,
+    http: reqwest::Client,
+    token: Mutex<Option<(String, Instant)>>,
+}
+
+impl PaypalVerifier {
+    fn new(config: PaypalConfig) -> PaypalVerifier {
+        PaypalVerifier {
+            config,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(PAYPAL_TIMEOUT_SECONDS))
+                .build()
+                .unwrap_or_default(),
+            token: Mutex::new(None),
+        }
+    }
+
+    /// `POST /v1/oauth2/token` (client credentials), or the cached token.
+    async fn token(&self) -> Result<String, WebhookError> {
+        let mut cached = self.token.lock().await;
+        if let Some((token, expires)) = cached.as_ref()
+            && Instant::now() < *expires
+        {
+            return Ok(token.clone());
+        }
+        let unavailable = |error: String| WebhookError::VerifierUnavailable(error);
+        let response = self
+            .http
+            .post(format!("{}/v1/oauth2/token", self.config.api_base))
+            .basic_auth(&self.config.client_id, Some(&self.config.client_secret))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("grant_type=client_credentials")
+            .send()
+            .await
+            .map_err(|error| unavailable(format!("PayPal's token endpoint: {error}")))?;
+        if !response.status().is_success() {
+            return Err(unavailable(format!(
+                "PayPal's token endpoint answered {}: check LEDGER_PAYPAL_CLIENT_ID and \
+                 LEDGER_PAYPAL_CLIENT_SECRET",
+                response.status()
+            )));
+        }
+        let body = response
+            .bytes()
+            .await
+            .map_err(|error| unavailable(error.to_string()))?;
+        let answer: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|error| unavailable(format!("PayPal's token answer: {error}")))?;
+        let token = answer
+            .get("access_token")
+            .and_then(serde_json::Value::as_str)
+            .ok_or_else(|| unavailable("PayPal's token answer has no access_token".to_owned()))?
+            .to_owned();
+        let lifetime = answer
+            .get("expires_in")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0)
+            .saturating_sub(PAYPAL_TOKEN_MARGIN_SECONDS);
+        *cached = Some((
+            token.clone(),
+            Instant::now() + Duration::from_secs(lifetime),
+        ));
+        Ok(token)
+    }
+
+    /// Asks PayPal whether `raw` with `headers` is genuine, for each webhook id in turn.
+    /// A delivery without PayPal's transmission headers, or not JSON, is refused before any
+    /// call to PayPal.
+    async fn verify(&self, headers: &HttpHeaders<'_>, raw: &[u8]) -> Result<(), WebhookError> {
+        let bodies = self
+            .config
+            .webhook_ids
+            .iter()
+            .map(|webhook_id| paypal::postback_request(headers, raw, webhook_id))
+            .collect::<Result<Vec<_>, _>>()?;
+        let token = self.token().await?;
+        let mut last = VerifyError::Signature("no PayPal webhook id is configured".to_owned());
+        for body in bodies {
+            let response = self
+                .http
+                .post(format!(
+                    "{}/v1/notifications/verify-webhook-signature",
+                    self.config.api_base
+                ))
+                .bearer_auth(&token)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .map_err(|error| {
+                    WebhookError::VerifierUnavailable(format!("PayPal's verify endpoint: {error}"))
+                })?;
+            if response.status() == StatusCode::UNAUTHORIZED.as_u16() {
+                // The token was revoked early: fetch a new one on the next delivery.
+                *self.token.lock().await = None;
+            }
+            if response.status().is_server_error() || response.status() == 401 {
+                return Err(WebhookError::VerifierUnavailable(format!(
+                    "PayPal's verify endpoint answered {}",
+                    response.status()
+                )));
+            }
+            let answer = response
+                .bytes()
+                .await
+                .map_err(|error| WebhookError::VerifierUnavailable(error.to_string()))?;
+            match paypal::postback_verdict(&answer) {
+                Ok(()) => return Ok(()),
+                Err(error) => last = error,
+            }
+        }
+        Err(last.into())
+    }
+}
+
+/// Why a delivery got no 200.
+#[derive(Debug, thiserror::Error)]
+enum WebhookError {
+    #[error("no webhook secret is configured for this provider")]
+    NotConfigured,
+    #[error(
+        "the body is larger than {} bytes",
+        ledger_connectors::WEBHOOK_BYTES_MAX
+    )]
+    TooLarge,
+    #[error("cannot read the body: {0}")]
+    Unreadable(String),
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+    /// PayPal's API did not answer: the delivery cannot be checked now (503).
+    #[error("cannot verify the delivery now: {0}")]
+    VerifierUnavailable(String),
+    #[error(transparent)]
+    Send(#[from] SendError),
+}
+
+impl WebhookError {
+    /// The HTTP status and the error code of the answer.
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            WebhookError::NotConfigured => (StatusCode::NOT_FOUND, "not_configured"),
+            WebhookError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            WebhookError::Unreadable(_) | WebhookError::Verify(VerifyError::Malformed(_)) => {
+                (StatusCode::BAD_REQUEST, "malformed")
+            }
+            WebhookError::Verify(VerifyError::Signature(_)) => {
+                (StatusCode::UNAUTHORIZED, "signature_rejected")
+            }
+            WebhookError::VerifierUnavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "verifier_unavailable")
+            }
+            WebhookError::Send(SendError::Rejected(rejected)) => match rejected.kind() {
+                RejectionKind::Malformed => (StatusCode::BAD_REQUEST, "malformed"),
+                RejectionKind::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+                _ => (StatusCode::SERVICE_UNAVAILABLE, "writer_unavailable"),
+            },
+            WebhookError::Send(_) => (StatusCode::SERVICE_UNAVAILABLE, "writer_unavailable"),
+        }
+    }
+}
+
+/// The verifiers and the counters, shared by the workers.
+struct Verifiers {
+    stripe: Option<stripe::WebhookSecrets>,
+    paypal: Option<PaypalVerifier>,
+    xendit: Option<xendit::CallbackTokens>,
+    /// Deliveries answered, by provider (as the path names it, when known) and outcome (the
+    /// writer's, or why ingest refused it).
+    counts: std::sync::Mutex<std::collections::BTreeMap<(&'static str, &'static str), u64>>,
+}
+
+impl Verifiers {
+    fn count(&self, provider: &str, outcome: &'static str) {
+        let provider = match provider {
+            "stripe" => "stripe",
+            "paypal" => "paypal",
+            "xendit" => "xendit",
+            _ => "unknown",
+        };
+        if let Ok(mut counts) = self.counts.lock() {
+            *counts.entry((provider, outcome)).or_default() += 1;
+        }
+    }
+}
+
+pub(crate) fn configure(config: &mut web::ServiceConfig, client: Client, webhooks: WebhookConfig) {
+    let verifiers = web::Data::new(Arc::new(Verifiers {
+        stripe: webhooks.stripe,
+        paypal: webhooks.paypal.map(PaypalVerifier::new),
+        xendit: webhooks.xendit,
+        counts: std::sync::Mutex::default(),
+    }));
+    config
+        .service(
+            web::resource("/v1/webhooks/{provider}")
+                .app_data(web::Data::new(client))
+                .app_data(verifiers.clone())
+                .app_data(web::PayloadConfig::new(
+                    ledger_connectors::WEBHOOK_BYTES_MAX,
+                ))
+                .route(web::post().to(receive)),
+        )
+        .service(
+            web::resource("/metrics")
+                .app_data(verifiers)
+                .route(web::get().to(metrics)),
+        );
+}
+
+/// `GET /metrics`: Prometheus text, `ledger_ingest_webhook_deliveries_total{provider,outcome}`:
+/// deliveries answered since start, by provider and outcome (`appended`, `duplicate`,
+/// `ignored`, `stale`, `failed`, or ingest's refusal: `signature_rejected`, `malformed`,
+/// `too_large`, `not_configured`, `writer_unavailable`, `verifier_unavailable`). No token.
+async fn metrics(verifiers: web::Data<Arc<Verifiers>>) -> HttpResponse {
+    let mut text = String::from(
+        "# HELP ledger_ingest_webhook_deliveries_total Webhook deliveries answered, by provider \
+         and outcome.\n# TYPE ledger_ingest_webhook_deliveries_total counter\n",
+    );
+    if let Ok(counts) = verifiers.counts.lock() {
+        for ((provider, outcome), count) in counts.iter() {
+            text.push_str(&format!(
+                "ledger_ingest_webhook_deliveries_total{{provider=\"{provider}\",outcome=\"{outcome}\"}} {count}\n"
+            ));
+        }
+    }
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(text)
+}
+
+/// `POST /v1/webhooks/{provider}`: see the module's documentation.
+async fn receive(
+    request: HttpRequest,
+    body: Result<Bytes, actix_web::Error>,
+    client: web::Data<Client>,
+    verifiers: web::Data<Arc<Verifiers>>,
+) -> HttpResponse {
+    let provider = request.match_info().get("provider").unwrap_or_default();
+    match deliver(&request, provider, body, &client, &verifiers).await {
+        Ok(recorded) => {
+            let outcome = ledger_bus::delivery_outcome_name(recorded.outcome());
+            verifiers.count(provider, outcome);
+            HttpResponse::Ok().json(serde_json::json!({
+                "outcome": outcome,
+                "inbox_id": recorded.inbox_id,
+                "global_positions": recorded.global_positions,
+                "reason": recorded.reason,
+            }))
+        }
+        Err(error) => {
+            tracing::info!(provider, %error, "webhook delivery refused");
+            let (status, code) = error.status_and_code();
+            verifiers.count(provider, code);
+            let mut response = HttpResponse::build(status);
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                response.insert_header((RETRY_AFTER, UNAVAILABLE_RETRY_AFTER_SECONDS.to_string()));
+            }
+            response.json(serde_json::json!({"error": code, "message": error.to_string()}))
+        }
+    }
+}
+
+async fn deliver(
+    request: &HttpRequest,
+    provider: &str,
+    body: Result<Bytes, actix_web::Error>,
+    client: &Client,
+    verifiers: &Verifiers,
+) -> Result<proto::DeliveryRecorded, WebhookError> {
+    let provider = match provider {
+        "stripe" if verifiers.stripe.is_some() => Provider::Stripe,
+        "paypal" if verifiers.paypal.is_some() => Provider::Paypal,
+        "xendit" if verifiers.xendit.is_some() => Provider::Xendit,
+        _ => return Err(WebhookError::NotConfigured),
+    };
+    let body = body.map_err(
+        |error| match error.as_error::<actix_web::error::PayloadError>() {
+            Some(actix_web::error::PayloadError::Overflow) => WebhookError::TooLarge,
+            _ => WebhookError::Unreadable(error.to_string()),
+        },
+    )?;
+    let headers = HttpHeaders(request.headers());
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let message: ProviderMessage = match provider {
+        Provider::Stripe => stripe::verify(
+            &headers,
+            &body,
+            verifiers
+                .stripe
+                .as_ref()
+                .ok_or(WebhookError::NotConfigured)?,
+            i64::try_from(now.as_secs()).unwrap_or(i64::MAX),
+        )?,
+        Provider::Xendit => xendit::verify(
+            &headers,
+            &body,
+            verifiers
+                .xendit
+                .as_ref()
+                .ok_or(WebhookError::NotConfigured)?,
+        )?,
+        Provider::Paypal | Provider::Internal => {
+            let verifier = verifiers
+                .paypal
+                .as_ref()
+                .ok_or(WebhookError::NotConfigured)?;
+            verifier.verify(&headers, &body).await?;
+            ledger_connectors::parse(provider, &body)?
+        }
+    };
+    tracing::debug!(
+        %provider,
+        event_id = message.event_id,
+        event_type = message.event_type,
+        "verified webhook delivery"
+    );
+    let delivery = proto::ProviderDelivery {
+        provider: proto::PaymentProvider::from(provider) as i32,
+        body,
+        received_at_unix_micros: i64::try_from(now.as_micros()).unwrap_or(i64::MAX),
+        correlation_id: uuid::Uuid::now_v7().to_string(),
+        renormalizes_inbox_id: String::new(),
+    };
+    Ok(client.deliver(&delivery).await?)
+}

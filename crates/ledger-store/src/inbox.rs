@@ -1,0 +1,355 @@
+//! The provider inbox (`provider_inbox`, migration V6): every verified webhook delivery with
+//! its body verbatim and what the writer made of it. Rows are written only by the [`Writer`]
+//! (crate::Writer), in the transaction of the events they led to, and never changed.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::str::FromStr;
+
+use bytes::Bytes;
+use ledger_domain::Provider;
+use time::OffsetDateTime;
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+use uuid::Uuid;
+
+use crate::Store;
+use crate::error::StoreError;
+use crate::event::RequestFingerprint;
+use crate::read::{fingerprint_from_sql, position_from_sql};
+use crate::writer::STORED_KEYS_SQL;
+
+/// Rows `Store::inbox_rows` returns at most.
+pub const INBOX_ROWS_MAX: u32 = 10_000;
+
+/// What became of a delivery (the `outcome` column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum InboxOutcome {
+    /// Its commands appended events.
+    Appended,
+    /// Its provider event id was recorded before, or its commands were all appended before:
+    /// nothing appended.
+    Duplicate,
+    /// Nothing the ledger uses, or already applied.
+    Ignored,
+    /// Older than what the ledger applied for its object.
+    Stale,
+    /// A command was rejected; nothing of the delivery was appended.
+    Failed,
+}
+
+impl InboxOutcome {
+    /// Every outcome.
+    pub const ALL: [InboxOutcome; 5] = [
+        InboxOutcome::Appended,
+        InboxOutcome::Duplicate,
+        InboxOutcome::Ignored,
+        InboxOutcome::Stale,
+        InboxOutcome::Failed,
+    ];
+
+    /// The stored name: `appended`, `duplicate`, `ignored`, `stale`, `failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InboxOutcome::Appended => "appended",
+            InboxOutcome::Duplicate => "duplicate",
+            InboxOutcome::Ignored => "ignored",
+            InboxOutcome::Stale => "stale",
+            InboxOutcome::Failed => "failed",
+        }
+    }
+}
+
+impl fmt::Display for InboxOutcome {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(self.as_str())
+    }
+}
+
+impl FromStr for InboxOutcome {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<InboxOutcome, String> {
+        InboxOutcome::ALL
+            .into_iter()
+            .find(|outcome| outcome.as_str() == text)
+            .ok_or_else(|| {
+                format!(
+                    "unknown outcome {text:?}: expected appended, duplicate, ignored, stale or failed"
+                )
+            })
+    }
+}
+
+/// A delivery as the writer records it; the store adds `recorded_at` and the positions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewInboxRow {
+    /// UUID v7 chosen by the writer: the causation id of the delivery's events.
+    pub id: Uuid,
+    pub provider: Provider,
+    /// The provider's id of the event (`evt_...`); 1 to 255 bytes.
+    pub provider_event_id: String,
+    /// The provider's event type; at most 255 bytes.
+    pub event_type: String,
+    /// When ingest received the delivery.
+    pub received_at: OffsetDateTime,
+    /// The body exactly as received.
+    pub body: Bytes,
+    pub outcome: InboxOutcome,
+    /// Why it was not appended; empty when appended.
+    pub reason: String,
+    /// The customer the message resolved to, if any.
+    pub customer_id: Option<Uuid>,
+    pub correlation_id: Option<Uuid>,
+    /// The row whose body this re-normalizes (`ledger connectors renormalize`).
+    pub renormalizes_inbox_id: Option<Uuid>,
+    /// The provider object whose whole snapshot the message carries, if any
+    /// (`ledger_connectors::snapshot_object`); at most 255 bytes.
+    pub snapshot_object: Option<String>,
+    /// The message's time, when its snapshot counts as seen: its commands were appended, it
+    /// was already applied, or it was stale.
+    pub snapshot_seen_at: Option<OffsetDateTime>,
+}
+
+/// A row to insert with a batch: `requests` are the indexes, in the batch, of the append
+/// requests the delivery led to; the events they append become the row's `global_positions`.
+#[derive(Debug, Clone)]
+pub struct InboxWrite {
+    pub row: NewInboxRow,
+    pub requests: Vec<usize>,
+}
+
+/// A stored inbox row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxRow {
+    pub row: NewInboxRow,
+    /// When the writer's transaction recorded it.
+    pub recorded_at: OffsetDateTime,
+    /// Global positions of the events appended for the delivery, in order.
+    pub global_positions: Vec<u64>,
+}
+
+/// Which rows [`Store::inbox_rows`] returns.
+#[derive(Debug, Clone, Default)]
+pub struct InboxFilter {
+    pub provider: Option<Provider>,
+    pub outcome: Option<InboxOutcome>,
+    /// Only rows received at or after this time.
+    pub received_since: Option<OffsetDateTime>,
+    /// At most this many rows (capped at [`INBOX_ROWS_MAX`]).
+    pub limit: u32,
+    /// Oldest first (re-normalization) instead of newest first (listing).
+    pub oldest_first: bool,
+}
+
+const INBOX_COLUMNS: &str = "id, provider, provider_event_id, event_type, received_at, body, \
+     outcome, reason, customer_id, correlation_id, renormalizes_inbox_id, recorded_at, \
+     global_positions, snapshot_object, snapshot_seen_at";
+
+pub(crate) const INSERT_INBOX: &str = "INSERT INTO provider_inbox (id, provider, \
+     provider_event_id, event_type, received_at, body, outcome, reason, customer_id, \
+     correlation_id, renormalizes_inbox_id, recorded_at, global_positions, snapshot_object, \
+     snapshot_seen_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
+
+fn inbox_row(row: &Row) -> Result<InboxRow, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        global_position: 0,
+        reason: format!("provider_inbox row: {reason}"),
+    };
+    let provider: &str = row.try_get(1)?;
+    let outcome: &str = row.try_get(6)?;
+    let body: &[u8] = row.try_get(5)?;
+    Ok(InboxRow {
+        row: NewInboxRow {
+            id: row.try_get(0)?,
+            provider: provider
+                .parse()
+                .map_err(|error| corrupt(format!("{error}")))?,
+            provider_event_id: row.try_get(2)?,
+            event_type: row.try_get(3)?,
+            received_at: row.try_get(4)?,
+            body: Bytes::copy_from_slice(body),
+            outcome: outcome.parse().map_err(corrupt)?,
+            reason: row.try_get(7)?,
+            customer_id: row.try_get(8)?,
+            correlation_id: row.try_get(9)?,
+            renormalizes_inbox_id: row.try_get(10)?,
+            snapshot_object: row.try_get(13)?,
+            snapshot_seen_at: row.try_get(14)?,
+        },
+        recorded_at: row.try_get(11)?,
+        global_positions: row
+            .try_get::<_, Vec<i64>>(12)?
+            .into_iter()
+            .map(position_from_sql)
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+/// What the writer looks up before it decides a batch's deliveries, one query each.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryLookups {
+    /// The `(provider, event id)` pairs asked about that have an inbox row with an outcome
+    /// other than `duplicate`.
+    pub recorded_events: HashSet<(Provider, String)>,
+    /// The owners of the unique keys asked about (storage form); a key without one is absent.
+    pub owners: HashMap<String, Uuid>,
+    /// The idempotency keys asked about that were used, with the fingerprint of their request
+    /// (`None`: recorded before fingerprints were).
+    pub stored_keys: HashMap<String, Option<RequestFingerprint>>,
+}
+
+impl Store {
+    /// Looks up, pipelined on one connection, which of `events` are in the inbox (with an
+    /// outcome other than `duplicate`), who owns `unique_keys` (storage form, e.g.
+    /// `account:stripe:cus_1`) and which of `idempotency_keys` were used.
+    pub async fn delivery_lookups(
+        &self,
+        events: &[(Provider, String)],
+        unique_keys: &[String],
+        idempotency_keys: &[String],
+    ) -> Result<DeliveryLookups, StoreError> {
+        let client = self.connection().await?;
+        let providers: Vec<&str> = events
+            .iter()
+            .map(|(provider, _)| provider.as_str())
+            .collect();
+        let event_ids: Vec<&str> = events
+            .iter()
+            .map(|(_, event_id)| event_id.as_str())
+            .collect();
+        let events_parameters: [&(dyn ToSql + Sync); 2] = [&providers, &event_ids];
+        let owners_parameters: [&(dyn ToSql + Sync); 1] = [&unique_keys];
+        let keys_parameters: [&(dyn ToSql + Sync); 1] = [&idempotency_keys];
+        let (recorded, owners, stored) = tokio::try_join!(
+            client.query(
+                "SELECT i.provider, i.provider_event_id \
+                 FROM unnest($1::text[], $2::text[]) AS e(provider, event_id) CROSS JOIN LATERAL \
+                 (SELECT provider, provider_event_id FROM provider_inbox \
+                 WHERE provider = e.provider AND provider_event_id = e.event_id \
+                 AND outcome <> 'duplicate' LIMIT 1) AS i",
+                &events_parameters,
+            ),
+            client.query(
+                "SELECT unique_key, stream_id FROM customer_unique_keys WHERE unique_key = ANY($1)",
+                &owners_parameters,
+            ),
+            client.query(STORED_KEYS_SQL, &keys_parameters),
+        )?;
+        let mut lookups = DeliveryLookups::default();
+        for row in recorded {
+            let provider: &str = row.try_get(0)?;
+            let provider = provider.parse().map_err(|error| StoreError::Corrupt {
+                global_position: 0,
+                reason: format!("provider_inbox row: {error}"),
+            })?;
+            lookups.recorded_events.insert((provider, row.try_get(1)?));
+        }
+        for row in owners {
+            lookups.owners.insert(row.try_get(0)?, row.try_get(1)?);
+        }
+        for row in stored {
+            let global_position = position_from_sql(row.try_get(1)?)?;
+            let fingerprint = fingerprint_from_sql(global_position, row.try_get(2)?)?;
+            lookups.stored_keys.insert(row.try_get(0)?, fingerprint);
+        }
+        Ok(lookups)
+    }
+
+    /// True when a delivery of `provider`'s event `provider_event_id` was recorded with an
+    /// outcome other than `duplicate` (a redelivery is then a duplicate).
+    pub async fn inbox_has_event(
+        &self,
+        provider: Provider,
+        provider_event_id: &str,
+    ) -> Result<bool, StoreError> {
+        let client = self.connection().await?;
+        let row = client
+            .query_opt(
+                "SELECT 1 FROM provider_inbox WHERE provider = $1 AND provider_event_id = $2 \
+                 AND outcome <> 'duplicate' LIMIT 1",
+                &[&provider.as_str(), &provider_event_id],
+            )
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// The latest time a snapshot of `provider`'s object `snapshot_object` was seen (see
+    /// [`NewInboxRow::snapshot_seen_at`]), in Unix microseconds.
+    pub async fn snapshot_seen(
+        &self,
+        provider: Provider,
+        snapshot_object: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        let client = self.connection().await?;
+        let row = client
+            .query_one(
+                "SELECT max(snapshot_seen_at) FROM provider_inbox \
+                 WHERE provider = $1 AND snapshot_object = $2 AND snapshot_seen_at IS NOT NULL",
+                &[&provider.as_str(), &snapshot_object],
+            )
+            .await?;
+        let seen: Option<OffsetDateTime> = row.try_get(0)?;
+        Ok(seen.map(crate::hash::unix_micros))
+    }
+
+    /// The customer of `provider`'s object `snapshot_object`, from a message whose snapshot of
+    /// it was seen (an object never moves to another customer).
+    pub async fn snapshot_customer(
+        &self,
+        provider: Provider,
+        snapshot_object: &str,
+    ) -> Result<Option<Uuid>, StoreError> {
+        let client = self.connection().await?;
+        let row = client
+            .query_opt(
+                "SELECT customer_id FROM provider_inbox WHERE provider = $1 \
+                 AND snapshot_object = $2 AND snapshot_seen_at IS NOT NULL \
+                 AND customer_id IS NOT NULL LIMIT 1",
+                &[&provider.as_str(), &snapshot_object],
+            )
+            .await?;
+        Ok(match row {
+            Some(row) => row.try_get(0)?,
+            None => None,
+        })
+    }
+
+    /// One inbox row by id.
+    pub async fn inbox_row(&self, id: Uuid) -> Result<Option<InboxRow>, StoreError> {
+        let client = self.connection().await?;
+        let row = client
+            .query_opt(
+                &format!("SELECT {INBOX_COLUMNS} FROM provider_inbox WHERE id = $1"),
+                &[&id],
+            )
+            .await?;
+        row.as_ref().map(inbox_row).transpose()
+    }
+
+    /// Inbox rows matching `filter`, newest first unless `filter.oldest_first`.
+    pub async fn inbox_rows(&self, filter: &InboxFilter) -> Result<Vec<InboxRow>, StoreError> {
+        let client = self.connection().await?;
+        let order = if filter.oldest_first { "ASC" } else { "DESC" };
+        let limit = i64::from(filter.limit.min(INBOX_ROWS_MAX));
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {INBOX_COLUMNS} FROM provider_inbox \
+                     WHERE ($1::text IS NULL OR provider = $1) \
+                     AND ($2::text IS NULL OR outcome = $2) \
+                     AND ($3::timestamptz IS NULL OR received_at >= $3) \
+                     ORDER BY received_at {order}, id {order} LIMIT $4"
+                ),
+                &[
+                    &filter.provider.map(Provider::as_str),
+                    &filter.outcome.map(InboxOutcome::as_str),
+                    &filter.received_since,
+                    &limit,
+                ],
+            )
+            .await?;
+        rows.iter().map(inbox_row).collect()
+    }
+}

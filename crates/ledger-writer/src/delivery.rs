@@ -1,0 +1,743 @@
+//! Provider deliveries in the decide stage: a verified webhook body from ingest is parsed,
+//! resolved to a customer (provider account, else email: the unique keys, including those
+//! claimed earlier in the batch), normalized against that customer's authoritative state
+//! (`ledger_connectors::normalize`), and its commands are decided in order against the same
+//! working state, all or nothing. The delivery is recorded in the inbox (`provider_inbox`)
+//! with the batch, whatever became of it; its events carry the inbox row's id as their
+//! causation id.
+
+use std::collections::{HashMap, HashSet};
+
+use ledger_connectors::{KnownCustomer, Normalized, ProviderMessage, RelatedObject, View};
+use ledger_domain::proto::{self, RejectionKind};
+use ledger_domain::{Provider, Rejection, Stream, UniqueKey};
+use ledger_store::{
+    AppendRejection, AppendRequest, Committed, DeliveryLookups, ExpectedVersion, InboxOutcome,
+    InboxWrite, NewInboxRow, RequestFingerprint,
+};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::pipeline::{
+    BatchClaims, Decider, Incoming, Plan, Request, record_owners, rejected, replay, stream_id_of,
+};
+use crate::{WriterError, append_request, request_fingerprint};
+
+/// The batch being planned, as a delivery sees and extends it.
+pub(crate) struct Batch<'a> {
+    pub(crate) working: &'a mut HashMap<Uuid, Stream>,
+    pub(crate) requests: &'a mut Vec<AppendRequest>,
+    pub(crate) inbox: &'a mut Vec<InboxWrite>,
+    pub(crate) claims: &'a mut BatchClaims,
+    pub(crate) prefetched: &'a Prefetched,
+}
+
+/// How a mapping's `Ignored` reason starts when the snapshot matches what the ledger holds
+/// (PayPal's and Xendit's mappings): the snapshot counts as seen for `normalize_after`.
+const SNAPSHOT_ALREADY_APPLIED: &str = "already applied";
+
+/// Commands per message whose idempotency keys are looked up before the batch is decided;
+/// a message yielding more has the rest looked up one by one.
+const PREFETCHED_COMMANDS: usize = 8;
+
+/// What the store said, before the batch, about its deliveries: looked up together rather than
+/// one delivery at a time. Only this writer appends, so it stays true but for the batch's own
+/// changes, which [`BatchClaims`] and the batch's requests hold and which take precedence.
+#[derive(Default)]
+pub(crate) struct Prefetched {
+    events: HashSet<(Provider, String)>,
+    unique_keys: HashSet<String>,
+    idempotency_keys: HashSet<String>,
+    lookups: DeliveryLookups,
+}
+
+impl Prefetched {
+    /// Whether the event has a non-duplicate inbox row; `None` when it was not looked up.
+    fn recorded(&self, event: &(Provider, String)) -> Option<bool> {
+        self.events
+            .contains(event)
+            .then(|| self.lookups.recorded_events.contains(event))
+    }
+
+    /// The key's owner; `None` when it was not looked up.
+    fn owner(&self, storage_key: &str) -> Option<Option<Uuid>> {
+        self.unique_keys
+            .contains(storage_key)
+            .then(|| self.lookups.owners.get(storage_key).copied())
+    }
+
+    /// Whether the key was used (`Some(true)`: by the request with `fingerprint`); `None`
+    /// when it was not looked up.
+    fn stored(&self, key: &str, fingerprint: &RequestFingerprint) -> Option<Option<bool>> {
+        self.idempotency_keys.contains(key).then(|| {
+            self.lookups
+                .stored_keys
+                .get(key)
+                .map(|stored| stored.is_none_or(|stored| stored == *fingerprint))
+        })
+    }
+}
+
+/// A delivery recorded with the batch, waiting for its answer.
+pub(crate) struct DeliveryPlan {
+    inbox_id: Uuid,
+    outcome: InboxOutcome,
+    reason: String,
+    pub(crate) customer_id: Option<Uuid>,
+    /// Indexes of its append requests in the batch.
+    pub(crate) requests: Vec<usize>,
+    changed_keys: Vec<String>,
+}
+
+impl DeliveryPlan {
+    /// The answer once the batch is committed: the outcome and the positions appended.
+    pub(crate) fn reply(
+        &self,
+        outcomes: &[Result<Committed, AppendRejection>],
+    ) -> proto::DeliveryReply {
+        let mut global_positions = Vec::new();
+        for index in &self.requests {
+            match outcomes.get(*index) {
+                Some(Ok(committed)) if !committed.duplicate => global_positions
+                    .extend(committed.events.iter().map(|event| event.global_position)),
+                Some(Ok(_)) => {}
+                other => tracing::error!(
+                    inbox_id = %self.inbox_id,
+                    outcome = ?other,
+                    "the store refused a request of a delivery the writer had checked"
+                ),
+            }
+        }
+        let outcome = match self.outcome {
+            InboxOutcome::Appended => proto::DeliveryOutcome::Appended,
+            InboxOutcome::Duplicate => proto::DeliveryOutcome::Duplicate,
+            InboxOutcome::Ignored => proto::DeliveryOutcome::Ignored,
+            InboxOutcome::Stale => proto::DeliveryOutcome::Stale,
+            InboxOutcome::Failed => proto::DeliveryOutcome::Failed,
+        };
+        proto::DeliveryReply {
+            result: Some(proto::delivery_reply::Result::Recorded(
+                proto::DeliveryRecorded {
+                    outcome: outcome as i32,
+                    inbox_id: self.inbox_id.to_string(),
+                    global_positions,
+                    reason: self.reason.clone(),
+                    customer_id: self
+                        .customer_id
+                        .map(|id| id.to_string())
+                        .unwrap_or_default(),
+                    changed_idempotency_keys: self.changed_keys.clone(),
+                },
+            )),
+        }
+    }
+}
+
+/// What normalizing and deciding a message came to, before it is recorded.
+struct Decision {
+    outcome: InboxOutcome,
+    reason: String,
+    customer_id: Option<Uuid>,
+    /// The append requests of its commands, in order (empty unless appended).
+    requests: Vec<AppendRequest>,
+    changed_keys: Vec<String>,
+}
+
+impl Decision {
+    fn nothing(outcome: InboxOutcome, reason: String, customer_id: Option<Uuid>) -> Decision {
+        Decision {
+            outcome,
+            reason,
+            customer_id,
+            requests: Vec::new(),
+            changed_keys: Vec::new(),
+        }
+    }
+}
+
+fn refused(kind: RejectionKind, code: &str, message: impl std::fmt::Display) -> Plan {
+    Plan::DeliveryRefused(rejected(kind, code, message))
+}
+
+/// `text` as an optional UUID (empty: none).
+fn optional_uuid(field: &str, text: &str) -> Result<Option<Uuid>, Plan> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|_| {
+        refused(
+            RejectionKind::Malformed,
+            "malformed",
+            format!("{field} {text:?} is not a UUID"),
+        )
+    })
+}
+
+/// Whether a provider's text fits the inbox (1 to 255 bytes, or empty where allowed; no NUL).
+fn check_text(field: &str, value: &str, may_be_empty: bool) -> Result<(), Plan> {
+    match ledger_store::text_problem(value, may_be_empty) {
+        None => Ok(()),
+        Some(reason) => Err(refused(
+            RejectionKind::Malformed,
+            "malformed",
+            format!("the message's {field} {reason}"),
+        )),
+    }
+}
+
+impl Decider {
+    /// Looks up, for every delivery of `batch` (but re-normalizations), whether its event is
+    /// in the inbox, who owns its account and email, whether its commands' idempotency keys
+    /// were used, and loads into `working` the states of the customers it may be about that
+    /// are not cached: a few queries for the whole batch instead of several per delivery.
+    pub(crate) async fn prefetch(
+        &self,
+        batch: &[Incoming],
+        working: &mut HashMap<Uuid, Stream>,
+    ) -> Result<Prefetched, WriterError> {
+        let mut prefetched = Prefetched::default();
+        let mut streams = Vec::new();
+        for incoming in batch {
+            let Request::Delivery(delivery) = &incoming.request else {
+                continue;
+            };
+            let Ok(provider) = Provider::try_from(delivery.provider()) else {
+                continue;
+            };
+            if !delivery.renormalizes_inbox_id.is_empty() {
+                continue;
+            }
+            let Ok(message) = ledger_connectors::parse(provider, &delivery.body) else {
+                continue;
+            };
+            if let Some(account_id) = &message.account_id {
+                let key = UniqueKey::ProviderAccount(provider, account_id.clone());
+                prefetched.unique_keys.insert(key.storage_key());
+                streams.push(ledger_connectors::customer_id_for_account(
+                    provider, account_id,
+                ));
+            }
+            if let Some(email) = message
+                .email
+                .as_deref()
+                .filter(|email| !email.trim().is_empty())
+            {
+                prefetched
+                    .unique_keys
+                    .insert(UniqueKey::email(email).storage_key());
+            }
+            prefetched
+                .idempotency_keys
+                .insert(ledger_connectors::idempotency_key(&message, 0, 1));
+            for index in 0..PREFETCHED_COMMANDS {
+                prefetched
+                    .idempotency_keys
+                    .insert(ledger_connectors::idempotency_key(
+                        &message,
+                        index,
+                        PREFETCHED_COMMANDS,
+                    ));
+            }
+            prefetched.events.insert((provider, message.event_id));
+        }
+        if prefetched.events.is_empty() {
+            return Ok(prefetched);
+        }
+        let events: Vec<(Provider, String)> = prefetched.events.iter().cloned().collect();
+        let unique_keys: Vec<String> = prefetched.unique_keys.iter().cloned().collect();
+        let idempotency_keys: Vec<String> = prefetched.idempotency_keys.iter().cloned().collect();
+        prefetched.lookups = self
+            .store
+            .delivery_lookups(&events, &unique_keys, &idempotency_keys)
+            .await?;
+        streams.extend(prefetched.lookups.owners.values().copied());
+        streams.sort_unstable();
+        streams.dedup();
+        streams.retain(|stream_id| {
+            !working.contains_key(stream_id) && !self.cache.contains_key(stream_id)
+        });
+        let stored = self
+            .store
+            .read_streams_before(&streams, i64::MAX.unsigned_abs())
+            .await?;
+        for stream_id in streams {
+            working.insert(stream_id, Stream::Empty);
+        }
+        for events in stored.chunk_by(|a, b| a.stream_id == b.stream_id) {
+            working.insert(events[0].stream_id, replay(events)?);
+        }
+        Ok(prefetched)
+    }
+
+    /// Plans one delivery: refused (nothing recorded) when its body is not a message of its
+    /// provider; otherwise recorded in the inbox with the batch, with the outcome and the
+    /// append requests of its commands.
+    pub(crate) async fn decide_delivery(
+        &self,
+        delivery: &proto::ProviderDelivery,
+        batch: &mut Batch<'_>,
+    ) -> Result<Plan, WriterError> {
+        let Ok(provider) = Provider::try_from(delivery.provider()) else {
+            return Ok(refused(
+                RejectionKind::Malformed,
+                "malformed",
+                "the delivery names no payment provider",
+            ));
+        };
+        let ids = optional_uuid("renormalizes_inbox_id", &delivery.renormalizes_inbox_id).and_then(
+            |renormalizes| {
+                Ok((
+                    renormalizes,
+                    optional_uuid("correlation_id", &delivery.correlation_id)?,
+                ))
+            },
+        );
+        let (renormalizes, correlation_id) = match ids {
+            Ok(ids) => ids,
+            Err(plan) => return Ok(plan),
+        };
+        let body = match renormalizes {
+            None => delivery.body.clone(),
+            Some(id) => match self.store.inbox_row(id).await? {
+                Some(stored) if stored.row.provider == provider => stored.row.body,
+                _ => {
+                    return Ok(refused(
+                        RejectionKind::NotFound,
+                        "inbox_row_not_found",
+                        format!("there is no {provider} inbox row {id} to re-normalize"),
+                    ));
+                }
+            },
+        };
+        let message = match ledger_connectors::parse(provider, &body) {
+            Ok(message) => message,
+            Err(error) => return Ok(refused(RejectionKind::Malformed, "malformed", error)),
+        };
+        let checked = check_text("event id", &message.event_id, false)
+            .and_then(|()| check_text("event type", &message.event_type, true));
+        if let Err(plan) = checked {
+            return Ok(plan);
+        }
+        let Ok(received_at) = OffsetDateTime::from_unix_timestamp_nanos(
+            i128::from(delivery.received_at_unix_micros) * 1_000,
+        ) else {
+            return Ok(refused(
+                RejectionKind::Malformed,
+                "malformed",
+                "received_at_unix_micros is out of range",
+            ));
+        };
+
+        let inbox_id = Uuid::now_v7();
+        let event_key = (provider, message.event_id.clone());
+        let redelivered = renormalizes.is_none()
+            && (batch.claims.provider_events.contains(&event_key)
+                || match batch.prefetched.recorded(&event_key) {
+                    Some(recorded) => recorded,
+                    None => {
+                        self.store
+                            .inbox_has_event(provider, &message.event_id)
+                            .await?
+                    }
+                });
+        let decision = if redelivered {
+            Decision::nothing(
+                InboxOutcome::Duplicate,
+                format!("{provider} event {} was recorded before", message.event_id),
+                None,
+            )
+        } else {
+            self.normalize_and_decide(&message, inbox_id, correlation_id, batch)
+                .await?
+        };
+        if decision.outcome != InboxOutcome::Duplicate {
+            batch.claims.provider_events.insert(event_key);
+        }
+        let snapshot_object = ledger_connectors::snapshot_object(&message).map(str::to_owned);
+        let snapshot_seen = matches!(
+            decision.outcome,
+            InboxOutcome::Appended | InboxOutcome::Stale
+        ) || (decision.outcome == InboxOutcome::Ignored
+            && decision.reason.starts_with(SNAPSHOT_ALREADY_APPLIED));
+        let snapshot_seen_at = match &snapshot_object {
+            Some(object) if snapshot_seen => {
+                if let Some(customer_id) = decision.customer_id {
+                    batch
+                        .claims
+                        .snapshot_customers
+                        .insert((provider, object.clone()), customer_id);
+                }
+                let seen = batch
+                    .claims
+                    .snapshots_seen
+                    .entry((provider, object.clone()))
+                    .or_insert(message.created_at_unix_micros);
+                *seen = (*seen).max(message.created_at_unix_micros);
+                OffsetDateTime::from_unix_timestamp_nanos(
+                    i128::from(message.created_at_unix_micros) * 1_000,
+                )
+                .ok()
+            }
+            _ => None,
+        };
+        let snapshot_object =
+            snapshot_object.filter(|object| ledger_store::text_problem(object, false).is_none());
+        let first = batch.requests.len();
+        let requests: Vec<usize> = (first..first + decision.requests.len()).collect();
+        batch.requests.extend(decision.requests);
+        tracing::info!(
+            %inbox_id,
+            %provider,
+            event_id = message.event_id,
+            event_type = message.event_type,
+            outcome = %decision.outcome,
+            reason = decision.reason,
+            "provider delivery"
+        );
+        batch.inbox.push(InboxWrite {
+            row: NewInboxRow {
+                id: inbox_id,
+                provider,
+                provider_event_id: message.event_id,
+                event_type: message.event_type,
+                received_at,
+                body,
+                outcome: decision.outcome,
+                reason: decision.reason.clone(),
+                customer_id: decision.customer_id,
+                correlation_id,
+                renormalizes_inbox_id: renormalizes,
+                snapshot_object,
+                snapshot_seen_at,
+            },
+            requests: requests.clone(),
+        });
+        Ok(Plan::Delivery(DeliveryPlan {
+            inbox_id,
+            outcome: decision.outcome,
+            reason: decision.reason,
+            customer_id: decision.customer_id,
+            requests,
+            changed_keys: decision.changed_keys,
+        }))
+    }
+
+    /// Resolves the customer, normalizes against its state and decides the commands, all or
+    /// nothing: on any rejection the working state of the customer is left as it was.
+    async fn normalize_and_decide(
+        &self,
+        message: &ProviderMessage,
+        inbox_id: Uuid,
+        correlation_id: Option<Uuid>,
+        batch: &mut Batch<'_>,
+    ) -> Result<Decision, WriterError> {
+        let resolved = self
+            .resolve(message, batch.claims, batch.prefetched)
+            .await?;
+        let mut state = match resolved {
+            Some((customer_id, _)) => self.take_state(customer_id, batch.working).await?,
+            None => Stream::Empty,
+        };
+        let view = View {
+            customer: match (&resolved, &state) {
+                (Some((customer_id, account_linked)), Stream::Customer(customer)) => {
+                    Some(KnownCustomer {
+                        customer_id: *customer_id,
+                        state: customer,
+                        account_linked: *account_linked,
+                    })
+                }
+                _ => None,
+            },
+        };
+        let seen = match ledger_connectors::snapshot_object(message) {
+            None => None,
+            Some(object) => {
+                let key = (message.provider, object.to_owned());
+                let stored = self.store.snapshot_seen(message.provider, object).await?;
+                stored.max(batch.claims.snapshots_seen.get(&key).copied())
+            }
+        };
+        let normalized = ledger_connectors::normalize_after(message, &view, seen);
+        let resolved_id = resolved.map(|(customer_id, _)| customer_id);
+        let give_back = |working: &mut HashMap<Uuid, Stream>, state: Stream| {
+            if let Some(customer_id) = resolved_id {
+                working.insert(customer_id, state);
+            }
+        };
+        let commands = match normalized {
+            Normalized::Commands(commands) if !commands.is_empty() => commands,
+            Normalized::Commands(_) => {
+                give_back(batch.working, state);
+                return Ok(Decision::nothing(
+                    InboxOutcome::Ignored,
+                    "the message yields no command".to_owned(),
+                    resolved_id,
+                ));
+            }
+            Normalized::Ignored { reason } => {
+                give_back(batch.working, state);
+                return Ok(Decision::nothing(
+                    InboxOutcome::Ignored,
+                    reason,
+                    resolved_id,
+                ));
+            }
+            Normalized::Stale { reason } => {
+                give_back(batch.working, state);
+                return Ok(Decision::nothing(InboxOutcome::Stale, reason, resolved_id));
+            }
+        };
+        let stream_id = match stream_id_of(&commands[0]) {
+            Ok((stream_id, false)) => stream_id,
+            _ => {
+                give_back(batch.working, state);
+                return Ok(Decision::nothing(
+                    InboxOutcome::Failed,
+                    "the mapping named no customer id".to_owned(),
+                    resolved_id,
+                ));
+            }
+        };
+        if resolved_id != Some(stream_id) {
+            give_back(batch.working, state);
+            state = self.take_state(stream_id, batch.working).await?;
+        }
+        let original = state.clone();
+        let mut decided = Decided::default();
+        let causes = Causes {
+            stream_id,
+            inbox_id,
+            correlation_id,
+        };
+        let failure = self
+            .decide_all(commands, &causes, &mut state, &mut decided, batch)
+            .await?;
+        let customer_id = Some(stream_id);
+        if let Some((outcome, reason)) = failure {
+            batch.working.insert(stream_id, original);
+            return Ok(Decision {
+                changed_keys: decided.changed_keys,
+                ..Decision::nothing(outcome, reason, customer_id)
+            });
+        }
+        if !decided.changed_keys.is_empty() {
+            batch.working.insert(stream_id, original);
+            return Ok(Decision {
+                reason: format!(
+                    "idempotency keys {} were used for different commands (the mapping changed): \
+                     nothing of the message was appended",
+                    decided.changed_keys.join(", ")
+                ),
+                changed_keys: decided.changed_keys,
+                ..Decision::nothing(InboxOutcome::Failed, String::new(), customer_id)
+            });
+        }
+        batch.working.insert(stream_id, state);
+        if decided.requests.is_empty() {
+            return Ok(Decision::nothing(
+                InboxOutcome::Duplicate,
+                "every command of the message was appended before".to_owned(),
+                customer_id,
+            ));
+        }
+        for request in &decided.requests {
+            batch.claims.record(stream_id, &request.unique_keys);
+        }
+        Ok(Decision {
+            requests: decided.requests,
+            ..Decision::nothing(InboxOutcome::Appended, String::new(), customer_id)
+        })
+    }
+
+    /// Decides `commands` in order against `state`, evolving it; returns the outcome and
+    /// reason of the first rejection, if any.
+    async fn decide_all(
+        &self,
+        commands: Vec<proto::Command>,
+        causes: &Causes,
+        state: &mut Stream,
+        decided: &mut Decided,
+        batch: &Batch<'_>,
+    ) -> Result<Option<(InboxOutcome, String)>, WriterError> {
+        let failed = |reason: String| Ok(Some((InboxOutcome::Failed, reason)));
+        let Causes {
+            stream_id,
+            inbox_id,
+            correlation_id,
+        } = *causes;
+        for mut command in commands {
+            let Some(metadata) = command.metadata.as_mut() else {
+                return failed("the mapping gave a command without metadata".to_owned());
+            };
+            metadata.causation_id = inbox_id.to_string();
+            metadata.correlation_id = correlation_id.map(|id| id.to_string()).unwrap_or_default();
+            if !matches!(stream_id_of(&command), Ok((id, false)) if id == stream_id) {
+                return failed("the mapping gave commands for more than one customer".to_owned());
+            }
+            let key = command
+                .metadata
+                .as_ref()
+                .map(|metadata| metadata.idempotency_key.clone())
+                .unwrap_or_default();
+            let fingerprint = request_fingerprint(&command);
+            let earlier = batch
+                .requests
+                .iter()
+                .chain(&decided.requests)
+                .find(|request| request.idempotency_key == key);
+            let same = match earlier {
+                Some(request) => Some(request.request_fingerprint == fingerprint),
+                None => match batch.prefetched.stored(&key, &fingerprint) {
+                    Some(same) => same,
+                    None => self
+                        .store
+                        .find_by_idempotency_key(&key)
+                        .await?
+                        .map(|stored| stored.is_same_request(&fingerprint)),
+                },
+            };
+            match same {
+                Some(true) => continue,
+                Some(false) => {
+                    decided.changed_keys.push(key);
+                    continue;
+                }
+                None => {}
+            }
+            let events = match state
+                .decide(&command)
+                .and_then(|events| self.seal(stream_id, events))
+            {
+                Ok(events) => events,
+                Err(rejection @ Rejection::Stale { .. }) => {
+                    return Ok(Some((InboxOutcome::Stale, rejection.to_string())));
+                }
+                Err(rejection) => return failed(rejection.to_string()),
+            };
+            let unique_keys = state.unique_key_changes(&events);
+            for key in &unique_keys.claims {
+                if let Some(owner) = self
+                    .owner(key, batch.claims, batch.prefetched, &decided.owners)
+                    .await?
+                    && owner != stream_id
+                {
+                    return failed(format!(
+                        "{} already belongs to customer {owner}",
+                        key.storage_key()
+                    ));
+                }
+            }
+            record_owners(&mut decided.owners, stream_id, &unique_keys);
+            let expected = ExpectedVersion::Exact(state.version());
+            let request =
+                match append_request(stream_id, &command, unique_keys, events.clone(), expected) {
+                    Ok(request) => request,
+                    Err(rejection) => return failed(rejection.to_string()),
+                };
+            let occurred_at = ledger_domain::occurred_at_unix_micros(&command);
+            let before = std::mem::take(state);
+            *state = events
+                .iter()
+                .fold(before, |state, event| state.evolve(event, occurred_at));
+            decided.requests.push(request);
+        }
+        Ok(None)
+    }
+
+    /// The customer a message is about: the owner of its provider account, else of its email
+    /// (`true`: found by the account, which is then linked).
+    async fn resolve(
+        &self,
+        message: &ProviderMessage,
+        claims: &BatchClaims,
+        prefetched: &Prefetched,
+    ) -> Result<Option<(Uuid, bool)>, WriterError> {
+        let none = HashMap::new();
+        if let Some(account_id) = &message.account_id {
+            let key = UniqueKey::ProviderAccount(message.provider, account_id.clone());
+            if let Some(owner) = self.owner(&key, claims, prefetched, &none).await? {
+                return Ok(Some((owner, true)));
+            }
+        }
+        if let Some(email) = message
+            .email
+            .as_deref()
+            .filter(|email| !email.trim().is_empty())
+            && let Some(owner) = self
+                .owner(&UniqueKey::email(email), claims, prefetched, &none)
+                .await?
+        {
+            return Ok(Some((owner, false)));
+        }
+        // A message that names neither (a PayPal sale): the customer of the subscription it
+        // pays, known from that subscription's snapshots.
+        if let Some(RelatedObject::Subscription(subscription_id)) =
+            ledger_connectors::related_object(message)
+        {
+            let key = (message.provider, subscription_id.to_owned());
+            let customer = match claims.snapshot_customers.get(&key) {
+                Some(customer_id) => Some(*customer_id),
+                None => {
+                    self.store
+                        .snapshot_customer(message.provider, subscription_id)
+                        .await?
+                }
+            };
+            return Ok(customer.map(|customer_id| (customer_id, true)));
+        }
+        Ok(None)
+    }
+
+    /// Who holds `key`: as changed by this delivery (`own`), by the batch, else in the store
+    /// (as looked up before the batch, or now).
+    async fn owner(
+        &self,
+        key: &UniqueKey,
+        claims: &BatchClaims,
+        prefetched: &Prefetched,
+        own: &HashMap<String, Option<Uuid>>,
+    ) -> Result<Option<Uuid>, WriterError> {
+        let storage_key = key.storage_key();
+        if let Some(owner) = own
+            .get(&storage_key)
+            .or_else(|| claims.owners.get(&storage_key))
+        {
+            return Ok(*owner);
+        }
+        if let Some(owner) = prefetched.owner(&storage_key) {
+            return Ok(owner);
+        }
+        Ok(self.store.find_stream_by_unique_key(key).await?)
+    }
+
+    /// The stream's working state, taken out of the batch's, else the cache or the store.
+    async fn take_state(
+        &self,
+        stream_id: Uuid,
+        working: &mut HashMap<Uuid, Stream>,
+    ) -> Result<Stream, WriterError> {
+        match working.remove(&stream_id) {
+            Some(state) => Ok(state),
+            None => self.load(stream_id).await,
+        }
+    }
+}
+
+/// The customer a delivery's commands are for, and the ids that name their cause.
+#[derive(Clone, Copy)]
+struct Causes {
+    stream_id: Uuid,
+    /// The inbox row: every command's `causation_id`.
+    inbox_id: Uuid,
+    correlation_id: Option<Uuid>,
+}
+
+/// One delivery's commands as decided so far.
+#[derive(Default)]
+struct Decided {
+    requests: Vec<AppendRequest>,
+    /// Unique keys' owners as this delivery's requests change them.
+    owners: HashMap<String, Option<Uuid>>,
+    changed_keys: Vec<String>,
+}

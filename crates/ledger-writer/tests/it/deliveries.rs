@@ -1,0 +1,283 @@
+//! Provider deliveries through the writer: concurrent deliveries about the same customers give
+//! the result of one after the other, every delivery is recorded, and a rejected command leaves
+//! nothing of its delivery behind.
+
+use std::collections::BTreeMap;
+
+use ledger_domain::{Provider, proto};
+use ledger_store::{InboxFilter, InboxOutcome};
+use ledger_testkit::commands::register;
+use ledger_testkit::ledger::TestLedger;
+
+fn customer_event(event_id: &str, event_type: &str, account_id: &str, email: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "id": event_id, "object": "event", "type": event_type, "created": 1_764_000_000,
+        "data": {"object": {"id": account_id, "object": "customer", "email": email, "name": "N"}}
+    }))
+    .expect("JSON")
+}
+
+/// Every inbox row, newest first.
+async fn inbox(ledger: &TestLedger) -> Vec<ledger_store::InboxRow> {
+    ledger
+        .store
+        .inbox_rows(&InboxFilter {
+            limit: 1_000,
+            ..InboxFilter::default()
+        })
+        .await
+        .expect("inbox")
+}
+
+fn delivery(body: Vec<u8>) -> proto::ProviderDelivery {
+    proto::ProviderDelivery {
+        provider: proto::PaymentProvider::Stripe as i32,
+        body: body.into(),
+        received_at_unix_micros: 1_764_000_000_000_000,
+        ..proto::ProviderDelivery::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_deliveries_about_the_same_customers_act_as_if_sent_one_after_the_other() {
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let client = ledger.client();
+    const ACCOUNTS: usize = 20;
+    let mut deliveries = Vec::new();
+    for account in 0..ACCOUNTS {
+        let account_id = format!("cus_{account}");
+        let email = format!("c{account}@example.com");
+        let created = customer_event(
+            &format!("evt_c{account}"),
+            "customer.created",
+            &account_id,
+            &email,
+        );
+        let updated = customer_event(
+            &format!("evt_u{account}"),
+            "customer.updated",
+            &account_id,
+            &email,
+        );
+        deliveries.push(delivery(created.clone()));
+        deliveries.push(delivery(updated));
+        deliveries.push(delivery(created));
+    }
+    // All at once: they reach the writer's queue together and are decided in batches.
+    let answers =
+        futures_util::future::join_all(deliveries.iter().map(|delivery| client.deliver(delivery)))
+            .await;
+    let mut outcomes: BTreeMap<&str, usize> = BTreeMap::new();
+    for answer in &answers {
+        let recorded = answer.as_ref().expect("recorded");
+        *outcomes
+            .entry(ledger_bus::delivery_outcome_name(recorded.outcome()))
+            .or_default() += 1;
+    }
+    // Per account: one registration; the other delivery of the pair is already applied; the
+    // repeated event id is a duplicate.
+    assert_eq!(outcomes.get("appended"), Some(&ACCOUNTS), "{outcomes:?}");
+    assert_eq!(outcomes.get("ignored"), Some(&ACCOUNTS), "{outcomes:?}");
+    assert_eq!(outcomes.get("duplicate"), Some(&ACCOUNTS), "{outcomes:?}");
+    assert_eq!(ledger.last_position().await, ACCOUNTS as u64);
+    for account in 0..ACCOUNTS {
+        let customer_id =
+            ledger_connectors::customer_id_for_account(Provider::Stripe, &format!("cus_{account}"));
+        let events = ledger
+            .store
+            .read_stream(customer_id, 1)
+            .await
+            .expect("read");
+        assert_eq!(events.len(), 1, "one customer for cus_{account}");
+    }
+    let rows = inbox(&ledger).await;
+    assert_eq!(rows.len(), 3 * ACCOUNTS, "every delivery is recorded");
+    writer.stop().await.expect("the writer stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_command_leaves_nothing_of_its_delivery_and_is_recorded_as_failed() {
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let client = ledger.client();
+    // Bob holds the email the Stripe customer will change to.
+    client
+        .send(&register("signup:bob", "bob@example.com"))
+        .await
+        .expect("bob");
+    let created = customer_event("evt_1", "customer.created", "cus_ada", "ada@example.com");
+    let first = client.deliver(&delivery(created)).await.expect("recorded");
+    assert_eq!(first.outcome(), proto::DeliveryOutcome::Appended);
+    let position = ledger.last_position().await;
+
+    // A new registration for a second account with Bob's email links it to Bob instead (and
+    // may update his profile from the snapshot: the delivery's commands, in order).
+    let linked = customer_event("evt_2", "customer.created", "cus_bob", "  BOB@example.com");
+    let second = client.deliver(&delivery(linked)).await.expect("recorded");
+    assert_eq!(second.outcome(), proto::DeliveryOutcome::Appended);
+    assert_eq!(second.global_positions.first(), Some(&(position + 1)));
+    let bob = ledger
+        .store
+        .read_stream(second.customer_id.parse().expect("UUID"), 1)
+        .await
+        .expect("read");
+    assert_eq!(
+        bob[0].event.event_type, "customer_registered",
+        "Bob's own registration"
+    );
+    assert_eq!(bob[1].event.event_type, "provider_account_linked");
+    let position = ledger.last_position().await;
+    assert_eq!(second.global_positions.last(), Some(&position));
+
+    // A command that cannot be appended (Ada's account changing her email to Bob's, which he
+    // holds): recorded as failed with the reason, nothing appended; its redelivery is a
+    // duplicate.
+    let bad = customer_event("evt_bad", "customer.updated", "cus_ada", "bob@example.com");
+    let failed = client
+        .deliver(&delivery(bad.clone()))
+        .await
+        .expect("recorded");
+    assert_eq!(failed.outcome(), proto::DeliveryOutcome::Failed);
+    assert!(
+        failed
+            .reason
+            .contains("email:bob@example.com already belongs to customer"),
+        "{}",
+        failed.reason
+    );
+    assert!(failed.global_positions.is_empty());
+    let again = client.deliver(&delivery(bad)).await.expect("recorded");
+    assert_eq!(again.outcome(), proto::DeliveryOutcome::Duplicate);
+    assert_eq!(ledger.last_position().await, position);
+
+    // A malformed body is refused, not recorded.
+    let refused = client
+        .deliver(&delivery(b"{\"id\": 1}".to_vec()))
+        .await
+        .expect_err("malformed");
+    assert_eq!(
+        refused.rejection_kind(),
+        Some(proto::RejectionKind::Malformed)
+    );
+    // A delivery with an unreadable re-normalization reference is refused.
+    let mut mismatched = delivery(customer_event("evt_3", "customer.created", "x", "x@x.io"));
+    mismatched.renormalizes_inbox_id = "not a uuid".to_owned();
+    let refused = client.deliver(&mismatched).await.expect_err("malformed");
+    assert_eq!(
+        refused.rejection_kind(),
+        Some(proto::RejectionKind::Malformed)
+    );
+    let rows = inbox(&ledger).await;
+    let outcomes: Vec<InboxOutcome> = rows.iter().map(|row| row.row.outcome).collect();
+    assert_eq!(
+        outcomes,
+        [
+            InboxOutcome::Duplicate,
+            InboxOutcome::Failed,
+            InboxOutcome::Appended,
+            InboxOutcome::Appended
+        ],
+        "newest first; the refused ones are not recorded"
+    );
+    writer.stop().await.expect("the writer stops");
+}
+
+/// A PayPal subscription snapshot (from the connector's own test data) as event `event_id` of
+/// type `event_type`, dated `time`, with the subscription in `status`.
+fn paypal_snapshot(event_id: &str, event_type: &str, time: &str, status: &str) -> Vec<u8> {
+    let mut body: serde_json::Value = serde_json::from_str(include_str!(
+        "../../../ledger-connectors/tests/data/paypal/BILLING.SUBSCRIPTION.ACTIVATED.v2.json"
+    ))
+    .expect("JSON");
+    body["id"] = event_id.into();
+    body["event_type"] = event_type.into();
+    body["create_time"] = time.into();
+    body["resource"]["status"] = status.into();
+    body["resource"]["status_update_time"] = time.into();
+    body["resource"]["update_time"] = time.into();
+    serde_json::to_vec(&body).expect("JSON")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_snapshot_after_a_newer_one_that_matched_is_stale() {
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let client = ledger.client();
+    let paypal = |body: Vec<u8>| proto::ProviderDelivery {
+        provider: proto::PaymentProvider::Paypal as i32,
+        ..delivery(body)
+    };
+    // Active at t1, suspended at t2, active at t3: delivered t1, t3, t2.
+    let t1 = paypal_snapshot(
+        "WH-T1",
+        "BILLING.SUBSCRIPTION.ACTIVATED",
+        "2026-02-01T09:00:30Z",
+        "ACTIVE",
+    );
+    let t2 = paypal_snapshot(
+        "WH-T2",
+        "BILLING.SUBSCRIPTION.SUSPENDED",
+        "2026-02-02T09:00:30Z",
+        "SUSPENDED",
+    );
+    let t3 = paypal_snapshot(
+        "WH-T3",
+        "BILLING.SUBSCRIPTION.ACTIVATED",
+        "2026-02-03T09:00:30Z",
+        "ACTIVE",
+    );
+    let first = client.deliver(&paypal(t1)).await.expect("recorded");
+    assert_eq!(
+        first.outcome(),
+        proto::DeliveryOutcome::Appended,
+        "{}",
+        first.reason
+    );
+    let third = client.deliver(&paypal(t3)).await.expect("recorded");
+    assert_eq!(
+        third.outcome(),
+        proto::DeliveryOutcome::Ignored,
+        "{}",
+        third.reason
+    );
+    let position = ledger.last_position().await;
+    // The t3 snapshot matched the ledger and appended nothing, yet it was seen: t2 is older.
+    let second = client.deliver(&paypal(t2)).await.expect("recorded");
+    assert_eq!(
+        second.outcome(),
+        proto::DeliveryOutcome::Stale,
+        "{}",
+        second.reason
+    );
+    assert_eq!(ledger.last_position().await, position, "nothing paused");
+    let rows = inbox(&ledger).await;
+    assert!(
+        rows.iter()
+            .all(|row| row.row.snapshot_object.as_deref() == Some("I-W0Y05RHBK9VG"))
+    );
+
+    // A sale names no payer, only the subscription it pays: its customer is the one the
+    // subscription's snapshots were about.
+    let sale = serde_json::json!({
+        "id": "WH-SALE-1", "event_version": "1.0", "create_time": "2026-02-04T09:00:00Z",
+        "resource_type": "sale", "event_type": "PAYMENT.SALE.COMPLETED",
+        "resource": {
+            "id": "SALE0000000000001", "state": "completed",
+            "amount": {"total": "4.99", "currency": "USD"},
+            "billing_agreement_id": "I-W0Y05RHBK9VG", "create_time": "2026-02-04T08:59:59Z"
+        }
+    });
+    let paid = client
+        .deliver(&paypal(serde_json::to_vec(&sale).expect("JSON")))
+        .await
+        .expect("recorded");
+    assert_eq!(
+        paid.outcome(),
+        proto::DeliveryOutcome::Appended,
+        "{}",
+        paid.reason
+    );
+    assert_eq!(paid.customer_id, first.customer_id);
+    writer.stop().await.expect("the writer stops");
+}
