@@ -135,15 +135,42 @@ pub async fn connect(
         .map_err(|error| match error.kind() {
             ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Authentication => {
                 ConnectError::Refused {
-                    url: url.to_owned(),
+                    url: redact_url(url),
                     who: auth.who(),
                 }
             }
             kind => ConnectError::Unreachable {
-                url: url.to_owned(),
+                url: redact_url(url),
                 kind,
             },
         })
+}
+
+/// `url` (or a comma-separated list of URLs) with the secret of its user info replaced by
+/// `***`, for logs and messages: the password of `scheme://user:password@host`, and the token of
+/// `nats://token@host` (NATS reads a bare user info as a token). Other URLs are returned as they
+/// are.
+pub fn redact_url(url: &str) -> String {
+    url.split(',')
+        .map(|one| {
+            let Some((scheme, rest)) = one.split_once("://") else {
+                return one.to_owned();
+            };
+            let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+            let (authority, tail) = rest.split_at(authority_end);
+            match authority.rsplit_once('@') {
+                Some((userinfo, host)) => match userinfo.split_once(':') {
+                    Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+                    None if scheme.starts_with("nats") || scheme == "tls" || scheme == "ws" => {
+                        format!("{scheme}://***@{host}{tail}")
+                    }
+                    None => one.to_owned(),
+                },
+                None => one.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Like [`connect`], for a long-running component (`ledger run ...`): returns at once even
@@ -160,8 +187,11 @@ pub async fn connect_service(
     auth: &NatsAuth,
     name: &str,
 ) -> Result<async_nats::Client, ConnectError> {
-    let address = url.to_owned();
+    let address = redact_url(url);
     let component = name.to_owned();
+    // Set while the server is unreachable: the first failure of an outage is a warning, the
+    // next attempts are debug lines, and the connection that ends it is logged once.
+    let failing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let nats = auth
         .options()
         .await?
@@ -169,21 +199,38 @@ pub async fn connect_service(
         .retry_on_initial_connect()
         .max_reconnects(None)
         .event_callback(move |event| {
-            let (address, component) = (address.clone(), component.clone());
+            let (address, component, failing) =
+                (address.clone(), component.clone(), failing.clone());
             async move {
+                use std::sync::atomic::Ordering::SeqCst;
                 match event {
                     async_nats::Event::Connected => {
-                        tracing::info!(component, nats = address, "connected to NATS");
+                        if failing.swap(false, SeqCst) {
+                            tracing::info!(component, nats = address, "NATS is back; connected");
+                        } else {
+                            tracing::info!(component, nats = address, "connected to NATS");
+                        }
                     }
                     async_nats::Event::Disconnected => {
-                        tracing::warn!(
-                            component,
-                            nats = address,
-                            "lost NATS; reconnecting until it is back"
-                        );
+                        if !failing.swap(true, SeqCst) {
+                            tracing::warn!(
+                                component,
+                                nats = address,
+                                "lost NATS; reconnecting until it is back"
+                            );
+                        }
                     }
                     async_nats::Event::ClientError(error) => {
-                        tracing::warn!(component, nats = address, %error, "NATS client error");
+                        if failing.swap(true, SeqCst) {
+                            tracing::debug!(component, nats = address, %error, "NATS still unreachable");
+                        } else {
+                            tracing::warn!(
+                                component,
+                                nats = address,
+                                %error,
+                                "cannot reach NATS; retrying with backoff until it answers"
+                            );
+                        }
                     }
                     other => {
                         tracing::debug!(component, nats = address, event = %other, "NATS event")
@@ -194,7 +241,7 @@ pub async fn connect_service(
         .connect(url)
         .await
         .map_err(|error| ConnectError::Unreachable {
-            url: url.to_owned(),
+            url: redact_url(url),
             kind: error.kind(),
         })?;
     // A server that is up answers within milliseconds: start connected then, as [`connect`]
@@ -281,5 +328,41 @@ mod tests {
             ),
             "{error}"
         );
+    }
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact_url;
+
+    #[test]
+    fn secrets_in_urls_are_replaced_and_the_rest_kept() {
+        let cases = [
+            (
+                "nats://alice:s3cret@127.0.0.1:4222",
+                "nats://alice:***@127.0.0.1:4222",
+            ),
+            (
+                "nats://t0ken@nats.internal:4222",
+                "nats://***@nats.internal:4222",
+            ),
+            ("nats://127.0.0.1:4222", "nats://127.0.0.1:4222"),
+            (
+                "nats://a:b@n1:4222,nats://n2:4222",
+                "nats://a:***@n1:4222,nats://n2:4222",
+            ),
+            (
+                "postgres://postgres:pw@127.0.0.1:5432/ledger?sslmode=disable",
+                "postgres://postgres:***@127.0.0.1:5432/ledger?sslmode=disable",
+            ),
+            (
+                "postgres://postgres@127.0.0.1/ledger",
+                "postgres://postgres@127.0.0.1/ledger",
+            ),
+            ("127.0.0.1:4222", "127.0.0.1:4222"),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
     }
 }

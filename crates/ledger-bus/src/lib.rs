@@ -28,7 +28,7 @@ pub use codec::{
     decode_recorded_event, decode_reply, encode_command, encode_recorded_event, encode_reply,
 };
 pub use config::{BusConfig, ensure_event_stream};
-pub use connect::{ConnectError, NatsAuth, connect, connect_service, connected};
+pub use connect::{ConnectError, NatsAuth, connect, connect_service, connected, redact_url};
 
 /// Largest command body the writer accepts; larger ones are rejected as too large.
 pub const COMMAND_BYTES_MAX: usize = 64 * 1024;

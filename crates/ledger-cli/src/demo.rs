@@ -166,7 +166,7 @@ pub(crate) async fn run(args: DemoArgs, targets: DemoTargets) -> anyhow::Result<
         ledger_testkit::services::ensure_at(targets.database_url.clone(), targets.nats_url.clone())
             .await?;
     let nats = ledger_bus::connect(services.nats_url(), &targets.nats_auth, "ledger-demo").await?;
-    check_jetstream(&nats, services.nats_url()).await?;
+    check_jetstream(&nats, &ledger_bus::redact_url(services.nats_url())).await?;
     let bus = demo_bus(&args.database, &targets);
     prepare_stream(&nats, &bus.stream_name, targets.stream_name.is_some()).await?;
 
@@ -267,7 +267,7 @@ pub(crate) async fn run(args: DemoArgs, targets: DemoTargets) -> anyhow::Result<
         print_how_to_reach(
             address,
             &ledger_testkit::services::redact_password(&database_url),
-            services.nats_url(),
+            &ledger_bus::redact_url(services.nats_url()),
             &bus,
             &targets.nats_auth_flags,
         )?;
@@ -404,7 +404,14 @@ fn print_how_to_reach(
         }
     );
     println!("send a command:");
-    println!("  {send}");
+    println!(
+        "  {send}{}",
+        if nats_url.contains("***@") {
+            "  (with the NATS password or token in place of ***)"
+        } else {
+            ""
+        }
+    );
     Ok(())
 }
 

@@ -211,7 +211,10 @@ pub async fn ensure_at(
     };
     let (nats_url, nats) = match nats_url {
         Some(url) => {
-            info!(url, "using the configured NATS");
+            info!(
+                url = ledger_bus::redact_url(&url),
+                "using the configured NATS"
+            );
             (url, None)
         }
         None if port_answers(DEFAULT_NATS_PORT).await => {
@@ -315,20 +318,8 @@ fn database_error(url: &str, action: String, source: tokio_postgres::Error) -> S
 /// `url` with the password of a `postgres://user:password@host` URL or of a `password=`
 /// key/value pair replaced by `***`, for messages and logs.
 pub fn redact_password(url: &str) -> String {
-    if let Some(rest) = url
-        .strip_prefix("postgres://")
-        .or_else(|| url.strip_prefix("postgresql://"))
-    {
-        let scheme = &url[..url.len() - rest.len()];
-        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-        let (authority, tail) = rest.split_at(authority_end);
-        return match authority.rsplit_once('@') {
-            Some((userinfo, host)) => match userinfo.split_once(':') {
-                Some((user, _password)) => format!("{scheme}{user}:***@{host}{tail}"),
-                None => url.to_owned(),
-            },
-            None => url.to_owned(),
-        };
+    if url.contains("://") {
+        return ledger_bus::redact_url(url);
     }
     url.split(' ')
         .map(|pair| {
