@@ -325,37 +325,44 @@ impl TestLedger {
 }
 
 impl TestLedger {
-    /// Per table of `schema` but its checkpoint, in name order: (table, rows, MD5 of its rows
-    /// as text, sorted). Equal checksums mean equal read models.
+    /// [`schema_checksum`] of this ledger's database.
     pub async fn schema_checksum(&self, schema: &str) -> Vec<(String, i64, String)> {
-        let client = self.database().client().await;
-        let tables = client
-            .query(
-                "SELECT table_name::text FROM information_schema.tables \
-                 WHERE table_schema = $1 AND table_type = 'BASE TABLE' \
-                     AND table_name <> 'projector_checkpoint' \
-                 ORDER BY 1",
-                &[&schema],
+        schema_checksum(&self.database().client().await, schema).await
+    }
+}
+
+/// Per table of `schema` but its checkpoint, in name order: (table, rows, MD5 of its rows as
+/// text, sorted). Equal checksums mean equal read models.
+pub async fn schema_checksum(
+    client: &tokio_postgres::Client,
+    schema: &str,
+) -> Vec<(String, i64, String)> {
+    let tables = client
+        .query(
+            "SELECT table_name::text FROM information_schema.tables \
+             WHERE table_schema = $1 AND table_type = 'BASE TABLE' \
+                 AND table_name <> 'projector_checkpoint' \
+             ORDER BY 1",
+            &[&schema],
+        )
+        .await
+        .expect("tables");
+    let mut checksums = Vec::with_capacity(tables.len());
+    for table in tables {
+        let table: String = table.get(0);
+        let row = client
+            .query_one(
+                &format!(
+                    "SELECT count(*), md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) \
+                     FROM {schema}.{table} t"
+                ),
+                &[],
             )
             .await
-            .expect("tables");
-        let mut checksums = Vec::with_capacity(tables.len());
-        for table in tables {
-            let table: String = table.get(0);
-            let row = client
-                .query_one(
-                    &format!(
-                        "SELECT count(*), md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) \
-                         FROM {schema}.{table} t"
-                    ),
-                    &[],
-                )
-                .await
-                .expect("checksum");
-            checksums.push((table, row.get(0), row.get(1)));
-        }
-        checksums
+            .expect("checksum");
+        checksums.push((table, row.get(0), row.get(1)));
     }
+    checksums
 }
 
 /// The customers of [`TestLedger::send_known_history`], by name.
