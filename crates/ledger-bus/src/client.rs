@@ -24,9 +24,14 @@ pub enum SendError {
     /// No writer answered within the attempts (timeouts or no writer subscribed). Retrying later
     /// with the same command is safe.
     #[error(
-        "no answer from the writer after {attempts} attempts: {last_error}; is `ledger run writer` running?"
+        "no answer on {subject} after {attempts} attempts: {last_error}; is `ledger run writer` running, with the same subject prefix (--subject-prefix / LEDGER_SUBJECT_PREFIX)?"
     )]
-    Unavailable { attempts: u32, last_error: String },
+    Unavailable {
+        /// The NATS subject the request went to (`<prefix>.cmd.<command>`, ...).
+        subject: String,
+        attempts: u32,
+        last_error: String,
+    },
     /// The command has no body.
     #[error("the command has no body: set one of its kinds")]
     MissingCommand,
@@ -181,8 +186,31 @@ impl Client {
             }
         }
         Err(SendError::Unavailable {
+            subject,
             attempts,
             last_error,
         })
+    }
+}
+
+#[cfg(test)]
+mod unavailable_tests {
+    use super::SendError;
+
+    /// A writer on another subject prefix looks like no writer at all: the message names the
+    /// subject and the setting to check (found by a new-user trial against the demo).
+    #[test]
+    fn no_answer_names_the_subject_and_the_prefix_setting() {
+        let error = SendError::Unavailable {
+            subject: "ledger.cmd.register_customer".to_owned(),
+            attempts: 4,
+            last_error: "no responders".to_owned(),
+        };
+        assert_eq!(
+            error.to_string(),
+            "no answer on ledger.cmd.register_customer after 4 attempts: no responders; is \
+             `ledger run writer` running, with the same subject prefix (--subject-prefix / \
+             LEDGER_SUBJECT_PREFIX)?"
+        );
     }
 }

@@ -258,7 +258,12 @@ pub(crate) async fn run(args: DemoArgs, targets: DemoTargets) -> anyhow::Result<
     print_figures(&client_for(&query_url).await?).await?;
     demo_notify::report(&sample_webhook, &database_url, last_position).await?;
     println!();
-    if args.exit {
+    if args.exit && services.postgres_is_private() {
+        println!(
+            "demo: stopped; its private PostgreSQL and nats-server are stopped and removed \
+             (point --database-url / --nats-url at servers of your own to keep the history)"
+        );
+    } else if args.exit {
         println!(
             "demo: stopped; database {} stays for `ledger audit verify`",
             args.database

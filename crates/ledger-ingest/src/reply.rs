@@ -327,6 +327,7 @@ mod tests {
             ),
             (
                 IngestError::Send(SendError::Unavailable {
+                    subject: "ledger.cmd.register_customer".to_owned(),
                     attempts: 4,
                     last_error: "timed out".to_owned(),
                 }),
@@ -345,6 +346,7 @@ mod tests {
     #[test]
     fn service_unavailable_says_when_to_retry() {
         let response = IngestError::Send(SendError::Unavailable {
+            subject: "ledger.cmd.register_customer".to_owned(),
             attempts: 4,
             last_error: "no responders".to_owned(),
         })

@@ -160,7 +160,7 @@ pub struct Services {
     database_url: String,
     nats_url: String,
     // Dropped with `Services`, which stops the private instances.
-    _postgres: Option<PrivatePostgres>,
+    postgres: Option<PrivatePostgres>,
     _nats: Option<PrivateNats>,
 }
 
@@ -174,6 +174,11 @@ impl Services {
     /// URL of the NATS server, e.g. `nats://127.0.0.1:4222`.
     pub fn nats_url(&self) -> &str {
         &self.nats_url
+    }
+
+    /// `true` when the PostgreSQL server is a private instance, removed with `Services`.
+    pub fn postgres_is_private(&self) -> bool {
+        self.postgres.is_some()
     }
 }
 
@@ -232,7 +237,7 @@ pub async fn ensure_at(
     Ok(Services {
         database_url,
         nats_url,
-        _postgres: postgres,
+        postgres,
         _nats: nats,
     })
 }
