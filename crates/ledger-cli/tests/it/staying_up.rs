@@ -289,6 +289,15 @@ async fn writers_and_projector_ride_out_a_nats_restart_and_a_dead_leader() {
     tokio::time::sleep(Duration::from_secs(15)).await;
     deployment.nats.start_server().await.expect("NATS back");
     accepted.extend(deployment.register(&client, 10, 30).await);
+    let projector_log = deployment.log("projector");
+    let nats_warnings = projector_log
+        .lines()
+        .filter(|line| line.contains(" WARN ") && line.contains("NATS"))
+        .count();
+    assert_eq!(
+        nats_warnings, 1,
+        "one warning per NATS outage, not one per reconnect attempt:\n{projector_log}"
+    );
     deployment.assert_intact(&accepted).await;
 }
 
