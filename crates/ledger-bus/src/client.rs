@@ -61,7 +61,8 @@ impl SendError {
 }
 
 /// The name of a delivery's outcome, as the inbox stores it and ingest answers it:
-/// `appended`, `duplicate`, `ignored`, `stale`, `failed` (`unspecified` for an unset one).
+/// `appended`, `duplicate`, `ignored`, `stale`, `failed`, `waiting` (`unspecified` for an unset
+/// one).
 pub fn delivery_outcome_name(outcome: proto::DeliveryOutcome) -> &'static str {
     match outcome {
         proto::DeliveryOutcome::Appended => "appended",
@@ -69,6 +70,7 @@ pub fn delivery_outcome_name(outcome: proto::DeliveryOutcome) -> &'static str {
         proto::DeliveryOutcome::Ignored => "ignored",
         proto::DeliveryOutcome::Stale => "stale",
         proto::DeliveryOutcome::Failed => "failed",
+        proto::DeliveryOutcome::Waiting => "waiting",
         proto::DeliveryOutcome::Unspecified => "unspecified",
     }
 }

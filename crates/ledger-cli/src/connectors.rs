@@ -18,7 +18,7 @@ pub(crate) enum ConnectorsCommand {
         /// Only this provider's: stripe, paypal or xendit.
         #[arg(long, value_parser = parse_provider)]
         provider: Option<Provider>,
-        /// Only this outcome: appended, duplicate, ignored, stale or failed.
+        /// Only this outcome: appended, duplicate, ignored, stale, failed or waiting.
         #[arg(long, value_parser = parse_outcome)]
         outcome: Option<InboxOutcome>,
         /// Rows at most (up to 10,000).

@@ -10,7 +10,8 @@
 //!            -> the raw body, as received, to the writer
 //! writer:  parse(provider, raw body) -> ProviderMessage
 //!          resolve the customer: ProviderMessage::account_id, then ::email, then
-//!            related_object (the subscription or payment a PayPal sale names)
+//!            related_objects (the subscription or payment a PayPal sale or refund or a
+//!            Stripe dispute names)
 //!                                                            (authoritative state)
 //!          normalize_after(message, view, latest snapshot seen of snapshot_object)
 //!            -> Normalized -> decide each command -> append,
@@ -29,14 +30,6 @@ pub mod xendit;
 use ledger_domain::proto;
 use ledger_domain::{Customer, Provider};
 use uuid::Uuid;
-
-/// How the reason of an `Ignored` delivery starts when it names an object the ledger has not
-/// seen yet (Stripe: the subscription of an invoice, the invoice of a charge, the customer of
-/// an event without email; PayPal: the subscription of a sale, the sale of a refund, a
-/// subscription to start without a price; Xendit: the plan of a cycle, the customer of a plan
-/// without email): the same delivery normalized again once that object arrived applies
-/// (`ledger connectors renormalize`).
-pub const WAITING: &str = "waiting for ";
 
 /// The largest webhook body accepted, in bytes. Stripe's events are far below it; a larger body
 /// is refused with 413 before it is read further.
@@ -98,6 +91,126 @@ pub enum Normalized {
     Ignored { reason: String },
     /// The message's snapshot is older than what the ledger already applied for its object.
     Stale { reason: String },
+    /// The message is about an object the ledger has not seen yet and its snapshot cannot
+    /// create (Stripe: the subscription of an invoice, the invoice a charge pays, the payment
+    /// a dispute contests, the customer of a message without email; PayPal: the subscription
+    /// a sale pays, the sale a refund returns, a subscription to start without a price;
+    /// Xendit: the plan of a cycle, the customer of a plan without email). Recorded, nothing
+    /// appended; the writer normalizes the message again in the batch that makes `object`
+    /// known (docs/decisions/0022-waiting-deliveries.md).
+    Waiting {
+        object: AwaitedObject,
+        reason: String,
+    },
+}
+
+/// The kind of an object a message can wait for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ObjectKind {
+    /// A customer's account at the provider (`cus_...`, a PayPal payer id): known once a
+    /// customer is registered with it or it is linked to one.
+    CustomerAccount,
+    /// A subscription (`sub_...`, PayPal `I-...`, a Xendit recurring plan `repl_...`): known
+    /// once started.
+    Subscription,
+    /// An invoice (`in_...`): known once issued.
+    Invoice,
+    /// A payment (a Stripe charge `ch_...`, a PayPal sale): known once recorded as succeeded.
+    Payment,
+}
+
+impl ObjectKind {
+    /// The stored name: `customer_account`, `subscription`, `invoice`, `payment`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectKind::CustomerAccount => "customer_account",
+            ObjectKind::Subscription => "subscription",
+            ObjectKind::Invoice => "invoice",
+            ObjectKind::Payment => "payment",
+        }
+    }
+}
+
+/// An object of a provider that a message waits for (see [`Normalized::Waiting`]), or that an
+/// event makes known ([`made_known`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AwaitedObject {
+    pub provider: Provider,
+    pub kind: ObjectKind,
+    /// The provider's id of the object.
+    pub id: String,
+}
+
+impl AwaitedObject {
+    pub fn new(provider: Provider, kind: ObjectKind, id: impl Into<String>) -> AwaitedObject {
+        AwaitedObject {
+            provider,
+            kind,
+            id: id.into(),
+        }
+    }
+
+    /// The stored form, `<provider>:<kind>:<id>` (`stripe:subscription:sub_1`): the
+    /// `awaited_object` column of the inbox and the key the writer releases by.
+    pub fn key(&self) -> String {
+        format!(
+            "{}:{}:{}",
+            self.provider.as_str(),
+            self.kind.as_str(),
+            self.id
+        )
+    }
+}
+
+/// The object `event` makes known, when it makes one known: a customer registered with or
+/// linked to a provider account (that account's provider), a subscription started, an invoice
+/// issued, a payment that succeeded (of `provider`, the provider of the command that led to
+/// the event).
+pub fn made_known(provider: Provider, event: &ledger_domain::Event) -> Option<AwaitedObject> {
+    use ledger_domain::Event as E;
+    let account = |account: Option<&proto::ProviderAccount>| {
+        let account = account?;
+        let provider = Provider::try_from(account.provider()).ok()?;
+        Some(AwaitedObject::new(
+            provider,
+            ObjectKind::CustomerAccount,
+            account.account_id.clone(),
+        ))
+    };
+    match event {
+        E::CustomerRegistered(registered) => account(registered.provider_account.as_ref()),
+        E::ProviderAccountLinked(linked) => account(linked.provider_account.as_ref()),
+        E::SubscriptionStarted(started) => Some(AwaitedObject::new(
+            provider,
+            ObjectKind::Subscription,
+            started.subscription_id.clone(),
+        )),
+        E::InvoiceIssued(issued) => Some(AwaitedObject::new(
+            provider,
+            ObjectKind::Invoice,
+            issued.invoice_id.clone(),
+        )),
+        E::PaymentSucceeded(succeeded) => Some(AwaitedObject::new(
+            provider,
+            ObjectKind::Payment,
+            succeeded.payment_id.clone(),
+        )),
+        _ => None,
+    }
+}
+
+/// `Normalized::Waiting` for `provider`'s object of `kind` with `id`, with a reason naming it
+/// and `why` the message needs it.
+pub(crate) fn waiting(provider: Provider, kind: ObjectKind, id: &str, why: &str) -> Normalized {
+    Normalized::Waiting {
+        object: AwaitedObject::new(provider, kind, id),
+        reason: format!(
+            "waiting for {} {} {id} ({why}): the ledger has not seen it yet; applied in the \
+             batch that makes it known",
+            provider.as_str(),
+            kind.as_str().replace('_', " ")
+        ),
+    }
 }
 
 /// Why a delivery was not accepted as a verified message.
@@ -129,26 +242,29 @@ pub fn parse(provider: Provider, raw: &[u8]) -> Result<ProviderMessage, VerifyEr
 
 /// An object of the ledger a message names instead of a customer: PayPal's `PAYMENT.SALE.*`
 /// events carry neither the payer's account nor email, only the subscription
-/// (`billing_agreement_id`) a sale pays or the sale a refund returns.
+/// (`billing_agreement_id`) a sale pays or the sale a refund returns; Stripe's disputes name
+/// only the charge (and maybe its payment intent) they contest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RelatedObject<'a> {
     /// A subscription id (`I-...`): the customer is the one holding this subscription.
     Subscription(&'a str),
-    /// A payment id (a PayPal sale id): the customer is the one holding this payment.
+    /// A payment id (a PayPal sale id, a Stripe charge or payment intent): the customer is the
+    /// one holding this payment.
     Payment(&'a str),
 }
 
-/// The object through which the writer finds the customer of a message that names neither an
-/// account nor an email (`account_id` and `email` both `None`). The writer looks up the customer
-/// holding that subscription or payment (an object never moves to another customer, so any
-/// record of which customer holds it will do) and passes it in the [`View`] with
-/// `account_linked: true`; when none holds it, the view has no customer and normalization
-/// answers `Ignored` (`ledger connectors renormalize` picks the message up once the object is
-/// known). `None` for messages that name their customer, and for every Stripe and Xendit one.
-pub fn related_object(message: &ProviderMessage) -> Option<RelatedObject<'_>> {
+/// The objects through which the writer finds the customer of a message that names neither an
+/// account nor an email (`account_id` and `email` both `None`), in the order to try them. The
+/// writer looks up the customer holding that subscription or payment (an object never moves to
+/// another customer, so any record of which customer holds it will do) and passes the first it
+/// finds in the [`View`] with `account_linked: true`; when none holds one, the view has no
+/// customer and normalization answers [`Normalized::Waiting`]. Empty for messages that name
+/// their customer, and for every Xendit one.
+pub fn related_objects(message: &ProviderMessage) -> Vec<RelatedObject<'_>> {
     match message.provider {
-        Provider::Paypal => paypal::related_object(message),
-        Provider::Stripe | Provider::Xendit | Provider::Internal => None,
+        Provider::Paypal => paypal::related_object(message).into_iter().collect(),
+        Provider::Stripe => stripe::related_objects(message),
+        Provider::Xendit | Provider::Internal => Vec::new(),
     }
 }
 

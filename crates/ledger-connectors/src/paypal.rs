@@ -28,7 +28,7 @@ use crate::json_text::{optional_text, read_whole, text};
 use crate::subscription_snapshot::{
     Lifecycle, SubscriptionSnapshot, Target, interval_of, unix_micros_of,
 };
-use crate::{Headers, Normalized, ProviderMessage, RelatedObject, VerifyError, View, WAITING};
+use crate::{Headers, Normalized, ObjectKind, ProviderMessage, RelatedObject, VerifyError, View};
 
 /// The transmission headers PayPal signs a delivery with, in the postback request's field names.
 const TRANSMISSION_HEADERS: [(&str, &str); 5] = [
@@ -135,7 +135,7 @@ pub fn parse(raw: &[u8]) -> Result<ProviderMessage, VerifyError> {
 
 /// The subscription a sale pays (`billing_agreement_id`) or the sale a refund returns
 /// (`sale_id`), for `PAYMENT.SALE.*` messages that name no payer (see
-/// [`crate::related_object`]).
+/// [`crate::related_objects`]).
 pub fn related_object(message: &ProviderMessage) -> Option<RelatedObject<'_>> {
     if message.account_id.is_some() || message.email.is_some() {
         return None;
@@ -501,12 +501,12 @@ fn sale_completed(
     sale: proto::PaymentSucceeded,
 ) -> Normalized {
     let Some(known) = view.customer else {
-        return Normalized::Ignored {
-            reason: format!(
-                "{WAITING}subscription {}, which sale {} pays",
-                sale.subscription_id, sale.payment_id
-            ),
-        };
+        return crate::waiting(
+            Provider::Paypal,
+            ObjectKind::Subscription,
+            &sale.subscription_id,
+            &format!("the subscription sale {} pays", sale.payment_id),
+        );
     };
     if !known
         .state
@@ -534,12 +534,12 @@ fn sale_refunded(
         .customer
         .filter(|known| known.state.payments.contains_key(&refund.payment_id));
     let Some(known) = known else {
-        return Normalized::Ignored {
-            reason: format!(
-                "{WAITING}payment {} (a sale), which refund {} returns",
-                refund.payment_id, refund.refund_id
-            ),
-        };
+        return crate::waiting(
+            Provider::Paypal,
+            ObjectKind::Payment,
+            &refund.payment_id,
+            &format!("the sale refund {} returns", refund.refund_id),
+        );
     };
     let recorded = known.state.refunds.contains_key(&refund.refund_id);
     once(message, known, recorded, Kind::RefundPayment(refund))

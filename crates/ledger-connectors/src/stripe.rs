@@ -15,9 +15,7 @@ pub use normalize::normalize;
 
 use ledger_domain::Provider;
 
-use crate::{Headers, ProviderMessage, VerifyError};
-
-pub use crate::WAITING;
+use crate::{Headers, ProviderMessage, RelatedObject, VerifyError};
 
 /// Stripe's default tolerance between the signature's timestamp and now, in seconds.
 pub const TOLERANCE_SECONDS_DEFAULT: i64 = 300;
@@ -120,6 +118,28 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
         .step_by(2)
         .map(|at| u8::from_str_radix(text.get(at..at + 2)?, 16).ok())
         .collect()
+}
+
+/// The payments a dispute names, for a dispute that names no customer (its `charge` is not
+/// expanded): the charge, then its payment intent (an invoice of the current API records its
+/// payment under the payment intent). Empty for every other message and for a dispute that
+/// names its customer ([`crate::related_objects`]).
+pub(crate) fn related_objects(message: &ProviderMessage) -> Vec<RelatedObject<'_>> {
+    if message.account_id.is_some() || !message.event_type.starts_with("charge.dispute.") {
+        return Vec::new();
+    }
+    let dispute = message
+        .body
+        .pointer("/data/object")
+        .unwrap_or(&serde_json::Value::Null);
+    [
+        objects::id(dispute, "/charge"),
+        objects::id(dispute, "/payment_intent"),
+    ]
+    .into_iter()
+    .flatten()
+    .map(RelatedObject::Payment)
+    .collect()
 }
 
 /// Parses a Stripe event envelope (`{"id": "evt_...", "type": ..., "created": ..., "data":

@@ -20,7 +20,7 @@ use ledger_domain::{BillingInterval, Customer, Plan, SubscriptionStatus, proto};
 use proto::command::Kind;
 use uuid::Uuid;
 
-use crate::{Normalized, ProviderMessage, View, WAITING, commands_for, customer_id_for_account};
+use crate::{Normalized, ObjectKind, ProviderMessage, View, commands_for, customer_id_for_account};
 
 /// Where the provider says a subscription is, in the ledger's terms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,8 +65,8 @@ impl<'a> Target<'a> {
     /// [`customer_id_for_account`]) registered with `name`, the message's email and account.
     ///
     /// # Errors
-    /// `Ignored` when the customer is unknown and the message lacks an account or an email to
-    /// register them with.
+    /// `Waiting` for the message's account when the customer is unknown and the message lacks
+    /// an email to register them with; `Ignored` when it names no account either.
     pub(crate) fn resolve(
         message: &ProviderMessage,
         view: &View<'a>,
@@ -94,14 +94,24 @@ impl<'a> Target<'a> {
                 kinds,
             });
         }
-        let (Some(account), Some(email)) = (account, message.email.as_deref()) else {
+        let Some(account) = account else {
             return Err(Normalized::Ignored {
                 reason: format!(
-                    "{WAITING}a customer: {} names no customer the ledger knows, and no \
-                     account and email to register one with",
+                    "{} names no customer the ledger knows, and no account to register one with",
                     message.event_type
                 ),
             });
+        };
+        let Some(email) = message.email.as_deref() else {
+            return Err(crate::waiting(
+                message.provider,
+                ObjectKind::CustomerAccount,
+                &account.account_id,
+                &format!(
+                    "this {} carries no email to register the customer with",
+                    message.event_type
+                ),
+            ));
         };
         Ok(Target {
             customer_id: customer_id_for_account(message.provider, &account.account_id),
@@ -145,8 +155,9 @@ impl<'a> Target<'a> {
     ///
     /// # Errors
     /// Why nothing is added: `Stale` for a snapshot older than the subscription's latest
-    /// change or than the latest snapshot seen; `Ignored` for a snapshot already applied, a pending subscription, or an unknown
-    /// subscription whose snapshot carries no price.
+    /// change or than the latest snapshot seen; `Ignored` for a snapshot already applied or a
+    /// pending subscription; `Waiting` for an unknown subscription whose snapshot carries no
+    /// price.
     pub(crate) fn reach(
         &mut self,
         message: &ProviderMessage,
@@ -157,7 +168,7 @@ impl<'a> Target<'a> {
         use SubscriptionStatus as S;
         let id = &snapshot.subscription_id;
         let Some(current) = self.state.subscriptions.get(id) else {
-            return self.start(snapshot);
+            return self.start(message.provider, snapshot);
         };
         let at = message.created_at_unix_micros;
         let latest = seen_unix_micros.map_or(current.changed_at_unix_micros, |seen| {
@@ -206,7 +217,11 @@ impl<'a> Target<'a> {
     }
 
     /// Starts an unknown subscription from its snapshot and moves it to the snapshot's status.
-    fn start(&mut self, snapshot: &SubscriptionSnapshot) -> Result<(), Normalized> {
+    fn start(
+        &mut self,
+        provider: ledger_domain::Provider,
+        snapshot: &SubscriptionSnapshot,
+    ) -> Result<(), Normalized> {
         let id = &snapshot.subscription_id;
         if snapshot.lifecycle == Lifecycle::Pending {
             return Err(Normalized::Ignored {
@@ -217,13 +232,13 @@ impl<'a> Target<'a> {
             });
         }
         let Some(plan) = &snapshot.plan else {
-            return Err(Normalized::Ignored {
-                reason: format!(
-                    "{WAITING}subscription {id}: the message carries no \
-                     price to start it with; start it with start_subscription (subscription id \
-                     {id}) and later messages move it"
-                ),
-            });
+            return Err(crate::waiting(
+                provider,
+                ObjectKind::Subscription,
+                id,
+                "the message carries no price to start it with; start it with \
+                 start_subscription (this subscription id and provider) and later messages move it",
+            ));
         };
         let trial_end_unix_seconds = match snapshot.lifecycle {
             Lifecycle::Trialing {

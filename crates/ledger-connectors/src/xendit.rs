@@ -28,7 +28,7 @@ use crate::json_text::{optional_text, read_whole, text};
 use crate::subscription_snapshot::{
     Lifecycle, SubscriptionSnapshot, Target, interval_of, unix_micros_of,
 };
-use crate::{Headers, Normalized, ProviderMessage, VerifyError, View, WAITING};
+use crate::{Headers, Normalized, ObjectKind, ProviderMessage, VerifyError, View};
 
 /// The callback verification tokens of the Xendit account(s) pointing at the ledger.
 #[derive(Clone)]
@@ -349,9 +349,12 @@ fn cycle(target: &mut Target<'_>, payment: Kind) -> Result<(), Normalized> {
         _ => return Ok(()),
     };
     if !target.state.subscriptions.contains_key(subscription_id) {
-        return Err(Normalized::Ignored {
-            reason: format!("{WAITING}subscription {subscription_id}, the plan of the cycle"),
-        });
+        return Err(crate::waiting(
+            Provider::Xendit,
+            ObjectKind::Subscription,
+            subscription_id,
+            "the recurring plan of the cycle",
+        ));
     }
     if !target.state.payments.contains_key(payment_id(&payment)) {
         target.push(payment);

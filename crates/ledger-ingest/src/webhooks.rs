@@ -7,8 +7,8 @@
 //! `ledger.v1.ProviderDelivery`; the writer records it in the inbox and normalizes it.
 //!
 //! Answers (JSON): 200 `{"outcome", "inbox_id", "global_positions", "reason"}` once the writer
-//! recorded the delivery (appended, duplicate, ignored, stale or failed: all are durable, so the
-//! provider must not retry); 400 not a message of the provider; 401 no or a wrong signature,
+//! recorded the delivery (appended, duplicate, ignored, stale, failed or waiting: all are
+//! durable, so the provider must not retry); 400 not a message of the provider; 401 no or a wrong signature,
 //! or a timestamp outside the tolerance; 404 a provider without configured secrets; 413 a body
 //! over [`ledger_connectors::WEBHOOK_BYTES_MAX`]; 503 with `Retry-After` when the writer does
 //! not answer or the store is unavailable (nothing recorded: the provider's retry delivers it).

@@ -36,19 +36,24 @@ pub enum InboxOutcome {
     Stale,
     /// A command was rejected; nothing of the delivery was appended.
     Failed,
+    /// About an object the ledger has not seen yet ([`NewInboxRow::awaited_object`]): nothing
+    /// appended; the writer normalizes it again (a new row that `renormalizes_inbox_id` it) in
+    /// the batch that makes the object known.
+    Waiting,
 }
 
 impl InboxOutcome {
     /// Every outcome.
-    pub const ALL: [InboxOutcome; 5] = [
+    pub const ALL: [InboxOutcome; 6] = [
         InboxOutcome::Appended,
         InboxOutcome::Duplicate,
         InboxOutcome::Ignored,
         InboxOutcome::Stale,
         InboxOutcome::Failed,
+        InboxOutcome::Waiting,
     ];
 
-    /// The stored name: `appended`, `duplicate`, `ignored`, `stale`, `failed`.
+    /// The stored name: `appended`, `duplicate`, `ignored`, `stale`, `failed`, `waiting`.
     pub fn as_str(self) -> &'static str {
         match self {
             InboxOutcome::Appended => "appended",
@@ -56,6 +61,7 @@ impl InboxOutcome {
             InboxOutcome::Ignored => "ignored",
             InboxOutcome::Stale => "stale",
             InboxOutcome::Failed => "failed",
+            InboxOutcome::Waiting => "waiting",
         }
     }
 }
@@ -75,7 +81,8 @@ impl FromStr for InboxOutcome {
             .find(|outcome| outcome.as_str() == text)
             .ok_or_else(|| {
                 format!(
-                    "unknown outcome {text:?}: expected appended, duplicate, ignored, stale or failed"
+                    "unknown outcome {text:?}: expected appended, duplicate, ignored, stale, \
+                     failed or waiting"
                 )
             })
     }
@@ -109,6 +116,13 @@ pub struct NewInboxRow {
     /// The message's time, when its snapshot counts as seen: its commands were appended, it
     /// was already applied, or it was stale.
     pub snapshot_seen_at: Option<OffsetDateTime>,
+    /// The object a `waiting` delivery waits for, `<provider>:<kind>:<id>`
+    /// (`ledger_connectors::AwaitedObject::key`); `None` for every other outcome. 1 to 255
+    /// bytes.
+    pub awaited_object: Option<String>,
+    /// The payment the delivery's events recorded as succeeded, if any (a Stripe charge, a
+    /// PayPal sale): found by [`Store::payment_customer`]. 1 to 255 bytes.
+    pub payment_id: Option<String>,
 }
 
 /// A row to insert with a batch: `requests` are the indexes, in the batch, of the append
@@ -144,13 +158,13 @@ pub struct InboxFilter {
 
 const INBOX_COLUMNS: &str = "id, provider, provider_event_id, event_type, received_at, body, \
      outcome, reason, customer_id, correlation_id, renormalizes_inbox_id, recorded_at, \
-     global_positions, snapshot_object, snapshot_seen_at";
+     global_positions, snapshot_object, snapshot_seen_at, awaited_object, payment_id";
 
 pub(crate) const INSERT_INBOX: &str = "INSERT INTO provider_inbox (id, provider, \
      provider_event_id, event_type, received_at, body, outcome, reason, customer_id, \
      correlation_id, renormalizes_inbox_id, recorded_at, global_positions, snapshot_object, \
-     snapshot_seen_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
+     snapshot_seen_at, awaited_object, payment_id) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)";
 
 fn inbox_row(row: &Row) -> Result<InboxRow, StoreError> {
     let corrupt = |reason: String| StoreError::Corrupt {
@@ -177,6 +191,8 @@ fn inbox_row(row: &Row) -> Result<InboxRow, StoreError> {
             renormalizes_inbox_id: row.try_get(10)?,
             snapshot_object: row.try_get(13)?,
             snapshot_seen_at: row.try_get(14)?,
+            awaited_object: row.try_get(15)?,
+            payment_id: row.try_get(16)?,
         },
         recorded_at: row.try_get(11)?,
         global_positions: row
@@ -185,6 +201,20 @@ fn inbox_row(row: &Row) -> Result<InboxRow, StoreError> {
             .map(position_from_sql)
             .collect::<Result<_, _>>()?,
     })
+}
+
+/// A delivery still waiting for an object ([`Store::waiting_deliveries`]): its original row
+/// and the object its latest row waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitingDelivery {
+    /// The original row (not a re-run): what a re-run `renormalizes_inbox_id`.
+    pub inbox_id: Uuid,
+    pub provider: Provider,
+    /// The original's `received_at` and `correlation_id`, kept by its re-runs.
+    pub received_at: OffsetDateTime,
+    pub correlation_id: Option<Uuid>,
+    /// `<provider>:<kind>:<id>`.
+    pub awaited_object: String,
 }
 
 /// What the writer looks up before it decides a batch's deliveries, one query each.
@@ -314,6 +344,69 @@ impl Store {
             Some(row) => row.try_get(0)?,
             None => None,
         })
+    }
+
+    /// The customer holding `provider`'s payment `payment_id`, from a delivery whose events
+    /// recorded it (a payment never moves to another customer).
+    pub async fn payment_customer(
+        &self,
+        provider: Provider,
+        payment_id: &str,
+    ) -> Result<Option<Uuid>, StoreError> {
+        let client = self.connection().await?;
+        let row = client
+            .query_opt(
+                "SELECT customer_id FROM provider_inbox WHERE provider = $1 AND payment_id = $2 \
+                 AND customer_id IS NOT NULL LIMIT 1",
+                &[&provider.as_str(), &payment_id],
+            )
+            .await?;
+        Ok(match row {
+            Some(row) => row.try_get(0)?,
+            None => None,
+        })
+    }
+
+    /// The deliveries still waiting: each original row (a delivery that is not a re-run) whose
+    /// latest row (itself or its latest re-run, by `recorded_at`, then id) is `waiting`, with
+    /// the object that latest row waits for. Oldest first.
+    pub async fn waiting_deliveries(&self) -> Result<Vec<WaitingDelivery>, StoreError> {
+        let client = self.connection().await?;
+        let rows = client
+            .query(
+                "WITH originals AS ( \
+                     SELECT coalesce(renormalizes_inbox_id, id) AS original FROM provider_inbox \
+                     WHERE outcome = 'waiting'), \
+                 latest AS ( \
+                     SELECT DISTINCT ON (coalesce(i.renormalizes_inbox_id, i.id)) \
+                         coalesce(i.renormalizes_inbox_id, i.id) AS original, i.outcome, \
+                         i.awaited_object \
+                     FROM provider_inbox i \
+                     WHERE i.id IN (SELECT original FROM originals) \
+                        OR i.renormalizes_inbox_id IN (SELECT original FROM originals) \
+                     ORDER BY coalesce(i.renormalizes_inbox_id, i.id), i.recorded_at DESC, \
+                         i.id DESC) \
+                 SELECT o.id, o.provider, o.received_at, o.correlation_id, latest.awaited_object \
+                 FROM latest JOIN provider_inbox o ON o.id = latest.original \
+                 WHERE latest.outcome = 'waiting' ORDER BY o.id",
+                &[],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let provider: &str = row.try_get(1)?;
+                Ok(WaitingDelivery {
+                    inbox_id: row.try_get(0)?,
+                    provider: provider.parse().map_err(|error| StoreError::Corrupt {
+                        global_position: 0,
+                        reason: format!("provider_inbox row: {error}"),
+                    })?,
+                    received_at: row.try_get(2)?,
+                    correlation_id: row.try_get(3)?,
+                    awaited_object: row.try_get(4)?,
+                })
+            })
+            .collect()
     }
 
     /// One inbox row by id.

@@ -32,6 +32,7 @@ pub use event::{
 pub use hash::{GENESIS_HASH, Hash};
 pub use inbox::{
     DeliveryLookups, INBOX_ROWS_MAX, InboxFilter, InboxOutcome, InboxRow, InboxWrite, NewInboxRow,
+    WaitingDelivery,
 };
 pub use projector_lock::{LockHolder, ProjectorLock};
 pub use verify::{ChainBreak, ChainVerification, CopyVerdict, HeadCopy, TableHead};

@@ -662,6 +662,8 @@ async fn write_inbox(
                     positions,
                     &row.snapshot_object,
                     &row.snapshot_seen_at,
+                    &row.awaited_object,
+                    &row.payment_id,
                 ],
             )
             .await

@@ -4,11 +4,14 @@
 //! (`ledger_connectors::normalize`), and its commands are decided in order against the same
 //! working state, all or nothing. The delivery is recorded in the inbox (`provider_inbox`)
 //! with the batch, whatever became of it; its events carry the inbox row's id as their
-//! causation id.
+//! causation id. A delivery waiting for an object is decided again by the batch that makes the
+//! object known (the `waiting` module), as a re-run of its inbox row.
 
 use std::collections::{HashMap, HashSet};
 
-use ledger_connectors::{KnownCustomer, Normalized, ProviderMessage, RelatedObject, View};
+use ledger_connectors::{
+    AwaitedObject, KnownCustomer, Normalized, ObjectKind, ProviderMessage, RelatedObject, View,
+};
 use ledger_domain::proto::{self, RejectionKind};
 use ledger_domain::{Provider, Rejection, Stream, UniqueKey};
 use ledger_store::{
@@ -19,7 +22,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::pipeline::{
-    BatchClaims, Decider, Incoming, Plan, Request, record_owners, rejected, replay, stream_id_of,
+    BatchClaims, Decider, Incoming, Plan, Request, objects_made_known, record_owners, rejected,
+    replay, stream_id_of,
 };
 use crate::{WriterError, append_request, request_fingerprint};
 
@@ -114,6 +118,7 @@ impl DeliveryPlan {
             InboxOutcome::Ignored => proto::DeliveryOutcome::Ignored,
             InboxOutcome::Stale => proto::DeliveryOutcome::Stale,
             InboxOutcome::Failed => proto::DeliveryOutcome::Failed,
+            InboxOutcome::Waiting => proto::DeliveryOutcome::Waiting,
         };
         proto::DeliveryReply {
             result: Some(proto::delivery_reply::Result::Recorded(
@@ -141,6 +146,10 @@ struct Decision {
     /// The append requests of its commands, in order (empty unless appended).
     requests: Vec<AppendRequest>,
     changed_keys: Vec<String>,
+    /// The key of the object it waits for (outcome `waiting`).
+    awaited_object: Option<String>,
+    /// The payment its events recorded as succeeded.
+    payment_id: Option<String>,
 }
 
 impl Decision {
@@ -151,6 +160,8 @@ impl Decision {
             customer_id,
             requests: Vec::new(),
             changed_keys: Vec::new(),
+            awaited_object: None,
+            payment_id: None,
         }
     }
 }
@@ -296,8 +307,24 @@ impl Decider {
             Ok(ids) => ids,
             Err(plan) => return Ok(plan),
         };
+        // A re-run's body: from a row recorded earlier in this batch (a delivery released by
+        // the batch that recorded it waiting), else from the inbox.
+        let in_batch = renormalizes.and_then(|id| {
+            batch
+                .inbox
+                .iter()
+                .find(|write| write.row.id == id)
+                .map(|write| (write.row.provider, write.row.body.clone()))
+        });
         let body = match renormalizes {
             None => delivery.body.clone(),
+            Some(_)
+                if in_batch
+                    .as_ref()
+                    .is_some_and(|(stored, _)| *stored == provider) =>
+            {
+                in_batch.map(|(_, body)| body).unwrap_or_default()
+            }
             Some(id) => match self.store.inbox_row(id).await? {
                 Some(stored) if stored.row.provider == provider => stored.row.body,
                 _ => {
@@ -409,6 +436,10 @@ impl Decider {
                 renormalizes_inbox_id: renormalizes,
                 snapshot_object,
                 snapshot_seen_at,
+                awaited_object: decision.awaited_object,
+                payment_id: decision
+                    .payment_id
+                    .filter(|payment_id| ledger_store::text_problem(payment_id, false).is_none()),
             },
             requests: requests.clone(),
         });
@@ -487,6 +518,22 @@ impl Decider {
                 give_back(batch.working, state);
                 return Ok(Decision::nothing(InboxOutcome::Stale, reason, resolved_id));
             }
+            Normalized::Waiting { object, reason } => {
+                give_back(batch.working, state);
+                let key = object.key();
+                // An id too long for the inbox cannot be waited for: recorded as ignored.
+                if let Some(problem) = ledger_store::text_problem(&key, false) {
+                    return Ok(Decision::nothing(
+                        InboxOutcome::Ignored,
+                        format!("{reason} (the object {problem}, so it cannot be waited for)"),
+                        resolved_id,
+                    ));
+                }
+                return Ok(Decision {
+                    awaited_object: Some(key),
+                    ..Decision::nothing(InboxOutcome::Waiting, reason, resolved_id)
+                });
+            }
         };
         let stream_id = match stream_id_of(&commands[0]) {
             Ok((stream_id, false)) => stream_id,
@@ -544,8 +591,10 @@ impl Decider {
         for request in &decided.requests {
             batch.claims.record(stream_id, &request.unique_keys);
         }
+        batch.claims.know(stream_id, decided.known);
         Ok(Decision {
             requests: decided.requests,
+            payment_id: decided.payment_id,
             ..Decision::nothing(InboxOutcome::Appended, String::new(), customer_id)
         })
     }
@@ -636,6 +685,15 @@ impl Decider {
                     Err(rejection) => return failed(rejection.to_string()),
                 };
             let occurred_at = ledger_domain::occurred_at_unix_micros(&command);
+            decided.known.extend(objects_made_known(&command, &events));
+            if decided.payment_id.is_none() {
+                decided.payment_id = events.iter().find_map(|event| match event {
+                    ledger_domain::Event::PaymentSucceeded(succeeded) => {
+                        Some(succeeded.payment_id.clone())
+                    }
+                    _ => None,
+                });
+            }
             let before = std::mem::take(state);
             *state = events
                 .iter()
@@ -670,21 +728,34 @@ impl Decider {
         {
             return Ok(Some((owner, false)));
         }
-        // A message that names neither (a PayPal sale): the customer of the subscription it
-        // pays, known from that subscription's snapshots.
-        if let Some(RelatedObject::Subscription(subscription_id)) =
-            ledger_connectors::related_object(message)
-        {
-            let key = (message.provider, subscription_id.to_owned());
-            let customer = match claims.snapshot_customers.get(&key) {
-                Some(customer_id) => Some(*customer_id),
-                None => {
-                    self.store
-                        .snapshot_customer(message.provider, subscription_id)
-                        .await?
-                }
+        // A message that names neither (a PayPal sale or refund, a Stripe dispute): the
+        // customer holding the subscription or payment it names, as this batch made it known,
+        // else from the inbox (a subscription's snapshots, the delivery that recorded a
+        // payment).
+        let provider = message.provider;
+        for related in ledger_connectors::related_objects(message) {
+            let (kind, id) = match related {
+                RelatedObject::Subscription(id) => (ObjectKind::Subscription, id),
+                RelatedObject::Payment(id) => (ObjectKind::Payment, id),
             };
-            return Ok(customer.map(|customer_id| (customer_id, true)));
+            let key = AwaitedObject::new(provider, kind, id).key();
+            let in_batch = claims.objects.get(&key).copied().or_else(|| match kind {
+                ObjectKind::Subscription => claims
+                    .snapshot_customers
+                    .get(&(provider, id.to_owned()))
+                    .copied(),
+                _ => None,
+            });
+            let customer = match (in_batch, kind) {
+                (Some(customer_id), _) => Some(customer_id),
+                (None, ObjectKind::Subscription) => {
+                    self.store.snapshot_customer(provider, id).await?
+                }
+                (None, _) => self.store.payment_customer(provider, id).await?,
+            };
+            if let Some(customer_id) = customer {
+                return Ok(Some((customer_id, true)));
+            }
         }
         Ok(None)
     }
@@ -740,4 +811,8 @@ struct Decided {
     /// Unique keys' owners as this delivery's requests change them.
     owners: HashMap<String, Option<Uuid>>,
     changed_keys: Vec<String>,
+    /// The keys of the objects its events make known.
+    known: Vec<String>,
+    /// The payment its events recorded as succeeded (the inbox's `payment_id`).
+    payment_id: Option<String>,
 }

@@ -37,6 +37,7 @@ mod envelope;
 mod intake;
 mod pipeline;
 mod publish;
+mod waiting;
 
 use std::future::Future;
 
@@ -215,7 +216,8 @@ async fn lead(
         config.bus.clone(),
     )));
     leading();
-    let mut decider = pipeline::Decider::new(store.clone(), writer, &config);
+    let awaiting = waiting::Awaiting::load(&store).await?;
+    let mut decider = pipeline::Decider::new(store.clone(), writer, &config, awaiting);
     let mut announcer = pipeline::Announcer::new(store, publisher, nats, published_through);
     let (decided, mut to_announce) = tokio::sync::mpsc::channel(PIPELINE_BATCHES_MAX);
     let mut announcing = AbortOnDrop(tokio::spawn(async move {

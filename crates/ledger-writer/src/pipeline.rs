@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use crate::delivery::DeliveryPlan;
 use crate::publish::Publisher;
+use crate::waiting::{Awaiting, RELEASE_DEPTH_MAX};
 use crate::{WriterConfig, WriterError, append_request, request_fingerprint};
 
 /// Recovery attempts after a failed publication before the writer gives up its leadership.
@@ -89,12 +90,42 @@ pub(crate) struct BatchClaims {
     pub(crate) snapshots_seen: HashMap<(ledger_domain::Provider, String), i64>,
     /// The customer of provider objects whose snapshot this batch saw.
     pub(crate) snapshot_customers: HashMap<(ledger_domain::Provider, String), Uuid>,
+    /// The customer of each object the batch's events made known, by object key
+    /// (`ledger_connectors::AwaitedObject::key`).
+    pub(crate) objects: HashMap<String, Uuid>,
+    /// Objects made known since the waiting deliveries were last released.
+    pub(crate) made_known: Vec<String>,
 }
 
 impl BatchClaims {
     pub(crate) fn record(&mut self, stream_id: Uuid, changes: &ledger_domain::UniqueKeyChanges) {
         record_owners(&mut self.owners, stream_id, changes);
     }
+
+    /// Notes the objects (keys) that events appended for `stream_id` made known.
+    pub(crate) fn know(&mut self, stream_id: Uuid, objects: Vec<String>) {
+        for object in objects {
+            self.objects.insert(object.clone(), stream_id);
+            self.made_known.push(object);
+        }
+    }
+}
+
+/// The keys of the objects that `events`, decided from `command`, make known
+/// (`ledger_connectors::made_known`, of the command's provider).
+pub(crate) fn objects_made_known(command: &proto::Command, events: &[Event]) -> Vec<String> {
+    let provider = command
+        .metadata
+        .as_ref()
+        .and_then(|metadata| ledger_domain::Provider::try_from(metadata.payment_provider()).ok());
+    let Some(provider) = provider else {
+        return Vec::new();
+    };
+    events
+        .iter()
+        .filter_map(|event| ledger_connectors::made_known(provider, event))
+        .map(|object| object.key())
+        .collect()
 }
 
 /// Sets `stream_id` as the owner of the keys `changes` claims and no one as the owner of those
@@ -139,16 +170,24 @@ pub(crate) struct Decider {
     pub(crate) cache: moka::sync::Cache<Uuid, Stream>,
     group_commit: bool,
     secrets: Option<std::sync::Arc<ledger_secrets::SecretKeys>>,
+    /// The deliveries waiting for an object, released by the batch that makes it known.
+    awaiting: Awaiting,
 }
 
 impl Decider {
-    pub(crate) fn new(store: Store, writer: Writer, config: &WriterConfig) -> Decider {
+    pub(crate) fn new(
+        store: Store,
+        writer: Writer,
+        config: &WriterConfig,
+        awaiting: Awaiting,
+    ) -> Decider {
         Decider {
             store,
             writer,
             cache: moka::sync::Cache::new(config.cache_customers_max),
             group_commit: config.group_commit,
             secrets: config.secrets.clone(),
+            awaiting,
         }
     }
 
@@ -178,6 +217,7 @@ impl Decider {
     }
 
     async fn append_group(&mut self, batch: Vec<Incoming>) -> Result<Decided, WriterError> {
+        self.awaiting.refresh(&self.store).await?;
         let started = Instant::now();
         let mut working: HashMap<Uuid, Stream> = HashMap::new();
         let mut requests: Vec<AppendRequest> = Vec::new();
@@ -185,24 +225,27 @@ impl Decider {
         let mut claims = BatchClaims::default();
         let prefetched = self.prefetch(&batch, &mut working).await?;
         let mut plans = Vec::with_capacity(batch.len());
+        // The re-runs of deliveries released by the batch: recorded, answered to nobody.
+        let mut released = Vec::new();
         for incoming in &batch {
+            let mut batch = crate::delivery::Batch {
+                working: &mut working,
+                requests: &mut requests,
+                inbox: &mut inbox,
+                claims: &mut claims,
+                prefetched: &prefetched,
+            };
+            let recorded = batch.inbox.len();
             let plan = match &incoming.request {
                 Request::Command(command) => {
-                    self.decide(command, &mut working, &mut requests, &mut claims)
+                    self.decide(command, batch.working, batch.requests, batch.claims)
                         .await?
                 }
-                Request::Delivery(delivery) => {
-                    let mut batch = crate::delivery::Batch {
-                        working: &mut working,
-                        requests: &mut requests,
-                        inbox: &mut inbox,
-                        claims: &mut claims,
-                        prefetched: &prefetched,
-                    };
-                    self.decide_delivery(delivery, &mut batch).await?
-                }
+                Request::Delivery(delivery) => self.decide_delivery(delivery, &mut batch).await?,
             };
             plans.push(plan);
+            self.awaiting.record(&batch.inbox[recorded..]);
+            self.release(&mut batch, &mut released).await?;
         }
         let decided = Instant::now();
         let outcomes = if requests.is_empty() && inbox.is_empty() {
@@ -211,7 +254,9 @@ impl Decider {
             match self.writer.append_with_inbox(requests, inbox).await {
                 Ok(outcomes) => outcomes,
                 Err(error) => {
-                    // The batch's states stay out of the cache: they are replayed next time.
+                    // The batch's states stay out of the cache: they are replayed next time;
+                    // the waiting deliveries are read again from the inbox.
+                    self.awaiting.mark_stale();
                     if self.writer.is_closed() {
                         return Err(WriterError::LockLost);
                     }
@@ -224,7 +269,7 @@ impl Decider {
                 }
             }
         };
-        self.update_cache(&plans, &outcomes, working);
+        self.update_cache(plans.iter().chain(&released), &outcomes, working);
         tracing::debug!(
             commands = batch.len(),
             decide_us = (decided - started).as_micros(),
@@ -235,6 +280,29 @@ impl Decider {
             batch,
             outcome: BatchOutcome::Appended { plans, outcomes },
         })
+    }
+
+    /// Decides again, right after the request that made their object known, the deliveries
+    /// waiting for the objects the batch made known since the last call, and those waiting for
+    /// what these make known, up to [`RELEASE_DEPTH_MAX`] rounds. Their plans go to `released`.
+    async fn release(
+        &mut self,
+        batch: &mut crate::delivery::Batch<'_>,
+        released: &mut Vec<Plan>,
+    ) -> Result<(), WriterError> {
+        for _ in 0..RELEASE_DEPTH_MAX {
+            if batch.claims.made_known.is_empty() || self.awaiting.is_empty() {
+                break;
+            }
+            let known = std::mem::take(&mut batch.claims.made_known);
+            for delivery in self.awaiting.release(&known) {
+                let recorded = batch.inbox.len();
+                released.push(self.decide_delivery(&delivery, batch).await?);
+                self.awaiting.record(&batch.inbox[recorded..]);
+            }
+        }
+        batch.claims.made_known.clear();
+        Ok(())
     }
 
     /// Decides one command against the batch's working state of its stream.
@@ -265,6 +333,7 @@ impl Decider {
         match decided {
             Ok((request, events)) => {
                 claims.record(stream_id, &request.unique_keys);
+                claims.know(stream_id, objects_made_known(command, &events));
                 requests.push(request);
                 let occurred_at_unix_micros = occurred_at_unix_micros(command);
                 working.insert(
@@ -321,9 +390,9 @@ impl Decider {
 
     /// Puts back the batch's states of streams whose every request was appended as decided;
     /// the others stay out, so that they are replayed from the store next time.
-    fn update_cache(
+    fn update_cache<'a>(
         &self,
-        plans: &[Plan],
+        plans: impl IntoIterator<Item = &'a Plan>,
         outcomes: &[Result<Committed, AppendRejection>],
         working: HashMap<Uuid, Stream>,
     ) {

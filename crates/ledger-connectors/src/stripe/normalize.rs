@@ -8,9 +8,8 @@
 //! - a subscription snapshot dated before the subscription's latest change in the ledger:
 //!   `Stale`;
 //! - an object the snapshot depends on that the ledger has not seen yet (the subscription of an
-//!   invoice, the invoice of a charge, the customer of an event without email): `Ignored` with
-//!   a reason starting [`super::WAITING`]; `ledger connectors renormalize` applies it once the
-//!   object arrived;
+//!   invoice, the invoice of a charge, the payment of a dispute, the customer of an event
+//!   without email): `Waiting` for that object; the writer applies it once the object arrives;
 //! - an update that arrives before its object's `created` event creates the object from the
 //!   snapshot it carries (dated when Stripe created it, with the plan before the change read
 //!   from `previous_attributes`).
@@ -21,7 +20,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::objects::{self, Invoice, Subscription};
-use crate::{Normalized, ProviderMessage, View};
+use crate::{Normalized, ObjectKind, ProviderMessage, View};
 
 /// The reason of a delivery whose objects are all already where its snapshot puts them.
 pub(crate) const ALREADY_APPLIED: &str = "already applied";
@@ -75,12 +74,8 @@ fn ignored(reason: impl Into<String>) -> Normalized {
     }
 }
 
-fn waiting(what: String) -> Normalized {
-    ignored(format!(
-        "{}{what}: the ledger has not seen it yet; re-normalize this delivery once it arrived \
-         (ledger connectors renormalize)",
-        super::WAITING
-    ))
+fn waiting(kind: ObjectKind, id: &str, why: &str) -> Normalized {
+    crate::waiting(Provider::Stripe, kind, id, why)
 }
 
 /// The commands of one delivery, each decided and folded on a copy of the customer's state as
@@ -100,11 +95,12 @@ impl<'a> Plan<'a> {
     /// Starts from the customer `view` resolved: links the account when the customer was found
     /// by email, registers the customer when none was found and the message carries an email.
     fn new(message: &'a ProviderMessage, view: &View<'_>) -> Result<Plan<'a>, Normalized> {
-        let account_id = account_id(message)?;
-        let provider_account = Some(proto::ProviderAccount {
-            provider: proto::PaymentProvider::Stripe as i32,
-            account_id: account_id.to_owned(),
-        });
+        let provider_account = |account_id: &str| {
+            Some(proto::ProviderAccount {
+                provider: proto::PaymentProvider::Stripe as i32,
+                account_id: account_id.to_owned(),
+            })
+        };
         match view.customer {
             Some(known) => {
                 let mut plan = Plan {
@@ -117,7 +113,7 @@ impl<'a> Plan<'a> {
                 if !known.account_linked {
                     plan.push(
                         Kind::LinkProviderAccount(proto::ProviderAccountLinked {
-                            provider_account,
+                            provider_account: provider_account(account_id(message)?),
                         }),
                         None,
                     );
@@ -125,16 +121,21 @@ impl<'a> Plan<'a> {
                 Ok(plan)
             }
             None => {
+                let account_id = account_id(message)?;
                 let Some(email) = message
                     .email
                     .as_deref()
                     .filter(|email| !email.trim().is_empty())
                 else {
-                    return Err(waiting(format!(
-                        "Stripe customer {account_id} (this {} carries no email to register \
-                         it with; its customer.created or customer.updated with an email does)",
-                        message.event_type
-                    )));
+                    return Err(waiting(
+                        ObjectKind::CustomerAccount,
+                        account_id,
+                        &format!(
+                            "this {} carries no email to register it with; its \
+                             customer.created or customer.updated with an email does",
+                            message.event_type
+                        ),
+                    ));
                 };
                 let object = message.body.pointer("/data/object").unwrap_or(&Value::Null);
                 let name = objects::text(object, "/name")
@@ -151,7 +152,7 @@ impl<'a> Plan<'a> {
                     Kind::RegisterCustomer(proto::CustomerRegistered {
                         email: email.to_owned(),
                         name: name.to_owned(),
-                        provider_account,
+                        provider_account: provider_account(account_id),
                     }),
                     None,
                 );
@@ -523,10 +524,11 @@ fn invoice(
             .customer
             .is_some_and(|known| known.state.subscriptions.contains_key(subscription_id));
         if !known {
-            return Err(waiting(format!(
-                "subscription {subscription_id} of invoice {}",
-                invoice.id
-            )));
+            return Err(waiting(
+                ObjectKind::Subscription,
+                subscription_id,
+                &format!("the subscription of invoice {}", invoice.id),
+            ));
         }
     }
     let mut plan = Plan::new(message, view)?;
@@ -624,9 +626,11 @@ fn refunds(
         Some(payment_id) => payment_id,
         None => {
             if let Some(invoice_id) = objects::id(charge, "/invoice") {
-                return Err(waiting(format!(
-                    "invoice {invoice_id} paid by charge {charge_id}"
-                )));
+                return Err(waiting(
+                    ObjectKind::Invoice,
+                    invoice_id,
+                    &format!("the invoice charge {charge_id} pays"),
+                ));
             }
             let amount = money(objects::integer(charge, "/amount").unwrap_or(0))?;
             plan.push(
@@ -696,6 +700,8 @@ fn refunds(
 
 /// `charge.dispute.created` / `charge.dispute.closed`: opens the dispute the ledger lacks and
 /// closes it once Stripe decided it (`won` or an inquiry's `warning_closed`: won; `lost`: lost).
+/// A dispute names no customer unless its charge is expanded: the writer passes the customer
+/// holding the payment of its charge or payment intent ([`super::related_objects`]).
 fn dispute(
     message: &ProviderMessage,
     view: &View<'_>,
@@ -705,6 +711,17 @@ fn dispute(
         objects::text(dispute, "/id").ok_or_else(|| ignored("the dispute has no id"))?;
     let charge_id = objects::id(dispute, "/charge")
         .ok_or_else(|| ignored(format!("dispute {dispute_id} names no charge")))?;
+    let contested = || {
+        waiting(
+            ObjectKind::Payment,
+            charge_id,
+            &format!("the charge dispute {dispute_id} contests"),
+        )
+    };
+    if view.customer.is_none() && message.account_id.is_none() {
+        // The charge is not expanded: the writer found no customer holding its payment.
+        return Err(contested());
+    }
     let mut plan = Plan::new(message, view)?;
     if !plan.state.disputes.contains_key(dispute_id) {
         let by_charge = serde_json::json!({
@@ -712,7 +729,7 @@ fn dispute(
             "payment_intent": objects::id(dispute, "/payment_intent"),
         });
         let Some(payment_id) = payment_of(&plan.state, &by_charge) else {
-            return Err(waiting(format!("the payment of charge {charge_id}")));
+            return Err(contested());
         };
         let currency = objects::text(dispute, "/currency").unwrap_or_default();
         let amount =

@@ -66,10 +66,10 @@ fn every_paypal_fixture_parses_with_its_event_id_type_time_and_payer() {
     // 2017-08-25T17:55:42.135Z
     assert_eq!(sale.created_at_unix_micros, 1_503_683_742_135_000);
     assert_eq!(
-        ledger_connectors::related_object(&sale),
-        Some(ledger_connectors::RelatedObject::Subscription(
+        ledger_connectors::related_objects(&sale),
+        [ledger_connectors::RelatedObject::Subscription(
             "I-W0Y05RHBK9VG"
-        ))
+        )]
     );
 }
 
@@ -158,9 +158,10 @@ fn a_sale_of_a_known_subscription_is_a_payment_and_its_refund_returns_part_of_it
     let sale = fixture("paypal/PAYMENT.SALE.COMPLETED.from-subscription.json");
     let unknown = ledger.deliver_body(PAYPAL, &sale);
     assert!(
-        names(&unknown)[0].starts_with("ignored: waiting for subscription I-W0Y05RHBK9VG"),
+        names(&unknown)[0].starts_with("waiting for paypal:subscription:I-W0Y05RHBK9VG: "),
         "{unknown:?}"
     );
+    // The activation starts the subscription, and the sale waiting for it is applied.
     assert_eq!(
         names(&ledger.deliver_body(
             PAYPAL,
@@ -168,10 +169,7 @@ fn a_sale_of_a_known_subscription_is_a_payment_and_its_refund_returns_part_of_it
         )),
         ["register_customer", "start_subscription"]
     );
-    assert_eq!(
-        names(&ledger.deliver_body(PAYPAL, &sale)),
-        ["record_payment_succeeded"]
-    );
+    assert!(!ledger.has_waiting());
     assert_eq!(
         names(&ledger.deliver_body(PAYPAL, &sale)),
         ["ignored: already applied"]
@@ -185,7 +183,7 @@ fn a_sale_of_a_known_subscription_is_a_payment_and_its_refund_returns_part_of_it
     let refund = fixture("paypal/PAYMENT.SALE.REFUNDED.json");
     let not_held = ledger.deliver_body(PAYPAL, &refund);
     assert!(
-        names(&not_held)[0].starts_with("ignored: waiting for payment 9T0916710M1105906"),
+        names(&not_held)[0].starts_with("waiting for paypal:payment:9T0916710M1105906: "),
         "{not_held:?}"
     );
     // The same refund of the sale the ledger holds.
@@ -224,18 +222,20 @@ fn a_failed_payment_records_it_and_moves_the_subscription_past_due() {
     let mut ledger = Ledger::default();
     let failed = data("paypal/BILLING.SUBSCRIPTION.PAYMENT.FAILED.v2.json");
     // Before the activation: the failure names no price, so the subscription cannot start,
-    // and nothing is appended (not even the payer: the message is about the payment).
+    // and nothing is appended (not even the payer: the message is about the payment). It
+    // waits for the subscription, and is applied once the activation starts it.
     let early = ledger.deliver_body(PAYPAL, &failed);
-    assert!(names(&early)[0].contains("carries no price"), "{early:?}");
+    assert!(
+        names(&early)[0].starts_with("waiting for paypal:subscription:I-W0Y05RHBK9VG: ")
+            && names(&early)[0].contains("carries no price"),
+        "{early:?}"
+    );
     assert!(ledger.customers.is_empty());
     ledger.deliver_body(
         PAYPAL,
         &data("paypal/BILLING.SUBSCRIPTION.ACTIVATED.v2.json"),
     );
-    assert_eq!(
-        names(&ledger.deliver_body(PAYPAL, &failed)),
-        ["record_payment_failed"]
-    );
+    assert!(!ledger.has_waiting());
     assert_eq!(
         names(&ledger.deliver_body(PAYPAL, &failed)),
         ["ignored: already applied"]

@@ -44,12 +44,13 @@ impl Headers for HeaderList {
 }
 
 /// An outcome as text: the names of the commands appended, or `ignored: <reason>` /
-/// `stale: <reason>`.
+/// `stale: <reason>` / `waiting for <object key>: <reason>`.
 pub(crate) fn names(outcome: &Outcome) -> Vec<String> {
     match outcome {
         Outcome::Appended(names) => names.iter().map(|name| (*name).to_owned()).collect(),
         Outcome::Ignored(reason) => vec![format!("ignored: {reason}")],
         Outcome::Stale(reason) => vec![format!("stale: {reason}")],
+        Outcome::Waiting(key, reason) => vec![format!("waiting for {key}: {reason}")],
     }
 }
 

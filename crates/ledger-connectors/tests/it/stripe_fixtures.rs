@@ -38,6 +38,13 @@ fn appended(names: &[&'static str]) -> Outcome {
     Outcome::Appended(names.to_vec())
 }
 
+fn waiting_for(outcome: &Outcome, object_key: &str) {
+    assert!(
+        matches!(outcome, Outcome::Waiting(key, _) if key == object_key),
+        "expected Waiting for {object_key:?}, got {outcome:?}"
+    );
+}
+
 fn ignored_with(outcome: &Outcome, words: &str) {
     assert!(
         matches!(outcome, Outcome::Ignored(reason) if reason.contains(words)),
@@ -241,19 +248,26 @@ fn invoice_payment_failed_records_the_failed_attempt() {
 #[test]
 fn a_dispute_opens_against_the_paid_charge_when_the_event_names_the_customer() {
     let mut ledger = customer_with(SRM);
-    ignored_with(
+    // The dispute names only its charge: it waits for the charge's payment.
+    waiting_for(
         &ledger.deliver_raw(&raw("charge.dispute.created.json")),
-        "names no Stripe customer",
+        "stripe:payment:ch_000000000000000000000000",
     );
     let expanded = changed("charge.dispute.created.json", |dispute| {
         dispute["charge"] = json!({ "id": "ch_000000000000000000000000", "customer": SRM });
     });
-    ignored_with(
+    waiting_for(
         &ledger.deliver_raw(&expanded),
-        "waiting for the payment of charge",
+        "stripe:payment:ch_000000000000000000000000",
     );
+    // The payment of the charge releases both: the first opens the dispute, the second finds
+    // it open.
     ledger.deliver_raw(&raw("invoice.paid.json"));
-    assert_eq!(ledger.deliver_raw(&expanded), appended(&["open_dispute"]));
+    assert!(!ledger.has_waiting());
+    assert_eq!(
+        ledger.deliver_raw(&expanded),
+        Outcome::Ignored("already applied".to_owned())
+    );
     let customer = ledger.customer(SRM).expect("customer");
     assert_eq!(
         customer.disputes["dp_000000000000000000000000"]
@@ -320,22 +334,25 @@ fn the_stripe_sync_engine_subscription_lifecycle_applies() {
 #[test]
 fn deliveries_naming_objects_the_ledger_has_not_seen_wait_for_them() {
     let mut ledger = customer_with("cus_J7Mkgr8mvbl1eK");
-    ignored_with(
-        &ledger.deliver_raw(&raw("invoice.finalized.json")),
-        "waiting for subscription",
+    let finalized = ledger.deliver_raw(&raw("invoice.finalized.json"));
+    assert!(
+        matches!(&finalized, Outcome::Waiting(key, _) if key.starts_with("stripe:subscription:")),
+        "{finalized:?}"
     );
-    ignored_with(
+    waiting_for(
         &ledger.deliver_raw(&raw("alt/stripe-sync-engine/charge.refunded.json")),
-        "waiting for invoice in_1KJdKkJDPojXS6LNSwSWkZSN",
+        "stripe:invoice:in_1KJdKkJDPojXS6LNSwSWkZSN",
     );
     let mut paid = customer_with("cus_JsuO3bmrj0QlAw");
-    ignored_with(
+    waiting_for(
         &paid.deliver_raw(&raw("alt/stripe-sync-engine/invoice.paid.json")),
-        "waiting for subscription sub_JsuPyCPhXWfZar",
+        "stripe:subscription:sub_JsuPyCPhXWfZar",
     );
-    ignored_with(
-        &Ledger::default().deliver_raw(&raw("alt/stripe-sync-engine/charge.dispute.created.json")),
-        "names no Stripe customer",
+    let dispute =
+        Ledger::default().deliver_raw(&raw("alt/stripe-sync-engine/charge.dispute.created.json"));
+    assert!(
+        matches!(&dispute, Outcome::Waiting(key, _) if key.starts_with("stripe:payment:")),
+        "{dispute:?}"
     );
 }
 
@@ -374,9 +391,9 @@ fn the_openapi_objects_normalize_in_the_current_shape() {
         object("invoice.json"),
         None,
     );
-    ignored_with(
+    waiting_for(
         &ledger.deliver_raw(&invoice),
-        "waiting for subscription subscription",
+        "stripe:subscription:subscription",
     );
     assert_eq!(
         ledger.deliver_raw(&support::event(
@@ -388,13 +405,26 @@ fn the_openapi_objects_normalize_in_the_current_shape() {
         )),
         Outcome::Ignored("already applied".to_owned())
     );
-    for (file, event_type) in [
-        ("charge.json", "charge.refunded"),
-        ("dispute.json", "charge.dispute.created"),
-    ] {
-        let body = support::event("evt_openapi", event_type, 1_800_000_000, object(file), None);
-        ignored_with(&ledger.deliver_raw(&body), "names no Stripe customer");
-    }
+    let charge = support::event(
+        "evt_openapi",
+        "charge.refunded",
+        1_800_000_000,
+        object("charge.json"),
+        None,
+    );
+    ignored_with(&ledger.deliver_raw(&charge), "names no Stripe customer");
+    // A dispute names its charge, not its customer: it waits for the charge's payment.
+    let dispute = support::event(
+        "evt_openapi_dp",
+        "charge.dispute.created",
+        1_800_000_000,
+        object("dispute.json"),
+        None,
+    );
+    waiting_for(
+        &ledger.deliver_raw(&dispute),
+        "stripe:payment:ch_1PgafuB7WZ01zgkWXYmPNZs8",
+    );
     ignored_with(
         &ledger.deliver_raw(&raw("openapi-fixtures/event.json")),
         "does not use Stripe's plan.created",

@@ -1,14 +1,16 @@
 //! Test support: an in-memory writer (customer resolution by account, then email, then the
-//! object a message relates to; then `normalize_after` with the latest snapshot seen of the
-//! message's object, then `decide` + `evolve` per command, idempotency keys remembered) and
-//! builders of Stripe event JSON written from Stripe's documented object shapes.
+//! objects a message relates to; then `normalize_after` with the latest snapshot seen of the
+//! message's object, then `decide` + `evolve` per command, idempotency keys remembered; a
+//! message waiting for an object is delivered again once an event makes that object known, as
+//! the writer does) and builders of Stripe event JSON written from Stripe's documented object
+//! shapes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use ledger_connectors::{
-    KnownCustomer, Normalized, ProviderMessage, RelatedObject, View, normalize_after,
-    related_object, snapshot_object,
+    KnownCustomer, Normalized, ProviderMessage, RelatedObject, View, made_known, normalize_after,
+    related_objects, snapshot_object,
 };
 use ledger_domain::{Customer, Provider, decide, evolve};
 use serde_json::{Value, json};
@@ -40,7 +42,12 @@ pub(crate) enum Outcome {
     Appended(Vec<&'static str>),
     Ignored(String),
     Stale(String),
+    /// Waiting for the object with this key (`AwaitedObject::key`), and why.
+    Waiting(String, String),
 }
+
+/// How many rounds of releases one delivery may set off (the writer's bound is the same).
+const RELEASE_DEPTH_MAX: usize = 8;
 
 /// The ledger's customers in memory, as the writer keeps them.
 #[derive(Debug, Default, Clone)]
@@ -52,6 +59,8 @@ pub(crate) struct Ledger {
     /// Per snapshot object (`snapshot_object`), the latest `created_at` of a message about it
     /// that was appended, already applied or stale: what the writer reads from its inbox.
     seen: BTreeMap<String, i64>,
+    /// Messages waiting, by the key of the object they wait for.
+    waiting: BTreeMap<String, Vec<ProviderMessage>>,
 }
 
 impl Ledger {
@@ -63,12 +72,40 @@ impl Ledger {
         self.customers.get(id)
     }
 
-    /// Resolves, normalizes and applies `message` as the writer does.
+    /// Resolves, normalizes and applies `message` as the writer does, then delivers again the
+    /// messages waiting for the objects its events made known (and those theirs made known,
+    /// up to [`RELEASE_DEPTH_MAX`] rounds); returns what became of `message` itself.
+    pub(crate) fn deliver(&mut self, message: &ProviderMessage) -> Outcome {
+        let (outcome, mut known) = self.deliver_once(message);
+        for _ in 0..RELEASE_DEPTH_MAX {
+            let released: Vec<ProviderMessage> = known
+                .iter()
+                .filter_map(|key| self.waiting.remove(key))
+                .flatten()
+                .collect();
+            if released.is_empty() {
+                break;
+            }
+            known = Vec::new();
+            for message in &released {
+                known.extend(self.deliver_once(message).1);
+            }
+        }
+        outcome
+    }
+
+    /// Whether any message still waits.
+    pub(crate) fn has_waiting(&self) -> bool {
+        self.waiting.values().any(|messages| !messages.is_empty())
+    }
+
+    /// Resolves, normalizes and applies `message`; returns the outcome and the keys of the
+    /// objects its events made known. A waiting message is kept until its object is known.
     ///
     /// # Panics
     /// When a normalized command is refused by `decide`: normalization must return commands
     /// that apply cleanly.
-    pub(crate) fn deliver(&mut self, message: &ProviderMessage) -> Outcome {
+    fn deliver_once(&mut self, message: &ProviderMessage) -> (Outcome, Vec<String>) {
         let by_account = message
             .account_id
             .as_ref()
@@ -80,14 +117,15 @@ impl Ledger {
             .and_then(|email| self.emails.get(&email.trim().to_lowercase()))
             .map(|id| (*id, false));
         let by_related = || {
-            let related = related_object(message)?;
-            self.customers
-                .iter()
-                .find(|(_, customer)| match related {
-                    RelatedObject::Subscription(id) => customer.subscriptions.contains_key(id),
-                    RelatedObject::Payment(id) => customer.payments.contains_key(id),
-                })
-                .map(|(id, _)| (*id, true))
+            related_objects(message).into_iter().find_map(|related| {
+                self.customers
+                    .iter()
+                    .find(|(_, customer)| match related {
+                        RelatedObject::Subscription(id) => customer.subscriptions.contains_key(id),
+                        RelatedObject::Payment(id) => customer.payments.contains_key(id),
+                    })
+                    .map(|(id, _)| (*id, true))
+            })
         };
         let found = by_account.or(by_email).or_else(by_related);
         let object = snapshot_object(message).map(str::to_owned);
@@ -109,6 +147,7 @@ impl Ledger {
         let counts_as_seen = match &normalized {
             Normalized::Commands(_) | Normalized::Stale { .. } => true,
             Normalized::Ignored { reason } => reason.starts_with("already applied"),
+            Normalized::Waiting { .. } => false,
         };
         if let Some(object) = object.filter(|_| counts_as_seen) {
             let latest = self.seen.entry(object).or_insert(i64::MIN);
@@ -117,6 +156,7 @@ impl Ledger {
         match normalized {
             Normalized::Commands(commands) => {
                 let mut names = Vec::new();
+                let mut known = Vec::new();
                 for command in commands {
                     let metadata = command.metadata.clone().expect("metadata");
                     if !self.keys.insert(metadata.idempotency_key.clone()) {
@@ -127,6 +167,14 @@ impl Ledger {
                     let events = decide(&state, &command).unwrap_or_else(|rejection| {
                         panic!("{} refused {command:?}: {rejection}", message.event_id)
                     });
+                    let provider =
+                        Provider::try_from(metadata.payment_provider()).expect("provider");
+                    known.extend(
+                        events
+                            .iter()
+                            .filter_map(|event| made_known(provider, event))
+                            .map(|object| object.key()),
+                    );
                     let state = events.iter().fold(state, |state, event| {
                         evolve(state, event, metadata.occurred_at_unix_micros)
                     });
@@ -143,10 +191,18 @@ impl Ledger {
                         command.kind.as_ref().expect("kind"),
                     ));
                 }
-                Outcome::Appended(names)
+                (Outcome::Appended(names), known)
             }
-            Normalized::Ignored { reason } => Outcome::Ignored(reason),
-            Normalized::Stale { reason } => Outcome::Stale(reason),
+            Normalized::Ignored { reason } => (Outcome::Ignored(reason), Vec::new()),
+            Normalized::Stale { reason } => (Outcome::Stale(reason), Vec::new()),
+            Normalized::Waiting { object, reason } => {
+                let key = object.key();
+                self.waiting
+                    .entry(key.clone())
+                    .or_default()
+                    .push(message.clone());
+                (Outcome::Waiting(key, reason), Vec::new())
+            }
         }
     }
 

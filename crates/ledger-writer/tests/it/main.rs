@@ -5,3 +5,4 @@ mod deliveries;
 mod faults;
 mod inputs;
 mod round_trip;
+mod waiting;

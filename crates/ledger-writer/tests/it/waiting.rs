@@ -1,0 +1,667 @@
+//! Deliveries waiting for an object the ledger has not seen yet: recorded `waiting`, then
+//! decided again by the writer in the batch that makes the object known (a delivery or a
+//! command), across restarts; and the look-ups of the customer holding a payment (PayPal
+//! refunds, Stripe disputes).
+
+use std::collections::BTreeMap;
+
+use ledger_domain::{Customer, Provider, decode_event, evolve, proto};
+use ledger_store::{InboxFilter, InboxOutcome, InboxRow};
+use ledger_testkit::commands::{register, start_subscription};
+use ledger_testkit::ledger::TestLedger;
+use serde_json::{Value, json};
+
+/// 2025-11-24T16:00:00Z, the time of the first event; later ones are a minute apart.
+const T0: i64 = 1_764_000_000;
+
+fn stripe_event(id: &str, event_type: &str, created: i64, object: Value) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "id": id, "object": "event", "type": event_type, "created": created,
+        "data": {"object": object}
+    }))
+    .expect("JSON")
+}
+
+fn stripe(body: Vec<u8>) -> proto::ProviderDelivery {
+    proto::ProviderDelivery {
+        provider: proto::PaymentProvider::Stripe as i32,
+        body: body.into(),
+        received_at_unix_micros: T0 * 1_000_000,
+        ..proto::ProviderDelivery::default()
+    }
+}
+
+fn paypal(body: &Value) -> proto::ProviderDelivery {
+    proto::ProviderDelivery {
+        provider: proto::PaymentProvider::Paypal as i32,
+        ..stripe(serde_json::to_vec(body).expect("JSON"))
+    }
+}
+
+/// The Stripe deliveries of one customer's life, ids suffixed with `tag`: the customer, a
+/// subscription, its first invoice paid by a charge, and the charge refunded in part.
+struct StripeLife {
+    account: String,
+    customer: Vec<u8>,
+    subscription: Vec<u8>,
+    invoice_paid: Vec<u8>,
+    charge_refunded: Vec<u8>,
+}
+
+impl StripeLife {
+    fn new(tag: &str) -> StripeLife {
+        let account = format!("cus_{tag}");
+        let subscription_id = format!("sub_{tag}");
+        let invoice_id = format!("in_{tag}");
+        let charge_id = format!("ch_{tag}");
+        let customer = stripe_event(
+            &format!("evt_cus_{tag}"),
+            "customer.created",
+            T0,
+            json!({"id": account, "object": "customer", "email": format!("{tag}@example.com"),
+                   "name": "Wanda"}),
+        );
+        let subscription = stripe_event(
+            &format!("evt_sub_{tag}"),
+            "customer.subscription.created",
+            T0 + 60,
+            json!({
+                "id": subscription_id, "object": "subscription", "customer": account,
+                "status": "active", "created": T0 + 60, "cancel_at_period_end": false,
+                "items": {"data": [{
+                    "quantity": 1, "current_period_end": T0 + 60 + 30 * 86_400,
+                    "price": {"id": "price_pro", "unit_amount": 4_900, "currency": "usd",
+                              "recurring": {"interval": "month", "interval_count": 1}}
+                }]}
+            }),
+        );
+        let invoice_paid = stripe_event(
+            &format!("evt_in_{tag}"),
+            "invoice.paid",
+            T0 + 120,
+            json!({
+                "id": invoice_id, "object": "invoice", "customer": account,
+                "subscription": subscription_id, "status": "paid", "currency": "usd",
+                "amount_due": 4_900, "amount_paid": 4_900, "charge": charge_id,
+                "lines": {"data": [{"period": {"start": T0 + 60,
+                                               "end": T0 + 60 + 30 * 86_400}}]}
+            }),
+        );
+        let charge_refunded = stripe_event(
+            &format!("evt_ch_{tag}"),
+            "charge.refunded",
+            T0 + 180,
+            json!({
+                "id": charge_id, "object": "charge", "customer": account,
+                "invoice": invoice_id, "currency": "usd", "amount": 4_900,
+                "amount_refunded": 1_000,
+                "refunds": {"data": [{"id": format!("re_{tag}"), "amount": 1_000,
+                                      "status": "succeeded", "reason": "requested_by_customer"}]}
+            }),
+        );
+        StripeLife {
+            account,
+            customer,
+            subscription,
+            invoice_paid,
+            charge_refunded,
+        }
+    }
+
+    /// The deliveries in the order they happened.
+    fn in_order(&self) -> [&Vec<u8>; 4] {
+        [
+            &self.customer,
+            &self.subscription,
+            &self.invoice_paid,
+            &self.charge_refunded,
+        ]
+    }
+}
+
+async fn deliver(
+    client: &ledger_bus::Client,
+    delivery: proto::ProviderDelivery,
+) -> proto::DeliveryRecorded {
+    client.deliver(&delivery).await.expect("recorded")
+}
+
+/// Asserts that no delivery waits any more.
+async fn nothing_waits(ledger: &TestLedger) {
+    let waiting = ledger.store.waiting_deliveries().await.expect("waiting");
+    assert!(waiting.is_empty(), "{waiting:?}");
+}
+
+/// Every inbox row, oldest first.
+async fn inbox(ledger: &TestLedger) -> Vec<InboxRow> {
+    ledger
+        .store
+        .inbox_rows(&InboxFilter {
+            limit: 1_000,
+            oldest_first: true,
+            ..InboxFilter::default()
+        })
+        .await
+        .expect("inbox")
+}
+
+/// The customer's state, replayed from the table.
+async fn customer(ledger: &TestLedger, customer_id: uuid::Uuid) -> Customer {
+    let events = ledger
+        .store
+        .read_stream(customer_id, 1)
+        .await
+        .expect("read");
+    events.iter().fold(Customer::default(), |state, recorded| {
+        let event = decode_event(&recorded.event.payload).expect("event");
+        evolve(state, &event, recorded.event.occurred_at_unix_micros())
+    })
+}
+
+/// The event types of a customer's stream, in order.
+async fn event_types(ledger: &TestLedger, customer_id: uuid::Uuid) -> Vec<String> {
+    ledger
+        .store
+        .read_stream(customer_id, 1)
+        .await
+        .expect("read")
+        .into_iter()
+        .map(|recorded| recorded.event.event_type)
+        .collect()
+}
+
+/// What any order of deliveries must agree on: the profile, per subscription its plan,
+/// quantity and status, per invoice its status and amount, per payment its amount, status and
+/// refunded amount, the refunds and disputes.
+fn summary(customer: &Customer) -> String {
+    let mut lines = BTreeMap::new();
+    if let Some(profile) = &customer.profile {
+        lines.insert("profile".to_owned(), profile.email.clone());
+    }
+    for (id, held) in &customer.subscriptions {
+        lines.insert(
+            format!("subscription {id}"),
+            format!("{} {} x{}", held.status, held.plan.plan_id, held.quantity),
+        );
+    }
+    for (id, held) in &customer.invoices {
+        lines.insert(
+            format!("invoice {id}"),
+            format!("{:?} {:?}", held.status, held.amount_due),
+        );
+    }
+    for (id, held) in &customer.payments {
+        lines.insert(
+            format!("payment {id}"),
+            format!("{:?} {:?} {:?}", held.status, held.amount, held.refunded),
+        );
+    }
+    for (id, held) in &customer.refunds {
+        lines.insert(format!("refund {id}"), format!("{:?}", held.amount));
+    }
+    for (id, held) in &customer.disputes {
+        lines.insert(format!("dispute {id}"), format!("{:?}", held.status));
+    }
+    format!("{lines:#?}")
+}
+
+fn stripe_customer_id(account: &str) -> uuid::Uuid {
+    ledger_connectors::customer_id_for_account(Provider::Stripe, account)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invoice_paid_before_its_subscription_is_applied_once_the_subscription_arrives() {
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let client = ledger.client();
+    let life = StripeLife::new("w1");
+    let customer_id = stripe_customer_id(&life.account);
+    deliver(&client, stripe(life.customer.clone())).await;
+    let waiting = deliver(&client, stripe(life.invoice_paid.clone())).await;
+    assert_eq!(
+        waiting.outcome(),
+        proto::DeliveryOutcome::Waiting,
+        "{}",
+        waiting.reason
+    );
+    assert!(
+        waiting
+            .reason
+            .starts_with("waiting for stripe subscription sub_w1"),
+        "{}",
+        waiting.reason
+    );
+    assert!(waiting.global_positions.is_empty());
+    let listed = ledger
+        .store
+        .inbox_rows(&InboxFilter {
+            outcome: Some(InboxOutcome::Waiting),
+            limit: 10,
+            ..InboxFilter::default()
+        })
+        .await
+        .expect("inbox");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        listed[0].row.awaited_object.as_deref(),
+        Some("stripe:subscription:sub_w1")
+    );
+
+    // The subscription's delivery starts it, and the invoice waiting for it is applied in the
+    // same batch, right after: one commit.
+    let started = deliver(&client, stripe(life.subscription.clone())).await;
+    assert_eq!(started.outcome(), proto::DeliveryOutcome::Appended);
+    assert_eq!(
+        event_types(&ledger, customer_id).await,
+        [
+            "customer_registered",
+            "subscription_started",
+            "invoice_issued",
+            "invoice_finalized",
+            "payment_succeeded"
+        ]
+    );
+    let rows = inbox(&ledger).await;
+    let original = rows
+        .iter()
+        .find(|row| row.row.outcome == InboxOutcome::Waiting)
+        .expect("the waiting row");
+    let rerun = rows
+        .iter()
+        .find(|row| row.row.renormalizes_inbox_id == Some(original.row.id))
+        .expect("a re-run row of the waiting delivery");
+    assert_eq!(rerun.row.outcome, InboxOutcome::Appended);
+    assert_eq!(rerun.row.payment_id.as_deref(), Some("ch_w1"));
+    assert_eq!(rerun.row.body, original.row.body);
+    let events = ledger.table_events().await;
+    let subscription_row = rows
+        .iter()
+        .find(|row| row.row.provider_event_id == "evt_sub_w1")
+        .expect("the subscription's row");
+    assert_eq!(
+        rerun.recorded_at, subscription_row.recorded_at,
+        "one transaction"
+    );
+    let payment = events
+        .iter()
+        .find(|event| event.event.event_type == "payment_succeeded")
+        .expect("the payment");
+    assert_eq!(payment.event.causation_id, Some(rerun.row.id));
+
+    // A redelivery of the invoice and of the subscription change nothing.
+    let position = ledger.last_position().await;
+    for body in [&life.invoice_paid, &life.subscription] {
+        let again = deliver(&client, stripe(body.clone())).await;
+        assert_eq!(again.outcome(), proto::DeliveryOutcome::Duplicate);
+    }
+    assert_eq!(ledger.last_position().await, position);
+    ledger.assert_stream_matches_table().await;
+    writer.stop().await.expect("the writer stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_before_its_invoice_before_its_subscription_is_applied_in_a_cascade() {
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let client = ledger.client();
+    let life = StripeLife::new("w2");
+    deliver(&client, stripe(life.customer.clone())).await;
+    let refund = deliver(&client, stripe(life.charge_refunded.clone())).await;
+    assert_eq!(refund.outcome(), proto::DeliveryOutcome::Waiting);
+    assert!(
+        refund.reason.contains("stripe invoice in_w2"),
+        "{}",
+        refund.reason
+    );
+    let invoice = deliver(&client, stripe(life.invoice_paid.clone())).await;
+    assert_eq!(invoice.outcome(), proto::DeliveryOutcome::Waiting);
+
+    // The subscription releases the invoice, whose payment releases the refund.
+    deliver(&client, stripe(life.subscription.clone())).await;
+    let customer_id = stripe_customer_id(&life.account);
+    let held = customer(&ledger, customer_id).await;
+    assert_eq!(held.payments["ch_w2"].refunded.amount_minor, 1_000);
+    assert!(held.refunds.contains_key("re_w2"));
+    let types = event_types(&ledger, customer_id).await;
+    assert_eq!(
+        types
+            .iter()
+            .filter(|kind| *kind == "payment_succeeded")
+            .count(),
+        1
+    );
+    assert_eq!(types.last().map(String::as_str), Some("payment_refunded"));
+    let rows = inbox(&ledger).await;
+    for waited in [&refund, &invoice] {
+        let reruns: Vec<&InboxRow> = rows
+            .iter()
+            .filter(|row| {
+                row.row.renormalizes_inbox_id.map(|id| id.to_string())
+                    == Some(waited.inbox_id.clone())
+            })
+            .collect();
+        assert_eq!(reruns.len(), 1, "one re-run of {}", waited.inbox_id);
+        assert_eq!(reruns[0].row.outcome, InboxOutcome::Appended);
+    }
+    nothing_waits(&ledger).await;
+    writer.stop().await.expect("the writer stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_started_after_the_waiting_delivery_releases_it() {
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let client = ledger.client();
+    let life = StripeLife::new("w3");
+    deliver(&client, stripe(life.customer.clone())).await;
+    let waiting = deliver(&client, stripe(life.invoice_paid.clone())).await;
+    assert_eq!(waiting.outcome(), proto::DeliveryOutcome::Waiting);
+    writer.stop().await.expect("the writer stops");
+
+    // A new writer (a restart, or a standby taking over) reads what waits from the inbox.
+    let writer = ledger.start_writer();
+    deliver(&client, stripe(life.subscription.clone())).await;
+    let held = customer(&ledger, stripe_customer_id(&life.account)).await;
+    assert_eq!(held.payments["ch_w3"].amount.amount_minor, 4_900);
+    assert_eq!(held.invoices.len(), 1);
+    writer.stop().await.expect("the writer stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_order_of_a_stripe_lifecycle_ends_where_in_order_delivery_ends() {
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let client = ledger.client();
+    // Indexes into `StripeLife::in_order`: customer, subscription, invoice, refund.
+    let orders: [[usize; 4]; 6] = [
+        [0, 1, 2, 3],
+        [3, 2, 1, 0],
+        [2, 3, 0, 1],
+        [1, 3, 2, 0],
+        [3, 0, 2, 1],
+        [1, 0, 3, 2],
+    ];
+    let mut summaries = Vec::new();
+    for (index, order) in orders.iter().enumerate() {
+        let life = StripeLife::new(&format!("perm{index}"));
+        let deliveries = life.in_order();
+        for position in order {
+            let recorded = deliver(&client, stripe(deliveries[*position].clone())).await;
+            assert_ne!(
+                recorded.outcome(),
+                proto::DeliveryOutcome::Failed,
+                "{}",
+                recorded.reason
+            );
+        }
+        let held = customer(&ledger, stripe_customer_id(&life.account)).await;
+        summaries.push(summary(&held).replace(&format!("perm{index}"), "TAG"));
+    }
+    // The same lifecycle with every delivery sent at once: whatever the batches, the end is
+    // the same.
+    let life = StripeLife::new("together");
+    let deliveries: Vec<proto::ProviderDelivery> = life
+        .in_order()
+        .iter()
+        .rev()
+        .map(|body| stripe((*body).clone()))
+        .collect();
+    let answers =
+        futures_util::future::join_all(deliveries.iter().map(|delivery| client.deliver(delivery)))
+            .await;
+    assert!(answers.iter().all(Result::is_ok));
+    let held = customer(&ledger, stripe_customer_id(&life.account)).await;
+    summaries.push(summary(&held).replace("together", "TAG"));
+    assert!(summaries[0].contains("refund re_TAG"), "{}", summaries[0]);
+    for (index, summary) in summaries.iter().enumerate() {
+        assert_eq!(summary, &summaries[0], "order {index}");
+    }
+    nothing_waits(&ledger).await;
+    writer.stop().await.expect("the writer stops");
+}
+
+/// A PayPal subscription snapshot (the connector's own test data), dated `time`.
+fn paypal_activation(event_id: &str, time: &str) -> Value {
+    let mut body: Value = serde_json::from_str(include_str!(
+        "../../../ledger-connectors/tests/data/paypal/BILLING.SUBSCRIPTION.ACTIVATED.v2.json"
+    ))
+    .expect("JSON");
+    body["id"] = event_id.into();
+    body["create_time"] = time.into();
+    body
+}
+
+fn paypal_sale(event_id: &str, sale_id: &str, subscription_id: &str, time: &str) -> Value {
+    json!({
+        "id": event_id, "event_version": "1.0", "create_time": time,
+        "resource_type": "sale", "event_type": "PAYMENT.SALE.COMPLETED",
+        "resource": {
+            "id": sale_id, "state": "completed",
+            "amount": {"total": "4.99", "currency": "USD"},
+            "billing_agreement_id": subscription_id, "create_time": time
+        }
+    })
+}
+
+fn paypal_refund(event_id: &str, refund_id: &str, sale_id: &str, time: &str) -> Value {
+    json!({
+        "id": event_id, "event_version": "1.0", "create_time": time,
+        "resource_type": "refund", "event_type": "PAYMENT.SALE.REFUNDED",
+        "resource": {
+            "id": refund_id, "state": "completed", "sale_id": sale_id,
+            "amount": {"total": "1.00", "currency": "USD"}, "create_time": time
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paypal_sales_and_refunds_wait_for_their_subscription_and_sale() {
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let client = ledger.client();
+    // A sale before its subscription waits for it.
+    let sale = deliver(
+        &client,
+        paypal(&paypal_sale(
+            "WH-SALE-1",
+            "SALE1",
+            "I-W0Y05RHBK9VG",
+            "2026-02-02T09:00:00Z",
+        )),
+    )
+    .await;
+    assert_eq!(
+        sale.outcome(),
+        proto::DeliveryOutcome::Waiting,
+        "{}",
+        sale.reason
+    );
+    // A refund before its sale waits for the sale.
+    let early_refund = deliver(
+        &client,
+        paypal(&paypal_refund(
+            "WH-REFUND-2",
+            "REFUND2",
+            "SALE2",
+            "2026-02-03T10:00:00Z",
+        )),
+    )
+    .await;
+    assert_eq!(
+        early_refund.outcome(),
+        proto::DeliveryOutcome::Waiting,
+        "{}",
+        early_refund.reason
+    );
+    let activated = deliver(
+        &client,
+        paypal(&paypal_activation("WH-ACT", "2026-02-01T09:00:30Z")),
+    )
+    .await;
+    assert_eq!(activated.outcome(), proto::DeliveryOutcome::Appended);
+    let customer_id: uuid::Uuid = activated.customer_id.parse().expect("UUID");
+    assert!(
+        customer(&ledger, customer_id)
+            .await
+            .payments
+            .contains_key("SALE1")
+    );
+
+    // A refund of a sale the ledger holds: its customer is the one holding the payment.
+    let refund = deliver(
+        &client,
+        paypal(&paypal_refund(
+            "WH-REFUND-1",
+            "REFUND1",
+            "SALE1",
+            "2026-02-03T09:00:00Z",
+        )),
+    )
+    .await;
+    assert_eq!(
+        refund.outcome(),
+        proto::DeliveryOutcome::Appended,
+        "{}",
+        refund.reason
+    );
+    assert_eq!(refund.customer_id, activated.customer_id);
+    // The second sale releases the refund that waited for it.
+    let second = deliver(
+        &client,
+        paypal(&paypal_sale(
+            "WH-SALE-2",
+            "SALE2",
+            "I-W0Y05RHBK9VG",
+            "2026-02-03T08:00:00Z",
+        )),
+    )
+    .await;
+    assert_eq!(second.outcome(), proto::DeliveryOutcome::Appended);
+    let held = customer(&ledger, customer_id).await;
+    assert_eq!(held.payments["SALE1"].refunded.amount_minor, 100);
+    assert_eq!(held.payments["SALE2"].refunded.amount_minor, 100);
+    assert_eq!(held.refunds.len(), 2);
+
+    // A sale of a subscription the company starts itself (a Subscriptions v1 plan without an
+    // inline price): released by the company's own start_subscription.
+    let company_sale = deliver(
+        &client,
+        paypal(&paypal_sale(
+            "WH-SALE-3",
+            "SALE3",
+            "I-COMPANY",
+            "2026-02-04T09:00:00Z",
+        )),
+    )
+    .await;
+    assert_eq!(company_sale.outcome(), proto::DeliveryOutcome::Waiting);
+    let registered = client
+        .send(&register("signup:hopper", "hopper@example.com"))
+        .await
+        .expect("registered");
+    let accepted = registered;
+    let mut started =
+        start_subscription("start:I-COMPANY", &accepted.customer_id, "I-COMPANY", "USD");
+    if let Some(metadata) = started.metadata.as_mut() {
+        metadata.payment_provider = proto::PaymentProvider::Paypal as i32;
+    }
+    client.send(&started).await.expect("started");
+    let hopper = customer(&ledger, accepted.customer_id.parse().expect("UUID")).await;
+    assert_eq!(hopper.payments["SALE3"].amount.amount_minor, 499);
+    nothing_waits(&ledger).await;
+    writer.stop().await.expect("the writer stops");
+}
+
+/// A dispute as Stripe sends it (API 2025-03-31): the charge and payment intent as ids, no
+/// customer.
+fn stripe_dispute(event_id: &str, event_type: &str, created: i64, status: &str) -> Vec<u8> {
+    stripe_event(
+        event_id,
+        event_type,
+        created,
+        json!({
+            "id": "dp_w5", "object": "dispute", "amount": 4_900, "currency": "usd",
+            "charge": "ch_w5", "payment_intent": "pi_w5", "reason": "fraudulent",
+            "status": status, "created": created, "livemode": false,
+            "is_charge_refundable": false, "balance_transactions": []
+        }),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stripe_dispute_finds_its_customer_through_the_disputed_payment() {
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let client = ledger.client();
+    let life = StripeLife::new("w5");
+    for body in [&life.customer, &life.subscription] {
+        deliver(&client, stripe(body.clone())).await;
+    }
+    // Opened before the payment of its charge is known: waits for it.
+    let opened = deliver(
+        &client,
+        stripe(stripe_dispute(
+            "evt_dp_created",
+            "charge.dispute.created",
+            T0 + 300,
+            "needs_response",
+        )),
+    )
+    .await;
+    assert_eq!(
+        opened.outcome(),
+        proto::DeliveryOutcome::Waiting,
+        "{}",
+        opened.reason
+    );
+    assert!(
+        opened.reason.contains("stripe payment ch_w5"),
+        "{}",
+        opened.reason
+    );
+    deliver(&client, stripe(life.invoice_paid.clone())).await;
+    let customer_id = stripe_customer_id(&life.account);
+    let held = customer(&ledger, customer_id).await;
+    assert_eq!(
+        held.disputes["dp_w5"].status,
+        ledger_domain::DisputeStatus::Open
+    );
+    // Closed, lost: found through the payment, in a later batch.
+    let closed = deliver(
+        &client,
+        stripe(stripe_dispute(
+            "evt_dp_closed",
+            "charge.dispute.closed",
+            T0 + 400,
+            "lost",
+        )),
+    )
+    .await;
+    assert_eq!(
+        closed.outcome(),
+        proto::DeliveryOutcome::Appended,
+        "{}",
+        closed.reason
+    );
+    assert_eq!(closed.customer_id, customer_id.to_string());
+    let types = event_types(&ledger, customer_id).await;
+    assert_eq!(types.last().map(String::as_str), Some("dispute_closed"));
+    assert_eq!(
+        customer(&ledger, customer_id).await.disputes["dp_w5"].status,
+        ledger_domain::DisputeStatus::Lost
+    );
+    // A dispute of a charge the ledger never recorded waits.
+    let unknown = deliver(
+        &client,
+        stripe(stripe_event(
+            "evt_dp_unknown",
+            "charge.dispute.created",
+            T0 + 500,
+            json!({"id": "dp_x", "object": "dispute", "amount": 100, "currency": "usd",
+                   "charge": "ch_unknown", "status": "needs_response"}),
+        )),
+    )
+    .await;
+    assert_eq!(unknown.outcome(), proto::DeliveryOutcome::Waiting);
+    writer.stop().await.expect("the writer stops");
+}
