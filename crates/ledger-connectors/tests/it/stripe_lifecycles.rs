@@ -793,3 +793,64 @@ fn a_subscription_of_a_customer_the_ledger_does_not_know_waits_for_the_customer(
         "{outcome:?}"
     );
 }
+
+/// A subscription with a base price and a seats add-on: one plan whose unit price is what a
+/// period of all items bills, quantity 1, named by both prices; a seat change changes it, and
+/// items billed in different intervals are refused with the reason.
+#[test]
+fn a_subscription_with_several_items_is_one_plan_of_their_sum() {
+    let shape = Render::new(false).shape;
+    let with_seats = |seats: u32| {
+        let mut object = shape.object();
+        let base = object["items"]["data"][0].clone();
+        let mut addon = base.clone();
+        addon["id"] = json!("si_seats");
+        addon["price"] = support::price("price_seats", 1_000, "eur");
+        addon["quantity"] = json!(seats);
+        object["items"]["data"] = json!([base, addon]);
+        object
+    };
+    let mut ledger = registered();
+    assert_eq!(
+        ledger.deliver_raw(&support::event(
+            "evt_items",
+            "customer.subscription.created",
+            T0,
+            with_seats(5),
+            None
+        )),
+        Outcome::Appended(vec!["start_subscription"])
+    );
+    let held = &ledger.customer(ACCOUNT).expect("customer").subscriptions["sub_life"];
+    assert_eq!(held.plan.plan_id, "price_basic+price_seats");
+    assert_eq!(held.plan.unit_price.amount_minor, 900 + 5 * 1_000);
+    assert_eq!(held.quantity, 1);
+    assert_eq!(held.monthly_recurring_revenue().rounded_minor(), 5_900);
+    let previous = json!({ "items": with_seats(5)["items"] });
+    assert_eq!(
+        ledger.deliver_raw(&support::event(
+            "evt_seat",
+            "customer.subscription.updated",
+            T0 + 60,
+            with_seats(6),
+            Some(previous)
+        )),
+        Outcome::Appended(vec!["change_plan"])
+    );
+    let held = &ledger.customer(ACCOUNT).expect("customer").subscriptions["sub_life"];
+    assert_eq!(held.monthly_recurring_revenue().rounded_minor(), 6_900);
+    let mut yearly = with_seats(1);
+    yearly["id"] = json!("sub_mixed");
+    yearly["items"]["data"][1]["price"]["recurring"]["interval"] = json!("year");
+    let outcome = ledger.deliver_raw(&support::event(
+        "evt_mixed",
+        "customer.subscription.created",
+        T0,
+        yearly,
+        None,
+    ));
+    assert!(
+        matches!(&outcome, Outcome::Ignored(reason) if reason.contains("different currencies or intervals")),
+        "{outcome:?}"
+    );
+}
