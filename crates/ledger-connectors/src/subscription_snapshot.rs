@@ -206,7 +206,13 @@ impl<'a> Target<'a> {
                 discount: None,
             }));
         }
-        kinds.extend(status_change(id, snapshot.lifecycle, status));
+        // A trial whose payment failed shows past due, but its trial still has to convert.
+        let life = if status == S::PastDue && current.in_trial() {
+            S::Trialing
+        } else {
+            status
+        };
+        kinds.extend(status_change(id, snapshot.lifecycle, life));
         if kinds.is_empty() {
             return Err(Normalized::Ignored {
                 reason: format!("already applied: subscription {id} is {status}"),

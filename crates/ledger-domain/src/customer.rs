@@ -146,20 +146,40 @@ pub struct PendingCancellation {
     /// True: the subscription cancels when its period ends (status `CancelPending` meanwhile).
     pub at_period_end: bool,
     /// The status a failed cancellation or a reactivation returns to when the status is
-    /// `CancelPending`. Payments move it like the status itself (`Active` <-> `PastDue`).
+    /// `CancelPending`: [`Subscription::underlying_status`], which payments move like the
+    /// status itself (`Active` <-> `PastDue`).
     pub status_before: SubscriptionStatus,
     /// The reason given with the request.
     pub reason: String,
 }
 
+/// The outcome of a subscription's payment with the latest business time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PaymentOutcome {
+    /// Succeeded or failed.
+    pub status: PaymentStatus,
+    /// The payment's business time (`occurred_at`, Unix microseconds).
+    pub occurred_at_unix_micros: i64,
+}
+
 /// One subscription of the customer.
+///
+/// Its status combines two facts, each the same whatever the order they were recorded in
+/// (`docs/decisions/0023-status-by-business-time.md`): where its life is
+/// ([`Subscription::life_status`]: trialing, active, paused, canceled) and how its latest
+/// payment by business time went ([`Subscription::latest_payment`]). A trialing or active
+/// subscription whose latest payment failed is past due, one whose latest payment succeeded is
+/// active (a charge ends a trial as far as the status goes, as at the providers, where the
+/// first charge comes when the trial ends); a paused or canceled one stays so whatever its
+/// payments. A pending cancellation at period end is on top (`CancelPending`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subscription {
     /// The current plan.
     pub plan: Plan,
     /// How many units of the plan (seats).
     pub quantity: u32,
-    /// Where the subscription is in its life.
+    /// Where the subscription is in its life, derived from `life_status`, `latest_payment` and
+    /// `pending_cancellation` (see [`Subscription`]).
     pub status: SubscriptionStatus,
     /// The end of the trial it started with, if any.
     pub trial_end_unix_seconds: Option<i64>,
@@ -172,10 +192,16 @@ pub struct Subscription {
     /// When a paused subscription resumes by itself, if known.
     pub resumes_at_unix_seconds: Option<i64>,
     /// The business time (`occurred_at`, Unix microseconds) of the latest event that changed
-    /// the subscription's status, plan, quantity, discount or pending cancellation: its start,
-    /// a change of its life (`trial_converted` ... `subscription_reactivated`), or a payment
-    /// that moved its status. A change dated before it is stale (see `docs/events.md`).
+    /// the subscription's plan, quantity, discount, life or pending cancellation: its start or
+    /// a change of its life (`trial_converted` ... `subscription_reactivated`). Payments do not
+    /// count. A change dated before it is stale (see `docs/events.md`).
     pub changed_at_unix_micros: i64,
+    /// The status its latest change of life set: `Trialing` or `Active` (start, trial
+    /// conversion, resume, reactivation), `Paused` or `Canceled`. Payments do not set it.
+    pub life_status: SubscriptionStatus,
+    /// Its payment (succeeded or failed) with the latest business time, whatever the order
+    /// payments were recorded in; at the same instant a success counts as the later one.
+    pub latest_payment: Option<PaymentOutcome>,
     /// True once a payment for it succeeded (`payment_succeeded`, whatever its date).
     pub ever_paid: bool,
 }
@@ -194,27 +220,57 @@ impl Subscription {
             .is_some_and(|pending| pending.at_period_end)
     }
 
-    /// Applies the outcome of a payment dated `occurred_at_unix_micros` to the status, or to
-    /// the status a cancel-pending subscription returns to, unless the payment is dated before
-    /// the subscription's latest change (then the newer status stands). A move dates the
-    /// subscription's latest change.
-    fn move_underlying_status(
-        &mut self,
-        occurred_at_unix_micros: i64,
-        change: fn(SubscriptionStatus) -> SubscriptionStatus,
-    ) {
-        if occurred_at_unix_micros < self.changed_at_unix_micros {
-            return;
+    /// Records a payment's outcome when it is the latest by business time (at the same instant
+    /// a success wins, so the order of recording never matters), then derives the status.
+    fn record_payment(&mut self, status: PaymentStatus, occurred_at_unix_micros: i64) {
+        let latest = self.latest_payment.is_none_or(|latest| {
+            (occurred_at_unix_micros, status == PaymentStatus::Succeeded)
+                > (
+                    latest.occurred_at_unix_micros,
+                    latest.status == PaymentStatus::Succeeded,
+                )
+        });
+        if latest {
+            self.latest_payment = Some(PaymentOutcome {
+                status,
+                occurred_at_unix_micros,
+            });
         }
-        let underlying = match (self.status, self.pending_cancellation.as_mut()) {
-            (SubscriptionStatus::CancelPending, Some(pending)) => &mut pending.status_before,
-            _ => &mut self.status,
+        self.derive_status();
+    }
+
+    /// Sets the status a change of its life decided, then derives the status.
+    fn set_life_status(&mut self, life_status: SubscriptionStatus) {
+        self.life_status = life_status;
+        self.derive_status();
+    }
+
+    /// `status` (and a pending cancellation's `status_before`) from the life status and the
+    /// latest payment (see [`Subscription`]).
+    fn derive_status(&mut self) {
+        use SubscriptionStatus as S;
+        let underlying = match (self.life_status, self.latest_payment) {
+            (S::Trialing | S::Active, Some(payment)) => match payment.status {
+                PaymentStatus::Failed => S::PastDue,
+                PaymentStatus::Succeeded => S::Active,
+            },
+            (life_status, _) => life_status,
         };
-        let moved = change(*underlying);
-        if moved != *underlying {
-            *underlying = moved;
-            self.changed_at_unix_micros = occurred_at_unix_micros;
-        }
+        self.status = match self.pending_cancellation.as_mut() {
+            Some(pending) if pending.at_period_end && underlying != S::Canceled => {
+                pending.status_before = underlying;
+                S::CancelPending
+            }
+            _ => underlying,
+        };
+    }
+
+    /// True while its trial runs as far as its life goes: started trialing and not converted,
+    /// paused or canceled since, and no cancellation pending at period end (a payment failed
+    /// during the trial shows it past due meanwhile). `convert_trial` needs it.
+    pub fn in_trial(&self) -> bool {
+        self.life_status == SubscriptionStatus::Trialing
+            && self.status != SubscriptionStatus::CancelPending
     }
 
     /// The status the subscription has apart from a pending cancellation at period end: its
@@ -332,8 +388,9 @@ impl Customer {
 /// changes nothing when applying it would break an invariant listed on [`Customer`] (an
 /// unknown subscription, an unparseable currency, a transition from the wrong status, a
 /// duplicate id, a refund beyond the payment) or when it is a stale change of a subscription
-/// (dated before the subscription's [`Subscription::changed_at_unix_micros`]; a stale payment
-/// is recorded but does not move the subscription's status). Limits on text (lengths,
+/// (dated before the subscription's [`Subscription::changed_at_unix_micros`]). A payment is
+/// always recorded; it sets the subscription's status only when it is its latest status fact
+/// by business time (see [`Subscription`]). Limits on text (lengths,
 /// characters) are not checked again: a stored event is a fact even if today's limits would
 /// reject it.
 pub fn evolve(mut state: Customer, event: &Event, occurred_at_unix_micros: i64) -> Customer {
@@ -495,6 +552,7 @@ fn check_subscription_currency(
 /// The payment's target: its invoice (if any) and its subscription (given, or the invoice's).
 fn payment_target(
     state: &Customer,
+    status: PaymentStatus,
     invoice_id: &str,
     subscription_id: &str,
     amount: Money,
@@ -504,7 +562,7 @@ fn payment_target(
     if let Some(invoice_id) = &invoice_id {
         let invoice = required(state.invoices.get(invoice_id), "unknown invoice")?;
         ensure(
-            invoice.status != InvoiceStatus::Paid,
+            status == PaymentStatus::Failed || invoice.status != InvoiceStatus::Paid,
             "invoice already paid",
         )?;
         ensure(
@@ -628,14 +686,16 @@ fn apply_body(
                     discount,
                     resumes_at_unix_seconds: None,
                     changed_at_unix_micros: occurred_at_unix_micros,
+                    life_status: status,
+                    latest_payment: None,
                     ever_paid: false,
                 },
             );
         }
         Kind::TrialConverted(converted) => {
             let subscription = subscription_mut(state, &converted.subscription_id)?;
-            ensure(subscription.status == S::Trialing, "not trialing")?;
-            subscription.status = S::Active;
+            ensure(subscription.in_trial(), "not trialing")?;
+            subscription.set_life_status(S::Active);
         }
         Kind::PlanChanged(changed) => {
             let subscription = subscription_mut(state, &changed.subscription_id)?;
@@ -667,26 +727,22 @@ fn apply_body(
                 status_before: subscription.status,
                 reason: requested.reason.clone(),
             });
-            if requested.at_period_end {
-                subscription.status = S::CancelPending;
-            }
+            subscription.derive_status();
         }
         Kind::SubscriptionCancelled(cancelled) => {
             let subscription = subscription_mut(state, &cancelled.subscription_id)?;
             ensure(subscription.status != S::Canceled, "already canceled")?;
-            subscription.status = S::Canceled;
             subscription.pending_cancellation = None;
             subscription.resumes_at_unix_seconds = None;
+            subscription.set_life_status(S::Canceled);
         }
         Kind::CancellationFailed(failed) => {
             let subscription = subscription_mut(state, &failed.subscription_id)?;
-            let pending = required(
+            required(
                 subscription.pending_cancellation.take(),
                 "no pending cancellation",
             )?;
-            if subscription.status == S::CancelPending {
-                subscription.status = restorable(pending.status_before);
-            }
+            subscription.derive_status();
         }
         Kind::SubscriptionPaused(paused) => {
             let subscription = subscription_mut(state, &paused.subscription_id)?;
@@ -694,26 +750,25 @@ fn apply_body(
                 matches!(subscription.status, S::Active | S::Trialing | S::PastDue),
                 "not pausable",
             )?;
-            subscription.status = S::Paused;
             subscription.resumes_at_unix_seconds = paused.resumes_at_unix_seconds;
+            subscription.set_life_status(S::Paused);
         }
         Kind::SubscriptionResumed(resumed) => {
             let subscription = subscription_mut(state, &resumed.subscription_id)?;
             ensure(subscription.status == S::Paused, "not paused")?;
-            subscription.status = S::Active;
             subscription.resumes_at_unix_seconds = None;
+            subscription.set_life_status(S::Active);
         }
         Kind::SubscriptionReactivated(reactivated) => {
             let subscription = subscription_mut(state, &reactivated.subscription_id)?;
-            subscription.status = match subscription.status {
-                S::CancelPending => subscription
-                    .pending_cancellation
-                    .as_ref()
-                    .map_or(S::Active, |pending| restorable(pending.status_before)),
-                S::Canceled => S::Active,
+            match subscription.status {
+                S::CancelPending => {
+                    subscription.pending_cancellation = None;
+                    subscription.derive_status();
+                }
+                S::Canceled => subscription.set_life_status(S::Active),
                 _ => return Err(Ignored("not cancel-pending or canceled")),
-            };
-            subscription.pending_cancellation = None;
+            }
         }
         Kind::InvoiceIssued(issued) => {
             ensure(state.profile.is_some(), "not registered")?;
@@ -754,77 +809,22 @@ fn apply_body(
             ensure(invoice.status == InvoiceStatus::Open, "not open")?;
             invoice.status = InvoiceStatus::Finalized;
         }
-        Kind::PaymentSucceeded(succeeded) => {
-            let (amount, invoice_id, subscription_id) = payment_parts(
-                state,
-                &succeeded.payment_id,
-                succeeded.amount.as_ref(),
-                &succeeded.invoice_id,
-                &succeeded.subscription_id,
-            )?;
-            if let Some(invoice) = invoice_id
-                .as_ref()
-                .and_then(|id| state.invoices.get_mut(id))
-            {
-                invoice.status = InvoiceStatus::Paid;
-            }
-            if let Some(subscription) = subscription_id
-                .as_ref()
-                .and_then(|id| state.subscriptions.get_mut(id))
-            {
-                subscription.ever_paid = true;
-                subscription.move_underlying_status(
-                    occurred_at_unix_micros,
-                    |status| match status {
-                        S::PastDue => S::Active,
-                        other => other,
-                    },
-                );
-            }
-            state.payments.insert(
-                succeeded.payment_id.clone(),
-                Payment {
-                    invoice_id,
-                    subscription_id,
-                    amount,
-                    refunded: Money::zero(amount.currency),
-                    status: PaymentStatus::Succeeded,
-                    dispute_id: None,
-                },
-            );
-        }
-        Kind::PaymentFailed(failed) => {
-            let (amount, invoice_id, subscription_id) = payment_parts(
-                state,
-                &failed.payment_id,
-                failed.amount.as_ref(),
-                &failed.invoice_id,
-                &failed.subscription_id,
-            )?;
-            if let Some(subscription) = subscription_id
-                .as_ref()
-                .and_then(|id| state.subscriptions.get_mut(id))
-            {
-                subscription.move_underlying_status(
-                    occurred_at_unix_micros,
-                    |status| match status {
-                        S::Active | S::Trialing => S::PastDue,
-                        other => other,
-                    },
-                );
-            }
-            state.payments.insert(
-                failed.payment_id.clone(),
-                Payment {
-                    invoice_id,
-                    subscription_id,
-                    amount,
-                    refunded: Money::zero(amount.currency),
-                    status: PaymentStatus::Failed,
-                    dispute_id: None,
-                },
-            );
-        }
+        Kind::PaymentSucceeded(succeeded) => record_payment(
+            state,
+            PaymentStatus::Succeeded,
+            &succeeded.payment_id,
+            succeeded.amount.as_ref(),
+            (&succeeded.invoice_id, &succeeded.subscription_id),
+            occurred_at_unix_micros,
+        )?,
+        Kind::PaymentFailed(failed) => record_payment(
+            state,
+            PaymentStatus::Failed,
+            &failed.payment_id,
+            failed.amount.as_ref(),
+            (&failed.invoice_id, &failed.subscription_id),
+            occurred_at_unix_micros,
+        )?,
         Kind::PaymentRefunded(refunded) => {
             ensure(
                 !refunded.refund_id.is_empty() && !state.refunds.contains_key(&refunded.refund_id),
@@ -907,27 +907,19 @@ fn apply_body(
     Ok(())
 }
 
-/// A status a subscription may return to after a pending cancellation ends without canceling.
-fn restorable(status: SubscriptionStatus) -> SubscriptionStatus {
-    match status {
-        SubscriptionStatus::CancelPending | SubscriptionStatus::Canceled => {
-            SubscriptionStatus::Active
-        }
-        other => other,
-    }
-}
-
-type PaymentParts = (Money, Option<String>, Option<String>);
-
-/// The checks shared by succeeded and failed payments: a new id, a positive amount, a valid
-/// target.
-fn payment_parts(
-    state: &Customer,
+/// Records a succeeded or failed payment: a new id, a positive amount, a valid target (an
+/// invoice and / or a subscription in its currency; a success for a paid invoice is refused, a
+/// failed attempt is a fact whatever the invoice became). A success marks its invoice paid and
+/// its subscription paid; either outcome counts for the subscription's status by its business
+/// time ([`Subscription::latest_payment`]).
+fn record_payment(
+    state: &mut Customer,
+    status: PaymentStatus,
     payment_id: &str,
     amount: Option<&proto::Money>,
-    invoice_id: &str,
-    subscription_id: &str,
-) -> Result<PaymentParts, Ignored> {
+    (invoice_id, subscription_id): (&str, &str),
+    occurred_at_unix_micros: i64,
+) -> Result<(), Ignored> {
     ensure(state.profile.is_some(), "not registered")?;
     ensure(
         !payment_id.is_empty() && !state.payments.contains_key(payment_id),
@@ -935,8 +927,34 @@ fn payment_parts(
     )?;
     let amount = required(money_from_proto(amount), "invalid amount")?;
     ensure(amount.amount_minor > 0, "non-positive amount")?;
-    let (invoice_id, subscription_id) = payment_target(state, invoice_id, subscription_id, amount)?;
-    Ok((amount, invoice_id, subscription_id))
+    let (invoice_id, subscription_id) =
+        payment_target(state, status, invoice_id, subscription_id, amount)?;
+    if status == PaymentStatus::Succeeded
+        && let Some(invoice) = invoice_id
+            .as_ref()
+            .and_then(|id| state.invoices.get_mut(id))
+    {
+        invoice.status = InvoiceStatus::Paid;
+    }
+    if let Some(subscription) = subscription_id
+        .as_ref()
+        .and_then(|id| state.subscriptions.get_mut(id))
+    {
+        subscription.ever_paid |= status == PaymentStatus::Succeeded;
+        subscription.record_payment(status, occurred_at_unix_micros);
+    }
+    state.payments.insert(
+        payment_id.to_owned(),
+        Payment {
+            invoice_id,
+            subscription_id,
+            amount,
+            refunded: Money::zero(amount.currency),
+            status,
+            dispute_id: None,
+        },
+    );
+    Ok(())
 }
 
 impl fmt::Display for ProviderAccount {

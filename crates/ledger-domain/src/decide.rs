@@ -305,9 +305,13 @@ fn decide_kind(state: &Customer, kind: &Command, metadata: &Metadata) -> Result<
             }
             Command::ConvertTrial(body) => {
                 let subscription = changed_subscription(state, &body.subscription_id, metadata)?;
-                allowed(&body.subscription_id, subscription, name, |s| {
-                    s == S::Trialing
-                })?;
+                if !subscription.in_trial() {
+                    return Err(Rejection::InvalidTransition {
+                        subscription_id: body.subscription_id.clone(),
+                        from: subscription.status,
+                        command: name,
+                    });
+                }
                 E::TrialConverted(body.clone())
             }
             Command::ChangePlan(body) => {
@@ -445,6 +449,7 @@ fn decide_kind(state: &Customer, kind: &Command, metadata: &Metadata) -> Result<
             Command::RecordPaymentSucceeded(body) => {
                 let target = payment(
                     state,
+                    PaymentStatus::Succeeded,
                     &body.payment_id,
                     body.amount.as_ref(),
                     &body.invoice_id,
@@ -458,6 +463,7 @@ fn decide_kind(state: &Customer, kind: &Command, metadata: &Metadata) -> Result<
             Command::RecordPaymentFailed(body) => {
                 let target = payment(
                     state,
+                    PaymentStatus::Failed,
                     &body.payment_id,
                     body.amount.as_ref(),
                     &body.invoice_id,
@@ -657,9 +663,11 @@ fn succeeded_payment<'a>(state: &'a Customer, payment_id: &str) -> Result<&'a Pa
 }
 
 /// Checks a payment (succeeded or failed) and returns the subscription id it is for: the one
-/// given, or else its invoice's, or empty.
+/// given, or else its invoice's, or empty. A success for a paid invoice is refused; a failed
+/// attempt is recorded whatever its invoice became since (providers deliver out of order).
 fn payment(
     state: &Customer,
+    status: PaymentStatus,
     payment_id: &str,
     amount: Option<&proto::Money>,
     invoice_id: &str,
@@ -680,7 +688,7 @@ fn payment(
             .ok_or_else(|| Rejection::UnknownInvoice {
                 invoice_id: invoice_id.to_owned(),
             })?;
-        if invoice.status == InvoiceStatus::Paid {
+        if status == PaymentStatus::Succeeded && invoice.status == InvoiceStatus::Paid {
             return Err(Rejection::InvoiceAlreadyPaid {
                 invoice_id: invoice_id.to_owned(),
             });

@@ -792,6 +792,20 @@ fn convert_trial_only_from_trialing() {
         subscription_id: sub("sub_1"),
     })]);
     assert_eq!(status_of(&state, "sub_1"), SubscriptionStatus::Active);
+    // A trial whose payment failed shows past due; its conversion (delivered late) is still
+    // recorded, and it stays past due until a payment succeeds.
+    let state = given([
+        E::CustomerRegistered(registered()),
+        E::SubscriptionStarted(trialing("sub_1")),
+        E::PaymentFailed(failed("pay_1", "sub_1", usd(1000))),
+    ])
+    .when(convert())
+    .then_expect_events(vec![E::TrialConverted(proto::TrialConverted {
+        subscription_id: sub("sub_1"),
+    })]);
+    let subscription = &state.subscriptions["sub_1"];
+    assert_eq!(subscription.status, SubscriptionStatus::PastDue);
+    assert_eq!(subscription.life_status, SubscriptionStatus::Active);
     given(active())
         .when(convert())
         .then_expect_rejection(transition(SubscriptionStatus::Active, "convert_trial"));
@@ -2097,7 +2111,7 @@ fn a_change_dated_before_the_latest_change_is_stale() {
 }
 
 #[test]
-fn late_payments_are_recorded_but_do_not_move_a_newer_status() {
+fn a_plan_change_does_not_make_an_earlier_payment_stale() {
     let history = deliver(
         Customer::from_events(now(&[E::CustomerRegistered(registered())])),
         &[
@@ -2108,7 +2122,9 @@ fn late_payments_are_recorded_but_do_not_move_a_newer_status() {
             command_at(MAR_1_MICROS, change_plan(usd(9_000), 1)),
         ],
     );
-    // A failure dated Feb 10 arrives after the Mar 1 change: recorded, the status stands.
+    // A failure dated Feb 10 arrives after the Mar 1 plan change: it is the latest status fact
+    // (a plan change is none), so the subscription is past due, as in business order. (Before
+    // decision 0023 it stayed active.)
     let state = deliver(
         history.clone(),
         &[command_at(
@@ -2116,31 +2132,184 @@ fn late_payments_are_recorded_but_do_not_move_a_newer_status() {
             C::RecordPaymentFailed(failed("pay_1", "sub_1", usd(6_000))),
         )],
     );
+    let subscription = &state.subscriptions["sub_1"];
     assert_eq!(state.payments["pay_1"].status, PaymentStatus::Failed);
-    assert_eq!(status_of(&state, "sub_1"), SubscriptionStatus::Active);
+    assert_eq!(subscription.status, SubscriptionStatus::PastDue);
+    assert_eq!(subscription.changed_at_unix_micros, MAR_1_MICROS);
     assert_eq!(
-        state.subscriptions["sub_1"].changed_at_unix_micros,
-        MAR_1_MICROS
+        subscription.latest_payment,
+        Some(crate::PaymentOutcome {
+            status: PaymentStatus::Failed,
+            occurred_at_unix_micros: FEB_10_MICROS,
+        })
     );
-    // A late success is recorded and makes the subscription paid; a newer failure moves it.
+    // A later success cures it; the plan change is still the latest change of its life.
     let state = deliver(
-        history,
-        &[
-            command_at(
-                FEB_10_MICROS,
-                C::RecordPaymentSucceeded(succeeded("pay_1", "sub_1", usd(6_000))),
-            ),
-            command_at(
-                MAR_1_MICROS + 1,
-                C::RecordPaymentFailed(failed("pay_2", "sub_1", usd(9_000))),
-            ),
-        ],
+        state,
+        &[command_at(
+            MAR_1_MICROS + 1,
+            C::RecordPaymentSucceeded(succeeded("pay_2", "sub_1", usd(9_000))),
+        )],
     );
     let subscription = &state.subscriptions["sub_1"];
     assert!(subscription.ever_paid);
-    assert_eq!(subscription.status, SubscriptionStatus::PastDue);
-    assert_eq!(subscription.changed_at_unix_micros, MAR_1_MICROS + 1);
+    assert_eq!(subscription.status, SubscriptionStatus::Active);
+    assert_eq!(subscription.changed_at_unix_micros, MAR_1_MICROS);
 }
+
+#[test]
+fn a_failure_then_a_success_ends_active_in_either_order() {
+    let history = deliver(
+        Customer::from_events(now(&[E::CustomerRegistered(registered())])),
+        &[command_at(
+            JAN_8_MICROS,
+            C::StartSubscription(started("sub_1", usd(6_000))),
+        )],
+    );
+    let failure = command_at(
+        FEB_10_MICROS,
+        C::RecordPaymentFailed(failed("pay_1", "sub_1", usd(6_000))),
+    );
+    let success = command_at(
+        MAR_1_MICROS,
+        C::RecordPaymentSucceeded(succeeded("pay_2", "sub_1", usd(6_000))),
+    );
+    let past_due = deliver(history.clone(), std::slice::from_ref(&failure));
+    assert_eq!(status_of(&past_due, "sub_1"), SubscriptionStatus::PastDue);
+    let in_order = deliver(history.clone(), &[failure.clone(), success.clone()]);
+    assert_eq!(status_of(&in_order, "sub_1"), SubscriptionStatus::Active);
+    // The success confirms the status as of Mar 1: the earlier failure, recorded after it,
+    // is a fact (the payment is there) that does not move the status.
+    let reversed = deliver(history, &[success, failure]);
+    assert_eq!(reversed.payments["pay_1"].status, PaymentStatus::Failed);
+    assert_eq!(
+        Customer {
+            version: 0,
+            ..reversed
+        },
+        Customer {
+            version: 0,
+            ..in_order
+        }
+    );
+}
+
+#[test]
+fn a_failed_attempt_is_recorded_for_an_invoice_paid_since() {
+    let history = with(
+        active(),
+        [
+            E::InvoiceIssued(invoice("in_1", "sub_1", usd(1000))),
+            E::PaymentSucceeded(proto::PaymentSucceeded {
+                invoice_id: "in_1".to_owned(),
+                ..succeeded("pay_2", "sub_1", usd(1000))
+            }),
+        ],
+    );
+    let attempt = proto::PaymentFailed {
+        invoice_id: "in_1".to_owned(),
+        ..failed("pay_1", "sub_1", usd(1000))
+    };
+    let state = given(history)
+        .when(C::RecordPaymentFailed(attempt.clone()))
+        .then_expect_events(vec![E::PaymentFailed(attempt)]);
+    assert_eq!(state.invoices["in_1"].status, InvoiceStatus::Paid);
+    assert_eq!(state.payments["pay_1"].status, PaymentStatus::Failed);
+}
+
+/// Every order of a subscription's facts in which the changes of its life keep their business
+/// order (a change dated before the latest one is stale, decision 0014) and payments come
+/// anywhere, each payment twice, ends in the state of business order (decision 0023).
+#[test]
+fn payments_set_the_status_by_business_time_whatever_the_order() {
+    const HOUR_MICROS: i64 = 3_600_000_000;
+    let at = |hours: i64| JAN_8_MICROS + hours * HOUR_MICROS;
+    let history = deliver(
+        Customer::from_events(now(&[E::CustomerRegistered(registered())])),
+        &[command_at(at(0), C::StartSubscription(trialing("sub_1")))],
+    );
+    let changes = [
+        command_at(
+            at(1),
+            C::ConvertTrial(proto::TrialConverted {
+                subscription_id: sub("sub_1"),
+            }),
+        ),
+        command_at(at(3), change_plan(usd(2_000), 2)),
+        command_at(at(6), C::RequestCancellation(cancel_request("sub_1", true))),
+    ];
+    let payments = [
+        command_at(
+            at(2),
+            C::RecordPaymentFailed(failed("pay_1", "sub_1", usd(1_000))),
+        ),
+        command_at(
+            at(4),
+            C::RecordPaymentFailed(failed("pay_2", "sub_1", usd(4_000))),
+        ),
+        command_at(
+            at(5),
+            C::RecordPaymentSucceeded(succeeded("pay_3", "sub_1", usd(4_000))),
+        ),
+        command_at(
+            at(7),
+            C::RecordPaymentFailed(failed("pay_4", "sub_1", usd(4_000))),
+        ),
+    ];
+    let mut in_business_order: Vec<proto::Command> =
+        changes.iter().chain(&payments).cloned().collect();
+    in_business_order.sort_by_key(occurred_at_unix_micros);
+    let expected = deliver(history.clone(), &in_business_order);
+    let subscription = &expected.subscriptions["sub_1"];
+    assert_eq!(subscription.status, SubscriptionStatus::CancelPending);
+    assert_eq!(
+        subscription.underlying_status(),
+        SubscriptionStatus::PastDue
+    );
+    let expected = Customer {
+        version: 0,
+        ..expected
+    };
+    // Payments placed among the changes in every way: each payment goes before change 0, 1
+    // or 2 or after all of them, and in any order among the payments placed at one spot
+    // (here: reversed or not).
+    let mut orders = 0;
+    for slots in 0..4_usize.pow(4) {
+        for reversed in [false, true] {
+            let mut arrivals: Vec<proto::Command> = Vec::new();
+            for spot in 0..=changes.len() {
+                let mut here: Vec<&proto::Command> = payments
+                    .iter()
+                    .enumerate()
+                    .filter(|(index, _)| slots / 4_usize.pow(*index as u32) % 4 == spot)
+                    .map(|(_, payment)| payment)
+                    .collect();
+                if reversed {
+                    here.reverse();
+                }
+                arrivals.extend(here.iter().map(|payment| (*payment).clone()));
+                arrivals.extend(here.into_iter().cloned());
+                arrivals.extend(changes.get(spot).cloned());
+            }
+            let state = deliver(history.clone(), &arrivals);
+            assert_eq!(
+                Customer {
+                    version: 0,
+                    ..state
+                },
+                expected,
+                "{:?}",
+                arrivals
+                    .iter()
+                    .map(occurred_at_unix_micros)
+                    .collect::<Vec<_>>()
+            );
+            orders += 1;
+        }
+    }
+    assert_eq!(orders, 512);
+}
+
 // Ranges: what every read model and derived figure represents exactly (issue 11, item 1).
 
 /// The rejection of `value` in `field` against `0..=max` (or `min..=max`).

@@ -35,8 +35,8 @@ mod decide_tests;
 pub use address::AddressScope;
 pub use customer::{
     BillingInterval, Customer, Discount, DiscountDuration, DiscountOff, Dispute, DisputeStatus,
-    Invoice, InvoiceStatus, Payment, PaymentStatus, PendingCancellation, Plan, Profile,
-    ProviderAccount, Refund, Subscription, SubscriptionStatus, evolve,
+    Invoice, InvoiceStatus, Payment, PaymentOutcome, PaymentStatus, PendingCancellation, Plan,
+    Profile, ProviderAccount, Refund, Subscription, SubscriptionStatus, evolve,
 };
 pub use customer_id::{CustomerId, CustomerIdError};
 pub use decide::{COMMAND_NAMES, command_name, decide};

@@ -210,6 +210,8 @@ mod tests {
             discount: None,
             resumes_at_unix_seconds: None,
             changed_at_unix_micros: 0,
+            life_status: SubscriptionStatus::Active,
+            latest_payment: None,
             ever_paid: true,
         }
     }

@@ -221,7 +221,7 @@ pub enum Rejection {
         /// Its status (finalized or paid).
         status: InvoiceStatus,
     },
-    /// A payment for an invoice that is already paid.
+    /// A successful payment for an invoice that is already paid (a failed attempt is recorded).
     #[error("invoice {invoice_id:?} is already paid")]
     InvoiceAlreadyPaid {
         /// The invoice.

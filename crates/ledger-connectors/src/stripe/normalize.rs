@@ -400,7 +400,7 @@ fn reach(plan: &mut Plan<'_>, snapshot: &Subscription, at: Option<i64>) {
     let Some(held) = plan.subscription(&id).cloned() else {
         return;
     };
-    let converts = held.underlying_status() == S::Trialing
+    let converts = held.life_status == S::Trialing
         && matches!(
             snapshot.status.as_str(),
             "active" | "past_due" | "unpaid" | "paused"

@@ -62,20 +62,32 @@ impl Subscription {
     pub(crate) fn read(object: &Value) -> Result<Subscription, String> {
         let id = text(object, "/id").ok_or("the subscription has no id")?;
         let status = text(object, "/status").unwrap_or("active");
-        let item = object
-            .pointer("/items/data/0")
+        let items = object
+            .pointer("/items/data")
+            .and_then(Value::as_array)
+            .filter(|items| !items.is_empty())
             .ok_or_else(|| format!("subscription {id} has no items"))?;
-        let price = item
-            .get("price")
-            .or_else(|| item.get("plan"))
-            .or_else(|| object.get("plan"))
-            .ok_or_else(|| format!("subscription {id} has no price"))?;
-        let plan = plan(price).map_err(|reason| format!("subscription {id}: {reason}"))?;
-        let quantity = integer(item, "/quantity")
-            .or_else(|| integer(object, "/quantity"))
-            .unwrap_or(1);
-        let quantity = u32::try_from(quantity)
-            .map_err(|_| format!("subscription {id} has quantity {quantity}"))?;
+        let item = &items[0];
+        let (plan, quantity) = match items.as_slice() {
+            [item] => {
+                let price = item
+                    .get("price")
+                    .or_else(|| item.get("plan"))
+                    .or_else(|| object.get("plan"))
+                    .ok_or_else(|| format!("subscription {id} has no price"))?;
+                let plan = plan(price).map_err(|reason| format!("subscription {id}: {reason}"))?;
+                let quantity = integer(item, "/quantity")
+                    .or_else(|| integer(object, "/quantity"))
+                    .unwrap_or(1);
+                let quantity = u32::try_from(quantity)
+                    .map_err(|_| format!("subscription {id} has quantity {quantity}"))?;
+                (plan, quantity)
+            }
+            items => (
+                combined_plan(items).map_err(|reason| format!("subscription {id}: {reason}"))?,
+                1,
+            ),
+        };
         let current_period_end_unix_seconds = integer(object, "/current_period_end")
             .or_else(|| integer(item, "/current_period_end"))
             .ok_or_else(|| format!("subscription {id} has no current_period_end"))?;
@@ -131,6 +143,65 @@ impl Subscription {
         }
         Subscription::read(&before).ok()
     }
+}
+
+/// The one plan of a subscription with several items (a base plan and a seats add-on): the
+/// ledger keeps one plan per subscription, so its unit price is what one period of all items
+/// bills (the sum of each price's `unit_amount` x its item's quantity), its quantity 1, and its
+/// id the items' price ids joined by `+` in Stripe's order (`price_base+price_seats`). Stripe
+/// bills all items of a subscription in one currency and interval
+/// (<https://docs.stripe.com/billing/subscriptions/multiple-products>); items that differ are
+/// refused with the reason.
+fn combined_plan(items: &[Value]) -> Result<proto::Plan, String> {
+    let mut combined: Option<proto::Plan> = None;
+    let mut ids = Vec::with_capacity(items.len());
+    for item in items {
+        let price = item
+            .get("price")
+            .or_else(|| item.get("plan"))
+            .ok_or("an item has no price")?;
+        let plan = plan(price)?;
+        let quantity = integer(item, "/quantity").unwrap_or(1);
+        let billed = plan
+            .unit_price
+            .as_ref()
+            .and_then(|unit_price| unit_price.amount_minor.checked_mul(quantity))
+            .filter(|_| quantity >= 0)
+            .ok_or_else(|| format!("price {} x quantity {quantity} overflows", plan.plan_id))?;
+        ids.push(plan.plan_id.clone());
+        combined = Some(match combined {
+            None => proto::Plan {
+                unit_price: plan.unit_price.map(|unit_price| proto::Money {
+                    amount_minor: billed,
+                    ..unit_price
+                }),
+                ..plan
+            },
+            Some(mut sum) => {
+                let same_billing = sum.interval == plan.interval
+                    && sum.interval_count == plan.interval_count
+                    && sum.unit_price.as_ref().map(|money| &money.currency)
+                        == plan.unit_price.as_ref().map(|money| &money.currency);
+                if !same_billing {
+                    return Err(format!(
+                        "its items are billed in different currencies or intervals ({} and {}): \
+                         the ledger keeps one plan per subscription",
+                        sum.plan_id, plan.plan_id
+                    ));
+                }
+                if let Some(unit_price) = sum.unit_price.as_mut() {
+                    unit_price.amount_minor =
+                        unit_price.amount_minor.checked_add(billed).ok_or_else(|| {
+                            format!("the sum of its items overflows at {}", plan.plan_id)
+                        })?;
+                }
+                sum
+            }
+        });
+    }
+    let mut plan = combined.ok_or("it has no items")?;
+    plan.plan_id = ids.join("+");
+    Ok(plan)
 }
 
 /// A Stripe price (`price` with `unit_amount` and `recurring`) or legacy plan (`amount`,

@@ -143,11 +143,28 @@ fn a_deletion_first_starts_and_cancels_the_subscription() {
     assert_eq!(subscription.changed_at_unix_micros, metadata_time);
 }
 
+/// The stripe-ruby-mock subscriptions bill a USD item and a EUR item, which Stripe does not
+/// allow and the ledger cannot sum into one plan: refused with the reason. With the USD item
+/// only, they map.
+fn first_item_only(path: &str) -> Vec<u8> {
+    let mut ledger = customer_with(SRM);
+    ignored_with(
+        &ledger.deliver_raw(&raw(path)),
+        "its items are billed in different currencies or intervals",
+    );
+    changed(path, |object| {
+        let first = object["items"]["data"][0].clone();
+        object["items"]["data"] = json!([first]);
+    })
+}
+
 #[test]
 fn a_legacy_plan_change_starts_with_the_previous_plan_then_changes_it() {
     let mut ledger = customer_with(SRM);
     assert_eq!(
-        ledger.deliver_raw(&raw("customer.subscription.updated.plan-change.json")),
+        ledger.deliver_raw(&first_item_only(
+            "customer.subscription.updated.plan-change.json"
+        )),
         appended(&["start_subscription", "change_plan"])
     );
     let subscription = &ledger.customer(SRM).expect("customer").subscriptions["su_00000000000000"];
@@ -159,7 +176,9 @@ fn a_legacy_plan_change_starts_with_the_previous_plan_then_changes_it() {
 fn a_legacy_trial_will_end_starts_a_trialing_subscription() {
     let mut ledger = customer_with(SRM);
     assert_eq!(
-        ledger.deliver_raw(&raw("customer.subscription.trial_will_end.json")),
+        ledger.deliver_raw(&first_item_only(
+            "customer.subscription.trial_will_end.json"
+        )),
         appended(&["start_subscription"])
     );
     let subscription = &ledger.customer(SRM).expect("customer").subscriptions["su_00000000000000"];
@@ -306,13 +325,19 @@ fn the_stripe_sync_engine_subscription_lifecycle_applies() {
         )),
         appended(&["start_subscription"])
     );
+    // Created with two items of one price, deleted with one: the plan (both items together)
+    // changed before the cancellation.
     assert_eq!(
         ledger.deliver_raw(&raw(
             "alt/stripe-sync-engine/customer.subscription.deleted.json"
         )),
-        appended(&["confirm_cancellation"])
+        appended(&["change_plan", "confirm_cancellation"])
     );
     let customer = ledger.customer(account).expect("customer");
+    assert_eq!(
+        customer.subscriptions["sub_JdIzvfy6o5GZRd"].plan.plan_id,
+        "price_1IDQm5JDPojXS6LNM31hxKzp"
+    );
     assert_eq!(
         customer.subscriptions["sub_JdIzvfy6o5GZRd"].status,
         SubscriptionStatus::Canceled
