@@ -264,7 +264,7 @@ async fn endurance(
         |latency| {
             stretch.push(latency);
             delivered += 1;
-            if delivered % REPORT_EVERY_DELIVERIES == 0 {
+            if delivered.is_multiple_of(REPORT_EVERY_DELIVERIES) {
                 report(&mut stretch, stretch_started, delivered);
                 stretch.reserve(capacity);
                 stretch_started = Instant::now();

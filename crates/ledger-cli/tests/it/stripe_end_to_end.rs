@@ -60,6 +60,22 @@ fn date(unix_seconds: i64) -> String {
     )
 }
 
+/// A `customers.customers` row: id, account, provider, email, name, status, MRR (minor units)
+/// and its currency.
+type CustomerRow = (
+    Uuid,
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<i64>,
+    Option<String>,
+);
+/// A `customers.subscriptions` row: customer, subscription, status, plan, quantity, unit
+/// amount and MRR (minor units) with their currency.
+type SubscriptionRow = (Uuid, String, String, String, i32, i64, String, i64);
+
 /// `ledger_ingest::serve` on a free port, on a thread of its own (its future is not `Send`,
 /// as in `ledger run ingest`); stopped on `Drop`.
 struct Ingest {
@@ -296,16 +312,7 @@ async fn a_localstripe_history_reaches_the_customers_and_revenue_read_models() {
         )
         .await
         .expect("customers");
-    let customers: Vec<(
-        Uuid,
-        String,
-        String,
-        String,
-        String,
-        String,
-        Option<i64>,
-        Option<String>,
-    )> = rows
+    let customers: Vec<CustomerRow> = rows
         .iter()
         .map(|row| {
             (
@@ -374,7 +381,7 @@ async fn a_localstripe_history_reaches_the_customers_and_revenue_read_models() {
             ("stripe".to_owned(), carol.clone(), carol_id),
         ])
     );
-    let subscriptions: Vec<(Uuid, String, String, String, i32, i64, String, i64)> = database
+    let subscriptions: Vec<SubscriptionRow> = database
         .query(
             "SELECT customer_id, subscription_id, status, plan_id, quantity, unit_amount_minor, \
                     currency, mrr_minor \
