@@ -229,7 +229,8 @@ async fn endurance(
     rss_start: u64,
 ) -> anyhow::Result<()> {
     println!(
-        "{count} deliveries from {ENDURANCE_SENDERS} senders; resident memory of this process          (ingest, writer, senders) at start: {} MiB",
+        "{count} deliveries from {ENDURANCE_SENDERS} senders; resident memory of this process \
+         (ingest, writer, senders) at start: {} MiB",
         rss_start / 1_024
     );
     println!(
