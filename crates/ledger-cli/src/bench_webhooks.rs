@@ -2,8 +2,13 @@
 //! signature check -> NATS -> writer: inbox, normalization, append -> 200) with 1, 16 and 64
 //! concurrent senders, next to `bench writer`'s commands/s against the same writer in the same
 //! run, and the resident memory of the process (ingest, writer and senders) at start and end.
+//! With `--deliveries N` it instead sends N deliveries from 64 senders and reports the resident
+//! memory at start, after every 100,000 deliveries and at the end, with each stretch's rate
+//! and latency: whether ingest and the writer stay flat over a long run.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -19,6 +24,12 @@ use crate::bench_writer::{Measured, measure};
 
 const BENCH_DATABASE: &str = "ledger_bench_webhooks";
 const SENDER_COUNTS: [usize; 3] = [1, 16, 64];
+/// Senders of a `--deliveries` run.
+const ENDURANCE_SENDERS: usize = 64;
+/// A `--deliveries` run reports memory, rate and latency after each stretch of this many.
+const REPORT_EVERY_DELIVERIES: u64 = 100_000;
+/// Answers in flight between the senders and the tally (a bound, not a tuning knob).
+const ANSWERS_QUEUE_MAX: usize = 4_096;
 /// The endpoint secret the bench signs with.
 const BENCH_SECRET: &str = "whsec_bench_0123456789abcdef";
 
@@ -27,6 +38,19 @@ pub(crate) struct WebhooksBenchArgs {
     /// Seconds each configuration runs.
     #[arg(long, default_value_t = 5)]
     seconds: u64,
+    /// Instead of the timed configurations, send this many deliveries (each a new customer)
+    /// from 64 senders, and report resident memory every 100,000.
+    #[arg(long)]
+    deliveries: Option<u64>,
+}
+
+/// When the senders stop.
+#[derive(Debug, Clone, Copy)]
+enum Until {
+    /// At this time.
+    Deadline(Instant),
+    /// After this many deliveries in all.
+    Count(u64),
 }
 
 /// The process's resident memory in KiB (`VmRSS` of `/proc/self/status`; 0 where there is none).
@@ -105,10 +129,48 @@ pub(crate) async fn run(args: WebhooksBenchArgs) -> anyhow::Result<()> {
     });
     wait_for_port(address).await?;
 
+    if let Some(count) = args.deliveries {
+        endurance(address, count, &run_id, rss_start).await?;
+    } else {
+        timed(address, &client, duration, &run_id, rss_start).await?;
+    }
+    let _ = stop_ingest.send(());
+    tokio::task::spawn_blocking(move || ingest.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the ingest thread panicked"))??;
+    let _ = stop_writer.send(());
+    writer.await??;
+    let nats = async_nats::connect(services.nats_url()).await?;
+    let _ = async_nats::jetstream::new(nats)
+        .delete_stream(&bus.stream_name)
+        .await;
+    drop(store);
+    ledger_testkit::services::drop_database(services.database_url(), BENCH_DATABASE).await?;
+    Ok(())
+}
+
+/// The timed configurations: 1, 16 and 64 senders for `duration` each, then `bench writer`'s
+/// load for as long; prints the table and the memory at start and end.
+async fn timed(
+    address: SocketAddr,
+    client: &Client,
+    duration: Duration,
+    run_id: &str,
+    rss_start: u64,
+) -> anyhow::Result<()> {
     let mut results: Vec<Measured> = Vec::new();
     for senders in SENDER_COUNTS {
-        let (latencies, errors, elapsed) =
-            deliveries(address, senders, duration, &format!("{run_id}-{senders}")).await?;
+        let started = Instant::now();
+        let mut latencies = Vec::new();
+        let errors = deliveries(
+            address,
+            senders,
+            Until::Deadline(started + duration),
+            &format!("{run_id}-{senders}"),
+            |latency| latencies.push(latency),
+        )
+        .await?;
+        let elapsed = started.elapsed();
         anyhow::ensure!(errors == 0, "{errors} deliveries were not answered 200");
         let count = latencies.len() as u64;
         results.push(measure(
@@ -121,7 +183,7 @@ pub(crate) async fn run(args: WebhooksBenchArgs) -> anyhow::Result<()> {
     }
     for clients in SENDER_COUNTS {
         let (commands, latencies, elapsed) = crate::bench_writer::load(
-            &client,
+            client,
             clients,
             duration,
             &format!("{run_id}-commands-{clients}"),
@@ -153,18 +215,73 @@ pub(crate) async fn run(args: WebhooksBenchArgs) -> anyhow::Result<()> {
         rss_start / 1_024,
         rss_end / 1_024
     );
-    let _ = stop_ingest.send(());
-    tokio::task::spawn_blocking(move || ingest.join())
-        .await?
-        .map_err(|_| anyhow::anyhow!("the ingest thread panicked"))??;
-    let _ = stop_writer.send(());
-    writer.await??;
-    let nats = async_nats::connect(services.nats_url()).await?;
-    let _ = async_nats::jetstream::new(nats)
-        .delete_stream(&bus.stream_name)
-        .await;
-    drop(store);
-    ledger_testkit::services::drop_database(services.database_url(), BENCH_DATABASE).await?;
+    Ok(())
+}
+
+/// `count` deliveries from [`ENDURANCE_SENDERS`] senders; after every
+/// [`REPORT_EVERY_DELIVERIES`] (and at the end) prints the resident memory with that
+/// stretch's deliveries/s and p50/p99. The latencies of one stretch are kept at a time, so the
+/// senders' own memory stays flat.
+async fn endurance(
+    address: SocketAddr,
+    count: u64,
+    run_id: &str,
+    rss_start: u64,
+) -> anyhow::Result<()> {
+    println!(
+        "{count} deliveries from {ENDURANCE_SENDERS} senders; resident memory of this process \
+         (ingest, writer, senders) at start: {} MiB",
+        rss_start / 1_024
+    );
+    println!(
+        "{:>10} {:>8} {:>13} {:>8} {:>8}",
+        "delivered", "RSS MiB", "deliveries/s", "p50 ms", "p99 ms"
+    );
+    let capacity = usize::try_from(REPORT_EVERY_DELIVERIES.min(count)).unwrap_or(usize::MAX);
+    let mut stretch: Vec<Duration> = Vec::with_capacity(capacity);
+    let mut stretch_started = Instant::now();
+    let mut delivered = 0u64;
+    let report = |stretch: &mut Vec<Duration>, started: Instant, delivered: u64| {
+        let row = measure(
+            "",
+            ENDURANCE_SENDERS,
+            stretch.len() as u64,
+            std::mem::take(stretch),
+            started.elapsed(),
+        );
+        println!(
+            "{delivered:>10} {:>8} {:>13.0} {:>8.2} {:>8.2}",
+            rss_kib() / 1_024,
+            row.per_second,
+            row.p50_ms,
+            row.p99_ms
+        );
+    };
+    let errors = deliveries(
+        address,
+        ENDURANCE_SENDERS,
+        Until::Count(count),
+        run_id,
+        |latency| {
+            stretch.push(latency);
+            delivered += 1;
+            if delivered.is_multiple_of(REPORT_EVERY_DELIVERIES) {
+                report(&mut stretch, stretch_started, delivered);
+                stretch.reserve(capacity);
+                stretch_started = Instant::now();
+            }
+        },
+    )
+    .await?;
+    if !stretch.is_empty() {
+        report(&mut stretch, stretch_started, delivered);
+    }
+    anyhow::ensure!(errors == 0, "{errors} deliveries were not answered 200");
+    println!(
+        "resident memory: {} MiB at start, {} MiB at the end",
+        rss_start / 1_024,
+        rss_kib() / 1_024
+    );
     Ok(())
 }
 
@@ -182,50 +299,63 @@ async fn wait_for_port(address: SocketAddr) -> anyhow::Result<()> {
 }
 
 /// `senders` keep-alive connections, each posting a new signed `customer.created` (a new
-/// customer each) as soon as the previous answer is in, until `duration` is over. Returns the
-/// latencies of the answers, how many were not 200, and the elapsed time.
+/// customer each) as soon as the previous answer is in, until `until`. Calls `on_answer` with
+/// each answer's latency as it comes; returns how many answers were not 200.
 async fn deliveries(
     address: SocketAddr,
     senders: usize,
-    duration: Duration,
+    until: Until,
     run_id: &str,
-) -> anyhow::Result<(Vec<Duration>, u64, Duration)> {
-    let started = Instant::now();
-    let deadline = started + duration;
+    mut on_answer: impl FnMut(Duration),
+) -> anyhow::Result<u64> {
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, BENCH_SECRET.as_bytes());
+    let sent_count = Arc::new(AtomicU64::new(0));
+    let (answers, mut answered) = tokio::sync::mpsc::channel::<(Duration, bool)>(ANSWERS_QUEUE_MAX);
     let tasks: Vec<_> = (0..senders)
         .map(|sender| {
             let key = key.clone();
             let prefix = format!("{run_id}_{sender}");
+            let sent_count = sent_count.clone();
+            let answers = answers.clone();
             tokio::spawn(async move {
                 let mut stream = tokio::net::TcpStream::connect(address).await?;
                 stream.set_nodelay(true)?;
                 let mut buffer = vec![0u8; 16 * 1024];
-                let (mut latencies, mut errors) = (Vec::new(), 0u64);
                 let mut n = 0u64;
-                while Instant::now() < deadline {
+                loop {
+                    let more = match until {
+                        Until::Deadline(deadline) => Instant::now() < deadline,
+                        Until::Count(count) => sent_count.fetch_add(1, Ordering::Relaxed) < count,
+                    };
+                    if !more {
+                        break;
+                    }
                     n += 1;
                     let request = signed_request(&key, &format!("{prefix}_{n}"));
                     let sent = Instant::now();
                     stream.write_all(&request).await?;
                     let status =
                         crate::bench_query::read_response(&mut stream, &mut buffer).await?;
-                    latencies.push(sent.elapsed());
-                    if status != 200 {
-                        errors += 1;
+                    if answers.send((sent.elapsed(), status == 200)).await.is_err() {
+                        break;
                     }
                 }
-                anyhow::Ok((latencies, errors))
+                anyhow::Ok(())
             })
         })
         .collect();
-    let (mut latencies, mut errors) = (Vec::new(), 0);
-    for task in tasks {
-        let (sender_latencies, sender_errors) = task.await.context("sender task")??;
-        latencies.extend(sender_latencies);
-        errors += sender_errors;
+    drop(answers);
+    let mut errors = 0;
+    while let Some((latency, ok)) = answered.recv().await {
+        on_answer(latency);
+        if !ok {
+            errors += 1;
+        }
     }
-    Ok((latencies, errors, started.elapsed()))
+    for task in tasks {
+        task.await.context("sender task")??;
+    }
+    Ok(errors)
 }
 
 /// The HTTP request of a Stripe `customer.created` for account `cus_<id>`, signed now.

@@ -17,7 +17,10 @@
 
 mod offline;
 
-pub use offline::{certificate_url_allowed, signed_string, verify_offline};
+pub use offline::{
+    CERTIFICATE_NAME, CertificateTrust, certificate_url_allowed, plausible_transmission,
+    signed_string, verify_offline,
+};
 
 use ledger_domain::{Plan, Provider, proto};
 use proto::command::Kind;

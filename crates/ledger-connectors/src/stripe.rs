@@ -14,11 +14,16 @@ mod objects;
 pub use normalize::normalize;
 
 use ledger_domain::Provider;
+use subtle::ConstantTimeEq;
 
 use crate::{Headers, ProviderMessage, RelatedObject, VerifyError};
 
 /// Stripe's default tolerance between the signature's timestamp and now, in seconds.
 pub const TOLERANCE_SECONDS_DEFAULT: i64 = 300;
+/// The most `v1` values a `Stripe-Signature` may carry. Stripe sends one per secret the
+/// endpoint has (two during a rotation's overlap); more is refused before any HMAC, so a
+/// header of thousands cannot make ingest compare each against every secret.
+pub const SIGNATURES_MAX: usize = 8;
 
 /// The endpoint secrets of the Stripe webhook endpoint(s) pointing at the ledger, and the
 /// timestamp tolerance.
@@ -57,8 +62,10 @@ impl WebhookSecrets {
 /// Verifies a delivery's `Stripe-Signature` on its raw body, then parses it.
 ///
 /// # Errors
-/// [`VerifyError::Signature`] for a missing or malformed header, no matching `v1` under any
-/// secret, or a timestamp more than the tolerance away from `now_unix_seconds`;
+/// [`VerifyError::Signature`] for a missing or malformed header, more than
+/// [`SIGNATURES_MAX`] `v1` values, a timestamp more than the tolerance away from
+/// `now_unix_seconds` (checked first: no HMAC is computed for it), or no matching `v1` under
+/// any secret;
 /// [`VerifyError::Malformed`] when the signed body is not a Stripe event.
 pub fn verify(
     headers: &impl Headers,
@@ -86,25 +93,33 @@ pub fn verify(
             "Stripe-Signature has no v1 signature".to_owned(),
         ));
     }
+    if signatures.len() > SIGNATURES_MAX {
+        return Err(VerifyError::Signature(format!(
+            "Stripe-Signature has {} v1 signatures, more than {SIGNATURES_MAX}",
+            signatures.len()
+        )));
+    }
+    if now_unix_seconds.abs_diff(timestamp) > secrets.tolerance_seconds.unsigned_abs() {
+        return Err(VerifyError::Signature(format!(
+            "timestamp {timestamp} is more than {} s from now ({now_unix_seconds})",
+            secrets.tolerance_seconds
+        )));
+    }
     let mut signed = Vec::with_capacity(raw.len() + 12);
     signed.extend_from_slice(timestamp.to_string().as_bytes());
     signed.push(b'.');
     signed.extend_from_slice(raw);
+    // One HMAC per secret, compared in constant time with each `v1`.
     let genuine = secrets.keys.iter().any(|key| {
+        let tag = ring::hmac::sign(key, &signed);
         signatures
             .iter()
-            .any(|signature| ring::hmac::verify(key, &signed, signature).is_ok())
+            .any(|signature| bool::from(tag.as_ref().ct_eq(signature.as_slice())))
     });
     if !genuine {
         return Err(VerifyError::Signature(
             "no v1 signature matches a configured secret".to_owned(),
         ));
-    }
-    if (now_unix_seconds - timestamp).abs() > secrets.tolerance_seconds {
-        return Err(VerifyError::Signature(format!(
-            "timestamp {timestamp} is more than {} s from now ({now_unix_seconds})",
-            secrets.tolerance_seconds
-        )));
     }
     parse(raw)
 }

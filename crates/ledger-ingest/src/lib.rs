@@ -35,7 +35,7 @@ mod handlers;
 mod reply;
 mod webhooks;
 
-pub use webhooks::{PaypalConfig, WebhookConfig};
+pub use webhooks::{BODY_READ_SECONDS_MAX, PAYPAL_VERIFICATIONS_MAX, PaypalConfig, WebhookConfig};
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -10,8 +10,16 @@
 //! recorded the delivery (appended, duplicate, ignored, stale, failed or waiting: all are
 //! durable, so the provider must not retry); 400 not a message of the provider; 401 no or a wrong signature,
 //! or a timestamp outside the tolerance; 404 a provider without configured secrets; 413 a body
-//! over [`ledger_connectors::WEBHOOK_BYTES_MAX`]; 503 with `Retry-After` when the writer does
-//! not answer or the store is unavailable (nothing recorded: the provider's retry delivers it).
+//! over [`ledger_connectors::WEBHOOK_BYTES_MAX`]; 408 a body not received within
+//! [`BODY_READ_SECONDS_MAX`]; 415 a `Content-Type` other than JSON (none is accepted); 503 with
+//! `Retry-After` when the writer does not answer or the store is unavailable (nothing
+//! recorded: the provider's retry delivers it), or when [`PAYPAL_VERIFICATIONS_MAX`] PayPal
+//! verifications are already in flight.
+//!
+//! Before any call to PayPal's API, a PayPal delivery must be a PayPal event (400 otherwise)
+//! whose transmission headers are plausible (`ledger_connectors::paypal::plausible_transmission`,
+//! 401 otherwise): unauthenticated requests cannot make ingest spend PayPal API calls beyond
+//! that cap.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -32,6 +40,12 @@ use crate::reply::UNAVAILABLE_RETRY_AFTER_SECONDS;
 const PAYPAL_TIMEOUT_SECONDS: u64 = 10;
 /// A PayPal token is renewed this long before it expires.
 const PAYPAL_TOKEN_MARGIN_SECONDS: u64 = 60;
+/// PayPal verifications (token and postback calls) in flight at once; a delivery arriving
+/// when all are taken gets 503 with `Retry-After` (PayPal retries) instead of another call.
+pub const PAYPAL_VERIFICATIONS_MAX: usize = 8;
+/// How long a delivery's body may take to arrive once its headers are in: a client trickling
+/// its body (slowloris) is cut off with 408 instead of holding a connection for ever.
+pub const BODY_READ_SECONDS_MAX: u64 = 10;
 
 /// The providers' webhook secrets. A provider left `None` has no endpoint (404).
 #[derive(Debug, Clone, Default)]
@@ -106,6 +120,8 @@ struct PaypalVerifier {
     config: PaypalConfig,
     http: reqwest::Client,
     token: Mutex<Option<(String, Instant)>>,
+    /// [`PAYPAL_VERIFICATIONS_MAX`] permits, one per verification in flight.
+    in_flight: tokio::sync::Semaphore,
 }
 
 impl PaypalVerifier {
@@ -117,6 +133,7 @@ impl PaypalVerifier {
                 .build()
                 .unwrap_or_default(),
             token: Mutex::new(None),
+            in_flight: tokio::sync::Semaphore::new(PAYPAL_VERIFICATIONS_MAX),
         }
     }
 
@@ -168,10 +185,21 @@ impl PaypalVerifier {
         Ok(token)
     }
 
-    /// Asks PayPal whether `raw` with `headers` is genuine, for each webhook id in turn.
-    /// A delivery without PayPal's transmission headers, or not JSON, is refused before any
-    /// call to PayPal.
-    async fn verify(&self, headers: &HttpHeaders<'_>, raw: &[u8]) -> Result<(), WebhookError> {
+    /// Asks PayPal whether `raw` with `headers` is genuine, for each webhook id in turn, and
+    /// parses it. A body that is not a PayPal event, implausible transmission headers, or
+    /// all [`PAYPAL_VERIFICATIONS_MAX`] verifications in flight: refused before any call to
+    /// PayPal.
+    async fn verify(
+        &self,
+        headers: &HttpHeaders<'_>,
+        raw: &[u8],
+    ) -> Result<ProviderMessage, WebhookError> {
+        let message = paypal::parse(raw)?;
+        paypal::plausible_transmission(headers)?;
+        let _permit = self
+            .in_flight
+            .try_acquire()
+            .map_err(|_| WebhookError::VerifierBusy)?;
         let bodies = self
             .config
             .webhook_ids
@@ -210,7 +238,7 @@ impl PaypalVerifier {
                 .await
                 .map_err(|error| WebhookError::VerifierUnavailable(error.to_string()))?;
             match paypal::postback_verdict(&answer) {
-                Ok(()) => return Ok(()),
+                Ok(()) => return Ok(message),
                 Err(error) => last = error,
             }
         }
@@ -230,6 +258,13 @@ enum WebhookError {
     TooLarge,
     #[error("cannot read the body: {0}")]
     Unreadable(String),
+    #[error("the body did not arrive within {BODY_READ_SECONDS_MAX} s")]
+    BodyTimeout,
+    #[error("Content-Type {0:?} is not JSON")]
+    NotJson(String),
+    /// [`PAYPAL_VERIFICATIONS_MAX`] PayPal verifications are in flight (503).
+    #[error("too many PayPal verifications in flight")]
+    VerifierBusy,
     #[error(transparent)]
     Verify(#[from] VerifyError),
     /// PayPal's API did not answer: the delivery cannot be checked now (503).
@@ -245,6 +280,9 @@ impl WebhookError {
         match self {
             WebhookError::NotConfigured => (StatusCode::NOT_FOUND, "not_configured"),
             WebhookError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            WebhookError::BodyTimeout => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
+            WebhookError::NotJson(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "not_json"),
+            WebhookError::VerifierBusy => (StatusCode::SERVICE_UNAVAILABLE, "verifier_busy"),
             WebhookError::Unreadable(_) | WebhookError::Verify(VerifyError::Malformed(_)) => {
                 (StatusCode::BAD_REQUEST, "malformed")
             }
@@ -300,9 +338,6 @@ pub(crate) fn configure(config: &mut web::ServiceConfig, client: Client, webhook
             web::resource("/v1/webhooks/{provider}")
                 .app_data(web::Data::new(client))
                 .app_data(verifiers.clone())
-                .app_data(web::PayloadConfig::new(
-                    ledger_connectors::WEBHOOK_BYTES_MAX,
-                ))
                 .route(web::post().to(receive)),
         )
         .service(
@@ -315,7 +350,8 @@ pub(crate) fn configure(config: &mut web::ServiceConfig, client: Client, webhook
 /// `GET /metrics`: Prometheus text, `ledger_ingest_webhook_deliveries_total{provider,outcome}`:
 /// deliveries answered since start, by provider and outcome (`appended`, `duplicate`,
 /// `ignored`, `stale`, `failed`, or ingest's refusal: `signature_rejected`, `malformed`,
-/// `too_large`, `not_configured`, `writer_unavailable`, `verifier_unavailable`). No token.
+/// `too_large`, `body_timeout`, `not_json`, `not_configured`, `writer_unavailable`,
+/// `verifier_unavailable`, `verifier_busy`). No token.
 async fn metrics(verifiers: web::Data<Arc<Verifiers>>) -> HttpResponse {
     let mut text = String::from(
         "# HELP ledger_ingest_webhook_deliveries_total Webhook deliveries answered, by provider \
@@ -336,7 +372,7 @@ async fn metrics(verifiers: web::Data<Arc<Verifiers>>) -> HttpResponse {
 /// `POST /v1/webhooks/{provider}`: see the module's documentation.
 async fn receive(
     request: HttpRequest,
-    body: Result<Bytes, actix_web::Error>,
+    body: web::Payload,
     client: web::Data<Client>,
     verifiers: web::Data<Arc<Verifiers>>,
 ) -> HttpResponse {
@@ -365,10 +401,43 @@ async fn receive(
     }
 }
 
+/// The body, up to [`ledger_connectors::WEBHOOK_BYTES_MAX`] bytes, received within
+/// [`BODY_READ_SECONDS_MAX`].
+async fn read_body(body: web::Payload) -> Result<Bytes, WebhookError> {
+    let read = body.to_bytes_limited(ledger_connectors::WEBHOOK_BYTES_MAX);
+    match tokio::time::timeout(Duration::from_secs(BODY_READ_SECONDS_MAX), read).await {
+        Err(_) => Err(WebhookError::BodyTimeout),
+        Ok(Err(_)) => Err(WebhookError::TooLarge),
+        Ok(Ok(read)) => read.map_err(|error| WebhookError::Unreadable(error.to_string())),
+    }
+}
+
+/// Refuses a `Content-Type` that is not JSON (`application/json`, with any parameters, or
+/// `application/<something>+json`); a delivery without one is read as JSON.
+fn check_content_type(request: &HttpRequest) -> Result<(), WebhookError> {
+    let Some(value) = request.headers().get(actix_web::http::header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let text = String::from_utf8_lossy(value.as_bytes());
+    let media_type = text
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if media_type == "application/json"
+        || (media_type.starts_with("application/") && media_type.ends_with("+json"))
+    {
+        Ok(())
+    } else {
+        Err(WebhookError::NotJson(text.into_owned()))
+    }
+}
+
 async fn deliver(
     request: &HttpRequest,
     provider: &str,
-    body: Result<Bytes, actix_web::Error>,
+    body: web::Payload,
     client: &Client,
     verifiers: &Verifiers,
 ) -> Result<proto::DeliveryRecorded, WebhookError> {
@@ -378,12 +447,8 @@ async fn deliver(
         "xendit" if verifiers.xendit.is_some() => Provider::Xendit,
         _ => return Err(WebhookError::NotConfigured),
     };
-    let body = body.map_err(
-        |error| match error.as_error::<actix_web::error::PayloadError>() {
-            Some(actix_web::error::PayloadError::Overflow) => WebhookError::TooLarge,
-            _ => WebhookError::Unreadable(error.to_string()),
-        },
-    )?;
+    check_content_type(request)?;
+    let body = read_body(body).await?;
     let headers = HttpHeaders(request.headers());
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -411,8 +476,7 @@ async fn deliver(
                 .paypal
                 .as_ref()
                 .ok_or(WebhookError::NotConfigured)?;
-            verifier.verify(&headers, &body).await?;
-            ledger_connectors::parse(provider, &body)?
+            verifier.verify(&headers, &body).await?
         }
     };
     tracing::debug!(

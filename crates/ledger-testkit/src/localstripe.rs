@@ -15,6 +15,13 @@
 //! not: `customer.subscription.updated` (plan changes, `cancel_at_period_end`, trial ends),
 //! `invoice.paid`, `invoice.finalized`, `charge.refunded`, disputes; and a subscription with a
 //! trial keeps status `incomplete` instead of `trialing`.
+//!
+//! The clock: localstripe dates every object and event with Python's `time.time()`, and signs
+//! each delivery with the event's date as `t`. [`LocalStripe::set_clock`] moves that clock, as
+//! Stripe's test clocks do, so that a test can spread a history over several days: localstripe
+//! runs with `time.time` offset by a value a `POST /_config/clock` added here sets. The
+//! deliveries of an event dated in the past carry that past `t`, so the receiving endpoint
+//! needs a tolerance that covers the offset.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -26,6 +33,25 @@ use serde_json::Value;
 const START_MS: u64 = 20_000;
 /// The secret key the client uses (localstripe accepts any `sk_...`).
 const API_KEY: &str = "sk_test_ledger";
+/// Runs localstripe (arguments as for its executable) with `time.time()` offset by the last
+/// `offset_seconds` posted to `/_config/clock`.
+const START_WITH_CLOCK: &str = r#"
+import sys, time
+from aiohttp import web
+from localstripe import server
+
+offset_seconds = [0]
+real_time = time.time
+time.time = lambda: real_time() + offset_seconds[0]
+
+async def set_clock(request):
+    offset_seconds[0] = int((await request.post())["offset_seconds"])
+    return web.Response()
+
+server.app.router.add_post("/_config/clock", set_clock)
+sys.argv = ["localstripe"] + sys.argv[1:]
+server.start()
+"#;
 
 /// A running localstripe, stopped on `Drop`.
 #[derive(Debug)]
@@ -43,6 +69,23 @@ fn executable() -> Option<PathBuf> {
             .map(|directory| directory.join("localstripe"))
             .find(|candidate| candidate.is_file())
     })
+}
+
+/// The Python that runs `executable`: its `#!` line's interpreter when that is a Python (a
+/// pip-installed script), else `python3` on `PATH` (a pyenv shim).
+fn python_of(executable: &std::path::Path) -> PathBuf {
+    std::fs::read_to_string(executable)
+        .ok()
+        .and_then(|script| {
+            let interpreter = script.lines().next()?.strip_prefix("#!")?.trim();
+            let interpreter = PathBuf::from(interpreter.split_whitespace().next()?);
+            interpreter
+                .file_name()?
+                .to_str()?
+                .starts_with("python")
+                .then_some(interpreter)
+        })
+        .unwrap_or_else(|| PathBuf::from("python3"))
 }
 
 impl LocalStripe {
@@ -63,12 +106,20 @@ impl LocalStripe {
             .and_then(|listener| listener.local_addr())
             .expect("a free local port")
             .port();
-        let child = Command::new(&program)
+        let python = python_of(&program);
+        let child = Command::new(&python)
+            .args(["-c", START_WITH_CLOCK])
             .args(["--port", &port.to_string(), "--from-scratch"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|error| panic!("{} does not start: {error}", program.display()));
+            .unwrap_or_else(|error| {
+                panic!(
+                    "{} (the Python of {}) does not start: {error}",
+                    python.display(),
+                    program.display()
+                )
+            });
         let server = LocalStripe {
             url: format!("http://127.0.0.1:{port}"),
             client: reqwest::Client::new(),
@@ -138,6 +189,24 @@ impl LocalStripe {
     pub async fn delete(&self, path: &str) -> Value {
         let request = self.client.delete(format!("{}{path}", self.url));
         self.call(request, &format!("DELETE {path}")).await
+    }
+
+    /// Sets localstripe's clock to `offset_seconds` from now (negative: in the past): what is
+    /// created from now on is dated, and its events are dated and signed, at that time.
+    pub async fn set_clock(&self, offset_seconds: i64) {
+        let offset_seconds = offset_seconds.to_string();
+        self.post("/_config/clock", &[("offset_seconds", &offset_seconds)])
+            .await;
+    }
+
+    /// The ids of every event localstripe has emitted (`evt_...`), newest first.
+    pub async fn event_ids(&self) -> Vec<String> {
+        self.get("/v1/events?limit=100")
+            .await
+            .get("data")
+            .and_then(Value::as_array)
+            .map(|events| events.iter().map(id).collect())
+            .unwrap_or_default()
     }
 
     /// Has localstripe deliver every event to `url`, signed with `secret`.

@@ -5,6 +5,7 @@ mod demo;
 mod grants;
 mod nats_auth;
 mod staying_up;
+mod stripe_end_to_end;
 
 use std::process::{Command, Output};
 

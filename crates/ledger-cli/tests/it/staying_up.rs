@@ -411,3 +411,135 @@ fn assert_no_repeats(report: &str) {
         assert_ne!(pair[0], pair[1], "doubled text in {report}");
     }
 }
+
+/// The Stripe endpoint secret of `ledger run ingest` in the webhook outage test.
+const STRIPE_SECRET: &str = "whsec_staying_up_0123456789";
+
+/// A signed Stripe `customer.created` for a new account `account`.
+fn stripe_delivery(event_id: &str, account: &str) -> (Vec<u8>, String) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    let body = serde_json::to_vec(&serde_json::json!({
+        "id": event_id, "object": "event", "type": "customer.created", "created": now,
+        "data": {"object": {
+            "id": account, "object": "customer", "email": format!("{account}@example.com"),
+            "name": "N"
+        }}
+    }))
+    .expect("JSON");
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, STRIPE_SECRET.as_bytes());
+    let mut signed = format!("{now}.").into_bytes();
+    signed.extend_from_slice(&body);
+    let tag: String = ring::hmac::sign(&key, &signed)
+        .as_ref()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    (body, format!("t={now},v1={tag}"))
+}
+
+/// Issue 13: PostgreSQL stops while `ledger run writer` and `ledger run ingest` run. A webhook
+/// delivery is answered 503 with `Retry-After` and nothing is recorded; once PostgreSQL is
+/// back, the provider's retry of the same delivery is appended once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhooks_get_503_while_postgres_is_down_and_the_retry_is_recorded_once() {
+    let mut deployment = Deployment::start().await;
+    deployment.spawn("writer", &["run", "writer"]);
+    let address = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port");
+    let mut ingest = deployment.ledger(&["run", "ingest", "--bind", &address.to_string()]);
+    ingest
+        .env(
+            "LEDGER_INGEST_TOKENS",
+            "staying-up-token-0123456789:commands:write",
+        )
+        .env("LEDGER_STRIPE_WEBHOOK_SECRETS", STRIPE_SECRET)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    deployment
+        .children
+        .push(ingest.spawn().expect("start ingest"));
+    let endpoint = format!("http://{address}/v1/webhooks/stripe");
+    let http = reqwest::Client::new();
+    let post = |event_id: &str, account: &str| {
+        let (body, signature) = stripe_delivery(event_id, account);
+        http.post(&endpoint)
+            .header("Content-Type", "application/json")
+            .header("Stripe-Signature", signature)
+            .body(body)
+            .send()
+    };
+    assert!(
+        eventually(20_000, || async {
+            post("evt_before", "cus_before")
+                .await
+                .is_ok_and(|answer| answer.status() == 200)
+        })
+        .await,
+        "ingest and the writer answer; the writer's log:\n{}",
+        deployment.log("writer")
+    );
+
+    deployment.postgres.stop_server().await;
+    let answer = post("evt_during", "cus_during")
+        .await
+        .expect("ingest answers");
+    assert_eq!(answer.status(), 503);
+    assert!(answer.headers().contains_key("retry-after"));
+    deployment
+        .postgres
+        .start_server()
+        .await
+        .expect("PostgreSQL back");
+    let recorded = |event_id: &'static str| {
+        let deployment = &deployment;
+        async move {
+            deployment
+                .query_i64(&format!(
+                    "SELECT count(*) FROM provider_inbox WHERE provider_event_id = '{event_id}'"
+                ))
+                .await
+        }
+    };
+    assert_eq!(recorded("evt_during").await, Some(0), "nothing recorded");
+
+    // The provider retries the same delivery until it gets a 200.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let answer = loop {
+        if let Ok(answer) = post("evt_during", "cus_during").await
+            && answer.status() == 200
+        {
+            break answer;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the retry is not accepted after PostgreSQL came back; the writer's log:\n{}",
+            deployment.log("writer")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let answer: serde_json::Value =
+        serde_json::from_slice(&answer.bytes().await.expect("body")).expect("JSON");
+    assert_eq!(answer["outcome"], "appended", "{answer}");
+    assert_eq!(recorded("evt_during").await, Some(1));
+    assert_eq!(
+        deployment
+            .query_i64(
+                "SELECT count(*) FROM customer_payment_events \
+                 WHERE idempotency_key = 'stripe:evt_during'"
+            )
+            .await,
+        Some(1),
+        "appended once"
+    );
+    assert_eq!(
+        deployment
+            .query_i64("SELECT count(*) FROM customer_payment_events")
+            .await,
+        Some(2),
+        "nothing else"
+    );
+}

@@ -517,7 +517,7 @@ fn offline_headers(certificate_url: &str) -> HeaderList {
         ),
         (
             "PAYPAL-TRANSMISSION-SIG",
-            String::from_utf8(data("paypal/offline-signature.b64"))
+            String::from_utf8(data("paypal/chain/signature.b64"))
                 .unwrap()
                 .trim()
                 .to_owned(),
@@ -533,14 +533,28 @@ const WEBHOOK_ID: &str = "8LEDGERWEBHOOK01";
 /// 2027-01-15, inside the test certificate's validity.
 const NOW: i64 = 1_800_000_000;
 
+/// PayPal's certificate and the intermediate it is served with
+/// (`tests/data/paypal/chain/make.sh`).
+fn chain(leaf: &str) -> Vec<Vec<u8>> {
+    vec![
+        data(&format!("paypal/chain/{leaf}.der")),
+        data("paypal/chain/intermediate.der"),
+    ]
+}
+
+fn trusted_root() -> paypal::CertificateTrust {
+    paypal::CertificateTrust::from_roots_der(&[data("paypal/chain/root.der")]).unwrap()
+}
+
 #[test]
-fn offline_verification_accepts_the_signed_delivery_and_parses_it() {
+fn offline_verification_accepts_a_paypal_certificate_chaining_to_a_trusted_root() {
     let body = data("paypal/offline-body.json");
     let message = paypal::verify_offline(
         &offline_headers(CERTIFICATE_URL),
         &body,
         WEBHOOK_ID,
-        &data("paypal/offline-certificate.der"),
+        &chain("leaf"),
+        &trusted_root(),
         NOW,
     )
     .unwrap();
@@ -551,68 +565,104 @@ fn offline_verification_accepts_the_signed_delivery_and_parses_it() {
 #[test]
 fn offline_verification_refuses_a_changed_body_webhook_certificate_time_or_header() {
     let body = data("paypal/offline-body.json");
-    let certificate = data("paypal/offline-certificate.der");
+    let certificates = chain("leaf");
+    let trust = trusted_root();
     let headers = offline_headers(CERTIFICATE_URL);
     let refused = |result: Result<ledger_connectors::ProviderMessage, VerifyError>| {
         matches!(result, Err(VerifyError::Signature(_)))
     };
+    let verify = |headers: &HeaderList, body: &[u8], webhook_id: &str, chain: &[Vec<u8>], now| {
+        paypal::verify_offline(headers, body, webhook_id, chain, &trust, now)
+    };
     let mut changed = body.clone();
     changed[10] ^= 1;
-    assert!(refused(paypal::verify_offline(
+    assert!(refused(verify(
         &headers,
         &changed,
         WEBHOOK_ID,
-        &certificate,
+        &certificates,
         NOW
     )));
-    assert!(refused(paypal::verify_offline(
+    assert!(refused(verify(
         &headers,
         &body,
         "OTHERWEBHOOK",
-        &certificate,
+        &certificates,
         NOW
     )));
-    assert!(refused(paypal::verify_offline(
+    assert!(refused(verify(
         &headers,
         &body,
         WEBHOOK_ID,
-        b"not a certificate",
+        &[b"not a certificate".to_vec()],
         NOW
     )));
-    // Before the certificate's validity (it was made for this test on 2026-11-30).
-    assert!(refused(paypal::verify_offline(
+    assert!(refused(verify(&headers, &body, WEBHOOK_ID, &[], NOW)));
+    // Before the chain's validity (made for this test on 2026-11-30), and after it (2036).
+    assert!(refused(verify(
         &headers,
         &body,
         WEBHOOK_ID,
-        &certificate,
+        &certificates,
         1_700_000_000
     )));
+    assert!(refused(verify(
+        &headers,
+        &body,
+        WEBHOOK_ID,
+        &certificates,
+        2_200_000_000
+    )));
     let elsewhere = offline_headers("https://attacker.example/v1/notifications/certs/CERT-1");
-    assert!(refused(paypal::verify_offline(
+    assert!(refused(verify(
         &elsewhere,
         &body,
         WEBHOOK_ID,
-        &certificate,
+        &certificates,
         NOW
     )));
     let mut other_algorithm = offline_headers(CERTIFICATE_URL);
     other_algorithm.0[4].1 = "SHA1withRSA".to_owned();
-    assert!(refused(paypal::verify_offline(
+    assert!(refused(verify(
         &other_algorithm,
         &body,
         WEBHOOK_ID,
-        &certificate,
+        &certificates,
         NOW
     )));
     let mut missing = offline_headers(CERTIFICATE_URL);
     missing.0.remove(0);
-    assert!(refused(paypal::verify_offline(
+    assert!(refused(verify(
         &missing,
         &body,
         WEBHOOK_ID,
-        &certificate,
+        &certificates,
         NOW
     )));
+}
+
+/// The signature is right in each case (the same key signed it): the certificate is what is
+/// refused.
+#[test]
+fn offline_verification_refuses_certificates_not_issued_to_paypal_by_a_trusted_root() {
+    let body = data("paypal/offline-body.json");
+    let headers = offline_headers(CERTIFICATE_URL);
+    let refused = |certificates: &[Vec<u8>], trust: &paypal::CertificateTrust| {
+        let result = paypal::verify_offline(&headers, &body, WEBHOOK_ID, certificates, trust, NOW);
+        matches!(result, Err(VerifyError::Signature(_)))
+    };
+    let trust = trusted_root();
+    // The same key in a self-signed certificate for PayPal's name.
+    assert!(refused(&[data("paypal/chain/self-signed.der")], &trust));
+    // A genuine chain for another name.
+    assert!(refused(&chain("wrong-subject"), &trust));
+    // The leaf without the intermediate it needs.
+    assert!(refused(&chain("leaf")[..1], &trust));
+    // A chain to a root that is not trusted.
+    let other_root =
+        paypal::CertificateTrust::from_roots_der(&[data("paypal/chain/self-signed.der")]).unwrap();
+    assert!(refused(&chain("leaf"), &other_root));
+    assert!(paypal::CertificateTrust::from_roots_der(&[b"not a certificate".to_vec()]).is_err());
 }
 
 #[test]

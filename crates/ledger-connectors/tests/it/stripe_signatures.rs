@@ -218,3 +218,62 @@ fn the_tolerance_applies_to_old_and_future_timestamps() {
         assert_eq!(signature_ok, accepted, "now {now}: {result:?}");
     }
 }
+
+#[test]
+fn more_v1_values_than_stripe_sends_are_refused_even_with_the_right_one_among_them() {
+    let raw = b"{}";
+    let genuine = "v1=c561c5814cba8a0cd366ee43292d205cf59c9635ad120894be1ef80c0af72b76";
+    let keys = secrets(&["test_secret"], 300);
+    let forged = format!("v1={}", "ab".repeat(32));
+    let header = |forgeries: usize| {
+        let mut values = vec![forged.as_str(); forgeries];
+        values.push(genuine);
+        signed(&format!("t=1700000000,{}", values.join(",")))
+    };
+    // Up to SIGNATURES_MAX values, the genuine one among them passes (a body that is no event
+    // is then malformed, not a bad signature).
+    let within = verify(
+        &header(ledger_connectors::stripe::SIGNATURES_MAX - 1),
+        raw,
+        &keys,
+        1_700_000_000,
+    );
+    assert!(
+        matches!(within, Err(VerifyError::Malformed(_))),
+        "{within:?}"
+    );
+    for forgeries in [ledger_connectors::stripe::SIGNATURES_MAX, 5_000] {
+        let result = verify(&header(forgeries), raw, &keys, 1_700_000_000);
+        assert!(
+            matches!(&result, Err(VerifyError::Signature(reason)) if reason.contains("more than")),
+            "{forgeries}: {result:?}"
+        );
+    }
+}
+
+#[test]
+fn extreme_timestamps_are_refused_without_overflow() {
+    let raw = b"{}";
+    let keys = secrets(&["test_secret"], 300);
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"test_secret");
+    for t in [i64::MIN, i64::MAX, -1] {
+        // Genuinely signed: only the timestamp can refuse it.
+        let tag = ring::hmac::sign(&key, format!("{t}.{{}}").as_bytes());
+        let hex: String = tag
+            .as_ref()
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        let header = signed(&format!("t={t},v1={hex}"));
+        for now in [0, 1_700_000_000, i64::MAX, i64::MIN]
+            .into_iter()
+            .filter(|now| now.abs_diff(t) > 300)
+        {
+            let result = verify(&header, raw, &keys, now);
+            assert!(
+                matches!(result, Err(VerifyError::Signature(_))),
+                "t={t} now={now}: {result:?}"
+            );
+        }
+    }
+}

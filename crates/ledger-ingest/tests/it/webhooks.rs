@@ -477,6 +477,8 @@ async fn xendit_callbacks_need_a_configured_token() {
 struct FakePaypal {
     url: String,
     verdict: Arc<Mutex<&'static str>>,
+    /// How long the verification endpoint waits before answering.
+    delay_ms: Arc<Mutex<u64>>,
     verified: Arc<Mutex<Vec<serde_json::Value>>>,
     tokens_issued: Arc<Mutex<u32>>,
 }
@@ -485,9 +487,15 @@ async fn fake_paypal() -> FakePaypal {
     let verdict = Arc::new(Mutex::new("SUCCESS"));
     let verified = Arc::new(Mutex::new(Vec::new()));
     let tokens_issued = Arc::new(Mutex::new(0));
-    let (v, r, t) = (verdict.clone(), verified.clone(), tokens_issued.clone());
+    let delay_ms = Arc::new(Mutex::new(0));
+    let (v, r, t, d) = (
+        verdict.clone(),
+        verified.clone(),
+        tokens_issued.clone(),
+        delay_ms.clone(),
+    );
     let server = HttpServer::new(move || {
-        let (v, r, t) = (v.clone(), r.clone(), t.clone());
+        let (v, r, t, d) = (v.clone(), r.clone(), t.clone(), d.clone());
         App::new()
             .route(
                 "/v1/oauth2/token",
@@ -507,11 +515,13 @@ async fn fake_paypal() -> FakePaypal {
             .route(
                 "/v1/notifications/verify-webhook-signature",
                 web::post().to(move |body: web::Bytes| {
-                    let (v, r) = (v.clone(), r.clone());
+                    let (v, r, d) = (v.clone(), r.clone(), d.clone());
                     async move {
                         r.lock()
                             .expect("lock")
                             .push(serde_json::from_slice(&body).expect("JSON request"));
+                        let delay_ms = *d.lock().expect("lock");
+                        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
                         let verdict = *v.lock().expect("lock");
                         HttpResponse::Ok().json(serde_json::json!({"verification_status": verdict}))
                     }
@@ -526,6 +536,7 @@ async fn fake_paypal() -> FakePaypal {
     FakePaypal {
         url,
         verdict,
+        delay_ms,
         verified,
         tokens_issued,
     }
@@ -547,20 +558,9 @@ async fn paypal_deliveries_are_verified_by_paypals_postback_api() {
             ..WebhookConfig::default()
         }
     );
-    let body = r#"{"id":"WH-EVT-1","event_type":"BILLING.SUBSCRIPTION.CREATED","resource":{}}"#;
-    let request = || {
-        TestRequest::post()
-            .uri("/v1/webhooks/paypal")
-            .insert_header(("paypal-auth-algo", "SHA256withRSA"))
-            .insert_header((
-                "paypal-cert-url",
-                "https://api.paypal.com/v1/notifications/certs/CERT-1",
-            ))
-            .insert_header(("paypal-transmission-id", "tx-1"))
-            .insert_header(("paypal-transmission-sig", "c2lnbmF0dXJl"))
-            .insert_header(("paypal-transmission-time", "2026-11-30T12:00:00Z"))
-            .set_payload(body)
-    };
+    let writer = ledger.start_writer();
+    let body = r#"{"id":"WH-EVT-1","event_type":"CUSTOMER.DISPUTE.CREATED","create_time":"2026-11-30T12:00:00Z","resource":{}}"#;
+    let request = || paypal_request(body, "SHA256withRSA", PAYPAL_CERT_URL);
 
     // Without PayPal's transmission headers: 401 before any call to PayPal.
     let unsigned = TestRequest::post()
@@ -590,14 +590,243 @@ async fn paypal_deliveries_are_verified_by_paypals_postback_api() {
         );
     }
 
-    // SUCCESS: the signature is accepted; the body goes on to be read as a PayPal message
-    // (not 401).
+    // SUCCESS: the delivery is recorded (an event type the ledger does not use: ignored).
     *paypal.verdict.lock().expect("lock") = "SUCCESS";
     let (status, _, answer) = call!(app, request());
-    assert_ne!(status, StatusCode::UNAUTHORIZED, "{answer}");
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["outcome"], "ignored");
     assert_eq!(
         *paypal.tokens_issued.lock().expect("lock"),
         1,
         "the token is cached until it expires"
     );
+    writer.stop().await.expect("the writer stops");
+}
+
+const PAYPAL_CERT_URL: &str = "https://api.paypal.com/v1/notifications/certs/CERT-1";
+
+/// A PayPal delivery of `body` with transmission headers naming `algorithm` and
+/// `certificate_url`.
+fn paypal_request(body: &'static str, algorithm: &str, certificate_url: &str) -> TestRequest {
+    TestRequest::post()
+        .uri("/v1/webhooks/paypal")
+        .insert_header(("content-type", "application/json"))
+        .insert_header(("paypal-auth-algo", algorithm.to_owned()))
+        .insert_header(("paypal-cert-url", certificate_url.to_owned()))
+        .insert_header(("paypal-transmission-id", "tx-1"))
+        .insert_header(("paypal-transmission-sig", "c2lnbmF0dXJl"))
+        .insert_header(("paypal-transmission-time", "2026-11-30T12:00:00Z"))
+        .set_payload(body)
+}
+
+fn paypal_config(api_base: &str) -> WebhookConfig {
+    WebhookConfig {
+        paypal: Some(PaypalConfig {
+            webhook_ids: vec!["WH-1".to_owned()],
+            api_base: api_base.to_owned(),
+            client_id: "client".to_owned(),
+            client_secret: "secret".to_owned(),
+        }),
+        ..WebhookConfig::default()
+    }
+}
+
+/// Forged PayPal deliveries cost no call to PayPal's API: a body that is not a PayPal event
+/// (400), or transmission headers PayPal never sends (another algorithm, a certificate URL
+/// off PayPal's hosts, no signature: 401), are refused first.
+#[actix_web::test]
+async fn implausible_paypal_deliveries_are_refused_without_calling_paypal() {
+    let ledger = TestLedger::new().await;
+    let paypal = fake_paypal().await;
+    let app = webhook_app!(ledger.client(), paypal_config(&paypal.url));
+    let event = r#"{"id":"WH-EVT-2","event_type":"CUSTOMER.DISPUTE.CREATED","create_time":"2026-11-30T12:00:00Z","resource":{}}"#;
+    let cases = [
+        (
+            "not an event",
+            paypal_request(r#"{"hello": "world"}"#, "SHA256withRSA", PAYPAL_CERT_URL),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "another algorithm",
+            paypal_request(event, "SHA1withRSA", PAYPAL_CERT_URL),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "a certificate off PayPal's hosts",
+            paypal_request(
+                event,
+                "SHA256withRSA",
+                "https://attacker.example/v1/notifications/certs/CERT-1",
+            ),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "no signature",
+            TestRequest::post()
+                .uri("/v1/webhooks/paypal")
+                .insert_header(("paypal-auth-algo", "SHA256withRSA"))
+                .insert_header(("paypal-cert-url", PAYPAL_CERT_URL))
+                .insert_header(("paypal-transmission-id", "tx-1"))
+                .insert_header(("paypal-transmission-time", "2026-11-30T12:00:00Z"))
+                .set_payload(event),
+            StatusCode::UNAUTHORIZED,
+        ),
+    ];
+    for (case, request, expected) in cases {
+        let (status, _, answer) = call!(app, request);
+        assert_eq!(status, expected, "{case}: {answer}");
+    }
+    assert_eq!(*paypal.tokens_issued.lock().expect("lock"), 0);
+    assert!(paypal.verified.lock().expect("lock").is_empty());
+    assert_eq!(inbox_count(&ledger).await, 0);
+}
+
+/// At most `PAYPAL_VERIFICATIONS_MAX` verifications are in flight: with PayPal slow to answer,
+/// the deliveries past the cap get 503 with `Retry-After` at once, without a call.
+#[actix_web::test]
+async fn paypal_verifications_in_flight_are_capped() {
+    let ledger = TestLedger::new().await;
+    let paypal = fake_paypal().await;
+    *paypal.delay_ms.lock().expect("lock") = 1_000;
+    let app = webhook_app!(ledger.client(), paypal_config(&paypal.url));
+    // FAILURE: the ones verified are refused (401) and nothing reaches the writer.
+    *paypal.verdict.lock().expect("lock") = "FAILURE";
+    let body = r#"{"id":"WH-EVT-3","event_type":"CUSTOMER.DISPUTE.CREATED","create_time":"2026-11-30T12:00:00Z","resource":{}}"#;
+    let deliveries = ledger_ingest::PAYPAL_VERIFICATIONS_MAX + 4;
+    let answers = futures_util::future::join_all((0..deliveries).map(|_| {
+        test::call_service(
+            &app,
+            paypal_request(body, "SHA256withRSA", PAYPAL_CERT_URL).to_request(),
+        )
+    }))
+    .await;
+    let mut statuses = std::collections::BTreeMap::new();
+    for answer in &answers {
+        *statuses.entry(answer.status().as_u16()).or_insert(0) += 1;
+        if answer.status() == StatusCode::SERVICE_UNAVAILABLE {
+            assert!(answer.headers().contains_key(RETRY_AFTER));
+        }
+    }
+    assert_eq!(
+        statuses,
+        std::collections::BTreeMap::from([
+            (401, ledger_ingest::PAYPAL_VERIFICATIONS_MAX),
+            (503, 4)
+        ])
+    );
+    assert_eq!(
+        paypal.verified.lock().expect("lock").len(),
+        ledger_ingest::PAYPAL_VERIFICATIONS_MAX
+    );
+    assert_eq!(inbox_count(&ledger).await, 0);
+}
+
+/// Hostile or sloppy Stripe deliveries under the size limit: each gets its status before
+/// anything reaches the writer, and nothing is stored.
+#[actix_web::test]
+async fn hostile_stripe_deliveries_are_refused_and_store_nothing() {
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let app = webhook_app!(ledger.client(), stripe_only());
+    let body = customer_event("evt_hostile", "customer.created", "cus_h", "h@example.com");
+
+    // A genuine signature on a form instead of JSON.
+    let form = signed(&body).insert_header(("content-type", "application/x-www-form-urlencoded"));
+    // JSON nested 100,000 deep (200 KB, under the size limit), genuinely signed.
+    let depth = 100_000;
+    let mut bomb =
+        br#"{"id":"evt_bomb","type":"customer.created","created":1764000000,"data":{"object":"#
+            .to_vec();
+    bomb.extend(std::iter::repeat_n(b'[', depth));
+    bomb.extend(std::iter::repeat_n(b']', depth));
+    bomb.extend_from_slice(b"}}");
+    assert!(bomb.len() < ledger_connectors::WEBHOOK_BYTES_MAX);
+    // Thousands of forged v1 values around the genuine one.
+    let genuine = stripe_signature(STRIPE_SECRET, now(), &body);
+    let forged = format!(",v1={}", "ab".repeat(32)).repeat(5_000);
+    let many = TestRequest::post()
+        .uri("/v1/webhooks/stripe")
+        .insert_header(("content-type", "application/json"))
+        .insert_header(("Stripe-Signature", format!("{genuine}{forged}")))
+        .set_payload(body.clone());
+    let cases = [
+        ("a form", form, StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        ("a nesting bomb", signed(&bomb), StatusCode::BAD_REQUEST),
+        ("5,000 v1 values", many, StatusCode::UNAUTHORIZED),
+    ];
+    for (case, request, expected) in cases {
+        let (status, _, answer) = call!(app, request);
+        assert_eq!(status, expected, "{case}: {answer}");
+    }
+    // `application/json` with parameters, in any case, is JSON.
+    let (status, _, answer) = call!(
+        app,
+        signed(&body).insert_header(("content-type", "Application/JSON; charset=utf-8"))
+    );
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(ledger.last_position().await, 1);
+    assert_eq!(inbox_count(&ledger).await, 1, "only the genuine delivery");
+    writer.stop().await.expect("the writer stops");
+}
+
+/// Over a real connection: a body trickled slower than `BODY_READ_SECONDS_MAX` is cut off
+/// with 408, and a head of 200 KB of headers is refused by the HTTP parser (431); nothing is
+/// stored.
+#[actix_web::test]
+async fn slow_bodies_and_huge_headers_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let ledger = TestLedger::new().await;
+    let client = ledger.client();
+    let server = HttpServer::new(move || {
+        App::new().configure(ledger_ingest::webhook_config(client.clone(), stripe_only()))
+    })
+    .workers(1)
+    .bind("127.0.0.1:0")
+    .expect("a local port");
+    let address = server.addrs()[0];
+    actix_web::rt::spawn(server.run());
+    let status_of = |response: &[u8]| {
+        String::from_utf8_lossy(response)
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned()
+    };
+
+    let mut slow = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    slow.write_all(
+        b"POST /v1/webhooks/stripe HTTP/1.1\r\nHost: ledger\r\nContent-Type: application/json\r\n\
+          Stripe-Signature: t=1,v1=00\r\nContent-Length: 1000\r\n\r\n{",
+    )
+    .await
+    .expect("write");
+    let started = std::time::Instant::now();
+    let mut response = vec![0u8; 1_024];
+    let read = tokio::time::timeout(
+        Duration::from_secs(ledger_ingest::BODY_READ_SECONDS_MAX + 5),
+        slow.read(&mut response),
+    )
+    .await
+    .expect("an answer before the body is complete")
+    .expect("read");
+    assert_eq!(status_of(&response[..read]), "408");
+    assert!(started.elapsed() >= Duration::from_secs(ledger_ingest::BODY_READ_SECONDS_MAX - 1));
+
+    let mut huge = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    let mut head = b"POST /v1/webhooks/stripe HTTP/1.1\r\nHost: ledger\r\n".to_vec();
+    for n in 0..50 {
+        head.extend_from_slice(format!("X-Padding-{n}: {}\r\n", "a".repeat(4_000)).as_bytes());
+    }
+    head.extend_from_slice(b"Content-Length: 2\r\n\r\n{}");
+    // The server may close before reading all of it.
+    let _ = huge.write_all(&head).await;
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), huge.read_to_end(&mut response)).await;
+    assert_eq!(status_of(&response), "431");
+    assert_eq!(inbox_count(&ledger).await, 0);
 }
