@@ -318,3 +318,115 @@ async fn xendit_refusal_is_not_retried_and_a_period_end_cancellation_is_not_supp
     sync.stop().await;
     writer.stop().await.expect("writer stops");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_unanswered_internal_requests_for_provider_subscriptions_are_called() {
+    let server = HttpReceiver::start().await;
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    // Answered before provider-sync ran: Xendit's own callback cancelled it.
+    let answered = customer_with_subscription(
+        &ledger,
+        proto::PaymentProvider::Xendit,
+        "cust-4",
+        "repl_answered",
+        "plan-basic",
+    )
+    .await;
+    request_cancellation(&ledger, &answered, "repl_answered", false).await;
+    let mut confirmation = crate::at(
+        "xendit:repl_answered:inactivated",
+        &answered,
+        proto::PaymentProvider::Xendit,
+        "cust-4",
+        3,
+    );
+    confirmation.issuer = proto::Issuer::PaymentProvider as i32;
+    ledger
+        .client()
+        .send(&proto::Command {
+            metadata: Some(confirmation),
+            kind: Some(proto::command::Kind::ConfirmCancellation(
+                proto::SubscriptionCancelled {
+                    subscription_id: "repl_answered".to_owned(),
+                    reason: "inactivated".to_owned(),
+                },
+            )),
+        })
+        .await
+        .expect("confirmed by the provider");
+    // The company's own billing: no provider to call.
+    let own = customer_with_subscription(
+        &ledger,
+        proto::PaymentProvider::Internal,
+        "acct-own",
+        "own_1",
+        "plan-basic",
+    )
+    .await;
+    request_cancellation(&ledger, &own, "own_1", false).await;
+    // A request the provider itself reported (issuer payment_provider): nothing to carry out.
+    let reported = customer_with_subscription(
+        &ledger,
+        proto::PaymentProvider::Xendit,
+        "cust-5",
+        "repl_reported",
+        "plan-basic",
+    )
+    .await;
+    let mut report = crate::at(
+        "xendit:repl_reported:request",
+        &reported,
+        proto::PaymentProvider::Xendit,
+        "cust-5",
+        2,
+    );
+    report.issuer = proto::Issuer::PaymentProvider as i32;
+    ledger
+        .client()
+        .send(&proto::Command {
+            metadata: Some(report),
+            kind: Some(proto::command::Kind::RequestCancellation(
+                proto::CancellationRequested {
+                    subscription_id: "repl_reported".to_owned(),
+                    at_period_end: true,
+                    reason: String::new(),
+                },
+            )),
+        })
+        .await
+        .expect("reported");
+
+    let last = ledger.last_position().await;
+    let sync = RunningSync::start(
+        &ledger,
+        xendit_apis(&server, Duration::from_secs(5)),
+        fast_config(),
+    );
+    let caught_up = ledger_testkit::ledger::eventually(crate::WAIT_MS, || async {
+        ledger.projector_checkpoint("provider_sync").await == last
+    })
+    .await;
+    assert!(caught_up, "the projector caught up");
+    // Time for a wrong call to happen.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        only_call(&ledger).await,
+        (
+            "settled".to_owned(),
+            Some(format!(
+                "answered in the ledger before the call: subscription_cancelled at {}",
+                last - 6
+            ))
+        )
+    );
+    assert!(
+        server.requests().iter().all(|request| request.path == "/"),
+        "no provider request: {:?}",
+        server.requests()
+    );
+    assert!(attempts(&ledger).await.is_empty());
+    assert_eq!(ledger.last_position().await, last, "nothing appended");
+    sync.stop().await;
+    writer.stop().await.expect("writer stops");
+}
