@@ -52,11 +52,11 @@ impl IngestArgs {
 }
 
 /// PayPal's live API.
-const PAYPAL_API_BASE_DEFAULT: &str = "https://api-m.paypal.com";
+pub(crate) const PAYPAL_API_BASE_DEFAULT: &str = "https://api-m.paypal.com";
 
 /// Environment variable `name`, else the contents of the file named by `<name>_FILE` (trailing
 /// newlines dropped), else `None`. Both set is an error.
-fn setting(name: &str) -> anyhow::Result<Option<String>> {
+pub(crate) fn setting(name: &str) -> anyhow::Result<Option<String>> {
     let file_variable = format!("{name}_FILE");
     match (std::env::var(name).ok(), std::env::var(&file_variable).ok()) {
         (Some(_), Some(_)) => anyhow::bail!("set {name} or {file_variable}, not both"),

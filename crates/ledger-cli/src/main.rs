@@ -20,6 +20,7 @@ mod ingest;
 mod notify;
 mod progress;
 mod projectors;
+mod provider_sync;
 mod query;
 mod send;
 
@@ -143,6 +144,12 @@ enum Command {
         #[command(subcommand)]
         command: connectors::ConnectorsCommand,
     },
+    /// What provider-sync did: `ledger provider-sync attempts [--failed]` lists the requests
+    /// made to the payment providers (docs/connectors.md, "Outbound: provider-sync").
+    ProviderSync {
+        #[command(subcommand)]
+        command: provider_sync::ProviderSyncCommand,
+    },
     /// Run a command with DATABASE_URL and NATS_URL pointing at running servers, starting
     /// private ones (stopped afterwards) when none are configured or running.
     WithServices {
@@ -172,6 +179,10 @@ enum Component {
     Ingest(ingest::IngestArgs),
     /// The query service and dashboard: read models over HTTP (`/v1`, `/`).
     Query(query::QueryArgs),
+    /// Carries the ledger's internal requests (cancellations) out at Stripe, PayPal and
+    /// Xendit and records their answers; needs LEDGER_STRIPE_API_KEY, LEDGER_PAYPAL_CLIENT_ID
+    /// and _SECRET, or LEDGER_XENDIT_API_KEY (docs/connectors.md, "Outbound: provider-sync").
+    ProviderSync(provider_sync::RunArgs),
 }
 
 /// Settings of the writer and of the JetStream stream it creates when it is missing.
@@ -383,6 +394,15 @@ async fn run(cli: Cli, demo_targets: demo::DemoTargets) -> anyhow::Result<ExitCo
         } => {
             let nats = connect_service("ledger-projector").await?;
             run_projectors(&cli.database_url, nats, bus, args, false).await
+        }
+        Command::Run {
+            component: Component::ProviderSync(ref args),
+        } => {
+            let nats = connect_service("ledger-provider-sync").await?;
+            provider_sync::run(&cli.database_url, nats, bus, args).await
+        }
+        Command::ProviderSync { command } => {
+            provider_sync::command(&cli.database_url, command).await
         }
         Command::Replay(ref args) => {
             let nats = connect_service("ledger-replay").await?;

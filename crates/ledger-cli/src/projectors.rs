@@ -158,7 +158,7 @@ pub(crate) async fn run(
 /// that waiting can fix (PostgreSQL or NATS gone), with capped backoff (docs/decisions/0020).
 /// A replay rebuilds until an attempt has committed its first batch; later attempts resume
 /// from the checkpoint.
-async fn supervise<E, Fut>(
+pub(crate) async fn supervise<E, Fut>(
     name: &'static str,
     replay: bool,
     (bar, table_last): (ProgressBar, u64),

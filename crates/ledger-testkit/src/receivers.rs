@@ -50,10 +50,35 @@ impl ReceivedRequest {
     }
 }
 
+/// A scripted answer: status, extra headers, body, and a pause before answering (longer than
+/// a client's timeout plays a provider that does not answer in time).
+#[derive(Debug, Clone, Default)]
+pub struct ScriptedAnswer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    pub delay: Duration,
+}
+
+impl ScriptedAnswer {
+    /// `status` with a JSON `body`, at once.
+    pub fn json(status: u16, body: serde_json::Value) -> ScriptedAnswer {
+        ScriptedAnswer {
+            status,
+            headers: vec![("Content-Type".to_owned(), "application/json".to_owned())],
+            body: body.to_string(),
+            delay: Duration::ZERO,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Script {
     requests: Vec<ReceivedRequest>,
-    statuses: VecDeque<u16>,
+    /// Answers for the next requests (other than those of `routes`), in order.
+    answers: VecDeque<ScriptedAnswer>,
+    /// Fixed answers by path: every request to the path gets it, the queue is left alone.
+    routes: Vec<(String, ScriptedAnswer)>,
 }
 
 /// A local HTTP/1.1 server on a free port: records every request and answers 200, or the
@@ -89,8 +114,25 @@ impl HttpReceiver {
 
     /// Answers the next requests with `statuses`, in order, then 200 again.
     pub fn answer_next(&self, statuses: &[u16]) {
+        self.answer_next_with(statuses.iter().map(|status| ScriptedAnswer {
+            status: *status,
+            body: "ok".to_owned(),
+            ..ScriptedAnswer::default()
+        }));
+    }
+
+    /// Answers the next requests (except those to a path of [`HttpReceiver::answer_path`])
+    /// with `answers`, in order, then 200 `ok` again.
+    pub fn answer_next_with(&self, answers: impl IntoIterator<Item = ScriptedAnswer>) {
         if let Ok(mut script) = self.script.lock() {
-            script.statuses.extend(statuses);
+            script.answers.extend(answers);
+        }
+    }
+
+    /// Answers every request to `path` with `answer`.
+    pub fn answer_path(&self, path: &str, answer: ScriptedAnswer) {
+        if let Ok(mut script) = self.script.lock() {
+            script.routes.push((path.to_owned(), answer));
         }
     }
 
@@ -146,26 +188,50 @@ async fn serve(mut stream: TcpStream, script: Arc<Mutex<Script>>) {
             Ok(read) => body.extend_from_slice(&chunk[..read]),
         }
     }
-    let status = {
+    let answer = {
         let Ok(mut script) = script.lock() else {
             return;
         };
-        let status = script.statuses.pop_front().unwrap_or(200);
+        let routed = script
+            .routes
+            .iter()
+            .find(|(route, _)| *route == path)
+            .map(|(_, answer)| answer.clone());
+        let answer = routed
+            .or_else(|| script.answers.pop_front())
+            .unwrap_or_else(|| ScriptedAnswer {
+                status: 200,
+                body: "ok".to_owned(),
+                ..ScriptedAnswer::default()
+            });
         script.requests.push(ReceivedRequest {
             method,
             path,
             headers,
             body,
             received_at: Instant::now(),
-            status,
+            status: answer.status,
         });
-        status
+        answer
     };
-    let answer = format!(
-        "HTTP/1.1 {status} Scripted\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\
-         Connection: close\r\n\r\nok"
-    );
-    let _ = stream.write_all(answer.as_bytes()).await;
+    tokio::time::sleep(answer.delay).await;
+    let mut head = format!("HTTP/1.1 {} Scripted\r\n", answer.status);
+    if !answer
+        .headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+    {
+        head.push_str("Content-Type: text/plain\r\n");
+    }
+    for (name, value) in &answer.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n{}",
+        answer.body.len(),
+        answer.body
+    ));
+    let _ = stream.write_all(head.as_bytes()).await;
     let _ = stream.shutdown().await;
 }
 

@@ -11,13 +11,14 @@ use ledger_bus::{BusConfig, Client, ConnectError, NatsAuth, SendError};
 use ledger_testkit::services::{NATS_AUTH_CONF, NatsServerOptions, start_private_nats_with};
 use ledger_testkit::{TestDb, commands, ledger::eventually};
 
-const USERS: [&str; 6] = [
+const USERS: [&str; 7] = [
     "writer",
     "projector",
     "query",
     "auditor",
     "ingest",
     "client",
+    "provider_sync",
 ];
 
 /// Passwords of the shipped users, each in a file as the components read them.
@@ -192,8 +193,9 @@ async fn the_pipeline_runs_as_the_shipped_nats_users_and_nobody_else_writes() {
         .expect("a message");
     assert_eq!(&announced.payload[..], b"1");
 
-    // Users other than `client` cannot send commands: no writer ever sees them.
-    for user in ["query", "projector", "auditor"] {
+    // Users other than `client` cannot send commands (provider_sync only its two): no writer
+    // ever sees them.
+    for user in ["query", "projector", "auditor", "provider_sync"] {
         let nats = ledger_bus::connect(url, &passwords.auth(user), user)
             .await
             .expect("connects");
@@ -217,7 +219,32 @@ async fn the_pipeline_runs_as_the_shipped_nats_users_and_nobody_else_writes() {
         received_at_unix_micros: 1_700_000_000_000_000,
         ..Default::default()
     };
-    for user in ["client", "query", "projector", "auditor"] {
+    // provider_sync's own commands reach the writer (which refuses this one: no such customer).
+    let provider_sync = Client::new(
+        ledger_bus::connect(url, &passwords.auth("provider_sync"), "provider_sync")
+            .await
+            .expect("provider_sync connects"),
+        bus.clone(),
+    )
+    .with_request_timeout(Duration::from_millis(2_000));
+    let answered = provider_sync
+        .send(&commands::command(
+            "provider-sync:fail",
+            &uuid::Uuid::new_v4().to_string(),
+            ledger_domain::proto::command::Kind::FailCancellation(
+                ledger_domain::proto::CancellationFailed {
+                    subscription_id: "sub_1".to_owned(),
+                    failure_code: "resource_missing".to_owned(),
+                    failure_message: "No such subscription".to_owned(),
+                },
+            ),
+        ))
+        .await;
+    assert!(
+        matches!(answered, Err(SendError::Rejected(_))),
+        "provider_sync's fail_cancellation reached the writer: {answered:?}"
+    );
+    for user in ["client", "query", "projector", "auditor", "provider_sync"] {
         let nats = ledger_bus::connect(url, &passwords.auth(user), user)
             .await
             .expect("connects");

@@ -1,0 +1,190 @@
+//! `ledger run provider-sync` and `ledger provider-sync attempts`: the outbound half of the
+//! connectors (docs/connectors.md, "Outbound: provider-sync").
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use futures_util::FutureExt;
+use indicatif::MultiProgress;
+use provider_sync::{
+    ATTEMPT_ROWS_MAX, ApiSecret, PaypalApi, ProviderApis, StripeApi, SyncConfig, XenditApi,
+};
+use time::format_description::well_known::Rfc3339;
+
+use crate::ingest::{PAYPAL_API_BASE_DEFAULT, setting};
+use crate::{progress, projectors};
+
+/// Stripe's API.
+const STRIPE_API_BASE_DEFAULT: &str = "https://api.stripe.com";
+/// Xendit's API.
+const XENDIT_API_BASE_DEFAULT: &str = "https://api.xendit.co";
+
+/// `ledger run provider-sync`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct RunArgs {
+    /// The longest one request to a provider may take, in milliseconds.
+    #[arg(long, env = "LEDGER_PROVIDER_SYNC_REQUEST_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    request_timeout_ms: u64,
+    /// Requests in flight to one provider at most.
+    #[arg(long, env = "LEDGER_PROVIDER_SYNC_CONCURRENT_REQUESTS", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=256))]
+    concurrent_requests: u64,
+}
+
+/// `ledger provider-sync ...`.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum ProviderSyncCommand {
+    /// The newest requests made to the providers, with their call's status and result.
+    Attempts {
+        /// Only the failed ones (retried or refused) and those still in flight.
+        #[arg(long)]
+        failed: bool,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+}
+
+/// The providers' APIs from the environment: each provider whose key (or client id and
+/// secret) is set; a base URL without its key is an error.
+fn apis(args: &RunArgs) -> anyhow::Result<ProviderApis> {
+    let required = |base: &str, name: &str| -> anyhow::Result<Option<String>> {
+        let value = setting(name)?;
+        if value.is_none() && std::env::var_os(base).is_some() {
+            anyhow::bail!("{base} is set, so {name} (or {name}_FILE) is needed");
+        }
+        Ok(value)
+    };
+    let base = |name: &str, default: &str| -> anyhow::Result<String> {
+        Ok(setting(name)?
+            .unwrap_or_else(|| default.to_owned())
+            .trim_end_matches('/')
+            .to_owned())
+    };
+    let stripe = match required("LEDGER_STRIPE_API_BASE", "LEDGER_STRIPE_API_KEY")? {
+        None => None,
+        Some(api_key) => Some(StripeApi {
+            api_base: base("LEDGER_STRIPE_API_BASE", STRIPE_API_BASE_DEFAULT)?,
+            api_key: ApiSecret::new(api_key),
+        }),
+    };
+    let paypal = match (
+        setting("LEDGER_PAYPAL_CLIENT_ID")?,
+        setting("LEDGER_PAYPAL_CLIENT_SECRET")?,
+    ) {
+        (None, None) => None,
+        (Some(client_id), Some(client_secret)) => Some(PaypalApi {
+            api_base: base("LEDGER_PAYPAL_API_BASE", PAYPAL_API_BASE_DEFAULT)?,
+            client_id,
+            client_secret: ApiSecret::new(client_secret),
+        }),
+        _ => anyhow::bail!(
+            "set both LEDGER_PAYPAL_CLIENT_ID and LEDGER_PAYPAL_CLIENT_SECRET (or its _FILE), or neither"
+        ),
+    };
+    let xendit = match required("LEDGER_XENDIT_API_BASE", "LEDGER_XENDIT_API_KEY")? {
+        None => None,
+        Some(api_key) => Some(XenditApi {
+            api_base: base("LEDGER_XENDIT_API_BASE", XENDIT_API_BASE_DEFAULT)?,
+            api_key: ApiSecret::new(api_key),
+        }),
+    };
+    Ok(ProviderApis::new(
+        stripe,
+        paypal,
+        xendit,
+        Duration::from_millis(args.request_timeout_ms),
+        usize::try_from(args.concurrent_requests).unwrap_or(1),
+    )?)
+}
+
+/// Runs the projector and the worker until Ctrl-C / SIGTERM, again after every failure that
+/// waiting can fix; a configuration error stops it at start.
+pub(crate) async fn run(
+    database_url: &str,
+    nats: async_nats::Client,
+    bus: ledger_bus::BusConfig,
+    args: &RunArgs,
+) -> anyhow::Result<ExitCode> {
+    // Checked before anything runs, so a missing key is an error at start.
+    apis(args)?;
+    let store = ledger_store::Store::connect(database_url)?;
+    let table_last = store.last_position().await?;
+    let config = ledger_projector::ProjectorConfig {
+        bus,
+        ..ledger_projector::ProjectorConfig::default()
+    };
+    let bars = MultiProgress::new();
+    let bar = (
+        bars.add(progress::events_bar(table_last, "provider_sync")),
+        table_last,
+    );
+    projectors::supervise(
+        "provider_sync",
+        false,
+        bar,
+        |_, shutdown, progress| {
+            let (nats, config) = (nats.clone(), &config);
+            async move {
+                let apis = apis(args)
+                    .map_err(|error| provider_sync::SyncError::Config(format!("{error:#}")))?;
+                provider_sync::run(
+                    database_url,
+                    nats,
+                    config,
+                    apis,
+                    SyncConfig::default(),
+                    false,
+                    shutdown,
+                    progress,
+                )
+                .await
+            }
+            .boxed()
+        },
+        provider_sync::SyncError::needs_operator,
+    )
+    .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ledger provider-sync attempts`.
+pub(crate) async fn command(
+    database_url: &str,
+    command: ProviderSyncCommand,
+) -> anyhow::Result<ExitCode> {
+    let (client, connection) = tokio_postgres::connect(database_url, tokio_postgres::NoTls)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot connect to {database_url}: is PostgreSQL running and DATABASE_URL right?"
+            )
+        })?;
+    tokio::spawn(connection);
+    match command {
+        ProviderSyncCommand::Attempts { failed, limit } => {
+            let rows =
+                provider_sync::attempts(&client, failed, limit.min(ATTEMPT_ROWS_MAX)).await?;
+            // Tab-separated, newest first: when, provider, request, outcome, status code,
+            // latency, call, call status, error, what the ledger made of the answer.
+            for row in rows {
+                let optional = |value: Option<i32>| value.map_or("-".to_owned(), |v| v.to_string());
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{} ms\tcall {} ({} {}, {})\t{}\t{}",
+                    row.started_at.format(&Rfc3339).unwrap_or_default(),
+                    row.provider,
+                    row.request,
+                    row.outcome,
+                    optional(row.status_code),
+                    optional(row.latency_ms),
+                    row.call_id,
+                    row.action,
+                    row.subscription_id,
+                    row.call_status,
+                    row.error.unwrap_or_else(|| "-".to_owned()),
+                    row.call_result.unwrap_or_else(|| "-".to_owned()),
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

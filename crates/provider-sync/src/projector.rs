@@ -1,0 +1,247 @@
+//! The `provider_sync` projector: which provider holds each subscription, and the calls the
+//! ledger owes the providers, written into the outbox in the batch's transaction.
+
+use std::collections::BTreeMap;
+
+use ledger_domain::{Event, Issuer, Provider};
+use ledger_projector::{Projected, Projector, ProjectorError};
+use time::OffsetDateTime;
+use tokio_postgres::Transaction;
+use uuid::Uuid;
+
+use crate::outbox::{Action, call_id};
+
+/// The `provider_sync` projector. It reads nothing but its own schema and the events the
+/// runtime hands it.
+#[derive(Debug, Default)]
+pub struct ProviderSyncProjector;
+
+/// A subscription and where it is held.
+#[derive(Debug, Clone)]
+struct Holder {
+    provider: Provider,
+    account_id: String,
+}
+
+/// One call for the outbox.
+#[derive(Debug)]
+struct NewCall {
+    call_id: Uuid,
+    provider: Provider,
+    action: Action,
+    customer_id: Uuid,
+    subscription_id: String,
+    account_id: String,
+    reason: String,
+    request_event_id: Uuid,
+    request_position: i64,
+    request_occurred_at: OffsetDateTime,
+    correlation_id: Option<Uuid>,
+}
+
+/// A request answered in the ledger: settles the calls of earlier requests still pending.
+#[derive(Debug)]
+struct Settle {
+    customer_id: Uuid,
+    subscription_id: String,
+    global_position: i64,
+    event_type: &'static str,
+}
+
+impl Projector for ProviderSyncProjector {
+    fn name(&self) -> &'static str {
+        "provider_sync"
+    }
+
+    fn schema_version(&self) -> i32 {
+        1
+    }
+
+    /// What it holds is provider-sync's own business.
+    fn readable_by_query(&self) -> bool {
+        false
+    }
+
+    fn schema_sql(&self) -> String {
+        include_str!("schema.sql").to_owned()
+    }
+
+    async fn apply(
+        &self,
+        transaction: &Transaction<'_>,
+        events: &[Projected],
+    ) -> Result<(), ProjectorError> {
+        let mut started: BTreeMap<(Uuid, String), Holder> = BTreeMap::new();
+        let mut calls = Vec::new();
+        let mut settles = Vec::new();
+        for projected in events {
+            let recorded = &projected.recorded;
+            let customer_id = recorded.stream_id;
+            let global_position = i64::try_from(recorded.global_position).unwrap_or(i64::MAX);
+            match &projected.event {
+                Event::SubscriptionStarted(started_event) => {
+                    started
+                        .entry((customer_id, started_event.subscription_id.clone()))
+                        .or_insert(Holder {
+                            provider: recorded.event.payment_provider_type,
+                            account_id: recorded.event.account_id.clone(),
+                        });
+                }
+                Event::CancellationRequested(request)
+                    if recorded.event.issuer == Issuer::Internal =>
+                {
+                    let key = (customer_id, request.subscription_id.clone());
+                    let holder = match started.get(&key) {
+                        Some(holder) => Some(holder.clone()),
+                        None => holder(transaction, customer_id, &request.subscription_id).await?,
+                    };
+                    let Some(holder) =
+                        holder.filter(|holder| holder.provider != Provider::Internal)
+                    else {
+                        continue;
+                    };
+                    let action = if request.at_period_end {
+                        Action::CancelAtPeriodEnd
+                    } else {
+                        Action::CancelNow
+                    };
+                    calls.push(NewCall {
+                        call_id: call_id(recorded.event.event_id),
+                        provider: holder.provider,
+                        action,
+                        customer_id,
+                        subscription_id: request.subscription_id.clone(),
+                        account_id: holder.account_id,
+                        reason: request.reason.clone(),
+                        request_event_id: recorded.event.event_id,
+                        request_position: global_position,
+                        request_occurred_at: recorded.event.occurred_at,
+                        correlation_id: recorded.event.correlation_id,
+                    });
+                }
+                Event::SubscriptionCancelled(answer) => settles.push(Settle {
+                    customer_id,
+                    subscription_id: answer.subscription_id.clone(),
+                    global_position,
+                    event_type: "subscription_cancelled",
+                }),
+                Event::CancellationFailed(answer) => settles.push(Settle {
+                    customer_id,
+                    subscription_id: answer.subscription_id.clone(),
+                    global_position,
+                    event_type: "cancellation_failed",
+                }),
+                Event::SubscriptionReactivated(answer) => settles.push(Settle {
+                    customer_id,
+                    subscription_id: answer.subscription_id.clone(),
+                    global_position,
+                    event_type: "subscription_reactivated",
+                }),
+                _ => {}
+            }
+        }
+        write_holders(transaction, &started).await?;
+        write_calls(transaction, &calls).await?;
+        for settle in &settles {
+            transaction
+                .execute(
+                    "UPDATE provider_sync_outbox.calls SET status = 'settled', done_at = now(), \
+                       leased_until = NULL, \
+                       result = 'answered in the ledger before the call: ' || $4 || ' at ' || $3 \
+                     WHERE customer_id = $1 AND subscription_id = $2 AND status = 'pending' \
+                       AND request_position < $3",
+                    &[
+                        &settle.customer_id,
+                        &settle.subscription_id,
+                        &settle.global_position,
+                        &settle.event_type,
+                    ],
+                )
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// The provider holding a subscription started in an earlier batch.
+async fn holder(
+    transaction: &Transaction<'_>,
+    customer_id: Uuid,
+    subscription_id: &str,
+) -> Result<Option<Holder>, ProjectorError> {
+    let row = transaction
+        .query_opt(
+            "SELECT provider, account_id FROM provider_sync.subscriptions \
+             WHERE customer_id = $1 AND subscription_id = $2",
+            &[&customer_id, &subscription_id],
+        )
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let provider: &str = row.try_get(0)?;
+    let provider = provider.parse().map_err(|error| ProjectorError::Apply {
+        projector: "provider_sync",
+        reason: format!("subscription {subscription_id} of {customer_id}: {error}"),
+    })?;
+    Ok(Some(Holder {
+        provider,
+        account_id: row.try_get(1)?,
+    }))
+}
+
+async fn write_holders(
+    transaction: &Transaction<'_>,
+    started: &BTreeMap<(Uuid, String), Holder>,
+) -> Result<(), ProjectorError> {
+    if started.is_empty() {
+        return Ok(());
+    }
+    let customers: Vec<Uuid> = started.keys().map(|(customer, _)| *customer).collect();
+    let subscriptions: Vec<&str> = started.keys().map(|(_, id)| id.as_str()).collect();
+    let providers: Vec<&str> = started.values().map(|h| h.provider.as_str()).collect();
+    let accounts: Vec<&str> = started.values().map(|h| h.account_id.as_str()).collect();
+    transaction
+        .execute(
+            "INSERT INTO provider_sync.subscriptions (customer_id, subscription_id, provider, \
+               account_id) \
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) \
+             ON CONFLICT DO NOTHING",
+            &[&customers, &subscriptions, &providers, &accounts],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Inserts the batch's calls; ids already in the outbox (decided before a rebuild) are
+/// skipped.
+async fn write_calls(
+    transaction: &Transaction<'_>,
+    calls: &[NewCall],
+) -> Result<(), ProjectorError> {
+    for call in calls {
+        transaction
+            .execute(
+                "INSERT INTO provider_sync_outbox.calls (call_id, provider, action, customer_id, \
+                   subscription_id, account_id, reason, request_event_id, request_position, \
+                   request_occurred_at, correlation_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                 ON CONFLICT (call_id) DO NOTHING",
+                &[
+                    &call.call_id,
+                    &call.provider.as_str(),
+                    &call.action.as_str(),
+                    &call.customer_id,
+                    &call.subscription_id,
+                    &call.account_id,
+                    &call.reason,
+                    &call.request_event_id,
+                    &call.request_position,
+                    &call.request_occurred_at,
+                    &call.correlation_id,
+                ],
+            )
+            .await?;
+    }
+    Ok(())
+}
