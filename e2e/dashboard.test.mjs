@@ -2,7 +2,7 @@
 // database `ledger_e2e`), drives headless Chromium (Debian's `chromium`, through playwright-core)
 // against the page, checks that the figures shown equal the API's, and saves screenshots to
 // target/. Run it with `just e2e` (see e2e/README.md).
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -37,7 +37,8 @@ const percent = (rate) => {
   return (text === "-0.00" ? "0.00" : text.replace(/^-/, "−")) + " %";
 };
 
-/** Starts the demo and resolves with its dashboard URL and token once it serves. */
+/** Starts the demo and resolves once it serves with its dashboard URL and token, the
+ * read-only token, ingest's URL and the `ledger send` line's program and NATS flags. */
 function startDemo() {
   const args = ["demo", "--customers", "300", "--months", "12", "--database", "ledger_e2e", "--bind", "127.0.0.1:0"];
   const child = process.env.LEDGER_BIN
@@ -52,7 +53,12 @@ function startDemo() {
       const match = output.match(/dashboard: (http:\/\/[^/\s]+)\/#token=(\S+)/);
       if (match && output.includes("serving until Ctrl-C")) {
         clearTimeout(timer);
-        resolve({ child, base: match[1], token: match[2] });
+        const readOnly = output.match(/read-only: http:\/\/\S+\/#token=(\S+)/)[1];
+        const ingest = output.match(/ingest: +(http:\/\/\S+)/)[1];
+        // The printed `ledger send` line: the program and its NATS flags, up to `send`.
+        const sendLine = output.split("\n")[output.split("\n").indexOf("send a command:") + 1].trim().split(/\s+/);
+        const send = sendLine.slice(0, sendLine.indexOf("send"));
+        resolve({ child, base: match[1], token: match[2], readOnly, ingest, send });
       }
     });
     child.on("exit", (code) => reject(new Error("the demo exited early with " + code)));
@@ -63,7 +69,7 @@ function startDemo() {
 }
 
 async function main() {
-  const { child, base, token } = await startDemo();
+  const { child, base, token, readOnly, ingest, send } = await startDemo();
   const api = async (path) => {
     const response = await fetch(base + path, { headers: { Authorization: "Bearer " + token } });
     if (!response.ok) throw new Error(path + ": HTTP " + response.status + " " + (await response.text()));
@@ -79,13 +85,19 @@ async function main() {
   try {
     const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
     const consoleErrors = [];
-    page.on("console", (message) => { if (message.type() === "error") consoleErrors.push(message.text()); });
+    // While a refusal is provoked on purpose, Chromium's own log line for its 422 is expected.
+    let expectedRefusal = false;
+    page.on("console", (message) => {
+      if (message.type() !== "error") return;
+      if (expectedRefusal && message.text().includes("status of 422")) return;
+      consoleErrors.push(message.text());
+    });
     page.on("pageerror", (error) => consoleErrors.push(String(error)));
-    // Offline: the page may only talk to the service itself.
+    // Offline: the page may only talk to the service itself and to its ingest (actions).
     const foreign = [];
     await page.route("**/*", (route) => {
       const url = new URL(route.request().url());
-      if (url.origin !== new URL(base).origin) { foreign.push(url.href); return route.abort(); }
+      if (url.origin !== new URL(base).origin && url.origin !== new URL(ingest).origin) { foreign.push(url.href); return route.abort(); }
       return route.continue();
     });
 
@@ -202,6 +214,56 @@ async function main() {
     check(deepLink === `${base}/#token=${encodeURIComponent(token)}&customer=${customer.customer_id}`, `the customer page offers its deep link ${deepLink}`);
     await page.screenshot({ path: join(screenshots, "e2e-customer.png"), fullPage: true });
 
+    // Operator actions (the token has commands:write at the demo's ingest): cancel a
+    // subscription now. It shows `processing` at once; this test then answers as the payment
+    // provider would (`confirm_cancellation`, issuer payment_provider, through NATS with
+    // `ledger send`) and the page shows `complete`.
+    check(await page.isVisible("[data-test=actions]"), "a write token sees the actions");
+    const active = detail.subscriptions.find((s) => s.status === "active" && !s.cancel_at_period_end);
+    page.once("dialog", (dialog) => dialog.accept());
+    await page.click(`button[data-action=cancel-now][data-subscription="${active.subscription_id}"]`);
+    await page.waitForSelector("[data-test=action][data-state=processing]", { timeout: 30_000 });
+    const processing = await page.$eval("[data-test=action]", (entry) => entry.textContent);
+    check(processing.includes("processing") && processing.includes("waiting for the provider's answer"), `the cancellation shows as processing: "${processing}"`);
+    await page.waitForFunction((id) => [...document.querySelectorAll("#customer-timeline tr")].some((row) => row.textContent.includes("cancellation requested") && row.textContent.includes(id)), active.subscription_id);
+    await page.screenshot({ path: join(screenshots, "e2e-action-processing.png"), fullPage: true });
+    execFileSync(send[0], [...send.slice(1), "send", "confirm_cancellation", "--customer-id", customer.customer_id,
+      "--provider", detail.provider, "--account-id", detail.account_id, "--issuer", "payment_provider",
+      "--json", JSON.stringify({ subscription_id: active.subscription_id, reason: "cancelled at the provider" })], { stdio: "inherit" });
+    await page.waitForSelector("[data-test=action][data-state=complete]", { timeout: 30_000 });
+    const complete = await page.$eval("[data-test=action]", (entry) => entry.textContent);
+    check(complete.includes("complete") && complete.includes("subscription cancelled"), `the cancellation completes: "${complete}"`);
+    await page.waitForFunction((id) => [...document.querySelectorAll("#customer-subscriptions tr")].some((row) => row.textContent.includes(id) && row.textContent.includes("canceled")), active.subscription_id, { timeout: 30_000 });
+    const after = await api("/v1/customers/" + customer.customer_id);
+    check(after.subscriptions.find((s) => s.subscription_id === active.subscription_id).status === "canceled", "the API shows the subscription canceled");
+    // A profile edit completes at once; a refused one is explained in words.
+    await page.fill("[data-test=profile-name]", "Renamed by the e2e test");
+    await page.click("[data-test=profile-save]");
+    await page.waitForFunction(() => document.querySelector("[data-test=action]").dataset.state === "complete" && document.querySelector("[data-test=action]").textContent.includes("Update profile"));
+    await page.waitForFunction(() => document.querySelector("#customer-detail").textContent.includes("Renamed by the e2e test"));
+    check(true, "a profile edit completes and the page shows the new name");
+    const other = list.items.find((c) => c.customer_id !== customer.customer_id);
+    await page.fill("[data-test=profile-email]", other.email);
+    expectedRefusal = true;
+    await page.click("[data-test=profile-save]");
+    await page.waitForSelector("[data-test=action][data-state=refused]");
+    expectedRefusal = false;
+    const refused = await page.$eval("[data-test=action][data-state=refused]", (entry) => entry.textContent);
+    check(refused.includes("The ledger refused it") && refused.includes("unique_key_taken"), `a refused action is explained: "${refused}"`);
+    await page.screenshot({ path: join(screenshots, "e2e-actions.png"), fullPage: true });
+
+    // A read-only token sees no actions (ingest would refuse it anyway: ledger-ingest's tests).
+    const readOnlyContext = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    const reader = await readOnlyContext.newPage();
+    reader.on("pageerror", (error) => consoleErrors.push(String(error)));
+    await reader.goto(`${base}/#token=${encodeURIComponent(readOnly)}&customer=${customer.customer_id}`);
+    await reader.waitForSelector("[data-test=customer-email]");
+    await reader.waitForSelector("#customer-subscriptions table");
+    const buttons = await reader.$$eval("button[data-action], [data-test=profile-save]", (elements) => elements.filter((element) => element.offsetParent !== null).length);
+    check(!(await reader.isVisible("[data-test=actions]")) && buttons === 0, `a read-only token sees no action buttons (${buttons} visible)`);
+    await reader.screenshot({ path: join(screenshots, "e2e-read-only.png"), fullPage: true });
+    await readOnlyContext.close();
+
     // The deep link opens that customer in a fresh tab (no token stored yet).
     const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
     const linked = await context.newPage();
@@ -223,7 +285,7 @@ async function main() {
     const emptyText = await page.$eval("#customers .empty", (element) => element.textContent);
     check(emptyText.startsWith("No customers in USD match") && emptyText.includes("nobody-at-all@nowhere.invalid"), `empty search explains itself: "${emptyText}"`);
 
-    check(foreign.length === 0, "no request leaves the service (works offline): " + foreign.join(", "));
+    check(foreign.length === 0, "no request leaves the service and its ingest (works offline): " + foreign.join(", "));
     check(consoleErrors.length === 0, "no errors in the browser console: " + consoleErrors.join(" | "));
   } finally {
     await browser.close();
@@ -233,7 +295,7 @@ async function main() {
     console.error(`\n${failures.length} check(s) failed`);
     process.exit(1);
   }
-  console.log(`\nall checks passed; screenshots: target/e2e-dashboard.png, target/e2e-dashboard-800.png, target/e2e-customer.png`);
+  console.log(`\nall checks passed; screenshots: target/e2e-dashboard.png, target/e2e-dashboard-800.png, target/e2e-customer.png, target/e2e-action-processing.png, target/e2e-actions.png, target/e2e-read-only.png`);
 }
 
 mkdirSync(screenshots, { recursive: true });

@@ -76,6 +76,11 @@ impl Caller<'_> {
             Err(Denied::Forbidden(scope))
         }
     }
+
+    /// The token's scopes, in the order they were configured.
+    pub fn scopes(&self) -> &[Scope] {
+        self.scopes
+    }
 }
 
 #[cfg(test)]

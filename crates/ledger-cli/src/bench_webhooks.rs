@@ -114,6 +114,7 @@ pub(crate) async fn run(args: WebhooksBenchArgs) -> anyhow::Result<()> {
             )),
             ..WebhookConfig::default()
         },
+        cors_origins: ledger_ingest::AllowedOrigins::default(),
     };
     // The server's future is not `Send`: it runs on a thread of its own, as `ledger run
     // ingest` runs it on its main thread.

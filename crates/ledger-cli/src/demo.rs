@@ -37,9 +37,13 @@ const SEND_CUSTOMERS_IN_FLIGHT_MAX: usize = 64;
 const SEND_TIMEOUT_S: u64 = 30;
 /// How long the projectors may take to catch up with the loaded history.
 const CATCH_UP_TIMEOUT_S: u64 = 600;
-/// The demo's API token (every query scope: metrics:read, customers:read, connectors:read);
-/// the service listens on 127.0.0.1 unless told otherwise.
+/// The demo's API token (every query scope: metrics:read, customers:read, connectors:read,
+/// and commands:write at the demo's ingest, so the dashboard offers operator actions);
+/// the services listen on 127.0.0.1 unless told otherwise.
 pub(crate) const DEMO_TOKEN: &str = "demo-token-change-me-0001";
+/// A read-only token (metrics:read, customers:read; unknown to ingest): its dashboard offers
+/// no actions.
+const DEMO_READ_ONLY_TOKEN: &str = "demo-read-only-token-change-me-0001";
 /// The login role the demo's query service uses: a member of `ledger_query` only.
 const DEMO_QUERY_ROLE: &str = "ledger_query_demo";
 /// Its password, for servers that ask for one (URL-safe characters).
@@ -154,6 +158,38 @@ impl ProjectorContext {
     }
 }
 
+/// Runs ingest on `listener` (on a thread of its own: its server is not `Send`, as `ledger run
+/// ingest` runs it on its main thread) until `stop`, admitting [`DEMO_TOKEN`] to send
+/// customer commands and the dashboard's origin (`http://<query address>`) to call it.
+fn spawn_ingest(
+    listener: std::net::TcpListener,
+    query_address: SocketAddr,
+    client: ledger_bus::Client,
+    stop: watch::Receiver<bool>,
+) -> std::thread::JoinHandle<anyhow::Result<()>> {
+    std::thread::spawn(move || -> anyhow::Result<()> {
+        let mut tokens = Tokens::default();
+        tokens.add(DEMO_TOKEN, &[Scope::CommandsWrite]);
+        let config = ledger_ingest::IngestConfig {
+            bind: listener.local_addr()?,
+            tokens,
+            rate_limit: Some(ledger_ingest::RATE_LIMIT_DEFAULT),
+            webhooks: ledger_ingest::WebhookConfig::default(),
+            cors_origins: ledger_ingest::AllowedOrigins::parse(&format!("http://{query_address}"))?,
+        };
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(ledger_ingest::serve_on(
+                listener,
+                config,
+                client,
+                stopped(stop),
+            ))?;
+        Ok(())
+    })
+}
+
 /// Completes when `stop` turns true.
 async fn stopped(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
@@ -213,9 +249,18 @@ pub(crate) async fn run(args: DemoArgs, targets: DemoTargets) -> anyhow::Result<
     });
     let mut tokens = Tokens::default();
     tokens.add(DEMO_TOKEN, Scope::QUERY);
+    tokens.add(
+        DEMO_READ_ONLY_TOKEN,
+        &[Scope::MetricsRead, Scope::CustomersRead],
+    );
+    // Ingest's port is taken first, so the dashboard can be told where it is.
+    let ingest_listener = std::net::TcpListener::bind(SocketAddr::new(args.bind.ip(), 0))
+        .map_err(|error| listen_error(SocketAddr::new(args.bind.ip(), 0), &error))?;
+    let ingest_address = ingest_listener.local_addr()?;
     let mut query_config = QueryConfig::new(args.bind, query_url.clone(), tokens);
     query_config.bus = bus.clone();
     query_config.ready_projections = DEMO_PROJECTIONS.to_vec();
+    query_config.ingest_url = Some(format!("http://{ingest_address}"));
     let service = QueryService::start(query_config, nats.clone()).await?;
     let (bound, bound_address) = tokio::sync::oneshot::channel();
     let server = tokio::spawn(service.serve(stopped(stop_seen.clone()), move |addresses| {
@@ -234,6 +279,12 @@ pub(crate) async fn run(args: DemoArgs, targets: DemoTargets) -> anyhow::Result<
     // wasted work.
     let client = ledger_bus::Client::new(nats.clone(), bus.clone())
         .with_request_timeout(Duration::from_secs(SEND_TIMEOUT_S));
+    let ingest = spawn_ingest(
+        ingest_listener,
+        address,
+        ledger_bus::Client::new(nats.clone(), bus.clone()),
+        stop_seen.clone(),
+    );
     let sample_webhook = demo_notify::register(&client, month_start_seconds(0) * 1_000_000).await?;
     let events_by_type = load(&args, &client).await?;
     let total: u64 = events_by_type.values().sum();
@@ -271,6 +322,7 @@ pub(crate) async fn run(args: DemoArgs, targets: DemoTargets) -> anyhow::Result<
     } else {
         print_how_to_reach(
             address,
+            ingest_address,
             &ledger_testkit::services::redact_password(&database_url),
             &ledger_bus::redact_url(services.nats_url()),
             &bus,
@@ -281,6 +333,9 @@ pub(crate) async fn run(args: DemoArgs, targets: DemoTargets) -> anyhow::Result<
     }
     let _ = stop.send(true);
     server.await??;
+    ingest
+        .join()
+        .map_err(|_| anyhow::anyhow!("the demo's ingest thread panicked"))??;
     writer.await??;
     for projector in projectors {
         projector.await??;
@@ -359,6 +414,7 @@ async fn load(
 /// registers a customer through the running demo, ready to paste.
 fn print_how_to_reach(
     address: SocketAddr,
+    ingest_address: SocketAddr,
     database_url: &str,
     nats_url: &str,
     bus: &BusConfig,
@@ -394,6 +450,12 @@ fn print_how_to_reach(
         "API:       curl -H 'Authorization: Bearer {DEMO_TOKEN}' http://{address}/v1/metrics/summary?currency=USD"
     );
     println!("OpenAPI:   http://{address}/v1/openapi.json");
+    println!(
+        "ingest:    http://{ingest_address} (operator actions from the dashboard, token {DEMO_TOKEN})"
+    );
+    println!(
+        "read-only: http://{address}/#token={DEMO_READ_ONLY_TOKEN} (a dashboard without actions)"
+    );
     println!("database:  {database_url}");
     println!(
         "NATS:      {nats_url}, subjects {}.cmd.<command>, stream {}",

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use ledger_access::Scope;
 use ledger_connectors::{stripe, xendit};
-use ledger_ingest::{IngestConfig, PaypalConfig, WebhookConfig};
+use ledger_ingest::{AllowedOrigins, IngestConfig, PaypalConfig, WebhookConfig};
 
 use crate::access;
 
@@ -28,6 +28,11 @@ pub(crate) struct IngestArgs {
     /// Commands each token may send at once after a quiet spell.
     #[arg(long, env = "LEDGER_INGEST_RATE_LIMIT_BURST", default_value_t = ledger_ingest::RATE_LIMIT_DEFAULT.burst.get())]
     rate_limit_burst: u32,
+    /// Origins of browser pages that may call the command endpoints, comma-separated: the
+    /// dashboard's (`ledger run query`'s address as the browser sees it, e.g.
+    /// `https://dashboard.example.com`). Unset: no page of another origin may.
+    #[arg(long, env = "LEDGER_INGEST_CORS_ORIGINS", default_value = "")]
+    cors_origins: String,
 }
 
 impl IngestArgs {
@@ -47,6 +52,7 @@ impl IngestArgs {
                 self.rate_limit_burst,
             )?,
             webhooks: webhooks()?,
+            cors_origins: AllowedOrigins::parse(&self.cors_origins)?,
         })
     }
 }

@@ -61,6 +61,11 @@ pub(crate) struct QueryArgs {
     /// HTTP worker threads (0: one per core).
     #[arg(long, env = "LEDGER_QUERY_WORKERS", default_value_t = 0)]
     workers: usize,
+    /// Ingest's base URL as operators' browsers reach it (e.g. `https://ingest.example.com`):
+    /// the dashboard sends operators' actions there with their token (ingest must list this
+    /// service's origin in `LEDGER_INGEST_CORS_ORIGINS`). Unset: the dashboard only reads.
+    #[arg(long, env = "LEDGER_QUERY_INGEST_URL")]
+    ingest_url: Option<String>,
 }
 
 impl QueryArgs {
@@ -90,6 +95,7 @@ impl QueryArgs {
         config.ready_lag_events_max = self.ready_lag_events_max;
         config.database_connections_max = self.database_connections_max;
         config.workers = self.workers;
+        config.ingest_url = self.ingest_url.clone();
         Ok(config)
     }
 }

@@ -9,12 +9,18 @@ use ledger_access::{Access, Scope};
 use ledger_bus::{Client, Encoding};
 use ledger_domain::proto;
 
+use crate::cors::AllowedOrigins;
 use crate::reply::{IngestError, accepted_response, echoed};
 
 /// The command `POST /v1/customers` takes.
 const REGISTER_CUSTOMER: &str = "register_customer";
 
-pub(crate) fn configure(config: &mut web::ServiceConfig, client: Client, access: Access) {
+pub(crate) fn configure(
+    config: &mut web::ServiceConfig,
+    client: Client,
+    access: Access,
+    origins: &AllowedOrigins,
+) {
     let client = web::Data::new(client);
     let access = web::Data::new(access);
     let payload = web::PayloadConfig::new(ledger_bus::COMMAND_BYTES_MAX);
@@ -24,14 +30,22 @@ pub(crate) fn configure(config: &mut web::ServiceConfig, client: Client, access:
                 .app_data(client.clone())
                 .app_data(access.clone())
                 .app_data(payload.clone())
+                .wrap(origins.middleware())
                 .route(web::post().to(register_customer)),
         )
         .service(
             web::resource("/v1/commands/{name}")
                 .app_data(client)
-                .app_data(access)
+                .app_data(access.clone())
                 .app_data(payload)
+                .wrap(origins.middleware())
                 .route(web::post().to(send_command)),
+        )
+        .service(
+            web::resource("/v1/token")
+                .app_data(access)
+                .wrap(origins.middleware())
+                .route(web::get().to(token)),
         )
         .service(web::resource("/healthz").route(web::get().to(healthz)));
 }
@@ -89,6 +103,24 @@ async fn send_command(
 ) -> HttpResponse {
     let path_name = request.match_info().get("name").unwrap_or_default();
     forward(&request, body, &client, &access, path_name).await
+}
+
+/// `GET /v1/token`: what the presented token may do here, `{"scopes": ["commands:write"]}`,
+/// so a page (the dashboard) offers only the actions ingest would accept. It sends nothing to
+/// the writer and counts against the token's rate limit. Refused like a command: no or an
+/// unknown token 401 (`unauthorized`), over the rate limit 429 (`rate_limited`), each a JSON
+/// `CommandReply { rejected }`.
+async fn token(request: HttpRequest, access: web::Data<Access>) -> HttpResponse {
+    let authorization = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok());
+    match access.admit(authorization) {
+        Ok(caller) => HttpResponse::Ok().json(serde_json::json!({
+            "scopes": caller.scopes().iter().map(|scope| scope.as_str()).collect::<Vec<_>>(),
+        })),
+        Err(denied) => IngestError::from(denied).into_response(Encoding::Json),
+    }
 }
 
 /// `GET /healthz`: 200 `ok` while the server runs. It does not ask the writer.

@@ -8,6 +8,7 @@
 //! Endpoints (see each handler's documentation):
 //! - `POST /v1/customers`: a `register_customer` command;
 //! - `POST /v1/commands/{name}`: any command, `{name}` being its kind (`refund_payment`);
+//! - `GET /v1/token`: the presented token's scopes (what a page may offer);
 //! - `POST /v1/webhooks/{stripe|paypal|xendit}`: a payment provider's webhook, verified by its
 //!   signature (no bearer token) and sent to the writer as a `ProviderDelivery`;
 //! - `GET /metrics`: Prometheus counters of the webhook deliveries by provider and outcome;
@@ -31,10 +32,12 @@
 //! issuer. Every check happens before the command is sent, so a refusal (401, 403, 429)
 //! never drops a command the writer accepted.
 
+mod cors;
 mod handlers;
 mod reply;
 mod webhooks;
 
+pub use cors::{AllowedOrigins, OriginError};
 pub use webhooks::{BODY_READ_SECONDS_MAX, PAYPAL_VERIFICATIONS_MAX, PaypalConfig, WebhookConfig};
 
 use std::future::Future;
@@ -70,16 +73,24 @@ pub struct IngestConfig {
     pub rate_limit: Option<RateLimit>,
     /// The providers' webhook secrets (`POST /v1/webhooks/{provider}`).
     pub webhooks: WebhookConfig,
+    /// The browser pages (the dashboard's origin) that may call the command endpoints and
+    /// `GET /v1/token`; empty: none (no CORS headers).
+    pub cors_origins: AllowedOrigins,
 }
 
 /// Mounts the ingest endpoints, admitting requests with `access` and forwarding commands
-/// through `client`: `App::new().configure(ledger_ingest::app_config(client, access))`. Give
-/// every worker a clone of one [`Access`], so they share the rate limits.
+/// through `client`, answering cross-origin requests from `origins` only:
+/// `App::new().configure(ledger_ingest::app_config(client, access, origins))`. Give every
+/// worker a clone of one [`Access`], so they share the rate limits.
 ///
 /// The body limit, the client and the access are attached to the ingest resources only, so
 /// other services mounted on the same `App` keep their own settings.
-pub fn app_config(client: Client, access: Access) -> impl FnOnce(&mut web::ServiceConfig) {
-    move |config| handlers::configure(config, client, access)
+pub fn app_config(
+    client: Client,
+    access: Access,
+    origins: AllowedOrigins,
+) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |config| handlers::configure(config, client, access, &origins)
 }
 
 /// Mounts the payment providers' webhook endpoints (`POST /v1/webhooks/{provider}`), which
@@ -102,18 +113,31 @@ pub async fn serve(
     client: Client,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let listener = std::net::TcpListener::bind(config.bind)?;
+    serve_on(listener, config, client, shutdown).await
+}
+
+/// [`serve`] on a listener bound beforehand (its address known before the server runs, as
+/// `ledger demo` needs to tell the dashboard); `config.bind` is not used.
+pub async fn serve_on(
+    listener: std::net::TcpListener,
+    config: IngestConfig,
+    client: Client,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let access = Access::new(config.tokens, config.rate_limit);
     config.webhooks.log_unconfigured();
     let webhooks = config.webhooks;
+    let origins = config.cors_origins;
     let server = HttpServer::new(move || {
         App::new()
-            .configure(app_config(client.clone(), access.clone()))
+            .configure(app_config(client.clone(), access.clone(), origins.clone()))
             .configure(webhook_config(client.clone(), webhooks.clone()))
     })
     .max_connections(CONNECTIONS_PER_WORKER_MAX)
     .shutdown_timeout(SHUTDOWN_TIMEOUT_SECONDS)
     .shutdown_signal(shutdown)
-    .bind(config.bind)?;
+    .listen(listener)?;
     for address in server.addrs() {
         tracing::info!(%address, "ingest listening");
     }

@@ -158,6 +158,17 @@ pub(crate) struct TimelineEvent {
     /// webhook delivery behind it: `GET /v1/provider-messages/{causation_id}` (scope
     /// `connectors:read`).
     causation_id: Option<String>,
+    /// The subscription the event is about, if any: an operator's request
+    /// (`cancellation_requested`, status `processing`) and the provider's answer
+    /// (`subscription_cancelled` complete, `cancellation_failed` failed) share it.
+    #[serde(default)]
+    subscription_id: Option<String>,
+    /// A failed event's reason as the provider gave it (`cancellation_failed`,
+    /// `payment_failed`), e.g. `resource_missing`.
+    #[serde(default)]
+    failure_code: Option<String>,
+    #[serde(default)]
+    failure_message: Option<String>,
 }
 
 /// A page of a customer's events, newest first.
@@ -390,7 +401,8 @@ const TIMELINE_SQL: &str = concat!(
     " FROM (SELECT t.global_position, ",
     iso!("t.occurred_at"),
     " AS occurred_at, t.event_type, t.status, t.issuer,",
-    " t.payment_provider_type AS provider, t.amount_minor, t.currency, t.causation_id",
+    " t.payment_provider_type AS provider, t.amount_minor, t.currency, t.causation_id,",
+    " t.subscription_id, t.failure_code, t.failure_message",
     " FROM customers.timeline t WHERE t.customer_id = $1",
     " AND ($2::bigint IS NULL OR t.global_position < $2)",
     " ORDER BY t.global_position DESC LIMIT $3) page)"

@@ -42,6 +42,7 @@ use futures_util::StreamExt;
 use ledger_access::Access;
 use ledger_bus::BusConfig;
 
+pub use dashboard::IngestUrlError;
 pub use error::{ApiError, ErrorBody};
 pub use ledger_access::{RateLimit, Scope, Tokens, TokensError};
 pub use positions::Projection;
@@ -93,6 +94,10 @@ pub struct QueryConfig {
     pub checkpoint_poll_interval: Duration,
     /// HTTP worker threads (0: one per core).
     pub workers: usize,
+    /// Ingest's base URL as the operators' browsers reach it (`LEDGER_QUERY_INGEST_URL`), e.g.
+    /// `https://ingest.example.com`: the dashboard sends an operator's actions there with the
+    /// operator's token. `None`: the dashboard offers no actions.
+    pub ingest_url: Option<String>,
 }
 
 impl QueryConfig {
@@ -113,6 +118,7 @@ impl QueryConfig {
             ready_projections: Projection::ALL.to_vec(),
             checkpoint_poll_interval: Duration::from_secs(2),
             workers: 0,
+            ingest_url: None,
         }
     }
 }
@@ -122,6 +128,8 @@ impl QueryConfig {
 pub enum QueryError {
     #[error("LEDGER_QUERY_DATABASE_URL `{url}` is not a PostgreSQL URL: {reason}")]
     DatabaseUrl { url: String, reason: String },
+    #[error(transparent)]
+    IngestUrl(#[from] IngestUrlError),
     #[error("cannot build the database pool: {0}")]
     Pool(String),
     #[error("cannot subscribe to projection announcements on NATS: {0}")]
@@ -152,6 +160,7 @@ pub(crate) struct State {
     pub(crate) cache: AnswerCache,
     pub(crate) requests: RequestMetrics,
     pub(crate) nats: async_nats::Client,
+    pub(crate) page: dashboard::Page,
     pub(crate) config: QueryConfig,
 }
 
@@ -224,6 +233,7 @@ impl QueryService {
         config: QueryConfig,
         nats: async_nats::Client,
     ) -> Result<QueryService, QueryError> {
+        let page = dashboard::Page::new(config.ingest_url.as_deref())?;
         let pg_config: tokio_postgres::Config =
             config
                 .database_url
@@ -261,6 +271,7 @@ impl QueryService {
             cache: AnswerCache::new(config.cache_bytes_max, config.cache_ttl),
             requests: RequestMetrics::default(),
             nats,
+            page,
             config,
         });
         if let Err(error) = state.poll_checkpoints().await {

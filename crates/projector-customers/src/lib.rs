@@ -46,8 +46,9 @@ impl Projector for CustomersProjector {
     fn schema_version(&self) -> i32 {
         // 2: stale changes of a subscription are ignored, never-paid past-due subscriptions
         // count no MRR (decisions 0014, 0015). 3: the timeline keeps each event's causation id
-        // (a provider event's inbox row).
-        3
+        // (a provider event's inbox row). 4: and its subscription id and failure reason (the
+        // dashboard pairs an operator's request with the provider's answer).
+        4
     }
 
     fn readable_by_query(&self) -> bool {

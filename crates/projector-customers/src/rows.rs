@@ -47,6 +47,9 @@ struct TimelineRow {
     currency: Option<String>,
     /// The event's cause: for a provider's, the inbox row of the webhook delivery.
     causation_id: Option<Uuid>,
+    subscription_id: Option<String>,
+    failure_code: Option<String>,
+    failure_message: Option<String>,
 }
 
 /// Paid and refunded minor units of succeeded payments, by currency: exact sums (`i128` here,
@@ -120,6 +123,7 @@ impl Rows {
         self.last_events
             .insert(customer_id, (global_position, envelope.occurred_at));
         let amount = event_amount(&projected.event);
+        let failure = event_failure(&projected.event);
         self.timeline.push(TimelineRow {
             customer_id,
             global_position,
@@ -131,6 +135,9 @@ impl Rows {
             amount_minor: amount.map(|money| money.amount_minor),
             currency: amount.map(|money| money.currency.clone()),
             causation_id: envelope.causation_id,
+            subscription_id: event_subscription(&projected.event).map(str::to_owned),
+            failure_code: failure.map(|(code, _)| code.to_owned()),
+            failure_message: failure.map(|(_, message)| message.to_owned()),
         });
     }
 
@@ -377,7 +384,8 @@ impl Rows {
         let sink = transaction
             .copy_in(
                 "COPY customers.timeline (customer_id, global_position, occurred_at, event_type, \
-                   status, issuer, payment_provider_type, amount_minor, currency, causation_id) \
+                   status, issuer, payment_provider_type, amount_minor, currency, causation_id, \
+                   subscription_id, failure_code, failure_message) \
                  FROM STDIN (FORMAT binary)",
             )
             .await?;
@@ -394,6 +402,9 @@ impl Rows {
                 Type::INT8,
                 Type::TEXT,
                 Type::UUID,
+                Type::TEXT,
+                Type::TEXT,
+                Type::TEXT,
             ],
         ));
         for row in &self.timeline {
@@ -410,6 +421,9 @@ impl Rows {
                     &row.amount_minor,
                     &row.currency,
                     &row.causation_id,
+                    &row.subscription_id,
+                    &row.failure_code,
+                    &row.failure_message,
                 ])
                 .await?;
         }
@@ -533,6 +547,35 @@ fn event_amount(event: &Event) -> Option<&proto::Money> {
         Event::PaymentFailed(payment) => payment.amount.as_ref(),
         Event::PaymentRefunded(refund) => refund.amount.as_ref(),
         Event::DisputeOpened(dispute) => dispute.amount.as_ref(),
+        _ => None,
+    }
+}
+
+/// The subscription an event is about, if any.
+fn event_subscription(event: &Event) -> Option<&str> {
+    let id = match event {
+        Event::SubscriptionStarted(body) => &body.subscription_id,
+        Event::TrialConverted(body) => &body.subscription_id,
+        Event::PlanChanged(body) => &body.subscription_id,
+        Event::CancellationRequested(body) => &body.subscription_id,
+        Event::SubscriptionCancelled(body) => &body.subscription_id,
+        Event::CancellationFailed(body) => &body.subscription_id,
+        Event::SubscriptionPaused(body) => &body.subscription_id,
+        Event::SubscriptionResumed(body) => &body.subscription_id,
+        Event::SubscriptionReactivated(body) => &body.subscription_id,
+        Event::InvoiceIssued(body) => &body.subscription_id,
+        Event::PaymentSucceeded(body) => &body.subscription_id,
+        Event::PaymentFailed(body) => &body.subscription_id,
+        _ => return None,
+    };
+    Some(id.as_str()).filter(|id| !id.is_empty())
+}
+
+/// A failed event's code and message, as the provider gave them.
+fn event_failure(event: &Event) -> Option<(&str, &str)> {
+    match event {
+        Event::CancellationFailed(body) => Some((&body.failure_code, &body.failure_message)),
+        Event::PaymentFailed(body) => Some((&body.failure_code, &body.failure_message)),
         _ => None,
     }
 }

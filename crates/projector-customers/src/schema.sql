@@ -73,5 +73,10 @@ CREATE TABLE timeline (
     currency              text,
     -- The event's causation_id: for a provider's event, the provider_inbox row of its webhook.
     causation_id          uuid,
+    -- The subscription the event is about, if any (pairs a request with its outcome).
+    subscription_id       text,
+    -- A failed event's reason as the provider gave it (cancellation_failed, payment_failed).
+    failure_code          text,
+    failure_message       text,
     PRIMARY KEY (customer_id, global_position)
 );

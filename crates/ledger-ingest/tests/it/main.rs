@@ -3,6 +3,7 @@
 //! endpoints with `actix_web::test::init_service`, admitting the tokens below.
 
 mod accepted;
+mod dashboard;
 mod refused;
 mod security;
 mod webhooks;
@@ -71,9 +72,17 @@ macro_rules! ingest_app {
         ingest_app!($client, None)
     };
     ($client:expr, $rate_limit:expr) => {
+        ingest_app!(
+            $client,
+            $rate_limit,
+            ledger_ingest::AllowedOrigins::default()
+        )
+    };
+    ($client:expr, $rate_limit:expr, $origins:expr) => {
         actix_web::test::init_service(actix_web::App::new().configure(ledger_ingest::app_config(
             $client,
             $crate::access($rate_limit),
+            $origins,
         )))
         .await
     };

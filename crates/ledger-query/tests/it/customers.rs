@@ -236,6 +236,105 @@ async fn timeline_lists_events_newest_first_in_pages() {
     assert_eq!(unknown.error().0, StatusCode::NOT_FOUND);
 }
 
+/// What the dashboard follows after an operator's cancellation: the request (`processing`) and
+/// the provider's answer (`failed` with its reason, or `complete`) on the timeline, paired by
+/// their subscription.
+#[actix_web::test]
+async fn timeline_pairs_a_cancellation_request_with_the_providers_answer() {
+    use ledger_domain::proto::{self, command::Kind};
+    let (query, history) = loaded().await;
+    let app = app!(query);
+    let client = query.ledger.client();
+    let mut step = 0;
+    let mut send = async |kind: Kind, issuer: proto::Issuer| {
+        step += 1;
+        let mut command =
+            ledger_testkit::commands::command(&format!("dashboard:{step}"), &history.ada, kind);
+        let metadata = command.metadata.as_mut().expect("metadata");
+        metadata.issuer = issuer as i32;
+        metadata.occurred_at_unix_micros += step * 1_000_000;
+        let accepted = client.send(&command).await.expect("accepted");
+        let position = accepted.events.last().expect("an event").global_position;
+        let page = get!(
+            app,
+            &format!(
+                "/v1/customers/{}/timeline?limit=1&min_position={position}",
+                history.ada
+            )
+        );
+        assert_eq!(page.status, StatusCode::OK, "{}", page.json);
+        let item = &page.json["items"][0];
+        assert_eq!(item["global_position"], json!(position));
+        (
+            item["event_type"].as_str().expect("type").to_owned(),
+            item["status"].as_str().expect("status").to_owned(),
+            item["subscription_id"].clone(),
+            item["failure_code"].clone(),
+            item["failure_message"].clone(),
+        )
+    };
+    let request = || {
+        Kind::RequestCancellation(proto::CancellationRequested {
+            subscription_id: "sub_1".to_owned(),
+            at_period_end: false,
+            reason: "requested by an operator from the dashboard".to_owned(),
+        })
+    };
+    let processing = (
+        "cancellation_requested".to_owned(),
+        "processing".to_owned(),
+        json!("sub_1"),
+        json!(null),
+        json!(null),
+    );
+    assert_eq!(send(request(), proto::Issuer::Internal).await, processing);
+    let refusal = Kind::FailCancellation(proto::CancellationFailed {
+        subscription_id: "sub_1".to_owned(),
+        failure_code: "resource_missing".to_owned(),
+        failure_message: "No such subscription: 'sub_1'".to_owned(),
+    });
+    assert_eq!(
+        send(refusal, proto::Issuer::PaymentProvider).await,
+        (
+            "cancellation_failed".to_owned(),
+            "failed".to_owned(),
+            json!("sub_1"),
+            json!("resource_missing"),
+            json!("No such subscription: 'sub_1'"),
+        )
+    );
+    assert_eq!(send(request(), proto::Issuer::Internal).await, processing);
+    let confirmation = Kind::ConfirmCancellation(proto::SubscriptionCancelled {
+        subscription_id: "sub_1".to_owned(),
+        reason: String::new(),
+    });
+    assert_eq!(
+        send(confirmation, proto::Issuer::PaymentProvider).await,
+        (
+            "subscription_cancelled".to_owned(),
+            "complete".to_owned(),
+            json!("sub_1"),
+            json!(null),
+            json!(null),
+        )
+    );
+    // Events about no subscription carry none.
+    let profile = Kind::UpdateCustomerProfile(proto::CustomerProfileUpdated {
+        email: None,
+        name: Some("Ada King".to_owned()),
+    });
+    assert_eq!(
+        send(profile, proto::Issuer::Internal).await,
+        (
+            "customer_profile_updated".to_owned(),
+            "complete".to_owned(),
+            json!(null),
+            json!(null),
+            json!(null),
+        )
+    );
+}
+
 #[actix_web::test]
 async fn malformed_parameters_are_refused_by_name() {
     let query = Query::start(Setup::default()).await;

@@ -392,3 +392,58 @@ async fn a_token_over_its_rate_limit_gets_429_with_retry_after_and_other_tokens_
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     assert_eq!(get!(app, path, Some(TOKEN_METRICS)).status, StatusCode::OK);
 }
+
+/// The dashboard learns ingest's address from the page, and its Content-Security-Policy lets
+/// it connect there and nowhere else; without the setting the page has no address to send to.
+#[actix_web::test]
+async fn the_dashboard_page_names_the_configured_ingest_and_may_connect_only_there() {
+    let query = Query::start(Setup::default()).await;
+    let page = |service: &QueryService| {
+        let config = service.app_config();
+        async move {
+            let app = actix_web::test::init_service(actix_web::App::new().configure(config)).await;
+            let response = actix_web::test::call_service(
+                &app,
+                actix_web::test::TestRequest::get().uri("/").to_request(),
+            )
+            .await;
+            assert_eq!(response.status(), StatusCode::OK);
+            let policy = response
+                .headers()
+                .get("Content-Security-Policy")
+                .expect("a policy")
+                .to_str()
+                .expect("text")
+                .to_owned();
+            let body = actix_web::test::read_body(response).await;
+            (policy, String::from_utf8(body.to_vec()).expect("UTF-8"))
+        }
+    };
+    let (policy, html) = page(&query.service).await;
+    assert!(policy.contains("connect-src 'self';"), "{policy}");
+    assert!(html.contains(r#"<meta name="ledger-ingest-url" content="">"#));
+
+    let mut config = query.config.clone();
+    config.ingest_url = Some("https://ingest.example.com/".to_owned());
+    let service = QueryService::start(config, query.ledger.nats.clone())
+        .await
+        .expect("query service");
+    let (policy, html) = page(&service).await;
+    assert!(
+        policy.contains("connect-src 'self' https://ingest.example.com;"),
+        "{policy}"
+    );
+    assert!(
+        html.contains(r#"<meta name="ledger-ingest-url" content="https://ingest.example.com">"#)
+    );
+
+    let mut config = query.config.clone();
+    config.ingest_url = Some("ingest.example.com".to_owned());
+    let error = QueryService::start(config, query.ledger.nats.clone())
+        .await
+        .expect_err("not a URL");
+    assert!(
+        error.to_string().contains("LEDGER_QUERY_INGEST_URL"),
+        "{error}"
+    );
+}
