@@ -97,6 +97,7 @@ impl Ingest {
                 stripe: Some(WebhookSecrets::new(&[SECRET], TOLERANCE_SECONDS)),
                 ..WebhookConfig::default()
             },
+            cors_origins: ledger_ingest::AllowedOrigins::default(),
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
