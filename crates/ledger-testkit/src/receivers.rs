@@ -151,7 +151,19 @@ impl Drop for HttpReceiver {
     }
 }
 
-async fn serve(mut stream: TcpStream, script: Arc<Mutex<Script>>) {
+/// One HTTP request as read by [`read_request`].
+#[derive(Debug)]
+pub struct HttpRequest {
+    pub method: String,
+    pub path: String,
+    /// Header names in lower case.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// Reads one HTTP/1.1 request (head and a `Content-Length` body, at most 1 MiB) from `stream`;
+/// `None` when the peer closes or sends more. Header names in lower case.
+pub async fn read_request(stream: &mut TcpStream) -> Option<HttpRequest> {
     let mut buffer = Vec::new();
     let mut chunk = [0u8; 8192];
     let header_end = loop {
@@ -159,11 +171,11 @@ async fn serve(mut stream: TcpStream, script: Arc<Mutex<Script>>) {
             break end;
         }
         match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => return None,
             Ok(read) => buffer.extend_from_slice(&chunk[..read]),
         }
         if buffer.len() > REQUEST_BYTES_MAX {
-            return;
+            return None;
         }
     };
     let head = String::from_utf8_lossy(&buffer[..header_end]).to_string();
@@ -184,10 +196,28 @@ async fn serve(mut stream: TcpStream, script: Arc<Mutex<Script>>) {
     let mut body = buffer[header_end + 4..].to_vec();
     while body.len() < length {
         match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => return None,
             Ok(read) => body.extend_from_slice(&chunk[..read]),
         }
     }
+    Some(HttpRequest {
+        method,
+        path,
+        headers,
+        body,
+    })
+}
+
+async fn serve(mut stream: TcpStream, script: Arc<Mutex<Script>>) {
+    let Some(HttpRequest {
+        method,
+        path,
+        headers,
+        body,
+    }) = read_request(&mut stream).await
+    else {
+        return;
+    };
     let answer = {
         let Ok(mut script) = script.lock() else {
             return;

@@ -11,7 +11,7 @@ use ledger_domain::proto::{self, command::Kind};
 use ledger_testkit::commands::{NOW_MICROS, metadata, register, start_subscription};
 use ledger_testkit::ledger::{TestLedger, eventually};
 use ledger_testkit::localstripe::LocalStripe;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 /// How long the process may take to start, call and record.
@@ -97,38 +97,15 @@ async fn forward(
     kill: &AtomicBool,
     pid: &AtomicU32,
 ) {
-    let mut buffer = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let header_end = loop {
-        if let Some(end) = buffer.windows(4).position(|window| window == b"\r\n\r\n") {
-            break end;
-        }
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(read) => buffer.extend_from_slice(&chunk[..read]),
-        }
+    let Some(ledger_testkit::receivers::HttpRequest {
+        method,
+        path,
+        headers,
+        body,
+    }) = ledger_testkit::receivers::read_request(&mut stream).await
+    else {
+        return;
     };
-    let head = String::from_utf8_lossy(&buffer[..header_end]).to_string();
-    let mut lines = head.split("\r\n");
-    let mut request_line = lines.next().unwrap_or_default().split(' ');
-    let method = request_line.next().unwrap_or_default().to_owned();
-    let path = request_line.next().unwrap_or_default().to_owned();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
-        .collect();
-    let length = headers
-        .iter()
-        .find(|(name, _)| name == "content-length")
-        .and_then(|(_, value)| value.parse::<usize>().ok())
-        .unwrap_or(0);
-    let mut body = buffer[header_end + 4..].to_vec();
-    while body.len() < length {
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(read) => body.extend_from_slice(&chunk[..read]),
-        }
-    }
     requests
         .lock()
         .expect("requests")
