@@ -18,8 +18,11 @@
 //! - [`StreamStates`] keeps per-customer states between batches for projectors that derive
 //!   rows from them, and replays the ones a batch misses from the store in one query.
 //!
+//! - [`alongside`] runs a projector and the worker acting on its records in one process.
+//!
 //! It reads the event table only through `ledger-store`, and knows nothing about HTTP.
 
+mod alongside;
 mod checkpoint;
 mod runtime;
 mod states;
@@ -32,6 +35,7 @@ use ledger_store::{RecordedEvent, Store, StoreError};
 use tokio_postgres::Transaction;
 use uuid::Uuid;
 
+pub use alongside::{Stop, alongside};
 pub use checkpoint::checkpoints;
 pub use runtime::{ProjectorConfig, replay, run, run_or_rebuild};
 pub use states::StreamStates;

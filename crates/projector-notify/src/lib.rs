@@ -103,50 +103,35 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
     progress: impl FnMut(u64),
 ) -> Result<(), NotifyError> {
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let wait = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = stopped.wait_for(|stop| *stop).await;
-    };
     let projector = NotifyProjector::new(store, rules);
-    let projecting = async {
-        let result = if replay {
-            ledger_projector::replay(
-                projector,
-                database_url,
-                nats,
-                projector_config,
-                wait(stopped.clone()),
-                progress,
-            )
-            .await
-        } else {
-            ledger_projector::run(
-                projector,
-                database_url,
-                nats,
-                projector_config,
-                wait(stopped.clone()),
-                progress,
-            )
-            .await
-        };
-        // A projector that stops (or fails) stops the worker too.
-        let _ = stop.send(true);
-        result
-    };
-    let delivering = async {
-        let result = run_worker(database_url, delivery_config, wait(stopped.clone())).await;
-        let _ = stop.send(true);
-        result
-    };
-    let signal = async {
-        tokio::select! {
-            () = shutdown => {}
-            () = wait(stopped.clone()) => {}
-        }
-        let _ = stop.send(true);
-    };
-    let (projected, delivered, ()) = tokio::join!(projecting, delivering, signal);
+    let (projected, delivered) = ledger_projector::alongside(
+        shutdown,
+        |stop| async move {
+            if replay {
+                ledger_projector::replay(
+                    projector,
+                    database_url,
+                    nats,
+                    projector_config,
+                    stop.wait(),
+                    progress,
+                )
+                .await
+            } else {
+                ledger_projector::run(
+                    projector,
+                    database_url,
+                    nats,
+                    projector_config,
+                    stop.wait(),
+                    progress,
+                )
+                .await
+            }
+        },
+        |stop| run_worker(database_url, delivery_config, stop.wait()),
+    )
+    .await;
     projected?;
     delivered
 }

@@ -93,46 +93,32 @@ pub async fn run(
 ) -> Result<(), SyncError> {
     let store = ledger_store::Store::connect(database_url).map_err(ProjectorError::from)?;
     let table_last = store.last_position().await.map_err(ProjectorError::from)?;
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let wait = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = stopped.wait_for(|stop| *stop).await;
-    };
     let commands = ledger_bus::Client::new(nats.clone(), projector_config.bus.clone());
-    let projecting = async {
-        let result = ledger_projector::run_or_rebuild(
-            ProviderSyncProjector,
-            database_url,
-            nats,
-            projector_config,
-            wait(stopped.clone()),
-            progress,
-            replay,
-        )
-        .await;
-        let _ = stop.send(true);
-        result
-    };
-    let calling = async {
-        let result = run_worker(
-            database_url,
-            apis,
-            commands,
-            config,
-            table_last,
-            wait(stopped.clone()),
-        )
-        .await;
-        let _ = stop.send(true);
-        result
-    };
-    let signal = async {
-        tokio::select! {
-            () = shutdown => {}
-            () = wait(stopped.clone()) => {}
-        }
-        let _ = stop.send(true);
-    };
-    let (projected, called, ()) = tokio::join!(projecting, calling, signal);
+    let (projected, called) = ledger_projector::alongside(
+        shutdown,
+        |stop| {
+            ledger_projector::run_or_rebuild(
+                ProviderSyncProjector,
+                database_url,
+                nats,
+                projector_config,
+                stop.wait(),
+                progress,
+                replay,
+            )
+        },
+        |stop| {
+            run_worker(
+                database_url,
+                apis,
+                commands,
+                config,
+                table_last,
+                stop.wait(),
+            )
+        },
+    )
+    .await;
     projected?;
     called
 }
