@@ -106,28 +106,16 @@ pub async fn run(
     let projector = NotifyProjector::new(store, rules);
     let (projected, delivered) = ledger_projector::alongside(
         shutdown,
-        |stop| async move {
-            if replay {
-                ledger_projector::replay(
-                    projector,
-                    database_url,
-                    nats,
-                    projector_config,
-                    stop.wait(),
-                    progress,
-                )
-                .await
-            } else {
-                ledger_projector::run(
-                    projector,
-                    database_url,
-                    nats,
-                    projector_config,
-                    stop.wait(),
-                    progress,
-                )
-                .await
-            }
+        |stop| {
+            ledger_projector::run_or_rebuild(
+                projector,
+                database_url,
+                nats,
+                projector_config,
+                stop.wait(),
+                progress,
+                replay,
+            )
         },
         |stop| run_worker(database_url, delivery_config, stop.wait()),
     )
