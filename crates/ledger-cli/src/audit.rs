@@ -90,10 +90,7 @@ pub(crate) async fn verify(
             copies_intact &= compare(&store, &head, &copy, &mut report).await?;
         }
     }
-    let (client, connection) = tokio_postgres::connect(database_url, tokio_postgres::NoTls)
-        .await
-        .with_context(|| format!("cannot connect to {database_url} to read checkpoints"))?;
-    tokio::spawn(connection);
+    let client = crate::database::connect(database_url).await?;
     let checkpoints = ledger_projector::checkpoints(&client).await?;
     if checkpoints.is_empty() {
         writeln!(report, "  projector checkpoints: none in this database")?;

@@ -75,10 +75,7 @@ pub(crate) async fn run(database_url: &str, command: FxCommand) -> anyhow::Resul
         })?;
         rates.push(rate);
     }
-    let (mut client, connection) = tokio_postgres::connect(database_url, tokio_postgres::NoTls)
-        .await
-        .with_context(|| format!("cannot connect to {database_url}: is DATABASE_URL right?"))?;
-    tokio::spawn(connection);
+    let mut client = crate::database::connect(database_url).await?;
     let transaction = client.transaction().await?;
     let days: Vec<Date> = rates.iter().map(|rate| rate.day).collect();
     let currencies: Vec<&str> = rates.iter().map(|rate| rate.currency.code()).collect();

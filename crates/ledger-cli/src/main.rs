@@ -13,6 +13,7 @@ mod bench_query;
 mod bench_webhooks;
 mod bench_writer;
 mod connectors;
+mod database;
 mod demo;
 mod demo_notify;
 mod fx;
@@ -349,16 +350,7 @@ async fn run(cli: Cli, demo_targets: demo::DemoTargets) -> anyhow::Result<ExitCo
         |component| ledger_bus::connect_service(&cli.nats_url, &nats_auth, component);
     match cli.command {
         Command::Migrate => {
-            let (mut client, connection) =
-                tokio_postgres::connect(&cli.database_url, tokio_postgres::NoTls)
-                    .await
-                    .with_context(|| {
-                        format!(
-                            "cannot connect to {}: is PostgreSQL running and DATABASE_URL right?",
-                            cli.database_url
-                        )
-                    })?;
-            tokio::spawn(connection);
+            let mut client = database::connect(&cli.database_url).await?;
             ledger_store::migrate(&mut client).await?;
             tracing::info!("migrations applied");
             Ok(ExitCode::SUCCESS)

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Context;
 use ledger_secrets::SecretKeys;
 use projector_notify::{
     AllowedTarget, DELIVERY_ROWS_MAX, DeliveryConfig, EgressPolicy, SMTP_PORTS_DEFAULT,
@@ -109,14 +108,7 @@ impl SecretsArgs {
 }
 
 pub(crate) async fn run(database_url: &str, command: NotifyCommand) -> anyhow::Result<ExitCode> {
-    let (mut client, connection) = tokio_postgres::connect(database_url, tokio_postgres::NoTls)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot connect to {database_url}: is PostgreSQL running and DATABASE_URL right?"
-            )
-        })?;
-    tokio::spawn(connection);
+    let mut client = crate::database::connect(database_url).await?;
     projector_notify::ensure_outbox(&mut client).await?;
     match command {
         NotifyCommand::List => {

@@ -4,7 +4,6 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use futures_util::FutureExt;
 use indicatif::MultiProgress;
 use provider_sync::{
@@ -152,14 +151,7 @@ pub(crate) async fn command(
     database_url: &str,
     command: ProviderSyncCommand,
 ) -> anyhow::Result<ExitCode> {
-    let (client, connection) = tokio_postgres::connect(database_url, tokio_postgres::NoTls)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot connect to {database_url}: is PostgreSQL running and DATABASE_URL right?"
-            )
-        })?;
-    tokio::spawn(connection);
+    let client = crate::database::connect(database_url).await?;
     match command {
         ProviderSyncCommand::Attempts { failed, limit } => {
             let rows =
