@@ -145,10 +145,11 @@ async fn run_locked<P: Projector>(
 
     // Catch up from the table: everything appended before the consumer starts.
     let table_last = store.last_position().await?;
-    applier
+    let stopped = applier
         .catch_up_from_table(&store, table_last, config, &mut progress, &mut shutdown)
         .await?;
-    if (&mut shutdown).now_or_never().is_some() {
+    // `shutdown` is polled again only if it has not completed: a completed future must not be.
+    if stopped || (&mut shutdown).now_or_never().is_some() {
         return Ok(());
     }
 
@@ -288,8 +289,9 @@ struct Applier<P> {
 }
 
 impl<P: Projector> Applier<P> {
-    /// Applies table pages until the checkpoint reaches `target` (or shutdown). The next page
-    /// is read and decoded by another task while the current one is applied.
+    /// Applies table pages until the checkpoint reaches `target`, or `shutdown` completes
+    /// (then `true`: the caller must not poll `shutdown` again). The next page is read and
+    /// decoded by another task while the current one is applied.
     async fn catch_up_from_table(
         &mut self,
         store: &Store,
@@ -297,7 +299,7 @@ impl<P: Projector> Applier<P> {
         config: &ProjectorConfig,
         progress: &mut impl FnMut(u64),
         shutdown: &mut (impl Future<Output = ()> + Unpin),
-    ) -> Result<(), ProjectorError> {
+    ) -> Result<bool, ProjectorError> {
         let (sender, mut pages) = mpsc::channel(PAGES_AHEAD);
         // The reader stops when `pages` is dropped, on every way out of this function.
         tokio::spawn(read_pages(
@@ -309,12 +311,12 @@ impl<P: Projector> Applier<P> {
         ));
         while let Some(page) = pages.recv().await {
             if shutdown.now_or_never().is_some() {
-                return Ok(());
+                return Ok(true);
             }
             self.apply(page?).await?;
             progress(self.checkpoint);
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Applies what the stream delivered: skips positions at or below the checkpoint

@@ -205,6 +205,38 @@ async fn a_stream_from_another_event_table_is_refused() {
     their_writer.stop().await.expect("writer");
 }
 
+/// A shutdown that completes while the projector catches up from the table stops it: the
+/// runtime once polled the completed shutdown future again ("`async fn` resumed after
+/// completion"), which `ledger run provider-sync` hit when its worker stopped at start.
+#[tokio::test]
+async fn a_shutdown_during_the_table_catch_up_stops_the_projector() {
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    send_registrations(&ledger, "early", 3).await;
+    writer.stop().await.expect("writer");
+
+    let database_url = ledger.database().url().to_owned();
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(20),
+        ledger_projector::run(
+            Audit,
+            &database_url,
+            ledger.nats.clone(),
+            &config(&ledger),
+            async {},
+            |_| {},
+        ),
+    )
+    .await
+    .expect("the projector stops at once");
+    assert!(outcome.is_ok(), "{outcome:?}");
+    assert_eq!(
+        applied_positions(&ledger).await,
+        Vec::<i64>::new(),
+        "stopped before the first page"
+    );
+}
+
 #[tokio::test]
 async fn a_projector_killed_mid_stream_resumes_to_the_same_tables_as_a_fresh_rebuild() {
     projector_faults::killed_mid_stream_resumes_to_a_fresh_rebuild(|_| Audit).await;
