@@ -61,16 +61,19 @@ impl IngestArgs {
 pub(crate) const PAYPAL_API_BASE_DEFAULT: &str = "https://api-m.paypal.com";
 
 /// Environment variable `name`, else the contents of the file named by `<name>_FILE` (trailing
-/// newlines dropped), else `None`. Both set is an error.
+/// newlines dropped), else `None`. Both set is an error. An empty value counts as unset (an
+/// empty secret is a variable that expanded to nothing, never a key), in either place.
 pub(crate) fn setting(name: &str) -> anyhow::Result<Option<String>> {
     let file_variable = format!("{name}_FILE");
-    match (std::env::var(name).ok(), std::env::var(&file_variable).ok()) {
+    let non_empty = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+    match (non_empty(name), non_empty(&file_variable)) {
         (Some(_), Some(_)) => anyhow::bail!("set {name} or {file_variable}, not both"),
         (Some(value), None) => Ok(Some(value)),
         (None, Some(path)) => {
             let value = std::fs::read_to_string(&path)
                 .with_context(|| format!("cannot read {file_variable} {path}"))?;
-            Ok(Some(value.trim_end_matches(['\r', '\n']).to_owned()))
+            let value = value.trim_end_matches(['\r', '\n']);
+            Ok((!value.is_empty()).then(|| value.to_owned()))
         }
         (None, None) => Ok(None),
     }
