@@ -184,7 +184,7 @@ async fn timed(
     }
     for clients in SENDER_COUNTS {
         let (commands, latencies, elapsed) = crate::bench_writer::load(
-            client,
+            std::slice::from_ref(client),
             clients,
             duration,
             &format!("{run_id}-commands-{clients}"),
