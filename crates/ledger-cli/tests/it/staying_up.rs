@@ -12,17 +12,18 @@ use ledger_testkit::services::{
     PrivateNats, PrivatePostgres, start_private_nats, start_private_postgres,
 };
 
-/// Private servers and the ledger's processes on them, killed on drop.
-struct Deployment {
-    postgres: PrivatePostgres,
-    nats: PrivateNats,
-    children: Vec<Child>,
+/// Private servers and the ledger's processes on them, killed on drop (also used by
+/// [`super::chaos`]).
+pub(super) struct Deployment {
+    pub(super) postgres: PrivatePostgres,
+    pub(super) nats: PrivateNats,
+    pub(super) children: Vec<Child>,
     bus: BusConfig,
     log_dir: std::path::PathBuf,
 }
 
 impl Deployment {
-    async fn start() -> Deployment {
+    pub(super) async fn start() -> Deployment {
         let postgres = start_private_postgres().await.expect("private PostgreSQL");
         let nats = start_private_nats().await.expect("private nats-server");
         let log_dir = std::env::temp_dir().join(ledger_testkit::unique_name("staying-up"));
@@ -43,7 +44,7 @@ impl Deployment {
         deployment
     }
 
-    fn ledger(&self, args: &[&str]) -> Command {
+    pub(super) fn ledger(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_ledger"));
         command
             .args(args)
@@ -55,10 +56,16 @@ impl Deployment {
     }
 
     /// Starts `ledger <args>` in the background; its stderr goes to `<log>.log`.
-    fn spawn(&mut self, log: &str, args: &[&str]) -> usize {
+    pub(super) fn spawn(&mut self, log: &str, args: &[&str]) -> usize {
+        self.spawn_with(log, args, &[])
+    }
+
+    /// [`Deployment::spawn`] with these environment variables added.
+    pub(super) fn spawn_with(&mut self, log: &str, args: &[&str], env: &[(&str, &str)]) -> usize {
         let file = std::fs::File::create(self.log_dir.join(format!("{log}.log"))).expect("log");
         let child = self
             .ledger(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()
@@ -67,12 +74,12 @@ impl Deployment {
         self.children.len() - 1
     }
 
-    fn log(&self, log: &str) -> String {
+    pub(super) fn log(&self, log: &str) -> String {
         std::fs::read_to_string(self.log_dir.join(format!("{log}.log"))).unwrap_or_default()
     }
 
     /// Waits up to 20 s for `text` in `log`; panics with the log if it does not come.
-    async fn wait_for_log(&self, log: &str, text: &str) {
+    pub(super) async fn wait_for_log(&self, log: &str, text: &str) {
         assert!(
             eventually(20_000, || async { self.log(log).contains(text) }).await,
             "no {text:?} in {log}'s log:\n{}",
@@ -86,14 +93,14 @@ impl Deployment {
             .all(|child| matches!(child.try_wait(), Ok(None)))
     }
 
-    async fn client(&self) -> Client {
+    pub(super) async fn client(&self) -> Client {
         let nats = ledger_bus::connect_service(self.nats.url(), &NatsAuth::default(), "test")
             .await
             .expect("NATS client");
         Client::new(nats, self.bus.clone()).with_request_timeout(Duration::from_secs(2))
     }
 
-    async fn query_i64(&self, sql: &str) -> Option<i64> {
+    pub(super) async fn query_i64(&self, sql: &str) -> Option<i64> {
         let (client, connection) =
             tokio_postgres::connect(self.postgres.url(), tokio_postgres::NoTls)
                 .await
@@ -119,7 +126,7 @@ impl Deployment {
     /// Everything acknowledged is stored once, positions have no gap, the stream holds the
     /// table, the customers read model caught up with one row per registration and equals a
     /// rebuild.
-    async fn assert_intact(&mut self, accepted: &[String]) {
+    pub(super) async fn assert_intact(&mut self, accepted: &[String]) {
         let client = self.client().await;
         // The processes came back by themselves: a new command is accepted.
         let attempts = std::sync::atomic::AtomicUsize::new(0);
