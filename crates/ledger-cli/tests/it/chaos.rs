@@ -1,10 +1,13 @@
 //! Issue 16: the chaos scenario. Under a steady load of commands from several clients that
-//! retry with the same idempotency key, each component is killed in turn (SIGKILL), or crashed
-//! for PostgreSQL (`pg_ctl stop -m immediate`), and brought back the way a supervisor would:
-//! the leading writer (the standby takes over; a new standby starts), the customers projector,
-//! the query service, nats-server, PostgreSQL. Then: every acknowledged command is stored
-//! exactly once, positions have no gap, the stream holds the table, `ledger audit verify`
-//! passes, and the read model equals a fresh rebuild (`Deployment::assert_intact`).
+//! retry with the same idempotency key (registrations, and a failed payment for every third
+//! customer), each component is killed in turn (SIGKILL), or crashed for PostgreSQL
+//! (`pg_ctl stop -m immediate`), and brought back the way a supervisor would: the leading
+//! writer (the standby takes over; a new standby starts), the projectors' process (customers,
+//! revenue, notify and its delivery worker), the query service, nats-server, PostgreSQL. Then:
+//! every acknowledged command is stored exactly once, every failed payment reached the webhook
+//! receiver under one delivery id, positions have no gap, the stream holds the table,
+//! `ledger audit verify` passes, and the customers read model equals a fresh rebuild
+//! (`Deployment::assert_intact`).
 //!
 //! `CHAOS_ROUNDS` (default 1, what `just test` runs) repeats the faults; `just chaos` runs 3.
 //! The table printed at the end (run with `--nocapture`) gives each fault's time to recover.
@@ -14,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ledger_bus::Client;
+use ledger_domain::proto;
 use ledger_testkit::commands;
 use tokio::sync::Mutex;
 
@@ -24,13 +28,22 @@ const CLIENTS: usize = 4;
 /// How long a client keeps retrying one command (same idempotency key) before counting it
 /// as not acknowledged.
 const RETRY_FOR: Duration = Duration::from_secs(60);
+/// Every process's settings besides the deployment's own: integration secrets sealed and
+/// opened with the test keys, notifications allowed to the local receiver.
+const ENV: [(&str, &str); 3] = [
+    ("LEDGER_SECRETS_KEYS", ledger_testkit::ledger::SECRETS_KEYS),
+    ("LEDGER_NOTIFY_ALLOW_HTTP", "true"),
+    ("LEDGER_NOTIFY_ALLOW_INTERNAL", "127.0.0.1"),
+];
 /// The longest any component may take to recover.
 const RECOVERY_LIMIT: Duration = Duration::from_secs(60);
 
-/// What the clients sent: acknowledged keys, and commands given up on.
+/// What the clients sent: acknowledged keys, the failed payments among them (each must be
+/// notified), and commands given up on.
 #[derive(Default)]
 struct Sent {
     acknowledged: Vec<String>,
+    failed_payments: Vec<String>,
     given_up: usize,
     retries: usize,
 }
@@ -44,13 +57,14 @@ async fn the_ledger_survives_each_component_killed_in_turn_under_load() {
     let mut deployment = Deployment::start().await;
     let query_role_url = query_role(&deployment).await;
     let query_port = super::free_port();
-    let mut leader = deployment.spawn("writer-0", &["run", "writer"]);
+    let mut leader = deployment.spawn_with("writer-0", &["run", "writer"], &ENV);
     deployment
         .wait_for_log("writer-0", "writer is the leader")
         .await;
-    let mut standby = deployment.spawn("writer-1", &["run", "writer"]);
+    let mut standby = deployment.spawn_with("writer-1", &["run", "writer"], &ENV);
     let mut standby_log = "writer-1".to_owned();
-    let projector = deployment.spawn("projector", &["run", "projector", "customers", "revenue"]);
+    let projector_args = ["run", "projector", "customers", "revenue", "notify"];
+    let projector = deployment.spawn_with("projector", &projector_args, &ENV);
     let query_env = [
         ("LEDGER_QUERY_DATABASE_URL", query_role_url.as_str()),
         (
@@ -59,12 +73,20 @@ async fn the_ledger_survives_each_component_killed_in_turn_under_load() {
         ),
     ];
     let query_bind = format!("127.0.0.1:{query_port}");
-    let query = deployment.spawn_with(
-        "query",
-        &["run", "query", "--bind", &query_bind],
-        &query_env,
-    );
+    let query_args = ["run", "query", "--bind", &query_bind];
+    let query = deployment.spawn_with("query", &query_args, &[ENV.as_slice(), &query_env].concat());
     let client = deployment.client().await;
+    // Every failed payment is notified to this receiver, through the outbox and the worker of
+    // the projectors' process.
+    let receiver = ledger_testkit::receivers::HttpReceiver::start().await;
+    client
+        .send(&commands::register_webhook(
+            "chaos-webhook",
+            &format!("{}/hook", receiver.url),
+            "whsec_chaos_0123456789",
+        ))
+        .await
+        .expect("the webhook integration is registered");
 
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(Mutex::new(Sent::default()));
@@ -81,8 +103,6 @@ async fn the_ledger_survives_each_component_killed_in_turn_under_load() {
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let mut recoveries: Vec<(String, Duration)> = Vec::new();
-    let projector_args = ["run", "projector", "customers", "revenue"];
-    let query_args = ["run", "query", "--bind", &query_bind];
     for round in 0..rounds {
         // The leading writer: the standby must take over; a new standby takes its place.
         let new_standby_log = format!("writer-{}", round + 2);
@@ -186,6 +206,40 @@ async fn the_ledger_survives_each_component_killed_in_turn_under_load() {
         sent.given_up
     );
 
+    // Each failed payment notified: one delivery id per payment, every payment reached the
+    // receiver (sends are at least once with a stable id: decision 0008).
+    let notified = || {
+        let requests = receiver.requests();
+        let ids: std::collections::HashSet<String> = requests
+            .iter()
+            .map(|request| request.json()["id"].to_string())
+            .collect();
+        let bodies: Vec<String> = requests
+            .iter()
+            .map(|request| String::from_utf8_lossy(&request.body).into_owned())
+            .collect();
+        (requests.len(), ids.len(), bodies)
+    };
+    let all_notified = ledger_testkit::ledger::eventually(60_000, || async {
+        let (_, _, bodies) = notified();
+        sent.failed_payments
+            .iter()
+            .all(|payment| bodies.iter().any(|body| body.contains(payment.as_str())))
+    })
+    .await;
+    let (received, distinct, _) = notified();
+    println!(
+        "failed payments {}, notifications received {received}, distinct delivery ids {distinct}, \
+         resent after a kill {}",
+        sent.failed_payments.len(),
+        received - distinct
+    );
+    assert!(all_notified, "every failed payment is notified");
+    assert_eq!(
+        distinct,
+        sent.failed_payments.len(),
+        "one delivery per failed payment"
+    );
     assert_eq!((lost, duplicated), (0, 0), "nothing lost, nothing doubled");
     assert!(
         recoveries
@@ -221,29 +275,62 @@ async fn send_until_stopped(
     while !stop.load(Ordering::Relaxed) {
         n += 1;
         let key = format!("chaos-{index}-{n}");
-        let command = commands::register(&key, &format!("{key}@example.com"));
-        let first = Instant::now();
-        let mut retries = 0;
-        let acknowledged = loop {
-            if client.send(&command).await.is_ok() {
-                break true;
-            }
-            if first.elapsed() > RETRY_FOR {
-                break false;
-            }
-            retries += 1;
-            tokio::time::sleep(Duration::from_millis(200)).await;
+        let register = commands::register(&key, &format!("{key}@example.com"));
+        let Some(customer_id) = send_with_retries(&client, &register, &key, &sent).await else {
+            continue;
         };
-        let mut sent = sent.lock().await;
-        sent.retries += retries;
-        if acknowledged {
-            sent.acknowledged.push(key);
-        } else {
-            sent.given_up += 1;
+        // Every third customer has a failed payment, which must be notified.
+        if n % 3 == 0 {
+            let payment_id = format!("py_{key}");
+            let failed_key = format!("{key}-failed");
+            let failed = commands::command(
+                &failed_key,
+                &customer_id,
+                proto::command::Kind::RecordPaymentFailed(proto::PaymentFailed {
+                    payment_id: payment_id.clone(),
+                    amount: Some(commands::money(4_900, "USD")),
+                    failure_code: "card_declined".to_owned(),
+                    ..proto::PaymentFailed::default()
+                }),
+            );
+            if send_with_retries(&client, &failed, &failed_key, &sent)
+                .await
+                .is_some()
+            {
+                sent.lock().await.failed_payments.push(payment_id);
+            }
         }
-        drop(sent);
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// Sends `command` until the writer acknowledges it or [`RETRY_FOR`] passes, always with its
+/// idempotency key `key`; the customer id of the reply, or `None` when given up.
+async fn send_with_retries(
+    client: &Client,
+    command: &proto::Command,
+    key: &str,
+    sent: &Mutex<Sent>,
+) -> Option<String> {
+    let first = Instant::now();
+    let mut retries = 0;
+    let answer = loop {
+        if let Ok(reply) = client.send(command).await {
+            break Some(reply.customer_id);
+        }
+        if first.elapsed() > RETRY_FOR {
+            break None;
+        }
+        retries += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let mut sent = sent.lock().await;
+    sent.retries += retries;
+    match answer {
+        Some(_) => sent.acknowledged.push(key.to_owned()),
+        None => sent.given_up += 1,
+    }
+    answer
 }
 
 /// Sends a probe registration until it is acknowledged; the time it took.
@@ -302,8 +389,8 @@ async fn head(deployment: &Deployment) -> i64 {
         .expect("the table's head")
 }
 
-/// Kills the process in `slot` (SIGKILL) and starts `ledger <args>` in its place, as a
-/// supervisor (systemd, compose) would.
+/// Kills the process in `slot` (SIGKILL) and starts `ledger <args>` in its place (with
+/// [`ENV`] and `env`), as a supervisor (systemd, compose) would.
 fn restart(
     deployment: &mut Deployment,
     slot: usize,
@@ -314,7 +401,7 @@ fn restart(
     let child = &mut deployment.children[slot];
     let _ = child.kill();
     let _ = child.wait();
-    deployment.spawn_with(log, args, env);
+    deployment.spawn_with(log, args, &[ENV.as_slice(), env].concat());
     let started = deployment.children.pop().expect("the process just started");
     deployment.children[slot] = started;
 }
