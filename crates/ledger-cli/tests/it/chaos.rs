@@ -280,7 +280,7 @@ async fn send_until_stopped(
             continue;
         };
         // Every third customer has a failed payment, which must be notified.
-        if n % 3 == 0 {
+        if n.is_multiple_of(3) {
             let payment_id = format!("py_{key}");
             let failed_key = format!("{key}-failed");
             let failed = commands::command(
