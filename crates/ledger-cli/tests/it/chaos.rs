@@ -1,6 +1,6 @@
 //! Issue 16: the chaos scenario. Under a steady load of commands from several clients that
-//! retry with the same idempotency key (registrations, and a failed payment for every third
-//! customer), each component is killed in turn (SIGKILL), or crashed for PostgreSQL
+//! retry with the same idempotency key (registrations, a failed payment for every third
+//! customer, and signed Stripe `customer.created` webhooks through `ledger run ingest`), each component is killed in turn (SIGKILL), or crashed for PostgreSQL
 //! (`pg_ctl stop -m immediate`), and brought back the way a supervisor would: the leading
 //! writer (the standby takes over; a new standby starts), the projectors' process (customers,
 //! revenue, notify and its delivery worker), the query service, nats-server, PostgreSQL. Then:
@@ -21,7 +21,7 @@ use ledger_domain::proto;
 use ledger_testkit::commands;
 use tokio::sync::Mutex;
 
-use super::staying_up::Deployment;
+use super::staying_up::{Deployment, STRIPE_SECRET, stripe_delivery};
 
 /// Clients sending commands concurrently during the faults.
 const CLIENTS: usize = 4;
@@ -75,6 +75,24 @@ async fn the_ledger_survives_each_component_killed_in_turn_under_load() {
     let query_bind = format!("127.0.0.1:{query_port}");
     let query_args = ["run", "query", "--bind", &query_bind];
     let query = deployment.spawn_with("query", &query_args, &[ENV.as_slice(), &query_env].concat());
+    let ingest_port = super::free_port();
+    let ingest_bind = format!("127.0.0.1:{ingest_port}");
+    deployment.spawn_with(
+        "ingest",
+        &["run", "ingest", "--bind", &ingest_bind],
+        &[
+            ENV.as_slice(),
+            &[
+                (
+                    "LEDGER_INGEST_TOKENS",
+                    "chaos-token-0123456789:commands:write",
+                ),
+                ("LEDGER_STRIPE_WEBHOOK_SECRETS", STRIPE_SECRET),
+            ],
+        ]
+        .concat(),
+    );
+    let webhooks = format!("http://{ingest_bind}/v1/webhooks/stripe");
     let client = deployment.client().await;
     // Every failed payment is notified to this receiver, through the outbox and the worker of
     // the projectors' process.
@@ -94,6 +112,7 @@ async fn the_ledger_survives_each_component_killed_in_turn_under_load() {
         .map(|index| {
             tokio::spawn(send_until_stopped(
                 client.clone(),
+                webhooks.clone(),
                 index,
                 Arc::clone(&stop),
                 Arc::clone(&sent),
@@ -267,6 +286,7 @@ async fn the_ledger_survives_each_component_killed_in_turn_under_load() {
 /// writer acknowledges it (or [`RETRY_FOR`] passes), until `stop`.
 async fn send_until_stopped(
     client: Client,
+    webhooks: String,
     index: usize,
     stop: Arc<AtomicBool>,
     sent: Arc<Mutex<Sent>>,
@@ -300,7 +320,51 @@ async fn send_until_stopped(
                 sent.lock().await.failed_payments.push(payment_id);
             }
         }
+        // And a customer created at Stripe, delivered by its signed webhook until answered 200.
+        let event_id = format!("evt_chaos_{index}_{n}");
+        deliver_until_accepted(
+            &webhooks,
+            &event_id,
+            &format!("cus_chaos_{index}_{n}"),
+            &sent,
+        )
+        .await;
         tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Posts the signed Stripe `customer.created` `event_id` (signed anew each time, as Stripe
+/// does) until ingest answers 200 or [`RETRY_FOR`] passes; its command's idempotency key
+/// (`stripe:<event id>`) then counts as acknowledged.
+async fn deliver_until_accepted(endpoint: &str, event_id: &str, account: &str, sent: &Mutex<Sent>) {
+    let http = reqwest::Client::new();
+    let first = Instant::now();
+    let mut retries = 0;
+    let accepted = loop {
+        let (body, signature) = stripe_delivery(event_id, account);
+        let answer = http
+            .post(endpoint)
+            .header("Content-Type", "application/json")
+            .header("Stripe-Signature", signature)
+            .body(body)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await;
+        if answer.is_ok_and(|answer| answer.status() == 200) {
+            break true;
+        }
+        if first.elapsed() > RETRY_FOR {
+            break false;
+        }
+        retries += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let mut sent = sent.lock().await;
+    sent.retries += retries;
+    if accepted {
+        sent.acknowledged.push(format!("stripe:{event_id}"));
+    } else {
+        sent.given_up += 1;
     }
 }
 

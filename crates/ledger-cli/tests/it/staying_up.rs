@@ -426,10 +426,10 @@ fn assert_no_repeats(report: &str) {
 }
 
 /// The Stripe endpoint secret of `ledger run ingest` in the webhook outage test.
-const STRIPE_SECRET: &str = "whsec_staying_up_0123456789";
+pub(super) const STRIPE_SECRET: &str = "whsec_staying_up_0123456789";
 
 /// A signed Stripe `customer.created` for a new account `account`.
-fn stripe_delivery(event_id: &str, account: &str) -> (Vec<u8>, String) {
+pub(super) fn stripe_delivery(event_id: &str, account: &str) -> (Vec<u8>, String) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("after 1970")
