@@ -16,6 +16,7 @@ mod connectors;
 mod database;
 mod demo;
 mod demo_notify;
+mod demo_stripe;
 mod fx;
 mod ingest;
 mod notify;
