@@ -357,7 +357,7 @@ async fn direct_appends(
     Ok((latencies.len() as u64, latencies, elapsed))
 }
 
-fn payment(payment_id: &str) -> proto::PaymentSucceeded {
+pub(crate) fn payment(payment_id: &str) -> proto::PaymentSucceeded {
     proto::PaymentSucceeded {
         payment_id: payment_id.to_owned(),
         invoice_id: String::new(),
@@ -369,7 +369,7 @@ fn payment(payment_id: &str) -> proto::PaymentSucceeded {
     }
 }
 
-fn command(idempotency_key: &str, customer_id: &str, kind: Kind) -> proto::Command {
+pub(crate) fn command(idempotency_key: &str, customer_id: &str, kind: Kind) -> proto::Command {
     let now_micros =
         i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX);
     proto::Command {

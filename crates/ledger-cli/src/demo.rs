@@ -744,7 +744,7 @@ fn format_minor(minor: i64, exponent: u8) -> String {
 }
 
 /// `url` with its user and password replaced by `user` and `password` (URL-safe characters).
-fn database_url_with_user(url: &str, user: &str, password: &str) -> String {
+pub(crate) fn database_url_with_user(url: &str, user: &str, password: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return format!("{url} user='{user}' password='{password}'");
     };

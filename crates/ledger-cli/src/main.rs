@@ -10,6 +10,7 @@ mod bench;
 mod bench_notify;
 mod bench_projectors;
 mod bench_query;
+mod bench_soak;
 mod bench_webhooks;
 mod bench_writer;
 mod connectors;
