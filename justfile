@@ -44,3 +44,8 @@ e2e:
     cd e2e && npm ci --no-audit --no-fund --silent
     cargo build --quiet --bin ledger
     LEDGER_BIN={{target_dir}}/debug/ledger {{target_dir}}/debug/ledger with-services -- node e2e/dashboard.test.mjs
+
+# Fuzz longer than CI does: `just fuzz 200000` (inputs per harness), `just fuzz 500000 webhooks`
+# (a test-name filter). Corpus and harnesses: docs/testing.md#fuzzing.
+fuzz cases="100000" *filter:
+    PROPTEST_CASES={{cases}} cargo test -p ledger-fuzz --test fuzz -- {{filter}}
