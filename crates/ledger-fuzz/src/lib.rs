@@ -154,14 +154,14 @@ const TOKENS: &[&str] = &[
 fn byte_edit() -> impl Strategy<Value = ByteEdit> {
     let at = any::<usize>();
     prop_oneof![
-        (at.clone(), 0u8..8).prop_map(|(at, bit)| ByteEdit::Flip { at, bit }),
-        (at.clone(), any::<u8>()).prop_map(|(at, byte)| ByteEdit::Set { at, byte }),
-        (at.clone(), proptest::collection::vec(any::<u8>(), 1..8))
+        (at, 0u8..8).prop_map(|(at, bit)| ByteEdit::Flip { at, bit }),
+        (at, any::<u8>()).prop_map(|(at, byte)| ByteEdit::Set { at, byte }),
+        (at, proptest::collection::vec(any::<u8>(), 1..8))
             .prop_map(|(at, bytes)| ByteEdit::Insert { at, bytes }),
-        (at.clone(), proptest::sample::select(TOKENS))
+        (at, proptest::sample::select(TOKENS))
             .prop_map(|(at, token)| ByteEdit::Token { at, token }),
-        (at.clone(), 1usize..16).prop_map(|(at, len)| ByteEdit::Remove { at, len }),
-        at.clone().prop_map(|at| ByteEdit::Truncate { at }),
+        (at, 1usize..16).prop_map(|(at, len)| ByteEdit::Remove { at, len }),
+        at.prop_map(|at| ByteEdit::Truncate { at }),
         (at, any::<usize>(), any::<usize>(), 1usize..64).prop_map(|(at, seed, from, len)| {
             ByteEdit::Splice {
                 at,
@@ -387,10 +387,10 @@ fn interesting_value() -> impl Strategy<Value = Value> {
 fn json_edit() -> impl Strategy<Value = JsonEdit> {
     let node = any::<usize>();
     prop_oneof![
-        4 => (node.clone(), interesting_value())
+        4 => (node, interesting_value())
             .prop_map(|(node, with)| JsonEdit::Replace { node, with }),
-        2 => node.clone().prop_map(|node| JsonEdit::Remove { node }),
-        2 => (node.clone(), any::<usize>(), any::<usize>())
+        2 => node.prop_map(|node| JsonEdit::Remove { node }),
+        2 => (node, any::<usize>(), any::<usize>())
             .prop_map(|(node, seed, from)| JsonEdit::Graft { node, seed, from }),
         1 => (node, "[a-z_]{1,12}", interesting_value())
             .prop_map(|(node, key, value)| JsonEdit::Add { node, key, value }),

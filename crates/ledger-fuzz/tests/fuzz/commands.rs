@@ -140,17 +140,17 @@ fn decide(stream: &Stream, command: &proto::Command) -> Result<(), TestCaseError
 fn commands_corpus_replays_as_json_and_protobuf() {
     let streams = streams();
     for entry in corpus(TARGET) {
-        check(Encoding::Json, &entry.bytes, &streams)
+        check(Encoding::Json, &entry.bytes, streams)
             .unwrap_or_else(|error| panic!("{TARGET}/{}: {error}", entry.name));
     }
     for (index, body) in protobuf_seeds().iter().enumerate() {
-        check(Encoding::Protobuf, body, &streams)
+        check(Encoding::Protobuf, body, streams)
             .unwrap_or_else(|error| panic!("{TARGET} protobuf seed {index}: {error}"));
     }
 }
 
 proptest! {
-    #![proptest_config(cases(3000))]
+    #![proptest_config(cases(2000))]
 
     #[test]
     fn fuzz_json_commands(body in mutated_json(json_corpus(TARGET))) {

@@ -410,7 +410,7 @@ fn authentication_corpora_replay() {
 }
 
 proptest! {
-    #![proptest_config(cases(2000))]
+    #![proptest_config(cases(1500))]
 
     #[test]
     fn fuzz_stripe_signature(

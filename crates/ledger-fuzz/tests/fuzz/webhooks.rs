@@ -221,7 +221,7 @@ fn webhook_corpora_replay() {
 }
 
 proptest! {
-    #![proptest_config(cases(2000))]
+    #![proptest_config(cases(1500))]
 
     #[test]
     fn fuzz_stripe_webhooks(body in mutated_json(json_corpus(STRIPE.target))) {
