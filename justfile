@@ -54,3 +54,8 @@ e2e: localstripe
 # acknowledged is lost or doubled; prints each fault's time to recover. `just test` runs one round.
 chaos rounds="3":
     CHAOS_ROUNDS={{rounds}} cargo test -p ledger-cli --test it chaos -- --nocapture
+
+# Fuzz longer than CI does: `just fuzz 200000` (inputs per harness), `just fuzz 500000 webhooks`
+# (a test-name filter). Corpus and harnesses: docs/testing.md#fuzzing.
+fuzz cases="100000" *filter:
+    PROPTEST_CASES={{cases}} cargo test -p ledger-fuzz --test fuzz -- {{filter}}

@@ -84,8 +84,10 @@ pub struct KnownCustomer<'a> {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Normalized {
     /// Commands for one customer, to be decided in order. Each carries the provider as issuer,
-    /// `payment_provider`, `account_id`, the message's time as `occurred_at`, and an
-    /// idempotency key from the provider's event id ([`idempotency_key`]).
+    /// `payment_provider`, `account_id`, the message's time as `occurred_at` (except that
+    /// Stripe starts a subscription it missed, with the values it had before the event, at the
+    /// subscription's earlier `created`), and an idempotency key from the provider's event id
+    /// ([`idempotency_key`]).
     Commands(Vec<proto::Command>),
     /// An event type or object the ledger does not use; recorded, nothing appended.
     Ignored { reason: String },

@@ -28,7 +28,7 @@ mod handlers;
 mod messages;
 mod metrics;
 pub mod openapi;
-mod params;
+pub mod params;
 mod positions;
 mod revenue;
 

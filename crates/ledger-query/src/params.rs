@@ -1,7 +1,8 @@
-//! Query-string parsing with one rule: a parameter that is unknown, repeated, malformed or
-//! out of its limits is a 400 naming it. Every value is checked here, before any reaches SQL:
-//! valid UTF-8 after percent-decoding, no control characters (NUL included: PostgreSQL text
-//! cannot hold it), at most [`PARAMETER_BYTES_MAX`] bytes.
+//! Query-string parsing, the same for every endpoint (public so `ledger-fuzz` can fuzz it),
+//! with one rule: a parameter that is unknown, repeated, malformed or out of its limits is a
+//! 400 naming it. Every value is checked here, before any reaches SQL: valid UTF-8 after
+//! percent-decoding, no control characters (NUL included: PostgreSQL text cannot hold it), at
+//! most [`PARAMETER_BYTES_MAX`] bytes.
 
 use percent_encoding::percent_decode_str;
 use time::Date;
@@ -21,7 +22,7 @@ const ECHO_CHARS_MAX: usize = 64;
 
 /// A request's query parameters, checked against the endpoint's list.
 #[derive(Debug)]
-pub(crate) struct Params {
+pub struct Params {
     pairs: Vec<(String, String)>,
 }
 
@@ -29,7 +30,7 @@ impl Params {
     /// Parses `query` (the raw query string, `application/x-www-form-urlencoded`), refusing
     /// parameters not in `allowed` (nor common), repeated ones, and values that are not UTF-8,
     /// hold control characters or are longer than [`PARAMETER_BYTES_MAX`].
-    pub(crate) fn parse(query: &str, allowed: &[&'static str]) -> Result<Params, ApiError> {
+    pub fn parse(query: &str, allowed: &[&'static str]) -> Result<Params, ApiError> {
         let mut pairs: Vec<(String, String)> = Vec::new();
         for pair in query.split('&').filter(|pair| !pair.is_empty()) {
             if pairs.len() == PARAMETERS_MAX {
@@ -76,7 +77,7 @@ impl Params {
     }
 
     /// The value of `name`, if given and not empty.
-    pub(crate) fn text(&self, name: &'static str) -> Option<&str> {
+    pub fn text(&self, name: &'static str) -> Option<&str> {
         self.pairs
             .iter()
             .find(|(candidate, _)| candidate == name)
@@ -85,7 +86,7 @@ impl Params {
     }
 
     /// `name` as an ISO date (`2026-01-31`).
-    pub(crate) fn date(&self, name: &'static str) -> Result<Option<Date>, ApiError> {
+    pub fn date(&self, name: &'static str) -> Result<Option<Date>, ApiError> {
         self.text(name)
             .map(|text| {
                 Date::parse(text, format_description!("[year]-[month]-[day]"))
@@ -95,12 +96,7 @@ impl Params {
     }
 
     /// `name` as an integer in `1..=max`, `default` when absent.
-    pub(crate) fn limit(
-        &self,
-        name: &'static str,
-        default: u32,
-        max: u32,
-    ) -> Result<u32, ApiError> {
+    pub fn limit(&self, name: &'static str, default: u32, max: u32) -> Result<u32, ApiError> {
         match self.text(name) {
             None => Ok(default),
             Some(text) => match text.parse::<u32>() {
@@ -114,7 +110,7 @@ impl Params {
     }
 
     /// `name` as a non-negative integer.
-    pub(crate) fn unsigned(&self, name: &'static str) -> Result<Option<u64>, ApiError> {
+    pub fn unsigned(&self, name: &'static str) -> Result<Option<u64>, ApiError> {
         self.text(name)
             .map(|text| {
                 text.parse::<u64>()
@@ -128,7 +124,7 @@ impl Params {
     }
 
     /// `name` as a UUID.
-    pub(crate) fn uuid(&self, name: &'static str) -> Result<Option<Uuid>, ApiError> {
+    pub fn uuid(&self, name: &'static str) -> Result<Option<Uuid>, ApiError> {
         self.text(name)
             .map(|text| {
                 Uuid::parse_str(text)
@@ -138,7 +134,7 @@ impl Params {
     }
 
     /// `name` as an ISO 4217 currency known to the ledger.
-    pub(crate) fn currency(
+    pub fn currency(
         &self,
         name: &'static str,
     ) -> Result<Option<ledger_domain::Currency>, ApiError> {
@@ -155,7 +151,7 @@ impl Params {
     }
 
     /// `name` as one of `choices`.
-    pub(crate) fn choice(
+    pub fn choice(
         &self,
         name: &'static str,
         choices: &[&'static str],
@@ -177,27 +173,29 @@ impl Params {
     }
 
     /// `?min_position=`.
-    pub(crate) fn min_position(&self) -> Result<Option<u64>, ApiError> {
+    pub fn min_position(&self) -> Result<Option<u64>, ApiError> {
         self.unsigned("min_position")
     }
 
-    /// The normalised query: sorted `name=value` pairs without `min_position` (it changes
-    /// when an answer may be given, not what it is), for cache keys.
-    pub(crate) fn normalised(&self) -> String {
+    /// The normalised query: the `name=value` pairs sorted, without `min_position` (it changes
+    /// when an answer may be given, not what it is) and without empty values, each
+    /// form-encoded again (`a=x%26b%3Dy`): the cache key of the answer. Encoding keeps the key
+    /// faithful: a value holding `&`, `=`, `+` or `%` cannot read as other pairs, so
+    /// `?q=ada%26status%3Dactive` (a search for "ada&status=active") and
+    /// `?q=ada&status=active` never share a cached answer. Parsed again, the key gives the
+    /// same values.
+    pub fn normalised(&self) -> String {
         let mut pairs: Vec<&(String, String)> = self
             .pairs
             .iter()
             .filter(|(name, value)| name != "min_position" && !value.is_empty())
             .collect();
         pairs.sort();
-        let mut key = String::new();
+        let mut key = url::form_urlencoded::Serializer::new(String::new());
         for (name, value) in pairs {
-            key.push('&');
-            key.push_str(name);
-            key.push('=');
-            key.push_str(value);
+            key.append_pair(name, value);
         }
-        key
+        key.finish()
     }
 }
 
@@ -321,6 +319,19 @@ mod tests {
         let one = Params::parse("b=2&a=1&min_position=7", &["a", "b"]).unwrap();
         let two = Params::parse("a=1&b=2", &["a", "b"]).unwrap();
         assert_eq!(one.normalised(), two.normalised());
-        assert_eq!(one.normalised(), "&a=1&b=2");
+        assert_eq!(one.normalised(), "a=1&b=2");
+    }
+
+    /// Found by `ledger-fuzz` (corpus/query/regression-cache-key-*.txt): the key joined the
+    /// decoded values as they were, so a value holding `&` and `=` read as two parameters and
+    /// shared the cached answer of a query that has them.
+    #[test]
+    fn different_queries_never_share_a_cache_key() {
+        let allowed = &["q", "status", "plan"];
+        let key = |query: &str| Params::parse(query, allowed).unwrap().normalised();
+        assert_ne!(key("q=ada%26status%3Dactive"), key("q=ada&status=active"));
+        assert_ne!(key("plan=pro%2Bplus"), key("plan=pro+plus"));
+        assert_eq!(key("q=ada%26status%3Dactive"), "q=ada%26status%3Dactive");
+        assert_eq!(key("plan=pro+plus&q=%25"), "plan=pro+plus&q=%25");
     }
 }
