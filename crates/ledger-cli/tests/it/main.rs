@@ -1,7 +1,9 @@
 //! The `ledger` binary as a user runs it, against a real PostgreSQL.
 
+mod cluster;
 mod connectors;
 mod demo;
+mod deployment;
 mod grants;
 mod nats_auth;
 mod provider_sync;

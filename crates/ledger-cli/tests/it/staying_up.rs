@@ -9,15 +9,33 @@ use ledger_bus::{BusConfig, Client, NatsAuth};
 use ledger_testkit::commands;
 use ledger_testkit::ledger::eventually;
 use ledger_testkit::services::{
-    PrivateNats, PrivatePostgres, start_private_nats, start_private_postgres,
+    PrivateNats, PrivateNatsCluster, PrivatePostgres, start_private_nats, start_private_postgres,
 };
 
+/// The private NATS a [`Deployment`] runs on: one server, or a cluster (`it::cluster`).
+pub(crate) trait NatsServers {
+    /// The value of `NATS_URL` for the ledger's processes.
+    fn url(&self) -> &str;
+}
+
+impl NatsServers for PrivateNats {
+    fn url(&self) -> &str {
+        PrivateNats::url(self)
+    }
+}
+
+impl NatsServers for PrivateNatsCluster {
+    fn url(&self) -> &str {
+        PrivateNatsCluster::url(self)
+    }
+}
+
 /// Private servers and the ledger's processes on them, killed on drop.
-struct Deployment {
-    postgres: PrivatePostgres,
-    nats: PrivateNats,
-    children: Vec<Child>,
-    bus: BusConfig,
+pub(crate) struct Deployment<N: NatsServers = PrivateNats> {
+    pub(crate) postgres: PrivatePostgres,
+    pub(crate) nats: N,
+    pub(crate) children: Vec<Child>,
+    pub(crate) bus: BusConfig,
     log_dir: std::path::PathBuf,
 }
 
@@ -25,6 +43,13 @@ impl Deployment {
     async fn start() -> Deployment {
         let postgres = start_private_postgres().await.expect("private PostgreSQL");
         let nats = start_private_nats().await.expect("private nats-server");
+        Deployment::start_with(postgres, nats).await
+    }
+}
+
+impl<N: NatsServers> Deployment<N> {
+    /// Migrates the database of `postgres`; the ledger's processes will use `nats`.
+    pub(crate) async fn start_with(postgres: PrivatePostgres, nats: N) -> Deployment<N> {
         let log_dir = std::env::temp_dir().join(ledger_testkit::unique_name("staying-up"));
         std::fs::create_dir_all(&log_dir).expect("log directory");
         let deployment = Deployment {
@@ -43,7 +68,7 @@ impl Deployment {
         deployment
     }
 
-    fn ledger(&self, args: &[&str]) -> Command {
+    pub(crate) fn ledger(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_ledger"));
         command
             .args(args)
@@ -55,7 +80,7 @@ impl Deployment {
     }
 
     /// Starts `ledger <args>` in the background; its stderr goes to `<log>.log`.
-    fn spawn(&mut self, log: &str, args: &[&str]) -> usize {
+    pub(crate) fn spawn(&mut self, log: &str, args: &[&str]) -> usize {
         let file = std::fs::File::create(self.log_dir.join(format!("{log}.log"))).expect("log");
         let child = self
             .ledger(args)
@@ -67,12 +92,12 @@ impl Deployment {
         self.children.len() - 1
     }
 
-    fn log(&self, log: &str) -> String {
+    pub(crate) fn log(&self, log: &str) -> String {
         std::fs::read_to_string(self.log_dir.join(format!("{log}.log"))).unwrap_or_default()
     }
 
     /// Waits up to 20 s for `text` in `log`; panics with the log if it does not come.
-    async fn wait_for_log(&self, log: &str, text: &str) {
+    pub(crate) async fn wait_for_log(&self, log: &str, text: &str) {
         assert!(
             eventually(20_000, || async { self.log(log).contains(text) }).await,
             "no {text:?} in {log}'s log:\n{}",
@@ -86,14 +111,14 @@ impl Deployment {
             .all(|child| matches!(child.try_wait(), Ok(None)))
     }
 
-    async fn client(&self) -> Client {
+    pub(crate) async fn client(&self) -> Client {
         let nats = ledger_bus::connect_service(self.nats.url(), &NatsAuth::default(), "test")
             .await
             .expect("NATS client");
         Client::new(nats, self.bus.clone()).with_request_timeout(Duration::from_secs(2))
     }
 
-    async fn query_i64(&self, sql: &str) -> Option<i64> {
+    pub(crate) async fn query_i64(&self, sql: &str) -> Option<i64> {
         let (client, connection) =
             tokio_postgres::connect(self.postgres.url(), tokio_postgres::NoTls)
                 .await
@@ -119,7 +144,7 @@ impl Deployment {
     /// Everything acknowledged is stored once, positions have no gap, the stream holds the
     /// table, the customers read model caught up with one row per registration and equals a
     /// rebuild.
-    async fn assert_intact(&mut self, accepted: &[String]) {
+    pub(crate) async fn assert_intact(&mut self, accepted: &[String]) {
         let client = self.client().await;
         // The processes came back by themselves: a new command is accepted.
         let attempts = std::sync::atomic::AtomicUsize::new(0);
@@ -158,7 +183,9 @@ impl Deployment {
             .await
             .expect("count");
         assert_eq!(count, last, "positions have no gap");
-        let nats = async_nats::connect(self.nats.url()).await.expect("NATS");
+        let nats = ledger_bus::connect(self.nats.url(), &NatsAuth::default(), "test")
+            .await
+            .expect("NATS");
         let jetstream = async_nats::jetstream::new(nats);
         assert!(
             eventually(30_000, || {
@@ -228,7 +255,7 @@ impl Deployment {
     }
 }
 
-impl Drop for Deployment {
+impl<N: NatsServers> Drop for Deployment<N> {
     fn drop(&mut self) {
         for child in &mut self.children {
             let _ = child.kill();
