@@ -2,8 +2,8 @@
 //! file is parsed, and every `ledger` command line in it and in the systemd units must be one
 //! the binary accepts, every environment variable one the binary reads (its `--help`) or that
 //! docs/operations.md documents, every long-running service must have a health check, and
-//! secrets must reach the processes as files. Where `docker` is installed, `docker compose
-//! config` validates the file as well.
+//! secrets must reach the processes as files. Where `docker compose` is installed, `docker
+//! compose config` validates the file as well.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -74,8 +74,22 @@ fn check_command_line(origin: &str, args: &[&str], variables: &[String], operati
 fn compose() -> Value {
     let mut compose: Value =
         serde_yaml::from_str(&read("deploy/compose.yaml")).expect("deploy/compose.yaml is YAML");
-    compose.apply_merge().expect("merge keys resolve");
+    // One pass merges one level: a merged mapping's own `<<` (an anchor built on another
+    // anchor) is merged by the next pass.
+    while has_merge_key(&compose) {
+        compose.apply_merge().expect("merge keys resolve");
+    }
     compose
+}
+
+fn has_merge_key(value: &Value) -> bool {
+    match value {
+        Value::Mapping(mapping) => {
+            mapping.contains_key("<<") || mapping.values().any(has_merge_key)
+        }
+        Value::Sequence(items) => items.iter().any(has_merge_key),
+        _ => false,
+    }
 }
 
 fn strings(value: &Value) -> Vec<String> {
@@ -218,7 +232,11 @@ fn every_compose_service_runs_a_command_the_binary_accepts_with_a_health_check_a
         "both writers create the stream with three replicas"
     );
 
-    if Command::new("docker").arg("--version").output().is_ok() {
+    let compose_plugin = Command::new("docker")
+        .args(["compose", "version"])
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if compose_plugin {
         let config = Command::new("docker")
             .args(["compose", "-f"])
             .arg(repository().join("deploy/compose.yaml"))
@@ -231,7 +249,7 @@ fn every_compose_service_runs_a_command_the_binary_accepts_with_a_health_check_a
             String::from_utf8_lossy(&config.stderr)
         );
     } else {
-        eprintln!("docker is not installed: `docker compose config` not run");
+        eprintln!("no `docker compose` here: `docker compose config` not run");
     }
 }
 
@@ -258,6 +276,12 @@ fn every_systemd_unit_runs_a_command_the_binary_accepts_with_its_secrets_as_cred
                 .map(str::to_owned)
                 .collect()
         };
+        let oneshot = line("Type=") == ["oneshot"];
+        assert_eq!(
+            line("Restart="),
+            [if oneshot { "no" } else { "always" }],
+            "{origin}: a service restarts, the one-shot does not"
+        );
         let exec = line("ExecStart=");
         assert_eq!(exec.len(), 1, "{origin}: one ExecStart");
         let command = exec[0]
@@ -309,7 +333,6 @@ fn every_systemd_unit_runs_a_command_the_binary_accepts_with_its_secrets_as_cred
         "DynamicUser=yes",
         "NoNewPrivileges=yes",
         "ProtectSystem=strict",
-        "Restart=always",
         "EnvironmentFile=/etc/ledger/ledger.env",
     ] {
         assert!(common.contains(hardening), "every unit has {hardening}");
