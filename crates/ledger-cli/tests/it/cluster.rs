@@ -179,7 +179,7 @@ async fn a_three_node_cluster_loses_a_node_under_load_and_nothing_acknowledged_i
             acknowledged.clone(),
         )));
     }
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
 
     let nats = ledger_bus::connect(deployment.nats.url(), &NatsAuth::default(), "test")
         .await
@@ -199,14 +199,14 @@ async fn a_three_node_cluster_loses_a_node_under_load_and_nothing_acknowledged_i
     let acked_before = acknowledged.lock().await.at.len();
     let killed_at = Instant::now();
     deployment.nats.node_mut(victim).stop_server();
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
     deployment
         .nats
         .node_mut(victim)
         .start_server()
         .await
         .expect("the node back");
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     for client in load {
         client.await.expect("a client task");
@@ -260,6 +260,14 @@ async fn a_three_node_cluster_loses_a_node_under_load_and_nothing_acknowledged_i
         duplicated.len(),
         acknowledged.resend_mismatches.len(),
     );
+    // How the writer lived through it, for the reader of the table.
+    for line in deployment
+        .log("writer")
+        .lines()
+        .filter(|line| line.contains("NATS") || line.contains("JetStream") || line.contains("WARN"))
+    {
+        eprintln!("writer: {line}");
+    }
     assert!(lost.is_empty(), "acknowledged but not stored: {lost:?}");
     assert!(duplicated.is_empty(), "stored twice: {duplicated:?}");
     assert!(
