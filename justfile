@@ -20,10 +20,14 @@ test: test-prerequisites
 # email tests and localstripe (a stateful fake Stripe API that signs and delivers webhooks) for
 # the Stripe connector tests, installed into the `python3` the tests run when missing.
 [private]
-test-prerequisites:
+test-prerequisites: localstripe
     @echo "just test: the first build compiles the whole workspace (several minutes on 2 cores and several GB under {{target_dir}})"
     @python3 -c 'import aiosmtpd' 2>/dev/null || python3 -m pip install --quiet aiosmtpd || { echo "error: the email tests need aiosmtpd for $(command -v python3): run 'python3 -m pip install aiosmtpd'" >&2; exit 1; }
-    @python3 -c 'import localstripe' 2>/dev/null || python3 -m pip install --quiet localstripe || { echo "error: the Stripe connector tests need localstripe for $(command -v python3): run 'python3 -m pip install localstripe'" >&2; exit 1; }
+
+# localstripe, for the Stripe connector tests and the browser test.
+[private]
+localstripe:
+    @python3 -c 'import localstripe' 2>/dev/null || python3 -m pip install --quiet localstripe || { echo "error: the Stripe connector tests and the browser test need localstripe for $(command -v python3): run 'python3 -m pip install localstripe'" >&2; exit 1; }
 
 # Benchmarks, e.g. `just bench store`.
 bench target *args:
@@ -36,11 +40,17 @@ lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
 
-# Browser test of the dashboard: headless Chromium against `ledger demo` (needs node and
-# Debian's `chromium`; see e2e/README.md). Screenshots go to target/. It runs the debug binary
-# that `just test` has already built: a release build would add about ten minutes to CI for a
-# 300-customer demo that loads in seconds either way.
-e2e:
+# Browser test of the dashboard: headless Chromium against `ledger demo`, whose cancellations
+# localstripe carries out (needs node and Debian's `chromium`; see e2e/README.md). Screenshots
+# go to target/. It runs the debug binary that `just test` has already built: a release build
+# would add about ten minutes to CI for a 300-customer demo that loads in seconds either way.
+e2e: localstripe
     cd e2e && npm ci --no-audit --no-fund --silent
     cargo build --quiet --bin ledger
     LEDGER_BIN={{target_dir}}/debug/ledger {{target_dir}}/debug/ledger with-services -- node e2e/dashboard.test.mjs
+
+# The chaos scenario (crates/ledger-cli/tests/it/chaos.rs): on private PostgreSQL and
+# nats-server, under load, kill each component in turn `rounds` times and check that nothing
+# acknowledged is lost or doubled; prints each fault's time to recover. `just test` runs one round.
+chaos rounds="3":
+    CHAOS_ROUNDS={{rounds}} cargo test -p ledger-cli --test it chaos -- --nocapture

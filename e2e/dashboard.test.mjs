@@ -1,9 +1,12 @@
-// Browser test of the dashboard: starts `ledger demo` (a small deterministic history, its own
-// database `ledger_e2e`), drives headless Chromium (Debian's `chromium`, through playwright-core)
-// against the page, checks that the figures shown equal the API's, and saves screenshots to
-// target/. Run it with `just e2e` (see e2e/README.md).
+// Browser test of the dashboard: starts localstripe (a fake Stripe API) and `ledger demo` (a
+// small deterministic history, its own database `ledger_e2e`, connected to that localstripe),
+// drives headless Chromium (Debian's `chromium`, through playwright-core) against the page,
+// checks that the figures shown equal the API's, that a cancellation from the page is carried
+// out at localstripe, and saves screenshots to target/. Run it with `just e2e` (see
+// e2e/README.md).
 import { execFileSync, spawn } from "node:child_process";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, openSync } from "node:fs";
+import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
@@ -37,13 +40,132 @@ const percent = (rate) => {
   return (text === "-0.00" ? "0.00" : text.replace(/^-/, "−")) + " %";
 };
 
-/** Starts the demo and resolves once it serves with its dashboard URL and token, the
- * read-only token, ingest's URL and the `ledger send` line's program and NATS flags. */
-function startDemo() {
-  const args = ["demo", "--customers", "300", "--months", "12", "--database", "ledger_e2e", "--bind", "127.0.0.1:0"];
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Calls `probe` every 250 ms until it returns something truthy, which it resolves with;
+ * fails with `what` after `timeoutMs`. */
+async function eventually(what, probe, timeoutMs = 30_000) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs / 1000} s`);
+    await sleep(250);
+  }
+}
+
+/** Never leaves a child behind, also when this test fails or is interrupted (a demo left
+ * running would answer the next run's commands; a localstripe would keep its port): `stop`
+ * runs at exit. */
+function stopOnExit(stop) {
+  process.on("exit", stop);
+  for (const name of ["SIGINT", "SIGTERM"]) process.on(name, () => { stop(); process.exit(130); });
+}
+
+// ---- localstripe: the payment provider of the dashboard's cancellations ----
+
+// localstripe (PyPI `localstripe`, a stateful fake of Stripe's API that signs and delivers
+// webhooks; `just test`'s prerequisites install it) on a free loopback port, as
+// crates/ledger-testkit/src/localstripe.rs starts it for the Rust tests, but listening on
+// 127.0.0.1 only (its own `start()` listens on every interface) and without its state file
+// (/tmp/localstripe.pickle). Its access log goes to target/e2e-localstripe.log.
+const PYTHON = process.env.PYTHON || "python3";
+const LOCALSTRIPE = `
+import sys
+from aiohttp import web
+from localstripe import resources, server
+resources.store.dump_to_disk = lambda: None
+web.run_app(server.app, host="127.0.0.1", port=int(sys.argv[1]), print=None)
+`;
+// The demo's key at localstripe (it takes any sk_test_...) and the secret localstripe signs
+// its webhooks to the demo's ingest with: given to the demo as LEDGER_STRIPE_API_KEY and
+// LEDGER_STRIPE_WEBHOOK_SECRETS.
+const STRIPE_API_KEY = "sk_test_ledger_e2e";
+const STRIPE_WEBHOOK_SECRET = "whsec_ledger_e2e_0123456789";
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Starts localstripe and resolves once it answers with its URL and `call(method, path,
+ * form)`, which speaks Stripe's API (form-encoded bodies, the secret key as bearer token)
+ * and resolves with the answer's JSON (a non-2xx answer is an error). */
+async function startLocalstripe() {
+  const port = await freePort();
+  const log = openSync(join(screenshots, "e2e-localstripe.log"), "w");
+  const child = spawn(PYTHON, ["-c", LOCALSTRIPE, String(port)], { stdio: ["ignore", log, log] });
+  // Continued first: the test may have paused it (SIGSTOP), and a stopped process leaves
+  // SIGTERM pending.
+  const stop = () => { child.kill("SIGCONT"); child.kill("SIGTERM"); };
+  stopOnExit(stop);
+  const url = `http://127.0.0.1:${port}`;
+  const call = async (method, path, form) => {
+    const response = await fetch(url + path, {
+      method, body: form ? new URLSearchParams(form).toString() : undefined,
+      headers: { Authorization: "Bearer " + STRIPE_API_KEY, ...(form ? { "Content-Type": "application/x-www-form-urlencoded" } : {}) },
+    });
+    const text = await response.text();
+    if (!response.ok) throw new Error(`localstripe ${method} ${path}: HTTP ${response.status} ${text}`);
+    return text ? JSON.parse(text) : null;
+  };
+  await eventually("localstripe answers on " + url, async () => {
+    if (child.exitCode !== null) {
+      throw new Error(`localstripe exited with ${child.exitCode} (target/e2e-localstripe.log says why; ` +
+        `install it with \`${PYTHON} -m pip install localstripe\`, as \`just test\`'s prerequisites do)`);
+    }
+    return call("GET", "/v1/customers").then(() => true, () => false);
+  }, 20_000);
+  return { stop, url, call, pause: () => child.kill("SIGSTOP"), resume: () => child.kill("SIGCONT") };
+}
+
+/** Has localstripe send its webhooks to the demo's ingest, then makes a customer there who
+ * pays USD 49.00 a month (card 4242...), and waits until both reach the ledger through those
+ * webhooks. Resolves with the ledger's customer id and email, and localstripe's customer and
+ * subscription ids. */
+async function subscribeAtLocalstripe(stripe, ingest, api) {
+  await stripe.call("POST", "/_config/webhooks/ledger", { url: ingest + "/v1/webhooks/stripe", secret: STRIPE_WEBHOOK_SECRET });
+  await stripe.call("POST", "/v1/plans", { id: "pro-monthly-e2e", amount: "4900", currency: "usd", interval: "month", "product[name]": "Pro (e2e)" });
+  const email = "stripe-e2e@example.com";
+  const account = (await stripe.call("POST", "/v1/customers", { email, name: "Stripe E2E" })).id;
+  const card = (await stripe.call("POST", "/v1/payment_methods", { type: "card", "card[number]": "4242424242424242",
+    "card[exp_month]": "12", "card[exp_year]": "2040", "card[cvc]": "123" })).id;
+  await stripe.call("POST", `/v1/payment_methods/${card}/attach`, { customer: account });
+  await stripe.call("POST", `/v1/customers/${account}`, { "invoice_settings[default_payment_method]": card });
+  const subscription = await stripe.call("POST", "/v1/subscriptions", { customer: account, "items[0][plan]": "pro-monthly-e2e", "items[0][quantity]": "1" });
+  check(subscription.status === "active", `localstripe: ${account} subscribes to pro-monthly-e2e (${subscription.id}, ${subscription.status})`);
+  const customerId = await eventually(`${account} and ${subscription.id} reach the ledger through localstripe's webhooks`, async () => {
+    const found = (await api("/v1/customers?q=" + account)).items[0];
+    if (!found) return null;
+    const detail = await api("/v1/customers/" + found.customer_id);
+    return detail.subscriptions.some((s) => s.subscription_id === subscription.id && s.status === "active") && found.customer_id;
+  });
+  check(true, `${account} reached the ledger through localstripe's signed webhooks as customer ${customerId}, ${subscription.id} active`);
+  return { customerId, email, account, subscriptionId: subscription.id };
+}
+
+// ---- the demo ----
+
+/** Starts the demo, connected to localstripe at `stripeUrl` (`--stripe-api-base`), and
+ * resolves once it serves with its dashboard URL and token, the read-only token, ingest's
+ * URL, the path of the `ledger` binary and the demo's database URL. */
+function startDemo(stripeUrl) {
+  const args = ["demo", "--customers", "300", "--months", "12", "--database", "ledger_e2e", "--bind", "127.0.0.1:0",
+    "--stripe-api-base", stripeUrl];
+  const options = {
+    cwd: root, stdio: ["ignore", "pipe", "inherit"],
+    env: { ...process.env, LEDGER_STRIPE_API_KEY: STRIPE_API_KEY, LEDGER_STRIPE_WEBHOOK_SECRETS: STRIPE_WEBHOOK_SECRET },
+  };
   const child = process.env.LEDGER_BIN
-    ? spawn(process.env.LEDGER_BIN, args, { cwd: root, stdio: ["ignore", "pipe", "inherit"] })
-    : spawn("cargo", ["run", "--release", "--quiet", "--bin", "ledger", "--", ...args], { cwd: root, stdio: ["ignore", "pipe", "inherit"] });
+    ? spawn(process.env.LEDGER_BIN, args, options)
+    : spawn("cargo", ["run", "--release", "--quiet", "--bin", "ledger", "--", ...args], options);
+  stopOnExit(() => child.kill("SIGINT"));
   return new Promise((resolve, reject) => {
     let output = "";
     const timer = setTimeout(() => reject(new Error("the demo did not print its dashboard URL within 10 minutes")), 600_000);
@@ -55,26 +177,36 @@ function startDemo() {
         clearTimeout(timer);
         const readOnly = output.match(/read-only: http:\/\/\S+\/#token=(\S+)/)[1];
         const ingest = output.match(/ingest: +(http:\/\/\S+)/)[1];
-        // The printed `ledger send` line: the program and its NATS flags, up to `send`.
-        const sendLine = output.split("\n")[output.split("\n").indexOf("send a command:") + 1].trim().split(/\s+/);
-        const send = sendLine.slice(0, sendLine.indexOf("send"));
-        resolve({ child, base: match[1], token: match[2], readOnly, ingest, send });
+        // The printed `ledger send` line's program: the running ledger binary.
+        const ledger = output.split("\n")[output.split("\n").indexOf("send a command:") + 1].trim().split(/\s+/)[0];
+        resolve({ child, base: match[1], token: match[2], readOnly, ingest, ledger, database: demoDatabaseUrl(output) });
       }
     });
     child.on("exit", (code) => reject(new Error("the demo exited early with " + code)));
-    // Never leave the demo behind (it would answer the next run's commands).
-    process.on("exit", () => child.kill("SIGINT"));
-    for (const signal of ["SIGINT", "SIGTERM"]) process.on(signal, () => { child.kill("SIGINT"); process.exit(130); });
   });
 }
 
+/** The demo's database URL, as it prints it; with a password, which it prints as `***`, the
+ * one of DATABASE_URL (the same server). */
+function demoDatabaseUrl(output) {
+  const printed = output.match(/^database: +(\S+)/m)[1];
+  if (!printed.includes(":***@")) return printed;
+  if (!process.env.DATABASE_URL) throw new Error(`the demo's database ${printed} has a password: give it in DATABASE_URL`);
+  const url = new URL(process.env.DATABASE_URL);
+  url.pathname = new URL(printed.replace(":***@", ":x@")).pathname;
+  return url.href;
+}
+
 async function main() {
-  const { child, base, token, readOnly, ingest, send } = await startDemo();
+  const stripe = await startLocalstripe();
+  const { child, base, token, readOnly, ingest, ledger, database } = await startDemo(stripe.url);
   const api = async (path) => {
     const response = await fetch(base + path, { headers: { Authorization: "Bearer " + token } });
     if (!response.ok) throw new Error(path + ": HTTP " + response.status + " " + (await response.text()));
     return response.json();
   };
+  // Before the page opens, so the figures it shows and the API's include this customer.
+  const stripeCustomer = await subscribeAtLocalstripe(stripe, ingest, api);
   const browser = await chromium.launch({
     executablePath: chromiumPath,
     headless: true,
@@ -214,28 +346,9 @@ async function main() {
     check(deepLink === `${base}/#token=${encodeURIComponent(token)}&customer=${customer.customer_id}`, `the customer page offers its deep link ${deepLink}`);
     await page.screenshot({ path: join(screenshots, "e2e-customer.png"), fullPage: true });
 
-    // Operator actions (the token has commands:write at the demo's ingest): cancel a
-    // subscription now. It shows `processing` at once; this test then answers as the payment
-    // provider would (`confirm_cancellation`, issuer payment_provider, through NATS with
-    // `ledger send`) and the page shows `complete`.
+    // Operator actions (the token has commands:write at the demo's ingest): the profile here;
+    // cancellations, carried out at localstripe, further down.
     check(await page.isVisible("[data-test=actions]"), "a write token sees the actions");
-    const active = detail.subscriptions.find((s) => s.status === "active" && !s.cancel_at_period_end);
-    page.once("dialog", (dialog) => dialog.accept());
-    await page.click(`button[data-action=cancel-now][data-subscription="${active.subscription_id}"]`);
-    await page.waitForSelector("[data-test=action][data-state=processing]", { timeout: 30_000 });
-    const processing = await page.$eval("[data-test=action]", (entry) => entry.textContent);
-    check(processing.includes("processing") && processing.includes("waiting for the provider's answer"), `the cancellation shows as processing: "${processing}"`);
-    await page.waitForFunction((id) => [...document.querySelectorAll("#customer-timeline tr")].some((row) => row.textContent.includes("cancellation requested") && row.textContent.includes(id)), active.subscription_id);
-    await page.screenshot({ path: join(screenshots, "e2e-action-processing.png"), fullPage: true });
-    execFileSync(send[0], [...send.slice(1), "send", "confirm_cancellation", "--customer-id", customer.customer_id,
-      "--provider", detail.provider, "--account-id", detail.account_id, "--issuer", "payment_provider",
-      "--json", JSON.stringify({ subscription_id: active.subscription_id, reason: "cancelled at the provider" })], { stdio: "inherit" });
-    await page.waitForSelector("[data-test=action][data-state=complete]", { timeout: 30_000 });
-    const complete = await page.$eval("[data-test=action]", (entry) => entry.textContent);
-    check(complete.includes("complete") && complete.includes("subscription cancelled"), `the cancellation completes: "${complete}"`);
-    await page.waitForFunction((id) => [...document.querySelectorAll("#customer-subscriptions tr")].some((row) => row.textContent.includes(id) && row.textContent.includes("canceled")), active.subscription_id, { timeout: 30_000 });
-    const after = await api("/v1/customers/" + customer.customer_id);
-    check(after.subscriptions.find((s) => s.subscription_id === active.subscription_id).status === "canceled", "the API shows the subscription canceled");
     // A profile edit completes at once; a refused one is explained in words.
     await page.fill("[data-test=profile-name]", "Renamed by the e2e test");
     await page.click("[data-test=profile-save]");
@@ -251,6 +364,9 @@ async function main() {
     const refused = await page.$eval("[data-test=action][data-state=refused]", (entry) => entry.textContent);
     check(refused.includes("The ledger refused it") && refused.includes("unique_key_taken"), `a refused action is explained: "${refused}"`);
     await page.screenshot({ path: join(screenshots, "e2e-actions.png"), fullPage: true });
+    await cancelAtLocalstripe(page, api, stripe, stripeCustomer, { ledger, database });
+    const unknownToStripe = await cancelUnknownToLocalstripe(page, api, stripe, stripeCustomer);
+    checkProviderSyncCalls({ ledger, database }, [unknownToStripe, stripeCustomer.subscriptionId]);
 
     // A read-only token sees no actions (ingest would refuse it anyway: ledger-ingest's tests).
     const readOnlyContext = await browser.newContext({ viewport: { width: 1280, height: 900 } });
@@ -290,12 +406,117 @@ async function main() {
   } finally {
     await browser.close();
     child.kill("SIGINT");
+    stripe.stop();
   }
   if (failures.length > 0) {
     console.error(`\n${failures.length} check(s) failed`);
     process.exit(1);
   }
-  console.log(`\nall checks passed; screenshots: target/e2e-dashboard.png, target/e2e-dashboard-800.png, target/e2e-customer.png, target/e2e-action-processing.png, target/e2e-actions.png, target/e2e-read-only.png`);
+  console.log(`\nall checks passed; screenshots: target/e2e-dashboard.png, target/e2e-dashboard-800.png, target/e2e-customer.png, target/e2e-actions.png, target/e2e-action-processing.png, target/e2e-action-complete.png, target/e2e-action-processing-refused.png, target/e2e-action-failed.png, target/e2e-read-only.png`);
+}
+
+// ---- cancellations from the page, carried out at localstripe by the demo's provider-sync ----
+
+/** Shows customer `customerId` (whose email is `email`) on `page`, through the page's own
+ * route (`#customer=<id>`), and waits for its subscriptions. */
+async function openCustomer(page, customerId, email) {
+  await page.evaluate((id) => { location.hash = "customer=" + id; }, customerId);
+  await page.waitForFunction((expected) => document.querySelector("[data-test=customer-email]")?.textContent.startsWith(expected), email);
+  await page.waitForSelector("#customer-subscriptions table");
+}
+
+/** Clicks "Cancel now" on `subscriptionId` (accepting the confirmation), sees the page show
+ * the request `processing` (saved as `screenshot`) and resolves with the action log entry's
+ * final state and text. localstripe is paused (SIGSTOP) from the click until the page shows
+ * `processing`: it answers provider-sync within milliseconds otherwise, before the page's
+ * first read, which then shows the answer at once. Paused, it holds provider-sync's request
+ * (well within its 10 s timeout), as a slow provider would. */
+async function cancelNow(page, stripe, subscriptionId, screenshot) {
+  stripe.pause();
+  try {
+    page.once("dialog", (dialog) => dialog.accept());
+    await page.click(`button[data-action=cancel-now][data-subscription="${subscriptionId}"]`);
+    await page.waitForFunction(() => document.querySelector("[data-test=action]").dataset.state === "processing", null, { timeout: 30_000 });
+    const processing = await page.$eval("[data-test=action]", (element) => element.textContent);
+    check(processing.includes("waiting for the provider's answer"), `the cancellation of ${subscriptionId} shows as processing: "${processing}"`);
+    await page.screenshot({ path: join(screenshots, screenshot), fullPage: true });
+  } finally {
+    stripe.resume();
+  }
+  await page.waitForFunction(() => ["complete", "failed", "refused"].includes(document.querySelector("[data-test=action]").dataset.state), null, { timeout: 60_000 });
+  return page.$eval("[data-test=action]", (element) => ({ state: element.dataset.state, text: element.textContent }));
+}
+
+/** The customer's events of `eventType` about `subscriptionId`, from the API. */
+async function eventsOf(api, customerId, eventType, subscriptionId) {
+  return (await api("/v1/customers/" + customerId + "/timeline?limit=1000")).items
+    .filter((event) => event.event_type === eventType && event.subscription_id === subscriptionId);
+}
+
+/** The operator cancels the localstripe customer's subscription now: the page shows
+ * `processing`, then `complete` once provider-sync's confirmation is recorded; localstripe
+ * has the subscription canceled, and the ledger one `subscription_cancelled`, also after
+ * localstripe's own `customer.subscription.deleted` webhook reached it. */
+async function cancelAtLocalstripe(page, api, stripe, stripeCustomer, { ledger, database }) {
+  const { customerId, email, subscriptionId } = stripeCustomer;
+  await openCustomer(page, customerId, email);
+  const answer = await cancelNow(page, stripe, subscriptionId, "e2e-action-processing.png");
+  check(answer.state === "complete" && answer.text.includes("subscription cancelled"), `then it completes: "${answer.text}"`);
+  await page.waitForFunction((id) => [...document.querySelectorAll("#customer-subscriptions tr")].some((row) => row.textContent.includes(id) && row.textContent.includes("canceled")), subscriptionId, { timeout: 30_000 });
+  await page.screenshot({ path: join(screenshots, "e2e-action-complete.png"), fullPage: true });
+  const atStripe = await stripe.call("GET", "/v1/subscriptions/" + subscriptionId);
+  check(atStripe.status === "canceled", `localstripe has ${subscriptionId} ${atStripe.status}`);
+  // localstripe announces the deletion too (a second after it): once the ledger has recorded
+  // that delivery, it must still hold one cancellation.
+  const announced = await eventually(`localstripe announces the deletion of ${subscriptionId}`, async () =>
+    (await stripe.call("GET", "/v1/events?limit=100")).data.find((event) => event.type === "customer.subscription.deleted" && event.data.object.id === subscriptionId));
+  const delivery = await eventually(`the ledger records localstripe's ${announced.id}`, () =>
+    execFileSync(ledger, ["connectors", "messages", "--provider", "stripe", "--limit", "1000"], { env: { ...process.env, DATABASE_URL: database }, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] })
+      .split("\n").map((line) => line.split("\t")).find((fields) => fields[2] === announced.id));
+  const cancelled = await eventsOf(api, customerId, "subscription_cancelled", subscriptionId);
+  check(cancelled.length === 1 && cancelled[0].issuer === "payment_provider",
+    `the ledger has exactly one subscription_cancelled for ${subscriptionId} (${cancelled.map((event) => event.issuer + " at " + event.global_position).join(", ")}); ` +
+    `localstripe's own webhook ${announced.id} was recorded ${delivery[4]}`);
+  const after = await api("/v1/customers/" + customerId);
+  check(after.subscriptions.find((s) => s.subscription_id === subscriptionId).status === "canceled", "the API shows the subscription canceled");
+}
+
+/** The operator cancels now a subscription of one of the demo's own Stripe customers, which
+ * exists only in the ledger: localstripe answers 404, and the page shows `failed` with its
+ * reason; the subscription stays active. */
+async function cancelUnknownToLocalstripe(page, api, stripe, stripeCustomer) {
+  const candidates = (await api("/v1/customers?provider=stripe&status=active&limit=50")).items
+    .filter((c) => c.customer_id !== stripeCustomer.customerId);
+  let customer, subscription;
+  for (const candidate of candidates) {
+    customer = await api("/v1/customers/" + candidate.customer_id);
+    subscription = customer.subscriptions.find((s) => s.status === "active" && !s.cancel_at_period_end);
+    if (subscription) break;
+  }
+  if (!subscription) throw new Error("no demo Stripe customer with an active subscription among " + candidates.length);
+  await openCustomer(page, customer.customer_id, customer.email);
+  const answer = await cancelNow(page, stripe, subscription.subscription_id, "e2e-action-processing-refused.png");
+  // localstripe's answer: 404 {"error": {"type": "invalid_request_error", "message": "Not Found"}}.
+  check(answer.state === "failed" && answer.text.includes("the provider refused: Not Found (invalid_request_error)"),
+    `localstripe refuses it (${customer.account_id} is the demo's own), so it fails with localstripe's reason: "${answer.text}"`);
+  await page.screenshot({ path: join(screenshots, "e2e-action-failed.png"), fullPage: true });
+  const failed = await eventsOf(api, customer.customer_id, "cancellation_failed", subscription.subscription_id);
+  check(failed.length === 1 && failed[0].failure_code === "invalid_request_error" && failed[0].failure_message === "Not Found" && failed[0].issuer === "payment_provider",
+    `the ledger has one cancellation_failed for it: ${JSON.stringify(failed.map((event) => [event.issuer, event.failure_code, event.failure_message]))}`);
+  const after = await api("/v1/customers/" + customer.customer_id);
+  const status = after.subscriptions.find((s) => s.subscription_id === subscription.subscription_id).status;
+  check(status === "active", `the refused cancellation leaves ${subscription.subscription_id} ${status}`);
+  return subscription.subscription_id;
+}
+
+/** provider-sync made one request for each of the page's cancellations, newest first, and
+ * none for the demo's history: its requests are the providers' own news (issuer
+ * payment_provider), although several of its subscriptions are left cancel-pending. */
+function checkProviderSyncCalls({ ledger, database }, subscriptionIds) {
+  const requests = execFileSync(ledger, ["provider-sync", "attempts"], { env: { ...process.env, DATABASE_URL: database }, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] })
+    .split("\n").filter((line) => line).map((line) => line.split("\t")[2]);
+  const expected = subscriptionIds.map((id) => "DELETE /v1/subscriptions/" + id);
+  check(requests.join() === expected.join(), `provider-sync's requests were the page's cancellations only: ${requests.join(", ")}`);
 }
 
 mkdirSync(screenshots, { recursive: true });

@@ -37,6 +37,9 @@ pub(crate) enum BenchTarget {
     /// Query service: requests/s and p50/p99 of the summary (cached and uncached) and of a
     /// single customer, over 100,000 customers and about a million events.
     Query(crate::bench_query::QueryBenchArgs),
+    /// Soak: the ledger's processes under a steady load for minutes, with each process's
+    /// memory and the p99 latencies every minute.
+    Soak(crate::bench_soak::SoakBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -60,6 +63,7 @@ pub(crate) async fn run(target: BenchTarget) -> anyhow::Result<()> {
         BenchTarget::Projectors(args) => crate::bench_projectors::run(args).await,
         BenchTarget::Notify(args) => crate::bench_notify::run(args).await,
         BenchTarget::Query(args) => crate::bench_query::run(args).await,
+        BenchTarget::Soak(args) => crate::bench_soak::run(args).await,
     }
 }
 

@@ -31,7 +31,7 @@ const REPORT_EVERY_DELIVERIES: u64 = 100_000;
 /// Answers in flight between the senders and the tally (a bound, not a tuning knob).
 const ANSWERS_QUEUE_MAX: usize = 4_096;
 /// The endpoint secret the bench signs with.
-const BENCH_SECRET: &str = "whsec_bench_0123456789abcdef";
+pub(crate) const BENCH_SECRET: &str = "whsec_bench_0123456789abcdef";
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct WebhooksBenchArgs {
@@ -53,9 +53,16 @@ enum Until {
     Count(u64),
 }
 
-/// The process's resident memory in KiB (`VmRSS` of `/proc/self/status`; 0 where there is none).
+/// This process's resident memory in KiB (`VmRSS` of `/proc/self/status`; 0 where there is
+/// none).
 fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+    rss_kib_of("self")
+}
+
+/// The resident memory in KiB of process `pid` (a number, or `self`): `VmRSS` of
+/// `/proc/<pid>/status`, 0 where there is none (not Linux, or the process is gone).
+pub(crate) fn rss_kib_of(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|status| {
             status.lines().find_map(|line| {
@@ -184,7 +191,7 @@ async fn timed(
     }
     for clients in SENDER_COUNTS {
         let (commands, latencies, elapsed) = crate::bench_writer::load(
-            client,
+            std::slice::from_ref(client),
             clients,
             duration,
             &format!("{run_id}-commands-{clients}"),
@@ -360,7 +367,7 @@ async fn deliveries(
 }
 
 /// The HTTP request of a Stripe `customer.created` for account `cus_<id>`, signed now.
-fn signed_request(key: &ring::hmac::Key, id: &str) -> Vec<u8> {
+pub(crate) fn signed_request(key: &ring::hmac::Key, id: &str) -> Vec<u8> {
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let body = format!(
         r#"{{"id":"evt_{id}","object":"event","type":"customer.created","created":{now},"data":{{"object":{{"id":"cus_{id}","object":"customer","email":"{id}@bench.example","name":"Bench"}}}}}}"#

@@ -1,6 +1,8 @@
 //! `ledger bench writer`: commands/s end to end (request sent -> reply with position) with 1,
 //! 16 and 64 concurrent NATS clients, with group commit on and off, next to the same load as
-//! direct single-event store appends.
+//! direct single-event store appends; then the same 64-client load over `--partitions` writers,
+//! each with its own database and stream, customers routed by [`partition_of`]
+//! (docs/scaling.md).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,6 +24,9 @@ pub(crate) struct WriterBenchArgs {
     /// Seconds each configuration runs.
     #[arg(long, default_value_t = 5)]
     seconds: u64,
+    /// Writers of the partitioned run (each with its own database and stream); 1 skips it.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=16))]
+    partitions: u16,
 }
 
 pub(crate) struct Measured {
@@ -77,8 +82,13 @@ pub(crate) async fn run(args: WriterBenchArgs) -> anyhow::Result<()> {
             } else {
                 "writer, one tx per command"
             };
-            let (commands, latencies, elapsed) =
-                load(&client, clients, duration, &format!("{run_id}-{clients}")).await?;
+            let (commands, latencies, elapsed) = load(
+                std::slice::from_ref(&client),
+                clients,
+                duration,
+                &format!("{run_id}-{clients}"),
+            )
+            .await?;
             results.push(measure(setup, clients, commands, latencies, elapsed));
         }
         let _ = stop.send(());
@@ -93,6 +103,19 @@ pub(crate) async fn run(args: WriterBenchArgs) -> anyhow::Result<()> {
         results.push(measure(
             "store append_one, direct",
             clients,
+            commands,
+            latencies,
+            elapsed,
+        ));
+    }
+
+    if args.partitions > 1 {
+        let partitions = usize::from(args.partitions);
+        let (commands, latencies, elapsed) =
+            partitioned(&services, partitions, 64, duration).await?;
+        results.push(measure(
+            &format!("{partitions} writers, partitioned"),
+            64,
             commands,
             latencies,
             elapsed,
@@ -126,6 +149,70 @@ pub(crate) async fn run(args: WriterBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The load of [`load`] over `partitions` writers, each leading its own database and stream
+/// (a partition's lock, positions, hash chain and stream are its own: docs/scaling.md).
+async fn partitioned(
+    services: &ledger_testkit::services::Services,
+    partitions: usize,
+    clients: usize,
+    duration: Duration,
+) -> anyhow::Result<(u64, Vec<Duration>, Duration)> {
+    let run_id = Uuid::now_v7().simple().to_string();
+    let mut writers = Vec::with_capacity(partitions);
+    let mut routes = Vec::with_capacity(partitions);
+    for partition in 0..partitions {
+        let database = format!("{BENCH_DATABASE}_p{partition}");
+        let (database_url, _) = crate::bench::fresh_database(services, &database).await?;
+        let bus = BusConfig {
+            subject_prefix: format!("bench{run_id}p{partition}"),
+            stream_name: format!("LEDGER_BENCH_{}_P{partition}", run_id.to_uppercase()),
+            ..BusConfig::default()
+        };
+        let writer_nats = async_nats::connect(services.nats_url()).await?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let writer = tokio::spawn(ledger_writer::run(
+            Store::connect(&database_url)?,
+            writer_nats,
+            WriterConfig {
+                bus: bus.clone(),
+                ..WriterConfig::default()
+            },
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        writers.push((database, bus.stream_name.clone(), stop, writer));
+        routes.push(Client::new(
+            async_nats::connect(services.nats_url()).await?,
+            bus,
+        ));
+    }
+    let measured = load(&routes, clients, duration, &run_id).await;
+    let nats = async_nats::jetstream::new(async_nats::connect(services.nats_url()).await?);
+    for (database, stream_name, stop, writer) in writers {
+        let _ = stop.send(());
+        writer.await??;
+        let _ = nats.delete_stream(&stream_name).await;
+        ledger_testkit::services::drop_database(services.database_url(), &database).await?;
+    }
+    measured
+}
+
+/// The partition of a customer among `partitions` writers: the first 8 bytes of the SHA-256
+/// of its id's 16 bytes, big-endian, modulo `partitions` (docs/scaling.md). A function of the
+/// id alone, so any router (ingest, an internal service, a connector) computes the same.
+///
+/// # Panics
+/// When `partitions` is 0.
+pub(crate) fn partition_of(customer_id: Uuid, partitions: usize) -> usize {
+    let digest = ring::digest::digest(&ring::digest::SHA256, customer_id.as_bytes());
+    let mut head = [0u8; 8];
+    head.copy_from_slice(&digest.as_ref()[..8]);
+    let partitions = u64::try_from(partitions).unwrap_or(u64::MAX);
+    // The remainder is below `partitions`, itself a usize.
+    usize::try_from(u64::from_be_bytes(head) % partitions).unwrap_or(0)
+}
+
 pub(crate) fn measure(
     setup: &str,
     clients: usize,
@@ -153,10 +240,11 @@ pub(crate) fn measure(
 const CUSTOMERS_PER_CLIENT: usize = 20;
 
 /// `clients` closed-loop clients. Each registers its customers (not timed), then records
-/// payments for them in turn until `duration` is over. Returns commands answered, their
-/// latencies and the elapsed time.
+/// payments for them in turn until `duration` is over. A customer's commands go to the writer
+/// of its partition: `partitions[partition_of(customer, partitions.len())]`. Returns commands
+/// answered, their latencies and the elapsed time.
 pub(crate) async fn load(
-    client: &Client,
+    partitions: &[Client],
     clients: usize,
     duration: Duration,
     run_id: &str,
@@ -166,16 +254,20 @@ pub(crate) async fn load(
         let mut customers = Vec::with_capacity(CUSTOMERS_PER_CLIENT);
         for customer in 0..CUSTOMERS_PER_CLIENT {
             let key = format!("{run_id}-{index}-{customer}");
+            // The router chooses the id, so the registration already goes to its partition.
+            let customer_id = Uuid::now_v7();
+            let client = &partitions[partition_of(customer_id, partitions.len())];
             let register = command(
                 &format!("{key}-register"),
-                "",
+                &customer_id.to_string(),
                 Kind::RegisterCustomer(proto::CustomerRegistered {
                     email: format!("{key}@bench.example"),
                     name: "Bench".to_owned(),
                     provider_account: None,
                 }),
             );
-            customers.push(client.send(&register).await?.customer_id);
+            client.send(&register).await?;
+            customers.push((customer_id, client.clone()));
         }
         customers_by_client.push(customers);
     }
@@ -185,16 +277,16 @@ pub(crate) async fn load(
         .into_iter()
         .enumerate()
         .map(|(index, customers)| {
-            let client = client.clone();
             let prefix = format!("{run_id}-{index}");
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 let mut n = 0usize;
                 while Instant::now() < deadline {
                     n += 1;
+                    let (customer_id, client) = &customers[n % customers.len()];
                     let payment = command(
                         &format!("{prefix}-{n}"),
-                        &customers[n % customers.len()],
+                        &customer_id.to_string(),
                         Kind::RecordPaymentSucceeded(payment(&format!("py_{prefix}_{n}"))),
                     );
                     let sent = Instant::now();
@@ -265,7 +357,7 @@ async fn direct_appends(
     Ok((latencies.len() as u64, latencies, elapsed))
 }
 
-fn payment(payment_id: &str) -> proto::PaymentSucceeded {
+pub(crate) fn payment(payment_id: &str) -> proto::PaymentSucceeded {
     proto::PaymentSucceeded {
         payment_id: payment_id.to_owned(),
         invoice_id: String::new(),
@@ -277,7 +369,7 @@ fn payment(payment_id: &str) -> proto::PaymentSucceeded {
     }
 }
 
-fn command(idempotency_key: &str, customer_id: &str, kind: Kind) -> proto::Command {
+pub(crate) fn command(idempotency_key: &str, customer_id: &str, kind: Kind) -> proto::Command {
     let now_micros =
         i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX);
     proto::Command {
@@ -293,5 +385,31 @@ fn command(idempotency_key: &str, customer_id: &str, kind: Kind) -> proto::Comma
             causation_id: String::new(),
         }),
         kind: Some(kind),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::partition_of;
+    use uuid::Uuid;
+
+    #[test]
+    fn a_customer_always_falls_in_the_same_partition_and_partitions_share_the_customers() {
+        let id = Uuid::parse_str("0190a5c4-0000-7000-8000-000000000001").unwrap();
+        assert_eq!(partition_of(id, 1), 0);
+        // SHA-256 of the 16 bytes, first 8 bytes big-endian: 7601337968769118286 (computed
+        // with Python's hashlib), so 0 mod 2, 6 mod 7, 14 mod 16.
+        assert_eq!(partition_of(id, 2), 0);
+        assert_eq!(partition_of(id, 7), 6);
+        assert_eq!(partition_of(id, 16), 14);
+        let mut counts = [0usize; 4];
+        for n in 0..4_000u128 {
+            counts[partition_of(Uuid::from_u128(n), 4)] += 1;
+        }
+        // Even within 10 % of 1,000 each.
+        assert!(
+            counts.iter().all(|&c| (900..=1_100).contains(&c)),
+            "{counts:?}"
+        );
     }
 }

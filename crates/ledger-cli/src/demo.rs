@@ -8,6 +8,11 @@
 //! The generator runs `decide` locally to know each customer's state, so every command is one
 //! the writer accepts; the writer decides again and appends. A sample webhook integration hears
 //! about the history's notifications (`demo_notify`).
+//!
+//! Apart from the registrations, the history is what the payment providers reported (issuer
+//! `payment_provider`: a customer changes plan or cancels in the provider's portal and its
+//! webhook tells the ledger), so provider-sync, which the demo runs when connected to a Stripe
+//! API (`--stripe-api-base`, `demo_stripe`), has nothing of it to carry out at the provider.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -26,6 +31,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use crate::demo_stripe::StripeConnection;
 use crate::{audit, demo_notify, progress};
 
 const SECONDS_PER_DAY: i64 = 86_400;
@@ -69,6 +75,12 @@ pub(crate) struct DemoArgs {
     /// Load, verify, print the figures and exit instead of serving until Ctrl-C.
     #[arg(long)]
     exit: bool,
+    /// Connects the demo to the Stripe API at this base URL (Stripe's test mode, or
+    /// localstripe): provider-sync carries the dashboard's cancellations out there, and the
+    /// demo's ingest takes its webhooks at /v1/webhooks/stripe. Needs LEDGER_STRIPE_API_KEY
+    /// and LEDGER_STRIPE_WEBHOOK_SECRETS (or their _FILE variables).
+    #[arg(long, value_name = "URL")]
+    stripe_api_base: Option<String>,
 }
 
 /// Where the demo runs, from the global flags: a value the user gave (on the command line or
@@ -165,6 +177,7 @@ fn spawn_ingest(
     listener: std::net::TcpListener,
     query_address: SocketAddr,
     client: ledger_bus::Client,
+    webhooks: ledger_ingest::WebhookConfig,
     stop: watch::Receiver<bool>,
 ) -> std::thread::JoinHandle<anyhow::Result<()>> {
     std::thread::spawn(move || -> anyhow::Result<()> {
@@ -174,7 +187,7 @@ fn spawn_ingest(
             bind: listener.local_addr()?,
             tokens,
             rate_limit: Some(ledger_ingest::RATE_LIMIT_DEFAULT),
-            webhooks: ledger_ingest::WebhookConfig::default(),
+            webhooks,
             cors_origins: ledger_ingest::AllowedOrigins::parse(&format!("http://{query_address}"))?,
         };
         tokio::runtime::Builder::new_current_thread()
@@ -198,6 +211,10 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
 pub(crate) async fn run(args: DemoArgs, targets: DemoTargets) -> anyhow::Result<()> {
     // Every check that can fail fast comes before the demo drops anything.
     check_bind(args.bind)?;
+    let stripe = match &args.stripe_api_base {
+        Some(api_base) => Some(StripeConnection::connect(api_base).await?),
+        None => None,
+    };
     let services =
         ledger_testkit::services::ensure_at(targets.database_url.clone(), targets.nats_url.clone())
             .await?;
@@ -237,16 +254,31 @@ pub(crate) async fn run(args: DemoArgs, targets: DemoTargets) -> anyhow::Result<
         },
         stopped(stop_seen.clone()),
     ));
-    let projectors = spawn_projectors(&ProjectorContext {
+    let projector_config = ProjectorConfig {
+        bus: bus.clone(),
+        ..ProjectorConfig::default()
+    };
+    let mut projectors = spawn_projectors(&ProjectorContext {
         store: store.clone(),
         database_url: database_url.clone(),
         nats: nats.clone(),
-        config: ProjectorConfig {
-            bus: bus.clone(),
-            ..ProjectorConfig::default()
-        },
+        config: projector_config.clone(),
         stop: stop_seen.clone(),
     });
+    let (webhooks, stripe_api_base) = match stripe {
+        Some(stripe) => {
+            let webhooks = stripe.webhooks.clone();
+            let api_base = stripe.api_base.clone();
+            projectors.push(stripe.spawn_provider_sync(
+                database_url.clone(),
+                nats.clone(),
+                projector_config,
+                stopped(stop_seen.clone()),
+            ));
+            (webhooks, Some(api_base))
+        }
+        None => (ledger_ingest::WebhookConfig::default(), None),
+    };
     let mut tokens = Tokens::default();
     tokens.add(DEMO_TOKEN, Scope::QUERY);
     tokens.add(
@@ -283,6 +315,7 @@ pub(crate) async fn run(args: DemoArgs, targets: DemoTargets) -> anyhow::Result<
         ingest_listener,
         address,
         ledger_bus::Client::new(nats.clone(), bus.clone()),
+        webhooks,
         stop_seen.clone(),
     );
     let sample_webhook = demo_notify::register(&client, month_start_seconds(0) * 1_000_000).await?;
@@ -328,6 +361,12 @@ pub(crate) async fn run(args: DemoArgs, targets: DemoTargets) -> anyhow::Result<
             &bus,
             &targets.nats_auth_flags,
         )?;
+        if let Some(api_base) = stripe_api_base {
+            println!(
+                "stripe:    provider-sync calls {api_base}; its webhooks go to \
+                 http://{ingest_address}/v1/webhooks/stripe"
+            );
+        }
         println!("serving until Ctrl-C");
         crate::shutdown().await;
     }
@@ -705,7 +744,7 @@ fn format_minor(minor: i64, exponent: u8) -> String {
 }
 
 /// `url` with its user and password replaced by `user` and `password` (URL-safe characters).
-fn database_url_with_user(url: &str, user: &str, password: &str) -> String {
+pub(crate) fn database_url_with_user(url: &str, user: &str, password: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return format!("{url} user='{user}' password='{password}'");
     };
@@ -854,10 +893,10 @@ impl Generator {
                 SubscriptionStatus::Active => {
                     if self.chance(6) && customer.plan_step < 2 {
                         customer.plan_step += 1;
-                        bodies.push((self.change_plan(customer), proto::Issuer::Internal));
+                        bodies.push((self.change_plan(customer), provider_issued));
                     } else if self.chance(3) && customer.plan_step > 0 {
                         customer.plan_step -= 1;
-                        bodies.push((self.change_plan(customer), proto::Issuer::Internal));
+                        bodies.push((self.change_plan(customer), provider_issued));
                     }
                     if self.chance(5) {
                         bodies.push((
@@ -866,7 +905,7 @@ impl Generator {
                                 at_period_end: true,
                                 reason: "too_expensive".to_owned(),
                             }),
-                            proto::Issuer::Internal,
+                            provider_issued,
                         ));
                     } else if month_start_seconds(month + 1)
                         > subscription.current_period_end_unix_seconds

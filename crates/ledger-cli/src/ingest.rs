@@ -95,7 +95,7 @@ fn list_setting(name: &str) -> anyhow::Result<Option<Vec<String>>> {
 }
 
 /// The providers' webhook settings from the environment (docs/connectors.md, "Configuration").
-fn webhooks() -> anyhow::Result<WebhookConfig> {
+pub(crate) fn webhooks() -> anyhow::Result<WebhookConfig> {
     let tolerance_seconds = match setting("LEDGER_STRIPE_WEBHOOK_TOLERANCE_SECONDS")? {
         Some(value) => value
             .trim()

@@ -18,15 +18,19 @@ use crate::{progress, projectors};
 const STRIPE_API_BASE_DEFAULT: &str = "https://api.stripe.com";
 /// Xendit's API.
 const XENDIT_API_BASE_DEFAULT: &str = "https://api.xendit.co";
+/// `--request-timeout-ms` unless given (also the demo's, `demo_stripe`).
+pub(crate) const REQUEST_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+/// `--concurrent-requests` unless given (also the demo's).
+pub(crate) const CONCURRENT_REQUESTS_DEFAULT: u64 = 4;
 
 /// `ledger run provider-sync`.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct RunArgs {
     /// The longest one request to a provider may take, in milliseconds.
-    #[arg(long, env = "LEDGER_PROVIDER_SYNC_REQUEST_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "LEDGER_PROVIDER_SYNC_REQUEST_TIMEOUT_MS", default_value_t = REQUEST_TIMEOUT_MS_DEFAULT, value_parser = clap::value_parser!(u64).range(1..))]
     request_timeout_ms: u64,
     /// Requests in flight to one provider at most.
-    #[arg(long, env = "LEDGER_PROVIDER_SYNC_CONCURRENT_REQUESTS", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=256))]
+    #[arg(long, env = "LEDGER_PROVIDER_SYNC_CONCURRENT_REQUESTS", default_value_t = CONCURRENT_REQUESTS_DEFAULT, value_parser = clap::value_parser!(u64).range(1..=256))]
     concurrent_requests: u64,
 }
 

@@ -461,6 +461,13 @@ impl PrivatePostgres {
         tokio::task::block_in_place(|| self.stop());
     }
 
+    /// Stops the server as a crash would (`pg_ctl stop -m immediate`: no shutdown checkpoint,
+    /// crash recovery at the next start), keeping its data; [`PrivatePostgres::start_server`]
+    /// brings it back.
+    pub async fn crash_server(&self) {
+        tokio::task::block_in_place(|| self.stop_in_mode("immediate"));
+    }
+
     /// Starts the server again after [`PrivatePostgres::stop_server`], waiting until it
     /// accepts connections.
     pub async fn start_server(&self) -> Result<(), ServicesError> {
@@ -480,6 +487,10 @@ impl PrivatePostgres {
     }
 
     fn stop(&self) {
+        self.stop_in_mode("fast");
+    }
+
+    fn stop_in_mode(&self, mode: &str) {
         let data_dir = self.data_dir();
         if !data_dir.join("postmaster.pid").exists() {
             return;
@@ -489,13 +500,7 @@ impl PrivatePostgres {
             .arg("stop")
             .arg("-D")
             .arg(&data_dir)
-            .args([
-                "-m",
-                "fast",
-                "-w",
-                "-t",
-                &POSTGRES_STOP_TIMEOUT_S.to_string(),
-            ])
+            .args(["-m", mode, "-w", "-t", &POSTGRES_STOP_TIMEOUT_S.to_string()])
             .current_dir(&self.instance_dir)
             .stdin(Stdio::null());
         if let Some(ids) = self.run_as {

@@ -304,3 +304,58 @@ async fn demo_against_a_postgres_that_wants_a_password() {
         .await
         .expect("the demo's stream");
 }
+
+/// `--stripe-api-base` without its secrets, or at an address that does not answer, stops the
+/// demo at start with the variable to set or the cause, before it touches any server (no
+/// PostgreSQL or NATS is given here, and none is needed to get the message).
+#[test]
+fn demo_with_stripe_api_base_names_what_is_missing() {
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port");
+    let base = format!("http://{closed}");
+    let run = |environment: &[(&str, &str)]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ledger"));
+        command
+            .args(["demo", "--bind", "127.0.0.1:0", "--stripe-api-base", &base])
+            .args(["--exit"]);
+        for variable in [
+            "DATABASE_URL",
+            "NATS_URL",
+            "LEDGER_DEMO_BIND",
+            "LEDGER_STRIPE_API_KEY",
+            "LEDGER_STRIPE_API_KEY_FILE",
+            "LEDGER_STRIPE_WEBHOOK_SECRETS",
+            "LEDGER_STRIPE_WEBHOOK_SECRETS_FILE",
+        ] {
+            command.env_remove(variable);
+        }
+        command.envs(environment.iter().copied());
+        let output = command.output().expect("run ledger demo");
+        assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+        assert!(
+            output.stdout.is_empty(),
+            "nothing loaded: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        stderr(&output)
+    };
+
+    let message = run(&[]);
+    assert!(message.contains("LEDGER_STRIPE_API_KEY"), "{message}");
+    let message = run(&[("LEDGER_STRIPE_API_KEY", "sk_test_demo_secret")]);
+    assert!(
+        message.contains("LEDGER_STRIPE_WEBHOOK_SECRETS"),
+        "{message}"
+    );
+    let message = run(&[
+        ("LEDGER_STRIPE_API_KEY", "sk_test_demo_secret"),
+        ("LEDGER_STRIPE_WEBHOOK_SECRETS", "whsec_demo_secret"),
+    ]);
+    assert!(message.contains("--stripe-api-base"), "{message}");
+    assert!(
+        message.contains(&format!("{base} does not answer")),
+        "{message}"
+    );
+    assert!(!message.contains("sk_test_demo_secret"), "{message}");
+}

@@ -1,5 +1,6 @@
 //! The `ledger` binary as a user runs it, against a real PostgreSQL.
 
+mod chaos;
 mod cluster;
 mod connectors;
 mod demo;

@@ -13,7 +13,7 @@ use ledger_testkit::services::{
 };
 
 /// The private NATS a [`Deployment`] runs on: one server, or a cluster (`it::cluster`).
-pub(crate) trait NatsServers {
+pub(super) trait NatsServers {
     /// The value of `NATS_URL` for the ledger's processes.
     fn url(&self) -> &str;
 }
@@ -30,17 +30,18 @@ impl NatsServers for PrivateNatsCluster {
     }
 }
 
-/// Private servers and the ledger's processes on them, killed on drop.
-pub(crate) struct Deployment<N: NatsServers = PrivateNats> {
-    pub(crate) postgres: PrivatePostgres,
-    pub(crate) nats: N,
-    pub(crate) children: Vec<Child>,
-    pub(crate) bus: BusConfig,
+/// Private servers and the ledger's processes on them, killed on drop (also used by
+/// [`super::chaos`] and [`super::cluster`]).
+pub(super) struct Deployment<N: NatsServers = PrivateNats> {
+    pub(super) postgres: PrivatePostgres,
+    pub(super) nats: N,
+    pub(super) children: Vec<Child>,
+    pub(super) bus: BusConfig,
     log_dir: std::path::PathBuf,
 }
 
 impl Deployment {
-    async fn start() -> Deployment {
+    pub(super) async fn start() -> Deployment {
         let postgres = start_private_postgres().await.expect("private PostgreSQL");
         let nats = start_private_nats().await.expect("private nats-server");
         Deployment::start_with(postgres, nats).await
@@ -49,7 +50,7 @@ impl Deployment {
 
 impl<N: NatsServers> Deployment<N> {
     /// Migrates the database of `postgres`; the ledger's processes will use `nats`.
-    pub(crate) async fn start_with(postgres: PrivatePostgres, nats: N) -> Deployment<N> {
+    pub(super) async fn start_with(postgres: PrivatePostgres, nats: N) -> Deployment<N> {
         let log_dir = std::env::temp_dir().join(ledger_testkit::unique_name("staying-up"));
         std::fs::create_dir_all(&log_dir).expect("log directory");
         let deployment = Deployment {
@@ -68,7 +69,7 @@ impl<N: NatsServers> Deployment<N> {
         deployment
     }
 
-    pub(crate) fn ledger(&self, args: &[&str]) -> Command {
+    pub(super) fn ledger(&self, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_ledger"));
         command
             .args(args)
@@ -80,10 +81,16 @@ impl<N: NatsServers> Deployment<N> {
     }
 
     /// Starts `ledger <args>` in the background; its stderr goes to `<log>.log`.
-    pub(crate) fn spawn(&mut self, log: &str, args: &[&str]) -> usize {
+    pub(super) fn spawn(&mut self, log: &str, args: &[&str]) -> usize {
+        self.spawn_with(log, args, &[])
+    }
+
+    /// [`Deployment::spawn`] with these environment variables added.
+    pub(super) fn spawn_with(&mut self, log: &str, args: &[&str], env: &[(&str, &str)]) -> usize {
         let file = std::fs::File::create(self.log_dir.join(format!("{log}.log"))).expect("log");
         let child = self
             .ledger(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()
@@ -92,12 +99,12 @@ impl<N: NatsServers> Deployment<N> {
         self.children.len() - 1
     }
 
-    pub(crate) fn log(&self, log: &str) -> String {
+    pub(super) fn log(&self, log: &str) -> String {
         std::fs::read_to_string(self.log_dir.join(format!("{log}.log"))).unwrap_or_default()
     }
 
     /// Waits up to 20 s for `text` in `log`; panics with the log if it does not come.
-    pub(crate) async fn wait_for_log(&self, log: &str, text: &str) {
+    pub(super) async fn wait_for_log(&self, log: &str, text: &str) {
         assert!(
             eventually(20_000, || async { self.log(log).contains(text) }).await,
             "no {text:?} in {log}'s log:\n{}",
@@ -111,14 +118,14 @@ impl<N: NatsServers> Deployment<N> {
             .all(|child| matches!(child.try_wait(), Ok(None)))
     }
 
-    pub(crate) async fn client(&self) -> Client {
+    pub(super) async fn client(&self) -> Client {
         let nats = ledger_bus::connect_service(self.nats.url(), &NatsAuth::default(), "test")
             .await
             .expect("NATS client");
         Client::new(nats, self.bus.clone()).with_request_timeout(Duration::from_secs(2))
     }
 
-    pub(crate) async fn query_i64(&self, sql: &str) -> Option<i64> {
+    pub(super) async fn query_i64(&self, sql: &str) -> Option<i64> {
         let (client, connection) =
             tokio_postgres::connect(self.postgres.url(), tokio_postgres::NoTls)
                 .await
@@ -144,7 +151,7 @@ impl<N: NatsServers> Deployment<N> {
     /// Everything acknowledged is stored once, positions have no gap, the stream holds the
     /// table, the customers read model caught up with one row per registration and equals a
     /// rebuild.
-    pub(crate) async fn assert_intact(&mut self, accepted: &[String]) {
+    pub(super) async fn assert_intact(&mut self, accepted: &[String]) {
         let client = self.client().await;
         // The processes came back by themselves: a new command is accepted.
         let attempts = std::sync::atomic::AtomicUsize::new(0);
@@ -217,7 +224,13 @@ impl<N: NatsServers> Deployment<N> {
         let rows = self
             .query_i64("SELECT count(*) FROM customers.customers")
             .await;
-        assert_eq!(rows, Some(count), "one customer row per registration");
+        let registrations = self
+            .query_i64(
+                "SELECT count(*) FROM customer_payment_events \
+                 WHERE event_type = 'customer_registered'",
+            )
+            .await;
+        assert_eq!(rows, registrations, "one customer row per registration");
         assert!(self.still_running(), "no process exited");
         self.assert_equals_a_rebuild(last).await;
     }
@@ -440,10 +453,10 @@ fn assert_no_repeats(report: &str) {
 }
 
 /// The Stripe endpoint secret of `ledger run ingest` in the webhook outage test.
-const STRIPE_SECRET: &str = "whsec_staying_up_0123456789";
+pub(super) const STRIPE_SECRET: &str = "whsec_staying_up_0123456789";
 
 /// A signed Stripe `customer.created` for a new account `account`.
-fn stripe_delivery(event_id: &str, account: &str) -> (Vec<u8>, String) {
+pub(super) fn stripe_delivery(event_id: &str, account: &str) -> (Vec<u8>, String) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("after 1970")
