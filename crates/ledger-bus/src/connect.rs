@@ -115,8 +115,19 @@ impl NatsAuth {
     }
 }
 
-/// Connects to the NATS server at `url` as `auth` says; `name` (the component, e.g.
-/// `ledger-writer`) shows in the server's connection list.
+/// The servers of `url`: one URL, or a comma-separated list of the servers of one cluster
+/// (`nats://n1:4222,nats://n2:4222,nats://n3:4222`), which the client tries in turn and
+/// reconnects among.
+fn servers(url: &str) -> Vec<&str> {
+    url.split(',')
+        .map(str::trim)
+        .filter(|one| !one.is_empty())
+        .collect()
+}
+
+/// Connects to the NATS server at `url` (one URL, or a comma-separated list of a cluster's
+/// servers) as `auth` says; `name` (the component, e.g. `ledger-writer`) shows in the server's
+/// connection list.
 ///
 /// # Errors
 ///
@@ -130,7 +141,7 @@ pub async fn connect(
     auth.options()
         .await?
         .name(name)
-        .connect(url)
+        .connect(servers(url).as_slice())
         .await
         .map_err(|error| match error.kind() {
             ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Authentication => {
@@ -173,7 +184,8 @@ pub fn redact_url(url: &str) -> String {
         .join(",")
 }
 
-/// Like [`connect`], for a long-running component (`ledger run ...`): returns at once even
+/// Like [`connect`] (`url` also one URL or a cluster's comma-separated list), for a
+/// long-running component (`ledger run ...`): returns at once even
 /// while the server is unreachable, and the connection keeps reconnecting for as long as it
 /// takes, at NATS's reconnect pace (capped backoff with jitter). Each change between connected
 /// and disconnected is logged once, with the server's address.
@@ -238,7 +250,7 @@ pub async fn connect_service(
                 }
             }
         })
-        .connect(url)
+        .connect(servers(url).as_slice())
         .await
         .map_err(|error| ConnectError::Unreachable {
             url: redact_url(url),
@@ -328,6 +340,36 @@ mod tests {
             ),
             "{error}"
         );
+    }
+}
+
+#[cfg(test)]
+mod servers_tests {
+    use super::{NatsAuth, connect, servers};
+
+    #[test]
+    fn a_comma_separated_url_names_each_server_of_a_cluster() {
+        assert_eq!(servers("nats://127.0.0.1:4222"), ["nats://127.0.0.1:4222"]);
+        assert_eq!(
+            servers("nats://n1:4222, nats://n2:4222,,nats://n3:4222"),
+            ["nats://n1:4222", "nats://n2:4222", "nats://n3:4222"]
+        );
+    }
+
+    /// One server of the list down: the client connects to another (the shared development
+    /// server on 127.0.0.1:4222 answers).
+    #[tokio::test]
+    async fn a_list_with_one_server_down_connects_to_another() {
+        for _ in 0..4 {
+            let nats = connect(
+                "nats://127.0.0.1:1,nats://127.0.0.1:4222",
+                &NatsAuth::default(),
+                "test",
+            )
+            .await
+            .expect("the server that answers");
+            assert_eq!(nats.server_info().port, 4222);
+        }
     }
 }
 

@@ -51,7 +51,12 @@ struct Cli {
         global = true
     )]
     database_url: String,
-    /// NATS server of the command bus and the event stream.
+    /// A file holding the database URL, password included, instead of DATABASE_URL: the
+    /// password then shows neither in the process's environment nor in its command line.
+    #[arg(long, env = "DATABASE_URL_FILE", global = true)]
+    database_url_file: Option<std::path::PathBuf>,
+    /// NATS server of the command bus and the event stream; for a cluster, its servers' URLs
+    /// separated by commas (`nats://n1:4222,nats://n2:4222,nats://n3:4222`).
     #[arg(
         long,
         env = "NATS_URL",
@@ -156,6 +161,10 @@ enum Command {
     /// Run a command with DATABASE_URL and NATS_URL pointing at running servers, starting
     /// private ones (stopped afterwards) when none are configured or running.
     WithServices {
+        /// Start a private NATS JetStream cluster of this many nodes on loopback ports (whatever
+        /// NATS_URL says); NATS_URL lists them all and LEDGER_STREAM_REPLICAS defaults to it.
+        #[arg(long, value_name = "NODES", value_parser = clap::value_parser!(u8).range(1..=5))]
+        nats_cluster: Option<u8>,
         /// The command and its arguments.
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
@@ -268,13 +277,33 @@ impl Cli {
             .then(|| value.clone())
         };
         demo::DemoTargets {
-            database_url: given("database_url", &self.database_url),
+            database_url: given("database_url", &self.database_url).or_else(|| {
+                self.database_url_file
+                    .is_some()
+                    .then(|| self.database_url.clone())
+            }),
             nats_url: given("nats_url", &self.nats_url),
             subject_prefix: given("subject_prefix", &self.subject_prefix),
             stream_name: given("stream_name", &self.stream_name),
             nats_auth: self.nats_auth(),
             nats_auth_flags: self.nats_auth_flags(),
         }
+    }
+
+    /// Reads `--database-url-file` into `database_url`; both given is an error.
+    fn read_database_url_file(&mut self, matches: &clap::ArgMatches) -> anyhow::Result<()> {
+        let Some(path) = &self.database_url_file else {
+            return Ok(());
+        };
+        anyhow::ensure!(
+            !matches!(
+                matches.value_source("database_url"),
+                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+            ),
+            "set DATABASE_URL (--database-url) or DATABASE_URL_FILE (--database-url-file), not both"
+        );
+        self.database_url = database::url_from_file("DATABASE_URL_FILE", path)?;
+        Ok(())
     }
 
     fn bus(&self) -> ledger_bus::BusConfig {
@@ -323,10 +352,14 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let matches = Cli::command().get_matches();
-    let cli = match Cli::from_arg_matches(&matches) {
+    let mut cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(error) => error.exit(),
     };
+    if let Err(error) = cli.read_database_url_file(&matches) {
+        eprintln!("error: {error:#}");
+        return ExitCode::FAILURE;
+    }
     let demo_targets = cli.demo_targets(&matches);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -436,7 +469,10 @@ async fn run(cli: Cli, demo_targets: demo::DemoTargets) -> anyhow::Result<ExitCo
             let nats = connect_nats("ledger-connectors").await?;
             connectors::renormalize(&cli.database_url, nats, bus, provider, since).await
         }
-        Command::WithServices { command } => with_services(command).await,
+        Command::WithServices {
+            nats_cluster,
+            command,
+        } => with_services(nats_cluster, command).await,
     }
 }
 
@@ -478,15 +514,28 @@ pub(crate) async fn shutdown() {
     tracing::info!("shutting down");
 }
 
-async fn with_services(command: Vec<String>) -> anyhow::Result<ExitCode> {
-    let services = ledger_testkit::services::ensure().await?;
+async fn with_services(nats_cluster: Option<u8>, command: Vec<String>) -> anyhow::Result<ExitCode> {
+    let services = match nats_cluster {
+        Some(nodes) => {
+            ledger_testkit::services::ensure_with_nats_cluster(usize::from(nodes)).await?
+        }
+        None => ledger_testkit::services::ensure().await?,
+    };
     let (program, arguments) = command
         .split_first()
         .context("with-services needs a command to run")?;
-    let mut child = tokio::process::Command::new(program)
+    let mut child = tokio::process::Command::new(program);
+    child
         .args(arguments)
         .env("DATABASE_URL", services.database_url())
-        .env("NATS_URL", services.nats_url())
+        .env("NATS_URL", services.nats_url());
+    // Every node keeps a copy of each event, unless the caller chose otherwise.
+    if let Some(nodes) = nats_cluster
+        && std::env::var_os("LEDGER_STREAM_REPLICAS").is_none()
+    {
+        child.env("LEDGER_STREAM_REPLICAS", nodes.to_string());
+    }
+    let mut child = child
         .spawn()
         .with_context(|| format!("cannot run {program}"))?;
     let status = tokio::select! {

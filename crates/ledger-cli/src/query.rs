@@ -19,6 +19,9 @@ pub(crate) struct QueryArgs {
     /// on the read models only, nothing on the event table).
     #[arg(long, env = "LEDGER_QUERY_DATABASE_URL")]
     query_database_url: Option<String>,
+    /// A file holding that URL, password included, instead of LEDGER_QUERY_DATABASE_URL.
+    #[arg(long, env = "LEDGER_QUERY_DATABASE_URL_FILE")]
+    query_database_url_file: Option<std::path::PathBuf>,
     /// Bearer tokens and their scopes: `token:metrics:read,customers:read;token2:metrics:read`.
     #[arg(long, env = "LEDGER_QUERY_TOKENS", hide_env_values = true)]
     tokens: Option<String>,
@@ -70,8 +73,18 @@ pub(crate) struct QueryArgs {
 
 impl QueryArgs {
     pub(crate) fn config(&self, bus: ledger_bus::BusConfig) -> anyhow::Result<QueryConfig> {
-        let database_url = self.query_database_url.clone().context(
-            "LEDGER_QUERY_DATABASE_URL is not set: give the query service a login role that is a \
+        let database_url = match (&self.query_database_url, &self.query_database_url_file) {
+            (Some(_), Some(_)) => anyhow::bail!(
+                "set LEDGER_QUERY_DATABASE_URL or LEDGER_QUERY_DATABASE_URL_FILE, not both"
+            ),
+            (None, Some(path)) => Some(crate::database::url_from_file(
+                "LEDGER_QUERY_DATABASE_URL_FILE",
+                path,
+            )?),
+            (url, None) => url.clone(),
+        };
+        let database_url = database_url.context(
+            "LEDGER_QUERY_DATABASE_URL (or LEDGER_QUERY_DATABASE_URL_FILE) is not set: give the query service a login role that is a \
              member of `ledger_query` (e.g. `CREATE ROLE ledger_query_app LOGIN IN ROLE \
              ledger_query`), never the writer's",
         )?;

@@ -9,6 +9,9 @@
 //!    `<workspace>/target/ledger-services/`. It is stopped and its data removed when the
 //!    [`Services`] (or [`PrivatePostgres`] / [`PrivateNats`]) is dropped.
 //!
+//! [`ensure_with_nats_cluster`] does the same for PostgreSQL and always starts a private NATS
+//! JetStream cluster ([`start_private_nats_cluster`]): `ledger with-services --nats-cluster 3`.
+//!
 //! PostgreSQL refuses to run as root: as root, the private instance runs as the `postgres`
 //! system user.
 
@@ -42,6 +45,16 @@ const POSTGRES_STOP_TIMEOUT_S: u64 = 30;
 const NATS_STARTUP_TIMEOUT_MS: u64 = 10_000;
 /// How often to check whether a starting nats-server accepts connections.
 const NATS_STARTUP_POLL_MS: u64 = 20;
+/// How long a private NATS cluster may take to elect its JetStream meta leader.
+const NATS_CLUSTER_READY_TIMEOUT_MS: u64 = 30_000;
+/// How long one JetStream request to a starting NATS cluster may take.
+const NATS_CLUSTER_PROBE_TIMEOUT_MS: u64 = 2_000;
+/// How often to ask a starting NATS cluster whether JetStream answers.
+const NATS_CLUSTER_READY_POLL_MS: u64 = 100;
+/// The `cluster.name` of private NATS clusters.
+const NATS_CLUSTER_NAME: &str = "ledger";
+/// JetStream keeps at most 5 replicas of a stream, so a larger cluster adds nothing to it.
+pub const NATS_CLUSTER_NODES_MAX: usize = 5;
 /// How many lines of a server's log to quote in an error.
 const LOG_TAIL_LINES_MAX: usize = 20;
 
@@ -137,6 +150,26 @@ pub enum ServicesError {
         /// The last lines of its log file.
         log_tail: String,
     },
+    /// The private NATS cluster's JetStream did not answer in time (no meta leader elected).
+    #[error(
+        "the private NATS cluster ({url}) did not answer JetStream requests within {timeout_ms} \
+         ms (last answer: {last_error}); last lines of {log}:\n{log_tail}"
+    )]
+    NatsClusterNotReady {
+        /// The cluster's servers.
+        url: String,
+        /// Why the last request failed.
+        last_error: String,
+        /// How long we waited.
+        timeout_ms: u64,
+        /// The first node's log file.
+        log: String,
+        /// The last lines of that log.
+        log_tail: String,
+    },
+    /// A cluster size JetStream cannot use.
+    #[error("a NATS cluster needs 1 to {NATS_CLUSTER_NODES_MAX} nodes, not {0}")]
+    NatsClusterSize(usize),
     /// The private nats-server did not accept connections in time.
     #[error(
         "nats-server did not accept connections on 127.0.0.1:{port} within {timeout_ms} ms; \
@@ -162,6 +195,7 @@ pub struct Services {
     // Dropped with `Services`, which stops the private instances.
     postgres: Option<PrivatePostgres>,
     _nats: Option<PrivateNats>,
+    _nats_cluster: Option<PrivateNatsCluster>,
 }
 
 impl Services {
@@ -171,7 +205,8 @@ impl Services {
         &self.database_url
     }
 
-    /// URL of the NATS server, e.g. `nats://127.0.0.1:4222`.
+    /// URL of the NATS server, e.g. `nats://127.0.0.1:4222`; for a cluster, its servers' URLs
+    /// separated by commas.
     pub fn nats_url(&self) -> &str {
         &self.nats_url
     }
@@ -194,26 +229,7 @@ pub async fn ensure_at(
     database_url: Option<String>,
     nats_url: Option<String>,
 ) -> Result<Services, ServicesError> {
-    let (database_url, postgres) = match database_url {
-        Some(url) => {
-            info!(
-                url = redact_password(&url),
-                "using the configured PostgreSQL"
-            );
-            (url, None)
-        }
-        None if port_answers(DEFAULT_POSTGRES_PORT).await => {
-            info!(
-                url = DEFAULT_DATABASE_URL,
-                "using the PostgreSQL server on the default port"
-            );
-            (DEFAULT_DATABASE_URL.to_owned(), None)
-        }
-        None => {
-            let postgres = start_private_postgres().await?;
-            (postgres.url().to_owned(), Some(postgres))
-        }
-    };
+    let (database_url, postgres) = ensure_postgres(database_url).await?;
     let (nats_url, nats) = match nats_url {
         Some(url) => {
             info!(
@@ -239,6 +255,48 @@ pub async fn ensure_at(
         nats_url,
         postgres,
         _nats: nats,
+        _nats_cluster: None,
+    })
+}
+
+/// PostgreSQL as [`ensure`] chooses it, and a private NATS JetStream cluster of `nodes`
+/// servers ([`start_private_nats_cluster`]) whatever `NATS_URL` says: for running the ledger
+/// with replicated streams and killing a node.
+pub async fn ensure_with_nats_cluster(nodes: usize) -> Result<Services, ServicesError> {
+    let (database_url, postgres) = ensure_postgres(env_url("DATABASE_URL")).await?;
+    let cluster = start_private_nats_cluster(nodes).await?;
+    Ok(Services {
+        database_url,
+        nats_url: cluster.url().to_owned(),
+        postgres,
+        _nats: None,
+        _nats_cluster: Some(cluster),
+    })
+}
+
+/// The configured PostgreSQL, else the shared one on the default port, else a private one.
+async fn ensure_postgres(
+    database_url: Option<String>,
+) -> Result<(String, Option<PrivatePostgres>), ServicesError> {
+    Ok(match database_url {
+        Some(url) => {
+            info!(
+                url = redact_password(&url),
+                "using the configured PostgreSQL"
+            );
+            (url, None)
+        }
+        None if port_answers(DEFAULT_POSTGRES_PORT).await => {
+            info!(
+                url = DEFAULT_DATABASE_URL,
+                "using the PostgreSQL server on the default port"
+            );
+            (DEFAULT_DATABASE_URL.to_owned(), None)
+        }
+        None => {
+            let postgres = start_private_postgres().await?;
+            (postgres.url().to_owned(), Some(postgres))
+        }
     })
 }
 
@@ -581,6 +639,8 @@ pub struct PrivateNats {
     child: Child,
     /// How it was started, to start it again after [`PrivateNats::stop_server`].
     command: process::Command,
+    /// Its place in a cluster.
+    cluster: Option<NatsClusterNode>,
 }
 
 impl PrivateNats {
@@ -592,6 +652,12 @@ impl PrivateNats {
     /// The TCP port it listens on at 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Its place in a cluster: `server_name` (the name JetStream reports as a stream's
+    /// leader), route and monitoring ports.
+    pub fn cluster_node(&self) -> Option<&NatsClusterNode> {
+        self.cluster.as_ref()
     }
 
     /// Directory holding its configuration, log (`nats-server.log`) and JetStream store
@@ -668,6 +734,38 @@ pub struct NatsServerOptions {
     /// Runs the server without JetStream (`jetstream: disabled`), as `nats-server` without
     /// `-js` does: for the ledger's message when a server lacks it.
     pub without_jetstream: bool,
+    /// Makes the server a node of a cluster (see [`start_private_nats_cluster`]).
+    pub cluster: Option<NatsClusterNode>,
+}
+
+/// A server's place in a NATS cluster on 127.0.0.1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatsClusterNode {
+    /// Its `server_name`, unique in the cluster (JetStream in a cluster requires one).
+    pub server_name: String,
+    /// The port it accepts the other nodes' routes on.
+    pub route_port: u16,
+    /// Every node's route port, its own included (a server skips the route to itself).
+    pub route_ports: Vec<u16>,
+    /// The port of its HTTP monitoring endpoints (`/healthz`, `/connz`, `/jsz`).
+    pub monitoring_port: u16,
+}
+
+impl NatsClusterNode {
+    /// The node's settings for the server's configuration file.
+    fn conf(&self) -> String {
+        let routes = self
+            .route_ports
+            .iter()
+            .map(|port| format!("\"nats-route://127.0.0.1:{port}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "\nserver_name: {}\nhttp: 127.0.0.1:{}\ncluster {{\n  name: {NATS_CLUSTER_NAME}\n  \
+             listen: 127.0.0.1:{}\n  routes: [{routes}]\n}}\n",
+            self.server_name, self.monitoring_port, self.route_port
+        )
+    }
 }
 
 /// Starts a private nats-server with JetStream on a free port of 127.0.0.1, whatever `NATS_URL`
@@ -697,6 +795,9 @@ pub async fn start_private_nats_with(
     }
     if options.without_jetstream {
         conf.push_str("\njetstream: disabled\n");
+    }
+    if let Some(node) = &options.cluster {
+        conf.push_str(&node.conf());
     }
     if let Err(error) = fs::write(&conf_path, conf) {
         remove_instance_dir(&instance_dir);
@@ -744,6 +845,7 @@ pub async fn start_private_nats_with(
         instance_dir,
         child,
         command,
+        cluster: options.cluster.clone(),
     };
 
     let deadline = Instant::now() + Duration::from_millis(NATS_STARTUP_TIMEOUT_MS);
@@ -781,6 +883,141 @@ pub async fn start_private_nats_with(
         "started private nats-server"
     );
     Ok(nats)
+}
+
+/// The nats-servers of one JetStream cluster, started by [`start_private_nats_cluster`]; each is
+/// killed and its data removed on `Drop`.
+#[derive(Debug)]
+pub struct PrivateNatsCluster {
+    nodes: Vec<PrivateNats>,
+    url: String,
+}
+
+impl PrivateNatsCluster {
+    /// The nodes' URLs separated by commas, `nats://127.0.0.1:<port>,...`: the form `NATS_URL`
+    /// takes for a cluster.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The nodes, in the order of [`PrivateNatsCluster::url`].
+    pub fn nodes(&self) -> &[PrivateNats] {
+        &self.nodes
+    }
+
+    /// Node `index`, to stop and start it.
+    ///
+    /// # Panics
+    ///
+    /// If `index` is not below the number of nodes.
+    pub fn node_mut(&mut self, index: usize) -> &mut PrivateNats {
+        &mut self.nodes[index]
+    }
+
+    /// Waits until JetStream answers in the cluster (its meta leader is elected): until then a
+    /// stream with replicas cannot be created.
+    pub async fn wait_for_jetstream(&self) -> Result<(), ServicesError> {
+        let deadline = Instant::now() + Duration::from_millis(NATS_CLUSTER_READY_TIMEOUT_MS);
+        loop {
+            let last_error = match jetstream_answers(&self.url).await {
+                Ok(()) => return Ok(()),
+                Err(error) => error,
+            };
+            if Instant::now() >= deadline {
+                let log = self.nodes[0].log_file();
+                return Err(ServicesError::NatsClusterNotReady {
+                    url: self.url.clone(),
+                    last_error,
+                    timeout_ms: NATS_CLUSTER_READY_TIMEOUT_MS,
+                    log_tail: log_tail(&log),
+                    log: log.display().to_string(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(NATS_CLUSTER_READY_POLL_MS)).await;
+        }
+    }
+}
+
+/// Whether the cluster at `url` answers a JetStream account request; else why not.
+async fn jetstream_answers(url: &str) -> Result<(), String> {
+    let nats = ledger_bus::connect(url, &ledger_bus::NatsAuth::default(), "ledger-services")
+        .await
+        .map_err(|error| error.to_string())?;
+    // The account's JetStream information: an `error` member (503 "JetStream system
+    // temporarily unavailable") until the meta leader is elected.
+    let answer = tokio::time::timeout(
+        Duration::from_millis(NATS_CLUSTER_PROBE_TIMEOUT_MS),
+        nats.request("$JS.API.INFO", Default::default()),
+    )
+    .await
+    .map_err(|_| format!("no answer within {NATS_CLUSTER_PROBE_TIMEOUT_MS} ms"))?
+    .map_err(|error| error.to_string())?;
+    let info: serde_json::Value =
+        serde_json::from_slice(&answer.payload).map_err(|error| error.to_string())?;
+    match info.get("error") {
+        None => Ok(()),
+        Some(error) => Err(error.to_string()),
+    }
+}
+
+/// Starts `nodes` private nats-servers with JetStream on free ports of 127.0.0.1 as one cluster
+/// (`cluster.name` `ledger`, server names `ledger-1`, `ledger-2`, ..., each routed to all the
+/// others, each with its own store directory and an HTTP monitoring port), and waits until the cluster's JetStream answers.
+///
+/// # Errors
+///
+/// [`ServicesError::NatsClusterSize`] for 0 or more than [`NATS_CLUSTER_NODES_MAX`] nodes, the
+/// errors of [`start_private_nats_with`] for each node, and
+/// [`ServicesError::NatsClusterNotReady`].
+pub async fn start_private_nats_cluster(nodes: usize) -> Result<PrivateNatsCluster, ServicesError> {
+    if !(1..=NATS_CLUSTER_NODES_MAX).contains(&nodes) {
+        return Err(ServicesError::NatsClusterSize(nodes));
+    }
+    let started_at = Instant::now();
+    // A route and a monitoring port per node, distinct: each listener stays bound until all
+    // are chosen.
+    let listeners = (0..2 * nodes)
+        .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(io_error("finding free ports on 127.0.0.1".into()))?;
+    let ports = listeners
+        .iter()
+        .map(|listener| listener.local_addr().map(|address| address.port()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(io_error("finding free ports on 127.0.0.1".into()))?;
+    drop(listeners);
+    let (route_ports, monitoring_ports) = ports.split_at(nodes);
+    let mut servers = Vec::with_capacity(nodes);
+    for (index, (route_port, monitoring_port)) in
+        route_ports.iter().zip(monitoring_ports).enumerate()
+    {
+        let options = NatsServerOptions {
+            cluster: Some(NatsClusterNode {
+                server_name: format!("{NATS_CLUSTER_NAME}-{}", index + 1),
+                route_port: *route_port,
+                route_ports: route_ports.to_vec(),
+                monitoring_port: *monitoring_port,
+            }),
+            ..NatsServerOptions::default()
+        };
+        servers.push(start_private_nats_with(&options).await?);
+    }
+    let url = servers
+        .iter()
+        .map(PrivateNats::url)
+        .collect::<Vec<_>>()
+        .join(",");
+    let cluster = PrivateNatsCluster {
+        nodes: servers,
+        url,
+    };
+    cluster.wait_for_jetstream().await?;
+    info!(
+        url = cluster.url,
+        elapsed_ms = started_at.elapsed().as_millis(),
+        "started a private NATS cluster"
+    );
+    Ok(cluster)
 }
 
 /// The first of `search_dirs` holding `initdb`, `pg_ctl` and `postgres`.

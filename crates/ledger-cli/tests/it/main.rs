@@ -1,8 +1,10 @@
 //! The `ledger` binary as a user runs it, against a real PostgreSQL.
 
 mod chaos;
+mod cluster;
 mod connectors;
 mod demo;
+mod deployment;
 mod grants;
 mod nats_auth;
 mod provider_sync;

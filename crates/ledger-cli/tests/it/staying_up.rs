@@ -9,16 +9,34 @@ use ledger_bus::{BusConfig, Client, NatsAuth};
 use ledger_testkit::commands;
 use ledger_testkit::ledger::eventually;
 use ledger_testkit::services::{
-    PrivateNats, PrivatePostgres, start_private_nats, start_private_postgres,
+    PrivateNats, PrivateNatsCluster, PrivatePostgres, start_private_nats, start_private_postgres,
 };
 
+/// The private NATS a [`Deployment`] runs on: one server, or a cluster (`it::cluster`).
+pub(super) trait NatsServers {
+    /// The value of `NATS_URL` for the ledger's processes.
+    fn url(&self) -> &str;
+}
+
+impl NatsServers for PrivateNats {
+    fn url(&self) -> &str {
+        PrivateNats::url(self)
+    }
+}
+
+impl NatsServers for PrivateNatsCluster {
+    fn url(&self) -> &str {
+        PrivateNatsCluster::url(self)
+    }
+}
+
 /// Private servers and the ledger's processes on them, killed on drop (also used by
-/// [`super::chaos`]).
-pub(super) struct Deployment {
+/// [`super::chaos`] and [`super::cluster`]).
+pub(super) struct Deployment<N: NatsServers = PrivateNats> {
     pub(super) postgres: PrivatePostgres,
-    pub(super) nats: PrivateNats,
+    pub(super) nats: N,
     pub(super) children: Vec<Child>,
-    bus: BusConfig,
+    pub(super) bus: BusConfig,
     log_dir: std::path::PathBuf,
 }
 
@@ -26,6 +44,13 @@ impl Deployment {
     pub(super) async fn start() -> Deployment {
         let postgres = start_private_postgres().await.expect("private PostgreSQL");
         let nats = start_private_nats().await.expect("private nats-server");
+        Deployment::start_with(postgres, nats).await
+    }
+}
+
+impl<N: NatsServers> Deployment<N> {
+    /// Migrates the database of `postgres`; the ledger's processes will use `nats`.
+    pub(super) async fn start_with(postgres: PrivatePostgres, nats: N) -> Deployment<N> {
         let log_dir = std::env::temp_dir().join(ledger_testkit::unique_name("staying-up"));
         std::fs::create_dir_all(&log_dir).expect("log directory");
         let deployment = Deployment {
@@ -165,7 +190,9 @@ impl Deployment {
             .await
             .expect("count");
         assert_eq!(count, last, "positions have no gap");
-        let nats = async_nats::connect(self.nats.url()).await.expect("NATS");
+        let nats = ledger_bus::connect(self.nats.url(), &NatsAuth::default(), "test")
+            .await
+            .expect("NATS");
         let jetstream = async_nats::jetstream::new(nats);
         assert!(
             eventually(30_000, || {
@@ -241,7 +268,7 @@ impl Deployment {
     }
 }
 
-impl Drop for Deployment {
+impl<N: NatsServers> Drop for Deployment<N> {
     fn drop(&mut self) {
         for child in &mut self.children {
             let _ = child.kill();
