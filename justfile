@@ -49,8 +49,8 @@ e2e: localstripe
     cargo build --quiet --bin ledger
     LEDGER_BIN={{target_dir}}/debug/ledger {{target_dir}}/debug/ledger with-services -- node e2e/dashboard.test.mjs
 
-# The chaos scenario (crates/ledger-cli/tests/it/chaos.rs): on private PostgreSQL and
-# nats-server, under load, kill each component in turn `rounds` times and check that nothing
+# The chaos scenario (crates/ledger-cli/tests/it/chaos.rs): on private PostgreSQL and a
+# three-node NATS cluster, under load, kill each component in turn `rounds` times and check that nothing
 # acknowledged is lost or doubled; prints each fault's time to recover. `just test` runs one round.
 chaos rounds="3":
     CHAOS_ROUNDS={{rounds}} cargo test -p ledger-cli --test it chaos -- --nocapture

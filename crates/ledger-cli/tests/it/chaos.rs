@@ -3,7 +3,8 @@
 //! customer, and signed Stripe `customer.created` webhooks through `ledger run ingest`), each component is killed in turn (SIGKILL), or crashed for PostgreSQL
 //! (`pg_ctl stop -m immediate`), and brought back the way a supervisor would: the leading
 //! writer (the standby takes over; a new standby starts), the projectors' process (customers,
-//! revenue, notify and its delivery worker), the query service, nats-server, PostgreSQL. Then:
+//! revenue, notify and its delivery worker), the query service, one node of the three-node NATS
+//! cluster (the stream has three replicas), PostgreSQL. Then:
 //! every acknowledged command is stored exactly once, every failed payment reached the webhook
 //! receiver under one delivery id, positions have no gap, the stream holds the table,
 //! `ledger audit verify` passes, and the customers read model equals a fresh rebuild
@@ -21,8 +22,14 @@ use ledger_domain::proto;
 use ledger_testkit::commands;
 use tokio::sync::Mutex;
 
+use ledger_testkit::services::{
+    PrivateNatsCluster, start_private_nats_cluster, start_private_postgres,
+};
+
 use super::staying_up::{Deployment, STRIPE_SECRET, stripe_delivery};
 
+/// The NATS cluster's nodes; the event stream has a copy on each.
+const NATS_NODES: usize = 3;
 /// Clients sending commands concurrently during the faults.
 const CLIENTS: usize = 4;
 /// How long a client keeps retrying one command (same idempotency key) before counting it
@@ -54,14 +61,20 @@ async fn the_ledger_survives_each_component_killed_in_turn_under_load() {
         .ok()
         .and_then(|rounds| rounds.parse().ok())
         .unwrap_or(1);
-    let mut deployment = Deployment::start().await;
+    let postgres = start_private_postgres().await.expect("private PostgreSQL");
+    let cluster = start_private_nats_cluster(NATS_NODES)
+        .await
+        .expect("a private NATS cluster");
+    let mut deployment = Deployment::start_with(postgres, cluster).await;
+    let replicas = NATS_NODES.to_string();
+    let writer_args = ["run", "writer", "--stream-replicas", replicas.as_str()];
     let query_role_url = query_role(&deployment).await;
     let query_port = super::free_port();
-    let mut leader = deployment.spawn_with("writer-0", &["run", "writer"], &ENV);
+    let mut leader = deployment.spawn_with("writer-0", &writer_args, &ENV);
     deployment
         .wait_for_log("writer-0", "writer is the leader")
         .await;
-    let mut standby = deployment.spawn_with("writer-1", &["run", "writer"], &ENV);
+    let mut standby = deployment.spawn_with("writer-1", &writer_args, &ENV);
     let mut standby_log = "writer-1".to_owned();
     let projector_args = ["run", "projector", "customers", "revenue", "notify"];
     let projector = deployment.spawn_with("projector", &projector_args, &ENV);
@@ -125,13 +138,7 @@ async fn the_ledger_survives_each_component_killed_in_turn_under_load() {
     for round in 0..rounds {
         // The leading writer: the standby must take over; a new standby takes its place.
         let new_standby_log = format!("writer-{}", round + 2);
-        restart(
-            &mut deployment,
-            leader,
-            &new_standby_log,
-            &["run", "writer"],
-            &[],
-        );
+        restart(&mut deployment, leader, &new_standby_log, &writer_args, &[]);
         let recovered = until_a_command_is_acknowledged(&client, &format!("writer-{round}")).await;
         deployment
             .wait_for_log(&standby_log, "writer is the leader")
@@ -180,17 +187,23 @@ async fn the_ledger_survives_each_component_killed_in_turn_under_load() {
         .await;
         recoveries.push(("query, kill -9".to_owned(), killed.elapsed()));
 
-        // nats-server: killed and restarted with its JetStream store.
-        deployment.nats.stop_server();
+        // One of the NATS nodes: killed and restarted with its JetStream store; the stream
+        // has a copy on each node.
+        let node = round % NATS_NODES;
+        deployment.nats.node_mut(node).stop_server();
         let killed = Instant::now();
         tokio::time::sleep(Duration::from_secs(1)).await;
         deployment
             .nats
+            .node_mut(node)
             .start_server()
             .await
-            .expect("nats-server back");
+            .expect("the NATS node back");
         until_a_command_is_acknowledged(&client, &format!("nats-{round}")).await;
-        recoveries.push(("nats-server, kill -9".to_owned(), killed.elapsed()));
+        recoveries.push((
+            format!("NATS node {} of {NATS_NODES}, kill -9", node + 1),
+            killed.elapsed(),
+        ));
 
         // PostgreSQL: crashed (immediate stop) and restarted with crash recovery.
         deployment.postgres.crash_server().await;
@@ -429,7 +442,10 @@ where
 }
 
 /// How many acknowledged keys are stored exactly once, missing, or stored more than once.
-async fn stored(deployment: &Deployment, acknowledged: &[String]) -> (usize, usize, usize) {
+async fn stored(
+    deployment: &Deployment<PrivateNatsCluster>,
+    acknowledged: &[String],
+) -> (usize, usize, usize) {
     let (mut once, mut lost, mut duplicated) = (0, 0, 0);
     for key in acknowledged {
         match deployment
@@ -446,7 +462,7 @@ async fn stored(deployment: &Deployment, acknowledged: &[String]) -> (usize, usi
     (once, lost, duplicated)
 }
 
-async fn head(deployment: &Deployment) -> i64 {
+async fn head(deployment: &Deployment<PrivateNatsCluster>) -> i64 {
     deployment
         .query_i64("SELECT coalesce(max(global_position), 0) FROM customer_payment_events")
         .await
@@ -456,7 +472,7 @@ async fn head(deployment: &Deployment) -> i64 {
 /// Kills the process in `slot` (SIGKILL) and starts `ledger <args>` in its place (with
 /// [`ENV`] and `env`), as a supervisor (systemd, compose) would.
 fn restart(
-    deployment: &mut Deployment,
+    deployment: &mut Deployment<PrivateNatsCluster>,
     slot: usize,
     log: &str,
     args: &[&str],
@@ -471,7 +487,7 @@ fn restart(
 }
 
 /// A login role in `ledger_query` (the query service's restricted role); its URL.
-async fn query_role(deployment: &Deployment) -> String {
+async fn query_role(deployment: &Deployment<PrivateNatsCluster>) -> String {
     let (client, connection) =
         tokio_postgres::connect(deployment.postgres.url(), tokio_postgres::NoTls)
             .await
