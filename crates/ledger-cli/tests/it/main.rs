@@ -4,6 +4,7 @@ mod connectors;
 mod demo;
 mod grants;
 mod nats_auth;
+mod observability;
 mod provider_sync;
 mod staying_up;
 mod stripe_end_to_end;
