@@ -175,6 +175,16 @@ impl Visit for FieldsVisitor {
         self.0.insert(field.name().to_owned(), value.into());
     }
 
+    fn record_u128(&mut self, field: &Field, value: u128) {
+        // Durations in microseconds are u128: a number while it fits.
+        let value = u64::try_from(value).map_or_else(|_| value.to_string().into(), Value::from);
+        self.0.insert(field.name().to_owned(), value);
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.0.insert(field.name().to_owned(), value.into());
+    }
+
     fn record_bool(&mut self, field: &Field, value: bool) {
         self.0.insert(field.name().to_owned(), value.into());
     }

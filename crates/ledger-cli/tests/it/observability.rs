@@ -332,6 +332,10 @@ async fn the_processes_serve_the_alerts_metrics_log_json_and_carry_the_correlati
     .await;
     assert_eq!(projector_line["service"], "projector");
     assert_eq!(projector_line["context"]["first_position"], 1);
+    assert!(
+        projector_line["context"]["apply_us"].is_u64(),
+        "numbers stay numbers: {projector_line}"
+    );
     for log in ["writer", "ingest", "projector", "provider-sync"] {
         for line in json_lines(&processes.log(log)) {
             let keys: Vec<&str> = line
