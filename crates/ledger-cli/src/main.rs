@@ -21,6 +21,7 @@ mod demo_stripe;
 mod fx;
 mod ingest;
 mod notify;
+mod observability;
 mod progress;
 mod projectors;
 mod provider_sync;
@@ -82,6 +83,8 @@ struct Cli {
     stream_name: String,
     #[command(flatten)]
     nats_auth: NatsAuthArgs,
+    #[command(flatten)]
+    metrics: observability::MetricsArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -306,6 +309,21 @@ impl Cli {
         Ok(())
     }
 
+    /// The role this process plays, as logs and metrics name it (`service`).
+    fn service(&self) -> &'static str {
+        match &self.command {
+            Command::Run { component } => match component {
+                Component::Writer(_) => "writer",
+                Component::Projector(_) => "projector",
+                Component::Ingest(_) => "ingest",
+                Component::Query(_) => "query",
+                Component::ProviderSync(_) => "provider-sync",
+            },
+            Command::Replay(_) => "replay",
+            _ => "ledger",
+        }
+    }
+
     fn bus(&self) -> ledger_bus::BusConfig {
         ledger_bus::BusConfig {
             subject_prefix: self.subject_prefix.clone(),
@@ -341,23 +359,17 @@ enum AuditCommand {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("info,async_nats=warn,tokio_postgres=warn")
-            }),
-        )
-        .with_writer(std::io::stderr)
-        // Colour only for a person at a terminal: a redirected log stays plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let matches = Cli::command().get_matches();
     let mut cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(error) => error.exit(),
     };
-    if let Err(error) = cli.read_database_url_file(&matches) {
+    if let Err(error) = observability::init_logging(cli.service()) {
         eprintln!("error: {error:#}");
+        return ExitCode::FAILURE;
+    }
+    if let Err(error) = cli.read_database_url_file(&matches) {
+        observability::fatal(&format!("{error:#}"));
         return ExitCode::FAILURE;
     }
     let demo_targets = cli.demo_targets(&matches);
@@ -371,13 +383,16 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli, demo_targets)) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {}", ledger_store::error_text(error.as_ref()));
+            observability::fatal(&ledger_store::error_text(error.as_ref()));
             ExitCode::FAILURE
         }
     }
 }
 
 async fn run(cli: Cli, demo_targets: demo::DemoTargets) -> anyhow::Result<ExitCode> {
+    if matches!(cli.command, Command::Run { .. } | Command::Replay(_)) {
+        cli.metrics.install(cli.service())?;
+    }
     let bus = cli.bus();
     let nats_auth = cli.nats_auth();
     let connect_nats = |component| ledger_bus::connect(&cli.nats_url, &nats_auth, component);

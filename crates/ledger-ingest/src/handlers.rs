@@ -3,6 +3,7 @@
 //! with the writer's reply.
 
 use actix_web::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use actix_web::middleware::from_fn;
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 use ledger_access::{Access, Scope};
@@ -10,6 +11,7 @@ use ledger_bus::{Client, Encoding};
 use ledger_domain::proto;
 
 use crate::cors::AllowedOrigins;
+use crate::observe::{self, observe};
 use crate::reply::{IngestError, accepted_response, echoed};
 
 /// The command `POST /v1/customers` takes.
@@ -31,6 +33,7 @@ pub(crate) fn configure(
                 .app_data(access.clone())
                 .app_data(payload.clone())
                 .wrap(origins.middleware())
+                .wrap(from_fn(observe))
                 .route(web::post().to(register_customer)),
         )
         .service(
@@ -39,15 +42,21 @@ pub(crate) fn configure(
                 .app_data(access.clone())
                 .app_data(payload)
                 .wrap(origins.middleware())
+                .wrap(from_fn(observe))
                 .route(web::post().to(send_command)),
         )
         .service(
             web::resource("/v1/token")
                 .app_data(access)
                 .wrap(origins.middleware())
+                .wrap(from_fn(observe))
                 .route(web::get().to(token)),
         )
-        .service(web::resource("/healthz").route(web::get().to(healthz)));
+        .service(
+            web::resource("/healthz")
+                .wrap(from_fn(observe))
+                .route(web::get().to(healthz)),
+        );
 }
 
 /// `POST /v1/customers`: registers a customer.
@@ -195,6 +204,7 @@ async fn send(
     })?;
     if let Some(metadata) = command.metadata.as_mut() {
         metadata.issuer = issuer_of_token(metadata.issuer)? as i32;
+        carry_correlation_id(request, metadata);
     }
     tracing::debug!(
         command = body_name,
@@ -206,6 +216,19 @@ async fn send(
         "sending command"
     );
     Ok(client.send(&command).await?)
+}
+
+/// Sets the command's `metadata.correlation_id`: the id the client sent in `X-Correlation-Id`
+/// (or `X-Request-Id`) wins; else the body's own is kept; else the one ingest made for the
+/// request. The answer's `X-Correlation-Id` names the one the events carry.
+fn carry_correlation_id(request: &HttpRequest, metadata: &mut proto::CommandMetadata) {
+    let request_id = observe::correlation_id(request);
+    if request_id.from_client || metadata.correlation_id.is_empty() {
+        metadata.correlation_id = request_id.id.to_string();
+        observe::settle(request, request_id.id);
+    } else if let Ok(id) = uuid::Uuid::try_parse(&metadata.correlation_id) {
+        observe::settle(request, id);
+    }
 }
 
 /// The issuer of a command sent with a bearer token, given the body's `claimed` one: always

@@ -14,6 +14,11 @@
 //! - `GET /metrics`: Prometheus counters of the webhook deliveries by provider and outcome;
 //! - `GET /healthz`: liveness.
 //!
+//! Every answer carries `X-Correlation-Id`: the UUID the client sent in that header (or in
+//! `X-Request-Id`), else the command's `metadata.correlation_id`, else a new one; the command
+//! and its events carry the same id, and ingest's log lines for the request name it
+//! (docs/observability.md).
+//!
 //! Every command endpoint needs `Authorization: Bearer <token>` ([`ledger_access`]): scope
 //! `commands:write` for a customer's commands, `integrations:admin` for the integration
 //! commands; each token has a rate limit. The issuer is the credential's, not the body's: a
@@ -34,10 +39,14 @@
 
 mod cors;
 mod handlers;
+mod observe;
 mod reply;
 mod webhooks;
 
 pub use cors::{AllowedOrigins, OriginError};
+pub use observe::{
+    CONNECTOR_DELIVERIES, CORRELATION_ID_HEADER, REQUEST_ID_HEADER, REQUEST_SECONDS, REQUESTS,
+};
 pub use webhooks::{BODY_READ_SECONDS_MAX, PAYPAL_VERIFICATIONS_MAX, PaypalConfig, WebhookConfig};
 
 use std::future::Future;
@@ -126,6 +135,7 @@ pub async fn serve_on(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let access = Access::new(config.tokens, config.rate_limit);
+    observe::register_metrics(&["stripe", "paypal", "xendit"]);
     config.webhooks.log_unconfigured();
     let webhooks = config.webhooks;
     let origins = config.cors_origins;

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderMap, RETRY_AFTER};
+use actix_web::middleware::from_fn;
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 use ledger_bus::{Client, SendError};
@@ -323,6 +324,12 @@ impl Verifiers {
         if let Ok(mut counts) = self.counts.lock() {
             *counts.entry((provider, outcome)).or_default() += 1;
         }
+        metrics::counter!(
+            crate::observe::CONNECTOR_DELIVERIES,
+            "provider" => provider,
+            "outcome" => outcome
+        )
+        .increment(1);
     }
 }
 
@@ -338,11 +345,13 @@ pub(crate) fn configure(config: &mut web::ServiceConfig, client: Client, webhook
             web::resource("/v1/webhooks/{provider}")
                 .app_data(web::Data::new(client))
                 .app_data(verifiers.clone())
+                .wrap(from_fn(crate::observe::observe))
                 .route(web::post().to(receive)),
         )
         .service(
             web::resource("/metrics")
                 .app_data(verifiers)
+                .wrap(from_fn(crate::observe::observe))
                 .route(web::get().to(metrics)),
         );
 }
@@ -489,7 +498,7 @@ async fn deliver(
         provider: proto::PaymentProvider::from(provider) as i32,
         body,
         received_at_unix_micros: i64::try_from(now.as_micros()).unwrap_or(i64::MAX),
-        correlation_id: uuid::Uuid::now_v7().to_string(),
+        correlation_id: crate::observe::correlation_id(request).id.to_string(),
         renormalizes_inbox_id: String::new(),
     };
     Ok(client.deliver(&delivery).await?)

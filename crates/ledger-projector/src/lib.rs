@@ -24,6 +24,7 @@
 
 mod alongside;
 mod checkpoint;
+pub mod metrics;
 mod runtime;
 mod states;
 

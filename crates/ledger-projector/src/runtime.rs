@@ -9,7 +9,9 @@ use ledger_bus::{BusConfig, decode_recorded_event, ensure_event_stream};
 use ledger_store::{RecordedEvent, Store};
 use tokio::sync::mpsc;
 use tokio_postgres::{Client, NoTls};
+use tracing::Instrument as _;
 
+use crate::metrics::ProjectorMetrics;
 use crate::{Projected, Projector, ProjectorError, checkpoint};
 
 /// Messages the consumer may have delivered and not yet acknowledged.
@@ -136,6 +138,7 @@ async fn run_locked<P: Projector>(
     let checkpoint = checkpoint::read(&client, &projector).await?;
     let mut applier = Applier {
         subject: config.bus.projection_subject(projector.name()),
+        metrics: ProjectorMetrics::register(projector.name()),
         projector,
         client,
         nats: nats.clone(),
@@ -222,6 +225,9 @@ async fn run_locked<P: Projector>(
             events.push(event);
         }
         applier.apply_from_stream(&store, events).await?;
+        if let Some(info) = batch.last().and_then(|last| last.info().ok()) {
+            applier.metrics.behind(info.pending);
+        }
         if let Some(last) = batch.last() {
             // Acknowledges every message up to this one (AckPolicy::All), after the commit.
             last.ack()
@@ -236,6 +242,28 @@ async fn run_locked<P: Projector>(
         "projector stopped"
     );
     Ok(())
+}
+
+/// The span a batch is applied in: the projector, the positions and, when every event of the
+/// batch carries the same one (a single command's events, the usual live batch), the
+/// correlation id (docs/observability.md).
+fn batch_span(projector: &'static str, projected: &[Projected]) -> tracing::Span {
+    let first = projected.first().map(|event| &event.recorded);
+    let span = tracing::info_span!(
+        "batch",
+        projector,
+        first_position = first.map(|event| event.global_position),
+        last_position = projected.last().map(|event| event.recorded.global_position),
+        correlation_id = tracing::field::Empty,
+    );
+    if let Some(id) = first.and_then(|event| event.event.correlation_id)
+        && projected
+            .iter()
+            .all(|event| event.recorded.event.correlation_id == Some(id))
+    {
+        span.record("correlation_id", tracing::field::display(id));
+    }
+    span
 }
 
 /// Pages read from the table and decoded ahead of the one being applied.
@@ -286,6 +314,7 @@ struct Applier<P> {
     checkpoint: u64,
     /// The chain hash of the checkpoint's event.
     checkpoint_hash: ledger_store::Hash,
+    metrics: ProjectorMetrics,
 }
 
 impl<P: Projector> Applier<P> {
@@ -314,6 +343,7 @@ impl<P: Projector> Applier<P> {
                 return Ok(true);
             }
             self.apply(page?).await?;
+            self.metrics.behind(target.saturating_sub(self.checkpoint));
             progress(self.checkpoint);
         }
         Ok(false)
@@ -363,10 +393,12 @@ impl<P: Projector> Applier<P> {
     /// Applies consecutive events from checkpoint + 1 on and moves the checkpoint, in one
     /// transaction; then announces the new position.
     async fn apply(&mut self, projected: Vec<Projected>) -> Result<(), ProjectorError> {
-        let Some(last) = projected
-            .last()
-            .map(|event| (event.recorded.global_position, event.recorded.hash))
-        else {
+        let Some((last, newest_recorded_at)) = projected.last().map(|event| {
+            (
+                (event.recorded.global_position, event.recorded.hash),
+                event.recorded.recorded_at,
+            )
+        }) else {
             return Ok(());
         };
         let started = Instant::now();
@@ -383,7 +415,11 @@ impl<P: Projector> Applier<P> {
             previous_hash = event.recorded.hash;
         }
         let transaction = self.client.transaction().await?;
-        self.projector.apply(&transaction, &projected).await?;
+        let span = batch_span(self.projector.name(), &projected);
+        self.projector
+            .apply(&transaction, &projected)
+            .instrument(span.clone())
+            .await?;
         let applied = Instant::now();
         let (last_position, last_hash) = last;
         let to = checkpoint::Checkpoint {
@@ -392,8 +428,13 @@ impl<P: Projector> Applier<P> {
         };
         checkpoint::advance(&transaction, &self.projector, self.checkpoint, to).await?;
         transaction.commit().await?;
+        self.metrics.applied(
+            projected.len(),
+            started.elapsed(),
+            std::time::SystemTime::from(newest_recorded_at),
+        );
         tracing::debug!(
-            projector = self.projector.name(),
+            parent: &span,
             events = projected.len(),
             apply_us = (applied - started).as_micros(),
             commit_us = applied.elapsed().as_micros(),
@@ -489,6 +530,7 @@ mod tests {
             subject: ledger.bus.projection_subject("unit_positions"),
             checkpoint: 0,
             checkpoint_hash: GENESIS_HASH,
+            metrics: ProjectorMetrics::register("unit_positions"),
         };
 
         applier

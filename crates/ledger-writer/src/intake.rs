@@ -7,6 +7,7 @@ use ledger_bus::{BusConfig, COMMAND_BYTES_MAX, CONTENT_TYPE_HEADER, Encoding, de
 use ledger_domain::proto::{self, RejectionKind};
 use tokio::sync::mpsc;
 
+use crate::metrics::WriterMetrics;
 use crate::pipeline::{Incoming, Request, delivery_rejected, rejected, reply, reply_to_delivery};
 
 /// Takes commands (`<prefix>.cmd.>`) and provider deliveries (`<prefix>.delivery.>`) into one
@@ -17,6 +18,7 @@ pub(crate) async fn run(
     queue: mpsc::Sender<Incoming>,
     nats: async_nats::Client,
     bus: BusConfig,
+    metrics: WriterMetrics,
 ) {
     let mut messages = futures_util::stream::select(commands, deliveries);
     while let Some(message) = messages.next().await {
@@ -47,6 +49,7 @@ pub(crate) async fn run(
                         let busy = busy();
                         match incoming.request {
                             Request::Command(_) => {
+                                metrics.answered(&busy);
                                 reply(&nats, incoming.reply_to, incoming.encoding, &busy).await;
                             }
                             Request::Delivery(_) => {
@@ -62,7 +65,10 @@ pub(crate) async fn run(
                     Err(mpsc::error::TrySendError::Closed(_)) => break,
                 }
             }
-            Err((Some(encoding), rejection)) => reply(&nats, reply_to, encoding, &rejection).await,
+            Err((Some(encoding), rejection)) => {
+                metrics.answered(&rejection);
+                reply(&nats, reply_to, encoding, &rejection).await;
+            }
             Err((None, rejection)) => {
                 reply_to_delivery(&nats, reply_to, &delivery_rejected(rejection)).await;
             }

@@ -35,6 +35,7 @@
 mod delivery;
 mod envelope;
 mod intake;
+pub mod metrics;
 mod pipeline;
 mod publish;
 mod waiting;
@@ -185,6 +186,8 @@ async fn lead(
     leading: impl FnOnce(),
 ) -> Result<(), WriterError> {
     tokio::pin!(shutdown);
+    // Registered before the lock is won, so a standby shows its metrics too (leader at 0).
+    let metrics = metrics::WriterMetrics::register();
     // Compete for the lock only with NATS at hand: a leader without it could not publish.
     tokio::select! {
         () = ledger_bus::connected(&nats) => {}
@@ -214,11 +217,15 @@ async fn lead(
         queue,
         nats.clone(),
         config.bus.clone(),
+        metrics.clone(),
     )));
     leading();
+    let _leading = metrics.leading();
     let awaiting = waiting::Awaiting::load(&store).await?;
-    let mut decider = pipeline::Decider::new(store.clone(), writer, &config, awaiting);
-    let mut announcer = pipeline::Announcer::new(store, publisher, nats, published_through);
+    let mut decider =
+        pipeline::Decider::new(store.clone(), writer, &config, awaiting, metrics.clone());
+    let mut announcer =
+        pipeline::Announcer::new(store, publisher, nats, published_through, metrics.clone());
     let (decided, mut to_announce) = tokio::sync::mpsc::channel(PIPELINE_BATCHES_MAX);
     let mut announcing = AbortOnDrop(tokio::spawn(async move {
         while let Some(batch) = to_announce.recv().await {
@@ -236,6 +243,7 @@ async fn lead(
                 batch = pipeline::next_batch(&mut queued, config.batch_commands_max) => batch,
             };
             let Some(batch) = batch else { break };
+            metrics.queue(queued.len());
             for appended in decider.decide_and_append(batch).await? {
                 if decided.send(appended).await.is_err() {
                     // The announcer stopped; its error is returned below.

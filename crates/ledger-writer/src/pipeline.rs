@@ -19,9 +19,11 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::delivery::DeliveryPlan;
+use crate::metrics::WriterMetrics;
 use crate::publish::Publisher;
 use crate::waiting::{Awaiting, RELEASE_DEPTH_MAX};
 use crate::{WriterConfig, WriterError, append_request, request_fingerprint};
+use tracing::Instrument as _;
 
 /// Recovery attempts after a failed publication before the writer gives up its leadership.
 const RECOVERY_ATTEMPTS_MAX: u32 = 5;
@@ -169,6 +171,7 @@ pub(crate) struct Decider {
     /// decided on.
     pub(crate) cache: moka::sync::Cache<Uuid, Stream>,
     group_commit: bool,
+    metrics: WriterMetrics,
     secrets: Option<std::sync::Arc<ledger_secrets::SecretKeys>>,
     /// The deliveries waiting for an object, released by the batch that makes it known.
     awaiting: Awaiting,
@@ -180,8 +183,10 @@ impl Decider {
         writer: Writer,
         config: &WriterConfig,
         awaiting: Awaiting,
+        metrics: WriterMetrics,
     ) -> Decider {
         Decider {
+            metrics,
             store,
             writer,
             cache: moka::sync::Cache::new(config.cache_customers_max),
@@ -238,10 +243,23 @@ impl Decider {
             let recorded = batch.inbox.len();
             let plan = match &incoming.request {
                 Request::Command(command) => {
-                    self.decide(command, batch.working, batch.requests, batch.claims)
+                    let span = command_span(command);
+                    let plan = self
+                        .decide(command, batch.working, batch.requests, batch.claims)
+                        .instrument(span.clone())
+                        .await?;
+                    tracing::debug!(parent: &span, "command decided");
+                    plan
+                }
+                Request::Delivery(delivery) => {
+                    let span = tracing::info_span!(
+                        "delivery",
+                        correlation_id = delivery.correlation_id.as_str()
+                    );
+                    self.decide_delivery(delivery, &mut batch)
+                        .instrument(span)
                         .await?
                 }
-                Request::Delivery(delivery) => self.decide_delivery(delivery, &mut batch).await?,
             };
             plans.push(plan);
             self.awaiting.record(&batch.inbox[recorded..]);
@@ -252,7 +270,11 @@ impl Decider {
             Vec::new()
         } else {
             match self.writer.append_with_inbox(requests, inbox).await {
-                Ok(outcomes) => outcomes,
+                Ok(outcomes) => {
+                    self.metrics.appended(decided.elapsed());
+                    self.metrics.events(&outcomes);
+                    outcomes
+                }
                 Err(error) => {
                     // The batch's states stay out of the cache: they are replayed next time;
                     // the waiting deliveries are read again from the inbox.
@@ -260,6 +282,7 @@ impl Decider {
                     if self.writer.is_closed() {
                         return Err(WriterError::LockLost);
                     }
+                    self.metrics.append_failed();
                     tracing::error!(%error, commands = batch.len(), "append failed");
                     let reply = rejected(RejectionKind::Unavailable, "store_unavailable", &error);
                     return Ok(Decided {
@@ -270,6 +293,7 @@ impl Decider {
             }
         };
         self.update_cache(plans.iter().chain(&released), &outcomes, working);
+        self.metrics.batch(batch.len());
         tracing::debug!(
             commands = batch.len(),
             decide_us = (decided - started).as_micros(),
@@ -444,6 +468,7 @@ pub(crate) struct Announcer {
     nats: async_nats::Client,
     /// The stream holds every event up to here (recovery may publish ahead of the batches).
     published_through: u64,
+    metrics: WriterMetrics,
 }
 
 impl Announcer {
@@ -452,12 +477,14 @@ impl Announcer {
         publisher: Publisher,
         nats: async_nats::Client,
         published_through: u64,
+        metrics: WriterMetrics,
     ) -> Announcer {
         Announcer {
             store,
             publisher,
             nats,
             published_through,
+            metrics,
         }
     }
 
@@ -499,6 +526,9 @@ impl Announcer {
             }
         }
         let published = Instant::now();
+        if !unpublished.is_empty() {
+            self.metrics.published(published - started);
+        }
 
         for (incoming, plan) in batch.into_iter().zip(plans) {
             let command = match (&incoming.request, plan) {
@@ -603,6 +633,7 @@ impl Announcer {
             latency_us = incoming.received_at.elapsed().as_micros(),
             "answering command"
         );
+        self.metrics.answered(message);
         reply(&self.nats, incoming.reply_to, incoming.encoding, message).await;
     }
 }
@@ -737,4 +768,16 @@ pub(crate) async fn reply(
     {
         tracing::warn!(%error, "sending a reply failed; the caller will retry");
     }
+}
+
+/// The span a command is decided in, with its correlation id (docs/observability.md). At debug
+/// level: the writer decides thousands of commands a second, and a disabled span costs
+/// nothing, not even its fields.
+fn command_span(command: &proto::Command) -> tracing::Span {
+    let metadata = command.metadata.as_ref();
+    tracing::debug_span!(
+        "command",
+        correlation_id = metadata.map(|metadata| metadata.correlation_id.as_str()),
+        idempotency_key = metadata.map(|metadata| metadata.idempotency_key.as_str()),
+    )
 }

@@ -46,7 +46,7 @@ pub use egress::{AllowedTarget, EgressPolicy, EgressRefused, SMTP_PORTS_DEFAULT}
 pub use kind::NotificationKind;
 pub use outbox::{ensure_outbox, retry};
 pub use projector::NotifyProjector;
-pub use worker::{DeliveryConfig, run_worker};
+pub use worker::{DELIVERIES, DeliveryConfig, run_worker};
 
 /// Why the worker or an operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -148,7 +148,10 @@ pub(crate) enum Next {
 }
 
 impl Next {
-    fn outcome(self) -> &'static str {
+    /// Every outcome, as [`Next::outcome`] names it.
+    pub(crate) const OUTCOMES: [&'static str; 3] = ["delivered", "retry", "dead"];
+
+    pub(crate) fn outcome(self) -> &'static str {
         match self {
             Next::Delivered => "delivered",
             Next::RetryAt(_) => "retry",

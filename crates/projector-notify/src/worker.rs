@@ -94,6 +94,10 @@ impl DeliveryConfig {
     }
 }
 
+/// Prometheus counter of delivery attempts by `outcome` (`delivered`, `retry`, `dead`); see
+/// docs/observability.md.
+pub const DELIVERIES: &str = "ledger_notify_deliveries_total";
+
 /// Sends due deliveries until `shutdown` completes; in-flight sends finish first.
 pub async fn run_worker(
     database_url: &str,
@@ -105,6 +109,15 @@ pub async fn run_worker(
     let sender = std::sync::Arc::new(
         Sender::new(&config, config.slack_interval).map_err(NotifyError::Http)?,
     );
+    metrics::describe_counter!(
+        DELIVERIES,
+        metrics::Unit::Count,
+        "Notification delivery attempts, by outcome: delivered, retry (failed, tried again \
+         later), dead (failed for good)."
+    );
+    for outcome in Next::OUTCOMES {
+        metrics::counter!(DELIVERIES, "outcome" => outcome).increment(0);
+    }
     tracing::info!(
         attempts_max = config.attempts_max(),
         "delivery worker started"
@@ -232,6 +245,7 @@ async fn record_attempt(
         ),
     }
     outbox::record(client, delivery.delivery_id, number, attempt, next).await?;
+    metrics::counter!(DELIVERIES, "outcome" => next.outcome()).increment(1);
     Ok(next)
 }
 

@@ -36,7 +36,7 @@ use ledger_projector::{ProjectorConfig, ProjectorError};
 pub use admin::{ATTEMPT_ROWS_MAX, AttemptRow, attempts};
 pub use apis::{ApiSecret, PaypalApi, ProviderApis, StripeApi, XenditApi};
 pub use projector::ProviderSyncProjector;
-pub use worker::{SyncConfig, run_worker};
+pub use worker::{ATTEMPTS, SyncConfig, run_worker};
 
 /// Why provider-sync stopped, or an operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -215,6 +215,24 @@ pub(crate) enum AttemptOutcome {
     Refused,
 }
 
+impl AttemptOutcome {
+    /// Every outcome, in the order of [`AttemptOutcome::as_str`]'s names.
+    pub(crate) const ALL: [AttemptOutcome; 3] = [
+        AttemptOutcome::Succeeded,
+        AttemptOutcome::Retry,
+        AttemptOutcome::Refused,
+    ];
+
+    /// The stored name: `succeeded`, `retry`, `refused`.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Succeeded => "succeeded",
+            AttemptOutcome::Retry => "retry",
+            AttemptOutcome::Refused => "refused",
+        }
+    }
+}
+
 /// Records how the attempt `attempt_id` ended.
 pub(crate) async fn attempt_finished(
     client: &Client,
@@ -224,11 +242,7 @@ pub(crate) async fn attempt_finished(
     error: Option<&str>,
     outcome: AttemptOutcome,
 ) -> Result<(), SyncError> {
-    let outcome = match outcome {
-        AttemptOutcome::Succeeded => "succeeded",
-        AttemptOutcome::Retry => "retry",
-        AttemptOutcome::Refused => "refused",
-    };
+    let outcome = outcome.as_str();
     client
         .execute(
             "UPDATE provider_sync_outbox.attempts SET latency_ms = $2, status_code = $3, \

@@ -108,6 +108,7 @@ pub async fn run_worker(
     outbox::release_leases(&client).await?;
     let mut caught_up = false;
     let mut retry = ledger_bus::retry::Retry::new("provider-sync worker");
+    register_metrics(&apis);
     tracing::info!(providers = ?apis.providers(), "provider-sync worker started");
     loop {
         let round = async {
@@ -369,6 +370,30 @@ async fn round(
     }
 }
 
+/// Prometheus counter of requests made to the providers, by `provider` (`stripe`, `paypal`,
+/// `xendit`) and `outcome` (`succeeded`, `retry`: failed for now, `refused`: the provider said
+/// no); see docs/observability.md.
+pub const ATTEMPTS: &str = "ledger_provider_sync_attempts_total";
+
+/// Registers [`ATTEMPTS`] at zero for every configured provider and outcome.
+fn register_metrics(apis: &ProviderApis) {
+    metrics::describe_counter!(
+        ATTEMPTS,
+        metrics::Unit::Count,
+        "Requests made to the payment providers, by provider and outcome."
+    );
+    for provider in apis.providers() {
+        for outcome in AttemptOutcome::ALL {
+            metrics::counter!(
+                ATTEMPTS,
+                "provider" => provider.as_str(),
+                "outcome" => outcome.as_str()
+            )
+            .increment(0);
+        }
+    }
+}
+
 /// One request, logged in the attempts table before it is sent and when it ends.
 async fn logged(
     client: &Client,
@@ -403,6 +428,12 @@ async fn logged(
         outcome,
     )
     .await?;
+    metrics::counter!(
+        ATTEMPTS,
+        "provider" => call.provider.as_str(),
+        "outcome" => outcome.as_str()
+    )
+    .increment(1);
     Ok((exchange, verdict))
 }
 

@@ -7,6 +7,7 @@ mod demo;
 mod deployment;
 mod grants;
 mod nats_auth;
+mod observability;
 mod provider_sync;
 mod staying_up;
 mod stripe_end_to_end;

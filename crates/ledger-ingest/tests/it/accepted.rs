@@ -217,3 +217,54 @@ async fn registers_an_integration_and_refuses_customer_commands_on_its_stream() 
     assert_eq!(refused.rejected().code, "wrong_stream");
     writer.stop().await.expect("writer");
 }
+
+/// Issue 16: without a header, the body's `metadata.correlation_id` is kept and answered in
+/// `X-Correlation-Id`; a header's UUID wins over the body's; the events carry the one answered.
+#[actix_web::test]
+async fn the_correlation_id_is_the_headers_else_the_bodys() {
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let app = ingest_app!(ledger.client());
+    let body_id = Uuid::now_v7();
+    let header_id = Uuid::now_v7();
+    let with_body_id = |key: &str, email: &str| {
+        let mut command = register(key, email);
+        if let Some(metadata) = command.metadata.as_mut() {
+            metadata.correlation_id = body_id.to_string();
+        }
+        command
+    };
+    let answered_id = |answer: &crate::Answer| {
+        answer
+            .headers
+            .get(ledger_ingest::CORRELATION_ID_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned)
+    };
+
+    let kept = call!(
+        app,
+        post_json("/v1/customers", &with_body_id("corr:body", "b@example.com"))
+    );
+    assert_eq!(kept.status, StatusCode::CREATED);
+    assert_eq!(answered_id(&kept), Some(body_id.to_string()));
+    let replaced = call!(
+        app,
+        post_json(
+            "/v1/customers",
+            &with_body_id("corr:header", "h@example.com")
+        )
+        .insert_header(("X-Correlation-Id", header_id.to_string()))
+    );
+    assert_eq!(replaced.status, StatusCode::CREATED);
+    assert_eq!(answered_id(&replaced), Some(header_id.to_string()));
+
+    let stored: Vec<Option<Uuid>> = ledger
+        .table_events()
+        .await
+        .iter()
+        .map(|event| event.event.correlation_id)
+        .collect();
+    assert_eq!(stored, [Some(body_id), Some(header_id)]);
+    writer.stop().await.expect("the writer stops cleanly");
+}
