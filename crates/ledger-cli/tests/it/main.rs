@@ -7,6 +7,7 @@ mod nats_auth;
 mod provider_sync;
 mod staying_up;
 mod stripe_end_to_end;
+mod sync_stripe;
 
 use std::process::{Command, Output};
 
