@@ -12,6 +12,8 @@ use time::macros::format_description;
 
 use crate::ingest::setting;
 
+/// How long one delivery waits for the writer's answer before it is sent again.
+pub(crate) const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Stripe's API.
 const STRIPE_API_BASE_DEFAULT: &str = "https://api.stripe.com";
 
@@ -113,7 +115,9 @@ pub(crate) async fn stripe(
         Duration::from_millis(args.request_timeout_ms),
     )?;
     let store = ledger_store::Store::connect(database_url)?;
-    let client = ledger_bus::Client::new(nats, bus);
+    // Pages of objects are in flight at once: a writer busy with them may take longer than a
+    // single command's 5 s before it answers (a retry would only come back as a duplicate).
+    let client = ledger_bus::Client::new(nats, bus).with_request_timeout(DELIVERY_TIMEOUT);
     let options = ImportOptions {
         since: args.since,
         pages_max: args.pages,
