@@ -120,6 +120,9 @@ fn serve(account: Account) -> anyhow::Result<(SocketAddr, actix_web::dev::Server
                     .default_service(web::get().to(list))
             })
             .workers(1)
+            // The bench stops it; Ctrl-C or SIGTERM must stop the whole bench, not only this
+            // server under a running import.
+            .disable_signals()
             .listen(listener)?
             .run();
             let _ = handle_sender.send(server.handle());
