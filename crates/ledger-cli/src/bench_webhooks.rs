@@ -55,7 +55,7 @@ enum Until {
 
 /// This process's resident memory in KiB (`VmRSS` of `/proc/self/status`; 0 where there is
 /// none).
-fn rss_kib() -> u64 {
+pub(crate) fn rss_kib() -> u64 {
     rss_kib_of("self")
 }
 

@@ -11,6 +11,7 @@ mod bench_notify;
 mod bench_projectors;
 mod bench_query;
 mod bench_soak;
+mod bench_sync;
 mod bench_webhooks;
 mod bench_writer;
 mod connectors;
@@ -27,6 +28,7 @@ mod projectors;
 mod provider_sync;
 mod query;
 mod send;
+mod sync;
 
 use std::process::ExitCode;
 
@@ -160,6 +162,12 @@ enum Command {
     ProviderSync {
         #[command(subcommand)]
         command: provider_sync::ProviderSyncCommand,
+    },
+    /// Import a payment provider account's history through the writer: `ledger sync stripe
+    /// [--since DATE] [--pages N]` (docs/connectors.md, "Backfill").
+    Sync {
+        #[command(subcommand)]
+        command: sync::SyncCommand,
     },
     /// Run a command with DATABASE_URL and NATS_URL pointing at running servers, starting
     /// private ones (stopped afterwards) when none are configured or running.
@@ -483,6 +491,12 @@ async fn run(cli: Cli, demo_targets: demo::DemoTargets) -> anyhow::Result<ExitCo
         } => {
             let nats = connect_nats("ledger-connectors").await?;
             connectors::renormalize(&cli.database_url, nats, bus, provider, since).await
+        }
+        Command::Sync {
+            command: sync::SyncCommand::Stripe(ref args),
+        } => {
+            let nats = connect_nats("ledger-sync").await?;
+            sync::stripe(&cli.database_url, nats, bus, args).await
         }
         Command::WithServices {
             nats_cluster,

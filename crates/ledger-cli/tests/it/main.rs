@@ -11,6 +11,7 @@ mod observability;
 mod provider_sync;
 mod staying_up;
 mod stripe_end_to_end;
+mod sync_stripe;
 
 use std::process::{Command, Output};
 
