@@ -1063,6 +1063,7 @@ impl Generator {
                         currency: amount.currency,
                     }),
                     reason: "requested_by_customer".to_owned(),
+                    refund_request_id: String::new(),
                 }),
                 issued,
             ));

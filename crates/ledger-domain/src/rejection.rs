@@ -260,9 +260,10 @@ pub enum Rejection {
         /// The duplicate id.
         refund_id: String,
     },
-    /// The refunds of a payment would exceed what was paid.
+    /// The refunds of a payment would exceed what was paid (a `request_refund` also counts
+    /// the refunds requested and not yet answered).
     #[error(
-        "refund of {requested} exceeds payment {payment_id:?}: paid {paid}, already refunded {already_refunded}"
+        "refund of {requested} exceeds payment {payment_id:?}: paid {paid}, already refunded {already_refunded}, requested and not yet answered {already_requested}"
     )]
     RefundExceedsPayment {
         /// The payment.
@@ -271,7 +272,35 @@ pub enum Rejection {
         paid: Money,
         /// The sum of its earlier refunds.
         already_refunded: Money,
+        /// The sum of its refund requests still processing (zero for `refund_payment`: the
+        /// provider's refund is a fact).
+        already_requested: Money,
         /// The refund asked for.
+        requested: Money,
+    },
+    /// A refund request id already used by this customer.
+    #[error("refund request {refund_request_id:?} already exists")]
+    DuplicateRefundRequest {
+        /// The duplicate id.
+        refund_request_id: String,
+    },
+    /// `fail_refund`, or `refund_payment` naming a request, when no such request is
+    /// processing (unknown, or already answered).
+    #[error("refund request {refund_request_id:?} is not processing (unknown or already answered)")]
+    NoPendingRefundRequest {
+        /// The request.
+        refund_request_id: String,
+    },
+    /// `refund_payment` naming a request of another payment or amount.
+    #[error(
+        "refund request {refund_request_id:?} asked for {requested} of payment {payment_id:?}: the refund must be that"
+    )]
+    RefundRequestMismatch {
+        /// The request.
+        refund_request_id: String,
+        /// Its payment.
+        payment_id: String,
+        /// Its amount.
         requested: Money,
     },
     /// A refund of a payment with an open or lost dispute (the providers refuse it: the money
@@ -357,6 +386,9 @@ impl Rejection {
             Rejection::PaymentNotSucceeded { .. } => "payment_not_succeeded",
             Rejection::DuplicateRefund { .. } => "duplicate_refund",
             Rejection::RefundExceedsPayment { .. } => "refund_exceeds_payment",
+            Rejection::DuplicateRefundRequest { .. } => "duplicate_refund_request",
+            Rejection::NoPendingRefundRequest { .. } => "no_pending_refund_request",
+            Rejection::RefundRequestMismatch { .. } => "refund_request_mismatch",
             Rejection::PaymentDisputed { .. } => "payment_disputed",
             Rejection::UnknownDispute { .. } => "unknown_dispute",
             Rejection::DuplicateDispute { .. } => "duplicate_dispute",

@@ -92,6 +92,7 @@ async fn domain_rejections_keep_their_kind_and_code() {
                         payment_id: "py_1".to_owned(),
                         amount: Some(money(2_000, "USD")),
                         reason: "requested_by_customer".to_owned(),
+                        refund_request_id: String::new(),
                     }
                 )),
             }
