@@ -716,22 +716,37 @@ fn refundable(
             });
         }
     }
-    let already_requested = pending.unwrap_or(Money::new(0, payment.amount.currency));
-    let fits = payment
-        .refunded
-        .checked_add(already_requested)
+    let refunded = match pending {
+        Some(pending) => payment.refunded.checked_add(pending),
+        None => Ok(payment.refunded),
+    };
+    let fits = refunded
+        .clone()
         .and_then(|total| total.checked_add(requested))
         .is_ok_and(|total| total.amount_minor <= payment.amount.amount_minor);
-    if !fits {
-        return Err(Rejection::RefundExceedsPayment {
+    if fits {
+        return Ok(());
+    }
+    Err(match (pending, refunded) {
+        (Some(_), Ok(taken)) => Rejection::RefundExceedsRefundable {
+            payment_id: payment_id.to_owned(),
+            refundable: Money::new(
+                payment
+                    .amount
+                    .amount_minor
+                    .saturating_sub(taken.amount_minor)
+                    .max(0),
+                payment.amount.currency,
+            ),
+            requested,
+        },
+        _ => Rejection::RefundExceedsPayment {
             payment_id: payment_id.to_owned(),
             paid: payment.amount,
             already_refunded: payment.refunded,
-            already_requested,
             requested,
-        });
-    }
-    Ok(())
+        },
+    })
 }
 
 fn succeeded_payment<'a>(state: &'a Customer, payment_id: &str) -> Result<&'a Payment, Rejection> {

@@ -1404,7 +1404,6 @@ fn partial_refunds_up_to_the_amount_paid() {
             payment_id: "pay_1".to_owned(),
             paid: Money::new(5000, currency("USD")),
             already_refunded: Money::new(2000, currency("USD")),
-            already_requested: Money::new(0, currency("USD")),
             requested: Money::new(3001, currency("USD")),
         });
     // An amount no payment can have is refused before the payment is looked at.
@@ -1935,7 +1934,11 @@ fn rejection_codes_are_distinct_snake_case() {
             payment_id: id(),
             paid: usd,
             already_refunded: usd,
-            already_requested: usd,
+            requested: usd,
+        },
+        Rejection::RefundExceedsRefundable {
+            payment_id: id(),
+            refundable: usd,
             requested: usd,
         },
         Rejection::DuplicateRefundRequest {
@@ -1981,11 +1984,10 @@ fn rejection_codes_are_distinct_snake_case() {
             payment_id: "pay_1".to_owned(),
             paid: Money::new(5000, currency("USD")),
             already_refunded: Money::new(2000, currency("USD")),
-            already_requested: Money::new(0, currency("USD")),
             requested: Money::new(3001, currency("USD")),
         }
         .to_string(),
-        "refund of 30.01 USD exceeds payment \"pay_1\": paid 50.00 USD, already refunded 20.00 USD, requested and not yet answered 0.00 USD"
+        "refund of 30.01 USD exceeds payment \"pay_1\": paid 50.00 USD, already refunded 20.00 USD"
     );
 }
 
@@ -2708,11 +2710,9 @@ fn a_refund_request_counts_what_is_refunded_and_still_requested() {
         ))]);
     given(refund_requested())
         .when(C::RequestRefund(refund_request("rr_2", "pay_1", usd(2501))))
-        .then_expect_rejection(Rejection::RefundExceedsPayment {
+        .then_expect_rejection(Rejection::RefundExceedsRefundable {
             payment_id: "pay_1".to_owned(),
-            paid: Money::new(5000, currency("USD")),
-            already_refunded: Money::new(1000, currency("USD")),
-            already_requested: Money::new(1500, currency("USD")),
+            refundable: Money::new(2500, currency("USD")),
             requested: Money::new(2501, currency("USD")),
         });
     // A failed request frees its amount.

@@ -260,10 +260,9 @@ pub enum Rejection {
         /// The duplicate id.
         refund_id: String,
     },
-    /// The refunds of a payment would exceed what was paid (a `request_refund` also counts
-    /// the refunds requested and not yet answered).
+    /// The refunds of a payment would exceed what was paid.
     #[error(
-        "refund of {requested} exceeds payment {payment_id:?}: paid {paid}, already refunded {already_refunded}, requested and not yet answered {already_requested}"
+        "refund of {requested} exceeds payment {payment_id:?}: paid {paid}, already refunded {already_refunded}"
     )]
     RefundExceedsPayment {
         /// The payment.
@@ -272,9 +271,19 @@ pub enum Rejection {
         paid: Money,
         /// The sum of its earlier refunds.
         already_refunded: Money,
-        /// The sum of its refund requests still processing (zero for `refund_payment`: the
-        /// provider's refund is a fact).
-        already_requested: Money,
+        /// The refund asked for.
+        requested: Money,
+    },
+    /// A `request_refund` for more than is left to refund: what was paid minus what is
+    /// refunded and what is requested and not yet answered.
+    #[error(
+        "refund request of {requested} exceeds what is left to refund of payment {payment_id:?}: {refundable} (paid, minus refunds and refund requests not yet answered)"
+    )]
+    RefundExceedsRefundable {
+        /// The payment.
+        payment_id: String,
+        /// What is left to refund.
+        refundable: Money,
         /// The refund asked for.
         requested: Money,
     },
@@ -386,6 +395,7 @@ impl Rejection {
             Rejection::PaymentNotSucceeded { .. } => "payment_not_succeeded",
             Rejection::DuplicateRefund { .. } => "duplicate_refund",
             Rejection::RefundExceedsPayment { .. } => "refund_exceeds_payment",
+            Rejection::RefundExceedsRefundable { .. } => "refund_exceeds_refundable",
             Rejection::DuplicateRefundRequest { .. } => "duplicate_refund_request",
             Rejection::NoPendingRefundRequest { .. } => "no_pending_refund_request",
             Rejection::RefundRequestMismatch { .. } => "refund_request_mismatch",
