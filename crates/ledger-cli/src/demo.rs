@@ -1102,6 +1102,7 @@ impl Generator {
                         currency: amount.currency,
                     }),
                     reason: "requested_by_customer".to_owned(),
+                    refund_request_id: String::new(),
                 }),
                 issued,
             ));

@@ -270,6 +270,7 @@ fn read(message: &ProviderMessage) -> Result<Reading, String> {
             reason: optional_text(resource, "/refund_reason_code")
                 .or_else(|| optional_text(resource, "/reason"))
                 .unwrap_or_default(),
+            refund_request_id: String::new(),
         })),
         other => Ok(Reading::Unmapped(format!(
             "the ledger does not use PayPal's {other} events"

@@ -3,8 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use crate::money::Money;
-use crate::names::{EnumValueError, Provider, storage_enum};
+use crate::money::{Currency, Money};
+use crate::names::{EnumValueError, EventStatus, Provider, storage_enum};
 use crate::{Event, proto};
 
 storage_enum! {
@@ -324,6 +324,19 @@ pub struct Refund {
     pub amount: Money,
 }
 
+/// A refund the ledger's owner asked a provider for (`refund_requested`), and how it was
+/// answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundRequest {
+    /// The payment to refund.
+    pub payment_id: String,
+    /// The amount asked for, in the payment's currency; always positive.
+    pub amount: Money,
+    /// `Processing` until the provider answers: `Complete` (a `payment_refunded` naming the
+    /// request) or `Failed` (`refund_failed`).
+    pub status: EventStatus,
+}
+
 /// A dispute (chargeback) against a payment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dispute {
@@ -360,11 +373,26 @@ pub struct Customer {
     pub payments: BTreeMap<String, Payment>,
     /// Refunds by refund id.
     pub refunds: BTreeMap<String, Refund>,
+    /// Refund requests by refund request id (`refund_requested`).
+    pub refund_requests: BTreeMap<String, RefundRequest>,
     /// Disputes by dispute id.
     pub disputes: BTreeMap<String, Dispute>,
 }
 
 impl Customer {
+    /// The sum of the refunds of `payment_id` still `Processing`, in `currency`; `None` on an
+    /// overflow (which `decide` makes impossible).
+    pub fn refund_requested(&self, payment_id: &str, currency: Currency) -> Option<Money> {
+        self.refund_requests
+            .values()
+            .filter(|request| {
+                request.payment_id == payment_id && request.status == EventStatus::Processing
+            })
+            .try_fold(Money::new(0, currency), |sum, request| {
+                sum.checked_add(request.amount).ok()
+            })
+    }
+
     /// Folds `events`, each with its business time (`occurred_at` in Unix microseconds), into
     /// a fresh customer with [`evolve`], in the order given (the ledger's).
     pub fn from_events<'a>(events: impl IntoIterator<Item = (i64, &'a Event)>) -> Customer {
@@ -826,11 +854,45 @@ fn apply_body(
             occurred_at_unix_micros,
         )?,
         Kind::PaymentRefunded(refunded) => {
+            let amount = required(money_from_proto(refunded.amount.as_ref()), "invalid amount")?;
+            let request = if refunded.refund_request_id.is_empty() {
+                None
+            } else {
+                let request = required(
+                    state.refund_requests.get(&refunded.refund_request_id),
+                    "unknown refund request",
+                )?;
+                ensure(
+                    request.status == EventStatus::Processing
+                        && request.payment_id == refunded.payment_id
+                        && request.amount == amount,
+                    "refund request answered, or of another payment or amount",
+                )?;
+                Some(refunded.refund_request_id.clone())
+            };
+            let complete = |state: &mut Customer| {
+                if let Some(request) = request.and_then(|id| state.refund_requests.get_mut(&id)) {
+                    request.status = EventStatus::Complete;
+                }
+            };
+            let same_refund = Refund {
+                payment_id: refunded.payment_id.clone(),
+                amount,
+            };
+            // The provider's webhook for the requested refund was recorded first: the answer
+            // completes the request and the refund is counted once.
+            if state.refunds.get(&refunded.refund_id) == Some(&same_refund) {
+                ensure(
+                    !refunded.refund_request_id.is_empty(),
+                    "missing or duplicate refund id",
+                )?;
+                complete(state);
+                return Ok(());
+            }
             ensure(
                 !refunded.refund_id.is_empty() && !state.refunds.contains_key(&refunded.refund_id),
                 "missing or duplicate refund id",
             )?;
-            let amount = required(money_from_proto(refunded.amount.as_ref()), "invalid amount")?;
             ensure(amount.amount_minor > 0, "non-positive refund")?;
             let payment = required(
                 state.payments.get_mut(&refunded.payment_id),
@@ -849,13 +911,49 @@ fn apply_body(
                 "refund exceeds payment",
             )?;
             payment.refunded = total;
-            state.refunds.insert(
-                refunded.refund_id.clone(),
-                Refund {
-                    payment_id: refunded.payment_id.clone(),
+            state
+                .refunds
+                .insert(refunded.refund_id.clone(), same_refund);
+            complete(state);
+        }
+        Kind::RefundRequested(requested) => {
+            ensure(
+                !requested.refund_request_id.is_empty()
+                    && !state
+                        .refund_requests
+                        .contains_key(&requested.refund_request_id),
+                "missing or duplicate refund request id",
+            )?;
+            let amount = required(
+                money_from_proto(requested.amount.as_ref()),
+                "invalid amount",
+            )?;
+            ensure(amount.amount_minor > 0, "non-positive refund")?;
+            let payment = required(state.payments.get(&requested.payment_id), "unknown payment")?;
+            ensure(
+                payment.status == PaymentStatus::Succeeded
+                    && payment.amount.currency == amount.currency,
+                "payment did not succeed, or in another currency",
+            )?;
+            state.refund_requests.insert(
+                requested.refund_request_id.clone(),
+                RefundRequest {
+                    payment_id: requested.payment_id.clone(),
                     amount,
+                    status: EventStatus::Processing,
                 },
             );
+        }
+        Kind::RefundFailed(failed) => {
+            let request = required(
+                state.refund_requests.get_mut(&failed.refund_request_id),
+                "unknown refund request",
+            )?;
+            ensure(
+                request.status == EventStatus::Processing,
+                "refund request already answered",
+            )?;
+            request.status = EventStatus::Failed;
         }
         Kind::DisputeOpened(opened) => {
             ensure(

@@ -4,7 +4,7 @@ use uuid::Uuid;
 
 use crate::customer::{
     BillingInterval, Customer, InvoiceStatus, Payment, PaymentStatus, Plan, ProviderAccount,
-    Subscription, SubscriptionStatus, discount_from_proto, interval_from_proto,
+    RefundRequest, Subscription, SubscriptionStatus, discount_from_proto, interval_from_proto,
     provider_from_proto,
 };
 use crate::email::email;
@@ -14,14 +14,14 @@ use crate::limits::{
     PERCENT_OFF_BASIS_POINTS_MAX, QUANTITY_MAX, TEXT_BYTES_MAX, UNIX_SECONDS_MAX,
 };
 use crate::money::{Currency, Money};
-use crate::names::{EnumValueError, truncated};
+use crate::names::{EnumValueError, EventStatus, truncated};
 use crate::proto::command::Kind as Command;
 use crate::rejection::Rejection;
 use crate::{Event, proto};
 
 const MICROS_PER_SECOND: i128 = 1_000_000;
 
-/// Every command name, in the order of the `ledger.v1.Command` oneof (tags 10 to 33).
+/// Every command name, in the order of the `ledger.v1.Command` oneof (tags 10 to 35).
 pub const COMMAND_NAMES: &[&str] = &[
     "register_customer",
     "update_customer_profile",
@@ -47,6 +47,8 @@ pub const COMMAND_NAMES: &[&str] = &[
     "pause_integration",
     "resume_integration",
     "remove_integration",
+    "request_refund",
+    "fail_refund",
 ];
 
 /// The command's name: its field name in `ledger.v1.Command` (the NATS subject is
@@ -77,6 +79,8 @@ pub fn command_name(command: &Command) -> &'static str {
         Command::PauseIntegration(_) => "pause_integration",
         Command::ResumeIntegration(_) => "resume_integration",
         Command::RemoveIntegration(_) => "remove_integration",
+        Command::RequestRefund(_) => "request_refund",
+        Command::FailRefund(_) => "fail_refund",
     }
 }
 
@@ -478,7 +482,8 @@ fn decide_kind(state: &Customer, kind: &Command, metadata: &Metadata) -> Result<
             }
             Command::RefundPayment(body) => {
                 id("refund_id", &body.refund_id)?;
-                if state.refunds.contains_key(&body.refund_id) {
+                let request_id = optional_id("refund_request_id", &body.refund_request_id)?;
+                if request_id.is_none() && state.refunds.contains_key(&body.refund_id) {
                     return Err(Rejection::DuplicateRefund {
                         refund_id: body.refund_id.clone(),
                     });
@@ -486,32 +491,61 @@ fn decide_kind(state: &Customer, kind: &Command, metadata: &Metadata) -> Result<
                 let payment = succeeded_payment(state, &body.payment_id)?;
                 let requested = positive_money("amount", body.amount.as_ref())?;
                 same_currency("amount", payment.amount.currency, requested.currency)?;
-                if let Some(dispute_id) = &payment.dispute_id {
-                    let blocks = state
-                        .disputes
-                        .get(dispute_id)
-                        .is_none_or(|dispute| dispute.status != crate::DisputeStatus::Won);
-                    if blocks {
-                        return Err(Rejection::PaymentDisputed {
-                            payment_id: body.payment_id.clone(),
-                            dispute_id: dispute_id.clone(),
+                if let Some(request_id) = request_id {
+                    let request = processing_refund_request(state, request_id)?;
+                    if request.payment_id != body.payment_id || request.amount != requested {
+                        return Err(Rejection::RefundRequestMismatch {
+                            refund_request_id: request_id.to_owned(),
+                            payment_id: request.payment_id.clone(),
+                            requested: request.amount,
                         });
                     }
+                    // The provider's webhook for this refund came first: the answer only
+                    // completes the request.
+                    let recorded = state.refunds.get(&body.refund_id);
+                    if recorded.is_some_and(|refund| {
+                        refund.payment_id == body.payment_id && refund.amount == requested
+                    }) {
+                        text("reason", &body.reason, TEXT_BYTES_MAX)?;
+                        return Ok(E::PaymentRefunded(body.clone()));
+                    }
                 }
-                let fits = payment
-                    .refunded
-                    .checked_add(requested)
-                    .is_ok_and(|total| total.amount_minor <= payment.amount.amount_minor);
-                if !fits {
-                    return Err(Rejection::RefundExceedsPayment {
-                        payment_id: body.payment_id.clone(),
-                        paid: payment.amount,
-                        already_refunded: payment.refunded,
-                        requested,
+                if state.refunds.contains_key(&body.refund_id) {
+                    return Err(Rejection::DuplicateRefund {
+                        refund_id: body.refund_id.clone(),
                     });
                 }
+                refundable(state, &body.payment_id, payment, requested, None)?;
                 text("reason", &body.reason, TEXT_BYTES_MAX)?;
                 E::PaymentRefunded(body.clone())
+            }
+            Command::RequestRefund(body) => {
+                id("refund_request_id", &body.refund_request_id)?;
+                if state.refund_requests.contains_key(&body.refund_request_id) {
+                    return Err(Rejection::DuplicateRefundRequest {
+                        refund_request_id: body.refund_request_id.clone(),
+                    });
+                }
+                let payment = succeeded_payment(state, &body.payment_id)?;
+                let requested = positive_money("amount", body.amount.as_ref())?;
+                same_currency("amount", payment.amount.currency, requested.currency)?;
+                let pending = state
+                    .refund_requested(&body.payment_id, payment.amount.currency)
+                    .ok_or(Rejection::InvalidAmount {
+                        field: "amount",
+                        amount: requested.amount_minor,
+                        reason: "the refunds requested of this payment overflow",
+                    })?;
+                refundable(state, &body.payment_id, payment, requested, Some(pending))?;
+                text("reason", &body.reason, TEXT_BYTES_MAX)?;
+                E::RefundRequested(body.clone())
+            }
+            Command::FailRefund(body) => {
+                id("refund_request_id", &body.refund_request_id)?;
+                processing_refund_request(state, &body.refund_request_id)?;
+                text("failure_code", &body.failure_code, FAILURE_CODE_BYTES_MAX)?;
+                text("failure_message", &body.failure_message, TEXT_BYTES_MAX)?;
+                E::RefundFailed(body.clone())
             }
             Command::OpenDispute(body) => {
                 id("dispute_id", &body.dispute_id)?;
@@ -644,6 +678,75 @@ fn same_currency(
             actual,
         })
     }
+}
+
+/// The refund request `refund_request_id` while it is processing.
+fn processing_refund_request<'a>(
+    state: &'a Customer,
+    refund_request_id: &str,
+) -> Result<&'a RefundRequest, Rejection> {
+    state
+        .refund_requests
+        .get(refund_request_id)
+        .filter(|request| request.status == EventStatus::Processing)
+        .ok_or_else(|| Rejection::NoPendingRefundRequest {
+            refund_request_id: refund_request_id.to_owned(),
+        })
+}
+
+/// Whether `requested` may be refunded of `payment`: not while a dispute is open or lost, and
+/// its refunds, with the requests still processing (`pending`, for `request_refund`), at most
+/// what was paid.
+fn refundable(
+    state: &Customer,
+    payment_id: &str,
+    payment: &Payment,
+    requested: Money,
+    pending: Option<Money>,
+) -> Result<(), Rejection> {
+    if let Some(dispute_id) = &payment.dispute_id {
+        let blocks = state
+            .disputes
+            .get(dispute_id)
+            .is_none_or(|dispute| dispute.status != crate::DisputeStatus::Won);
+        if blocks {
+            return Err(Rejection::PaymentDisputed {
+                payment_id: payment_id.to_owned(),
+                dispute_id: dispute_id.clone(),
+            });
+        }
+    }
+    let refunded = match pending {
+        Some(pending) => payment.refunded.checked_add(pending),
+        None => Ok(payment.refunded),
+    };
+    let fits = refunded
+        .clone()
+        .and_then(|total| total.checked_add(requested))
+        .is_ok_and(|total| total.amount_minor <= payment.amount.amount_minor);
+    if fits {
+        return Ok(());
+    }
+    Err(match (pending, refunded) {
+        (Some(_), Ok(taken)) => Rejection::RefundExceedsRefundable {
+            payment_id: payment_id.to_owned(),
+            refundable: Money::new(
+                payment
+                    .amount
+                    .amount_minor
+                    .saturating_sub(taken.amount_minor)
+                    .max(0),
+                payment.amount.currency,
+            ),
+            requested,
+        },
+        _ => Rejection::RefundExceedsPayment {
+            payment_id: payment_id.to_owned(),
+            paid: payment.amount,
+            already_refunded: payment.refunded,
+            requested,
+        },
+    })
 }
 
 fn succeeded_payment<'a>(state: &'a Customer, payment_id: &str) -> Result<&'a Payment, Rejection> {

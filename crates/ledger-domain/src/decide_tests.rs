@@ -205,6 +205,7 @@ fn refund(refund_id: &str, payment_id: &str, amount: proto::Money) -> proto::Pay
         payment_id: payment_id.to_owned(),
         amount: Some(amount),
         reason: "requested_by_customer".to_owned(),
+        refund_request_id: String::new(),
     }
 }
 
@@ -1625,7 +1626,7 @@ fn evolve_counts_but_ignores_impossible_events() {
 
 #[test]
 fn event_types_and_statuses() {
-    assert_eq!(EVENT_TYPES.len(), 24);
+    assert_eq!(EVENT_TYPES.len(), 26);
     let samples = [
         E::CustomerRegistered(registered()),
         E::CancellationRequested(cancel_request("s", true)),
@@ -1685,7 +1686,7 @@ fn command_names_match_the_command_oneof() {
         "reactivate_subscription"
     );
     // Command names are the oneof field names: the tag order of `ledger.v1.Command`.
-    assert_eq!(COMMAND_NAMES.len(), 24);
+    assert_eq!(COMMAND_NAMES.len(), 26);
     for (index, name) in COMMAND_NAMES.iter().enumerate() {
         use prost::Message;
         use prost::encoding::{WireType, encode_key, encode_varint};
@@ -1933,6 +1934,22 @@ fn rejection_codes_are_distinct_snake_case() {
             payment_id: id(),
             paid: usd,
             already_refunded: usd,
+            requested: usd,
+        },
+        Rejection::RefundExceedsRefundable {
+            payment_id: id(),
+            refundable: usd,
+            requested: usd,
+        },
+        Rejection::DuplicateRefundRequest {
+            refund_request_id: id(),
+        },
+        Rejection::NoPendingRefundRequest {
+            refund_request_id: id(),
+        },
+        Rejection::RefundRequestMismatch {
+            refund_request_id: id(),
+            payment_id: id(),
             requested: usd,
         },
         Rejection::PaymentDisputed {
@@ -2552,4 +2569,278 @@ fn times_after_year_9999_are_refused() {
         out_of_range("quantity", 4_294_967_295, "units", 1, 2_147_483_647).rejection_code(),
         "out_of_range"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Refund requests (issue 15: carried out at the provider by provider-sync).
+
+fn refund_request(
+    request_id: &str,
+    payment_id: &str,
+    amount: proto::Money,
+) -> proto::RefundRequested {
+    proto::RefundRequested {
+        refund_request_id: request_id.to_owned(),
+        payment_id: payment_id.to_owned(),
+        amount: Some(amount),
+        reason: "requested_by_customer".to_owned(),
+    }
+}
+
+fn refund_failed(request_id: &str) -> proto::RefundFailed {
+    proto::RefundFailed {
+        refund_request_id: request_id.to_owned(),
+        failure_code: "charge_already_refunded".to_owned(),
+        failure_message: "Charge pay_1 has already been refunded.".to_owned(),
+    }
+}
+
+/// `refund` answering the request `request_id`.
+fn refund_of(refund_id: &str, request_id: &str, amount: proto::Money) -> proto::PaymentRefunded {
+    proto::PaymentRefunded {
+        refund_request_id: request_id.to_owned(),
+        ..refund(refund_id, "pay_1", amount)
+    }
+}
+
+/// 50.00 USD paid, 10.00 USD refunded at the provider, 15.00 USD requested (`rr_1`).
+fn refund_requested() -> Vec<Event> {
+    with(
+        paid_50_usd(),
+        [
+            E::PaymentRefunded(refund("re_0", "pay_1", usd(1000))),
+            E::RefundRequested(refund_request("rr_1", "pay_1", usd(1500))),
+        ],
+    )
+}
+
+#[test]
+fn a_refund_request_is_processing_until_the_provider_refunds() {
+    let state = given(paid_50_usd())
+        .when(C::RequestRefund(refund_request("rr_1", "pay_1", usd(1500))))
+        .then_expect_events(vec![E::RefundRequested(refund_request(
+            "rr_1",
+            "pay_1",
+            usd(1500),
+        ))]);
+    assert_eq!(
+        state.refund_requests["rr_1"],
+        crate::RefundRequest {
+            payment_id: "pay_1".to_owned(),
+            amount: Money::new(1500, currency("USD")),
+            status: crate::EventStatus::Processing,
+        }
+    );
+    assert_eq!(
+        state.payments["pay_1"].refunded,
+        Money::new(0, currency("USD"))
+    );
+    assert_eq!(
+        crate::event_status(&E::RefundRequested(refund_request("rr_1", "pay_1", usd(1)))),
+        crate::EventStatus::Processing
+    );
+
+    let state = given(refund_requested())
+        .when(C::RefundPayment(refund_of("re_1", "rr_1", usd(1500))))
+        .then_expect_events(vec![E::PaymentRefunded(refund_of(
+            "re_1",
+            "rr_1",
+            usd(1500),
+        ))]);
+    assert_eq!(
+        state.refund_requests["rr_1"].status,
+        crate::EventStatus::Complete
+    );
+    assert_eq!(
+        state.payments["pay_1"].refunded,
+        Money::new(2500, currency("USD"))
+    );
+    // The provider's webhook for the same refund is a duplicate.
+    given(with(
+        refund_requested(),
+        [E::PaymentRefunded(refund_of("re_1", "rr_1", usd(1500)))],
+    ))
+    .when(C::RefundPayment(refund("re_1", "pay_1", usd(1500))))
+    .then_expect_rejection(Rejection::DuplicateRefund {
+        refund_id: "re_1".to_owned(),
+    });
+    // An answer repeated is refused: the request is complete.
+    given(with(
+        refund_requested(),
+        [E::PaymentRefunded(refund_of("re_1", "rr_1", usd(1500)))],
+    ))
+    .when(C::RefundPayment(refund_of("re_2", "rr_1", usd(1500))))
+    .then_expect_rejection(Rejection::NoPendingRefundRequest {
+        refund_request_id: "rr_1".to_owned(),
+    });
+}
+
+#[test]
+fn the_providers_webhook_recorded_first_is_counted_once_when_the_answer_follows() {
+    let state = given(with(
+        refund_requested(),
+        [E::PaymentRefunded(refund("re_1", "pay_1", usd(1500)))],
+    ))
+    .when(C::RefundPayment(refund_of("re_1", "rr_1", usd(1500))))
+    .then_expect_events(vec![E::PaymentRefunded(refund_of(
+        "re_1",
+        "rr_1",
+        usd(1500),
+    ))]);
+    assert_eq!(
+        state.refund_requests["rr_1"].status,
+        crate::EventStatus::Complete
+    );
+    assert_eq!(
+        state.payments["pay_1"].refunded,
+        Money::new(2500, currency("USD"))
+    );
+    assert_eq!(state.refunds.len(), 2);
+}
+
+#[test]
+fn a_refund_request_counts_what_is_refunded_and_still_requested() {
+    // 50.00 paid - 10.00 refunded - 15.00 requested leaves 25.00.
+    given(refund_requested())
+        .when(C::RequestRefund(refund_request("rr_2", "pay_1", usd(2500))))
+        .then_expect_events(vec![E::RefundRequested(refund_request(
+            "rr_2",
+            "pay_1",
+            usd(2500),
+        ))]);
+    given(refund_requested())
+        .when(C::RequestRefund(refund_request("rr_2", "pay_1", usd(2501))))
+        .then_expect_rejection(Rejection::RefundExceedsRefundable {
+            payment_id: "pay_1".to_owned(),
+            refundable: Money::new(2500, currency("USD")),
+            requested: Money::new(2501, currency("USD")),
+        });
+    // A failed request frees its amount.
+    given(with(
+        refund_requested(),
+        [E::RefundFailed(refund_failed("rr_1"))],
+    ))
+    .when(C::RequestRefund(refund_request("rr_2", "pay_1", usd(4000))))
+    .then_expect_events(vec![E::RefundRequested(refund_request(
+        "rr_2",
+        "pay_1",
+        usd(4000),
+    ))]);
+    // The provider's own refund is a fact: not refused for a request still processing.
+    given(refund_requested())
+        .when(C::RefundPayment(refund("re_2", "pay_1", usd(4000))))
+        .then_expect_events(vec![E::PaymentRefunded(refund("re_2", "pay_1", usd(4000)))]);
+}
+
+#[test]
+fn refund_request_rejections() {
+    given(refund_requested())
+        .when(C::RequestRefund(refund_request("rr_1", "pay_1", usd(1))))
+        .then_expect_rejection(Rejection::DuplicateRefundRequest {
+            refund_request_id: "rr_1".to_owned(),
+        });
+    given(refund_requested())
+        .when(C::RequestRefund(refund_request("rr_2", "pay_9", usd(1))))
+        .then_expect_rejection(Rejection::UnknownPayment {
+            payment_id: "pay_9".to_owned(),
+        });
+    given(with(
+        active(),
+        [E::PaymentFailed(failed("pay_1", "sub_1", usd(5000)))],
+    ))
+    .when(C::RequestRefund(refund_request("rr_1", "pay_1", usd(1))))
+    .then_expect_rejection(Rejection::PaymentNotSucceeded {
+        payment_id: "pay_1".to_owned(),
+    });
+    given(refund_requested())
+        .when(C::RequestRefund(refund_request(
+            "rr_2",
+            "pay_1",
+            money(1, "EUR"),
+        )))
+        .then_expect_rejection(Rejection::CurrencyMismatch {
+            field: "amount",
+            expected: currency("USD"),
+            actual: currency("EUR"),
+        });
+    for amount in [0, -1] {
+        given(refund_requested())
+            .when(C::RequestRefund(refund_request(
+                "rr_2",
+                "pay_1",
+                usd(amount),
+            )))
+            .then_expect_rejection(Rejection::InvalidAmount {
+                field: "amount",
+                amount,
+                reason: "must be positive",
+            });
+    }
+    given(refund_requested())
+        .when(C::RequestRefund(refund_request("", "pay_1", usd(1))))
+        .then_expect_rejection(Rejection::MissingField {
+            field: "refund_request_id",
+        });
+    given(with(
+        paid_50_usd(),
+        [E::DisputeOpened(dispute("dp_1", "pay_1", usd(5000)))],
+    ))
+    .when(C::RequestRefund(refund_request("rr_1", "pay_1", usd(1))))
+    .then_expect_rejection(Rejection::PaymentDisputed {
+        payment_id: "pay_1".to_owned(),
+        dispute_id: "dp_1".to_owned(),
+    });
+    // The answer must be the refund asked for.
+    given(refund_requested())
+        .when(C::RefundPayment(refund_of("re_1", "rr_1", usd(1499))))
+        .then_expect_rejection(Rejection::RefundRequestMismatch {
+            refund_request_id: "rr_1".to_owned(),
+            payment_id: "pay_1".to_owned(),
+            requested: Money::new(1500, currency("USD")),
+        });
+    given(refund_requested())
+        .when(C::RefundPayment(refund_of("re_1", "rr_9", usd(1500))))
+        .then_expect_rejection(Rejection::NoPendingRefundRequest {
+            refund_request_id: "rr_9".to_owned(),
+        });
+}
+
+#[test]
+fn a_refused_refund_request_fails_once() {
+    let state = given(refund_requested())
+        .when(C::FailRefund(refund_failed("rr_1")))
+        .then_expect_events(vec![E::RefundFailed(refund_failed("rr_1"))]);
+    assert_eq!(
+        state.refund_requests["rr_1"].status,
+        crate::EventStatus::Failed
+    );
+    assert_eq!(
+        state.payments["pay_1"].refunded,
+        Money::new(1000, currency("USD"))
+    );
+    assert_eq!(
+        crate::event_status(&E::RefundFailed(refund_failed("rr_1"))),
+        crate::EventStatus::Failed
+    );
+    given(with(
+        refund_requested(),
+        [E::RefundFailed(refund_failed("rr_1"))],
+    ))
+    .when(C::FailRefund(refund_failed("rr_1")))
+    .then_expect_rejection(Rejection::NoPendingRefundRequest {
+        refund_request_id: "rr_1".to_owned(),
+    });
+    given(with(
+        refund_requested(),
+        [E::RefundFailed(refund_failed("rr_1"))],
+    ))
+    .when(C::RefundPayment(refund_of("re_1", "rr_1", usd(1500))))
+    .then_expect_rejection(Rejection::NoPendingRefundRequest {
+        refund_request_id: "rr_1".to_owned(),
+    });
+    given(refund_requested())
+        .when(C::FailRefund(refund_failed("rr_9")))
+        .then_expect_rejection(Rejection::NoPendingRefundRequest {
+            refund_request_id: "rr_9".to_owned(),
+        });
 }

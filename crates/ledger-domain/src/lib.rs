@@ -36,7 +36,7 @@ pub use address::AddressScope;
 pub use customer::{
     BillingInterval, Customer, Discount, DiscountDuration, DiscountOff, Dispute, DisputeStatus,
     Invoice, InvoiceStatus, Payment, PaymentOutcome, PaymentStatus, PendingCancellation, Plan,
-    Profile, ProviderAccount, Refund, Subscription, SubscriptionStatus, evolve,
+    Profile, ProviderAccount, Refund, RefundRequest, Subscription, SubscriptionStatus, evolve,
 };
 pub use customer_id::{CustomerId, CustomerIdError};
 pub use decide::{COMMAND_NAMES, command_name, decide};
@@ -120,6 +120,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "integration_paused",
     "integration_resumed",
     "integration_removed",
+    "refund_requested",
+    "refund_failed",
 ];
 
 /// The event's type: its field name in the `ledger.v1.Event` oneof (the `event_type` column),
@@ -150,15 +152,20 @@ pub fn event_type(event: &Event) -> &'static str {
         Event::IntegrationPaused(_) => "integration_paused",
         Event::IntegrationResumed(_) => "integration_resumed",
         Event::IntegrationRemoved(_) => "integration_removed",
+        Event::RefundRequested(_) => "refund_requested",
+        Event::RefundFailed(_) => "refund_failed",
     }
 }
 
-/// The event's `status` column: a cancellation request is `Processing` until the provider
-/// answers; a failed cancellation or payment is `Failed`; everything else is `Complete`.
+/// The event's `status` column: a cancellation or refund request is `Processing` until the
+/// provider answers; a failed cancellation, refund or payment is `Failed`; everything else is
+/// `Complete`.
 pub fn event_status(event: &Event) -> EventStatus {
     match event {
-        Event::CancellationRequested(_) => EventStatus::Processing,
-        Event::CancellationFailed(_) | Event::PaymentFailed(_) => EventStatus::Failed,
+        Event::CancellationRequested(_) | Event::RefundRequested(_) => EventStatus::Processing,
+        Event::CancellationFailed(_) | Event::RefundFailed(_) | Event::PaymentFailed(_) => {
+            EventStatus::Failed
+        }
         _ => EventStatus::Complete,
     }
 }

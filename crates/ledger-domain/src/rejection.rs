@@ -274,6 +274,44 @@ pub enum Rejection {
         /// The refund asked for.
         requested: Money,
     },
+    /// A `request_refund` for more than is left to refund: what was paid minus what is
+    /// refunded and what is requested and not yet answered.
+    #[error(
+        "refund request of {requested} exceeds what is left to refund of payment {payment_id:?}: {refundable} (paid, minus refunds and refund requests not yet answered)"
+    )]
+    RefundExceedsRefundable {
+        /// The payment.
+        payment_id: String,
+        /// What is left to refund.
+        refundable: Money,
+        /// The refund asked for.
+        requested: Money,
+    },
+    /// A refund request id already used by this customer.
+    #[error("refund request {refund_request_id:?} already exists")]
+    DuplicateRefundRequest {
+        /// The duplicate id.
+        refund_request_id: String,
+    },
+    /// `fail_refund`, or `refund_payment` naming a request, when no such request is
+    /// processing (unknown, or already answered).
+    #[error("refund request {refund_request_id:?} is not processing (unknown or already answered)")]
+    NoPendingRefundRequest {
+        /// The request.
+        refund_request_id: String,
+    },
+    /// `refund_payment` naming a request of another payment or amount.
+    #[error(
+        "refund request {refund_request_id:?} asked for {requested} of payment {payment_id:?}: the refund must be that"
+    )]
+    RefundRequestMismatch {
+        /// The request.
+        refund_request_id: String,
+        /// Its payment.
+        payment_id: String,
+        /// Its amount.
+        requested: Money,
+    },
     /// A refund of a payment with an open or lost dispute (the providers refuse it: the money
     /// is already held or returned by the dispute).
     #[error("payment {payment_id:?} is disputed ({dispute_id:?}) and cannot be refunded")]
@@ -357,6 +395,10 @@ impl Rejection {
             Rejection::PaymentNotSucceeded { .. } => "payment_not_succeeded",
             Rejection::DuplicateRefund { .. } => "duplicate_refund",
             Rejection::RefundExceedsPayment { .. } => "refund_exceeds_payment",
+            Rejection::RefundExceedsRefundable { .. } => "refund_exceeds_refundable",
+            Rejection::DuplicateRefundRequest { .. } => "duplicate_refund_request",
+            Rejection::NoPendingRefundRequest { .. } => "no_pending_refund_request",
+            Rejection::RefundRequestMismatch { .. } => "refund_request_mismatch",
             Rejection::PaymentDisputed { .. } => "payment_disputed",
             Rejection::UnknownDispute { .. } => "unknown_dispute",
             Rejection::DuplicateDispute { .. } => "duplicate_dispute",

@@ -243,6 +243,7 @@ fn next_command(rng: &mut Rng, state: &Customer, home_currency: &str, day: i64) 
                         payment_id: (*payment).clone(),
                         amount: Some(money(1 + rng.below(*left as u64) as i64, currency)),
                         reason: String::new(),
+                        refund_request_id: String::new(),
                     })
                 }
                 _ => Kind::ConvertTrial(proto::TrialConverted { subscription_id }),

@@ -428,6 +428,7 @@ impl TestLedger {
                 payment_id: "py_1".to_owned(),
                 amount: Some(money(1_000, "USD")),
                 reason: "requested_by_customer".to_owned(),
+                refund_request_id: String::new(),
             }),
         ))
         .await;

@@ -546,6 +546,7 @@ fn event_amount(event: &Event) -> Option<&proto::Money> {
         Event::PaymentSucceeded(payment) => payment.amount.as_ref(),
         Event::PaymentFailed(payment) => payment.amount.as_ref(),
         Event::PaymentRefunded(refund) => refund.amount.as_ref(),
+        Event::RefundRequested(request) => request.amount.as_ref(),
         Event::DisputeOpened(dispute) => dispute.amount.as_ref(),
         _ => None,
     }
@@ -576,6 +577,7 @@ fn event_failure(event: &Event) -> Option<(&str, &str)> {
     match event {
         Event::CancellationFailed(body) => Some((&body.failure_code, &body.failure_message)),
         Event::PaymentFailed(body) => Some((&body.failure_code, &body.failure_message)),
+        Event::RefundFailed(body) => Some((&body.failure_code, &body.failure_message)),
         _ => None,
     }
 }

@@ -75,7 +75,8 @@ CREATE TABLE timeline (
     causation_id          uuid,
     -- The subscription the event is about, if any (pairs a request with its outcome).
     subscription_id       text,
-    -- A failed event's reason as the provider gave it (cancellation_failed, payment_failed).
+    -- A failed event's reason as the provider gave it (cancellation_failed, payment_failed,
+    -- refund_failed).
     failure_code          text,
     failure_message       text,
     PRIMARY KEY (customer_id, global_position)

@@ -159,6 +159,32 @@ pub(crate) fn notifications(
                 ],
             );
         }
+        // Provider-sync's answer to a refund request whose refund the provider's webhook
+        // recorded first: issued once, then.
+        Event::PaymentRefunded(refunded) if before.refunds.contains_key(&refunded.refund_id) => {}
+        Event::RefundFailed(failed) => {
+            let request = before.refund_requests.get(&failed.refund_request_id);
+            let payment_id = request.map(|request| request.payment_id.clone());
+            push(
+                NotificationKind::RefundFailed,
+                payment_id
+                    .as_ref()
+                    .and_then(|payment_id| before.payments.get(payment_id))
+                    .and_then(|payment| payment.subscription_id.clone()),
+                request.map(|request| request.amount),
+                format!(
+                    "Refunding {} to {customer} failed at the provider: {}",
+                    shown(request.map(|request| request.amount)),
+                    failed.failure_code
+                ),
+                vec![
+                    ("refund_request_id", failed.refund_request_id.clone()),
+                    ("payment_id", payment_id.unwrap_or_default()),
+                    ("failure_code", failed.failure_code.clone()),
+                    ("failure_message", failed.failure_message.clone()),
+                ],
+            );
+        }
         Event::PaymentRefunded(refunded) => {
             let amount = after
                 .refunds
@@ -562,6 +588,52 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_refund_request_is_news_and_an_answered_one_is_issued_once() {
+        let requested = [
+            registered(),
+            started("sub_1", 4_900, 1, None),
+            paid("py_1", 4_900, true),
+            E::RefundRequested(proto::RefundRequested {
+                refund_request_id: "rr_1".to_owned(),
+                payment_id: "py_1".to_owned(),
+                amount: usd(1_500),
+                reason: String::new(),
+            }),
+        ];
+        let failed = E::RefundFailed(proto::RefundFailed {
+            refund_request_id: "rr_1".to_owned(),
+            failure_code: "charge_already_refunded".to_owned(),
+            failure_message: "Charge py_1 has already been refunded.".to_owned(),
+        });
+        assert_eq!(
+            when(&requested, failed, NOW),
+            [(
+                NotificationKind::RefundFailed,
+                Some(1_500),
+                "Refunding 15.00 USD to ada@example.com failed at the provider: \
+                 charge_already_refunded"
+                    .to_owned()
+            )]
+        );
+        let refund = |refund_request_id: &str| {
+            E::PaymentRefunded(proto::PaymentRefunded {
+                refund_id: "re_1".to_owned(),
+                payment_id: "py_1".to_owned(),
+                amount: usd(1_500),
+                reason: String::new(),
+                refund_request_id: refund_request_id.to_owned(),
+            })
+        };
+        let (webhook, answer) = (refund(""), refund("rr_1"));
+        assert_eq!(
+            kinds(&when(&requested, answer.clone(), NOW)),
+            [NotificationKind::RefundIssued]
+        );
+        let webhook_first: Vec<E> = requested.iter().cloned().chain([webhook]).collect();
+        assert!(when(&webhook_first, answer, NOW).is_empty());
+    }
+
+    #[test]
     fn refunds_disputes_and_failed_cancellations() {
         let paid_once = [
             registered(),
@@ -573,6 +645,7 @@ mod tests {
             payment_id: "py_1".to_owned(),
             amount: usd(1_000),
             reason: "requested_by_customer".to_owned(),
+            refund_request_id: String::new(),
         });
         assert_eq!(
             when(&paid_once, refund, NOW),

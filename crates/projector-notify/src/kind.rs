@@ -15,11 +15,12 @@ pub enum NotificationKind {
     DisputeOpened,
     LargeContraction,
     TrialEndingSoon,
+    RefundFailed,
 }
 
 impl NotificationKind {
     /// Every kind, in the order of `ledger.v1.NotificationKind`.
-    pub const ALL: [NotificationKind; 9] = [
+    pub const ALL: [NotificationKind; 10] = [
         NotificationKind::PaymentFailed,
         NotificationKind::PaymentRecovered,
         NotificationKind::CancellationFailed,
@@ -29,6 +30,7 @@ impl NotificationKind {
         NotificationKind::DisputeOpened,
         NotificationKind::LargeContraction,
         NotificationKind::TrialEndingSoon,
+        NotificationKind::RefundFailed,
     ];
 
     /// The kind named `name` (`payment_failed`).
@@ -50,6 +52,7 @@ impl NotificationKind {
             NotificationKind::DisputeOpened => "dispute_opened",
             NotificationKind::LargeContraction => "large_contraction",
             NotificationKind::TrialEndingSoon => "trial_ending_soon",
+            NotificationKind::RefundFailed => "refund_failed",
         }
     }
 
@@ -65,6 +68,7 @@ impl NotificationKind {
             NotificationKind::DisputeOpened => "Dispute opened",
             NotificationKind::LargeContraction => "Large contraction",
             NotificationKind::TrialEndingSoon => "Trial ending soon",
+            NotificationKind::RefundFailed => "Refund failed",
         }
     }
 
@@ -81,6 +85,7 @@ impl NotificationKind {
             NotificationKind::DisputeOpened => P::DisputeOpened,
             NotificationKind::LargeContraction => P::LargeContraction,
             NotificationKind::TrialEndingSoon => P::TrialEndingSoon,
+            NotificationKind::RefundFailed => P::RefundFailed,
         }
     }
 

@@ -179,6 +179,8 @@ fn changes_subscriptions(event: &Event) -> bool {
         | Event::ProviderAccountLinked(_)
         | Event::InvoiceFinalized(_)
         | Event::PaymentRefunded(_)
+        | Event::RefundRequested(_)
+        | Event::RefundFailed(_)
         | Event::DisputeOpened(_)
         | Event::DisputeClosed(_)
         | Event::IntegrationRegistered(_)

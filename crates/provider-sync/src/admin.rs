@@ -16,6 +16,7 @@ pub struct AttemptRow {
     pub call_id: Uuid,
     pub provider: String,
     pub action: String,
+    /// The subscription of a cancellation, the payment of a refund.
     pub subscription_id: String,
     /// `DELETE /v1/subscriptions/sub_1`, ...
     pub request: String,
@@ -39,7 +40,8 @@ pub async fn attempts(
 ) -> Result<Vec<AttemptRow>, SyncError> {
     let rows = client
         .query(
-            "SELECT a.started_at, a.call_id, c.provider, c.action, c.subscription_id, a.request, \
+            "SELECT a.started_at, a.call_id, c.provider, c.action, \
+               COALESCE(c.subscription_id, c.payment_id, ''), a.request, \
                a.outcome, a.status_code, a.latency_ms, a.error, c.status, c.result \
              FROM provider_sync_outbox.attempts a JOIN provider_sync_outbox.calls c USING (call_id) \
              WHERE NOT $1 OR a.outcome <> 'succeeded' \

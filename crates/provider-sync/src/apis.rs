@@ -14,19 +14,35 @@
 //! - Xendit (<https://docs.xendit.co/apidocs/deactivate-subscription-plan-2>):
 //!   `POST /recurring/plans/{id}/deactivate`; the secret API key as the Basic user;
 //!   `Idempotency-key`; errors `{"error_code", "message"}`.
+//!
+//! Refunds (`refund_requested`):
+//! - Stripe (<https://docs.stripe.com/api/refunds/create>): `POST /v1/refunds` with `charge`
+//!   (a `ch_` payment id) or `payment_intent` (a `pi_` one), `amount` in minor units and
+//!   `metadata[ledger_refund_request_id]`; the refund's `id` is the answer. After a crash,
+//!   `GET /v1/refunds?charge=` (or `payment_intent=`) finds a refund carrying that metadata.
+//! - PayPal (<https://developer.paypal.com/docs/api/payments/v1/#sale_refund>): the ledger
+//!   records a PayPal payment under its sale id (`PAYMENT.SALE.COMPLETED`), so
+//!   `POST /v1/payments/sale/{sale_id}/refund` with `{"amount": {"total": "15.00",
+//!   "currency"}}` (major units); the refund's `id` is the answer. PayPal answers a repeated
+//!   `PayPal-Request-Id` with the first answer, so no look is needed after a crash.
+//! - Xendit (<https://docs.xendit.co/apidocs/refund-payment-request>): `POST /refunds` with
+//!   `invoice_id` (the invoice the payment paid, else the payment id), `reference_id` (the
+//!   ledger's refund request id), `amount` (major units), `currency` and `reason`
+//!   `REQUESTED_BY_CUSTOMER`; after a crash `GET /refunds?invoice_id=` finds the refund by its
+//!   `reference_id`.
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ledger_domain::Provider;
+use ledger_domain::{Money, Provider};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, Semaphore};
 use url::Url;
 
 use crate::SyncError;
-use crate::outbox::{Action, Answer, Call};
+use crate::outbox::{Action, Answer, Call, RefundOrder};
 
 /// How long a start-up check waits for a provider's base URL to answer.
 const REACHABLE_TIMEOUT_MS: u64 = 5_000;
@@ -34,6 +50,10 @@ const REACHABLE_TIMEOUT_MS: u64 = 5_000;
 const PAYPAL_TOKEN_MARGIN_SECONDS: u64 = 60;
 /// PayPal's limit on a cancellation's `reason`.
 const PAYPAL_REASON_CHARS_MAX: usize = 128;
+/// Stripe's limit on a metadata value.
+const STRIPE_METADATA_CHARS_MAX: usize = 500;
+/// The metadata key a Stripe refund carries the ledger's refund request id in.
+const STRIPE_REFUND_REQUEST_KEY: &str = "ledger_refund_request_id";
 /// Answer bodies read at most (an error's code and message are at the start).
 const ANSWER_BYTES_MAX: usize = 64 * 1024;
 
@@ -249,9 +269,9 @@ impl ProviderApis {
         builder = match &request.body {
             Body::None => builder,
             Body::Form(form) => builder.form(form),
-            Body::Json(value) => builder
+            Body::Json(text) => builder
                 .header("Content-Type", "application/json")
-                .body(value.to_string()),
+                .body(text.clone()),
         };
         match builder.send().await {
             Err(error) => Exchange::Failed(error_chain(&error)),
@@ -350,8 +370,9 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 #[derive(Debug, Clone)]
 pub(crate) enum Body {
     None,
-    Form(Vec<(&'static str, &'static str)>),
-    Json(Value),
+    Form(Vec<(String, String)>),
+    /// JSON text (amounts in major units are written as decimal numbers, never floats).
+    Json(String),
 }
 
 /// One request to a provider.
@@ -466,11 +487,12 @@ fn provider_error(provider: Provider, status: u16, body: &[u8]) -> (String, Stri
     )
 }
 
-/// The requests of a call: an optional look at the object's state (made only when an earlier
-/// request may have reached the provider), and the action; or why the provider cannot do it.
+/// The requests of a call: a look at the object's state (made only when an earlier request
+/// may have reached the provider; none when the provider replays a repeated idempotency key),
+/// and the action; or why the provider cannot do it.
 #[derive(Debug, Clone)]
 pub(crate) struct Plan {
-    pub(crate) check: ProviderRequest,
+    pub(crate) check: Option<ProviderRequest>,
     pub(crate) act: ProviderRequest,
 }
 
@@ -484,68 +506,178 @@ pub(crate) fn plan(call: &Call) -> Result<Plan, Answer> {
         body,
         idempotency_key: key.clone(),
     };
-    match (call.provider, call.action) {
-        (Provider::Stripe, action) => Ok(Plan {
-            check: request(Method::GET, format!("/v1/subscriptions/{id}"), Body::None),
-            act: match action {
-                Action::CancelNow => request(
+    match (call.provider, call.action, &call.refund) {
+        (provider, Action::Refund, Some(refund)) => {
+            refund_plan(provider, refund, &call.reason, &request)
+        }
+        (_, Action::Refund, None) => Err(Answer::NotSupported {
+            message: "a refund call without its payment and amount".to_owned(),
+        }),
+        (Provider::Stripe, action, _) => Ok(Plan {
+            check: Some(request(
+                Method::GET,
+                format!("/v1/subscriptions/{id}"),
+                Body::None,
+            )),
+            act: if action == Action::CancelAtPeriodEnd {
+                request(
+                    Method::POST,
+                    format!("/v1/subscriptions/{id}"),
+                    Body::Form(vec![("cancel_at_period_end".to_owned(), "true".to_owned())]),
+                )
+            } else {
+                request(
                     Method::DELETE,
                     format!("/v1/subscriptions/{id}"),
                     Body::None,
-                ),
-                Action::CancelAtPeriodEnd => request(
-                    Method::POST,
-                    format!("/v1/subscriptions/{id}"),
-                    Body::Form(vec![("cancel_at_period_end", "true")]),
-                ),
+                )
             },
         }),
-        (Provider::Paypal, Action::CancelNow) => {
+        (Provider::Paypal, Action::CancelNow, _) => {
             let reason: String = if call.reason.trim().is_empty() {
                 "Cancelled by the merchant".to_owned()
             } else {
                 call.reason.chars().take(PAYPAL_REASON_CHARS_MAX).collect()
             };
             Ok(Plan {
-                check: request(
+                check: Some(request(
                     Method::GET,
                     format!("/v1/billing/subscriptions/{id}"),
                     Body::None,
-                ),
+                )),
                 act: request(
                     Method::POST,
                     format!("/v1/billing/subscriptions/{id}/cancel"),
-                    Body::Json(json!({ "reason": reason })),
+                    Body::Json(json!({ "reason": reason }).to_string()),
                 ),
             })
         }
-        (Provider::Xendit, Action::CancelNow) => Ok(Plan {
-            check: request(Method::GET, format!("/recurring/plans/{id}"), Body::None),
+        (Provider::Xendit, Action::CancelNow, _) => Ok(Plan {
+            check: Some(request(
+                Method::GET,
+                format!("/recurring/plans/{id}"),
+                Body::None,
+            )),
             act: request(
                 Method::POST,
                 format!("/recurring/plans/{id}/deactivate"),
                 Body::None,
             ),
         }),
-        (provider, Action::CancelAtPeriodEnd) => Err(Answer::NotSupported {
+        (provider, Action::CancelAtPeriodEnd, _) => Err(Answer::NotSupported {
             message: format!(
                 "{provider} cancels a subscription only now, not at the period end: request \
                  the cancellation with at_period_end false, or when the period ends"
             ),
         }),
-        (Provider::Internal, Action::CancelNow) => Err(Answer::NotSupported {
+        (Provider::Internal, Action::CancelNow, _) => Err(Answer::NotSupported {
             message: "the subscription is held by the company's own billing, not a provider"
                 .to_owned(),
         }),
     }
 }
 
+/// The requests of a refund at `provider`.
+fn refund_plan(
+    provider: Provider,
+    refund: &RefundOrder,
+    reason: &str,
+    request: &dyn Fn(Method, String, Body) -> ProviderRequest,
+) -> Result<Plan, Answer> {
+    let payment = utf8_percent_encode(&refund.payment_id);
+    match provider {
+        Provider::Stripe => {
+            let target = if refund.payment_id.starts_with("pi_") {
+                "payment_intent"
+            } else {
+                "charge"
+            };
+            let mut form = vec![
+                (target.to_owned(), refund.payment_id.clone()),
+                ("amount".to_owned(), refund.amount.amount_minor.to_string()),
+                (
+                    format!("metadata[{STRIPE_REFUND_REQUEST_KEY}]"),
+                    refund.refund_request_id.clone(),
+                ),
+            ];
+            if !reason.trim().is_empty() {
+                form.push((
+                    "metadata[reason]".to_owned(),
+                    reason.chars().take(STRIPE_METADATA_CHARS_MAX).collect(),
+                ));
+            }
+            Ok(Plan {
+                check: Some(request(
+                    Method::GET,
+                    format!("/v1/refunds?{target}={payment}&limit=100"),
+                    Body::None,
+                )),
+                act: request(Method::POST, "/v1/refunds".to_owned(), Body::Form(form)),
+            })
+        }
+        Provider::Paypal => Ok(Plan {
+            check: None,
+            act: request(
+                Method::POST,
+                format!("/v1/payments/sale/{payment}/refund"),
+                Body::Json(
+                    json!({
+                        "amount": {
+                            "total": major_units(refund.amount),
+                            "currency": refund.amount.currency.code(),
+                        }
+                    })
+                    .to_string(),
+                ),
+            ),
+        }),
+        Provider::Xendit => {
+            let invoice_id = refund.invoice_id.as_deref().unwrap_or(&refund.payment_id);
+            let rest = json!({
+                "invoice_id": invoice_id,
+                "reference_id": refund.refund_request_id,
+                "currency": refund.amount.currency.code(),
+                "reason": "REQUESTED_BY_CUSTOMER",
+            })
+            .to_string();
+            // `amount` is a JSON number in major units, written from the integer digits.
+            let body = format!(
+                "{{\"amount\":{},{}",
+                major_units(refund.amount),
+                rest.strip_prefix('{').unwrap_or(&rest)
+            );
+            Ok(Plan {
+                check: Some(request(
+                    Method::GET,
+                    format!("/refunds?invoice_id={}", utf8_percent_encode(invoice_id)),
+                    Body::None,
+                )),
+                act: request(Method::POST, "/refunds".to_owned(), Body::Json(body)),
+            })
+        }
+        Provider::Internal => Err(Answer::NotSupported {
+            message: "the payment was collected by the company's own billing, not a provider"
+                .to_owned(),
+        }),
+    }
+}
+
+/// `amount` in major units as decimal text: 1500 USD cents are `15.00`, 500 JPY `500`.
+fn major_units(amount: Money) -> String {
+    let text = amount.to_string();
+    text.split(' ').next().unwrap_or(&text).to_owned()
+}
+
 /// The answer already given, when a look at the object (the `check` request's 2xx body) shows
 /// the action done: a request before a crash reached the provider.
-pub(crate) fn already_done(provider: Provider, action: Action, body: &[u8]) -> Option<Answer> {
+pub(crate) fn already_done(call: &Call, body: &[u8]) -> Option<Answer> {
     let object: Value = serde_json::from_slice(body).ok()?;
+    if let Some(refund) = &call.refund {
+        return refund_found(call.provider, refund, &object);
+    }
     let status = object.get("status").and_then(Value::as_str)?;
-    match (provider, action) {
+    match (call.provider, call.action) {
+        (_, Action::Refund) => None,
         (Provider::Stripe, Action::CancelNow) => {
             (status == "canceled").then_some(Answer::Confirmed)
         }
@@ -559,13 +691,64 @@ pub(crate) fn already_done(provider: Provider, action: Action, body: &[u8]) -> O
     }
 }
 
-/// What the action's success means.
-pub(crate) fn success(action: Action) -> Answer {
-    match action {
+/// The refund of `refund` in a provider's list of refunds (Stripe `{"data": [...]}` with the
+/// request id in `metadata`, Xendit `{"data": [...]}` with it as `reference_id`), unless it
+/// failed or was cancelled.
+fn refund_found(provider: Provider, refund: &RefundOrder, list: &Value) -> Option<Answer> {
+    let found = list
+        .get("data")
+        .and_then(Value::as_array)?
+        .iter()
+        .find(|item| {
+            let request_id = match provider {
+                Provider::Stripe => item.pointer(&format!("/metadata/{STRIPE_REFUND_REQUEST_KEY}")),
+                Provider::Xendit => item.get("reference_id"),
+                Provider::Paypal | Provider::Internal => None,
+            };
+            let status = item
+                .get("status")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            request_id.and_then(Value::as_str) == Some(refund.refund_request_id.as_str())
+                && !matches!(
+                    status.to_ascii_lowercase().as_str(),
+                    "failed" | "canceled" | "cancelled"
+                )
+        })?;
+    let refund_id = found.get("id").and_then(Value::as_str)?;
+    Some(Answer::Refunded {
+        refund_id: refund_id.to_owned(),
+    })
+}
+
+/// What the action's success (a 2xx with `body`) means.
+pub(crate) fn success(call: &Call, body: &[u8]) -> Answer {
+    match call.action {
         Action::CancelNow => Answer::Confirmed,
         Action::CancelAtPeriodEnd => Answer::Scheduled,
+        Action::Refund => {
+            let refund_id = serde_json::from_slice::<Value>(body)
+                .ok()
+                .and_then(|object| object.get("id").and_then(Value::as_str).map(str::to_owned));
+            match refund_id {
+                Some(refund_id) => Answer::Refunded { refund_id },
+                // Accepted, but the answer names no refund: the ledger cannot record it as
+                // refunded, and says so to the operator.
+                None => Answer::Refused {
+                    code: CODE_ANSWER_UNREADABLE.to_owned(),
+                    message: format!(
+                        "{} accepted the refund but its answer has no refund id; check the \
+                         payment at the provider",
+                        call.provider
+                    ),
+                },
+            }
+        }
     }
 }
+
+/// The failure code of a refund the provider accepted without naming it.
+pub(crate) const CODE_ANSWER_UNREADABLE: &str = "provider_sync_answer_unreadable";
 
 /// Percent-encodes an id for a path segment (ids never need it at the three providers, but a
 /// `/` in one must not reach another endpoint).
@@ -576,6 +759,153 @@ fn utf8_percent_encode(id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ledger_domain::Currency;
+    use time::OffsetDateTime;
+    use uuid::Uuid;
+
+    fn call(provider: Provider, action: Action) -> Call {
+        Call {
+            call_id: Uuid::nil(),
+            provider,
+            action,
+            customer_id: Uuid::nil(),
+            subscription_id: "sub_1".to_owned(),
+            refund: None,
+            account_id: "cus_1".to_owned(),
+            reason: String::new(),
+            request_event_id: Uuid::nil(),
+            request_occurred_at: OffsetDateTime::UNIX_EPOCH,
+            correlation_id: None,
+            rounds: 0,
+            attempted: false,
+            answer: None,
+        }
+    }
+
+    fn refund_call(provider: Provider, payment_id: &str, amount_minor: i64, code: &str) -> Call {
+        Call {
+            subscription_id: String::new(),
+            action: Action::Refund,
+            refund: Some(RefundOrder {
+                refund_request_id: "rr_1".to_owned(),
+                payment_id: payment_id.to_owned(),
+                invoice_id: None,
+                amount: Money::new(amount_minor, Currency::parse(code).expect("a currency")),
+            }),
+            reason: "customer asked".to_owned(),
+            ..call(provider, Action::Refund)
+        }
+    }
+
+    fn form(request: &ProviderRequest) -> Vec<(String, String)> {
+        match &request.body {
+            Body::Form(form) => form.clone(),
+            other => panic!("not a form: {other:?}"),
+        }
+    }
+
+    fn json_body(request: &ProviderRequest) -> Value {
+        match &request.body {
+            Body::Json(text) => serde_json::from_str(text).expect("JSON"),
+            other => panic!("not JSON: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn refunds_are_asked_of_each_provider_in_its_own_shape() {
+        let stripe = plan(&refund_call(Provider::Stripe, "ch_1", 1_500, "USD")).expect("a plan");
+        assert_eq!(stripe.act.describe(), "POST /v1/refunds");
+        assert_eq!(
+            form(&stripe.act),
+            vec![
+                ("charge".to_owned(), "ch_1".to_owned()),
+                ("amount".to_owned(), "1500".to_owned()),
+                (
+                    "metadata[ledger_refund_request_id]".to_owned(),
+                    "rr_1".to_owned()
+                ),
+                ("metadata[reason]".to_owned(), "customer asked".to_owned()),
+            ]
+        );
+        assert_eq!(
+            stripe.check.expect("a look").describe(),
+            "GET /v1/refunds?charge=ch_1&limit=100"
+        );
+        let intent = plan(&refund_call(Provider::Stripe, "pi_1", 1_500, "USD")).expect("a plan");
+        assert_eq!(
+            form(&intent.act)[0],
+            ("payment_intent".to_owned(), "pi_1".to_owned())
+        );
+
+        let paypal =
+            plan(&refund_call(Provider::Paypal, "8TT12345", 1_505, "USD")).expect("a plan");
+        assert_eq!(
+            paypal.act.describe(),
+            "POST /v1/payments/sale/8TT12345/refund"
+        );
+        assert_eq!(
+            json_body(&paypal.act),
+            json!({"amount": {"total": "15.05", "currency": "USD"}})
+        );
+        assert!(
+            paypal.check.is_none(),
+            "PayPal replays a repeated PayPal-Request-Id"
+        );
+        let yen = plan(&refund_call(Provider::Paypal, "8TT12345", 500, "JPY")).expect("a plan");
+        assert_eq!(json_body(&yen.act)["amount"]["total"], "500");
+
+        let xendit =
+            plan(&refund_call(Provider::Xendit, "inv_1", 200_000_050, "IDR")).expect("a plan");
+        assert_eq!(xendit.act.describe(), "POST /refunds");
+        let Body::Json(text) = &xendit.act.body else {
+            panic!("not JSON")
+        };
+        assert!(text.starts_with(r#"{"amount":2000000.50,"#), "{text}");
+        assert_eq!(json_body(&xendit.act)["invoice_id"], "inv_1");
+        assert_eq!(json_body(&xendit.act)["reference_id"], "rr_1");
+        assert_eq!(json_body(&xendit.act)["reason"], "REQUESTED_BY_CUSTOMER");
+        assert_eq!(
+            xendit.check.expect("a look").describe(),
+            "GET /refunds?invoice_id=inv_1"
+        );
+    }
+
+    #[test]
+    fn a_refund_is_found_by_the_request_id_it_carries_and_named_by_the_provider() {
+        let stripe = refund_call(Provider::Stripe, "ch_1", 1_500, "USD");
+        let listed = br#"{"object": "list", "data": [
+            {"id": "re_other", "status": "succeeded", "metadata": {}},
+            {"id": "re_failed", "status": "failed", "metadata": {"ledger_refund_request_id": "rr_1"}},
+            {"id": "re_1", "status": "succeeded", "metadata": {"ledger_refund_request_id": "rr_1"}}
+        ]}"#;
+        assert_eq!(
+            already_done(&stripe, listed),
+            Some(Answer::Refunded {
+                refund_id: "re_1".to_owned()
+            })
+        );
+        assert_eq!(already_done(&stripe, br#"{"data": []}"#), None);
+        let xendit = refund_call(Provider::Xendit, "inv_1", 1_500, "USD");
+        assert_eq!(
+            already_done(
+                &xendit,
+                br#"{"data": [{"id": "rfd-1", "reference_id": "rr_1", "status": "SUCCEEDED"}]}"#
+            ),
+            Some(Answer::Refunded {
+                refund_id: "rfd-1".to_owned()
+            })
+        );
+        assert_eq!(
+            success(&stripe, br#"{"id": "re_9", "object": "refund"}"#),
+            Answer::Refunded {
+                refund_id: "re_9".to_owned()
+            }
+        );
+        assert!(matches!(
+            success(&stripe, b""),
+            Answer::Refused { code, .. } if code == CODE_ANSWER_UNREADABLE
+        ));
+    }
 
     fn answered(status: u16, body: &str) -> Exchange {
         Exchange::Answered {
@@ -666,47 +996,44 @@ mod tests {
         let pending = br#"{"id": "sub_1", "status": "active", "cancel_at_period_end": true}"#;
         let active = br#"{"id": "sub_1", "status": "active", "cancel_at_period_end": false}"#;
         assert_eq!(
-            already_done(Provider::Stripe, Action::CancelNow, canceled),
+            already_done(&call(Provider::Stripe, Action::CancelNow), canceled),
             Some(Answer::Confirmed)
         );
         assert_eq!(
-            already_done(Provider::Stripe, Action::CancelNow, pending),
+            already_done(&call(Provider::Stripe, Action::CancelNow), pending),
             None
         );
         assert_eq!(
-            already_done(Provider::Stripe, Action::CancelAtPeriodEnd, pending),
+            already_done(&call(Provider::Stripe, Action::CancelAtPeriodEnd), pending),
             Some(Answer::Scheduled)
         );
         assert_eq!(
-            already_done(Provider::Stripe, Action::CancelAtPeriodEnd, active),
+            already_done(&call(Provider::Stripe, Action::CancelAtPeriodEnd), active),
             None
         );
         assert_eq!(
             already_done(
-                Provider::Paypal,
-                Action::CancelNow,
+                &call(Provider::Paypal, Action::CancelNow),
                 br#"{"status": "CANCELLED"}"#
             ),
             Some(Answer::Confirmed)
         );
         assert_eq!(
             already_done(
-                Provider::Paypal,
-                Action::CancelNow,
+                &call(Provider::Paypal, Action::CancelNow),
                 br#"{"status": "ACTIVE"}"#
             ),
             None
         );
         assert_eq!(
             already_done(
-                Provider::Xendit,
-                Action::CancelNow,
+                &call(Provider::Xendit, Action::CancelNow),
                 br#"{"status": "INACTIVE"}"#
             ),
             Some(Answer::Confirmed)
         );
         assert_eq!(
-            already_done(Provider::Xendit, Action::CancelNow, b"not json"),
+            already_done(&call(Provider::Xendit, Action::CancelNow), b"not json"),
             None
         );
     }

@@ -4,9 +4,10 @@
 //!
 //! - The projector [`ProviderSyncProjector`] (schema `provider_sync`, a consumer of the event
 //!   stream with its checkpoint, like every read model) remembers which provider holds each
-//!   subscription (the provider of its `subscription_started`) and, for every
-//!   `cancellation_requested` issued `internal` for a subscription held at Stripe, PayPal or
-//!   Xendit, writes a call into the outbox `provider_sync_outbox.calls` (migration V8) in the
+//!   subscription (the provider of its `subscription_started`) and each payment (that of its
+//!   `payment_succeeded`) and, for every `cancellation_requested` or `refund_requested` issued
+//!   `internal` for a subscription held, or a payment collected, at Stripe, PayPal or Xendit,
+//!   writes a call into the outbox `provider_sync_outbox.calls` (migrations V8, V11) in the
 //!   batch's transaction. A call's id is a UUID v5 of the request event's id, and the outbox
 //!   survives a rebuild, so a rebuild decides the same calls and calls nothing twice. A
 //!   request answered in the ledger before its call was made (the provider's own webhook, a
@@ -16,7 +17,8 @@
 //!   concurrent requests per provider; transient failures retried with exponential backoff
 //!   and jitter, honouring `Retry-After`; 4xx refusals not retried), logs every attempt in
 //!   `provider_sync_outbox.attempts`, records the answer, then sends the command that states
-//!   it (`confirm_cancellation` or `fail_cancellation`) through the writer with an
+//!   it (`confirm_cancellation` or `fail_cancellation`, `refund_payment` naming the request or
+//!   `fail_refund`) through the writer with an
 //!   idempotency key derived from the call. A crash between the call and its record repeats
 //!   the call with the same key, after asking the provider whether it already happened.
 //!

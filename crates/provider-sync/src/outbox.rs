@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use ledger_domain::Provider;
+use ledger_domain::{Currency, Money, Provider};
 use time::OffsetDateTime;
 use tokio_postgres::Client;
 use uuid::Uuid;
@@ -25,6 +25,8 @@ pub(crate) enum Action {
     CancelNow,
     /// Cancel it when the current period ends.
     CancelAtPeriodEnd,
+    /// Refund (part of) a payment.
+    Refund,
 }
 
 impl Action {
@@ -32,6 +34,7 @@ impl Action {
         match self {
             Action::CancelNow => "cancel_now",
             Action::CancelAtPeriodEnd => "cancel_at_period_end",
+            Action::Refund => "refund",
         }
     }
 
@@ -39,6 +42,7 @@ impl Action {
         match text {
             "cancel_now" => Some(Action::CancelNow),
             "cancel_at_period_end" => Some(Action::CancelAtPeriodEnd),
+            "refund" => Some(Action::Refund),
             _ => None,
         }
     }
@@ -51,6 +55,8 @@ pub(crate) enum Answer {
     Confirmed,
     /// Will cancel at the period end; the provider's webhook confirms it then.
     Scheduled,
+    /// Refunded: the provider's refund id.
+    Refunded { refund_id: String },
     /// A permanent refusal (a 4xx): the provider's code and message.
     Refused { code: String, message: String },
     /// The provider has no such operation (PayPal and Xendit cancel only now).
@@ -64,11 +70,22 @@ impl Answer {
         match self {
             Answer::Confirmed => "confirmed",
             Answer::Scheduled => "scheduled",
+            Answer::Refunded { .. } => "refunded",
             Answer::Refused { .. } => "refused",
             Answer::NotSupported { .. } => "not_supported",
             Answer::Unreachable { .. } => "unreachable",
         }
     }
+}
+
+/// The refund a `refund` call asks for (`refund_requested`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RefundOrder {
+    pub(crate) refund_request_id: String,
+    pub(crate) payment_id: String,
+    /// The invoice the payment paid, if any (Xendit refunds an invoice).
+    pub(crate) invoice_id: Option<String>,
+    pub(crate) amount: Money,
 }
 
 /// A call a worker leased.
@@ -78,7 +95,10 @@ pub(crate) struct Call {
     pub(crate) provider: Provider,
     pub(crate) action: Action,
     pub(crate) customer_id: Uuid,
+    /// The subscription of a cancellation; empty for a refund.
     pub(crate) subscription_id: String,
+    /// The refund of a `refund` call.
+    pub(crate) refund: Option<RefundOrder>,
     pub(crate) account_id: String,
     pub(crate) reason: String,
     pub(crate) request_event_id: Uuid,
@@ -123,12 +143,15 @@ pub(crate) async fn claim(
                ORDER BY request_position LIMIT $2 FOR UPDATE SKIP LOCKED) \
              UPDATE provider_sync_outbox.calls c SET leased_until = $3 FROM due \
              WHERE c.call_id = due.call_id \
-             RETURNING c.call_id, c.provider, c.action, c.customer_id, c.subscription_id, \
+             RETURNING c.call_id, c.provider, c.action, c.customer_id, \
+               COALESCE(c.subscription_id, ''), \
                c.account_id, c.reason, c.request_event_id, c.request_occurred_at, \
                c.correlation_id, c.rounds, \
                EXISTS (SELECT 1 FROM provider_sync_outbox.attempts a \
                        WHERE a.call_id = c.call_id), \
-               c.status, c.outcome, c.failure_code, c.failure_message, c.answered_at",
+               c.status, c.outcome, c.failure_code, c.failure_message, c.answered_at, \
+               c.refund_request_id, c.payment_id, c.invoice_id, c.amount_minor, c.currency, \
+               c.refund_id",
             &[&now, &calls_max, &leased_until],
         )
         .await?;
@@ -150,6 +173,9 @@ pub(crate) async fn claim(
             let answer = match outcome {
                 Some("confirmed") => Some(Answer::Confirmed),
                 Some("scheduled") => Some(Answer::Scheduled),
+                Some("refunded") => Some(Answer::Refunded {
+                    refund_id: row.try_get::<_, Option<String>>(22)?.unwrap_or_default(),
+                }),
                 Some("refused") => Some(Answer::Refused {
                     code: code.unwrap_or_default(),
                     message: message.unwrap_or_default(),
@@ -166,12 +192,33 @@ pub(crate) async fn claim(
         } else {
             None
         };
+        let refund_request_id: Option<String> = row.try_get(17)?;
+        let payment_id: Option<String> = row.try_get(18)?;
+        let amount_minor: Option<i64> = row.try_get(20)?;
+        let currency: Option<&str> = row.try_get(21)?;
+        let currency = currency.and_then(|code| Currency::parse(code).ok());
+        let refund = match (refund_request_id, payment_id, amount_minor, currency) {
+            (Some(refund_request_id), Some(payment_id), Some(amount_minor), Some(currency)) => {
+                Some(RefundOrder {
+                    refund_request_id,
+                    payment_id,
+                    invoice_id: row.try_get(19)?,
+                    amount: Money::new(amount_minor, currency),
+                })
+            }
+            _ => None,
+        };
+        if action == Action::Refund && refund.is_none() {
+            // The table's CHECK constraints make this unreachable; skip rather than stop.
+            continue;
+        }
         calls.push(Call {
             call_id: row.try_get(0)?,
             provider,
             action,
             customer_id: row.try_get(3)?,
             subscription_id: row.try_get(4)?,
+            refund,
             account_id: row.try_get(5)?,
             reason: row.try_get(6)?,
             request_event_id: row.try_get(7)?,
@@ -185,8 +232,9 @@ pub(crate) async fn claim(
     Ok(calls)
 }
 
-/// The failure codes provider-sync itself gives (`fail_cancellation` issued `internal`): the
-/// provider has no such operation, or could not be reached until the retries ran out.
+/// The failure codes provider-sync itself gives (`fail_cancellation` or `fail_refund` issued
+/// `internal`): the provider has no such operation, or could not be reached until the retries
+/// ran out.
 pub(crate) const CODE_NOT_SUPPORTED: &str = "provider_sync_not_supported";
 pub(crate) const CODE_UNREACHABLE: &str = "provider_sync_unreachable";
 
@@ -265,15 +313,26 @@ pub(crate) async fn record_answer(
         Answer::Refused { code, message } => (Some(code.as_str()), Some(message.as_str())),
         Answer::NotSupported { message } => (Some(CODE_NOT_SUPPORTED), Some(message.as_str())),
         Answer::Unreachable { message } => (Some(CODE_UNREACHABLE), Some(message.as_str())),
-        Answer::Confirmed | Answer::Scheduled => (None, None),
+        Answer::Confirmed | Answer::Scheduled | Answer::Refunded { .. } => (None, None),
+    };
+    let refund_id = match answer {
+        Answer::Refunded { refund_id } => Some(refund_id.as_str()),
+        _ => None,
     };
     let updated = client
         .execute(
             "UPDATE provider_sync_outbox.calls SET status = 'answered', outcome = $2, \
                failure_code = $3, failure_message = $4, answered_at = $5, \
-               next_attempt_at = $5 \
+               next_attempt_at = $5, refund_id = $6 \
              WHERE call_id = $1 AND status = 'pending'",
-            &[&call_id, &answer.outcome(), &code, &message, &answered_at],
+            &[
+                &call_id,
+                &answer.outcome(),
+                &code,
+                &message,
+                &answered_at,
+                &refund_id,
+            ],
         )
         .await?;
     Ok(updated == 1)

@@ -11,6 +11,14 @@ use uuid::Uuid;
 
 use crate::outbox::{Action, call_id};
 
+/// A payment and where it was collected.
+#[derive(Debug, Clone)]
+struct Collected {
+    provider: Provider,
+    account_id: String,
+    invoice_id: String,
+}
+
 /// The `provider_sync` projector. It reads nothing but its own schema and the events the
 /// runtime hands it.
 #[derive(Debug, Default)]
@@ -30,7 +38,9 @@ struct NewCall {
     provider: Provider,
     action: Action,
     customer_id: Uuid,
+    /// Empty for a refund.
     subscription_id: String,
+    refund: Option<RefundCall>,
     account_id: String,
     reason: String,
     request_event_id: Uuid,
@@ -39,11 +49,28 @@ struct NewCall {
     correlation_id: Option<Uuid>,
 }
 
+/// What a refund call asks for.
+#[derive(Debug)]
+struct RefundCall {
+    refund_request_id: String,
+    payment_id: String,
+    invoice_id: String,
+    amount_minor: i64,
+    currency: String,
+}
+
+/// What an answer in the ledger settles: a subscription's requests, or one refund request.
+#[derive(Debug)]
+enum Settled {
+    Subscription(String),
+    RefundRequest(String),
+}
+
 /// A request answered in the ledger: settles the calls of earlier requests still pending.
 #[derive(Debug)]
 struct Settle {
     customer_id: Uuid,
-    subscription_id: String,
+    settled: Settled,
     global_position: i64,
     event_type: &'static str,
 }
@@ -54,7 +81,8 @@ impl Projector for ProviderSyncProjector {
     }
 
     fn schema_version(&self) -> i32 {
-        1
+        // 2: where each payment was collected (refunds).
+        2
     }
 
     /// What it holds is provider-sync's own business.
@@ -72,6 +100,7 @@ impl Projector for ProviderSyncProjector {
         events: &[Projected],
     ) -> Result<(), ProjectorError> {
         let mut started: BTreeMap<(Uuid, String), Holder> = BTreeMap::new();
+        let mut collected: BTreeMap<(Uuid, String), Collected> = BTreeMap::new();
         let mut calls = Vec::new();
         let mut settles = Vec::new();
         for projected in events {
@@ -111,6 +140,7 @@ impl Projector for ProviderSyncProjector {
                         action,
                         customer_id,
                         subscription_id: request.subscription_id.clone(),
+                        refund: None,
                         account_id: holder.account_id,
                         reason: request.reason.clone(),
                         request_event_id: recorded.event.event_id,
@@ -119,21 +149,77 @@ impl Projector for ProviderSyncProjector {
                         correlation_id: recorded.event.correlation_id,
                     });
                 }
+                Event::PaymentSucceeded(payment) => {
+                    collected
+                        .entry((customer_id, payment.payment_id.clone()))
+                        .or_insert(Collected {
+                            provider: recorded.event.payment_provider_type,
+                            account_id: recorded.event.account_id.clone(),
+                            invoice_id: payment.invoice_id.clone(),
+                        });
+                }
+                Event::RefundRequested(request) if recorded.event.issuer == Issuer::Internal => {
+                    let key = (customer_id, request.payment_id.clone());
+                    let payment = match collected.get(&key) {
+                        Some(payment) => Some(payment.clone()),
+                        None => payment(transaction, customer_id, &request.payment_id).await?,
+                    };
+                    let (Some(payment), Some(amount)) = (
+                        payment.filter(|payment| payment.provider != Provider::Internal),
+                        request.amount.as_ref(),
+                    ) else {
+                        continue;
+                    };
+                    calls.push(NewCall {
+                        call_id: call_id(recorded.event.event_id),
+                        provider: payment.provider,
+                        action: Action::Refund,
+                        customer_id,
+                        subscription_id: String::new(),
+                        refund: Some(RefundCall {
+                            refund_request_id: request.refund_request_id.clone(),
+                            payment_id: request.payment_id.clone(),
+                            invoice_id: payment.invoice_id,
+                            amount_minor: amount.amount_minor,
+                            currency: amount.currency.clone(),
+                        }),
+                        account_id: payment.account_id,
+                        reason: request.reason.clone(),
+                        request_event_id: recorded.event.event_id,
+                        request_position: global_position,
+                        request_occurred_at: recorded.event.occurred_at,
+                        correlation_id: recorded.event.correlation_id,
+                    });
+                }
+                Event::PaymentRefunded(answer) if !answer.refund_request_id.is_empty() => {
+                    settles.push(Settle {
+                        customer_id,
+                        settled: Settled::RefundRequest(answer.refund_request_id.clone()),
+                        global_position,
+                        event_type: "payment_refunded",
+                    });
+                }
+                Event::RefundFailed(answer) => settles.push(Settle {
+                    customer_id,
+                    settled: Settled::RefundRequest(answer.refund_request_id.clone()),
+                    global_position,
+                    event_type: "refund_failed",
+                }),
                 Event::SubscriptionCancelled(answer) => settles.push(Settle {
                     customer_id,
-                    subscription_id: answer.subscription_id.clone(),
+                    settled: Settled::Subscription(answer.subscription_id.clone()),
                     global_position,
                     event_type: "subscription_cancelled",
                 }),
                 Event::CancellationFailed(answer) => settles.push(Settle {
                     customer_id,
-                    subscription_id: answer.subscription_id.clone(),
+                    settled: Settled::Subscription(answer.subscription_id.clone()),
                     global_position,
                     event_type: "cancellation_failed",
                 }),
                 Event::SubscriptionReactivated(answer) => settles.push(Settle {
                     customer_id,
-                    subscription_id: answer.subscription_id.clone(),
+                    settled: Settled::Subscription(answer.subscription_id.clone()),
                     global_position,
                     event_type: "subscription_reactivated",
                 }),
@@ -141,18 +227,26 @@ impl Projector for ProviderSyncProjector {
             }
         }
         write_holders(transaction, &started).await?;
+        write_payments(transaction, &collected).await?;
         write_calls(transaction, &calls).await?;
         for settle in &settles {
+            let (column, id) = match &settle.settled {
+                Settled::Subscription(id) => ("subscription_id", id),
+                Settled::RefundRequest(id) => ("refund_request_id", id),
+            };
             transaction
                 .execute(
-                    "UPDATE provider_sync_outbox.calls SET status = 'settled', done_at = now(), \
-                       leased_until = NULL, \
-                       result = 'answered in the ledger before the call: ' || $4 || ' at ' || $3 \
-                     WHERE customer_id = $1 AND subscription_id = $2 AND status = 'pending' \
-                       AND request_position < $3",
+                    &format!(
+                        "UPDATE provider_sync_outbox.calls SET status = 'settled', \
+                           done_at = now(), leased_until = NULL, \
+                           result = 'answered in the ledger before the call: ' || $4 || ' at ' \
+                             || $3 \
+                         WHERE customer_id = $1 AND {column} = $2 AND status = 'pending' \
+                           AND request_position < $3"
+                    ),
                     &[
                         &settle.customer_id,
-                        &settle.subscription_id,
+                        id,
                         &settle.global_position,
                         &settle.event_type,
                     ],
@@ -190,6 +284,58 @@ async fn holder(
     }))
 }
 
+/// A payment collected in an earlier batch.
+async fn payment(
+    transaction: &Transaction<'_>,
+    customer_id: Uuid,
+    payment_id: &str,
+) -> Result<Option<Collected>, ProjectorError> {
+    let row = transaction
+        .query_opt(
+            "SELECT provider, account_id, invoice_id FROM provider_sync.payments \
+             WHERE customer_id = $1 AND payment_id = $2",
+            &[&customer_id, &payment_id],
+        )
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let provider: &str = row.try_get(0)?;
+    let provider = provider.parse().map_err(|error| ProjectorError::Apply {
+        projector: "provider_sync",
+        reason: format!("payment {payment_id} of {customer_id}: {error}"),
+    })?;
+    Ok(Some(Collected {
+        provider,
+        account_id: row.try_get(1)?,
+        invoice_id: row.try_get(2)?,
+    }))
+}
+
+async fn write_payments(
+    transaction: &Transaction<'_>,
+    collected: &BTreeMap<(Uuid, String), Collected>,
+) -> Result<(), ProjectorError> {
+    if collected.is_empty() {
+        return Ok(());
+    }
+    let customers: Vec<Uuid> = collected.keys().map(|(customer, _)| *customer).collect();
+    let payments: Vec<&str> = collected.keys().map(|(_, id)| id.as_str()).collect();
+    let providers: Vec<&str> = collected.values().map(|c| c.provider.as_str()).collect();
+    let accounts: Vec<&str> = collected.values().map(|c| c.account_id.as_str()).collect();
+    let invoices: Vec<&str> = collected.values().map(|c| c.invoice_id.as_str()).collect();
+    transaction
+        .execute(
+            "INSERT INTO provider_sync.payments (customer_id, payment_id, provider, account_id, \
+               invoice_id) \
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[]) \
+             ON CONFLICT DO NOTHING",
+            &[&customers, &payments, &providers, &accounts, &invoices],
+        )
+        .await?;
+    Ok(())
+}
+
 async fn write_holders(
     transaction: &Transaction<'_>,
     started: &BTreeMap<(Uuid, String), Holder>,
@@ -220,12 +366,15 @@ async fn write_calls(
     calls: &[NewCall],
 ) -> Result<(), ProjectorError> {
     for call in calls {
+        let refund = call.refund.as_ref();
         transaction
             .execute(
                 "INSERT INTO provider_sync_outbox.calls (call_id, provider, action, customer_id, \
                    subscription_id, account_id, reason, request_event_id, request_position, \
-                   request_occurred_at, correlation_id) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                   request_occurred_at, correlation_id, refund_request_id, payment_id, \
+                   invoice_id, amount_minor, currency) \
+                 VALUES ($1, $2, $3, $4, NULLIF($5, ''), $6, $7, $8, $9, $10, $11, $12, $13, \
+                   NULLIF($14, ''), $15, $16) \
                  ON CONFLICT (call_id) DO NOTHING",
                 &[
                     &call.call_id,
@@ -239,6 +388,11 @@ async fn write_calls(
                     &call.request_position,
                     &call.request_occurred_at,
                     &call.correlation_id,
+                    &refund.map(|refund| refund.refund_request_id.as_str()),
+                    &refund.map(|refund| refund.payment_id.as_str()),
+                    &refund.map(|refund| refund.invoice_id.as_str()),
+                    &refund.map(|refund| refund.amount_minor),
+                    &refund.map(|refund| refund.currency.as_str()),
                 ],
             )
             .await?;

@@ -7,3 +7,14 @@ CREATE TABLE subscriptions (
     account_id      text NOT NULL,
     PRIMARY KEY (customer_id, subscription_id)
 );
+
+-- Where each payment was collected, from its `payment_succeeded` (the envelope's provider and
+-- account), and the invoice it paid: a refund is asked of that provider.
+CREATE TABLE payments (
+    customer_id uuid NOT NULL,
+    payment_id  text NOT NULL,
+    provider    text NOT NULL,
+    account_id  text NOT NULL,
+    invoice_id  text NOT NULL,
+    PRIMARY KEY (customer_id, payment_id)
+);

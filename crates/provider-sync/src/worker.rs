@@ -324,14 +324,16 @@ async fn round(
         Ok(plan) => plan,
         Err(answer) => return Ok(RoundEnd::Answered(answer)),
     };
-    if call.attempted {
-        let (exchange, _) = logged(client, apis, call, &plan.check).await?;
+    if call.attempted
+        && let Some(check) = &plan.check
+    {
+        let (exchange, _) = logged(client, apis, call, check).await?;
         if let Exchange::Answered {
             status: 200..=299,
             body,
             ..
         } = &exchange
-            && let Some(answer) = already_done(call.provider, call.action, body)
+            && let Some(answer) = already_done(call, body)
         {
             tracing::info!(call_id = %call.call_id, "the provider had acted on an earlier request");
             return Ok(RoundEnd::Answered(answer));
@@ -346,9 +348,15 @@ async fn round(
         .build();
     let mut attempt = 1;
     loop {
-        let (_, verdict) = logged(client, apis, call, &plan.act).await?;
+        let (exchange, verdict) = logged(client, apis, call, &plan.act).await?;
         match verdict {
-            Verdict::Succeeded => return Ok(RoundEnd::Answered(success(call.action))),
+            Verdict::Succeeded => {
+                let body = match &exchange {
+                    Exchange::Answered { body, .. } => body.as_slice(),
+                    Exchange::Failed(_) => &[],
+                };
+                return Ok(RoundEnd::Answered(success(call, body)));
+            }
             Verdict::Refused { code, message } => {
                 return Ok(RoundEnd::Answered(Answer::Refused { code, message }));
             }
@@ -440,6 +448,9 @@ async fn logged(
 /// The command stating `answer`, or `None` when there is nothing to state yet (a cancellation
 /// scheduled at the period end: the provider's webhook confirms it then).
 ///
+/// A refund is stated as `refund_payment` naming the provider's refund id and the request, so
+/// the provider's own webhook for that refund finds it recorded and appends nothing.
+///
 /// Its idempotency key is `provider-sync:<call id>` (so a repeat after a crash appends
 /// nothing), its business time when the answer was received (never before the request), its
 /// issuer `payment_provider` for what the provider said and `internal` for what
@@ -459,6 +470,19 @@ fn command(call: &Call, answer: &Answer, answered_at: OffsetDateTime) -> Option<
             }),
             proto::Issuer::PaymentProvider,
         ),
+        Answer::Refunded { refund_id } => {
+            let refund = call.refund.as_ref()?;
+            (
+                proto::command::Kind::RefundPayment(proto::PaymentRefunded {
+                    refund_id: refund_id.clone(),
+                    payment_id: refund.payment_id.clone(),
+                    amount: Some(refund.amount.into()),
+                    reason: call.reason.clone(),
+                    refund_request_id: refund.refund_request_id.clone(),
+                }),
+                proto::Issuer::PaymentProvider,
+            )
+        }
         Answer::Refused { code, message } => {
             (fail(call, code, message), proto::Issuer::PaymentProvider)
         }
@@ -490,14 +514,23 @@ fn command(call: &Call, answer: &Answer, answered_at: OffsetDateTime) -> Option<
     })
 }
 
-/// `fail_cancellation` with `code` and `message`, cut to the ledger's limits (100 and 1,000
-/// bytes, `ledger_domain::limits`).
+/// `fail_cancellation` (or `fail_refund` for a refund) with `code` and `message`, cut to the
+/// ledger's limits (100 and 1,000 bytes, `ledger_domain::limits`).
 fn fail(call: &Call, code: &str, message: &str) -> proto::command::Kind {
-    proto::command::Kind::FailCancellation(proto::CancellationFailed {
-        subscription_id: call.subscription_id.clone(),
-        failure_code: cut(code, FAILURE_CODE_BYTES_MAX),
-        failure_message: cut(message, FAILURE_MESSAGE_BYTES_MAX),
-    })
+    let failure_code = cut(code, FAILURE_CODE_BYTES_MAX);
+    let failure_message = cut(message, FAILURE_MESSAGE_BYTES_MAX);
+    match &call.refund {
+        Some(refund) => proto::command::Kind::FailRefund(proto::RefundFailed {
+            refund_request_id: refund.refund_request_id.clone(),
+            failure_code,
+            failure_message,
+        }),
+        None => proto::command::Kind::FailCancellation(proto::CancellationFailed {
+            subscription_id: call.subscription_id.clone(),
+            failure_code,
+            failure_message,
+        }),
+    }
 }
 
 /// `ledger_domain::limits`' bounds of a failure code and message.

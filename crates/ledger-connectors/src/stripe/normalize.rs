@@ -667,6 +667,7 @@ fn refunds(
                         reason: objects::text(refund, "/reason")
                             .unwrap_or_default()
                             .to_owned(),
+                        refund_request_id: String::new(),
                     }),
                     None,
                 );
@@ -689,6 +690,7 @@ fn refunds(
                             currency: refunded.currency,
                         }),
                         reason: String::new(),
+                        refund_request_id: String::new(),
                     }),
                     None,
                 );

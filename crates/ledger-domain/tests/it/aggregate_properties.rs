@@ -243,16 +243,41 @@ fn command_kind() -> impl Strategy<Value = C> {
                 })
             }
         ),
-        4 => (id("re", 4), payment_id(), part_of_money()).prop_map(
-            |(refund_id, payment_id, amount)| {
-                C::RefundPayment(proto::PaymentRefunded {
-                    refund_id,
-                    payment_id,
-                    amount: Some(amount),
-                    reason: String::new(),
+        // Refunds: at the provider, requested of it, and its refusals.
+        5 => prop_oneof![
+            3 => (
+                id("re", 4),
+                payment_id(),
+                part_of_money(),
+                prop_oneof![3 => Just(String::new()), 1 => id("rr", 2)]
+            )
+                .prop_map(|(refund_id, payment_id, amount, refund_request_id)| {
+                    C::RefundPayment(proto::PaymentRefunded {
+                        refund_id,
+                        payment_id,
+                        amount: Some(amount),
+                        reason: String::new(),
+                        refund_request_id,
+                    })
+                }),
+            1 => (id("rr", 2), payment_id(), part_of_money()).prop_map(
+                |(refund_request_id, payment_id, amount)| {
+                    C::RequestRefund(proto::RefundRequested {
+                        refund_request_id,
+                        payment_id,
+                        amount: Some(amount),
+                        reason: String::new(),
+                    })
+                }
+            ),
+            1 => id("rr", 2).prop_map(|refund_request_id| {
+                C::FailRefund(proto::RefundFailed {
+                    refund_request_id,
+                    failure_code: "charge_already_refunded".to_owned(),
+                    failure_message: String::new(),
                 })
-            }
-        ),
+            }),
+        ],
         3 => (id("dp", 2), payment_id(), part_of_money()).prop_map(
             |(dispute_id, payment_id, amount)| {
                 C::OpenDispute(proto::DisputeOpened {
@@ -492,7 +517,7 @@ proptest! {
 fn generated_sequences_reach_every_status_and_the_main_rejections() {
     let mut runner = TestRunner::deterministic();
     let mut seen = Seen::default();
-    for _ in 0..CASES * 5 {
+    for _ in 0..CASES * 8 {
         let commands = commands()
             .new_tree(&mut runner)
             .map(|tree| proptest::strategy::ValueTree::current(&tree))

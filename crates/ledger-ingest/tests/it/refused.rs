@@ -92,6 +92,7 @@ async fn domain_rejections_keep_their_kind_and_code() {
                         payment_id: "py_1".to_owned(),
                         amount: Some(money(2_000, "USD")),
                         reason: "requested_by_customer".to_owned(),
+                        refund_request_id: String::new(),
                     }
                 )),
             }
@@ -110,6 +111,59 @@ async fn domain_rejections_keep_their_kind_and_code() {
         2,
         "registration and payment only"
     );
+
+    // Bad refund requests: each a typed 422, nothing recorded.
+    let request_refund = |key: &str, request_id: &str, payment_id: &str, amount_minor: i64| {
+        post_json(
+            "/v1/commands/request_refund",
+            &proto::Command {
+                metadata: Some(metadata(key, &customer_id)),
+                kind: Some(proto::command::Kind::RequestRefund(
+                    proto::RefundRequested {
+                        refund_request_id: request_id.to_owned(),
+                        payment_id: payment_id.to_owned(),
+                        amount: Some(money(amount_minor, "USD")),
+                        reason: "requested_by_customer".to_owned(),
+                    },
+                )),
+            },
+        )
+    };
+    for (request, code) in [
+        (
+            request_refund("rr:1", "rr_1", "py_1", 1_001),
+            "refund_exceeds_refundable",
+        ),
+        (request_refund("rr:2", "rr_1", "py_1", 0), "invalid_amount"),
+        (
+            request_refund("rr:3", "rr_1", "py_9", 100),
+            "unknown_payment",
+        ),
+        (request_refund("rr:4", "", "py_1", 100), "missing_field"),
+    ] {
+        let refused = call!(app, request);
+        assert_eq!(
+            refused.refusal(),
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                RejectionKind::Invalid,
+                code
+            )
+        );
+    }
+    assert_eq!(ledger.last_position().await, 2, "no refund request");
+    let requested = call!(app, request_refund("rr:5", "rr_1", "py_1", 1_000));
+    assert_eq!(requested.status, StatusCode::CREATED);
+    let again = call!(app, request_refund("rr:6", "rr_2", "py_1", 1));
+    assert_eq!(
+        again.refusal(),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            RejectionKind::Invalid,
+            "refund_exceeds_refundable"
+        )
+    );
+    assert_eq!(ledger.last_position().await, 3, "one refund request");
 
     writer.stop().await.expect("the writer stops cleanly");
 }

@@ -3,6 +3,7 @@
 
 mod fake_providers;
 mod localstripe;
+mod refunds;
 
 use std::time::Duration;
 
@@ -65,6 +66,12 @@ impl RunningSync {
             .await
         });
         RunningSync { stop, task }
+    }
+
+    /// Stops it at once, as a killed process: calls in flight are left as they are.
+    async fn kill(self) {
+        self.task.abort();
+        let _ = self.task.await;
     }
 
     async fn stop(self) {
