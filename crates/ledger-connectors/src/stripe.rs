@@ -10,8 +10,10 @@
 mod amounts;
 mod normalize;
 mod objects;
+mod reconcile;
 
 pub use normalize::normalize;
+pub use reconcile::subscription_state;
 
 use ledger_domain::Provider;
 use subtle::ConstantTimeEq;
