@@ -149,6 +149,8 @@ pub(crate) async fn renormalize(
             .unwrap_or_default(),
             correlation_id: String::new(),
             renormalizes_inbox_id: stored.row.id.to_string(),
+            // A re-run keeps its original row's source.
+            source: proto::DeliverySource::Unspecified as i32,
         };
         let recorded = client.deliver(&delivery).await.with_context(|| {
             format!(

@@ -8,10 +8,15 @@
 //! within the tolerance of now.
 
 mod amounts;
+mod listed;
 mod normalize;
 mod objects;
 mod reconcile;
 
+pub use listed::{
+    LISTED_EVENT_PREFIX, LISTED_OBJECT_ID_BYTES_MAX, ListedError, ListedKind, event_type, listed,
+    listed_event_id, object_time,
+};
 pub use normalize::normalize;
 pub use reconcile::subscription_state;
 

@@ -491,6 +491,7 @@ async fn deliver(
         received_at_unix_micros: i64::try_from(now.as_micros()).unwrap_or(i64::MAX),
         correlation_id: uuid::Uuid::now_v7().to_string(),
         renormalizes_inbox_id: String::new(),
+        source: proto::DeliverySource::Webhook as i32,
     };
     Ok(client.deliver(&delivery).await?)
 }

@@ -88,6 +88,59 @@ impl FromStr for InboxOutcome {
     }
 }
 
+/// Where a delivery came from (the `source` column, migration V9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum InboxSource {
+    /// A webhook verified by ingest.
+    #[default]
+    Webhook,
+    /// An object read from a provider's list endpoint by `ledger sync <provider>`.
+    Backfill,
+    /// A command of the reconciliation (`--repair`).
+    Repair,
+    /// An on-demand re-read of one customer's objects.
+    Sync,
+}
+
+impl InboxSource {
+    /// Every source.
+    pub const ALL: [InboxSource; 4] = [
+        InboxSource::Webhook,
+        InboxSource::Backfill,
+        InboxSource::Repair,
+        InboxSource::Sync,
+    ];
+
+    /// The stored name: `webhook`, `backfill`, `repair`, `sync`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InboxSource::Webhook => "webhook",
+            InboxSource::Backfill => "backfill",
+            InboxSource::Repair => "repair",
+            InboxSource::Sync => "sync",
+        }
+    }
+}
+
+impl fmt::Display for InboxSource {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(self.as_str())
+    }
+}
+
+impl FromStr for InboxSource {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<InboxSource, String> {
+        InboxSource::ALL
+            .into_iter()
+            .find(|source| source.as_str() == text)
+            .ok_or_else(|| {
+                format!("unknown source {text:?}: expected webhook, backfill, repair or sync")
+            })
+    }
+}
+
 /// A delivery as the writer records it; the store adds `recorded_at` and the positions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewInboxRow {
@@ -123,6 +176,8 @@ pub struct NewInboxRow {
     /// The payment the delivery's events recorded as succeeded, if any (a Stripe charge, a
     /// PayPal sale): found by [`Store::payment_customer`]. 1 to 255 bytes.
     pub payment_id: Option<String>,
+    /// Where the delivery came from (a re-run: its original's source).
+    pub source: InboxSource,
 }
 
 /// A row to insert with a batch: `requests` are the indexes, in the batch, of the append
@@ -158,13 +213,13 @@ pub struct InboxFilter {
 
 const INBOX_COLUMNS: &str = "id, provider, provider_event_id, event_type, received_at, body, \
      outcome, reason, customer_id, correlation_id, renormalizes_inbox_id, recorded_at, \
-     global_positions, snapshot_object, snapshot_seen_at, awaited_object, payment_id";
+     global_positions, snapshot_object, snapshot_seen_at, awaited_object, payment_id, source";
 
 pub(crate) const INSERT_INBOX: &str = "INSERT INTO provider_inbox (id, provider, \
      provider_event_id, event_type, received_at, body, outcome, reason, customer_id, \
      correlation_id, renormalizes_inbox_id, recorded_at, global_positions, snapshot_object, \
-     snapshot_seen_at, awaited_object, payment_id) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)";
+     snapshot_seen_at, awaited_object, payment_id, source) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)";
 
 fn inbox_row(row: &Row) -> Result<InboxRow, StoreError> {
     let corrupt = |reason: String| StoreError::Corrupt {
@@ -174,6 +229,7 @@ fn inbox_row(row: &Row) -> Result<InboxRow, StoreError> {
     let provider: &str = row.try_get(1)?;
     let outcome: &str = row.try_get(6)?;
     let body: &[u8] = row.try_get(5)?;
+    let source: &str = row.try_get(17)?;
     Ok(InboxRow {
         row: NewInboxRow {
             id: row.try_get(0)?,
@@ -193,6 +249,7 @@ fn inbox_row(row: &Row) -> Result<InboxRow, StoreError> {
             snapshot_seen_at: row.try_get(14)?,
             awaited_object: row.try_get(15)?,
             payment_id: row.try_get(16)?,
+            source: source.parse().map_err(corrupt)?,
         },
         recorded_at: row.try_get(11)?,
         global_positions: row

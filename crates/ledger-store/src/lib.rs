@@ -21,6 +21,7 @@ mod hash;
 mod inbox;
 mod projector_lock;
 mod read;
+mod sync_cursors;
 mod verify;
 mod writer;
 
@@ -31,8 +32,8 @@ pub use event::{
 };
 pub use hash::{GENESIS_HASH, Hash};
 pub use inbox::{
-    DeliveryLookups, INBOX_ROWS_MAX, InboxFilter, InboxOutcome, InboxRow, InboxWrite, NewInboxRow,
-    WaitingDelivery,
+    DeliveryLookups, INBOX_ROWS_MAX, InboxFilter, InboxOutcome, InboxRow, InboxSource, InboxWrite,
+    NewInboxRow, WaitingDelivery,
 };
 pub use projector_lock::{LockHolder, ProjectorLock};
 pub use verify::{ChainBreak, ChainVerification, CopyVerdict, HeadCopy, TableHead};

@@ -664,6 +664,7 @@ async fn write_inbox(
                     &row.snapshot_seen_at,
                     &row.awaited_object,
                     &row.payment_id,
+                    &row.source.as_str(),
                 ],
             )
             .await

@@ -16,7 +16,7 @@ use ledger_domain::proto::{self, RejectionKind};
 use ledger_domain::{Provider, Rejection, Stream, UniqueKey};
 use ledger_store::{
     AppendRejection, AppendRequest, Committed, DeliveryLookups, ExpectedVersion, InboxOutcome,
-    InboxWrite, NewInboxRow, RequestFingerprint,
+    InboxSource, InboxWrite, NewInboxRow, RequestFingerprint,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -171,6 +171,17 @@ fn refused(kind: RejectionKind, code: &str, message: impl std::fmt::Display) -> 
 }
 
 /// `text` as an optional UUID (empty: none).
+/// The inbox's `source` of a delivery's `source` field (unspecified: a webhook, what every
+/// sender before the field meant).
+fn inbox_source(source: proto::DeliverySource) -> InboxSource {
+    match source {
+        proto::DeliverySource::Unspecified | proto::DeliverySource::Webhook => InboxSource::Webhook,
+        proto::DeliverySource::Backfill => InboxSource::Backfill,
+        proto::DeliverySource::Repair => InboxSource::Repair,
+        proto::DeliverySource::Sync => InboxSource::Sync,
+    }
+}
+
 fn optional_uuid(field: &str, text: &str) -> Result<Option<Uuid>, Plan> {
     if text.is_empty() {
         return Ok(None);
@@ -314,19 +325,23 @@ impl Decider {
                 .inbox
                 .iter()
                 .find(|write| write.row.id == id)
-                .map(|write| (write.row.provider, write.row.body.clone()))
+                .map(|write| (write.row.provider, write.row.body.clone(), write.row.source))
         });
-        let body = match renormalizes {
-            None => delivery.body.clone(),
+        let (body, source) = match renormalizes {
+            None => (delivery.body.clone(), inbox_source(delivery.source())),
             Some(_)
                 if in_batch
                     .as_ref()
-                    .is_some_and(|(stored, _)| *stored == provider) =>
+                    .is_some_and(|(stored, _, _)| *stored == provider) =>
             {
-                in_batch.map(|(_, body)| body).unwrap_or_default()
+                in_batch
+                    .map(|(_, body, source)| (body, source))
+                    .unwrap_or_default()
             }
             Some(id) => match self.store.inbox_row(id).await? {
-                Some(stored) if stored.row.provider == provider => stored.row.body,
+                Some(stored) if stored.row.provider == provider => {
+                    (stored.row.body, stored.row.source)
+                }
                 _ => {
                     return Ok(refused(
                         RejectionKind::NotFound,
@@ -440,6 +455,7 @@ impl Decider {
                 payment_id: decision
                     .payment_id
                     .filter(|payment_id| ledger_store::text_problem(payment_id, false).is_none()),
+                source,
             },
             requests: requests.clone(),
         });

@@ -129,6 +129,8 @@ impl Awaiting {
                         .map(|id| id.to_string())
                         .unwrap_or_default(),
                     renormalizes_inbox_id: waiting.inbox_id.to_string(),
+                    // A re-run keeps its original row's source.
+                    source: proto::DeliverySource::Unspecified as i32,
                 });
             }
         }

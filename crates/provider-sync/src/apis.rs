@@ -46,7 +46,8 @@ impl ApiSecret {
         ApiSecret(secret)
     }
 
-    fn expose(&self) -> &str {
+    /// The secret itself, for the request's authorization header only (never for a log).
+    pub fn expose(&self) -> &str {
         &self.0
     }
 }
@@ -322,7 +323,7 @@ impl ProviderApis {
 
 /// The text of an error and its sources (reqwest's top level says only "error sending
 /// request").
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
@@ -334,7 +335,7 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 }
 
 /// `Retry-After` in seconds (the form the three providers send), if any.
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     headers
         .get(reqwest::header::RETRY_AFTER)?
         .to_str()

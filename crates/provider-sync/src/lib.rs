@@ -35,6 +35,8 @@ use ledger_projector::{ProjectorConfig, ProjectorError};
 
 pub use admin::{ATTEMPT_ROWS_MAX, AttemptRow, attempts};
 pub use apis::{ApiSecret, PaypalApi, ProviderApis, StripeApi, XenditApi};
+// Shared with the backfill (`ledger-sync`), which reads the same providers' APIs.
+pub use apis::{error_chain, retry_after};
 pub use projector::ProviderSyncProjector;
 pub use worker::{SyncConfig, run_worker};
 

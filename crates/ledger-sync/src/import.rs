@@ -1,0 +1,470 @@
+//! The import loop: every list in order, a page at a time, each object wrapped as a Stripe
+//! event ([`ledger_connectors::stripe::listed`]) and sent to the writer as a delivery with
+//! source `backfill`; the list's cursor saved once a page's objects are all recorded.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use ledger_bus::{Client, SendError};
+use ledger_connectors::stripe::{ListedKind, listed};
+use ledger_domain::proto::{self, RejectionKind};
+use ledger_domain::{Provider, proto::DeliveryOutcome};
+use ledger_store::Store;
+use serde_json::Value;
+use time::OffsetDateTime;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::SyncError;
+use crate::stripe_api::StripeReader;
+
+/// How far back `GET /v1/events` is read: Stripe keeps events for 30 days
+/// (<https://docs.stripe.com/api/events>).
+pub const EVENTS_DAYS: i64 = 30;
+/// Attempts per delivery while the writer answers busy or unavailable (nothing recorded).
+pub const DELIVERY_ATTEMPTS_MAX: u32 = 20;
+
+/// A list a backfill reads: one kind of object, or the account's events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ListName {
+    Objects(ListedKind),
+    /// `GET /v1/events` for the last [`EVENTS_DAYS`] days: real event ids, so the events
+    /// already received by webhook are duplicates.
+    Events,
+}
+
+impl ListName {
+    /// Every list, in the order a backfill reads them: customers, subscriptions, invoices,
+    /// charges, disputes, then the events.
+    pub const ALL: [ListName; 6] = [
+        ListName::Objects(ListedKind::Customer),
+        ListName::Objects(ListedKind::Subscription),
+        ListName::Objects(ListedKind::Invoice),
+        ListName::Objects(ListedKind::Charge),
+        ListName::Objects(ListedKind::Dispute),
+        ListName::Events,
+    ];
+
+    /// The cursor's `object_kind`: `customer`, ..., `dispute`, `event`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListName::Objects(kind) => kind.as_str(),
+            ListName::Events => "event",
+        }
+    }
+
+    fn path(self) -> (&'static str, &'static [(&'static str, &'static str)]) {
+        match self {
+            ListName::Objects(kind) => kind.list_path(),
+            ListName::Events => ("/v1/events", &[]),
+        }
+    }
+}
+
+/// What to import.
+#[derive(Debug, Clone)]
+pub struct ImportOptions {
+    /// Only objects created at or after this time (`created[gte]` on every list). The events
+    /// are read from the later of this and [`EVENTS_DAYS`] days ago.
+    pub since: Option<OffsetDateTime>,
+    /// Stop after this many pages in all (the cursors keep where it stopped); `None`: read
+    /// every list to its end.
+    pub pages_max: Option<u64>,
+    /// Pages whose objects may be in flight to the writer at once (at least 1); each page's
+    /// objects are sent concurrently, so the writer decides them in group-commit batches.
+    /// Memory is bounded by this many pages.
+    pub pages_in_flight: usize,
+    /// Read `GET /v1/events` after the object lists.
+    pub events: bool,
+}
+
+impl Default for ImportOptions {
+    fn default() -> ImportOptions {
+        ImportOptions {
+            since: None,
+            pages_max: None,
+            pages_in_flight: 4,
+            events: true,
+        }
+    }
+}
+
+/// What became of the objects of one list (or of one page).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ListReport {
+    /// Pages read.
+    pub pages: u64,
+    /// Objects read.
+    pub objects: u64,
+    /// Objects whose synthetic (or real) event id the inbox already held: not sent again.
+    pub skipped: u64,
+    pub appended: u64,
+    pub duplicate: u64,
+    pub ignored: u64,
+    pub stale: u64,
+    pub failed: u64,
+    pub waiting: u64,
+    /// Objects that could not be wrapped (not of the list's kind, no time) or that the writer
+    /// refused as malformed: logged with their id, nothing recorded.
+    pub unreadable: u64,
+}
+
+impl ListReport {
+    fn add(&mut self, other: &ListReport) {
+        self.pages += other.pages;
+        self.objects += other.objects;
+        self.skipped += other.skipped;
+        self.appended += other.appended;
+        self.duplicate += other.duplicate;
+        self.ignored += other.ignored;
+        self.stale += other.stale;
+        self.failed += other.failed;
+        self.waiting += other.waiting;
+        self.unreadable += other.unreadable;
+    }
+
+    fn count(&mut self, outcome: DeliveryOutcome) {
+        match outcome {
+            DeliveryOutcome::Appended => self.appended += 1,
+            DeliveryOutcome::Duplicate => self.duplicate += 1,
+            DeliveryOutcome::Ignored => self.ignored += 1,
+            DeliveryOutcome::Stale => self.stale += 1,
+            DeliveryOutcome::Waiting => self.waiting += 1,
+            DeliveryOutcome::Failed | DeliveryOutcome::Unspecified => self.failed += 1,
+        }
+    }
+}
+
+/// A page whose objects were all recorded, for a progress display.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageDone {
+    pub list: ListName,
+    /// Objects on the page.
+    pub objects: u64,
+    /// The list's `total_count`, when the server gives one.
+    pub total_count: Option<u64>,
+}
+
+/// A run's result, per list in the order read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportReport {
+    pub lists: Vec<(ListName, ListReport)>,
+    /// `false` when it stopped at `pages_max` before the end of the last list: run again to
+    /// resume from the cursors.
+    pub complete: bool,
+    /// Lists the server does not offer (404: localstripe has no disputes), skipped.
+    pub not_listed: Vec<ListName>,
+    /// The correlation id of the run's deliveries (and of their events).
+    pub correlation_id: Uuid,
+}
+
+impl ImportReport {
+    /// The sum over the lists.
+    pub fn total(&self) -> ListReport {
+        let mut total = ListReport::default();
+        for (_, list) in &self.lists {
+            total.add(list);
+        }
+        total
+    }
+}
+
+/// Imports the Stripe account `reader` reads: each list of [`ListName::ALL`] in order (the
+/// events only with `options.events`), from its saved cursor, through the writer (`client`,
+/// NATS user `ingest`); `store` keeps the cursors and says which objects the inbox already
+/// holds. Calls `progress` after each page whose objects are all recorded.
+///
+/// # Errors
+/// [`SyncError`] when Stripe's API fails after its retries, the writer does not answer, or
+/// the database fails; the cursors keep the pages done, so a new run resumes.
+pub async fn import_stripe(
+    reader: &StripeReader,
+    store: &Store,
+    client: &Client,
+    options: &ImportOptions,
+    progress: &mut (dyn FnMut(&PageDone) + Send),
+) -> Result<ImportReport, SyncError> {
+    let mut report = ImportReport {
+        complete: true,
+        correlation_id: Uuid::now_v7(),
+        ..ImportReport::default()
+    };
+    tracing::info!(correlation_id = %report.correlation_id, "Stripe backfill starts");
+    let mut pages_left = options.pages_max;
+    for list in ListName::ALL {
+        if list == ListName::Events && !options.events {
+            continue;
+        }
+        let mut list_report = ListReport::default();
+        let finished = import_list(
+            reader,
+            store,
+            client,
+            options,
+            list,
+            report.correlation_id,
+            &mut pages_left,
+            &mut list_report,
+            progress,
+        )
+        .await;
+        match finished {
+            Ok(true) => report.lists.push((list, list_report)),
+            Ok(false) => {
+                report.lists.push((list, list_report));
+                report.complete = false;
+                break;
+            }
+            Err(SyncError::NotListed { path, message }) => {
+                tracing::warn!(path, message, "the server has no such list; skipped");
+                report.not_listed.push(list);
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(report)
+}
+
+/// A page being recorded: its task, and the cursor to save once it is done.
+struct InFlight {
+    task: JoinHandle<Result<ListReport, SyncError>>,
+    last_id: String,
+    objects: u64,
+    total_count: Option<u64>,
+}
+
+/// One list from its cursor; `Ok(false)` when the page budget ran out first.
+#[allow(clippy::too_many_arguments)]
+async fn import_list(
+    reader: &StripeReader,
+    store: &Store,
+    client: &Client,
+    options: &ImportOptions,
+    list: ListName,
+    correlation_id: Uuid,
+    pages_left: &mut Option<u64>,
+    report: &mut ListReport,
+    progress: &mut (dyn FnMut(&PageDone) + Send),
+) -> Result<bool, SyncError> {
+    let (path, fixed) = list.path();
+    let mut query: Vec<(&str, String)> = fixed
+        .iter()
+        .map(|(name, value)| (*name, (*value).to_owned()))
+        .collect();
+    let events_from =
+        (OffsetDateTime::now_utc() - time::Duration::days(EVENTS_DAYS)).unix_timestamp();
+    let since = options.since.map(OffsetDateTime::unix_timestamp);
+    let created_from = match list {
+        ListName::Events => Some(since.map_or(events_from, |since| since.max(events_from))),
+        ListName::Objects(_) => since,
+    };
+    if let Some(created_from) = created_from {
+        query.push(("created[gte]", created_from.to_string()));
+    }
+    let mut cursor = store.sync_cursor(Provider::Stripe, list.as_str()).await?;
+    if let Some(cursor) = &cursor {
+        tracing::info!(
+            list = list.as_str(),
+            cursor,
+            "resuming after the saved cursor"
+        );
+    }
+    let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+    let mut finished = false;
+    while !finished {
+        if *pages_left == Some(0) {
+            break;
+        }
+        let page = match reader.page(path, &query, cursor.as_deref()).await {
+            Ok(page) => page,
+            Err(error) => {
+                // Keep what is recorded: wait for the pages in flight and save their cursor.
+                drain(store, list, &mut in_flight, report, progress, None).await?;
+                return Err(error);
+            }
+        };
+        if let Some(left) = pages_left.as_mut() {
+            *left -= 1;
+        }
+        report.pages += 1;
+        let last_id = page
+            .objects
+            .last()
+            .and_then(|object| object.get("id"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        finished = !page.has_more || last_id.is_none();
+        let Some(last_id) = last_id else { break };
+        let objects = u64::try_from(page.objects.len()).unwrap_or(u64::MAX);
+        let bodies = wrap(list, page.objects);
+        let task = tokio::spawn(record_page(
+            store.clone(),
+            client.clone(),
+            bodies,
+            correlation_id,
+        ));
+        cursor = Some(last_id.clone());
+        in_flight.push_back(InFlight {
+            task,
+            last_id,
+            objects,
+            total_count: page.total_count,
+        });
+        drain(
+            store,
+            list,
+            &mut in_flight,
+            report,
+            progress,
+            Some(options.pages_in_flight.max(1) - 1),
+        )
+        .await?;
+    }
+    drain(store, list, &mut in_flight, report, progress, None).await?;
+    if finished {
+        store
+            .save_sync_cursor(Provider::Stripe, list.as_str(), None)
+            .await?;
+    }
+    Ok(finished)
+}
+
+/// Waits for the oldest pages in flight until at most `keep` remain (`None`: all), saving the
+/// cursor after each, in order.
+async fn drain(
+    store: &Store,
+    list: ListName,
+    in_flight: &mut VecDeque<InFlight>,
+    report: &mut ListReport,
+    progress: &mut (dyn FnMut(&PageDone) + Send),
+    keep: Option<usize>,
+) -> Result<(), SyncError> {
+    while in_flight.len() > keep.unwrap_or(0) {
+        let Some(page) = in_flight.pop_front() else {
+            break;
+        };
+        let done = page
+            .task
+            .await
+            .map_err(|error| SyncError::Provider(format!("a page's task failed: {error}")))??;
+        report.add(&done);
+        store
+            .save_sync_cursor(Provider::Stripe, list.as_str(), Some(&page.last_id))
+            .await?;
+        progress(&PageDone {
+            list,
+            objects: page.objects,
+            total_count: page.total_count,
+        });
+    }
+    Ok(())
+}
+
+/// A page's objects as event bodies: `(event id, body)`, or the reason an object is
+/// unreadable.
+fn wrap(list: ListName, objects: Vec<Value>) -> Vec<Result<(String, Vec<u8>), String>> {
+    objects
+        .into_iter()
+        .map(|object| match list {
+            ListName::Objects(kind) => listed(kind, &object)
+                .map(|body| {
+                    let id = ledger_connectors::stripe::listed_event_id(kind, &object)
+                        .unwrap_or_default();
+                    (id, body)
+                })
+                .map_err(|error| error.to_string()),
+            ListName::Events => match (
+                object.get("id").and_then(Value::as_str),
+                object.get("type").and_then(Value::as_str),
+            ) {
+                (Some(id), Some(_)) => Ok((
+                    id.to_owned(),
+                    serde_json::to_vec(&object).unwrap_or_default(),
+                )),
+                _ => Err("an event without an id or a type".to_owned()),
+            },
+        })
+        .collect()
+}
+
+/// Sends a page's objects to the writer, concurrently, skipping those the inbox holds.
+async fn record_page(
+    store: Store,
+    client: Client,
+    bodies: Vec<Result<(String, Vec<u8>), String>>,
+    correlation_id: Uuid,
+) -> Result<ListReport, SyncError> {
+    let mut report = ListReport {
+        objects: u64::try_from(bodies.len()).unwrap_or(u64::MAX),
+        ..ListReport::default()
+    };
+    let mut readable = Vec::with_capacity(bodies.len());
+    for body in bodies {
+        match body {
+            Ok(body) => readable.push(body),
+            Err(reason) => {
+                tracing::warn!(reason, "a listed object cannot be imported; skipped");
+                report.unreadable += 1;
+            }
+        }
+    }
+    let ids: Vec<String> = readable.iter().map(|(id, _)| id.clone()).collect();
+    let recorded = store.recorded_event_ids(Provider::Stripe, &ids).await?;
+    readable.retain(|(id, _)| !recorded.contains(id));
+    report.skipped += u64::try_from(recorded.len()).unwrap_or(u64::MAX);
+    let received_at_unix_micros =
+        i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000).unwrap_or(0);
+    let sends = readable.len().max(1);
+    let mut answers = futures_util::stream::iter(readable.into_iter().map(|(id, body)| {
+        let delivery = proto::ProviderDelivery {
+            provider: proto::PaymentProvider::Stripe as i32,
+            body: bytes::Bytes::from(body),
+            received_at_unix_micros,
+            correlation_id: correlation_id.to_string(),
+            renormalizes_inbox_id: String::new(),
+            source: proto::DeliverySource::Backfill as i32,
+        };
+        let client = client.clone();
+        async move { (id, deliver(&client, &delivery).await) }
+    }))
+    .buffer_unordered(sends);
+    while let Some((id, answer)) = answers.next().await {
+        match answer {
+            Ok(recorded) => report.count(recorded.outcome()),
+            Err(SendError::Rejected(rejected)) if rejected.kind() == RejectionKind::Malformed => {
+                tracing::warn!(
+                    event_id = id,
+                    reason = rejected.message,
+                    "the writer refused a listed object as malformed; skipped"
+                );
+                report.unreadable += 1;
+            }
+            Err(error) => return Err(SyncError::Writer(format!("recording {id}: {error}"))),
+        }
+    }
+    Ok(report)
+}
+
+/// One delivery, sent again while the writer answers busy or unavailable (nothing recorded).
+async fn deliver(
+    client: &Client,
+    delivery: &proto::ProviderDelivery,
+) -> Result<proto::DeliveryRecorded, SendError> {
+    let mut attempt = 1;
+    loop {
+        match client.deliver(delivery).await {
+            Err(error)
+                if attempt < DELIVERY_ATTEMPTS_MAX
+                    && matches!(
+                        error.rejection_kind(),
+                        Some(RejectionKind::Busy | RejectionKind::Unavailable)
+                    ) =>
+            {
+                tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt.min(40)))).await;
+                attempt += 1;
+            }
+            answer => return answer,
+        }
+    }
+}
