@@ -23,6 +23,7 @@ mod progress;
 mod projectors;
 mod provider_sync;
 mod query;
+mod reconcile;
 mod send;
 
 use std::process::ExitCode;
