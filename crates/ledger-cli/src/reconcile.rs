@@ -39,30 +39,7 @@ pub(crate) async fn round(
     if !locked {
         return Ok(None);
     }
-    let check = |print: &mut (dyn FnMut(&str) + Send)| {
-        let database = &database;
-        async move {
-            ledger_sync::wait_for_read_model(database).await?;
-            let ledger = ledger_sync::ledger_subscriptions(database, Provider::Stripe).await?;
-            let mut on_drift = |drift: &ledger_connectors::reconcile::Drift| {
-                print(&drift.to_string());
-            };
-            let check = ledger_sync::check_stripe(reader, ledger, &mut on_drift).await?;
-            print(&format!(
-                "compared {} Stripe subscriptions: {} drift{}{}",
-                check.compared,
-                check.found.len(),
-                if check.found.len() == 1 { "" } else { "s" },
-                if check.unreadable > 0 {
-                    format!(", {} unreadable (see the log)", check.unreadable)
-                } else {
-                    String::new()
-                }
-            ));
-            anyhow::Ok(check.found)
-        }
-    };
-    let found = check(print).await?;
+    let found = check_once(&database, reader, print).await?;
     let mut round = Round {
         found,
         repaired: None,
@@ -87,10 +64,34 @@ pub(crate) async fn round(
             repaired.not_repairable.len(),
         ));
         print("remaining:");
-        let remaining = check(print).await?;
+        let remaining = check_once(&database, reader, print).await?;
         round.repaired = Some((repaired, remaining));
     }
     Ok(Some(round))
+}
+
+/// One check: waits for the read model, compares, prints each drift and a summary line.
+async fn check_once(
+    database: &tokio_postgres::Client,
+    reader: &StripeReader,
+    print: &mut (dyn FnMut(&str) + Send),
+) -> anyhow::Result<Vec<Found>> {
+    ledger_sync::wait_for_read_model(database).await?;
+    let ledger = ledger_sync::ledger_subscriptions(database, Provider::Stripe).await?;
+    let mut on_drift = |drift: &ledger_connectors::reconcile::Drift| print(&drift.to_string());
+    let check = ledger_sync::check_stripe(reader, ledger, &mut on_drift).await?;
+    print(&format!(
+        "compared {} Stripe subscriptions: {} drift{}{}",
+        check.compared,
+        check.found.len(),
+        if check.found.len() == 1 { "" } else { "s" },
+        if check.unreadable > 0 {
+            format!(", {} unreadable (see the log)", check.unreadable)
+        } else {
+            String::new()
+        }
+    ));
+    Ok(check.found)
 }
 
 impl Round {

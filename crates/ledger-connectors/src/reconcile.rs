@@ -247,7 +247,7 @@ impl Reconciliation {
             (Some(ledger), None) => Some(Drift::MissingAtProvider { ledger }),
             (Some(ledger), Some(provider)) => {
                 let differences = differences(&ledger, &provider);
-                (!differences.is_empty()).then(|| Drift::Different {
+                (!differences.is_empty()).then_some(Drift::Different {
                     subscription_id: provider.subscription_id,
                     account_id: provider.account_id,
                     differences,
