@@ -37,6 +37,9 @@ pub(crate) enum BenchTarget {
     /// Query service: requests/s and p50/p99 of the summary (cached and uncached) and of a
     /// single customer, over 100,000 customers and about a million events.
     Query(crate::bench_query::QueryBenchArgs),
+    /// Backfill: Stripe objects/s imported by `ledger sync stripe`'s code from a generated
+    /// account served locally, next to the store's append of as many events, and memory.
+    Sync(crate::bench_sync::SyncBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -60,6 +63,7 @@ pub(crate) async fn run(target: BenchTarget) -> anyhow::Result<()> {
         BenchTarget::Projectors(args) => crate::bench_projectors::run(args).await,
         BenchTarget::Notify(args) => crate::bench_notify::run(args).await,
         BenchTarget::Query(args) => crate::bench_query::run(args).await,
+        BenchTarget::Sync(args) => crate::bench_sync::run(args).await,
     }
 }
 
@@ -379,4 +383,29 @@ async fn raw_copy_out(client: &tokio_postgres::Client, limit: u64) -> anyhow::Re
         rows += chunk.iter().filter(|&&byte| byte == b'\n').count() as u64;
     }
     Ok(rows)
+}
+
+/// The store's own append of `events` events (one per request, realistic payments over
+/// [`BENCH_STREAMS`] new customers) in batches of 100, through [`ledger_store::Writer`]: the
+/// baseline of the benchmarks whose requests end in such batches (`bench sync`). Returns the
+/// events appended and the seconds taken.
+pub(crate) async fn store_append(store: &Store, events: u64) -> anyhow::Result<(u64, f64)> {
+    let writer = store.writer().await?;
+    let streams: Vec<Uuid> = (0..BENCH_STREAMS.min(events))
+        .map(|_| Uuid::now_v7())
+        .collect();
+    let batches: Vec<Vec<AppendRequest>> = (0..events.div_ceil(100))
+        .map(|batch| {
+            (batch * 100..((batch + 1) * 100).min(events))
+                .map(|n| bench_request(n, &streams))
+                .collect()
+        })
+        .collect();
+    let started = Instant::now();
+    for batch in batches {
+        for outcome in writer.append(batch).await? {
+            outcome?;
+        }
+    }
+    Ok((events, started.elapsed().as_secs_f64()))
 }

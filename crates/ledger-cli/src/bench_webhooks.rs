@@ -54,7 +54,7 @@ enum Until {
 }
 
 /// The process's resident memory in KiB (`VmRSS` of `/proc/self/status`; 0 where there is none).
-fn rss_kib() -> u64 {
+pub(crate) fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {

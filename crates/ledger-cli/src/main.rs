@@ -10,6 +10,7 @@ mod bench;
 mod bench_notify;
 mod bench_projectors;
 mod bench_query;
+mod bench_sync;
 mod bench_webhooks;
 mod bench_writer;
 mod connectors;
@@ -25,6 +26,7 @@ mod provider_sync;
 mod query;
 mod reconcile;
 mod send;
+mod sync;
 
 use std::process::ExitCode;
 
@@ -151,6 +153,12 @@ enum Command {
     ProviderSync {
         #[command(subcommand)]
         command: provider_sync::ProviderSyncCommand,
+    },
+    /// Import a payment provider account's history through the writer: `ledger sync stripe
+    /// [--since DATE] [--pages N]` (docs/connectors.md, "Backfill").
+    Sync {
+        #[command(subcommand)]
+        command: sync::SyncCommand,
     },
     /// Run a command with DATABASE_URL and NATS_URL pointing at running servers, starting
     /// private ones (stopped afterwards) when none are configured or running.
@@ -434,6 +442,12 @@ async fn run(cli: Cli, demo_targets: demo::DemoTargets) -> anyhow::Result<ExitCo
         } => {
             let nats = connect_nats("ledger-connectors").await?;
             connectors::renormalize(&cli.database_url, nats, bus, provider, since).await
+        }
+        Command::Sync {
+            command: sync::SyncCommand::Stripe(ref args),
+        } => {
+            let nats = connect_nats("ledger-sync").await?;
+            sync::stripe(&cli.database_url, nats, bus, args).await
         }
         Command::WithServices { command } => with_services(command).await,
     }

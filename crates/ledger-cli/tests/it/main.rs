@@ -5,8 +5,10 @@ mod demo;
 mod grants;
 mod nats_auth;
 mod provider_sync;
+mod reconcile;
 mod staying_up;
 mod stripe_end_to_end;
+mod sync_stripe;
 
 use std::process::{Command, Output};
 

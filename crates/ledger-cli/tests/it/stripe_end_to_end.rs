@@ -17,7 +17,7 @@ use ledger_testkit::localstripe::LocalStripe;
 use serde_json::Value;
 use uuid::Uuid;
 
-const SECRET: &str = "whsec_end_to_end_0123456789";
+pub(crate) const SECRET: &str = "whsec_end_to_end_0123456789";
 const DAY_SECONDS: i64 = 86_400;
 /// The history starts this many days ago.
 const FIRST_DAY_AGO: i64 = 40;
@@ -78,14 +78,14 @@ type SubscriptionRow = (Uuid, String, String, String, i32, i64, String, i64);
 
 /// `ledger_ingest::serve` on a free port, on a thread of its own (its future is not `Send`,
 /// as in `ledger run ingest`); stopped on `Drop`.
-struct Ingest {
-    address: SocketAddr,
+pub(crate) struct Ingest {
+    pub(crate) address: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Ingest {
-    async fn start(client: ledger_bus::Client) -> Ingest {
+    pub(crate) async fn start(client: ledger_bus::Client) -> Ingest {
         let address = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
             .expect("a free port");
@@ -138,7 +138,7 @@ impl Drop for Ingest {
 
 /// Waits until the inbox holds a row for every event localstripe has emitted so far: each of
 /// its deliveries was answered 200 (localstripe does not retry).
-async fn settle(stripe: &LocalStripe, ledger: &TestLedger) {
+pub(crate) async fn settle(stripe: &LocalStripe, ledger: &TestLedger) {
     let emitted: BTreeSet<String> = stripe.event_ids().await.into_iter().collect();
     let database = ledger.database().client().await;
     let recorded = || async {

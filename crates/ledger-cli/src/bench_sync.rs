@@ -1,0 +1,251 @@
+//! `ledger bench sync`: the backfill's import rate (`ledger_sync::import_stripe`, the same code
+//! as `ledger sync stripe`) of a generated Stripe account served page by page from a local HTTP
+//! server, so the figure is the ledger's own cost: wrapping, the writer's parse, resolve,
+//! normalize, inbox and group-commit append. Half the objects are customers, half their
+//! subscriptions (one each). Printed next to the store's raw append of the same number of
+//! events in batches of 100, and with the process's resident memory before and after: pages
+//! are streamed, so memory must not grow with the account.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use ledger_bus::{BusConfig, Client};
+use ledger_store::Store;
+use ledger_sync::{ImportOptions, StripeApi, StripeReader};
+use ledger_writer::WriterConfig;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::bench_webhooks::rss_kib;
+
+const BENCH_DATABASE: &str = "ledger_bench_sync";
+/// The generated account's objects are dated from here (2026-01-01T00:00:00Z), one second
+/// apart.
+const CREATED_FROM: i64 = 1_767_225_600;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct SyncBenchArgs {
+    /// Objects in the generated account (half customers, half subscriptions).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(2..))]
+    objects: u64,
+    /// Pages in flight to the writer at once (`ledger sync stripe --pages-in-flight`).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pages_in_flight: u64,
+    /// Skip the raw append baseline.
+    #[arg(long)]
+    no_baseline: bool,
+}
+
+/// The generated account: `customers` customers `cus_<n>`, each with one active subscription
+/// `sub_<n>`, listed oldest first.
+#[derive(Debug, Clone, Copy)]
+struct Account {
+    customers: u64,
+}
+
+impl Account {
+    fn customer(n: u64) -> serde_json::Value {
+        json!({
+            "id": format!("cus_{n:09}"), "object": "customer", "livemode": false,
+            "created": CREATED_FROM + i64::try_from(n).unwrap_or(0),
+            "email": format!("c{n}@bench.example"), "name": format!("Bench {n}"),
+            "balance": 0, "currency": "usd", "delinquent": false, "metadata": {},
+        })
+    }
+
+    fn subscription(n: u64) -> serde_json::Value {
+        let created = CREATED_FROM + i64::try_from(n).unwrap_or(0);
+        json!({
+            "id": format!("sub_{n:09}"), "object": "subscription", "livemode": false,
+            "customer": format!("cus_{n:09}"), "status": "active", "created": created,
+            "start_date": created, "current_period_start": created,
+            "current_period_end": created + 31 * 86_400, "cancel_at_period_end": false,
+            "items": {"object": "list", "data": [{
+                "id": format!("si_{n:09}"), "object": "subscription_item", "quantity": 1 + n % 3,
+                "price": {"id": "price_bench", "object": "price", "unit_amount": 1_500,
+                          "currency": "usd", "recurring": {"interval": "month",
+                          "interval_count": 1}},
+            }]},
+            "metadata": {},
+        })
+    }
+
+    /// The page after `starting_after` of the list at `path` (empty for lists it has none of).
+    fn page(self, path: &str, starting_after: Option<&str>, limit: u64) -> serde_json::Value {
+        let make: fn(u64) -> serde_json::Value = match path {
+            "/v1/customers" => Account::customer,
+            "/v1/subscriptions" => Account::subscription,
+            _ => return json!({"object": "list", "data": [], "has_more": false, "url": path}),
+        };
+        let first = starting_after
+            .and_then(|id| id.split('_').nth(1))
+            .and_then(|n| n.parse::<u64>().ok())
+            .map_or(0, |n| n + 1);
+        let end = (first + limit).min(self.customers);
+        let data: Vec<serde_json::Value> = (first..end).map(make).collect();
+        json!({"object": "list", "data": data, "has_more": end < self.customers, "url": path})
+    }
+}
+
+async fn list(
+    account: web::Data<Account>,
+    request: actix_web::HttpRequest,
+    query: web::Query<Vec<(String, String)>>,
+) -> HttpResponse {
+    let value = |name: &str| {
+        query
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    };
+    let limit = value("limit")
+        .and_then(|limit| limit.parse().ok())
+        .unwrap_or(10_u64)
+        .min(100);
+    HttpResponse::Ok().json(account.page(request.path(), value("starting_after"), limit))
+}
+
+/// Serves `account` on a free loopback port, on a thread of its own; returns its address and
+/// the server's handle (stop it when done).
+fn serve(account: Account) -> anyhow::Result<(SocketAddr, actix_web::dev::ServerHandle)> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let address = listener.local_addr()?;
+    let (handle_sender, handle_receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let server = HttpServer::new(move || {
+                App::new()
+                    .app_data(web::Data::new(account))
+                    .default_service(web::get().to(list))
+            })
+            .workers(1)
+            .listen(listener)?
+            .run();
+            let _ = handle_sender.send(server.handle());
+            server.await
+        })
+    });
+    let handle = handle_receiver
+        .recv_timeout(Duration::from_secs(10))
+        .map_err(|_| anyhow::anyhow!("the bench's Stripe server did not start"))?;
+    Ok((address, handle))
+}
+
+pub(crate) async fn run(args: SyncBenchArgs) -> anyhow::Result<()> {
+    let rss_start = rss_kib();
+    let services = ledger_testkit::services::ensure().await?;
+    let (database_url, _client) = crate::bench::fresh_database(&services, BENCH_DATABASE).await?;
+    let store = Store::connect(&database_url)?;
+    let account = Account {
+        customers: args.objects / 2,
+    };
+    let objects = account.customers * 2;
+    println!(
+        "ledger bench sync: {objects} objects ({} customers, {} subscriptions), {} pages in \
+         flight, PostgreSQL {database_url}, NATS {}",
+        account.customers,
+        account.customers,
+        args.pages_in_flight,
+        services.nats_url()
+    );
+    let run_id = Uuid::now_v7().simple().to_string();
+    let bus = BusConfig {
+        subject_prefix: format!("bench{run_id}"),
+        stream_name: format!("LEDGER_BENCH_{}", run_id.to_uppercase()),
+        ..BusConfig::default()
+    };
+    let (stop_writer, writer_stopped) = tokio::sync::oneshot::channel::<()>();
+    let writer = tokio::spawn(ledger_writer::run(
+        store.clone(),
+        async_nats::connect(services.nats_url()).await?,
+        WriterConfig {
+            bus: bus.clone(),
+            ..WriterConfig::default()
+        },
+        async move {
+            let _ = writer_stopped.await;
+        },
+    ));
+    let client = Client::new(async_nats::connect(services.nats_url()).await?, bus.clone());
+    let (address, server) = serve(account)?;
+    let reader = StripeReader::new(
+        StripeApi {
+            api_base: format!("http://{address}"),
+            api_key: ledger_sync::ApiSecret::new("sk_test_bench".to_owned()),
+        },
+        Duration::from_secs(30),
+    )?;
+    let options = ImportOptions {
+        since: None,
+        pages_max: None,
+        pages_in_flight: usize::try_from(args.pages_in_flight).unwrap_or(1),
+        events: false,
+    };
+    let bar = crate::progress::events_bar(objects, "importing");
+    let rss_before = rss_kib();
+    let mut rss_peak = rss_before;
+    let started = Instant::now();
+    let report = ledger_sync::import_stripe(
+        &reader,
+        &store,
+        &client,
+        &options,
+        &mut |page: &ledger_sync::PageDone| {
+            bar.inc(page.objects);
+            rss_peak = rss_peak.max(rss_kib());
+        },
+    )
+    .await?;
+    let elapsed = started.elapsed();
+    bar.finish_and_clear();
+    let total = report.total();
+    anyhow::ensure!(
+        total.appended == objects,
+        "{} of {objects} objects appended: {total:?}",
+        total.appended
+    );
+    let per_second = objects as f64 / elapsed.as_secs_f64();
+    let rss_end = rss_kib();
+    server.stop(true).await;
+    let _ = stop_writer.send(());
+    writer.await??;
+
+    println!(
+        "{:<44} {:>10} {:>10} {:>12}",
+        "setup", "objects", "seconds", "objects/s"
+    );
+    println!(
+        "{:<44} {:>10} {:>10.2} {:>12.0}",
+        "sync: page -> writer (normalize, inbox, append)",
+        objects,
+        elapsed.as_secs_f64(),
+        per_second
+    );
+    if !args.no_baseline {
+        let (events, seconds) = crate::bench::store_append(&store, objects).await?;
+        println!(
+            "{:<44} {:>10} {:>10.2} {:>12.0}",
+            "baseline: store append, batches of 100",
+            events,
+            seconds,
+            events as f64 / seconds
+        );
+    }
+    println!(
+        "resident memory of this process (server, import, writer): {} MiB at start, {} MiB \
+         before the import, {} MiB peak during it, {} MiB at the end; target >= 20000 \
+         objects/s",
+        rss_start / 1_024,
+        rss_before / 1_024,
+        rss_peak / 1_024,
+        rss_end / 1_024
+    );
+    let nats = async_nats::connect(services.nats_url()).await?;
+    let _ = async_nats::jetstream::new(nats)
+        .delete_stream(&bus.stream_name)
+        .await;
+    drop(store);
+    ledger_testkit::services::drop_database(services.database_url(), BENCH_DATABASE).await?;
+    Ok(())
+}

@@ -1,0 +1,191 @@
+//! `ledger sync stripe`: the backfill of a Stripe account's history through the writer
+//! (docs/connectors.md, "Backfill"; the import itself is `ledger_sync`).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use indicatif::{HumanCount, ProgressBar, ProgressState, ProgressStyle};
+use ledger_sync::{ImportOptions, ListName, PageDone, StripeApi, StripeReader};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use time::macros::format_description;
+
+
+/// `ledger sync ...`.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum SyncCommand {
+    /// Import the Stripe account's customers, subscriptions, invoices, charges and disputes,
+    /// then its events of the last 30 days, through the writer (run as NATS user `ingest`).
+    /// Needs LEDGER_STRIPE_API_KEY (or _FILE; a restricted key with read access is enough) and
+    /// DATABASE_URL for the cursors. Idempotent; resumes after an interruption.
+    Stripe(StripeArgs),
+}
+
+/// `ledger sync stripe`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct StripeArgs {
+    /// Only objects created on or after this day (YYYY-MM-DD, UTC) or time (RFC 3339).
+    #[arg(long, value_parser = parse_since)]
+    since: Option<OffsetDateTime>,
+    /// Stop after this many pages (of 100 objects) in all; run again to resume from there.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pages: Option<u64>,
+    /// Pages whose objects are in flight to the writer at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pages_in_flight: u64,
+    /// Do not read GET /v1/events after the object lists.
+    #[arg(long)]
+    no_events: bool,
+    /// The longest one request to Stripe may take, in milliseconds.
+    #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    request_timeout_ms: u64,
+    /// Import nothing: compare every subscription Stripe holds with the customers read model
+    /// and print the drift, one line per subscription (missing on either side, different
+    /// status, price, quantity, currency, period end). Exit code 0 when there is none, 1 when
+    /// there is (docs/connectors.md, "Reconciliation").
+    #[arg(long, conflicts_with_all = ["since", "pages"])]
+    check: bool,
+    /// With --check: import the drifting subscriptions as Stripe holds them now (inbox source
+    /// repair), then check again and print what remains; the exit code is the second check's.
+    #[arg(long, requires = "check")]
+    repair: bool,
+}
+
+fn parse_since(text: &str) -> Result<OffsetDateTime, String> {
+    if let Ok(day) = time::Date::parse(text, format_description!("[year]-[month]-[day]")) {
+        return Ok(day.midnight().assume_utc());
+    }
+    OffsetDateTime::parse(text, &Rfc3339).map_err(|error| {
+        format!("{text:?} is neither a day (2026-01-31) nor an RFC 3339 time: {error}")
+    })
+}
+
+/// Stripe's API from the environment (as provider-sync reads it): the key is required.
+pub(crate) fn stripe_api() -> anyhow::Result<StripeApi> {
+    crate::provider_sync::stripe_api()?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "set LEDGER_STRIPE_API_KEY (or LEDGER_STRIPE_API_KEY_FILE) to a Stripe secret or \
+             restricted key with read access"
+        )
+    })
+}
+
+/// A bar for one list: its length when the server gives a total, else a spinner; objects/s.
+fn list_bar(list: ListName, total_count: Option<u64>) -> ProgressBar {
+    let (bar, template) = match total_count {
+        Some(total) => (
+            ProgressBar::new(total),
+            "{msg:>12} [{bar:40}] {human_pos}/{human_len} objects  {rate}/s  ETA {eta}",
+        ),
+        None => (
+            ProgressBar::new_spinner(),
+            "{msg:>12} {spinner} {human_pos} objects  {rate}/s  {elapsed}",
+        ),
+    };
+    let style = ProgressStyle::with_template(template)
+        .map(|style| {
+            style.with_key(
+                "rate",
+                |state: &ProgressState, out: &mut dyn std::fmt::Write| {
+                    let _ = write!(out, "{}", HumanCount(state.per_sec() as u64));
+                },
+            )
+        })
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_message(list.as_str());
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+/// `ledger sync stripe`: exit 1 when an object failed or could not be imported.
+pub(crate) async fn stripe(
+    database_url: &str,
+    nats: async_nats::Client,
+    bus: ledger_bus::BusConfig,
+    args: &StripeArgs,
+) -> anyhow::Result<ExitCode> {
+    let reader = StripeReader::new(
+        stripe_api()?,
+        Duration::from_millis(args.request_timeout_ms),
+    )?;
+    if args.check {
+        return crate::reconcile::check(database_url, nats, bus, &reader, args.repair).await;
+    }
+    let store = ledger_store::Store::connect(database_url)?;
+    let client = ledger_bus::Client::new(nats, bus);
+    let options = ImportOptions {
+        since: args.since,
+        pages_max: args.pages,
+        pages_in_flight: usize::try_from(args.pages_in_flight).unwrap_or(1),
+        events: !args.no_events,
+    };
+    let mut current: Option<(ListName, ProgressBar)> = None;
+    let mut progress = |page: &PageDone| {
+        if current.as_ref().is_none_or(|(list, _)| *list != page.list) {
+            if let Some((_, bar)) = current.take() {
+                bar.finish();
+            }
+            current = Some((page.list, list_bar(page.list, page.total_count)));
+        }
+        if let Some((_, bar)) = &current {
+            bar.inc(page.objects);
+        }
+    };
+    let report =
+        ledger_sync::import_stripe(&reader, &store, &client, &options, &mut progress).await;
+    if let Some((_, bar)) = current.take() {
+        bar.finish();
+    }
+    let report = report?;
+    println!(
+        "list\tpages\tobjects\tskipped\tappended\tduplicate\tignored\tstale\tfailed\twaiting\tunreadable"
+    );
+    for (list, counts) in &report.lists {
+        print_row(list.as_str(), counts);
+    }
+    print_row("total", &report.total());
+    for list in &report.not_listed {
+        println!(
+            "{}: not offered by the server (404), skipped",
+            list.as_str()
+        );
+    }
+    if report.complete {
+        println!("complete (correlation id {})", report.correlation_id);
+    } else {
+        println!(
+            "stopped after {} page(s) (--pages); run again to resume from the cursors",
+            report.total().pages
+        );
+    }
+    let total = report.total();
+    Ok(if total.failed > 0 || total.unreadable > 0 {
+        println!(
+            "{} object(s) failed and {} could not be imported: see `ledger connectors messages \
+             --outcome failed` and the log",
+            total.failed, total.unreadable
+        );
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// One line of the report, tab-separated.
+fn print_row(name: &str, counts: &ledger_sync::ListReport) {
+    println!(
+        "{name}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+        counts.pages,
+        counts.objects,
+        counts.skipped,
+        counts.appended,
+        counts.duplicate,
+        counts.ignored,
+        counts.stale,
+        counts.failed,
+        counts.waiting,
+        counts.unreadable
+    );
+}
