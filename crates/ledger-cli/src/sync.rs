@@ -10,7 +10,6 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 
-
 /// `ledger sync ...`.
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum SyncCommand {

@@ -20,10 +20,15 @@ async fn account(stripe: &LocalStripe) -> Vec<(String, Value)> {
     let mut subscriptions = Vec::new();
     for index in 0..3 {
         let customer = stripe
-            .create_customer(&format!("reconcile{index}@example.com"), &format!("Customer {index}"))
+            .create_customer(
+                &format!("reconcile{index}@example.com"),
+                &format!("Customer {index}"),
+            )
             .await;
         stripe.use_card(&customer, CARD_PAYS).await;
-        let subscription = stripe.create_subscription(&customer, "basic", 1, None).await;
+        let subscription = stripe
+            .create_subscription(&customer, "basic", 1, None)
+            .await;
         assert_eq!(subscription["status"], "active", "{subscription}");
         subscriptions.push((customer, subscription));
     }
@@ -54,7 +59,10 @@ async fn check_reports_the_drift_made_at_stripe_and_repair_removes_it() {
 
     let (code, output) = check(&ledger, &stripe, &[]);
     assert_eq!(code, 0, "{output}");
-    assert!(output.contains("compared 3 Stripe subscriptions: 0 drifts"), "{output}");
+    assert!(
+        output.contains("compared 3 Stripe subscriptions: 0 drifts"),
+        "{output}"
+    );
 
     let (canceled_customer, canceled) = &subscriptions[0];
     let (grown_customer, grown) = &subscriptions[1];
@@ -65,14 +73,20 @@ async fn check_reports_the_drift_made_at_stripe_and_repair_removes_it() {
     assert_eq!(code, 1, "{output}");
     let drift: Vec<&str> = output.lines().filter(|line| line.contains('\t')).collect();
     let mut expected = vec![
-        format!("{}\t{canceled_customer}\tstatus active -> canceled", id(canceled)),
+        format!(
+            "{}\t{canceled_customer}\tstatus active -> canceled",
+            id(canceled)
+        ),
         format!("{}\t{grown_customer}\tquantity 1 -> 3", id(grown)),
     ];
     let mut drift: Vec<String> = drift.into_iter().map(str::to_owned).collect();
     drift.sort();
     expected.sort();
     assert_eq!(drift, expected, "{output}");
-    assert!(output.contains("compared 3 Stripe subscriptions: 2 drifts"), "{output}");
+    assert!(
+        output.contains("compared 3 Stripe subscriptions: 2 drifts"),
+        "{output}"
+    );
 
     let (code, output) = check(&ledger, &stripe, &["--repair"]);
     assert_eq!(code, 0, "{output}");
@@ -99,8 +113,14 @@ async fn check_reports_the_drift_made_at_stripe_and_repair_removes_it() {
     assert_eq!(
         repaired,
         vec![
-            ("customer.subscription.deleted".to_owned(), "appended".to_owned()),
-            ("customer.subscription.updated".to_owned(), "appended".to_owned()),
+            (
+                "customer.subscription.deleted".to_owned(),
+                "appended".to_owned()
+            ),
+            (
+                "customer.subscription.updated".to_owned(),
+                "appended".to_owned()
+            ),
         ]
     );
     let statuses: Vec<(String, String, i32)> = database
