@@ -3,6 +3,7 @@
 //! "Reconciliation"; the comparison is `ledger_connectors::reconcile`, the reading and the
 //! repair `ledger_sync`).
 
+use std::process::ExitCode;
 use std::time::Duration;
 
 use ledger_domain::Provider;
@@ -102,6 +103,29 @@ impl Round {
             None => self.found.len(),
         }
     }
+}
+
+/// `ledger sync stripe --check [--repair]`: exit 0 when no drift remains, 1 otherwise.
+pub(crate) async fn check(
+    database_url: &str,
+    nats: async_nats::Client,
+    bus: ledger_bus::BusConfig,
+    reader: &StripeReader,
+    repair: bool,
+) -> anyhow::Result<ExitCode> {
+    let client = ledger_bus::Client::new(nats, bus);
+    let mut print = |line: &str| println!("{line}");
+    let Some(round) = round(database_url, &client, reader, repair, &mut print).await? else {
+        anyhow::bail!(
+            "another reconciliation is running (ledger run provider-sync --reconcile-every, or \
+             another ledger sync --check): try again when it ends"
+        );
+    };
+    Ok(if round.remaining() == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// `--reconcile-every`: a round of check and repair every `every`, the first one `every` after
