@@ -134,5 +134,23 @@ pub(crate) fn webhooks() -> anyhow::Result<WebhookConfig> {
         paypal,
         xendit: list_setting("LEDGER_XENDIT_CALLBACK_TOKENS")?
             .map(|tokens| xendit::CallbackTokens::new(&tokens)),
+        stripe_api: on_demand_stripe()?,
     })
+}
+
+/// How long ingest's on-demand sync waits for one request to Stripe.
+const ON_DEMAND_REQUEST_TIMEOUT_SECONDS: u64 = 10;
+
+/// Stripe's API for `POST /v1/sync/stripe/customers/{id}`, when `LEDGER_STRIPE_API_KEY` (or
+/// `_FILE`) is set; without it the route answers 501 naming the variable.
+fn on_demand_stripe() -> anyhow::Result<Option<ledger_sync::StripeReader>> {
+    crate::provider_sync::stripe_api()?
+        .map(|api| {
+            ledger_sync::StripeReader::new(
+                api,
+                std::time::Duration::from_secs(ON_DEMAND_REQUEST_TIMEOUT_SECONDS),
+            )
+        })
+        .transpose()
+        .map_err(anyhow::Error::from)
 }

@@ -27,6 +27,7 @@ mod progress;
 mod projectors;
 mod provider_sync;
 mod query;
+mod reconcile;
 mod send;
 mod sync;
 

@@ -32,6 +32,21 @@ pub(crate) struct RunArgs {
     /// Requests in flight to one provider at most.
     #[arg(long, env = "LEDGER_PROVIDER_SYNC_CONCURRENT_REQUESTS", default_value_t = CONCURRENT_REQUESTS_DEFAULT, value_parser = clap::value_parser!(u64).range(1..=256))]
     concurrent_requests: u64,
+    /// Also reconcile the Stripe account with the ledger this often (`1h`, `30m`, `1day`): a
+    /// `ledger sync stripe --check --repair` round, the first one this long after start,
+    /// logged; never two at once. Needs LEDGER_STRIPE_API_KEY, and NATS user provider_sync
+    /// may then publish Stripe deliveries (docs/connectors.md, "Reconciliation").
+    #[arg(long, env = "LEDGER_RECONCILE_EVERY", value_parser = parse_every)]
+    reconcile_every: Option<Duration>,
+}
+
+/// A duration of at least a minute, as humantime reads it (`1h`, `90min`, `1day 2h`).
+fn parse_every(text: &str) -> Result<Duration, String> {
+    let every = humantime::parse_duration(text).map_err(|error| format!("{text:?}: {error}"))?;
+    if every < Duration::from_secs(60) {
+        return Err(format!("{text:?} is shorter than a minute"));
+    }
+    Ok(every)
 }
 
 /// `ledger provider-sync ...`.
@@ -47,29 +62,42 @@ pub(crate) enum ProviderSyncCommand {
     },
 }
 
+/// A provider's key `name` (or `<name>_FILE`), required when its base URL variable is set.
+fn required(base: &str, name: &str) -> anyhow::Result<Option<String>> {
+    let value = setting(name)?;
+    if value.is_none() && std::env::var_os(base).is_some() {
+        anyhow::bail!("{base} is set, so {name} (or {name}_FILE) is needed");
+    }
+    Ok(value)
+}
+
+/// A base URL variable, or its default, without a trailing `/`.
+fn base(name: &str, default: &str) -> anyhow::Result<String> {
+    Ok(setting(name)?
+        .unwrap_or_else(|| default.to_owned())
+        .trim_end_matches('/')
+        .to_owned())
+}
+
+/// Stripe's API from the environment (`LEDGER_STRIPE_API_BASE`, `LEDGER_STRIPE_API_KEY` or
+/// `_FILE`) when its key is set: what provider-sync calls, what the reconciliation and
+/// ingest's on-demand sync read.
+pub(crate) fn stripe_api() -> anyhow::Result<Option<StripeApi>> {
+    Ok(
+        match required("LEDGER_STRIPE_API_BASE", "LEDGER_STRIPE_API_KEY")? {
+            None => None,
+            Some(api_key) => Some(StripeApi {
+                api_base: base("LEDGER_STRIPE_API_BASE", STRIPE_API_BASE_DEFAULT)?,
+                api_key: ApiSecret::new(api_key),
+            }),
+        },
+    )
+}
+
 /// The providers' APIs from the environment: each provider whose key (or client id and
 /// secret) is set; a base URL without its key is an error.
 fn apis(args: &RunArgs) -> anyhow::Result<ProviderApis> {
-    let required = |base: &str, name: &str| -> anyhow::Result<Option<String>> {
-        let value = setting(name)?;
-        if value.is_none() && std::env::var_os(base).is_some() {
-            anyhow::bail!("{base} is set, so {name} (or {name}_FILE) is needed");
-        }
-        Ok(value)
-    };
-    let base = |name: &str, default: &str| -> anyhow::Result<String> {
-        Ok(setting(name)?
-            .unwrap_or_else(|| default.to_owned())
-            .trim_end_matches('/')
-            .to_owned())
-    };
-    let stripe = match required("LEDGER_STRIPE_API_BASE", "LEDGER_STRIPE_API_KEY")? {
-        None => None,
-        Some(api_key) => Some(StripeApi {
-            api_base: base("LEDGER_STRIPE_API_BASE", STRIPE_API_BASE_DEFAULT)?,
-            api_key: ApiSecret::new(api_key),
-        }),
-    };
+    let stripe = stripe_api()?;
     let paypal = match (
         setting("LEDGER_PAYPAL_CLIENT_ID")?,
         setting("LEDGER_PAYPAL_CLIENT_SECRET")?,
@@ -110,6 +138,29 @@ pub(crate) async fn run(
 ) -> anyhow::Result<ExitCode> {
     // Checked before anything runs, so a missing key is an error at start.
     apis(args)?;
+    let reconciling = match args.reconcile_every {
+        None => None,
+        Some(every) => {
+            let Some(api) = stripe_api()? else {
+                anyhow::bail!(
+                    "--reconcile-every reconciles Stripe: set LEDGER_STRIPE_API_KEY (or \
+                     LEDGER_STRIPE_API_KEY_FILE)"
+                );
+            };
+            let reader = ledger_sync::StripeReader::new(
+                api,
+                Duration::from_millis(args.request_timeout_ms),
+            )?;
+            let client = ledger_bus::Client::new(nats.clone(), bus.clone());
+            tracing::info!(every = %humantime::format_duration(every), "reconciling Stripe periodically");
+            Some(tokio::spawn(crate::reconcile::every(
+                database_url.to_owned(),
+                client,
+                reader,
+                every,
+            )))
+        }
+    };
     let store = ledger_store::Store::connect(database_url)?;
     let table_last = store.last_position().await?;
     let config = ledger_projector::ProjectorConfig {
@@ -121,7 +172,7 @@ pub(crate) async fn run(
         bars.add(progress::events_bar(table_last, "provider_sync")),
         table_last,
     );
-    projectors::supervise(
+    let supervised = projectors::supervise(
         "provider_sync",
         false,
         bar,
@@ -146,7 +197,11 @@ pub(crate) async fn run(
         },
         provider_sync::SyncError::needs_operator,
     )
-    .await?;
+    .await;
+    if let Some(reconciling) = reconciling {
+        reconciling.abort();
+    }
+    supervised?;
     Ok(ExitCode::SUCCESS)
 }
 

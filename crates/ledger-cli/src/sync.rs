@@ -10,12 +10,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
 
-use crate::ingest::setting;
-
 /// How long one delivery waits for the writer's answer before it is sent again.
 pub(crate) const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
-/// Stripe's API.
-const STRIPE_API_BASE_DEFAULT: &str = "https://api.stripe.com";
 
 /// `ledger sync ...`.
 #[derive(Debug, clap::Subcommand)]
@@ -45,6 +41,16 @@ pub(crate) struct StripeArgs {
     /// The longest one request to Stripe may take, in milliseconds.
     #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
     request_timeout_ms: u64,
+    /// Import nothing: compare every subscription Stripe holds with the customers read model
+    /// and print the drift, one line per subscription (missing on either side, different
+    /// status, price, quantity, currency, period end). Exit code 0 when there is none, 1 when
+    /// there is (docs/connectors.md, "Reconciliation").
+    #[arg(long, conflicts_with_all = ["since", "pages"])]
+    check: bool,
+    /// With --check: import the drifting subscriptions as Stripe holds them now (inbox source
+    /// repair), then check again and print what remains; the exit code is the second check's.
+    #[arg(long, requires = "check")]
+    repair: bool,
 }
 
 fn parse_since(text: &str) -> Result<OffsetDateTime, String> {
@@ -56,21 +62,13 @@ fn parse_since(text: &str) -> Result<OffsetDateTime, String> {
     })
 }
 
-/// Stripe's API from the environment: the key is required.
+/// Stripe's API from the environment (as provider-sync reads it): the key is required.
 pub(crate) fn stripe_api() -> anyhow::Result<StripeApi> {
-    let Some(api_key) = setting("LEDGER_STRIPE_API_KEY")? else {
-        anyhow::bail!(
+    crate::provider_sync::stripe_api()?.ok_or_else(|| {
+        anyhow::anyhow!(
             "set LEDGER_STRIPE_API_KEY (or LEDGER_STRIPE_API_KEY_FILE) to a Stripe secret or \
              restricted key with read access"
-        );
-    };
-    let api_base = setting("LEDGER_STRIPE_API_BASE")?
-        .unwrap_or_else(|| STRIPE_API_BASE_DEFAULT.to_owned())
-        .trim_end_matches('/')
-        .to_owned();
-    Ok(StripeApi {
-        api_base,
-        api_key: ledger_sync::ApiSecret::new(api_key),
+        )
     })
 }
 
@@ -114,6 +112,9 @@ pub(crate) async fn stripe(
         stripe_api()?,
         Duration::from_millis(args.request_timeout_ms),
     )?;
+    if args.check {
+        return crate::reconcile::check(database_url, nats, bus, &reader, args.repair).await;
+    }
     let store = ledger_store::Store::connect(database_url)?;
     // Pages of objects are in flight at once: a writer busy with them may take longer than a
     // single command's 5 s before it answers (a retry would only come back as a duplicate).

@@ -23,6 +23,7 @@
 mod decimal_amount;
 mod json_text;
 pub mod paypal;
+pub mod reconcile;
 pub mod stripe;
 mod subscription_snapshot;
 pub mod xendit;

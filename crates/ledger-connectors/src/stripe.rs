@@ -11,12 +11,16 @@ mod amounts;
 mod listed;
 mod normalize;
 mod objects;
+mod reconcile;
+mod reread;
 
 pub use listed::{
     LISTED_EVENT_PREFIX, LISTED_OBJECT_ID_BYTES_MAX, ListedError, ListedKind, event_type, listed,
     listed_event_id, object_time,
 };
 pub use normalize::normalize;
+pub use reconcile::subscription_state;
+pub use reread::listed_at;
 
 use ledger_domain::Provider;
 use subtle::ConstantTimeEq;

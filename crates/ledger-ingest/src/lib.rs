@@ -11,6 +11,8 @@
 //! - `GET /v1/token`: the presented token's scopes (what a page may offer);
 //! - `POST /v1/webhooks/{stripe|paypal|xendit}`: a payment provider's webhook, verified by its
 //!   signature (no bearer token) and sent to the writer as a `ProviderDelivery`;
+//! - `POST /v1/sync/{stripe|paypal|xendit}/customers/{account_id}`: re-reads one customer's
+//!   objects at the provider now and imports them (scope `commands:write`; see [`on_demand`]);
 //! - `GET /metrics`: Prometheus counters of the webhook deliveries by provider and outcome;
 //! - `GET /healthz`: liveness.
 //!
@@ -40,6 +42,7 @@
 mod cors;
 mod handlers;
 mod observe;
+pub mod on_demand;
 mod reply;
 mod webhooks;
 
@@ -113,6 +116,17 @@ pub fn webhook_config(
     move |config| webhooks::configure(config, client, webhooks)
 }
 
+/// Mounts the on-demand sync (`POST /v1/sync/{provider}/customers/{account_id}`, see
+/// [`on_demand`]), admitting requests with `access`, reading Stripe with `stripe` (`None`: the
+/// route answers 501 `not_configured`) and sending deliveries through `client`.
+pub fn sync_config(
+    client: Client,
+    access: Access,
+    stripe: Option<ledger_sync::StripeReader>,
+) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |config| on_demand::configure(config, client, access, stripe)
+}
+
 /// Runs the ingest HTTP server on `config.bind` until `shutdown` completes, then shuts down
 /// gracefully: it stops accepting connections, lets in-flight requests finish (up to 30 s) and
 /// returns. (actix's own signal handling would drop in-flight requests on SIGINT, so the caller
@@ -140,9 +154,11 @@ pub async fn serve_on(
     let webhooks = config.webhooks;
     let origins = config.cors_origins;
     let server = HttpServer::new(move || {
+        let stripe_api = webhooks.stripe_api.clone();
         App::new()
             .configure(app_config(client.clone(), access.clone(), origins.clone()))
             .configure(webhook_config(client.clone(), webhooks.clone()))
+            .configure(sync_config(client.clone(), access.clone(), stripe_api))
     })
     .max_connections(CONNECTIONS_PER_WORKER_MAX)
     .shutdown_timeout(SHUTDOWN_TIMEOUT_SECONDS)

@@ -57,6 +57,10 @@ pub struct WebhookConfig {
     pub paypal: Option<PaypalConfig>,
     /// Xendit callback verification tokens.
     pub xendit: Option<xendit::CallbackTokens>,
+    /// Stripe's API (`LEDGER_STRIPE_API_BASE`, `LEDGER_STRIPE_API_KEY`), read by the
+    /// on-demand sync (`POST /v1/sync/stripe/customers/{account_id}`); `None`: that route
+    /// answers 501 `not_configured`.
+    pub stripe_api: Option<ledger_sync::StripeReader>,
 }
 
 impl WebhookConfig {

@@ -111,7 +111,7 @@ pub struct ListReport {
 }
 
 impl ListReport {
-    fn add(&mut self, other: &ListReport) {
+    pub(crate) fn add(&mut self, other: &ListReport) {
         self.pages += other.pages;
         self.objects += other.objects;
         self.skipped += other.skipped;
@@ -124,7 +124,7 @@ impl ListReport {
         self.unreadable += other.unreadable;
     }
 
-    fn count(&mut self, outcome: DeliveryOutcome) {
+    pub(crate) fn count(&mut self, outcome: DeliveryOutcome) {
         match outcome {
             DeliveryOutcome::Appended => self.appended += 1,
             DeliveryOutcome::Duplicate => self.duplicate += 1,
@@ -447,7 +447,7 @@ async fn record_page(
 }
 
 /// One delivery, sent again while the writer answers busy or unavailable (nothing recorded).
-async fn deliver(
+pub(crate) async fn deliver(
     client: &Client,
     delivery: &proto::ProviderDelivery,
 ) -> Result<proto::DeliveryRecorded, SendError> {

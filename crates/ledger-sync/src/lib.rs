@@ -49,13 +49,22 @@
 //! ```
 
 mod import;
+mod on_demand;
+mod reconcile;
+mod resync;
 mod stripe_api;
 
 pub use import::{
     DELIVERY_ATTEMPTS_MAX, EVENTS_DAYS, ImportOptions, ImportReport, ListName, ListReport,
     PageDone, import_stripe,
 };
+pub use on_demand::{ON_DEMAND_PAGES_MAX, OnDemand, sync_stripe_customer};
 pub use provider_sync::{ApiSecret, StripeApi};
+pub use reconcile::{
+    Check, Found, READ_MODEL_WAIT_MAX, Repair, check_stripe, ledger_subscriptions, repair_stripe,
+    wait_for_read_model,
+};
+pub use resync::{Changes, Resync};
 pub use stripe_api::{
     PAGE_ATTEMPTS_MAX, PAGE_BYTES_MAX, PAGE_LIMIT, Page, RETRY_AFTER_MAX, RETRY_DELAY_MAX,
     RETRY_DELAY_MIN, StripeReader,

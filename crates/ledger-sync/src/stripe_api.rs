@@ -89,12 +89,33 @@ impl StripeReader {
         query: &[(&str, String)],
         starting_after: Option<&str>,
     ) -> Result<Page, SyncError> {
-        let url = format!("{}{path}", self.api.api_base.trim_end_matches('/'));
         let mut parameters: Vec<(&str, String)> = vec![("limit", PAGE_LIMIT.to_string())];
         if let Some(id) = starting_after {
             parameters.push(("starting_after", id.to_owned()));
         }
         parameters.extend(query.iter().cloned());
+        parse_page(path, &self.get(path, &parameters).await?)
+    }
+
+    /// `GET <path>` of one object (`/v1/customers/cus_1`), retried as [`StripeReader::page`];
+    /// `Ok(None)` when Stripe answers 404 (no such object).
+    ///
+    /// # Errors
+    /// As [`StripeReader::page`], and [`SyncError::Provider`] for an answer that is not JSON.
+    pub async fn object(&self, path: &str) -> Result<Option<Value>, SyncError> {
+        match self.get(path, &[]).await {
+            Ok(body) => serde_json::from_slice(&body).map(Some).map_err(|error| {
+                SyncError::Provider(format!("GET {path} did not answer JSON: {error}"))
+            }),
+            Err(SyncError::NotListed { .. }) => Ok(None),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// `GET <path>?<parameters>`: the body of a 2xx answer, with the retries of
+    /// [`StripeReader::page`]; 404 is [`SyncError::NotListed`].
+    async fn get(&self, path: &str, parameters: &[(&str, String)]) -> Result<Vec<u8>, SyncError> {
+        let url = format!("{}{path}", self.api.api_base.trim_end_matches('/'));
         let mut delays = ExponentialBuilder::default()
             .with_min_delay(RETRY_DELAY_MIN)
             .with_max_delay(RETRY_DELAY_MAX)
@@ -108,7 +129,7 @@ impl StripeReader {
                 .http
                 .get(&url)
                 .bearer_auth(self.api.api_key.expose())
-                .query(&parameters)
+                .query(parameters)
                 .send()
                 .await;
             let mut pause = delays.next().unwrap_or(RETRY_DELAY_MAX);
@@ -119,7 +140,7 @@ impl StripeReader {
                     let wait = retry_after(answer.headers());
                     let body = read_body(answer).await;
                     if status.is_success() {
-                        return parse_page(path, &body?);
+                        return body;
                     }
                     let body = body.unwrap_or_default();
                     let message = stripe_message(&body);

@@ -9,6 +9,7 @@ mod grants;
 mod nats_auth;
 mod observability;
 mod provider_sync;
+mod reconcile;
 mod staying_up;
 mod stripe_end_to_end;
 mod sync_stripe;

@@ -18,7 +18,7 @@ use super::{stderr, stdout};
 const CUSTOMERS: usize = 150;
 const CARD_PAYS: &str = "4242424242424242";
 
-async fn read_side(ledger: &TestLedger) -> (RunningProjector, RunningProjector) {
+pub(super) async fn read_side(ledger: &TestLedger) -> (RunningProjector, RunningProjector) {
     let customers = ledger
         .start_projector(
             projector_customers::CustomersProjector::new(ledger.store.clone()),
@@ -36,7 +36,7 @@ async fn read_side(ledger: &TestLedger) -> (RunningProjector, RunningProjector) 
     (customers, revenue)
 }
 
-fn sync(ledger: &TestLedger, stripe: &LocalStripe, extra: &[&str]) -> Output {
+pub(super) fn sync(ledger: &TestLedger, stripe: &LocalStripe, extra: &[&str]) -> Output {
     let nats_url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
     Command::new(env!("CARGO_BIN_EXE_ledger"))
         .args(["sync", "stripe", "--no-events"])

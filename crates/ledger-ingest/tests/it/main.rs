@@ -4,6 +4,7 @@
 
 mod accepted;
 mod dashboard;
+mod on_demand;
 mod refused;
 mod security;
 mod webhooks;

@@ -1,0 +1,169 @@
+//! `ledger sync stripe --check [--repair]` and `ledger run provider-sync --reconcile-every`:
+//! the reconciliation of a Stripe account with the customers read model (docs/connectors.md,
+//! "Reconciliation"; the comparison is `ledger_connectors::reconcile`, the reading and the
+//! repair `ledger_sync`).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use ledger_domain::Provider;
+use ledger_sync::{Found, StripeReader};
+
+/// A PostgreSQL advisory lock key held during a round, so two processes never reconcile at
+/// once ("reconcile" in ASCII).
+const RECONCILE_LOCK_KEY: i64 = 0x7265_636f_6e63_696c;
+
+/// What one round of check (and repair) came to.
+#[derive(Debug, Default)]
+pub(crate) struct Round {
+    /// The drifts found first.
+    pub(crate) found: Vec<Found>,
+    /// The repair, when asked for: its appended positions and the drifts left afterwards.
+    pub(crate) repaired: Option<(ledger_sync::Repair, Vec<Found>)>,
+}
+
+/// Checks (and with `repair`, repairs then checks again) the Stripe account against the
+/// ledger. `None` when another process holds the round's lock. `print` gets each drift line
+/// as it is found, first check and second.
+pub(crate) async fn round(
+    database_url: &str,
+    client: &ledger_bus::Client,
+    reader: &StripeReader,
+    repair: bool,
+    print: &mut (dyn FnMut(&str) + Send),
+) -> anyhow::Result<Option<Round>> {
+    let database = crate::database::connect(database_url).await?;
+    let locked: bool = database
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&RECONCILE_LOCK_KEY])
+        .await?
+        .get(0);
+    if !locked {
+        return Ok(None);
+    }
+    let found = check_once(&database, reader, print).await?;
+    let mut round = Round {
+        found,
+        repaired: None,
+    };
+    if repair && !round.found.is_empty() {
+        let repaired = ledger_sync::repair_stripe(reader, client, &round.found).await?;
+        let counts = &repaired.changes.counts;
+        print(&format!(
+            "repair (correlation id {}): {} objects imported: {} appended ({} events), {} \
+             duplicate, {} ignored, {} stale, {} failed, {} waiting, {} unreadable; {} not \
+             repairable (the provider does not hold them)",
+            repaired.correlation_id,
+            counts.objects,
+            counts.appended,
+            repaired.changes.global_positions.len(),
+            counts.duplicate,
+            counts.ignored,
+            counts.stale,
+            counts.failed,
+            counts.waiting,
+            counts.unreadable,
+            repaired.not_repairable.len(),
+        ));
+        print("remaining:");
+        let remaining = check_once(&database, reader, print).await?;
+        round.repaired = Some((repaired, remaining));
+    }
+    Ok(Some(round))
+}
+
+/// One check: waits for the read model, compares, prints each drift and a summary line.
+async fn check_once(
+    database: &tokio_postgres::Client,
+    reader: &StripeReader,
+    print: &mut (dyn FnMut(&str) + Send),
+) -> anyhow::Result<Vec<Found>> {
+    ledger_sync::wait_for_read_model(database).await?;
+    let ledger = ledger_sync::ledger_subscriptions(database, Provider::Stripe).await?;
+    let mut on_drift = |drift: &ledger_connectors::reconcile::Drift| print(&drift.to_string());
+    let check = ledger_sync::check_stripe(reader, ledger, &mut on_drift).await?;
+    print(&format!(
+        "compared {} Stripe subscriptions: {} drift{}{}",
+        check.compared,
+        check.found.len(),
+        if check.found.len() == 1 { "" } else { "s" },
+        if check.unreadable > 0 {
+            format!(", {} unreadable (see the log)", check.unreadable)
+        } else {
+            String::new()
+        }
+    ));
+    Ok(check.found)
+}
+
+impl Round {
+    /// The drifts left at the end: after the repair when one ran, else those found.
+    pub(crate) fn remaining(&self) -> usize {
+        match &self.repaired {
+            Some((_, remaining)) => remaining.len(),
+            None => self.found.len(),
+        }
+    }
+}
+
+/// `ledger sync stripe --check [--repair]`: exit 0 when no drift remains, 1 otherwise.
+pub(crate) async fn check(
+    database_url: &str,
+    nats: async_nats::Client,
+    bus: ledger_bus::BusConfig,
+    reader: &StripeReader,
+    repair: bool,
+) -> anyhow::Result<ExitCode> {
+    let client = ledger_bus::Client::new(nats, bus);
+    let mut print = |line: &str| println!("{line}");
+    let Some(round) = round(database_url, &client, reader, repair, &mut print).await? else {
+        anyhow::bail!(
+            "another reconciliation is running (ledger run provider-sync --reconcile-every, or \
+             another ledger sync --check): try again when it ends"
+        );
+    };
+    Ok(if round.remaining() == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `--reconcile-every`: a round of check and repair every `every`, the first one `every` after
+/// start, until the process stops (the task is aborted; a delivery cut off is recorded or not,
+/// never twice). A round never overlaps another (one after the other here; the advisory lock
+/// across processes). Drift found and repaired is logged.
+pub(crate) async fn every(
+    database_url: String,
+    client: ledger_bus::Client,
+    reader: StripeReader,
+    every: Duration,
+) {
+    loop {
+        tokio::time::sleep(every).await;
+        let mut lines = Vec::new();
+        let mut print = |line: &str| lines.push(line.to_owned());
+        match round(&database_url, &client, &reader, true, &mut print).await {
+            Ok(None) => tracing::info!("reconciliation skipped: another process is running one"),
+            Ok(Some(round)) => {
+                for line in &lines {
+                    tracing::info!(line, "reconciliation");
+                }
+                if round.found.is_empty() {
+                    tracing::info!("reconciliation: no drift");
+                } else {
+                    tracing::warn!(
+                        found = round.found.len(),
+                        remaining = round.remaining(),
+                        "reconciliation found drift and repaired it"
+                    );
+                }
+            }
+            Err(error) => {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "reconciliation failed; next round as planned"
+                );
+            }
+        }
+    }
+}

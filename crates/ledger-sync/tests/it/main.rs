@@ -1,0 +1,3 @@
+//! Integration tests of `ledger-sync` on real PostgreSQL and NATS, against localstripe.
+
+mod reconcile;
