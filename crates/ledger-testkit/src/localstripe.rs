@@ -199,14 +199,27 @@ impl LocalStripe {
             .await;
     }
 
-    /// The ids of every event localstripe has emitted (`evt_...`), newest first.
+    /// The ids of every event localstripe has emitted (`evt_...`), in the order it lists them
+    /// (oldest first), read page by page: one page of 100 held only the oldest events, so a
+    /// test waiting for "every" delivery went on before the latest ones were recorded.
     pub async fn event_ids(&self) -> Vec<String> {
-        self.get("/v1/events?limit=100")
-            .await
-            .get("data")
-            .and_then(Value::as_array)
-            .map(|events| events.iter().map(id).collect())
-            .unwrap_or_default()
+        let mut ids: Vec<String> = Vec::new();
+        loop {
+            let path = match ids.last() {
+                Some(last) => format!("/v1/events?limit=100&starting_after={last}"),
+                None => "/v1/events?limit=100".to_owned(),
+            };
+            let page = self.get(&path).await;
+            let events = page
+                .get("data")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            ids.extend(events.iter().map(id));
+            if events.is_empty() || page.get("has_more") != Some(&Value::Bool(true)) {
+                return ids;
+            }
+        }
     }
 
     /// Has localstripe deliver every event to `url`, signed with `secret`.
