@@ -120,12 +120,6 @@ async fn read_models(ledger: &TestLedger) -> Vec<(String, Vec<String>)> {
     models
 }
 
-/// Fails today, on the webhook side: in the ledger fed by localstripe's webhooks some
-/// cancelled subscriptions stay active (7 of the 20 customers left with no subscription, in the
-/// run of 2026-12-01 06:00 UTC), while the backfill matches what the test made at localstripe
-/// exactly. Every emitted event is in that ledger's inbox (`settle`). Kept as the reproducer of
-/// that open finding of issue 15; run it with `--ignored`.
-#[ignore = "webhook side leaves some cancelled subscriptions active (issue 15, open)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backfill_gives_the_read_models_of_the_webhooks_resumes_and_appends_nothing_twice() {
     let stripe = LocalStripe::start().await;

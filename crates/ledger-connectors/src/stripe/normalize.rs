@@ -292,6 +292,23 @@ fn subscription(
             ),
         });
     }
+    // Stripe never reopens a canceled subscription (`canceled` and `incomplete_expired` are
+    // terminal: https://docs.stripe.com/billing/subscriptions/overview#subscription-statuses),
+    // so a snapshot showing one the ledger holds as canceled still open was taken before the
+    // cancellation, even when its time is not earlier: events carry whole seconds, and a
+    // subscription created and canceled within one second gives two events of the same time.
+    if let Some(held) = held
+        && held.status == SubscriptionStatus::Canceled
+        && !matches!(snapshot.status.as_str(), "canceled" | "incomplete_expired")
+    {
+        return Err(Normalized::Stale {
+            reason: format!(
+                "subscription {} is canceled in the ledger, and Stripe never reopens a canceled \
+                 subscription: this snapshot showing it {} was taken before the cancellation",
+                snapshot.id, snapshot.status
+            ),
+        });
+    }
     if held.is_none()
         && matches!(
             snapshot.status.as_str(),

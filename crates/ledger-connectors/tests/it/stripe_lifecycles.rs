@@ -388,6 +388,25 @@ fn the_deliveries_of_a_lifecycle_in_reverse_end_as_in_order() {
     assert_eq!(deliver_all(&reversed), deliver_all(&render.deliveries));
 }
 
+/// Stripe dates events in whole seconds, so a subscription created and canceled within one
+/// second gives two events of the same time. Delivered the other way round, the `created`
+/// snapshot (active) must not reopen the canceled subscription: Stripe never reactivates a
+/// canceled one. (Found by the backfill-versus-webhooks test against localstripe.)
+#[test]
+fn a_subscription_created_and_canceled_in_one_second_ends_canceled_in_either_order() {
+    let mut render = Render::new(false);
+    render.shape.status = "canceled".to_owned();
+    let deleted = render.shape.object();
+    render.send("customer.subscription.deleted", deleted, None);
+    let reversed: Vec<Vec<u8>> = render.deliveries.iter().rev().cloned().collect();
+    for deliveries in [&render.deliveries, &reversed] {
+        assert_eq!(
+            deliver_all(deliveries).subscriptions["sub_life"].status,
+            SubscriptionStatus::Canceled
+        );
+    }
+}
+
 /// A payment failure moves the subscription past due and the next paid invoice back to
 /// active; a failed attempt delivered after its invoice was paid is recorded (money facts are
 /// facts) and leaves the subscription active: the payment is its latest by business time.
