@@ -273,15 +273,24 @@ async fn holder(
     let Some(row) = row else {
         return Ok(None);
     };
-    let provider: &str = row.try_get(0)?;
-    let provider = provider.parse().map_err(|error| ProjectorError::Apply {
-        projector: "provider_sync",
-        reason: format!("subscription {subscription_id} of {customer_id}: {error}"),
-    })?;
     Ok(Some(Holder {
-        provider,
+        provider: provider_of(&row, || {
+            format!("subscription {subscription_id} of {customer_id}")
+        })?,
         account_id: row.try_get(1)?,
     }))
+}
+
+/// The provider in column 0 of a look-up `row` about `what` (a subscription, a payment).
+fn provider_of(
+    row: &tokio_postgres::Row,
+    what: impl FnOnce() -> String,
+) -> Result<Provider, ProjectorError> {
+    let provider: &str = row.try_get(0)?;
+    provider.parse().map_err(|error| ProjectorError::Apply {
+        projector: "provider_sync",
+        reason: format!("{}: {error}", what()),
+    })
 }
 
 /// A payment collected in an earlier batch.
@@ -300,13 +309,8 @@ async fn payment(
     let Some(row) = row else {
         return Ok(None);
     };
-    let provider: &str = row.try_get(0)?;
-    let provider = provider.parse().map_err(|error| ProjectorError::Apply {
-        projector: "provider_sync",
-        reason: format!("payment {payment_id} of {customer_id}: {error}"),
-    })?;
     Ok(Some(Collected {
-        provider,
+        provider: provider_of(&row, || format!("payment {payment_id} of {customer_id}"))?,
         account_id: row.try_get(1)?,
         invoice_id: row.try_get(2)?,
     }))
