@@ -13,8 +13,11 @@
 //!   signature (no bearer token) and sent to the writer as a `ProviderDelivery`;
 //! - `POST /v1/sync/{stripe|paypal|xendit}/customers/{account_id}`: re-reads one customer's
 //!   objects at the provider now and imports them (scope `commands:write`; see [`on_demand`]);
-//! - `GET /metrics`: Prometheus counters of the webhook deliveries by provider and outcome;
 //! - `GET /healthz`: liveness.
+//!
+//! Its Prometheus metrics (requests by route and status, webhook deliveries by provider and
+//! outcome) go through the `metrics` facade to the process's own endpoint
+//! (`ledger run ingest --metrics-bind`).
 //!
 //! Every answer carries `X-Correlation-Id`: the UUID the client sent in that header (or in
 //! `X-Request-Id`), else the command's `metadata.correlation_id`, else a new one; the command

@@ -307,34 +307,28 @@ impl WebhookError {
     }
 }
 
-/// The verifiers and the counters, shared by the workers.
+/// The verifiers, shared by the workers.
 struct Verifiers {
     stripe: Option<stripe::WebhookSecrets>,
     paypal: Option<PaypalVerifier>,
     xendit: Option<xendit::CallbackTokens>,
-    /// Deliveries answered, by provider (as the path names it, when known) and outcome (the
-    /// writer's, or why ingest refused it).
-    counts: std::sync::Mutex<std::collections::BTreeMap<(&'static str, &'static str), u64>>,
 }
 
-impl Verifiers {
-    fn count(&self, provider: &str, outcome: &'static str) {
-        let provider = match provider {
-            "stripe" => "stripe",
-            "paypal" => "paypal",
-            "xendit" => "xendit",
-            _ => "unknown",
-        };
-        if let Ok(mut counts) = self.counts.lock() {
-            *counts.entry((provider, outcome)).or_default() += 1;
-        }
-        metrics::counter!(
-            crate::observe::CONNECTOR_DELIVERIES,
-            "provider" => provider,
-            "outcome" => outcome
-        )
-        .increment(1);
-    }
+/// Counts a delivery answered, by provider (as the path names it, when known) and outcome (the
+/// writer's, or why ingest refused it): `ledger_connectors_deliveries_total`.
+fn count(provider: &str, outcome: &'static str) {
+    let provider = match provider {
+        "stripe" => "stripe",
+        "paypal" => "paypal",
+        "xendit" => "xendit",
+        _ => "unknown",
+    };
+    metrics::counter!(
+        crate::observe::CONNECTOR_DELIVERIES,
+        "provider" => provider,
+        "outcome" => outcome
+    )
+    .increment(1);
 }
 
 pub(crate) fn configure(config: &mut web::ServiceConfig, client: Client, webhooks: WebhookConfig) {
@@ -342,44 +336,14 @@ pub(crate) fn configure(config: &mut web::ServiceConfig, client: Client, webhook
         stripe: webhooks.stripe,
         paypal: webhooks.paypal.map(PaypalVerifier::new),
         xendit: webhooks.xendit,
-        counts: std::sync::Mutex::default(),
     }));
-    config
-        .service(
-            web::resource("/v1/webhooks/{provider}")
-                .app_data(web::Data::new(client))
-                .app_data(verifiers.clone())
-                .wrap(from_fn(crate::observe::observe))
-                .route(web::post().to(receive)),
-        )
-        .service(
-            web::resource("/metrics")
-                .app_data(verifiers)
-                .wrap(from_fn(crate::observe::observe))
-                .route(web::get().to(metrics)),
-        );
-}
-
-/// `GET /metrics`: Prometheus text, `ledger_ingest_webhook_deliveries_total{provider,outcome}`:
-/// deliveries answered since start, by provider and outcome (`appended`, `duplicate`,
-/// `ignored`, `stale`, `failed`, or ingest's refusal: `signature_rejected`, `malformed`,
-/// `too_large`, `body_timeout`, `not_json`, `not_configured`, `writer_unavailable`,
-/// `verifier_unavailable`, `verifier_busy`). No token.
-async fn metrics(verifiers: web::Data<Arc<Verifiers>>) -> HttpResponse {
-    let mut text = String::from(
-        "# HELP ledger_ingest_webhook_deliveries_total Webhook deliveries answered, by provider \
-         and outcome.\n# TYPE ledger_ingest_webhook_deliveries_total counter\n",
+    config.service(
+        web::resource("/v1/webhooks/{provider}")
+            .app_data(web::Data::new(client))
+            .app_data(verifiers)
+            .wrap(from_fn(crate::observe::observe))
+            .route(web::post().to(receive)),
     );
-    if let Ok(counts) = verifiers.counts.lock() {
-        for ((provider, outcome), count) in counts.iter() {
-            text.push_str(&format!(
-                "ledger_ingest_webhook_deliveries_total{{provider=\"{provider}\",outcome=\"{outcome}\"}} {count}\n"
-            ));
-        }
-    }
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(text)
 }
 
 /// `POST /v1/webhooks/{provider}`: see the module's documentation.
@@ -393,7 +357,7 @@ async fn receive(
     match deliver(&request, provider, body, &client, &verifiers).await {
         Ok(recorded) => {
             let outcome = ledger_bus::delivery_outcome_name(recorded.outcome());
-            verifiers.count(provider, outcome);
+            count(provider, outcome);
             HttpResponse::Ok().json(serde_json::json!({
                 "outcome": outcome,
                 "inbox_id": recorded.inbox_id,
@@ -404,7 +368,7 @@ async fn receive(
         Err(error) => {
             tracing::info!(provider, %error, "webhook delivery refused");
             let (status, code) = error.status_and_code();
-            verifiers.count(provider, code);
+            count(provider, code);
             let mut response = HttpResponse::build(status);
             if status == StatusCode::SERVICE_UNAVAILABLE {
                 response.insert_header((RETRY_AFTER, UNAVAILABLE_RETRY_AFTER_SECONDS.to_string()));

@@ -4,7 +4,6 @@
 //! that read model's cache. The TTL bounds staleness should an announcement be missed.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -22,8 +21,6 @@ pub(crate) struct Answer {
 #[derive(Debug)]
 pub(crate) struct AnswerCache {
     caches: [Cache<String, Arc<Answer>>; 2],
-    pub(crate) hits: AtomicU64,
-    pub(crate) misses: AtomicU64,
 }
 
 impl AnswerCache {
@@ -40,8 +37,6 @@ impl AnswerCache {
         };
         AnswerCache {
             caches: [cache(), cache()],
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
         }
     }
 
@@ -63,25 +58,26 @@ impl AnswerCache {
             .cache(projection)
             .get(key)
             .filter(|answer| answer.position >= latest);
-        let counter = if found.is_some() {
-            &self.hits
-        } else {
-            &self.misses
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::cache_lookup(projection, found.is_some());
         found
     }
 
     pub(crate) fn insert(&self, projection: Projection, key: String, answer: Arc<Answer>) {
         self.cache(projection).insert(key, answer);
+        self.count_entries(projection);
     }
 
     /// Drops every answer of `projection` (it moved to a new position).
     pub(crate) fn invalidate(&self, projection: Projection) {
         self.cache(projection).invalidate_all();
+        self.count_entries(projection);
     }
 
-    pub(crate) fn entries(&self, projection: Projection) -> u64 {
-        self.cache(projection).entry_count()
+    /// Sets the entries gauge; moka counts its pending writes first (a miss or a new position
+    /// only, never on a hit).
+    fn count_entries(&self, projection: Projection) {
+        let cache = self.cache(projection);
+        cache.run_pending_tasks();
+        crate::metrics::cache_entries(projection, cache.entry_count());
     }
 }

@@ -44,7 +44,6 @@ pub(crate) fn configure(config: &mut web::ServiceConfig, state: web::Data<State>
             .wrap(from_fn(record_request))
             .service(get("/healthz", healthz))
             .service(get("/readyz", readyz))
-            .service(get("/metrics", prometheus))
             .service(get("/v1/openapi.json", openapi::serve))
             .service(get("/v1/customers", customers::list))
             .service(get("/v1/customers/{id}", customers::single))
@@ -61,13 +60,15 @@ pub(crate) fn configure(config: &mut web::ServiceConfig, state: web::Data<State>
     );
 }
 
-/// A resource answering GET with `handler`; other methods get 405 in the one error shape.
-fn get<F, Args>(path: &str, handler: F) -> actix_web::Resource
+/// A resource answering GET with `handler`; other methods get 405 in the one error shape. Its
+/// request metrics are registered at zero.
+fn get<F, Args>(path: &'static str, handler: F) -> actix_web::Resource
 where
     F: actix_web::Handler<Args>,
     Args: actix_web::FromRequest + 'static,
     F::Output: actix_web::Responder + 'static,
 {
+    crate::metrics::register_route(path);
     web::resource(path)
         .route(web::get().to(handler))
         .default_service(web::to(method_not_allowed))
@@ -93,7 +94,6 @@ async fn record_request(
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let started = Instant::now();
     let request_id = uuid::Uuid::now_v7().to_string();
-    let state = request.app_data::<web::Data<State>>().cloned();
     let span = tracing::info_span!("request", request_id = %request_id, path = request.path());
     let response = next.call(request).instrument(span.clone()).await?;
     let rendered = response
@@ -116,15 +116,11 @@ async fn record_request(
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
-    if let Some(state) = state {
-        let route = response
-            .request()
-            .match_pattern()
-            .unwrap_or_else(|| "unmatched".to_owned());
-        state
-            .requests
-            .record(&route, response.status().as_u16(), started.elapsed());
-    }
+    let route = response
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    crate::metrics::request(route, response.status().as_u16(), started.elapsed());
     Ok(response)
 }
 
@@ -293,53 +289,4 @@ async fn stream_last_position(state: &State) -> Option<u64> {
         .await
         .ok()
         .flatten()
-}
-
-/// Prometheus text: requests and latencies per route, cache hits and misses, positions.
-#[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text format 0.0.4", body = String)))]
-pub(crate) async fn prometheus(state: web::Data<State>) -> HttpResponse {
-    use std::fmt::Write;
-    use std::sync::atomic::Ordering;
-    let mut out = String::new();
-    state.requests.render(&mut out);
-    out.push_str("# HELP ledger_query_cache_hits_total Answers served from the cache.\n");
-    out.push_str("# TYPE ledger_query_cache_hits_total counter\n");
-    let _ = writeln!(
-        out,
-        "ledger_query_cache_hits_total {}",
-        state.cache.hits.load(Ordering::Relaxed)
-    );
-    out.push_str("# HELP ledger_query_cache_misses_total Answers computed from a read model.\n");
-    out.push_str("# TYPE ledger_query_cache_misses_total counter\n");
-    let _ = writeln!(
-        out,
-        "ledger_query_cache_misses_total {}",
-        state.cache.misses.load(Ordering::Relaxed)
-    );
-    out.push_str("# HELP ledger_query_cache_entries Answers cached, by read model.\n");
-    out.push_str("# TYPE ledger_query_cache_entries gauge\n");
-    for projection in Projection::ALL {
-        let _ = writeln!(
-            out,
-            "ledger_query_cache_entries{{projection=\"{}\"}} {}",
-            projection.name(),
-            state.cache.entries(projection)
-        );
-    }
-    out.push_str(
-        "# HELP ledger_query_projection_position Latest known global position of each read model.\n",
-    );
-    out.push_str("# TYPE ledger_query_projection_position gauge\n");
-    for projection in Projection::ALL {
-        let _ = writeln!(
-            out,
-            "ledger_query_projection_position{{projection=\"{}\"}} {}",
-            projection.name(),
-            state.positions.get(projection)
-        );
-    }
-    HttpResponse::Ok()
-        .insert_header((CONTENT_TYPE, "text/plain; version=0.0.4"))
-        .body(out)
 }

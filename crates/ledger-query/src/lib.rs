@@ -18,7 +18,8 @@
 //! - Bearer tokens with scopes (`metrics:read`, `customers:read`) and a per-token rate limit
 //!   ([`ledger_access`]); errors have one shape (`{"error": {"code", "message", "details",
 //!   "request_id"}}`) and never carry database error text.
-//! - `/healthz`, `/readyz` and `/metrics` (Prometheus) for operations, without a token.
+//! - `/healthz` and `/readyz` for operations, without a token; Prometheus metrics through the
+//!   `metrics` facade, served by the process's own endpoint (`ledger run query --metrics-bind`).
 
 mod cache;
 mod customers;
@@ -26,7 +27,7 @@ mod dashboard;
 mod error;
 mod handlers;
 mod messages;
-mod metrics;
+pub mod metrics;
 pub mod openapi;
 pub mod params;
 mod positions;
@@ -48,7 +49,6 @@ pub use ledger_access::{RateLimit, Scope, Tokens, TokensError};
 pub use positions::Projection;
 
 use crate::cache::AnswerCache;
-use crate::metrics::RequestMetrics;
 use crate::positions::Positions;
 
 /// Concurrent connections each worker accepts; more wait in the listen backlog.
@@ -158,7 +158,6 @@ pub(crate) struct State {
     pub(crate) access: Access,
     pub(crate) positions: Positions,
     pub(crate) cache: AnswerCache,
-    pub(crate) requests: RequestMetrics,
     pub(crate) nats: async_nats::Client,
     pub(crate) page: dashboard::Page,
     pub(crate) config: QueryConfig,
@@ -264,12 +263,12 @@ impl QueryService {
             .subscribe(subject)
             .await
             .map_err(|error| QueryError::Nats(ledger_store::error_text(&error)))?;
+        metrics::describe();
         let state = web::Data::new(State {
             pool,
             access: Access::new(config.tokens.clone(), config.rate_limit),
             positions: Positions::new(),
             cache: AnswerCache::new(config.cache_bytes_max, config.cache_ttl),
-            requests: RequestMetrics::default(),
             nats,
             page,
             config,

@@ -1,154 +1,84 @@
-//! Prometheus text exposition (format 0.0.4), written by hand: request counts and latency
-//! histograms per route, cache hits and misses, projection positions.
+//! The query service's Prometheus metrics, recorded through the `metrics` facade and served by
+//! the process's `--metrics-bind` endpoint (docs/observability.md): requests and latencies per
+//! route, cache hits, misses and entries, and each read model's latest known position. Without
+//! an installed recorder every call here is a no-op.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::Mutex;
 use std::time::Duration;
 
-/// Upper bounds of the latency histogram's buckets, in microseconds.
-const LATENCY_BUCKETS_US: [u64; 12] = [
-    250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000, 5_000_000,
-];
+use crate::positions::Projection;
 
-#[derive(Debug, Default)]
-struct Histogram {
-    buckets: [u64; LATENCY_BUCKETS_US.len()],
-    count: u64,
-    sum_us: u64,
+/// HTTP requests answered, by `route` (the matched pattern, e.g. `/v1/customers/{id}`, or
+/// `unmatched`) and `status` (counter).
+pub const REQUESTS: &str = "ledger_query_requests_total";
+/// Seconds to answer a request, by `route` (histogram).
+pub const REQUEST_SECONDS: &str = "ledger_query_request_seconds";
+/// Answers served from the cache, by `projection` (counter).
+pub const CACHE_HITS: &str = "ledger_query_cache_hits_total";
+/// Answers computed from a read model, by `projection` (counter).
+pub const CACHE_MISSES: &str = "ledger_query_cache_misses_total";
+/// Answers cached, by `projection` (gauge; moka's count, which settles shortly after a change).
+pub const CACHE_ENTRIES: &str = "ledger_query_cache_entries";
+/// The latest global position known of each read model, by `projection` (gauge).
+pub const PROJECTION_POSITION: &str = "ledger_query_projection_position";
+
+/// Counts one answered request. `route` comes from the router's closed set of patterns, so the
+/// number of series is bounded whatever the paths clients send.
+pub(crate) fn request(route: String, status: u16, elapsed: Duration) {
+    metrics::counter!(REQUESTS, "route" => route.clone(), "status" => status.to_string())
+        .increment(1);
+    metrics::histogram!(REQUEST_SECONDS, "route" => route).record(elapsed);
 }
 
-#[derive(Debug, Default)]
-struct Route {
-    /// status -> requests.
-    statuses: BTreeMap<u16, u64>,
-    latencies: Histogram,
+/// Registers the route's series at zero, so each shows from the start.
+pub(crate) fn register_route(route: &'static str) {
+    metrics::counter!(REQUESTS, "route" => route, "status" => "200").increment(0);
+    let _registered = metrics::histogram!(REQUEST_SECONDS, "route" => route);
 }
 
-#[derive(Debug, Default)]
-struct Inner {
-    /// Looked up by `&str`, so a request allocates nothing here once its route is known.
-    routes: BTreeMap<String, Route>,
+pub(crate) fn cache_lookup(projection: Projection, hit: bool) {
+    let name = if hit { CACHE_HITS } else { CACHE_MISSES };
+    metrics::counter!(name, "projection" => projection.name()).increment(1);
 }
 
-/// Request figures since the process started.
-#[derive(Debug, Default)]
-pub(crate) struct RequestMetrics {
-    inner: Mutex<Inner>,
+pub(crate) fn cache_entries(projection: Projection, entries: u64) {
+    #[allow(clippy::cast_precision_loss)] // exact below 2^53 entries
+    metrics::gauge!(CACHE_ENTRIES, "projection" => projection.name()).set(entries as f64);
 }
 
-impl RequestMetrics {
-    pub(crate) fn record(&self, route: &str, status: u16, elapsed: Duration) {
-        let elapsed_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        let Ok(mut inner) = self.inner.lock() else {
-            return;
-        };
-        if !inner.routes.contains_key(route) {
-            inner.routes.insert(route.to_owned(), Route::default());
+pub(crate) fn position(projection: Projection, position: u64) {
+    #[allow(clippy::cast_precision_loss)] // exact below 2^53 events
+    metrics::gauge!(PROJECTION_POSITION, "projection" => projection.name()).set(position as f64);
+}
+
+/// Describes the metrics and registers the per-projection series at zero (once per service).
+pub(crate) fn describe() {
+    use metrics::Unit;
+    metrics::describe_counter!(
+        REQUESTS,
+        Unit::Count,
+        "HTTP requests answered, by route and status."
+    );
+    metrics::describe_histogram!(
+        REQUEST_SECONDS,
+        Unit::Seconds,
+        "Time to answer an HTTP request, by route."
+    );
+    metrics::describe_counter!(CACHE_HITS, Unit::Count, "Answers served from the cache.");
+    metrics::describe_counter!(
+        CACHE_MISSES,
+        Unit::Count,
+        "Answers computed from a read model."
+    );
+    metrics::describe_gauge!(CACHE_ENTRIES, Unit::Count, "Answers cached, by read model.");
+    metrics::describe_gauge!(
+        PROJECTION_POSITION,
+        "Latest known global position of each read model."
+    );
+    for projection in Projection::ALL {
+        for name in [CACHE_HITS, CACHE_MISSES] {
+            metrics::counter!(name, "projection" => projection.name()).increment(0);
         }
-        let Some(stats) = inner.routes.get_mut(route) else {
-            return;
-        };
-        *stats.statuses.entry(status).or_insert(0) += 1;
-        let histogram = &mut stats.latencies;
-        for (bucket, bound) in histogram.buckets.iter_mut().zip(LATENCY_BUCKETS_US) {
-            if elapsed_us <= bound {
-                *bucket += 1;
-            }
-        }
-        histogram.count += 1;
-        histogram.sum_us = histogram.sum_us.saturating_add(elapsed_us);
-    }
-
-    /// Appends the request metrics to `out`.
-    pub(crate) fn render(&self, out: &mut String) {
-        let Ok(inner) = self.inner.lock() else {
-            return;
-        };
-        out.push_str(
-            "# HELP ledger_query_requests_total HTTP requests answered, by route and status.\n",
-        );
-        out.push_str("# TYPE ledger_query_requests_total counter\n");
-        for (route, stats) in &inner.routes {
-            for (status, count) in &stats.statuses {
-                let _ = writeln!(
-                    out,
-                    "ledger_query_requests_total{{route=\"{}\",status=\"{status}\"}} {count}",
-                    escape(route)
-                );
-            }
-        }
-        out.push_str("# HELP ledger_query_request_duration_seconds Time to answer, by route.\n");
-        out.push_str("# TYPE ledger_query_request_duration_seconds histogram\n");
-        for (route, stats) in &inner.routes {
-            let histogram = &stats.latencies;
-            let route = escape(route);
-            for (bucket, bound) in histogram.buckets.iter().zip(LATENCY_BUCKETS_US) {
-                let _ = writeln!(
-                    out,
-                    "ledger_query_request_duration_seconds_bucket{{route=\"{route}\",le=\"{}\"}} {bucket}",
-                    seconds(bound)
-                );
-            }
-            let _ = writeln!(
-                out,
-                "ledger_query_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}",
-                histogram.count
-            );
-            let _ = writeln!(
-                out,
-                "ledger_query_request_duration_seconds_sum{{route=\"{route}\"}} {}",
-                seconds(histogram.sum_us)
-            );
-            let _ = writeln!(
-                out,
-                "ledger_query_request_duration_seconds_count{{route=\"{route}\"}} {}",
-                histogram.count
-            );
-        }
-    }
-}
-
-/// `microseconds` as decimal seconds, e.g. `0.0025`.
-fn seconds(microseconds: u64) -> String {
-    let whole = microseconds / 1_000_000;
-    let fraction = microseconds % 1_000_000;
-    if fraction == 0 {
-        return whole.to_string();
-    }
-    let digits = format!("{fraction:06}");
-    format!("{whole}.{}", digits.trim_end_matches('0'))
-}
-
-fn escape(label: &str) -> String {
-    label
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn renders_counts_and_cumulative_buckets() {
-        let metrics = RequestMetrics::default();
-        metrics.record("/v1/metrics/summary", 200, Duration::from_micros(300));
-        metrics.record("/v1/metrics/summary", 200, Duration::from_millis(3));
-        let mut out = String::new();
-        metrics.render(&mut out);
-        assert!(out.contains(
-            "ledger_query_requests_total{route=\"/v1/metrics/summary\",status=\"200\"} 2\n"
-        ));
-        assert!(out.contains(
-            "ledger_query_request_duration_seconds_bucket{route=\"/v1/metrics/summary\",le=\"0.0005\"} 1\n"
-        ));
-        assert!(out.contains(
-            "ledger_query_request_duration_seconds_bucket{route=\"/v1/metrics/summary\",le=\"0.005\"} 2\n"
-        ));
-        assert!(out.contains(
-            "ledger_query_request_duration_seconds_sum{route=\"/v1/metrics/summary\"} 0.0033\n"
-        ));
+        cache_entries(projection, 0);
+        position(projection, 0);
     }
 }

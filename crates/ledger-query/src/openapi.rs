@@ -30,7 +30,6 @@ use crate::{customers, error, handlers, messages, revenue};
         revenue::customer_mrr,
         handlers::healthz,
         handlers::readyz,
-        handlers::prometheus,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail)),
     modifiers(&BearerAuth),
@@ -38,7 +37,7 @@ use crate::{customers, error, handlers, messages, revenue};
         (name = "customers", description = "Read model `customers`; scope customers:read"),
         (name = "metrics", description = "Read model `revenue`; scope metrics:read"),
         (name = "connectors", description = "Provider webhook deliveries as received; scope connectors:read"),
-        (name = "operations", description = "Health, readiness and Prometheus metrics; no token"),
+        (name = "operations", description = "Health and readiness; no token"),
     )
 )]
 #[derive(Debug)]

@@ -61,14 +61,18 @@ impl Positions {
 
     /// Records `position` for `projection`; true when it moved forward.
     pub(crate) fn advance(&self, projection: Projection, position: u64) -> bool {
-        self.senders[projection.index()].send_if_modified(|current| {
+        let moved = self.senders[projection.index()].send_if_modified(|current| {
             if position > *current {
                 *current = position;
                 true
             } else {
                 false
             }
-        })
+        });
+        if moved {
+            crate::metrics::position(projection, position);
+        }
+        moved
     }
 
     /// Waits until `projection` reaches `min_position`, at most `wait`.

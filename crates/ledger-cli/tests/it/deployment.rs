@@ -151,6 +151,7 @@ fn every_compose_service_runs_a_command_the_binary_accepts_with_a_health_check_a
     let services = compose["services"].as_mapping().expect("services");
     let declared_secrets = compose["secrets"].as_mapping().expect("top-level secrets");
     let mut ledger_roles = BTreeSet::new();
+    let mut scraped = BTreeSet::new();
     for (name, service) in services {
         let name = name.as_str().expect("a service name");
         let environment = environment(service);
@@ -169,6 +170,22 @@ fn every_compose_service_runs_a_command_the_binary_accepts_with_a_health_check_a
                 test.len() >= 2 && test[0] != "NONE",
                 "{name}: a long-running service needs a health check"
             );
+            if is_ledger(service) {
+                // An HTTP probe of the process's own server, not a look at its process state.
+                assert!(
+                    test[1] == "curl"
+                        && test
+                            .last()
+                            .is_some_and(|url| url.starts_with("http://127.0.0.1:")),
+                    "{name}: the health check probes the process over HTTP: {test:?}"
+                );
+                assert!(
+                    environment
+                        .contains(&("LEDGER_METRICS_BIND".to_owned(), "0.0.0.0:9464".to_owned())),
+                    "{name}: serves its metrics on :9464 for Prometheus"
+                );
+                scraped.insert(format!("{name}:9464"));
+            }
         }
         let service_secrets = strings(&service["secrets"]);
         for (variable, value) in &environment {
@@ -211,6 +228,24 @@ fn every_compose_service_runs_a_command_the_binary_accepts_with_a_health_check_a
     ] {
         assert!(ledger_roles.contains(role), "compose runs `ledger {role}`");
     }
+    let prometheus: Value =
+        serde_yaml::from_str(&read("deploy/prometheus/prometheus.yml")).expect("prometheus.yml");
+    let targets: BTreeSet<String> = prometheus["scrape_configs"]
+        .as_sequence()
+        .expect("scrape_configs")
+        .iter()
+        .flat_map(|job| {
+            job["static_configs"]
+                .as_sequence()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .flat_map(|config| strings(&config["targets"]))
+        .collect();
+    assert_eq!(
+        targets, scraped,
+        "Prometheus scrapes every long-running ledger process"
+    );
     let writers = services
         .values()
         .filter(|service| strings(&service["command"]) == ["run", "writer"])

@@ -376,6 +376,22 @@ fn http(
 }
 
 /// A free local port.
+/// The URL of `database` for a login role in `ledger_query` (the query service's grants).
+async fn query_role_url(database: &ledger_testkit::TestDb) -> String {
+    database
+        .client()
+        .await
+        .batch_execute(
+            "DO $$ BEGIN CREATE ROLE ledger_query_cli_test LOGIN IN ROLE ledger_query; \
+             EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$",
+        )
+        .await
+        .expect("query role");
+    database
+        .url()
+        .replacen("postgres@", "ledger_query_cli_test@", 1)
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
@@ -497,18 +513,7 @@ async fn run_query_serves_the_api_as_configured() {
     let stderr = String::from_utf8_lossy(&missing.stderr);
     assert!(stderr.contains("LEDGER_QUERY_DATABASE_URL"), "{stderr}");
 
-    database
-        .client()
-        .await
-        .batch_execute(
-            "DO $$ BEGIN CREATE ROLE ledger_query_cli_test LOGIN IN ROLE ledger_query; \
-             EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$",
-        )
-        .await
-        .expect("query role");
-    let query_url = database
-        .url()
-        .replacen("postgres@", "ledger_query_cli_test@", 1);
+    let query_url = query_role_url(&database).await;
     let port = free_port();
     let nats_url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
     let mut query = Command::new(env!("CARGO_BIN_EXE_ledger"))

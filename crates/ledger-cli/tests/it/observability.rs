@@ -14,6 +14,11 @@ const ALERTS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../deploy/prometheus/alerts.yml"
 );
+/// The compose deployment's Prometheus, which loads [`ALERTS`].
+const PROMETHEUS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../deploy/prometheus/prometheus.yml"
+);
 const TOKEN: &str = "observability-token-0123456789";
 
 /// The ledger's processes, each with its metrics port and JSON log; killed on drop.
@@ -176,7 +181,7 @@ async fn the_processes_serve_the_alerts_metrics_log_json_and_carry_the_correlati
         children: Vec::new(),
         log_dir,
     };
-    let ports: Vec<u16> = (0..5).map(|_| free_port()).collect();
+    let ports: Vec<u16> = (0..6).map(|_| free_port()).collect();
     let ingest_port = free_port();
     let ingest_bind = format!("127.0.0.1:{ingest_port}");
     processes.spawn(&ledger, "writer", &["run", "writer"], ports[0], &[]);
@@ -207,6 +212,18 @@ async fn the_processes_serve_the_alerts_metrics_log_json_and_carry_the_correlati
         &[
             ("LEDGER_STRIPE_API_KEY", "sk_test_observability"),
             ("LEDGER_STRIPE_API_BASE", &stripe.url),
+        ],
+    );
+    let query_url = crate::query_role_url(ledger.database()).await;
+    let query_bind = format!("127.0.0.1:{}", free_port());
+    processes.spawn(
+        &ledger,
+        "query",
+        &["run", "query", "--bind", &query_bind],
+        ports[5],
+        &[
+            ("LEDGER_QUERY_DATABASE_URL", &query_url),
+            ("LEDGER_QUERY_TOKENS", &format!("{TOKEN}:customers:read")),
         ],
     );
     let http = reqwest::Client::new();
@@ -359,10 +376,28 @@ async fn the_processes_serve_the_alerts_metrics_log_json_and_carry_the_correlati
         }
     }
 
+    // The query service counts what it answers (one 200, after it listens).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answered = http
+            .get(format!("http://{query_bind}/v1/customers"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await;
+        if answered.is_ok_and(|response| response.status() == 200) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the query service did not answer"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     // Every metric the alert rules name is served by one of the processes.
     let mut served = BTreeSet::new();
     let mut texts = Vec::new();
-    for &port in &ports[..4] {
+    for &port in ports[..4].iter().chain(&ports[5..]) {
         let text = scrape(&http, port).await;
         served.extend(exposed_names(&text));
         texts.push(text);
@@ -383,6 +418,8 @@ async fn the_processes_serve_the_alerts_metrics_log_json_and_carry_the_correlati
         "ledger_ingest_requests_total{service=\"ingest\",route=\"/v1/customers\",status=\"201\"} 2",
         "ledger_notify_deliveries_total{service=\"projector\",outcome=\"dead\"} 0",
         "ledger_provider_sync_attempts_total{service=\"provider-sync\",provider=\"stripe\",outcome=\"succeeded\"} 0",
+        "ledger_query_requests_total{service=\"query\",route=\"/v1/customers\",status=\"200\"} 1",
+        "ledger_query_cache_misses_total{service=\"query\",projection=\"customers\"} 1",
     ] {
         assert!(
             all.lines().any(|line| line == expected),
@@ -462,25 +499,22 @@ fn bad_metrics_settings_and_log_formats_are_refused_at_start() {
     );
 }
 
-/// `promtool check rules` accepts the alert rules (skipped, saying so, without promtool).
+/// `promtool check config` accepts the compose deployment's Prometheus configuration and the
+/// alert rules it loads (skipped, saying so, without promtool).
 #[test]
-fn promtool_accepts_the_alert_rules() {
+fn promtool_accepts_the_prometheus_configuration_and_its_alert_rules() {
     let Ok(output) = Command::new("promtool")
-        .args(["check", "rules", ALERTS])
+        .args(["check", "config", PROMETHEUS])
         .output()
     else {
         eprintln!("skipped: promtool is not installed (Debian package `prometheus`)");
         return;
     };
-    assert!(
-        output.status.success(),
+    let printed = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(
-        String::from_utf8_lossy(&output.stdout).contains("SUCCESS: 12 rules found"),
-        "{}",
-        String::from_utf8_lossy(&output.stdout)
-    );
+    assert!(output.status.success(), "{printed}");
+    assert!(printed.contains("SUCCESS: 12 rules found"), "{printed}");
 }

@@ -203,6 +203,9 @@ async fn a_signed_customer_created_registers_the_customer_once_with_the_inbox_ro
 
 #[actix_web::test]
 async fn refused_deliveries_append_and_store_nothing() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let scrape = recorder.handle();
+    let _recording = metrics::set_default_local_recorder(&recorder);
     let ledger = TestLedger::new().await;
     let writer = ledger.start_writer();
     let app = webhook_app!(ledger.client(), stripe_only());
@@ -274,17 +277,20 @@ async fn refused_deliveries_append_and_store_nothing() {
     assert_eq!(ledger.last_position().await, 0);
     assert_eq!(inbox_count(&ledger).await, 0);
 
-    // Counted by provider and outcome.
+    // Counted by provider and outcome, on the process's metrics endpoint (not the API port).
     let metrics = test::call_service(&app, TestRequest::get().uri("/metrics").to_request()).await;
-    assert_eq!(metrics.status(), StatusCode::OK);
-    let text = String::from_utf8(test::read_body(metrics).await.to_vec()).expect("text");
+    assert_eq!(metrics.status(), StatusCode::NOT_FOUND);
+    let text = scrape.render();
     for line in [
-        "ledger_ingest_webhook_deliveries_total{provider=\"stripe\",outcome=\"signature_rejected\"} 3",
-        "ledger_ingest_webhook_deliveries_total{provider=\"stripe\",outcome=\"malformed\"} 1",
-        "ledger_ingest_webhook_deliveries_total{provider=\"stripe\",outcome=\"too_large\"} 1",
-        "ledger_ingest_webhook_deliveries_total{provider=\"xendit\",outcome=\"not_configured\"} 1",
+        "ledger_connectors_deliveries_total{provider=\"stripe\",outcome=\"signature_rejected\"} 3",
+        "ledger_connectors_deliveries_total{provider=\"stripe\",outcome=\"malformed\"} 1",
+        "ledger_connectors_deliveries_total{provider=\"stripe\",outcome=\"too_large\"} 1",
+        "ledger_connectors_deliveries_total{provider=\"xendit\",outcome=\"not_configured\"} 1",
     ] {
-        assert!(text.contains(line), "{line} in\n{text}");
+        assert!(
+            text.lines().any(|candidate| candidate == line),
+            "{line} in\n{text}"
+        );
     }
     writer.stop().await.expect("the writer stops");
 }

@@ -120,6 +120,10 @@ async fn the_query_role_reads_read_models_but_not_the_event_table() {
 
 #[actix_web::test]
 async fn operational_endpoints_answer_without_a_token() {
+    // The metrics go to the process's recorder (`--metrics-bind`), here this thread's.
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let scrape = recorder.handle();
+    let _recording = metrics::set_default_local_recorder(&recorder);
     let query = Query::start(Setup {
         customers: true,
         ..Setup::default()
@@ -140,16 +144,21 @@ async fn operational_endpoints_answer_without_a_token() {
 
     get!(app, "/v1/metrics/summary?currency=USD");
     get!(app, "/v1/metrics/summary?currency=USD");
-    let metrics = get!(app, "/metrics", None);
-    let text = metrics.json.as_str().expect("text");
+    // Not on the API port: one metrics endpoint, the process's own.
+    assert_eq!(get!(app, "/metrics", None).status, StatusCode::NOT_FOUND);
+    let text = scrape.render();
     for line in [
         "ledger_query_requests_total{route=\"/v1/metrics/summary\",status=\"200\"} 2",
         "ledger_query_requests_total{route=\"/healthz\",status=\"200\"} 1",
-        "ledger_query_cache_hits_total 1",
-        "ledger_query_cache_misses_total 1",
+        "ledger_query_requests_total{route=\"unmatched\",status=\"404\"} 1",
+        "ledger_query_requests_total{route=\"/v1/customers\",status=\"200\"} 0",
+        "ledger_query_cache_hits_total{projection=\"revenue\"} 1",
+        "ledger_query_cache_misses_total{projection=\"revenue\"} 1",
+        "ledger_query_cache_hits_total{projection=\"customers\"} 0",
+        "ledger_query_cache_entries{projection=\"revenue\"} 1",
         "ledger_query_projection_position{projection=\"customers\"} 8",
         "ledger_query_projection_position{projection=\"revenue\"} 42",
-        "ledger_query_request_duration_seconds_count{route=\"/v1/metrics/summary\"} 2",
+        "ledger_query_request_seconds_count{route=\"/v1/metrics/summary\"} 2",
     ] {
         assert!(
             text.lines().any(|candidate| candidate == line),
