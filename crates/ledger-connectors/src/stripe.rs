@@ -86,27 +86,39 @@ pub fn verify(
         .header("stripe-signature")
         .ok_or_else(|| VerifyError::Signature("no Stripe-Signature header".to_owned()))?;
     let mut timestamp = None;
-    let mut signatures = Vec::new();
+    let mut v1_values = Vec::new();
     for pair in header.split(',') {
         match pair.trim().split_once('=') {
             Some(("t", value)) => timestamp = value.parse::<i64>().ok(),
-            Some(("v1", value)) => signatures.extend(decode_hex(value)),
+            Some(("v1", value)) => v1_values.push(value),
             _ => {}
         }
     }
     let timestamp = timestamp.ok_or_else(|| {
         VerifyError::Signature("Stripe-Signature has no valid timestamp t=".to_owned())
     })?;
-    if signatures.is_empty() {
+    if v1_values.is_empty() {
         return Err(VerifyError::Signature(
             "Stripe-Signature has no v1 signature".to_owned(),
         ));
     }
-    if signatures.len() > SIGNATURES_MAX {
+    if v1_values.len() > SIGNATURES_MAX {
         return Err(VerifyError::Signature(format!(
             "Stripe-Signature has {} v1 signatures, more than {SIGNATURES_MAX}",
-            signatures.len()
+            v1_values.len()
         )));
+    }
+    // A value that is not hex matches nothing, as in Stripe's own libraries.
+    let signatures: Vec<Vec<u8>> = v1_values
+        .iter()
+        .filter_map(|value| decode_hex(value))
+        .collect();
+    if signatures.is_empty() {
+        return Err(VerifyError::Signature(
+            "the v1 signature of Stripe-Signature is not hexadecimal (Stripe sends the \
+             HMAC-SHA256 as 64 hex digits)"
+                .to_owned(),
+        ));
     }
     if now_unix_seconds.abs_diff(timestamp) > secrets.tolerance_seconds.unsigned_abs() {
         return Err(VerifyError::Signature(format!(

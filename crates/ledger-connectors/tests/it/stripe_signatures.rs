@@ -202,6 +202,39 @@ fn a_missing_header_no_v1_or_only_v0_is_refused() {
 }
 
 #[test]
+fn each_refusal_names_its_reason() {
+    let raw = b"{}";
+    let keys = secrets(&["test_secret"], TOLERANCE_SECONDS_DEFAULT);
+    let genuine = "c561c5814cba8a0cd366ee43292d205cf59c9635ad120894be1ef80c0af72b76";
+    for (header, reason) in [
+        ("t=1700000000".to_owned(), "no v1 signature"),
+        ("t=1700000000,v1=not-hex".to_owned(), "not hexadecimal"),
+        (format!("v1={genuine}"), "no valid timestamp"),
+        (
+            format!("t=1700000000,v1={}", "ab".repeat(32)),
+            "no v1 signature matches",
+        ),
+    ] {
+        let result = verify(&signed(&header), raw, &keys, 1_700_000_000);
+        assert!(
+            matches!(&result, Err(VerifyError::Signature(text)) if text.contains(reason)),
+            "{header}: {result:?}"
+        );
+    }
+    // A value that is not hex beside the genuine one is ignored, as Stripe's libraries do.
+    let result = verify(
+        &signed(&format!("t=1700000000,v1=zz,v1={genuine}")),
+        raw,
+        &keys,
+        1_700_000_000,
+    );
+    assert!(
+        matches!(result, Err(VerifyError::Malformed(_))),
+        "{result:?}"
+    );
+}
+
+#[test]
 fn the_tolerance_applies_to_old_and_future_timestamps() {
     let raw = b"{}";
     let header =
