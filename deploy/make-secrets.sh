@@ -15,8 +15,11 @@ keep_or_write() { # name value
     if [ ! -e "secrets/$1" ]; then printf '%s\n' "$2" > "secrets/$1"; echo "wrote secrets/$1"; fi
 }
 keep_or_write postgres_password "$(random)"
+keep_or_write writer_db_password "$(random)"
 keep_or_write query_db_password "$(random)"
 keep_or_write database_url "postgres://ledger:$(cat secrets/postgres_password)@postgres:5432/ledger"
+keep_or_write writer_database_url \
+    "postgres://ledger_writer_app:$(cat secrets/writer_db_password)@postgres:5432/ledger"
 keep_or_write query_database_url \
     "postgres://ledger_query_app:$(cat secrets/query_db_password)@postgres:5432/ledger"
 keep_or_write ledger_secrets_keys "k1:$(openssl rand -base64 32)"

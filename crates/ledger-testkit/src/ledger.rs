@@ -23,6 +23,13 @@ use crate::commands::{NOW_MICROS, command, money, register, start_subscription};
 use crate::services::DEFAULT_NATS_URL;
 use crate::{TestDb, unique_name};
 
+/// `url` with `role` as the session's role from the connection on (PostgreSQL's `role`
+/// setting as a startup option: the owner's connection then has `role`'s privileges only).
+fn with_session_role(url: &str, role: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}options=-c%20role%3D{role}")
+}
+
 /// How long a projector may take to catch up with the table in a test.
 const PROJECTOR_CATCH_UP_MS: u64 = 20_000;
 
@@ -40,8 +47,12 @@ const EVENTUALLY_POLL_MS: u64 = 25;
 /// On `Drop` the stream is deleted and the database dropped.
 #[derive(Debug)]
 pub struct TestLedger {
-    /// The event store on this test's database.
+    /// The event store on this test's database, as its owner.
     pub store: Store,
+    /// The same store with the privileges of role `ledger_writer` only, as a deployment's
+    /// writer has them (docs/security.md): the writers of [`TestLedger::start_writer`] use it,
+    /// so every writer test also checks that the role's grants suffice.
+    writer_store: Store,
     /// A connection to the shared NATS server.
     pub nats: async_nats::Client,
     /// This test's subject prefix and stream name.
@@ -60,6 +71,8 @@ impl TestLedger {
     pub async fn new() -> TestLedger {
         let database = TestDb::new().await;
         let store = Store::connect(database.url()).expect("a store on the test database");
+        let writer_store = Store::connect(&with_session_role(database.url(), "ledger_writer"))
+            .expect("a store as ledger_writer on the test database");
         let nats_url = nats_url();
         let nats = async_nats::connect(&nats_url).await.unwrap_or_else(|error| {
             panic!(
@@ -75,6 +88,7 @@ impl TestLedger {
         };
         TestLedger {
             store,
+            writer_store,
             nats,
             bus,
             database,
@@ -106,7 +120,7 @@ impl TestLedger {
     pub fn start_writer_with(&self, config: WriterConfig) -> RunningWriter {
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(ledger_writer::run(
-            self.store.clone(),
+            self.writer_store.clone(),
             self.nats.clone(),
             config,
             async move {

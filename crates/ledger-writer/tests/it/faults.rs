@@ -158,3 +158,26 @@ async fn a_stream_ahead_of_the_table_makes_the_writer_refuse_to_start() {
         "{outcome:?}"
     );
 }
+
+/// The test writers run with the privileges of `ledger_writer` only (as a deployment's writer
+/// logs in with a member of it), so every writer test also checks that the role's grants
+/// suffice: without its INSERT on the event table, the writer cannot append.
+#[tokio::test]
+async fn the_test_writer_has_the_privileges_of_ledger_writer_only() {
+    let ledger = TestLedger::new().await;
+    ledger
+        .database()
+        .client()
+        .await
+        .batch_execute("REVOKE INSERT ON customer_payment_events FROM ledger_writer")
+        .await
+        .expect("revoke");
+    let writer = ledger.start_writer();
+    let refused = ledger
+        .client()
+        .send(&register("k-revoked", "revoked@example.com"))
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(ledger.last_position().await, 0);
+    writer.stop().await.expect("clean stop");
+}
