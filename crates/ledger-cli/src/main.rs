@@ -232,6 +232,11 @@ struct WriterArgs {
         default_value_t = 1_000
     )]
     batch_commands_max: usize,
+    /// MiB of customer states kept in memory (by their estimated size; a state grows with its
+    /// customer's history, every payment kept for refunds and disputes). Commands for a
+    /// customer not kept read its events from the store first.
+    #[arg(long, env = "LEDGER_WRITER_CACHE_MIB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    cache_mib: u64,
     /// The keys that seal integration secrets before they are recorded; without them
     /// integrations are refused.
     #[command(flatten)]
@@ -353,6 +358,7 @@ impl WriterArgs {
             },
             queue_commands_max: self.queue_commands_max,
             batch_commands_max: self.batch_commands_max,
+            cache_bytes_max: self.cache_mib * 1024 * 1024,
             secrets: self.secrets.keys()?,
             ..defaults
         })

@@ -23,6 +23,14 @@ pub enum Stream {
 }
 
 impl Stream {
+    /// An estimate of the memory the state holds, in bytes ([`Customer::approximate_bytes`]).
+    pub fn approximate_bytes(&self) -> usize {
+        match self {
+            Stream::Customer(customer) => customer.approximate_bytes(),
+            Stream::Empty | Stream::Integration(_) => size_of::<Stream>(),
+        }
+    }
+
     /// Folds `events`, each with its business time (Unix microseconds), into an empty stream
     /// with [`Stream::evolve`].
     pub fn from_events<'a>(events: impl IntoIterator<Item = (i64, &'a Event)>) -> Stream {

@@ -39,7 +39,7 @@ use uuid::Uuid;
 pub use alongside::{Stop, alongside};
 pub use checkpoint::checkpoints;
 pub use runtime::{ProjectorConfig, replay, run, run_or_rebuild};
-pub use states::StreamStates;
+pub use states::{STATES_BYTES_MAX, StreamStates};
 
 /// One event as a projector sees it: the stored envelope and the decoded payload.
 #[derive(Debug, Clone, PartialEq)]

@@ -55,8 +55,9 @@ pub struct WriterConfig {
     pub queue_commands_max: usize,
     /// Commands decided and appended in one transaction at most.
     pub batch_commands_max: usize,
-    /// Customers whose state is kept in memory.
-    pub cache_customers_max: u64,
+    /// Bytes of customer states kept in memory at most (by `Stream::approximate_bytes`): a
+    /// bound on bytes, not customers, because a state grows with the customer's history.
+    pub cache_bytes_max: u64,
     /// `false`: one transaction per command (for comparison in `ledger bench writer`).
     pub group_commit: bool,
     /// Seals integration secrets in the events before they are recorded (docs/security.md,
@@ -71,7 +72,8 @@ impl Default for WriterConfig {
             bus: BusConfig::default(),
             queue_commands_max: 10_000,
             batch_commands_max: 1_000,
-            cache_customers_max: 100_000,
+            // `ledger run writer --cache-mib`'s default.
+            cache_bytes_max: 256 * 1024 * 1024,
             group_commit: true,
             secrets: None,
         }

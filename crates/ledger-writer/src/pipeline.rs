@@ -189,7 +189,12 @@ impl Decider {
             metrics,
             store,
             writer,
-            cache: moka::sync::Cache::new(config.cache_customers_max),
+            cache: moka::sync::Cache::builder()
+                .max_capacity(config.cache_bytes_max)
+                .weigher(|_, state: &Stream| {
+                    u32::try_from(state.approximate_bytes()).unwrap_or(u32::MAX)
+                })
+                .build(),
             group_commit: config.group_commit,
             secrets: config.secrets.clone(),
             awaiting,

@@ -12,14 +12,11 @@
 mod rows;
 
 use ledger_domain::{Customer, evolve, is_integration_event};
-use ledger_projector::{Projected, Projector, ProjectorError, StreamStates};
+use ledger_projector::{Projected, Projector, ProjectorError, STATES_BYTES_MAX, StreamStates};
 use ledger_store::Store;
 use tokio_postgres::Transaction;
 
 use crate::rows::Rows;
-
-/// Customers whose aggregate is kept in memory between batches.
-const STATES_CUSTOMERS_MAX: usize = 200_000;
 
 /// The `customers` projector.
 #[derive(Debug)]
@@ -33,7 +30,7 @@ impl CustomersProjector {
     pub fn new(store: Store) -> CustomersProjector {
         CustomersProjector {
             store,
-            states: StreamStates::new(STATES_CUSTOMERS_MAX),
+            states: StreamStates::new(STATES_BYTES_MAX, Customer::approximate_bytes),
         }
     }
 }

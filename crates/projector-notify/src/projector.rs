@@ -9,7 +9,7 @@ use ledger_domain::{
     Customer, Integration, IntegrationStatus, Money, evolve, evolve_integration,
     is_integration_event, proto,
 };
-use ledger_projector::{Projected, Projector, ProjectorError, StreamStates};
+use ledger_projector::{Projected, Projector, ProjectorError, STATES_BYTES_MAX, StreamStates};
 use ledger_store::Store;
 use prost::Message;
 use serde_json::{Value, json};
@@ -20,9 +20,6 @@ use uuid::Uuid;
 
 use crate::derive::{Notification, Occurrence, Rules, notifications};
 use crate::integration::{channel, wants};
-
-/// Customers whose aggregate is kept in memory between batches.
-const STATES_CUSTOMERS_MAX: usize = 200_000;
 
 /// Namespace of delivery ids (UUID v5 of the integration id and the notification's key).
 const DELIVERY_NAMESPACE: Uuid = Uuid::from_u128(0x5d0c_9a4e_6f1b_4c3a_9e8d_2b7a_1c0f_4e6d);
@@ -49,7 +46,7 @@ impl NotifyProjector {
     pub fn new(store: Store, rules: Rules) -> NotifyProjector {
         NotifyProjector {
             store,
-            states: StreamStates::new(STATES_CUSTOMERS_MAX),
+            states: StreamStates::new(STATES_BYTES_MAX, Customer::approximate_bytes),
             rules,
             integrations: Mutex::new(None),
         }

@@ -16,7 +16,9 @@ mod write;
 use std::collections::{BTreeMap, BTreeSet};
 
 use ledger_domain::{MRR_UNITS_PER_MINOR, is_integration_event};
-use ledger_projector::{Projected, Projector, ProjectorError, StreamStates, streams_before};
+use ledger_projector::{
+    Projected, Projector, ProjectorError, STATES_BYTES_MAX, StreamStates, streams_before,
+};
 use ledger_store::Store;
 use time::UtcOffset;
 use tokio_postgres::Transaction;
@@ -27,9 +29,6 @@ pub use timeline::RevenueSettings;
 
 use crate::timeline::{CustomerMrr, Dated, Timeline};
 use crate::write::BatchChanges;
-
-/// Customers whose timeline is kept in memory between batches.
-const TIMELINES_CUSTOMERS_MAX: usize = 200_000;
 
 /// The `revenue` projector.
 #[derive(Debug)]
@@ -46,7 +45,7 @@ impl RevenueProjector {
         RevenueProjector {
             store,
             settings,
-            timelines: StreamStates::new(TIMELINES_CUSTOMERS_MAX),
+            timelines: StreamStates::new(STATES_BYTES_MAX, CustomerMrr::approximate_bytes),
         }
     }
 

@@ -200,6 +200,18 @@ pub(crate) struct CustomerMrr {
 }
 
 impl CustomerMrr {
+    /// An estimate of the memory the state holds, in bytes: the customer's aggregate
+    /// ([`ledger_domain::Customer::approximate_bytes`]), its past-due subscriptions (an id's
+    /// heap text each, about 96 bytes with the entry) and its timeline's days (twice an
+    /// entry's size, for the B-tree's nodes).
+    pub(crate) fn approximate_bytes(&self) -> usize {
+        let days: usize = self.timeline.0.values().map(BTreeMap::len).sum();
+        size_of::<CustomerMrr>()
+            + self.state.customer.approximate_bytes()
+            + self.state.past_due_since.len() * 96
+            + days * 2 * size_of::<(Date, i128)>()
+    }
+
     /// Computes the timeline of a customer's events, given in ledger order with their days and
     /// business times.
     pub(crate) fn from_events(events: &[Dated<'_>], settings: &RevenueSettings) -> CustomerMrr {
