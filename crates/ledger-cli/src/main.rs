@@ -524,6 +524,7 @@ async fn run_projectors(
     let config = ledger_projector::ProjectorConfig {
         bus,
         table_page_events: args.page_events,
+        states_bytes_max: usize::try_from(args.states_mib * 1024 * 1024).unwrap_or(usize::MAX),
         ..ledger_projector::ProjectorConfig::default()
     };
     projectors::run(store, database_url, nats, &config, args, replay).await?;

@@ -38,6 +38,11 @@ pub(crate) struct ProjectorsArgs {
     /// projector are in memory at once, about 1 KB per event.
     #[arg(long, env = "LEDGER_PROJECTOR_PAGE_EVENTS", default_value_t = ProjectorConfig::default().table_page_events, value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) page_events: u64,
+    /// MiB of customer states each projector keeps in memory between batches, by their
+    /// estimated size (a state grows with its customer's history); past it the projector
+    /// empties them and reads the states it needs from the event table again.
+    #[arg(long, env = "LEDGER_PROJECTOR_STATES_MIB", default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    pub(crate) states_mib: u64,
     #[command(flatten)]
     pub(crate) revenue: RevenueArgs,
     #[command(flatten)]

@@ -106,6 +106,13 @@ pub trait Projector: Send + Sync + 'static {
     /// its reach. `docs/security.md` lists the resulting grants.
     fn readable_by_query(&self) -> bool;
 
+    /// Bounds the states the projector keeps in memory between batches to `bytes_max`
+    /// ([`ProjectorConfig::states_bytes_max`]); the runtime calls it before the first batch.
+    /// Projectors that keep no states ignore it.
+    fn bound_states(&mut self, bytes_max: usize) {
+        let _ = bytes_max;
+    }
+
     /// Applies `events` (consecutive global positions, in order) inside `transaction`, which
     /// also advances the checkpoint. Anything it writes must stay inside its schema.
     fn apply(

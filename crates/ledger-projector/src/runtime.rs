@@ -25,6 +25,9 @@ pub struct ProjectorConfig {
     pub table_page_events: u64,
     /// Stream messages applied per transaction at most while consuming live.
     pub live_batch_events_max: usize,
+    /// Bytes of per-customer states each projector keeps between batches, by their estimated
+    /// size ([`crate::StreamStates`]).
+    pub states_bytes_max: usize,
 }
 
 impl Default for ProjectorConfig {
@@ -35,6 +38,7 @@ impl Default for ProjectorConfig {
             // pages make that rare (see `ledger bench projectors`).
             table_page_events: 100_000,
             live_batch_events_max: 1_000,
+            states_bytes_max: crate::STATES_BYTES_MAX,
         }
     }
 }
@@ -95,6 +99,8 @@ pub async fn run_or_rebuild<P: Projector>(
     progress: impl FnMut(u64),
     rebuild: bool,
 ) -> Result<(), ProjectorError> {
+    let mut projector = projector;
+    projector.bound_states(config.states_bytes_max);
     let store = Store::connect(database_url)?;
     let name = projector.name();
     // One instance per projector: a rebuild refuses to start next to a running instance; a

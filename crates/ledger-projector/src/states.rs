@@ -8,8 +8,9 @@ use uuid::Uuid;
 
 use crate::{Projected, ProjectorError, streams_before};
 
-/// The bytes of states each projector keeps between batches ([`StreamStates`]): 128 MiB, about
-/// 100,000 customers of a year's monthly history each.
+/// The bytes of states each projector keeps between batches by default ([`StreamStates`],
+/// `ProjectorConfig::states_bytes_max`, `--states-mib`): 128 MiB, about 100,000 customers of a
+/// year's monthly history each.
 pub const STATES_BYTES_MAX: usize = 128 * 1024 * 1024;
 
 /// The states of recently projected streams (customers), bounded by an estimate of their bytes
@@ -48,6 +49,11 @@ impl<T: Default + Send> StreamStates<T> {
                 bytes: 0,
             }),
         }
+    }
+
+    /// Changes the bound; takes effect at the next [`StreamStates::keep`].
+    pub fn set_bytes_max(&mut self, bytes_max: usize) {
+        self.bytes_max = bytes_max;
     }
 
     /// The states of the streams of `events` (a batch) just before each stream's first event

@@ -52,6 +52,10 @@ impl Projector for CustomersProjector {
         true
     }
 
+    fn bound_states(&mut self, bytes_max: usize) {
+        self.states.set_bytes_max(bytes_max);
+    }
+
     fn schema_sql(&self) -> String {
         include_str!("schema.sql").to_owned()
     }

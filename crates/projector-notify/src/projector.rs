@@ -93,6 +93,10 @@ impl Projector for NotifyProjector {
         false
     }
 
+    fn bound_states(&mut self, bytes_max: usize) {
+        self.states.set_bytes_max(bytes_max);
+    }
+
     fn schema_sql(&self) -> String {
         concat!(include_str!("schema.sql"), include_str!("delivery.sql")).to_owned()
     }

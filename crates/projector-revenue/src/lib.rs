@@ -96,6 +96,10 @@ impl Projector for RevenueProjector {
         true
     }
 
+    fn bound_states(&mut self, bytes_max: usize) {
+        self.timelines.set_bytes_max(bytes_max);
+    }
+
     fn schema_sql(&self) -> String {
         let past_due_churn_days = self
             .settings

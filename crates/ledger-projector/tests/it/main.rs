@@ -64,6 +64,7 @@ fn config(ledger: &TestLedger) -> ProjectorConfig {
         // Small pages, so that tests with a few hundred events exercise the table catch-up.
         table_page_events: 40,
         live_batch_events_max: 100,
+        ..ProjectorConfig::default()
     }
 }
 
