@@ -48,27 +48,32 @@
 //! ledger.v1.ProviderDelivery.source (DeliverySource: WEBHOOK, BACKFILL, REPAIR, SYNC)
 //! ```
 
+mod api_reader;
 mod import;
 mod on_demand;
+mod paypal;
 mod reconcile;
 mod resync;
 mod stripe_api;
+mod xendit;
 
+pub use api_reader::{
+    PAGE_ATTEMPTS_MAX, PAGE_BYTES_MAX, RETRY_AFTER_MAX, RETRY_DELAY_MAX, RETRY_DELAY_MIN,
+};
 pub use import::{
     DELIVERY_ATTEMPTS_MAX, EVENTS_DAYS, ImportOptions, ImportReport, ListName, ListReport,
     PageDone, import_stripe,
 };
 pub use on_demand::{ON_DEMAND_PAGES_MAX, OnDemand, sync_stripe_customer};
-pub use provider_sync::{ApiSecret, StripeApi};
+pub use paypal::{HISTORY_DAYS, PaypalReader, TRANSACTIONS_PAGE_SIZE, WINDOW_DAYS, import_paypal};
+pub use provider_sync::{ApiSecret, PaypalApi, StripeApi, XenditApi};
 pub use reconcile::{
     Check, Found, READ_MODEL_WAIT_MAX, Repair, check_stripe, ledger_subscriptions, repair_stripe,
     wait_for_read_model,
 };
 pub use resync::{Changes, Resync};
-pub use stripe_api::{
-    PAGE_ATTEMPTS_MAX, PAGE_BYTES_MAX, PAGE_LIMIT, Page, RETRY_AFTER_MAX, RETRY_DELAY_MAX,
-    RETRY_DELAY_MIN, StripeReader,
-};
+pub use stripe_api::{PAGE_LIMIT, Page, StripeReader};
+pub use xendit::{INVOICES_PAGE_LIMIT, XenditReader, import_xendit};
 
 /// Why a backfill stopped.
 #[derive(Debug, thiserror::Error)]
