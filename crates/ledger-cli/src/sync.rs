@@ -147,15 +147,8 @@ pub(crate) async fn stripe(
     if args.check {
         return crate::reconcile::check(database_url, nats, bus, &reader, args.repair).await;
     }
-    let (store, client) = writer(database_url, nats, bus)?;
     let options = args.backfill.options(!args.no_events);
-    let mut bars = Bars::default();
-    let report = ledger_sync::import_stripe(&reader, &store, &client, &options, &mut |page| {
-        bars.page(page);
-    })
-    .await;
-    bars.finish();
-    print_report(report)
+    backfill(database_url, nats, bus, Reader::Stripe(reader), &options).await
 }
 
 /// `ledger sync paypal`: exit 1 when an object failed or could not be imported.
@@ -171,19 +164,8 @@ pub(crate) async fn paypal(
              credentials of a PayPal REST app with Transaction Search enabled"
         )
     })?;
-    let reader = PaypalReader::new(api, args.request_timeout())?;
-    let (store, client) = writer(database_url, nats, bus)?;
-    let mut bars = Bars::default();
-    let report = ledger_sync::import_paypal(
-        &reader,
-        &store,
-        &client,
-        &args.options(false),
-        &mut |page| bars.page(page),
-    )
-    .await;
-    bars.finish();
-    print_report(report)
+    let reader = Reader::Paypal(PaypalReader::new(api, args.request_timeout())?);
+    backfill(database_url, nats, bus, reader, &args.options(false)).await
 }
 
 /// `ledger sync xendit`: exit 1 when an object failed or could not be imported.
@@ -199,32 +181,45 @@ pub(crate) async fn xendit(
              with read permission for Invoices"
         )
     })?;
-    let reader = XenditReader::new(api, args.request_timeout())?;
-    let (store, client) = writer(database_url, nats, bus)?;
-    let mut bars = Bars::default();
-    let report = ledger_sync::import_xendit(
-        &reader,
-        &store,
-        &client,
-        &args.options(false),
-        &mut |page| bars.page(page),
-    )
-    .await;
-    bars.finish();
-    print_report(report)
+    let reader = Reader::Xendit(XenditReader::new(api, args.request_timeout())?);
+    backfill(database_url, nats, bus, reader, &args.options(false)).await
 }
 
-/// The store (for the cursors) and the writer's client.
-fn writer(
+/// The provider a backfill reads.
+enum Reader {
+    Stripe(StripeReader),
+    Paypal(PaypalReader),
+    Xendit(XenditReader),
+}
+
+/// Imports what `reader` reads through the writer, with a bar per list, then prints the
+/// report.
+async fn backfill(
     database_url: &str,
     nats: async_nats::Client,
     bus: ledger_bus::BusConfig,
-) -> anyhow::Result<(ledger_store::Store, ledger_bus::Client)> {
+    reader: Reader,
+    options: &ImportOptions,
+) -> anyhow::Result<ExitCode> {
     let store = ledger_store::Store::connect(database_url)?;
     // Pages of objects are in flight at once: a writer busy with them may take longer than a
     // single command's 5 s before it answers (a retry would only come back as a duplicate).
     let client = ledger_bus::Client::new(nats, bus).with_request_timeout(DELIVERY_TIMEOUT);
-    Ok((store, client))
+    let mut bars = Bars::default();
+    let mut progress = |page: &PageDone| bars.page(page);
+    let report = match &reader {
+        Reader::Stripe(reader) => {
+            ledger_sync::import_stripe(reader, &store, &client, options, &mut progress).await
+        }
+        Reader::Paypal(reader) => {
+            ledger_sync::import_paypal(reader, &store, &client, options, &mut progress).await
+        }
+        Reader::Xendit(reader) => {
+            ledger_sync::import_xendit(reader, &store, &client, options, &mut progress).await
+        }
+    };
+    bars.finish();
+    print_report(report)
 }
 
 /// The progress display: one bar per list, in the order read.

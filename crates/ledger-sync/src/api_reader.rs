@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use ledger_domain::Provider;
-use provider_sync::{ApiSecret, PaypalApi, PaypalToken, error_chain, retry_after};
+use provider_sync::{
+    ApiSecret, PaypalApi, PaypalToken, check_api_base, error_chain, http_client, retry_after,
+};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -57,20 +59,8 @@ impl ApiReader {
         auth: Auth,
         request_timeout: Duration,
     ) -> Result<ApiReader, SyncError> {
-        let parsed = reqwest::Url::parse(api_base).map_err(|error| {
-            SyncError::Config(format!("{base_setting} {api_base:?} is not a URL: {error}"))
-        })?;
-        if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
-            return Err(SyncError::Config(format!(
-                "{base_setting} {api_base:?} is not an http(s):// URL with a host"
-            )));
-        }
-        let http = reqwest::Client::builder()
-            .timeout(request_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .build()
-            .map_err(|error| SyncError::Config(format!("the HTTP client: {error}")))?;
+        check_api_base(base_setting, api_base).map_err(SyncError::Config)?;
+        let http = http_client(request_timeout).map_err(SyncError::Config)?;
         Ok(ApiReader {
             provider,
             api_base: api_base.trim_end_matches('/').to_owned(),
@@ -86,7 +76,7 @@ impl ApiReader {
     ///
     /// # Errors
     /// [`SyncError::NotListed`] for 404; [`SyncError::Provider`] for another 4xx (a bad key:
-    /// 401; a missing permission: 403), a body over [`PAGE_BYTES_MAX`], retries run out, or a
+    /// 401, for PayPal after one more try with a new token; a missing permission: 403), a body over [`PAGE_BYTES_MAX`], retries run out, or a
     /// `Retry-After` over [`RETRY_AFTER_MAX`].
     pub(crate) async fn get(
         &self,
@@ -102,6 +92,7 @@ impl ApiReader {
             .without_max_times()
             .build();
         let mut last_failure = String::new();
+        let mut token_renewed = false;
         for attempt in 1..=PAGE_ATTEMPTS_MAX {
             let request = self.http.get(&url).query(parameters);
             let answer = match self.auth.as_ref() {
@@ -135,9 +126,13 @@ impl ApiReader {
                     }
                     if status == StatusCode::UNAUTHORIZED
                         && let Auth::Paypal(_, token) = self.auth.as_ref()
+                        && !token_renewed
                     {
-                        // Revoked early: the next run asks for a new token.
+                        // The token expired or was revoked early: once more with a new one.
                         token.forget().await;
+                        token_renewed = true;
+                        last_failure = format!("{status}: {message}");
+                        continue;
                     }
                     if status != StatusCode::TOO_MANY_REQUESTS && !status.is_server_error() {
                         return Err(SyncError::Provider(format!(

@@ -58,6 +58,15 @@ impl ListName {
     /// sales paying them find them.
     pub const PAYPAL: [ListName; 2] = [ListName::PaypalSubscriptions, ListName::PaypalTransactions];
 
+    /// The provider whose list it is.
+    pub fn provider(self) -> Provider {
+        match self {
+            ListName::Objects(_) | ListName::Events => Provider::Stripe,
+            ListName::PaypalSubscriptions | ListName::PaypalTransactions => Provider::Paypal,
+            ListName::XenditInvoices => Provider::Xendit,
+        }
+    }
+
     /// The cursor's `object_kind` (under the list's provider): `customer`, ..., `dispute`,
     /// `event`; `subscription`, `transaction`; `invoice`.
     pub fn as_str(self) -> &'static str {
@@ -220,8 +229,6 @@ pub(crate) struct Listed {
 /// ([`import_stripe`]), PayPal's ([`crate::import_paypal`]), Xendit's
 /// ([`crate::import_xendit`]).
 pub(crate) trait Lists: Sync {
-    fn provider(&self) -> Provider;
-
     /// The page of `list` at `cursor` (`None`: the list's start).
     fn page(
         &self,
@@ -245,8 +252,8 @@ pub(crate) async fn import(
         correlation_id: Uuid::now_v7(),
         ..ImportReport::default()
     };
-    let provider = lists.provider();
-    tracing::info!(%provider, correlation_id = %report.correlation_id, "backfill starts");
+    let provider = names.first().map(|list| list.provider().as_str());
+    tracing::info!(?provider, correlation_id = %report.correlation_id, "backfill starts");
     let mut pages_left = options.pages_max;
     for list in names.iter().copied() {
         let mut list_report = ListReport::default();
@@ -288,10 +295,6 @@ struct StripeLists<'a> {
 }
 
 impl Lists for StripeLists<'_> {
-    fn provider(&self) -> Provider {
-        Provider::Stripe
-    }
-
     async fn page(&self, list: ListName, cursor: Option<&str>) -> Result<Listed, SyncError> {
         let (path, fixed) = match list {
             ListName::Objects(kind) => kind.list_path(),
@@ -355,7 +358,7 @@ async fn import_list(
     report: &mut ListReport,
     progress: &mut (dyn FnMut(&PageDone) + Send),
 ) -> Result<bool, SyncError> {
-    let provider = lists.provider();
+    let provider = list.provider();
     let mut cursor = store.sync_cursor(provider, list.as_str()).await?;
     if let Some(cursor) = &cursor {
         tracing::info!(
@@ -375,16 +378,7 @@ async fn import_list(
             Ok(page) => page,
             Err(error) => {
                 // Keep what is recorded: wait for the pages in flight and save their cursor.
-                drain(
-                    store,
-                    provider,
-                    list,
-                    &mut in_flight,
-                    report,
-                    progress,
-                    None,
-                )
-                .await?;
+                drain(store, list, &mut in_flight, report, progress, None).await?;
                 return Err(error);
             }
         };
@@ -413,7 +407,6 @@ async fn import_list(
         });
         drain(
             store,
-            provider,
             list,
             &mut in_flight,
             report,
@@ -422,16 +415,7 @@ async fn import_list(
         )
         .await?;
     }
-    drain(
-        store,
-        provider,
-        list,
-        &mut in_flight,
-        report,
-        progress,
-        None,
-    )
-    .await?;
+    drain(store, list, &mut in_flight, report, progress, None).await?;
     if finished {
         store
             .save_sync_cursor(provider, list.as_str(), None)
@@ -444,7 +428,6 @@ async fn import_list(
 /// cursor after each, in order.
 async fn drain(
     store: &Store,
-    provider: Provider,
     list: ListName,
     in_flight: &mut VecDeque<InFlight>,
     report: &mut ListReport,
@@ -462,7 +445,7 @@ async fn drain(
         report.add(&done);
         if let Some(next) = &page.next {
             store
-                .save_sync_cursor(provider, list.as_str(), Some(next))
+                .save_sync_cursor(list.provider(), list.as_str(), Some(next))
                 .await?;
         }
         progress(&PageDone {

@@ -102,15 +102,19 @@ struct PaypalLists<'a> {
 }
 
 impl Lists for PaypalLists<'_> {
-    fn provider(&self) -> Provider {
-        Provider::Paypal
-    }
-
     async fn page(&self, list: ListName, cursor: Option<&str>) -> Result<Listed, SyncError> {
         let (start, page) = match cursor {
             None => (self.from, 1),
             Some(cursor) => parse_cursor(cursor)?,
         };
+        if start >= self.until {
+            // `--since` is not in the past: nothing to read.
+            return Ok(Listed {
+                bodies: Vec::new(),
+                next: None,
+                total_count: None,
+            });
+        }
         let end = (start + WINDOW_DAYS * 86_400).min(self.until);
         let (transactions, total_pages) = self.transactions(start, end, page).await?;
         let next = if page < total_pages {

@@ -86,10 +86,6 @@ struct XenditLists<'a> {
 }
 
 impl Lists for XenditLists<'_> {
-    fn provider(&self) -> Provider {
-        Provider::Xendit
-    }
-
     async fn page(&self, list: ListName, cursor: Option<&str>) -> Result<Listed, SyncError> {
         const PATH: &str = "/v2/invoices";
         if list != ListName::XenditInvoices {

@@ -152,22 +152,10 @@ impl ProviderApis {
         ];
         for (name, base) in bases {
             if let Some(base) = base {
-                let parsed = Url::parse(base).map_err(|error| {
-                    SyncError::Config(format!("{name} {base:?} is not a URL: {error}"))
-                })?;
-                if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
-                    return Err(SyncError::Config(format!(
-                        "{name} {base:?} is not an http(s):// URL with a host"
-                    )));
-                }
+                check_api_base(name, base).map_err(SyncError::Config)?;
             }
         }
-        let http = reqwest::Client::builder()
-            .timeout(request_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .build()
-            .map_err(|error| SyncError::Config(format!("the HTTP client: {error}")))?;
+        let http = http_client(request_timeout).map_err(SyncError::Config)?;
         let permits = || Arc::new(Semaphore::new(concurrent_requests_per_provider.max(1)));
         Ok(ProviderApis {
             stripe: stripe.map(|api| (api, permits())),
@@ -363,6 +351,35 @@ impl PaypalToken {
     pub async fn forget(&self) {
         *self.0.lock().await = None;
     }
+}
+
+/// Checks that `base`, the value of the setting `name`, is an `http(s)://` URL with a host.
+///
+/// # Errors
+/// A sentence naming the setting.
+pub fn check_api_base(name: &str, base: &str) -> Result<(), String> {
+    let parsed =
+        Url::parse(base).map_err(|error| format!("{name} {base:?} is not a URL: {error}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+        return Err(format!(
+            "{name} {base:?} is not an http(s):// URL with a host"
+        ));
+    }
+    Ok(())
+}
+
+/// The HTTP client providers are called with: each request bounded by `request_timeout`, no
+/// redirect followed, no proxy.
+///
+/// # Errors
+/// When the client cannot be built (no TLS backend).
+pub fn http_client(request_timeout: Duration) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .timeout(request_timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .map_err(|error| format!("the HTTP client: {error}"))
 }
 
 /// The text of an error and its sources (reqwest's top level says only "error sending

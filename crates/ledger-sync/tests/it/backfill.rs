@@ -368,8 +368,10 @@ async fn paypal_subscriptions_sales_and_refunds_are_imported_once_and_resumed_fr
         }
     };
 
-    // Interrupted after two pages of the subscriptions list (a 429 before the second).
+    // Interrupted after two pages of the subscriptions list (a 429 before the second); a 401
+    // first (the token expired early) is tried again with a new token.
     server.answer_next_with([
+        failure(401, None),
         window_one[0].clone(),
         failure(429, Some("1")),
         window_one[1].clone(),
@@ -406,7 +408,13 @@ async fn paypal_subscriptions_sales_and_refunds_are_imported_once_and_resumed_fr
         .filter(|request| request.path.starts_with("/v1/reporting/"))
         .map(|request| request.status)
         .collect();
-    assert_eq!(statuses, vec![200, 429, 200, 500, 200, 200, 200, 200]);
+    assert_eq!(statuses, vec![401, 200, 429, 200, 500, 200, 200, 200, 200]);
+    let tokens = server
+        .requests()
+        .iter()
+        .filter(|request| request.path == "/v1/oauth2/token")
+        .count();
+    assert_eq!(tokens, 2, "one token, cached, and a new one after the 401");
     for request in server.requests() {
         if request.path.starts_with("/v1/reporting/") {
             assert_eq!(
