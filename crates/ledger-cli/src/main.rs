@@ -505,6 +505,18 @@ async fn run(cli: Cli, demo_targets: demo::DemoTargets) -> anyhow::Result<ExitCo
             let nats = connect_nats("ledger-sync").await?;
             sync::stripe(&cli.database_url, nats, bus, args).await
         }
+        Command::Sync {
+            command: sync::SyncCommand::Paypal(ref args),
+        } => {
+            let nats = connect_nats("ledger-sync").await?;
+            sync::paypal(&cli.database_url, nats, bus, args).await
+        }
+        Command::Sync {
+            command: sync::SyncCommand::Xendit(ref args),
+        } => {
+            let nats = connect_nats("ledger-sync").await?;
+            sync::xendit(&cli.database_url, nats, bus, args).await
+        }
         Command::WithServices {
             nats_cluster,
             command,

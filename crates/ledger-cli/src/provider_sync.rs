@@ -94,31 +94,48 @@ pub(crate) fn stripe_api() -> anyhow::Result<Option<StripeApi>> {
     )
 }
 
+/// PayPal's API from the environment (`LEDGER_PAYPAL_API_BASE`, `LEDGER_PAYPAL_CLIENT_ID`,
+/// `LEDGER_PAYPAL_CLIENT_SECRET` or `_FILE`) when its client id and secret are set: what
+/// provider-sync calls and the backfill reads.
+pub(crate) fn paypal_api() -> anyhow::Result<Option<PaypalApi>> {
+    Ok(
+        match (
+            setting("LEDGER_PAYPAL_CLIENT_ID")?,
+            setting("LEDGER_PAYPAL_CLIENT_SECRET")?,
+        ) {
+            (None, None) => None,
+            (Some(client_id), Some(client_secret)) => Some(PaypalApi {
+                api_base: base("LEDGER_PAYPAL_API_BASE", PAYPAL_API_BASE_DEFAULT)?,
+                client_id,
+                client_secret: ApiSecret::new(client_secret),
+            }),
+            _ => anyhow::bail!(
+                "set both LEDGER_PAYPAL_CLIENT_ID and LEDGER_PAYPAL_CLIENT_SECRET (or its _FILE), or neither"
+            ),
+        },
+    )
+}
+
+/// Xendit's API from the environment (`LEDGER_XENDIT_API_BASE`, `LEDGER_XENDIT_API_KEY` or
+/// `_FILE`) when its key is set: what provider-sync calls and the backfill reads.
+pub(crate) fn xendit_api() -> anyhow::Result<Option<XenditApi>> {
+    Ok(
+        match required("LEDGER_XENDIT_API_BASE", "LEDGER_XENDIT_API_KEY")? {
+            None => None,
+            Some(api_key) => Some(XenditApi {
+                api_base: base("LEDGER_XENDIT_API_BASE", XENDIT_API_BASE_DEFAULT)?,
+                api_key: ApiSecret::new(api_key),
+            }),
+        },
+    )
+}
+
 /// The providers' APIs from the environment: each provider whose key (or client id and
 /// secret) is set; a base URL without its key is an error.
 fn apis(args: &RunArgs) -> anyhow::Result<ProviderApis> {
     let stripe = stripe_api()?;
-    let paypal = match (
-        setting("LEDGER_PAYPAL_CLIENT_ID")?,
-        setting("LEDGER_PAYPAL_CLIENT_SECRET")?,
-    ) {
-        (None, None) => None,
-        (Some(client_id), Some(client_secret)) => Some(PaypalApi {
-            api_base: base("LEDGER_PAYPAL_API_BASE", PAYPAL_API_BASE_DEFAULT)?,
-            client_id,
-            client_secret: ApiSecret::new(client_secret),
-        }),
-        _ => anyhow::bail!(
-            "set both LEDGER_PAYPAL_CLIENT_ID and LEDGER_PAYPAL_CLIENT_SECRET (or its _FILE), or neither"
-        ),
-    };
-    let xendit = match required("LEDGER_XENDIT_API_BASE", "LEDGER_XENDIT_API_KEY")? {
-        None => None,
-        Some(api_key) => Some(XenditApi {
-            api_base: base("LEDGER_XENDIT_API_BASE", XENDIT_API_BASE_DEFAULT)?,
-            api_key: ApiSecret::new(api_key),
-        }),
-    };
+    let paypal = paypal_api()?;
+    let xendit = xendit_api()?;
     Ok(ProviderApis::new(
         stripe,
         paypal,

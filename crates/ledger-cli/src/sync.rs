@@ -1,11 +1,14 @@
-//! `ledger sync stripe`: the backfill of a Stripe account's history through the writer
-//! (docs/connectors.md, "Backfill"; the import itself is `ledger_sync`).
+//! `ledger sync stripe | paypal | xendit`: the backfill of a provider account's history
+//! through the writer (docs/connectors.md, "Backfill"; the import itself is `ledger_sync`).
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use indicatif::{HumanCount, ProgressBar, ProgressState, ProgressStyle};
-use ledger_sync::{ImportOptions, ListName, PageDone, StripeApi, StripeReader};
+use ledger_sync::{
+    ImportOptions, ImportReport, ListName, PageDone, PaypalReader, StripeApi, StripeReader,
+    SyncError, XenditReader,
+};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use time::macros::format_description;
@@ -21,26 +24,58 @@ pub(crate) enum SyncCommand {
     /// Needs LEDGER_STRIPE_API_KEY (or _FILE; a restricted key with read access is enough) and
     /// DATABASE_URL for the cursors. Idempotent; resumes after an interruption.
     Stripe(StripeArgs),
+    /// Import the PayPal account's sales and refunds (Transaction Search, the last three years
+    /// or --since) and the subscriptions they pay, through the writer (run as NATS user
+    /// `ingest`). Needs LEDGER_PAYPAL_CLIENT_ID and LEDGER_PAYPAL_CLIENT_SECRET (or _FILE) of
+    /// an app with Transaction Search enabled, and DATABASE_URL for the cursors. Idempotent;
+    /// resumes after an interruption.
+    Paypal(BackfillArgs),
+    /// Import the Xendit account's invoices through the writer (run as NATS user `ingest`).
+    /// Needs LEDGER_XENDIT_API_KEY (or _FILE; read permission for Invoices is enough) and
+    /// DATABASE_URL for the cursors. Idempotent; resumes after an interruption.
+    Xendit(BackfillArgs),
 }
 
-/// `ledger sync stripe`.
+/// What every `ledger sync <provider>` takes.
 #[derive(Debug, clap::Args)]
-pub(crate) struct StripeArgs {
+pub(crate) struct BackfillArgs {
     /// Only objects created on or after this day (YYYY-MM-DD, UTC) or time (RFC 3339).
     #[arg(long, value_parser = parse_since)]
     since: Option<OffsetDateTime>,
-    /// Stop after this many pages (of 100 objects) in all; run again to resume from there.
+    /// Stop after this many pages in all; run again to resume from there.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pages: Option<u64>,
     /// Pages whose objects are in flight to the writer at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
     pages_in_flight: u64,
+    /// The longest one request to the provider may take, in milliseconds.
+    #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    request_timeout_ms: u64,
+}
+
+impl BackfillArgs {
+    fn options(&self, events: bool) -> ImportOptions {
+        ImportOptions {
+            since: self.since,
+            pages_max: self.pages,
+            pages_in_flight: usize::try_from(self.pages_in_flight).unwrap_or(1),
+            events,
+        }
+    }
+
+    fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+}
+
+/// `ledger sync stripe`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct StripeArgs {
+    #[command(flatten)]
+    backfill: BackfillArgs,
     /// Do not read GET /v1/events after the object lists.
     #[arg(long)]
     no_events: bool,
-    /// The longest one request to Stripe may take, in milliseconds.
-    #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
-    request_timeout_ms: u64,
     /// Import nothing: compare every subscription Stripe holds with the customers read model
     /// and print the drift, one line per subscription (missing on either side, different
     /// status, price, quantity, currency, period end). Exit code 0 when there is none, 1 when
@@ -108,40 +143,115 @@ pub(crate) async fn stripe(
     bus: ledger_bus::BusConfig,
     args: &StripeArgs,
 ) -> anyhow::Result<ExitCode> {
-    let reader = StripeReader::new(
-        stripe_api()?,
-        Duration::from_millis(args.request_timeout_ms),
-    )?;
+    let reader = StripeReader::new(stripe_api()?, args.backfill.request_timeout())?;
     if args.check {
         return crate::reconcile::check(database_url, nats, bus, &reader, args.repair).await;
     }
+    let options = args.backfill.options(!args.no_events);
+    backfill(database_url, nats, bus, Reader::Stripe(reader), &options).await
+}
+
+/// `ledger sync paypal`: exit 1 when an object failed or could not be imported.
+pub(crate) async fn paypal(
+    database_url: &str,
+    nats: async_nats::Client,
+    bus: ledger_bus::BusConfig,
+    args: &BackfillArgs,
+) -> anyhow::Result<ExitCode> {
+    let api = crate::provider_sync::paypal_api()?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "set LEDGER_PAYPAL_CLIENT_ID and LEDGER_PAYPAL_CLIENT_SECRET (or _FILE) to the \
+             credentials of a PayPal REST app with Transaction Search enabled"
+        )
+    })?;
+    let reader = Reader::Paypal(PaypalReader::new(api, args.request_timeout())?);
+    backfill(database_url, nats, bus, reader, &args.options(false)).await
+}
+
+/// `ledger sync xendit`: exit 1 when an object failed or could not be imported.
+pub(crate) async fn xendit(
+    database_url: &str,
+    nats: async_nats::Client,
+    bus: ledger_bus::BusConfig,
+    args: &BackfillArgs,
+) -> anyhow::Result<ExitCode> {
+    let api = crate::provider_sync::xendit_api()?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "set LEDGER_XENDIT_API_KEY (or LEDGER_XENDIT_API_KEY_FILE) to a Xendit secret key \
+             with read permission for Invoices"
+        )
+    })?;
+    let reader = Reader::Xendit(XenditReader::new(api, args.request_timeout())?);
+    backfill(database_url, nats, bus, reader, &args.options(false)).await
+}
+
+/// The provider a backfill reads.
+enum Reader {
+    Stripe(StripeReader),
+    Paypal(PaypalReader),
+    Xendit(XenditReader),
+}
+
+/// Imports what `reader` reads through the writer, with a bar per list, then prints the
+/// report.
+async fn backfill(
+    database_url: &str,
+    nats: async_nats::Client,
+    bus: ledger_bus::BusConfig,
+    reader: Reader,
+    options: &ImportOptions,
+) -> anyhow::Result<ExitCode> {
     let store = ledger_store::Store::connect(database_url)?;
     // Pages of objects are in flight at once: a writer busy with them may take longer than a
     // single command's 5 s before it answers (a retry would only come back as a duplicate).
     let client = ledger_bus::Client::new(nats, bus).with_request_timeout(DELIVERY_TIMEOUT);
-    let options = ImportOptions {
-        since: args.since,
-        pages_max: args.pages,
-        pages_in_flight: usize::try_from(args.pages_in_flight).unwrap_or(1),
-        events: !args.no_events,
-    };
-    let mut current: Option<(ListName, ProgressBar)> = None;
-    let mut progress = |page: &PageDone| {
-        if current.as_ref().is_none_or(|(list, _)| *list != page.list) {
-            if let Some((_, bar)) = current.take() {
-                bar.finish();
-            }
-            current = Some((page.list, list_bar(page.list, page.total_count)));
+    let mut bars = Bars::default();
+    let mut progress = |page: &PageDone| bars.page(page);
+    let report = match &reader {
+        Reader::Stripe(reader) => {
+            ledger_sync::import_stripe(reader, &store, &client, options, &mut progress).await
         }
-        if let Some((_, bar)) = &current {
+        Reader::Paypal(reader) => {
+            ledger_sync::import_paypal(reader, &store, &client, options, &mut progress).await
+        }
+        Reader::Xendit(reader) => {
+            ledger_sync::import_xendit(reader, &store, &client, options, &mut progress).await
+        }
+    };
+    bars.finish();
+    print_report(report)
+}
+
+/// The progress display: one bar per list, in the order read.
+#[derive(Default)]
+struct Bars {
+    current: Option<(ListName, ProgressBar)>,
+}
+
+impl Bars {
+    fn page(&mut self, page: &PageDone) {
+        if self
+            .current
+            .as_ref()
+            .is_none_or(|(list, _)| *list != page.list)
+        {
+            self.finish();
+            self.current = Some((page.list, list_bar(page.list, page.total_count)));
+        }
+        if let Some((_, bar)) = &self.current {
             bar.inc(page.objects);
         }
-    };
-    let report =
-        ledger_sync::import_stripe(&reader, &store, &client, &options, &mut progress).await;
-    if let Some((_, bar)) = current.take() {
-        bar.finish();
     }
+
+    fn finish(&mut self) {
+        if let Some((_, bar)) = self.current.take() {
+            bar.finish();
+        }
+    }
+}
+
+/// Prints a run's counts per list; exit 1 when an object failed or could not be imported.
+fn print_report(report: Result<ImportReport, SyncError>) -> anyhow::Result<ExitCode> {
     let report = report?;
     println!(
         "list\tpages\tobjects\tskipped\tappended\tduplicate\tignored\tstale\tfailed\twaiting\tunreadable"

@@ -22,6 +22,7 @@
 
 mod decimal_amount;
 mod json_text;
+mod listed;
 pub mod paypal;
 pub mod reconcile;
 pub mod stripe;

@@ -15,7 +15,12 @@
 //! inline `plan` when the subscription carries one). The mapping table is in
 //! docs/connectors.md.
 
+mod listed;
 mod offline;
+
+pub use listed::{
+    listed_subscription, listed_transaction, subscription_event_type, subscriptions_paid,
+};
 
 pub use offline::{
     CERTIFICATE_NAME, CertificateTrust, certificate_url_allowed, plausible_transmission,

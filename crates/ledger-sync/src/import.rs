@@ -25,13 +25,21 @@ pub const EVENTS_DAYS: i64 = 30;
 /// Attempts per delivery while the writer answers busy or unavailable (nothing recorded).
 pub const DELIVERY_ATTEMPTS_MAX: u32 = 20;
 
-/// A list a backfill reads: one kind of object, or the account's events.
+/// A list a backfill reads: for Stripe one kind of object or the account's events; for PayPal
+/// its subscriptions or transactions; for Xendit its invoices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ListName {
     Objects(ListedKind),
     /// `GET /v1/events` for the last [`EVENTS_DAYS`] days: real event ids, so the events
     /// already received by webhook are duplicates.
     Events,
+    /// PayPal's subscriptions paid by the transactions of Transaction Search (PayPal lists no
+    /// subscriptions): each read with `GET /v1/billing/subscriptions/{id}`.
+    PaypalSubscriptions,
+    /// PayPal's Transaction Search: sales and refunds.
+    PaypalTransactions,
+    /// Xendit's `GET /v2/invoices`.
+    XenditInvoices,
 }
 
 impl ListName {
@@ -46,18 +54,28 @@ impl ListName {
         ListName::Events,
     ];
 
-    /// The cursor's `object_kind`: `customer`, ..., `dispute`, `event`.
+    /// PayPal's lists, in the order a backfill reads them: the subscriptions first, so the
+    /// sales paying them find them.
+    pub const PAYPAL: [ListName; 2] = [ListName::PaypalSubscriptions, ListName::PaypalTransactions];
+
+    /// The provider whose list it is.
+    pub fn provider(self) -> Provider {
+        match self {
+            ListName::Objects(_) | ListName::Events => Provider::Stripe,
+            ListName::PaypalSubscriptions | ListName::PaypalTransactions => Provider::Paypal,
+            ListName::XenditInvoices => Provider::Xendit,
+        }
+    }
+
+    /// The cursor's `object_kind` (under the list's provider): `customer`, ..., `dispute`,
+    /// `event`; `subscription`, `transaction`; `invoice`.
     pub fn as_str(self) -> &'static str {
         match self {
             ListName::Objects(kind) => kind.as_str(),
             ListName::Events => "event",
-        }
-    }
-
-    fn path(self) -> (&'static str, &'static [(&'static str, &'static str)]) {
-        match self {
-            ListName::Objects(kind) => kind.list_path(),
-            ListName::Events => ("/v1/events", &[]),
+            ListName::PaypalSubscriptions => "subscription",
+            ListName::PaypalTransactions => "transaction",
+            ListName::XenditInvoices => "invoice",
         }
     }
 }
@@ -185,20 +203,62 @@ pub async fn import_stripe(
     options: &ImportOptions,
     progress: &mut (dyn FnMut(&PageDone) + Send),
 ) -> Result<ImportReport, SyncError> {
+    let lists: Vec<ListName> = ListName::ALL
+        .into_iter()
+        .filter(|list| *list != ListName::Events || options.events)
+        .collect();
+    let stripe = StripeLists {
+        reader,
+        since: options.since.map(OffsetDateTime::unix_timestamp),
+    };
+    import(&stripe, &lists, store, client, options, progress).await
+}
+
+/// A page read from one of a provider's lists, ready for the writer.
+pub(crate) struct Listed {
+    /// Each object as `(event id, event body)`, or why it cannot be imported.
+    pub(crate) bodies: Vec<Result<(String, Vec<u8>), String>>,
+    /// Where the list resumes after this page (saved as its cursor once the page is
+    /// recorded); `None`: the list ends with this page.
+    pub(crate) next: Option<String>,
+    /// The list's length, when the provider says.
+    pub(crate) total_count: Option<u64>,
+}
+
+/// A provider's lists, read a page at a time from a cursor: Stripe's
+/// ([`import_stripe`]), PayPal's ([`crate::import_paypal`]), Xendit's
+/// ([`crate::import_xendit`]).
+pub(crate) trait Lists: Sync {
+    /// The page of `list` at `cursor` (`None`: the list's start).
+    fn page(
+        &self,
+        list: ListName,
+        cursor: Option<&str>,
+    ) -> impl Future<Output = Result<Listed, SyncError>> + Send;
+}
+
+/// Imports `names` of `lists` in order, each from its saved cursor: the loop every provider's
+/// backfill runs (see [`import_stripe`]).
+pub(crate) async fn import(
+    lists: &impl Lists,
+    names: &[ListName],
+    store: &Store,
+    client: &Client,
+    options: &ImportOptions,
+    progress: &mut (dyn FnMut(&PageDone) + Send),
+) -> Result<ImportReport, SyncError> {
     let mut report = ImportReport {
         complete: true,
         correlation_id: Uuid::now_v7(),
         ..ImportReport::default()
     };
-    tracing::info!(correlation_id = %report.correlation_id, "Stripe backfill starts");
+    let provider = names.first().map(|list| list.provider().as_str());
+    tracing::info!(?provider, correlation_id = %report.correlation_id, "backfill starts");
     let mut pages_left = options.pages_max;
-    for list in ListName::ALL {
-        if list == ListName::Events && !options.events {
-            continue;
-        }
+    for list in names.iter().copied() {
         let mut list_report = ListReport::default();
         let finished = import_list(
-            reader,
+            lists,
             store,
             client,
             options,
@@ -226,10 +286,61 @@ pub async fn import_stripe(
     Ok(report)
 }
 
+/// Stripe's lists: `limit`, `starting_after` the last id of the previous page,
+/// `created[gte]`.
+struct StripeLists<'a> {
+    reader: &'a StripeReader,
+    /// `--since`, in Unix seconds.
+    since: Option<i64>,
+}
+
+impl Lists for StripeLists<'_> {
+    async fn page(&self, list: ListName, cursor: Option<&str>) -> Result<Listed, SyncError> {
+        let (path, fixed) = match list {
+            ListName::Objects(kind) => kind.list_path(),
+            ListName::Events => ("/v1/events", &[][..]),
+            other => {
+                return Err(SyncError::Config(format!(
+                    "{} is not a Stripe list",
+                    other.as_str()
+                )));
+            }
+        };
+        let mut query: Vec<(&str, String)> = fixed
+            .iter()
+            .map(|(name, value)| (*name, (*value).to_owned()))
+            .collect();
+        let events_from =
+            (OffsetDateTime::now_utc() - time::Duration::days(EVENTS_DAYS)).unix_timestamp();
+        let created_from = match list {
+            ListName::Events => Some(
+                self.since
+                    .map_or(events_from, |since| since.max(events_from)),
+            ),
+            _ => self.since,
+        };
+        if let Some(created_from) = created_from {
+            query.push(("created[gte]", created_from.to_string()));
+        }
+        let page = self.reader.page(path, &query, cursor).await?;
+        let last_id = page
+            .objects
+            .last()
+            .and_then(|object| object.get("id"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        Ok(Listed {
+            next: last_id.filter(|_| page.has_more),
+            total_count: page.total_count,
+            bodies: wrap(list, page.objects),
+        })
+    }
+}
+
 /// A page being recorded: its task, and the cursor to save once it is done.
 struct InFlight {
     task: JoinHandle<Result<ListReport, SyncError>>,
-    last_id: String,
+    next: Option<String>,
     objects: u64,
     total_count: Option<u64>,
 }
@@ -237,7 +348,7 @@ struct InFlight {
 /// One list from its cursor; `Ok(false)` when the page budget ran out first.
 #[allow(clippy::too_many_arguments)]
 async fn import_list(
-    reader: &StripeReader,
+    lists: &impl Lists,
     store: &Store,
     client: &Client,
     options: &ImportOptions,
@@ -247,24 +358,11 @@ async fn import_list(
     report: &mut ListReport,
     progress: &mut (dyn FnMut(&PageDone) + Send),
 ) -> Result<bool, SyncError> {
-    let (path, fixed) = list.path();
-    let mut query: Vec<(&str, String)> = fixed
-        .iter()
-        .map(|(name, value)| (*name, (*value).to_owned()))
-        .collect();
-    let events_from =
-        (OffsetDateTime::now_utc() - time::Duration::days(EVENTS_DAYS)).unix_timestamp();
-    let since = options.since.map(OffsetDateTime::unix_timestamp);
-    let created_from = match list {
-        ListName::Events => Some(since.map_or(events_from, |since| since.max(events_from))),
-        ListName::Objects(_) => since,
-    };
-    if let Some(created_from) = created_from {
-        query.push(("created[gte]", created_from.to_string()));
-    }
-    let mut cursor = store.sync_cursor(Provider::Stripe, list.as_str()).await?;
+    let provider = list.provider();
+    let mut cursor = store.sync_cursor(provider, list.as_str()).await?;
     if let Some(cursor) = &cursor {
         tracing::info!(
+            %provider,
             list = list.as_str(),
             cursor,
             "resuming after the saved cursor"
@@ -276,7 +374,7 @@ async fn import_list(
         if *pages_left == Some(0) {
             break;
         }
-        let page = match reader.page(path, &query, cursor.as_deref()).await {
+        let page = match lists.page(list, cursor.as_deref()).await {
             Ok(page) => page,
             Err(error) => {
                 // Keep what is recorded: wait for the pages in flight and save their cursor.
@@ -288,26 +386,22 @@ async fn import_list(
             *left -= 1;
         }
         report.pages += 1;
-        let last_id = page
-            .objects
-            .last()
-            .and_then(|object| object.get("id"))
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        finished = !page.has_more || last_id.is_none();
-        let Some(last_id) = last_id else { break };
-        let objects = u64::try_from(page.objects.len()).unwrap_or(u64::MAX);
-        let bodies = wrap(list, page.objects);
+        finished = page.next.is_none();
+        if finished && page.bodies.is_empty() {
+            break;
+        }
+        let objects = u64::try_from(page.bodies.len()).unwrap_or(u64::MAX);
         let task = tokio::spawn(record_page(
             store.clone(),
             client.clone(),
-            bodies,
+            provider,
+            page.bodies,
             correlation_id,
         ));
-        cursor = Some(last_id.clone());
+        cursor.clone_from(&page.next);
         in_flight.push_back(InFlight {
             task,
-            last_id,
+            next: page.next,
             objects,
             total_count: page.total_count,
         });
@@ -324,7 +418,7 @@ async fn import_list(
     drain(store, list, &mut in_flight, report, progress, None).await?;
     if finished {
         store
-            .save_sync_cursor(Provider::Stripe, list.as_str(), None)
+            .save_sync_cursor(provider, list.as_str(), None)
             .await?;
     }
     Ok(finished)
@@ -349,9 +443,11 @@ async fn drain(
             .await
             .map_err(|error| SyncError::Provider(format!("a page's task failed: {error}")))??;
         report.add(&done);
-        store
-            .save_sync_cursor(Provider::Stripe, list.as_str(), Some(&page.last_id))
-            .await?;
+        if let Some(next) = &page.next {
+            store
+                .save_sync_cursor(list.provider(), list.as_str(), Some(next))
+                .await?;
+        }
         progress(&PageDone {
             list,
             objects: page.objects,
@@ -361,7 +457,7 @@ async fn drain(
     Ok(())
 }
 
-/// A page's objects as event bodies: `(event id, body)`, or the reason an object is
+/// A page of a Stripe list as event bodies: `(event id, body)`, or the reason an object is
 /// unreadable.
 fn wrap(list: ListName, objects: Vec<Value>) -> Vec<Result<(String, Vec<u8>), String>> {
     objects
@@ -374,7 +470,7 @@ fn wrap(list: ListName, objects: Vec<Value>) -> Vec<Result<(String, Vec<u8>), St
                     (id, body)
                 })
                 .map_err(|error| error.to_string()),
-            ListName::Events => match (
+            _ => match (
                 object.get("id").and_then(Value::as_str),
                 object.get("type").and_then(Value::as_str),
             ) {
@@ -392,6 +488,7 @@ fn wrap(list: ListName, objects: Vec<Value>) -> Vec<Result<(String, Vec<u8>), St
 async fn record_page(
     store: Store,
     client: Client,
+    provider: Provider,
     bodies: Vec<Result<(String, Vec<u8>), String>>,
     correlation_id: Uuid,
 ) -> Result<ListReport, SyncError> {
@@ -410,7 +507,7 @@ async fn record_page(
         }
     }
     let ids: Vec<String> = readable.iter().map(|(id, _)| id.clone()).collect();
-    let recorded = store.recorded_event_ids(Provider::Stripe, &ids).await?;
+    let recorded = store.recorded_event_ids(provider, &ids).await?;
     readable.retain(|(id, _)| !recorded.contains(id));
     report.skipped += u64::try_from(recorded.len()).unwrap_or(u64::MAX);
     let received_at_unix_micros =
@@ -418,7 +515,7 @@ async fn record_page(
     let sends = readable.len().max(1);
     let mut answers = futures_util::stream::iter(readable.into_iter().map(|(id, body)| {
         let delivery = proto::ProviderDelivery {
-            provider: proto::PaymentProvider::Stripe as i32,
+            provider: proto::PaymentProvider::from(provider) as i32,
             body: bytes::Bytes::from(body),
             received_at_unix_micros,
             correlation_id: correlation_id.to_string(),

@@ -1,8 +1,9 @@
 //! Backfill: a payment provider account's existing history, read from its list endpoints and
 //! imported through the same path as its webhooks (docs/connectors.md, "Backfill"; issue 15).
 //!
-//! Stripe only so far. Each object read from a list is wrapped as the Stripe event its state
-//! corresponds to ([`ledger_connectors::stripe::listed`]: id `sync_<object id>_<hash>`, time =
+//! Stripe, PayPal and Xendit, one import loop (`import::Lists`: a provider's lists, a page
+//! from a cursor; decision 0034). For Stripe, each object read from a list is wrapped as the
+//! Stripe event its state corresponds to ([`ledger_connectors::stripe::listed`]: id `sync_<object id>_<hash>`, time =
 //! the object's own latest time) and sent to the writer as a `ledger.v1.ProviderDelivery` with
 //! source `backfill`, so the writer parses, resolves, normalizes and records it exactly as a
 //! webhook (inbox row, outcome, waiting deliveries). An unchanged object always has the same
@@ -20,11 +21,23 @@
 //! StripeReader::page(&self, path: &str, query: &[(&str, String)], starting_after: Option<&str>)
 //!     -> Result<Page, SyncError>                 // GET <path>?limit=100..., retried on 429/5xx
 //! pub struct Page { objects: Vec<serde_json::Value>, has_more: bool, total_count: Option<u64> }
-//! pub const PAGE_LIMIT, PAGE_ATTEMPTS_MAX, RETRY_DELAY_MIN, RETRY_DELAY_MAX, RETRY_AFTER_MAX,
-//!     PAGE_BYTES_MAX
+//! pub const PAGE_LIMIT
+//!
+//! // Every provider's GET, retried on 429 (Retry-After), 5xx and timeouts (api_reader.rs)
+//! pub const PAGE_ATTEMPTS_MAX, RETRY_DELAY_MIN, RETRY_DELAY_MAX, RETRY_AFTER_MAX, PAGE_BYTES_MAX
+//!
+//! // PayPal (paypal.rs) and Xendit (xendit.rs)
+//! PaypalReader::new(api: provider_sync::PaypalApi, request_timeout) -> Result<_, SyncError>
+//! XenditReader::new(api: provider_sync::XenditApi, request_timeout) -> Result<_, SyncError>
+//! pub async fn import_paypal(&PaypalReader, &Store, &Client, &ImportOptions, progress)
+//! pub async fn import_xendit(&XenditReader, &Store, &Client, &ImportOptions, progress)
+//!     -> Result<ImportReport, SyncError>      // as import_stripe; options.events is Stripe's
+//! pub const WINDOW_DAYS (31), HISTORY_DAYS, TRANSACTIONS_PAGE_SIZE, INVOICES_PAGE_LIMIT
 //!
 //! // Importing (import.rs)
-//! pub enum ListName { Objects(ListedKind), Events }   // ALL: the order read; as_str(): cursor key
+//! pub enum ListName { Objects(ListedKind), Events,     // Stripe's; ALL: the order read
+//!                     PaypalSubscriptions, PaypalTransactions,   // PAYPAL: the order read
+//!                     XenditInvoices }                           // as_str(): cursor key
 //! pub struct ImportOptions { since: Option<OffsetDateTime>, pages_max: Option<u64>,
 //!                            pages_in_flight: usize, events: bool }       // Default
 //! pub async fn import_stripe(reader: &StripeReader, store: &ledger_store::Store,
@@ -48,27 +61,32 @@
 //! ledger.v1.ProviderDelivery.source (DeliverySource: WEBHOOK, BACKFILL, REPAIR, SYNC)
 //! ```
 
+mod api_reader;
 mod import;
 mod on_demand;
+mod paypal;
 mod reconcile;
 mod resync;
 mod stripe_api;
+mod xendit;
 
+pub use api_reader::{
+    PAGE_ATTEMPTS_MAX, PAGE_BYTES_MAX, RETRY_AFTER_MAX, RETRY_DELAY_MAX, RETRY_DELAY_MIN,
+};
 pub use import::{
     DELIVERY_ATTEMPTS_MAX, EVENTS_DAYS, ImportOptions, ImportReport, ListName, ListReport,
     PageDone, import_stripe,
 };
 pub use on_demand::{ON_DEMAND_PAGES_MAX, OnDemand, sync_stripe_customer};
-pub use provider_sync::{ApiSecret, StripeApi};
+pub use paypal::{HISTORY_DAYS, PaypalReader, TRANSACTIONS_PAGE_SIZE, WINDOW_DAYS, import_paypal};
+pub use provider_sync::{ApiSecret, PaypalApi, StripeApi, XenditApi};
 pub use reconcile::{
     Check, Found, READ_MODEL_WAIT_MAX, Repair, check_stripe, ledger_subscriptions, repair_stripe,
     wait_for_read_model,
 };
 pub use resync::{Changes, Resync};
-pub use stripe_api::{
-    PAGE_ATTEMPTS_MAX, PAGE_BYTES_MAX, PAGE_LIMIT, Page, RETRY_AFTER_MAX, RETRY_DELAY_MAX,
-    RETRY_DELAY_MIN, StripeReader,
-};
+pub use stripe_api::{PAGE_LIMIT, Page, StripeReader};
+pub use xendit::{INVOICES_PAGE_LIMIT, XenditReader, import_xendit};
 
 /// Why a backfill stopped.
 #[derive(Debug, thiserror::Error)]

@@ -5,27 +5,17 @@
 
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
-use provider_sync::{StripeApi, error_chain, retry_after};
-use reqwest::StatusCode;
+use ledger_domain::Provider;
+use provider_sync::StripeApi;
 use serde_json::Value;
 
 use crate::SyncError;
+use crate::api_reader::{ApiReader, Auth};
+#[cfg(doc)]
+use crate::api_reader::{PAGE_ATTEMPTS_MAX, RETRY_AFTER_MAX, RETRY_DELAY_MAX, RETRY_DELAY_MIN};
 
 /// Objects per page: Stripe's largest `limit`.
 pub const PAGE_LIMIT: u32 = 100;
-/// Requests per page at most (the first and the retries of transient failures).
-pub const PAGE_ATTEMPTS_MAX: usize = 8;
-/// The first pause before a retry; it doubles (with up to 100 % jitter) up to
-/// [`RETRY_DELAY_MAX`]. A longer `Retry-After` replaces it.
-pub const RETRY_DELAY_MIN: Duration = Duration::from_millis(500);
-/// The longest pause between two requests for a page, unless `Retry-After` says longer.
-pub const RETRY_DELAY_MAX: Duration = Duration::from_secs(8);
-/// A `Retry-After` longer than this ends the run: resume later from the cursor.
-pub const RETRY_AFTER_MAX: Duration = Duration::from_secs(120);
-/// A page's body is read up to this many bytes (100 objects of a few KiB each).
-pub const PAGE_BYTES_MAX: usize = 16 * 1024 * 1024;
-
 /// One page of a list: its objects, in Stripe's order (newest first), and whether more follow.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page {
@@ -39,8 +29,7 @@ pub struct Page {
 /// Reads Stripe's list endpoints with the secret key as the bearer token.
 #[derive(Debug, Clone)]
 pub struct StripeReader {
-    api: StripeApi,
-    http: reqwest::Client,
+    api: ApiReader,
 }
 
 impl StripeReader {
@@ -52,25 +41,14 @@ impl StripeReader {
     /// [`SyncError::Config`] when the base URL is not an `http(s)://` URL or the HTTP client
     /// cannot be built.
     pub fn new(api: StripeApi, request_timeout: Duration) -> Result<StripeReader, SyncError> {
-        let parsed = reqwest::Url::parse(&api.api_base).map_err(|error| {
-            SyncError::Config(format!(
-                "LEDGER_STRIPE_API_BASE {:?} is not a URL: {error}",
-                api.api_base
-            ))
-        })?;
-        if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
-            return Err(SyncError::Config(format!(
-                "LEDGER_STRIPE_API_BASE {:?} is not an http(s):// URL with a host",
-                api.api_base
-            )));
-        }
-        let http = reqwest::Client::builder()
-            .timeout(request_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .build()
-            .map_err(|error| SyncError::Config(format!("the HTTP client: {error}")))?;
-        Ok(StripeReader { api, http })
+        Ok(StripeReader {
+            api: ApiReader::new(
+                Provider::Stripe,
+                ("LEDGER_STRIPE_API_BASE", &api.api_base),
+                Auth::Bearer(api.api_key),
+                request_timeout,
+            )?,
+        })
     }
 
     /// `GET <path>?limit=100[&starting_after=<id>][&<query>...]`: one page, retried on a
@@ -94,7 +72,7 @@ impl StripeReader {
             parameters.push(("starting_after", id.to_owned()));
         }
         parameters.extend(query.iter().cloned());
-        parse_page(path, &self.get(path, &parameters).await?)
+        parse_page(path, &self.api.get(path, &parameters).await?)
     }
 
     /// `GET <path>` of one object (`/v1/customers/cus_1`), retried as [`StripeReader::page`];
@@ -103,123 +81,8 @@ impl StripeReader {
     /// # Errors
     /// As [`StripeReader::page`], and [`SyncError::Provider`] for an answer that is not JSON.
     pub async fn object(&self, path: &str) -> Result<Option<Value>, SyncError> {
-        match self.get(path, &[]).await {
-            Ok(body) => serde_json::from_slice(&body).map(Some).map_err(|error| {
-                SyncError::Provider(format!("GET {path} did not answer JSON: {error}"))
-            }),
-            Err(SyncError::NotListed { .. }) => Ok(None),
-            Err(error) => Err(error),
-        }
+        self.api.object(path, &[]).await
     }
-
-    /// `GET <path>?<parameters>`: the body of a 2xx answer, with the retries of
-    /// [`StripeReader::page`]; 404 is [`SyncError::NotListed`].
-    async fn get(&self, path: &str, parameters: &[(&str, String)]) -> Result<Vec<u8>, SyncError> {
-        let url = format!("{}{path}", self.api.api_base.trim_end_matches('/'));
-        let mut delays = ExponentialBuilder::default()
-            .with_min_delay(RETRY_DELAY_MIN)
-            .with_max_delay(RETRY_DELAY_MAX)
-            .with_factor(2.0)
-            .with_jitter()
-            .without_max_times()
-            .build();
-        let mut last_failure = String::new();
-        for attempt in 1..=PAGE_ATTEMPTS_MAX {
-            let answer = self
-                .http
-                .get(&url)
-                .bearer_auth(self.api.api_key.expose())
-                .query(parameters)
-                .send()
-                .await;
-            let mut pause = delays.next().unwrap_or(RETRY_DELAY_MAX);
-            match answer {
-                Err(error) => last_failure = error_chain(&error),
-                Ok(answer) => {
-                    let status = answer.status();
-                    let wait = retry_after(answer.headers());
-                    let body = read_body(answer).await;
-                    if status.is_success() {
-                        return body;
-                    }
-                    let body = body.unwrap_or_default();
-                    let message = stripe_message(&body);
-                    if status == StatusCode::NOT_FOUND {
-                        return Err(SyncError::NotListed {
-                            path: path.to_owned(),
-                            message,
-                        });
-                    }
-                    if status != StatusCode::TOO_MANY_REQUESTS && !status.is_server_error() {
-                        return Err(SyncError::Provider(format!(
-                            "GET {path} answered {status}: {message}{}",
-                            match status.as_u16() {
-                                401 => "; check LEDGER_STRIPE_API_KEY",
-                                403 => "; the key needs read access to this list",
-                                _ => "",
-                            }
-                        )));
-                    }
-                    last_failure = format!("{status}: {message}");
-                    if let Some(wait) = wait {
-                        if wait > RETRY_AFTER_MAX {
-                            return Err(SyncError::Provider(format!(
-                                "GET {path} answered {status} with Retry-After {} s; run again \
-                                 later, it resumes from the cursor",
-                                wait.as_secs()
-                            )));
-                        }
-                        pause = pause.max(wait);
-                    }
-                }
-            }
-            if attempt < PAGE_ATTEMPTS_MAX {
-                tracing::warn!(
-                    path,
-                    attempt,
-                    failure = last_failure,
-                    pause_ms = pause.as_millis(),
-                    "Stripe list page failed; retrying"
-                );
-                tokio::time::sleep(pause).await;
-            }
-        }
-        Err(SyncError::Provider(format!(
-            "GET {path} failed {PAGE_ATTEMPTS_MAX} times, last: {last_failure}; run again later, \
-             it resumes from the cursor"
-        )))
-    }
-}
-
-async fn read_body(answer: reqwest::Response) -> Result<Vec<u8>, SyncError> {
-    let mut answer = answer;
-    let mut body = Vec::new();
-    while let Some(chunk) = answer
-        .chunk()
-        .await
-        .map_err(|error| SyncError::Provider(format!("reading a page: {}", error_chain(&error))))?
-    {
-        if body.len() + chunk.len() > PAGE_BYTES_MAX {
-            return Err(SyncError::Provider(format!(
-                "a page larger than {PAGE_BYTES_MAX} bytes"
-            )));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
-/// Stripe's `error.message` of an error body, else the start of the body.
-fn stripe_message(body: &[u8]) -> String {
-    serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|error| {
-            error
-                .pointer("/error/message")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned())
 }
 
 /// A list body: `{"object": "list", "data": [...], "has_more": bool}`.
@@ -266,10 +129,6 @@ mod tests {
         assert_eq!(
             error.to_string(),
             "the provider: GET /v1/customers did not answer a list: no has_more"
-        );
-        assert_eq!(
-            stripe_message(br#"{"error":{"message":"Invalid API Key provided"}}"#),
-            "Invalid API Key provided"
         );
     }
 }

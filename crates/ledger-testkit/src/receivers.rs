@@ -79,6 +79,8 @@ struct Script {
     answers: VecDeque<ScriptedAnswer>,
     /// Fixed answers by path: every request to the path gets it, the queue is left alone.
     routes: Vec<(String, ScriptedAnswer)>,
+    /// Answers by path for the next requests to it, before its fixed answer.
+    path_answers: Vec<(String, VecDeque<ScriptedAnswer>)>,
 }
 
 /// A local HTTP/1.1 server on a free port: records every request and answers 200, or the
@@ -133,6 +135,20 @@ impl HttpReceiver {
     pub fn answer_path(&self, path: &str, answer: ScriptedAnswer) {
         if let Ok(mut script) = self.script.lock() {
             script.routes.push((path.to_owned(), answer));
+        }
+    }
+
+    /// Answers the next requests to `path` with `answers`, in order, then as before (its
+    /// [`HttpReceiver::answer_path`] answer, else the queue).
+    pub fn answer_path_next_with(
+        &self,
+        path: &str,
+        answers: impl IntoIterator<Item = ScriptedAnswer>,
+    ) {
+        if let Ok(mut script) = self.script.lock() {
+            script
+                .path_answers
+                .push((path.to_owned(), answers.into_iter().collect()));
         }
     }
 
@@ -222,11 +238,18 @@ async fn serve(mut stream: TcpStream, script: Arc<Mutex<Script>>) {
         let Ok(mut script) = script.lock() else {
             return;
         };
-        let routed = script
-            .routes
-            .iter()
-            .find(|(route, _)| *route == path)
-            .map(|(_, answer)| answer.clone());
+        let next = script
+            .path_answers
+            .iter_mut()
+            .filter(|(route, _)| *route == path)
+            .find_map(|(_, answers)| answers.pop_front());
+        let routed = next.or_else(|| {
+            script
+                .routes
+                .iter()
+                .find(|(route, _)| *route == path)
+                .map(|(_, answer)| answer.clone())
+        });
         let answer = routed
             .or_else(|| script.answers.pop_front())
             .unwrap_or_else(|| ScriptedAnswer {

@@ -109,8 +109,8 @@ pub struct ProviderApis {
     paypal: Option<(PaypalApi, Arc<Semaphore>)>,
     xendit: Option<(XenditApi, Arc<Semaphore>)>,
     http: reqwest::Client,
-    /// PayPal's bearer token and when to renew it.
-    paypal_token: Mutex<Option<(String, Instant)>>,
+    /// PayPal's bearer token.
+    paypal_token: PaypalToken,
     request_timeout: Duration,
 }
 
@@ -152,29 +152,17 @@ impl ProviderApis {
         ];
         for (name, base) in bases {
             if let Some(base) = base {
-                let parsed = Url::parse(base).map_err(|error| {
-                    SyncError::Config(format!("{name} {base:?} is not a URL: {error}"))
-                })?;
-                if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
-                    return Err(SyncError::Config(format!(
-                        "{name} {base:?} is not an http(s):// URL with a host"
-                    )));
-                }
+                check_api_base(name, base).map_err(SyncError::Config)?;
             }
         }
-        let http = reqwest::Client::builder()
-            .timeout(request_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .build()
-            .map_err(|error| SyncError::Config(format!("the HTTP client: {error}")))?;
+        let http = http_client(request_timeout).map_err(SyncError::Config)?;
         let permits = || Arc::new(Semaphore::new(concurrent_requests_per_provider.max(1)));
         Ok(ProviderApis {
             stripe: stripe.map(|api| (api, permits())),
             paypal: paypal.map(|api| (api, permits())),
             xendit: xendit.map(|api| (api, permits())),
             http,
-            paypal_token: Mutex::new(None),
+            paypal_token: PaypalToken::default(),
             request_timeout,
         })
     }
@@ -255,12 +243,14 @@ impl ProviderApis {
             (Provider::Stripe, Some((api, _)), _, _) => builder
                 .bearer_auth(api.api_key.expose())
                 .header("Idempotency-Key", &request.idempotency_key),
-            (Provider::Paypal, _, Some((api, _)), _) => match self.paypal_token(api).await {
-                Ok(token) => builder
-                    .bearer_auth(token)
-                    .header("PayPal-Request-Id", &request.idempotency_key),
-                Err(error) => return Exchange::Failed(error),
-            },
+            (Provider::Paypal, _, Some((api, _)), _) => {
+                match self.paypal_token.bearer(&self.http, api).await {
+                    Ok(token) => builder
+                        .bearer_auth(token)
+                        .header("PayPal-Request-Id", &request.idempotency_key),
+                    Err(error) => return Exchange::Failed(error),
+                }
+            }
             (Provider::Xendit, _, _, Some((api, _))) => builder
                 .basic_auth(api.api_key.expose(), Some(""))
                 .header("Idempotency-key", &request.idempotency_key),
@@ -279,7 +269,7 @@ impl ProviderApis {
                 let status = answer.status();
                 if provider == Provider::Paypal && status == StatusCode::UNAUTHORIZED {
                     // The token was revoked early: fetch a new one for the next request.
-                    *self.paypal_token.lock().await = None;
+                    self.paypal_token.forget().await;
                 }
                 let retry_after = retry_after(answer.headers());
                 let mut body = match answer.bytes().await {
@@ -295,17 +285,33 @@ impl ProviderApis {
             }
         }
     }
+}
 
-    /// `POST /v1/oauth2/token` (client credentials), or the cached token.
-    async fn paypal_token(&self, api: &PaypalApi) -> Result<String, String> {
-        let mut cached = self.paypal_token.lock().await;
+/// PayPal's OAuth2 bearer token for one app (client id and secret), cached until a minute
+/// before it expires: what provider-sync and the backfill call PayPal with.
+#[derive(Default)]
+pub struct PaypalToken(Mutex<Option<(String, Instant)>>);
+
+impl fmt::Debug for PaypalToken {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("PaypalToken(****)")
+    }
+}
+
+impl PaypalToken {
+    /// `POST /v1/oauth2/token` (client credentials, <https://developer.paypal.com/api/rest/authentication/>),
+    /// or the cached token while it has more than a minute to live.
+    ///
+    /// # Errors
+    /// What failed, naming the settings to check when PayPal refuses the credentials.
+    pub async fn bearer(&self, http: &reqwest::Client, api: &PaypalApi) -> Result<String, String> {
+        let mut cached = self.0.lock().await;
         if let Some((token, renew_at)) = cached.as_ref()
             && Instant::now() < *renew_at
         {
             return Ok(token.clone());
         }
-        let answer = self
-            .http
+        let answer = http
             .post(format!(
                 "{}/v1/oauth2/token",
                 api.api_base.trim_end_matches('/')
@@ -339,6 +345,41 @@ impl ProviderApis {
         *cached = Some((token.clone(), renew_at));
         Ok(token)
     }
+
+    /// Drops the cached token (PayPal answered 401: it was revoked early), so the next
+    /// [`PaypalToken::bearer`] asks for a new one.
+    pub async fn forget(&self) {
+        *self.0.lock().await = None;
+    }
+}
+
+/// Checks that `base`, the value of the setting `name`, is an `http(s)://` URL with a host.
+///
+/// # Errors
+/// A sentence naming the setting.
+pub fn check_api_base(name: &str, base: &str) -> Result<(), String> {
+    let parsed =
+        Url::parse(base).map_err(|error| format!("{name} {base:?} is not a URL: {error}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+        return Err(format!(
+            "{name} {base:?} is not an http(s):// URL with a host"
+        ));
+    }
+    Ok(())
+}
+
+/// The HTTP client providers are called with: each request bounded by `request_timeout`, no
+/// redirect followed, no proxy.
+///
+/// # Errors
+/// When the client cannot be built (no TLS backend).
+pub fn http_client(request_timeout: Duration) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .timeout(request_timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .map_err(|error| format!("the HTTP client: {error}"))
 }
 
 /// The text of an error and its sources (reqwest's top level says only "error sending
@@ -752,7 +793,7 @@ pub(crate) const CODE_ANSWER_UNREADABLE: &str = "provider_sync_answer_unreadable
 
 /// Percent-encodes an id for a path segment (ids never need it at the three providers, but a
 /// `/` in one must not reach another endpoint).
-fn utf8_percent_encode(id: &str) -> String {
+pub fn utf8_percent_encode(id: &str) -> String {
     url::form_urlencoded::byte_serialize(id.as_bytes()).collect()
 }
 

@@ -12,6 +12,7 @@ mod provider_sync;
 mod reconcile;
 mod staying_up;
 mod stripe_end_to_end;
+mod sync_providers;
 mod sync_stripe;
 
 use std::process::{Command, Output};

@@ -53,7 +53,7 @@ pub(super) fn sync(ledger: &TestLedger, stripe: &LocalStripe, extra: &[&str]) ->
 }
 
 /// The report's line of `list`: its counts by column name.
-fn report_line(output: &str, list: &str) -> BTreeMap<String, u64> {
+pub(super) fn report_line(output: &str, list: &str) -> BTreeMap<String, u64> {
     let mut lines = output.lines();
     let header: Vec<&str> = lines.next().expect("a header").split('\t').collect();
     let line = lines

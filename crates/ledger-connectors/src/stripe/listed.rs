@@ -16,11 +16,7 @@ use serde_json::{Value, json};
 
 use super::objects;
 
-/// The prefix of a synthetic event id.
-pub const LISTED_EVENT_PREFIX: &str = "sync_";
-/// The longest object id a listed object may have: the event id (prefix, id, `_`, 16 hex
-/// digits) must fit the inbox's 255 bytes.
-pub const LISTED_OBJECT_ID_BYTES_MAX: usize = 255 - LISTED_EVENT_PREFIX.len() - 1 - 16;
+pub use crate::listed::{LISTED_EVENT_PREFIX, LISTED_OBJECT_ID_BYTES_MAX};
 
 /// A kind of Stripe object read from a list endpoint, in the order a backfill reads them
 /// ([`ListedKind::ALL`]): customers first, so the objects naming them find them.
@@ -190,19 +186,7 @@ pub fn listed_event_id(kind: ListedKind, object: &Value) -> Result<String, Liste
             )));
         }
     }
-    if id.len() > LISTED_OBJECT_ID_BYTES_MAX {
-        return Err(not_that_kind(format!(
-            "an id of {} bytes, more than {LISTED_OBJECT_ID_BYTES_MAX}",
-            id.len()
-        )));
-    }
-    let bytes = serde_json::to_vec(object).unwrap_or_default();
-    let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
-    let hex: String = digest.as_ref()[..8]
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect();
-    Ok(format!("{LISTED_EVENT_PREFIX}{id}_{hex}"))
+    crate::listed::event_id(id, object).map_err(not_that_kind)
 }
 
 /// Wraps an object read from `kind`'s list endpoint as a Stripe event body (JSON bytes), ready

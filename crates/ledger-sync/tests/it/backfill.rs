@@ -1,0 +1,475 @@
+//! `import_paypal` and `import_xendit` against PayPal and Xendit played by a local HTTP server:
+//! pages of objects, a 429 with `Retry-After` and a 500 on a page; the events imported, with
+//! the providers' own times; an interrupted run resuming from its cursor; a second run
+//! appending nothing; and a webhook for an object already imported appending nothing.
+
+use std::time::Duration;
+
+use ledger_domain::proto;
+use ledger_sync::{
+    ApiSecret, ImportOptions, ImportReport, ListReport, PaypalApi, PaypalReader, XenditApi,
+    XenditReader,
+};
+use ledger_testkit::ledger::TestLedger;
+use ledger_testkit::receivers::{HttpReceiver, ScriptedAnswer};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+fn answer(body: &Value) -> ScriptedAnswer {
+    ScriptedAnswer::json(200, body.clone())
+}
+
+fn failure(status: u16, retry_after: Option<&str>) -> ScriptedAnswer {
+    ScriptedAnswer {
+        status,
+        headers: retry_after
+            .map(|seconds| vec![("Retry-After".to_owned(), seconds.to_owned())])
+            .unwrap_or_default(),
+        body: "{\"message\":\"try again\"}".to_owned(),
+        ..ScriptedAnswer::default()
+    }
+}
+
+/// The event types in the ledger, in order.
+async fn event_types(ledger: &TestLedger) -> Vec<String> {
+    ledger
+        .table_events()
+        .await
+        .into_iter()
+        .map(|recorded| recorded.event.event_type)
+        .collect()
+}
+
+fn count(types: &[String], event_type: &str) -> usize {
+    types.iter().filter(|found| *found == event_type).count()
+}
+
+/// The business time of the events of `event_type`, Unix seconds, sorted.
+async fn times_of(ledger: &TestLedger, event_type: &str) -> Vec<i64> {
+    let mut times: Vec<i64> = ledger
+        .table_events()
+        .await
+        .into_iter()
+        .filter(|recorded| recorded.event.event_type == event_type)
+        .map(|recorded| recorded.event.occurred_at.unix_timestamp())
+        .collect();
+    times.sort_unstable();
+    times
+}
+
+fn unix(text: &str) -> i64 {
+    OffsetDateTime::parse(text, &Rfc3339)
+        .expect("a time")
+        .unix_timestamp()
+}
+
+/// A delivery as ingest sends the writer a verified webhook.
+async fn webhook(ledger: &TestLedger, provider: proto::PaymentProvider, body: &Value) -> i32 {
+    let delivery = proto::ProviderDelivery {
+        provider: provider as i32,
+        body: serde_json::to_vec(body).expect("JSON").into(),
+        received_at_unix_micros: OffsetDateTime::now_utc().unix_timestamp() * 1_000_000,
+        correlation_id: uuid::Uuid::now_v7().to_string(),
+        renormalizes_inbox_id: String::new(),
+        source: proto::DeliverySource::Webhook as i32,
+    };
+    ledger
+        .client()
+        .deliver(&delivery)
+        .await
+        .expect("the writer records the webhook")
+        .outcome
+}
+
+fn totals(report: &ImportReport) -> ListReport {
+    report.total()
+}
+
+fn invoice(id: &str, status: &str, email: &str, day: u32) -> Value {
+    let mut invoice = json!({
+        "id": id, "external_id": format!("order-{id}"), "user_id": "5848fdf860053555135587e7",
+        "status": status, "merchant_name": "Ledger Test", "amount": 150_000,
+        "payer_email": email, "currency": "IDR",
+        "created": format!("2026-01-{day:02}T08:00:00.000Z"),
+        "updated": format!("2026-01-{day:02}T09:30:00.000Z"),
+    });
+    if status == "PAID" || status == "SETTLED" {
+        invoice["paid_amount"] = json!(150_000);
+        invoice["paid_at"] = json!(format!("2026-01-{day:02}T09:30:00.000Z"));
+    }
+    invoice
+}
+
+const INVOICES: &str = "/v2/invoices?limit=100";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xendit_invoices_are_imported_once_resumed_from_the_cursor_and_a_callback_adds_nothing() {
+    let server = HttpReceiver::start().await;
+    let pages = [
+        vec![
+            invoice("inv_5", "PAID", "ana@example.com", 15),
+            invoice("inv_4", "PENDING", "ana@example.com", 14),
+        ],
+        vec![
+            invoice("inv_3", "EXPIRED", "budi@example.com", 13),
+            invoice("inv_2", "SETTLED", "budi@example.com", 12),
+        ],
+        vec![invoice("inv_1", "PAID", "ana@example.com", 11)],
+    ];
+    server.answer_path(INVOICES, answer(&json!(pages[0])));
+    let after = |id: &str| format!("{INVOICES}&last_invoice_id={id}");
+    server.answer_path(&after("inv_4"), answer(&json!(pages[1])));
+    server.answer_path(&after("inv_2"), answer(&json!(pages[2])));
+    server.answer_path(&after("inv_1"), answer(&json!([])));
+    server.answer_path_next_with(&after("inv_4"), [failure(429, Some("1"))]);
+    server.answer_path_next_with(&after("inv_2"), [failure(500, None)]);
+    let reader = XenditReader::new(
+        XenditApi {
+            api_base: server.url.clone(),
+            api_key: ApiSecret::new("xnd_development_backfill".to_owned()),
+        },
+        Duration::from_secs(5),
+    )
+    .expect("a reader");
+    let ledger = TestLedger::new().await;
+    let _writer = ledger.start_writer();
+    let client = ledger.client();
+    let import = |pages_max| {
+        let options = ImportOptions {
+            pages_max,
+            ..ImportOptions::default()
+        };
+        let (reader, ledger, client) = (&reader, &ledger, &client);
+        async move {
+            ledger_sync::import_xendit(reader, &ledger.store, client, &options, &mut |_| {})
+                .await
+                .expect("the backfill")
+        }
+    };
+
+    // Interrupted after the first page: its cursor is inv_4.
+    let first = import(Some(1)).await;
+    assert!(!first.complete);
+    assert_eq!((totals(&first).objects, totals(&first).appended), (2, 1));
+    let resumed = import(None).await;
+    assert!(resumed.complete);
+    let requested: Vec<String> = server.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(
+        requested,
+        vec![
+            INVOICES.to_owned(),
+            after("inv_4"),
+            after("inv_4"),
+            after("inv_2"),
+            after("inv_2"),
+            after("inv_1"),
+        ],
+        "resumed after inv_4; the 429 and the 500 were retried"
+    );
+    let statuses: Vec<u16> = server.requests().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, vec![200, 429, 200, 500, 200, 200]);
+    let retried = server.requests();
+    assert!(
+        retried[2].received_at - retried[1].received_at >= Duration::from_secs(1),
+        "the retry waited for Retry-After"
+    );
+    for request in &retried {
+        // The key as the Basic user, no password.
+        assert_eq!(
+            request.header("authorization"),
+            Some("Basic eG5kX2RldmVsb3BtZW50X2JhY2tmaWxsOg==")
+        );
+    }
+    let counts = totals(&resumed);
+    assert_eq!(
+        (counts.objects, counts.appended, counts.unreadable),
+        (3, 3, 0),
+        "{resumed:?}"
+    );
+
+    let types = event_types(&ledger).await;
+    assert_eq!(count(&types, "invoice_issued"), 4, "{types:?}");
+    assert_eq!(count(&types, "payment_succeeded"), 3, "{types:?}");
+    assert_eq!(count(&types, "payment_failed"), 1, "{types:?}");
+    assert_eq!(
+        times_of(&ledger, "payment_succeeded").await,
+        vec![
+            unix("2026-01-11T09:30:00Z"),
+            unix("2026-01-12T09:30:00Z"),
+            unix("2026-01-15T09:30:00Z"),
+        ],
+        "business time is the invoice's paid_at"
+    );
+    let held = types.len();
+
+    // A second run reads every page again and sends nothing.
+    let again = import(None).await;
+    assert!(again.complete);
+    let counts = totals(&again);
+    assert_eq!((counts.objects, counts.skipped, counts.appended), (5, 5, 0));
+    assert_eq!(event_types(&ledger).await.len(), held);
+
+    // Xendit's callback for an invoice already imported: the same event id, a duplicate.
+    let outcome = webhook(
+        &ledger,
+        proto::PaymentProvider::Xendit,
+        &invoice("inv_5", "PAID", "ana@example.com", 15),
+    )
+    .await;
+    assert_eq!(outcome, proto::DeliveryOutcome::Duplicate as i32);
+    assert_eq!(event_types(&ledger).await.len(), held);
+}
+
+fn subscription(id: &str, payer: &str, email: &str) -> Value {
+    json!({
+        "id": id, "plan_id": "P-BASIC", "status": "ACTIVE", "quantity": "1",
+        "start_time": "2025-10-01T10:00:00Z", "create_time": "2025-10-01T09:59:00Z",
+        "update_time": "2025-10-01T10:00:05Z", "status_update_time": "2025-10-01T10:00:05Z",
+        "subscriber": {"payer_id": payer, "email_address": email,
+                       "name": {"given_name": "Pay", "surname": payer}},
+        "billing_info": {"next_billing_time": "2099-01-01T10:00:00Z", "failed_payments_count": 0},
+        "plan": {"id": "P-BASIC", "billing_cycles": [{
+            "tenure_type": "REGULAR", "sequence": 1, "total_cycles": 0,
+            "frequency": {"interval_unit": "MONTH", "interval_count": 1},
+            "pricing_scheme": {"fixed_price": {"value": "10.00", "currency_code": "USD"}}}]},
+    })
+}
+
+fn transaction(id: &str, code: &str, reference: (&str, &str), value: &str, at: &str) -> Value {
+    json!({"transaction_info": {
+        "transaction_id": id, "transaction_event_code": code, "transaction_status": "S",
+        "paypal_reference_id": reference.0, "paypal_reference_id_type": reference.1,
+        "transaction_initiation_date": at, "transaction_updated_date": at,
+        "transaction_amount": {"currency_code": "USD", "value": value},
+    }})
+}
+
+fn search_page(transactions: &[Value], page: u64, total_pages: u64) -> ScriptedAnswer {
+    answer(&json!({
+        "transaction_details": transactions, "account_number": "ACCOUNT1",
+        "page": page, "total_items": 4, "total_pages": total_pages,
+    }))
+}
+
+/// The Transaction Search requests so far: `(start_date, page)`.
+fn searches(server: &HttpReceiver) -> Vec<(String, String)> {
+    server
+        .requests()
+        .into_iter()
+        .filter(|request| request.path.starts_with("/v1/reporting/transactions?"))
+        .map(|request| {
+            let query = reqwest::Url::parse(&format!("http://x{}", request.path)).expect("a URL");
+            let field = |name: &str| {
+                query
+                    .query_pairs()
+                    .find(|(key, _)| key == name)
+                    .map(|(_, value)| value.into_owned())
+                    .unwrap_or_default()
+            };
+            (field("start_date"), field("page"))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paypal_subscriptions_sales_and_refunds_are_imported_once_and_resumed_from_the_cursor() {
+    let server = HttpReceiver::start().await;
+    server.answer_path(
+        "/v1/oauth2/token",
+        ScriptedAnswer::json(
+            200,
+            json!({"access_token": "A21AAbackfill", "expires_in": 32_400}),
+        ),
+    );
+    server.answer_path(
+        "/v1/billing/subscriptions/I-ONE?fields=plan",
+        answer(&subscription("I-ONE", "PAYERONE", "one@example.com")),
+    );
+    server.answer_path(
+        "/v1/billing/subscriptions/I-TWO?fields=plan",
+        answer(&subscription("I-TWO", "PAYERTWO", "two@example.com")),
+    );
+    // Two windows of 31 days at most: the first of two pages, the second of one.
+    let window_one = [
+        search_page(
+            &[
+                transaction(
+                    "S1",
+                    "T0002",
+                    ("I-ONE", "SUB"),
+                    "10.00",
+                    "2025-11-01T10:00:00+0000",
+                ),
+                transaction(
+                    "S2",
+                    "T0002",
+                    ("I-TWO", "SUB"),
+                    "10.00",
+                    "2025-11-02T10:00:00+0000",
+                ),
+            ],
+            1,
+            2,
+        ),
+        search_page(
+            &[
+                transaction(
+                    "R1",
+                    "T1107",
+                    ("S1", "TXN"),
+                    "-4.00",
+                    "2025-11-03T10:00:00+0000",
+                ),
+                // A fee: not imported.
+                transaction("F1", "T0400", ("", ""), "-1.00", "2025-11-03T11:00:00+0000"),
+            ],
+            2,
+            2,
+        ),
+    ];
+    let window_two = [search_page(
+        &[transaction(
+            "S3",
+            "T0002",
+            ("I-ONE", "SUB"),
+            "10.00",
+            "2025-12-01T10:00:00+0000",
+        )],
+        1,
+        1,
+    )];
+    let reader = PaypalReader::new(
+        PaypalApi {
+            api_base: server.url.clone(),
+            client_id: "client-id".to_owned(),
+            client_secret: ApiSecret::new("client-secret".to_owned()),
+        },
+        Duration::from_secs(5),
+    )
+    .expect("a reader");
+    let ledger = TestLedger::new().await;
+    let _writer = ledger.start_writer();
+    let client = ledger.client();
+    let since = OffsetDateTime::now_utc() - time::Duration::days(40);
+    let import = |pages_max| {
+        // One page at a time: a refund is recorded after the page of the sale it returns.
+        let options = ImportOptions {
+            since: Some(since),
+            pages_max,
+            pages_in_flight: 1,
+            ..ImportOptions::default()
+        };
+        let (reader, ledger, client) = (&reader, &ledger, &client);
+        async move {
+            ledger_sync::import_paypal(reader, &ledger.store, client, &options, &mut |_| {})
+                .await
+                .expect("the backfill")
+        }
+    };
+
+    // Interrupted after two pages of the subscriptions list (a 429 before the second); a 401
+    // first (the token expired early) is tried again with a new token.
+    server.answer_next_with([
+        failure(401, None),
+        window_one[0].clone(),
+        failure(429, Some("1")),
+        window_one[1].clone(),
+    ]);
+    let first = import(Some(2)).await;
+    assert!(!first.complete);
+    assert_eq!(totals(&first).appended, 2, "{first:?}");
+    let first_searches = searches(&server);
+    let window_two_start = {
+        let start = since.replace_nanosecond(0).expect("whole seconds") + time::Duration::days(31);
+        start.format(&Rfc3339).expect("a time")
+    };
+    // Resumed at the second window (a 500 on its page), then the transactions from the start.
+    server.answer_next_with([
+        failure(500, None),
+        window_two[0].clone(),
+        window_one[0].clone(),
+        window_one[1].clone(),
+        window_two[0].clone(),
+    ]);
+    let resumed = import(None).await;
+    assert!(resumed.complete, "{resumed:?}");
+    let resumed_searches: Vec<(String, String)> =
+        searches(&server)[first_searches.len()..].to_vec();
+    assert_eq!(
+        resumed_searches.first(),
+        Some(&(window_two_start.clone(), "1".to_owned())),
+        "the subscriptions list resumed at the second window"
+    );
+    assert_eq!(resumed_searches.len(), 5, "{resumed_searches:?}");
+    let statuses: Vec<u16> = server
+        .requests()
+        .iter()
+        .filter(|request| request.path.starts_with("/v1/reporting/"))
+        .map(|request| request.status)
+        .collect();
+    assert_eq!(statuses, vec![401, 200, 429, 200, 500, 200, 200, 200, 200]);
+    let tokens = server
+        .requests()
+        .iter()
+        .filter(|request| request.path == "/v1/oauth2/token")
+        .count();
+    assert_eq!(tokens, 2, "one token, cached, and a new one after the 401");
+    for request in server.requests() {
+        if request.path.starts_with("/v1/reporting/") {
+            assert_eq!(
+                request.header("authorization"),
+                Some("Bearer A21AAbackfill")
+            );
+        }
+    }
+
+    let types = event_types(&ledger).await;
+    assert_eq!(count(&types, "subscription_started"), 2, "{types:?}");
+    assert_eq!(count(&types, "payment_succeeded"), 3, "{types:?}");
+    assert_eq!(count(&types, "payment_refunded"), 1, "{types:?}");
+    assert_eq!(
+        times_of(&ledger, "payment_succeeded").await,
+        vec![
+            unix("2025-11-01T10:00:00Z"),
+            unix("2025-11-02T10:00:00Z"),
+            unix("2025-12-01T10:00:00Z"),
+        ],
+        "business time is the transaction's"
+    );
+    assert_eq!(
+        times_of(&ledger, "payment_refunded").await,
+        vec![unix("2025-11-03T10:00:00Z")]
+    );
+    let held = types.len();
+
+    // A second run reads everything again and appends nothing.
+    server.answer_next_with([
+        window_one[0].clone(),
+        window_one[1].clone(),
+        window_two[0].clone(),
+        window_one[0].clone(),
+        window_one[1].clone(),
+        window_two[0].clone(),
+    ]);
+    let again = import(None).await;
+    assert!(again.complete);
+    let counts = totals(&again);
+    assert_eq!((counts.appended, counts.skipped), (0, 6), "{again:?}");
+    assert_eq!(event_types(&ledger).await.len(), held);
+
+    // PayPal's webhook for a sale already imported: a new event id, found already applied.
+    let outcome = webhook(
+        &ledger,
+        proto::PaymentProvider::Paypal,
+        &json!({
+            "id": "WH-1", "event_type": "PAYMENT.SALE.COMPLETED",
+            "create_time": "2025-11-01T10:00:05Z", "resource_type": "sale",
+            "resource": {"id": "S1", "state": "completed", "billing_agreement_id": "I-ONE",
+                         "amount": {"total": "10.00", "currency": "USD"}},
+        }),
+    )
+    .await;
+    assert_eq!(outcome, proto::DeliveryOutcome::Ignored as i32);
+    assert_eq!(event_types(&ledger).await.len(), held);
+}
