@@ -40,8 +40,8 @@ lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
 
-# Browser test of the dashboard: headless Chromium against `ledger demo`, whose cancellations
-# localstripe carries out (needs node and Debian's `chromium`; see e2e/README.md). Screenshots
+# Browser test of the dashboard: headless Chromium against `ledger demo`, whose refunds and
+# cancellations localstripe carries out (needs node and Debian's `chromium`; see e2e/README.md). Screenshots
 # go to target/. It runs the debug binary that `just test` has already built: a release build
 # would add about ten minutes to CI for a 300-customer demo that loads in seconds either way.
 e2e: localstripe

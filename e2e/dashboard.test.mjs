@@ -1,8 +1,8 @@
 // Browser test of the dashboard: starts localstripe (a fake Stripe API) and `ledger demo` (a
 // small deterministic history, its own database `ledger_e2e`, connected to that localstripe),
 // drives headless Chromium (Debian's `chromium`, through playwright-core) against the page,
-// checks that the figures shown equal the API's, that a cancellation from the page is carried
-// out at localstripe, and saves screenshots to target/. Run it with `just e2e` (see
+// checks that the figures shown equal the API's, that a refund and a cancellation from the page
+// are carried out at localstripe, and saves screenshots to target/. Run it with `just e2e` (see
 // e2e/README.md).
 import { execFileSync, spawn } from "node:child_process";
 import { mkdirSync, openSync } from "node:fs";
@@ -126,9 +126,9 @@ async function startLocalstripe() {
 }
 
 /** Has localstripe send its webhooks to the demo's ingest, then makes a customer there who
- * pays USD 49.00 a month (card 4242...), and waits until both reach the ledger through those
- * webhooks. Resolves with the ledger's customer id and email, and localstripe's customer and
- * subscription ids. */
+ * pays USD 49.00 a month (card 4242...), and waits until customer, subscription and first
+ * payment reach the ledger through those webhooks. Resolves with the ledger's customer id and
+ * email, and localstripe's customer, subscription and payment ids. */
 async function subscribeAtLocalstripe(stripe, ingest, api) {
   await stripe.call("POST", "/_config/webhooks/ledger", { url: ingest + "/v1/webhooks/stripe", secret: STRIPE_WEBHOOK_SECRET });
   await stripe.call("POST", "/v1/plans", { id: "pro-monthly-e2e", amount: "4900", currency: "usd", interval: "month", "product[name]": "Pro (e2e)" });
@@ -144,10 +144,13 @@ async function subscribeAtLocalstripe(stripe, ingest, api) {
     const found = (await api("/v1/customers?q=" + account)).items[0];
     if (!found) return null;
     const detail = await api("/v1/customers/" + found.customer_id);
-    return detail.subscriptions.some((s) => s.subscription_id === subscription.id && s.status === "active") && found.customer_id;
+    return detail.subscriptions.some((s) => s.subscription_id === subscription.id && s.status === "active") &&
+      detail.payments.some((p) => p.status === "succeeded") && found.customer_id;
   });
-  check(true, `${account} reached the ledger through localstripe's signed webhooks as customer ${customerId}, ${subscription.id} active`);
-  return { customerId, email, account, subscriptionId: subscription.id };
+  const payment = (await api("/v1/customers/" + customerId)).payments.find((p) => p.status === "succeeded");
+  check(payment.amount_minor === 4900 && payment.refundable_minor === 4900,
+    `${account} reached the ledger through localstripe's signed webhooks as customer ${customerId}, ${subscription.id} active, ${payment.payment_id} paid`);
+  return { customerId, email, account, subscriptionId: subscription.id, paymentId: payment.payment_id };
 }
 
 // ---- the demo ----
@@ -364,6 +367,7 @@ async function main() {
     const refused = await page.$eval("[data-test=action][data-state=refused]", (entry) => entry.textContent);
     check(refused.includes("The ledger refused it") && refused.includes("unique_key_taken"), `a refused action is explained: "${refused}"`);
     await page.screenshot({ path: join(screenshots, "e2e-actions.png"), fullPage: true });
+    await refundAtLocalstripe(page, api, stripe, stripeCustomer);
     await cancelAtLocalstripe(page, api, stripe, stripeCustomer, { ledger, database });
     const unknownToStripe = await cancelUnknownToLocalstripe(page, api, stripe, stripeCustomer);
     checkProviderSyncCalls({ ledger, database }, [unknownToStripe, stripeCustomer.subscriptionId]);
@@ -375,8 +379,11 @@ async function main() {
     await reader.goto(`${base}/#token=${encodeURIComponent(readOnly)}&customer=${customer.customer_id}`);
     await reader.waitForSelector("[data-test=customer-email]");
     await reader.waitForSelector("#customer-subscriptions table");
-    const buttons = await reader.$$eval("button[data-action], [data-test=profile-save]", (elements) => elements.filter((element) => element.offsetParent !== null).length);
-    check(!(await reader.isVisible("[data-test=actions]")) && buttons === 0, `a read-only token sees no action buttons (${buttons} visible)`);
+    await reader.waitForSelector("#customer-payments table");
+    const buttons = await reader.$$eval("button[data-action], button[data-refund], [data-test=profile-save]", (elements) => elements.filter((element) => element.offsetParent !== null).length);
+    const payments = await reader.$$eval("#customer-payments tr[data-payment]", (rows) => rows.length);
+    check(!(await reader.isVisible("[data-test=actions]")) && buttons === 0 && payments > 0,
+      `a read-only token sees no action buttons (${buttons} visible), also none to refund its ${payments} payments`);
     await reader.screenshot({ path: join(screenshots, "e2e-read-only.png"), fullPage: true });
     await readOnlyContext.close();
 
@@ -412,10 +419,10 @@ async function main() {
     console.error(`\n${failures.length} check(s) failed`);
     process.exit(1);
   }
-  console.log(`\nall checks passed; screenshots: target/e2e-dashboard.png, target/e2e-dashboard-800.png, target/e2e-customer.png, target/e2e-actions.png, target/e2e-action-processing.png, target/e2e-action-complete.png, target/e2e-action-processing-refused.png, target/e2e-action-failed.png, target/e2e-read-only.png`);
+  console.log(`\nall checks passed; screenshots: target/e2e-dashboard.png, target/e2e-dashboard-800.png, target/e2e-customer.png, target/e2e-actions.png, target/e2e-refund-processing.png, target/e2e-refund-complete.png, target/e2e-action-processing.png, target/e2e-action-complete.png, target/e2e-action-processing-refused.png, target/e2e-action-failed.png, target/e2e-read-only.png`);
 }
 
-// ---- cancellations from the page, carried out at localstripe by the demo's provider-sync ----
+// ---- refunds and cancellations from the page, carried out at localstripe by the demo's provider-sync ----
 
 /** Shows customer `customerId` (whose email is `email`) on `page`, through the page's own
  * route (`#customer=<id>`), and waits for its subscriptions. */
@@ -425,26 +432,56 @@ async function openCustomer(page, customerId, email) {
   await page.waitForSelector("#customer-subscriptions table");
 }
 
-/** Clicks "Cancel now" on `subscriptionId` (accepting the confirmation), sees the page show
- * the request `processing` (saved as `screenshot`) and resolves with the action log entry's
- * final state and text. localstripe is paused (SIGSTOP) from the click until the page shows
+/** Clicks `button` (accepting the confirmation), sees the page show the request (`what`)
+ * `processing` (saved as `screenshot`) and resolves with the action log entry's final state
+ * and text. localstripe is paused (SIGSTOP) from the click until the page shows
  * `processing`: it answers provider-sync within milliseconds otherwise, before the page's
  * first read, which then shows the answer at once. Paused, it holds provider-sync's request
  * (well within its 10 s timeout), as a slow provider would. */
-async function cancelNow(page, stripe, subscriptionId, screenshot) {
+async function clickAndFollow(page, stripe, button, what, screenshot) {
   stripe.pause();
   try {
     page.once("dialog", (dialog) => dialog.accept());
-    await page.click(`button[data-action=cancel-now][data-subscription="${subscriptionId}"]`);
+    await page.click(button);
     await page.waitForFunction(() => document.querySelector("[data-test=action]").dataset.state === "processing", null, { timeout: 30_000 });
     const processing = await page.$eval("[data-test=action]", (element) => element.textContent);
-    check(processing.includes("waiting for the provider's answer"), `the cancellation of ${subscriptionId} shows as processing: "${processing}"`);
+    check(processing.includes("waiting for the provider's answer"), `${what} shows as processing: "${processing}"`);
     await page.screenshot({ path: join(screenshots, screenshot), fullPage: true });
   } finally {
     stripe.resume();
   }
   await page.waitForFunction(() => ["complete", "failed", "refused"].includes(document.querySelector("[data-test=action]").dataset.state), null, { timeout: 60_000 });
   return page.$eval("[data-test=action]", (element) => ({ state: element.dataset.state, text: element.textContent }));
+}
+
+/** The operator refunds part of the localstripe customer's payment from its page. Amounts the
+ * form cannot take (more than is left, more decimals than USD has) are refused with a
+ * message and send nothing; USD 10.00 is `processing`, then `complete`: localstripe has one
+ * refund of 1000 cents of the charge, and the page and the API show 10.00 refunded. */
+async function refundAtLocalstripe(page, api, stripe, stripeCustomer) {
+  const { customerId, email, paymentId } = stripeCustomer;
+  await openCustomer(page, customerId, email);
+  const input = `input[data-test=refund-amount][data-payment="${paymentId}"]`;
+  const button = `button[data-refund="${paymentId}"]`;
+  for (const [typed, expected] of [["49.01", "USD 49.01 is more than is left to refund"], ["1.005", "USD has 2 decimals"],
+    ["0", "A refund of zero returns nothing"], ["-5", "A refund cannot be negative"]]) {
+    await page.fill(input, typed);
+    await page.click(button);
+    const refused = await page.$eval("[data-test=action]", (element) => ({ state: element.dataset.state, text: element.textContent }));
+    check(refused.state === "refused" && refused.text.includes(expected), `a refund of ${typed} is refused in the form: "${refused.text}"`);
+  }
+  const requests = (await api("/v1/customers/" + customerId + "/timeline?limit=1000")).items.filter((e) => e.event_type === "refund_requested");
+  check(requests.length === 0, `the refused amounts sent nothing (${requests.length} refund requests)`);
+  await page.fill(input, "10.00");
+  const answer = await clickAndFollow(page, stripe, button, `the refund of USD 10.00 of ${paymentId}`, "e2e-refund-processing.png");
+  check(answer.state === "complete" && answer.text.includes("payment refunded"), `then it completes: "${answer.text}"`);
+  await page.waitForFunction((id) => document.querySelector(`#customer-payments tr[data-payment="${id}"] [data-test=payment-refunded]`)?.textContent === "USD 10.00", paymentId, { timeout: 30_000 });
+  await page.screenshot({ path: join(screenshots, "e2e-refund-complete.png"), fullPage: true });
+  const atStripe = (await stripe.call("GET", (paymentId.startsWith("pi_") ? "/v1/refunds?payment_intent=" : "/v1/refunds?charge=") + paymentId)).data;
+  check(atStripe.length === 1 && atStripe[0].amount === 1000, `localstripe has one refund of 1000 cents of ${paymentId}: ${JSON.stringify(atStripe.map((r) => [r.id, r.amount]))}`);
+  const payment = (await api("/v1/customers/" + customerId)).payments.find((p) => p.payment_id === paymentId);
+  check(payment.refunded_minor === 1000 && payment.refund_requested_minor === 0 && payment.refundable_minor === 3900,
+    `the API shows ${paymentId} with 1000 refunded, 3900 refundable: ${JSON.stringify(payment)}`);
 }
 
 /** The customer's events of `eventType` about `subscriptionId`, from the API. */
@@ -460,7 +497,8 @@ async function eventsOf(api, customerId, eventType, subscriptionId) {
 async function cancelAtLocalstripe(page, api, stripe, stripeCustomer, { ledger, database }) {
   const { customerId, email, subscriptionId } = stripeCustomer;
   await openCustomer(page, customerId, email);
-  const answer = await cancelNow(page, stripe, subscriptionId, "e2e-action-processing.png");
+  const answer = await clickAndFollow(page, stripe, `button[data-action=cancel-now][data-subscription="${subscriptionId}"]`,
+    `the cancellation of ${subscriptionId}`, "e2e-action-processing.png");
   check(answer.state === "complete" && answer.text.includes("subscription cancelled"), `then it completes: "${answer.text}"`);
   await page.waitForFunction((id) => [...document.querySelectorAll("#customer-subscriptions tr")].some((row) => row.textContent.includes(id) && row.textContent.includes("canceled")), subscriptionId, { timeout: 30_000 });
   await page.screenshot({ path: join(screenshots, "e2e-action-complete.png"), fullPage: true });
@@ -495,7 +533,8 @@ async function cancelUnknownToLocalstripe(page, api, stripe, stripeCustomer) {
   }
   if (!subscription) throw new Error("no demo Stripe customer with an active subscription among " + candidates.length);
   await openCustomer(page, customer.customer_id, customer.email);
-  const answer = await cancelNow(page, stripe, subscription.subscription_id, "e2e-action-processing-refused.png");
+  const answer = await clickAndFollow(page, stripe, `button[data-action=cancel-now][data-subscription="${subscription.subscription_id}"]`,
+    `the cancellation of ${subscription.subscription_id}`, "e2e-action-processing-refused.png");
   // localstripe's answer: 404 {"error": {"type": "invalid_request_error", "message": "Not Found"}}.
   check(answer.state === "failed" && answer.text.includes("the provider refused: Not Found (invalid_request_error)"),
     `localstripe refuses it (${customer.account_id} is the demo's own), so it fails with localstripe's reason: "${answer.text}"`);
@@ -509,14 +548,15 @@ async function cancelUnknownToLocalstripe(page, api, stripe, stripeCustomer) {
   return subscription.subscription_id;
 }
 
-/** provider-sync made one request for each of the page's cancellations, newest first, and
- * none for the demo's history: its requests are the providers' own news (issuer
- * payment_provider), although several of its subscriptions are left cancel-pending. */
+/** provider-sync made one request for each of the page's cancellations, newest first, after
+ * the page's refund, and none for the demo's history: its requests are the providers' own
+ * news (issuer payment_provider), although several of its subscriptions are left
+ * cancel-pending. */
 function checkProviderSyncCalls({ ledger, database }, subscriptionIds) {
   const requests = execFileSync(ledger, ["provider-sync", "attempts"], { env: { ...process.env, DATABASE_URL: database }, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] })
     .split("\n").filter((line) => line).map((line) => line.split("\t")[2]);
-  const expected = subscriptionIds.map((id) => "DELETE /v1/subscriptions/" + id);
-  check(requests.join() === expected.join(), `provider-sync's requests were the page's cancellations only: ${requests.join(", ")}`);
+  const expected = [...subscriptionIds.map((id) => "DELETE /v1/subscriptions/" + id), "POST /v1/refunds"];
+  check(requests.join() === expected.join(), `provider-sync's requests were the page's refund and cancellations only: ${requests.join(", ")}`);
 }
 
 mkdirSync(screenshots, { recursive: true });

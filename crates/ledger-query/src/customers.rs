@@ -21,6 +21,8 @@ const PAGE_CUSTOMERS_MAX: u32 = 500;
 /// Timeline events per page by default and at most.
 const PAGE_EVENTS_DEFAULT: u32 = 100;
 const PAGE_EVENTS_MAX: u32 = 1_000;
+/// Payments in a customer's answer at most: the newest.
+const DETAIL_PAYMENTS_MAX: i64 = 100;
 
 /// Statuses a customer can have (`customers.status`).
 const STATUSES: &[&str] = &[
@@ -116,6 +118,44 @@ pub(crate) struct LastPayment {
     at: String,
 }
 
+/// A payment attempt of the customer and its refunds (decision 0025).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct Payment {
+    /// The provider's payment id (a Stripe charge `ch_...` or payment intent `pi_...`, a
+    /// PayPal sale): the `payment_id` of `request_refund`.
+    payment_id: String,
+    /// Business time of its `payment_succeeded` / `payment_failed`, ISO 8601 UTC.
+    occurred_at: String,
+    /// succeeded or failed.
+    status: String,
+    /// Minor units of `currency`, positive.
+    amount_minor: i64,
+    currency: String,
+    #[serde(default)]
+    currency_exponent: Option<u8>,
+    /// The sum of its refunds.
+    refunded_minor: i64,
+    /// The sum of its refund requests still processing (`refund_requested`).
+    refund_requested_minor: i64,
+    /// What a `request_refund` may still ask for: `amount_minor` minus `refunded_minor` and
+    /// `refund_requested_minor` of a succeeded payment, 0 of a failed one. The ledger also
+    /// refuses a refund while a dispute of the payment is open or lost (`payment_disputed`).
+    #[serde(default)]
+    refundable_minor: i64,
+}
+
+impl Payment {
+    fn refundable_minor(&self) -> i64 {
+        if self.status != "succeeded" {
+            return 0;
+        }
+        self.amount_minor
+            .saturating_sub(self.refunded_minor)
+            .saturating_sub(self.refund_requested_minor)
+            .max(0)
+    }
+}
+
 /// One customer's metrics.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub(crate) struct CustomerDetail {
@@ -139,6 +179,9 @@ pub(crate) struct CustomerDetail {
     /// Paid and refunded per currency.
     lifetime: Vec<LifetimeTotals>,
     provider_accounts: Vec<ProviderAccount>,
+    /// Its 100 newest payments, newest first.
+    #[serde(default)]
+    payments: Vec<Payment>,
 }
 
 /// One event of a customer's timeline.
@@ -338,12 +381,18 @@ const SINGLE_SQL: &str = concat!(
     " (SELECT coalesce(json_agg(json_build_object('provider', p.provider,",
     "   'account_id', p.account_id) ORDER BY p.provider, p.account_id), '[]')",
     "   FROM customers.provider_accounts p WHERE p.customer_id = c.customer_id)",
-    "   AS provider_accounts",
+    "   AS provider_accounts,",
+    " (SELECT coalesce(json_agg(row_to_json(p) ORDER BY p.occurred_at DESC, p.payment_id), '[]')",
+    "   FROM (SELECT y.payment_id, ",
+    iso!("y.occurred_at"),
+    "   AS occurred_at, y.status, y.amount_minor, y.currency, y.refunded_minor,",
+    "   y.refund_requested_minor FROM customers.payments y WHERE y.customer_id = c.customer_id",
+    "   ORDER BY y.occurred_at DESC, y.payment_id LIMIT $2) p) AS payments",
     " FROM customers.customers c WHERE c.customer_id = $1) d)"
 );
 
 /// One customer: status, subscriptions, MRR, lifetime paid and refunded, last payment,
-/// provider accounts.
+/// provider accounts, its newest payments with what is refundable of each.
 #[utoipa::path(get, path = "/v1/customers/{id}", tag = "customers",
     params(("id" = String, Path, description = "The customer id"),
         ("min_position" = Option<u64>, Query, description = "Wait (up to 5 s) until the read model reaches this position")),
@@ -372,7 +421,7 @@ pub(crate) async fn single(
                 .await
                 .map_err(|error| ApiError::database(&error, PROJECTION))?;
             let row = client
-                .query_one(&statement, &[&customer_id])
+                .query_one(&statement, &[&customer_id, &DETAIL_PAYMENTS_MAX])
                 .await
                 .map_err(|error| ApiError::database(&error, PROJECTION))?;
             let position = position(&row)?;
@@ -387,6 +436,10 @@ pub(crate) async fn single(
             }
             for totals in &mut detail.lifetime {
                 totals.currency_exponent = exponent(Some(&totals.currency));
+            }
+            for payment in &mut detail.payments {
+                payment.currency_exponent = exponent(Some(&payment.currency));
+                payment.refundable_minor = payment.refundable_minor();
             }
             Ok((position, detail))
         },

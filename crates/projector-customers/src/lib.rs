@@ -1,6 +1,6 @@
 //! Read model `customers`: one row per customer (profile, registration account, a summary
 //! status, MRR, last payment), its subscriptions, provider accounts, lifetime totals per
-//! currency, and its event timeline.
+//! currency, its payments with their refunds, and its event timeline.
 //!
 //! The rows are derived from the domain's customer aggregate (`ledger_domain::evolve`), never
 //! from a second copy of its rules: the projector keeps the aggregates of recently seen
@@ -44,8 +44,9 @@ impl Projector for CustomersProjector {
         // 2: stale changes of a subscription are ignored, never-paid past-due subscriptions
         // count no MRR (decisions 0014, 0015). 3: the timeline keeps each event's causation id
         // (a provider event's inbox row). 4: and its subscription id and failure reason (the
-        // dashboard pairs an operator's request with the provider's answer).
-        4
+        // dashboard pairs an operator's request with the provider's answer). 5: payments, with
+        // their refunds and refund requests (the dashboard's refund form).
+        5
     }
 
     fn readable_by_query(&self) -> bool {

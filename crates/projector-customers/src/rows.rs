@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::pin::pin;
 
 use ledger_domain::{
-    Currency, Customer, Event, PaymentStatus, ProviderAccount, Subscription, SubscriptionStatus,
-    event_type, minor_of_units, proto,
+    Currency, Customer, Event, Payment, PaymentStatus, ProviderAccount, Subscription,
+    SubscriptionStatus, event_type, minor_of_units, proto,
 };
 use ledger_projector::{Projected, ProjectorError};
 use time::OffsetDateTime;
@@ -82,6 +82,9 @@ pub(crate) struct Rows {
     registrations: BTreeMap<Uuid, Registration>,
     last_payments: BTreeMap<Uuid, (&'static str, OffsetDateTime)>,
     last_events: BTreeMap<Uuid, (i64, OffsetDateTime)>,
+    /// The payments the batch's events are about, with their business time when the batch
+    /// records them (a new row) and `None` when it changes their refunds (an existing row).
+    payments: BTreeMap<(Uuid, String), Option<OffsetDateTime>>,
     timeline: Vec<TimelineRow>,
 }
 
@@ -120,6 +123,21 @@ impl Rows {
             }
             _ => {}
         }
+        if let Some(payment_id) = event_payment(&projected.event, state) {
+            let created_at = match &projected.event {
+                Event::PaymentSucceeded(_) | Event::PaymentFailed(_)
+                    if !state.payments.contains_key(payment_id) =>
+                {
+                    Some(envelope.occurred_at)
+                }
+                _ => None,
+            };
+            let touched = self
+                .payments
+                .entry((customer_id, payment_id.to_owned()))
+                .or_default();
+            *touched = touched.or(created_at);
+        }
         self.last_events
             .insert(customer_id, (global_position, envelope.occurred_at));
         let amount = event_amount(&projected.event);
@@ -152,6 +170,7 @@ impl Rows {
         self.write_subscriptions(transaction, states).await?;
         self.write_totals(transaction, states).await?;
         self.write_accounts(transaction, states).await?;
+        self.write_payments(transaction, states).await?;
         self.write_timeline(transaction).await
     }
 
@@ -379,6 +398,69 @@ impl Rows {
         Ok(())
     }
 
+    /// Inserts the payments the batch recorded and updates the refunds of the others it
+    /// touched, from the final aggregates.
+    async fn write_payments(
+        &self,
+        transaction: &Transaction<'_>,
+        states: &BTreeMap<Uuid, Customer>,
+    ) -> Result<(), ProjectorError> {
+        let (mut inserted, mut updated) = (PaymentColumns::default(), PaymentColumns::default());
+        for ((customer_id, payment_id), created_at) in &self.payments {
+            let Some(state) = states.get(customer_id) else {
+                continue;
+            };
+            // A payment event `evolve` ignored has no payment.
+            let Some(payment) = state.payments.get(payment_id) else {
+                continue;
+            };
+            let columns = if created_at.is_some() {
+                &mut inserted
+            } else {
+                &mut updated
+            };
+            columns.push(*customer_id, payment_id, payment, state, *created_at);
+        }
+        if !inserted.ids.is_empty() {
+            transaction
+                .execute(
+                    "INSERT INTO customers.payments (customer_id, payment_id, refunded_minor, \
+                       refund_requested_minor, occurred_at, status, amount_minor, currency) \
+                     SELECT * FROM unnest($1::uuid[], $2::text[], $3::int8[], $4::int8[], \
+                       $5::timestamptz[], $6::text[], $7::int8[], $8::text[])",
+                    &[
+                        &inserted.ids,
+                        &inserted.payment_ids,
+                        &inserted.refunded,
+                        &inserted.requested,
+                        &inserted.created_at,
+                        &inserted.statuses,
+                        &inserted.amounts,
+                        &inserted.currencies,
+                    ],
+                )
+                .await?;
+        }
+        if !updated.ids.is_empty() {
+            transaction
+                .execute(
+                    "UPDATE customers.payments p SET refunded_minor = u.refunded, \
+                       refund_requested_minor = u.requested \
+                     FROM unnest($1::uuid[], $2::text[], $3::int8[], $4::int8[]) \
+                       AS u(id, payment_id, refunded, requested) \
+                     WHERE p.customer_id = u.id AND p.payment_id = u.payment_id",
+                    &[
+                        &updated.ids,
+                        &updated.payment_ids,
+                        &updated.refunded,
+                        &updated.requested,
+                    ],
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Appends the batch's events to the timeline with binary COPY.
     async fn write_timeline(&self, transaction: &Transaction<'_>) -> Result<(), ProjectorError> {
         let sink = transaction
@@ -492,6 +574,49 @@ impl<'a> CustomerColumns<'a> {
     }
 }
 
+/// The `payments` columns of the payments a batch writes.
+#[derive(Default)]
+struct PaymentColumns<'a> {
+    ids: Vec<Uuid>,
+    payment_ids: Vec<&'a str>,
+    refunded: Vec<i64>,
+    requested: Vec<i64>,
+    /// Only for new rows.
+    created_at: Vec<OffsetDateTime>,
+    statuses: Vec<&'static str>,
+    amounts: Vec<i64>,
+    currencies: Vec<&'static str>,
+}
+
+impl<'a> PaymentColumns<'a> {
+    fn push(
+        &mut self,
+        customer_id: Uuid,
+        payment_id: &'a str,
+        payment: &Payment,
+        state: &Customer,
+        created_at: Option<OffsetDateTime>,
+    ) {
+        let currency = payment.amount.currency;
+        self.ids.push(customer_id);
+        self.payment_ids.push(payment_id);
+        self.refunded.push(payment.refunded.amount_minor);
+        // `decide` keeps the requests within the payment, so their sum cannot overflow; if it
+        // did, the whole amount would show as asked for (nothing left to refund).
+        self.requested.push(
+            state
+                .refund_requested(payment_id, currency)
+                .map_or(payment.amount.amount_minor, |money| money.amount_minor),
+        );
+        if let Some(created_at) = created_at {
+            self.created_at.push(created_at);
+            self.statuses.push(payment.status.as_str());
+            self.amounts.push(payment.amount.amount_minor);
+            self.currencies.push(currency.code());
+        }
+    }
+}
+
 fn totals(state: &Customer) -> Totals {
     let mut by_currency = Totals::new();
     for payment in state.payments.values() {
@@ -570,6 +695,25 @@ fn event_subscription(event: &Event) -> Option<&str> {
         _ => return None,
     };
     Some(id.as_str()).filter(|id| !id.is_empty())
+}
+
+/// The payment an event records or changes the refunds of, if any; `state` is its customer
+/// before it (a refund failure names only its request).
+fn event_payment<'a>(event: &'a Event, state: &'a Customer) -> Option<&'a str> {
+    let id = match event {
+        Event::PaymentSucceeded(body) => &body.payment_id,
+        Event::PaymentFailed(body) => &body.payment_id,
+        Event::PaymentRefunded(body) => &body.payment_id,
+        Event::RefundRequested(body) => &body.payment_id,
+        Event::RefundFailed(body) => {
+            &state
+                .refund_requests
+                .get(&body.refund_request_id)?
+                .payment_id
+        }
+        _ => return None,
+    };
+    Some(id.as_str())
 }
 
 /// A failed event's code and message, as the provider gave them.

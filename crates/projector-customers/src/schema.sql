@@ -60,6 +60,25 @@ CREATE TABLE totals (
     PRIMARY KEY (customer_id, currency)
 ) WITH (fillfactor = 70);
 
+-- Every payment attempt of a customer (succeeded or failed), with what was refunded of it and
+-- what refund requests still processing ask for (decision 0025): the dashboard's refund form.
+CREATE TABLE payments (
+    customer_id            uuid        NOT NULL,
+    payment_id             text        NOT NULL,
+    -- Business time of its payment_succeeded / payment_failed.
+    occurred_at            timestamptz NOT NULL,
+    -- succeeded or failed.
+    status                 text        NOT NULL,
+    amount_minor           bigint      NOT NULL,
+    currency               text        NOT NULL,
+    -- Sum of its refunds; at most amount_minor.
+    refunded_minor         bigint      NOT NULL,
+    -- Sum of its refund requests still processing.
+    refund_requested_minor bigint      NOT NULL,
+    PRIMARY KEY (customer_id, payment_id)
+) WITH (fillfactor = 70);
+CREATE INDEX payments_customer_time ON payments (customer_id, occurred_at DESC, payment_id);
+
 -- Every event of a customer, for dashboards.
 CREATE TABLE timeline (
     customer_id           uuid        NOT NULL,

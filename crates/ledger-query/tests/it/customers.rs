@@ -1,6 +1,9 @@
 //! `/v1/customers*` over the read model the real projector builds from [`TestLedger::send_known_history`](ledger_testkit::ledger::TestLedger::send_known_history).
 
 use actix_web::http::StatusCode;
+use ledger_domain::proto;
+use ledger_domain::proto::command::Kind;
+use ledger_testkit::commands::{command, money};
 use serde_json::json;
 
 use crate::{Query, Setup, app, get};
@@ -62,7 +65,18 @@ async fn single_customer_has_exact_metrics() {
             }],
             "provider_accounts": [
                 {"provider": "stripe", "account_id": "cus_ada"}
-            ]
+            ],
+            "payments": [{
+                "payment_id": "py_1",
+                "occurred_at": "2026-01-01T00:00:00Z",
+                "status": "succeeded",
+                "amount_minor": 9_800,
+                "currency": "USD",
+                "currency_exponent": 2,
+                "refunded_minor": 1_000,
+                "refund_requested_minor": 0,
+                "refundable_minor": 8_800
+            }]
         })
     );
     let bob = get!(app, &format!("/v1/customers/{}", history.bob));
@@ -105,6 +119,77 @@ async fn single_customer_has_exact_metrics() {
             "bad_parameter".into(),
             Some("id".into())
         )
+    );
+}
+
+/// A refund request still processing is not refundable again; a failed payment is not
+/// refundable at all.
+#[actix_web::test]
+async fn payments_show_what_is_left_to_refund() {
+    let (query, history) = loaded().await;
+    let client = query.ledger.client();
+    client
+        .send(&command(
+            "ada-rr-1",
+            &history.ada,
+            Kind::RequestRefund(proto::RefundRequested {
+                refund_request_id: "rr_1".to_owned(),
+                payment_id: "py_1".to_owned(),
+                amount: Some(money(2_500, "USD")),
+                reason: "requested_by_customer".to_owned(),
+            }),
+        ))
+        .await
+        .expect("accepted");
+    client
+        .send(&command(
+            "ada-py-2",
+            &history.ada,
+            Kind::RecordPaymentFailed(proto::PaymentFailed {
+                payment_id: "py_2".to_owned(),
+                invoice_id: String::new(),
+                subscription_id: "sub_1".to_owned(),
+                amount: Some(money(9_800, "USD")),
+                failure_code: "card_declined".to_owned(),
+                failure_message: "Your card was declined.".to_owned(),
+                attempt_count: 1,
+            }),
+        ))
+        .await
+        .expect("accepted");
+    let app = app!(query);
+    let ada = get!(
+        app,
+        &format!("/v1/customers/{}?min_position=10", history.ada)
+    );
+    assert_eq!(ada.status, StatusCode::OK, "{}", ada.json);
+    let shown: Vec<_> = ada.json["payments"]
+        .as_array()
+        .expect("payments")
+        .iter()
+        .map(|payment| {
+            (
+                payment["payment_id"].clone(),
+                payment["status"].clone(),
+                payment["refunded_minor"].clone(),
+                payment["refund_requested_minor"].clone(),
+                payment["refundable_minor"].clone(),
+            )
+        })
+        .collect();
+    // Same business time: by payment id.
+    assert_eq!(
+        shown,
+        vec![
+            (
+                json!("py_1"),
+                json!("succeeded"),
+                json!(1_000),
+                json!(2_500),
+                json!(6_300)
+            ),
+            (json!("py_2"), json!("failed"), json!(0), json!(0), json!(0)),
+        ]
     );
 }
 

@@ -1,8 +1,10 @@
 //! The customers read model from a known history, against real PostgreSQL and NATS, with exact
 //! expected rows.
 
+use ledger_domain::proto;
+use ledger_domain::proto::command::Kind;
 use ledger_projector::ProjectorConfig;
-use ledger_testkit::commands::{register, register_webhook};
+use ledger_testkit::commands::{NOW_MICROS, command, money, register, register_webhook};
 use ledger_testkit::ledger::{RunningProjector, TestLedger};
 use ledger_testkit::projector_faults;
 use projector_customers::CustomersProjector;
@@ -72,6 +74,7 @@ async fn digest(ledger: &TestLedger) -> String {
                (SELECT string_agg(s::text, ',' ORDER BY customer_id, subscription_id) FROM customers.subscriptions s), \
                (SELECT string_agg(t::text, ',' ORDER BY customer_id, currency) FROM customers.totals t), \
                (SELECT string_agg(a::text, ',' ORDER BY provider, account_id) FROM customers.provider_accounts a), \
+               (SELECT string_agg(p::text, ',' ORDER BY customer_id, payment_id) FROM customers.payments p), \
                (SELECT string_agg(l::text, ',' ORDER BY customer_id, global_position) FROM customers.timeline l))",
             &[],
         )
@@ -349,4 +352,123 @@ async fn late_older_plan_changes_end_at_the_newest_in_every_arrival_order() {
     }
     projector.stop().await;
     writer.stop().await.expect("writer");
+}
+
+/// A payment's row follows its refunds and refund requests (decision 0025): two requests
+/// processing count as asked for, a failed one frees its amount, an answered one becomes
+/// refunded; a failed payment has a row with nothing refunded. Batches of 3 events split the
+/// history, so rows are both inserted and updated across batches.
+#[tokio::test]
+async fn payments_follow_their_refunds_and_refund_requests() {
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let projector = start(&ledger, false).await;
+    let ada = ledger.send_known_history(false).await.ada;
+    let client = ledger.client();
+    let send = |key: &str, kind: Kind| {
+        let command = command(key, &ada, kind);
+        let client = client.clone();
+        async move { client.send(&command).await.expect("accepted") }
+    };
+    let request = |refund_request_id: &str, amount_minor: i64| {
+        Kind::RequestRefund(proto::RefundRequested {
+            refund_request_id: refund_request_id.to_owned(),
+            payment_id: "py_1".to_owned(),
+            amount: Some(money(amount_minor, "USD")),
+            reason: "requested_by_customer".to_owned(),
+        })
+    };
+    send("ada-rr-1", request("rr_1", 2_000)).await;
+    send("ada-rr-2", request("rr_2", 3_000)).await;
+    send(
+        "ada-py-2",
+        Kind::RecordPaymentFailed(proto::PaymentFailed {
+            payment_id: "py_2".to_owned(),
+            invoice_id: String::new(),
+            subscription_id: "sub_1".to_owned(),
+            amount: Some(money(9_800, "USD")),
+            failure_code: "card_declined".to_owned(),
+            failure_message: "Your card was declined.".to_owned(),
+            attempt_count: 1,
+        }),
+    )
+    .await;
+    assert!(caught_up(&ledger).await);
+    let at = time::OffsetDateTime::from_unix_timestamp(NOW_MICROS / 1_000_000).expect("time");
+    let row = |payment_id: &str, status: &str, refunded: i64, requested: i64| {
+        (
+            payment_id.to_owned(),
+            at,
+            status.to_owned(),
+            9_800,
+            "USD".to_owned(),
+            refunded,
+            requested,
+        )
+    };
+    assert_eq!(
+        payment_rows(&ledger).await,
+        vec![
+            row("py_1", "succeeded", 1_000, 5_000),
+            row("py_2", "failed", 0, 0),
+        ]
+    );
+
+    send(
+        "ada-rr-2-failed",
+        Kind::FailRefund(proto::RefundFailed {
+            refund_request_id: "rr_2".to_owned(),
+            failure_code: "charge_disputed".to_owned(),
+            failure_message: "The charge is disputed.".to_owned(),
+        }),
+    )
+    .await;
+    send(
+        "ada-rr-1-refunded",
+        Kind::RefundPayment(proto::PaymentRefunded {
+            refund_id: "re_2".to_owned(),
+            payment_id: "py_1".to_owned(),
+            amount: Some(money(2_000, "USD")),
+            reason: "requested_by_customer".to_owned(),
+            refund_request_id: "rr_1".to_owned(),
+        }),
+    )
+    .await;
+    assert!(caught_up(&ledger).await);
+    assert_eq!(
+        payment_rows(&ledger).await,
+        vec![
+            row("py_1", "succeeded", 3_000, 0),
+            row("py_2", "failed", 0, 0),
+        ]
+    );
+    projector.stop().await;
+    writer.stop().await.expect("writer");
+}
+
+type PaymentRow = (String, time::OffsetDateTime, String, i64, String, i64, i64);
+
+async fn payment_rows(ledger: &TestLedger) -> Vec<PaymentRow> {
+    let client = ledger.database().client().await;
+    client
+        .query(
+            "SELECT payment_id, occurred_at, status, amount_minor, currency, refunded_minor, \
+               refund_requested_minor FROM customers.payments ORDER BY payment_id",
+            &[],
+        )
+        .await
+        .expect("payments")
+        .iter()
+        .map(|row| {
+            (
+                row.get(0),
+                row.get(1),
+                row.get(2),
+                row.get(3),
+                row.get(4),
+                row.get(5),
+                row.get(6),
+            )
+        })
+        .collect()
 }
