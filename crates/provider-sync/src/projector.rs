@@ -3,8 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use ledger_domain::{Event, Issuer, Provider};
+use ledger_domain::{Event, Issuer, Provider, proto};
 use ledger_projector::{Projected, Projector, ProjectorError};
+use prost::Message;
 use time::OffsetDateTime;
 use tokio_postgres::Transaction;
 use uuid::Uuid;
@@ -41,6 +42,8 @@ struct NewCall {
     /// Empty for a refund.
     subscription_id: String,
     refund: Option<RefundCall>,
+    /// The request of a pause, resume or plan change.
+    update: Option<proto::SubscriptionUpdateRequested>,
     account_id: String,
     reason: String,
     request_event_id: Uuid,
@@ -59,12 +62,26 @@ struct RefundCall {
     currency: String,
 }
 
-/// What an answer in the ledger settles: a subscription's requests, or one refund request.
+/// What an answer in the ledger settles: a subscription's calls of the given actions, or one
+/// refund request.
 #[derive(Debug)]
 enum Settled {
-    Subscription(String),
+    Subscription(String, &'static [Action]),
     RefundRequest(String),
 }
+
+/// The calls a cancellation's answer (or a reactivation) settles.
+const CANCELLATIONS: &[Action] = &[Action::CancelNow, Action::CancelAtPeriodEnd];
+/// The calls an update's failure settles.
+const UPDATES: &[Action] = &[Action::Pause, Action::Resume, Action::ChangePlan];
+/// The calls a subscription's cancellation settles: every one about it.
+const SUBSCRIPTION_CALLS: &[Action] = &[
+    Action::CancelNow,
+    Action::CancelAtPeriodEnd,
+    Action::Pause,
+    Action::Resume,
+    Action::ChangePlan,
+];
 
 /// A request answered in the ledger: settles the calls of earlier requests still pending.
 #[derive(Debug)]
@@ -141,6 +158,7 @@ impl Projector for ProviderSyncProjector {
                         customer_id,
                         subscription_id: request.subscription_id.clone(),
                         refund: None,
+                        update: None,
                         account_id: holder.account_id,
                         reason: request.reason.clone(),
                         request_event_id: recorded.event.event_id,
@@ -176,6 +194,7 @@ impl Projector for ProviderSyncProjector {
                         action: Action::Refund,
                         customer_id,
                         subscription_id: String::new(),
+                        update: None,
                         refund: Some(RefundCall {
                             refund_request_id: request.refund_request_id.clone(),
                             payment_id: request.payment_id.clone(),
@@ -184,6 +203,36 @@ impl Projector for ProviderSyncProjector {
                             currency: amount.currency.clone(),
                         }),
                         account_id: payment.account_id,
+                        reason: request.reason.clone(),
+                        request_event_id: recorded.event.event_id,
+                        request_position: global_position,
+                        request_occurred_at: recorded.event.occurred_at,
+                        correlation_id: recorded.event.correlation_id,
+                    });
+                }
+                Event::SubscriptionUpdateRequested(request)
+                    if recorded.event.issuer == Issuer::Internal =>
+                {
+                    let key = (customer_id, request.subscription_id.clone());
+                    let holder = match started.get(&key) {
+                        Some(holder) => Some(holder.clone()),
+                        None => holder(transaction, customer_id, &request.subscription_id).await?,
+                    };
+                    let (Some(holder), Some(action)) = (
+                        holder.filter(|holder| holder.provider != Provider::Internal),
+                        Action::of_update(request),
+                    ) else {
+                        continue;
+                    };
+                    calls.push(NewCall {
+                        call_id: call_id(recorded.event.event_id),
+                        provider: holder.provider,
+                        action,
+                        customer_id,
+                        subscription_id: request.subscription_id.clone(),
+                        refund: None,
+                        update: Some(request.clone()),
+                        account_id: holder.account_id,
                         reason: request.reason.clone(),
                         request_event_id: recorded.event.event_id,
                         request_position: global_position,
@@ -207,21 +256,57 @@ impl Projector for ProviderSyncProjector {
                 }),
                 Event::SubscriptionCancelled(answer) => settles.push(Settle {
                     customer_id,
-                    settled: Settled::Subscription(answer.subscription_id.clone()),
+                    settled: Settled::Subscription(
+                        answer.subscription_id.clone(),
+                        SUBSCRIPTION_CALLS,
+                    ),
                     global_position,
                     event_type: "subscription_cancelled",
                 }),
                 Event::CancellationFailed(answer) => settles.push(Settle {
                     customer_id,
-                    settled: Settled::Subscription(answer.subscription_id.clone()),
+                    settled: Settled::Subscription(answer.subscription_id.clone(), CANCELLATIONS),
                     global_position,
                     event_type: "cancellation_failed",
                 }),
                 Event::SubscriptionReactivated(answer) => settles.push(Settle {
                     customer_id,
-                    settled: Settled::Subscription(answer.subscription_id.clone()),
+                    settled: Settled::Subscription(answer.subscription_id.clone(), CANCELLATIONS),
                     global_position,
                     event_type: "subscription_reactivated",
+                }),
+                Event::SubscriptionPaused(answer) => settles.push(Settle {
+                    customer_id,
+                    settled: Settled::Subscription(
+                        answer.subscription_id.clone(),
+                        &[Action::Pause],
+                    ),
+                    global_position,
+                    event_type: "subscription_paused",
+                }),
+                Event::SubscriptionResumed(answer) => settles.push(Settle {
+                    customer_id,
+                    settled: Settled::Subscription(
+                        answer.subscription_id.clone(),
+                        &[Action::Resume],
+                    ),
+                    global_position,
+                    event_type: "subscription_resumed",
+                }),
+                Event::PlanChanged(answer) => settles.push(Settle {
+                    customer_id,
+                    settled: Settled::Subscription(
+                        answer.subscription_id.clone(),
+                        &[Action::ChangePlan],
+                    ),
+                    global_position,
+                    event_type: "plan_changed",
+                }),
+                Event::SubscriptionUpdateFailed(answer) => settles.push(Settle {
+                    customer_id,
+                    settled: Settled::Subscription(answer.subscription_id.clone(), UPDATES),
+                    global_position,
+                    event_type: "subscription_update_failed",
                 }),
                 _ => {}
             }
@@ -230,10 +315,11 @@ impl Projector for ProviderSyncProjector {
         write_payments(transaction, &collected).await?;
         write_calls(transaction, &calls).await?;
         for settle in &settles {
-            let (column, id) = match &settle.settled {
-                Settled::Subscription(id) => ("subscription_id", id),
-                Settled::RefundRequest(id) => ("refund_request_id", id),
+            let (column, id, actions) = match &settle.settled {
+                Settled::Subscription(id, actions) => ("subscription_id", id, *actions),
+                Settled::RefundRequest(id) => ("refund_request_id", id, &[Action::Refund][..]),
             };
+            let actions: Vec<&str> = actions.iter().map(|action| action.as_str()).collect();
             transaction
                 .execute(
                     &format!(
@@ -242,13 +328,14 @@ impl Projector for ProviderSyncProjector {
                            result = 'answered in the ledger before the call: ' || $4 || ' at ' \
                              || $3 \
                          WHERE customer_id = $1 AND {column} = $2 AND status = 'pending' \
-                           AND request_position < $3"
+                           AND request_position < $3 AND action = ANY($5)"
                     ),
                     &[
                         &settle.customer_id,
                         id,
                         &settle.global_position,
                         &settle.event_type,
+                        &actions,
                     ],
                 )
                 .await?;
@@ -376,9 +463,9 @@ async fn write_calls(
                 "INSERT INTO provider_sync_outbox.calls (call_id, provider, action, customer_id, \
                    subscription_id, account_id, reason, request_event_id, request_position, \
                    request_occurred_at, correlation_id, refund_request_id, payment_id, \
-                   invoice_id, amount_minor, currency) \
+                   invoice_id, amount_minor, currency, update_request) \
                  VALUES ($1, $2, $3, $4, NULLIF($5, ''), $6, $7, $8, $9, $10, $11, $12, $13, \
-                   NULLIF($14, ''), $15, $16) \
+                   NULLIF($14, ''), $15, $16, $17) \
                  ON CONFLICT (call_id) DO NOTHING",
                 &[
                     &call.call_id,
@@ -397,6 +484,7 @@ async fn write_calls(
                     &refund.map(|refund| refund.invoice_id.as_str()),
                     &refund.map(|refund| refund.amount_minor),
                     &refund.map(|refund| refund.currency.as_str()),
+                    &call.update.as_ref().map(Message::encode_to_vec),
                 ],
             )
             .await?;
