@@ -254,61 +254,16 @@ impl Projector for ProviderSyncProjector {
                     global_position,
                     event_type: "refund_failed",
                 }),
-                Event::SubscriptionCancelled(answer) => settles.push(Settle {
-                    customer_id,
-                    settled: Settled::Subscription(
-                        answer.subscription_id.clone(),
-                        SUBSCRIPTION_CALLS,
-                    ),
-                    global_position,
-                    event_type: "subscription_cancelled",
-                }),
-                Event::CancellationFailed(answer) => settles.push(Settle {
-                    customer_id,
-                    settled: Settled::Subscription(answer.subscription_id.clone(), CANCELLATIONS),
-                    global_position,
-                    event_type: "cancellation_failed",
-                }),
-                Event::SubscriptionReactivated(answer) => settles.push(Settle {
-                    customer_id,
-                    settled: Settled::Subscription(answer.subscription_id.clone(), CANCELLATIONS),
-                    global_position,
-                    event_type: "subscription_reactivated",
-                }),
-                Event::SubscriptionPaused(answer) => settles.push(Settle {
-                    customer_id,
-                    settled: Settled::Subscription(
-                        answer.subscription_id.clone(),
-                        &[Action::Pause],
-                    ),
-                    global_position,
-                    event_type: "subscription_paused",
-                }),
-                Event::SubscriptionResumed(answer) => settles.push(Settle {
-                    customer_id,
-                    settled: Settled::Subscription(
-                        answer.subscription_id.clone(),
-                        &[Action::Resume],
-                    ),
-                    global_position,
-                    event_type: "subscription_resumed",
-                }),
-                Event::PlanChanged(answer) => settles.push(Settle {
-                    customer_id,
-                    settled: Settled::Subscription(
-                        answer.subscription_id.clone(),
-                        &[Action::ChangePlan],
-                    ),
-                    global_position,
-                    event_type: "plan_changed",
-                }),
-                Event::SubscriptionUpdateFailed(answer) => settles.push(Settle {
-                    customer_id,
-                    settled: Settled::Subscription(answer.subscription_id.clone(), UPDATES),
-                    global_position,
-                    event_type: "subscription_update_failed",
-                }),
-                _ => {}
+                event => {
+                    if let Some((subscription_id, actions)) = settled_calls(event) {
+                        settles.push(Settle {
+                            customer_id,
+                            settled: Settled::Subscription(subscription_id.to_owned(), actions),
+                            global_position,
+                            event_type: ledger_domain::event_type(event),
+                        });
+                    }
+                }
             }
         }
         write_holders(transaction, &started).await?;
@@ -342,6 +297,23 @@ impl Projector for ProviderSyncProjector {
         }
         Ok(())
     }
+}
+
+/// The subscription, and the actions of its calls, that an answer in the ledger settles: a
+/// cancellation settles every call about the subscription, a cancellation's failure or a
+/// reactivation the cancellations, a change the requests of its kind, an update's failure the
+/// updates.
+fn settled_calls(event: &Event) -> Option<(&str, &'static [Action])> {
+    Some(match event {
+        Event::SubscriptionCancelled(answer) => (&answer.subscription_id, SUBSCRIPTION_CALLS),
+        Event::CancellationFailed(answer) => (&answer.subscription_id, CANCELLATIONS),
+        Event::SubscriptionReactivated(answer) => (&answer.subscription_id, CANCELLATIONS),
+        Event::SubscriptionPaused(answer) => (&answer.subscription_id, &[Action::Pause]),
+        Event::SubscriptionResumed(answer) => (&answer.subscription_id, &[Action::Resume]),
+        Event::PlanChanged(answer) => (&answer.subscription_id, &[Action::ChangePlan]),
+        Event::SubscriptionUpdateFailed(answer) => (&answer.subscription_id, UPDATES),
+        _ => return None,
+    })
 }
 
 /// The provider holding a subscription started in an earlier batch.

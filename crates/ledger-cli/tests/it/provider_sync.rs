@@ -149,14 +149,22 @@ async fn forward(
     let _ = stream.write_all(&answer_body).await;
 }
 
-/// How many `subscription_cancelled` the table holds.
-async fn cancellations(ledger: &TestLedger) -> usize {
+/// How many events of `event_type` the table holds.
+async fn recorded(ledger: &TestLedger, event_type: &str) -> usize {
     ledger
         .table_events()
         .await
         .iter()
-        .filter(|event| event.event.event_type == "subscription_cancelled")
+        .filter(|event| event.event.event_type == event_type)
         .count()
+}
+
+async fn cancellations(ledger: &TestLedger) -> usize {
+    recorded(ledger, "subscription_cancelled").await
+}
+
+async fn refunds(ledger: &TestLedger) -> usize {
+    recorded(ledger, "payment_refunded").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -271,16 +279,6 @@ async fn provider_sync_killed_after_its_call_cancels_once_and_records_once_after
         "only the one in flight: {failed}"
     );
     writer.stop().await.expect("writer stops");
-}
-
-/// How many `payment_refunded` the table holds.
-async fn refunds(ledger: &TestLedger) -> usize {
-    ledger
-        .table_events()
-        .await
-        .iter()
-        .filter(|event| event.event.event_type == "payment_refunded")
-        .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
