@@ -153,6 +153,29 @@ pub struct PendingCancellation {
     pub reason: String,
 }
 
+/// What a `subscription_update_requested` still processing asks for. It is answered by the
+/// change it asks for (`subscription_paused`, `subscription_resumed`, `plan_changed`, whoever
+/// records it: provider-sync or the provider's webhook), by `subscription_update_failed`, or
+/// ends with the subscription's cancellation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PendingUpdate {
+    Pause,
+    Resume,
+    PlanChange,
+}
+
+impl PendingUpdate {
+    /// The update a request asks for; `None` when it names none.
+    pub fn of(request: &proto::SubscriptionUpdateRequested) -> Option<PendingUpdate> {
+        use proto::subscription_update_requested::Change;
+        Some(match request.change.as_ref()? {
+            Change::Pause(_) => PendingUpdate::Pause,
+            Change::Resume(_) => PendingUpdate::Resume,
+            Change::PlanChange(_) => PendingUpdate::PlanChange,
+        })
+    }
+}
+
 /// The outcome of a subscription's payment with the latest business time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PaymentOutcome {
@@ -191,6 +214,8 @@ pub struct Subscription {
     pub discount: Option<Discount>,
     /// When a paused subscription resumes by itself, if known.
     pub resumes_at_unix_seconds: Option<i64>,
+    /// An update asked of the provider (`subscription_update_requested`) and not yet answered.
+    pub pending_update: Option<PendingUpdate>,
     /// The business time (`occurred_at`, Unix microseconds) of the latest event that changed
     /// the subscription's plan, quantity, discount, life or pending cancellation: its start or
     /// a change of its life (`trial_converted` ... `subscription_reactivated`). Payments do not
@@ -207,6 +232,13 @@ pub struct Subscription {
 }
 
 impl Subscription {
+    /// The change `update` took effect: a request for it is answered.
+    fn answered(&mut self, update: PendingUpdate) {
+        if self.pending_update == Some(update) {
+            self.pending_update = None;
+        }
+    }
+
     /// The subscription's currency: its plan's. Invoices and payments for it use it too.
     pub fn currency(&self) -> crate::Currency {
         self.plan.unit_price.currency
@@ -554,6 +586,26 @@ pub(crate) fn discount_from_proto(
     })
 }
 
+/// The wire form of `discount`: [`discount_from_proto`]'s inverse.
+pub(crate) fn discount_to_proto(discount: &Discount) -> proto::Discount {
+    let (percent_off_basis_points, amount_off) = match discount.off {
+        DiscountOff::PercentBasisPoints(percent) => (percent, None),
+        DiscountOff::Amount(amount) => (0, Some(amount.into())),
+    };
+    let (duration, duration_in_months) = match discount.duration {
+        DiscountDuration::Once => (proto::DiscountDuration::Once, 0),
+        DiscountDuration::Repeating { months } => (proto::DiscountDuration::Repeating, months),
+        DiscountDuration::Forever => (proto::DiscountDuration::Forever, 0),
+    };
+    proto::Discount {
+        coupon_id: discount.coupon_id.clone(),
+        percent_off_basis_points,
+        amount_off,
+        duration: duration as i32,
+        duration_in_months,
+    }
+}
+
 fn subscription_mut<'a>(
     state: &'a mut Customer,
     subscription_id: &str,
@@ -737,6 +789,7 @@ fn apply_body(
                     pending_cancellation: None,
                     discount,
                     resumes_at_unix_seconds: None,
+                    pending_update: None,
                     changed_at_unix_micros: occurred_at_unix_micros,
                     life_status: status,
                     latest_payment: None,
@@ -766,6 +819,7 @@ fn apply_body(
                 .and_then(|discount| discount_from_proto(discount, plan.unit_price.currency));
             subscription.plan = plan;
             subscription.quantity = changed.quantity;
+            subscription.answered(PendingUpdate::PlanChange);
         }
         Kind::CancellationRequested(requested) => {
             let subscription = subscription_mut(state, &requested.subscription_id)?;
@@ -785,6 +839,7 @@ fn apply_body(
             let subscription = subscription_mut(state, &cancelled.subscription_id)?;
             ensure(subscription.status != S::Canceled, "already canceled")?;
             subscription.pending_cancellation = None;
+            subscription.pending_update = None;
             subscription.resumes_at_unix_seconds = None;
             subscription.set_life_status(S::Canceled);
         }
@@ -804,12 +859,14 @@ fn apply_body(
             )?;
             subscription.resumes_at_unix_seconds = paused.resumes_at_unix_seconds;
             subscription.set_life_status(S::Paused);
+            subscription.answered(PendingUpdate::Pause);
         }
         Kind::SubscriptionResumed(resumed) => {
             let subscription = subscription_mut(state, &resumed.subscription_id)?;
             ensure(subscription.status == S::Paused, "not paused")?;
             subscription.resumes_at_unix_seconds = None;
             subscription.set_life_status(S::Active);
+            subscription.answered(PendingUpdate::Resume);
         }
         Kind::SubscriptionReactivated(reactivated) => {
             let subscription = subscription_mut(state, &reactivated.subscription_id)?;
@@ -978,6 +1035,20 @@ fn apply_body(
                 "refund request already answered",
             )?;
             request.status = EventStatus::Failed;
+        }
+        Kind::SubscriptionUpdateRequested(requested) => {
+            let update = required(PendingUpdate::of(requested), "no change")?;
+            let subscription = subscription_mut(state, &requested.subscription_id)?;
+            ensure(subscription.status != S::Canceled, "canceled")?;
+            ensure(
+                subscription.pending_update.is_none(),
+                "update already pending",
+            )?;
+            subscription.pending_update = Some(update);
+        }
+        Kind::SubscriptionUpdateFailed(failed) => {
+            let subscription = subscription_mut(state, &failed.subscription_id)?;
+            required(subscription.pending_update.take(), "no pending update")?;
         }
         Kind::DisputeOpened(opened) => {
             ensure(

@@ -4,8 +4,8 @@ use uuid::Uuid;
 
 use crate::customer::{
     BillingInterval, Customer, InvoiceStatus, Payment, PaymentStatus, Plan, ProviderAccount,
-    RefundRequest, Subscription, SubscriptionStatus, discount_from_proto, interval_from_proto,
-    provider_from_proto,
+    RefundRequest, Subscription, SubscriptionStatus, discount_from_proto, discount_to_proto,
+    interval_from_proto, provider_from_proto,
 };
 use crate::email::email;
 use crate::limits::{
@@ -21,7 +21,7 @@ use crate::{Event, proto};
 
 const MICROS_PER_SECOND: i128 = 1_000_000;
 
-/// Every command name, in the order of the `ledger.v1.Command` oneof (tags 10 to 35).
+/// Every command name, in the order of the `ledger.v1.Command` oneof (tags 10 to 37).
 pub const COMMAND_NAMES: &[&str] = &[
     "register_customer",
     "update_customer_profile",
@@ -49,6 +49,8 @@ pub const COMMAND_NAMES: &[&str] = &[
     "remove_integration",
     "request_refund",
     "fail_refund",
+    "request_subscription_update",
+    "fail_subscription_update",
 ];
 
 /// The command's name: its field name in `ledger.v1.Command` (the NATS subject is
@@ -81,6 +83,8 @@ pub fn command_name(command: &Command) -> &'static str {
         Command::RemoveIntegration(_) => "remove_integration",
         Command::RequestRefund(_) => "request_refund",
         Command::FailRefund(_) => "fail_refund",
+        Command::RequestSubscriptionUpdate(_) => "request_subscription_update",
+        Command::FailSubscriptionUpdate(_) => "fail_subscription_update",
     }
 }
 
@@ -320,17 +324,7 @@ fn decide_kind(state: &Customer, kind: &Command, metadata: &Metadata) -> Result<
             }
             Command::ChangePlan(body) => {
                 let subscription = changed_subscription(state, &body.subscription_id, metadata)?;
-                allowed(&body.subscription_id, subscription, name, |s| {
-                    s != S::Canceled
-                })?;
-                let plan = plan(body.plan.as_ref())?;
-                same_currency(
-                    "plan.unit_price",
-                    subscription.currency(),
-                    plan.unit_price.currency,
-                )?;
-                quantity(&plan, body.quantity)?;
-                discount(body.discount.as_ref(), plan.unit_price.currency)?;
+                plan_change(subscription, body, name)?;
                 E::PlanChanged(body.clone())
             }
             Command::RequestCancellation(body) => {
@@ -367,21 +361,7 @@ fn decide_kind(state: &Customer, kind: &Command, metadata: &Metadata) -> Result<
             }
             Command::PauseSubscription(body) => {
                 let subscription = changed_subscription(state, &body.subscription_id, metadata)?;
-                allowed(&body.subscription_id, subscription, name, |s| {
-                    matches!(s, S::Active | S::Trialing | S::PastDue)
-                })?;
-                if let Some(resumes_at) = body.resumes_at_unix_seconds {
-                    unix_seconds("resumes_at_unix_seconds", resumes_at)?;
-                }
-                if let Some(resumes_at) = body.resumes_at_unix_seconds
-                    && i128::from(resumes_at) * MICROS_PER_SECOND
-                        <= i128::from(metadata.occurred_at_unix_micros)
-                {
-                    return Err(Rejection::InvalidField {
-                        field: "resumes_at_unix_seconds",
-                        reason: "not after metadata.occurred_at_unix_micros",
-                    });
-                }
+                pause(subscription, body, name, metadata)?;
                 E::SubscriptionPaused(body.clone())
             }
             Command::ResumeSubscription(body) => {
@@ -390,6 +370,20 @@ fn decide_kind(state: &Customer, kind: &Command, metadata: &Metadata) -> Result<
                     s == S::Paused
                 })?;
                 E::SubscriptionResumed(body.clone())
+            }
+            Command::RequestSubscriptionUpdate(body) => {
+                E::SubscriptionUpdateRequested(update_request(state, body, name, metadata)?)
+            }
+            Command::FailSubscriptionUpdate(body) => {
+                let subscription = subscription(state, &body.subscription_id)?;
+                if subscription.pending_update.is_none() {
+                    return Err(Rejection::NoPendingUpdate {
+                        subscription_id: body.subscription_id.clone(),
+                    });
+                }
+                text("failure_code", &body.failure_code, FAILURE_CODE_BYTES_MAX)?;
+                text("failure_message", &body.failure_message, TEXT_BYTES_MAX)?;
+                E::SubscriptionUpdateFailed(body.clone())
             }
             Command::ReactivateSubscription(body) => {
                 let subscription = changed_subscription(state, &body.subscription_id, metadata)?;
@@ -611,6 +605,128 @@ fn decide_kind(state: &Customer, kind: &Command, metadata: &Metadata) -> Result<
             }
         };
     Ok(event)
+}
+
+/// Checks a pause of `subscription` (`pause_subscription`, or the pause a
+/// `request_subscription_update` asks for): it is active, trialing or past due, and a resume
+/// date is after the command's business time.
+fn pause(
+    subscription: &Subscription,
+    body: &proto::SubscriptionPaused,
+    command: &'static str,
+    metadata: &Metadata,
+) -> Result<(), Rejection> {
+    use SubscriptionStatus as S;
+    allowed(&body.subscription_id, subscription, command, |s| {
+        matches!(s, S::Active | S::Trialing | S::PastDue)
+    })?;
+    if let Some(resumes_at) = body.resumes_at_unix_seconds {
+        unix_seconds("resumes_at_unix_seconds", resumes_at)?;
+        if i128::from(resumes_at) * MICROS_PER_SECOND
+            <= i128::from(metadata.occurred_at_unix_micros)
+        {
+            return Err(Rejection::InvalidField {
+                field: "resumes_at_unix_seconds",
+                reason: "not after metadata.occurred_at_unix_micros",
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Checks a plan change of `subscription` (`change_plan`, or the change a
+/// `request_subscription_update` asks for): not cancelled, a valid plan in the subscription's
+/// currency, quantity and discount.
+fn plan_change(
+    subscription: &Subscription,
+    body: &proto::PlanChanged,
+    command: &'static str,
+) -> Result<(), Rejection> {
+    allowed(&body.subscription_id, subscription, command, |s| {
+        s != SubscriptionStatus::Canceled
+    })?;
+    let plan = plan(body.plan.as_ref())?;
+    same_currency(
+        "plan.unit_price",
+        subscription.currency(),
+        plan.unit_price.currency,
+    )?;
+    quantity(&plan, body.quantity)?;
+    discount(body.discount.as_ref(), plan.unit_price.currency)
+}
+
+/// `request_subscription_update` made canonical: the change names the request's subscription,
+/// and a plan change carries the subscription's current discount (a request cannot change it:
+/// the providers keep a subscription's coupon through a plan change).
+fn update_request(
+    state: &Customer,
+    body: &proto::SubscriptionUpdateRequested,
+    command: &'static str,
+    metadata: &Metadata,
+) -> Result<proto::SubscriptionUpdateRequested, Rejection> {
+    use proto::subscription_update_requested::Change;
+    let subscription = subscription(state, &body.subscription_id)?;
+    allowed(&body.subscription_id, subscription, command, |s| {
+        s != SubscriptionStatus::Canceled
+    })?;
+    if subscription.pending_update.is_some() {
+        return Err(Rejection::UpdateAlreadyPending {
+            subscription_id: body.subscription_id.clone(),
+        });
+    }
+    let change = body.change.as_ref().ok_or(Rejection::MissingField {
+        field: "pause, resume or plan_change",
+    })?;
+    let named = |inner: &str| {
+        if inner.is_empty() || inner == body.subscription_id {
+            Ok(body.subscription_id.clone())
+        } else {
+            Err(Rejection::InvalidField {
+                field: "subscription_id",
+                reason: "the change names another subscription than the request",
+            })
+        }
+    };
+    let change = match change {
+        Change::Pause(pause_body) => {
+            let pause_body = proto::SubscriptionPaused {
+                subscription_id: named(&pause_body.subscription_id)?,
+                ..pause_body.clone()
+            };
+            pause(subscription, &pause_body, command, metadata)?;
+            Change::Pause(pause_body)
+        }
+        Change::Resume(resume_body) => {
+            let subscription_id = named(&resume_body.subscription_id)?;
+            allowed(&subscription_id, subscription, command, |s| {
+                s == SubscriptionStatus::Paused
+            })?;
+            Change::Resume(proto::SubscriptionResumed { subscription_id })
+        }
+        Change::PlanChange(change_body) => {
+            let current = subscription.discount.as_ref().map(discount_to_proto);
+            if change_body.discount.is_some() && change_body.discount != current {
+                return Err(Rejection::InvalidField {
+                    field: "plan_change.discount",
+                    reason: "a requested plan change keeps the subscription's discount; leave it \
+                             out",
+                });
+            }
+            let change_body = proto::PlanChanged {
+                subscription_id: named(&change_body.subscription_id)?,
+                discount: current,
+                ..change_body.clone()
+            };
+            plan_change(subscription, &change_body, command)?;
+            Change::PlanChange(change_body)
+        }
+    };
+    text("reason", &body.reason, TEXT_BYTES_MAX)?;
+    Ok(proto::SubscriptionUpdateRequested {
+        subscription_id: body.subscription_id.clone(),
+        change: Some(change),
+        reason: body.reason.clone(),
+    })
 }
 
 /// The subscription a command names, or why it cannot be used.

@@ -1031,6 +1031,165 @@ fn pause_and_resume() {
         });
 }
 
+fn update_request(change: proto::subscription_update_requested::Change) -> C {
+    C::RequestSubscriptionUpdate(proto::SubscriptionUpdateRequested {
+        subscription_id: sub("sub_1"),
+        change: Some(change),
+        reason: "asked by the customer".to_owned(),
+    })
+}
+
+fn requested(change: proto::subscription_update_requested::Change) -> Event {
+    match update_request(change) {
+        C::RequestSubscriptionUpdate(body) => E::SubscriptionUpdateRequested(body),
+        _ => unreachable!(),
+    }
+}
+
+fn update_failed() -> proto::SubscriptionUpdateFailed {
+    proto::SubscriptionUpdateFailed {
+        subscription_id: sub("sub_1"),
+        failure_code: "resource_missing".to_owned(),
+        failure_message: "No such subscription".to_owned(),
+    }
+}
+
+#[test]
+fn a_requested_pause_is_processing_until_the_pause_or_its_failure_answers_it() {
+    use proto::subscription_update_requested::Change;
+    // The change names the request's subscription (filled in when left out).
+    let pause = Change::Pause(proto::SubscriptionPaused {
+        subscription_id: String::new(),
+        resumes_at_unix_seconds: None,
+    });
+    let state = given(active())
+        .when(update_request(pause.clone()))
+        .then_expect_events(vec![requested(Change::Pause(paused("sub_1")))]);
+    assert_eq!(
+        event_status(&requested(pause.clone())),
+        EventStatus::Processing
+    );
+    // The request changes nothing yet.
+    assert_eq!(status_of(&state, "sub_1"), SubscriptionStatus::Active);
+    assert_eq!(
+        state.subscriptions["sub_1"].pending_update,
+        Some(PendingUpdate::Pause)
+    );
+
+    let pending = with(active(), [requested(Change::Pause(paused("sub_1")))]);
+    given(pending.clone())
+        .when(update_request(Change::Resume(
+            proto::SubscriptionResumed::default(),
+        )))
+        .then_expect_rejection(Rejection::UpdateAlreadyPending {
+            subscription_id: sub("sub_1"),
+        });
+    // The pause answers it (provider-sync's, or the provider's webhook first).
+    let state = given(pending.clone())
+        .when(C::PauseSubscription(paused("sub_1")))
+        .then_expect_events(vec![E::SubscriptionPaused(paused("sub_1"))]);
+    assert_eq!(status_of(&state, "sub_1"), SubscriptionStatus::Paused);
+    assert_eq!(state.subscriptions["sub_1"].pending_update, None);
+    // A failure answers it and changes nothing; then another may be requested.
+    let state = given(pending)
+        .when(C::FailSubscriptionUpdate(update_failed()))
+        .then_expect_events(vec![E::SubscriptionUpdateFailed(update_failed())]);
+    assert_eq!(
+        event_status(&E::SubscriptionUpdateFailed(update_failed())),
+        EventStatus::Failed
+    );
+    assert_eq!(status_of(&state, "sub_1"), SubscriptionStatus::Active);
+    assert_eq!(state.subscriptions["sub_1"].pending_update, None);
+    given(active())
+        .when(C::FailSubscriptionUpdate(update_failed()))
+        .then_expect_rejection(Rejection::NoPendingUpdate {
+            subscription_id: sub("sub_1"),
+        });
+}
+
+#[test]
+fn a_requested_update_is_checked_like_the_change_it_asks_for() {
+    use proto::subscription_update_requested::Change;
+    given(active())
+        .when(update_request(Change::Resume(
+            proto::SubscriptionResumed::default(),
+        )))
+        .then_expect_rejection(transition(
+            SubscriptionStatus::Active,
+            "request_subscription_update",
+        ));
+    given(canceled())
+        .when(update_request(Change::Pause(paused("sub_1"))))
+        .then_expect_rejection(transition(
+            SubscriptionStatus::Canceled,
+            "request_subscription_update",
+        ));
+    given(active())
+        .when(update_request(Change::Pause(paused("sub_2"))))
+        .then_expect_rejection(Rejection::InvalidField {
+            field: "subscription_id",
+            reason: "the change names another subscription than the request",
+        });
+    given(active())
+        .when(C::RequestSubscriptionUpdate(
+            proto::SubscriptionUpdateRequested {
+                subscription_id: sub("sub_1"),
+                change: None,
+                reason: String::new(),
+            },
+        ))
+        .then_expect_rejection(Rejection::MissingField {
+            field: "pause, resume or plan_change",
+        });
+    let C::ChangePlan(euro) = change_plan(money(3000, "EUR"), 1) else {
+        unreachable!()
+    };
+    given(active())
+        .when(update_request(Change::PlanChange(euro)))
+        .then_expect_rejection(Rejection::CurrencyMismatch {
+            field: "plan.unit_price",
+            expected: currency("USD"),
+            actual: currency("EUR"),
+        });
+
+    // A plan change keeps the subscription's discount; the change answers the request.
+    let discounted = vec![
+        E::CustomerRegistered(registered()),
+        E::SubscriptionStarted(proto::SubscriptionStarted {
+            discount: Some(percent_off(1_000)),
+            ..started("sub_1", usd(1000))
+        }),
+    ];
+    let C::ChangePlan(pro) = change_plan(usd(3000), 5) else {
+        unreachable!()
+    };
+    let kept = proto::PlanChanged {
+        discount: Some(percent_off(1_000)),
+        ..pro.clone()
+    };
+    let state = given(discounted.clone())
+        .when(update_request(Change::PlanChange(pro.clone())))
+        .then_expect_events(vec![requested(Change::PlanChange(kept.clone()))]);
+    assert_eq!(state.subscriptions["sub_1"].quantity, 1);
+    given(discounted.clone())
+        .when(update_request(Change::PlanChange(proto::PlanChanged {
+            discount: Some(percent_off(2_000)),
+            ..pro
+        })))
+        .then_expect_rejection(Rejection::InvalidField {
+            field: "plan_change.discount",
+            reason: "a requested plan change keeps the subscription's discount; leave it out",
+        });
+    let state = given(with(
+        discounted,
+        [requested(Change::PlanChange(kept.clone()))],
+    ))
+    .when(C::ChangePlan(kept.clone()))
+    .then_expect_events(vec![E::PlanChanged(kept)]);
+    assert_eq!(state.subscriptions["sub_1"].quantity, 5);
+    assert_eq!(state.subscriptions["sub_1"].pending_update, None);
+}
+
 #[test]
 fn reactivate_from_cancel_pending_or_canceled() {
     let reactivate = || {
@@ -1626,7 +1785,7 @@ fn evolve_counts_but_ignores_impossible_events() {
 
 #[test]
 fn event_types_and_statuses() {
-    assert_eq!(EVENT_TYPES.len(), 26);
+    assert_eq!(EVENT_TYPES.len(), 28);
     let samples = [
         E::CustomerRegistered(registered()),
         E::CancellationRequested(cancel_request("s", true)),
@@ -1686,7 +1845,7 @@ fn command_names_match_the_command_oneof() {
         "reactivate_subscription"
     );
     // Command names are the oneof field names: the tag order of `ledger.v1.Command`.
-    assert_eq!(COMMAND_NAMES.len(), 26);
+    assert_eq!(COMMAND_NAMES.len(), 28);
     for (index, name) in COMMAND_NAMES.iter().enumerate() {
         use prost::Message;
         use prost::encoding::{WireType, encode_key, encode_varint};

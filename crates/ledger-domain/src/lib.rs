@@ -35,8 +35,9 @@ mod decide_tests;
 pub use address::AddressScope;
 pub use customer::{
     BillingInterval, Customer, Discount, DiscountDuration, DiscountOff, Dispute, DisputeStatus,
-    Invoice, InvoiceStatus, Payment, PaymentOutcome, PaymentStatus, PendingCancellation, Plan,
-    Profile, ProviderAccount, Refund, RefundRequest, Subscription, SubscriptionStatus, evolve,
+    Invoice, InvoiceStatus, Payment, PaymentOutcome, PaymentStatus, PendingCancellation,
+    PendingUpdate, Plan, Profile, ProviderAccount, Refund, RefundRequest, Subscription,
+    SubscriptionStatus, evolve,
 };
 pub use customer_id::{CustomerId, CustomerIdError};
 pub use decide::{COMMAND_NAMES, command_name, decide};
@@ -122,6 +123,8 @@ pub const EVENT_TYPES: &[&str] = &[
     "integration_removed",
     "refund_requested",
     "refund_failed",
+    "subscription_update_requested",
+    "subscription_update_failed",
 ];
 
 /// The event's type: its field name in the `ledger.v1.Event` oneof (the `event_type` column),
@@ -154,18 +157,23 @@ pub fn event_type(event: &Event) -> &'static str {
         Event::IntegrationRemoved(_) => "integration_removed",
         Event::RefundRequested(_) => "refund_requested",
         Event::RefundFailed(_) => "refund_failed",
+        Event::SubscriptionUpdateRequested(_) => "subscription_update_requested",
+        Event::SubscriptionUpdateFailed(_) => "subscription_update_failed",
     }
 }
 
-/// The event's `status` column: a cancellation or refund request is `Processing` until the
-/// provider answers; a failed cancellation, refund or payment is `Failed`; everything else is
-/// `Complete`.
+/// The event's `status` column: a cancellation, refund or subscription update request is
+/// `Processing` until the provider answers; a failed cancellation, refund, update or payment is
+/// `Failed`; everything else is `Complete`.
 pub fn event_status(event: &Event) -> EventStatus {
     match event {
-        Event::CancellationRequested(_) | Event::RefundRequested(_) => EventStatus::Processing,
-        Event::CancellationFailed(_) | Event::RefundFailed(_) | Event::PaymentFailed(_) => {
-            EventStatus::Failed
-        }
+        Event::CancellationRequested(_)
+        | Event::RefundRequested(_)
+        | Event::SubscriptionUpdateRequested(_) => EventStatus::Processing,
+        Event::CancellationFailed(_)
+        | Event::RefundFailed(_)
+        | Event::SubscriptionUpdateFailed(_)
+        | Event::PaymentFailed(_) => EventStatus::Failed,
         _ => EventStatus::Complete,
     }
 }

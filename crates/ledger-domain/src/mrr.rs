@@ -209,6 +209,7 @@ mod tests {
             pending_cancellation: None,
             discount: None,
             resumes_at_unix_seconds: None,
+            pending_update: None,
             changed_at_unix_micros: 0,
             life_status: SubscriptionStatus::Active,
             latest_payment: None,

@@ -190,6 +190,21 @@ pub enum Rejection {
         /// The subscription.
         subscription_id: String,
     },
+    /// `request_subscription_update` while another update of the subscription is processing.
+    #[error(
+        "subscription {subscription_id:?} already has an update processing; wait for its \
+         answer (or `fail_subscription_update`) before requesting another"
+    )]
+    UpdateAlreadyPending {
+        /// The subscription.
+        subscription_id: String,
+    },
+    /// `fail_subscription_update` without an update processing.
+    #[error("subscription {subscription_id:?} has no update processing")]
+    NoPendingUpdate {
+        /// The subscription.
+        subscription_id: String,
+    },
     /// An amount is in another currency than the subscription, invoice or payment it belongs
     /// to (a plan change, an invoice, a payment, a refund, a dispute).
     #[error("currency mismatch in `{field}`: expected {expected}, got {actual}")]
@@ -384,6 +399,8 @@ impl Rejection {
             Rejection::Stale { .. } => "stale",
             Rejection::CancellationAlreadyPending { .. } => "cancellation_already_pending",
             Rejection::NoPendingCancellation { .. } => "no_pending_cancellation",
+            Rejection::UpdateAlreadyPending { .. } => "update_already_pending",
+            Rejection::NoPendingUpdate { .. } => "no_pending_update",
             Rejection::CurrencyMismatch { .. } => "currency_mismatch",
             Rejection::UnknownInvoice { .. } => "unknown_invoice",
             Rejection::DuplicateInvoice { .. } => "duplicate_invoice",

@@ -689,6 +689,8 @@ fn event_subscription(event: &Event) -> Option<&str> {
         Event::SubscriptionPaused(body) => &body.subscription_id,
         Event::SubscriptionResumed(body) => &body.subscription_id,
         Event::SubscriptionReactivated(body) => &body.subscription_id,
+        Event::SubscriptionUpdateRequested(body) => &body.subscription_id,
+        Event::SubscriptionUpdateFailed(body) => &body.subscription_id,
         Event::InvoiceIssued(body) => &body.subscription_id,
         Event::PaymentSucceeded(body) => &body.subscription_id,
         Event::PaymentFailed(body) => &body.subscription_id,
@@ -722,6 +724,7 @@ fn event_failure(event: &Event) -> Option<(&str, &str)> {
         Event::CancellationFailed(body) => Some((&body.failure_code, &body.failure_message)),
         Event::PaymentFailed(body) => Some((&body.failure_code, &body.failure_message)),
         Event::RefundFailed(body) => Some((&body.failure_code, &body.failure_message)),
+        Event::SubscriptionUpdateFailed(body) => Some((&body.failure_code, &body.failure_message)),
         _ => None,
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use ledger_domain::{
     ChurnRecognition, Customer, DiscountsInMrr, Event, Money, MonthlyRecurringRevenue, MrrRules,
-    PaymentStatus, Subscription, SubscriptionStatus, UnpaidSubscriptions,
+    PaymentStatus, PendingUpdate, Subscription, SubscriptionStatus, UnpaidSubscriptions,
 };
 
 use uuid::Uuid;
@@ -151,6 +151,30 @@ pub(crate) fn notifications(
                 amount,
                 format!(
                     "Cancelling subscription {} of {customer} failed at the provider: {}",
+                    failed.subscription_id, failed.failure_code
+                ),
+                vec![
+                    ("failure_code", failed.failure_code.clone()),
+                    ("failure_message", failed.failure_message.clone()),
+                ],
+            );
+        }
+        Event::SubscriptionUpdateFailed(failed) => {
+            let subscription = before.subscriptions.get(&failed.subscription_id);
+            let update = match subscription.and_then(|subscription| subscription.pending_update) {
+                Some(PendingUpdate::Pause) => "Pausing",
+                Some(PendingUpdate::Resume) => "Resuming",
+                Some(PendingUpdate::PlanChange) => "Changing the plan of",
+                None => "Updating",
+            };
+            push(
+                NotificationKind::SubscriptionUpdateFailed,
+                non_empty(&failed.subscription_id),
+                subscription.map(|subscription| {
+                    mrr_money(&subscription.monthly_recurring_revenue_under(NOTIFIED_MRR_RULES))
+                }),
+                format!(
+                    "{update} subscription {} of {customer} failed at the provider: {}",
                     failed.subscription_id, failed.failure_code
                 ),
                 vec![
@@ -686,6 +710,39 @@ mod tests {
                 Some(4_900),
                 "Cancelling subscription sub_1 of ada@example.com failed at the provider: \
                  provider_unavailable"
+                    .to_owned()
+            )]
+        );
+    }
+
+    #[test]
+    fn a_refused_subscription_update_is_news() {
+        let pending = [
+            registered(),
+            started("sub_1", 4_900, 1, None),
+            E::SubscriptionUpdateRequested(proto::SubscriptionUpdateRequested {
+                subscription_id: "sub_1".to_owned(),
+                change: Some(proto::subscription_update_requested::Change::Pause(
+                    proto::SubscriptionPaused {
+                        subscription_id: "sub_1".to_owned(),
+                        resumes_at_unix_seconds: None,
+                    },
+                )),
+                reason: String::new(),
+            }),
+        ];
+        let failed = E::SubscriptionUpdateFailed(proto::SubscriptionUpdateFailed {
+            subscription_id: "sub_1".to_owned(),
+            failure_code: "SUBSCRIPTION_STATUS_INVALID".to_owned(),
+            failure_message: String::new(),
+        });
+        assert_eq!(
+            when(&pending, failed, NOW),
+            [(
+                NotificationKind::SubscriptionUpdateFailed,
+                Some(4_900),
+                "Pausing subscription sub_1 of ada@example.com failed at the provider: \
+                 SUBSCRIPTION_STATUS_INVALID"
                     .to_owned()
             )]
         );

@@ -16,11 +16,12 @@ pub enum NotificationKind {
     LargeContraction,
     TrialEndingSoon,
     RefundFailed,
+    SubscriptionUpdateFailed,
 }
 
 impl NotificationKind {
     /// Every kind, in the order of `ledger.v1.NotificationKind`.
-    pub const ALL: [NotificationKind; 10] = [
+    pub const ALL: [NotificationKind; 11] = [
         NotificationKind::PaymentFailed,
         NotificationKind::PaymentRecovered,
         NotificationKind::CancellationFailed,
@@ -31,6 +32,7 @@ impl NotificationKind {
         NotificationKind::LargeContraction,
         NotificationKind::TrialEndingSoon,
         NotificationKind::RefundFailed,
+        NotificationKind::SubscriptionUpdateFailed,
     ];
 
     /// The kind named `name` (`payment_failed`).
@@ -53,6 +55,7 @@ impl NotificationKind {
             NotificationKind::LargeContraction => "large_contraction",
             NotificationKind::TrialEndingSoon => "trial_ending_soon",
             NotificationKind::RefundFailed => "refund_failed",
+            NotificationKind::SubscriptionUpdateFailed => "subscription_update_failed",
         }
     }
 
@@ -69,6 +72,7 @@ impl NotificationKind {
             NotificationKind::LargeContraction => "Large contraction",
             NotificationKind::TrialEndingSoon => "Trial ending soon",
             NotificationKind::RefundFailed => "Refund failed",
+            NotificationKind::SubscriptionUpdateFailed => "Subscription update failed",
         }
     }
 
@@ -86,6 +90,7 @@ impl NotificationKind {
             NotificationKind::LargeContraction => P::LargeContraction,
             NotificationKind::TrialEndingSoon => P::TrialEndingSoon,
             NotificationKind::RefundFailed => P::RefundFailed,
+            NotificationKind::SubscriptionUpdateFailed => P::SubscriptionUpdateFailed,
         }
     }
 

@@ -181,6 +181,8 @@ fn changes_subscriptions(event: &Event) -> bool {
         | Event::PaymentRefunded(_)
         | Event::RefundRequested(_)
         | Event::RefundFailed(_)
+        | Event::SubscriptionUpdateRequested(_)
+        | Event::SubscriptionUpdateFailed(_)
         | Event::DisputeOpened(_)
         | Event::DisputeClosed(_)
         | Event::IntegrationRegistered(_)

@@ -15,6 +15,25 @@
 //!   `POST /recurring/plans/{id}/deactivate`; the secret API key as the Basic user;
 //!   `Idempotency-key`; errors `{"error_code", "message"}`.
 //!
+//! Pause, resume and plan changes (`subscription_update_requested`, decision 0032):
+//! - Stripe (<https://docs.stripe.com/billing/subscriptions/pause-payment>,
+//!   <https://docs.stripe.com/api/subscriptions/update>): `POST /v1/subscriptions/{id}` with
+//!   `pause_collection[behavior]=void` (and `pause_collection[resumes_at]`, Unix seconds) pauses
+//!   collection, with `pause_collection=` (empty) resumes it; a plan change first reads the
+//!   subscription (`GET`) for its single item's id, then posts `items[0][id]`,
+//!   `items[0][price]` (the ledger's plan id is the Stripe price id), `items[0][quantity]` and
+//!   `proration_behavior=create_prorations` (Stripe's default, written out). A subscription
+//!   of several items (the ledger's plan id `price_a+price_b`) is not changed: not supported.
+//! - PayPal (<https://developer.paypal.com/docs/api/subscriptions/v1/#subscriptions_suspend>,
+//!   `#subscriptions_activate`, `#subscriptions_revise`): `POST
+//!   /v1/billing/subscriptions/{id}/suspend` and `/activate` with `{"reason"}` answer 204;
+//!   `/revise` with `{"plan_id", "quantity"}` answers 200, and "requires the buyer's consent":
+//!   an answer with an `approve` link is scheduled (the request stays processing until
+//!   PayPal's webhook shows the change), one without is done.
+//! - Xendit: its recurring plans API (<https://docs.xendit.co/apidocs/update-subscription-plan-2>)
+//!   has no pause, resume or switch of plan (`PATCH /recurring/plans/{id}` changes the
+//!   amount, payment methods and notifications): not supported, answered as such.
+//!
 //! Refunds (`refund_requested`):
 //! - Stripe (<https://docs.stripe.com/api/refunds/create>): `POST /v1/refunds` with `charge`
 //!   (a `ch_` payment id) or `payment_intent` (a `pi_` one), `amount` in minor units and
@@ -35,7 +54,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ledger_domain::{Money, Provider};
+use ledger_domain::{Money, Provider, proto};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, Semaphore};
@@ -447,6 +466,16 @@ pub(crate) enum Exchange {
     Failed(String),
 }
 
+impl Exchange {
+    /// The answer's body; empty without an answer.
+    pub(crate) fn body(&self) -> &[u8] {
+        match self {
+            Exchange::Answered { body, .. } => body,
+            Exchange::Failed(_) => &[],
+        }
+    }
+}
+
 /// An exchange's meaning for the call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Verdict {
@@ -534,19 +563,39 @@ fn provider_error(provider: Provider, status: u16, body: &[u8]) -> (String, Stri
 #[derive(Debug, Clone)]
 pub(crate) struct Plan {
     pub(crate) check: Option<ProviderRequest>,
-    pub(crate) act: ProviderRequest,
+    pub(crate) act: Act,
+}
+
+/// The action of a plan.
+#[derive(Debug, Clone)]
+pub(crate) enum Act {
+    /// The same request on every attempt.
+    Request(ProviderRequest),
+    /// A request built from a look at the object, made before every attempt (Stripe's plan
+    /// change names the subscription item the look finds): `build` gets the look's 2xx body
+    /// and gives the request, or the answer when the look shows it done or impossible.
+    AfterLook {
+        look: ProviderRequest,
+        build: fn(&Call, &[u8]) -> Result<ProviderRequest, Answer>,
+    },
+}
+
+/// The idempotency key of `call`'s requests: derived from the request event and the action.
+fn idempotency_key(call: &Call) -> String {
+    format!("ledger:{}:{}", call.request_event_id, call.action.as_str())
 }
 
 /// The requests carrying out `call`, or the answer when the provider has no such operation.
 pub(crate) fn plan(call: &Call) -> Result<Plan, Answer> {
     let id = utf8_percent_encode(&call.subscription_id);
-    let key = format!("ledger:{}:{}", call.request_event_id, call.action.as_str());
+    let key = idempotency_key(call);
     let request = |method: Method, path: String, body: Body| ProviderRequest {
         method,
         path,
         body,
         idempotency_key: key.clone(),
     };
+    let update_plan = |action| update_plan(call, action, &id, &request);
     match (call.provider, call.action, &call.refund) {
         (provider, Action::Refund, Some(refund)) => {
             refund_plan(provider, refund, &call.reason, &request)
@@ -554,13 +603,16 @@ pub(crate) fn plan(call: &Call) -> Result<Plan, Answer> {
         (_, Action::Refund, None) => Err(Answer::NotSupported {
             message: "a refund call without its payment and amount".to_owned(),
         }),
+        (_, action @ (Action::Pause | Action::Resume | Action::ChangePlan), _) => {
+            update_plan(action)
+        }
         (Provider::Stripe, action, _) => Ok(Plan {
             check: Some(request(
                 Method::GET,
                 format!("/v1/subscriptions/{id}"),
                 Body::None,
             )),
-            act: if action == Action::CancelAtPeriodEnd {
+            act: Act::Request(if action == Action::CancelAtPeriodEnd {
                 request(
                     Method::POST,
                     format!("/v1/subscriptions/{id}"),
@@ -572,7 +624,7 @@ pub(crate) fn plan(call: &Call) -> Result<Plan, Answer> {
                     format!("/v1/subscriptions/{id}"),
                     Body::None,
                 )
-            },
+            }),
         }),
         (Provider::Paypal, Action::CancelNow, _) => {
             let reason: String = if call.reason.trim().is_empty() {
@@ -586,11 +638,11 @@ pub(crate) fn plan(call: &Call) -> Result<Plan, Answer> {
                     format!("/v1/billing/subscriptions/{id}"),
                     Body::None,
                 )),
-                act: request(
+                act: Act::Request(request(
                     Method::POST,
                     format!("/v1/billing/subscriptions/{id}/cancel"),
                     Body::Json(json!({ "reason": reason }).to_string()),
-                ),
+                )),
             })
         }
         (Provider::Xendit, Action::CancelNow, _) => Ok(Plan {
@@ -599,11 +651,11 @@ pub(crate) fn plan(call: &Call) -> Result<Plan, Answer> {
                 format!("/recurring/plans/{id}"),
                 Body::None,
             )),
-            act: request(
+            act: Act::Request(request(
                 Method::POST,
                 format!("/recurring/plans/{id}/deactivate"),
                 Body::None,
-            ),
+            )),
         }),
         (provider, Action::CancelAtPeriodEnd, _) => Err(Answer::NotSupported {
             message: format!(
@@ -616,6 +668,176 @@ pub(crate) fn plan(call: &Call) -> Result<Plan, Answer> {
                 .to_owned(),
         }),
     }
+}
+
+/// PayPal's reason for a suspension or activation: the ledger's, or a default; at most
+/// PayPal's 128 characters.
+fn paypal_reason(reason: &str, default: &str) -> String {
+    if reason.trim().is_empty() {
+        default.to_owned()
+    } else {
+        reason.chars().take(PAYPAL_REASON_CHARS_MAX).collect()
+    }
+}
+
+/// The requests of a pause, resume or plan change (`call.update`) at the call's provider.
+fn update_plan(
+    call: &Call,
+    action: Action,
+    id: &str,
+    request: &dyn Fn(Method, String, Body) -> ProviderRequest,
+) -> Result<Plan, Answer> {
+    use proto::subscription_update_requested::Change;
+    let change = call
+        .update
+        .as_ref()
+        .and_then(|update| update.change.as_ref());
+    match (call.provider, change) {
+        (_, None) => Err(Answer::NotSupported {
+            message: "an update call without its change".to_owned(),
+        }),
+        (Provider::Stripe, Some(change)) => {
+            let look = request(Method::GET, format!("/v1/subscriptions/{id}"), Body::None);
+            let post = |form| {
+                request(
+                    Method::POST,
+                    format!("/v1/subscriptions/{id}"),
+                    Body::Form(form),
+                )
+            };
+            let act = match change {
+                Change::Pause(pause) => {
+                    let mut form =
+                        vec![("pause_collection[behavior]".to_owned(), "void".to_owned())];
+                    if let Some(resumes_at) = pause.resumes_at_unix_seconds {
+                        form.push((
+                            "pause_collection[resumes_at]".to_owned(),
+                            resumes_at.to_string(),
+                        ));
+                    }
+                    Act::Request(post(form))
+                }
+                Change::Resume(_) => {
+                    Act::Request(post(vec![("pause_collection".to_owned(), String::new())]))
+                }
+                Change::PlanChange(_) => {
+                    return Ok(Plan {
+                        check: None,
+                        act: Act::AfterLook {
+                            look,
+                            build: stripe_plan_change,
+                        },
+                    });
+                }
+            };
+            Ok(Plan {
+                check: Some(look),
+                act,
+            })
+        }
+        (Provider::Paypal, Some(change)) => {
+            let look = request(
+                Method::GET,
+                format!("/v1/billing/subscriptions/{id}"),
+                Body::None,
+            );
+            let (verb, body) = match change {
+                Change::Pause(_) => (
+                    "suspend",
+                    json!({ "reason": paypal_reason(&call.reason, "Paused by the merchant") }),
+                ),
+                Change::Resume(_) => (
+                    "activate",
+                    json!({ "reason": paypal_reason(&call.reason, "Resumed by the merchant") }),
+                ),
+                Change::PlanChange(change) => (
+                    "revise",
+                    json!({
+                        "plan_id": change.plan.as_ref().map(|plan| plan.plan_id.as_str()),
+                        "quantity": change.quantity.to_string(),
+                    }),
+                ),
+            };
+            Ok(Plan {
+                check: Some(look),
+                act: Act::Request(request(
+                    Method::POST,
+                    format!("/v1/billing/subscriptions/{id}/{verb}"),
+                    Body::Json(body.to_string()),
+                )),
+            })
+        }
+        (Provider::Xendit, Some(_)) => Err(Answer::NotSupported {
+            message: format!(
+                "Xendit's recurring plans cannot be {}: its API has no such operation (deactivate \
+                 the plan at Xendit and start another)",
+                match action {
+                    Action::Pause => "paused",
+                    Action::Resume => "resumed",
+                    _ => "moved to another plan",
+                }
+            ),
+        }),
+        (Provider::Internal, Some(_)) => Err(Answer::NotSupported {
+            message: "the subscription is held by the company's own billing, not a provider"
+                .to_owned(),
+        }),
+    }
+}
+
+/// Stripe's plan change, from a look at the subscription (`GET /v1/subscriptions/{id}`): its
+/// one item moved to the requested price and quantity, or the answer when it already is, or
+/// when the subscription has several items.
+fn stripe_plan_change(call: &Call, body: &[u8]) -> Result<ProviderRequest, Answer> {
+    use proto::subscription_update_requested::Change;
+    let Some(Change::PlanChange(change)) = call.update.as_ref().and_then(|u| u.change.as_ref())
+    else {
+        return Err(Answer::NotSupported {
+            message: "a plan change call without its plan".to_owned(),
+        });
+    };
+    let price = change
+        .plan
+        .as_ref()
+        .map(|plan| plan.plan_id.as_str())
+        .unwrap_or_default();
+    let object: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let items = object
+        .pointer("/items/data")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let item_id = match items {
+        [item] => item.get("id").and_then(Value::as_str),
+        _ => None,
+    };
+    let (Some(item_id), false) = (item_id, price.contains('+')) else {
+        return Err(Answer::NotSupported {
+            message: format!(
+                "Stripe subscription {} has {} items (or the plan {price:?} several prices): \
+                 provider-sync changes a subscription of one item only; change it at Stripe",
+                call.subscription_id,
+                items.len()
+            ),
+        });
+    };
+    Ok(ProviderRequest {
+        method: Method::POST,
+        path: format!(
+            "/v1/subscriptions/{}",
+            utf8_percent_encode(&call.subscription_id)
+        ),
+        body: Body::Form(vec![
+            ("items[0][id]".to_owned(), item_id.to_owned()),
+            ("items[0][price]".to_owned(), price.to_owned()),
+            ("items[0][quantity]".to_owned(), change.quantity.to_string()),
+            (
+                "proration_behavior".to_owned(),
+                "create_prorations".to_owned(),
+            ),
+        ]),
+        idempotency_key: idempotency_key(call),
+    })
 }
 
 /// The requests of a refund at `provider`.
@@ -653,12 +875,16 @@ fn refund_plan(
                     format!("/v1/refunds?{target}={payment}&limit=100"),
                     Body::None,
                 )),
-                act: request(Method::POST, "/v1/refunds".to_owned(), Body::Form(form)),
+                act: Act::Request(request(
+                    Method::POST,
+                    "/v1/refunds".to_owned(),
+                    Body::Form(form),
+                )),
             })
         }
         Provider::Paypal => Ok(Plan {
             check: None,
-            act: request(
+            act: Act::Request(request(
                 Method::POST,
                 format!("/v1/payments/sale/{payment}/refund"),
                 Body::Json(
@@ -670,7 +896,7 @@ fn refund_plan(
                     })
                     .to_string(),
                 ),
-            ),
+            )),
         }),
         Provider::Xendit => {
             let invoice_id = refund.invoice_id.as_deref().unwrap_or(&refund.payment_id);
@@ -693,7 +919,11 @@ fn refund_plan(
                     format!("/refunds?invoice_id={}", utf8_percent_encode(invoice_id)),
                     Body::None,
                 )),
-                act: request(Method::POST, "/refunds".to_owned(), Body::Json(body)),
+                act: Act::Request(request(
+                    Method::POST,
+                    "/refunds".to_owned(),
+                    Body::Json(body),
+                )),
             })
         }
         Provider::Internal => Err(Answer::NotSupported {
@@ -716,9 +946,12 @@ pub(crate) fn already_done(call: &Call, body: &[u8]) -> Option<Answer> {
     if let Some(refund) = &call.refund {
         return refund_found(call.provider, refund, &object);
     }
+    if let Some(update) = &call.update {
+        return update_found(call.provider, update, &object);
+    }
     let status = object.get("status").and_then(Value::as_str)?;
     match (call.provider, call.action) {
-        (_, Action::Refund) => None,
+        (_, Action::Refund | Action::Pause | Action::Resume | Action::ChangePlan) => None,
         (Provider::Stripe, Action::CancelNow) => {
             (status == "canceled").then_some(Answer::Confirmed)
         }
@@ -730,6 +963,48 @@ pub(crate) fn already_done(call: &Call, body: &[u8]) -> Option<Answer> {
         (Provider::Xendit, _) => (status == "INACTIVE").then_some(Answer::Confirmed),
         (Provider::Internal, _) => None,
     }
+}
+
+/// Whether a subscription (Stripe's or PayPal's object) shows `update` done.
+fn update_found(
+    provider: Provider,
+    update: &proto::SubscriptionUpdateRequested,
+    subscription: &Value,
+) -> Option<Answer> {
+    use proto::subscription_update_requested::Change;
+    let status = subscription.get("status").and_then(Value::as_str);
+    let done = match (provider, update.change.as_ref()?) {
+        (Provider::Stripe, Change::Pause(_)) => subscription
+            .get("pause_collection")
+            .is_some_and(|pause| !pause.is_null()),
+        (Provider::Stripe, Change::Resume(_)) => {
+            subscription
+                .get("pause_collection")
+                .is_some_and(Value::is_null)
+                && status != Some("paused")
+        }
+        (Provider::Stripe, Change::PlanChange(change)) => {
+            let items = subscription
+                .pointer("/items/data")
+                .and_then(Value::as_array)?;
+            let [item] = items.as_slice() else {
+                return None;
+            };
+            item.pointer("/price/id").and_then(Value::as_str)
+                == change.plan.as_ref().map(|plan| plan.plan_id.as_str())
+                && item.get("quantity").and_then(Value::as_u64) == Some(change.quantity.into())
+        }
+        (Provider::Paypal, Change::Pause(_)) => status == Some("SUSPENDED"),
+        (Provider::Paypal, Change::Resume(_)) => status == Some("ACTIVE"),
+        (Provider::Paypal, Change::PlanChange(change)) => {
+            subscription.get("plan_id").and_then(Value::as_str)
+                == change.plan.as_ref().map(|plan| plan.plan_id.as_str())
+                && subscription.get("quantity").and_then(Value::as_str)
+                    == Some(change.quantity.to_string().as_str())
+        }
+        (Provider::Xendit | Provider::Internal, _) => false,
+    };
+    done.then_some(Answer::Confirmed)
 }
 
 /// The refund of `refund` in a provider's list of refunds (Stripe `{"data": [...]}` with the
@@ -765,8 +1040,29 @@ fn refund_found(provider: Provider, refund: &RefundOrder, list: &Value) -> Optio
 /// What the action's success (a 2xx with `body`) means.
 pub(crate) fn success(call: &Call, body: &[u8]) -> Answer {
     match call.action {
-        Action::CancelNow => Answer::Confirmed,
+        Action::CancelNow | Action::Pause | Action::Resume => Answer::Confirmed,
         Action::CancelAtPeriodEnd => Answer::Scheduled,
+        // PayPal's revision waits for the subscriber's approval when it answers with an
+        // `approve` link.
+        Action::ChangePlan => {
+            let approval = serde_json::from_slice::<Value>(body)
+                .ok()
+                .is_some_and(|object| {
+                    object
+                        .get("links")
+                        .and_then(Value::as_array)
+                        .is_some_and(|links| {
+                            links.iter().any(|link| {
+                                link.get("rel").and_then(Value::as_str) == Some("approve")
+                            })
+                        })
+                });
+            if approval {
+                Answer::Scheduled
+            } else {
+                Answer::Confirmed
+            }
+        }
         Action::Refund => {
             let refund_id = serde_json::from_slice::<Value>(body)
                 .ok()
@@ -801,6 +1097,7 @@ pub fn utf8_percent_encode(id: &str) -> String {
 mod tests {
     use super::*;
     use ledger_domain::Currency;
+    use proto::subscription_update_requested::Change;
     use time::OffsetDateTime;
     use uuid::Uuid;
 
@@ -812,6 +1109,7 @@ mod tests {
             customer_id: Uuid::nil(),
             subscription_id: "sub_1".to_owned(),
             refund: None,
+            update: None,
             account_id: "cus_1".to_owned(),
             reason: String::new(),
             request_event_id: Uuid::nil(),
@@ -838,6 +1136,14 @@ mod tests {
         }
     }
 
+    /// The action of a plan that acts without a look first.
+    fn acting(plan: &Plan) -> &ProviderRequest {
+        match &plan.act {
+            Act::Request(request) => request,
+            Act::AfterLook { .. } => panic!("acts after a look"),
+        }
+    }
+
     fn form(request: &ProviderRequest) -> Vec<(String, String)> {
         match &request.body {
             Body::Form(form) => form.clone(),
@@ -855,9 +1161,9 @@ mod tests {
     #[test]
     fn refunds_are_asked_of_each_provider_in_its_own_shape() {
         let stripe = plan(&refund_call(Provider::Stripe, "ch_1", 1_500, "USD")).expect("a plan");
-        assert_eq!(stripe.act.describe(), "POST /v1/refunds");
+        assert_eq!(acting(&stripe).describe(), "POST /v1/refunds");
         assert_eq!(
-            form(&stripe.act),
+            form(acting(&stripe)),
             vec![
                 ("charge".to_owned(), "ch_1".to_owned()),
                 ("amount".to_owned(), "1500".to_owned()),
@@ -874,18 +1180,18 @@ mod tests {
         );
         let intent = plan(&refund_call(Provider::Stripe, "pi_1", 1_500, "USD")).expect("a plan");
         assert_eq!(
-            form(&intent.act)[0],
+            form(acting(&intent))[0],
             ("payment_intent".to_owned(), "pi_1".to_owned())
         );
 
         let paypal =
             plan(&refund_call(Provider::Paypal, "8TT12345", 1_505, "USD")).expect("a plan");
         assert_eq!(
-            paypal.act.describe(),
+            acting(&paypal).describe(),
             "POST /v1/payments/sale/8TT12345/refund"
         );
         assert_eq!(
-            json_body(&paypal.act),
+            json_body(acting(&paypal)),
             json!({"amount": {"total": "15.05", "currency": "USD"}})
         );
         assert!(
@@ -893,21 +1199,167 @@ mod tests {
             "PayPal replays a repeated PayPal-Request-Id"
         );
         let yen = plan(&refund_call(Provider::Paypal, "8TT12345", 500, "JPY")).expect("a plan");
-        assert_eq!(json_body(&yen.act)["amount"]["total"], "500");
+        assert_eq!(json_body(acting(&yen))["amount"]["total"], "500");
 
         let xendit =
             plan(&refund_call(Provider::Xendit, "inv_1", 200_000_050, "IDR")).expect("a plan");
-        assert_eq!(xendit.act.describe(), "POST /refunds");
-        let Body::Json(text) = &xendit.act.body else {
+        assert_eq!(acting(&xendit).describe(), "POST /refunds");
+        let Body::Json(text) = &acting(&xendit).body else {
             panic!("not JSON")
         };
         assert!(text.starts_with(r#"{"amount":2000000.50,"#), "{text}");
-        assert_eq!(json_body(&xendit.act)["invoice_id"], "inv_1");
-        assert_eq!(json_body(&xendit.act)["reference_id"], "rr_1");
-        assert_eq!(json_body(&xendit.act)["reason"], "REQUESTED_BY_CUSTOMER");
+        assert_eq!(json_body(acting(&xendit))["invoice_id"], "inv_1");
+        assert_eq!(json_body(acting(&xendit))["reference_id"], "rr_1");
+        assert_eq!(
+            json_body(acting(&xendit))["reason"],
+            "REQUESTED_BY_CUSTOMER"
+        );
         assert_eq!(
             xendit.check.expect("a look").describe(),
             "GET /refunds?invoice_id=inv_1"
+        );
+    }
+
+    fn update_call(provider: Provider, action: Action, change: Change) -> Call {
+        Call {
+            update: Some(proto::SubscriptionUpdateRequested {
+                subscription_id: "sub_1".to_owned(),
+                change: Some(change),
+                reason: String::new(),
+            }),
+            ..call(provider, action)
+        }
+    }
+
+    fn plan_change(plan_id: &str, quantity: u32) -> Change {
+        Change::PlanChange(proto::PlanChanged {
+            subscription_id: "sub_1".to_owned(),
+            plan: Some(proto::Plan {
+                plan_id: plan_id.to_owned(),
+                ..proto::Plan::default()
+            }),
+            quantity,
+            discount: None,
+        })
+    }
+
+    #[test]
+    fn updates_are_asked_of_each_provider_in_its_own_shape_or_not_at_all() {
+        let pause = Change::Pause(proto::SubscriptionPaused {
+            subscription_id: "sub_1".to_owned(),
+            resumes_at_unix_seconds: Some(1_800_000_000),
+        });
+        let stripe =
+            plan(&update_call(Provider::Stripe, Action::Pause, pause.clone())).expect("a plan");
+        assert_eq!(acting(&stripe).describe(), "POST /v1/subscriptions/sub_1");
+        assert_eq!(
+            form(acting(&stripe)),
+            vec![
+                ("pause_collection[behavior]".to_owned(), "void".to_owned()),
+                (
+                    "pause_collection[resumes_at]".to_owned(),
+                    "1800000000".to_owned()
+                ),
+            ]
+        );
+        assert_eq!(
+            acting(&stripe).idempotency_key,
+            format!("ledger:{}:pause", Uuid::nil())
+        );
+        let suspend =
+            plan(&update_call(Provider::Paypal, Action::Pause, pause.clone())).expect("a plan");
+        assert_eq!(
+            acting(&suspend).describe(),
+            "POST /v1/billing/subscriptions/sub_1/suspend"
+        );
+        assert_eq!(
+            json_body(acting(&suspend)),
+            json!({"reason": "Paused by the merchant"})
+        );
+        let resume = Change::Resume(proto::SubscriptionResumed::default());
+        let activate =
+            plan(&update_call(Provider::Paypal, Action::Resume, resume)).expect("a plan");
+        assert_eq!(
+            acting(&activate).describe(),
+            "POST /v1/billing/subscriptions/sub_1/activate"
+        );
+        let revise = plan(&update_call(
+            Provider::Paypal,
+            Action::ChangePlan,
+            plan_change("P-2", 3),
+        ))
+        .expect("a plan");
+        assert_eq!(
+            json_body(acting(&revise)),
+            json!({"plan_id": "P-2", "quantity": "3"})
+        );
+        assert!(matches!(
+            plan(&update_call(Provider::Xendit, Action::Pause, pause)),
+            Err(Answer::NotSupported { .. })
+        ));
+    }
+
+    #[test]
+    fn an_update_is_seen_done_in_the_subscription_and_a_plan_change_names_its_item() {
+        let pause = update_call(
+            Provider::Stripe,
+            Action::Pause,
+            Change::Pause(proto::SubscriptionPaused::default()),
+        );
+        assert_eq!(
+            already_done(
+                &pause,
+                br#"{"status": "active", "pause_collection": {"behavior": "void"}}"#
+            ),
+            Some(Answer::Confirmed)
+        );
+        assert_eq!(
+            already_done(&pause, br#"{"status": "active", "pause_collection": null}"#),
+            None
+        );
+        let suspended = update_call(
+            Provider::Paypal,
+            Action::Pause,
+            Change::Pause(proto::SubscriptionPaused::default()),
+        );
+        assert_eq!(
+            already_done(&suspended, br#"{"status": "SUSPENDED"}"#),
+            Some(Answer::Confirmed)
+        );
+        let change = update_call(
+            Provider::Stripe,
+            Action::ChangePlan,
+            plan_change("price_pro", 2),
+        );
+        let one_item = br#"{"items": {"data": [{"id": "si_1", "price": {"id": "price_basic"}, "quantity": 1}]}}"#;
+        assert_eq!(already_done(&change, one_item), None);
+        assert_eq!(
+            already_done(
+                &change,
+                br#"{"items": {"data": [{"id": "si_1", "price": {"id": "price_pro"}, "quantity": 2}]}}"#
+            ),
+            Some(Answer::Confirmed)
+        );
+        assert_eq!(
+            form(&stripe_plan_change(&change, one_item).expect("a request"))[0],
+            ("items[0][id]".to_owned(), "si_1".to_owned())
+        );
+        let two_items = br#"{"items": {"data": [{"id": "si_1"}, {"id": "si_2"}]}}"#;
+        assert!(matches!(
+            stripe_plan_change(&change, two_items),
+            Err(Answer::NotSupported { .. })
+        ));
+        let revision = update_call(Provider::Paypal, Action::ChangePlan, plan_change("P-2", 1));
+        assert_eq!(
+            success(
+                &revision,
+                br#"{"plan_id": "P-2", "links": [{"href": "https://www.paypal.com/webapps/billing/subscriptions/update?ba_token=BA-1", "rel": "approve", "method": "GET"}]}"#
+            ),
+            Answer::Scheduled
+        );
+        assert_eq!(
+            success(&revision, br#"{"plan_id": "P-2"}"#),
+            Answer::Confirmed
         );
     }
 

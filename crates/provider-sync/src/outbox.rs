@@ -1,9 +1,10 @@
-//! The outbox in PostgreSQL (`provider_sync_outbox`, migration V8): leasing due calls,
+//! The outbox in PostgreSQL (`provider_sync_outbox`, migrations V8, V11, V12): leasing due calls,
 //! logging attempts, recording answers and results.
 
 use std::time::Duration;
 
-use ledger_domain::{Currency, Money, Provider};
+use ledger_domain::{Currency, Money, Provider, proto};
+use prost::Message;
 use time::OffsetDateTime;
 use tokio_postgres::Client;
 use uuid::Uuid;
@@ -27,6 +28,12 @@ pub(crate) enum Action {
     CancelAtPeriodEnd,
     /// Refund (part of) a payment.
     Refund,
+    /// Pause the subscription's collection (`subscription_update_requested` asking a pause).
+    Pause,
+    /// Resume a paused subscription.
+    Resume,
+    /// Move the subscription to another plan or quantity.
+    ChangePlan,
 }
 
 impl Action {
@@ -35,7 +42,20 @@ impl Action {
             Action::CancelNow => "cancel_now",
             Action::CancelAtPeriodEnd => "cancel_at_period_end",
             Action::Refund => "refund",
+            Action::Pause => "pause",
+            Action::Resume => "resume",
+            Action::ChangePlan => "change_plan",
         }
+    }
+
+    /// The action carrying out an update request.
+    pub(crate) fn of_update(request: &proto::SubscriptionUpdateRequested) -> Option<Action> {
+        use proto::subscription_update_requested::Change;
+        Some(match request.change.as_ref()? {
+            Change::Pause(_) => Action::Pause,
+            Change::Resume(_) => Action::Resume,
+            Change::PlanChange(_) => Action::ChangePlan,
+        })
     }
 
     fn parse(text: &str) -> Option<Action> {
@@ -43,6 +63,9 @@ impl Action {
             "cancel_now" => Some(Action::CancelNow),
             "cancel_at_period_end" => Some(Action::CancelAtPeriodEnd),
             "refund" => Some(Action::Refund),
+            "pause" => Some(Action::Pause),
+            "resume" => Some(Action::Resume),
+            "change_plan" => Some(Action::ChangePlan),
             _ => None,
         }
     }
@@ -51,9 +74,10 @@ impl Action {
 /// The provider's answer to a call, as recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Answer {
-    /// Cancelled now.
+    /// Done: cancelled now, paused, resumed, plan changed.
     Confirmed,
-    /// Will cancel at the period end; the provider's webhook confirms it then.
+    /// Accepted for later: a cancellation at the period end, a PayPal revision awaiting the
+    /// subscriber's approval; the provider's webhook confirms it then.
     Scheduled,
     /// Refunded: the provider's refund id.
     Refunded { refund_id: String },
@@ -99,6 +123,9 @@ pub(crate) struct Call {
     pub(crate) subscription_id: String,
     /// The refund of a `refund` call.
     pub(crate) refund: Option<RefundOrder>,
+    /// The request of a `pause`, `resume` or `change_plan` call: the change to state as the
+    /// answer.
+    pub(crate) update: Option<proto::SubscriptionUpdateRequested>,
     pub(crate) account_id: String,
     pub(crate) reason: String,
     pub(crate) request_event_id: Uuid,
@@ -151,7 +178,7 @@ pub(crate) async fn claim(
                        WHERE a.call_id = c.call_id), \
                c.status, c.outcome, c.failure_code, c.failure_message, c.answered_at, \
                c.refund_request_id, c.payment_id, c.invoice_id, c.amount_minor, c.currency, \
-               c.refund_id",
+               c.refund_id, c.update_request",
             &[&now, &calls_max, &leased_until],
         )
         .await?;
@@ -208,7 +235,11 @@ pub(crate) async fn claim(
             }
             _ => None,
         };
-        if action == Action::Refund && refund.is_none() {
+        let update_request: Option<&[u8]> = row.try_get(23)?;
+        let update =
+            update_request.and_then(|bytes| proto::SubscriptionUpdateRequested::decode(bytes).ok());
+        let updates = matches!(action, Action::Pause | Action::Resume | Action::ChangePlan);
+        if (action == Action::Refund && refund.is_none()) || (updates && update.is_none()) {
             // The table's CHECK constraints make this unreachable; skip rather than stop.
             continue;
         }
@@ -219,6 +250,7 @@ pub(crate) async fn claim(
             customer_id: row.try_get(3)?,
             subscription_id: row.try_get(4)?,
             refund,
+            update,
             account_id: row.try_get(5)?,
             reason: row.try_get(6)?,
             request_event_id: row.try_get(7)?,
@@ -232,8 +264,8 @@ pub(crate) async fn claim(
     Ok(calls)
 }
 
-/// The failure codes provider-sync itself gives (`fail_cancellation` or `fail_refund` issued
-/// `internal`): the provider has no such operation, or could not be reached until the retries
+/// The failure codes provider-sync itself gives (`fail_cancellation`, `fail_refund` or
+/// `fail_subscription_update` issued `internal`): the provider has no such operation, or could not be reached until the retries
 /// ran out.
 pub(crate) const CODE_NOT_SUPPORTED: &str = "provider_sync_not_supported";
 pub(crate) const CODE_UNREACHABLE: &str = "provider_sync_unreachable";

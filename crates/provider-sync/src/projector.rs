@@ -3,8 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use ledger_domain::{Event, Issuer, Provider};
+use ledger_domain::{Event, Issuer, Provider, proto};
 use ledger_projector::{Projected, Projector, ProjectorError};
+use prost::Message;
 use time::OffsetDateTime;
 use tokio_postgres::Transaction;
 use uuid::Uuid;
@@ -41,6 +42,8 @@ struct NewCall {
     /// Empty for a refund.
     subscription_id: String,
     refund: Option<RefundCall>,
+    /// The request of a pause, resume or plan change.
+    update: Option<proto::SubscriptionUpdateRequested>,
     account_id: String,
     reason: String,
     request_event_id: Uuid,
@@ -59,12 +62,26 @@ struct RefundCall {
     currency: String,
 }
 
-/// What an answer in the ledger settles: a subscription's requests, or one refund request.
+/// What an answer in the ledger settles: a subscription's calls of the given actions, or one
+/// refund request.
 #[derive(Debug)]
 enum Settled {
-    Subscription(String),
+    Subscription(String, &'static [Action]),
     RefundRequest(String),
 }
+
+/// The calls a cancellation's answer (or a reactivation) settles.
+const CANCELLATIONS: &[Action] = &[Action::CancelNow, Action::CancelAtPeriodEnd];
+/// The calls an update's failure settles.
+const UPDATES: &[Action] = &[Action::Pause, Action::Resume, Action::ChangePlan];
+/// The calls a subscription's cancellation settles: every one about it.
+const SUBSCRIPTION_CALLS: &[Action] = &[
+    Action::CancelNow,
+    Action::CancelAtPeriodEnd,
+    Action::Pause,
+    Action::Resume,
+    Action::ChangePlan,
+];
 
 /// A request answered in the ledger: settles the calls of earlier requests still pending.
 #[derive(Debug)]
@@ -141,6 +158,7 @@ impl Projector for ProviderSyncProjector {
                         customer_id,
                         subscription_id: request.subscription_id.clone(),
                         refund: None,
+                        update: None,
                         account_id: holder.account_id,
                         reason: request.reason.clone(),
                         request_event_id: recorded.event.event_id,
@@ -176,6 +194,7 @@ impl Projector for ProviderSyncProjector {
                         action: Action::Refund,
                         customer_id,
                         subscription_id: String::new(),
+                        update: None,
                         refund: Some(RefundCall {
                             refund_request_id: request.refund_request_id.clone(),
                             payment_id: request.payment_id.clone(),
@@ -184,6 +203,36 @@ impl Projector for ProviderSyncProjector {
                             currency: amount.currency.clone(),
                         }),
                         account_id: payment.account_id,
+                        reason: request.reason.clone(),
+                        request_event_id: recorded.event.event_id,
+                        request_position: global_position,
+                        request_occurred_at: recorded.event.occurred_at,
+                        correlation_id: recorded.event.correlation_id,
+                    });
+                }
+                Event::SubscriptionUpdateRequested(request)
+                    if recorded.event.issuer == Issuer::Internal =>
+                {
+                    let key = (customer_id, request.subscription_id.clone());
+                    let holder = match started.get(&key) {
+                        Some(holder) => Some(holder.clone()),
+                        None => holder(transaction, customer_id, &request.subscription_id).await?,
+                    };
+                    let (Some(holder), Some(action)) = (
+                        holder.filter(|holder| holder.provider != Provider::Internal),
+                        Action::of_update(request),
+                    ) else {
+                        continue;
+                    };
+                    calls.push(NewCall {
+                        call_id: call_id(recorded.event.event_id),
+                        provider: holder.provider,
+                        action,
+                        customer_id,
+                        subscription_id: request.subscription_id.clone(),
+                        refund: None,
+                        update: Some(request.clone()),
+                        account_id: holder.account_id,
                         reason: request.reason.clone(),
                         request_event_id: recorded.event.event_id,
                         request_position: global_position,
@@ -205,35 +254,27 @@ impl Projector for ProviderSyncProjector {
                     global_position,
                     event_type: "refund_failed",
                 }),
-                Event::SubscriptionCancelled(answer) => settles.push(Settle {
-                    customer_id,
-                    settled: Settled::Subscription(answer.subscription_id.clone()),
-                    global_position,
-                    event_type: "subscription_cancelled",
-                }),
-                Event::CancellationFailed(answer) => settles.push(Settle {
-                    customer_id,
-                    settled: Settled::Subscription(answer.subscription_id.clone()),
-                    global_position,
-                    event_type: "cancellation_failed",
-                }),
-                Event::SubscriptionReactivated(answer) => settles.push(Settle {
-                    customer_id,
-                    settled: Settled::Subscription(answer.subscription_id.clone()),
-                    global_position,
-                    event_type: "subscription_reactivated",
-                }),
-                _ => {}
+                event => {
+                    if let Some((subscription_id, actions)) = settled_calls(event) {
+                        settles.push(Settle {
+                            customer_id,
+                            settled: Settled::Subscription(subscription_id.to_owned(), actions),
+                            global_position,
+                            event_type: ledger_domain::event_type(event),
+                        });
+                    }
+                }
             }
         }
         write_holders(transaction, &started).await?;
         write_payments(transaction, &collected).await?;
         write_calls(transaction, &calls).await?;
         for settle in &settles {
-            let (column, id) = match &settle.settled {
-                Settled::Subscription(id) => ("subscription_id", id),
-                Settled::RefundRequest(id) => ("refund_request_id", id),
+            let (column, id, actions) = match &settle.settled {
+                Settled::Subscription(id, actions) => ("subscription_id", id, *actions),
+                Settled::RefundRequest(id) => ("refund_request_id", id, &[Action::Refund][..]),
             };
+            let actions: Vec<&str> = actions.iter().map(|action| action.as_str()).collect();
             transaction
                 .execute(
                     &format!(
@@ -242,19 +283,37 @@ impl Projector for ProviderSyncProjector {
                            result = 'answered in the ledger before the call: ' || $4 || ' at ' \
                              || $3 \
                          WHERE customer_id = $1 AND {column} = $2 AND status = 'pending' \
-                           AND request_position < $3"
+                           AND request_position < $3 AND action = ANY($5)"
                     ),
                     &[
                         &settle.customer_id,
                         id,
                         &settle.global_position,
                         &settle.event_type,
+                        &actions,
                     ],
                 )
                 .await?;
         }
         Ok(())
     }
+}
+
+/// The subscription, and the actions of its calls, that an answer in the ledger settles: a
+/// cancellation settles every call about the subscription, a cancellation's failure or a
+/// reactivation the cancellations, a change the requests of its kind, an update's failure the
+/// updates.
+fn settled_calls(event: &Event) -> Option<(&str, &'static [Action])> {
+    Some(match event {
+        Event::SubscriptionCancelled(answer) => (&answer.subscription_id, SUBSCRIPTION_CALLS),
+        Event::CancellationFailed(answer) => (&answer.subscription_id, CANCELLATIONS),
+        Event::SubscriptionReactivated(answer) => (&answer.subscription_id, CANCELLATIONS),
+        Event::SubscriptionPaused(answer) => (&answer.subscription_id, &[Action::Pause]),
+        Event::SubscriptionResumed(answer) => (&answer.subscription_id, &[Action::Resume]),
+        Event::PlanChanged(answer) => (&answer.subscription_id, &[Action::ChangePlan]),
+        Event::SubscriptionUpdateFailed(answer) => (&answer.subscription_id, UPDATES),
+        _ => return None,
+    })
 }
 
 /// The provider holding a subscription started in an earlier batch.
@@ -376,9 +435,9 @@ async fn write_calls(
                 "INSERT INTO provider_sync_outbox.calls (call_id, provider, action, customer_id, \
                    subscription_id, account_id, reason, request_event_id, request_position, \
                    request_occurred_at, correlation_id, refund_request_id, payment_id, \
-                   invoice_id, amount_minor, currency) \
+                   invoice_id, amount_minor, currency, update_request) \
                  VALUES ($1, $2, $3, $4, NULLIF($5, ''), $6, $7, $8, $9, $10, $11, $12, $13, \
-                   NULLIF($14, ''), $15, $16) \
+                   NULLIF($14, ''), $15, $16, $17) \
                  ON CONFLICT (call_id) DO NOTHING",
                 &[
                     &call.call_id,
@@ -397,6 +456,7 @@ async fn write_calls(
                     &refund.map(|refund| refund.invoice_id.as_str()),
                     &refund.map(|refund| refund.amount_minor),
                     &refund.map(|refund| refund.currency.as_str()),
+                    &call.update.as_ref().map(Message::encode_to_vec),
                 ],
             )
             .await?;

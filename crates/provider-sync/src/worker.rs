@@ -14,9 +14,9 @@ use tokio_postgres::{Client, NoTls};
 
 use crate::SyncError;
 use crate::apis::{
-    Exchange, ProviderApis, ProviderRequest, Verdict, already_done, plan, success, verdict,
+    Act, Exchange, ProviderApis, ProviderRequest, Verdict, already_done, plan, success, verdict,
 };
-use crate::outbox::{self, Answer, AttemptOutcome, Call};
+use crate::outbox::{self, Action, Answer, AttemptOutcome, Call};
 use ledger_projector::ProjectorError;
 
 /// The advisory lock held by the one worker that calls (`ledger_store`'s projector locks).
@@ -255,12 +255,17 @@ async fn carry(
         },
     };
     let Some(command) = command(&call, &answer, answered_at) else {
-        return outbox::record_done(
-            client,
-            call.call_id,
-            "scheduled at the provider: its webhook confirms the cancellation at the period end",
-        )
-        .await;
+        let result = match call.action {
+            Action::ChangePlan => {
+                "accepted by the provider, waiting for the subscriber's approval: its webhook \
+                 confirms the change"
+            }
+            _ => {
+                "scheduled at the provider: its webhook confirms the cancellation at the period \
+                 end"
+            }
+        };
+        return outbox::record_done(client, call.call_id, result).await;
     };
     match commands.send(&command).await {
         Ok(accepted) => {
@@ -324,8 +329,9 @@ async fn round(
         Ok(plan) => plan,
         Err(answer) => return Ok(RoundEnd::Answered(answer)),
     };
+    // A plan that looks before every attempt needs no look for a crash.
     if call.attempted
-        && let Some(check) = &plan.check
+        && let (Some(check), Act::Request(_)) = (&plan.check, &plan.act)
     {
         let (exchange, _) = logged(client, apis, call, check).await?;
         if let Exchange::Answered {
@@ -348,19 +354,9 @@ async fn round(
         .build();
     let mut attempt = 1;
     loop {
-        let (exchange, verdict) = logged(client, apis, call, &plan.act).await?;
-        match verdict {
-            Verdict::Succeeded => {
-                let body = match &exchange {
-                    Exchange::Answered { body, .. } => body.as_slice(),
-                    Exchange::Failed(_) => &[],
-                };
-                return Ok(RoundEnd::Answered(success(call, body)));
-            }
-            Verdict::Refused { code, message } => {
-                return Ok(RoundEnd::Answered(Answer::Refused { code, message }));
-            }
-            Verdict::Transient { retry_after, error } => {
+        match act(client, apis, call, &plan.act).await? {
+            Ok(answer) => return Ok(RoundEnd::Answered(answer)),
+            Err((retry_after, error)) => {
                 let too_long =
                     retry_after.is_some_and(|wait| wait > config.retry_after_in_round_max);
                 if attempt >= config.round_attempts_max || too_long {
@@ -376,6 +372,45 @@ async fn round(
             }
         }
     }
+}
+
+/// One attempt at `act`: the provider's answer, or a transient failure (its `Retry-After`
+/// and what happened).
+async fn act(
+    client: &Client,
+    apis: &ProviderApis,
+    call: &Call,
+    act: &Act,
+) -> Result<Result<Answer, (Option<Duration>, String)>, SyncError> {
+    let built;
+    let request = match act {
+        Act::Request(request) => request,
+        Act::AfterLook { look, build } => {
+            let (exchange, verdict) = logged(client, apis, call, look).await?;
+            match verdict {
+                Verdict::Succeeded => {
+                    if let Some(answer) = already_done(call, exchange.body()) {
+                        return Ok(Ok(answer));
+                    }
+                    match build(call, exchange.body()) {
+                        Ok(request) => built = request,
+                        Err(answer) => return Ok(Ok(answer)),
+                    }
+                    &built
+                }
+                Verdict::Refused { code, message } => {
+                    return Ok(Ok(Answer::Refused { code, message }));
+                }
+                Verdict::Transient { retry_after, error } => return Ok(Err((retry_after, error))),
+            }
+        }
+    };
+    let (exchange, verdict) = logged(client, apis, call, request).await?;
+    Ok(match verdict {
+        Verdict::Succeeded => Ok(success(call, exchange.body())),
+        Verdict::Refused { code, message } => Ok(Answer::Refused { code, message }),
+        Verdict::Transient { retry_after, error } => Err((retry_after, error)),
+    })
 }
 
 /// Prometheus counter of requests made to the providers, by `provider` (`stripe`, `paypal`,
@@ -463,13 +498,7 @@ fn command(call: &Call, answer: &Answer, answered_at: OffsetDateTime) -> Option<
         i64::try_from(occurred_at.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX);
     let (kind, issuer) = match answer {
         Answer::Scheduled => return None,
-        Answer::Confirmed => (
-            proto::command::Kind::ConfirmCancellation(proto::SubscriptionCancelled {
-                subscription_id: call.subscription_id.clone(),
-                reason: call.reason.clone(),
-            }),
-            proto::Issuer::PaymentProvider,
-        ),
+        Answer::Confirmed => (confirmed(call)?, proto::Issuer::PaymentProvider),
         Answer::Refunded { refund_id } => {
             let refund = call.refund.as_ref()?;
             (
@@ -514,18 +543,48 @@ fn command(call: &Call, answer: &Answer, answered_at: OffsetDateTime) -> Option<
     })
 }
 
-/// `fail_cancellation` (or `fail_refund` for a refund) with `code` and `message`, cut to the
-/// ledger's limits (100 and 1,000 bytes, `ledger_domain::limits`).
+/// The command stating that the provider did what `call` asked: `confirm_cancellation`, or the
+/// requested change itself (`pause_subscription`, `resume_subscription`, `change_plan`, which
+/// answers the `subscription_update_requested`).
+fn confirmed(call: &Call) -> Option<proto::command::Kind> {
+    use proto::subscription_update_requested::Change;
+    Some(
+        match call
+            .update
+            .as_ref()
+            .and_then(|update| update.change.clone())
+        {
+            None => proto::command::Kind::ConfirmCancellation(proto::SubscriptionCancelled {
+                subscription_id: call.subscription_id.clone(),
+                reason: call.reason.clone(),
+            }),
+            Some(Change::Pause(pause)) => proto::command::Kind::PauseSubscription(pause),
+            Some(Change::Resume(resume)) => proto::command::Kind::ResumeSubscription(resume),
+            Some(Change::PlanChange(change)) => proto::command::Kind::ChangePlan(change),
+        },
+    )
+}
+
+/// `fail_cancellation` (`fail_refund` for a refund, `fail_subscription_update` for an update)
+/// with `code` and `message`, cut to the ledger's limits (100 and 1,000 bytes,
+/// `ledger_domain::limits`).
 fn fail(call: &Call, code: &str, message: &str) -> proto::command::Kind {
     let failure_code = cut(code, FAILURE_CODE_BYTES_MAX);
     let failure_message = cut(message, FAILURE_MESSAGE_BYTES_MAX);
-    match &call.refund {
-        Some(refund) => proto::command::Kind::FailRefund(proto::RefundFailed {
+    match (&call.refund, &call.update) {
+        (Some(refund), _) => proto::command::Kind::FailRefund(proto::RefundFailed {
             refund_request_id: refund.refund_request_id.clone(),
             failure_code,
             failure_message,
         }),
-        None => proto::command::Kind::FailCancellation(proto::CancellationFailed {
+        (None, Some(_)) => {
+            proto::command::Kind::FailSubscriptionUpdate(proto::SubscriptionUpdateFailed {
+                subscription_id: call.subscription_id.clone(),
+                failure_code,
+                failure_message,
+            })
+        }
+        (None, None) => proto::command::Kind::FailCancellation(proto::CancellationFailed {
             subscription_id: call.subscription_id.clone(),
             failure_code,
             failure_message,

@@ -1,6 +1,6 @@
 //! `ledger run provider-sync` as a process: killed between its call to Stripe and the record
-//! of the answer, it cancels once and records once after a restart; a bad configuration stops
-//! it at start with the cause.
+//! of the answer, it cancels (or refunds) once and records once after a restart; a bad
+//! configuration stops it at start with the cause.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ledger_domain::proto::{self, command::Kind};
-use ledger_testkit::commands::{NOW_MICROS, metadata, register, start_subscription};
+use ledger_testkit::commands::{NOW_MICROS, metadata, money, register, start_subscription};
 use ledger_testkit::ledger::{TestLedger, eventually};
 use ledger_testkit::localstripe::LocalStripe;
 use tokio::io::AsyncWriteExt;
@@ -47,8 +47,9 @@ fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
 
 /// A loopback proxy in front of localstripe that records every request's method and path and,
 /// while `kill` is armed, kills the process whose id is in `pid` with SIGKILL as soon as
-/// localstripe has answered a `DELETE`, before the answer is passed on: the provider acted,
-/// and the process never learns it.
+/// localstripe has answered the action (a request of `action`'s method whose path starts with
+/// `action`'s path),
+/// before the answer is passed on: the provider acted, and the process never learns it.
 struct KillingProxy {
     url: String,
     requests: Arc<Mutex<Vec<(String, String)>>>,
@@ -56,8 +57,11 @@ struct KillingProxy {
     pid: Arc<AtomicU32>,
 }
 
+/// The request a [`KillingProxy`] kills after: its method and the start of its path.
+type Action = (&'static str, &'static str);
+
 impl KillingProxy {
-    async fn start(upstream: String) -> KillingProxy {
+    async fn start(upstream: String, action: Action) -> KillingProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
         let url = format!("http://{}", listener.local_addr().expect("address"));
         let proxy = KillingProxy {
@@ -77,7 +81,7 @@ impl KillingProxy {
                 let (client, upstream) = (client.clone(), upstream.clone());
                 let (requests, kill, pid) = (requests.clone(), kill.clone(), pid.clone());
                 tokio::spawn(async move {
-                    forward(stream, &client, &upstream, &requests, &kill, &pid).await;
+                    forward(stream, &client, &upstream, &requests, (action, &kill), &pid).await;
                 });
             }
         });
@@ -94,7 +98,7 @@ async fn forward(
     client: &reqwest::Client,
     upstream: &str,
     requests: &Mutex<Vec<(String, String)>>,
-    kill: &AtomicBool,
+    (action, kill): (Action, &AtomicBool),
     pid: &AtomicU32,
 ) {
     let Some(ledger_testkit::receivers::HttpRequest {
@@ -127,7 +131,8 @@ async fn forward(
     };
     let status = answer.status().as_u16();
     let answer_body = answer.bytes().await.unwrap_or_default();
-    if method == "DELETE" && kill.load(Ordering::SeqCst) {
+    let acted = method == action.0 && path.starts_with(action.1);
+    if acted && kill.load(Ordering::SeqCst) {
         let killed = Command::new("kill")
             .args(["-KILL", &pid.load(Ordering::SeqCst).to_string()])
             .status()
@@ -144,14 +149,22 @@ async fn forward(
     let _ = stream.write_all(&answer_body).await;
 }
 
-/// How many `subscription_cancelled` the table holds.
-async fn cancellations(ledger: &TestLedger) -> usize {
+/// How many events of `event_type` the table holds.
+async fn recorded(ledger: &TestLedger, event_type: &str) -> usize {
     ledger
         .table_events()
         .await
         .iter()
-        .filter(|event| event.event.event_type == "subscription_cancelled")
+        .filter(|event| event.event.event_type == event_type)
         .count()
+}
+
+async fn cancellations(ledger: &TestLedger) -> usize {
+    recorded(ledger, "subscription_cancelled").await
+}
+
+async fn refunds(ledger: &TestLedger) -> usize {
+    recorded(ledger, "payment_refunded").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,7 +207,7 @@ async fn provider_sync_killed_after_its_call_cancels_once_and_records_once_after
         .await
         .expect("requested");
 
-    let proxy = KillingProxy::start(stripe.url.clone()).await;
+    let proxy = KillingProxy::start(stripe.url.clone(), ("DELETE", "/v1/subscriptions/")).await;
     let mut first = provider_sync(&ledger, &proxy.url);
     proxy.pid.store(first.id(), Ordering::SeqCst);
     let status = wait_exit(&mut first);
@@ -264,6 +277,102 @@ async fn provider_sync_killed_after_its_call_cancels_once_and_records_once_after
         failed.lines().count(),
         1,
         "only the one in flight: {failed}"
+    );
+    writer.stop().await.expect("writer stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_sync_killed_after_its_refund_refunds_once_and_records_once_after_restart() {
+    let stripe = LocalStripe::start().await;
+    let account = stripe.create_customer("ada@example.com", "Ada").await;
+    stripe.create_plan("pro", 4_900, "usd", "month").await;
+    stripe.use_card(&account, "4242424242424242").await;
+    stripe.create_subscription(&account, "pro", 1, None).await;
+    let charges = stripe.get(&format!("/v1/charges?customer={account}")).await;
+    let charge_id = charges["data"][0]["id"]
+        .as_str()
+        .expect("the first invoice's charge")
+        .to_owned();
+
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let client = ledger.client();
+    let customer_id = client
+        .send(&register("register", "ada@example.com"))
+        .await
+        .expect("registered")
+        .customer_id;
+    client
+        .send(&proto::Command {
+            metadata: Some(metadata("paid", &customer_id)),
+            kind: Some(Kind::RecordPaymentSucceeded(proto::PaymentSucceeded {
+                payment_id: charge_id.clone(),
+                invoice_id: String::new(),
+                subscription_id: String::new(),
+                amount: Some(money(4_900, "USD")),
+            })),
+        })
+        .await
+        .expect("paid");
+    let mut request = metadata("refund", &customer_id);
+    request.occurred_at_unix_micros = NOW_MICROS + 1_000_000;
+    client
+        .send(&proto::Command {
+            metadata: Some(request),
+            kind: Some(Kind::RequestRefund(proto::RefundRequested {
+                refund_request_id: "rr_1".to_owned(),
+                payment_id: charge_id.clone(),
+                amount: Some(money(1_500, "USD")),
+                reason: "customer asked".to_owned(),
+            })),
+        })
+        .await
+        .expect("requested");
+
+    let proxy = KillingProxy::start(stripe.url.clone(), ("POST", "/v1/refunds")).await;
+    let mut first = provider_sync(&ledger, &proxy.url);
+    proxy.pid.store(first.id(), Ordering::SeqCst);
+    let status = wait_exit(&mut first);
+    assert!(!status.success(), "killed: {status}");
+    let at_stripe = stripe.get(&format!("/v1/refunds?charge={charge_id}")).await;
+    assert_eq!(
+        at_stripe["data"].as_array().map(Vec::len),
+        Some(1),
+        "Stripe refunded"
+    );
+    assert_eq!(refunds(&ledger).await, 0, "the answer was not recorded");
+
+    proxy.kill.store(false, Ordering::SeqCst);
+    let mut second = provider_sync(&ledger, &proxy.url);
+    let recorded = eventually(WAIT_MS, || async { refunds(&ledger).await == 1 }).await;
+    assert!(recorded, "the restarted process recorded the refund");
+    // Some time for a second, wrong, refund to show up.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    second.kill().expect("stop the second process");
+    let _ = second.wait();
+
+    assert_eq!(refunds(&ledger).await, 1, "one event");
+    let at_stripe = stripe.get(&format!("/v1/refunds?charge={charge_id}")).await;
+    assert_eq!(
+        at_stripe["data"].as_array().map(Vec::len),
+        Some(1),
+        "one refund at Stripe"
+    );
+    let calls: Vec<(String, String)> = proxy
+        .requests()
+        .into_iter()
+        .filter(|(_, path)| path.starts_with("/v1/refunds"))
+        .collect();
+    assert_eq!(
+        calls,
+        vec![
+            ("POST".to_owned(), "/v1/refunds".to_owned()),
+            (
+                "GET".to_owned(),
+                format!("/v1/refunds?charge={charge_id}&limit=100")
+            ),
+        ],
+        "one refund asked; after the restart a look found it by its request id"
     );
     writer.stop().await.expect("writer stops");
 }

@@ -4,6 +4,7 @@
 mod fake_providers;
 mod localstripe;
 mod refunds;
+mod updates;
 
 use std::time::Duration;
 
@@ -66,12 +67,6 @@ impl RunningSync {
             .await
         });
         RunningSync { stop, task }
-    }
-
-    /// Stops it at once, as a killed process: calls in flight are left as they are.
-    async fn kill(self) {
-        self.task.abort();
-        let _ = self.task.await;
     }
 
     async fn stop(self) {
