@@ -20,8 +20,8 @@ use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
 use crate::commands::{NOW_MICROS, command, money, register, start_subscription};
-use crate::services::DEFAULT_NATS_URL;
 use crate::{TestDb, unique_name};
+use ledger_devenv::services::DEFAULT_NATS_URL;
 
 /// How long a projector may take to catch up with the table in a test.
 const PROJECTOR_CATCH_UP_MS: u64 = 20_000;

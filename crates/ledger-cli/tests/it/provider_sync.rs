@@ -97,12 +97,12 @@ async fn forward(
     kill: &AtomicBool,
     pid: &AtomicU32,
 ) {
-    let Some(ledger_testkit::receivers::HttpRequest {
+    let Some(ledger_devenv::receivers::HttpRequest {
         method,
         path,
         headers,
         body,
-    }) = ledger_testkit::receivers::read_request(&mut stream).await
+    }) = ledger_devenv::receivers::read_request(&mut stream).await
     else {
         return;
     };

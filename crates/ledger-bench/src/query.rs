@@ -16,13 +16,13 @@ use anyhow::Context;
 use ledger_bus::BusConfig;
 use ledger_domain::{decide, evolve, occurred_at_unix_micros, unique_key_changes};
 use ledger_projector::{Projector, ProjectorConfig};
-use ledger_query::{QueryConfig, QueryService, Scope, Tokens};
+use ledger_query::{Projection, QueryConfig, QueryService, Scope, Tokens};
 use ledger_store::{AppendRequest, ExpectedVersion, Store};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
-use crate::demo::{DemoCustomer, Generator, wait_for_projections};
-use crate::progress;
+use ledger_devenv::demo::{DemoCustomer, Generator, wait_for_projections};
+use ledger_devenv::progress;
 
 const BENCH_DATABASE: &str = "ledger_bench_query";
 const BENCH_QUERY_ROLE: &str = "ledger_query_bench";
@@ -35,7 +35,7 @@ const CATCH_UP_TIMEOUT_S: u64 = 3_600;
 const RESPONSE_BYTES_MAX: usize = 1 << 20;
 
 #[derive(Debug, clap::Args)]
-pub(crate) struct QueryBenchArgs {
+pub struct QueryBenchArgs {
     /// Customers in the generated history.
     #[arg(long, default_value_t = 100_000)]
     customers: u32,
@@ -61,9 +61,9 @@ pub(crate) struct QueryBenchArgs {
 }
 
 pub(crate) async fn run(args: QueryBenchArgs) -> anyhow::Result<()> {
-    let services = ledger_testkit::services::ensure().await?;
+    let services = ledger_devenv::services::ensure().await?;
     let database_url =
-        ledger_testkit::services::database_url_with_name(services.database_url(), BENCH_DATABASE);
+        ledger_devenv::services::database_url_with_name(services.database_url(), BENCH_DATABASE);
     let nats = async_nats::connect(services.nats_url())
         .await
         .with_context(|| format!("cannot connect to NATS at {}", services.nats_url()))?;
@@ -113,6 +113,7 @@ pub(crate) async fn run(args: QueryBenchArgs) -> anyhow::Result<()> {
     let catching_up = Instant::now();
     wait_for_projections(
         &admin,
+        &[Projection::Customers.name(), Projection::Revenue.name()],
         last_position,
         Duration::from_secs(CATCH_UP_TIMEOUT_S),
     )
@@ -300,7 +301,7 @@ async fn load(
     database_url: &str,
     fingerprint: &str,
 ) -> anyhow::Result<()> {
-    ledger_testkit::services::recreate_database(server_url, BENCH_DATABASE).await?;
+    ledger_devenv::services::recreate_database(server_url, BENCH_DATABASE).await?;
     let mut client = client_for(database_url).await?;
     ledger_store::migrate(&mut client).await?;
     client

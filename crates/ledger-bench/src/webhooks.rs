@@ -20,7 +20,7 @@ use ledger_writer::WriterConfig;
 use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
-use crate::bench_writer::{Measured, measure};
+use crate::writer::{Measured, measure};
 
 const BENCH_DATABASE: &str = "ledger_bench_webhooks";
 const SENDER_COUNTS: [usize; 3] = [1, 16, 64];
@@ -34,7 +34,7 @@ const ANSWERS_QUEUE_MAX: usize = 4_096;
 pub(crate) const BENCH_SECRET: &str = "whsec_bench_0123456789abcdef";
 
 #[derive(Debug, clap::Args)]
-pub(crate) struct WebhooksBenchArgs {
+pub struct WebhooksBenchArgs {
     /// Seconds each configuration runs.
     #[arg(long, default_value_t = 5)]
     seconds: u64,
@@ -79,8 +79,8 @@ pub(crate) fn rss_kib_of(pid: &str) -> u64 {
 
 pub(crate) async fn run(args: WebhooksBenchArgs) -> anyhow::Result<()> {
     let rss_start = rss_kib();
-    let services = ledger_testkit::services::ensure().await?;
-    let (database_url, _client) = crate::bench::fresh_database(&services, BENCH_DATABASE).await?;
+    let services = ledger_devenv::services::ensure().await?;
+    let (database_url, _client) = crate::fresh_database(&services, BENCH_DATABASE).await?;
     let store = Store::connect(&database_url)?;
     let duration = Duration::from_secs(args.seconds);
     println!(
@@ -153,7 +153,7 @@ pub(crate) async fn run(args: WebhooksBenchArgs) -> anyhow::Result<()> {
         .delete_stream(&bus.stream_name)
         .await;
     drop(store);
-    ledger_testkit::services::drop_database(services.database_url(), BENCH_DATABASE).await?;
+    ledger_devenv::services::drop_database(services.database_url(), BENCH_DATABASE).await?;
     Ok(())
 }
 
@@ -190,7 +190,7 @@ async fn timed(
         ));
     }
     for clients in SENDER_COUNTS {
-        let (commands, latencies, elapsed) = crate::bench_writer::load(
+        let (commands, latencies, elapsed) = crate::writer::load(
             std::slice::from_ref(client),
             clients,
             duration,
@@ -342,8 +342,7 @@ async fn deliveries(
                     let request = signed_request(&key, &format!("{prefix}_{n}"));
                     let sent = Instant::now();
                     stream.write_all(&request).await?;
-                    let status =
-                        crate::bench_query::read_response(&mut stream, &mut buffer).await?;
+                    let status = crate::query::read_response(&mut stream, &mut buffer).await?;
                     if answers.send((sent.elapsed(), status == 200)).await.is_err() {
                         break;
                     }
