@@ -350,7 +350,7 @@ async fn post(
     };
     let answer = async {
         connection.write_all(request).await?;
-        crate::query::read_response(connection, buffer).await
+        crate::webhooks::read_response(connection, buffer).await
     }
     .await;
     if answer.is_err() {
