@@ -5,9 +5,9 @@
 //! Customers join over the demo's months through Stripe, PayPal or Xendit, in USD, EUR or JPY;
 //! they trial, convert, pay monthly or yearly invoices, fail payments and recover, upgrade,
 //! downgrade, cancel at period end (some change their mind), get refunds and open disputes.
-//! The generator runs `decide` locally to know each customer's state, so every command is one
-//! the writer accepts; the writer decides again and appends. A sample webhook integration hears
-//! about the history's notifications (`demo_notify`).
+//! The generator (`ledger_devenv::demo`) runs `decide` locally to know each customer's state,
+//! so every command is one the writer accepts; the writer decides again and appends. A sample
+//! webhook integration hears about the history's notifications (`ledger_devenv::demo_notify`).
 //!
 //! Apart from the registrations, the history is what the payment providers reported (issuer
 //! `payment_provider`: a customer changes plan or cancels in the provider's portal and its
