@@ -64,6 +64,7 @@ pub struct QueryBenchArgs {
 }
 
 pub(crate) async fn run(args: QueryBenchArgs) -> anyhow::Result<()> {
+    check_wrk().await?;
     let services = ledger_devenv::services::ensure().await?;
     let database_url =
         ledger_devenv::services::database_url_with_name(services.database_url(), BENCH_DATABASE);
@@ -375,6 +376,27 @@ async fn load(
     Ok(())
 }
 
+/// Fails, saying how to install wrk, when it is not on the PATH: before the history is loaded.
+async fn check_wrk() -> anyhow::Result<()> {
+    tokio::process::Command::new(WRK)
+        .arg("--version")
+        .output()
+        .await
+        .map_err(wrk_error)?;
+    Ok(())
+}
+
+fn wrk_error(error: std::io::Error) -> anyhow::Error {
+    match error.kind() {
+        std::io::ErrorKind::NotFound => anyhow::anyhow!(
+            "`ledger bench query` measures with wrk, an HTTP load generator, and `{WRK}` is not \
+             on the PATH: install it (Debian/Ubuntu: `apt-get install wrk`, macOS: \
+             `brew install wrk`) and run the bench again"
+        ),
+        _ => anyhow::Error::new(error).context(format!("cannot run `{WRK}`")),
+    }
+}
+
 /// What wrk saw in one measurement.
 #[derive(Debug, PartialEq)]
 struct WrkResult {
@@ -458,14 +480,7 @@ async fn wrk(
             .arg(BENCH_TOKEN)
             .output()
             .await
-            .map_err(|error| match error.kind() {
-                std::io::ErrorKind::NotFound => anyhow::anyhow!(
-                    "`ledger bench query` measures with wrk, an HTTP load generator, and `{WRK}` \
-                     is not on the PATH: install it (Debian/Ubuntu: `apt-get install wrk`, \
-                     macOS: `brew install wrk`) and run the bench again"
-                ),
-                _ => anyhow::Error::new(error).context(format!("cannot run `{WRK}`")),
-            })?;
+            .map_err(wrk_error)?;
         let stdout = String::from_utf8_lossy(&output.stdout);
         anyhow::ensure!(
             output.status.success(),
