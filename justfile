@@ -29,7 +29,8 @@ test-prerequisites: localstripe
 localstripe:
     @python3 -c 'import localstripe' 2>/dev/null || python3 -m pip install --quiet localstripe || { echo "error: the Stripe connector tests and the browser test need localstripe for $(command -v python3): run 'python3 -m pip install localstripe'" >&2; exit 1; }
 
-# Benchmarks, e.g. `just bench store`.
+# Benchmarks (crates/ledger-bench), e.g. `just bench store`; `just bench query` needs wrk
+# (`apt-get install wrk`).
 bench target *args:
     cargo run --release --bin ledger -- bench {{target}} {{args}}
 

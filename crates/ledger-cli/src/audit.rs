@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use ledger_store::{CopyVerdict, Hash, HeadCopy, Store, TableHead};
 
-use crate::progress;
+use ledger_devenv::progress;
 
 /// Exit status when the table was changed: a chain break, a copy ahead of the table or one
 /// whose hash the table no longer has.

@@ -6,24 +6,14 @@
 
 mod access;
 mod audit;
-mod bench;
-mod bench_notify;
-mod bench_projectors;
-mod bench_query;
-mod bench_soak;
-mod bench_sync;
-mod bench_webhooks;
-mod bench_writer;
 mod connectors;
 mod database;
 mod demo;
-mod demo_notify;
 mod demo_stripe;
 mod fx;
 mod ingest;
 mod notify;
 mod observability;
-mod progress;
 mod projectors;
 mod provider_sync;
 mod query;
@@ -146,7 +136,7 @@ enum Command {
     /// Run a benchmark and print its figures next to a raw PostgreSQL baseline.
     Bench {
         #[command(subcommand)]
-        target: bench::BenchTarget,
+        target: ledger_bench::BenchTarget,
     },
     /// Operate the monitoring notifications: integrations, deliveries, retries, a test message.
     Notify {
@@ -483,7 +473,7 @@ async fn run(cli: Cli, demo_targets: demo::DemoTargets) -> anyhow::Result<ExitCo
         Command::Demo(args) => demo::run(args, demo_targets)
             .await
             .map(|()| ExitCode::SUCCESS),
-        Command::Bench { target } => bench::run(target).await.map(|()| ExitCode::SUCCESS),
+        Command::Bench { target } => ledger_bench::run(target).await.map(|()| ExitCode::SUCCESS),
         Command::Notify { command } => notify::run(&cli.database_url, command).await,
         Command::Connectors {
             command:
@@ -566,9 +556,9 @@ pub(crate) async fn shutdown() {
 async fn with_services(nats_cluster: Option<u8>, command: Vec<String>) -> anyhow::Result<ExitCode> {
     let services = match nats_cluster {
         Some(nodes) => {
-            ledger_testkit::services::ensure_with_nats_cluster(usize::from(nodes)).await?
+            ledger_devenv::services::ensure_with_nats_cluster(usize::from(nodes)).await?
         }
-        None => ledger_testkit::services::ensure().await?,
+        None => ledger_devenv::services::ensure().await?,
     };
     let (program, arguments) = command
         .split_first()

@@ -13,7 +13,7 @@ use ledger_store::Store;
 use projector_revenue::RevenueSettings;
 
 use crate::notify::EgressArgs;
-use crate::progress;
+use ledger_devenv::progress;
 
 /// The read models.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -12,7 +12,8 @@ use provider_sync::{
 use time::format_description::well_known::Rfc3339;
 
 use crate::ingest::{PAYPAL_API_BASE_DEFAULT, setting};
-use crate::{progress, projectors};
+use crate::projectors;
+use ledger_devenv::progress;
 
 /// Stripe's API.
 const STRIPE_API_BASE_DEFAULT: &str = "https://api.stripe.com";

@@ -20,8 +20,8 @@ use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
 use crate::commands::{NOW_MICROS, command, money, register, start_subscription};
-use crate::services::DEFAULT_NATS_URL;
 use crate::{TestDb, unique_name};
+use ledger_devenv::services::DEFAULT_NATS_URL;
 
 /// `url` with `role` as the session's role from the connection on (PostgreSQL's `role`
 /// setting as a startup option: the owner's connection then has `role`'s privileges only).

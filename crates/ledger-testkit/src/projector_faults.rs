@@ -14,8 +14,8 @@
 use async_nats::jetstream::consumer::{self, AckPolicy, DeliverPolicy};
 use ledger_projector::{Projector, ProjectorConfig};
 
-use crate::history::{self, Rng, Shape};
 use crate::ledger::{RunningProjector, TestLedger, eventually};
+use ledger_devenv::history::{self, Rng, Shape};
 
 /// The scenarios' histories.
 const HISTORY: Shape = Shape {

@@ -6,7 +6,7 @@ use tokio_postgres::{Client, NoTls};
 use tracing::{debug, warn};
 use uuid::Uuid;
 
-use crate::services::{DEFAULT_DATABASE_URL, database_url_with_name};
+use ledger_devenv::services::{DEFAULT_DATABASE_URL, database_url_with_name};
 use ledger_store::error_text as error_chain;
 
 /// Prefix of every test database's name, so leftovers are easy to find and drop.

@@ -22,7 +22,7 @@ use ledger_domain::proto;
 use ledger_testkit::commands;
 use tokio::sync::Mutex;
 
-use ledger_testkit::services::{
+use ledger_devenv::services::{
     PrivateNatsCluster, start_private_nats_cluster, start_private_postgres,
 };
 
@@ -109,7 +109,7 @@ async fn the_ledger_survives_each_component_killed_in_turn_under_load() {
     let client = deployment.client().await;
     // Every failed payment is notified to this receiver, through the outbox and the worker of
     // the projectors' process.
-    let receiver = ledger_testkit::receivers::HttpReceiver::start().await;
+    let receiver = ledger_devenv::receivers::HttpReceiver::start().await;
     client
         .send(&commands::register_webhook(
             "chaos-webhook",

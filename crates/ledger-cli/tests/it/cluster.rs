@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 
 use futures_util::TryStreamExt as _;
 use ledger_bus::{Client, NatsAuth, SendError};
-use ledger_testkit::commands;
-use ledger_testkit::ledger::eventually;
-use ledger_testkit::services::{
+use ledger_devenv::services::{
     PrivateNatsCluster, start_private_nats_cluster, start_private_postgres,
 };
+use ledger_testkit::commands;
+use ledger_testkit::ledger::eventually;
 use tokio::sync::Mutex;
 
 use crate::staying_up::Deployment;

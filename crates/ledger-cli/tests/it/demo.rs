@@ -6,7 +6,7 @@ use std::io::{BufRead as _, BufReader};
 use std::net::TcpListener;
 use std::process::{Command, Output, Stdio};
 
-use ledger_testkit::services::{
+use ledger_devenv::services::{
     NatsServerOptions, PostgresServerOptions, start_private_nats_with, start_private_postgres_with,
 };
 use ledger_testkit::{TestDb, unique_name};

@@ -262,7 +262,7 @@ async fn run_writer_and_send_work_as_a_user_runs_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notify_test_reaches_a_local_receiver() {
     let test_ledger = ledger_testkit::ledger::TestLedger::new().await;
-    let receiver = ledger_testkit::receivers::HttpReceiver::start().await;
+    let receiver = ledger_devenv::receivers::HttpReceiver::start().await;
     let writer = test_ledger.start_writer();
     let projector = test_ledger
         .start_projector(

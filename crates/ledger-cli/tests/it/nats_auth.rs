@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use ledger_bus::{BusConfig, Client, ConnectError, NatsAuth, SendError};
-use ledger_testkit::services::{NATS_AUTH_CONF, NatsServerOptions, start_private_nats_with};
+use ledger_devenv::services::{NATS_AUTH_CONF, NatsServerOptions, start_private_nats_with};
 use ledger_testkit::{TestDb, commands, ledger::eventually};
 
 const USERS: [&str; 7] = [

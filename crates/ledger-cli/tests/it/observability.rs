@@ -203,7 +203,7 @@ async fn the_processes_serve_the_alerts_metrics_log_json_and_carry_the_correlati
         &[("LEDGER_SECRETS_KEYS", SECRETS_KEYS)],
     );
     // Provider-sync checks at start that its API answers; nothing calls it here.
-    let stripe = ledger_testkit::receivers::HttpReceiver::start().await;
+    let stripe = ledger_devenv::receivers::HttpReceiver::start().await;
     processes.spawn(
         &ledger,
         "provider-sync",

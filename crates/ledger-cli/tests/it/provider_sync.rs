@@ -101,12 +101,12 @@ async fn forward(
     (action, kill): (Action, &AtomicBool),
     pid: &AtomicU32,
 ) {
-    let Some(ledger_testkit::receivers::HttpRequest {
+    let Some(ledger_devenv::receivers::HttpRequest {
         method,
         path,
         headers,
         body,
-    }) = ledger_testkit::receivers::read_request(&mut stream).await
+    }) = ledger_devenv::receivers::read_request(&mut stream).await
     else {
         return;
     };

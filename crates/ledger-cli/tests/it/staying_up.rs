@@ -6,11 +6,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use ledger_bus::{BusConfig, Client, NatsAuth};
-use ledger_testkit::commands;
-use ledger_testkit::ledger::eventually;
-use ledger_testkit::services::{
+use ledger_devenv::services::{
     PrivateNats, PrivateNatsCluster, PrivatePostgres, start_private_nats, start_private_postgres,
 };
+use ledger_testkit::commands;
+use ledger_testkit::ledger::eventually;
 
 /// The private NATS a [`Deployment`] runs on: one server, or a cluster (`it::cluster`).
 pub(super) trait NatsServers {

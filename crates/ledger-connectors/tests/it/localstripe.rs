@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use ledger_connectors::stripe::{WebhookSecrets, verify};
 use ledger_connectors::{Headers, VerifyError};
+use ledger_devenv::receivers::{HttpReceiver, ReceivedRequest};
 use ledger_domain::{InvoiceStatus, PaymentStatus, SubscriptionStatus};
 use ledger_testkit::localstripe::LocalStripe;
-use ledger_testkit::receivers::{HttpReceiver, ReceivedRequest};
 use serde_json::Value;
 
 use crate::support::Ledger;

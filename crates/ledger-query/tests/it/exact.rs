@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 
 use actix_web::http::StatusCode;
+use ledger_devenv::history::{self, Rng, Shape};
 use ledger_domain::proto::{self, command::Kind};
 use ledger_projector::ProjectorConfig;
 use ledger_testkit::commands::{command, money, register};
-use ledger_testkit::history::{self, Rng, Shape};
 use projector_revenue::{RevenueProjector, RevenueSettings};
 use serde::Deserialize;
 use serde_json::json;

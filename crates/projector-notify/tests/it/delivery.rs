@@ -2,9 +2,10 @@
 
 use std::time::Duration;
 
+use ledger_devenv::receivers::HttpReceiver;
 use ledger_domain::proto::{self, integration_registered::Target};
 use ledger_testkit::ledger::{TestLedger, eventually};
-use ledger_testkit::receivers::{HttpReceiver, SmtpServer};
+use ledger_testkit::smtp::SmtpServer;
 use projector_notify::signature::{SIGNATURE_HEADER, SIGNATURE_TOLERANCE_SECONDS, verify};
 
 use crate::{

@@ -4,9 +4,10 @@
 
 use std::collections::BTreeMap;
 
+use ledger_devenv::receivers::HttpReceiver;
 use ledger_domain::proto::{self, integration_registered::Target};
 use ledger_testkit::ledger::{TestLedger, eventually};
-use ledger_testkit::receivers::{HttpReceiver, SmtpServer};
+use ledger_testkit::smtp::SmtpServer;
 use projector_notify::EgressPolicy;
 
 use crate::{

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
+use ledger_devenv::receivers::HttpReceiver;
 use ledger_testkit::ledger::{TestLedger, eventually};
-use ledger_testkit::receivers::HttpReceiver;
 
 use crate::{
     WAIT_MS, Worker, delivery_states, failed_payment, fast_delivery, register_integration,

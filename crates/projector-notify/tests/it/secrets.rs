@@ -2,9 +2,9 @@
 //! the `notify` read model hold ciphertext only, `ledger notify list` names the key, and only a
 //! worker with the key sends; a ciphertext moved to another integration does not open.
 
+use ledger_devenv::receivers::HttpReceiver;
 use ledger_domain::proto::{self, integration_registered::Target};
 use ledger_testkit::ledger::{TestLedger, eventually};
-use ledger_testkit::receivers::HttpReceiver;
 
 use crate::{SECRET, WAIT_MS, fast_delivery, register_integration, start_projector, webhook};
 

@@ -5,11 +5,11 @@ mod oracle;
 
 use std::collections::BTreeMap;
 
+use ledger_devenv::history::{self, Rng, Shape};
 use ledger_domain::proto::{self, command::Kind};
 use ledger_domain::{ChurnRecognition, DiscountsInMrr, MrrRules, UnpaidSubscriptions};
 use ledger_projector::{Projected, ProjectorConfig};
 use ledger_testkit::commands::{NOW_MICROS, metadata, money, register};
-use ledger_testkit::history::{self, Rng, Shape};
 use ledger_testkit::ledger::TestLedger;
 use ledger_testkit::projector_faults;
 use projector_revenue::{RevenueProjector, RevenueSettings};

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
+use ledger_devenv::receivers::{HttpReceiver, ScriptedAnswer};
 use ledger_domain::proto;
 use ledger_domain::{Event, Issuer};
 use ledger_testkit::ledger::TestLedger;
-use ledger_testkit::receivers::{HttpReceiver, ScriptedAnswer};
 use provider_sync::{ApiSecret, PaypalApi, ProviderApis, XenditApi};
 use serde_json::json;
 

@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
+use ledger_devenv::receivers::HttpReceiver;
 use ledger_domain::proto::{self, command::Kind, integration_registered::Target};
 use ledger_domain::{Event, Issuer};
 use ledger_projector::ProjectorConfig;
 use ledger_testkit::ledger::{TestLedger, eventually, secret_keys};
 use ledger_testkit::localstripe::LocalStripe;
-use ledger_testkit::receivers::HttpReceiver;
 use projector_notify::{DeliveryConfig, EgressPolicy, NotificationKind, Rules};
 use provider_sync::{ApiSecret, ProviderApis, StripeApi};
 

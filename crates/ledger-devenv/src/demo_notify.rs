@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::receivers::HttpReceiver;
 use anyhow::Context;
 use ledger_domain::proto::{self, command::Kind};
-use ledger_testkit::receivers::HttpReceiver;
 
 /// How long the demo waits for the worker to send every delivery.
 const DELIVERIES_WAIT_MS: u64 = 60_000;
@@ -21,7 +21,7 @@ const SAMPLE_SIGNING_SECRET: &str = "whsec_demo_0123456789abcdef";
 const DEMO_SECRETS_KEYS: &str = "demo:ZGVtby1vbmx5LWtleS0wMTIzNDU2Nzg5YWJjZGVmMDE=";
 
 /// [`DEMO_SECRETS_KEYS`], for the demo's writer and worker and the notify bench.
-pub(crate) fn demo_secret_keys() -> anyhow::Result<std::sync::Arc<ledger_secrets::SecretKeys>> {
+pub fn demo_secret_keys() -> anyhow::Result<std::sync::Arc<ledger_secrets::SecretKeys>> {
     Ok(std::sync::Arc::new(ledger_secrets::SecretKeys::parse(
         DEMO_SECRETS_KEYS,
     )?))
@@ -31,7 +31,7 @@ pub(crate) fn demo_secret_keys() -> anyhow::Result<std::sync::Arc<ledger_secrets
 /// bench's): `http://` and `127.0.0.1` allowed explicitly, as an operator would allow an
 /// internal receiver (`--notify-allow-http --notify-allow-internal 127.0.0.1`), and the demo
 /// keys.
-pub(crate) fn loopback_delivery_config() -> anyhow::Result<projector_notify::DeliveryConfig> {
+pub fn loopback_delivery_config() -> anyhow::Result<projector_notify::DeliveryConfig> {
     Ok(projector_notify::DeliveryConfig {
         egress: projector_notify::EgressPolicy {
             allow_http: true,
@@ -46,19 +46,37 @@ pub(crate) fn loopback_delivery_config() -> anyhow::Result<projector_notify::Del
 }
 
 /// The sample integration and its receiver.
-pub(crate) struct SampleWebhook {
+#[derive(Debug)]
+pub struct SampleWebhook {
     integration_id: String,
     receiver: HttpReceiver,
 }
 
 /// Starts a receiver on loopback and sends `register_integration` for a webhook to it that
 /// wants every notification kind.
-pub(crate) async fn register(
+pub async fn register(
     client: &ledger_bus::Client,
     occurred_at_unix_micros: i64,
 ) -> anyhow::Result<SampleWebhook> {
     let receiver = HttpReceiver::start().await;
-    let command = proto::Command {
+    let command = register_sample_webhook(
+        &format!("{}/demo-webhook", receiver.url),
+        occurred_at_unix_micros,
+    );
+    let accepted = client
+        .send(&command)
+        .await
+        .context("registering the demo's sample integration")?;
+    Ok(SampleWebhook {
+        integration_id: accepted.customer_id,
+        receiver,
+    })
+}
+
+/// `register_integration` (issuer `internal`) of the sample webhook to `url`, wanting every
+/// notification kind: the demo's, and the notify benchmark's.
+pub fn register_sample_webhook(url: &str, occurred_at_unix_micros: i64) -> proto::Command {
+    proto::Command {
         metadata: Some(proto::CommandMetadata {
             idempotency_key: "demo:sample-webhook".to_owned(),
             customer_id: String::new(),
@@ -74,7 +92,7 @@ pub(crate) async fn register(
             name: "Demo webhook".to_owned(),
             target: Some(proto::integration_registered::Target::Webhook(
                 proto::WebhookTarget {
-                    url: format!("{}/demo-webhook", receiver.url),
+                    url: url.to_owned(),
                     signing_secret: SAMPLE_SIGNING_SECRET.to_owned(),
                 },
             )),
@@ -84,20 +102,12 @@ pub(crate) async fn register(
                 .collect(),
             filter: None,
         })),
-    };
-    let accepted = client
-        .send(&command)
-        .await
-        .context("registering the demo's sample integration")?;
-    Ok(SampleWebhook {
-        integration_id: accepted.customer_id,
-        receiver,
-    })
+    }
 }
 
 /// Waits until the notify projector has applied `last_position` and no delivery is pending,
 /// then prints the deliveries by kind and status.
-pub(crate) async fn report(
+pub async fn report(
     sample: &SampleWebhook,
     database_url: &str,
     last_position: u64,

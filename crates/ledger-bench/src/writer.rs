@@ -20,7 +20,7 @@ const BENCH_DATABASE: &str = "ledger_bench_writer";
 const CLIENT_COUNTS: [usize; 3] = [1, 16, 64];
 
 #[derive(Debug, clap::Args)]
-pub(crate) struct WriterBenchArgs {
+pub struct WriterBenchArgs {
     /// Seconds each configuration runs.
     #[arg(long, default_value_t = 5)]
     seconds: u64,
@@ -39,8 +39,8 @@ pub(crate) struct Measured {
 }
 
 pub(crate) async fn run(args: WriterBenchArgs) -> anyhow::Result<()> {
-    let services = ledger_testkit::services::ensure().await?;
-    let (database_url, client) = crate::bench::fresh_database(&services, BENCH_DATABASE).await?;
+    let services = ledger_devenv::services::ensure().await?;
+    let (database_url, client) = crate::fresh_database(&services, BENCH_DATABASE).await?;
     let store = Store::connect(&database_url)?;
     let duration = Duration::from_secs(args.seconds);
     println!(
@@ -145,14 +145,14 @@ pub(crate) async fn run(args: WriterBenchArgs) -> anyhow::Result<()> {
     );
     drop(store);
     drop(client);
-    ledger_testkit::services::drop_database(services.database_url(), BENCH_DATABASE).await?;
+    ledger_devenv::services::drop_database(services.database_url(), BENCH_DATABASE).await?;
     Ok(())
 }
 
 /// The load of [`load`] over `partitions` writers, each leading its own database and stream
 /// (a partition's lock, positions, hash chain and stream are its own: docs/scaling.md).
 async fn partitioned(
-    services: &ledger_testkit::services::Services,
+    services: &ledger_devenv::services::Services,
     partitions: usize,
     clients: usize,
     duration: Duration,
@@ -162,7 +162,7 @@ async fn partitioned(
     let mut routes = Vec::with_capacity(partitions);
     for partition in 0..partitions {
         let database = format!("{BENCH_DATABASE}_p{partition}");
-        let (database_url, _) = crate::bench::fresh_database(services, &database).await?;
+        let (database_url, _) = crate::fresh_database(services, &database).await?;
         let bus = BusConfig {
             subject_prefix: format!("bench{run_id}p{partition}"),
             stream_name: format!("LEDGER_BENCH_{}_P{partition}", run_id.to_uppercase()),
@@ -193,7 +193,7 @@ async fn partitioned(
         let _ = stop.send(());
         writer.await??;
         let _ = nats.delete_stream(&stream_name).await;
-        ledger_testkit::services::drop_database(services.database_url(), &database).await?;
+        ledger_devenv::services::drop_database(services.database_url(), &database).await?;
     }
     measured
 }

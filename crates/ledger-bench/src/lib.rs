@@ -12,41 +12,49 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
-use crate::progress;
+use ledger_devenv::progress;
 use ledger_writer::SCHEMA_VERSION;
+
+mod notify;
+mod projectors;
+mod query;
+mod soak;
+mod sync;
+mod webhooks;
+mod writer;
 
 const BENCH_DATABASE: &str = "ledger_bench";
 /// Distinct customers the generated events are spread over.
 const BENCH_STREAMS: u64 = 100_000;
 
 #[derive(Debug, clap::Subcommand)]
-pub(crate) enum BenchTarget {
+pub enum BenchTarget {
     /// Event store: append throughput for batches of 1, 100 and 1000 events, and read_all.
     Store(StoreBenchArgs),
     /// Write path: commands/s and latency over NATS with 1, 16 and 64 clients.
-    Writer(crate::bench_writer::WriterBenchArgs),
+    Writer(crate::writer::WriterBenchArgs),
     /// Webhooks: signed Stripe deliveries/s and latency through ingest and the writer with 1,
     /// 16 and 64 senders, next to commands/s over NATS, and the process's memory.
-    Webhooks(crate::bench_webhooks::WebhooksBenchArgs),
+    Webhooks(crate::webhooks::WebhooksBenchArgs),
     /// Projectors: rebuild events/s of each over a generated history, and live lag at a fixed
     /// command rate.
-    Projectors(crate::bench_projectors::ProjectorsBenchArgs),
+    Projectors(crate::projectors::ProjectorsBenchArgs),
     /// Notify projector: events/s with 1% of events notified, next to the customers
     /// projector, and the delivery worker's deliveries/s to a loopback receiver.
-    Notify(crate::bench_notify::NotifyBenchArgs),
+    Notify(crate::notify::NotifyBenchArgs),
     /// Query service: requests/s and p50/p99 of the summary (cached and uncached) and of a
     /// single customer, over 100,000 customers and about a million events.
-    Query(crate::bench_query::QueryBenchArgs),
+    Query(crate::query::QueryBenchArgs),
     /// Soak: the ledger's processes under a steady load for minutes, with each process's
     /// memory and the p99 latencies every minute.
-    Soak(crate::bench_soak::SoakBenchArgs),
+    Soak(crate::soak::SoakBenchArgs),
     /// Backfill: Stripe objects/s imported by `ledger sync stripe`'s code from a generated
     /// account served locally, next to the store's append of as many events, and memory.
-    Sync(crate::bench_sync::SyncBenchArgs),
+    Sync(crate::sync::SyncBenchArgs),
 }
 
 #[derive(Debug, clap::Args)]
-pub(crate) struct StoreBenchArgs {
+pub struct StoreBenchArgs {
     /// Events appended one per transaction.
     #[arg(long, default_value_t = 20_000)]
     single_events: u64,
@@ -58,16 +66,16 @@ pub(crate) struct StoreBenchArgs {
     batch_1000_events: u64,
 }
 
-pub(crate) async fn run(target: BenchTarget) -> anyhow::Result<()> {
+pub async fn run(target: BenchTarget) -> anyhow::Result<()> {
     match target {
         BenchTarget::Store(args) => store(args).await,
-        BenchTarget::Writer(args) => crate::bench_writer::run(args).await,
-        BenchTarget::Webhooks(args) => crate::bench_webhooks::run(args).await,
-        BenchTarget::Projectors(args) => crate::bench_projectors::run(args).await,
-        BenchTarget::Notify(args) => crate::bench_notify::run(args).await,
-        BenchTarget::Query(args) => crate::bench_query::run(args).await,
-        BenchTarget::Soak(args) => crate::bench_soak::run(args).await,
-        BenchTarget::Sync(args) => crate::bench_sync::run(args).await,
+        BenchTarget::Writer(args) => crate::writer::run(args).await,
+        BenchTarget::Webhooks(args) => crate::webhooks::run(args).await,
+        BenchTarget::Projectors(args) => crate::projectors::run(args).await,
+        BenchTarget::Notify(args) => crate::notify::run(args).await,
+        BenchTarget::Query(args) => crate::query::run(args).await,
+        BenchTarget::Soak(args) => crate::soak::run(args).await,
+        BenchTarget::Sync(args) => crate::sync::run(args).await,
     }
 }
 
@@ -81,11 +89,11 @@ struct Figure {
 
 /// Recreates the migrated database `name` on `services`; returns its URL and a connection.
 pub(crate) async fn fresh_database(
-    services: &ledger_testkit::services::Services,
+    services: &ledger_devenv::services::Services,
     name: &str,
 ) -> anyhow::Result<(String, tokio_postgres::Client)> {
     let database_url =
-        ledger_testkit::services::recreate_database(services.database_url(), name).await?;
+        ledger_devenv::services::recreate_database(services.database_url(), name).await?;
     let (mut client, connection) =
         tokio_postgres::connect(&database_url, tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
@@ -94,7 +102,7 @@ pub(crate) async fn fresh_database(
 }
 
 async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
-    let services = ledger_testkit::services::ensure().await?;
+    let services = ledger_devenv::services::ensure().await?;
     let (database_url, mut client) = fresh_database(&services, BENCH_DATABASE).await?;
     client
         .batch_execute("CREATE TABLE raw_events (LIKE customer_payment_events INCLUDING ALL)")
@@ -193,7 +201,7 @@ async fn store(args: StoreBenchArgs) -> anyhow::Result<()> {
     drop(writer);
     drop(store);
     drop(client);
-    ledger_testkit::services::drop_database(services.database_url(), BENCH_DATABASE).await?;
+    ledger_devenv::services::drop_database(services.database_url(), BENCH_DATABASE).await?;
     Ok(())
 }
 

@@ -2,7 +2,7 @@ use std::io::{BufRead as _, BufReader};
 use std::net::{Ipv4Addr, TcpStream};
 use std::time::{Duration, Instant};
 
-use ledger_testkit::services::{
+use ledger_devenv::services::{
     ServicesError, ensure, find_nats_server, find_postgres_bin_dir, start_private_nats,
     start_private_postgres,
 };

@@ -252,7 +252,8 @@ fn next_command(rng: &mut Rng, state: &Customer, home_currency: &str, day: i64) 
     }
 }
 
-fn money(amount_minor: i64, currency: &str) -> proto::Money {
+/// `amount_minor` minor units of `currency` (ISO 4217 code).
+pub fn money(amount_minor: i64, currency: &str) -> proto::Money {
     proto::Money {
         amount_minor,
         currency: currency.to_owned(),

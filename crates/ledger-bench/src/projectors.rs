@@ -1,7 +1,7 @@
 //! `ledger bench projectors`: how fast each projector rebuilds from the event table, and how
 //! far behind the log it runs live.
 //!
-//! - Rebuild: a random valid history (`ledger_testkit::history`, 2 % of events dated late) is
+//! - Rebuild: a random valid history (`ledger_devenv::history`, 2 % of events dated late) is
 //!   appended to a fresh database; each projector then replays it from position 1 alone.
 //!   Figure: events/s from the start of the replay to the commit of its last batch.
 //! - Live lag: on a new, empty ledger, a writer and every projector run in this process;
@@ -16,16 +16,16 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use futures_util::StreamExt;
 use ledger_bus::{BusConfig, Client};
+use ledger_devenv::history::{self, Rng, Shape};
 use ledger_projector::{Projector, ProjectorConfig};
 use ledger_store::Store;
-use ledger_testkit::history::{self, Rng, Shape};
 use ledger_writer::WriterConfig;
 use time::OffsetDateTime;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use crate::bench::fresh_database;
-use crate::progress;
+use crate::fresh_database;
+use ledger_devenv::progress;
 
 const BENCH_DATABASE: &str = "ledger_bench_projectors";
 /// Customers generated (and appended) at a time while loading.
@@ -36,7 +36,7 @@ const STEPS_PER_CUSTOMER: usize = 20;
 const LIVE_LANES: usize = 64;
 
 #[derive(Debug, clap::Args)]
-pub(crate) struct ProjectorsBenchArgs {
+pub struct ProjectorsBenchArgs {
     /// Events in the history each projector rebuilds.
     #[arg(long, default_value_t = 1_000_000)]
     events: u64,
@@ -52,7 +52,7 @@ pub(crate) struct ProjectorsBenchArgs {
 }
 
 pub(crate) async fn run(args: ProjectorsBenchArgs) -> anyhow::Result<()> {
-    let services = ledger_testkit::services::ensure().await?;
+    let services = ledger_devenv::services::ensure().await?;
     let (database_url, _client) = fresh_database(&services, BENCH_DATABASE).await?;
     let store = Store::connect(&database_url)?;
     let nats = async_nats::connect(services.nats_url()).await?;
@@ -116,7 +116,7 @@ pub(crate) async fn run(args: ProjectorsBenchArgs) -> anyhow::Result<()> {
     }
 
     drop(store);
-    ledger_testkit::services::drop_database(services.database_url(), BENCH_DATABASE).await?;
+    ledger_devenv::services::drop_database(services.database_url(), BENCH_DATABASE).await?;
 
     // The live lag on an empty ledger: a writer starting on the loaded one would first
     // republish its whole history to the stream.
@@ -146,7 +146,7 @@ pub(crate) async fn run(args: ProjectorsBenchArgs) -> anyhow::Result<()> {
         .delete_stream(&bus.stream_name)
         .await;
     drop(store);
-    ledger_testkit::services::drop_database(services.database_url(), BENCH_DATABASE).await?;
+    ledger_devenv::services::drop_database(services.database_url(), BENCH_DATABASE).await?;
     Ok(())
 }
 

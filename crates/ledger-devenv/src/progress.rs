@@ -3,7 +3,7 @@
 use indicatif::{HumanCount, ProgressBar, ProgressState, ProgressStyle};
 
 /// A bar counting `total` events, with rate and ETA, drawn on stderr.
-pub(crate) fn events_bar(total: u64, message: &'static str) -> ProgressBar {
+pub fn events_bar(total: u64, message: &'static str) -> ProgressBar {
     let bar = ProgressBar::new(total);
     let style = ProgressStyle::with_template(
         "{msg:>12} [{bar:40}] {human_pos}/{human_len} events  {rate}/s  ETA {eta}",

@@ -29,10 +29,10 @@ use std::{env, process};
 use tracing::{info, warn};
 
 /// The shared PostgreSQL server used when `DATABASE_URL` is not set and it answers.
-pub(crate) const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const DEFAULT_POSTGRES_PORT: u16 = 5432;
 /// The shared NATS server used when `NATS_URL` is not set and it answers.
-pub(crate) const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 const DEFAULT_NATS_PORT: u16 = 4222;
 
 /// How long to wait for a TCP connection when checking whether a server answers on a port.
@@ -420,6 +420,19 @@ pub fn database_url_with_name(base_url: &str, dbname: &str) -> String {
     format!("{scheme}{authority}/{}{query}", percent_encode(dbname))
 }
 
+/// `url` with its user and password replaced by `user` and `password` (URL-safe characters).
+pub fn database_url_with_user(url: &str, user: &str, password: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return format!("{url} user='{user}' password='{password}'");
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let host = match rest[..authority_end].rfind('@') {
+        Some(at) => &rest[at + 1..],
+        None => rest,
+    };
+    format!("{scheme}://{user}:{password}@{host}")
+}
+
 /// A PostgreSQL server started by [`start_private_postgres`]; stopped (`pg_ctl stop -m fast`) and
 /// its data removed on `Drop`.
 #[derive(Debug)]
@@ -606,8 +619,8 @@ pub async fn start_private_postgres_with(
 
     let conf_path = data_dir.join("postgresql.conf");
     let settings = format!(
-        "\n# ---- ledger-testkit: deploy/postgresql.conf ----\n{POSTGRESQL_CONF}\n\
-         # ---- ledger-testkit: this instance (TCP only, no Unix socket) ----\n\
+        "\n# ---- ledger-devenv: deploy/postgresql.conf ----\n{POSTGRESQL_CONF}\n\
+         # ---- ledger-devenv: this instance (TCP only, no Unix socket) ----\n\
          port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = ''\n"
     );
     fs::OpenOptions::new()

@@ -17,15 +17,17 @@ use ledger_writer::WriterConfig;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::bench_webhooks::rss_kib;
+use crate::webhooks::rss_kib;
 
 const BENCH_DATABASE: &str = "ledger_bench_sync";
+/// How long one delivery waits for the writer's answer: `ledger sync stripe`'s timeout.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
 /// The generated account's objects are dated from here (2026-01-01T00:00:00Z), one second
 /// apart.
 const CREATED_FROM: i64 = 1_767_225_600;
 
 #[derive(Debug, clap::Args)]
-pub(crate) struct SyncBenchArgs {
+pub struct SyncBenchArgs {
     /// Objects in the generated account (half customers, half subscriptions).
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(2..))]
     objects: u64,
@@ -137,8 +139,8 @@ fn serve(account: Account) -> anyhow::Result<(SocketAddr, actix_web::dev::Server
 
 pub(crate) async fn run(args: SyncBenchArgs) -> anyhow::Result<()> {
     let rss_start = rss_kib();
-    let services = ledger_testkit::services::ensure().await?;
-    let (database_url, _client) = crate::bench::fresh_database(&services, BENCH_DATABASE).await?;
+    let services = ledger_devenv::services::ensure().await?;
+    let (database_url, _client) = crate::fresh_database(&services, BENCH_DATABASE).await?;
     let store = Store::connect(&database_url)?;
     let account = Account {
         customers: args.objects / 2,
@@ -171,7 +173,7 @@ pub(crate) async fn run(args: SyncBenchArgs) -> anyhow::Result<()> {
         },
     ));
     let client = Client::new(async_nats::connect(services.nats_url()).await?, bus.clone())
-        .with_request_timeout(crate::sync::DELIVERY_TIMEOUT);
+        .with_request_timeout(DELIVERY_TIMEOUT);
     let (address, server) = serve(account)?;
     let reader = StripeReader::new(
         StripeApi {
@@ -186,7 +188,7 @@ pub(crate) async fn run(args: SyncBenchArgs) -> anyhow::Result<()> {
         pages_in_flight: usize::try_from(args.pages_in_flight).unwrap_or(1),
         events: false,
     };
-    let bar = crate::progress::events_bar(objects, "importing");
+    let bar = ledger_devenv::progress::events_bar(objects, "importing");
     let rss_before = rss_kib();
     let mut rss_peak = rss_before;
     let started = Instant::now();
@@ -236,7 +238,7 @@ pub(crate) async fn run(args: SyncBenchArgs) -> anyhow::Result<()> {
         per_second
     );
     if !args.no_baseline {
-        let (events, seconds) = crate::bench::store_append(&store, objects).await?;
+        let (events, seconds) = crate::store_append(&store, objects).await?;
         println!(
             "{:<44} {:>10} {:>10.2} {:>12.0}",
             "baseline: store append, batches of 100",
@@ -259,6 +261,6 @@ pub(crate) async fn run(args: SyncBenchArgs) -> anyhow::Result<()> {
         .delete_stream(&bus.stream_name)
         .await;
     drop(store);
-    ledger_testkit::services::drop_database(services.database_url(), BENCH_DATABASE).await?;
+    ledger_devenv::services::drop_database(services.database_url(), BENCH_DATABASE).await?;
     Ok(())
 }

@@ -16,8 +16,8 @@ use ledger_domain::proto::{self, command::Kind};
 use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
-use crate::bench_webhooks::{BENCH_SECRET, rss_kib_of, signed_request};
-use crate::bench_writer::{command, payment};
+use crate::webhooks::{BENCH_SECRET, rss_kib_of, signed_request};
+use crate::writer::{command, payment};
 
 const SOAK_DATABASE: &str = "ledger_bench_soak";
 const QUERY_ROLE: &str = "ledger_query_soak";
@@ -27,7 +27,7 @@ const TOKEN: &str = "soak-token-0123456789abcdef";
 const CUSTOMERS: usize = 1_000;
 
 #[derive(Debug, clap::Args)]
-pub(crate) struct SoakBenchArgs {
+pub struct SoakBenchArgs {
     /// How long the load runs, in minutes.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=1_440))]
     minutes: u64,
@@ -66,15 +66,16 @@ impl Drop for Fleet {
 }
 
 pub(crate) async fn run(args: SoakBenchArgs) -> anyhow::Result<()> {
-    let services = ledger_testkit::services::ensure().await?;
-    let (database_url, client) = crate::bench::fresh_database(&services, SOAK_DATABASE).await?;
+    let services = ledger_devenv::services::ensure().await?;
+    let (database_url, client) = crate::fresh_database(&services, SOAK_DATABASE).await?;
     client
         .batch_execute(&format!(
             "DO $$ BEGIN CREATE ROLE {QUERY_ROLE} LOGIN PASSWORD '{QUERY_PASSWORD}' \
              IN ROLE ledger_query; EXCEPTION WHEN duplicate_object THEN NULL; END $$"
         ))
         .await?;
-    let query_url = crate::demo::database_url_with_user(&database_url, QUERY_ROLE, QUERY_PASSWORD);
+    let query_url =
+        ledger_devenv::services::database_url_with_user(&database_url, QUERY_ROLE, QUERY_PASSWORD);
     let run_id = Uuid::now_v7().simple().to_string();
     let bus = BusConfig {
         subject_prefix: format!("soak{run_id}"),
@@ -207,7 +208,7 @@ pub(crate) async fn run(args: SoakBenchArgs) -> anyhow::Result<()> {
         .delete_stream(&bus.stream_name)
         .await;
     drop(client);
-    ledger_testkit::services::drop_database(services.database_url(), SOAK_DATABASE).await?;
+    ledger_devenv::services::drop_database(services.database_url(), SOAK_DATABASE).await?;
     let _ = std::fs::remove_dir_all(&log_dir);
     Ok(())
 }
@@ -349,7 +350,7 @@ async fn post(
     };
     let answer = async {
         connection.write_all(request).await?;
-        crate::bench_query::read_response(connection, buffer).await
+        crate::webhooks::read_response(connection, buffer).await
     }
     .await;
     if answer.is_err() {

@@ -17,10 +17,10 @@ use ledger_connectors::stripe;
 use ledger_ingest::{IngestConfig, WebhookConfig};
 use ledger_store::Store;
 use ledger_writer::WriterConfig;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uuid::Uuid;
 
-use crate::bench_writer::{Measured, measure};
+use crate::writer::{Measured, measure};
 
 const BENCH_DATABASE: &str = "ledger_bench_webhooks";
 const SENDER_COUNTS: [usize; 3] = [1, 16, 64];
@@ -30,11 +30,13 @@ const ENDURANCE_SENDERS: usize = 64;
 const REPORT_EVERY_DELIVERIES: u64 = 100_000;
 /// Answers in flight between the senders and the tally (a bound, not a tuning knob).
 const ANSWERS_QUEUE_MAX: usize = 4_096;
+/// Bytes of one HTTP response the senders accept.
+const RESPONSE_BYTES_MAX: usize = 1 << 20;
 /// The endpoint secret the bench signs with.
 pub(crate) const BENCH_SECRET: &str = "whsec_bench_0123456789abcdef";
 
 #[derive(Debug, clap::Args)]
-pub(crate) struct WebhooksBenchArgs {
+pub struct WebhooksBenchArgs {
     /// Seconds each configuration runs.
     #[arg(long, default_value_t = 5)]
     seconds: u64,
@@ -79,8 +81,8 @@ pub(crate) fn rss_kib_of(pid: &str) -> u64 {
 
 pub(crate) async fn run(args: WebhooksBenchArgs) -> anyhow::Result<()> {
     let rss_start = rss_kib();
-    let services = ledger_testkit::services::ensure().await?;
-    let (database_url, _client) = crate::bench::fresh_database(&services, BENCH_DATABASE).await?;
+    let services = ledger_devenv::services::ensure().await?;
+    let (database_url, _client) = crate::fresh_database(&services, BENCH_DATABASE).await?;
     let store = Store::connect(&database_url)?;
     let duration = Duration::from_secs(args.seconds);
     println!(
@@ -153,7 +155,7 @@ pub(crate) async fn run(args: WebhooksBenchArgs) -> anyhow::Result<()> {
         .delete_stream(&bus.stream_name)
         .await;
     drop(store);
-    ledger_testkit::services::drop_database(services.database_url(), BENCH_DATABASE).await?;
+    ledger_devenv::services::drop_database(services.database_url(), BENCH_DATABASE).await?;
     Ok(())
 }
 
@@ -190,7 +192,7 @@ async fn timed(
         ));
     }
     for clients in SENDER_COUNTS {
-        let (commands, latencies, elapsed) = crate::bench_writer::load(
+        let (commands, latencies, elapsed) = crate::writer::load(
             std::slice::from_ref(client),
             clients,
             duration,
@@ -342,8 +344,7 @@ async fn deliveries(
                     let request = signed_request(&key, &format!("{prefix}_{n}"));
                     let sent = Instant::now();
                     stream.write_all(&request).await?;
-                    let status =
-                        crate::bench_query::read_response(&mut stream, &mut buffer).await?;
+                    let status = read_response(&mut stream, &mut buffer).await?;
                     if answers.send((sent.elapsed(), status == 200)).await.is_err() {
                         break;
                     }
@@ -385,4 +386,52 @@ pub(crate) fn signed_request(key: &ring::hmac::Key, id: &str) -> Vec<u8> {
         body.len()
     )
     .into_bytes()
+}
+
+/// Reads one response (headers and a `content-length` body); returns its status.
+pub(crate) async fn read_response(
+    stream: &mut tokio::net::TcpStream,
+    buffer: &mut Vec<u8>,
+) -> anyhow::Result<u16> {
+    let mut filled = 0usize;
+    loop {
+        if filled == buffer.len() {
+            anyhow::ensure!(buffer.len() < RESPONSE_BYTES_MAX, "response too large");
+            buffer.resize(buffer.len() * 2, 0);
+        }
+        let read = stream.read(&mut buffer[filled..]).await?;
+        anyhow::ensure!(read > 0, "the server closed the connection");
+        filled += read;
+        let Some(header_end) = buffer[..filled]
+            .windows(4)
+            .position(|window| window == b"\r\n\r\n")
+        else {
+            continue;
+        };
+        let headers = std::str::from_utf8(&buffer[..header_end])?;
+        let status: u16 = headers
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .context("no status line")?;
+        let length: usize = headers
+            .lines()
+            .find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse().ok())?
+            })
+            .context("no content-length")?;
+        let total = header_end + 4 + length;
+        while filled < total {
+            if filled == buffer.len() {
+                anyhow::ensure!(buffer.len() < RESPONSE_BYTES_MAX, "response too large");
+                buffer.resize(buffer.len() * 2, 0);
+            }
+            let read = stream.read(&mut buffer[filled..]).await?;
+            anyhow::ensure!(read > 0, "the server closed the connection");
+            filled += read;
+        }
+        return Ok(status);
+    }
 }

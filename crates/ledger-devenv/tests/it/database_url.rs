@@ -1,4 +1,4 @@
-use ledger_testkit::services::database_url_with_name;
+use ledger_devenv::services::{database_url_with_name, database_url_with_user};
 
 #[test]
 fn database_url_with_name_replaces_only_the_database() {
@@ -50,5 +50,13 @@ fn database_url_with_name_encodes_the_name() {
     assert_eq!(
         database_url_with_name("host=db", "it's"),
         "host=db dbname='it\\'s'"
+    );
+}
+
+#[test]
+fn database_url_with_user_swaps_the_user_and_password() {
+    assert_eq!(
+        database_url_with_user("postgres://postgres:secret@127.0.0.1:5432/demo", "q", "p"),
+        "postgres://q:p@127.0.0.1:5432/demo"
     );
 }

@@ -5,16 +5,17 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use ledger_devenv::history;
+use ledger_devenv::receivers::HttpReceiver;
 use ledger_domain::proto::{self, command::Kind};
 use ledger_domain::{
     Customer, Stream, decide, evolve, occurred_at_unix_micros, unique_key_changes,
 };
 use ledger_projector::{Projector, ProjectorConfig};
 use ledger_store::{AppendRequest, ExpectedVersion, Store};
-use ledger_testkit::receivers::HttpReceiver;
 use uuid::Uuid;
 
-use crate::progress;
+use ledger_devenv::progress;
 
 const BENCH_DATABASE: &str = "ledger_bench_notify";
 /// Events per customer: a registration, a subscription and monthly payments.
@@ -28,17 +29,16 @@ const APPEND_BATCH_REQUESTS_MAX: usize = 1_000;
 const DELIVERIES_WAIT_MS: u64 = 600_000;
 
 #[derive(Debug, clap::Args)]
-pub(crate) struct NotifyBenchArgs {
+pub struct NotifyBenchArgs {
     /// Events in the history the projectors catch up on.
     #[arg(long, default_value_t = 200_000)]
     events: u64,
 }
 
 pub(crate) async fn run(args: NotifyBenchArgs) -> anyhow::Result<()> {
-    let services = ledger_testkit::services::ensure().await?;
+    let services = ledger_devenv::services::ensure().await?;
     let database_url =
-        ledger_testkit::services::recreate_database(services.database_url(), BENCH_DATABASE)
-            .await?;
+        ledger_devenv::services::recreate_database(services.database_url(), BENCH_DATABASE).await?;
     let (mut client, connection) =
         tokio_postgres::connect(&database_url, tokio_postgres::NoTls).await?;
     tokio::spawn(connection);
@@ -55,9 +55,10 @@ pub(crate) async fn run(args: NotifyBenchArgs) -> anyhow::Result<()> {
     let nats = async_nats::connect(services.nats_url())
         .await
         .with_context(|| format!("cannot connect to NATS at {}", services.nats_url()))?;
+    let run_id = Uuid::now_v7().simple().to_string();
     let bus = ledger_bus::BusConfig {
-        subject_prefix: ledger_testkit::unique_name("bench").to_lowercase(),
-        stream_name: ledger_testkit::unique_name("BENCH_EVENTS"),
+        subject_prefix: format!("bench{run_id}"),
+        stream_name: format!("LEDGER_BENCH_{}", run_id.to_uppercase()),
         ..ledger_bus::BusConfig::default()
     };
     let config = ProjectorConfig {
@@ -117,7 +118,7 @@ pub(crate) async fn run(args: NotifyBenchArgs) -> anyhow::Result<()> {
     );
     drop(store);
     drop(client);
-    ledger_testkit::services::drop_database(services.database_url(), BENCH_DATABASE).await?;
+    ledger_devenv::services::drop_database(services.database_url(), BENCH_DATABASE).await?;
     Ok(())
 }
 
@@ -137,20 +138,13 @@ async fn load_history(store: &Store, receiver_url: &str, events: u64) -> anyhow:
         causation_id: String::new(),
     };
     let start_micros = 1_767_225_600_000_000i64;
-    let mut integration = ledger_testkit::commands::register_webhook(
-        "bench:webhook",
+    let integration = ledger_devenv::demo_notify::register_sample_webhook(
         &format!("{receiver_url}/bench"),
-        "whsec_bench_0123456789abcdef",
+        start_micros,
     );
-    if let Some(Kind::RegisterIntegration(body)) = integration.kind.as_mut() {
-        body.kinds = projector_notify::NotificationKind::ALL
-            .iter()
-            .map(|kind| kind.to_proto() as i32)
-            .collect();
-    }
     // Sealed as the writer would (the bench appends through the store).
     let integration_id = Uuid::now_v7();
-    let keys = crate::demo_notify::demo_secret_keys()?;
+    let keys = ledger_devenv::demo_notify::demo_secret_keys()?;
     let integration_events = Stream::Empty
         .decide(&integration)?
         .into_iter()
@@ -185,7 +179,7 @@ async fn load_history(store: &Store, receiver_url: &str, events: u64) -> anyhow:
                     subscription_id: "sub_1".to_owned(),
                     plan: Some(proto::Plan {
                         plan_id: "pro".to_owned(),
-                        unit_price: Some(ledger_testkit::commands::money(4_900, "USD")),
+                        unit_price: Some(history::money(4_900, "USD")),
                         interval: proto::BillingInterval::Month as i32,
                         interval_count: 1,
                     }),
@@ -200,7 +194,7 @@ async fn load_history(store: &Store, receiver_url: &str, events: u64) -> anyhow:
                         payment_id: format!("py_{step}"),
                         invoice_id: String::new(),
                         subscription_id: "sub_1".to_owned(),
-                        amount: Some(ledger_testkit::commands::money(4_900, "USD")),
+                        amount: Some(history::money(4_900, "USD")),
                         failure_code: "card_declined".to_owned(),
                         failure_message: String::new(),
                         attempt_count: 1,
@@ -212,7 +206,7 @@ async fn load_history(store: &Store, receiver_url: &str, events: u64) -> anyhow:
                         payment_id: format!("py_{step}"),
                         invoice_id: String::new(),
                         subscription_id: "sub_1".to_owned(),
-                        amount: Some(ledger_testkit::commands::money(4_900, "USD")),
+                        amount: Some(history::money(4_900, "USD")),
                     })
                 }
             };
@@ -313,7 +307,7 @@ async fn deliver_all(
     };
     projector_notify::run_worker(
         database_url,
-        crate::demo_notify::loopback_delivery_config()?,
+        ledger_devenv::demo_notify::loopback_delivery_config()?,
         done,
     )
     .await?;
