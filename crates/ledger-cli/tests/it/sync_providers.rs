@@ -5,8 +5,8 @@
 
 use std::process::{Command, Output};
 
+use ledger_devenv::receivers::{HttpReceiver, ScriptedAnswer};
 use ledger_testkit::ledger::TestLedger;
-use ledger_testkit::receivers::{HttpReceiver, ScriptedAnswer};
 use serde_json::json;
 
 use super::sync_stripe::report_line;

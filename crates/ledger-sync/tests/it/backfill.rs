@@ -5,13 +5,13 @@
 
 use std::time::Duration;
 
+use ledger_devenv::receivers::{HttpReceiver, ScriptedAnswer};
 use ledger_domain::proto;
 use ledger_sync::{
     ApiSecret, ImportOptions, ImportReport, ListReport, PaypalApi, PaypalReader, XenditApi,
     XenditReader,
 };
 use ledger_testkit::ledger::TestLedger;
-use ledger_testkit::receivers::{HttpReceiver, ScriptedAnswer};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;

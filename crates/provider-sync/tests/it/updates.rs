@@ -5,11 +5,11 @@
 
 use std::time::Duration;
 
+use ledger_devenv::receivers::{HttpReceiver, ScriptedAnswer};
 use ledger_domain::proto::{self, command::Kind, subscription_update_requested::Change};
 use ledger_domain::{Event, Issuer};
 use ledger_testkit::commands::money;
 use ledger_testkit::ledger::TestLedger;
-use ledger_testkit::receivers::{HttpReceiver, ScriptedAnswer};
 use provider_sync::{ApiSecret, ProviderApis, StripeApi, XenditApi};
 use serde_json::json;
 
