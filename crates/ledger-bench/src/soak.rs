@@ -186,7 +186,7 @@ pub(crate) async fn run(args: SoakBenchArgs) -> anyhow::Result<()> {
                 "ledger's {name} process exited; its log is in {}",
                 log_dir.display()
             );
-            let mib = rss_kib_of(&child.id().to_string()) / 1_024;
+            let mib = rss_kib_of(&child.id().to_string(), "VmRSS") / 1_024;
             print!(" {mib:>14}");
             last.push(mib);
         }

@@ -1,10 +1,12 @@
 //! `ledger bench sync`: the backfill's import rate (`ledger_sync::import_stripe`, the same code
 //! as `ledger sync stripe`) of a generated Stripe account served page by page from a local HTTP
-//! server, so the figure is the ledger's own cost: wrapping, the writer's parse, resolve,
-//! normalize, inbox and group-commit append. Half the objects are customers, half their
-//! subscriptions (one each). Printed next to the store's raw append of the same number of
-//! events in batches of 100, and with the process's resident memory before and after: pages
-//! are streamed, so memory must not grow with the account.
+//! server, so the figure is the ledger's own cost: wrapping, one delivery page per list page
+//! (decision 0035), the writer's parse, resolve, normalize, inbox and group-commit append.
+//! Half the objects are customers, half their subscriptions (one each). Printed next to two
+//! baselines of the same run: reading the pages alone from the local server, and the store's
+//! raw append of as many events in batches of 100; and with the process's resident memory
+//! before, during (its peak) and after: pages are streamed, so memory must not grow with the
+//! account (the writer's cache of customers' states is bounded, `--cache-customers-max`).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -17,7 +19,7 @@ use ledger_writer::WriterConfig;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::webhooks::rss_kib;
+use crate::webhooks::{rss_kib, rss_kib_of};
 
 const BENCH_DATABASE: &str = "ledger_bench_sync";
 /// How long one delivery waits for the writer's answer: `ledger sync stripe`'s timeout.
@@ -137,6 +139,30 @@ fn serve(account: Account) -> anyhow::Result<(SocketAddr, actix_web::dev::Server
     Ok((address, handle))
 }
 
+/// Reads every page of the account's two lists without recording anything: the cost of the
+/// server, HTTP and JSON alone. Returns the objects read and the seconds it took.
+async fn read_pages(reader: &StripeReader) -> anyhow::Result<(u64, f64)> {
+    let started = Instant::now();
+    let mut objects = 0;
+    for path in ["/v1/customers", "/v1/subscriptions"] {
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = reader.page(path, &[], cursor.as_deref()).await?;
+            objects += u64::try_from(page.objects.len()).unwrap_or(u64::MAX);
+            cursor = page
+                .objects
+                .last()
+                .and_then(|object| object.get("id"))
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned);
+            if !page.has_more || cursor.is_none() {
+                break;
+            }
+        }
+    }
+    Ok((objects, started.elapsed().as_secs_f64()))
+}
+
 pub(crate) async fn run(args: SyncBenchArgs) -> anyhow::Result<()> {
     let rss_start = rss_kib();
     let services = ledger_devenv::services::ensure().await?;
@@ -188,6 +214,7 @@ pub(crate) async fn run(args: SyncBenchArgs) -> anyhow::Result<()> {
         pages_in_flight: usize::try_from(args.pages_in_flight).unwrap_or(1),
         events: false,
     };
+    let (read_objects, read_seconds) = read_pages(&reader).await?;
     let bar = ledger_devenv::progress::events_bar(objects, "importing");
     let rss_before = rss_kib();
     let mut rss_peak = rss_before;
@@ -237,6 +264,13 @@ pub(crate) async fn run(args: SyncBenchArgs) -> anyhow::Result<()> {
         elapsed.as_secs_f64(),
         per_second
     );
+    println!(
+        "{:<44} {:>10} {:>10.2} {:>12.0}",
+        "baseline: read the pages only (local server)",
+        read_objects,
+        read_seconds,
+        read_objects as f64 / read_seconds
+    );
     if !args.no_baseline {
         let (events, seconds) = crate::store_append(&store, objects).await?;
         println!(
@@ -249,12 +283,13 @@ pub(crate) async fn run(args: SyncBenchArgs) -> anyhow::Result<()> {
     }
     println!(
         "resident memory of this process (server, import, writer): {} MiB at start, {} MiB \
-         before the import, {} MiB peak during it, {} MiB at the end; target >= 20000 \
-         objects/s",
+         before the import, {} MiB peak during it (sampled after each page), {} MiB at the \
+         end, {} MiB peak of the process (VmHWM); target >= 20000 objects/s",
         rss_start / 1_024,
         rss_before / 1_024,
         rss_peak / 1_024,
-        rss_end / 1_024
+        rss_end / 1_024,
+        rss_kib_of("self", "VmHWM") / 1_024
     );
     let nats = async_nats::connect(services.nats_url()).await?;
     let _ = async_nats::jetstream::new(nats)

@@ -58,17 +58,19 @@ enum Until {
 /// This process's resident memory in KiB (`VmRSS` of `/proc/self/status`; 0 where there is
 /// none).
 pub(crate) fn rss_kib() -> u64 {
-    rss_kib_of("self")
+    rss_kib_of("self", "VmRSS")
 }
 
-/// The resident memory in KiB of process `pid` (a number, or `self`): `VmRSS` of
-/// `/proc/<pid>/status`, 0 where there is none (not Linux, or the process is gone).
-pub(crate) fn rss_kib_of(pid: &str) -> u64 {
+/// The resident memory in KiB of process `pid` (a number, or `self`): `field` of
+/// `/proc/<pid>/status` (`VmRSS`: now; `VmHWM`: its peak), 0 where there is none (not Linux,
+/// or the process is gone).
+pub(crate) fn rss_kib_of(pid: &str, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|status| {
             status.lines().find_map(|line| {
-                line.strip_prefix("VmRSS:")?
+                line.strip_prefix(field)?
+                    .strip_prefix(':')?
                     .trim()
                     .trim_end_matches("kB")
                     .trim()

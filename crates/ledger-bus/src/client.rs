@@ -151,6 +151,48 @@ impl Client {
         }
     }
 
+    /// Sends `deliveries` of `provider` to the writer as one page on
+    /// `<prefix>.delivery.<provider>.page` (protobuf) and waits for what it recorded: one
+    /// answer per delivery, in order, each what [`Client::deliver`] would have answered
+    /// (`Err`: that delivery alone was refused, e.g. malformed, and nothing of it recorded).
+    /// The writer decides the page's deliveries in one group commit. Retrying is safe: the
+    /// deliveries already recorded come back as duplicates.
+    ///
+    /// # Errors
+    /// [`SendError::Rejected`] when the writer recorded nothing of the page (more than
+    /// [`crate::PAGE_DELIVERIES_MAX`] deliveries or [`crate::PAGE_BYTES_MAX`] bytes, busy,
+    /// store unavailable); [`SendError::Unavailable`] when no writer answered.
+    pub async fn deliver_page(
+        &self,
+        provider: ledger_domain::Provider,
+        deliveries: Vec<proto::ProviderDelivery>,
+    ) -> Result<Vec<Result<proto::DeliveryRecorded, proto::Rejected>>, SendError> {
+        let subject = self.config.delivery_page_subject(provider);
+        let body = Bytes::from(proto::ProviderDeliveryPage { deliveries }.encode_to_vec());
+        let message = self.request(subject, body, Encoding::Protobuf).await?;
+        let reply =
+            proto::DeliveryPageReply::decode(&message.payload[..]).map_err(CodecError::from)?;
+        match reply.result {
+            Some(proto::delivery_page_reply::Result::Recorded(recorded)) => Ok(recorded
+                .replies
+                .into_iter()
+                .map(|reply| match reply.result {
+                    Some(proto::delivery_reply::Result::Recorded(recorded)) => Ok(recorded),
+                    Some(proto::delivery_reply::Result::Rejected(rejected)) => Err(rejected),
+                    None => Err(proto::Rejected {
+                        kind: proto::RejectionKind::Unspecified as i32,
+                        code: "empty_reply".to_owned(),
+                        message: "the writer's answer to this delivery is empty".to_owned(),
+                    }),
+                })
+                .collect()),
+            Some(proto::delivery_page_reply::Result::Rejected(rejected)) => {
+                Err(SendError::Rejected(rejected))
+            }
+            None => Err(SendError::Codec(CodecError::EmptyReply)),
+        }
+    }
+
     /// One request, retried on timeout and when no writer is subscribed.
     async fn request(
         &self,

@@ -69,6 +69,23 @@ impl BusConfig {
             .ok()
     }
 
+    /// The subject a page of deliveries of `provider` is sent on, e.g.
+    /// `ledger.delivery.stripe.page` (`ledger.v1.ProviderDeliveryPage`, protobuf); under
+    /// [`BusConfig::delivery_wildcard`], so the same NATS permissions cover it.
+    pub fn delivery_page_subject(&self, provider: ledger_domain::Provider) -> String {
+        format!("{}.page", self.delivery_subject(provider))
+    }
+
+    /// The provider named by `subject`, if it is a delivery page subject of this prefix.
+    pub fn delivery_page_provider(&self, subject: &str) -> Option<ledger_domain::Provider> {
+        subject
+            .strip_prefix(self.subject_prefix.as_str())?
+            .strip_prefix(".delivery.")?
+            .strip_suffix(".page")?
+            .parse()
+            .ok()
+    }
+
     /// The subject an event of `event_type` is published on, e.g.
     /// `ledger.events.payment_succeeded`.
     pub fn event_subject(&self, event_type: &str) -> String {

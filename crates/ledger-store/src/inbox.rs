@@ -285,17 +285,31 @@ pub struct DeliveryLookups {
     /// The idempotency keys asked about that were used, with the fingerprint of their request
     /// (`None`: recorded before fingerprints were).
     pub stored_keys: HashMap<String, Option<RequestFingerprint>>,
+    /// The latest time a snapshot was seen (Unix microseconds) of the `(provider, snapshot
+    /// object)` pairs asked about, as [`Store::snapshot_seen`] answers; a pair never seen is
+    /// absent.
+    pub snapshots_seen: HashMap<(Provider, String), i64>,
+}
+
+/// A provider named in an inbox row.
+fn provider_from_sql(provider: &str) -> Result<Provider, StoreError> {
+    provider.parse().map_err(|error| StoreError::Corrupt {
+        global_position: 0,
+        reason: format!("provider_inbox row: {error}"),
+    })
 }
 
 impl Store {
     /// Looks up, pipelined on one connection, which of `events` are in the inbox (with an
     /// outcome other than `duplicate`), who owns `unique_keys` (storage form, e.g.
-    /// `account:stripe:cus_1`) and which of `idempotency_keys` were used.
+    /// `account:stripe:cus_1`), which of `idempotency_keys` were used and when a snapshot of
+    /// each of `snapshot_objects` was last seen.
     pub async fn delivery_lookups(
         &self,
         events: &[(Provider, String)],
         unique_keys: &[String],
         idempotency_keys: &[String],
+        snapshot_objects: &[(Provider, String)],
     ) -> Result<DeliveryLookups, StoreError> {
         let client = self.connection().await?;
         let providers: Vec<&str> = events
@@ -309,7 +323,16 @@ impl Store {
         let events_parameters: [&(dyn ToSql + Sync); 2] = [&providers, &event_ids];
         let owners_parameters: [&(dyn ToSql + Sync); 1] = [&unique_keys];
         let keys_parameters: [&(dyn ToSql + Sync); 1] = [&idempotency_keys];
-        let (recorded, owners, stored) = tokio::try_join!(
+        let snapshot_providers: Vec<&str> = snapshot_objects
+            .iter()
+            .map(|(provider, _)| provider.as_str())
+            .collect();
+        let snapshot_ids: Vec<&str> = snapshot_objects
+            .iter()
+            .map(|(_, object)| object.as_str())
+            .collect();
+        let snapshots_parameters: [&(dyn ToSql + Sync); 2] = [&snapshot_providers, &snapshot_ids];
+        let (recorded, owners, stored, snapshots) = tokio::try_join!(
             client.query(
                 "SELECT i.provider, i.provider_event_id \
                  FROM unnest($1::text[], $2::text[]) AS e(provider, event_id) CROSS JOIN LATERAL \
@@ -323,15 +346,20 @@ impl Store {
                 &owners_parameters,
             ),
             client.query(STORED_KEYS_SQL, &keys_parameters),
+            client.query(
+                "SELECT e.provider, e.object, s.seen \
+                 FROM unnest($1::text[], $2::text[]) AS e(provider, object) CROSS JOIN LATERAL \
+                 (SELECT max(snapshot_seen_at) AS seen FROM provider_inbox \
+                 WHERE provider = e.provider AND snapshot_object = e.object \
+                 AND snapshot_seen_at IS NOT NULL) AS s WHERE s.seen IS NOT NULL",
+                &snapshots_parameters,
+            ),
         )?;
         let mut lookups = DeliveryLookups::default();
         for row in recorded {
-            let provider: &str = row.try_get(0)?;
-            let provider = provider.parse().map_err(|error| StoreError::Corrupt {
-                global_position: 0,
-                reason: format!("provider_inbox row: {error}"),
-            })?;
-            lookups.recorded_events.insert((provider, row.try_get(1)?));
+            lookups
+                .recorded_events
+                .insert((provider_from_sql(row.try_get(0)?)?, row.try_get(1)?));
         }
         for row in owners {
             lookups.owners.insert(row.try_get(0)?, row.try_get(1)?);
@@ -340,6 +368,13 @@ impl Store {
             let global_position = position_from_sql(row.try_get(1)?)?;
             let fingerprint = fingerprint_from_sql(global_position, row.try_get(2)?)?;
             lookups.stored_keys.insert(row.try_get(0)?, fingerprint);
+        }
+        for row in snapshots {
+            let seen: OffsetDateTime = row.try_get(2)?;
+            lookups.snapshots_seen.insert(
+                (provider_from_sql(row.try_get(0)?)?, row.try_get(1)?),
+                crate::hash::unix_micros(seen),
+            );
         }
         Ok(lookups)
     }

@@ -1,11 +1,11 @@
 //! The import loop: every list in order, a page at a time, each object wrapped as a Stripe
-//! event ([`ledger_connectors::stripe::listed`]) and sent to the writer as a delivery with
-//! source `backfill`; the list's cursor saved once a page's objects are all recorded.
+//! event ([`ledger_connectors::stripe::listed`]) with source `backfill`, and the page's objects
+//! sent to the writer as one delivery page (`ledger_bus::Client::deliver_page`, decision 0035);
+//! the list's cursor saved once a page's objects are all recorded.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use ledger_bus::{Client, SendError};
 use ledger_connectors::stripe::{ListedKind, listed};
 use ledger_domain::proto::{self, RejectionKind};
@@ -89,8 +89,8 @@ pub struct ImportOptions {
     /// Stop after this many pages in all (the cursors keep where it stopped); `None`: read
     /// every list to its end.
     pub pages_max: Option<u64>,
-    /// Pages whose objects may be in flight to the writer at once (at least 1); each page's
-    /// objects are sent concurrently, so the writer decides them in group-commit batches.
+    /// Pages whose objects may be in flight to the writer at once (at least 1); each page is
+    /// one request, and the writer decides the pages that arrive together in one group commit.
     /// Memory is bounded by this many pages.
     pub pages_in_flight: usize,
     /// Read `GET /v1/events` after the object lists.
@@ -484,7 +484,9 @@ fn wrap(list: ListName, objects: Vec<Value>) -> Vec<Result<(String, Vec<u8>), St
         .collect()
 }
 
-/// Sends a page's objects to the writer, concurrently, skipping those the inbox holds.
+/// Sends a page's objects to the writer as delivery pages (one request, one group commit,
+/// one answer: [`Client::deliver_page`]), skipping those the inbox holds. A list page larger
+/// than [`ledger_bus::PAGE_BYTES_MAX`] goes as several.
 async fn record_page(
     store: Store,
     client: Client,
@@ -512,8 +514,7 @@ async fn record_page(
     report.skipped += u64::try_from(recorded.len()).unwrap_or(u64::MAX);
     let received_at_unix_micros =
         i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000).unwrap_or(0);
-    let sends = readable.len().max(1);
-    let mut answers = futures_util::stream::iter(readable.into_iter().map(|(id, body)| {
+    let deliveries = readable.into_iter().map(|(id, body)| {
         let delivery = proto::ProviderDelivery {
             provider: proto::PaymentProvider::from(provider) as i32,
             body: bytes::Bytes::from(body),
@@ -522,25 +523,83 @@ async fn record_page(
             renormalizes_inbox_id: String::new(),
             source: proto::DeliverySource::Backfill as i32,
         };
-        let client = client.clone();
-        async move { (id, deliver(&client, &delivery).await) }
-    }))
-    .buffer_unordered(sends);
-    while let Some((id, answer)) = answers.next().await {
-        match answer {
-            Ok(recorded) => report.count(recorded.outcome()),
-            Err(SendError::Rejected(rejected)) if rejected.kind() == RejectionKind::Malformed => {
-                tracing::warn!(
-                    event_id = id,
-                    reason = rejected.message,
-                    "the writer refused a listed object as malformed; skipped"
-                );
-                report.unreadable += 1;
+        (id, delivery)
+    });
+    for page in delivery_pages(deliveries) {
+        let (ids, page): (Vec<String>, Vec<proto::ProviderDelivery>) = page.into_iter().unzip();
+        let answers = sent_again_while_busy(|| client.deliver_page(Provider::Stripe, page.clone()))
+            .await
+            .map_err(|error| {
+                SyncError::Writer(format!(
+                    "recording a page of {} objects from {}: {error}",
+                    ids.len(),
+                    ids.first().map_or("", String::as_str)
+                ))
+            })?;
+        if answers.len() != ids.len() {
+            return Err(SyncError::Writer(format!(
+                "the writer answered {} of a page's {} deliveries",
+                answers.len(),
+                ids.len()
+            )));
+        }
+        for (id, answer) in ids.into_iter().zip(answers) {
+            match answer {
+                Ok(recorded) => report.count(recorded.outcome()),
+                // Refused alone (not a Stripe event, too large): nothing of it recorded, the
+                // rest of the page is, as when each object was sent on its own.
+                Err(rejected)
+                    if matches!(
+                        rejected.kind(),
+                        RejectionKind::Malformed | RejectionKind::TooLarge
+                    ) =>
+                {
+                    tracing::warn!(
+                        event_id = id,
+                        reason = rejected.message,
+                        "the writer refused a listed object; skipped"
+                    );
+                    report.unreadable += 1;
+                }
+                Err(rejected) => {
+                    return Err(SyncError::Writer(format!(
+                        "recording {id}: rejected ({}): {}",
+                        rejected.code, rejected.message
+                    )));
+                }
             }
-            Err(error) => return Err(SyncError::Writer(format!("recording {id}: {error}"))),
         }
     }
     Ok(report)
+}
+
+/// `deliveries` in pages of at most [`ledger_bus::PAGE_DELIVERIES_MAX`] deliveries and
+/// [`ledger_bus::PAGE_BYTES_MAX`] bytes encoded (a delivery larger than that alone is a page
+/// of its own, which the writer refuses as too large).
+fn delivery_pages(
+    deliveries: impl IntoIterator<Item = (String, proto::ProviderDelivery)>,
+) -> Vec<Vec<(String, proto::ProviderDelivery)>> {
+    let mut pages: Vec<Vec<(String, proto::ProviderDelivery)>> = Vec::new();
+    let mut page_bytes = 0;
+    for (id, delivery) in deliveries {
+        // The field's tag, its length and the delivery.
+        let length = prost::Message::encoded_len(&delivery);
+        let bytes = 1 + prost::length_delimiter_len(length) + length;
+        match pages.last_mut() {
+            Some(page)
+                if page.len() < ledger_bus::PAGE_DELIVERIES_MAX
+                    && page_bytes + bytes <= ledger_bus::PAGE_BYTES_MAX =>
+            {
+                page_bytes += bytes;
+                page.push((id, delivery));
+            }
+            _ => {
+                page_bytes = bytes;
+                pages.push(vec![(id, delivery)]);
+            }
+        }
+    }
+    pages
 }
 
 /// One delivery, sent again while the writer answers busy or unavailable (nothing recorded).
@@ -548,9 +607,18 @@ pub(crate) async fn deliver(
     client: &Client,
     delivery: &proto::ProviderDelivery,
 ) -> Result<proto::DeliveryRecorded, SendError> {
+    sent_again_while_busy(|| client.deliver(delivery)).await
+}
+
+/// `send`'s answer, sent again (up to [`DELIVERY_ATTEMPTS_MAX`] attempts, with a growing pause)
+/// while the writer answers busy or unavailable, which record nothing.
+async fn sent_again_while_busy<T, Answer>(mut send: impl FnMut() -> Answer) -> Result<T, SendError>
+where
+    Answer: std::future::Future<Output = Result<T, SendError>>,
+{
     let mut attempt = 1;
     loop {
-        match client.deliver(delivery).await {
+        match send().await {
             Err(error)
                 if attempt < DELIVERY_ATTEMPTS_MAX
                     && matches!(
@@ -563,5 +631,39 @@ pub(crate) async fn deliver(
             }
             answer => return answer,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery(body_bytes: usize) -> (String, proto::ProviderDelivery) {
+        let delivery = proto::ProviderDelivery {
+            provider: proto::PaymentProvider::Stripe as i32,
+            body: bytes::Bytes::from(vec![b'x'; body_bytes]),
+            ..proto::ProviderDelivery::default()
+        };
+        (String::new(), delivery)
+    }
+
+    fn sizes(pages: &[Vec<(String, proto::ProviderDelivery)>]) -> Vec<usize> {
+        pages.iter().map(Vec::len).collect()
+    }
+
+    #[test]
+    fn delivery_pages_hold_at_most_the_page_bounds() {
+        let small = delivery_pages((0..250).map(|_| delivery(100)));
+        assert_eq!(sizes(&small), [100, 100, 50]);
+        // 100 KiB bodies: five fit in 512 KiB with their framing, six do not.
+        let large = delivery_pages((0..9).map(|_| delivery(100 * 1024)));
+        assert_eq!(sizes(&large), [5, 4]);
+        for page in &large {
+            let encoded = prost::Message::encoded_len(&proto::ProviderDeliveryPage {
+                deliveries: page.iter().map(|(_, delivery)| delivery.clone()).collect(),
+            });
+            assert!(encoded <= ledger_bus::PAGE_BYTES_MAX, "{encoded}");
+        }
+        assert!(delivery_pages(Vec::new()).is_empty());
     }
 }

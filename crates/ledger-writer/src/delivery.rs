@@ -52,6 +52,7 @@ pub(crate) struct Prefetched {
     events: HashSet<(Provider, String)>,
     unique_keys: HashSet<String>,
     idempotency_keys: HashSet<String>,
+    snapshot_objects: HashSet<(Provider, String)>,
     lookups: DeliveryLookups,
 }
 
@@ -68,6 +69,14 @@ impl Prefetched {
         self.unique_keys
             .contains(storage_key)
             .then(|| self.lookups.owners.get(storage_key).copied())
+    }
+
+    /// When a snapshot of the object was last seen in the store (`Some(None)`: never);
+    /// `None` when it was not looked up.
+    fn snapshot_seen(&self, object: &(Provider, String)) -> Option<Option<i64>> {
+        self.snapshot_objects
+            .contains(object)
+            .then(|| self.lookups.snapshots_seen.get(object).copied())
     }
 
     /// Whether the key was used (`Some(true)`: by the request with `fingerprint`); `None`
@@ -208,9 +217,9 @@ fn check_text(field: &str, value: &str, may_be_empty: bool) -> Result<(), Plan> 
 }
 
 impl Decider {
-    /// Looks up, for every delivery of `batch` (but re-normalizations), whether its event is
-    /// in the inbox, who owns its account and email, whether its commands' idempotency keys
-    /// were used, and loads into `working` the states of the customers it may be about that
+    /// Looks up, for every delivery of `batch` (alone or in a page, but re-normalizations),
+    /// whether its event is in the inbox, who owns its account and email, whether its
+    /// commands' idempotency keys were used, when its object's snapshot was last seen, and loads into `working` the states of the customers it may be about that
     /// are not cached: a few queries for the whole batch instead of several per delivery.
     pub(crate) async fn prefetch(
         &self,
@@ -219,10 +228,14 @@ impl Decider {
     ) -> Result<Prefetched, WriterError> {
         let mut prefetched = Prefetched::default();
         let mut streams = Vec::new();
-        for incoming in batch {
-            let Request::Delivery(delivery) = &incoming.request else {
-                continue;
-            };
+        let deliveries = batch.iter().flat_map(|incoming| match &incoming.request {
+            Request::Command(_) => Vec::new(),
+            Request::Delivery(delivery) => vec![delivery],
+            Request::DeliveryPage(parts) => {
+                parts.iter().filter_map(|part| part.as_ref().ok()).collect()
+            }
+        });
+        for delivery in deliveries {
             let Ok(provider) = Provider::try_from(delivery.provider()) else {
                 continue;
             };
@@ -260,6 +273,11 @@ impl Decider {
                         PREFETCHED_COMMANDS,
                     ));
             }
+            if let Some(object) = ledger_connectors::snapshot_object(&message) {
+                prefetched
+                    .snapshot_objects
+                    .insert((provider, object.to_owned()));
+            }
             prefetched.events.insert((provider, message.event_id));
         }
         if prefetched.events.is_empty() {
@@ -268,9 +286,11 @@ impl Decider {
         let events: Vec<(Provider, String)> = prefetched.events.iter().cloned().collect();
         let unique_keys: Vec<String> = prefetched.unique_keys.iter().cloned().collect();
         let idempotency_keys: Vec<String> = prefetched.idempotency_keys.iter().cloned().collect();
+        let snapshot_objects: Vec<(Provider, String)> =
+            prefetched.snapshot_objects.iter().cloned().collect();
         prefetched.lookups = self
             .store
-            .delivery_lookups(&events, &unique_keys, &idempotency_keys)
+            .delivery_lookups(&events, &unique_keys, &idempotency_keys, &snapshot_objects)
             .await?;
         streams.extend(prefetched.lookups.owners.values().copied());
         streams.sort_unstable();
@@ -501,7 +521,10 @@ impl Decider {
             None => None,
             Some(object) => {
                 let key = (message.provider, object.to_owned());
-                let stored = self.store.snapshot_seen(message.provider, object).await?;
+                let stored = match batch.prefetched.snapshot_seen(&key) {
+                    Some(seen) => seen,
+                    None => self.store.snapshot_seen(message.provider, object).await?,
+                };
                 stored.max(batch.claims.snapshots_seen.get(&key).copied())
             }
         };

@@ -3,12 +3,18 @@
 use std::time::Instant;
 
 use futures_util::StreamExt;
-use ledger_bus::{BusConfig, COMMAND_BYTES_MAX, CONTENT_TYPE_HEADER, Encoding, decode_command};
+use ledger_bus::{
+    BusConfig, COMMAND_BYTES_MAX, CONTENT_TYPE_HEADER, Encoding, PAGE_BYTES_MAX,
+    PAGE_DELIVERIES_MAX, decode_command,
+};
 use ledger_domain::proto::{self, RejectionKind};
 use tokio::sync::mpsc;
 
 use crate::metrics::WriterMetrics;
-use crate::pipeline::{Incoming, Request, delivery_rejected, rejected, reply, reply_to_delivery};
+use crate::pipeline::{
+    Incoming, Request, delivery_rejected, page_rejected, rejected, reply, reply_to_delivery,
+    reply_to_page,
+};
 
 /// Takes commands (`<prefix>.cmd.>`) and provider deliveries (`<prefix>.delivery.>`) into one
 /// queue, in arrival order.
@@ -26,7 +32,9 @@ pub(crate) async fn run(
             tracing::warn!(subject = %message.subject, "request without a reply subject ignored");
             continue;
         };
-        let admitted = if bus.delivery_provider(&message.subject).is_some()
+        let admitted = if let Some(provider) = bus.delivery_page_provider(&message.subject) {
+            admit_page(&message, provider).map_err(|rejection| (None, rejection))
+        } else if bus.delivery_provider(&message.subject).is_some()
             || bus.command_name(&message.subject).is_none()
         {
             admit_delivery(&message, &bus).map_err(|rejection| (None, rejection))
@@ -60,6 +68,9 @@ pub(crate) async fn run(
                                 )
                                 .await;
                             }
+                            Request::DeliveryPage(_) => {
+                                reply_to_page(&nats, incoming.reply_to, &page_rejected(busy)).await;
+                            }
                         }
                     }
                     Err(mpsc::error::TrySendError::Closed(_)) => break,
@@ -68,6 +79,9 @@ pub(crate) async fn run(
             Err((Some(encoding), rejection)) => {
                 metrics.answered(&rejection);
                 reply(&nats, reply_to, encoding, &rejection).await;
+            }
+            Err((None, rejection)) if bus.delivery_page_provider(&message.subject).is_some() => {
+                reply_to_page(&nats, reply_to, &page_rejected(rejection)).await;
             }
             Err((None, rejection)) => {
                 reply_to_delivery(&nats, reply_to, &delivery_rejected(rejection)).await;
@@ -82,9 +96,63 @@ fn admit_delivery(
     message: &async_nats::Message,
     bus: &BusConfig,
 ) -> Result<(Request, Encoding), proto::CommandReply> {
-    let malformed = |code, message: String| rejected(RejectionKind::Malformed, code, message);
     let delivery = <proto::ProviderDelivery as prost::Message>::decode(&message.payload[..])
         .map_err(|error| malformed("malformed", format!("not a ProviderDelivery: {error}")))?;
+    let subject_provider = bus.delivery_provider(&message.subject).ok_or_else(|| {
+        malformed(
+            "subject_mismatch",
+            format!("the subject {} names no payment provider", message.subject),
+        )
+    })?;
+    check_delivery(&delivery, subject_provider)?;
+    Ok((Request::Delivery(delivery), Encoding::Protobuf))
+}
+
+/// A page of deliveries the writer can decide, or the rejection of the whole page: it must
+/// decode and fit [`PAGE_DELIVERIES_MAX`] and [`PAGE_BYTES_MAX`]. Each of its deliveries is
+/// checked as [`admit_delivery`] checks one; one that fails is refused alone (its answer in
+/// the page's reply), as it would be if sent alone.
+fn admit_page(
+    message: &async_nats::Message,
+    subject_provider: ledger_domain::Provider,
+) -> Result<(Request, Encoding), proto::CommandReply> {
+    if message.payload.len() > PAGE_BYTES_MAX {
+        return Err(rejected(
+            RejectionKind::TooLarge,
+            "too_large",
+            format!(
+                "the page is {} bytes; at most {PAGE_BYTES_MAX} are accepted: send fewer \
+                 deliveries per page",
+                message.payload.len()
+            ),
+        ));
+    }
+    let page = <proto::ProviderDeliveryPage as prost::Message>::decode(&message.payload[..])
+        .map_err(|error| malformed("malformed", format!("not a ProviderDeliveryPage: {error}")))?;
+    if page.deliveries.len() > PAGE_DELIVERIES_MAX {
+        return Err(rejected(
+            RejectionKind::TooLarge,
+            "too_large",
+            format!(
+                "the page holds {} deliveries; at most {PAGE_DELIVERIES_MAX} are accepted",
+                page.deliveries.len()
+            ),
+        ));
+    }
+    let parts = page
+        .deliveries
+        .into_iter()
+        .map(|delivery| check_delivery(&delivery, subject_provider).map(|()| delivery))
+        .collect();
+    Ok((Request::DeliveryPage(parts), Encoding::Protobuf))
+}
+
+/// Whether a decoded delivery may be recorded: its body fits
+/// [`ledger_connectors::WEBHOOK_BYTES_MAX`] and it names the provider its subject names.
+fn check_delivery(
+    delivery: &proto::ProviderDelivery,
+    subject_provider: ledger_domain::Provider,
+) -> Result<(), proto::CommandReply> {
     if delivery.body.len() > ledger_connectors::WEBHOOK_BYTES_MAX {
         return Err(rejected(
             RejectionKind::TooLarge,
@@ -96,19 +164,22 @@ fn admit_delivery(
             ),
         ));
     }
-    let subject_provider = bus.delivery_provider(&message.subject);
     let body_provider = ledger_domain::Provider::try_from(delivery.provider()).ok();
-    if subject_provider.is_none() || subject_provider != body_provider {
+    if body_provider != Some(subject_provider) {
         return Err(malformed(
             "subject_mismatch",
             format!(
-                "the subject {} does not name the delivery's provider {:?}",
-                message.subject,
+                "the subject names {} but the delivery's provider is {:?}",
+                subject_provider.as_str(),
                 delivery.provider()
             ),
         ));
     }
-    Ok((Request::Delivery(delivery), Encoding::Protobuf))
+    Ok(())
+}
+
+fn malformed(code: &str, message: String) -> proto::CommandReply {
+    rejected(RejectionKind::Malformed, code, message)
 }
 
 /// A request the writer can decide, or the rejection to answer with.

@@ -50,18 +50,37 @@ pub(crate) struct Incoming {
 pub(crate) enum Request {
     Command(proto::Command),
     Delivery(proto::ProviderDelivery),
+    /// A page of deliveries (the backfill), decided in order as if each had been sent alone
+    /// and answered once; a delivery intake refused alone holds its answer.
+    DeliveryPage(Vec<Result<proto::ProviderDelivery, proto::CommandReply>>),
 }
 
-/// Waits for one command, then takes whatever else is already queued, up to `max`.
+impl Incoming {
+    /// What the request counts for in a batch's bound: a page, its deliveries; else 1.
+    fn weight(&self) -> usize {
+        match &self.request {
+            Request::DeliveryPage(parts) => parts.len().max(1),
+            Request::Command(_) | Request::Delivery(_) => 1,
+        }
+    }
+}
+
+/// Waits for one request, then takes whatever else is already queued while the batch holds
+/// fewer than `max` commands and deliveries (a page counts its deliveries, so a batch may end
+/// up to one page, [`ledger_bus::PAGE_DELIVERIES_MAX`], over `max`).
 pub(crate) async fn next_batch(
     queued: &mut mpsc::Receiver<Incoming>,
     max: usize,
 ) -> Option<Vec<Incoming>> {
     let first = queued.recv().await?;
+    let mut weight = first.weight();
     let mut batch = vec![first];
-    while batch.len() < max {
+    while weight < max {
         match queued.try_recv() {
-            Ok(incoming) => batch.push(incoming),
+            Ok(incoming) => {
+                weight += incoming.weight();
+                batch.push(incoming);
+            }
             Err(_) => break,
         }
     }
@@ -79,6 +98,8 @@ pub(crate) enum Plan {
     Delivery(DeliveryPlan),
     /// A delivery refused before it was recorded: this answer, nothing stored.
     DeliveryRefused(proto::CommandReply),
+    /// A page: the plan of each of its deliveries (`Delivery` or `DeliveryRefused`), in order.
+    DeliveryPage(Vec<Plan>),
 }
 
 /// What the batch has claimed so far, beyond the store: unique keys' owners (`None`:
@@ -245,7 +266,6 @@ impl Decider {
                 claims: &mut claims,
                 prefetched: &prefetched,
             };
-            let recorded = batch.inbox.len();
             let plan = match &incoming.request {
                 Request::Command(command) => {
                     let span = command_span(command);
@@ -254,21 +274,28 @@ impl Decider {
                         .instrument(span.clone())
                         .await?;
                     tracing::debug!(parent: &span, "command decided");
+                    self.release(&mut batch, &mut released).await?;
                     plan
                 }
                 Request::Delivery(delivery) => {
-                    let span = tracing::info_span!(
-                        "delivery",
-                        correlation_id = delivery.correlation_id.as_str()
-                    );
-                    self.decide_delivery(delivery, &mut batch)
-                        .instrument(span)
+                    self.plan_delivery(delivery, &mut batch, &mut released)
                         .await?
+                }
+                Request::DeliveryPage(parts) => {
+                    let mut page = Vec::with_capacity(parts.len());
+                    for part in parts {
+                        page.push(match part {
+                            Ok(delivery) => {
+                                self.plan_delivery(delivery, &mut batch, &mut released)
+                                    .await?
+                            }
+                            Err(refusal) => Plan::DeliveryRefused(refusal.clone()),
+                        });
+                    }
+                    Plan::DeliveryPage(page)
                 }
             };
             plans.push(plan);
-            self.awaiting.record(&batch.inbox[recorded..]);
-            self.release(&mut batch, &mut released).await?;
         }
         let decided = Instant::now();
         let outcomes = if requests.is_empty() && inbox.is_empty() {
@@ -309,6 +336,28 @@ impl Decider {
             batch,
             outcome: BatchOutcome::Appended { plans, outcomes },
         })
+    }
+
+    /// Plans one delivery (alone or of a page), notes whether it waits, then releases the
+    /// deliveries waiting for what it made known.
+    async fn plan_delivery(
+        &mut self,
+        delivery: &proto::ProviderDelivery,
+        batch: &mut crate::delivery::Batch<'_>,
+        released: &mut Vec<Plan>,
+    ) -> Result<Plan, WriterError> {
+        let span = tracing::info_span!(
+            "delivery",
+            correlation_id = delivery.correlation_id.as_str()
+        );
+        let recorded = batch.inbox.len();
+        let plan = self
+            .decide_delivery(delivery, batch)
+            .instrument(span)
+            .await?;
+        self.awaiting.record(&batch.inbox[recorded..]);
+        self.release(batch, released).await?;
+        Ok(plan)
     }
 
     /// Decides again, right after the request that made their object known, the deliveries
@@ -427,7 +476,11 @@ impl Decider {
     ) {
         let mut as_decided: HashMap<Uuid, bool> = HashMap::new();
         let appended = |request_index: usize| matches!(&outcomes[request_index], Ok(committed) if !committed.duplicate);
-        for plan in plans {
+        let pages = |plan: &'a Plan| match plan {
+            Plan::DeliveryPage(page) => page.as_slice(),
+            plan => std::slice::from_ref(plan),
+        };
+        for plan in plans.into_iter().flat_map(pages) {
             match plan {
                 Plan::Append {
                     stream_id,
@@ -441,7 +494,7 @@ impl Decider {
                         *as_decided.entry(stream_id).or_insert(true) &= all;
                     }
                 }
-                Plan::Rejected(_) | Plan::DeliveryRefused(_) => {}
+                Plan::Rejected(_) | Plan::DeliveryRefused(_) | Plan::DeliveryPage(_) => {}
             }
         }
         for (stream_id, state) in working {
@@ -506,6 +559,10 @@ impl Announcer {
                             let answer = delivery_rejected(reply.clone());
                             reply_to_delivery(&self.nats, incoming.reply_to, &answer).await;
                         }
+                        Request::DeliveryPage(_) => {
+                            let answer = page_rejected(reply.clone());
+                            reply_to_page(&self.nats, incoming.reply_to, &answer).await;
+                        }
                     }
                 }
                 self.flush().await;
@@ -538,18 +595,26 @@ impl Announcer {
         for (incoming, plan) in batch.into_iter().zip(plans) {
             let command = match (&incoming.request, plan) {
                 (Request::Command(command), plan) => (command, plan),
-                (Request::Delivery(_), Plan::Delivery(delivery)) => {
-                    let answer = delivery.reply(&outcomes);
+                (Request::Delivery(_), plan) => {
+                    let answer = delivery_answer(plan, &outcomes);
                     reply_to_delivery(&self.nats, incoming.reply_to, &answer).await;
                     continue;
                 }
-                (Request::Delivery(_), plan) => {
-                    let refusal = match plan {
-                        Plan::DeliveryRefused(reply) => reply,
-                        _ => rejected(RejectionKind::Unspecified, "internal", "unplanned delivery"),
+                (Request::DeliveryPage(_), plan) => {
+                    let plans = match plan {
+                        Plan::DeliveryPage(plans) => plans,
+                        plan => vec![plan],
                     };
-                    let answer = delivery_rejected(refusal);
-                    reply_to_delivery(&self.nats, incoming.reply_to, &answer).await;
+                    let replies = plans
+                        .into_iter()
+                        .map(|plan| delivery_answer(plan, &outcomes))
+                        .collect();
+                    let answer = proto::DeliveryPageReply {
+                        result: Some(proto::delivery_page_reply::Result::Recorded(
+                            proto::DeliveryReplies { replies },
+                        )),
+                    };
+                    reply_to_page(&self.nats, incoming.reply_to, &answer).await;
                     continue;
                 }
             };
@@ -584,7 +649,7 @@ impl Announcer {
                     Ok(committed) => accepted(committed),
                     Err(rejection) => store_rejection(rejection),
                 },
-                Plan::Delivery(_) | Plan::DeliveryRefused(_) => rejected(
+                Plan::Delivery(_) | Plan::DeliveryRefused(_) | Plan::DeliveryPage(_) => rejected(
                     RejectionKind::Unspecified,
                     "internal",
                     "a command was planned as a delivery",
@@ -745,17 +810,60 @@ pub(crate) fn delivery_rejected(reply: proto::CommandReply) -> proto::DeliveryRe
     }
 }
 
+/// The answer to a delivery planned as `plan`, once the batch is committed.
+fn delivery_answer(
+    plan: Plan,
+    outcomes: &[Result<Committed, AppendRejection>],
+) -> proto::DeliveryReply {
+    match plan {
+        Plan::Delivery(delivery) => delivery.reply(outcomes),
+        Plan::DeliveryRefused(refusal) => delivery_rejected(refusal),
+        _ => delivery_rejected(rejected(
+            RejectionKind::Unspecified,
+            "internal",
+            "unplanned delivery",
+        )),
+    }
+}
+
+/// The answer to a page of which nothing was recorded: the rejection of `reply`.
+pub(crate) fn page_rejected(reply: proto::CommandReply) -> proto::DeliveryPageReply {
+    let rejected = match delivery_rejected(reply).result {
+        Some(proto::delivery_reply::Result::Rejected(rejected)) => rejected,
+        _ => proto::Rejected::default(),
+    };
+    proto::DeliveryPageReply {
+        result: Some(proto::delivery_page_reply::Result::Rejected(rejected)),
+    }
+}
+
+/// Sends `message` (protobuf) to a page's requester.
+pub(crate) async fn reply_to_page(
+    nats: &async_nats::Client,
+    reply_to: Subject,
+    message: &proto::DeliveryPageReply,
+) {
+    publish_reply(nats, reply_to, prost::Message::encode_to_vec(message)).await;
+}
+
 /// Sends `message` (protobuf) to a delivery's requester.
 pub(crate) async fn reply_to_delivery(
     nats: &async_nats::Client,
     reply_to: Subject,
     message: &proto::DeliveryReply,
 ) {
+    publish_reply(nats, reply_to, prost::Message::encode_to_vec(message)).await;
+}
+
+/// Publishes a protobuf answer to a delivery or a page.
+async fn publish_reply(nats: &async_nats::Client, reply_to: Subject, body: Vec<u8>) {
     let mut headers = HeaderMap::new();
     headers.insert(CONTENT_TYPE_HEADER, Encoding::Protobuf.content_type());
-    let body = bytes::Bytes::from(prost::Message::encode_to_vec(message));
-    if let Err(error) = nats.publish_with_headers(reply_to, headers, body).await {
-        tracing::warn!(%error, "sending a delivery's reply failed; ingest will retry");
+    if let Err(error) = nats
+        .publish_with_headers(reply_to, headers, bytes::Bytes::from(body))
+        .await
+    {
+        tracing::warn!(%error, "sending a delivery's reply failed; its sender will retry");
     }
 }
 

@@ -1,6 +1,7 @@
 //! Provider deliveries through the writer: concurrent deliveries about the same customers give
-//! the result of one after the other, every delivery is recorded, and a rejected command leaves
-//! nothing of its delivery behind.
+//! the result of one after the other, every delivery is recorded, a rejected command leaves
+//! nothing of its delivery behind, and a page of deliveries is decided as its deliveries one
+//! after the other.
 
 use std::collections::BTreeMap;
 
@@ -180,6 +181,135 @@ async fn a_rejected_command_leaves_nothing_of_its_delivery_and_is_recorded_as_fa
         ],
         "newest first; the refused ones are not recorded"
     );
+    writer.stop().await.expect("the writer stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_of_deliveries_is_decided_in_order_as_if_each_were_sent_alone() {
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let client = ledger.client();
+    client
+        .send(&register("signup:bob", "bob@example.com"))
+        .await
+        .expect("bob");
+    let position = ledger.last_position().await;
+    let page = vec![
+        delivery(customer_event(
+            "evt_p0",
+            "customer.created",
+            "cus_p0",
+            "p0@example.com",
+        )),
+        delivery(customer_event(
+            "evt_p1",
+            "customer.created",
+            "cus_p1",
+            "p1@example.com",
+        )),
+        // Sees the registration before it in the page: already applied.
+        delivery(customer_event(
+            "evt_p0u",
+            "customer.updated",
+            "cus_p0",
+            "p0@example.com",
+        )),
+        // Not a Stripe event: refused alone, nothing of it recorded.
+        delivery(b"{\"id\": 1}".to_vec()),
+        // Bob holds the email: its command is rejected, recorded as failed.
+        delivery(customer_event(
+            "evt_p1u",
+            "customer.updated",
+            "cus_p1",
+            "bob@example.com",
+        )),
+        delivery(customer_event(
+            "evt_p2",
+            "customer.created",
+            "cus_p2",
+            "p2@example.com",
+        )),
+    ];
+    let outcome_names = |answers: &[Result<proto::DeliveryRecorded, proto::Rejected>]| {
+        answers
+            .iter()
+            .map(|answer| match answer {
+                Ok(recorded) => ledger_bus::delivery_outcome_name(recorded.outcome()).to_owned(),
+                Err(rejected) => rejected.code.clone(),
+            })
+            .collect::<Vec<String>>()
+    };
+    let answers = client
+        .deliver_page(Provider::Stripe, page.clone())
+        .await
+        .expect("the page is answered");
+    assert_eq!(
+        outcome_names(&answers),
+        [
+            "appended",
+            "appended",
+            "ignored",
+            "malformed",
+            "failed",
+            "appended"
+        ]
+    );
+    let Err(refused) = &answers[3] else {
+        panic!("the malformed delivery is refused")
+    };
+    assert_eq!(refused.kind(), proto::RejectionKind::Malformed);
+    // Each appended delivery once, in the page's order, in one group commit.
+    let positions: Vec<u64> = answers
+        .iter()
+        .filter_map(|answer| answer.as_ref().ok())
+        .flat_map(|recorded| recorded.global_positions.clone())
+        .collect();
+    assert_eq!(positions, [position + 1, position + 2, position + 3]);
+    assert_eq!(ledger.last_position().await, position + 3);
+    assert_eq!(inbox(&ledger).await.len(), 5, "all but the malformed one");
+
+    // The same page again (a retry after a lost answer): nothing appended, each a duplicate.
+    let again = client
+        .deliver_page(Provider::Stripe, page)
+        .await
+        .expect("the page is answered");
+    assert_eq!(
+        outcome_names(&again),
+        [
+            "duplicate",
+            "duplicate",
+            "duplicate",
+            "malformed",
+            "duplicate",
+            "duplicate"
+        ]
+    );
+    assert_eq!(ledger.last_position().await, position + 3);
+
+    // A page over the bound is refused whole: nothing recorded.
+    let rows = inbox(&ledger).await.len();
+    let too_many = (0..=ledger_bus::PAGE_DELIVERIES_MAX)
+        .map(|n| {
+            let account = format!("cus_many{n}");
+            let email = format!("many{n}@example.com");
+            delivery(customer_event(
+                &format!("evt_m{n}"),
+                "customer.created",
+                &account,
+                &email,
+            ))
+        })
+        .collect();
+    let refused = client
+        .deliver_page(Provider::Stripe, too_many)
+        .await
+        .expect_err("too many deliveries");
+    assert_eq!(
+        refused.rejection_kind(),
+        Some(proto::RejectionKind::TooLarge)
+    );
+    assert_eq!(inbox(&ledger).await.len(), rows);
+    assert_eq!(ledger.last_position().await, position + 3);
     writer.stop().await.expect("the writer stops");
 }
 
