@@ -527,7 +527,7 @@ async fn record_page(
     });
     for page in delivery_pages(deliveries) {
         let (ids, page): (Vec<String>, Vec<proto::ProviderDelivery>) = page.into_iter().unzip();
-        let answers = sent_again_while_busy(|| client.deliver_page(Provider::Stripe, page.clone()))
+        let answers = sent_again_while_busy(|| client.deliver_page(provider, page.clone()))
             .await
             .map_err(|error| {
                 SyncError::Writer(format!(
