@@ -41,11 +41,13 @@ pub(crate) struct RunArgs {
     reconcile_every: Option<Duration>,
 }
 
-/// A duration of at least a minute, as humantime reads it (`1h`, `90min`, `1day 2h`).
+/// A duration of at least 5 seconds, as humantime reads it (`1h`, `90min`, `1day 2h`). A round
+/// lists every subscription at Stripe: production periods are minutes to hours (Stripe's rate
+/// limits), seconds only suit a test account.
 fn parse_every(text: &str) -> Result<Duration, String> {
     let every = humantime::parse_duration(text).map_err(|error| format!("{text:?}: {error}"))?;
-    if every < Duration::from_secs(60) {
-        return Err(format!("{text:?} is shorter than a minute"));
+    if every < Duration::from_secs(5) {
+        return Err(format!("{text:?} is shorter than 5 seconds"));
     }
     Ok(every)
 }

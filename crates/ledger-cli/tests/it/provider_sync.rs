@@ -17,10 +17,11 @@ use tokio::net::{TcpListener, TcpStream};
 /// How long the process may take to start, call and record.
 const WAIT_MS: u64 = 60_000;
 
-/// `ledger run provider-sync` on this test's ledger, calling Stripe at `stripe_base`.
-fn provider_sync(ledger: &TestLedger, stripe_base: &str) -> Child {
+/// `ledger run provider-sync <extra>` on this test's ledger, calling Stripe at `stripe_base`.
+pub(super) fn provider_sync(ledger: &TestLedger, stripe_base: &str, extra: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_ledger"))
         .args(["run", "provider-sync"])
+        .args(extra)
         .env("DATABASE_URL", ledger.database().url())
         .env("LEDGER_SUBJECT_PREFIX", &ledger.bus.subject_prefix)
         .env("LEDGER_STREAM_NAME", &ledger.bus.stream_name)
@@ -208,7 +209,7 @@ async fn provider_sync_killed_after_its_call_cancels_once_and_records_once_after
         .expect("requested");
 
     let proxy = KillingProxy::start(stripe.url.clone(), ("DELETE", "/v1/subscriptions/")).await;
-    let mut first = provider_sync(&ledger, &proxy.url);
+    let mut first = provider_sync(&ledger, &proxy.url, &[]);
     proxy.pid.store(first.id(), Ordering::SeqCst);
     let status = wait_exit(&mut first);
     assert!(!status.success(), "killed: {status}");
@@ -223,7 +224,7 @@ async fn provider_sync_killed_after_its_call_cancels_once_and_records_once_after
     );
 
     proxy.kill.store(false, Ordering::SeqCst);
-    let mut second = provider_sync(&ledger, &proxy.url);
+    let mut second = provider_sync(&ledger, &proxy.url, &[]);
     let recorded = eventually(WAIT_MS, || async { cancellations(&ledger).await == 1 }).await;
     assert!(recorded, "the restarted process recorded the cancellation");
     // Some time for a second, wrong, cancellation to show up.
@@ -330,7 +331,7 @@ async fn provider_sync_killed_after_its_refund_refunds_once_and_records_once_aft
         .expect("requested");
 
     let proxy = KillingProxy::start(stripe.url.clone(), ("POST", "/v1/refunds")).await;
-    let mut first = provider_sync(&ledger, &proxy.url);
+    let mut first = provider_sync(&ledger, &proxy.url, &[]);
     proxy.pid.store(first.id(), Ordering::SeqCst);
     let status = wait_exit(&mut first);
     assert!(!status.success(), "killed: {status}");
@@ -343,7 +344,7 @@ async fn provider_sync_killed_after_its_refund_refunds_once_and_records_once_aft
     assert_eq!(refunds(&ledger).await, 0, "the answer was not recorded");
 
     proxy.kill.store(false, Ordering::SeqCst);
-    let mut second = provider_sync(&ledger, &proxy.url);
+    let mut second = provider_sync(&ledger, &proxy.url, &[]);
     let recorded = eventually(WAIT_MS, || async { refunds(&ledger).await == 1 }).await;
     assert!(recorded, "the restarted process recorded the refund");
     // Some time for a second, wrong, refund to show up.

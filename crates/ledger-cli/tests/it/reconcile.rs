@@ -1,6 +1,7 @@
 //! `ledger sync stripe --check [--repair]` (issue 15) against localstripe: the check reports
 //! exactly the changes made directly at localstripe and exits 1, `--repair` brings the ledger
-//! to them and exits 0 with a clean second check, and a third check exits 0.
+//! to them and exits 0 with a clean second check, and a third check exits 0. And
+//! `ledger run provider-sync --reconcile-every` repairs such a change by itself.
 
 use std::process::Output;
 
@@ -8,6 +9,7 @@ use ledger_testkit::ledger::TestLedger;
 use ledger_testkit::localstripe::LocalStripe;
 use serde_json::Value;
 
+use super::provider_sync::provider_sync;
 use super::sync_stripe::{read_side, sync};
 use super::{stderr, stdout};
 
@@ -141,4 +143,63 @@ async fn check_reports_the_drift_made_at_stripe_and_repair_removes_it() {
             (id(canceled).to_owned(), "canceled".to_owned(), 1),
         ]
     );
+}
+
+/// Kills the process on drop, so a failed assertion leaves nothing running.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_sync_repairs_a_change_made_at_stripe_every_period_by_itself() {
+    let stripe = LocalStripe::start().await;
+    let ledger = TestLedger::new().await;
+    let _writer = ledger.start_writer();
+    let _read_side = read_side(&ledger).await;
+    let subscriptions = account(&stripe).await;
+    let imported = sync(&ledger, &stripe, &[]);
+    assert!(imported.status.success(), "{}", stderr(&imported));
+    // Changed at Stripe with no webhook to the ledger: only a reconciliation can see it.
+    let (_, canceled) = &subscriptions[0];
+    stripe.cancel(id(canceled)).await;
+
+    let _provider_sync = Running(provider_sync(
+        &ledger,
+        &stripe.url,
+        &["--reconcile-every", "5s"],
+    ));
+    let database = ledger.database().client().await;
+    let status = || async {
+        database
+            .query_one(
+                "SELECT status FROM customers.subscriptions WHERE subscription_id = $1",
+                &[&id(canceled)],
+            )
+            .await
+            .expect("the subscription")
+            .get::<_, String>(0)
+    };
+    assert_eq!(status().await, "active");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while status().await != "canceled" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no periodic round repaired the cancellation"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    let repairs: i64 = database
+        .query_one(
+            "SELECT count(*) FROM provider_inbox WHERE source = 'repair' AND outcome = 'appended'",
+            &[],
+        )
+        .await
+        .expect("the inbox")
+        .get(0);
+    assert_eq!(repairs, 1, "one repair, of the one change");
 }
