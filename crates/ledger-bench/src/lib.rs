@@ -87,6 +87,44 @@ struct Figure {
     target_per_second: Option<f64>,
 }
 
+/// A writer on its own stream and subjects (a new run id), running in this process until
+/// [`BenchWriter::stop`].
+pub(crate) struct BenchWriter {
+    pub(crate) bus: ledger_bus::BusConfig,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), ledger_writer::WriterError>>,
+}
+
+impl BenchWriter {
+    pub(crate) async fn start(store: &Store, nats_url: &str) -> anyhow::Result<BenchWriter> {
+        let run_id = Uuid::now_v7().simple().to_string();
+        let bus = ledger_bus::BusConfig {
+            subject_prefix: format!("bench{run_id}"),
+            stream_name: format!("LEDGER_BENCH_{}", run_id.to_uppercase()),
+            ..ledger_bus::BusConfig::default()
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(ledger_writer::run(
+            store.clone(),
+            async_nats::connect(nats_url).await?,
+            ledger_writer::WriterConfig {
+                bus: bus.clone(),
+                ..ledger_writer::WriterConfig::default()
+            },
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Ok(BenchWriter { bus, stop, task })
+    }
+
+    pub(crate) async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.task.await??;
+        Ok(())
+    }
+}
+
 /// Recreates the migrated database `name` on `services`; returns its URL and a connection.
 pub(crate) async fn fresh_database(
     services: &ledger_devenv::services::Services,

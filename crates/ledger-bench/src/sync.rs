@@ -12,12 +12,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use actix_web::{App, HttpResponse, HttpServer, web};
-use ledger_bus::{BusConfig, Client};
+use ledger_bus::Client;
 use ledger_store::Store;
 use ledger_sync::{ImportOptions, StripeApi, StripeReader};
-use ledger_writer::WriterConfig;
 use serde_json::json;
-use uuid::Uuid;
 
 use crate::webhooks::{rss_kib, rss_kib_of};
 
@@ -180,24 +178,8 @@ pub(crate) async fn run(args: SyncBenchArgs) -> anyhow::Result<()> {
         args.pages_in_flight,
         services.nats_url()
     );
-    let run_id = Uuid::now_v7().simple().to_string();
-    let bus = BusConfig {
-        subject_prefix: format!("bench{run_id}"),
-        stream_name: format!("LEDGER_BENCH_{}", run_id.to_uppercase()),
-        ..BusConfig::default()
-    };
-    let (stop_writer, writer_stopped) = tokio::sync::oneshot::channel::<()>();
-    let writer = tokio::spawn(ledger_writer::run(
-        store.clone(),
-        async_nats::connect(services.nats_url()).await?,
-        WriterConfig {
-            bus: bus.clone(),
-            ..WriterConfig::default()
-        },
-        async move {
-            let _ = writer_stopped.await;
-        },
-    ));
+    let writer = crate::BenchWriter::start(&store, services.nats_url()).await?;
+    let bus = writer.bus.clone();
     let client = Client::new(async_nats::connect(services.nats_url()).await?, bus.clone())
         .with_request_timeout(DELIVERY_TIMEOUT);
     let (address, server) = serve(account)?;
@@ -245,8 +227,7 @@ pub(crate) async fn run(args: SyncBenchArgs) -> anyhow::Result<()> {
     let per_second = objects as f64 / elapsed.as_secs_f64();
     let rss_end = rss_kib();
     server.stop(true).await;
-    let _ = stop_writer.send(());
-    writer.await??;
+    writer.stop().await?;
 
     println!(
         "{objects} objects imported as {events} events ({} appended, {} answered duplicate \

@@ -12,13 +12,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use ledger_bus::{BusConfig, Client};
+use ledger_bus::Client;
 use ledger_connectors::stripe;
 use ledger_ingest::{IngestConfig, WebhookConfig};
 use ledger_store::Store;
-use ledger_writer::WriterConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use uuid::Uuid;
 
 use crate::writer::{Measured, measure};
 
@@ -92,24 +90,10 @@ pub(crate) async fn run(args: WebhooksBenchArgs) -> anyhow::Result<()> {
         args.seconds,
         services.nats_url()
     );
-    let run_id = Uuid::now_v7().simple().to_string();
-    let bus = BusConfig {
-        subject_prefix: format!("bench{run_id}"),
-        stream_name: format!("LEDGER_BENCH_{}", run_id.to_uppercase()),
-        ..BusConfig::default()
-    };
-    let (stop_writer, writer_stopped) = tokio::sync::oneshot::channel::<()>();
-    let writer = tokio::spawn(ledger_writer::run(
-        store.clone(),
-        async_nats::connect(services.nats_url()).await?,
-        WriterConfig {
-            bus: bus.clone(),
-            ..WriterConfig::default()
-        },
-        async move {
-            let _ = writer_stopped.await;
-        },
-    ));
+    let writer = crate::BenchWriter::start(&store, services.nats_url()).await?;
+    let bus = writer.bus.clone();
+    // Unique per run: the webhooks' event ids.
+    let run_id = bus.subject_prefix.clone();
     let client = Client::new(async_nats::connect(services.nats_url()).await?, bus.clone());
     // A free port: bound, read and released, then taken by ingest.
     let address = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
@@ -150,8 +134,7 @@ pub(crate) async fn run(args: WebhooksBenchArgs) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || ingest.join())
         .await?
         .map_err(|_| anyhow::anyhow!("the ingest thread panicked"))??;
-    let _ = stop_writer.send(());
-    writer.await??;
+    writer.stop().await?;
     let nats = async_nats::connect(services.nats_url()).await?;
     let _ = async_nats::jetstream::new(nats)
         .delete_stream(&bus.stream_name)

@@ -221,16 +221,21 @@ async fn a_projector_with_an_empty_cache_resumes_to_the_same_rows_as_a_replay() 
     // replay each customer's earlier events from the store.
     ledger.send_known_history(false).await;
     let resumed = start(&ledger, false).await;
-    assert!(caught_up(&ledger).await);
-    let resumed_digest = digest(&ledger).await;
-    resumed.stop().await;
-    assert_eq!(customer_rows(&ledger).await.len(), 3);
-
-    let replayed = start(&ledger, true).await;
-    assert!(caught_up(&ledger).await);
-    assert_eq!(digest(&ledger).await, resumed_digest);
-    replayed.stop().await;
+    stops_with_the_rows_of_a_replay(&ledger, resumed).await;
     writer.stop().await.expect("writer");
+}
+
+/// Stops `projector` once caught up with the three customers of the known history, then checks
+/// that a replay gives the same tables.
+async fn stops_with_the_rows_of_a_replay(ledger: &TestLedger, projector: RunningProjector) {
+    assert!(caught_up(ledger).await);
+    let expected = digest(ledger).await;
+    projector.stop().await;
+    assert_eq!(customer_rows(ledger).await.len(), 3);
+    let replayed = start(ledger, true).await;
+    assert!(caught_up(ledger).await);
+    assert_eq!(digest(ledger).await, expected);
+    replayed.stop().await;
 }
 
 #[tokio::test]
@@ -249,15 +254,7 @@ async fn a_projector_that_keeps_no_states_ends_with_the_same_rows_as_a_replay() 
         .await;
     ledger.send_known_history(true).await;
     ledger.send_known_history(false).await;
-    assert!(caught_up(&ledger).await);
-    let live_digest = digest(&ledger).await;
-    live.stop().await;
-    assert_eq!(customer_rows(&ledger).await.len(), 3);
-
-    let replayed = start(&ledger, true).await;
-    assert!(caught_up(&ledger).await);
-    assert_eq!(digest(&ledger).await, live_digest);
-    replayed.stop().await;
+    stops_with_the_rows_of_a_replay(&ledger, live).await;
     writer.stop().await.expect("writer");
 }
 
