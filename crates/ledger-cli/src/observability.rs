@@ -57,7 +57,7 @@ impl MetricsArgs {
                 &BATCH_BUCKETS,
             )?;
         for allowed in &self.metrics_allow {
-            builder = builder.add_allowed_address(allowed.trim()).with_context(|| {
+            builder = builder.add_allowed_address(network(allowed)).with_context(|| {
                 format!(
                     "--metrics-allow / LEDGER_METRICS_ALLOW: {allowed:?} is not an address or a \
                      network (e.g. 10.0.5.0/24)"
@@ -74,6 +74,17 @@ impl MetricsArgs {
             .context("cannot start the metrics endpoint")?;
         tracing::info!(address = %bind, "serving Prometheus metrics at /metrics");
         Ok(())
+    }
+}
+
+/// `allowed` as a network: a plain address is the network of that address alone (`/32` or
+/// `/128`), since the exporter takes networks only.
+fn network(allowed: &str) -> String {
+    let allowed = allowed.trim();
+    match allowed.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(_)) => format!("{allowed}/32"),
+        Ok(std::net::IpAddr::V6(_)) => format!("{allowed}/128"),
+        Err(_) => allowed.to_owned(),
     }
 }
 

@@ -382,6 +382,15 @@ async fn import_list(
                 return Err(error);
             }
         };
+        if page.next.is_some() && page.next == cursor {
+            drain(store, list, &mut in_flight, report, progress, None).await?;
+            return Err(SyncError::Provider(format!(
+                "the {} list's paging does not advance: the page after {} names the same \
+                 cursor again (the provider ignores the paging parameter?)",
+                list.as_str(),
+                cursor.as_deref().unwrap_or("the start")
+            )));
+        }
         if let Some(left) = pages_left.as_mut() {
             *left -= 1;
         }

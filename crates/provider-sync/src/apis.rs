@@ -384,6 +384,20 @@ pub fn check_api_base(name: &str, base: &str) -> Result<(), String> {
             "{name} {base:?} is not an http(s):// URL with a host"
         ));
     }
+    // The API key or client secret goes in every request: in clear text only to this machine
+    // (a local test server or a TLS-terminating proxy on loopback).
+    let loopback = match parsed.host() {
+        Some(url::Host::Domain(domain)) => domain.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(address)) => address.is_loopback(),
+        Some(url::Host::Ipv6(address)) => address.is_loopback(),
+        None => false,
+    };
+    if parsed.scheme() == "http" && !loopback {
+        return Err(format!(
+            "{name} {base:?} would send the provider's credentials unencrypted: use https://, \
+             or http:// to a loopback address only"
+        ));
+    }
     Ok(())
 }
 
@@ -1155,6 +1169,28 @@ mod tests {
         match &request.body {
             Body::Json(text) => serde_json::from_str(text).expect("JSON"),
             other => panic!("not JSON: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn credentials_go_unencrypted_to_loopback_only() {
+        for base in [
+            "https://api.stripe.com",
+            "https://api.example.com:8443/v1",
+            "http://127.0.0.1:12111",
+            "http://localhost:8080",
+            "http://[::1]:9000",
+        ] {
+            assert_eq!(check_api_base("BASE", base), Ok(()), "{base}");
+        }
+        for (base, reason) in [
+            ("http://api.xendit.co", "unencrypted"),
+            ("http://10.0.0.5:8080", "unencrypted"),
+            ("ftp://127.0.0.1", "not an http(s)"),
+            ("not a url", "not a URL"),
+        ] {
+            let error = check_api_base("BASE", base).expect_err(base);
+            assert!(error.contains(reason), "{base}: {error}");
         }
     }
 

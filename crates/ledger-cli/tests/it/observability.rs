@@ -438,14 +438,15 @@ async fn the_processes_serve_the_alerts_metrics_log_json_and_carry_the_correlati
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    // The endpoint answers only the allowed clients.
+    // The endpoint answers only the allowed clients: networks and plain addresses, as the
+    // docs write them.
     let mut refused = Command::new(env!("CARGO_BIN_EXE_ledger"))
         .args(["run", "writer"])
         .env("DATABASE_URL", ledger.database().url())
         .env("LEDGER_SUBJECT_PREFIX", &ledger.bus.subject_prefix)
         .env("LEDGER_STREAM_NAME", &ledger.bus.stream_name)
         .env("LEDGER_METRICS_BIND", format!("127.0.0.1:{}", ports[4]))
-        .env("LEDGER_METRICS_ALLOW", "10.0.5.0/24")
+        .env("LEDGER_METRICS_ALLOW", "10.0.5.0/24,10.0.6.7,::2")
         .env("RUST_LOG", "warn")
         .stderr(Stdio::null())
         .spawn()

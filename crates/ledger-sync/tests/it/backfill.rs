@@ -473,3 +473,50 @@ async fn paypal_subscriptions_sales_and_refunds_are_imported_once_and_resumed_fr
     assert_eq!(outcome, proto::DeliveryOutcome::Ignored as i32);
     assert_eq!(event_types(&ledger).await.len(), held);
 }
+
+/// A provider that ignores the paging parameter (every page is the first) stops the import
+/// with an error after the first page is recorded, instead of asking for it for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_whose_paging_does_not_advance_stops_the_import() {
+    let server = HttpReceiver::start().await;
+    let first = json!([
+        invoice("inv_5", "PAID", "ana@example.com", 15),
+        invoice("inv_4", "PAID", "ana@example.com", 14),
+    ]);
+    server.answer_path(INVOICES, answer(&first));
+    server.answer_path(&format!("{INVOICES}&last_invoice_id=inv_4"), answer(&first));
+    let reader = XenditReader::new(
+        XenditApi {
+            api_base: server.url.clone(),
+            api_key: ApiSecret::new("xnd_development_backfill".to_owned()),
+        },
+        Duration::from_secs(5),
+    )
+    .expect("a reader");
+    let ledger = TestLedger::new().await;
+    let _writer = ledger.start_writer();
+    let error = ledger_sync::import_xendit(
+        &reader,
+        &ledger.store,
+        &ledger.client(),
+        &ImportOptions::default(),
+        &mut |_| {},
+    )
+    .await
+    .expect_err("the import stops");
+    assert!(error.to_string().contains("does not advance"), "{error}");
+    assert_eq!(
+        server.requests().len(),
+        2,
+        "the first page and its repeat, no more"
+    );
+    let recorded: i64 = ledger
+        .database()
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM provider_inbox", &[])
+        .await
+        .expect("the inbox")
+        .get(0);
+    assert_eq!(recorded, 2, "the first page's two invoices, recorded once");
+}
