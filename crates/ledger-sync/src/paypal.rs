@@ -117,13 +117,12 @@ impl Lists for PaypalLists<'_> {
         }
         let end = (start + WINDOW_DAYS * 86_400).min(self.until);
         let (transactions, total_pages) = self.transactions(start, end, page).await?;
-        let next = if page < total_pages {
-            Some(format!("{start}:{}", page + 1))
-        } else if end < self.until {
-            Some(format!("{end}:1"))
-        } else {
-            None
-        };
+        let next = next_cursor(
+            (start, end, self.until),
+            page,
+            total_pages,
+            transactions.is_empty(),
+        );
         let bodies = match list {
             ListName::PaypalSubscriptions => self.subscriptions(&transactions).await?,
             ListName::PaypalTransactions => transactions
@@ -201,6 +200,26 @@ impl PaypalLists<'_> {
     }
 }
 
+/// The cursor after page `page` of the window `(start, end)` of a search up to `until`: the
+/// window's next page while `total_pages` says there is one, else the next window's first, else
+/// none. An empty page ends its window whatever `total_pages` claims (only the last page of a
+/// window may hold fewer than `page_size` results), so a wrong count cannot keep the run reading
+/// empty pages.
+fn next_cursor(
+    (start, end, until): (i64, i64, i64),
+    page: u64,
+    total_pages: u64,
+    empty: bool,
+) -> Option<String> {
+    if page < total_pages && !empty {
+        Some(format!("{start}:{}", page + 1))
+    } else if end < until {
+        Some(format!("{end}:1"))
+    } else {
+        None
+    }
+}
+
 /// `<window start>:<page>`.
 fn parse_cursor(cursor: &str) -> Result<(i64, u64), SyncError> {
     cursor
@@ -225,6 +244,18 @@ fn rfc3339(unix_seconds: i64) -> Result<String, SyncError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_page_ends_its_window_whatever_the_page_count_says() {
+        let window = (100, 200, 300);
+        assert_eq!(next_cursor(window, 1, 3, false).as_deref(), Some("100:2"));
+        assert_eq!(next_cursor(window, 3, 3, false).as_deref(), Some("200:1"));
+        assert_eq!(
+            next_cursor(window, 2, 1_000_000_000, true).as_deref(),
+            Some("200:1")
+        );
+        assert_eq!(next_cursor((200, 300, 300), 2, 1_000_000_000, true), None);
+    }
 
     #[test]
     fn a_cursor_is_a_window_start_and_a_page() {
