@@ -34,6 +34,22 @@ pub(super) fn provider_sync(ledger: &TestLedger, stripe_base: &str, extra: &[&st
         .expect("start ledger run provider-sync")
 }
 
+/// Runs provider-sync behind a [`KillingProxy`] to `stripe` until the proxy kills it, right
+/// after Stripe answered `action`; returns the proxy disarmed, for the restart.
+async fn killed_once_stripe_acted(
+    ledger: &TestLedger,
+    stripe: &LocalStripe,
+    action: Action,
+) -> KillingProxy {
+    let proxy = KillingProxy::start(stripe.url.clone(), action).await;
+    let mut first = provider_sync(ledger, &proxy.url, &[]);
+    proxy.pid.store(first.id(), Ordering::SeqCst);
+    let status = wait_exit(&mut first);
+    assert!(!status.success(), "killed: {status}");
+    proxy.kill.store(false, Ordering::SeqCst);
+    proxy
+}
+
 /// Waits for `child` to exit, for at most [`WAIT_MS`].
 fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
     let deadline = Instant::now() + Duration::from_millis(WAIT_MS);
@@ -208,11 +224,7 @@ async fn provider_sync_killed_after_its_call_cancels_once_and_records_once_after
         .await
         .expect("requested");
 
-    let proxy = KillingProxy::start(stripe.url.clone(), ("DELETE", "/v1/subscriptions/")).await;
-    let mut first = provider_sync(&ledger, &proxy.url, &[]);
-    proxy.pid.store(first.id(), Ordering::SeqCst);
-    let status = wait_exit(&mut first);
-    assert!(!status.success(), "killed: {status}");
+    let proxy = killed_once_stripe_acted(&ledger, &stripe, ("DELETE", "/v1/subscriptions/")).await;
     let at_stripe = stripe
         .get(&format!("/v1/subscriptions/{subscription_id}"))
         .await;
@@ -223,7 +235,6 @@ async fn provider_sync_killed_after_its_call_cancels_once_and_records_once_after
         "the answer was not recorded"
     );
 
-    proxy.kill.store(false, Ordering::SeqCst);
     let mut second = provider_sync(&ledger, &proxy.url, &[]);
     let recorded = eventually(WAIT_MS, || async { cancellations(&ledger).await == 1 }).await;
     assert!(recorded, "the restarted process recorded the cancellation");
@@ -330,11 +341,7 @@ async fn provider_sync_killed_after_its_refund_refunds_once_and_records_once_aft
         .await
         .expect("requested");
 
-    let proxy = KillingProxy::start(stripe.url.clone(), ("POST", "/v1/refunds")).await;
-    let mut first = provider_sync(&ledger, &proxy.url, &[]);
-    proxy.pid.store(first.id(), Ordering::SeqCst);
-    let status = wait_exit(&mut first);
-    assert!(!status.success(), "killed: {status}");
+    let proxy = killed_once_stripe_acted(&ledger, &stripe, ("POST", "/v1/refunds")).await;
     let at_stripe = stripe.get(&format!("/v1/refunds?charge={charge_id}")).await;
     assert_eq!(
         at_stripe["data"].as_array().map(Vec::len),
@@ -343,7 +350,6 @@ async fn provider_sync_killed_after_its_refund_refunds_once_and_records_once_aft
     );
     assert_eq!(refunds(&ledger).await, 0, "the answer was not recorded");
 
-    proxy.kill.store(false, Ordering::SeqCst);
     let mut second = provider_sync(&ledger, &proxy.url, &[]);
     let recorded = eventually(WAIT_MS, || async { refunds(&ledger).await == 1 }).await;
     assert!(recorded, "the restarted process recorded the refund");

@@ -103,6 +103,18 @@ fn invoice(id: &str, status: &str, email: &str, day: u32) -> Value {
 
 const INVOICES: &str = "/v2/invoices?limit=100";
 
+/// A Xendit reader of `server`, as `ledger sync xendit` builds it.
+fn xendit_reader(server: &HttpReceiver) -> XenditReader {
+    XenditReader::new(
+        XenditApi {
+            api_base: server.url.clone(),
+            api_key: ApiSecret::new("xnd_development_backfill".to_owned()),
+        },
+        Duration::from_secs(5),
+    )
+    .expect("a reader")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn xendit_invoices_are_imported_once_resumed_from_the_cursor_and_a_callback_adds_nothing() {
     let server = HttpReceiver::start().await;
@@ -124,14 +136,7 @@ async fn xendit_invoices_are_imported_once_resumed_from_the_cursor_and_a_callbac
     server.answer_path(&after("inv_1"), answer(&json!([])));
     server.answer_path_next_with(&after("inv_4"), [failure(429, Some("1"))]);
     server.answer_path_next_with(&after("inv_2"), [failure(500, None)]);
-    let reader = XenditReader::new(
-        XenditApi {
-            api_base: server.url.clone(),
-            api_key: ApiSecret::new("xnd_development_backfill".to_owned()),
-        },
-        Duration::from_secs(5),
-    )
-    .expect("a reader");
+    let reader = xendit_reader(&server);
     let ledger = TestLedger::new().await;
     let _writer = ledger.start_writer();
     let client = ledger.client();
@@ -485,14 +490,7 @@ async fn a_list_whose_paging_does_not_advance_stops_the_import() {
     ]);
     server.answer_path(INVOICES, answer(&first));
     server.answer_path(&format!("{INVOICES}&last_invoice_id=inv_4"), answer(&first));
-    let reader = XenditReader::new(
-        XenditApi {
-            api_base: server.url.clone(),
-            api_key: ApiSecret::new("xnd_development_backfill".to_owned()),
-        },
-        Duration::from_secs(5),
-    )
-    .expect("a reader");
+    let reader = xendit_reader(&server);
     let ledger = TestLedger::new().await;
     let _writer = ledger.start_writer();
     let error = ledger_sync::import_xendit(
