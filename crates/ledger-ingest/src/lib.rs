@@ -139,7 +139,15 @@ pub async fn serve(
     client: Client,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let listener = std::net::TcpListener::bind(config.bind)?;
+    let listener = std::net::TcpListener::bind(config.bind).map_err(|error| {
+        std::io::Error::new(
+            error.kind(),
+            format!(
+                "cannot listen on {} (--bind / LEDGER_INGEST_BIND): {error}",
+                config.bind
+            ),
+        )
+    })?;
     serve_on(listener, config, client, shutdown).await
 }
 

@@ -492,6 +492,23 @@ fn run_ingest_needs_tokens_and_limits_each() {
         "{response}"
     );
     assert!(response.contains("\"code\":\"rate_limited\""), "{response}");
+    // A second ingest on the taken port names the address and the setting.
+    let taken = run_ingest(Some(&format!("{token}:commands:write")), "1", "1")
+        .env("LEDGER_INGEST_BIND", format!("127.0.0.1:{port}"))
+        .env(
+            "NATS_URL",
+            std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned()),
+        )
+        .output()
+        .expect("run a second ingest");
+    assert_eq!(taken.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&taken.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "cannot listen on 127.0.0.1:{port} (--bind / LEDGER_INGEST_BIND)"
+        )),
+        "{stderr}"
+    );
     ingest.kill().expect("stop the ingest service");
     let _ = ingest.wait();
 }
