@@ -17,7 +17,7 @@ use crate::Store;
 use crate::error::StoreError;
 use crate::event::RequestFingerprint;
 use crate::read::{fingerprint_from_sql, position_from_sql};
-use crate::writer::STORED_KEYS_SQL;
+use crate::writer::{KEY_OWNERS_SQL, STORED_KEYS_SQL};
 
 /// Rows `Store::inbox_rows` returns at most.
 pub const INBOX_ROWS_MAX: u32 = 10_000;
@@ -215,11 +215,18 @@ const INBOX_COLUMNS: &str = "id, provider, provider_event_id, event_type, receiv
      outcome, reason, customer_id, correlation_id, renormalizes_inbox_id, recorded_at, \
      global_positions, snapshot_object, snapshot_seen_at, awaited_object, payment_id, source";
 
+/// All inbox rows of a batch in one statement, one array per column (as the events are
+/// inserted). A row's `global_positions` travels as the text of its array (`{1,2}`): arrays of
+/// arrays must be rectangular, and a row may have any number of positions.
 pub(crate) const INSERT_INBOX: &str = "INSERT INTO provider_inbox (id, provider, \
      provider_event_id, event_type, received_at, body, outcome, reason, customer_id, \
      correlation_id, renormalizes_inbox_id, recorded_at, global_positions, snapshot_object, \
      snapshot_seen_at, awaited_object, payment_id, source) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)";
+     SELECT c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, $12, c13::int8[], c14, c15, c16, c17, \
+     c18 FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], \
+     $6::bytea[], $7::text[], $8::text[], $9::uuid[], $10::uuid[], $11::uuid[], $13::text[], \
+     $14::text[], $15::timestamptz[], $16::text[], $17::text[], $18::text[]) \
+     AS t(c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c13, c14, c15, c16, c17, c18)";
 
 fn inbox_row(row: &Row) -> Result<InboxRow, StoreError> {
     let corrupt = |reason: String| StoreError::Corrupt {
@@ -341,10 +348,7 @@ impl Store {
                  AND outcome <> 'duplicate' LIMIT 1) AS i",
                 &events_parameters,
             ),
-            client.query(
-                "SELECT unique_key, stream_id FROM customer_unique_keys WHERE unique_key = ANY($1)",
-                &owners_parameters,
-            ),
+            client.query(KEY_OWNERS_SQL, &owners_parameters),
             client.query(STORED_KEYS_SQL, &keys_parameters),
             client.query(
                 "SELECT e.provider, e.object, s.seen \

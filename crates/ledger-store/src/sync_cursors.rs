@@ -59,8 +59,9 @@ impl Store {
         Ok(())
     }
 
-    /// Which of `event_ids` of `provider` the inbox already holds (one query; the inbox's
-    /// `(provider, provider_event_id)` index): a backfill skips them rather than have the writer
+    /// Which of `event_ids` of `provider` the inbox already holds (one query, one probe of the
+    /// inbox's `(provider, provider_event_id)` index per id, which the `LIMIT` keeps the planner
+    /// from turning into a scan of the whole inbox): a backfill skips them rather than have the writer
     /// record each as a duplicate again.
     ///
     /// # Errors
@@ -76,8 +77,9 @@ impl Store {
         let client = self.connection().await?;
         let rows = client
             .query(
-                "SELECT DISTINCT provider_event_id FROM provider_inbox \
-                 WHERE provider = $1 AND provider_event_id = ANY($2)",
+                "SELECT i.provider_event_id FROM unnest($2::text[]) AS e(id) CROSS JOIN LATERAL \
+                 (SELECT provider_event_id FROM provider_inbox \
+                 WHERE provider = $1 AND provider_event_id = e.id LIMIT 1) AS i",
                 &[&provider.as_str(), &event_ids],
             )
             .await?;

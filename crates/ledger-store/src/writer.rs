@@ -44,6 +44,14 @@ pub(crate) const STORED_KEYS_SQL: &str = "SELECT k.key, e.global_position, e.req
      (SELECT global_position, request_fingerprint FROM customer_payment_events \
      WHERE idempotency_key = k.key LIMIT 1) AS e";
 
+/// The owners of the unique keys of `$1` that are owned: one primary-key probe per key, for
+/// the same reason as [`STORED_KEYS_SQL`] (the `LIMIT` keeps the planner from turning the probes
+/// into a join; `unique_key = ANY($1)` cost milliseconds per batch in `ledger bench sync`).
+pub(crate) const KEY_OWNERS_SQL: &str = "SELECT u.unique_key, u.stream_id \
+     FROM unnest($1::text[]) AS k(key) CROSS JOIN LATERAL \
+     (SELECT unique_key, stream_id FROM customer_unique_keys WHERE unique_key = k.key LIMIT 1) \
+     AS u";
+
 /// The only way to append events. Holds the writer advisory lock of its partition on a
 /// dedicated connection and appends on that connection, so no other writer can interleave.
 /// Share it behind an `Arc`: appends are serialised internally.
@@ -89,12 +97,7 @@ impl Statements {
                      WHERE e.stream_id = s.stream_id) FROM unnest($1::uuid[]) AS s(stream_id)",
                 )
                 .await?,
-            key_owners: client
-                .prepare(
-                    "SELECT unique_key, stream_id FROM customer_unique_keys \
-                     WHERE unique_key = ANY($1)",
-                )
-                .await?,
+            key_owners: client.prepare(KEY_OWNERS_SQL).await?,
             insert_events: client.prepare(INSERT_EVENTS).await?,
             delete_keys: client
                 .prepare("DELETE FROM customer_unique_keys WHERE unique_key = ANY($1)")
@@ -620,8 +623,8 @@ async fn write_events(
     Ok(())
 }
 
-/// Inserts the batch's inbox rows, each with the positions its requests appended (pipelined:
-/// every insert is sent before the first answer is awaited).
+/// Inserts the batch's inbox rows, each with the positions its requests appended, in one
+/// statement ([`INSERT_INBOX`]).
 async fn write_inbox(
     client: &Client,
     statements: &Statements,
@@ -629,47 +632,74 @@ async fn write_inbox(
     plans: &[Planned],
     recorded_at: OffsetDateTime,
 ) -> Result<(), StoreError> {
-    let mut rows = Vec::with_capacity(inbox.len());
+    if inbox.is_empty() {
+        return Ok(());
+    }
+    let mut positions = Vec::with_capacity(inbox.len());
     for write in inbox {
-        let mut positions = Vec::new();
+        let mut appended = Vec::new();
         for request_index in &write.requests {
             if let Some(Planned::Appended(events)) = plans.get(*request_index) {
                 for event in events {
-                    positions.push(position_to_sql(event.global_position)?);
+                    appended.push(position_to_sql(event.global_position)?.to_string());
                 }
             }
         }
-        rows.push((write, positions));
+        positions.push(format!("{{{}}}", appended.join(",")));
     }
-    let inserts = rows.iter().map(|(write, positions)| async move {
-        let row = &write.row;
-        client
-            .execute(
-                &statements.insert_inbox,
-                &[
-                    &row.id,
-                    &row.provider.as_str(),
-                    &row.provider_event_id,
-                    &row.event_type,
-                    &row.received_at,
-                    &&row.body[..],
-                    &row.outcome.as_str(),
-                    &row.reason,
-                    &row.customer_id,
-                    &row.correlation_id,
-                    &row.renormalizes_inbox_id,
-                    &recorded_at,
-                    positions,
-                    &row.snapshot_object,
-                    &row.snapshot_seen_at,
-                    &row.awaited_object,
-                    &row.payment_id,
-                    &row.source.as_str(),
-                ],
-            )
-            .await
-    });
-    futures_util::future::try_join_all(inserts).await?;
+    let rows: Vec<&crate::inbox::NewInboxRow> = inbox.iter().map(|write| &write.row).collect();
+    let ids: Vec<Uuid> = rows.iter().map(|row| row.id).collect();
+    let providers: Vec<&str> = rows.iter().map(|row| row.provider.as_str()).collect();
+    let event_ids: Vec<&str> = rows
+        .iter()
+        .map(|row| row.provider_event_id.as_str())
+        .collect();
+    let event_types: Vec<&str> = rows.iter().map(|row| row.event_type.as_str()).collect();
+    let received_at: Vec<OffsetDateTime> = rows.iter().map(|row| row.received_at).collect();
+    let bodies: Vec<&[u8]> = rows.iter().map(|row| &row.body[..]).collect();
+    let outcomes: Vec<&str> = rows.iter().map(|row| row.outcome.as_str()).collect();
+    let reasons: Vec<&str> = rows.iter().map(|row| row.reason.as_str()).collect();
+    let customer_ids: Vec<Option<Uuid>> = rows.iter().map(|row| row.customer_id).collect();
+    let correlation_ids: Vec<Option<Uuid>> = rows.iter().map(|row| row.correlation_id).collect();
+    let renormalizes: Vec<Option<Uuid>> =
+        rows.iter().map(|row| row.renormalizes_inbox_id).collect();
+    let snapshot_objects: Vec<Option<&str>> = rows
+        .iter()
+        .map(|row| row.snapshot_object.as_deref())
+        .collect();
+    let snapshot_seen_at: Vec<Option<OffsetDateTime>> =
+        rows.iter().map(|row| row.snapshot_seen_at).collect();
+    let awaited_objects: Vec<Option<&str>> = rows
+        .iter()
+        .map(|row| row.awaited_object.as_deref())
+        .collect();
+    let payment_ids: Vec<Option<&str>> = rows.iter().map(|row| row.payment_id.as_deref()).collect();
+    let sources: Vec<&str> = rows.iter().map(|row| row.source.as_str()).collect();
+    client
+        .execute(
+            &statements.insert_inbox,
+            &[
+                &ids,
+                &providers,
+                &event_ids,
+                &event_types,
+                &received_at,
+                &bodies,
+                &outcomes,
+                &reasons,
+                &customer_ids,
+                &correlation_ids,
+                &renormalizes,
+                &recorded_at,
+                &positions,
+                &snapshot_objects,
+                &snapshot_seen_at,
+                &awaited_objects,
+                &payment_ids,
+                &sources,
+            ],
+        )
+        .await?;
     Ok(())
 }
 
