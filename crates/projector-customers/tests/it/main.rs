@@ -4,9 +4,7 @@
 use ledger_domain::proto;
 use ledger_domain::proto::command::Kind;
 use ledger_projector::ProjectorConfig;
-use ledger_testkit::commands::{
-    NOW_MICROS, command, money, register, register_webhook, start_subscription,
-};
+use ledger_testkit::commands::{NOW_MICROS, command, money, register, register_webhook};
 use ledger_testkit::ledger::{RunningProjector, TestLedger};
 use ledger_testkit::projector_faults;
 use projector_customers::CustomersProjector;
@@ -472,19 +470,6 @@ async fn payment_rows(ledger: &TestLedger) -> Vec<PaymentRow> {
         .collect()
 }
 
-/// `command` as the given provider and account send it (its envelope's provider).
-fn through(
-    provider: proto::PaymentProvider,
-    account_id: &str,
-    mut command: proto::Command,
-) -> proto::Command {
-    if let Some(metadata) = command.metadata.as_mut() {
-        metadata.payment_provider = provider as i32;
-        account_id.clone_into(&mut metadata.account_id);
-    }
-    command
-}
-
 type HolderRow = (String, String, String, String);
 
 /// Each subscription with the provider holding it, next to its customer's registration
@@ -507,58 +492,14 @@ async fn holder_rows(ledger: &TestLedger) -> Vec<HolderRow> {
 
 /// Decision 0032: the provider holding a subscription is the one its `subscription_started`
 /// came through, as provider-sync decides, not the customer's registration provider nor the
-/// provider of a later event about it. Dan registered internally, his `sub_stripe` is held at
-/// Stripe and `sub_own` by the company's own billing; Erin registered at Stripe and pays
-/// `sub_paypal` through PayPal. Batches of 3 events update rows across batches, and a replay
-/// (other batches) gives the same tables.
+/// provider of a later event about it. Batches of 3 events update rows across batches, and a
+/// replay (other batches) gives the same tables.
 #[tokio::test]
 async fn each_subscription_is_held_by_the_provider_that_started_it() {
-    use proto::PaymentProvider::{Internal, Paypal, Stripe};
     let ledger = TestLedger::new().await;
     let writer = ledger.start_writer();
     let projector = start(&ledger, false).await;
-    let client = ledger.client();
-    let send = |command: proto::Command| {
-        let client = client.clone();
-        async move { client.send(&command).await.expect("accepted") }
-    };
-    let dan = send(through(Internal, "", register("dan-1", "dan@example.com")))
-        .await
-        .customer_id;
-    send(through(
-        Stripe,
-        "cus_dan",
-        start_subscription("dan-2", &dan, "sub_stripe", "USD"),
-    ))
-    .await;
-    send(through(
-        Internal,
-        "",
-        start_subscription("dan-3", &dan, "sub_own", "USD"),
-    ))
-    .await;
-    let erin = send(register("erin-1", "erin@example.com"))
-        .await
-        .customer_id;
-    send(through(
-        Paypal,
-        "I-ERIN",
-        start_subscription("erin-2", &erin, "sub_paypal", "USD"),
-    ))
-    .await;
-    // Later events through other providers change the subscriptions, not their holders.
-    let pause = |key: &str, subscription_id: &str| {
-        command(
-            key,
-            &dan,
-            Kind::PauseSubscription(proto::SubscriptionPaused {
-                subscription_id: subscription_id.to_owned(),
-                resumes_at_unix_seconds: None,
-            }),
-        )
-    };
-    send(through(Internal, "", pause("dan-4", "sub_stripe"))).await;
-    send(through(Stripe, "cus_dan", pause("dan-5", "sub_own"))).await;
+    let dan = ledger.send_subscriptions_held_elsewhere().await.dan;
     assert!(caught_up(&ledger).await);
 
     let row = |email: &str, subscription: &str, holder: &str, registration: &str| {
