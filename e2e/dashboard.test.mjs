@@ -370,7 +370,9 @@ async function main() {
     await refundAtLocalstripe(page, api, stripe, stripeCustomer);
     await cancelAtLocalstripe(page, api, stripe, stripeCustomer, { ledger, database });
     const unknownToStripe = await cancelUnknownToLocalstripe(page, api, stripe, stripeCustomer);
-    checkProviderSyncCalls({ ledger, database }, [unknownToStripe, stripeCustomer.subscriptionId]);
+    const heldAtStripe = await pauseByHolder(page, api, stripe, { ingest, token });
+    checkProviderSyncCalls({ ledger, database }, ["POST /v1/subscriptions/" + heldAtStripe,
+      "DELETE /v1/subscriptions/" + unknownToStripe, "DELETE /v1/subscriptions/" + stripeCustomer.subscriptionId, "POST /v1/refunds"]);
 
     // A read-only token sees no actions (ingest would refuse it anyway: ledger-ingest's tests).
     const readOnlyContext = await browser.newContext({ viewport: { width: 1280, height: 900 } });
@@ -419,7 +421,7 @@ async function main() {
     console.error(`\n${failures.length} check(s) failed`);
     process.exit(1);
   }
-  console.log(`\nall checks passed; screenshots: target/e2e-dashboard.png, target/e2e-dashboard-800.png, target/e2e-customer.png, target/e2e-actions.png, target/e2e-refund-processing.png, target/e2e-refund-complete.png, target/e2e-action-processing.png, target/e2e-action-complete.png, target/e2e-action-processing-refused.png, target/e2e-action-failed.png, target/e2e-read-only.png`);
+  console.log(`\nall checks passed; screenshots: target/e2e-dashboard.png, target/e2e-dashboard-800.png, target/e2e-customer.png, target/e2e-actions.png, target/e2e-refund-processing.png, target/e2e-refund-complete.png, target/e2e-action-processing.png, target/e2e-action-complete.png, target/e2e-action-processing-refused.png, target/e2e-action-failed.png, target/e2e-pause-processing.png, target/e2e-pause.png, target/e2e-read-only.png`);
 }
 
 // ---- refunds and cancellations from the page, carried out at localstripe by the demo's provider-sync ----
@@ -437,11 +439,12 @@ async function openCustomer(page, customerId, email) {
  * and text. localstripe is paused (SIGSTOP) from the click until the page shows
  * `processing`: it answers provider-sync within milliseconds otherwise, before the page's
  * first read, which then shows the answer at once. Paused, it holds provider-sync's request
- * (well within its 10 s timeout), as a slow provider would. */
-async function clickAndFollow(page, stripe, button, what, screenshot) {
+ * (well within its 10 s timeout), as a slow provider would. A pause or resume asks for no
+ * confirmation (`confirms` false). */
+async function clickAndFollow(page, stripe, button, what, screenshot, { confirms = true } = {}) {
   stripe.pause();
   try {
-    page.once("dialog", (dialog) => dialog.accept());
+    if (confirms) page.once("dialog", (dialog) => dialog.accept());
     await page.click(button);
     await page.waitForFunction(() => document.querySelector("[data-test=action]").dataset.state === "processing", null, { timeout: 30_000 });
     const processing = await page.$eval("[data-test=action]", (element) => element.textContent);
@@ -548,15 +551,74 @@ async function cancelUnknownToLocalstripe(page, api, stripe, stripeCustomer) {
   return subscription.subscription_id;
 }
 
-/** provider-sync made one request for each of the page's cancellations, newest first, after
- * the page's refund, and none for the demo's history: its requests are the providers' own
- * news (issuer payment_provider), although several of its subscriptions are left
- * cancel-pending. */
-function checkProviderSyncCalls({ ledger, database }, subscriptionIds) {
+/** Decision 0032: the page asks a provider for a pause only of a subscription held there,
+ * whatever the customer registered through. A customer registered internally (through the
+ * demo's ingest, as an internal system would) has `sub_e2e_stripe` held at Stripe and
+ * `sub_e2e_own` of the company's own billing. Pausing the first sends
+ * `request_subscription_update`, `processing` until provider-sync's call to localstripe
+ * (which knows no such subscription: 404) makes it `failed` with localstripe's reason;
+ * pausing the second records `subscription_paused` at once (`complete`), asking nobody.
+ * Resolves with the Stripe-held subscription's id. */
+async function pauseByHolder(page, api, stripe, { ingest, token }) {
+  const send = async (name, customerId, provider, accountId, body) => {
+    const response = await fetch(ingest + "/v1/commands/" + name, {
+      method: "POST", headers: { Authorization: "Bearer " + token, "Content-Type": "application/json" },
+      body: JSON.stringify({ metadata: { idempotency_key: `e2e:${name}:${body.subscription_id || body.email}`, customer_id: customerId,
+        occurred_at_unix_micros: String(Date.now() * 1000), payment_provider: provider, account_id: accountId }, [name]: body }),
+    });
+    const reply = await response.json();
+    if (!response.ok || !reply.accepted) throw new Error(`ingest refused ${name}: HTTP ${response.status} ${JSON.stringify(reply)}`);
+    return reply.accepted;
+  };
+  const email = "internal-e2e@example.com";
+  const customerId = (await send("register_customer", "", "PAYMENT_PROVIDER_INTERNAL", "", { email, name: "Internal E2E" })).customer_id;
+  const plan = { plan_id: "pro-monthly-e2e", unit_price: { amount_minor: "4900", currency: "USD" }, interval: "BILLING_INTERVAL_MONTH", interval_count: 1 };
+  const started = (subscriptionId) => ({ subscription_id: subscriptionId, plan, quantity: 1,
+    current_period_end_unix_seconds: String(Math.floor(Date.now() / 1000) + 30 * 86_400) });
+  const [held, own] = ["sub_e2e_stripe", "sub_e2e_own"];
+  await send("start_subscription", customerId, "PAYMENT_PROVIDER_STRIPE", "cus_e2e_internal", started(held));
+  await send("start_subscription", customerId, "PAYMENT_PROVIDER_INTERNAL", "", started(own));
+  const detail = await eventually(`${customerId}'s two subscriptions reach the read model`, async () => {
+    const answer = await api("/v1/customers/" + customerId);
+    return answer.subscriptions.length === 2 && answer;
+  });
+  const holders = Object.fromEntries(detail.subscriptions.map((s) => [s.subscription_id, s.provider]));
+  check(detail.provider === "internal" && holders[held] === "stripe" && holders[own] === "internal",
+    `the API names each subscription's holder, not the registration provider (${detail.provider}): ${JSON.stringify(holders)}`);
+  await openCustomer(page, customerId, email);
+  const shown = await page.$$eval("#customer-subscriptions tr", (rows) => rows.slice(1).map((row) =>
+    [row.cells[0].textContent, row.querySelector("[data-test=subscription-provider]").textContent]));
+  check(JSON.stringify(Object.fromEntries(shown)) === JSON.stringify(holders), `the page shows each subscription's provider: ${JSON.stringify(shown)}`);
+
+  const answer = await clickAndFollow(page, stripe, `button[data-action=pause][data-subscription="${held}"]`,
+    `the pause of ${held}, held at Stripe by a customer registered internally,`, "e2e-pause-processing.png", { confirms: false });
+  check(answer.state === "failed" && answer.text.includes("the provider refused: Not Found (invalid_request_error)"),
+    `it was asked of Stripe, which does not know it: "${answer.text}"`);
+  const requested = await eventsOf(api, customerId, "subscription_update_requested", held);
+  const paused = await eventsOf(api, customerId, "subscription_paused", held);
+  check(requested.length === 1 && paused.length === 0,
+    `the ledger holds one subscription_update_requested for ${held} and no subscription_paused (${paused.length})`);
+
+  await page.click(`button[data-action=pause][data-subscription="${own}"]`);
+  await page.waitForFunction(() => ["complete", "failed", "refused"].includes(document.querySelector("[data-test=action]").dataset.state), null, { timeout: 30_000 });
+  const recorded = await page.$eval("[data-test=action]", (element) => ({ state: element.dataset.state, text: element.textContent }));
+  check(recorded.state === "complete" && recorded.text.includes("Pause " + own) && recorded.text.includes("subscription paused"),
+    `the pause of ${own}, of the company's own billing, is recorded at once: "${recorded.text}"`);
+  const after = await api("/v1/customers/" + customerId);
+  const statuses = Object.fromEntries(after.subscriptions.map((s) => [s.subscription_id, s.status]));
+  check(statuses[own] === "paused" && statuses[held] === "active" && (await eventsOf(api, customerId, "subscription_update_requested", own)).length === 0,
+    `${own} is paused without a request, ${held} stays active: ${JSON.stringify(statuses)}`);
+  await page.screenshot({ path: join(screenshots, "e2e-pause.png"), fullPage: true });
+  return held;
+}
+
+/** provider-sync's requests, newest first, were `expected`: the page's refund, cancellations
+ * and pause, and none for the demo's history: its requests are the providers' own news
+ * (issuer payment_provider), although several of its subscriptions are left cancel-pending. */
+function checkProviderSyncCalls({ ledger, database }, expected) {
   const requests = execFileSync(ledger, ["provider-sync", "attempts"], { env: { ...process.env, DATABASE_URL: database }, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] })
     .split("\n").filter((line) => line).map((line) => line.split("\t")[2]);
-  const expected = [...subscriptionIds.map((id) => "DELETE /v1/subscriptions/" + id), "POST /v1/refunds"];
-  check(requests.join() === expected.join(), `provider-sync's requests were the page's refund and cancellations only: ${requests.join(", ")}`);
+  check(requests.join() === expected.join(), `provider-sync's requests were the page's refund, cancellations and pause only: ${requests.join(", ")}`);
 }
 
 mkdirSync(screenshots, { recursive: true });

@@ -90,6 +90,11 @@ pub(crate) struct Subscription {
     trial_end: Option<String>,
     current_period_end: String,
     cancel_at_period_end: bool,
+    /// The provider holding the subscription: stripe, paypal, xendit, or internal (the
+    /// company's own billing). The one its `subscription_started` came through, which may
+    /// differ from the customer's registration `provider`; provider-sync carries out a
+    /// `request_cancellation` or `request_subscription_update` of it there (decision 0032).
+    provider: String,
 }
 
 /// Lifetime money of the customer in one currency.
@@ -373,7 +378,8 @@ const SINGLE_SQL: &str = concat!(
     iso!("s.trial_end"),
     ",   'current_period_end', ",
     iso!("s.current_period_end"),
-    ",   'cancel_at_period_end', s.cancel_at_period_end) ORDER BY s.subscription_id), '[]')",
+    ",   'cancel_at_period_end', s.cancel_at_period_end,",
+    "   'provider', s.payment_provider_type) ORDER BY s.subscription_id), '[]')",
     "   FROM customers.subscriptions s WHERE s.customer_id = c.customer_id) AS subscriptions,",
     " (SELECT coalesce(json_agg(json_build_object('currency', t.currency,",
     "   'paid_minor', t.paid_minor, 'refunded_minor', t.refunded_minor) ORDER BY t.currency), '[]')",

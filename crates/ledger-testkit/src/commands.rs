@@ -103,6 +103,20 @@ pub fn money(amount_minor: i64, currency: &str) -> proto::Money {
     }
 }
 
+/// `command` as `provider` sends it for the customer's account `account_id` (its envelope's
+/// provider and account).
+pub fn through(
+    provider: proto::PaymentProvider,
+    account_id: &str,
+    mut command: proto::Command,
+) -> proto::Command {
+    if let Some(metadata) = command.metadata.as_mut() {
+        metadata.payment_provider = provider as i32;
+        account_id.clone_into(&mut metadata.account_id);
+    }
+    command
+}
+
 /// `command` accepted only if its customer's stream is at `expected_version`.
 pub fn with_expected_version(mut command: proto::Command, expected_version: u64) -> proto::Command {
     if let Some(metadata) = command.metadata.as_mut() {

@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
-use crate::commands::{NOW_MICROS, command, money, register, start_subscription};
+use crate::commands::{NOW_MICROS, command, money, register, start_subscription, through};
 use crate::{TestDb, unique_name};
 use ledger_devenv::services::DEFAULT_NATS_URL;
 
@@ -475,6 +475,65 @@ impl TestLedger {
         ))
         .await;
         KnownCustomers { ada, bob, carol }
+    }
+}
+
+/// The customers of [`TestLedger::send_subscriptions_held_elsewhere`], by name.
+#[derive(Debug, Clone)]
+pub struct HeldElsewhere {
+    pub dan: String,
+    pub erin: String,
+}
+
+impl TestLedger {
+    /// Sends subscriptions held by another provider than their customer's registration one
+    /// (decision 0032: the holder is the provider its `subscription_started` came through) and
+    /// returns the customers' ids. Dan (`dan@example.com`) registered internally; his
+    /// `sub_stripe` was started through Stripe (account `cus_dan`), `sub_own` internally; both
+    /// are then paused through the other one. Erin (`erin@example.com`) registered through
+    /// Stripe; her `sub_paypal` was started through PayPal (`I-ERIN`). All USD `pro-monthly`.
+    /// 7 events.
+    ///
+    /// # Panics
+    ///
+    /// If the writer refuses a command.
+    pub async fn send_subscriptions_held_elsewhere(&self) -> HeldElsewhere {
+        use proto::PaymentProvider::{Internal, Paypal, Stripe};
+        let client = self.client();
+        let send = |command: proto::Command| {
+            let client = client.clone();
+            async move { client.send(&command).await.expect("accepted") }
+        };
+        let dan = send(through(Internal, "", register("dan-1", "dan@example.com")))
+            .await
+            .customer_id;
+        let start = |key: &str, subscription_id: &str| {
+            start_subscription(key, &dan, subscription_id, "USD")
+        };
+        send(through(Stripe, "cus_dan", start("dan-2", "sub_stripe"))).await;
+        send(through(Internal, "", start("dan-3", "sub_own"))).await;
+        let pause = |key: &str, subscription_id: &str| {
+            command(
+                key,
+                &dan,
+                Kind::PauseSubscription(proto::SubscriptionPaused {
+                    subscription_id: subscription_id.to_owned(),
+                    resumes_at_unix_seconds: None,
+                }),
+            )
+        };
+        send(through(Internal, "", pause("dan-4", "sub_stripe"))).await;
+        send(through(Stripe, "cus_dan", pause("dan-5", "sub_own"))).await;
+        let erin = send(register("erin-1", "erin@example.com"))
+            .await
+            .customer_id;
+        send(through(
+            Paypal,
+            "I-ERIN",
+            start_subscription("erin-2", &erin, "sub_paypal", "USD"),
+        ))
+        .await;
+        HeldElsewhere { dan, erin }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Read model `customers`: one row per customer (profile, registration account, a summary
-//! status, MRR, last payment), its subscriptions, provider accounts, lifetime totals per
-//! currency, its payments with their refunds, and its event timeline.
+//! status, MRR, last payment), its subscriptions (with the provider holding each), provider
+//! accounts, lifetime totals per currency, its payments with their refunds, and its event
+//! timeline.
 //!
 //! The rows are derived from the domain's customer aggregate (`ledger_domain::evolve`), never
 //! from a second copy of its rules: the projector keeps the aggregates of recently seen
@@ -45,8 +46,10 @@ impl Projector for CustomersProjector {
         // count no MRR (decisions 0014, 0015). 3: the timeline keeps each event's causation id
         // (a provider event's inbox row). 4: and its subscription id and failure reason (the
         // dashboard pairs an operator's request with the provider's answer). 5: payments, with
-        // their refunds and refund requests (the dashboard's refund form).
-        5
+        // their refunds and refund requests (the dashboard's refund form). 6: the provider
+        // holding each subscription (the dashboard asks that provider for a pause or resume,
+        // decision 0032).
+        6
     }
 
     fn readable_by_query(&self) -> bool {

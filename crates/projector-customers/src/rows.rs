@@ -85,6 +85,9 @@ pub(crate) struct Rows {
     /// The payments the batch's events are about, with their business time when the batch
     /// records them (a new row) and `None` when it changes their refunds (an existing row).
     payments: BTreeMap<(Uuid, String), Option<OffsetDateTime>>,
+    /// The provider holding each subscription the batch started: its `subscription_started`'s
+    /// envelope provider (provider-sync's rule: where a request about it is carried out).
+    holders: BTreeMap<(Uuid, String), &'static str>,
     timeline: Vec<TimelineRow>,
 }
 
@@ -119,6 +122,17 @@ impl Rows {
                 self.last_payments.insert(
                     customer_id,
                     (PaymentStatus::Failed.as_str(), envelope.occurred_at),
+                );
+            }
+            // The start that adds the subscription to the aggregate, the last one while it is
+            // not there (`evolve` ignores a start of an id it holds): the same start whatever
+            // the batches, live or in a rebuild.
+            Event::SubscriptionStarted(started)
+                if !state.subscriptions.contains_key(&started.subscription_id) =>
+            {
+                self.holders.insert(
+                    (customer_id, started.subscription_id.clone()),
+                    envelope.payment_provider_type.as_str(),
                 );
             }
             _ => {}
@@ -254,82 +268,80 @@ impl Rows {
         Ok(())
     }
 
-    /// Upserts the subscriptions that differ from before the batch (a customer's
-    /// subscriptions are never removed from the aggregate).
+    /// Inserts the subscriptions the batch started, with their holder, and updates those that
+    /// differ from before the batch (a customer's subscriptions are never removed from the
+    /// aggregate, and their holder never changes).
     async fn write_subscriptions(
         &self,
         transaction: &Transaction<'_>,
         states: &BTreeMap<Uuid, Customer>,
     ) -> Result<(), ProjectorError> {
-        let mut ids = Vec::new();
-        let mut subscription_ids = Vec::new();
-        let mut statuses = Vec::new();
-        let mut plans = Vec::new();
-        let mut intervals = Vec::new();
-        let mut counts = Vec::new();
-        let mut quantities = Vec::new();
-        let mut amounts = Vec::new();
-        let mut currencies = Vec::new();
-        let mut mrr = Vec::new();
-        let mut trial_ends = Vec::new();
-        let mut period_ends = Vec::new();
-        let mut cancel_at_period_end = Vec::new();
+        let (mut inserted, mut updated) = (
+            SubscriptionColumns::default(),
+            SubscriptionColumns::default(),
+        );
+        let mut holders = Vec::new();
         for (customer_id, before, after) in self.changes(states) {
             for (subscription_id, subscription) in &after.subscriptions {
-                if before.subscriptions.get(subscription_id) == Some(subscription) {
-                    continue;
+                match before.subscriptions.get(subscription_id) {
+                    Some(earlier) if earlier == subscription => {}
+                    Some(_) => updated.push(customer_id, subscription_id, subscription),
+                    None => {
+                        // Only a start adds a subscription to the aggregate.
+                        let key = (customer_id, subscription_id.clone());
+                        let Some(holder) = self.holders.get(&key) else {
+                            return Err(ProjectorError::Apply {
+                                projector: "customers",
+                                reason: format!(
+                                    "subscription {subscription_id} of {customer_id} appeared \
+                                     without a subscription_started"
+                                ),
+                            });
+                        };
+                        inserted.push(customer_id, subscription_id, subscription);
+                        holders.push(*holder);
+                    }
                 }
-                ids.push(customer_id);
-                subscription_ids.push(subscription_id.as_str());
-                statuses.push(subscription.status.as_str());
-                plans.push(subscription.plan.plan_id.as_str());
-                intervals.push(subscription.plan.interval.as_str());
-                counts.push(i32::try_from(subscription.plan.interval_count).unwrap_or(i32::MAX));
-                quantities.push(i32::try_from(subscription.quantity).unwrap_or(i32::MAX));
-                amounts.push(subscription.plan.unit_price.amount_minor);
-                currencies.push(subscription.currency().code());
-                mrr.push(subscription.monthly_recurring_revenue().rounded_minor());
-                trial_ends.push(subscription.trial_end_unix_seconds.and_then(unix_time));
-                period_ends.push(
-                    unix_time(subscription.current_period_end_unix_seconds)
-                        .unwrap_or(OffsetDateTime::UNIX_EPOCH),
-                );
-                cancel_at_period_end.push(subscription.cancel_at_period_end());
             }
         }
-        if ids.is_empty() {
-            return Ok(());
+        if !inserted.ids.is_empty() {
+            let mut parameters = Vec::from(inserted.parameters());
+            parameters.push(&holders);
+            transaction
+                .execute(
+                    "INSERT INTO customers.subscriptions (customer_id, subscription_id, status, \
+                       plan_id, billing_interval, interval_count, quantity, unit_amount_minor, \
+                       currency, mrr_minor, trial_end, current_period_end, \
+                       cancel_at_period_end, payment_provider_type) \
+                     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], \
+                       $5::text[], $6::int4[], $7::int4[], $8::int8[], $9::text[], $10::int8[], \
+                       $11::timestamptz[], $12::timestamptz[], $13::bool[], $14::text[])",
+                    &parameters,
+                )
+                .await?;
         }
-        transaction
-            .execute(
-                "INSERT INTO customers.subscriptions SELECT * FROM unnest($1::uuid[], \
-                   $2::text[], $3::text[], $4::text[], $5::text[], $6::int4[], $7::int4[], \
-                   $8::int8[], $9::text[], $10::int8[], $11::timestamptz[], $12::timestamptz[], \
-                   $13::bool[]) \
-                 ON CONFLICT (customer_id, subscription_id) DO UPDATE SET status = excluded.status, \
-                   plan_id = excluded.plan_id, billing_interval = excluded.billing_interval, \
-                   interval_count = excluded.interval_count, quantity = excluded.quantity, \
-                   unit_amount_minor = excluded.unit_amount_minor, currency = excluded.currency, \
-                   mrr_minor = excluded.mrr_minor, trial_end = excluded.trial_end, \
-                   current_period_end = excluded.current_period_end, \
-                   cancel_at_period_end = excluded.cancel_at_period_end",
-                &[
-                    &ids,
-                    &subscription_ids,
-                    &statuses,
-                    &plans,
-                    &intervals,
-                    &counts,
-                    &quantities,
-                    &amounts,
-                    &currencies,
-                    &mrr,
-                    &trial_ends,
-                    &period_ends,
-                    &cancel_at_period_end,
-                ],
-            )
-            .await?;
+        if !updated.ids.is_empty() {
+            transaction
+                .execute(
+                    "UPDATE customers.subscriptions s SET status = u.status, \
+                       plan_id = u.plan_id, billing_interval = u.billing_interval, \
+                       interval_count = u.interval_count, quantity = u.quantity, \
+                       unit_amount_minor = u.unit_amount_minor, currency = u.currency, \
+                       mrr_minor = u.mrr_minor, trial_end = u.trial_end, \
+                       current_period_end = u.current_period_end, \
+                       cancel_at_period_end = u.cancel_at_period_end \
+                     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \
+                       $6::int4[], $7::int4[], $8::int8[], $9::text[], $10::int8[], \
+                       $11::timestamptz[], $12::timestamptz[], $13::bool[]) \
+                       AS u(customer_id, subscription_id, status, plan_id, billing_interval, \
+                            interval_count, quantity, unit_amount_minor, currency, mrr_minor, \
+                            trial_end, current_period_end, cancel_at_period_end) \
+                     WHERE s.customer_id = u.customer_id \
+                       AND s.subscription_id = u.subscription_id",
+                    &updated.parameters(),
+                )
+                .await?;
+        }
         Ok(())
     }
 
@@ -571,6 +583,74 @@ impl<'a> CustomerColumns<'a> {
         self.payment_times.push(last_payment.map(|(_, at)| at));
         self.positions.push(position);
         self.event_times.push(event_time);
+    }
+}
+
+/// The `subscriptions` columns derived from the aggregate's subscriptions.
+#[derive(Default)]
+struct SubscriptionColumns<'a> {
+    ids: Vec<Uuid>,
+    subscription_ids: Vec<&'a str>,
+    statuses: Vec<&'static str>,
+    plans: Vec<&'a str>,
+    intervals: Vec<&'static str>,
+    interval_counts: Vec<i32>,
+    quantities: Vec<i32>,
+    amounts: Vec<i64>,
+    currencies: Vec<&'static str>,
+    mrr: Vec<i64>,
+    trial_ends: Vec<Option<OffsetDateTime>>,
+    period_ends: Vec<OffsetDateTime>,
+    cancel_at_period_end: Vec<bool>,
+}
+
+impl<'a> SubscriptionColumns<'a> {
+    /// The columns as statement parameters, in the order of the fields (the table's).
+    fn parameters(&self) -> [&(dyn ToSql + Sync); 13] {
+        [
+            &self.ids,
+            &self.subscription_ids,
+            &self.statuses,
+            &self.plans,
+            &self.intervals,
+            &self.interval_counts,
+            &self.quantities,
+            &self.amounts,
+            &self.currencies,
+            &self.mrr,
+            &self.trial_ends,
+            &self.period_ends,
+            &self.cancel_at_period_end,
+        ]
+    }
+
+    fn push(
+        &mut self,
+        customer_id: Uuid,
+        subscription_id: &'a str,
+        subscription: &'a Subscription,
+    ) {
+        self.ids.push(customer_id);
+        self.subscription_ids.push(subscription_id);
+        self.statuses.push(subscription.status.as_str());
+        self.plans.push(subscription.plan.plan_id.as_str());
+        self.intervals.push(subscription.plan.interval.as_str());
+        self.interval_counts
+            .push(i32::try_from(subscription.plan.interval_count).unwrap_or(i32::MAX));
+        self.quantities
+            .push(i32::try_from(subscription.quantity).unwrap_or(i32::MAX));
+        self.amounts.push(subscription.plan.unit_price.amount_minor);
+        self.currencies.push(subscription.currency().code());
+        self.mrr
+            .push(subscription.monthly_recurring_revenue().rounded_minor());
+        self.trial_ends
+            .push(subscription.trial_end_unix_seconds.and_then(unix_time));
+        self.period_ends.push(
+            unix_time(subscription.current_period_end_unix_seconds)
+                .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+        );
+        self.cancel_at_period_end
+            .push(subscription.cancel_at_period_end());
     }
 }
 

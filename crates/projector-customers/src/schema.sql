@@ -47,6 +47,10 @@ CREATE TABLE subscriptions (
     trial_end            timestamptz,
     current_period_end   timestamptz NOT NULL,
     cancel_at_period_end boolean NOT NULL,
+    -- The provider holding the subscription (stripe, paypal, xendit, internal): the
+    -- payment_provider_type of its subscription_started's envelope, whatever the customer
+    -- registered through; provider-sync carries requests out at the same one.
+    payment_provider_type text   NOT NULL,
     PRIMARY KEY (customer_id, subscription_id)
 ) WITH (fillfactor = 70);
 CREATE INDEX subscriptions_plan ON subscriptions (plan_id);

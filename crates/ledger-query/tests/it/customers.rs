@@ -57,7 +57,8 @@ async fn single_customer_has_exact_metrics() {
                 "currency_exponent": 2,
                 "trial_end": null,
                 "current_period_end": "2026-01-31T00:00:00Z",
-                "cancel_at_period_end": false
+                "cancel_at_period_end": false,
+                "provider": "stripe"
             }],
             "lifetime": [{
                 "currency": "USD", "currency_exponent": 2,
@@ -118,6 +119,52 @@ async fn single_customer_has_exact_metrics() {
             StatusCode::BAD_REQUEST,
             "bad_parameter".into(),
             Some("id".into())
+        )
+    );
+}
+
+/// Each subscription names the provider holding it (decision 0032), which the dashboard asks
+/// for a pause or resume: not the customer's registration provider.
+#[actix_web::test]
+async fn each_subscription_names_the_provider_holding_it() {
+    let query = Query::start(Setup {
+        customers: true,
+        ..Setup::default()
+    })
+    .await;
+    let held = query.ledger.send_subscriptions_held_elsewhere().await;
+    query.customers_caught_up().await;
+    let app = app!(query);
+    let holders = |answer: &crate::Answer| {
+        let subscriptions = answer.json["subscriptions"]
+            .as_array()
+            .expect("subscriptions");
+        (
+            answer.json["provider"].clone(),
+            subscriptions
+                .iter()
+                .map(|s| (s["subscription_id"].clone(), s["provider"].clone()))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let dan = get!(app, &format!("/v1/customers/{}", held.dan));
+    assert_eq!(dan.status, StatusCode::OK, "{}", dan.json);
+    assert_eq!(
+        holders(&dan),
+        (
+            json!("internal"),
+            vec![
+                (json!("sub_own"), json!("internal")),
+                (json!("sub_stripe"), json!("stripe")),
+            ]
+        )
+    );
+    let erin = get!(app, &format!("/v1/customers/{}", held.erin));
+    assert_eq!(
+        holders(&erin),
+        (
+            json!("stripe"),
+            vec![(json!("sub_paypal"), json!("paypal"))]
         )
     );
 }

@@ -469,3 +469,75 @@ async fn payment_rows(ledger: &TestLedger) -> Vec<PaymentRow> {
         })
         .collect()
 }
+
+type HolderRow = (String, String, String, String);
+
+/// Each subscription with the provider holding it, next to its customer's registration
+/// provider: (email, subscription, holder, registration provider).
+async fn holder_rows(ledger: &TestLedger) -> Vec<HolderRow> {
+    let client = ledger.database().client().await;
+    client
+        .query(
+            "SELECT c.email, s.subscription_id, s.payment_provider_type, c.payment_provider_type \
+             FROM customers.subscriptions s JOIN customers.customers c USING (customer_id) \
+             ORDER BY c.email, s.subscription_id",
+            &[],
+        )
+        .await
+        .expect("subscriptions")
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3)))
+        .collect()
+}
+
+/// Decision 0032: the provider holding a subscription is the one its `subscription_started`
+/// came through, as provider-sync decides, not the customer's registration provider nor the
+/// provider of a later event about it. Batches of 3 events update rows across batches, and a
+/// replay (other batches) gives the same tables.
+#[tokio::test]
+async fn each_subscription_is_held_by_the_provider_that_started_it() {
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let projector = start(&ledger, false).await;
+    let dan = ledger.send_subscriptions_held_elsewhere().await.dan;
+    assert!(caught_up(&ledger).await);
+
+    let row = |email: &str, subscription: &str, holder: &str, registration: &str| {
+        (
+            email.to_owned(),
+            subscription.to_owned(),
+            holder.to_owned(),
+            registration.to_owned(),
+        )
+    };
+    let expected = vec![
+        row("dan@example.com", "sub_own", "internal", "internal"),
+        row("dan@example.com", "sub_stripe", "stripe", "internal"),
+        row("erin@example.com", "sub_paypal", "paypal", "stripe"),
+    ];
+    assert_eq!(holder_rows(&ledger).await, expected);
+    let statuses: Vec<String> = ledger
+        .database()
+        .client()
+        .await
+        .query(
+            "SELECT status FROM customers.subscriptions WHERE customer_id = $1::text::uuid \
+             ORDER BY subscription_id",
+            &[&dan],
+        )
+        .await
+        .expect("statuses")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(statuses, ["paused", "paused"]);
+
+    let live = digest(&ledger).await;
+    projector.stop().await;
+    let replayed = start(&ledger, true).await;
+    assert!(caught_up(&ledger).await);
+    assert_eq!(holder_rows(&ledger).await, expected);
+    assert_eq!(digest(&ledger).await, live);
+    replayed.stop().await;
+    writer.stop().await.expect("writer");
+}
