@@ -36,6 +36,28 @@ pub(crate) struct Batch<'a> {
     pub(crate) prefetched: &'a Prefetched,
 }
 
+/// A delivery as the intake admitted it, its body parsed there: on the intake's task, off the
+/// decider's serial path (`ledger bench sync`). `None` for a re-normalization, whose body the
+/// decider reads from the inbox, and for a delivery that names no provider, which it refuses.
+#[derive(Debug)]
+pub(crate) struct Admitted {
+    pub(crate) delivery: proto::ProviderDelivery,
+    pub(crate) parsed: Option<Result<ProviderMessage, String>>,
+}
+
+impl Admitted {
+    pub(crate) fn new(delivery: proto::ProviderDelivery) -> Admitted {
+        let parsed = Provider::try_from(delivery.provider())
+            .ok()
+            .filter(|_| delivery.renormalizes_inbox_id.is_empty())
+            .map(|provider| {
+                ledger_connectors::parse(provider, &delivery.body)
+                    .map_err(|error| error.to_string())
+            });
+        Admitted { delivery, parsed }
+    }
+}
+
 /// How a mapping's `Ignored` reason starts when the snapshot matches what the ledger holds
 /// (PayPal's and Xendit's mappings): the snapshot counts as seen for `normalize_after`.
 const SNAPSHOT_ALREADY_APPLIED: &str = "already applied";
@@ -228,23 +250,18 @@ impl Decider {
     ) -> Result<Prefetched, WriterError> {
         let mut prefetched = Prefetched::default();
         let mut streams = Vec::new();
-        let deliveries = batch.iter().flat_map(|incoming| match &incoming.request {
-            Request::Command(_) => Vec::new(),
-            Request::Delivery(delivery) => vec![delivery],
-            Request::DeliveryPage(parts) => {
-                parts.iter().filter_map(|part| part.as_ref().ok()).collect()
-            }
-        });
-        for delivery in deliveries {
-            let Ok(provider) = Provider::try_from(delivery.provider()) else {
-                continue;
-            };
-            if !delivery.renormalizes_inbox_id.is_empty() {
-                continue;
-            }
-            let Ok(message) = ledger_connectors::parse(provider, &delivery.body) else {
-                continue;
-            };
+        let messages = batch
+            .iter()
+            .flat_map(|incoming| match &incoming.request {
+                Request::Command(_) => Vec::new(),
+                Request::Delivery(admitted) => vec![admitted],
+                Request::DeliveryPage(parts) => {
+                    parts.iter().filter_map(|part| part.as_ref().ok()).collect()
+                }
+            })
+            .filter_map(|admitted| admitted.parsed.as_ref()?.as_ref().ok());
+        for message in messages {
+            let provider = message.provider;
             if let Some(account_id) = &message.account_id {
                 let key = UniqueKey::ProviderAccount(provider, account_id.clone());
                 prefetched.unique_keys.insert(key.storage_key());
@@ -263,22 +280,24 @@ impl Decider {
             }
             prefetched
                 .idempotency_keys
-                .insert(ledger_connectors::idempotency_key(&message, 0, 1));
+                .insert(ledger_connectors::idempotency_key(message, 0, 1));
             for index in 0..PREFETCHED_COMMANDS {
                 prefetched
                     .idempotency_keys
                     .insert(ledger_connectors::idempotency_key(
-                        &message,
+                        message,
                         index,
                         PREFETCHED_COMMANDS,
                     ));
             }
-            if let Some(object) = ledger_connectors::snapshot_object(&message) {
+            if let Some(object) = ledger_connectors::snapshot_object(message) {
                 prefetched
                     .snapshot_objects
                     .insert((provider, object.to_owned()));
             }
-            prefetched.events.insert((provider, message.event_id));
+            prefetched
+                .events
+                .insert((provider, message.event_id.clone()));
         }
         if prefetched.events.is_empty() {
             return Ok(prefetched);
@@ -317,6 +336,7 @@ impl Decider {
     pub(crate) async fn decide_delivery(
         &self,
         delivery: &proto::ProviderDelivery,
+        parsed: Option<Result<ProviderMessage, String>>,
         batch: &mut Batch<'_>,
     ) -> Result<Plan, WriterError> {
         let Ok(provider) = Provider::try_from(delivery.provider()) else {
@@ -371,7 +391,11 @@ impl Decider {
                 }
             },
         };
-        let message = match ledger_connectors::parse(provider, &body) {
+        let parsed = match parsed {
+            Some(parsed) if renormalizes.is_none() => parsed,
+            _ => ledger_connectors::parse(provider, &body).map_err(|error| error.to_string()),
+        };
+        let message = match parsed {
             Ok(message) => message,
             Err(error) => return Ok(refused(RejectionKind::Malformed, "malformed", error)),
         };

@@ -10,6 +10,7 @@ use ledger_bus::{
 use ledger_domain::proto::{self, RejectionKind};
 use tokio::sync::mpsc;
 
+use crate::delivery::Admitted;
 use crate::metrics::WriterMetrics;
 use crate::pipeline::{
     Incoming, Request, delivery_rejected, page_rejected, rejected, reply, reply_to_delivery,
@@ -105,7 +106,10 @@ fn admit_delivery(
         )
     })?;
     check_delivery(&delivery, subject_provider)?;
-    Ok((Request::Delivery(delivery), Encoding::Protobuf))
+    Ok((
+        Request::Delivery(Admitted::new(delivery)),
+        Encoding::Protobuf,
+    ))
 }
 
 /// A page of deliveries the writer can decide, or the rejection of the whole page: it must
@@ -142,7 +146,9 @@ fn admit_page(
     let parts = page
         .deliveries
         .into_iter()
-        .map(|delivery| check_delivery(&delivery, subject_provider).map(|()| delivery))
+        .map(|delivery| {
+            check_delivery(&delivery, subject_provider).map(|()| Admitted::new(delivery))
+        })
         .collect();
     Ok((Request::DeliveryPage(parts), Encoding::Protobuf))
 }

@@ -18,7 +18,7 @@ use ledger_store::{
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use crate::delivery::DeliveryPlan;
+use crate::delivery::{Admitted, DeliveryPlan};
 use crate::metrics::WriterMetrics;
 use crate::publish::Publisher;
 use crate::waiting::{Awaiting, RELEASE_DEPTH_MAX};
@@ -43,16 +43,12 @@ pub(crate) struct Incoming {
 
 /// What arrived: a command, or a verified provider webhook delivery from ingest.
 #[derive(Debug)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "commands are the common case: boxing them would allocate once more per command"
-)]
 pub(crate) enum Request {
     Command(proto::Command),
-    Delivery(proto::ProviderDelivery),
+    Delivery(Admitted),
     /// A page of deliveries (the backfill), decided in order as if each had been sent alone
     /// and answered once; a delivery intake refused alone holds its answer.
-    DeliveryPage(Vec<Result<proto::ProviderDelivery, proto::CommandReply>>),
+    DeliveryPage(Vec<Result<Admitted, proto::CommandReply>>),
 }
 
 impl Incoming {
@@ -247,7 +243,7 @@ impl Decider {
         Ok(decided)
     }
 
-    async fn append_group(&mut self, batch: Vec<Incoming>) -> Result<Decided, WriterError> {
+    async fn append_group(&mut self, mut batch: Vec<Incoming>) -> Result<Decided, WriterError> {
         self.awaiting.refresh(&self.store).await?;
         let started = Instant::now();
         let mut working: HashMap<Uuid, Stream> = HashMap::new();
@@ -258,7 +254,7 @@ impl Decider {
         let mut plans = Vec::with_capacity(batch.len());
         // The re-runs of deliveries released by the batch: recorded, answered to nobody.
         let mut released = Vec::new();
-        for incoming in &batch {
+        for incoming in &mut batch {
             let mut batch = crate::delivery::Batch {
                 working: &mut working,
                 requests: &mut requests,
@@ -266,7 +262,7 @@ impl Decider {
                 claims: &mut claims,
                 prefetched: &prefetched,
             };
-            let plan = match &incoming.request {
+            let plan = match &mut incoming.request {
                 Request::Command(command) => {
                     let span = command_span(command);
                     let plan = self
@@ -277,16 +273,16 @@ impl Decider {
                     self.release(&mut batch, &mut released).await?;
                     plan
                 }
-                Request::Delivery(delivery) => {
-                    self.plan_delivery(delivery, &mut batch, &mut released)
+                Request::Delivery(admitted) => {
+                    self.plan_delivery(admitted, &mut batch, &mut released)
                         .await?
                 }
                 Request::DeliveryPage(parts) => {
                     let mut page = Vec::with_capacity(parts.len());
                     for part in parts {
                         page.push(match part {
-                            Ok(delivery) => {
-                                self.plan_delivery(delivery, &mut batch, &mut released)
+                            Ok(admitted) => {
+                                self.plan_delivery(admitted, &mut batch, &mut released)
                                     .await?
                             }
                             Err(refusal) => Plan::DeliveryRefused(refusal.clone()),
@@ -342,17 +338,17 @@ impl Decider {
     /// deliveries waiting for what it made known.
     async fn plan_delivery(
         &mut self,
-        delivery: &proto::ProviderDelivery,
+        admitted: &mut Admitted,
         batch: &mut crate::delivery::Batch<'_>,
         released: &mut Vec<Plan>,
     ) -> Result<Plan, WriterError> {
         let span = tracing::info_span!(
             "delivery",
-            correlation_id = delivery.correlation_id.as_str()
+            correlation_id = admitted.delivery.correlation_id.as_str()
         );
         let recorded = batch.inbox.len();
         let plan = self
-            .decide_delivery(delivery, batch)
+            .decide_delivery(&admitted.delivery, admitted.parsed.take(), batch)
             .instrument(span)
             .await?;
         self.awaiting.record(&batch.inbox[recorded..]);
@@ -375,7 +371,7 @@ impl Decider {
             let known = std::mem::take(&mut batch.claims.made_known);
             for delivery in self.awaiting.release(&known) {
                 let recorded = batch.inbox.len();
-                released.push(self.decide_delivery(&delivery, batch).await?);
+                released.push(self.decide_delivery(&delivery, None, batch).await?);
                 self.awaiting.record(&batch.inbox[recorded..]);
             }
         }
