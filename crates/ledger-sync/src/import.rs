@@ -569,8 +569,12 @@ async fn record_page(
     }
     let ids: Vec<String> = readable.iter().map(|(id, _)| id.clone()).collect();
     let recorded = store.recorded_event_ids(provider, &ids).await?;
+    let listed = readable.len();
     readable.retain(|(id, _)| !recorded.contains(id));
-    report.skipped += u64::try_from(recorded.len()).unwrap_or(u64::MAX);
+    // Every copy of an object the page lists twice (paging at a list that moves) is skipped;
+    // one not yet recorded is sent each time, and the writer records the second as a
+    // `duplicate`, as a redelivered webhook.
+    report.skipped += u64::try_from(listed - readable.len()).unwrap_or(u64::MAX);
     let received_at_unix_micros =
         i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000).unwrap_or(0);
     let deliveries = readable.into_iter().map(|(id, body)| {

@@ -591,3 +591,61 @@ async fn a_list_whose_paging_does_not_advance_stops_the_import() {
         .get(0);
     assert_eq!(recorded, 2, "the first page's two invoices, recorded once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_listed_twice_on_a_page_is_recorded_once_and_its_copy_as_a_duplicate() {
+    let server = HttpReceiver::start().await;
+    let paid = invoice("inv_5", "PAID", "ana@example.com", 15);
+    let pending = invoice("inv_4", "PENDING", "ana@example.com", 14);
+    server.answer_path(
+        INVOICES,
+        answer(&json!([paid, paid.clone(), pending, pending.clone()])),
+    );
+    server.answer_path(
+        &format!("{INVOICES}&last_invoice_id=inv_4"),
+        answer(&json!([])),
+    );
+    let reader = xendit_reader(&server);
+    let ledger = TestLedger::new().await;
+    let _writer = ledger.start_writer();
+
+    let first = totals(&import_xendit(&reader, &ledger, None, None).await);
+    assert_eq!(
+        (
+            first.objects,
+            first.appended,
+            first.ignored,
+            first.duplicate
+        ),
+        (4, 1, 1, 2)
+    );
+    // As a redelivered webhook: the first copy decided, the second a `duplicate` row.
+    let mut rows: Vec<(String, String)> = ledger
+        .store
+        .inbox_rows(&ledger_store::InboxFilter {
+            limit: 10,
+            ..ledger_store::InboxFilter::default()
+        })
+        .await
+        .expect("the inbox")
+        .into_iter()
+        .map(|row| (row.row.provider_event_id, row.row.outcome.to_string()))
+        .collect();
+    rows.sort();
+    let row = |id: &str, outcome: &str| (id.to_owned(), outcome.to_owned());
+    assert_eq!(
+        rows,
+        vec![
+            row("inv_4:PENDING", "duplicate"),
+            row("inv_4:PENDING", "ignored"),
+            row("inv_5:PAID", "appended"),
+            row("inv_5:PAID", "duplicate"),
+        ]
+    );
+    let types = event_types(&ledger).await;
+    assert_eq!(count(&types, "payment_succeeded"), 1, "{types:?}");
+
+    // A second run skips every copy: the report still adds up to the objects listed.
+    let again = totals(&import_xendit(&reader, &ledger, None, None).await);
+    assert_eq!((again.objects, again.skipped, again.duplicate), (4, 4, 0));
+}
