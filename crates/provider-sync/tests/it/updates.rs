@@ -353,6 +353,7 @@ async fn paypal_suspends_activates_and_revises_and_a_revision_to_approve_waits_f
         customer_with_subscription(&ledger, paypal, "PAYER1", "I-UPDATE1", "P-BASIC").await;
     let approving =
         customer_with_subscription(&ledger, paypal, "PAYER2", "I-APPROVE", "P-BASIC").await;
+    let dated = customer_with_subscription(&ledger, paypal, "PAYER3", "I-DATED", "P-BASIC").await;
     let sync = RunningSync::start(
         &ledger,
         paypal_apis(&server, Duration::from_secs(5)),
@@ -369,11 +370,23 @@ async fn paypal_suspends_activates_and_revises_and_a_revision_to_approve_waits_f
         plan_change("I-APPROVE", "P-PRO"),
     )
     .await;
+    // PayPal's suspend has no resume date: a pause until a date is not sent.
+    let until = ledger_testkit::commands::NOW_MICROS / 1_000_000 + 10 * 86_400;
+    request_update(
+        &ledger,
+        &dated,
+        "I-DATED",
+        "pause:I-DATED",
+        Change::Pause(proto::SubscriptionPaused {
+            subscription_id: "I-DATED".to_owned(),
+            resumes_at_unix_seconds: Some(until),
+        }),
+    )
+    .await;
     let waiting = ledger_testkit::ledger::eventually(crate::WAIT_MS, || async {
-        calls(&ledger)
-            .await
-            .iter()
-            .all(|(_, status, _)| status == "done")
+        // The five requests: pause, resume, change, the revision to approve, the dated pause.
+        let calls = calls(&ledger).await;
+        calls.len() == 5 && calls.iter().all(|(_, status, _)| status == "done")
     })
     .await;
     assert!(waiting, "every call done: {:?}", calls(&ledger).await);
@@ -431,12 +444,24 @@ async fn paypal_suspends_activates_and_revises_and_a_revision_to_approve_waits_f
             .iter()
             .all(|request| request.header("authorization") == Some("Bearer A21AAtoken"))
     );
-    // The revision to approve stays processing: no second plan change, no failure.
+    // The revision to approve stays processing: no second plan change, no failure of it.
     assert_eq!(events_of_type(&ledger, "plan_changed").await.len(), 1);
-    assert!(
-        events_of_type(&ledger, "subscription_update_failed")
-            .await
-            .is_empty()
+    let failures: Vec<(Issuer, Event)> = events_of_type(&ledger, "subscription_update_failed")
+        .await
+        .into_iter()
+        .map(|(recorded, event)| (recorded.event.issuer, event))
+        .collect();
+    assert_eq!(failures.len(), 1, "the dated pause only: {failures:?}");
+    let (issuer, Event::SubscriptionUpdateFailed(failure)) = &failures[0] else {
+        panic!("{failures:?}")
+    };
+    assert_eq!(
+        (
+            *issuer,
+            failure.subscription_id.as_str(),
+            failure.failure_code.as_str()
+        ),
+        (Issuer::Internal, "I-DATED", "provider_sync_not_supported")
     );
     let approval_call = calls(&ledger)
         .await
