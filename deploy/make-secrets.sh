@@ -38,6 +38,7 @@ if [ ! -e secrets/nats-server.env ]; then
     done > secrets/nats-server.env
     echo "wrote secrets/nats-server.env"
 fi
-for provider_secret in stripe_webhook_secrets xendit_callback_tokens stripe_api_key xendit_api_key; do
+for provider_secret in stripe_webhook_secrets xendit_callback_tokens stripe_api_key xendit_api_key \
+    paypal_webhook_ids paypal_client_id paypal_client_secret; do
     [ -e "secrets/$provider_secret" ] || : > "secrets/$provider_secret"
 done

@@ -364,7 +364,10 @@ enum AuditCommand {
 }
 
 fn main() -> ExitCode {
-    let matches = Cli::command().get_matches();
+    let matches = match Cli::command().try_get_matches() {
+        Ok(matches) => matches,
+        Err(error) => naming_the_environment_variable(error).exit(),
+    };
     let mut cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(error) => error.exit(),
@@ -392,6 +395,74 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `error` naming the environment variable its refused value came from: clap names only the
+/// flag (`invalid value '0' for '--cache-mib <CACHE_MIB>'`) even when the value is its `env`
+/// setting's. The flag then reads `--cache-mib <CACHE_MIB> / LEDGER_WRITER_CACHE_MIB`, as the
+/// settings checked after parsing name theirs (`--metrics-allow / LEDGER_METRICS_ALLOW`). Any
+/// other error, or a value given on the command line, is left as it is.
+fn naming_the_environment_variable(mut error: clap::Error) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(
+        error.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
+        return error;
+    }
+    let (Some(ContextValue::String(flag)), Some(ContextValue::String(value))) = (
+        error.get(ContextKind::InvalidArg),
+        error.get(ContextKind::InvalidValue),
+    ) else {
+        return error;
+    };
+    let (flag, value) = (flag.clone(), value.clone());
+    let arguments: Vec<String> = std::env::args_os()
+        .skip(1)
+        .map(|argument| argument.to_string_lossy().into_owned())
+        .collect();
+    // The command and the subcommands the arguments name: their own flags and the globals
+    // (built, so that each flag shows as clap names it).
+    let mut root = Cli::command();
+    root.build();
+    let mut commands = vec![root];
+    for argument in &arguments {
+        let subcommand = commands
+            .last()
+            .and_then(|command| command.find_subcommand(argument))
+            .cloned();
+        commands.extend(subcommand);
+    }
+    let given = |spelling: String| {
+        arguments
+            .iter()
+            .any(|argument| *argument == spelling || argument.starts_with(&format!("{spelling}=")))
+    };
+    let variable = commands
+        .iter()
+        .flat_map(|command| command.get_arguments())
+        .filter(|argument| argument.to_string() == flag)
+        .filter(|argument| {
+            !argument
+                .get_long()
+                .is_some_and(|long| given(format!("--{long}")))
+                && !argument
+                    .get_short()
+                    .is_some_and(|short| given(format!("-{short}")))
+        })
+        .find_map(|argument| {
+            let variable = argument.get_env()?;
+            std::env::var_os(variable)
+                .is_some_and(|set| set.to_string_lossy() == value)
+                .then(|| variable.to_string_lossy().into_owned())
+        });
+    if let Some(variable) = variable {
+        error.insert(
+            ContextKind::InvalidArg,
+            ContextValue::String(format!("{flag} / {variable}")),
+        );
+    }
+    error
 }
 
 async fn run(cli: Cli, demo_targets: demo::DemoTargets) -> anyhow::Result<ExitCode> {

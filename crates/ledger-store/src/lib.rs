@@ -36,6 +36,7 @@ pub use inbox::{
     NewInboxRow, WaitingDelivery,
 };
 pub use projector_lock::{LockHolder, ProjectorLock};
+pub use sync_cursors::SyncCursor;
 pub use verify::{ChainBreak, ChainVerification, CopyVerdict, HeadCopy, TableHead};
 pub use writer::{Writer, text_problem};
 

@@ -1,5 +1,6 @@
 //! Where `ledger sync <provider>` stopped in each of a provider's lists
-//! (`provider_sync_cursors`, migration V9), and which listed objects the inbox already holds.
+//! (`provider_sync_cursors`, migrations V9 and V14), and which listed objects the inbox already
+//! holds.
 
 use std::collections::HashSet;
 
@@ -9,10 +10,20 @@ use time::OffsetDateTime;
 use crate::Store;
 use crate::error::StoreError;
 
+/// Where a list's last run stopped: the position its next page starts after, and the
+/// `--since` that run read the list with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncCursor {
+    /// The provider's paging position (Stripe's and Xendit's: the last object id of the page;
+    /// PayPal's: `<window start>:<page>`), 1 to 255 bytes.
+    pub cursor: String,
+    /// The `--since` of the run that saved it, to the microsecond; `None`: no `--since`.
+    pub since: Option<OffsetDateTime>,
+}
+
 impl Store {
-    /// The id of the last object of the last page of `object_kind`'s list whose objects were
-    /// all recorded (the next page is the one `starting_after` it); `None` when the list was
-    /// never read or was read to its end.
+    /// Where the list of `object_kind` stopped after the last page whose objects were all
+    /// recorded; `None` when the list was never read or was read to its end.
     ///
     /// # Errors
     /// [`StoreError`] when the database fails.
@@ -20,38 +31,47 @@ impl Store {
         &self,
         provider: Provider,
         object_kind: &str,
-    ) -> Result<Option<String>, StoreError> {
+    ) -> Result<Option<SyncCursor>, StoreError> {
         let client = self.connection().await?;
         let row = client
             .query_opt(
-                "SELECT cursor FROM provider_sync_cursors WHERE provider = $1 AND object_kind = $2",
+                "SELECT cursor, since FROM provider_sync_cursors \
+                 WHERE provider = $1 AND object_kind = $2 AND cursor IS NOT NULL",
                 &[&provider.as_str(), &object_kind],
             )
             .await?;
-        Ok(row.and_then(|row| row.get::<_, Option<String>>(0)))
+        Ok(row.map(|row| SyncCursor {
+            cursor: row.get(0),
+            since: row.get(1),
+        }))
     }
 
-    /// Records where the list of `object_kind` stands: `Some(id)` after a page whose objects
-    /// were all recorded (1 to 255 bytes), `None` once the list was read to its end.
+    /// Records where the list of `object_kind`, read with `since` (the run's `--since`),
+    /// stands: `Some(position)` after a page whose objects were all recorded (1 to 255 bytes),
+    /// `None` once the list was read to its end.
     ///
     /// # Errors
-    /// [`StoreError`] when the database fails or the id is longer than 255 bytes.
+    /// [`StoreError`] when the database fails or the position is longer than 255 bytes.
     pub async fn save_sync_cursor(
         &self,
         provider: Provider,
         object_kind: &str,
         cursor: Option<&str>,
+        since: Option<OffsetDateTime>,
     ) -> Result<(), StoreError> {
         let client = self.connection().await?;
         client
             .execute(
-                "INSERT INTO provider_sync_cursors (provider, object_kind, cursor, updated_at) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (provider, object_kind) \
-                 DO UPDATE SET cursor = EXCLUDED.cursor, updated_at = EXCLUDED.updated_at",
+                "INSERT INTO provider_sync_cursors \
+                   (provider, object_kind, cursor, since, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (provider, object_kind) \
+                 DO UPDATE SET cursor = EXCLUDED.cursor, since = EXCLUDED.since, \
+                   updated_at = EXCLUDED.updated_at",
                 &[
                     &provider.as_str(),
                     &object_kind,
                     &cursor,
+                    &since,
                     &OffsetDateTime::now_utc(),
                 ],
             )

@@ -359,15 +359,29 @@ async fn import_list(
     progress: &mut (dyn FnMut(&PageDone) + Send),
 ) -> Result<bool, SyncError> {
     let provider = list.provider();
-    let mut cursor = store.sync_cursor(provider, list.as_str()).await?;
-    if let Some(cursor) = &cursor {
-        tracing::info!(
-            %provider,
-            list = list.as_str(),
-            cursor,
-            "resuming after the saved cursor"
-        );
-    }
+    let mut cursor = match store.sync_cursor(provider, list.as_str()).await? {
+        Some(saved) if same_since(saved.since, options.since) => {
+            tracing::info!(
+                %provider,
+                list = list.as_str(),
+                cursor = saved.cursor,
+                "resuming after the saved cursor"
+            );
+            Some(saved.cursor)
+        }
+        Some(saved) => {
+            tracing::warn!(
+                %provider,
+                list = list.as_str(),
+                cursor = saved.cursor,
+                saved_since = ?saved.since,
+                since = ?options.since,
+                "the saved cursor was read with another --since: the list starts over"
+            );
+            None
+        }
+        None => None,
+    };
     let mut in_flight: VecDeque<InFlight> = VecDeque::new();
     let mut finished = false;
     while !finished {
@@ -378,12 +392,30 @@ async fn import_list(
             Ok(page) => page,
             Err(error) => {
                 // Keep what is recorded: wait for the pages in flight and save their cursor.
-                drain(store, list, &mut in_flight, report, progress, None).await?;
+                drain(
+                    store,
+                    list,
+                    options.since,
+                    &mut in_flight,
+                    report,
+                    progress,
+                    None,
+                )
+                .await?;
                 return Err(error);
             }
         };
         if page.next.is_some() && page.next == cursor {
-            drain(store, list, &mut in_flight, report, progress, None).await?;
+            drain(
+                store,
+                list,
+                options.since,
+                &mut in_flight,
+                report,
+                progress,
+                None,
+            )
+            .await?;
             return Err(SyncError::Provider(format!(
                 "the {} list's paging does not advance: the page after {} names the same \
                  cursor again (the provider ignores the paging parameter?)",
@@ -417,6 +449,7 @@ async fn import_list(
         drain(
             store,
             list,
+            options.since,
             &mut in_flight,
             report,
             progress,
@@ -424,20 +457,37 @@ async fn import_list(
         )
         .await?;
     }
-    drain(store, list, &mut in_flight, report, progress, None).await?;
+    drain(
+        store,
+        list,
+        options.since,
+        &mut in_flight,
+        report,
+        progress,
+        None,
+    )
+    .await?;
     if finished {
         store
-            .save_sync_cursor(provider, list.as_str(), None)
+            .save_sync_cursor(provider, list.as_str(), None, options.since)
             .await?;
     }
     Ok(finished)
 }
 
+/// Whether a cursor saved under the `--since` `saved` (kept to the microsecond) belongs to a
+/// run with `since`.
+fn same_since(saved: Option<OffsetDateTime>, since: Option<OffsetDateTime>) -> bool {
+    let micros = |time: OffsetDateTime| time.unix_timestamp_nanos() / 1_000;
+    saved.map(micros) == since.map(micros)
+}
+
 /// Waits for the oldest pages in flight until at most `keep` remain (`None`: all), saving the
-/// cursor after each, in order.
+/// cursor after each (under `since`, the run's `--since`), in order.
 async fn drain(
     store: &Store,
     list: ListName,
+    since: Option<OffsetDateTime>,
     in_flight: &mut VecDeque<InFlight>,
     report: &mut ListReport,
     progress: &mut (dyn FnMut(&PageDone) + Send),
@@ -454,7 +504,7 @@ async fn drain(
         report.add(&done);
         if let Some(next) = &page.next {
             store
-                .save_sync_cursor(list.provider(), list.as_str(), Some(next))
+                .save_sync_cursor(list.provider(), list.as_str(), Some(next), since)
                 .await?;
         }
         progress(&PageDone {
@@ -519,8 +569,12 @@ async fn record_page(
     }
     let ids: Vec<String> = readable.iter().map(|(id, _)| id.clone()).collect();
     let recorded = store.recorded_event_ids(provider, &ids).await?;
+    let listed = readable.len();
     readable.retain(|(id, _)| !recorded.contains(id));
-    report.skipped += u64::try_from(recorded.len()).unwrap_or(u64::MAX);
+    // Every copy of an object the page lists twice (paging at a list that moves) is skipped;
+    // one not yet recorded is sent each time, and the writer records the second as a
+    // `duplicate`, as a redelivered webhook.
+    report.skipped += u64::try_from(listed - readable.len()).unwrap_or(u64::MAX);
     let received_at_unix_micros =
         i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000).unwrap_or(0);
     let deliveries = readable.into_iter().map(|(id, body)| {

@@ -26,7 +26,8 @@
 //!   of several items (the ledger's plan id `price_a+price_b`) is not changed: not supported.
 //! - PayPal (<https://developer.paypal.com/docs/api/subscriptions/v1/#subscriptions_suspend>,
 //!   `#subscriptions_activate`, `#subscriptions_revise`): `POST
-//!   /v1/billing/subscriptions/{id}/suspend` and `/activate` with `{"reason"}` answer 204;
+//!   /v1/billing/subscriptions/{id}/suspend` and `/activate` with `{"reason"}` answer 204 (a
+//!   pause with a resume date is not supported: PayPal's suspend has none);
 //!   `/revise` with `{"plan_id", "quantity"}` answers 200, and "requires the buyer's consent":
 //!   an answer with an `approve` link is scheduled (the request stays processing until
 //!   PayPal's webhook shows the change), one without is done.
@@ -756,6 +757,16 @@ fn update_plan(
                 Body::None,
             );
             let (verb, body) = match change {
+                // PayPal's suspend has no resume date: the ledger would record a pause ending
+                // on a date PayPal never resumes it.
+                Change::Pause(pause) if pause.resumes_at_unix_seconds.is_some() => {
+                    return Err(Answer::NotSupported {
+                        message: "PayPal cannot resume a suspended subscription on a date (its \
+                                  suspend has no resume date): pause it without one and resume \
+                                  it then"
+                            .to_owned(),
+                    });
+                }
                 Change::Pause(_) => (
                     "suspend",
                     json!({ "reason": paypal_reason(&call.reason, "Paused by the merchant") }),
@@ -1302,8 +1313,16 @@ mod tests {
             acting(&stripe).idempotency_key,
             format!("ledger:{}:pause", Uuid::nil())
         );
-        let suspend =
-            plan(&update_call(Provider::Paypal, Action::Pause, pause.clone())).expect("a plan");
+        // PayPal's suspend has no resume date: a dated pause is not sent.
+        assert!(matches!(
+            plan(&update_call(Provider::Paypal, Action::Pause, pause.clone())),
+            Err(Answer::NotSupported { message }) if message.contains("no resume date")
+        ));
+        let undated = Change::Pause(proto::SubscriptionPaused {
+            subscription_id: "sub_1".to_owned(),
+            resumes_at_unix_seconds: None,
+        });
+        let suspend = plan(&update_call(Provider::Paypal, Action::Pause, undated)).expect("a plan");
         assert_eq!(
             acting(&suspend).describe(),
             "POST /v1/billing/subscriptions/sub_1/suspend"

@@ -289,6 +289,73 @@ fn every_compose_service_runs_a_command_the_binary_accepts_with_a_health_check_a
 }
 
 #[test]
+fn compose_gives_ingest_and_provider_sync_each_providers_settings_and_make_secrets_writes_them() {
+    let compose = compose();
+    let expected: [(&str, &[&str]); 2] = [
+        (
+            "ingest",
+            &[
+                "LEDGER_STRIPE_WEBHOOK_SECRETS_FILE",
+                "LEDGER_PAYPAL_WEBHOOK_IDS_FILE",
+                "LEDGER_PAYPAL_CLIENT_ID_FILE",
+                "LEDGER_PAYPAL_CLIENT_SECRET_FILE",
+                "LEDGER_PAYPAL_API_BASE",
+                "LEDGER_XENDIT_CALLBACK_TOKENS_FILE",
+            ],
+        ),
+        (
+            "provider-sync",
+            &[
+                "LEDGER_STRIPE_API_KEY_FILE",
+                "LEDGER_PAYPAL_CLIENT_ID_FILE",
+                "LEDGER_PAYPAL_CLIENT_SECRET_FILE",
+                "LEDGER_PAYPAL_API_BASE",
+                "LEDGER_XENDIT_API_KEY_FILE",
+            ],
+        ),
+    ];
+    for (service, settings) in expected {
+        let environment = environment(&compose["services"][service]);
+        for setting in settings {
+            assert!(
+                environment.iter().any(|(name, _)| name == setting),
+                "{service}: no {setting}"
+            );
+        }
+    }
+    // Every secret file compose reads is written by make-secrets.sh (a provider's empty: off).
+    let dir = std::env::temp_dir().join(ledger_testkit::unique_name("make-secrets"));
+    std::fs::create_dir_all(&dir).expect("a directory");
+    std::fs::copy(
+        repository().join("deploy/make-secrets.sh"),
+        dir.join("make-secrets.sh"),
+    )
+    .expect("a copy of make-secrets.sh");
+    let made = Command::new("sh")
+        .arg(dir.join("make-secrets.sh"))
+        .output()
+        .expect("sh runs make-secrets.sh");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    for (secret, declared) in compose["secrets"].as_mapping().expect("top-level secrets") {
+        let file = declared["file"].as_str().expect("a file secret");
+        assert!(
+            dir.join(file).is_file(),
+            "make-secrets.sh does not write {file} (secret {secret:?})"
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(dir.join("secrets/paypal_client_secret")).expect("written"),
+        "",
+        "a provider's secret is left empty"
+    );
+    std::fs::remove_dir_all(&dir).expect("removed");
+}
+
+#[test]
 fn every_systemd_unit_runs_a_command_the_binary_accepts_with_its_secrets_as_credentials() {
     let operations = read("docs/operations.md");
     let directory = repository().join("deploy/systemd");

@@ -35,6 +35,50 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// A value clap refuses names the environment variable it came from, with the flag; one from
+/// the command line names the flag alone.
+#[test]
+fn a_bad_value_from_the_environment_names_its_variable() {
+    let refused = |args: &[&str], variable: &str, value: &str| {
+        let output = Command::new(env!("CARGO_BIN_EXE_ledger"))
+            .args(args)
+            .env(variable, value)
+            .output()
+            .expect("run the ledger binary");
+        assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+        stderr(&output)
+    };
+    let first_line = |text: String| text.lines().next().unwrap_or_default().to_owned();
+    assert_eq!(
+        first_line(refused(&["run", "writer"], "LEDGER_WRITER_CACHE_MIB", "0")),
+        "error: invalid value '0' for '--cache-mib <CACHE_MIB> / LEDGER_WRITER_CACHE_MIB': 0 is \
+         not in 1..=1048576"
+    );
+    assert_eq!(
+        first_line(refused(
+            &["run", "projector", "customers"],
+            "LEDGER_PROJECTOR_STATES_MIB",
+            "lots"
+        )),
+        "error: invalid value 'lots' for '--states-mib <STATES_MIB> / \
+         LEDGER_PROJECTOR_STATES_MIB': invalid digit found in string"
+    );
+    // Every `env` setting, not these two alone: the query service's cache.
+    assert!(
+        first_line(refused(&["run", "query"], "LEDGER_QUERY_CACHE_MIB", "-1"))
+            .contains("'--cache-mib <CACHE_MIB> / LEDGER_QUERY_CACHE_MIB'")
+    );
+    // Given on the command line, the variable set too: the value refused is the flag's.
+    assert_eq!(
+        first_line(refused(
+            &["run", "writer", "--cache-mib", "0"],
+            "LEDGER_WRITER_CACHE_MIB",
+            "0"
+        )),
+        "error: invalid value '0' for '--cache-mib <CACHE_MIB>': 0 is not in 1..=1048576"
+    );
+}
+
 #[tokio::test]
 async fn demo_history_verifies_and_audit_verify_names_a_tampered_position() {
     let database = TestDb::new().await;

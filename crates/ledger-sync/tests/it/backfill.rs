@@ -115,6 +115,29 @@ fn xendit_reader(server: &HttpReceiver) -> XenditReader {
     .expect("a reader")
 }
 
+/// `ledger sync xendit [--since] [--pages]` of `reader` into `ledger`.
+async fn import_xendit(
+    reader: &XenditReader,
+    ledger: &TestLedger,
+    since: Option<OffsetDateTime>,
+    pages_max: Option<u64>,
+) -> ImportReport {
+    let options = ImportOptions {
+        since,
+        pages_max,
+        ..ImportOptions::default()
+    };
+    ledger_sync::import_xendit(
+        reader,
+        &ledger.store,
+        &ledger.client(),
+        &options,
+        &mut |_| {},
+    )
+    .await
+    .expect("the backfill")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn xendit_invoices_are_imported_once_resumed_from_the_cursor_and_a_callback_adds_nothing() {
     let server = HttpReceiver::start().await;
@@ -139,19 +162,7 @@ async fn xendit_invoices_are_imported_once_resumed_from_the_cursor_and_a_callbac
     let reader = xendit_reader(&server);
     let ledger = TestLedger::new().await;
     let _writer = ledger.start_writer();
-    let client = ledger.client();
-    let import = |pages_max| {
-        let options = ImportOptions {
-            pages_max,
-            ..ImportOptions::default()
-        };
-        let (reader, ledger, client) = (&reader, &ledger, &client);
-        async move {
-            ledger_sync::import_xendit(reader, &ledger.store, client, &options, &mut |_| {})
-                .await
-                .expect("the backfill")
-        }
-    };
+    let import = |pages_max| import_xendit(&reader, &ledger, None, pages_max);
 
     // Interrupted after the first page: its cursor is inv_4.
     let first = import(Some(1)).await;
@@ -224,6 +235,68 @@ async fn xendit_invoices_are_imported_once_resumed_from_the_cursor_and_a_callbac
     .await;
     assert_eq!(outcome, proto::DeliveryOutcome::Duplicate as i32);
     assert_eq!(event_types(&ledger).await.len(), held);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cursor_saved_under_another_since_starts_the_list_over() {
+    let server = HttpReceiver::start().await;
+    let recent = [
+        invoice("inv_5", "PAID", "ana@example.com", 15),
+        invoice("inv_4", "PAID", "ana@example.com", 14),
+    ];
+    let since = OffsetDateTime::parse("2026-01-13T00:00:00Z", &Rfc3339).expect("a time");
+    let from_since = format!("{INVOICES}&created_after=2026-01-13T00%3A00%3A00Z");
+    let after = |id: &str| format!("{INVOICES}&last_invoice_id={id}");
+    server.answer_path(&from_since, answer(&json!(recent)));
+    server.answer_path(INVOICES, answer(&json!(recent)));
+    server.answer_path(
+        &after("inv_4"),
+        answer(&json!([invoice("inv_1", "PAID", "ana@example.com", 11)])),
+    );
+    server.answer_path(&after("inv_1"), answer(&json!([])));
+    let reader = xendit_reader(&server);
+    let ledger = TestLedger::new().await;
+    let _writer = ledger.start_writer();
+
+    // `--since 2026-01-13 --pages 1`: its cursor is inv_4, under that since.
+    let first = import_xendit(&reader, &ledger, Some(since), Some(1)).await;
+    assert!(!first.complete);
+    assert_eq!(
+        ledger
+            .store
+            .sync_cursor(ledger_domain::Provider::Xendit, "invoice")
+            .await
+            .expect("the cursor"),
+        Some(ledger_store::SyncCursor {
+            cursor: "inv_4".to_owned(),
+            since: Some(since)
+        })
+    );
+    // Without --since: inv_4 of the filtered list is not where the whole list stands.
+    let whole = import_xendit(&reader, &ledger, None, None).await;
+    assert!(whole.complete);
+    let requested: Vec<String> = server.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(
+        requested,
+        vec![
+            from_since,
+            INVOICES.to_owned(),
+            after("inv_4"),
+            after("inv_1")
+        ],
+        "the run without --since started the list over"
+    );
+    let counts = totals(&whole);
+    assert_eq!((counts.objects, counts.skipped, counts.appended), (3, 2, 1));
+    assert_eq!(
+        ledger
+            .store
+            .sync_cursor(ledger_domain::Provider::Xendit, "invoice")
+            .await
+            .expect("the cursor"),
+        None,
+        "read to its end"
+    );
 }
 
 fn subscription(id: &str, payer: &str, email: &str) -> Value {
@@ -517,4 +590,62 @@ async fn a_list_whose_paging_does_not_advance_stops_the_import() {
         .expect("the inbox")
         .get(0);
     assert_eq!(recorded, 2, "the first page's two invoices, recorded once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_listed_twice_on_a_page_is_recorded_once_and_its_copy_as_a_duplicate() {
+    let server = HttpReceiver::start().await;
+    let paid = invoice("inv_5", "PAID", "ana@example.com", 15);
+    let pending = invoice("inv_4", "PENDING", "ana@example.com", 14);
+    server.answer_path(
+        INVOICES,
+        answer(&json!([paid, paid.clone(), pending, pending.clone()])),
+    );
+    server.answer_path(
+        &format!("{INVOICES}&last_invoice_id=inv_4"),
+        answer(&json!([])),
+    );
+    let reader = xendit_reader(&server);
+    let ledger = TestLedger::new().await;
+    let _writer = ledger.start_writer();
+
+    let first = totals(&import_xendit(&reader, &ledger, None, None).await);
+    assert_eq!(
+        (
+            first.objects,
+            first.appended,
+            first.ignored,
+            first.duplicate
+        ),
+        (4, 1, 1, 2)
+    );
+    // As a redelivered webhook: the first copy decided, the second a `duplicate` row.
+    let mut rows: Vec<(String, String)> = ledger
+        .store
+        .inbox_rows(&ledger_store::InboxFilter {
+            limit: 10,
+            ..ledger_store::InboxFilter::default()
+        })
+        .await
+        .expect("the inbox")
+        .into_iter()
+        .map(|row| (row.row.provider_event_id, row.row.outcome.to_string()))
+        .collect();
+    rows.sort();
+    let row = |id: &str, outcome: &str| (id.to_owned(), outcome.to_owned());
+    assert_eq!(
+        rows,
+        vec![
+            row("inv_4:PENDING", "duplicate"),
+            row("inv_4:PENDING", "ignored"),
+            row("inv_5:PAID", "appended"),
+            row("inv_5:PAID", "duplicate"),
+        ]
+    );
+    let types = event_types(&ledger).await;
+    assert_eq!(count(&types, "payment_succeeded"), 1, "{types:?}");
+
+    // A second run skips every copy: the report still adds up to the objects listed.
+    let again = totals(&import_xendit(&reader, &ledger, None, None).await);
+    assert_eq!((again.objects, again.skipped, again.duplicate), (4, 4, 0));
 }

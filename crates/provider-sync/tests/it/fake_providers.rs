@@ -7,70 +7,17 @@ use ledger_devenv::receivers::{HttpReceiver, ScriptedAnswer};
 use ledger_domain::proto;
 use ledger_domain::{Event, Issuer};
 use ledger_testkit::ledger::TestLedger;
-use provider_sync::{ApiSecret, PaypalApi, ProviderApis, XenditApi};
 use serde_json::json;
 
 use crate::{
     RunningSync, attempts, customer_with_subscription, events_of_type, fast_config, only_call,
-    request_cancellation, wait_for_event,
+    paypal_apis, request_cancellation, status, too_many_requests, wait_for_event, xendit_apis,
 };
-
-/// Answers provider-sync's start-up check (`GET /`) apart from the scripted answers.
-fn answer_start_check(server: &HttpReceiver) {
-    server.answer_path("/", status(404));
-}
-
-fn paypal_apis(server: &HttpReceiver) -> ProviderApis {
-    answer_start_check(server);
-    server.answer_path(
-        "/v1/oauth2/token",
-        ScriptedAnswer::json(
-            200,
-            json!({"access_token": "A21AAtoken", "token_type": "Bearer", "expires_in": 32_400}),
-        ),
-    );
-    ProviderApis::new(
-        None,
-        Some(PaypalApi {
-            api_base: server.url.clone(),
-            client_id: "client-id".to_owned(),
-            client_secret: ApiSecret::new("client-secret".to_owned()),
-        }),
-        None,
-        Duration::from_secs(5),
-        2,
-    )
-    .expect("a configuration")
-}
-
-fn xendit_apis(server: &HttpReceiver, request_timeout: Duration) -> ProviderApis {
-    answer_start_check(server);
-    ProviderApis::new(
-        None,
-        None,
-        Some(XenditApi {
-            api_base: server.url.clone(),
-            api_key: ApiSecret::new("xnd_development_key".to_owned()),
-        }),
-        request_timeout,
-        2,
-    )
-    .expect("a configuration")
-}
-
-fn status(status: u16) -> ScriptedAnswer {
-    ScriptedAnswer {
-        status,
-        ..ScriptedAnswer::default()
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paypal_retries_a_429_after_its_retry_after_and_two_500s_then_confirms() {
     let server = HttpReceiver::start().await;
-    let mut too_many = status(429);
-    too_many.headers = vec![("Retry-After".to_owned(), "1".to_owned())];
-    server.answer_next_with([too_many, status(500), status(500), status(204)]);
+    server.answer_next_with([too_many_requests(1), status(500), status(500), status(204)]);
     let ledger = TestLedger::new().await;
     let writer = ledger.start_writer();
     let customer_id = customer_with_subscription(
@@ -81,7 +28,11 @@ async fn paypal_retries_a_429_after_its_retry_after_and_two_500s_then_confirms()
         "P-5ML4271244454362WXNWU5NQ",
     )
     .await;
-    let sync = RunningSync::start(&ledger, paypal_apis(&server), fast_config());
+    let sync = RunningSync::start(
+        &ledger,
+        paypal_apis(&server, Duration::from_secs(5)),
+        fast_config(),
+    );
     request_cancellation(&ledger, &customer_id, "I-BW452GLLEP1G", false).await;
 
     let (confirmed, _) = wait_for_event(&ledger, "subscription_cancelled").await;
@@ -157,7 +108,11 @@ async fn paypal_unanswered_in_every_round_ends_as_an_internal_failure() {
         "P-1",
     )
     .await;
-    let sync = RunningSync::start(&ledger, paypal_apis(&server), fast_config());
+    let sync = RunningSync::start(
+        &ledger,
+        paypal_apis(&server, Duration::from_secs(5)),
+        fast_config(),
+    );
     request_cancellation(&ledger, &customer_id, "I-DOWN", false).await;
 
     let (failed, event) = wait_for_event(&ledger, "cancellation_failed").await;

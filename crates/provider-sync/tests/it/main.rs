@@ -8,13 +8,15 @@ mod updates;
 
 use std::time::Duration;
 
+use ledger_devenv::receivers::{HttpReceiver, ScriptedAnswer};
 use ledger_domain::proto::{self, command::Kind};
 use ledger_domain::{Event, decode_event};
 use ledger_projector::ProjectorConfig;
 use ledger_store::RecordedEvent;
 use ledger_testkit::commands::{NOW_MICROS, metadata, money};
 use ledger_testkit::ledger::{TestLedger, eventually};
-use provider_sync::{ProviderApis, SyncConfig, SyncError};
+use provider_sync::{ApiSecret, PaypalApi, ProviderApis, SyncConfig, SyncError, XenditApi};
+use serde_json::json;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -78,6 +80,66 @@ impl RunningSync {
     }
 }
 
+/// Answers provider-sync's start-up check (`GET /`) apart from the scripted answers.
+fn answer_start_check(server: &HttpReceiver) {
+    server.answer_path("/", status(404));
+}
+
+/// PayPal's API played by `server`: its token endpoint answers, the rest is scripted.
+pub(crate) fn paypal_apis(server: &HttpReceiver, request_timeout: Duration) -> ProviderApis {
+    answer_start_check(server);
+    server.answer_path(
+        "/v1/oauth2/token",
+        ScriptedAnswer::json(
+            200,
+            json!({"access_token": "A21AAtoken", "token_type": "Bearer", "expires_in": 32_400}),
+        ),
+    );
+    ProviderApis::new(
+        None,
+        Some(PaypalApi {
+            api_base: server.url.clone(),
+            client_id: "client-id".to_owned(),
+            client_secret: ApiSecret::new("client-secret".to_owned()),
+        }),
+        None,
+        request_timeout,
+        2,
+    )
+    .expect("a configuration")
+}
+
+/// Xendit's API played by `server`.
+pub(crate) fn xendit_apis(server: &HttpReceiver, request_timeout: Duration) -> ProviderApis {
+    answer_start_check(server);
+    ProviderApis::new(
+        None,
+        None,
+        Some(XenditApi {
+            api_base: server.url.clone(),
+            api_key: ApiSecret::new("xnd_development_key".to_owned()),
+        }),
+        request_timeout,
+        2,
+    )
+    .expect("a configuration")
+}
+
+/// An answer of `status` with no body.
+pub(crate) fn status(status: u16) -> ScriptedAnswer {
+    ScriptedAnswer {
+        status,
+        ..ScriptedAnswer::default()
+    }
+}
+
+/// A 429 asking to wait `retry_after_seconds` (`Retry-After`).
+pub(crate) fn too_many_requests(retry_after_seconds: u64) -> ScriptedAnswer {
+    let mut answer = status(429);
+    answer.headers = vec![("Retry-After".to_owned(), retry_after_seconds.to_string())];
+    answer
+}
+
 /// Metadata of an internal command about `customer_id` at `provider`, `seconds` after the
 /// fixtures' time.
 fn at(
@@ -92,6 +154,16 @@ fn at(
     metadata.account_id = account_id.to_owned();
     metadata.occurred_at_unix_micros = NOW_MICROS + seconds * 1_000_000;
     metadata
+}
+
+/// The plan `plan_id` at `amount_minor` US cents a month.
+fn monthly_plan(plan_id: &str, amount_minor: i64) -> proto::Plan {
+    proto::Plan {
+        plan_id: plan_id.to_owned(),
+        unit_price: Some(money(amount_minor, "USD")),
+        interval: proto::BillingInterval::Month as i32,
+        interval_count: 1,
+    }
 }
 
 /// A registered customer linked to `account_id` at `provider`, with the monthly subscription
@@ -136,12 +208,7 @@ async fn customer_with_subscription(
             )),
             kind: Some(Kind::StartSubscription(proto::SubscriptionStarted {
                 subscription_id: subscription_id.to_owned(),
-                plan: Some(proto::Plan {
-                    plan_id: plan_id.to_owned(),
-                    unit_price: Some(money(4_900, "USD")),
-                    interval: proto::BillingInterval::Month as i32,
-                    interval_count: 1,
-                }),
+                plan: Some(monthly_plan(plan_id, 4_900)),
                 quantity: 1,
                 trial_end_unix_seconds: None,
                 current_period_end_unix_seconds: NOW_MICROS / 1_000_000 + 30 * 86_400,
@@ -222,13 +289,26 @@ async fn attempts(ledger: &TestLedger) -> Vec<(String, String, Option<i32>)> {
         .collect()
 }
 
+/// The status and result of every call in the outbox, by subscription id, in request order.
+async fn calls(ledger: &TestLedger) -> Vec<(Option<String>, String, Option<String>)> {
+    let client = ledger.database().client().await;
+    client
+        .query(
+            "SELECT subscription_id, status, result FROM provider_sync_outbox.calls \
+             ORDER BY request_position",
+            &[],
+        )
+        .await
+        .expect("calls")
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect()
+}
+
 /// The status and result of the only call in the outbox.
 async fn only_call(ledger: &TestLedger) -> (String, Option<String>) {
-    let client = ledger.database().client().await;
-    let rows = client
-        .query("SELECT status, result FROM provider_sync_outbox.calls", &[])
-        .await
-        .expect("calls");
-    assert_eq!(rows.len(), 1, "one call");
-    (rows[0].get(0), rows[0].get(1))
+    let mut calls = calls(ledger).await;
+    assert_eq!(calls.len(), 1, "one call");
+    let (_, status, result) = calls.remove(0);
+    (status, result)
 }

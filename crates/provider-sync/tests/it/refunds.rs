@@ -10,12 +10,12 @@ use ledger_domain::{Event, Issuer};
 use ledger_testkit::commands::money;
 use ledger_testkit::ledger::TestLedger;
 use ledger_testkit::localstripe::LocalStripe;
-use provider_sync::{ApiSecret, PaypalApi, ProviderApis, StripeApi, XenditApi};
+use provider_sync::{ApiSecret, ProviderApis, StripeApi};
 use serde_json::json;
 
 use crate::{
     RunningSync, at, attempts, customer_with_subscription, events_of_type, fast_config, only_call,
-    wait_for_event,
+    paypal_apis, status, too_many_requests, wait_for_event, xendit_apis,
 };
 
 /// Records the succeeded payment `payment_id` of 49.00 USD, collected at `provider` (the
@@ -98,13 +98,6 @@ async fn only_refund(ledger: &TestLedger) -> (String, String, i64, Issuer) {
     )
 }
 
-fn status(status: u16) -> ScriptedAnswer {
-    ScriptedAnswer {
-        status,
-        ..ScriptedAnswer::default()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partial_refund_is_carried_out_at_stripe_and_recorded_once() {
     let stripe = LocalStripe::start().await;
@@ -182,51 +175,11 @@ async fn a_partial_refund_is_carried_out_at_stripe_and_recorded_once() {
     writer.stop().await.expect("writer stops");
 }
 
-fn paypal_apis(server: &HttpReceiver) -> ProviderApis {
-    server.answer_path("/", status(404));
-    server.answer_path(
-        "/v1/oauth2/token",
-        ScriptedAnswer::json(
-            200,
-            json!({"access_token": "A21AAtoken", "token_type": "Bearer", "expires_in": 32_400}),
-        ),
-    );
-    ProviderApis::new(
-        None,
-        Some(PaypalApi {
-            api_base: server.url.clone(),
-            client_id: "client-id".to_owned(),
-            client_secret: ApiSecret::new("client-secret".to_owned()),
-        }),
-        None,
-        Duration::from_secs(5),
-        2,
-    )
-    .expect("a configuration")
-}
-
-fn xendit_apis(server: &HttpReceiver) -> ProviderApis {
-    server.answer_path("/", status(404));
-    ProviderApis::new(
-        None,
-        None,
-        Some(XenditApi {
-            api_base: server.url.clone(),
-            api_key: ApiSecret::new("xnd_development_key".to_owned()),
-        }),
-        Duration::from_secs(5),
-        2,
-    )
-    .expect("a configuration")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paypal_refunds_the_sale_after_a_429_and_two_500s() {
     let server = HttpReceiver::start().await;
-    let mut too_many = status(429);
-    too_many.headers = vec![("Retry-After".to_owned(), "1".to_owned())];
     server.answer_next_with([
-        too_many,
+        too_many_requests(1),
         status(500),
         status(500),
         ScriptedAnswer::json(
@@ -252,7 +205,11 @@ async fn paypal_refunds_the_sale_after_a_429_and_two_500s() {
         "8TT12345",
     )
     .await;
-    let sync = RunningSync::start(&ledger, paypal_apis(&server), fast_config());
+    let sync = RunningSync::start(
+        &ledger,
+        paypal_apis(&server, Duration::from_secs(5)),
+        fast_config(),
+    );
     request_refund(&ledger, &customer_id, "rr_1", "8TT12345", 4_900).await;
 
     wait_for_event(&ledger, "payment_refunded").await;
@@ -321,7 +278,11 @@ async fn a_refund_xendit_refuses_fails_with_its_code_and_frees_the_amount() {
         "inv_1",
     )
     .await;
-    let sync = RunningSync::start(&ledger, xendit_apis(&server), fast_config());
+    let sync = RunningSync::start(
+        &ledger,
+        xendit_apis(&server, Duration::from_secs(5)),
+        fast_config(),
+    );
     request_refund(&ledger, &customer_id, "rr_1", "inv_1", 4_900).await;
 
     let (failed, event) = wait_for_event(&ledger, "refund_failed").await;
