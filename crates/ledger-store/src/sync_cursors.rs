@@ -1,5 +1,5 @@
 //! Where `ledger sync <provider>` stopped in each of a provider's lists
-//! (`provider_sync_cursors`, migrations V9 and V14), and which listed objects the inbox already
+//! (`provider_sync_cursors`, migrations V9 and V13), and which listed objects the inbox already
 //! holds.
 
 use std::collections::HashSet;

@@ -8,7 +8,7 @@
 //! source `backfill`, so the writer parses, resolves, normalizes and records it exactly as a
 //! webhook (inbox row, outcome, waiting deliveries). An unchanged object always has the same
 //! event id: a second run appends nothing (and does not even send it: the inbox is asked
-//! first). A per-list cursor in `provider_sync_cursors` (migrations V9, V14) makes an interrupted run
+//! first). A per-list cursor in `provider_sync_cursors` (migrations V9, V13) makes an interrupted run
 //! resume after the last page whose objects were all recorded, if it has the same `--since`
 //! (another one starts the list over).
 //!
