@@ -21,12 +21,14 @@ use crate::stripe_api::StripeReader;
 /// position before it compares (a repair's events must be in it).
 pub const READ_MODEL_WAIT_MAX: Duration = Duration::from_secs(30);
 
-/// The ledger's subscriptions started at `provider` (the provider of their
-/// `subscription_started`, as provider-sync decides it), every status, from the customers read
-/// model (schema `customers`), with the customer's account at that provider.
+/// The ledger's subscriptions held at `provider`, every status, from the customers read model
+/// (schema `customers`; `subscriptions.payment_provider_type` is the provider of each one's
+/// `subscription_started`, where provider-sync carries requests out), with the customer's
+/// account at that provider.
 ///
 /// # Errors
-/// [`SyncError::Store`] when the read model cannot be read (projector-customers never ran).
+/// [`SyncError::Store`] when the read model cannot be read (projector-customers never ran, or
+/// only a release before its schema version 6, which added the column, did).
 pub async fn ledger_subscriptions(
     database: &tokio_postgres::Client,
     provider: Provider,
@@ -39,11 +41,7 @@ pub async fn ledger_subscriptions(
                     s.status, s.plan_id, s.unit_amount_minor, s.currency, s.quantity, \
                     extract(epoch FROM s.current_period_end)::bigint \
              FROM customers.subscriptions s \
-             WHERE EXISTS (SELECT 1 FROM customers.timeline t \
-                           WHERE t.customer_id = s.customer_id \
-                             AND t.subscription_id = s.subscription_id \
-                             AND t.event_type = 'subscription_started' \
-                             AND t.payment_provider_type = $1)",
+             WHERE s.payment_provider_type = $1",
             &[&provider.as_str()],
         )
         .await

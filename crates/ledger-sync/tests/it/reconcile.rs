@@ -181,3 +181,61 @@ async fn a_check_reports_the_drift_made_at_stripe_and_a_repair_removes_it() {
     assert_eq!(again.changes.counts.appended, 0, "{again:?}");
     assert_eq!(again.changes.global_positions, Vec::<u64>::new());
 }
+
+/// Decision 0032: the ledger's subscriptions a check compares with a provider are those it
+/// holds, the provider their `subscription_started` came through
+/// (`customers.subscriptions.payment_provider_type`), whatever the customer registered
+/// through and whichever provider later events about them came through. `ledger_query`, the
+/// role that reads the customers schema, may read them.
+#[tokio::test]
+async fn the_ledgers_subscriptions_of_a_provider_are_those_it_holds() {
+    use Provider::{Internal, Paypal, Stripe};
+    use SubscriptionStatus::{Active, Paused};
+    let ledger = TestLedger::new().await;
+    let _writer = ledger.start_writer();
+    let _customers = ledger
+        .start_projector(
+            projector_customers::CustomersProjector::new(ledger.store.clone()),
+            ProjectorConfig::default(),
+            false,
+        )
+        .await;
+    ledger.send_subscriptions_held_elsewhere().await;
+    let database = ledger.database().client().await;
+    ledger_sync::wait_for_read_model(&database)
+        .await
+        .expect("the read model catches up");
+    database
+        .batch_execute("SET ROLE ledger_query")
+        .await
+        .expect("the query role");
+    let mut held = Vec::new();
+    for provider in Provider::ALL.iter().copied() {
+        let subscriptions = ledger_sync::ledger_subscriptions(&database, provider)
+            .await
+            .expect("the read model");
+        held.extend(subscriptions.into_iter().map(|subscription| {
+            (
+                provider,
+                subscription.subscription_id,
+                subscription.status,
+                subscription.account_id,
+            )
+        }));
+    }
+    held.sort_by_key(|(provider, subscription_id, ..)| {
+        (provider.as_str(), subscription_id.clone())
+    });
+    // (None of the customers has an account linked at the provider.)
+    let held_as = |provider, subscription_id: &str, status| {
+        (provider, subscription_id.to_owned(), status, String::new())
+    };
+    assert_eq!(
+        held,
+        vec![
+            held_as(Internal, "sub_own", Paused),
+            held_as(Paypal, "sub_paypal", Active),
+            held_as(Stripe, "sub_stripe", Paused),
+        ]
+    );
+}
