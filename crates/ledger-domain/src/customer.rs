@@ -416,18 +416,44 @@ pub struct Customer {
 /// rounding and bookkeeping add about 16 each.
 const ENTRY_HEAP_BYTES: usize = 96;
 
+/// Entries a node of std's B-tree holds at most (`2 * B - 1`, B = 6); a node is allocated
+/// whole, so a map of one entry takes a node of 11.
+const TREE_NODE_CAPACITY: usize = 11;
+/// Entries a node other than the root holds at least (`B - 1`): entries inserted in order, as
+/// a customer's history mostly is, leave nodes about half full.
+const TREE_NODE_ENTRIES_MIN: usize = 5;
+/// A node's bytes besides its entries: parent pointer, lengths and, for the internal nodes
+/// (about one in six), twelve child pointers, on average.
+const TREE_NODE_HEADER_BYTES: usize = 32;
+
+/// An upper estimate of the heap a B-tree map or set of `len` entries of `entry_bytes` each
+/// allocates for its nodes.
+fn tree_bytes(len: usize, entry_bytes: usize) -> usize {
+    if len == 0 {
+        return 0;
+    }
+    let nodes = 1 + len / TREE_NODE_ENTRIES_MIN;
+    nodes * (TREE_NODE_CAPACITY * entry_bytes + TREE_NODE_HEADER_BYTES)
+}
+
 impl Customer {
-    /// An estimate of the memory the state holds, in bytes: the struct, and each entry of its
-    /// maps at its size in the map plus [`ENTRY_HEAP_BYTES`] of heap text. Constant time (the
-    /// maps' lengths only), for caches bounded by size: a customer's state grows with its
-    /// history (every payment is kept for its refunds and disputes), so a bound on the number
-    /// of customers alone does not bound memory.
+    /// An estimate of the memory the state holds, in bytes, meant not to fall below it: the
+    /// struct, its profile's text, and each map's B-tree nodes (allocated whole: a map of one
+    /// entry takes room for eleven) plus [`ENTRY_HEAP_BYTES`] of heap text per entry. Constant
+    /// time (the maps' lengths only), for caches bounded by size: a customer's state grows with
+    /// its history (every payment is kept for its refunds and disputes), so a bound on the
+    /// number of customers alone does not bound memory. A test measures the heap of generated
+    /// states against it (`tests/it/aggregate_properties.rs`).
     pub fn approximate_bytes(&self) -> usize {
         fn entries<K, V>(map: &BTreeMap<K, V>) -> usize {
-            map.len() * (size_of::<K>() + size_of::<V>() + ENTRY_HEAP_BYTES)
+            tree_bytes(map.len(), size_of::<K>() + size_of::<V>()) + map.len() * ENTRY_HEAP_BYTES
         }
         size_of::<Customer>()
-            + self.provider_accounts.len() * (size_of::<ProviderAccount>() + ENTRY_HEAP_BYTES)
+            + self.profile.as_ref().map_or(0, |profile| {
+                profile.email.capacity() + profile.name.capacity()
+            })
+            + tree_bytes(self.provider_accounts.len(), size_of::<ProviderAccount>())
+            + self.provider_accounts.len() * ENTRY_HEAP_BYTES
             + entries(&self.subscriptions)
             + entries(&self.invoices)
             + entries(&self.payments)

@@ -68,9 +68,12 @@ fn a_customers_approximate_bytes_grow_with_its_history() {
     };
     let (none, hundred, thousand) = (with_payments(0), with_payments(100), with_payments(1_000));
     assert!(none < 1_000, "{none}");
-    // Linear in the payments, at more than the struct's own size each (heap text included).
+    // Growing with the payments, at more than the struct's own size each (B-tree nodes and heap
+    // text included; tests/memory.rs measures it against the heap really held).
     let per_payment = (thousand - hundred) / 900;
-    assert_eq!(per_payment, (hundred - none) / 100);
-    assert!(per_payment > size_of::<Payment>(), "{per_payment}");
+    assert!(
+        hundred > none && per_payment > size_of::<Payment>(),
+        "{per_payment}"
+    );
     assert_eq!(Stream::Empty.approximate_bytes(), size_of::<Stream>());
 }
