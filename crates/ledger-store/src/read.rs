@@ -49,7 +49,10 @@ impl Store {
 
     /// The events of `stream_ids` before `global_position`, stream by stream, each stream in
     /// version order (from 1): what a reader needs to rebuild many streams' states as of a
-    /// position, in one query.
+    /// position, in one query. One probe of the `(stream_id, stream_version)` index per stream
+    /// (the inner `ORDER BY` keeps the planner from turning it into a join): `stream_id =
+    /// ANY($1)` was planned as a walk of the whole table by position, 11 ms per writer batch in
+    /// `ledger bench sync` at 300,000 events.
     pub async fn read_streams_before(
         &self,
         stream_ids: &[Uuid],
@@ -61,9 +64,11 @@ impl Store {
         let client = self.connection().await?;
         let statement = client
             .prepare_cached(&format!(
-                "SELECT {EVENT_COLUMNS} FROM customer_payment_events \
-                 WHERE stream_id = ANY($1) AND global_position < $2 \
-                 ORDER BY stream_id, stream_version"
+                "SELECT e.* FROM unnest($1::uuid[]) AS s(stream_id) CROSS JOIN LATERAL \
+                 (SELECT {EVENT_COLUMNS} FROM customer_payment_events \
+                 WHERE stream_id = s.stream_id AND global_position < $2 \
+                 ORDER BY stream_version) AS e \
+                 ORDER BY e.stream_id, e.stream_version"
             ))
             .await?;
         let rows = client
