@@ -96,7 +96,13 @@ pub(crate) struct BenchWriter {
 }
 
 impl BenchWriter {
-    pub(crate) async fn start(store: &Store, nats_url: &str) -> anyhow::Result<BenchWriter> {
+    /// `cache_bytes_max`: the writer's bound on the customers' states it keeps in memory
+    /// ([`ledger_writer::WriterConfig::cache_bytes_max`]).
+    pub(crate) async fn start(
+        store: &Store,
+        nats_url: &str,
+        cache_bytes_max: u64,
+    ) -> anyhow::Result<BenchWriter> {
         let run_id = Uuid::now_v7().simple().to_string();
         let bus = ledger_bus::BusConfig {
             subject_prefix: format!("bench{run_id}"),
@@ -109,6 +115,7 @@ impl BenchWriter {
             async_nats::connect(nats_url).await?,
             ledger_writer::WriterConfig {
                 bus: bus.clone(),
+                cache_bytes_max,
                 ..ledger_writer::WriterConfig::default()
             },
             async move {

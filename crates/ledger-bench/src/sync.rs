@@ -6,7 +6,8 @@
 //! baselines of the same run: reading the pages alone from the local server, and the store's
 //! raw append of as many events in batches of 100; and with the process's resident memory
 //! before, during (its peak) and after: pages are streamed, so memory must not grow with the
-//! account (the writer's cache of customers' states is bounded, `--cache-customers-max`).
+//! account (the writer's cache of customers' states is bounded, `--cache-mib`). The resident
+//! memory is also printed after each tenth of the objects, to show where it levels off.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -34,6 +35,10 @@ pub struct SyncBenchArgs {
     /// Pages in flight to the writer at once (`ledger sync stripe --pages-in-flight`).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
     pages_in_flight: u64,
+    /// MiB of customers' states the writer keeps in memory at most (`ledger run writer
+    /// --cache-mib`; the same default).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
+    cache_mib: u64,
     /// Skip the raw append baseline.
     #[arg(long)]
     no_baseline: bool,
@@ -178,7 +183,12 @@ pub(crate) async fn run(args: SyncBenchArgs) -> anyhow::Result<()> {
         args.pages_in_flight,
         services.nats_url()
     );
-    let writer = crate::BenchWriter::start(&store, services.nats_url()).await?;
+    let writer = crate::BenchWriter::start(
+        &store,
+        services.nats_url(),
+        args.cache_mib * 1024 * 1024,
+    )
+    .await?;
     let bus = writer.bus.clone();
     let client = Client::new(async_nats::connect(services.nats_url()).await?, bus.clone())
         .with_request_timeout(DELIVERY_TIMEOUT);
@@ -200,6 +210,9 @@ pub(crate) async fn run(args: SyncBenchArgs) -> anyhow::Result<()> {
     let bar = ledger_devenv::progress::events_bar(objects, "importing");
     let rss_before = rss_kib();
     let mut rss_peak = rss_before;
+    // (objects imported, resident KiB) after each tenth of the objects.
+    let mut rss_by_tenth: Vec<(u64, u64)> = Vec::with_capacity(10);
+    let mut imported = 0;
     let started = Instant::now();
     let report = ledger_sync::import_stripe(
         &reader,
@@ -208,7 +221,13 @@ pub(crate) async fn run(args: SyncBenchArgs) -> anyhow::Result<()> {
         &options,
         &mut |page: &ledger_sync::PageDone| {
             bar.inc(page.objects);
-            rss_peak = rss_peak.max(rss_kib());
+            let rss = rss_kib();
+            rss_peak = rss_peak.max(rss);
+            imported += page.objects;
+            let tenths = u64::try_from(rss_by_tenth.len()).unwrap_or(u64::MAX);
+            if imported * 10 >= (tenths + 1) * objects {
+                rss_by_tenth.push((imported, rss));
+            }
         },
     )
     .await?;
@@ -271,6 +290,15 @@ pub(crate) async fn run(args: SyncBenchArgs) -> anyhow::Result<()> {
         rss_peak / 1_024,
         rss_end / 1_024,
         rss_kib_of("self", "VmHWM") / 1_024
+    );
+    println!(
+        "resident memory by objects imported (cache of customers' states: {} MiB): {}",
+        args.cache_mib,
+        rss_by_tenth
+            .iter()
+            .map(|(imported, rss)| format!("{imported}: {} MiB", rss / 1_024))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     let nats = async_nats::connect(services.nats_url()).await?;
     let _ = async_nats::jetstream::new(nats)

@@ -90,7 +90,12 @@ pub(crate) async fn run(args: WebhooksBenchArgs) -> anyhow::Result<()> {
         args.seconds,
         services.nats_url()
     );
-    let writer = crate::BenchWriter::start(&store, services.nats_url()).await?;
+    let writer = crate::BenchWriter::start(
+        &store,
+        services.nats_url(),
+        ledger_writer::WriterConfig::default().cache_bytes_max,
+    )
+    .await?;
     let bus = writer.bus.clone();
     // Unique per run: the webhooks' event ids.
     let run_id = bus.subject_prefix.clone();

@@ -52,7 +52,10 @@ impl Store {
     /// position, in one query. One probe of the `(stream_id, stream_version)` index per stream
     /// (the inner `ORDER BY` keeps the planner from turning it into a join): `stream_id =
     /// ANY($1)` was planned as a walk of the whole table by position, 11 ms per writer batch in
-    /// `ledger bench sync` at 300,000 events.
+    /// `ledger bench sync` at 300,000 events. The bound is written `global_position + 0` so that
+    /// it stays a filter: as an index condition the planner and-ed each probe with a range scan
+    /// of the primary key (1 ms per stream at 40,000 events), though the bound is hardly ever
+    /// selective (the writer reads whole streams, a projector the streams before its batch).
     pub async fn read_streams_before(
         &self,
         stream_ids: &[Uuid],
@@ -66,7 +69,7 @@ impl Store {
             .prepare_cached(&format!(
                 "SELECT e.* FROM unnest($1::uuid[]) AS s(stream_id) CROSS JOIN LATERAL \
                  (SELECT {EVENT_COLUMNS} FROM customer_payment_events \
-                 WHERE stream_id = s.stream_id AND global_position < $2 \
+                 WHERE stream_id = s.stream_id AND global_position + 0 < $2 \
                  ORDER BY stream_version) AS e \
                  ORDER BY e.stream_id, e.stream_version"
             ))
