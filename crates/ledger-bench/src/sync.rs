@@ -183,12 +183,9 @@ pub(crate) async fn run(args: SyncBenchArgs) -> anyhow::Result<()> {
         args.pages_in_flight,
         services.nats_url()
     );
-    let writer = crate::BenchWriter::start(
-        &store,
-        services.nats_url(),
-        args.cache_mib * 1024 * 1024,
-    )
-    .await?;
+    let writer =
+        crate::BenchWriter::start(&store, services.nats_url(), args.cache_mib * 1024 * 1024)
+            .await?;
     let bus = writer.bus.clone();
     let client = Client::new(async_nats::connect(services.nats_url()).await?, bus.clone())
         .with_request_timeout(DELIVERY_TIMEOUT);
