@@ -39,3 +39,24 @@ pub(crate) fn read_whole<T>(
         ))),
     }
 }
+
+/// Whether a string of `value`, or a key of one of its objects, holds NUL (U+0000), which
+/// PostgreSQL text cannot hold: the writer would fail on the first look-up of such an id or
+/// email (its whole batch with it) instead of refusing the message.
+pub(crate) fn holds_nul(value: &Value) -> bool {
+    let mut pending = vec![value];
+    while let Some(value) = pending.pop() {
+        match value {
+            Value::String(text) if text.contains('\0') => return true,
+            Value::Array(items) => pending.extend(items),
+            Value::Object(fields) => {
+                if fields.keys().any(|key| key.contains('\0')) {
+                    return true;
+                }
+                pending.extend(fields.values());
+            }
+            _ => {}
+        }
+    }
+    false
+}
