@@ -653,12 +653,13 @@ async fn an_object_listed_twice_on_a_page_is_recorded_once_and_its_copy_as_a_dup
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_object_holding_a_nul_character_is_unreadable_and_the_rest_is_imported() {
     let server = HttpReceiver::start().await;
-    // PostgreSQL text cannot hold NUL: the inbox look-up of its id must not fail the run.
-    let broken = invoice("inv_\u{0}6", "PAID", "bo@example.com", 16);
+    // PostgreSQL text cannot hold NUL: neither the inbox look-up of its id nor the cursor it
+    // makes (the last id of the page) may fail the run.
     let paid = invoice("inv_7", "PAID", "ana@example.com", 17);
-    server.answer_path(INVOICES, answer(&json!([broken, paid])));
+    let broken = invoice("inv_\u{0}6", "PAID", "bo@example.com", 16);
+    server.answer_path(INVOICES, answer(&json!([paid, broken])));
     server.answer_path(
-        &format!("{INVOICES}&last_invoice_id=inv_7"),
+        &format!("{INVOICES}&last_invoice_id=inv_%006"),
         answer(&json!([])),
     );
     let reader = xendit_reader(&server);
@@ -672,4 +673,13 @@ async fn an_object_holding_a_nul_character_is_unreadable_and_the_rest_is_importe
     );
     let types = event_types(&ledger).await;
     assert_eq!(count(&types, "payment_succeeded"), 1, "{types:?}");
+    // Read to its end: no cursor left.
+    assert_eq!(
+        ledger
+            .store
+            .sync_cursor(ledger_domain::Provider::Xendit, "invoice")
+            .await
+            .expect("the cursor"),
+        None
+    );
 }
