@@ -452,8 +452,13 @@ fn naming_the_environment_variable(mut error: clap::Error) -> clap::Error {
         })
         .find_map(|argument| {
             let variable = argument.get_env()?;
+            // A list setting's text is split at its delimiter; clap refuses one of the values.
+            let holds = |set: &str| match argument.get_value_delimiter() {
+                Some(delimiter) => set.split(delimiter).any(|part| part == value),
+                None => set == value,
+            };
             std::env::var_os(variable)
-                .is_some_and(|set| set.to_string_lossy() == value)
+                .is_some_and(|set| holds(&set.to_string_lossy()))
                 .then(|| variable.to_string_lossy().into_owned())
         });
     if let Some(variable) = variable {

@@ -26,11 +26,13 @@ pub(crate) fn optional_text(value: &Value, pointer: &str) -> Option<String> {
 /// malformed body is refused when it is received rather than ignored later.
 ///
 /// # Errors
-/// [`VerifyError::Malformed`] with the event type, id and what `read` says.
+/// [`VerifyError::Malformed`] with the event type, id and what `read` says, or as
+/// [`without_nul`].
 pub(crate) fn read_whole<T>(
     message: ProviderMessage,
     read: impl Fn(&ProviderMessage) -> Result<T, String>,
 ) -> Result<ProviderMessage, VerifyError> {
+    let message = without_nul(message)?;
     match read(&message) {
         Ok(_) => Ok(message),
         Err(error) => Err(VerifyError::Malformed(format!(
@@ -38,4 +40,41 @@ pub(crate) fn read_whole<T>(
             message.event_type, message.event_id
         ))),
     }
+}
+
+/// `message`, unless a string of its body (or a key of one of its objects) holds NUL
+/// (`\u0000`): no provider sends one and PostgreSQL text cannot hold it, so the writer would
+/// fail on the first look-up of such an id or email (its whole batch with it) instead of
+/// refusing the message. Every provider's `parse` ends here, so verification (ingest) and
+/// [`crate::parse`] (the writer) refuse the same bodies.
+///
+/// # Errors
+/// [`VerifyError::Malformed`] naming the event type and id.
+pub(crate) fn without_nul(message: ProviderMessage) -> Result<ProviderMessage, VerifyError> {
+    if holds_nul(&message.body) {
+        return Err(VerifyError::Malformed(format!(
+            "{:?} {:?}: a string holds a NUL character (\\u0000), which the ledger cannot store",
+            message.event_type, message.event_id
+        )));
+    }
+    Ok(message)
+}
+
+/// Whether a string of `value`, or a key of one of its objects, holds NUL (U+0000).
+fn holds_nul(value: &Value) -> bool {
+    let mut pending = vec![value];
+    while let Some(value) = pending.pop() {
+        match value {
+            Value::String(text) if text.contains('\0') => return true,
+            Value::Array(items) => pending.extend(items),
+            Value::Object(fields) => {
+                if fields.keys().any(|key| key.contains('\0')) {
+                    return true;
+                }
+                pending.extend(fields.values());
+            }
+            _ => {}
+        }
+    }
+    false
 }

@@ -232,7 +232,8 @@ pub enum VerifyError {
 /// `ledger connectors renormalize` call it on the stored raw bytes.
 ///
 /// # Errors
-/// [`VerifyError::Malformed`] when the body is not a message of `provider`.
+/// [`VerifyError::Malformed`] when the body is not a message of `provider`, or when one of
+/// its strings holds NUL (`\u0000`), which no provider sends and the ledger cannot store.
 pub fn parse(provider: Provider, raw: &[u8]) -> Result<ProviderMessage, VerifyError> {
     match provider {
         Provider::Stripe => stripe::parse(raw),

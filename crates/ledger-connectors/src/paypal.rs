@@ -107,7 +107,7 @@ pub fn postback_verdict(response: &[u8]) -> Result<(), VerifyError> {
 /// # Errors
 /// [`VerifyError::Malformed`] when the body is not JSON, lacks the id, type or a valid
 /// `create_time`, or a mapped event's resource is unreadable (a missing id, an unknown status,
-/// an amount with more decimals than its currency has, ...).
+/// an amount with more decimals than its currency has, ...), or a string holds NUL.
 pub fn parse(raw: &[u8]) -> Result<ProviderMessage, VerifyError> {
     let body: Value = serde_json::from_slice(raw)
         .map_err(|error| VerifyError::Malformed(format!("not JSON: {error}")))?;

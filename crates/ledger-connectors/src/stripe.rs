@@ -186,7 +186,8 @@ pub(crate) fn related_objects(message: &ProviderMessage) -> Vec<RelatedObject<'_
 /// `customer_email`.
 ///
 /// # Errors
-/// [`VerifyError::Malformed`] when the body is not JSON or lacks the id, type or time.
+/// [`VerifyError::Malformed`] when the body is not JSON, lacks the id, type or time, or holds
+/// NUL in a string.
 pub fn parse(raw: &[u8]) -> Result<ProviderMessage, VerifyError> {
     let body: serde_json::Value = serde_json::from_slice(raw)
         .map_err(|error| VerifyError::Malformed(format!("not JSON: {error}")))?;
@@ -214,7 +215,7 @@ pub fn parse(raw: &[u8]) -> Result<ProviderMessage, VerifyError> {
     let email = objects::text(object, "/email")
         .or_else(|| objects::text(object, "/customer_email"))
         .map(str::to_owned);
-    Ok(ProviderMessage {
+    crate::json_text::without_nul(ProviderMessage {
         provider: Provider::Stripe,
         event_id,
         event_type,

@@ -88,7 +88,7 @@ pub fn verify(
 /// # Errors
 /// [`VerifyError::Malformed`] when the body is not JSON or is neither kind of callback, or a
 /// mapped callback is unreadable (no id, an unknown status, an amount with more decimals than
-/// its currency has, ...).
+/// its currency has, ...), or a string holds NUL.
 pub fn parse(raw: &[u8]) -> Result<ProviderMessage, VerifyError> {
     let body: Value = serde_json::from_slice(raw)
         .map_err(|error| VerifyError::Malformed(format!("not JSON: {error}")))?;

@@ -443,7 +443,7 @@ impl Customer {
     /// time (the maps' lengths only), for caches bounded by size: a customer's state grows with
     /// its history (every payment is kept for its refunds and disputes), so a bound on the
     /// number of customers alone does not bound memory. A test measures the heap of generated
-    /// states against it (`tests/it/aggregate_properties.rs`).
+    /// states against it (`tests/memory.rs`).
     pub fn approximate_bytes(&self) -> usize {
         fn entries<K, V>(map: &BTreeMap<K, V>) -> usize {
             tree_bytes(map.len(), size_of::<K>() + size_of::<V>()) + map.len() * ENTRY_HEAP_BYTES

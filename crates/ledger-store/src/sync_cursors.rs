@@ -9,6 +9,7 @@ use time::OffsetDateTime;
 
 use crate::Store;
 use crate::error::StoreError;
+use crate::writer::text_problem;
 
 /// Where a list's last run stopped: the position its next page starts after, and the
 /// `--since` that run read the list with.
@@ -82,7 +83,8 @@ impl Store {
     /// Which of `event_ids` of `provider` the inbox already holds (one query, one probe of the
     /// inbox's `(provider, provider_event_id)` index per id, which the `LIMIT` keeps the planner
     /// from turning into a scan of the whole inbox): a backfill skips them rather than have the writer
-    /// record each as a duplicate again.
+    /// record each as a duplicate again. An id the inbox cannot hold ([`text_problem`]: NUL, over
+    /// 255 bytes) is not recorded and not sent to PostgreSQL, which refuses NUL in text.
     ///
     /// # Errors
     /// [`StoreError`] when the database fails.
@@ -91,6 +93,11 @@ impl Store {
         provider: Provider,
         event_ids: &[String],
     ) -> Result<HashSet<String>, StoreError> {
+        let event_ids: Vec<&str> = event_ids
+            .iter()
+            .map(String::as_str)
+            .filter(|id| text_problem(id, false).is_none())
+            .collect();
         if event_ids.is_empty() {
             return Ok(HashSet::new());
         }

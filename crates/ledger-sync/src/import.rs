@@ -483,7 +483,8 @@ fn same_since(saved: Option<OffsetDateTime>, since: Option<OffsetDateTime>) -> b
 }
 
 /// Waits for the oldest pages in flight until at most `keep` remain (`None`: all), saving the
-/// cursor after each (under `since`, the run's `--since`), in order.
+/// cursor after each (under `since`, the run's `--since`; one the table cannot hold is not
+/// saved), in order.
 async fn drain(
     store: &Store,
     list: ListName,
@@ -503,9 +504,23 @@ async fn drain(
             .map_err(|error| SyncError::Provider(format!("a page's task failed: {error}")))??;
         report.add(&done);
         if let Some(next) = &page.next {
-            store
-                .save_sync_cursor(list.provider(), list.as_str(), Some(next), since)
-                .await?;
+            match ledger_store::text_problem(next, false) {
+                None => {
+                    store
+                        .save_sync_cursor(list.provider(), list.as_str(), Some(next), since)
+                        .await?;
+                }
+                // A position the table cannot hold (an object id with NUL, or over 255
+                // bytes) is kept in memory only: the run reads on, and an interrupted one
+                // resumes from the last position saved (its objects skipped by id).
+                Some(problem) => tracing::warn!(
+                    provider = %list.provider(),
+                    list = list.as_str(),
+                    cursor = next.escape_debug().to_string(),
+                    problem,
+                    "the page's paging position cannot be saved; the run goes on without it"
+                ),
+            }
         }
         progress(&PageDone {
             list,

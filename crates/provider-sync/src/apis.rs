@@ -538,7 +538,7 @@ pub(crate) fn verdict(provider: Provider, exchange: &Exchange) -> Verdict {
 }
 
 /// The provider's error code and message from an error answer; `http_<status>` and the body's
-/// start when it has none.
+/// start when it has none. NUL characters are left out.
 fn provider_error(provider: Provider, status: u16, body: &[u8]) -> (String, String) {
     let parsed: Option<Value> = serde_json::from_slice(body).ok();
     let text = |value: Option<&Value>| value.and_then(Value::as_str).map(str::to_owned);
@@ -566,9 +566,12 @@ fn provider_error(provider: Provider, status: u16, body: &[u8]) -> (String, Stri
             .take(200)
             .collect::<String>()
     };
+    // Without NUL, which PostgreSQL text cannot hold (the attempts log, the call's answer): a
+    // refusal holding one failed the worker's round and was asked again and again.
+    let without_nul = |text: String| text.replace('\0', "");
     (
-        code.unwrap_or_else(|| format!("http_{status}")),
-        message.unwrap_or_else(fallback),
+        without_nul(code.unwrap_or_else(|| format!("http_{status}"))),
+        without_nul(message.unwrap_or_else(fallback)),
     )
 }
 

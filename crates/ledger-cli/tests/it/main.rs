@@ -68,6 +68,16 @@ fn a_bad_value_from_the_environment_names_its_variable() {
         first_line(refused(&["run", "query"], "LEDGER_QUERY_CACHE_MIB", "-1"))
             .contains("'--cache-mib <CACHE_MIB> / LEDGER_QUERY_CACHE_MIB'")
     );
+    // A list setting (comma-separated): clap refuses one of its values, not the whole text.
+    assert_eq!(
+        first_line(refused(
+            &["run", "projector", "notify"],
+            "LEDGER_NOTIFY_SMTP_PORTS",
+            "25,smtp"
+        )),
+        "error: invalid value 'smtp' for '--notify-smtp-ports <NOTIFY_SMTP_PORTS> / \
+         LEDGER_NOTIFY_SMTP_PORTS': invalid digit found in string"
+    );
     // Given on the command line, the variable set too: the value refused is the flag's.
     assert_eq!(
         first_line(refused(

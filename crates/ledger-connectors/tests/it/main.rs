@@ -4,6 +4,7 @@
 //! with `ledger_domain::decide` + `evolve` as the writer does.
 
 mod localstripe;
+mod nul;
 mod paypal;
 mod provider_support;
 mod stripe_fixtures;

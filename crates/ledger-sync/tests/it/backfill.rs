@@ -649,3 +649,37 @@ async fn an_object_listed_twice_on_a_page_is_recorded_once_and_its_copy_as_a_dup
     let again = totals(&import_xendit(&reader, &ledger, None, None).await);
     assert_eq!((again.objects, again.skipped, again.duplicate), (4, 4, 0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_holding_a_nul_character_is_unreadable_and_the_rest_is_imported() {
+    let server = HttpReceiver::start().await;
+    // PostgreSQL text cannot hold NUL: neither the inbox look-up of its id nor the cursor it
+    // makes (the last id of the page) may fail the run.
+    let paid = invoice("inv_7", "PAID", "ana@example.com", 17);
+    let broken = invoice("inv_\u{0}6", "PAID", "bo@example.com", 16);
+    server.answer_path(INVOICES, answer(&json!([paid, broken])));
+    server.answer_path(
+        &format!("{INVOICES}&last_invoice_id=inv_%006"),
+        answer(&json!([])),
+    );
+    let reader = xendit_reader(&server);
+    let ledger = TestLedger::new().await;
+    let _writer = ledger.start_writer();
+
+    let report = totals(&import_xendit(&reader, &ledger, None, None).await);
+    assert_eq!(
+        (report.objects, report.appended, report.unreadable),
+        (2, 1, 1)
+    );
+    let types = event_types(&ledger).await;
+    assert_eq!(count(&types, "payment_succeeded"), 1, "{types:?}");
+    // Read to its end: no cursor left.
+    assert_eq!(
+        ledger
+            .store
+            .sync_cursor(ledger_domain::Provider::Xendit, "invoice")
+            .await
+            .expect("the cursor"),
+        None
+    );
+}

@@ -411,3 +411,95 @@ async fn an_older_snapshot_after_a_newer_one_that_matched_is_stale() {
     assert_eq!(paid.customer_id, first.customer_id);
     writer.stop().await.expect("the writer stops");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_holding_a_nul_character_is_refused_and_the_writer_keeps_deciding() {
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let client = ledger.client();
+    // PostgreSQL text cannot hold NUL: each of these names a look-up key (the event id, the
+    // account, the email, the charge a dispute contests) that the writer would send to the
+    // store before deciding. They are refused as malformed, nothing of them recorded, and the
+    // rest of the page is decided as usual.
+    let dispute = serde_json::to_vec(&serde_json::json!({
+        "id": "evt_dispute", "object": "event", "type": "charge.dispute.created",
+        "created": 1_764_000_000,
+        "data": {"object": {"id": "du_1", "object": "dispute", "charge": "ch_\u{0}1",
+                 "amount": 900, "currency": "eur", "status": "needs_response"}}
+    }))
+    .expect("JSON");
+    let page = vec![
+        delivery(customer_event(
+            "evt_n0",
+            "customer.created",
+            "cus_n0",
+            "n0@example.com",
+        )),
+        delivery(customer_event(
+            "evt_\u{0}",
+            "customer.created",
+            "cus_n1",
+            "n1@example.com",
+        )),
+        delivery(customer_event(
+            "evt_n2",
+            "customer.created",
+            "cus_\u{0}n2",
+            "n2@example.com",
+        )),
+        delivery(customer_event(
+            "evt_n3",
+            "customer.created",
+            "cus_n3",
+            "n\u{0}3@example.com",
+        )),
+        delivery(dispute),
+        delivery(customer_event(
+            "evt_n4",
+            "customer.created",
+            "cus_n4",
+            "n4@example.com",
+        )),
+    ];
+    let answers = client
+        .deliver_page(Provider::Stripe, page)
+        .await
+        .expect("the page is answered");
+    let outcomes: Vec<String> = answers
+        .iter()
+        .map(|answer| match answer {
+            Ok(recorded) => ledger_bus::delivery_outcome_name(recorded.outcome()).to_owned(),
+            Err(rejected) => format!("{} {}", rejected.code, rejected.message),
+        })
+        .collect();
+    assert_eq!(outcomes[0], "appended", "{outcomes:#?}");
+    for refused in &outcomes[1..5] {
+        assert!(
+            refused.starts_with("malformed") && refused.contains("NUL"),
+            "{outcomes:#?}"
+        );
+    }
+    assert_eq!(outcomes[5], "appended", "{outcomes:#?}");
+    assert_eq!(ledger.last_position().await, 2);
+    assert_eq!(
+        inbox(&ledger).await.len(),
+        2,
+        "the refused ones are not recorded"
+    );
+
+    // Alone, as ingest sends a webhook: refused the same way.
+    let refused = client
+        .deliver(&delivery(customer_event(
+            "evt_n5",
+            "customer.created",
+            "cus_n5",
+            "n\u{0}5@example.com",
+        )))
+        .await
+        .expect_err("malformed");
+    assert_eq!(
+        refused.rejection_kind(),
+        Some(proto::RejectionKind::Malformed)
+    );
+    writer.stop().await.expect("the writer stops");
+}

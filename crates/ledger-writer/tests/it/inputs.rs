@@ -192,3 +192,24 @@ async fn lookalike_emails_of_a_customer_register_no_second_customer() {
     assert_eq!(ledger.last_position().await, 1, "one customer only");
     writer.stop().await.expect("clean stop");
 }
+
+/// PostgreSQL text cannot hold NUL: a command whose idempotency key holds one is refused like
+/// any other bad key, and the writer goes on answering (it looked the key up for the answer of
+/// the refused command, and the failed query restarted it at every retry).
+#[tokio::test]
+async fn an_idempotency_key_holding_nul_is_refused_and_the_writer_goes_on() {
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let client = ledger.client();
+    let refused = client
+        .send(&register("k-\u{0}", "ada@example.com"))
+        .await
+        .expect_err("a key with NUL");
+    assert_eq!(refused.rejection_kind(), Some(RejectionKind::Invalid));
+    client
+        .send(&register("k-after", "ada@example.com"))
+        .await
+        .expect("the writer still answers");
+    assert_eq!(ledger.last_position().await, 1);
+    writer.stop().await.expect("clean stop");
+}

@@ -274,6 +274,48 @@ async fn xendit_refusal_is_not_retried_and_a_period_end_cancellation_is_not_supp
     writer.stop().await.expect("writer stops");
 }
 
+/// PostgreSQL text cannot hold NUL: a refusal whose code and message hold one is recorded
+/// (attempt, answer, `cancellation_failed`) without it, instead of failing the worker on the
+/// attempts log and asking the provider again and again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_holding_nul_is_recorded_without_it() {
+    let server = HttpReceiver::start().await;
+    server.answer_next_with([ScriptedAnswer::json(
+        404,
+        json!({"error_code": "DATA_\u{0}NOT_FOUND", "message": "Recurring plan \u{0}repl_nul not found"}),
+    )]);
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let customer = customer_with_subscription(
+        &ledger,
+        proto::PaymentProvider::Xendit,
+        "cust-4",
+        "repl_nul",
+        "plan-basic",
+    )
+    .await;
+    let sync = RunningSync::start(
+        &ledger,
+        xendit_apis(&server, Duration::from_secs(5)),
+        fast_config(),
+    );
+    request_cancellation(&ledger, &customer, "repl_nul", false).await;
+    let (_, event) = wait_for_event(&ledger, "cancellation_failed").await;
+    let Event::CancellationFailed(failure) = event else {
+        panic!("{event:?}")
+    };
+    assert_eq!(
+        (failure.failure_code, failure.failure_message),
+        (
+            "DATA_NOT_FOUND".to_owned(),
+            "Recurring plan repl_nul not found".to_owned()
+        )
+    );
+    assert_eq!(attempts(&ledger).await.len(), 1, "asked once");
+    sync.stop().await;
+    writer.stop().await.expect("writer stops");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_unanswered_internal_requests_for_provider_subscriptions_are_called() {
     let server = HttpReceiver::start().await;
