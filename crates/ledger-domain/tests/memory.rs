@@ -1,12 +1,14 @@
 //! The estimate the writer's and the projectors' caches bound their memory by
 //! (`Customer::approximate_bytes`), against the heap customers' states really hold, measured
-//! with dhat's heap statistics. A binary of its own: dhat counts the whole process, so no other
-//! test may allocate while it measures.
+//! with dhat's heap statistics. A binary of its own with a single test: dhat counts the whole
+//! process and runs one profiler at a time, so no other test may allocate while it measures.
 
 #[path = "common/generated.rs"]
 mod generated;
 
-use ledger_domain::{Currency, Customer, Money, Payment, PaymentStatus, decide, evolve};
+use ledger_domain::{
+    Currency, Customer, Money, Payment, PaymentStatus, Stream, decide, evolve,
+};
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::TestRunner;
 
@@ -59,12 +61,16 @@ fn a_customers_estimated_memory_is_at_least_what_its_state_holds() {
             check(&state, &format!("run {run}, after command {index}"));
         }
     }
+    check_long_histories();
+}
 
-    // A long history: a payment kept per month for ten years and more.
+/// A customer with `count` succeeded payments (a payment is kept for its refunds and disputes,
+/// so a long history is a large state).
+fn with_payments(count: usize) -> Customer {
     let usd = Currency::parse("USD").expect("USD");
-    let mut state = Customer::default();
-    for n in 0..1_000 {
-        state.payments.insert(
+    let mut customer = Customer::default();
+    for n in 0..count {
+        customer.payments.insert(
             format!("ch_{n:020}"),
             Payment {
                 invoice_id: Some(format!("in_{n:020}")),
@@ -75,8 +81,18 @@ fn a_customers_estimated_memory_is_at_least_what_its_state_holds() {
                 dispute_id: None,
             },
         );
-        if [1, 10, 100, 999].contains(&n) {
-            check(&state, &format!("{} payments", n + 1));
-        }
     }
+    customer
+}
+
+/// A long history's estimate grows with it and stays above what it holds.
+fn check_long_histories() {
+    let mut estimates = Vec::new();
+    for count in [0, 1, 10, 100, 1_000] {
+        let customer = with_payments(count);
+        check(&customer, &format!("{count} payments"));
+        estimates.push(Stream::Customer(customer).approximate_bytes());
+    }
+    assert!(estimates.is_sorted_by(|a, b| a < b), "{estimates:?}");
+    assert_eq!(Stream::Empty.approximate_bytes(), size_of::<Stream>());
 }
