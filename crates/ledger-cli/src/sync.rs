@@ -88,13 +88,32 @@ pub(crate) struct StripeArgs {
     repair: bool,
 }
 
+/// `--since`: a day (midnight UTC) or an RFC 3339 time, from 1970 (the providers' list filters
+/// take Unix seconds) up to now (a later one lists nothing).
 fn parse_since(text: &str) -> Result<OffsetDateTime, String> {
-    if let Ok(day) = time::Date::parse(text, format_description!("[year]-[month]-[day]")) {
-        return Ok(day.midnight().assume_utc());
+    let day_format = format_description!("[year]-[month]-[day]");
+    let since = if text.len() == "2026-01-31".len() {
+        time::Date::parse(text, day_format)
+            .map(|day| day.midnight().assume_utc())
+            .map_err(|error| {
+                format!("{text:?} is not a day (YYYY-MM-DD, e.g. 2026-01-31): {error}")
+            })?
+    } else {
+        OffsetDateTime::parse(text, &Rfc3339).map_err(|error| {
+            format!("{text:?} is neither a day (2026-01-31) nor an RFC 3339 time: {error}")
+        })?
+    };
+    if since < OffsetDateTime::UNIX_EPOCH {
+        return Err(format!(
+            "{text:?} is before 1970-01-01: the providers list objects by their Unix time"
+        ));
     }
-    OffsetDateTime::parse(text, &Rfc3339).map_err(|error| {
-        format!("{text:?} is neither a day (2026-01-31) nor an RFC 3339 time: {error}")
-    })
+    if since > OffsetDateTime::now_utc() {
+        return Err(format!(
+            "{text:?} is in the future: nothing was created since"
+        ));
+    }
+    Ok(since)
 }
 
 /// Stripe's API from the environment (as provider-sync reads it): the key is required.
@@ -302,4 +321,32 @@ fn print_row(name: &str, counts: &ledger_sync::ListReport) {
         counts.waiting,
         counts.unreadable
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_since;
+
+    #[test]
+    fn since_takes_a_day_or_a_time_from_1970_to_now_and_says_what_is_wrong() {
+        assert_eq!(
+            parse_since("2026-01-31").map(|since| since.unix_timestamp()),
+            Ok(1_769_817_600)
+        );
+        assert_eq!(
+            parse_since("2026-01-31T12:00:00+01:00").map(|since| since.unix_timestamp()),
+            Ok(1_769_857_200)
+        );
+        let month = parse_since("2026-13-01").unwrap_err();
+        assert!(
+            month.contains("is not a day") && month.contains("month"),
+            "{month}"
+        );
+        let before = parse_since("1969-01-01").unwrap_err();
+        assert!(before.contains("before 1970-01-01"), "{before}");
+        let future = parse_since("2999-01-01").unwrap_err();
+        assert!(future.contains("in the future"), "{future}");
+        let neither = parse_since("yesterday").unwrap_err();
+        assert!(neither.contains("neither a day"), "{neither}");
+    }
 }

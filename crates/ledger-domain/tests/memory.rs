@@ -6,9 +6,7 @@
 #[path = "common/generated.rs"]
 mod generated;
 
-use ledger_domain::{
-    Currency, Customer, Money, Payment, PaymentStatus, Stream, decide, evolve,
-};
+use ledger_domain::{Currency, Customer, Money, Payment, PaymentStatus, Stream, decide, evolve};
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::TestRunner;
 
