@@ -44,8 +44,18 @@ const BATCH_BUCKETS: [f64; 10] = [
 impl MetricsArgs {
     /// Installs the process's metrics recorder and starts its endpoint, when --metrics-bind is
     /// set (without it the libraries' metrics cost nothing). Call inside the runtime.
+    ///
+    /// # Errors
+    /// --metrics-allow without --metrics-bind (a restriction of an endpoint that is not served:
+    /// a deployment that meant to serve it would silently not), an allowed value that is not an
+    /// address or a network, a port that cannot be bound.
     pub(crate) fn install(&self, service: &'static str) -> anyhow::Result<()> {
         let Some(bind) = self.metrics_bind else {
+            anyhow::ensure!(
+                self.metrics_allow.is_empty(),
+                "--metrics-allow / LEDGER_METRICS_ALLOW restricts the metrics endpoint, which \
+                 --metrics-bind / LEDGER_METRICS_BIND does not open: set both, or neither"
+            );
             return Ok(());
         };
         let mut builder = PrometheusBuilder::new()

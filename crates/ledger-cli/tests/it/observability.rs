@@ -498,6 +498,18 @@ fn bad_metrics_settings_and_log_formats_are_refused_at_start() {
         "{}",
         String::from_utf8_lossy(&allow.stderr)
     );
+    // A restriction without the endpoint it restricts (found by the break-it pass: even a
+    // malformed one was accepted).
+    let unbound = run(&[("LEDGER_METRICS_ALLOW", "somewhere")]);
+    assert_eq!(unbound.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&unbound.stderr).contains(
+            "--metrics-allow / LEDGER_METRICS_ALLOW restricts the metrics endpoint, which \
+             --metrics-bind / LEDGER_METRICS_BIND does not open"
+        ),
+        "{}",
+        String::from_utf8_lossy(&unbound.stderr)
+    );
 }
 
 /// `promtool check config` accepts the compose deployment's Prometheus configuration and the
