@@ -4,6 +4,8 @@
 
 # Where cargo builds (`CARGO_TARGET_DIR`, default `target/`).
 target_dir := env_var_or_default("CARGO_TARGET_DIR", justfile_directory() / "target")
+# The tests' Python packages when the `python3` on PATH takes none (see python-prerequisites).
+python_dir := target_dir / "python"
 
 # Load a deterministic customer history through the ledger and verify it.
 demo *args:
@@ -12,22 +14,32 @@ demo *args:
 # Every test, against real PostgreSQL and NATS. The binary is run directly, not through
 # `cargo run`, whose CARGO_* and LD_LIBRARY_PATH variables would reach the nested `cargo test`;
 # `--no-fail-fast` runs every test binary and lists each failure at the end.
-test: test-prerequisites
+test: python-prerequisites
+    #!/usr/bin/env bash
+    set -euo pipefail
+    echo "just test: the first build compiles the whole workspace (several minutes on 2 cores and several GB under {{target_dir}})"
     cargo build --quiet --bin ledger
-    {{target_dir}}/debug/ledger with-services -- cargo test --workspace --no-fail-fast
+    python3 -c 'import aiosmtpd, localstripe' 2>/dev/null || export PATH="{{python_dir}}/bin:$PATH"
+    exec {{target_dir}}/debug/ledger with-services -- cargo test --workspace --no-fail-fast
 
 # What the tests need besides cargo, checked before anything compiles: Python's aiosmtpd for the
 # email tests and localstripe (a stateful fake Stripe API that signs and delivers webhooks) for
-# the Stripe connector tests, installed into the `python3` the tests run when missing.
+# the Stripe connector tests and the browser test, installed into the `python3` on PATH when it
+# lacks them. A `python3` that takes no packages (Debian's: PEP 668, "externally managed") gets a
+# virtual environment under target/python instead, which `test` and `e2e` then put first on PATH.
 [private]
-test-prerequisites: localstripe
-    @echo "just test: the first build compiles the whole workspace (several minutes on 2 cores and several GB under {{target_dir}})"
-    @python3 -c 'import aiosmtpd' 2>/dev/null || python3 -m pip install --quiet aiosmtpd || { echo "error: the email tests need aiosmtpd for $(command -v python3): run 'python3 -m pip install aiosmtpd'" >&2; exit 1; }
-
-# localstripe, for the Stripe connector tests and the browser test.
-[private]
-localstripe:
-    @python3 -c 'import localstripe' 2>/dev/null || python3 -m pip install --quiet localstripe || { echo "error: the Stripe connector tests and the browser test need localstripe for $(command -v python3): run 'python3 -m pip install localstripe'" >&2; exit 1; }
+python-prerequisites:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    for python in python3 "{{python_dir}}/bin/python3"; do
+        if "$python" -c 'import aiosmtpd, localstripe' 2>/dev/null; then exit 0; fi
+    done
+    if python3 -m pip install --quiet aiosmtpd localstripe 2>/dev/null; then exit 0; fi
+    echo "just: $(command -v python3) takes no packages; installing aiosmtpd and localstripe into {{python_dir}}"
+    if ! { python3 -m venv "{{python_dir}}" && "{{python_dir}}/bin/python3" -m pip install --quiet aiosmtpd localstripe; }; then
+        echo "error: the email and Stripe tests need aiosmtpd and localstripe: run 'python3 -m pip install aiosmtpd localstripe' (on Debian, 'apt-get install python3-venv' lets just make a virtual environment) and run just again" >&2
+        exit 1
+    fi
 
 # Benchmarks (crates/ledger-bench), e.g. `just bench store`; `just bench query` needs wrk
 # (`apt-get install wrk`).
@@ -45,10 +57,13 @@ lint:
 # cancellations localstripe carries out (needs node and Debian's `chromium`; see e2e/README.md). Screenshots
 # go to target/. It runs the debug binary that `just test` has already built: a release build
 # would add about ten minutes to CI for a 300-customer demo that loads in seconds either way.
-e2e: localstripe
-    cd e2e && npm ci --no-audit --no-fund --silent
+e2e: python-prerequisites
+    #!/usr/bin/env bash
+    set -euo pipefail
+    (cd e2e && npm ci --no-audit --no-fund --silent)
     cargo build --quiet --bin ledger
-    LEDGER_BIN={{target_dir}}/debug/ledger {{target_dir}}/debug/ledger with-services -- node e2e/dashboard.test.mjs
+    python3 -c 'import aiosmtpd, localstripe' 2>/dev/null || export PATH="{{python_dir}}/bin:$PATH"
+    LEDGER_BIN={{target_dir}}/debug/ledger exec {{target_dir}}/debug/ledger with-services -- node e2e/dashboard.test.mjs
 
 # The chaos scenario (crates/ledger-cli/tests/it/chaos.rs): on private PostgreSQL and a
 # three-node NATS cluster, under load, kill each component in turn `rounds` times and check that nothing

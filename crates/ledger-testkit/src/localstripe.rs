@@ -99,7 +99,7 @@ impl LocalStripe {
         let program = executable().unwrap_or_else(|| {
             panic!(
                 "the Stripe end-to-end tests need localstripe on PATH: \
-                 `python3 -m pip install localstripe` (`just test-prerequisites` does it)"
+                 `python3 -m pip install localstripe` (`just test` does it)"
             )
         });
         let port = std::net::TcpListener::bind("127.0.0.1:0")
