@@ -82,9 +82,9 @@ impl Store {
 
     /// Which of `event_ids` of `provider` the inbox already holds (one query, one probe of the
     /// inbox's `(provider, provider_event_id)` index per id, which the `LIMIT` keeps the planner
-    /// from turning into a scan of the whole inbox): a backfill skips them rather than have the writer
-    /// record each as a duplicate again. An id the inbox cannot hold ([`text_problem`]: NUL, over
-    /// 255 bytes) is not recorded and not sent to PostgreSQL, which refuses NUL in text.
+    /// from turning into a scan of the whole inbox): a backfill skips them rather than have the
+    /// writer record each as a duplicate again. An id the inbox cannot hold ([`text_problem`]: NUL,
+    /// over 255 bytes) is not recorded and not sent to PostgreSQL, which refuses NUL in text.
     ///
     /// # Errors
     /// [`StoreError`] when the database fails.

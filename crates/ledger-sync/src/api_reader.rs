@@ -75,9 +75,9 @@ impl ApiReader {
     /// [`PAGE_ATTEMPTS_MAX`] requests.
     ///
     /// # Errors
-    /// [`SyncError::NotListed`] for 404; [`SyncError::Provider`] for another 4xx (a bad key:
-    /// 401, for PayPal after one more try with a new token; a missing permission: 403), a body over [`PAGE_BYTES_MAX`], retries run out, or a
-    /// `Retry-After` over [`RETRY_AFTER_MAX`].
+    /// [`SyncError::NotListed`] for 404; [`SyncError::Provider`] for another 4xx (a bad key: 401,
+    /// for PayPal after one more try with a new token; a missing permission: 403), a body over
+    /// [`PAGE_BYTES_MAX`], retries run out, or a `Retry-After` over [`RETRY_AFTER_MAX`].
     pub(crate) async fn get(
         &self,
         path: &str,

@@ -1,16 +1,16 @@
 //! Backfill: a payment provider account's existing history, read from its list endpoints and
 //! imported through the same path as its webhooks (docs/connectors.md, "Backfill"; issue 15).
 //!
-//! Stripe, PayPal and Xendit, one import loop (`import::Lists`: a provider's lists, a page
-//! from a cursor; decision 0034). For Stripe, each object read from a list is wrapped as the
-//! Stripe event its state corresponds to ([`ledger_connectors::stripe::listed`]: id `sync_<object id>_<hash>`, time =
-//! the object's own latest time) and sent to the writer as a `ledger.v1.ProviderDelivery` with
-//! source `backfill`, so the writer parses, resolves, normalizes and records it exactly as a
-//! webhook (inbox row, outcome, waiting deliveries). An unchanged object always has the same
-//! event id: a second run appends nothing (and does not even send it: the inbox is asked
-//! first). A per-list cursor in `provider_sync_cursors` (migrations V9, V13) makes an interrupted run
-//! resume after the last page whose objects were all recorded, if it has the same `--since`
-//! (another one starts the list over).
+//! Stripe, PayPal and Xendit, one import loop (`import::Lists`: a provider's lists, a page from a
+//! cursor; decision 0034). For Stripe, each object read from a list is wrapped as the Stripe event
+//! its state corresponds to ([`ledger_connectors::stripe::listed`]: id `sync_<object id>_<hash>`,
+//! time = the object's own latest time) and sent to the writer as a `ledger.v1.ProviderDelivery`
+//! with source `backfill`, so the writer parses, resolves, normalizes and records it exactly as a
+//! webhook (inbox row, outcome, waiting deliveries). An unchanged object always has the same event
+//! id: a second run appends nothing (and does not even send it: the inbox is asked first). A
+//! per-list cursor in `provider_sync_cursors` (migrations V9, V13) makes an interrupted run resume
+//! after the last page whose objects were all recorded, if it has the same `--since` (another one
+//! starts the list over).
 //!
 //! # Public API (kept stable; the reconciliation builds on it)
 //!

@@ -239,10 +239,11 @@ fn check_text(field: &str, value: &str, may_be_empty: bool) -> Result<(), Plan> 
 }
 
 impl Decider {
-    /// Looks up, for every delivery of `batch` (alone or in a page, but re-normalizations),
-    /// whether its event is in the inbox, who owns its account and email, whether its
-    /// commands' idempotency keys were used, when its object's snapshot was last seen, and loads into `working` the states of the customers it may be about that
-    /// are not cached: a few queries for the whole batch instead of several per delivery.
+    /// Looks up, for every delivery of `batch` (alone or in a page, but re-normalizations), whether
+    /// its event is in the inbox, who owns its account and email, whether its commands' idempotency
+    /// keys were used, when its object's snapshot was last seen, and loads into `working` the
+    /// states of the customers it may be about that are not cached: a few queries for the whole
+    /// batch instead of several per delivery.
     pub(crate) async fn prefetch(
         &self,
         batch: &[Incoming],
