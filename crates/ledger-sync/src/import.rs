@@ -384,45 +384,28 @@ async fn import_list(
     };
     let mut in_flight: VecDeque<InFlight> = VecDeque::new();
     let mut finished = false;
+    // A page that could not be read: returned once the pages in flight are recorded.
+    let mut failure = None;
     while !finished {
         if *pages_left == Some(0) {
             break;
         }
         let page = match lists.page(list, cursor.as_deref()).await {
+            Ok(page) if page.next.is_some() && page.next == cursor => {
+                failure = Some(SyncError::Provider(format!(
+                    "the {} list's paging does not advance: the page after {} names the same \
+                     cursor again (the provider ignores the paging parameter?)",
+                    list.as_str(),
+                    cursor.as_deref().unwrap_or("the start")
+                )));
+                break;
+            }
             Ok(page) => page,
             Err(error) => {
-                // Keep what is recorded: wait for the pages in flight and save their cursor.
-                drain(
-                    store,
-                    list,
-                    options.since,
-                    &mut in_flight,
-                    report,
-                    progress,
-                    None,
-                )
-                .await?;
-                return Err(error);
+                failure = Some(error);
+                break;
             }
         };
-        if page.next.is_some() && page.next == cursor {
-            drain(
-                store,
-                list,
-                options.since,
-                &mut in_flight,
-                report,
-                progress,
-                None,
-            )
-            .await?;
-            return Err(SyncError::Provider(format!(
-                "the {} list's paging does not advance: the page after {} names the same \
-                 cursor again (the provider ignores the paging parameter?)",
-                list.as_str(),
-                cursor.as_deref().unwrap_or("the start")
-            )));
-        }
         if let Some(left) = pages_left.as_mut() {
             *left -= 1;
         }
@@ -457,6 +440,8 @@ async fn import_list(
         )
         .await?;
     }
+    // Keep what is recorded, also after a page that could not be read: wait for the pages in
+    // flight and save their cursor.
     drain(
         store,
         list,
@@ -467,6 +452,9 @@ async fn import_list(
         None,
     )
     .await?;
+    if let Some(error) = failure {
+        return Err(error);
+    }
     if finished {
         store
             .save_sync_cursor(provider, list.as_str(), None, options.since)
