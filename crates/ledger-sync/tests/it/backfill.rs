@@ -104,6 +104,15 @@ fn invoice(id: &str, status: &str, email: &str, day: u32) -> Value {
 const INVOICES: &str = "/v2/invoices?limit=100";
 
 /// A Xendit reader of `server`, as `ledger sync xendit` builds it.
+/// Serves `first` as the invoices list's first page and `next` as the page after `last_id`.
+fn serve_two_pages(server: &HttpReceiver, first: &Value, last_id: &str, next: &Value) {
+    server.answer_path(INVOICES, answer(first));
+    server.answer_path(
+        &format!("{INVOICES}&last_invoice_id={last_id}"),
+        answer(next),
+    );
+}
+
 fn xendit_reader(server: &HttpReceiver) -> XenditReader {
     XenditReader::new(
         XenditApi {
@@ -561,8 +570,7 @@ async fn a_list_whose_paging_does_not_advance_stops_the_import() {
         invoice("inv_5", "PAID", "ana@example.com", 15),
         invoice("inv_4", "PAID", "ana@example.com", 14),
     ]);
-    server.answer_path(INVOICES, answer(&first));
-    server.answer_path(&format!("{INVOICES}&last_invoice_id=inv_4"), answer(&first));
+    serve_two_pages(&server, &first, "inv_4", &first);
     let reader = xendit_reader(&server);
     let ledger = TestLedger::new().await;
     let _writer = ledger.start_writer();
@@ -597,13 +605,11 @@ async fn an_object_listed_twice_on_a_page_is_recorded_once_and_its_copy_as_a_dup
     let server = HttpReceiver::start().await;
     let paid = invoice("inv_5", "PAID", "ana@example.com", 15);
     let pending = invoice("inv_4", "PENDING", "ana@example.com", 14);
-    server.answer_path(
-        INVOICES,
-        answer(&json!([paid, paid.clone(), pending, pending.clone()])),
-    );
-    server.answer_path(
-        &format!("{INVOICES}&last_invoice_id=inv_4"),
-        answer(&json!([])),
+    serve_two_pages(
+        &server,
+        &json!([paid, paid.clone(), pending, pending.clone()]),
+        "inv_4",
+        &json!([]),
     );
     let reader = xendit_reader(&server);
     let ledger = TestLedger::new().await;
@@ -657,11 +663,7 @@ async fn an_object_holding_a_nul_character_is_unreadable_and_the_rest_is_importe
     // makes (the last id of the page) may fail the run.
     let paid = invoice("inv_7", "PAID", "ana@example.com", 17);
     let broken = invoice("inv_\u{0}6", "PAID", "bo@example.com", 16);
-    server.answer_path(INVOICES, answer(&json!([paid, broken])));
-    server.answer_path(
-        &format!("{INVOICES}&last_invoice_id=inv_%006"),
-        answer(&json!([])),
-    );
+    serve_two_pages(&server, &json!([paid, broken]), "inv_%006", &json!([]));
     let reader = xendit_reader(&server);
     let ledger = TestLedger::new().await;
     let _writer = ledger.start_writer();
