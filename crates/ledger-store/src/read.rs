@@ -122,11 +122,16 @@ impl Store {
     }
 
     /// The events first appended for `idempotency_key` and the fingerprint of the request
-    /// that appended them, if the key was ever used.
+    /// that appended them, if the key was ever used. A key the store cannot hold
+    /// ([`crate::text_problem`]: empty, NUL, over 255 bytes) was never used: `None`, without
+    /// asking PostgreSQL, which refuses NUL in text.
     pub async fn find_by_idempotency_key(
         &self,
         idempotency_key: &str,
     ) -> Result<Option<StoredRequest>, StoreError> {
+        if crate::text_problem(idempotency_key, false).is_some() {
+            return Ok(None);
+        }
         let client = self.connection().await?;
         stored_request(&**client, idempotency_key).await
     }

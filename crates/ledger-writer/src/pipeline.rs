@@ -624,15 +624,8 @@ impl Announcer {
                         .unwrap_or_default();
                     // A retry of a command already appended is answered with the original
                     // result, even though deciding it again against today's state fails; the
-                    // key used for another request is refused without naming it. A key the
-                    // store cannot hold (empty, NUL, too long) was never used, and PostgreSQL
-                    // refuses NUL in the look-up.
-                    let stored = if ledger_store::text_problem(key, false).is_none() {
-                        self.store.find_by_idempotency_key(key).await?
-                    } else {
-                        None
-                    };
-                    match stored {
+                    // key used for another request is refused without naming it.
+                    match self.store.find_by_idempotency_key(key).await? {
                         Some(stored) => {
                             if stored.is_same_request(&request_fingerprint(command)) {
                                 accepted(&Committed {
