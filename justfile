@@ -14,6 +14,7 @@ demo *args:
 # Every test, against real PostgreSQL and NATS. The binary is run directly, not through
 # `cargo run`, whose CARGO_* and LD_LIBRARY_PATH variables would reach the nested `cargo test`;
 # `--no-fail-fast` runs every test binary and lists each failure at the end.
+[doc('Every test, against real PostgreSQL and NATS')]
 test: python-prerequisites
     #!/usr/bin/env bash
     set -euo pipefail
@@ -43,6 +44,7 @@ python-prerequisites:
 
 # Benchmarks (crates/ledger-bench), e.g. `just bench store`; `just bench query` needs wrk
 # (`apt-get install wrk`).
+[doc('A benchmark of crates/ledger-bench, e.g. `just bench store`')]
 bench target *args:
     cargo run --release --bin ledger -- bench {{target}} {{args}}
 
@@ -57,6 +59,7 @@ lint:
 # cancellations localstripe carries out (needs node and Debian's `chromium`; see e2e/README.md). Screenshots
 # go to target/. It runs the debug binary that `just test` has already built: a release build
 # would add about ten minutes to CI for a 300-customer demo that loads in seconds either way.
+[doc('Browser test of the dashboard: headless Chromium against `ledger demo`')]
 e2e: python-prerequisites
     #!/usr/bin/env bash
     set -euo pipefail
@@ -68,10 +71,12 @@ e2e: python-prerequisites
 # The chaos scenario (crates/ledger-cli/tests/it/chaos.rs): on private PostgreSQL and a
 # three-node NATS cluster, under load, kill each component in turn `rounds` times and check that nothing
 # acknowledged is lost or doubled; prints each fault's time to recover. `just test` runs one round.
+[doc('Kill each component in turn under load, `rounds` times: nothing acknowledged is lost or doubled')]
 chaos rounds="3":
     CHAOS_ROUNDS={{rounds}} cargo test -p ledger-cli --test it chaos -- --nocapture
 
 # Fuzz longer than CI does: `just fuzz 200000` (inputs per harness), `just fuzz 500000 webhooks`
 # (a test-name filter). Corpus and harnesses: docs/testing.md#fuzzing.
+[doc('Fuzz longer than CI does: `just fuzz 200000`, `just fuzz 500000 webhooks`')]
 fuzz cases="100000" *filter:
     PROPTEST_CASES={{cases}} cargo test -p ledger-fuzz --test fuzz -- {{filter}}

@@ -37,7 +37,7 @@ pub struct SyncBenchArgs {
     pages_in_flight: u64,
     /// MiB of customers' states the writer keeps in memory at most (`ledger run writer
     /// --cache-mib`; the same default).
-    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
     cache_mib: u64,
     /// Skip the raw append baseline.
     #[arg(long)]

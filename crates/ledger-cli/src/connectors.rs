@@ -61,6 +61,21 @@ fn time_text(time: OffsetDateTime) -> String {
     time.format(&Rfc3339).unwrap_or_default()
 }
 
+/// A provider's text (event id, type, a reason quoting them) for a terminal: each control
+/// character written as its Rust escape (`\n`, `\t`, `\u{1b}`), so a delivery cannot add rows or
+/// columns to the listing or send escape sequences to the operator's terminal.
+fn provider_text(text: &str) -> String {
+    text.chars()
+        .map(|character| {
+            if character.is_control() {
+                character.escape_default().to_string()
+            } else {
+                character.to_string()
+            }
+        })
+        .collect()
+}
+
 fn positions_text(positions: &[u64]) -> String {
     if positions.is_empty() {
         return "-".to_owned();
@@ -99,12 +114,12 @@ pub(crate) async fn messages(
             "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
             time_text(row.received_at),
             row.provider,
-            row.provider_event_id,
-            row.event_type,
+            provider_text(&row.provider_event_id),
+            provider_text(&row.event_type),
             row.outcome,
             positions_text(global_positions),
             row.id,
-            row.reason
+            provider_text(&row.reason)
         );
     }
     eprintln!("{} message(s)", rows.len());
@@ -155,7 +170,8 @@ pub(crate) async fn renormalize(
         let recorded = client.deliver(&delivery).await.with_context(|| {
             format!(
                 "re-normalizing inbox row {} ({}); the rows before it are done",
-                stored.row.id, stored.row.provider_event_id
+                stored.row.id,
+                provider_text(&stored.row.provider_event_id)
             )
         })?;
         let outcome = ledger_bus::delivery_outcome_name(recorded.outcome());
@@ -167,8 +183,8 @@ pub(crate) async fn renormalize(
             println!(
                 "{} {}: the mapping changed under idempotency keys {} (not appended)",
                 stored.row.id,
-                stored.row.provider_event_id,
-                recorded.changed_idempotency_keys.join(", ")
+                provider_text(&stored.row.provider_event_id),
+                provider_text(&recorded.changed_idempotency_keys.join(", "))
             );
         } else if recorded.outcome() == proto::DeliveryOutcome::Failed {
             failed += 1;
@@ -176,10 +192,10 @@ pub(crate) async fn renormalize(
         println!(
             "[{}/{total}] {} {} -> {outcome} {} {}",
             done + 1,
-            stored.row.provider_event_id,
-            stored.row.event_type,
+            provider_text(&stored.row.provider_event_id),
+            provider_text(&stored.row.event_type),
             positions_text(&recorded.global_positions),
-            recorded.reason
+            provider_text(&recorded.reason)
         );
     }
     println!(

@@ -205,8 +205,10 @@ struct WriterArgs {
     /// Copies JetStream keeps of each event: 1 on a single server, 3 in a cluster.
     #[arg(long, env = "LEDGER_STREAM_REPLICAS", default_value_t = 1)]
     stream_replicas: usize,
-    /// Days events stay in the stream; 0 keeps them forever (the event table is the truth).
-    #[arg(long, env = "LEDGER_STREAM_MAX_AGE_DAYS", default_value_t = 0)]
+    /// Days events stay in the stream; 0 keeps them forever (the event table is the truth). At
+    /// most 36,500 (a hundred years): JetStream holds the age in nanoseconds as a signed 64-bit
+    /// number, which a larger value would overflow.
+    #[arg(long, env = "LEDGER_STREAM_MAX_AGE_DAYS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=36_500))]
     stream_max_age_days: u64,
     /// Commands waiting to be decided; beyond it, commands are answered `busy`.
     #[arg(

@@ -65,9 +65,26 @@ pub(crate) enum ProviderSyncCommand {
     },
 }
 
+/// A provider's credential `name` (or `<name>_FILE`): visible ASCII characters only, as every
+/// provider issues them. One with a line break (or a space, a control or non-ASCII character)
+/// cannot go in a request's header: each request would fail and be retried as if the provider
+/// were unreachable.
+fn credential(name: &str) -> anyhow::Result<Option<String>> {
+    let value = setting(name)?;
+    if let Some(value) = &value
+        && !value.chars().all(|character| character.is_ascii_graphic())
+    {
+        anyhow::bail!(
+            "{name} (or {name}_FILE) holds a space, a line break, or a control or non-ASCII \
+             character, which no provider's credential has: copy it again"
+        );
+    }
+    Ok(value)
+}
+
 /// A provider's key `name` (or `<name>_FILE`), required when its base URL variable is set.
 fn required(base: &str, name: &str) -> anyhow::Result<Option<String>> {
-    let value = setting(name)?;
+    let value = credential(name)?;
     if value.is_none() && std::env::var_os(base).is_some() {
         anyhow::bail!("{base} is set, so {name} (or {name}_FILE) is needed");
     }
@@ -103,8 +120,8 @@ pub(crate) fn stripe_api() -> anyhow::Result<Option<StripeApi>> {
 pub(crate) fn paypal_api() -> anyhow::Result<Option<PaypalApi>> {
     Ok(
         match (
-            setting("LEDGER_PAYPAL_CLIENT_ID")?,
-            setting("LEDGER_PAYPAL_CLIENT_SECRET")?,
+            credential("LEDGER_PAYPAL_CLIENT_ID")?,
+            credential("LEDGER_PAYPAL_CLIENT_SECRET")?,
         ) {
             (None, None) => None,
             (Some(client_id), Some(client_secret)) => Some(PaypalApi {

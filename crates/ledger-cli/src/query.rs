@@ -34,11 +34,12 @@ pub(crate) struct QueryArgs {
     /// Requests each token may send at once after a quiet spell.
     #[arg(long, env = "LEDGER_QUERY_RATE_LIMIT_BURST", default_value_t = ledger_query::RATE_LIMIT_DEFAULT.burst.get())]
     rate_limit_burst: u32,
-    /// MiB of cached answers per read model.
-    #[arg(long, env = "LEDGER_QUERY_CACHE_MIB", default_value_t = 64)]
+    /// MiB of cached answers per read model, at most 1,048,576 (1 TiB, as the writer's cache).
+    #[arg(long, env = "LEDGER_QUERY_CACHE_MIB", default_value_t = 64, value_parser = clap::value_parser!(u64).range(0..=1_048_576))]
     cache_mib: u64,
-    /// Seconds a cached answer may be served without an announcement invalidating it.
-    #[arg(long, env = "LEDGER_QUERY_CACHE_TTL_SECONDS", default_value_t = 60)]
+    /// Seconds a cached answer may be served without an announcement invalidating it, at most
+    /// 86,400 (a day).
+    #[arg(long, env = "LEDGER_QUERY_CACHE_TTL_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(0..=86_400))]
     cache_ttl_seconds: u64,
     /// Longest wait for `?min_position=`, in milliseconds.
     #[arg(

@@ -116,3 +116,30 @@ async fn messages_lists_the_inbox_and_renormalize_appends_nothing_new() {
     assert!(String::from_utf8_lossy(&since.stdout).contains("0 message(s) re-normalized"));
     writer.stop().await.expect("the writer stops");
 }
+
+/// A signed delivery's event id and type may hold control characters (only NUL is refused):
+/// listed, each is escaped, so the delivery adds no row or column to the listing and sends no
+/// escape sequence to the operator's terminal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_escapes_the_control_characters_of_a_providers_text() {
+    let test = TestLedger::new().await;
+    let writer = test.start_writer();
+    test.client()
+        .deliver(&customer_event(
+            "evt_a\nfake\trow",
+            "customer.created\u{1b}]0;title\u{7}",
+            "cus_escaped",
+            "escaped@example.com",
+        ))
+        .await
+        .expect("recorded");
+    let listed = ledger(&test, &["connectors", "messages"]);
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert_eq!(text.lines().count(), 2, "a header and one row:\n{text}");
+    assert!(
+        text.contains("\tevt_a\\nfake\\trow\tcustomer.created\\u{1b}]0;title\\u{7}\tignored\t"),
+        "{text}"
+    );
+    assert!(!text.contains('\u{1b}'), "{text}");
+    writer.stop().await.expect("writer stops");
+}

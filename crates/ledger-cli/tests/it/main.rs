@@ -89,6 +89,53 @@ fn a_bad_value_from_the_environment_names_its_variable() {
     );
 }
 
+/// A setting the process would compute with beyond its range (MiB to bytes, days to seconds, a
+/// cache's time to live) is refused at start with exit code 2, not a panic (exit code 101,
+/// "attempt to multiply with overflow", moka's "time_to_live is longer than 1000 years") or, in
+/// a release build, a wrapped value: 144115188075855873 days of stream retention wrapped to one
+/// day.
+#[test]
+fn a_setting_too_large_to_compute_with_is_refused_at_start() {
+    let refused = |args: &[&str], variables: &[(&str, &str)], range: &str| {
+        let output = Command::new(env!("CARGO_BIN_EXE_ledger"))
+            .args(args)
+            .envs(variables.iter().copied())
+            .output()
+            .expect("run the ledger binary");
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains(&format!("is not in {range}")),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    };
+    refused(
+        &["run", "writer"],
+        &[("LEDGER_STREAM_MAX_AGE_DAYS", "144115188075855873")],
+        "0..=36500",
+    );
+    refused(
+        &["run", "query"],
+        &[("LEDGER_QUERY_CACHE_MIB", "17592186044416")],
+        "0..=1048576",
+    );
+    refused(
+        &["run", "query"],
+        &[("LEDGER_QUERY_CACHE_TTL_SECONDS", "99999999999")],
+        "0..=86400",
+    );
+    refused(
+        &["bench", "sync", "--cache-mib", "17592186044416"],
+        &[],
+        "1..=1048576",
+    );
+}
+
 #[tokio::test]
 async fn demo_history_verifies_and_audit_verify_names_a_tampered_position() {
     let database = TestDb::new().await;

@@ -448,6 +448,20 @@ async fn provider_sync_without_a_key_or_with_an_unreachable_base_url_stops_at_st
         half_paypal.contains("LEDGER_PAYPAL_CLIENT_SECRET"),
         "{half_paypal}"
     );
+    // A credential with a line break could go in no request's header: every request would
+    // fail and be retried as if the provider were unreachable.
+    for (name, value) in [
+        ("LEDGER_STRIPE_API_KEY", "sk_test_\nkey"),
+        ("LEDGER_PAYPAL_CLIENT_SECRET", "secret\r"),
+    ] {
+        let broken = run(&[("LEDGER_PAYPAL_CLIENT_ID", "client"), (name, value)]);
+        assert!(
+            broken.contains(&format!(
+                "{name} (or {name}_FILE) holds a space, a line break"
+            )),
+            "{broken}"
+        );
+    }
     // Nothing listens on a port just released.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
