@@ -23,7 +23,7 @@ use ledger_ingest::WebhookConfig;
 use provider_sync::{ApiSecret, ProviderApis, StripeApi, SyncConfig};
 use tokio::task::JoinHandle;
 
-use crate::ingest::setting;
+use crate::ingest::credential;
 use crate::provider_sync::{CONCURRENT_REQUESTS_DEFAULT, REQUEST_TIMEOUT_MS_DEFAULT};
 
 /// A Stripe API the demo is connected to: checked, not yet running.
@@ -43,7 +43,7 @@ impl StripeConnection {
     /// A missing key or webhook secret (naming the variable to set), a base that is not an
     /// `http(s)://` URL, or one that does not answer.
     pub(crate) async fn connect(api_base: &str) -> anyhow::Result<StripeConnection> {
-        let api_key = setting("LEDGER_STRIPE_API_KEY")?.context(
+        let api_key = credential("LEDGER_STRIPE_API_KEY")?.context(
             "--stripe-api-base needs the API's secret key in LEDGER_STRIPE_API_KEY (or \
              LEDGER_STRIPE_API_KEY_FILE); localstripe takes any sk_test_... key",
         )?;

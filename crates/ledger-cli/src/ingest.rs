@@ -79,6 +79,23 @@ pub(crate) fn setting(name: &str) -> anyhow::Result<Option<String>> {
     }
 }
 
+/// A provider's credential `name` (or `<name>_FILE`): visible ASCII characters only, as every
+/// provider issues them. One with a line break (or a space, a control or non-ASCII character)
+/// cannot go in a request's header: each request would fail and be retried as if the provider
+/// were unreachable.
+pub(crate) fn credential(name: &str) -> anyhow::Result<Option<String>> {
+    let value = setting(name)?;
+    if let Some(value) = &value
+        && !value.chars().all(|character| character.is_ascii_graphic())
+    {
+        anyhow::bail!(
+            "{name} (or {name}_FILE) holds a space, a line break, or a control or non-ASCII \
+             character, which no provider's credential has: copy it again"
+        );
+    }
+    Ok(value)
+}
+
 /// A comma-separated list setting (several values during a rotation); `None` when unset or
 /// empty.
 fn list_setting(name: &str) -> anyhow::Result<Option<Vec<String>>> {
@@ -111,7 +128,7 @@ pub(crate) fn webhooks() -> anyhow::Result<WebhookConfig> {
         None => None,
         Some(webhook_ids) => {
             let required = |name: &str| {
-                setting(name)?.with_context(|| {
+                credential(name)?.with_context(|| {
                     format!(
                         "LEDGER_PAYPAL_WEBHOOK_IDS is set, so {name} (or {name}_FILE) is needed"
                     )

@@ -11,7 +11,7 @@ use provider_sync::{
 };
 use time::format_description::well_known::Rfc3339;
 
-use crate::ingest::{PAYPAL_API_BASE_DEFAULT, setting};
+use crate::ingest::{PAYPAL_API_BASE_DEFAULT, credential, setting};
 use crate::projectors;
 use ledger_devenv::progress;
 
@@ -63,23 +63,6 @@ pub(crate) enum ProviderSyncCommand {
         #[arg(long, default_value_t = 100)]
         limit: i64,
     },
-}
-
-/// A provider's credential `name` (or `<name>_FILE`): visible ASCII characters only, as every
-/// provider issues them. One with a line break (or a space, a control or non-ASCII character)
-/// cannot go in a request's header: each request would fail and be retried as if the provider
-/// were unreachable.
-fn credential(name: &str) -> anyhow::Result<Option<String>> {
-    let value = setting(name)?;
-    if let Some(value) = &value
-        && !value.chars().all(|character| character.is_ascii_graphic())
-    {
-        anyhow::bail!(
-            "{name} (or {name}_FILE) holds a space, a line break, or a control or non-ASCII \
-             character, which no provider's credential has: copy it again"
-        );
-    }
-    Ok(value)
 }
 
 /// A provider's key `name` (or `<name>_FILE`), required when its base URL variable is set.

@@ -565,6 +565,23 @@ fn run_ingest_needs_tokens_and_limits_each() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(expected), "{tokens:?}: {stderr}");
     }
+    // PayPal's client credentials are read as provider-sync reads them: one with a line break
+    // could go in no request's header (every verification would fail as if PayPal were down).
+    let output = run_ingest(Some("cli-ingest-token-0123456789:commands:write"), "1", "1")
+        .env("LEDGER_PAYPAL_WEBHOOK_IDS", "WH-1")
+        .env("LEDGER_PAYPAL_CLIENT_ID", "client")
+        .env("LEDGER_PAYPAL_CLIENT_SECRET", "secret\nline")
+        .output()
+        .expect("run ledger run ingest");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(
+            "LEDGER_PAYPAL_CLIENT_SECRET (or LEDGER_PAYPAL_CLIENT_SECRET_FILE) holds a space, a \
+             line break"
+        ),
+        "{stderr}"
+    );
 
     let port = free_port();
     let nats_url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
