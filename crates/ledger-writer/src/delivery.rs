@@ -9,6 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use bytes::Bytes;
 use ledger_connectors::{
     AwaitedObject, KnownCustomer, Normalized, ObjectKind, ProviderMessage, RelatedObject, View,
 };
@@ -22,8 +23,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::pipeline::{
-    BatchClaims, Decider, Incoming, Plan, Request, objects_made_known, record_owners, rejected,
-    replay, stream_id_of,
+    BatchClaims, Decider, Incoming, Plan, Request, Uncommitted, objects_made_known, record_owners,
+    rejected, replay, stream_id_of,
 };
 use crate::{WriterError, append_request, request_fingerprint};
 
@@ -34,6 +35,74 @@ pub(crate) struct Batch<'a> {
     pub(crate) inbox: &'a mut Vec<InboxWrite>,
     pub(crate) claims: &'a mut BatchClaims,
     pub(crate) prefetched: &'a Prefetched,
+    /// The batch decided before this one and still being appended (empty when none is): what
+    /// it decided counts as if both were one batch.
+    pub(crate) earlier: &'a mut Uncommitted,
+}
+
+impl Batch<'_> {
+    /// Takes the stream's state out of the batch's working states, else out of the earlier
+    /// batch's.
+    pub(crate) fn take_working(&mut self, stream_id: Uuid) -> Option<Stream> {
+        self.working
+            .remove(&stream_id)
+            .or_else(|| self.earlier.states.remove(&stream_id))
+    }
+
+    /// Whether the batch or the earlier one recorded the provider event.
+    fn event_recorded(&self, event: &(Provider, String)) -> bool {
+        self.claims.provider_events.contains(event)
+            || self.earlier.claims.provider_events.contains(event)
+    }
+
+    /// The key's owner as the batch, else the earlier one, left it (`Some(None)`: released);
+    /// `None` when neither changed it.
+    fn owner_claimed(&self, storage_key: &str) -> Option<Option<Uuid>> {
+        self.claims
+            .owners
+            .get(storage_key)
+            .or_else(|| self.earlier.claims.owners.get(storage_key))
+            .copied()
+    }
+
+    /// The latest snapshot of the object the batch or the earlier one saw.
+    fn snapshot_seen(&self, object: &(Provider, String)) -> Option<i64> {
+        let seen = |claims: &BatchClaims| claims.snapshots_seen.get(object).copied();
+        seen(self.claims).max(seen(&self.earlier.claims))
+    }
+
+    /// The customer of an object (by its key) the batch or the earlier one made known, else of
+    /// a subscription whose snapshot they saw.
+    fn object_customer(&self, key: &str, snapshot: Option<&(Provider, String)>) -> Option<Uuid> {
+        let known = |claims: &BatchClaims| {
+            claims.objects.get(key).copied().or_else(|| {
+                snapshot.and_then(|object| claims.snapshot_customers.get(object).copied())
+            })
+        };
+        known(self.claims).or_else(|| known(&self.earlier.claims))
+    }
+
+    /// Whether an earlier request of the batch, or of the earlier batch, used the idempotency
+    /// key (`Some(true)`: with `fingerprint`).
+    fn key_used(&self, key: &str, fingerprint: &RequestFingerprint) -> Option<bool> {
+        match self
+            .requests
+            .iter()
+            .find(|request| request.idempotency_key == key)
+        {
+            Some(request) => Some(request.request_fingerprint == *fingerprint),
+            None => self.earlier.keys.get(key).map(|used| used == fingerprint),
+        }
+    }
+
+    /// The provider, body and source of an inbox row the batch or the earlier one recorded.
+    fn row(&self, id: Uuid) -> Option<(Provider, Bytes, InboxSource)> {
+        self.inbox
+            .iter()
+            .find(|write| write.row.id == id)
+            .map(|write| (write.row.provider, write.row.body.clone(), write.row.source))
+            .or_else(|| self.earlier.rows.get(&id).cloned())
+    }
 }
 
 /// A delivery as the intake admitted it, its body parsed there: on the intake's task, off the
@@ -63,8 +132,11 @@ impl Admitted {
 const SNAPSHOT_ALREADY_APPLIED: &str = "already applied";
 
 /// Commands per message whose idempotency keys are looked up before the batch is decided;
-/// a message yielding more has the rest looked up one by one.
-const PREFETCHED_COMMANDS: usize = 8;
+/// a message yielding more (a Stripe subscription snapshot with several changes) has the rest
+/// looked up one by one. Each key prefetched is an index probe of the event table per
+/// delivery, so the bound stays at what most messages yield (`ledger bench sync`: 8 keys a
+/// message cost about a tenth of the import rate).
+const PREFETCHED_COMMANDS: usize = 2;
 
 /// What the store said, before the batch, about its deliveries: looked up together rather than
 /// one delivery at a time. Only this writer appends, so it stays true but for the batch's own
@@ -248,6 +320,7 @@ impl Decider {
         &self,
         batch: &[Incoming],
         working: &mut HashMap<Uuid, Stream>,
+        earlier: &Uncommitted,
     ) -> Result<Prefetched, WriterError> {
         let mut prefetched = Prefetched::default();
         let mut streams = Vec::new();
@@ -316,7 +389,9 @@ impl Decider {
         streams.sort_unstable();
         streams.dedup();
         streams.retain(|stream_id| {
-            !working.contains_key(stream_id) && !self.cache.contains_key(stream_id)
+            !working.contains_key(stream_id)
+                && !earlier.states.contains_key(stream_id)
+                && !self.cache.contains_key(stream_id)
         });
         let stored = self
             .store
@@ -359,15 +434,9 @@ impl Decider {
             Ok(ids) => ids,
             Err(plan) => return Ok(plan),
         };
-        // A re-run's body: from a row recorded earlier in this batch (a delivery released by
-        // the batch that recorded it waiting), else from the inbox.
-        let in_batch = renormalizes.and_then(|id| {
-            batch
-                .inbox
-                .iter()
-                .find(|write| write.row.id == id)
-                .map(|write| (write.row.provider, write.row.body.clone(), write.row.source))
-        });
+        // A re-run's body: from a row recorded earlier in this batch or the earlier one (a
+        // delivery released by the batch that recorded it waiting), else from the inbox.
+        let in_batch = renormalizes.and_then(|id| batch.row(id));
         let (body, source) = match renormalizes {
             None => (delivery.body.clone(), inbox_source(delivery.source())),
             Some(_)
@@ -418,7 +487,7 @@ impl Decider {
         let inbox_id = Uuid::now_v7();
         let event_key = (provider, message.event_id.clone());
         let redelivered = renormalizes.is_none()
-            && (batch.claims.provider_events.contains(&event_key)
+            && (batch.event_recorded(&event_key)
                 || match batch.prefetched.recorded(&event_key) {
                     Some(recorded) => recorded,
                     None => {
@@ -523,11 +592,9 @@ impl Decider {
         correlation_id: Option<Uuid>,
         batch: &mut Batch<'_>,
     ) -> Result<Decision, WriterError> {
-        let resolved = self
-            .resolve(message, batch.claims, batch.prefetched)
-            .await?;
+        let resolved = self.resolve(message, batch).await?;
         let mut state = match resolved {
-            Some((customer_id, _)) => self.take_state(customer_id, batch.working).await?,
+            Some((customer_id, _)) => self.take_state(customer_id, batch).await?,
             None => Stream::Empty,
         };
         let view = View {
@@ -550,7 +617,7 @@ impl Decider {
                     Some(seen) => seen,
                     None => self.store.snapshot_seen(message.provider, object).await?,
                 };
-                stored.max(batch.claims.snapshots_seen.get(&key).copied())
+                stored.max(batch.snapshot_seen(&key))
             }
         };
         let normalized = ledger_connectors::normalize_after(message, &view, seen);
@@ -612,7 +679,7 @@ impl Decider {
         };
         if resolved_id != Some(stream_id) {
             give_back(batch.working, state);
-            state = self.take_state(stream_id, batch.working).await?;
+            state = self.take_state(stream_id, batch).await?;
         }
         let original = state.clone();
         let mut decided = Decided::default();
@@ -694,13 +761,14 @@ impl Decider {
                 .map(|metadata| metadata.idempotency_key.clone())
                 .unwrap_or_default();
             let fingerprint = request_fingerprint(&command);
-            let earlier = batch
+            let earlier = decided
                 .requests
                 .iter()
-                .chain(&decided.requests)
-                .find(|request| request.idempotency_key == key);
+                .find(|request| request.idempotency_key == key)
+                .map(|request| request.request_fingerprint == fingerprint)
+                .or_else(|| batch.key_used(&key, &fingerprint));
             let same = match earlier {
-                Some(request) => Some(request.request_fingerprint == fingerprint),
+                Some(same) => Some(same),
                 None => match batch.prefetched.stored(&key, &fingerprint) {
                     Some(same) => same,
                     None => self
@@ -730,9 +798,7 @@ impl Decider {
             };
             let unique_keys = state.unique_key_changes(&events);
             for key in &unique_keys.claims {
-                if let Some(owner) = self
-                    .owner(key, batch.claims, batch.prefetched, &decided.owners)
-                    .await?
+                if let Some(owner) = self.owner(key, batch, &decided.owners).await?
                     && owner != stream_id
                 {
                     return failed(format!(
@@ -772,13 +838,12 @@ impl Decider {
     async fn resolve(
         &self,
         message: &ProviderMessage,
-        claims: &BatchClaims,
-        prefetched: &Prefetched,
+        batch: &Batch<'_>,
     ) -> Result<Option<(Uuid, bool)>, WriterError> {
         let none = HashMap::new();
         if let Some(account_id) = &message.account_id {
             let key = UniqueKey::ProviderAccount(message.provider, account_id.clone());
-            if let Some(owner) = self.owner(&key, claims, prefetched, &none).await? {
+            if let Some(owner) = self.owner(&key, batch, &none).await? {
                 return Ok(Some((owner, true)));
             }
         }
@@ -786,9 +851,7 @@ impl Decider {
             .email
             .as_deref()
             .filter(|email| !email.trim().is_empty())
-            && let Some(owner) = self
-                .owner(&UniqueKey::email(email), claims, prefetched, &none)
-                .await?
+            && let Some(owner) = self.owner(&UniqueKey::email(email), batch, &none).await?
         {
             return Ok(Some((owner, false)));
         }
@@ -803,13 +866,11 @@ impl Decider {
                 RelatedObject::Payment(id) => (ObjectKind::Payment, id),
             };
             let key = AwaitedObject::new(provider, kind, id).key();
-            let in_batch = claims.objects.get(&key).copied().or_else(|| match kind {
-                ObjectKind::Subscription => claims
-                    .snapshot_customers
-                    .get(&(provider, id.to_owned()))
-                    .copied(),
-                _ => None,
-            });
+            let snapshot = (provider, id.to_owned());
+            let in_batch = batch.object_customer(
+                &key,
+                (kind == ObjectKind::Subscription).then_some(&snapshot),
+            );
             let customer = match (in_batch, kind) {
                 (Some(customer_id), _) => Some(customer_id),
                 (None, ObjectKind::Subscription) => {
@@ -824,35 +885,36 @@ impl Decider {
         Ok(None)
     }
 
-    /// Who holds `key`: as changed by this delivery (`own`), by the batch, else in the store
-    /// (as looked up before the batch, or now).
+    /// Who holds `key`: as changed by this delivery (`own`), by the batch or the earlier one,
+    /// else in the store (as looked up before the batch, or now).
     async fn owner(
         &self,
         key: &UniqueKey,
-        claims: &BatchClaims,
-        prefetched: &Prefetched,
+        batch: &Batch<'_>,
         own: &HashMap<String, Option<Uuid>>,
     ) -> Result<Option<Uuid>, WriterError> {
         let storage_key = key.storage_key();
         if let Some(owner) = own
             .get(&storage_key)
-            .or_else(|| claims.owners.get(&storage_key))
+            .copied()
+            .or_else(|| batch.owner_claimed(&storage_key))
         {
-            return Ok(*owner);
+            return Ok(owner);
         }
-        if let Some(owner) = prefetched.owner(&storage_key) {
+        if let Some(owner) = batch.prefetched.owner(&storage_key) {
             return Ok(owner);
         }
         Ok(self.store.find_stream_by_unique_key(key).await?)
     }
 
-    /// The stream's working state, taken out of the batch's, else the cache or the store.
+    /// The stream's working state, taken out of the batch's (or the earlier batch's), else the
+    /// cache or the store.
     async fn take_state(
         &self,
         stream_id: Uuid,
-        working: &mut HashMap<Uuid, Stream>,
+        batch: &mut Batch<'_>,
     ) -> Result<Stream, WriterError> {
-        match working.remove(&stream_id) {
+        match batch.take_working(stream_id) {
             Some(state) => Ok(state),
             None => self.load(stream_id).await,
         }

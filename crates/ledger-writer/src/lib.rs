@@ -111,6 +111,10 @@ pub enum WriterError {
     /// republished by the next writer.
     #[error("publishing to JetStream failed: {0}")]
     Publish(String),
+    /// The task appending a batch ended without an answer (it panicked): whether the batch
+    /// was committed is unknown, so the writer starts again from the table.
+    #[error("the append task ended without an answer: {0}")]
+    Append(String),
     /// The writer lock's connection is gone: another writer may already hold the lock.
     #[error("lost the writer lock (its PostgreSQL connection closed)")]
     LockLost,
@@ -237,19 +241,29 @@ async fn lead(
         Ok::<(), WriterError>(())
     }));
     let deciding = async {
+        // The batch being appended while the next one is decided (decision 0036).
+        let mut appending: Option<pipeline::Appending> = None;
         loop {
-            let batch = tokio::select! {
+            tokio::select! {
                 biased;
                 () = &mut shutdown => break,
                 () = decider.lock_lost() => return Err(WriterError::LockLost),
-                batch = pipeline::next_batch(&mut queued, config.batch_commands_max) => batch,
-            };
-            let Some(batch) = batch else { break };
-            metrics.queue(queued.len());
-            for appended in decider.decide_and_append(batch).await? {
-                if decided.send(appended).await.is_err() {
-                    // The announcer stopped; its error is returned below.
-                    return Ok(());
+                appended = pipeline::appended(&mut appending) => {
+                    if let Some(earlier) = appending.take() {
+                        let (earlier, _) = decider.finish(earlier, appended)?;
+                        if decided.send(earlier).await.is_err() {
+                            // The announcer stopped; its error is returned below.
+                            return Ok(());
+                        }
+                    }
+                }
+                batch = pipeline::next_batch(&mut queued, config.batch_commands_max) => {
+                    let Some(batch) = batch else { break };
+                    metrics.queue(queued.len());
+                    let appended = decider.decide_and_append(batch, &mut appending).await?;
+                    if !announce(&decided, appended).await {
+                        return Ok(());
+                    }
                 }
             }
         }
@@ -257,11 +271,15 @@ async fn lead(
         intake.0.abort();
         queued.close();
         while let Some(batch) = pipeline::next_batch(&mut queued, config.batch_commands_max).await {
-            for appended in decider.decide_and_append(batch).await? {
-                if decided.send(appended).await.is_err() {
-                    return Ok(());
-                }
+            let appended = decider.decide_and_append(batch, &mut appending).await?;
+            if !announce(&decided, appended).await {
+                return Ok(());
             }
+        }
+        if let Some(mut last) = appending.take() {
+            let appended = last.appended().await;
+            let (last, _) = decider.finish(last, appended)?;
+            announce(&decided, vec![last]).await;
         }
         Ok::<(), WriterError>(())
     }
@@ -276,9 +294,23 @@ async fn lead(
     Ok(())
 }
 
+/// Hands appended batches to the announcer, in order; `false` once it has stopped (its error
+/// is returned by its task).
+async fn announce(
+    announcer: &tokio::sync::mpsc::Sender<pipeline::Decided>,
+    batches: Vec<pipeline::Decided>,
+) -> bool {
+    for batch in batches {
+        if announcer.send(batch).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
 /// A spawned task that ends with its owner: dropping [`run`] (a leader killed mid-flight)
 /// stops its intake and publishing too.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+pub(crate) struct AbortOnDrop<T>(pub(crate) tokio::task::JoinHandle<T>);
 
 impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {

@@ -25,6 +25,9 @@ pub const LEADER: &str = "ledger_writer_leader";
 /// Batches whose append failed for the store (PostgreSQL unreachable, an error): every command
 /// of the batch was answered `unavailable` (counter).
 pub const APPEND_FAILURES: &str = "ledger_writer_append_failures_total";
+/// Batches decided again because the batch before them, on top of which they were decided while
+/// it was being appended, was not appended as decided (counter; decision 0036).
+pub const BATCHES_REDECIDED: &str = "ledger_writer_batches_redecided_total";
 /// Commands answered, by `outcome` (counter).
 pub const COMMANDS: &str = "ledger_writer_commands_total";
 /// Events appended, by `event_type` (one of [`ledger_domain::EVENT_TYPES`]; counter).
@@ -48,6 +51,7 @@ struct Handles {
     queue_commands: Gauge,
     leader: Gauge,
     append_failures: Counter,
+    batches_redecided: Counter,
     /// One per [`OUTCOMES`] entry, in its order.
     commands: [Counter; OUTCOMES.len()],
     /// One per [`ledger_domain::EVENT_TYPES`] entry, in its order.
@@ -66,6 +70,7 @@ impl WriterMetrics {
             queue_commands: metrics::gauge!(QUEUE_COMMANDS),
             leader: metrics::gauge!(LEADER),
             append_failures: metrics::counter!(APPEND_FAILURES),
+            batches_redecided: metrics::counter!(BATCHES_REDECIDED),
             commands: OUTCOMES.map(|outcome| metrics::counter!(COMMANDS, "outcome" => outcome)),
             events: ledger_domain::EVENT_TYPES
                 .iter()
@@ -105,6 +110,10 @@ impl WriterMetrics {
 
     pub(crate) fn append_failed(&self) {
         self.0.append_failures.increment(1);
+    }
+
+    pub(crate) fn redecided(&self) {
+        self.0.batches_redecided.increment(1);
     }
 
     pub(crate) fn published(&self, elapsed: Duration) {

@@ -1,7 +1,8 @@
-//! Group commit in two stages: the [`Decider`] decides a batch of commands in arrival order and
+//! Group commit in stages: the [`Decider`] decides a batch of commands in arrival order and
 //! appends them in one transaction; the [`Announcer`] publishes the new events, then answers
-//! every command. The stages run concurrently: batch N+1 is decided and appended while batch N
-//! is being published, and batches are published in the order they were appended.
+//! every command. The stages run concurrently: batch N+1 is decided while batch N is being
+//! appended (on top of what N decided, decision 0036) and appended while N is being published,
+//! and batches are published in the order they were appended.
 
 use std::collections::HashMap;
 use std::fmt::Display;
@@ -12,8 +13,8 @@ use ledger_bus::{CONTENT_TYPE_HEADER, Encoding, encode_reply};
 use ledger_domain::proto::{self, RejectionKind, command::Kind};
 use ledger_domain::{Event, Rejection, Stream, decode_event, occurred_at_unix_micros};
 use ledger_store::{
-    AppendRejection, AppendRequest, Committed, ExpectedVersion, InboxWrite, RecordedEvent, Store,
-    Writer,
+    AppendRejection, AppendRequest, Committed, ExpectedVersion, InboxSource, InboxWrite,
+    RecordedEvent, RequestFingerprint, Store, Writer,
 };
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -22,8 +23,11 @@ use crate::delivery::{Admitted, DeliveryPlan};
 use crate::metrics::WriterMetrics;
 use crate::publish::Publisher;
 use crate::waiting::{Awaiting, RELEASE_DEPTH_MAX};
-use crate::{WriterConfig, WriterError, append_request, request_fingerprint};
+use crate::{AbortOnDrop, WriterConfig, WriterError, append_request, request_fingerprint};
 use tracing::Instrument as _;
+
+#[cfg(test)]
+mod tests;
 
 /// Recovery attempts after a failed publication before the writer gives up its leadership.
 const RECOVERY_ATTEMPTS_MAX: u32 = 5;
@@ -130,6 +134,67 @@ impl BatchClaims {
     }
 }
 
+/// A batch decided and being appended, as the next batch, decided meanwhile, sees it
+/// (decision 0036): the states of its streams that the next batch has not taken, what it
+/// claimed, the idempotency keys of its requests and its inbox rows. The next batch is decided
+/// on top of it as if both were one batch, and decided again if it is not appended as decided.
+#[derive(Default)]
+pub(crate) struct Uncommitted {
+    pub(crate) states: HashMap<Uuid, Stream>,
+    pub(crate) claims: BatchClaims,
+    pub(crate) keys: HashMap<String, RequestFingerprint>,
+    pub(crate) rows: HashMap<Uuid, (ledger_domain::Provider, bytes::Bytes, InboxSource)>,
+}
+
+/// A batch decided, not yet appended.
+struct Planned {
+    batch: Vec<Incoming>,
+    plans: Vec<Plan>,
+    /// The plans of the deliveries it released.
+    released: Vec<Plan>,
+    requests: Vec<AppendRequest>,
+    inbox: Vec<InboxWrite>,
+    working: HashMap<Uuid, Stream>,
+    claims: BatchClaims,
+    decide_time: Duration,
+}
+
+/// A batch being appended on a task of its own (aborted when dropped).
+pub(crate) struct Appending {
+    batch: Vec<Incoming>,
+    plans: Vec<Plan>,
+    released: Vec<Plan>,
+    uncommitted: Uncommitted,
+    append: AbortOnDrop<Result<Appended, ledger_store::StoreError>>,
+    decide_time: Duration,
+}
+
+/// What the store answered a batch's append, and how long it took (`None`: nothing to append).
+#[derive(Default)]
+pub(crate) struct Appended {
+    outcomes: Vec<Result<Committed, AppendRejection>>,
+    took: Option<Duration>,
+}
+
+/// The end of an append's task.
+pub(crate) type AppendResult =
+    Result<Result<Appended, ledger_store::StoreError>, tokio::task::JoinError>;
+
+impl Appending {
+    /// Waits for the append to end (cancel-safe: the task goes on).
+    pub(crate) async fn appended(&mut self) -> AppendResult {
+        (&mut self.append.0).await
+    }
+}
+
+/// Waits for the append of the batch in `appending`; never completes when there is none.
+pub(crate) async fn appended(appending: &mut Option<Appending>) -> AppendResult {
+    match appending {
+        Some(appending) => appending.appended().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The keys of the objects that `events`, decided from `command`, make known
 /// (`ledger_connectors::made_known`, of the command's provider).
 pub(crate) fn objects_made_known(command: &proto::Command, events: &[Event]) -> Vec<String> {
@@ -181,7 +246,8 @@ enum BatchOutcome {
 /// Stage 1: decides commands against the customers' states and appends them.
 pub(crate) struct Decider {
     pub(crate) store: Store,
-    writer: Writer,
+    /// Shared with the task appending the batch in flight.
+    writer: std::sync::Arc<Writer>,
     /// Streams' states (customers' and integrations') as of the last commit. Only this writer appends while it holds the
     /// lock, so an entry is authoritative; a batch takes the states it needs out and puts back
     /// only those whose appends went as decided, and every request carries the version it was
@@ -205,7 +271,7 @@ impl Decider {
         Decider {
             metrics,
             store,
-            writer,
+            writer: std::sync::Arc::new(writer),
             cache: moka::sync::Cache::builder()
                 .max_capacity(config.cache_bytes_max)
                 .weigher(|_, state: &Stream| {
@@ -227,30 +293,65 @@ impl Decider {
         }
     }
 
-    /// Decides and appends `batch`: in one transaction, or one per command without group
-    /// commit.
+    /// Decides `batch` and starts appending it; returns the batches appended meanwhile, to
+    /// announce in order. With group commit the batch is one transaction, decided while the
+    /// batch before it (`appending`) is still being appended, on top of what that one decided
+    /// (decision 0036); it is decided again if that one was not appended as decided. Its
+    /// append is left in `appending`. Without group commit each command is decided and
+    /// appended alone, in turn.
     pub(crate) async fn decide_and_append(
         &mut self,
         batch: Vec<Incoming>,
+        appending: &mut Option<Appending>,
     ) -> Result<Vec<Decided>, WriterError> {
-        if self.group_commit {
-            return Ok(vec![self.append_group(batch).await?]);
+        let mut decided = Vec::new();
+        if !self.group_commit {
+            for incoming in batch {
+                let planned = self.plan(vec![incoming], None).await?;
+                let mut alone = self.start_append(planned);
+                let appended = alone.appended().await;
+                decided.push(self.finish(alone, appended)?.0);
+            }
+            return Ok(decided);
         }
-        let mut decided = Vec::with_capacity(batch.len());
-        for incoming in batch {
-            decided.push(self.append_group(vec![incoming]).await?);
+        let mut planned = self
+            .plan(
+                batch,
+                appending.as_mut().map(|earlier| &mut earlier.uncommitted),
+            )
+            .await?;
+        if let Some(mut earlier) = appending.take() {
+            let appended = earlier.appended().await;
+            let (earlier, as_decided) = self.finish(earlier, appended)?;
+            decided.push(earlier);
+            if !as_decided {
+                // Decided on top of what the store does not hold: decide again, from the
+                // store, with the waiting deliveries read again from the inbox.
+                self.metrics.redecided();
+                self.awaiting.mark_stale();
+                planned = self.plan(planned.batch, None).await?;
+            }
         }
+        *appending = Some(self.start_append(planned));
         Ok(decided)
     }
 
-    async fn append_group(&mut self, mut batch: Vec<Incoming>) -> Result<Decided, WriterError> {
+    /// Decides `batch` in arrival order against the streams' states, on top of `earlier` (the
+    /// batch being appended, if any): what it appends and what to answer.
+    async fn plan(
+        &mut self,
+        mut batch: Vec<Incoming>,
+        earlier: Option<&mut Uncommitted>,
+    ) -> Result<Planned, WriterError> {
         self.awaiting.refresh(&self.store).await?;
         let started = Instant::now();
+        let mut nothing_earlier = Uncommitted::default();
+        let earlier = earlier.unwrap_or(&mut nothing_earlier);
         let mut working: HashMap<Uuid, Stream> = HashMap::new();
         let mut requests: Vec<AppendRequest> = Vec::new();
         let mut inbox: Vec<InboxWrite> = Vec::new();
         let mut claims = BatchClaims::default();
-        let prefetched = self.prefetch(&batch, &mut working).await?;
+        let prefetched = self.prefetch(&batch, &mut working, earlier).await?;
         let mut plans = Vec::with_capacity(batch.len());
         // The re-runs of deliveries released by the batch: recorded, answered to nobody.
         let mut released = Vec::new();
@@ -261,12 +362,13 @@ impl Decider {
                 inbox: &mut inbox,
                 claims: &mut claims,
                 prefetched: &prefetched,
+                earlier: &mut *earlier,
             };
             let plan = match &mut incoming.request {
                 Request::Command(command) => {
                     let span = command_span(command);
                     let plan = self
-                        .decide(command, batch.working, batch.requests, batch.claims)
+                        .decide(command, &mut batch)
                         .instrument(span.clone())
                         .await?;
                     tracing::debug!(parent: &span, "command decided");
@@ -293,45 +395,128 @@ impl Decider {
             };
             plans.push(plan);
         }
-        let decided = Instant::now();
-        let outcomes = if requests.is_empty() && inbox.is_empty() {
-            Vec::new()
-        } else {
-            match self.writer.append_with_inbox(requests, inbox).await {
-                Ok(outcomes) => {
-                    self.metrics.appended(decided.elapsed());
-                    self.metrics.events(&outcomes);
-                    outcomes
+        Ok(Planned {
+            batch,
+            plans,
+            released,
+            requests,
+            inbox,
+            working,
+            claims,
+            decide_time: started.elapsed(),
+        })
+    }
+
+    /// Starts appending a decided batch in one transaction, on a task of its own.
+    fn start_append(&self, planned: Planned) -> Appending {
+        let Planned {
+            batch,
+            plans,
+            released,
+            requests,
+            inbox,
+            working,
+            claims,
+            decide_time,
+        } = planned;
+        let uncommitted = Uncommitted {
+            states: working,
+            claims,
+            keys: requests
+                .iter()
+                .map(|request| (request.idempotency_key.clone(), request.request_fingerprint))
+                .collect(),
+            rows: inbox
+                .iter()
+                .map(|write| {
+                    let row = &write.row;
+                    (row.id, (row.provider, row.body.clone(), row.source))
+                })
+                .collect(),
+        };
+        let writer = std::sync::Arc::clone(&self.writer);
+        let append = tokio::spawn(async move {
+            if requests.is_empty() && inbox.is_empty() {
+                return Ok(Appended::default());
+            }
+            let started = Instant::now();
+            let outcomes = writer.append_with_inbox(requests, inbox).await?;
+            Ok(Appended {
+                outcomes,
+                took: Some(started.elapsed()),
+            })
+        });
+        Appending {
+            batch,
+            plans,
+            released,
+            uncommitted,
+            append: AbortOnDrop(append),
+            decide_time,
+        }
+    }
+
+    /// Takes the answer of a batch's append: the batch to announce, and whether every request
+    /// was appended as decided. The states of its streams that the next batch did not take go
+    /// back to the cache, those appended as decided.
+    pub(crate) fn finish(
+        &mut self,
+        appending: Appending,
+        appended: AppendResult,
+    ) -> Result<(Decided, bool), WriterError> {
+        let Appending {
+            batch,
+            plans,
+            released,
+            uncommitted,
+            decide_time,
+            ..
+        } = appending;
+        let appended = appended
+            .map_err(|error| WriterError::Append(error.to_string()))
+            .and_then(|appended| appended.map_err(WriterError::Store));
+        let Appended { outcomes, took } = match appended {
+            Ok(appended) => appended,
+            Err(error) => {
+                // The batch's states stay out of the cache: they are replayed next time; the
+                // waiting deliveries are read again from the inbox.
+                self.awaiting.mark_stale();
+                if self.writer.is_closed() {
+                    return Err(WriterError::LockLost);
                 }
-                Err(error) => {
-                    // The batch's states stay out of the cache: they are replayed next time;
-                    // the waiting deliveries are read again from the inbox.
-                    self.awaiting.mark_stale();
-                    if self.writer.is_closed() {
-                        return Err(WriterError::LockLost);
-                    }
-                    self.metrics.append_failed();
-                    tracing::error!(%error, commands = batch.len(), "append failed");
-                    let reply = rejected(RejectionKind::Unavailable, "store_unavailable", &error);
-                    return Ok(Decided {
-                        batch,
-                        outcome: BatchOutcome::Failed(reply),
-                    });
+                if let WriterError::Append(_) = error {
+                    return Err(error);
                 }
+                self.metrics.append_failed();
+                tracing::error!(%error, commands = batch.len(), "append failed");
+                let reply = rejected(RejectionKind::Unavailable, "store_unavailable", &error);
+                let failed = Decided {
+                    batch,
+                    outcome: BatchOutcome::Failed(reply),
+                };
+                return Ok((failed, false));
             }
         };
-        self.update_cache(plans.iter().chain(&released), &outcomes, working);
+        if let Some(took) = took {
+            self.metrics.appended(took);
+            self.metrics.events(&outcomes);
+        }
+        self.update_cache(plans.iter().chain(&released), &outcomes, uncommitted.states);
         self.metrics.batch(batch.len());
         tracing::debug!(
             commands = batch.len(),
-            decide_us = (decided - started).as_micros(),
-            append_us = decided.elapsed().as_micros(),
+            decide_us = decide_time.as_micros(),
+            append_us = took.unwrap_or_default().as_micros(),
             "decided and appended batch"
         );
-        Ok(Decided {
+        let as_decided = outcomes
+            .iter()
+            .all(|outcome| matches!(outcome, Ok(committed) if !committed.duplicate));
+        let decided = Decided {
             batch,
             outcome: BatchOutcome::Appended { plans, outcomes },
-        })
+        };
+        Ok((decided, as_decided))
     }
 
     /// Plans one delivery (alone or of a page), notes whether it waits, then releases the
@@ -383,15 +568,13 @@ impl Decider {
     async fn decide(
         &self,
         command: &proto::Command,
-        working: &mut HashMap<Uuid, Stream>,
-        requests: &mut Vec<AppendRequest>,
-        claims: &mut BatchClaims,
+        batch: &mut crate::delivery::Batch<'_>,
     ) -> Result<Plan, WriterError> {
         let (stream_id, new_stream) = match stream_id_of(command) {
             Ok(stream) => stream,
             Err(rejection) => return Ok(Plan::Rejected(rejection)),
         };
-        let state = match working.remove(&stream_id) {
+        let state = match batch.take_working(stream_id) {
             Some(state) => state,
             None if new_stream => Stream::Empty,
             None => self.load(stream_id).await?,
@@ -406,11 +589,13 @@ impl Decider {
         });
         match decided {
             Ok((request, events)) => {
-                claims.record(stream_id, &request.unique_keys);
-                claims.know(stream_id, objects_made_known(command, &events));
-                requests.push(request);
+                batch.claims.record(stream_id, &request.unique_keys);
+                batch
+                    .claims
+                    .know(stream_id, objects_made_known(command, &events));
+                batch.requests.push(request);
                 let occurred_at_unix_micros = occurred_at_unix_micros(command);
-                working.insert(
+                batch.working.insert(
                     stream_id,
                     events.iter().fold(state, |state, event| {
                         state.evolve(event, occurred_at_unix_micros)
@@ -418,11 +603,11 @@ impl Decider {
                 );
                 Ok(Plan::Append {
                     stream_id,
-                    request_index: requests.len() - 1,
+                    request_index: batch.requests.len() - 1,
                 })
             }
             Err(rejection) => {
-                working.insert(stream_id, state);
+                batch.working.insert(stream_id, state);
                 Ok(Plan::Rejected(rejection))
             }
         }
