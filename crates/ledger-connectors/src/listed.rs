@@ -17,14 +17,21 @@ pub const LISTED_OBJECT_ID_BYTES_MAX: usize = 255 - LISTED_EVENT_PREFIX.len() - 
 /// # Errors
 /// A sentence when `id` is longer than [`LISTED_OBJECT_ID_BYTES_MAX`].
 pub(crate) fn event_id(id: &str, object: &Value) -> Result<String, String> {
+    event_id_of_json(id, &serde_json::to_vec(object).unwrap_or_default())
+}
+
+/// [`event_id`] of an object already serialized (`serde_json::to_vec`) as `json`.
+///
+/// # Errors
+/// A sentence when `id` is longer than [`LISTED_OBJECT_ID_BYTES_MAX`].
+pub(crate) fn event_id_of_json(id: &str, json: &[u8]) -> Result<String, String> {
     if id.len() > LISTED_OBJECT_ID_BYTES_MAX {
         return Err(format!(
             "an id of {} bytes, more than {LISTED_OBJECT_ID_BYTES_MAX}",
             id.len()
         ));
     }
-    let bytes = serde_json::to_vec(object).unwrap_or_default();
-    let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
+    let digest = ring::digest::digest(&ring::digest::SHA256, json);
     let hex: String = digest.as_ref()[..8]
         .iter()
         .map(|byte| format!("{byte:02x}"))

@@ -525,13 +525,7 @@ fn wrap(list: ListName, objects: Vec<Value>) -> Vec<Result<(String, Vec<u8>), St
     objects
         .into_iter()
         .map(|object| match list {
-            ListName::Objects(kind) => listed(kind, &object)
-                .map(|body| {
-                    let id = ledger_connectors::stripe::listed_event_id(kind, &object)
-                        .unwrap_or_default();
-                    (id, body)
-                })
-                .map_err(|error| error.to_string()),
+            ListName::Objects(kind) => listed(kind, &object).map_err(|error| error.to_string()),
             _ => match (
                 object.get("id").and_then(Value::as_str),
                 object.get("type").and_then(Value::as_str),

@@ -71,7 +71,7 @@ pub(crate) async fn reimport(
     let mut changes = Changes::default();
     changes.counts.objects = 1;
     let first = match listed(kind, object) {
-        Ok(body) => send(client, resync, body, correlation_id).await?,
+        Ok((_, body)) => send(client, resync, body, correlation_id).await?,
         Err(error) => {
             tracing::warn!(%error, "a re-read object cannot be imported; skipped");
             changes.counts.unreadable += 1;

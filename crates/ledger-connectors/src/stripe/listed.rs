@@ -172,43 +172,58 @@ pub fn object_time(kind: ListedKind, object: &Value) -> Option<i64> {
 /// [`ListedError::NotThatKind`] when the object has no `id`, another `object` than `kind`,
 /// or an id longer than [`LISTED_OBJECT_ID_BYTES_MAX`].
 pub fn listed_event_id(kind: ListedKind, object: &Value) -> Result<String, ListedError> {
-    let not_that_kind = |reason: String| ListedError::NotThatKind {
-        kind: kind.as_str(),
-        reason,
-    };
-    let id = objects::text(object, "/id").ok_or_else(|| not_that_kind("no id".to_owned()))?;
-    match objects::text(object, "/object") {
-        Some(name) if name == kind.as_str() => {}
-        other => {
-            return Err(not_that_kind(format!(
-                "{id} has \"object\": {}",
-                other.unwrap_or("(none)")
-            )));
-        }
-    }
-    crate::listed::event_id(id, object).map_err(not_that_kind)
+    let id = object_id(kind, object)?;
+    crate::listed::event_id(id, object).map_err(|reason| not_that_kind(kind, reason))
 }
 
-/// Wraps an object read from `kind`'s list endpoint as a Stripe event body (JSON bytes), ready
-/// for [`super::parse`] and the writer's delivery path.
+/// The object's `id`, when it is an object of `kind`.
+fn object_id(kind: ListedKind, object: &Value) -> Result<&str, ListedError> {
+    let id = objects::text(object, "/id").ok_or_else(|| not_that_kind(kind, "no id".into()))?;
+    match objects::text(object, "/object") {
+        Some(name) if name == kind.as_str() => Ok(id),
+        other => Err(not_that_kind(
+            kind,
+            format!("{id} has \"object\": {}", other.unwrap_or("(none)")),
+        )),
+    }
+}
+
+fn not_that_kind(kind: ListedKind, reason: String) -> ListedError {
+    ListedError::NotThatKind {
+        kind: kind.as_str(),
+        reason,
+    }
+}
+
+/// Wraps an object read from `kind`'s list endpoint as a Stripe event: its synthetic event id
+/// ([`listed_event_id`]) and its body (JSON bytes), ready for [`super::parse`] and the writer's
+/// delivery path. The object is serialized once, for its id and its place in the body.
 ///
 /// # Errors
 /// [`ListedError`] when the object is not of `kind` or has no valid `created` time.
-pub fn listed(kind: ListedKind, object: &Value) -> Result<Vec<u8>, ListedError> {
-    let id = listed_event_id(kind, object)?;
+pub fn listed(kind: ListedKind, object: &Value) -> Result<(String, Vec<u8>), ListedError> {
+    let object_json = serde_json::to_vec(object).unwrap_or_default();
+    let id = crate::listed::event_id_of_json(object_id(kind, object)?, &object_json)
+        .map_err(|reason| not_that_kind(kind, reason))?;
     let created = object_time(kind, object).ok_or_else(|| ListedError::NoTime {
         kind: kind.as_str(),
         id: objects::text(object, "/id").unwrap_or_default().to_owned(),
     })?;
-    let event = json!({
+    let envelope = json!({
         "id": id,
         "object": "event",
         "type": event_type(kind, object),
         "created": created,
-        "livemode": object.get("livemode").cloned().unwrap_or(Value::Bool(false)),
-        "data": { "object": object },
+        "livemode": object.get("livemode").unwrap_or(&Value::Bool(false)),
     });
-    Ok(serde_json::to_vec(&event).unwrap_or_default())
+    // `{...}` of the envelope, reopened for `"data": {"object": <the object's JSON>}`.
+    let mut body = serde_json::to_vec(&envelope).unwrap_or_default();
+    body.pop();
+    body.reserve(object_json.len() + 20);
+    body.extend_from_slice(br#","data":{"object":"#);
+    body.extend_from_slice(&object_json);
+    body.extend_from_slice(b"}}");
+    Ok((id, body))
 }
 
 #[cfg(test)]
@@ -246,8 +261,15 @@ mod tests {
 
     #[test]
     fn the_wrapped_object_parses_as_the_event_stripe_sends_dated_by_the_object() {
-        let body = listed(ListedKind::Subscription, &subscription("active", 1)).expect("wrapped");
+        let (id, body) =
+            listed(ListedKind::Subscription, &subscription("active", 1)).expect("wrapped");
         let message = super::super::parse(&body).expect("a Stripe event");
+        assert_eq!(
+            Ok(message.event_id.clone()),
+            listed_event_id(ListedKind::Subscription, &subscription("active", 1))
+        );
+        assert_eq!(message.event_id, id);
+        assert_eq!(message.body["data"]["object"], subscription("active", 1));
         assert_eq!(message.event_type, "customer.subscription.updated");
         // current_period_start, the latest past time; not cancel_at (in the future).
         assert_eq!(message.created_at_unix_micros, 1_702_592_000_000_000);
@@ -258,7 +280,7 @@ mod tests {
         );
         let mut canceled = subscription("canceled", 1);
         canceled["canceled_at"] = json!(1_703_000_000);
-        let body = listed(ListedKind::Subscription, &canceled).expect("wrapped");
+        let (_, body) = listed(ListedKind::Subscription, &canceled).expect("wrapped");
         let message = super::super::parse(&body).expect("a Stripe event");
         assert_eq!(message.event_type, "customer.subscription.deleted");
         assert_eq!(message.created_at_unix_micros, 1_703_000_000_000_000);
@@ -268,7 +290,7 @@ mod tests {
     fn each_kind_is_the_event_of_its_state() {
         let customer = json!({"id": "cus_1", "object": "customer", "created": 1_700_000_000,
             "email": "a@example.com"});
-        let message = super::super::parse(&listed(ListedKind::Customer, &customer).expect("ok"))
+        let message = super::super::parse(&listed(ListedKind::Customer, &customer).expect("ok").1)
             .expect("parsed");
         assert_eq!(message.event_type, "customer.updated");
         assert_eq!(message.email.as_deref(), Some("a@example.com"));

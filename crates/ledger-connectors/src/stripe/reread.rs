@@ -28,13 +28,9 @@ pub fn listed_at(
     read_at_unix_seconds: i64,
     note: &str,
 ) -> Result<Vec<u8>, ListedError> {
-    let body = listed(kind, object)?;
+    let (id, body) = listed(kind, object)?;
     let mut event: Value = serde_json::from_slice(&body).unwrap_or_default();
-    let id = event
-        .get("id")
-        .and_then(Value::as_str)
-        .map(|id| format!("{id}_{read_at_unix_seconds}"))
-        .unwrap_or_default();
+    let id = format!("{id}_{read_at_unix_seconds}");
     if id.len() > EVENT_ID_BYTES_MAX {
         return Err(ListedError::NotThatKind {
             kind: kind.as_str(),
@@ -83,13 +79,8 @@ mod tests {
         assert_eq!(message.event_type, "customer.subscription.updated");
         assert_eq!(message.account_id.as_deref(), Some("cus_1"));
         assert_eq!(message.body["ledger_note"], "repair: quantity 1 -> 3");
-        let listed_id: Value =
-            serde_json::from_slice(&listed(ListedKind::Subscription, &subscription(3)).unwrap())
-                .unwrap();
-        assert_eq!(
-            message.event_id,
-            format!("{}_1764561600", listed_id["id"].as_str().unwrap())
-        );
+        let (listed_id, _) = listed(ListedKind::Subscription, &subscription(3)).unwrap();
+        assert_eq!(message.event_id, format!("{listed_id}_1764561600"));
         let later = parse(
             &listed_at(
                 ListedKind::Subscription,
