@@ -1,7 +1,8 @@
 //! `ledger bench sync`: the backfill's import rate (`ledger_sync::import_stripe`, the same code
-//! as `ledger sync stripe`) of a generated Stripe account served page by page from a local HTTP
-//! server, so the figure is the ledger's own cost: wrapping, one delivery page per list page
-//! (decision 0035), the writer's parse, resolve, normalize, inbox and group-commit append.
+//! as `ledger sync stripe`) of a generated Stripe account, its pages recorded to a file first
+//! and served from it by a local HTTP server, so the figure is the ledger's own cost (reading
+//! the pages, wrapping, one delivery page per list page (decision 0035), the writer's parse,
+//! resolve, normalize, inbox and group-commit append), not the making of the pages.
 //! Half the objects are customers, half their subscriptions (one each). Printed next to two
 //! baselines of the same run: reading the pages alone from the local server, and the store's
 //! raw append of as many events in batches of 100; and with the process's resident memory
@@ -78,25 +79,95 @@ impl Account {
         })
     }
 
-    /// The page after `starting_after` of the list at `path` (empty for lists it has none of).
-    fn page(self, path: &str, starting_after: Option<&str>, limit: u64) -> serde_json::Value {
+    /// The page of the list at `path` from its object `first` (empty for lists it has none
+    /// of).
+    fn page(self, path: &str, first: u64, limit: u64) -> serde_json::Value {
         let make: fn(u64) -> serde_json::Value = match path {
             "/v1/customers" => Account::customer,
             "/v1/subscriptions" => Account::subscription,
             _ => return json!({"object": "list", "data": [], "has_more": false, "url": path}),
         };
-        let first = starting_after
-            .and_then(|id| id.split('_').nth(1))
-            .and_then(|n| n.parse::<u64>().ok())
-            .map_or(0, |n| n + 1);
         let end = (first + limit).min(self.customers);
         let data: Vec<serde_json::Value> = (first..end).map(make).collect();
         json!({"object": "list", "data": data, "has_more": end < self.customers, "url": path})
     }
 }
 
+/// The account's list pages of [`PAGE_OBJECTS`] objects, as the server answers them, recorded
+/// to a file before the import (the file is deleted when this is dropped).
+struct Recorded {
+    account: Account,
+    path: std::path::PathBuf,
+    file: std::fs::File,
+    /// (list path, index of the page's first object) -> (offset, length) in the file.
+    pages: std::collections::HashMap<(&'static str, u64), (u64, usize)>,
+}
+
+/// Objects per recorded page: the importer's page size (Stripe's largest).
+const PAGE_OBJECTS: u64 = 100;
+/// The lists the account has objects in.
+const LISTS: [&str; 2] = ["/v1/customers", "/v1/subscriptions"];
+
+impl Recorded {
+    /// Writes every page of `account`'s lists to a new file in the temporary directory.
+    fn record(account: Account) -> anyhow::Result<Recorded> {
+        use std::io::Write as _;
+        let path = std::env::temp_dir().join(format!(
+            "ledger-bench-sync-{}-{}.json",
+            std::process::id(),
+            CREATED_FROM
+        ));
+        let mut writer = std::io::BufWriter::new(std::fs::File::create(&path)?);
+        let mut pages = std::collections::HashMap::new();
+        let mut offset = 0;
+        for list in LISTS {
+            for first in (0..account.customers).step_by(PAGE_OBJECTS as usize) {
+                let body = serde_json::to_vec(&account.page(list, first, PAGE_OBJECTS))?;
+                writer.write_all(&body)?;
+                pages.insert((list, first), (offset, body.len()));
+                offset += u64::try_from(body.len())?;
+            }
+        }
+        writer.flush()?;
+        let file = std::fs::File::open(&path)?;
+        Ok(Recorded {
+            account,
+            path,
+            file,
+            pages,
+        })
+    }
+
+    /// The page after `starting_after` of the list at `path`: recorded, else made now.
+    fn page(&self, path: &str, starting_after: Option<&str>, limit: u64) -> Vec<u8> {
+        use std::os::unix::fs::FileExt as _;
+        let first = starting_after
+            .and_then(|id| id.split('_').nth(1))
+            .and_then(|n| n.parse::<u64>().ok())
+            .map_or(0, |n| n + 1);
+        let recorded = LISTS
+            .into_iter()
+            .find(|list| *list == path)
+            .filter(|_| limit == PAGE_OBJECTS)
+            .and_then(|list| self.pages.get(&(list, first)).copied());
+        if let Some((offset, length)) = recorded {
+            let mut body = vec![0; length];
+            if self.file.read_exact_at(&mut body, offset).is_ok() {
+                return body;
+            }
+        }
+        serde_json::to_vec(&self.account.page(path, first, limit)).unwrap_or_default()
+    }
+}
+
+impl Drop for Recorded {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 async fn list(
-    account: web::Data<Account>,
+    recorded: web::Data<Recorded>,
     request: actix_web::HttpRequest,
     query: web::Query<Vec<(String, String)>>,
 ) -> HttpResponse {
@@ -110,12 +181,15 @@ async fn list(
         .and_then(|limit| limit.parse().ok())
         .unwrap_or(10_u64)
         .min(100);
-    HttpResponse::Ok().json(account.page(request.path(), value("starting_after"), limit))
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(recorded.page(request.path(), value("starting_after"), limit))
 }
 
-/// Serves `account` on a free loopback port, on a thread of its own; returns its address and
+/// Serves `recorded` on a free loopback port, on a thread of its own; returns its address and
 /// the server's handle (stop it when done).
-fn serve(account: Account) -> anyhow::Result<(SocketAddr, actix_web::dev::ServerHandle)> {
+fn serve(recorded: Recorded) -> anyhow::Result<(SocketAddr, actix_web::dev::ServerHandle)> {
+    let recorded = web::Data::new(recorded);
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let address = listener.local_addr()?;
     let (handle_sender, handle_receiver) = std::sync::mpsc::channel();
@@ -123,7 +197,7 @@ fn serve(account: Account) -> anyhow::Result<(SocketAddr, actix_web::dev::Server
         actix_web::rt::System::new().block_on(async move {
             let server = HttpServer::new(move || {
                 App::new()
-                    .app_data(web::Data::new(account))
+                    .app_data(recorded.clone())
                     .default_service(web::get().to(list))
             })
             .workers(1)
@@ -147,7 +221,7 @@ fn serve(account: Account) -> anyhow::Result<(SocketAddr, actix_web::dev::Server
 async fn read_pages(reader: &StripeReader) -> anyhow::Result<(u64, f64)> {
     let started = Instant::now();
     let mut objects = 0;
-    for path in ["/v1/customers", "/v1/subscriptions"] {
+    for path in LISTS {
         let mut cursor: Option<String> = None;
         loop {
             let page = reader.page(path, &[], cursor.as_deref()).await?;
@@ -189,7 +263,15 @@ pub(crate) async fn run(args: SyncBenchArgs) -> anyhow::Result<()> {
     let bus = writer.bus.clone();
     let client = Client::new(async_nats::connect(services.nats_url()).await?, bus.clone())
         .with_request_timeout(DELIVERY_TIMEOUT);
-    let (address, server) = serve(account)?;
+    let recording = Instant::now();
+    let recorded = Recorded::record(account)?;
+    println!(
+        "recorded the account's {} pages to {} in {:.2} s",
+        recorded.pages.len(),
+        recorded.path.display(),
+        recording.elapsed().as_secs_f64()
+    );
+    let (address, server) = serve(recorded)?;
     let reader = StripeReader::new(
         StripeApi {
             api_base: format!("http://{address}"),
