@@ -25,11 +25,12 @@ pub(crate) enum SyncCommand {
     /// DATABASE_URL for the cursors. Idempotent; resumes after an interruption.
     Stripe(StripeArgs),
     /// Import the PayPal account's sales and refunds (Transaction Search, the last three years
-    /// or --since) and the subscriptions they pay, through the writer (run as NATS user
-    /// `ingest`). Needs LEDGER_PAYPAL_CLIENT_ID and LEDGER_PAYPAL_CLIENT_SECRET (or _FILE) of
-    /// an app with Transaction Search enabled, and DATABASE_URL for the cursors. Idempotent;
-    /// resumes after an interruption.
-    Paypal(BackfillArgs),
+    /// or --since) and the subscriptions they pay, then its webhook event notifications of the
+    /// last 30 days, through the writer (run as NATS user `ingest`). Needs
+    /// LEDGER_PAYPAL_CLIENT_ID and LEDGER_PAYPAL_CLIENT_SECRET (or _FILE) of an app with
+    /// Transaction Search enabled, and DATABASE_URL for the cursors. Idempotent; resumes after
+    /// an interruption.
+    Paypal(PaypalArgs),
     /// Import the Xendit account's invoices through the writer (run as NATS user `ingest`).
     /// Needs LEDGER_XENDIT_API_KEY (or _FILE; read permission for Invoices is enough) and
     /// DATABASE_URL for the cursors. Idempotent; resumes after an interruption.
@@ -86,6 +87,16 @@ pub(crate) struct StripeArgs {
     /// repair), then check again and print what remains; the exit code is the second check's.
     #[arg(long, requires = "check")]
     repair: bool,
+}
+
+/// `ledger sync paypal`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct PaypalArgs {
+    #[command(flatten)]
+    backfill: BackfillArgs,
+    /// Do not read GET /v1/notifications/webhooks-events after the transactions.
+    #[arg(long)]
+    no_events: bool,
 }
 
 /// `--since`: a day (midnight UTC) or an RFC 3339 time, from 1970 (the providers' list filters
@@ -175,7 +186,7 @@ pub(crate) async fn paypal(
     database_url: &str,
     nats: async_nats::Client,
     bus: ledger_bus::BusConfig,
-    args: &BackfillArgs,
+    args: &PaypalArgs,
 ) -> anyhow::Result<ExitCode> {
     let api = crate::provider_sync::paypal_api()?.ok_or_else(|| {
         anyhow::anyhow!(
@@ -183,8 +194,9 @@ pub(crate) async fn paypal(
              credentials of a PayPal REST app with Transaction Search enabled"
         )
     })?;
-    let reader = Reader::Paypal(PaypalReader::new(api, args.request_timeout())?);
-    backfill(database_url, nats, bus, reader, &args.options(false)).await
+    let reader = Reader::Paypal(PaypalReader::new(api, args.backfill.request_timeout())?);
+    let options = args.backfill.options(!args.no_events);
+    backfill(database_url, nats, bus, reader, &options).await
 }
 
 /// `ledger sync xendit`: exit 1 when an object failed or could not be imported.

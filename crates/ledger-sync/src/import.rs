@@ -38,6 +38,10 @@ pub enum ListName {
     PaypalSubscriptions,
     /// PayPal's Transaction Search: sales and refunds.
     PaypalTransactions,
+    /// PayPal's webhook event notifications (`GET /v1/notifications/webhooks-events`) of the
+    /// last [`EVENTS_DAYS`] days: the webhooks' own ids, so those already received are
+    /// duplicates; the only list holding a subscription no transaction pays.
+    PaypalEvents,
     /// Xendit's `GET /v2/invoices`.
     XenditInvoices,
 }
@@ -55,24 +59,36 @@ impl ListName {
     ];
 
     /// PayPal's lists, in the order a backfill reads them: the subscriptions first, so the
-    /// sales paying them find them.
-    pub const PAYPAL: [ListName; 2] = [ListName::PaypalSubscriptions, ListName::PaypalTransactions];
+    /// sales paying them find them, then the webhook event notifications.
+    pub const PAYPAL: [ListName; 3] = [
+        ListName::PaypalSubscriptions,
+        ListName::PaypalTransactions,
+        ListName::PaypalEvents,
+    ];
+
+    /// Whether it is a list of the provider's events, read only with
+    /// [`ImportOptions::events`].
+    pub fn is_events(self) -> bool {
+        matches!(self, ListName::Events | ListName::PaypalEvents)
+    }
 
     /// The provider whose list it is.
     pub fn provider(self) -> Provider {
         match self {
             ListName::Objects(_) | ListName::Events => Provider::Stripe,
-            ListName::PaypalSubscriptions | ListName::PaypalTransactions => Provider::Paypal,
+            ListName::PaypalSubscriptions
+            | ListName::PaypalTransactions
+            | ListName::PaypalEvents => Provider::Paypal,
             ListName::XenditInvoices => Provider::Xendit,
         }
     }
 
     /// The cursor's `object_kind` (under the list's provider): `customer`, ..., `dispute`,
-    /// `event`; `subscription`, `transaction`; `invoice`.
+    /// `event`; `subscription`, `transaction`, `event`; `invoice`.
     pub fn as_str(self) -> &'static str {
         match self {
             ListName::Objects(kind) => kind.as_str(),
-            ListName::Events => "event",
+            ListName::Events | ListName::PaypalEvents => "event",
             ListName::PaypalSubscriptions => "subscription",
             ListName::PaypalTransactions => "transaction",
             ListName::XenditInvoices => "invoice",
@@ -93,7 +109,8 @@ pub struct ImportOptions {
     /// one request, and the writer decides the pages that arrive together in one group commit.
     /// Memory is bounded by this many pages.
     pub pages_in_flight: usize,
-    /// Read `GET /v1/events` after the object lists.
+    /// Read the provider's events after the object lists (Stripe's `GET /v1/events`, PayPal's
+    /// webhook event notifications).
     pub events: bool,
 }
 
@@ -205,7 +222,7 @@ pub async fn import_stripe(
 ) -> Result<ImportReport, SyncError> {
     let lists: Vec<ListName> = ListName::ALL
         .into_iter()
-        .filter(|list| *list != ListName::Events || options.events)
+        .filter(|list| !list.is_events() || options.events)
         .collect();
     let stripe = StripeLists {
         reader,

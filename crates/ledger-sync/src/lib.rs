@@ -37,7 +37,7 @@
 //!
 //! // Importing (import.rs)
 //! pub enum ListName { Objects(ListedKind), Events,     // Stripe's; ALL: the order read
-//!                     PaypalSubscriptions, PaypalTransactions,   // PAYPAL: the order read
+//!                     PaypalSubscriptions, PaypalTransactions, PaypalEvents, // PAYPAL
 //!                     XenditInvoices }                           // as_str(): cursor key
 //! pub struct ImportOptions { since: Option<OffsetDateTime>, pages_max: Option<u64>,
 //!                            pages_in_flight: usize, events: bool }       // Default
@@ -79,7 +79,10 @@ pub use import::{
     PageDone, import_stripe,
 };
 pub use on_demand::{ON_DEMAND_PAGES_MAX, OnDemand, sync_stripe_customer};
-pub use paypal::{HISTORY_DAYS, PaypalReader, TRANSACTIONS_PAGE_SIZE, WINDOW_DAYS, import_paypal};
+pub use paypal::{
+    EVENTS_PAGE_SIZE, HISTORY_DAYS, PaypalReader, TRANSACTIONS_PAGE_SIZE, WINDOW_DAYS,
+    import_paypal,
+};
 pub use provider_sync::{ApiSecret, PaypalApi, StripeApi, XenditApi};
 pub use reconcile::{
     Check, Found, READ_MODEL_WAIT_MAX, Repair, check_stripe, ledger_subscriptions, repair_stripe,

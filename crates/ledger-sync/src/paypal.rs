@@ -9,7 +9,15 @@
 //! are wrapped by [`ledger_connectors::paypal::listed_subscription`] and
 //! [`ledger_connectors::paypal::listed_transaction`].
 //!
-//! A list's cursor is `<window start, Unix seconds>:<page>`, the page to read next.
+//! Then the webhook event notifications of the last [`EVENTS_DAYS`] days
+//! (`GET /v1/notifications/webhooks-events`, `start_time`, `end_time`, `page_size`; the next page
+//! by the `next` link, <https://developer.paypal.com/docs/api/webhooks/v1/#webhooks-events_list>),
+//! each sent as it is: it is the webhook's body, with the webhook's id. They hold what no other
+//! list does (a subscription created, activated, suspended or cancelled with no transaction), for
+//! the events PayPal made for the app's webhooks.
+//!
+//! A transaction list's cursor is `<window start, Unix seconds>:<page>`, the page to read next;
+//! the events list's is the query of the `next` link.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -26,7 +34,7 @@ use tokio::sync::Mutex;
 
 use crate::api_reader::{ApiReader, Auth};
 use crate::import::{Listed, Lists, import};
-use crate::{ImportOptions, ImportReport, ListName, PageDone, SyncError};
+use crate::{EVENTS_DAYS, ImportOptions, ImportReport, ListName, PageDone, SyncError};
 
 /// The longest window Transaction Search accepts between `start_date` and `end_date`.
 pub const WINDOW_DAYS: i64 = 31;
@@ -35,6 +43,10 @@ pub const WINDOW_DAYS: i64 = 31;
 pub const HISTORY_DAYS: i64 = 3 * 365;
 /// Transactions per page (PayPal allows up to 500).
 pub const TRANSACTIONS_PAGE_SIZE: u32 = 100;
+/// Webhook event notifications per page: PayPal's default, as it documents no maximum.
+pub const EVENTS_PAGE_SIZE: u32 = 10;
+/// PayPal's list of webhook event notifications.
+const EVENTS_PATH: &str = "/v1/notifications/webhooks-events";
 
 /// Reads PayPal's REST API with an OAuth2 client-credentials token.
 #[derive(Debug, Clone)]
@@ -62,9 +74,9 @@ impl PaypalReader {
     }
 }
 
-/// Imports the PayPal account `reader` reads: its subscriptions, then its sales and refunds
-/// ([`ListName::PAYPAL`]), as [`crate::import_stripe`] does Stripe's (`options.events` does
-/// not apply).
+/// Imports the PayPal account `reader` reads: its subscriptions, then its sales and refunds,
+/// then (with `options.events`) its webhook event notifications ([`ListName::PAYPAL`]), as
+/// [`crate::import_stripe`] does Stripe's.
 ///
 /// # Errors
 /// As [`crate::import_stripe`].
@@ -87,7 +99,11 @@ pub async fn import_paypal(
         until: until.unix_timestamp(),
         subscriptions_read: Mutex::new(HashSet::new()),
     };
-    import(&lists, &ListName::PAYPAL, store, client, options, progress).await
+    let names: Vec<ListName> = ListName::PAYPAL
+        .into_iter()
+        .filter(|list| !list.is_events() || options.events)
+        .collect();
+    import(&lists, &names, store, client, options, progress).await
 }
 
 struct PaypalLists<'a> {
@@ -103,6 +119,9 @@ struct PaypalLists<'a> {
 
 impl Lists for PaypalLists<'_> {
     async fn page(&self, list: ListName, cursor: Option<&str>) -> Result<Listed, SyncError> {
+        if list == ListName::PaypalEvents {
+            return self.events(cursor).await;
+        }
         let (start, page) = match cursor {
             None => (self.from, 1),
             Some(cursor) => parse_cursor(cursor)?,
@@ -177,6 +196,55 @@ impl PaypalLists<'_> {
         }
     }
 
+    /// A page of the webhook event notifications from the later of `--since` and
+    /// [`EVENTS_DAYS`] days ago to the run's start: the first page when `cursor` is `None`,
+    /// else the page of the `next` link whose query the cursor is.
+    async fn events(&self, cursor: Option<&str>) -> Result<Listed, SyncError> {
+        let query: Vec<(String, String)> = match cursor {
+            None => vec![
+                ("page_size".to_owned(), EVENTS_PAGE_SIZE.to_string()),
+                (
+                    "start_time".to_owned(),
+                    rfc3339(self.from.max(self.until - EVENTS_DAYS * 86_400))?,
+                ),
+                ("end_time".to_owned(), rfc3339(self.until)?),
+            ],
+            Some(cursor) => url::form_urlencoded::parse(cursor.as_bytes())
+                .into_owned()
+                .collect(),
+        };
+        let parameters: Vec<(&str, String)> = query
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.clone()))
+            .collect();
+        let body = self.reader.api.get(EVENTS_PATH, &parameters).await?;
+        let not_a_page = |reason: &str| {
+            SyncError::Provider(format!("GET {EVENTS_PATH} did not answer a page: {reason}"))
+        };
+        let mut answer: Value =
+            serde_json::from_slice(&body).map_err(|_| not_a_page("not JSON"))?;
+        let events = match answer.get_mut("events").map(Value::take) {
+            Some(Value::Array(events)) => events,
+            None => Vec::new(),
+            Some(_) => return Err(not_a_page("events is not an array")),
+        };
+        let bodies = events
+            .into_iter()
+            .map(|event| match event.get("id").and_then(Value::as_str) {
+                Some(id) if !id.is_empty() => Ok((
+                    id.to_owned(),
+                    serde_json::to_vec(&event).unwrap_or_default(),
+                )),
+                _ => Err("a webhook event notification without an id".to_owned()),
+            })
+            .collect();
+        Ok(Listed {
+            bodies,
+            next: next_link(&answer)?,
+            total_count: None,
+        })
+    }
+
     /// The subscriptions `transactions` pay and this run has not read yet, read and wrapped.
     async fn subscriptions(
         &self,
@@ -220,6 +288,33 @@ fn next_cursor(
     }
 }
 
+/// The query of the page's `next` link (HATEOAS `links`, `rel: next`), the events list's cursor;
+/// `None` on the last page.
+///
+/// # Errors
+/// [`SyncError::Provider`] when the link is not a URL of the events list: the reader sends its
+/// token to the configured base only, so a link elsewhere is not followed.
+fn next_link(page: &Value) -> Result<Option<String>, SyncError> {
+    let href = page
+        .get("links")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|link| link.get("rel").and_then(Value::as_str) == Some("next"))
+        .and_then(|link| link.get("href").and_then(Value::as_str));
+    let Some(href) = href else {
+        return Ok(None);
+    };
+    match reqwest::Url::parse(href) {
+        Ok(url) if url.path() == EVENTS_PATH => {
+            Ok(Some(url.query().unwrap_or_default().to_owned()))
+        }
+        _ => Err(SyncError::Provider(format!(
+            "GET {EVENTS_PATH} answered a next link that is not a page of it: {href:?}"
+        ))),
+    }
+}
+
 /// `<window start>:<page>`.
 fn parse_cursor(cursor: &str) -> Result<(i64, u64), SyncError> {
     cursor
@@ -243,6 +338,8 @@ fn rfc3339(unix_seconds: i64) -> Result<String, SyncError> {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]
@@ -255,6 +352,39 @@ mod tests {
             Some("200:1")
         );
         assert_eq!(next_cursor((200, 300, 300), 2, 1_000_000_000, true), None);
+    }
+
+    #[test]
+    fn the_events_next_page_is_the_query_of_a_next_link_to_the_events_list_only() {
+        let page = |links: Value| json!({"events": [], "links": links});
+        let link = |rel: &str, href: &str| json!({"rel": rel, "href": href, "method": "GET"});
+        assert_eq!(next_link(&json!({"events": []})).expect("a page"), None);
+        assert_eq!(
+            next_link(&page(json!([link(
+                "self",
+                "https://api-m.paypal.com/v1/notifications/webhooks-events?page_size=10"
+            )])))
+            .expect("a page"),
+            None
+        );
+        assert_eq!(
+            next_link(&page(json!([
+                link("self", "https://api-m.paypal.com/v1/notifications/webhooks-events"),
+                link(
+                    "next",
+                    "https://api-m.paypal.com/v1/notifications/webhooks-events?page_size=10&move_to=next&index_id=42"
+                ),
+            ])))
+            .expect("a page")
+            .as_deref(),
+            Some("page_size=10&move_to=next&index_id=42")
+        );
+        for elsewhere in [
+            "https://api-m.paypal.com/v1/billing/subscriptions?page=2",
+            "not a URL",
+        ] {
+            assert!(next_link(&page(json!([link("next", elsewhere)]))).is_err());
+        }
     }
 
     #[test]

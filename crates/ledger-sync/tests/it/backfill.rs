@@ -445,7 +445,8 @@ async fn paypal_subscriptions_sales_and_refunds_are_imported_once_and_resumed_fr
             since: Some(since),
             pages_max,
             pages_in_flight: 1,
-            ..ImportOptions::default()
+            // The webhook event notifications have their own test.
+            events: false,
         };
         let (reader, ledger, client) = (&reader, &ledger, &client);
         async move {
@@ -684,4 +685,152 @@ async fn an_object_holding_a_nul_character_is_unreadable_and_the_rest_is_importe
             .expect("the cursor"),
         None
     );
+}
+
+/// A PayPal webhook event notification about `subscription`, as the events list answers it.
+fn subscription_event(id: &str, event_type: &str, subscription: Value) -> Value {
+    json!({
+        "id": id, "event_version": "1.0", "create_time": "2025-10-01T10:00:06Z",
+        "resource_type": "subscription", "resource_version": "2.0", "event_type": event_type,
+        "summary": "Subscription activated", "resource": subscription,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paypal_webhook_events_bring_the_subscriptions_no_transaction_pays_once() {
+    let server = HttpReceiver::start().await;
+    server.answer_path(
+        "/v1/oauth2/token",
+        ScriptedAnswer::json(
+            200,
+            json!({"access_token": "A21AAevents", "expires_in": 32_400}),
+        ),
+    );
+    // The second page, by the first page's next link.
+    let next_query = "page_size=10&move_to=next&index_id=42";
+    server.answer_path(
+        &format!("/v1/notifications/webhooks-events?{next_query}"),
+        answer(&json!({"events": [subscription_event(
+            "WH-EV2",
+            "BILLING.SUBSCRIPTION.ACTIVATED",
+            subscription("I-EVTWO", "PAYEREVTWO", "evtwo@example.com"),
+        )], "links": []})),
+    );
+    let first_page = answer(&json!({
+        "events": [subscription_event(
+            "WH-EV1",
+            "BILLING.SUBSCRIPTION.ACTIVATED",
+            subscription("I-EVONE", "PAYEREVONE", "evone@example.com"),
+        )],
+        "links": [{"rel": "next", "method": "GET",
+                   "href": format!("{}/v1/notifications/webhooks-events?{next_query}", server.url)}],
+    }));
+    let no_transactions = search_page(&[], 1, 1);
+    let reader = PaypalReader::new(
+        PaypalApi {
+            api_base: server.url.clone(),
+            client_id: "client-id".to_owned(),
+            client_secret: ApiSecret::new("client-secret".to_owned()),
+        },
+        Duration::from_secs(5),
+    )
+    .expect("a reader");
+    let ledger = TestLedger::new().await;
+    let _writer = ledger.start_writer();
+    let client = ledger.client();
+    let since = OffsetDateTime::now_utc() - time::Duration::days(10);
+    let options = ImportOptions {
+        since: Some(since),
+        pages_in_flight: 1,
+        ..ImportOptions::default()
+    };
+    let import = || async {
+        ledger_sync::import_paypal(&reader, &ledger.store, &client, &options, &mut |_| {}).await
+    };
+
+    // No transaction in the window: the subscriptions come from the events alone.
+    server.answer_next_with([
+        no_transactions.clone(),
+        no_transactions.clone(),
+        first_page.clone(),
+    ]);
+    let first = import().await.expect("the backfill");
+    assert!(first.complete, "{first:?}");
+    assert_eq!(totals(&first).appended, 2, "{first:?}");
+    let types = event_types(&ledger).await;
+    assert_eq!(count(&types, "subscription_started"), 2, "{types:?}");
+    let lists: Vec<&str> = server
+        .requests()
+        .into_iter()
+        .map(|request| request.path)
+        .filter(|path| path.starts_with("/v1/notifications/"))
+        .map(|path| {
+            if path.contains("index_id") {
+                "next"
+            } else {
+                "first"
+            }
+        })
+        .collect();
+    assert_eq!(lists, ["first", "next"]);
+    let first_request = server
+        .requests()
+        .into_iter()
+        .find(|request| {
+            request
+                .path
+                .starts_with("/v1/notifications/webhooks-events?page_size")
+        })
+        .expect("the events list read");
+    let query = reqwest::Url::parse(&format!("http://x{}", first_request.path)).expect("a URL");
+    let field = |name: &str| {
+        query
+            .query_pairs()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.into_owned())
+    };
+    assert_eq!(field("page_size").as_deref(), Some("10"));
+    assert_eq!(
+        field("start_time"),
+        Some(
+            since
+                .replace_nanosecond(0)
+                .expect("whole seconds")
+                .format(&Rfc3339)
+                .expect("a time")
+        ),
+        "from --since, later than 30 days ago"
+    );
+    assert_eq!(
+        first_request.header("authorization"),
+        Some("Bearer A21AAevents")
+    );
+    assert_eq!(
+        ledger
+            .store
+            .sync_cursor(ledger_domain::Provider::Paypal, "event")
+            .await
+            .expect("the cursor"),
+        None,
+        "read to its end"
+    );
+    let held = types.len();
+
+    // A second run skips both events; the webhook of one of them is a duplicate.
+    server.answer_next_with([no_transactions.clone(), no_transactions, first_page]);
+    let again = import().await.expect("the second backfill");
+    let counts = totals(&again);
+    assert_eq!((counts.appended, counts.skipped), (0, 2), "{again:?}");
+    let outcome = webhook(
+        &ledger,
+        proto::PaymentProvider::Paypal,
+        &subscription_event(
+            "WH-EV1",
+            "BILLING.SUBSCRIPTION.ACTIVATED",
+            subscription("I-EVONE", "PAYEREVONE", "evone@example.com"),
+        ),
+    )
+    .await;
+    assert_eq!(outcome, proto::DeliveryOutcome::Duplicate as i32);
+    assert_eq!(event_types(&ledger).await.len(), held);
 }
