@@ -11,6 +11,8 @@ use ledger_store::{INBOX_ROWS_MAX, InboxFilter, InboxOutcome, InboxRow, Store};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::terminal::printable;
+
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum ConnectorsCommand {
     /// List the inbox's recorded deliveries, newest first.
@@ -61,21 +63,6 @@ fn time_text(time: OffsetDateTime) -> String {
     time.format(&Rfc3339).unwrap_or_default()
 }
 
-/// A provider's text (event id, type, a reason quoting them) for a terminal: each control
-/// character written as its Rust escape (`\n`, `\t`, `\u{1b}`), so a delivery cannot add rows or
-/// columns to the listing or send escape sequences to the operator's terminal.
-fn provider_text(text: &str) -> String {
-    text.chars()
-        .map(|character| {
-            if character.is_control() {
-                character.escape_default().to_string()
-            } else {
-                character.to_string()
-            }
-        })
-        .collect()
-}
-
 fn positions_text(positions: &[u64]) -> String {
     if positions.is_empty() {
         return "-".to_owned();
@@ -114,12 +101,12 @@ pub(crate) async fn messages(
             "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
             time_text(row.received_at),
             row.provider,
-            provider_text(&row.provider_event_id),
-            provider_text(&row.event_type),
+            printable(&row.provider_event_id),
+            printable(&row.event_type),
             row.outcome,
             positions_text(global_positions),
             row.id,
-            provider_text(&row.reason)
+            printable(&row.reason)
         );
     }
     eprintln!("{} message(s)", rows.len());
@@ -171,7 +158,7 @@ pub(crate) async fn renormalize(
             format!(
                 "re-normalizing inbox row {} ({}); the rows before it are done",
                 stored.row.id,
-                provider_text(&stored.row.provider_event_id)
+                printable(&stored.row.provider_event_id)
             )
         })?;
         let outcome = ledger_bus::delivery_outcome_name(recorded.outcome());
@@ -183,8 +170,8 @@ pub(crate) async fn renormalize(
             println!(
                 "{} {}: the mapping changed under idempotency keys {} (not appended)",
                 stored.row.id,
-                provider_text(&stored.row.provider_event_id),
-                provider_text(&recorded.changed_idempotency_keys.join(", "))
+                printable(&stored.row.provider_event_id),
+                printable(&recorded.changed_idempotency_keys.join(", "))
             );
         } else if recorded.outcome() == proto::DeliveryOutcome::Failed {
             failed += 1;
@@ -192,10 +179,10 @@ pub(crate) async fn renormalize(
         println!(
             "[{}/{total}] {} {} -> {outcome} {} {}",
             done + 1,
-            provider_text(&stored.row.provider_event_id),
-            provider_text(&stored.row.event_type),
+            printable(&stored.row.provider_event_id),
+            printable(&stored.row.event_type),
             positions_text(&recorded.global_positions),
-            provider_text(&recorded.reason)
+            printable(&recorded.reason)
         );
     }
     println!(

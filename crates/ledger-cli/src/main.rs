@@ -20,6 +20,7 @@ mod query;
 mod reconcile;
 mod send;
 mod sync;
+mod terminal;
 
 use std::process::ExitCode;
 

@@ -12,6 +12,8 @@ use projector_notify::{
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
+use crate::terminal::printable;
+
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum NotifyCommand {
     /// The integrations (secrets masked).
@@ -123,10 +125,10 @@ pub(crate) async fn run(database_url: &str, command: NotifyCommand) -> anyhow::R
                 println!(
                     "{}  {:<24} {:<8} {:<8} {}\n    kinds: {}",
                     integration.integration_id,
-                    integration.name,
+                    printable(&integration.name),
                     integration.channel,
                     integration.status,
-                    integration.target,
+                    printable(&integration.target),
                     integration.kinds.join(", ")
                 );
             }
@@ -153,7 +155,7 @@ pub(crate) async fn run(database_url: &str, command: NotifyCommand) -> anyhow::R
                     row.next_attempt_at
                         .and_then(|at| at.format(&Rfc3339).ok())
                         .unwrap_or_else(|| "-".to_owned()),
-                    row.last_error.unwrap_or_default()
+                    printable(&row.last_error.unwrap_or_default())
                 );
             }
             Ok(ExitCode::SUCCESS)

@@ -437,6 +437,36 @@ async fn notify_test_reaches_a_local_receiver() {
     let failed = ledger(&["notify", "deliveries", "--failed"], url);
     assert_eq!(stdout(&failed).lines().count(), 1, "only the header");
 
+    // A receiver's error answer is shown with its control characters escaped: it can neither
+    // add a row to the listing nor reach the terminal as an escape sequence.
+    receiver.answer_next_with([ledger_devenv::receivers::ScriptedAnswer {
+        status: 500,
+        body: "down\nforged-row\t\u{1b}[31mred".to_owned(),
+        ..ledger_devenv::receivers::ScriptedAnswer::default()
+    }]);
+    let refused = ledger(
+        &[
+            "notify",
+            "test",
+            &integration,
+            "--notify-allow-http",
+            "--notify-allow-internal",
+            "127.0.0.1",
+            "--secrets-keys",
+            ledger_testkit::ledger::SECRETS_KEYS,
+        ],
+        url,
+    );
+    assert_eq!(refused.status.code(), Some(1), "{}", stdout(&refused));
+    let failed = ledger(&["notify", "deliveries", "--failed"], url);
+    let listing = stdout(&failed);
+    assert_eq!(listing.lines().count(), 2, "{listing}");
+    assert!(!listing.contains('\u{1b}'), "{listing:?}");
+    assert!(
+        listing.contains("down\\nforged-row\\t\\u{1b}[31mred"),
+        "{listing:?}"
+    );
+
     let unknown = ledger(
         &["notify", "test", "00000000-0000-0000-0000-000000000000"],
         url,
