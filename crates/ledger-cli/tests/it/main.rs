@@ -401,19 +401,22 @@ async fn notify_test_reaches_a_local_receiver() {
     );
 
     // The receiver is on loopback and the secret sealed: both allowed explicitly.
-    let test = ledger(
-        &[
-            "notify",
-            "test",
-            &integration,
-            "--notify-allow-http",
-            "--notify-allow-internal",
-            "127.0.0.1",
-            "--secrets-keys",
-            ledger_testkit::ledger::SECRETS_KEYS,
-        ],
-        url,
-    );
+    let notify_test = || {
+        ledger(
+            &[
+                "notify",
+                "test",
+                &integration,
+                "--notify-allow-http",
+                "--notify-allow-internal",
+                "127.0.0.1",
+                "--secrets-keys",
+                ledger_testkit::ledger::SECRETS_KEYS,
+            ],
+            url,
+        )
+    };
+    let test = notify_test();
     assert!(
         test.status.success(),
         "{}{}",
@@ -444,19 +447,7 @@ async fn notify_test_reaches_a_local_receiver() {
         body: "down\nforged-row\t\u{1b}[31mred".to_owned(),
         ..ledger_devenv::receivers::ScriptedAnswer::default()
     }]);
-    let refused = ledger(
-        &[
-            "notify",
-            "test",
-            &integration,
-            "--notify-allow-http",
-            "--notify-allow-internal",
-            "127.0.0.1",
-            "--secrets-keys",
-            ledger_testkit::ledger::SECRETS_KEYS,
-        ],
-        url,
-    );
+    let refused = notify_test();
     assert_eq!(refused.status.code(), Some(1), "{}", stdout(&refused));
     let failed = ledger(&["notify", "deliveries", "--failed"], url);
     let listing = stdout(&failed);

@@ -308,6 +308,18 @@ async fn a_cursor_saved_under_another_since_starts_the_list_over() {
     );
 }
 
+fn paypal_reader(server: &HttpReceiver) -> PaypalReader {
+    PaypalReader::new(
+        PaypalApi {
+            api_base: server.url.clone(),
+            client_id: "client-id".to_owned(),
+            client_secret: ApiSecret::new("client-secret".to_owned()),
+        },
+        Duration::from_secs(5),
+    )
+    .expect("a reader")
+}
+
 fn subscription(id: &str, payer: &str, email: &str) -> Value {
     json!({
         "id": id, "plan_id": "P-BASIC", "status": "ACTIVE", "quantity": "1",
@@ -426,15 +438,7 @@ async fn paypal_subscriptions_sales_and_refunds_are_imported_once_and_resumed_fr
         1,
         1,
     )];
-    let reader = PaypalReader::new(
-        PaypalApi {
-            api_base: server.url.clone(),
-            client_id: "client-id".to_owned(),
-            client_secret: ApiSecret::new("client-secret".to_owned()),
-        },
-        Duration::from_secs(5),
-    )
-    .expect("a reader");
+    let reader = paypal_reader(&server);
     let ledger = TestLedger::new().await;
     let _writer = ledger.start_writer();
     let client = ledger.client();
@@ -726,15 +730,7 @@ async fn paypal_webhook_events_bring_the_subscriptions_no_transaction_pays_once(
                    "href": format!("{}/v1/notifications/webhooks-events?{next_query}", server.url)}],
     }));
     let no_transactions = search_page(&[], 1, 1);
-    let reader = PaypalReader::new(
-        PaypalApi {
-            api_base: server.url.clone(),
-            client_id: "client-id".to_owned(),
-            client_secret: ApiSecret::new("client-secret".to_owned()),
-        },
-        Duration::from_secs(5),
-    )
-    .expect("a reader");
+    let reader = paypal_reader(&server);
     let ledger = TestLedger::new().await;
     let _writer = ledger.start_writer();
     let client = ledger.client();

@@ -49,6 +49,25 @@ fn register_as(customer_id: Uuid, idempotency_key: &str) -> proto::Command {
     command
 }
 
+/// A transaction holding the event table in `EXCLUSIVE` mode: appends wait, reads go on.
+async fn lock_the_event_table(database: &TestDb) -> tokio_postgres::Client {
+    let locked = database.client().await;
+    locked
+        .batch_execute("BEGIN; LOCK TABLE customer_payment_events IN EXCLUSIVE MODE")
+        .await
+        .expect("the table locked");
+    locked
+}
+
+/// Ends the transaction of [`lock_the_event_table`] half a second from now, time enough for
+/// the next batch to be decided while the one before waits.
+fn unlock_soon(locked: tokio_postgres::Client) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        locked.batch_execute("COMMIT").await.expect("unlocked");
+    })
+}
+
 /// Waits for the batch in `appending` and takes its answer.
 async fn finish(decider: &mut Decider, appending: &mut Option<Appending>) -> Decided {
     let mut last = appending.take().expect("a batch being appended");
@@ -87,11 +106,7 @@ async fn a_batch_decided_while_the_one_before_is_appended_sees_what_that_one_dec
     let customer_id = Uuid::now_v7();
     // Holds the first batch's insert until the second one is decided, so that the second
     // cannot read the first from the store.
-    let blocker = database.client().await;
-    blocker
-        .batch_execute("BEGIN; LOCK TABLE customer_payment_events IN EXCLUSIVE MODE")
-        .await
-        .expect("the table locked");
+    let locked = lock_the_event_table(&database).await;
     let mut appending = None;
     let announced = decider
         .decide_and_append(
@@ -101,10 +116,7 @@ async fn a_batch_decided_while_the_one_before_is_appended_sees_what_that_one_dec
         .await
         .expect("the registration decided");
     assert!(announced.is_empty());
-    let unblock = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        blocker.batch_execute("COMMIT").await.expect("unlocked");
-    });
+    let unblock = unlock_soon(locked);
     let subscription = with_expected_version(
         start_subscription("subscribe", &customer_id.to_string(), "sub_1", "USD"),
         1,
@@ -206,11 +218,7 @@ async fn a_delivery_waiting_in_the_batch_being_appended_is_released_by_the_next_
         Ok(vec![1])
     );
 
-    let blocker = database.client().await;
-    blocker
-        .batch_execute("BEGIN; LOCK TABLE customer_payment_events IN EXCLUSIVE MODE")
-        .await
-        .expect("the table locked");
+    let locked = lock_the_event_table(&database).await;
     // The invoice waits for its subscription; its inbox row is not committed when the
     // subscription's batch releases it.
     let invoice = stripe(
@@ -228,10 +236,7 @@ async fn a_delivery_waiting_in_the_batch_being_appended_is_released_by_the_next_
         .decide_and_append(vec![invoice], &mut appending)
         .await
         .expect("the invoice decided");
-    let unblock = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        blocker.batch_execute("COMMIT").await.expect("unlocked");
-    });
+    let unblock = unlock_soon(locked);
     let subscription = stripe(
         "evt_sub",
         "customer.subscription.created",
