@@ -31,6 +31,20 @@ async fn decider(database: &TestDb) -> Decider {
     )
 }
 
+impl Decider {
+    /// [`Decider::decide_and_append`], returning the batches appended meanwhile.
+    async fn decide_returning(
+        &mut self,
+        batch: Vec<Incoming>,
+        appending: &mut Option<Appending>,
+    ) -> Result<Vec<Decided>, crate::WriterError> {
+        let mut decided = Vec::new();
+        self.decide_and_append(batch, appending, &mut decided)
+            .await?;
+        Ok(decided)
+    }
+}
+
 fn incoming(command: proto::Command) -> Vec<Incoming> {
     vec![Incoming {
         request: Request::Command(command),
@@ -94,7 +108,7 @@ async fn a_batch_decided_while_the_one_before_is_appended_sees_what_that_one_dec
         .expect("the table locked");
     let mut appending = None;
     let announced = decider
-        .decide_and_append(
+        .decide_returning(
             incoming(register_as(customer_id, "register")),
             &mut appending,
         )
@@ -110,7 +124,7 @@ async fn a_batch_decided_while_the_one_before_is_appended_sees_what_that_one_dec
         1,
     );
     let announced = decider
-        .decide_and_append(incoming(subscription), &mut appending)
+        .decide_returning(incoming(subscription), &mut appending)
         .await
         .expect("the subscription decided");
     unblock.await.expect("the unlocking task");
@@ -128,7 +142,7 @@ async fn a_batch_decided_on_top_of_one_not_appended_as_decided_is_decided_again(
     let customer = customer_id.to_string();
     let mut appending = None;
     decider
-        .decide_and_append(
+        .decide_returning(
             incoming(register_as(customer_id, "register")),
             &mut appending,
         )
@@ -144,7 +158,7 @@ async fn a_batch_decided_on_top_of_one_not_appended_as_decided_is_decided_again(
     // version 1: only deciding it again from the store accepts it.
     let reused = start_subscription("register", &customer, "sub_1", "USD");
     decider
-        .decide_and_append(incoming(reused), &mut appending)
+        .decide_returning(incoming(reused), &mut appending)
         .await
         .expect("the reused key decided");
     let expecting_one = with_expected_version(
@@ -152,7 +166,7 @@ async fn a_batch_decided_on_top_of_one_not_appended_as_decided_is_decided_again(
         1,
     );
     let announced = decider
-        .decide_and_append(incoming(expecting_one), &mut appending)
+        .decide_returning(incoming(expecting_one), &mut appending)
         .await
         .expect("the next batch decided");
     assert_eq!(announced.len(), 1);
@@ -197,7 +211,7 @@ async fn a_delivery_waiting_in_the_batch_being_appended_is_released_by_the_next_
         json!({"id": "cus_1", "object": "customer", "email": "ada@example.com"}),
     );
     decider
-        .decide_and_append(vec![customer], &mut appending)
+        .decide_returning(vec![customer], &mut appending)
         .await
         .expect("the customer decided");
     assert_eq!(
@@ -224,7 +238,7 @@ async fn a_delivery_waiting_in_the_batch_being_appended_is_released_by_the_next_
         }),
     );
     decider
-        .decide_and_append(vec![invoice], &mut appending)
+        .decide_returning(vec![invoice], &mut appending)
         .await
         .expect("the invoice decided");
     let unblock = tokio::spawn(async move {
@@ -246,7 +260,7 @@ async fn a_delivery_waiting_in_the_batch_being_appended_is_released_by_the_next_
         }),
     );
     decider
-        .decide_and_append(vec![subscription], &mut appending)
+        .decide_returning(vec![subscription], &mut appending)
         .await
         .expect("the subscription decided");
     unblock.await.expect("the unlocking task");
@@ -328,7 +342,7 @@ async fn decide(
     appending: &mut Option<Appending>,
 ) -> Vec<Decided> {
     decider
-        .decide_and_append(batch, appending)
+        .decide_returning(batch, appending)
         .await
         .expect("the batch decided")
 }
