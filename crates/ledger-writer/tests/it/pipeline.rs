@@ -18,11 +18,26 @@ struct Answer {
 
 #[tokio::test]
 async fn concurrent_clients_racing_on_customers_emails_and_keys_get_sequential_answers() {
+    race(true).await;
+}
+
+#[tokio::test]
+async fn without_group_commit_racing_clients_get_sequential_answers_too() {
+    race(false).await;
+}
+
+/// Clients sending at once registrations racing on a few emails, the same registrations and
+/// subscriptions under shared keys, and subscriptions of their own on shared customers; then
+/// checks every answer against the table, as deciding them one after the other would give.
+async fn race(group_commit: bool) {
     const CLIENTS: usize = 12;
     const REQUESTS_PER_CLIENT: usize = 24;
     const CUSTOMERS: usize = 4;
     let ledger = TestLedger::new().await;
-    let writer = ledger.start_writer();
+    let writer = ledger.start_writer_with(ledger_writer::WriterConfig {
+        group_commit,
+        ..ledger.writer_config()
+    });
     let client = ledger.client();
     let mut customers = Vec::new();
     for n in 0..CUSTOMERS {
