@@ -589,6 +589,27 @@ impl Decider {
             Ok((request, events))
         });
         match decided {
+            Ok((request, _))
+                if self
+                    .key_used(
+                        &request.idempotency_key,
+                        &request.request_fingerprint,
+                        batch,
+                    )
+                    .await? =>
+            {
+                // A retry (or a reuse) of a key already used: the store answers it with the
+                // first request's result (or refuses it), so nothing of what it was decided
+                // to do is seen by the requests decided after it.
+                if !new_stream {
+                    batch.working.insert(stream_id, state);
+                }
+                batch.requests.push(request);
+                Ok(Plan::Append {
+                    stream_id,
+                    request_index: batch.requests.len() - 1,
+                })
+            }
             Ok((request, events)) => {
                 batch.claims.record(stream_id, &request.unique_keys);
                 batch

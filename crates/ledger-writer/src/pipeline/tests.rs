@@ -581,3 +581,46 @@ async fn a_batch_decided_on_top_of_one_whose_transaction_failed_is_decided_again
         ]
     );
 }
+
+#[tokio::test]
+async fn a_retried_registration_changes_nothing_the_rest_of_its_batch_is_decided_on() {
+    let database = TestDb::new().await;
+    let mut decider = decider(&database).await;
+    let mut appending = None;
+    decide(
+        &mut decider,
+        incoming(register("register", "ada@example.com")),
+        &mut appending,
+    )
+    .await;
+    let registered = finish(&mut decider, &mut appending).await;
+    let BatchOutcome::Appended { outcomes, .. } = &registered.outcome else {
+        panic!("the registration failed");
+    };
+    let customer_id = outcomes[0].as_ref().expect("registered").events[0].stream_id;
+
+    // The retry is answered with the registration; the delivery after it finds the customer
+    // by its email, as it would had the retry come alone.
+    let mut batch = incoming(register("register", "ada@example.com"));
+    batch.push(stripe_customer(
+        "evt_1",
+        "customer.created",
+        T0,
+        "cus_1",
+        "ada@example.com",
+    ));
+    decide(&mut decider, batch, &mut appending).await;
+    let decided = finish(&mut decider, &mut appending).await;
+    let BatchOutcome::Appended { outcomes, .. } = &decided.outcome else {
+        panic!("the batch failed");
+    };
+    let retried = outcomes[0].as_ref().expect("the retry answered");
+    assert!(retried.duplicate);
+    assert_eq!(retried.events[0].stream_id, customer_id);
+    let linked = outcomes[1].as_ref().expect("the delivery appended");
+    assert_eq!(linked.events[0].stream_id, customer_id);
+    assert_eq!(
+        event_types(&decider, customer_id).await,
+        ["customer_registered", "provider_account_linked"]
+    );
+}

@@ -218,16 +218,16 @@ async fn a_batch_being_appended_when_the_next_one_fails_to_be_decided_is_still_a
         .batch_execute("BEGIN; LOCK TABLE customer_payment_events IN EXCLUSIVE MODE")
         .await
         .expect("the table locked");
-    let failing = ledger.database().client().await;
-    failing
-        .batch_execute("REVOKE SELECT ON provider_inbox FROM ledger_writer")
-        .await
-        .expect("the inbox unreadable");
     let registering = {
         let client = client.clone();
         tokio::spawn(async move { client.send(&register("held", "held@example.com")).await })
     };
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let failing = ledger.database().client().await;
+    failing
+        .batch_execute("REVOKE SELECT ON provider_inbox FROM ledger_writer")
+        .await
+        .expect("the inbox unreadable");
     let body = serde_json::json!({
         "id": "evt_1", "object": "event", "type": "customer.created", "created": 1_764_000_000,
         "data": {"object": {"id": "cus_1", "object": "customer", "email": "ada@example.com"}}
