@@ -624,3 +624,42 @@ async fn a_retried_registration_changes_nothing_the_rest_of_its_batch_is_decided
         ["customer_registered", "provider_account_linked"]
     );
 }
+
+#[tokio::test]
+async fn a_registration_retried_while_it_is_being_appended_changes_nothing_the_next_batch_sees() {
+    let database = TestDb::new().await;
+    let mut decider = decider(&database).await;
+    let mut appending = None;
+    let unblock = hold_appends(&database, Duration::from_millis(500)).await;
+    decide(
+        &mut decider,
+        incoming(register("register", "ada@example.com")),
+        &mut appending,
+    )
+    .await;
+    let mut batch = incoming(register("register", "ada@example.com"));
+    batch.push(stripe_customer(
+        "evt_1",
+        "customer.created",
+        T0,
+        "cus_1",
+        "ada@example.com",
+    ));
+    let announced = decide(&mut decider, batch, &mut appending).await;
+    unblock.await.expect("the unlocking task");
+    let BatchOutcome::Appended { outcomes, .. } = &announced[0].outcome else {
+        panic!("the registration failed");
+    };
+    let customer_id = outcomes[0].as_ref().expect("registered").events[0].stream_id;
+    let decided = finish(&mut decider, &mut appending).await;
+    let BatchOutcome::Appended { outcomes, .. } = &decided.outcome else {
+        panic!("the batch failed");
+    };
+    assert!(outcomes[0].as_ref().expect("the retry answered").duplicate);
+    let linked = outcomes[1].as_ref().expect("the delivery appended");
+    assert_eq!(linked.events[0].stream_id, customer_id);
+    assert_eq!(
+        event_types(&decider, customer_id).await,
+        ["customer_registered", "provider_account_linked"]
+    );
+}
