@@ -258,3 +258,146 @@ async fn a_batch_being_appended_when_the_next_one_fails_to_be_decided_is_still_a
     assert_eq!(ledger.assert_stream_matches_table().await, 2);
     delivering.abort();
 }
+
+/// A Stripe `customer.*` event for the account `account` with `email`, as ingest sends it.
+fn stripe_customer(
+    event_id: &str,
+    event_type: &str,
+    account: &str,
+    email: &str,
+) -> proto::ProviderDelivery {
+    let created = 1_764_000_000;
+    let body = serde_json::json!({
+        "id": event_id, "object": "event", "type": event_type, "created": created,
+        "data": {"object": {"id": account, "object": "customer", "email": email}}
+    });
+    proto::ProviderDelivery {
+        provider: proto::PaymentProvider::Stripe as i32,
+        body: serde_json::to_vec(&body).expect("JSON").into(),
+        received_at_unix_micros: created * 1_000_000,
+        ..proto::ProviderDelivery::default()
+    }
+}
+
+#[tokio::test]
+async fn deliveries_racing_with_registrations_on_the_same_emails_are_recorded_as_appended_only_when_appended()
+ {
+    const CLIENTS: usize = 10;
+    const REQUESTS_PER_CLIENT: usize = 20;
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let tasks: Vec<_> = (0..CLIENTS)
+        .map(|client_index| {
+            let client = ledger.client();
+            tokio::spawn(async move {
+                let mut recorded = Vec::new();
+                for n in 0..REQUESTS_PER_CLIENT {
+                    let email = format!("race{}@example.com", (client_index + n) % 4);
+                    match n % 4 {
+                        // Registrations by command, racing on the emails, retried by others.
+                        0 => {
+                            let _ = client
+                                .send(&register(
+                                    &format!("register-{}", (client_index + n) % 6),
+                                    &email,
+                                ))
+                                .await;
+                        }
+                        // Each client's own event for a few accounts.
+                        1 | 2 => {
+                            let delivery = stripe_customer(
+                                &format!("evt_{client_index}_{n}"),
+                                if n % 4 == 1 {
+                                    "customer.created"
+                                } else {
+                                    "customer.updated"
+                                },
+                                &format!("cus_{}", (client_index * 3 + n) % 5),
+                                &email,
+                            );
+                            let answer = client.deliver(&delivery).await.expect("recorded");
+                            recorded.push((format!("evt_{client_index}_{n}"), answer));
+                        }
+                        // An event every client redelivers.
+                        _ => {
+                            let delivery = stripe_customer(
+                                &format!("evt_shared_{}", n % 3),
+                                "customer.created",
+                                &format!("cus_shared_{}", n % 3),
+                                &format!("shared{}@example.com", n % 3),
+                            );
+                            let answer = client.deliver(&delivery).await.expect("recorded");
+                            recorded.push((format!("evt_shared_{}", n % 3), answer));
+                        }
+                    }
+                }
+                recorded
+            })
+        })
+        .collect();
+    let mut recorded = Vec::new();
+    for task in tasks {
+        recorded.extend(task.await.expect("a client"));
+    }
+    writer.stop().await.expect("the writer stops");
+    ledger.assert_stream_matches_table().await;
+
+    let table = ledger.table_events().await;
+    let by_position: HashMap<u64, &ledger_store::RecordedEvent> = table
+        .iter()
+        .map(|event| (event.global_position, event))
+        .collect();
+    let mut appended_rows = 0;
+    for (_, delivery) in &recorded {
+        if delivery.outcome() != proto::DeliveryOutcome::Appended {
+            assert!(delivery.global_positions.is_empty(), "{delivery:?}");
+            continue;
+        }
+        appended_rows += 1;
+        assert!(!delivery.global_positions.is_empty(), "{delivery:?}");
+        for position in &delivery.global_positions {
+            let event = by_position
+                .get(position)
+                .unwrap_or_else(|| panic!("{delivery:?}: position not in the table"));
+            assert_eq!(
+                event.event.causation_id.map(|id| id.to_string()),
+                Some(delivery.inbox_id.clone()),
+                "{delivery:?}"
+            );
+            assert_eq!(
+                event.stream_id.to_string(),
+                delivery.customer_id,
+                "{delivery:?}"
+            );
+        }
+    }
+    assert!(appended_rows > 0);
+    // Each event recorded once, its redeliveries duplicates.
+    let mut first_records: HashMap<&str, usize> = HashMap::new();
+    for (event_id, delivery) in &recorded {
+        if delivery.outcome() != proto::DeliveryOutcome::Duplicate {
+            *first_records.entry(event_id).or_default() += 1;
+        }
+    }
+    for shared in 0..3 {
+        assert_eq!(
+            first_records.get(format!("evt_shared_{shared}").as_str()),
+            Some(&1)
+        );
+    }
+    assert!(
+        first_records.values().all(|records| *records == 1),
+        "{first_records:?}"
+    );
+    // Every event a delivery caused is accounted for by an answer that said appended.
+    let answered: std::collections::HashSet<String> = recorded
+        .iter()
+        .filter(|(_, delivery)| delivery.outcome() == proto::DeliveryOutcome::Appended)
+        .map(|(_, delivery)| delivery.inbox_id.clone())
+        .collect();
+    for event in &table {
+        if let Some(cause) = event.event.causation_id {
+            assert!(answered.contains(&cause.to_string()), "{event:?}");
+        }
+    }
+}
