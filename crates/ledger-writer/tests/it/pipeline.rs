@@ -401,3 +401,112 @@ async fn deliveries_racing_with_registrations_on_the_same_emails_are_recorded_as
         }
     }
 }
+
+#[tokio::test]
+async fn a_writer_stopped_while_a_batch_is_being_appended_answers_it_and_the_one_decided_meanwhile()
+{
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let client = ledger.client();
+    client
+        .send(&register("first", "first@example.com"))
+        .await
+        .expect("registered");
+    let admin = ledger.database().client().await;
+    admin
+        .batch_execute("BEGIN; LOCK TABLE customer_payment_events IN EXCLUSIVE MODE")
+        .await
+        .expect("the table locked");
+    let send = |key: &'static str, email: &'static str| {
+        let client = client.clone();
+        tokio::spawn(async move { client.send(&register(key, email)).await })
+    };
+    let held = send("held", "held@example.com");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let next = send("next", "next@example.com");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let stopping = tokio::spawn(writer.stop());
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    admin.batch_execute("COMMIT").await.expect("unlocked");
+
+    let held = held
+        .await
+        .expect("a client")
+        .expect("the held batch answered");
+    let next = next
+        .await
+        .expect("a client")
+        .expect("the next batch answered");
+    assert_eq!(held.events[0].global_position, 2);
+    assert_eq!(next.events[0].global_position, 3);
+    stopping
+        .await
+        .expect("the stopping task")
+        .expect("a clean stop");
+    assert_eq!(ledger.assert_stream_matches_table().await, 3);
+}
+
+#[tokio::test]
+async fn a_leader_losing_its_lock_while_a_batch_is_being_appended_leaves_both_batches_to_the_standby()
+ {
+    let ledger = TestLedger::new().await;
+    let leader = ledger.start_writer();
+    let client = ledger.client();
+    client
+        .send(&register("first", "first@example.com"))
+        .await
+        .expect("registered");
+    let standby = ledger.start_writer();
+    let admin = ledger.database().client().await;
+    admin
+        .batch_execute("BEGIN; LOCK TABLE customer_payment_events IN EXCLUSIVE MODE")
+        .await
+        .expect("the table locked");
+    let send = |key: &'static str, email: &'static str| {
+        let client = client.clone();
+        tokio::spawn(async move { client.send(&register(key, email)).await })
+    };
+    let held = send("held", "held@example.com");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let next = send("next", "next@example.com");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // The leader's connection (the one holding the writer lock, waiting for the table) ends.
+    let killer = ledger.database().client().await;
+    let killed = killer
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks \
+             WHERE locktype = 'advisory' AND granted AND database = \
+             (SELECT oid FROM pg_database WHERE datname = current_database())",
+            &[],
+        )
+        .await
+        .expect("the leader's connection ended");
+    assert_eq!(killed.len(), 1);
+    admin.batch_execute("COMMIT").await.expect("unlocked");
+
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), leader.task)
+        .await
+        .expect("the leader stops")
+        .expect("the leader's task");
+    assert!(
+        matches!(ended, Err(ledger_writer::WriterError::LockLost)),
+        "{ended:?}"
+    );
+    // The clients' retries are answered by the standby, each appended once.
+    let held = held
+        .await
+        .expect("a client")
+        .expect("the held request answered");
+    let next = next
+        .await
+        .expect("a client")
+        .expect("the next request answered");
+    let mut positions = vec![
+        held.events[0].global_position,
+        next.events[0].global_position,
+    ];
+    positions.sort_unstable();
+    assert_eq!(positions, [2, 3]);
+    assert_eq!(ledger.assert_stream_matches_table().await, 3);
+    standby.stop().await.expect("clean stop");
+}
