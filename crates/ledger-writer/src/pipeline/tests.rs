@@ -663,3 +663,72 @@ async fn a_registration_retried_while_it_is_being_appended_changes_nothing_the_n
         ["customer_registered", "provider_account_linked"]
     );
 }
+
+#[tokio::test]
+async fn a_snapshot_older_than_the_one_the_batch_being_appended_applied_is_stale() {
+    let database = TestDb::new().await;
+    let mut decider = decider(&database).await;
+    let mut appending = None;
+    let created = stripe_customer(
+        "evt_cus",
+        "customer.created",
+        T0,
+        "cus_1",
+        "ada@example.com",
+    );
+    let subscribed =
+        stripe_subscription("evt_sub", "customer.subscription.created", T0 + 60, "sub_1");
+    decide(&mut decider, vec![created, subscribed], &mut appending).await;
+    finish(&mut decider, &mut appending).await;
+
+    let unblock = hold_appends(&database, Duration::from_millis(500)).await;
+    let canceled = |event_id: &str, created: i64| {
+        stripe(
+            event_id,
+            "customer.subscription.deleted",
+            created,
+            serde_json::json!({
+                "id": "sub_1", "object": "subscription", "customer": "cus_1",
+                "status": "canceled", "created": T0 + 60, "cancel_at_period_end": false,
+                "canceled_at": created, "ended_at": created,
+                "items": {"data": [{
+                    "quantity": 1, "current_period_end": T0 + 60 + 30 * 86_400,
+                    "price": {"id": "price_pro", "unit_amount": 4_900, "currency": "usd",
+                              "recurring": {"interval": "month", "interval_count": 1}}
+                }]}
+            }),
+        )
+    };
+    decide(
+        &mut decider,
+        vec![canceled("evt_late", T0 + 600)],
+        &mut appending,
+    )
+    .await;
+    // Taken two minutes before the snapshot the batch being appended saw.
+    let earlier = stripe_subscription(
+        "evt_early",
+        "customer.subscription.updated",
+        T0 + 480,
+        "sub_1",
+    );
+    decide(&mut decider, vec![earlier], &mut appending).await;
+    unblock.await.expect("the unlocking task");
+    let decided = finish(&mut decider, &mut appending).await;
+    let BatchOutcome::Appended { plans, .. } = &decided.outcome else {
+        panic!("the batch failed");
+    };
+    let super::Plan::Delivery(plan) = &plans[0] else {
+        panic!("not a delivery");
+    };
+    let reply = plan.reply(&[]);
+    let Some(proto::delivery_reply::Result::Recorded(recorded)) = reply.result else {
+        panic!("not recorded");
+    };
+    assert_eq!(
+        recorded.outcome(),
+        proto::DeliveryOutcome::Stale,
+        "{}",
+        recorded.reason
+    );
+}
