@@ -324,16 +324,28 @@ impl Decider {
     ) -> Result<Prefetched, WriterError> {
         let mut prefetched = Prefetched::default();
         let mut streams = Vec::new();
-        let messages = batch
+        let mut command_keys = Vec::new();
+        let messages: Vec<&ProviderMessage> = batch
             .iter()
             .flat_map(|incoming| match &incoming.request {
-                Request::Command(_) => Vec::new(),
+                Request::Command(command) => {
+                    // Whether its key was used (`Decider::key_used`), in the same query.
+                    // (A key the store cannot hold is refused before it is looked up.)
+                    if let Some(metadata) = &command.metadata
+                        && ledger_store::text_problem(&metadata.idempotency_key, false).is_none()
+                    {
+                        command_keys.push(metadata.idempotency_key.clone());
+                    }
+                    Vec::new()
+                }
                 Request::Delivery(admitted) => vec![admitted],
                 Request::DeliveryPage(parts) => {
                     parts.iter().filter_map(|part| part.as_ref().ok()).collect()
                 }
             })
-            .filter_map(|admitted| admitted.parsed.as_ref()?.as_ref().ok());
+            .filter_map(|admitted| admitted.parsed.as_ref()?.as_ref().ok())
+            .collect();
+        prefetched.idempotency_keys.extend(command_keys);
         for message in messages {
             let provider = message.provider;
             if let Some(account_id) = &message.account_id {
@@ -373,7 +385,7 @@ impl Decider {
                 .events
                 .insert((provider, message.event_id.clone()));
         }
-        if prefetched.events.is_empty() {
+        if prefetched.events.is_empty() && prefetched.idempotency_keys.is_empty() {
             return Ok(prefetched);
         }
         let events: Vec<(Provider, String)> = prefetched.events.iter().cloned().collect();
@@ -393,6 +405,9 @@ impl Decider {
                 && !earlier.states.contains_key(stream_id)
                 && !self.cache.contains_key(stream_id)
         });
+        if streams.is_empty() {
+            return Ok(prefetched);
+        }
         let stored = self
             .store
             .read_streams_before(&streams, i64::MAX.unsigned_abs())
@@ -905,6 +920,23 @@ impl Decider {
             return Ok(owner);
         }
         Ok(self.store.find_stream_by_unique_key(key).await?)
+    }
+
+    /// Whether the idempotency key was used: by an earlier request of the batch or of the
+    /// batch being appended, else in the store (as looked up before the batch, or now).
+    pub(crate) async fn key_used(
+        &self,
+        key: &str,
+        fingerprint: &RequestFingerprint,
+        batch: &Batch<'_>,
+    ) -> Result<bool, WriterError> {
+        if batch.key_used(key, fingerprint).is_some() {
+            return Ok(true);
+        }
+        if let Some(stored) = batch.prefetched.stored(key, fingerprint) {
+            return Ok(stored.is_some());
+        }
+        Ok(self.store.find_by_idempotency_key(key).await?.is_some())
     }
 
     /// The stream's working state, taken out of the batch's (or the earlier batch's), else the

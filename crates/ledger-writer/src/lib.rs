@@ -260,8 +260,7 @@ async fn lead(
                 batch = pipeline::next_batch(&mut queued, config.batch_commands_max) => {
                     let Some(batch) = batch else { break };
                     metrics.queue(queued.len());
-                    let appended = decider.decide_and_append(batch, &mut appending).await?;
-                    if !announce(&decided, appended).await {
+                    if !decide_and_announce(&mut decider, batch, &mut appending, &decided).await? {
                         return Ok(());
                     }
                 }
@@ -271,8 +270,7 @@ async fn lead(
         intake.0.abort();
         queued.close();
         while let Some(batch) = pipeline::next_batch(&mut queued, config.batch_commands_max).await {
-            let appended = decider.decide_and_append(batch, &mut appending).await?;
-            if !announce(&decided, appended).await {
+            if !decide_and_announce(&mut decider, batch, &mut appending, &decided).await? {
                 return Ok(());
             }
         }
@@ -292,6 +290,34 @@ async fn lead(
     announced?;
     tracing::info!("writer stopped");
     Ok(())
+}
+
+/// Decides `batch` and starts appending it (`Decider::decide_and_append`), and hands the
+/// batches appended meanwhile to the announcer; `false` once the announcer has stopped. When
+/// the batch cannot be decided, the batches appended before it, and the one still being
+/// appended, are handed over first: what was committed is published and answered before the
+/// error ends the writer.
+async fn decide_and_announce(
+    decider: &mut pipeline::Decider,
+    batch: Vec<pipeline::Incoming>,
+    appending: &mut Option<pipeline::Appending>,
+    announcer: &tokio::sync::mpsc::Sender<pipeline::Decided>,
+) -> Result<bool, WriterError> {
+    let mut appended = Vec::new();
+    if let Err(error) = decider
+        .decide_and_append(batch, appending, &mut appended)
+        .await
+    {
+        if let Some(mut earlier) = appending.take() {
+            let outcome = earlier.appended().await;
+            if let Ok((earlier, _)) = decider.finish(earlier, outcome) {
+                appended.push(earlier);
+            }
+        }
+        announce(announcer, appended).await;
+        return Err(error);
+    }
+    Ok(announce(announcer, appended).await)
 }
 
 /// Hands appended batches to the announcer, in order; `false` once it has stopped (its error

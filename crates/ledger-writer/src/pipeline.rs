@@ -293,18 +293,19 @@ impl Decider {
         }
     }
 
-    /// Decides `batch` and starts appending it; returns the batches appended meanwhile, to
-    /// announce in order. With group commit the batch is one transaction, decided while the
-    /// batch before it (`appending`) is still being appended, on top of what that one decided
-    /// (decision 0036); it is decided again if that one was not appended as decided. Its
-    /// append is left in `appending`. Without group commit each command is decided and
-    /// appended alone, in turn.
+    /// Decides `batch` and starts appending it; pushes onto `decided` the batches appended
+    /// meanwhile, to announce in order, even when it then fails. With group commit the batch
+    /// is one transaction, decided while the batch before it (`appending`) is still being
+    /// appended, on top of what that one decided (decision 0036); it is decided again if that
+    /// one was not appended as decided. Its append is left in `appending`; on an error the
+    /// batch before it may still be there, being appended. Without group commit each command
+    /// is decided and appended alone, in turn.
     pub(crate) async fn decide_and_append(
         &mut self,
         batch: Vec<Incoming>,
         appending: &mut Option<Appending>,
-    ) -> Result<Vec<Decided>, WriterError> {
-        let mut decided = Vec::new();
+        decided: &mut Vec<Decided>,
+    ) -> Result<(), WriterError> {
         if !self.group_commit {
             for incoming in batch {
                 let planned = self.plan(vec![incoming], None).await?;
@@ -312,7 +313,7 @@ impl Decider {
                 let appended = alone.appended().await;
                 decided.push(self.finish(alone, appended)?.0);
             }
-            return Ok(decided);
+            return Ok(());
         }
         let mut planned = self
             .plan(
@@ -333,7 +334,7 @@ impl Decider {
             }
         }
         *appending = Some(self.start_append(planned));
-        Ok(decided)
+        Ok(())
     }
 
     /// Decides `batch` in arrival order against the streams' states, on top of `earlier` (the
@@ -588,6 +589,27 @@ impl Decider {
             Ok((request, events))
         });
         match decided {
+            Ok((request, _))
+                if self
+                    .key_used(
+                        &request.idempotency_key,
+                        &request.request_fingerprint,
+                        batch,
+                    )
+                    .await? =>
+            {
+                // A retry (or a reuse) of a key already used: the store answers it with the
+                // first request's result (or refuses it), so nothing of what it was decided
+                // to do is seen by the requests decided after it.
+                if !new_stream {
+                    batch.working.insert(stream_id, state);
+                }
+                batch.requests.push(request);
+                Ok(Plan::Append {
+                    stream_id,
+                    request_index: batch.requests.len() - 1,
+                })
+            }
             Ok((request, events)) => {
                 batch.claims.record(stream_id, &request.unique_keys);
                 batch

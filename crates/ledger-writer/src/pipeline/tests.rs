@@ -31,6 +31,20 @@ async fn decider(database: &TestDb) -> Decider {
     )
 }
 
+impl Decider {
+    /// [`Decider::decide_and_append`], returning the batches appended meanwhile.
+    async fn decide_returning(
+        &mut self,
+        batch: Vec<Incoming>,
+        appending: &mut Option<Appending>,
+    ) -> Result<Vec<Decided>, crate::WriterError> {
+        let mut decided = Vec::new();
+        self.decide_and_append(batch, appending, &mut decided)
+            .await?;
+        Ok(decided)
+    }
+}
+
 fn incoming(command: proto::Command) -> Vec<Incoming> {
     vec![Incoming {
         request: Request::Command(command),
@@ -109,7 +123,7 @@ async fn a_batch_decided_while_the_one_before_is_appended_sees_what_that_one_dec
     let locked = lock_the_event_table(&database).await;
     let mut appending = None;
     let announced = decider
-        .decide_and_append(
+        .decide_returning(
             incoming(register_as(customer_id, "register")),
             &mut appending,
         )
@@ -122,7 +136,7 @@ async fn a_batch_decided_while_the_one_before_is_appended_sees_what_that_one_dec
         1,
     );
     let announced = decider
-        .decide_and_append(incoming(subscription), &mut appending)
+        .decide_returning(incoming(subscription), &mut appending)
         .await
         .expect("the subscription decided");
     unblock.await.expect("the unlocking task");
@@ -140,7 +154,7 @@ async fn a_batch_decided_on_top_of_one_not_appended_as_decided_is_decided_again(
     let customer = customer_id.to_string();
     let mut appending = None;
     decider
-        .decide_and_append(
+        .decide_returning(
             incoming(register_as(customer_id, "register")),
             &mut appending,
         )
@@ -156,7 +170,7 @@ async fn a_batch_decided_on_top_of_one_not_appended_as_decided_is_decided_again(
     // version 1: only deciding it again from the store accepts it.
     let reused = start_subscription("register", &customer, "sub_1", "USD");
     decider
-        .decide_and_append(incoming(reused), &mut appending)
+        .decide_returning(incoming(reused), &mut appending)
         .await
         .expect("the reused key decided");
     let expecting_one = with_expected_version(
@@ -164,7 +178,7 @@ async fn a_batch_decided_on_top_of_one_not_appended_as_decided_is_decided_again(
         1,
     );
     let announced = decider
-        .decide_and_append(incoming(expecting_one), &mut appending)
+        .decide_returning(incoming(expecting_one), &mut appending)
         .await
         .expect("the next batch decided");
     assert_eq!(announced.len(), 1);
@@ -199,7 +213,6 @@ fn stripe(event_id: &str, event_type: &str, created: i64, object: serde_json::Va
 #[tokio::test]
 async fn a_delivery_waiting_in_the_batch_being_appended_is_released_by_the_next_one() {
     use serde_json::json;
-    const T0: i64 = 1_764_000_000;
     let database = TestDb::new().await;
     let mut decider = decider(&database).await;
     let mut appending = None;
@@ -210,7 +223,7 @@ async fn a_delivery_waiting_in_the_batch_being_appended_is_released_by_the_next_
         json!({"id": "cus_1", "object": "customer", "email": "ada@example.com"}),
     );
     decider
-        .decide_and_append(vec![customer], &mut appending)
+        .decide_returning(vec![customer], &mut appending)
         .await
         .expect("the customer decided");
     assert_eq!(
@@ -233,7 +246,7 @@ async fn a_delivery_waiting_in_the_batch_being_appended_is_released_by_the_next_
         }),
     );
     decider
-        .decide_and_append(vec![invoice], &mut appending)
+        .decide_returning(vec![invoice], &mut appending)
         .await
         .expect("the invoice decided");
     let unblock = unlock_soon(locked);
@@ -252,7 +265,7 @@ async fn a_delivery_waiting_in_the_batch_being_appended_is_released_by_the_next_
         }),
     );
     decider
-        .decide_and_append(vec![subscription], &mut appending)
+        .decide_returning(vec![subscription], &mut appending)
         .await
         .expect("the subscription decided");
     unblock.await.expect("the unlocking task");
@@ -280,4 +293,447 @@ async fn a_delivery_waiting_in_the_batch_being_appended_is_released_by_the_next_
     );
     let waiting = decider.store.waiting_deliveries().await.expect("waiting");
     assert!(waiting.is_empty(), "{waiting:?}");
+}
+
+/// Locks the event table (in a transaction on a connection of its own) so that a batch
+/// being appended cannot insert its events, and so cannot commit, until the returned task
+/// unlocks it, `after` from now: the next batch is decided while the first is uncommitted.
+async fn hold_appends(database: &TestDb, after: Duration) -> tokio::task::JoinHandle<()> {
+    let blocker = database.client().await;
+    blocker
+        .batch_execute("BEGIN; LOCK TABLE customer_payment_events IN EXCLUSIVE MODE")
+        .await
+        .expect("the table locked");
+    tokio::spawn(async move {
+        tokio::time::sleep(after).await;
+        blocker.batch_execute("COMMIT").await.expect("unlocked");
+    })
+}
+
+/// The event types of a stream, in order.
+async fn event_types(decider: &Decider, stream_id: Uuid) -> Vec<String> {
+    decider
+        .store
+        .read_stream(stream_id, 1)
+        .await
+        .expect("the stream's events")
+        .into_iter()
+        .map(|recorded| recorded.event.event_type)
+        .collect()
+}
+
+fn stripe_customer(
+    event_id: &str,
+    event_type: &str,
+    created: i64,
+    id: &str,
+    email: &str,
+) -> Incoming {
+    stripe(
+        event_id,
+        event_type,
+        created,
+        serde_json::json!({"id": id, "object": "customer", "email": email}),
+    )
+}
+
+const T0: i64 = 1_764_000_000;
+
+/// Decides `batch` (on top of the batch being appended, if any) and returns the batches
+/// appended meanwhile.
+async fn decide(
+    decider: &mut Decider,
+    batch: Vec<Incoming>,
+    appending: &mut Option<Appending>,
+) -> Vec<Decided> {
+    decider
+        .decide_returning(batch, appending)
+        .await
+        .expect("the batch decided")
+}
+
+#[tokio::test]
+async fn an_email_released_by_the_batch_being_appended_is_free_for_the_next_one() {
+    let database = TestDb::new().await;
+    let mut decider = decider(&database).await;
+    let mut appending = None;
+    let created = stripe_customer("evt_1", "customer.created", T0, "cus_1", "old@example.com");
+    decide(&mut decider, vec![created], &mut appending).await;
+    assert_eq!(
+        outcome(&finish(&mut decider, &mut appending).await),
+        Ok(vec![1])
+    );
+
+    let unblock = hold_appends(&database, Duration::from_millis(500)).await;
+    let moved = stripe_customer(
+        "evt_2",
+        "customer.updated",
+        T0 + 10,
+        "cus_1",
+        "new@example.com",
+    );
+    decide(&mut decider, vec![moved], &mut appending).await;
+    // Sequentially: nobody holds old@ once the first customer moved, so cus_2 is a customer
+    // of its own, not linked to the first one (the store still says the first one holds it).
+    let another = stripe_customer(
+        "evt_3",
+        "customer.created",
+        T0 + 20,
+        "cus_2",
+        "old@example.com",
+    );
+    let announced = decide(&mut decider, vec![another], &mut appending).await;
+    unblock.await.expect("the unlocking task");
+    assert_eq!(outcome(&announced[0]), Ok(vec![2]));
+    assert_eq!(
+        outcome(&finish(&mut decider, &mut appending).await),
+        Ok(vec![1])
+    );
+    let stripe_customer_id = |account: &str| {
+        ledger_connectors::customer_id_for_account(ledger_domain::Provider::Stripe, account)
+    };
+    assert_eq!(
+        event_types(&decider, stripe_customer_id("cus_1")).await,
+        ["customer_registered", "customer_profile_updated"]
+    );
+    assert_eq!(
+        event_types(&decider, stripe_customer_id("cus_2")).await,
+        ["customer_registered"]
+    );
+}
+
+#[tokio::test]
+async fn a_delivery_finds_the_customer_registered_by_email_in_the_batch_being_appended() {
+    let database = TestDb::new().await;
+    let mut decider = decider(&database).await;
+    let mut appending = None;
+    let customer_id = Uuid::now_v7();
+    let unblock = hold_appends(&database, Duration::from_millis(500)).await;
+    decide(
+        &mut decider,
+        incoming(register_as(customer_id, "register")),
+        &mut appending,
+    )
+    .await;
+    let created = stripe_customer("evt_1", "customer.created", T0, "cus_1", "ada@example.com");
+    let announced = decide(&mut decider, vec![created], &mut appending).await;
+    unblock.await.expect("the unlocking task");
+    assert_eq!(outcome(&announced[0]), Ok(vec![1]));
+    assert_eq!(
+        outcome(&finish(&mut decider, &mut appending).await),
+        Ok(vec![2])
+    );
+    assert_eq!(
+        event_types(&decider, customer_id).await,
+        ["customer_registered", "provider_account_linked"]
+    );
+    let by_account =
+        ledger_connectors::customer_id_for_account(ledger_domain::Provider::Stripe, "cus_1");
+    assert!(event_types(&decider, by_account).await.is_empty());
+}
+
+fn stripe_subscription(event_id: &str, event_type: &str, created: i64, id: &str) -> Incoming {
+    stripe(
+        event_id,
+        event_type,
+        created,
+        serde_json::json!({
+            "id": id, "object": "subscription", "customer": "cus_1", "status": "active",
+            "created": T0 + 60, "cancel_at_period_end": false,
+            "items": {"data": [{
+                "quantity": 1, "current_period_end": T0 + 60 + 30 * 86_400,
+                "price": {"id": "price_pro", "unit_amount": 4_900, "currency": "usd",
+                          "recurring": {"interval": "month", "interval_count": 1}}
+            }]}
+        }),
+    )
+}
+
+#[tokio::test]
+async fn a_dispute_finds_the_customer_of_a_payment_in_the_batch_being_appended() {
+    use serde_json::json;
+    let database = TestDb::new().await;
+    let mut decider = decider(&database).await;
+    let mut appending = None;
+    let created = stripe_customer(
+        "evt_cus",
+        "customer.created",
+        T0,
+        "cus_1",
+        "ada@example.com",
+    );
+    let subscribed =
+        stripe_subscription("evt_sub", "customer.subscription.created", T0 + 60, "sub_1");
+    decide(&mut decider, vec![created, subscribed], &mut appending).await;
+    finish(&mut decider, &mut appending).await;
+
+    let unblock = hold_appends(&database, Duration::from_millis(500)).await;
+    let paid = stripe(
+        "evt_in",
+        "invoice.paid",
+        T0 + 120,
+        json!({
+            "id": "in_1", "object": "invoice", "customer": "cus_1", "subscription": "sub_1",
+            "status": "paid", "currency": "usd", "amount_due": 4_900, "amount_paid": 4_900,
+            "charge": "ch_1",
+            "lines": {"data": [{"period": {"start": T0 + 60, "end": T0 + 60 + 30 * 86_400}}]}
+        }),
+    );
+    decide(&mut decider, vec![paid], &mut appending).await;
+    // Names no customer: found through the payment of its charge, which only the batch
+    // being appended holds.
+    let disputed = stripe(
+        "evt_dp",
+        "charge.dispute.created",
+        T0 + 300,
+        json!({"id": "dp_1", "object": "dispute", "amount": 4_900, "currency": "usd",
+               "charge": "ch_1", "status": "needs_response"}),
+    );
+    decide(&mut decider, vec![disputed], &mut appending).await;
+    unblock.await.expect("the unlocking task");
+    finish(&mut decider, &mut appending).await;
+    let customer_id =
+        ledger_connectors::customer_id_for_account(ledger_domain::Provider::Stripe, "cus_1");
+    assert_eq!(
+        event_types(&decider, customer_id).await,
+        [
+            "customer_registered",
+            "subscription_started",
+            "invoice_issued",
+            "invoice_finalized",
+            "payment_succeeded",
+            "dispute_opened"
+        ]
+    );
+    let waiting = decider.store.waiting_deliveries().await.expect("waiting");
+    assert!(waiting.is_empty(), "{waiting:?}");
+}
+
+#[tokio::test]
+async fn a_batch_decided_on_top_of_one_whose_transaction_failed_is_decided_again() {
+    let database = TestDb::new().await;
+    let mut decider = decider(&database).await;
+    let mut appending = None;
+    let created = stripe_customer(
+        "evt_cus",
+        "customer.created",
+        T0,
+        "cus_1",
+        "ada@example.com",
+    );
+    decide(&mut decider, vec![created], &mut appending).await;
+    finish(&mut decider, &mut appending).await;
+    let customer_id =
+        ledger_connectors::customer_id_for_account(ledger_domain::Provider::Stripe, "cus_1");
+    let customer = customer_id.to_string();
+
+    // The store fails the whole transaction of the batch holding this delivery.
+    let admin = database.client().await;
+    admin
+        .batch_execute(
+            "CREATE FUNCTION fail_boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+               IF NEW.provider_event_id = 'evt_boom' THEN RAISE EXCEPTION 'boom'; END IF; \
+               RETURN NEW; END $$; \
+             CREATE TRIGGER fail_boom BEFORE INSERT ON provider_inbox FOR EACH ROW \
+               EXECUTE FUNCTION fail_boom();",
+        )
+        .await
+        .expect("the failing trigger");
+    let boom = stripe_subscription(
+        "evt_boom",
+        "customer.subscription.created",
+        T0 + 60,
+        "sub_1",
+    );
+    decide(&mut decider, vec![boom], &mut appending).await;
+    // Decided on top of the subscription (version 3), then again from the store (2).
+    let next = start_subscription("subscribe", &customer, "sub_2", "USD");
+    let announced = decide(&mut decider, incoming(next), &mut appending).await;
+    assert_eq!(announced.len(), 1);
+    assert!(
+        matches!(announced[0].outcome, BatchOutcome::Failed(_)),
+        "{:?}",
+        outcome(&announced[0])
+    );
+    assert_eq!(
+        outcome(&finish(&mut decider, &mut appending).await),
+        Ok(vec![2])
+    );
+
+    // Nothing of the failed batch is left in the writer: the subscription it decided is
+    // started when it comes again.
+    admin
+        .batch_execute("DROP TRIGGER fail_boom ON provider_inbox")
+        .await
+        .expect("the trigger dropped");
+    let again = stripe_subscription(
+        "evt_again",
+        "customer.subscription.created",
+        T0 + 60,
+        "sub_1",
+    );
+    decide(&mut decider, vec![again], &mut appending).await;
+    assert_eq!(
+        outcome(&finish(&mut decider, &mut appending).await),
+        Ok(vec![3])
+    );
+    assert_eq!(
+        event_types(&decider, customer_id).await,
+        [
+            "customer_registered",
+            "subscription_started",
+            "subscription_started"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_retried_registration_changes_nothing_the_rest_of_its_batch_is_decided_on() {
+    let database = TestDb::new().await;
+    let mut decider = decider(&database).await;
+    let mut appending = None;
+    decide(
+        &mut decider,
+        incoming(register("register", "ada@example.com")),
+        &mut appending,
+    )
+    .await;
+    let registered = finish(&mut decider, &mut appending).await;
+    let BatchOutcome::Appended { outcomes, .. } = &registered.outcome else {
+        panic!("the registration failed");
+    };
+    let customer_id = outcomes[0].as_ref().expect("registered").events[0].stream_id;
+
+    // The retry is answered with the registration; the delivery after it finds the customer
+    // by its email, as it would had the retry come alone.
+    let mut batch = incoming(register("register", "ada@example.com"));
+    batch.push(stripe_customer(
+        "evt_1",
+        "customer.created",
+        T0,
+        "cus_1",
+        "ada@example.com",
+    ));
+    decide(&mut decider, batch, &mut appending).await;
+    let decided = finish(&mut decider, &mut appending).await;
+    let BatchOutcome::Appended { outcomes, .. } = &decided.outcome else {
+        panic!("the batch failed");
+    };
+    let retried = outcomes[0].as_ref().expect("the retry answered");
+    assert!(retried.duplicate);
+    assert_eq!(retried.events[0].stream_id, customer_id);
+    let linked = outcomes[1].as_ref().expect("the delivery appended");
+    assert_eq!(linked.events[0].stream_id, customer_id);
+    assert_eq!(
+        event_types(&decider, customer_id).await,
+        ["customer_registered", "provider_account_linked"]
+    );
+}
+
+#[tokio::test]
+async fn a_registration_retried_while_it_is_being_appended_changes_nothing_the_next_batch_sees() {
+    let database = TestDb::new().await;
+    let mut decider = decider(&database).await;
+    let mut appending = None;
+    let unblock = hold_appends(&database, Duration::from_millis(500)).await;
+    decide(
+        &mut decider,
+        incoming(register("register", "ada@example.com")),
+        &mut appending,
+    )
+    .await;
+    let mut batch = incoming(register("register", "ada@example.com"));
+    batch.push(stripe_customer(
+        "evt_1",
+        "customer.created",
+        T0,
+        "cus_1",
+        "ada@example.com",
+    ));
+    let announced = decide(&mut decider, batch, &mut appending).await;
+    unblock.await.expect("the unlocking task");
+    let BatchOutcome::Appended { outcomes, .. } = &announced[0].outcome else {
+        panic!("the registration failed");
+    };
+    let customer_id = outcomes[0].as_ref().expect("registered").events[0].stream_id;
+    let decided = finish(&mut decider, &mut appending).await;
+    let BatchOutcome::Appended { outcomes, .. } = &decided.outcome else {
+        panic!("the batch failed");
+    };
+    assert!(outcomes[0].as_ref().expect("the retry answered").duplicate);
+    let linked = outcomes[1].as_ref().expect("the delivery appended");
+    assert_eq!(linked.events[0].stream_id, customer_id);
+    assert_eq!(
+        event_types(&decider, customer_id).await,
+        ["customer_registered", "provider_account_linked"]
+    );
+}
+
+#[tokio::test]
+async fn a_snapshot_older_than_the_one_the_batch_being_appended_applied_is_stale() {
+    let database = TestDb::new().await;
+    let mut decider = decider(&database).await;
+    let mut appending = None;
+    let created = stripe_customer(
+        "evt_cus",
+        "customer.created",
+        T0,
+        "cus_1",
+        "ada@example.com",
+    );
+    let subscribed =
+        stripe_subscription("evt_sub", "customer.subscription.created", T0 + 60, "sub_1");
+    decide(&mut decider, vec![created, subscribed], &mut appending).await;
+    finish(&mut decider, &mut appending).await;
+
+    let unblock = hold_appends(&database, Duration::from_millis(500)).await;
+    let canceled = |event_id: &str, created: i64| {
+        stripe(
+            event_id,
+            "customer.subscription.deleted",
+            created,
+            serde_json::json!({
+                "id": "sub_1", "object": "subscription", "customer": "cus_1",
+                "status": "canceled", "created": T0 + 60, "cancel_at_period_end": false,
+                "canceled_at": created, "ended_at": created,
+                "items": {"data": [{
+                    "quantity": 1, "current_period_end": T0 + 60 + 30 * 86_400,
+                    "price": {"id": "price_pro", "unit_amount": 4_900, "currency": "usd",
+                              "recurring": {"interval": "month", "interval_count": 1}}
+                }]}
+            }),
+        )
+    };
+    decide(
+        &mut decider,
+        vec![canceled("evt_late", T0 + 600)],
+        &mut appending,
+    )
+    .await;
+    // Taken two minutes before the snapshot the batch being appended saw.
+    let earlier = stripe_subscription(
+        "evt_early",
+        "customer.subscription.updated",
+        T0 + 480,
+        "sub_1",
+    );
+    decide(&mut decider, vec![earlier], &mut appending).await;
+    unblock.await.expect("the unlocking task");
+    let decided = finish(&mut decider, &mut appending).await;
+    let BatchOutcome::Appended { plans, .. } = &decided.outcome else {
+        panic!("the batch failed");
+    };
+    let super::Plan::Delivery(plan) = &plans[0] else {
+        panic!("not a delivery");
+    };
+    let reply = plan.reply(&[]);
+    let Some(proto::delivery_reply::Result::Recorded(recorded)) = reply.result else {
+        panic!("not recorded");
+    };
+    assert_eq!(
+        recorded.outcome(),
+        proto::DeliveryOutcome::Stale,
+        "{}",
+        recorded.reason
+    );
 }

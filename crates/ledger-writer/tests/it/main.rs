@@ -4,5 +4,6 @@
 mod deliveries;
 mod faults;
 mod inputs;
+mod pipeline;
 mod round_trip;
 mod waiting;
