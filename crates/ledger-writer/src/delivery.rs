@@ -85,14 +85,11 @@ impl Batch<'_> {
     /// Whether an earlier request of the batch, or of the earlier batch, used the idempotency
     /// key (`Some(true)`: with `fingerprint`).
     fn key_used(&self, key: &str, fingerprint: &RequestFingerprint) -> Option<bool> {
-        match self
-            .requests
-            .iter()
-            .find(|request| request.idempotency_key == key)
-        {
-            Some(request) => Some(request.request_fingerprint == *fingerprint),
-            None => self.earlier.keys.get(key).map(|used| used == fingerprint),
-        }
+        self.claims
+            .keys
+            .get(key)
+            .or_else(|| self.earlier.claims.keys.get(key))
+            .map(|used| used == fingerprint)
     }
 
     /// The provider, body and source of an inbox row the batch or the earlier one recorded.
@@ -555,6 +552,9 @@ impl Decider {
             snapshot_object.filter(|object| ledger_store::text_problem(object, false).is_none());
         let first = batch.requests.len();
         let requests: Vec<usize> = (first..first + decision.requests.len()).collect();
+        for request in &decision.requests {
+            batch.claims.use_key(request);
+        }
         batch.requests.extend(decision.requests);
         tracing::info!(
             %inbox_id,

@@ -118,11 +118,21 @@ pub(crate) struct BatchClaims {
     pub(crate) objects: HashMap<String, Uuid>,
     /// Objects made known since the waiting deliveries were last released.
     pub(crate) made_known: Vec<String>,
+    /// The idempotency key of each request of the batch, with the fingerprint of the first
+    /// request that used it.
+    pub(crate) keys: HashMap<String, RequestFingerprint>,
 }
 
 impl BatchClaims {
     pub(crate) fn record(&mut self, stream_id: Uuid, changes: &ledger_domain::UniqueKeyChanges) {
         record_owners(&mut self.owners, stream_id, changes);
+    }
+
+    /// Notes the idempotency key of a request of the batch.
+    pub(crate) fn use_key(&mut self, request: &AppendRequest) {
+        self.keys
+            .entry(request.idempotency_key.clone())
+            .or_insert(request.request_fingerprint);
     }
 
     /// Notes the objects (keys) that events appended for `stream_id` made known.
@@ -136,13 +146,13 @@ impl BatchClaims {
 
 /// A batch decided and being appended, as the next batch, decided meanwhile, sees it
 /// (decision 0036): the states of its streams that the next batch has not taken, what it
-/// claimed, the idempotency keys of its requests and its inbox rows. The next batch is decided
+/// claimed (unique keys, provider events, snapshots, objects, its requests' idempotency keys)
+/// and its inbox rows. The next batch is decided
 /// on top of it as if both were one batch, and decided again if it is not appended as decided.
 #[derive(Default)]
 pub(crate) struct Uncommitted {
     pub(crate) states: HashMap<Uuid, Stream>,
     pub(crate) claims: BatchClaims,
-    pub(crate) keys: HashMap<String, RequestFingerprint>,
     pub(crate) rows: HashMap<Uuid, (ledger_domain::Provider, bytes::Bytes, InboxSource)>,
 }
 
@@ -423,10 +433,6 @@ impl Decider {
         let uncommitted = Uncommitted {
             states: working,
             claims,
-            keys: requests
-                .iter()
-                .map(|request| (request.idempotency_key.clone(), request.request_fingerprint))
-                .collect(),
             rows: inbox
                 .iter()
                 .map(|write| {
@@ -604,6 +610,7 @@ impl Decider {
                 if !new_stream {
                     batch.working.insert(stream_id, state);
                 }
+                batch.claims.use_key(&request);
                 batch.requests.push(request);
                 Ok(Plan::Append {
                     stream_id,
@@ -615,6 +622,7 @@ impl Decider {
                 batch
                     .claims
                     .know(stream_id, objects_made_known(command, &events));
+                batch.claims.use_key(&request);
                 batch.requests.push(request);
                 let occurred_at_unix_micros = occurred_at_unix_micros(command);
                 batch.working.insert(
