@@ -260,7 +260,10 @@ async fn lead(
                 batch = pipeline::next_batch(&mut queued, config.batch_commands_max) => {
                     let Some(batch) = batch else { break };
                     metrics.queue(queued.len());
-                    if !decide_and_announce(&mut decider, batch, &mut appending, &decided).await? {
+                    let queue = (&mut queued, config.batch_commands_max);
+                    if !decide_and_announce(&mut decider, batch, queue, &mut appending, &decided)
+                        .await?
+                    {
                         return Ok(());
                     }
                 }
@@ -270,7 +273,8 @@ async fn lead(
         intake.0.abort();
         queued.close();
         while let Some(batch) = pipeline::next_batch(&mut queued, config.batch_commands_max).await {
-            if !decide_and_announce(&mut decider, batch, &mut appending, &decided).await? {
+            let queue = (&mut queued, config.batch_commands_max);
+            if !decide_and_announce(&mut decider, batch, queue, &mut appending, &decided).await? {
                 return Ok(());
             }
         }
@@ -300,12 +304,13 @@ async fn lead(
 async fn decide_and_announce(
     decider: &mut pipeline::Decider,
     batch: Vec<pipeline::Incoming>,
+    queue: (&mut tokio::sync::mpsc::Receiver<pipeline::Incoming>, usize),
     appending: &mut Option<pipeline::Appending>,
     announcer: &tokio::sync::mpsc::Sender<pipeline::Decided>,
 ) -> Result<bool, WriterError> {
     let mut appended = Vec::new();
     if let Err(error) = decider
-        .decide_and_append(batch, appending, &mut appended)
+        .decide_and_append(batch, queue, appending, &mut appended)
         .await
     {
         if let Some(mut earlier) = appending.take() {

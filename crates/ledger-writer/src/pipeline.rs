@@ -57,7 +57,7 @@ pub(crate) enum Request {
 
 impl Incoming {
     /// What the request counts for in a batch's bound: a page, its deliveries; else 1.
-    fn weight(&self) -> usize {
+    pub(crate) fn weight(&self) -> usize {
         match &self.request {
             Request::DeliveryPage(parts) => parts.len().max(1),
             Request::Command(_) | Request::Delivery(_) => 1,
@@ -73,8 +73,15 @@ pub(crate) async fn next_batch(
     max: usize,
 ) -> Option<Vec<Incoming>> {
     let first = queued.recv().await?;
-    let mut weight = first.weight();
     let mut batch = vec![first];
+    take_queued(queued, &mut batch, max);
+    Some(batch)
+}
+
+/// Adds to `batch` what is already queued while it holds fewer than `max` commands and
+/// deliveries (a page counts its deliveries).
+fn take_queued(queued: &mut mpsc::Receiver<Incoming>, batch: &mut Vec<Incoming>, max: usize) {
+    let mut weight: usize = batch.iter().map(Incoming::weight).sum();
     while weight < max {
         match queued.try_recv() {
             Ok(incoming) => {
@@ -84,7 +91,6 @@ pub(crate) async fn next_batch(
             Err(_) => break,
         }
     }
-    Some(batch)
 }
 
 /// What `decide` made of one request of the batch.
@@ -157,6 +163,7 @@ pub(crate) struct Uncommitted {
 }
 
 /// A batch decided, not yet appended.
+#[derive(Default)]
 struct Planned {
     batch: Vec<Incoming>,
     plans: Vec<Plan>,
@@ -313,6 +320,7 @@ impl Decider {
     pub(crate) async fn decide_and_append(
         &mut self,
         batch: Vec<Incoming>,
+        (queued, max): (&mut mpsc::Receiver<Incoming>, usize),
         appending: &mut Option<Appending>,
         decided: &mut Vec<Decided>,
     ) -> Result<(), WriterError> {
@@ -335,12 +343,23 @@ impl Decider {
             let appended = earlier.appended().await;
             let (earlier, as_decided) = self.finish(earlier, appended)?;
             decided.push(earlier);
+            // What arrived while the batch before was appended joins this batch, as it did
+            // when nothing was decided during an append: the batches stay as large.
+            let mut more = Vec::new();
+            let weight: usize = planned.batch.iter().map(Incoming::weight).sum();
+            if weight < max {
+                take_queued(queued, &mut more, max - weight);
+            }
             if !as_decided {
                 // Decided on top of what the store does not hold: decide again, from the
                 // store, with the waiting deliveries read again from the inbox.
                 self.metrics.redecided();
                 self.awaiting.mark_stale();
-                planned = self.plan(planned.batch, None).await?;
+                let mut batch = planned.batch;
+                batch.append(&mut more);
+                planned = self.plan(batch, None).await?;
+            } else if !more.is_empty() {
+                self.plan_more(&mut planned, more, None).await?;
             }
         }
         *appending = Some(self.start_append(planned));
@@ -351,27 +370,42 @@ impl Decider {
     /// batch being appended, if any): what it appends and what to answer.
     async fn plan(
         &mut self,
-        mut batch: Vec<Incoming>,
+        batch: Vec<Incoming>,
         earlier: Option<&mut Uncommitted>,
     ) -> Result<Planned, WriterError> {
+        let mut planned = Planned::default();
+        self.plan_more(&mut planned, batch, earlier).await?;
+        Ok(planned)
+    }
+
+    /// Decides `batch` after what `planned` decided, as later requests of the same batch.
+    async fn plan_more(
+        &mut self,
+        planned: &mut Planned,
+        mut batch: Vec<Incoming>,
+        earlier: Option<&mut Uncommitted>,
+    ) -> Result<(), WriterError> {
         self.awaiting.refresh(&self.store).await?;
         let started = Instant::now();
         let mut nothing_earlier = Uncommitted::default();
         let earlier = earlier.unwrap_or(&mut nothing_earlier);
-        let mut working: HashMap<Uuid, Stream> = HashMap::new();
-        let mut requests: Vec<AppendRequest> = Vec::new();
-        let mut inbox: Vec<InboxWrite> = Vec::new();
-        let mut claims = BatchClaims::default();
-        let prefetched = self.prefetch(&batch, &mut working, earlier).await?;
-        let mut plans = Vec::with_capacity(batch.len());
-        // The re-runs of deliveries released by the batch: recorded, answered to nobody.
-        let mut released = Vec::new();
+        let Planned {
+            working,
+            requests,
+            inbox,
+            claims,
+            plans,
+            released,
+            ..
+        } = planned;
+        let prefetched = self.prefetch(&batch, working, earlier).await?;
+        plans.reserve(batch.len());
         for incoming in &mut batch {
             let mut batch = crate::delivery::Batch {
-                working: &mut working,
-                requests: &mut requests,
-                inbox: &mut inbox,
-                claims: &mut claims,
+                working: &mut *working,
+                requests: &mut *requests,
+                inbox: &mut *inbox,
+                claims: &mut *claims,
                 prefetched: &prefetched,
                 earlier: &mut *earlier,
             };
@@ -383,20 +417,18 @@ impl Decider {
                         .instrument(span.clone())
                         .await?;
                     tracing::debug!(parent: &span, "command decided");
-                    self.release(&mut batch, &mut released).await?;
+                    self.release(&mut batch, released).await?;
                     plan
                 }
                 Request::Delivery(admitted) => {
-                    self.plan_delivery(admitted, &mut batch, &mut released)
-                        .await?
+                    self.plan_delivery(admitted, &mut batch, released).await?
                 }
                 Request::DeliveryPage(parts) => {
                     let mut page = Vec::with_capacity(parts.len());
                     for part in parts {
                         page.push(match part {
                             Ok(admitted) => {
-                                self.plan_delivery(admitted, &mut batch, &mut released)
-                                    .await?
+                                self.plan_delivery(admitted, &mut batch, released).await?
                             }
                             Err(refusal) => Plan::DeliveryRefused(refusal.clone()),
                         });
@@ -406,16 +438,9 @@ impl Decider {
             };
             plans.push(plan);
         }
-        Ok(Planned {
-            batch,
-            plans,
-            released,
-            requests,
-            inbox,
-            working,
-            claims,
-            decide_time: started.elapsed(),
-        })
+        planned.batch.append(&mut batch);
+        planned.decide_time += started.elapsed();
+        Ok(())
     }
 
     /// Starts appending a decided batch in one transaction, on a task of its own.
@@ -596,13 +621,11 @@ impl Decider {
         });
         match decided {
             Ok((request, _))
-                if self
-                    .key_used(
-                        &request.idempotency_key,
-                        &request.request_fingerprint,
-                        batch,
-                    )
-                    .await? =>
+                if Decider::key_used(
+                    &request.idempotency_key,
+                    &request.request_fingerprint,
+                    batch,
+                ) =>
             {
                 // A retry (or a reuse) of a key already used: the store answers it with the
                 // first request's result (or refuses it), so nothing of what it was decided

@@ -32,14 +32,16 @@ async fn decider(database: &TestDb) -> Decider {
 }
 
 impl Decider {
-    /// [`Decider::decide_and_append`], returning the batches appended meanwhile.
+    /// [`Decider::decide_and_append`] with nothing else queued, returning the batches
+    /// appended meanwhile.
     async fn decide_returning(
         &mut self,
         batch: Vec<Incoming>,
         appending: &mut Option<Appending>,
     ) -> Result<Vec<Decided>, crate::WriterError> {
+        let (_queue, mut queued) = tokio::sync::mpsc::channel(1);
         let mut decided = Vec::new();
-        self.decide_and_append(batch, appending, &mut decided)
+        self.decide_and_append(batch, (&mut queued, 1_000), appending, &mut decided)
             .await?;
         Ok(decided)
     }
@@ -144,6 +146,55 @@ async fn a_batch_decided_while_the_one_before_is_appended_sees_what_that_one_dec
     assert_eq!(outcome(&announced[0]), Ok(vec![1]));
     let subscribed = finish(&mut decider, &mut appending).await;
     assert_eq!(outcome(&subscribed), Ok(vec![2]));
+}
+
+#[tokio::test]
+async fn what_arrives_while_the_batch_before_is_appended_joins_the_batch_decided_meanwhile() {
+    let database = TestDb::new().await;
+    let mut decider = decider(&database).await;
+    let customer_id = Uuid::now_v7();
+    let customer = customer_id.to_string();
+    let (queue, mut queued) = tokio::sync::mpsc::channel(8);
+    let mut appending = None;
+    let mut announced = Vec::new();
+    decider
+        .decide_and_append(
+            incoming(register_as(customer_id, "register")),
+            (&mut queued, 1_000),
+            &mut appending,
+            &mut announced,
+        )
+        .await
+        .expect("the registration decided");
+    // The subscription is decided while the registration is appended; the plan change
+    // arrives meanwhile and is decided after it, in the same batch, on its state.
+    let change = with_expected_version(start_subscription("second", &customer, "sub_2", "USD"), 2);
+    queue
+        .send(incoming(change).remove(0))
+        .await
+        .expect("queued");
+    let first = with_expected_version(start_subscription("first", &customer, "sub_1", "USD"), 1);
+    decider
+        .decide_and_append(
+            incoming(first),
+            (&mut queued, 1_000),
+            &mut appending,
+            &mut announced,
+        )
+        .await
+        .expect("the subscriptions decided");
+    assert!(queued.try_recv().is_err(), "the queue was taken");
+    assert_eq!(announced.len(), 1);
+    let subscribed = finish(&mut decider, &mut appending).await;
+    assert_eq!(subscribed.batch.len(), 2);
+    let BatchOutcome::Appended { outcomes, .. } = &subscribed.outcome else {
+        panic!("appended");
+    };
+    let versions: Vec<u64> = outcomes
+        .iter()
+        .map(|outcome| outcome.as_ref().expect("appended").events[0].stream_version)
+        .collect();
+    assert_eq!(versions, [2, 3]);
 }
 
 #[tokio::test]
