@@ -343,11 +343,18 @@ impl Decider {
             let appended = earlier.appended().await;
             let (earlier, as_decided) = self.finish(earlier, appended)?;
             decided.push(earlier);
-            // What arrived while the batch before was appended joins this batch, as it did
-            // when nothing was decided during an append: the batches stay as large.
+            // What arrived while the batch before was appended joins a batch of commands, as
+            // it did when nothing was decided during an append: commands are decided in a
+            // fraction of their append, and batches stay as large (`ledger bench writer`).
+            // Deliveries take about as long to decide as to append: what arrives meanwhile is
+            // decided during the next append instead (`ledger bench sync`).
             let mut more = Vec::new();
             let weight: usize = planned.batch.iter().map(Incoming::weight).sum();
-            if weight < max {
+            let commands_only = planned
+                .batch
+                .iter()
+                .all(|incoming| matches!(incoming.request, Request::Command(_)));
+            if commands_only && weight < max {
                 take_queued(queued, &mut more, max - weight);
             }
             if !as_decided {
