@@ -500,12 +500,8 @@ fn stripe_subscription(event_id: &str, event_type: &str, created: i64, id: &str)
     )
 }
 
-#[tokio::test]
-async fn a_dispute_finds_the_customer_of_a_payment_in_the_batch_being_appended() {
-    use serde_json::json;
-    let database = TestDb::new().await;
-    let mut decider = decider(&database).await;
-    let mut appending = None;
+/// Stripe's customer `cus_1` (ada@example.com) with its subscription `sub_1`, appended.
+async fn subscribed_customer(decider: &mut Decider, appending: &mut Option<Appending>) {
     let created = stripe_customer(
         "evt_cus",
         "customer.created",
@@ -515,8 +511,17 @@ async fn a_dispute_finds_the_customer_of_a_payment_in_the_batch_being_appended()
     );
     let subscribed =
         stripe_subscription("evt_sub", "customer.subscription.created", T0 + 60, "sub_1");
-    decide(&mut decider, vec![created, subscribed], &mut appending).await;
-    finish(&mut decider, &mut appending).await;
+    decide(decider, vec![created, subscribed], appending).await;
+    finish(decider, appending).await;
+}
+
+#[tokio::test]
+async fn a_dispute_finds_the_customer_of_a_payment_in_the_batch_being_appended() {
+    use serde_json::json;
+    let database = TestDb::new().await;
+    let mut decider = decider(&database).await;
+    let mut appending = None;
+    subscribed_customer(&mut decider, &mut appending).await;
 
     let unblock = hold_appends(&database, Duration::from_millis(500)).await;
     let paid = stripe(
@@ -725,17 +730,7 @@ async fn a_snapshot_older_than_the_one_the_batch_being_appended_applied_is_stale
     let database = TestDb::new().await;
     let mut decider = decider(&database).await;
     let mut appending = None;
-    let created = stripe_customer(
-        "evt_cus",
-        "customer.created",
-        T0,
-        "cus_1",
-        "ada@example.com",
-    );
-    let subscribed =
-        stripe_subscription("evt_sub", "customer.subscription.created", T0 + 60, "sub_1");
-    decide(&mut decider, vec![created, subscribed], &mut appending).await;
-    finish(&mut decider, &mut appending).await;
+    subscribed_customer(&mut decider, &mut appending).await;
 
     let unblock = hold_appends(&database, Duration::from_millis(500)).await;
     let canceled = |event_id: &str, created: i64| {

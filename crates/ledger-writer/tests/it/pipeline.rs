@@ -107,13 +107,8 @@ async fn race(group_commit: bool) {
         answers.extend(task.await.expect("a client"));
     }
     writer.stop().await.expect("the writer stops");
-    ledger.assert_stream_matches_table().await;
-
-    let table = ledger.table_events().await;
-    let by_position: HashMap<u64, &ledger_store::RecordedEvent> = table
-        .iter()
-        .map(|event| (event.global_position, event))
-        .collect();
+    let table = stopped_table(&ledger).await;
+    let by_position = by_position(&table);
     // Every stream's versions follow each other from 1, in position order.
     let mut versions: HashMap<uuid::Uuid, u64> = HashMap::new();
     for event in &table {
@@ -340,13 +335,8 @@ async fn deliveries_racing_with_registrations_on_the_same_emails_are_recorded_as
         recorded.extend(task.await.expect("a client"));
     }
     writer.stop().await.expect("the writer stops");
-    ledger.assert_stream_matches_table().await;
-
-    let table = ledger.table_events().await;
-    let by_position: HashMap<u64, &ledger_store::RecordedEvent> = table
-        .iter()
-        .map(|event| (event.global_position, event))
-        .collect();
+    let table = stopped_table(&ledger).await;
+    let by_position = by_position(&table);
     let mut appended_rows = 0;
     for (_, delivery) in &recorded {
         if delivery.outcome() != proto::DeliveryOutcome::Appended {
@@ -509,4 +499,20 @@ async fn a_leader_losing_its_lock_while_a_batch_is_being_appended_leaves_both_ba
     assert_eq!(positions, [2, 3]);
     assert_eq!(ledger.assert_stream_matches_table().await, 3);
     standby.stop().await.expect("clean stop");
+}
+
+/// The table's events once the writer has stopped, checked equal to the stream's.
+async fn stopped_table(ledger: &TestLedger) -> Vec<ledger_store::RecordedEvent> {
+    ledger.assert_stream_matches_table().await;
+    ledger.table_events().await
+}
+
+/// The events by global position.
+fn by_position(
+    table: &[ledger_store::RecordedEvent],
+) -> HashMap<u64, &ledger_store::RecordedEvent> {
+    table
+        .iter()
+        .map(|event| (event.global_position, event))
+        .collect()
 }
