@@ -82,14 +82,17 @@ impl Batch<'_> {
         known(self.claims).or_else(|| known(&self.earlier.claims))
     }
 
-    /// Whether an earlier request of the batch, or of the earlier batch, used the idempotency
-    /// key (`Some(true)`: with `fingerprint`).
-    fn key_used(&self, key: &str, fingerprint: &RequestFingerprint) -> Option<bool> {
+    /// What is known, without asking the store now, of the idempotency key: used by an
+    /// earlier request of the batch or of the earlier batch, else as looked up before the batch
+    /// (`Some(None)`: unused; `Some(Some(true))`: used with `fingerprint`); `None` when it was
+    /// not looked up.
+    fn key_known(&self, key: &str, fingerprint: &RequestFingerprint) -> Option<Option<bool>> {
         self.claims
             .keys
             .get(key)
             .or_else(|| self.earlier.claims.keys.get(key))
-            .map(|used| used == fingerprint)
+            .map(|used| Some(used == fingerprint))
+            .or_else(|| self.prefetched.stored(key, fingerprint))
     }
 
     /// The provider, body and source of an inbox row the batch or the earlier one recorded.
@@ -136,8 +139,9 @@ const SNAPSHOT_ALREADY_APPLIED: &str = "already applied";
 const PREFETCHED_COMMANDS: usize = 2;
 
 /// What the store said, before the batch, about its deliveries: looked up together rather than
-/// one delivery at a time. Only this writer appends, so it stays true but for the batch's own
-/// changes, which [`BatchClaims`] and the batch's requests hold and which take precedence.
+/// one delivery at a time. Only this writer appends, so it stays true but for the changes of
+/// the batch and of the batch being appended, which their [`BatchClaims`] hold and which take
+/// precedence.
 #[derive(Default)]
 pub(crate) struct Prefetched {
     events: HashSet<(Provider, String)>,
@@ -781,22 +785,19 @@ impl Decider {
                 .map(|metadata| metadata.idempotency_key.clone())
                 .unwrap_or_default();
             let fingerprint = request_fingerprint(&command);
-            let earlier = decided
+            let known = decided
                 .requests
                 .iter()
                 .find(|request| request.idempotency_key == key)
-                .map(|request| request.request_fingerprint == fingerprint)
-                .or_else(|| batch.key_used(&key, &fingerprint));
-            let same = match earlier {
-                Some(same) => Some(same),
-                None => match batch.prefetched.stored(&key, &fingerprint) {
-                    Some(same) => same,
-                    None => self
-                        .store
-                        .find_by_idempotency_key(&key)
-                        .await?
-                        .map(|stored| stored.is_same_request(&fingerprint)),
-                },
+                .map(|request| Some(request.request_fingerprint == fingerprint))
+                .or_else(|| batch.key_known(&key, &fingerprint));
+            let same = match known {
+                Some(same) => same,
+                None => self
+                    .store
+                    .find_by_idempotency_key(&key)
+                    .await?
+                    .map(|stored| stored.is_same_request(&fingerprint)),
             };
             match same {
                 Some(true) => continue,
@@ -936,11 +937,9 @@ impl Decider {
     /// for good, so it must not be decided on what a retry did; looking the keys up in every
     /// batch cost a fifth of the commands' throughput (`ledger bench writer`, 64 clients).
     pub(crate) fn key_used(key: &str, fingerprint: &RequestFingerprint, batch: &Batch<'_>) -> bool {
-        batch.key_used(key, fingerprint).is_some()
-            || batch
-                .prefetched
-                .stored(key, fingerprint)
-                .is_some_and(|stored| stored.is_some())
+        batch
+            .key_known(key, fingerprint)
+            .is_some_and(|used| used.is_some())
     }
 
     /// The stream's working state, taken out of the batch's (or the earlier batch's), else the

@@ -251,7 +251,7 @@ async fn lead(
                 appended = pipeline::appended(&mut appending) => {
                     if let Some(earlier) = appending.take() {
                         let (earlier, _) = decider.finish(earlier, appended)?;
-                        if decided.send(earlier).await.is_err() {
+                        if !announce(&decided, vec![earlier]).await {
                             // The announcer stopped; its error is returned below.
                             return Ok(());
                         }
