@@ -13,6 +13,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::ingest::{PAYPAL_API_BASE_DEFAULT, credential, setting};
 use crate::projectors;
+use crate::terminal::printable;
 use ledger_devenv::progress;
 
 /// Stripe's API.
@@ -225,6 +226,31 @@ pub(crate) async fn run(
     Ok(ExitCode::SUCCESS)
 }
 
+/// One row of `ledger provider-sync attempts`, tab-separated: when, provider, request, outcome,
+/// status code, latency, call, call status, error, what the ledger made of the answer. The
+/// provider's text (its error message, the ids its webhooks named) is shown with its control
+/// characters escaped: it can neither add a row to the listing nor reach the operator's terminal
+/// as an escape sequence.
+fn attempt_line(row: provider_sync::AttemptRow) -> String {
+    let optional = |value: Option<i32>| value.map_or("-".to_owned(), |v| v.to_string());
+    let text = |value: Option<String>| value.map_or("-".to_owned(), |v| printable(&v));
+    format!(
+        "{}\t{}\t{}\t{}\t{}\t{} ms\tcall {} ({} {}, {})\t{}\t{}",
+        row.started_at.format(&Rfc3339).unwrap_or_default(),
+        printable(&row.provider),
+        printable(&row.request),
+        printable(&row.outcome),
+        optional(row.status_code),
+        optional(row.latency_ms),
+        row.call_id,
+        printable(&row.action),
+        printable(&row.subscription_id),
+        printable(&row.call_status),
+        text(row.error),
+        text(row.call_result),
+    )
+}
+
 /// `ledger provider-sync attempts`.
 pub(crate) async fn command(
     database_url: &str,
@@ -235,27 +261,41 @@ pub(crate) async fn command(
         ProviderSyncCommand::Attempts { failed, limit } => {
             let rows =
                 provider_sync::attempts(&client, failed, limit.min(ATTEMPT_ROWS_MAX)).await?;
-            // Tab-separated, newest first: when, provider, request, outcome, status code,
-            // latency, call, call status, error, what the ledger made of the answer.
             for row in rows {
-                let optional = |value: Option<i32>| value.map_or("-".to_owned(), |v| v.to_string());
-                println!(
-                    "{}\t{}\t{}\t{}\t{}\t{} ms\tcall {} ({} {}, {})\t{}\t{}",
-                    row.started_at.format(&Rfc3339).unwrap_or_default(),
-                    row.provider,
-                    row.request,
-                    row.outcome,
-                    optional(row.status_code),
-                    optional(row.latency_ms),
-                    row.call_id,
-                    row.action,
-                    row.subscription_id,
-                    row.call_status,
-                    row.error.unwrap_or_else(|| "-".to_owned()),
-                    row.call_result.unwrap_or_else(|| "-".to_owned()),
-                );
+                println!("{}", attempt_line(row));
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_attempt_shows_the_providers_text_with_its_control_characters_escaped() {
+        let row = provider_sync::AttemptRow {
+            started_at: time::OffsetDateTime::UNIX_EPOCH,
+            call_id: uuid::Uuid::nil(),
+            provider: "paypal".to_owned(),
+            action: "cancel".to_owned(),
+            subscription_id: "I-1\nforged".to_owned(),
+            request: "POST /v1/billing/subscriptions/I-1/cancel".to_owned(),
+            outcome: "refused".to_owned(),
+            status_code: Some(422),
+            latency_ms: Some(3),
+            error: Some("X: down\nforged-row\t\u{1b}[31mred".to_owned()),
+            call_status: "done".to_owned(),
+            call_result: None,
+        };
+        let line = attempt_line(row);
+        assert_eq!(line.lines().count(), 1, "{line:?}");
+        assert!(!line.contains('\u{1b}'), "{line:?}");
+        assert!(
+            line.contains("\tX: down\\nforged-row\\t\\u{1b}[31mred\t-"),
+            "{line:?}"
+        );
+        assert!(line.contains("(cancel I-1\\nforged, done)"), "{line:?}");
     }
 }

@@ -6,8 +6,11 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use ledger_connectors::reconcile::{Difference, Drift, SubscriptionState};
 use ledger_domain::Provider;
 use ledger_sync::{Found, StripeReader};
+
+use crate::terminal::printable;
 
 /// A PostgreSQL advisory lock key held during a round, so two processes never reconcile at
 /// once ("reconcile" in ASCII).
@@ -79,7 +82,7 @@ async fn check_once(
 ) -> anyhow::Result<Vec<Found>> {
     ledger_sync::wait_for_read_model(database).await?;
     let ledger = ledger_sync::ledger_subscriptions(database, Provider::Stripe).await?;
-    let mut on_drift = |drift: &ledger_connectors::reconcile::Drift| print(&drift.to_string());
+    let mut on_drift = |drift: &Drift| print(&drift_line(drift));
     let check = ledger_sync::check_stripe(reader, ledger, &mut on_drift).await?;
     print(&format!(
         "compared {} Stripe subscriptions: {} drift{}{}",
@@ -165,5 +168,73 @@ pub(crate) async fn every(
                 );
             }
         }
+    }
+}
+
+/// A drift's line (tab-separated: subscription, account, what differs) with the control
+/// characters of the provider's text (its ids, price and currency) escaped: it can neither add
+/// a row or a column to the listing nor reach the operator's terminal as an escape sequence.
+fn drift_line(drift: &Drift) -> String {
+    let state = |state: &SubscriptionState| SubscriptionState {
+        subscription_id: printable(&state.subscription_id),
+        account_id: printable(&state.account_id),
+        plan_id: printable(&state.plan_id),
+        currency: printable(&state.currency),
+        ..state.clone()
+    };
+    let difference = |difference: &Difference| match difference {
+        Difference::Price { ledger, provider } => Difference::Price {
+            ledger: (printable(&ledger.0), ledger.1),
+            provider: (printable(&provider.0), provider.1),
+        },
+        Difference::Currency { ledger, provider } => Difference::Currency {
+            ledger: printable(ledger),
+            provider: printable(provider),
+        },
+        other => other.clone(),
+    };
+    let escaped = match drift {
+        Drift::MissingInLedger { provider } => Drift::MissingInLedger {
+            provider: state(provider),
+        },
+        Drift::MissingAtProvider { ledger } => Drift::MissingAtProvider {
+            ledger: state(ledger),
+        },
+        Drift::Different {
+            subscription_id,
+            account_id,
+            differences,
+        } => Drift::Different {
+            subscription_id: printable(subscription_id),
+            account_id: printable(account_id),
+            differences: differences.iter().map(difference).collect(),
+        },
+    };
+    escaped.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_drift_shows_the_providers_text_with_its_control_characters_escaped() {
+        let drift = Drift::Different {
+            subscription_id: "sub_1\nforged".to_owned(),
+            account_id: "cus_1\t\u{1b}[31mred".to_owned(),
+            differences: vec![Difference::Price {
+                ledger: ("price_a".to_owned(), 100),
+                provider: ("price_b\r".to_owned(), 100),
+            }],
+        };
+        let line = drift_line(&drift);
+        assert_eq!(line.lines().count(), 1, "{line:?}");
+        assert_eq!(line.matches('\t').count(), 2, "{line:?}");
+        assert!(!line.contains('\u{1b}'), "{line:?}");
+        assert!(
+            line.starts_with("sub_1\\nforged\tcus_1\\t\\u{1b}[31mred\tprice price_a"),
+            "{line:?}"
+        );
+        assert!(line.ends_with("price_b\\r 100"), "{line:?}");
     }
 }

@@ -227,9 +227,10 @@ async fn read_body(answer: reqwest::Response) -> Result<Vec<u8>, SyncError> {
 }
 
 /// The message of an error body: Stripe's `error.message`, PayPal's and Xendit's `message`;
-/// else the start of the body.
+/// else the start of the body. Its control characters are written as their escapes (`\n`,
+/// `\u{1b}`): the message ends on the operator's terminal (`error: ...`) and in the log.
 fn error_message(body: &[u8]) -> String {
-    serde_json::from_slice::<Value>(body)
+    let message = serde_json::from_slice::<Value>(body)
         .ok()
         .and_then(|error| {
             error
@@ -238,7 +239,17 @@ fn error_message(body: &[u8]) -> String {
                 .and_then(Value::as_str)
                 .map(str::to_owned)
         })
-        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned())
+        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned());
+    message
+        .chars()
+        .map(|character| {
+            if character.is_control() {
+                character.escape_default().to_string()
+            } else {
+                character.to_string()
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -256,5 +267,17 @@ mod tests {
             "Authorization failed"
         );
         assert_eq!(error_message(b"Bad Gateway"), "Bad Gateway");
+    }
+
+    #[test]
+    fn an_error_message_cannot_send_control_characters_to_the_terminal() {
+        assert_eq!(
+            error_message(br#"{"name":"X","message":"bad\nline\u001b[31mred"}"#),
+            "bad\\nline\\u{1b}[31mred"
+        );
+        assert_eq!(
+            error_message(b"down\r\n\x1b]0;title\x07"),
+            "down\\r\\n\\u{1b}]0;title\\u{7}"
+        );
     }
 }

@@ -3,7 +3,7 @@
 //! sent to the writer as one delivery page (`ledger_bus::Client::deliver_page`, decision 0035);
 //! the list's cursor saved once a page's objects are all recorded.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::time::Duration;
 
 use ledger_bus::{Client, SendError};
@@ -400,6 +400,9 @@ async fn import_list(
         None => None,
     };
     let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+    // The cursors this run read pages from: a page naming one again (its own, or an earlier
+    // page's: a list whose links go round in a cycle) would be read for ever.
+    let mut read_from: HashSet<String> = cursor.iter().cloned().collect();
     let mut finished = false;
     // A page that could not be read: returned once the pages in flight are recorded.
     let mut failure = None;
@@ -412,6 +415,17 @@ async fn import_list(
                 failure = Some(SyncError::Provider(format!(
                     "the {} list's paging does not advance: the page after {} names the same \
                      cursor again (the provider ignores the paging parameter?)",
+                    list.as_str(),
+                    cursor.as_deref().unwrap_or("the start")
+                )));
+                break;
+            }
+            Ok(Listed {
+                next: Some(next), ..
+            }) if read_from.contains(&next) => {
+                failure = Some(SyncError::Provider(format!(
+                    "the {} list's paging goes round: the page after {} names the cursor {next} \
+                     again, whose page this run already read",
                     list.as_str(),
                     cursor.as_deref().unwrap_or("the start")
                 )));
@@ -440,6 +454,7 @@ async fn import_list(
             correlation_id,
         ));
         cursor.clone_from(&page.next);
+        read_from.extend(page.next.iter().cloned());
         in_flight.push_back(InFlight {
             task,
             next: page.next,

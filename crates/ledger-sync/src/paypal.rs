@@ -295,16 +295,26 @@ fn next_cursor(
 /// [`SyncError::Provider`] when the link is not a URL of the events list: the reader sends its
 /// token to the configured base only, so a link elsewhere is not followed.
 fn next_link(page: &Value) -> Result<Option<String>, SyncError> {
-    let href = page
-        .get("links")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
+    // A malformed `links` or next link is refused rather than read as the last page: the run
+    // would say it is complete with the rest of the list unread.
+    let malformed = |what: &str| {
+        SyncError::Provider(format!("GET {EVENTS_PATH} did not answer a page: {what}"))
+    };
+    let links = match page.get("links") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Array(links)) => links,
+        Some(_) => return Err(malformed("links is not an array")),
+    };
+    let Some(next) = links
+        .iter()
         .find(|link| link.get("rel").and_then(Value::as_str) == Some("next"))
-        .and_then(|link| link.get("href").and_then(Value::as_str));
-    let Some(href) = href else {
+    else {
         return Ok(None);
     };
+    let href = next
+        .get("href")
+        .and_then(Value::as_str)
+        .ok_or_else(|| malformed("its next link has no href"))?;
     match reqwest::Url::parse(href) {
         Ok(url) if url.path() == EVENTS_PATH => {
             Ok(Some(url.query().unwrap_or_default().to_owned()))
@@ -385,6 +395,16 @@ mod tests {
         ] {
             assert!(next_link(&page(json!([link("next", elsewhere)]))).is_err());
         }
+        // Malformed: not read as the last page, which would end the run as complete.
+        for malformed in [json!({"rel": "next"}), json!({"rel": "next", "href": 5})] {
+            let error = next_link(&page(json!([malformed]))).expect_err("malformed");
+            assert!(error.to_string().contains("no href"), "{error}");
+        }
+        let error = next_link(&page(json!({"rel": "next"}))).expect_err("links not an array");
+        assert!(
+            error.to_string().contains("links is not an array"),
+            "{error}"
+        );
     }
 
     #[test]

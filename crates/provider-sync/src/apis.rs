@@ -359,6 +359,15 @@ impl PaypalToken {
             .and_then(Value::as_str)
             .ok_or("PayPal's token answer has no access_token")?
             .to_owned();
+        // Sent as `Authorization: Bearer <token>`: a token a header cannot hold would fail
+        // every request as a builder error, retried as if PayPal were unreachable.
+        if token.is_empty() || !token.bytes().all(|byte| byte.is_ascii_graphic()) {
+            return Err(
+                "PayPal's token answer holds an access_token that is not printable ASCII (it \
+                 cannot be sent in a header); not used"
+                    .to_owned(),
+            );
+        }
         let expires_in = body.get("expires_in").and_then(Value::as_u64).unwrap_or(0);
         let renew_at = Instant::now()
             + Duration::from_secs(expires_in.saturating_sub(PAYPAL_TOKEN_MARGIN_SECONDS));
@@ -1124,6 +1133,7 @@ pub fn utf8_percent_encode(id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ledger_devenv::receivers::{HttpReceiver, ScriptedAnswer};
     use ledger_domain::Currency;
     use proto::subscription_update_requested::Change;
     use time::OffsetDateTime;
@@ -1616,5 +1626,41 @@ mod tests {
             error.to_string().contains("LEDGER_STRIPE_API_BASE"),
             "{error}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_paypal_token_a_header_cannot_hold_is_refused_not_cached() {
+        let server = HttpReceiver::start().await;
+        let api = PaypalApi {
+            api_base: server.url.clone(),
+            client_id: "client".to_owned(),
+            client_secret: ApiSecret::new("secret".to_owned()),
+        };
+        let token = PaypalToken::default();
+        for bad in ["tok\\nX-Evil: 1", "tok en", ""] {
+            server.answer_path_next_with(
+                "/v1/oauth2/token",
+                [ScriptedAnswer {
+                    status: 200,
+                    body: format!(r#"{{"access_token":"{bad}","expires_in":3600}}"#),
+                    ..ScriptedAnswer::default()
+                }],
+            );
+            let error = token
+                .bearer(&reqwest::Client::new(), &api)
+                .await
+                .expect_err(bad);
+            assert!(error.contains("not printable ASCII"), "{error}");
+        }
+        server.answer_path_next_with(
+            "/v1/oauth2/token",
+            [ScriptedAnswer {
+                status: 200,
+                body: r#"{"access_token":"A21AA.good-token_1","expires_in":3600}"#.to_owned(),
+                ..ScriptedAnswer::default()
+            }],
+        );
+        let good = token.bearer(&reqwest::Client::new(), &api).await;
+        assert_eq!(good.as_deref(), Ok("A21AA.good-token_1"));
     }
 }

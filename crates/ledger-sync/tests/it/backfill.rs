@@ -605,6 +605,43 @@ async fn a_list_whose_paging_does_not_advance_stops_the_import() {
     assert_eq!(recorded, 2, "the first page's two invoices, recorded once");
 }
 
+/// A provider whose pages link round in a cycle (the page after `inv_3` names `inv_4` again,
+/// whose page named `inv_3`) stops the import with an error once the cycle closes, instead of
+/// reading its pages for ever: only the page right before was compared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_whose_paging_goes_round_stops_the_import() {
+    let server = HttpReceiver::start().await;
+    let first = json!([
+        invoice("inv_5", "PAID", "ana@example.com", 15),
+        invoice("inv_4", "PAID", "ana@example.com", 14),
+    ]);
+    serve_two_pages(
+        &server,
+        &first,
+        "inv_4",
+        &json!([invoice("inv_3", "PAID", "ana@example.com", 13)]),
+    );
+    server.answer_path(&format!("{INVOICES}&last_invoice_id=inv_3"), answer(&first));
+    let reader = xendit_reader(&server);
+    let ledger = TestLedger::new().await;
+    let _writer = ledger.start_writer();
+    let error = tokio::time::timeout(
+        Duration::from_secs(30),
+        ledger_sync::import_xendit(
+            &reader,
+            &ledger.store,
+            &ledger.client(),
+            &ImportOptions::default(),
+            &mut |_| {},
+        ),
+    )
+    .await
+    .expect("the import ends")
+    .expect_err("the import stops");
+    assert!(error.to_string().contains("goes round"), "{error}");
+    assert_eq!(server.requests().len(), 3, "each page once, no more");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_object_listed_twice_on_a_page_is_recorded_once_and_its_copy_as_a_duplicate() {
     let server = HttpReceiver::start().await;
