@@ -11,7 +11,7 @@ use ledger_store::{INBOX_ROWS_MAX, InboxFilter, InboxOutcome, InboxRow, Store};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::terminal::printable;
+use ledger_connectors::printable;
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum ConnectorsCommand {

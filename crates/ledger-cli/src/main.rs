@@ -20,7 +20,6 @@ mod query;
 mod reconcile;
 mod send;
 mod sync;
-mod terminal;
 
 use std::process::ExitCode;
 

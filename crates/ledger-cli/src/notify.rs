@@ -12,7 +12,7 @@ use projector_notify::{
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-use crate::terminal::printable;
+use ledger_connectors::printable;
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum NotifyCommand {

@@ -13,7 +13,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::ingest::{PAYPAL_API_BASE_DEFAULT, credential, setting};
 use crate::projectors;
-use crate::terminal::printable;
+use ledger_connectors::printable;
 use ledger_devenv::progress;
 
 /// Stripe's API.

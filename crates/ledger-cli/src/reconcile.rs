@@ -10,7 +10,7 @@ use ledger_connectors::reconcile::{Difference, Drift, SubscriptionState};
 use ledger_domain::Provider;
 use ledger_sync::{Found, StripeReader};
 
-use crate::terminal::printable;
+use ledger_connectors::printable;
 
 /// A PostgreSQL advisory lock key held during a round, so two processes never reconcile at
 /// once ("reconcile" in ASCII).

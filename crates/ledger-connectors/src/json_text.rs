@@ -78,3 +78,19 @@ fn holds_nul(value: &Value) -> bool {
     }
     false
 }
+
+/// Text from outside the ledger (a provider's event id, message or reason, a webhook
+/// receiver's answer, an integration's name) for a terminal or a log line: each control
+/// character written as its Rust escape (`\n`, `\t`, `\u{1b}`), so it cannot add rows or
+/// columns to a listing or send escape sequences to the operator's terminal.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .map(|character| {
+            if character.is_control() {
+                character.escape_default().to_string()
+            } else {
+                character.to_string()
+            }
+        })
+        .collect()
+}

@@ -22,6 +22,7 @@
 
 mod decimal_amount;
 mod json_text;
+pub use json_text::printable;
 mod listed;
 pub mod paypal;
 pub mod reconcile;

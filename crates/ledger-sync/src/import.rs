@@ -411,21 +411,11 @@ async fn import_list(
             break;
         }
         let page = match lists.page(list, cursor.as_deref()).await {
-            Ok(page) if page.next.is_some() && page.next == cursor => {
-                failure = Some(SyncError::Provider(format!(
-                    "the {} list's paging does not advance: the page after {} names the same \
-                     cursor again (the provider ignores the paging parameter?)",
-                    list.as_str(),
-                    cursor.as_deref().unwrap_or("the start")
-                )));
-                break;
-            }
             Ok(Listed {
                 next: Some(next), ..
             }) if read_from.contains(&next) => {
                 failure = Some(SyncError::Provider(format!(
-                    "the {} list's paging goes round: the page after {} names the cursor {next} \
-                     again, whose page this run already read",
+                    "the {} list's paging does not advance: the page after {} names the cursor                      {next}, whose page this run already read (the provider ignores the paging                      parameter, or its links go round)",
                     list.as_str(),
                     cursor.as_deref().unwrap_or("the start")
                 )));
