@@ -43,7 +43,26 @@ pub(crate) async fn round(
     if !locked {
         return Ok(None);
     }
-    let found = check_once(&database, reader, print).await?;
+    let outcome = check_and_repair(&database, client, reader, repair, print).await;
+    // Freed here rather than when the connection drops, which PostgreSQL notices only a moment
+    // later: a round started right after this one ends must find the lock free.
+    if let Err(error) = database
+        .execute("SELECT pg_advisory_unlock($1)", &[&RECONCILE_LOCK_KEY])
+        .await
+    {
+        tracing::debug!(%error, "reconciliation lock released with its connection");
+    }
+    outcome.map(Some)
+}
+
+async fn check_and_repair(
+    database: &tokio_postgres::Client,
+    client: &ledger_bus::Client,
+    reader: &StripeReader,
+    repair: bool,
+    print: &mut (dyn FnMut(&str) + Send),
+) -> anyhow::Result<Round> {
+    let found = check_once(database, reader, print).await?;
     let mut round = Round {
         found,
         repaired: None,
@@ -68,10 +87,10 @@ pub(crate) async fn round(
             repaired.not_repairable.len(),
         ));
         print("remaining:");
-        let remaining = check_once(&database, reader, print).await?;
+        let remaining = check_once(database, reader, print).await?;
         round.repaired = Some((repaired, remaining));
     }
-    Ok(Some(round))
+    Ok(round)
 }
 
 /// One check: waits for the read model, compares, prints each drift and a summary line.

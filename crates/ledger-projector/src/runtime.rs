@@ -116,10 +116,12 @@ pub async fn run_or_rebuild<P: Projector>(
     } else {
         store.lock_projector(name).await?
     };
-    tokio::select! {
+    let outcome = tokio::select! {
         outcome = run_locked(projector, database_url, store, nats, config, shutdown, progress, rebuild) => outcome,
         () = lock.lost() => Err(ProjectorError::LockLost { projector: name }),
-    }
+    };
+    lock.release().await;
+    outcome
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -12,13 +12,33 @@ const PROJECTOR_LOCK_NAMESPACE: i32 = 0x4c45_4450;
 /// How often a holder checks that its lock connection is still open.
 const LOCK_CHECK_INTERVAL: Duration = Duration::from_millis(500);
 
-/// The lock of one projector, held until this is dropped or its connection closes.
+/// The lock of one projector, held until [`ProjectorLock::release`], or until this is dropped
+/// or its connection closes (PostgreSQL then frees it a moment later, once it sees the session
+/// end).
 #[derive(Debug)]
 pub struct ProjectorLock {
     client: Client,
+    projector: String,
 }
 
 impl ProjectorLock {
+    /// Frees the lock and returns once PostgreSQL has freed it, so that an instance started
+    /// right after this projector stops (a rebuild, which refuses to run next to a holder) finds
+    /// it free. Dropping the lock frees it too, but only when the server notices the session end.
+    pub async fn release(self) {
+        if let Err(error) = self
+            .client
+            .execute(
+                "SELECT pg_advisory_unlock($1, hashtext($2))",
+                &[&PROJECTOR_LOCK_NAMESPACE, &self.projector],
+            )
+            .await
+        {
+            // The session is gone, and the lock with it.
+            tracing::debug!(%error, projector = self.projector, "projector lock released with its connection");
+        }
+    }
+
     /// Completes once the lock's connection is gone (a PostgreSQL restart): another instance
     /// may take the lock, so this one must stop applying events.
     pub async fn lost(&self) {
@@ -106,7 +126,10 @@ pub(crate) async fn try_acquire(
 ) -> Result<Result<ProjectorLock, LockHolder>, StoreError> {
     let client = lock_connection(config, projector).await?;
     if try_lock(&client, projector).await? {
-        return Ok(Ok(ProjectorLock { client }));
+        return Ok(Ok(ProjectorLock {
+            client,
+            projector: projector.to_owned(),
+        }));
     }
     Ok(Err(holder(&client, projector).await?))
 }
@@ -133,5 +156,8 @@ pub(crate) async fn acquire(
             .await?;
         tracing::info!(projector, "took over the projector");
     }
-    Ok(ProjectorLock { client })
+    Ok(ProjectorLock {
+        client,
+        projector: projector.to_owned(),
+    })
 }

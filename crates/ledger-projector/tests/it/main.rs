@@ -252,3 +252,37 @@ async fn redelivered_messages_change_nothing() {
 async fn a_rebuild_while_the_writer_keeps_appending_ends_identical_to_a_fresh_rebuild() {
     projector_faults::rebuild_while_appending_ends_as_a_fresh_rebuild(|_| Audit).await;
 }
+
+/// A rebuild started as soon as the running projector has stopped is not refused as running
+/// next to it: the projector frees its lock before it returns. (Dropping the lock's connection
+/// freed it only once PostgreSQL noticed the session end; CI once saw the rebuild refused.)
+#[tokio::test]
+async fn a_projector_that_has_stopped_holds_its_lock_no_more() {
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    send_registrations(&ledger, "a", 1).await;
+    let client = ledger.database().client().await;
+    for _ in 0..5 {
+        let projector = start(&ledger, false).await;
+        assert!(caught_up(&ledger).await);
+        projector.stop().await;
+        // The projectors' lock namespace ("LEDP") and key, as `ledger-store` takes them.
+        let free: bool = client
+            .query_one(
+                "SELECT pg_try_advisory_lock(1279607888, hashtext('test_audit'))",
+                &[],
+            )
+            .await
+            .expect("lock")
+            .get(0);
+        assert!(free, "the stopped projector still holds its lock");
+        client
+            .execute(
+                "SELECT pg_advisory_unlock(1279607888, hashtext('test_audit'))",
+                &[],
+            )
+            .await
+            .expect("unlock");
+    }
+    writer.stop().await.expect("writer");
+}
