@@ -292,11 +292,10 @@ impl ProviderApis {
                     self.paypal_token.forget().await;
                 }
                 let retry_after = retry_after(answer.headers());
-                let mut body = match answer.bytes().await {
-                    Ok(body) => body.to_vec(),
+                let body = match body_start(answer).await {
+                    Ok(body) => body,
                     Err(error) => return Exchange::Failed(error_chain(&error)),
                 };
-                body.truncate(ANSWER_BYTES_MAX);
                 Exchange::Answered {
                     status: status.as_u16(),
                     retry_after,
@@ -348,8 +347,7 @@ impl PaypalToken {
                  LEDGER_PAYPAL_CLIENT_SECRET"
             ));
         }
-        let body = answer
-            .bytes()
+        let body = body_start(answer)
             .await
             .map_err(|error| format!("PayPal's token answer: {}", error_chain(&error)))?;
         let body: Value = serde_json::from_slice(&body)
@@ -423,6 +421,21 @@ pub fn http_client(request_timeout: Duration) -> Result<reqwest::Client, String>
         .no_proxy()
         .build()
         .map_err(|error| format!("the HTTP client: {error}"))
+}
+
+/// The first [`ANSWER_BYTES_MAX`] bytes of an answer's body; the rest is not read. Whatever
+/// answers at a base URL (a provider, a proxy, a wrong host) cannot make the process hold an
+/// answer of any size: reading a whole body held all of it until the request's timeout.
+async fn body_start(mut answer: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
+    let mut body = Vec::new();
+    while body.len() < ANSWER_BYTES_MAX {
+        let Some(chunk) = answer.chunk().await? else {
+            break;
+        };
+        let room = ANSWER_BYTES_MAX - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+    }
+    Ok(body)
 }
 
 /// The text of an error and its sources (reqwest's top level says only "error sending
@@ -1662,5 +1675,78 @@ mod tests {
         );
         let good = token.bearer(&reqwest::Client::new(), &api).await;
         assert_eq!(good.as_deref(), Ok("A21AA.good-token_1"));
+    }
+
+    /// A server on a loopback port that answers every connection `200` with a body that never
+    /// ends (chunks of `x` until the client goes away).
+    async fn endless_answer() -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
+        let address = listener.local_addr().expect("its address");
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut request = [0_u8; 4096];
+                    let _ = socket.read(&mut request).await;
+                    let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                                connection: close\r\n\r\n{\"access_token\":\"";
+                    if socket.write_all(head.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    let chunk = vec![b'x'; 64 * 1024];
+                    while socket.write_all(&chunk).await.is_ok() {}
+                });
+            }
+        });
+        format!("http://{address}")
+    }
+
+    #[tokio::test]
+    async fn an_answer_without_end_is_read_only_to_its_limit() {
+        let base = endless_answer().await;
+        let stripe = StripeApi {
+            api_base: base.clone(),
+            api_key: ApiSecret::new("sk_test_1".to_owned()),
+        };
+        let apis = ProviderApis::new(Some(stripe), None, None, Duration::from_secs(60), 1)
+            .expect("configured");
+        let request = ProviderRequest {
+            method: Method::DELETE,
+            path: "/v1/subscriptions/sub_1".to_owned(),
+            body: Body::None,
+            idempotency_key: "key_1".to_owned(),
+        };
+        let exchange = tokio::time::timeout(
+            Duration::from_secs(10),
+            apis.exchange(Provider::Stripe, &request),
+        )
+        .await
+        .expect("answered long before the request's timeout");
+        match exchange {
+            Exchange::Answered { status, body, .. } => {
+                assert_eq!(status, 200);
+                assert_eq!(body.len(), ANSWER_BYTES_MAX);
+            }
+            Exchange::Failed(error) => panic!("failed: {error}"),
+        }
+
+        let paypal = PaypalApi {
+            api_base: base,
+            client_id: "client".to_owned(),
+            client_secret: ApiSecret::new("secret".to_owned()),
+        };
+        let token = tokio::time::timeout(
+            Duration::from_secs(10),
+            PaypalToken::default().bearer(
+                &http_client(Duration::from_secs(60)).expect("a client"),
+                &paypal,
+            ),
+        )
+        .await
+        .expect("answered long before the request's timeout");
+        let error = token.expect_err("a token answer cut at the limit");
+        assert!(error.contains("not JSON"), "{error}");
     }
 }
