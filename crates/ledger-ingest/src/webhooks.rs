@@ -22,7 +22,7 @@
 //! that cap.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderMap, RETRY_AFTER};
@@ -33,14 +33,12 @@ use ledger_bus::{Client, SendError};
 use ledger_connectors::{ProviderMessage, VerifyError, paypal, stripe, xendit};
 use ledger_domain::Provider;
 use ledger_domain::proto::{self, RejectionKind};
-use tokio::sync::Mutex;
+use provider_sync::{ApiSecret, PaypalApi, PaypalToken};
 
 use crate::reply::UNAVAILABLE_RETRY_AFTER_SECONDS;
 
 /// How long ingest waits for PayPal's token and verification answers.
 const PAYPAL_TIMEOUT_SECONDS: u64 = 10;
-/// A PayPal token is renewed this long before it expires.
-const PAYPAL_TOKEN_MARGIN_SECONDS: u64 = 60;
 /// PayPal verifications (token and postback calls) in flight at once; a delivery arriving
 /// when all are taken gets 503 with `Retry-After` (PayPal retries) instead of another call.
 pub const PAYPAL_VERIFICATIONS_MAX: usize = 8;
@@ -120,11 +118,14 @@ impl ledger_connectors::Headers for HttpHeaders<'_> {
     }
 }
 
-/// PayPal's API: an OAuth2 client-credentials token, cached until shortly before it expires.
+/// PayPal's API: the app's credentials and its OAuth2 token (one [`PaypalToken`] for the
+/// ledger's calls to PayPal: cached until shortly before it expires, refused when a header
+/// cannot hold it).
 struct PaypalVerifier {
     config: PaypalConfig,
+    api: PaypalApi,
     http: reqwest::Client,
-    token: Mutex<Option<(String, Instant)>>,
+    token: PaypalToken,
     /// [`PAYPAL_VERIFICATIONS_MAX`] permits, one per verification in flight.
     in_flight: tokio::sync::Semaphore,
 }
@@ -132,62 +133,17 @@ struct PaypalVerifier {
 impl PaypalVerifier {
     fn new(config: PaypalConfig) -> PaypalVerifier {
         PaypalVerifier {
+            api: PaypalApi {
+                api_base: config.api_base.clone(),
+                client_id: config.client_id.clone(),
+                client_secret: ApiSecret::new(config.client_secret.clone()),
+            },
             config,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(PAYPAL_TIMEOUT_SECONDS))
-                .build()
+            http: provider_sync::http_client(Duration::from_secs(PAYPAL_TIMEOUT_SECONDS))
                 .unwrap_or_default(),
-            token: Mutex::new(None),
+            token: PaypalToken::default(),
             in_flight: tokio::sync::Semaphore::new(PAYPAL_VERIFICATIONS_MAX),
         }
-    }
-
-    /// `POST /v1/oauth2/token` (client credentials), or the cached token.
-    async fn token(&self) -> Result<String, WebhookError> {
-        let mut cached = self.token.lock().await;
-        if let Some((token, expires)) = cached.as_ref()
-            && Instant::now() < *expires
-        {
-            return Ok(token.clone());
-        }
-        let unavailable = |error: String| WebhookError::VerifierUnavailable(error);
-        let response = self
-            .http
-            .post(format!("{}/v1/oauth2/token", self.config.api_base))
-            .basic_auth(&self.config.client_id, Some(&self.config.client_secret))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body("grant_type=client_credentials")
-            .send()
-            .await
-            .map_err(|error| unavailable(format!("PayPal's token endpoint: {error}")))?;
-        if !response.status().is_success() {
-            return Err(unavailable(format!(
-                "PayPal's token endpoint answered {}: check LEDGER_PAYPAL_CLIENT_ID and \
-                 LEDGER_PAYPAL_CLIENT_SECRET",
-                response.status()
-            )));
-        }
-        let body = response
-            .bytes()
-            .await
-            .map_err(|error| unavailable(error.to_string()))?;
-        let answer: serde_json::Value = serde_json::from_slice(&body)
-            .map_err(|error| unavailable(format!("PayPal's token answer: {error}")))?;
-        let token = answer
-            .get("access_token")
-            .and_then(serde_json::Value::as_str)
-            .ok_or_else(|| unavailable("PayPal's token answer has no access_token".to_owned()))?
-            .to_owned();
-        let lifetime = answer
-            .get("expires_in")
-            .and_then(serde_json::Value::as_u64)
-            .unwrap_or(0)
-            .saturating_sub(PAYPAL_TOKEN_MARGIN_SECONDS);
-        *cached = Some((
-            token.clone(),
-            Instant::now() + Duration::from_secs(lifetime),
-        ));
-        Ok(token)
     }
 
     /// Asks PayPal whether `raw` with `headers` is genuine, for each webhook id in turn, and
@@ -211,7 +167,11 @@ impl PaypalVerifier {
             .iter()
             .map(|webhook_id| paypal::postback_request(headers, raw, webhook_id))
             .collect::<Result<Vec<_>, _>>()?;
-        let token = self.token().await?;
+        let token = self
+            .token
+            .bearer(&self.http, &self.api)
+            .await
+            .map_err(WebhookError::VerifierUnavailable)?;
         let mut last = VerifyError::Signature("no PayPal webhook id is configured".to_owned());
         for body in bodies {
             let response = self
@@ -230,7 +190,7 @@ impl PaypalVerifier {
                 })?;
             if response.status() == StatusCode::UNAUTHORIZED.as_u16() {
                 // The token was revoked early: fetch a new one on the next delivery.
-                *self.token.lock().await = None;
+                self.token.forget().await;
             }
             if response.status().is_server_error() || response.status() == 401 {
                 return Err(WebhookError::VerifierUnavailable(format!(
@@ -238,8 +198,7 @@ impl PaypalVerifier {
                     response.status()
                 )));
             }
-            let answer = response
-                .bytes()
+            let answer = provider_sync::body_start(response)
                 .await
                 .map_err(|error| WebhookError::VerifierUnavailable(error.to_string()))?;
             match paypal::postback_verdict(&answer) {

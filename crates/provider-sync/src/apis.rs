@@ -426,7 +426,7 @@ pub fn http_client(request_timeout: Duration) -> Result<reqwest::Client, String>
 /// The first [`ANSWER_BYTES_MAX`] bytes of an answer's body; the rest is not read. Whatever
 /// answers at a base URL (a provider, a proxy, a wrong host) cannot make the process hold an
 /// answer of any size: reading a whole body held all of it until the request's timeout.
-async fn body_start(mut answer: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
+pub async fn body_start(mut answer: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
     let mut body = Vec::new();
     while body.len() < ANSWER_BYTES_MAX {
         let Some(chunk) = answer.chunk().await? else {

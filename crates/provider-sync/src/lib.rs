@@ -38,7 +38,9 @@ use ledger_projector::{ProjectorConfig, ProjectorError};
 pub use admin::{ATTEMPT_ROWS_MAX, AttemptRow, attempts};
 pub use apis::{ApiSecret, PaypalApi, PaypalToken, ProviderApis, StripeApi, XenditApi};
 // Shared with the backfill (`ledger-sync`), which reads the same providers' APIs.
-pub use apis::{check_api_base, error_chain, http_client, retry_after, utf8_percent_encode};
+pub use apis::{
+    body_start, check_api_base, error_chain, http_client, retry_after, utf8_percent_encode,
+};
 pub use projector::ProviderSyncProjector;
 pub use worker::{ATTEMPTS, SyncConfig, run_worker};
 
