@@ -316,9 +316,11 @@ fn next_link(page: &Value) -> Result<Option<String>, SyncError> {
         .and_then(Value::as_str)
         .ok_or_else(|| malformed("its next link has no href"))?;
     match reqwest::Url::parse(href) {
-        Ok(url) if url.path() == EVENTS_PATH => {
-            Ok(Some(url.query().unwrap_or_default().to_owned()))
-        }
+        Ok(url) if url.path() == EVENTS_PATH => match url.query() {
+            Some(query) if !query.trim().is_empty() => Ok(Some(query.to_owned())),
+            // The list's first page again, not a next one.
+            _ => Err(malformed("its next link names no page (no query)")),
+        },
         _ => Err(SyncError::Provider(format!(
             "GET {EVENTS_PATH} answered a next link that is not a page of it: {href:?}"
         ))),
@@ -399,6 +401,13 @@ mod tests {
         for malformed in [json!({"rel": "next"}), json!({"rel": "next", "href": 5})] {
             let error = next_link(&page(json!([malformed]))).expect_err("malformed");
             assert!(error.to_string().contains("no href"), "{error}");
+        }
+        for first_page in [
+            "https://api-m.paypal.com/v1/notifications/webhooks-events",
+            "https://api-m.paypal.com/v1/notifications/webhooks-events?",
+        ] {
+            let error = next_link(&page(json!([link("next", first_page)]))).expect_err(first_page);
+            assert!(error.to_string().contains("names no page"), "{error}");
         }
         let error = next_link(&page(json!({"rel": "next"}))).expect_err("links not an array");
         assert!(
