@@ -104,6 +104,9 @@ pub(crate) enum Plan {
     Delivery(DeliveryPlan),
     /// A delivery refused before it was recorded: this answer, nothing stored.
     DeliveryRefused(proto::CommandReply),
+    /// A command refused as the store would refuse it (a unique key another customer holds),
+    /// so that what it would have done is not seen by the requests decided after it.
+    Refused(proto::CommandReply),
     /// A page: the plan of each of its deliveries (`Delivery` or `DeliveryRefused`), in order.
     DeliveryPage(Vec<Plan>),
 }
@@ -626,6 +629,22 @@ impl Decider {
                 append_request(stream_id, command, unique_keys, events.clone(), expected)?;
             Ok((request, events))
         });
+        // A delivery of the batch may resolve a customer by the keys this command claims: a
+        // key another customer holds is refused here, as the store would refuse it, rather
+        // than recorded as this customer's for the requests decided after it.
+        let taken = match &decided {
+            Ok((request, _))
+                if batch.prefetched.with_deliveries()
+                    && !Decider::key_used(
+                        &request.idempotency_key,
+                        &request.request_fingerprint,
+                        batch,
+                    ) =>
+            {
+                self.unique_key_taken(request, batch).await?
+            }
+            _ => None,
+        };
         match decided {
             Ok((request, _))
                 if Decider::key_used(
@@ -646,6 +665,13 @@ impl Decider {
                     stream_id,
                     request_index: batch.requests.len() - 1,
                 })
+            }
+            Ok(_) if taken.is_some() => {
+                if !new_stream {
+                    batch.working.insert(stream_id, state);
+                }
+                let reply = taken.as_ref().map(store_rejection).unwrap_or_default();
+                Ok(Plan::Refused(reply))
             }
             Ok((request, events)) => {
                 batch.claims.record(stream_id, &request.unique_keys);
@@ -735,7 +761,10 @@ impl Decider {
                         *as_decided.entry(stream_id).or_insert(true) &= all;
                     }
                 }
-                Plan::Rejected(_) | Plan::DeliveryRefused(_) | Plan::DeliveryPage(_) => {}
+                Plan::Rejected(_)
+                | Plan::Refused(_)
+                | Plan::DeliveryRefused(_)
+                | Plan::DeliveryPage(_) => {}
             }
         }
         for (stream_id, state) in working {
@@ -890,6 +919,7 @@ impl Announcer {
                     Ok(committed) => accepted(committed),
                     Err(rejection) => store_rejection(rejection),
                 },
+                Plan::Refused(reply) => reply,
                 Plan::Delivery(_) | Plan::DeliveryRefused(_) | Plan::DeliveryPage(_) => rejected(
                     RejectionKind::Unspecified,
                     "internal",

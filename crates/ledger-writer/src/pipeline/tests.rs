@@ -783,3 +783,64 @@ async fn a_snapshot_older_than_the_one_the_batch_being_appended_applied_is_stale
         recorded.reason
     );
 }
+
+#[tokio::test]
+async fn a_delivery_after_a_registration_whose_email_is_taken_finds_the_email_s_owner() {
+    let database = TestDb::new().await;
+    let mut decider = decider(&database).await;
+    let mut appending = None;
+    decide(
+        &mut decider,
+        incoming(register("register", "ada@example.com")),
+        &mut appending,
+    )
+    .await;
+    let registered = finish(&mut decider, &mut appending).await;
+    let BatchOutcome::Appended { outcomes, .. } = &registered.outcome else {
+        panic!("the registration failed");
+    };
+    let customer_id = outcomes[0].as_ref().expect("registered").events[0].stream_id;
+
+    // Another registration with the same email (another key): the store refuses it, so the
+    // delivery after it in the batch must find the email's owner, not the refused customer.
+    let mut batch = incoming(register("another", "ada@example.com"));
+    batch.push(stripe_customer(
+        "evt_1",
+        "customer.created",
+        T0,
+        "cus_1",
+        "ada@example.com",
+    ));
+    decide(&mut decider, batch, &mut appending).await;
+    let decided = finish(&mut decider, &mut appending).await;
+    let BatchOutcome::Appended { plans, outcomes } = &decided.outcome else {
+        panic!("the batch failed");
+    };
+    // The registration is refused as the store refuses a key another customer holds.
+    let refused = match &plans[0] {
+        super::Plan::Append { request_index, .. } => super::store_rejection(
+            outcomes[*request_index]
+                .as_ref()
+                .expect_err("the registration refused"),
+        ),
+        super::Plan::Refused(reply) => reply.clone(),
+        _ => panic!("not a command's plan"),
+    };
+    let Some(proto::command_reply::Result::Rejected(rejected)) = refused.result else {
+        panic!("not refused: {refused:?}");
+    };
+    assert_eq!(rejected.code, "unique_key_taken");
+    let super::Plan::Delivery(plan) = &plans[1] else {
+        panic!("not a delivery");
+    };
+    let Some(proto::delivery_reply::Result::Recorded(recorded)) = plan.reply(outcomes).result
+    else {
+        panic!("not recorded");
+    };
+    assert_eq!(recorded.customer_id, customer_id.to_string());
+    assert_eq!(recorded.global_positions.len(), 1, "{}", recorded.reason);
+    assert_eq!(
+        event_types(&decider, customer_id).await,
+        ["customer_registered", "provider_account_linked"]
+    );
+}
