@@ -360,10 +360,20 @@ impl Decider {
             if commands_only && weight < max {
                 take_queued(queued, &mut more, max - weight);
             }
-            if !as_decided {
-                // Decided on top of what the store does not hold: decide again, from the
-                // store, with the waiting deliveries read again from the inbox.
-                self.metrics.redecided();
+            // A delivery (or a page) taken with them may resolve its customer by what the
+            // batch's commands claimed, yet in a batch of commands only their idempotency
+            // keys and unique keys were not looked up (`Decider::key_used`): the batch is
+            // decided again as one holding deliveries.
+            let joined_deliveries = more
+                .iter()
+                .any(|incoming| !matches!(incoming.request, Request::Command(_)));
+            if !as_decided || joined_deliveries {
+                // Decided on top of what the store does not hold (or without the look-ups a
+                // delivery needs): decide again, from the store, with the waiting deliveries
+                // read again from the inbox.
+                if !as_decided {
+                    self.metrics.redecided();
+                }
                 self.awaiting.mark_stale();
                 let mut batch = planned.batch;
                 batch.append(&mut more);

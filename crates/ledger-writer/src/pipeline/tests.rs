@@ -844,3 +844,70 @@ async fn a_delivery_after_a_registration_whose_email_is_taken_finds_the_email_s_
         ["customer_registered", "provider_account_linked"]
     );
 }
+
+#[tokio::test]
+async fn a_delivery_joining_a_batch_of_commands_is_not_decided_on_a_retry_s_effects() {
+    let database = TestDb::new().await;
+    let mut decider = decider(&database).await;
+    let mut appending = None;
+    decide(
+        &mut decider,
+        incoming(register("register", "ada@example.com")),
+        &mut appending,
+    )
+    .await;
+    let registered = finish(&mut decider, &mut appending).await;
+    let BatchOutcome::Appended { outcomes, .. } = &registered.outcome else {
+        panic!("the registration failed");
+    };
+    let customer_id = outcomes[0].as_ref().expect("registered").events[0].stream_id;
+
+    // A batch being appended, so that what is queued meanwhile joins the next batch.
+    decide(
+        &mut decider,
+        incoming(register("someone", "grace@example.com")),
+        &mut appending,
+    )
+    .await;
+    // The next batch holds commands only (a retry of the registration); the delivery queued
+    // meanwhile joins it, and must find the customer by its email as if the retry were alone.
+    let (queue, mut queued) = tokio::sync::mpsc::channel(8);
+    queue
+        .send(stripe_customer(
+            "evt_1",
+            "customer.created",
+            T0,
+            "cus_1",
+            "ada@example.com",
+        ))
+        .await
+        .expect("queued");
+    let mut announced = Vec::new();
+    decider
+        .decide_and_append(
+            incoming(register("register", "ada@example.com")),
+            (&mut queued, 1_000),
+            &mut appending,
+            &mut announced,
+        )
+        .await
+        .expect("the batch decided");
+    assert!(queued.try_recv().is_err(), "the delivery joined the batch");
+    let decided = finish(&mut decider, &mut appending).await;
+    assert_eq!(decided.batch.len(), 2);
+    let BatchOutcome::Appended { plans, outcomes } = &decided.outcome else {
+        panic!("the batch failed");
+    };
+    let super::Plan::Delivery(plan) = &plans[1] else {
+        panic!("not a delivery");
+    };
+    let Some(proto::delivery_reply::Result::Recorded(recorded)) = plan.reply(outcomes).result
+    else {
+        panic!("not recorded");
+    };
+    assert_eq!(recorded.customer_id, customer_id.to_string());
+    assert_eq!(
+        event_types(&decider, customer_id).await,
+        ["customer_registered", "provider_account_linked"]
+    );
+}
