@@ -639,17 +639,22 @@ impl Decider {
                 append_request(stream_id, command, unique_keys, events.clone(), expected)?;
             Ok((request, events))
         });
-        // A delivery of the batch may resolve a customer by the keys this command claims: a
-        // key another customer holds is refused here, as the store would refuse it, rather
-        // than recorded as this customer's for the requests decided after it.
+        // A delivery of the batch, or one this command releases, may resolve a customer by the
+        // keys this command claims: a key another customer holds is refused here, as the store
+        // would refuse it, rather than recorded as this customer's for the requests decided
+        // after it.
         let taken = match &decided {
-            Ok((request, _))
-                if batch.prefetched.with_deliveries()
+            Ok((request, events))
+                if !request.unique_keys.claims.is_empty()
                     && !Decider::key_used(
                         &request.idempotency_key,
                         &request.request_fingerprint,
                         batch,
-                    ) =>
+                    )
+                    && (batch.prefetched.with_deliveries()
+                        || self
+                            .awaiting
+                            .awaits_any(&objects_made_known(command, events))) =>
             {
                 self.unique_key_taken(request, batch).await?
             }

@@ -911,3 +911,61 @@ async fn a_delivery_joining_a_batch_of_commands_is_not_decided_on_a_retry_s_effe
         ["customer_registered", "provider_account_linked"]
     );
 }
+
+#[tokio::test]
+async fn a_registration_whose_email_is_taken_releases_no_delivery_waiting_for_its_account() {
+    let database = TestDb::new().await;
+    let mut decider = decider(&database).await;
+    let mut appending = None;
+    decide(
+        &mut decider,
+        incoming(register("register", "ada@example.com")),
+        &mut appending,
+    )
+    .await;
+    finish(&mut decider, &mut appending).await;
+    // A subscription of a Stripe customer the ledger does not know, without an email: it
+    // waits for the customer's account.
+    decide(
+        &mut decider,
+        vec![stripe_subscription(
+            "evt_sub",
+            "customer.subscription.created",
+            T0 + 60,
+            "sub_1",
+        )],
+        &mut appending,
+    )
+    .await;
+    finish(&mut decider, &mut appending).await;
+    assert_eq!(
+        decider
+            .store
+            .waiting_deliveries()
+            .await
+            .expect("waiting")
+            .len(),
+        1
+    );
+
+    // A registration with that account but an email another customer holds: the store
+    // refuses it, so nothing it would make known may release the subscription.
+    let mut taken = register("another", "ada@example.com");
+    if let Some(proto::command::Kind::RegisterCustomer(body)) = taken.kind.as_mut() {
+        body.provider_account = Some(proto::ProviderAccount {
+            provider: proto::PaymentProvider::Stripe as i32,
+            account_id: "cus_1".to_owned(),
+        });
+    }
+    decide(&mut decider, incoming(taken), &mut appending).await;
+    let decided = finish(&mut decider, &mut appending).await;
+    let BatchOutcome::Appended { outcomes, .. } = &decided.outcome else {
+        panic!("the batch failed");
+    };
+    assert!(
+        outcomes.iter().all(|outcome| outcome.is_ok()),
+        "a request decided on a refused registration: {outcomes:?}"
+    );
+    let waiting = decider.store.waiting_deliveries().await.expect("waiting");
+    assert_eq!(waiting.len(), 1, "the subscription no longer waits");
+}
