@@ -144,6 +144,8 @@ const PREFETCHED_COMMANDS: usize = 2;
 /// precedence.
 #[derive(Default)]
 pub(crate) struct Prefetched {
+    /// The batch holds deliveries (alone or in pages).
+    with_deliveries: bool,
     events: HashSet<(Provider, String)>,
     unique_keys: HashSet<String>,
     idempotency_keys: HashSet<String>,
@@ -152,6 +154,11 @@ pub(crate) struct Prefetched {
 }
 
 impl Prefetched {
+    /// Whether the batch holds deliveries, which resolve customers by their unique keys.
+    pub(crate) fn with_deliveries(&self) -> bool {
+        self.with_deliveries
+    }
+
     /// Whether the event has a non-duplicate inbox row; `None` when it was not looked up.
     fn recorded(&self, event: &(Provider, String)) -> Option<bool> {
         self.events
@@ -330,6 +337,7 @@ impl Decider {
         let with_deliveries = batch
             .iter()
             .any(|incoming| !matches!(incoming.request, Request::Command(_)));
+        prefetched.with_deliveries = with_deliveries;
         let messages: Vec<&ProviderMessage> = batch
             .iter()
             .flat_map(|incoming| match &incoming.request {
@@ -940,6 +948,27 @@ impl Decider {
             return Ok(owner);
         }
         Ok(self.store.find_stream_by_unique_key(key).await?)
+    }
+
+    /// The refusal the store would give `request` for a unique key it claims that another
+    /// stream holds, as the batch and the earlier one left the key, else the store.
+    pub(crate) async fn unique_key_taken(
+        &self,
+        request: &AppendRequest,
+        batch: &Batch<'_>,
+    ) -> Result<Option<AppendRejection>, WriterError> {
+        let none = HashMap::new();
+        for key in &request.unique_keys.claims {
+            if let Some(owner) = self.owner(key, batch, &none).await?
+                && owner != request.stream_id
+            {
+                return Ok(Some(AppendRejection::UniqueKeyTaken {
+                    unique_key: key.storage_key(),
+                    owner,
+                }));
+            }
+        }
+        Ok(None)
     }
 
     /// Whether a command's idempotency key was used: by an earlier request of the batch or of

@@ -104,6 +104,9 @@ pub(crate) enum Plan {
     Delivery(DeliveryPlan),
     /// A delivery refused before it was recorded: this answer, nothing stored.
     DeliveryRefused(proto::CommandReply),
+    /// A command refused as the store would refuse it (a unique key another customer holds),
+    /// so that what it would have done is not seen by the requests decided after it.
+    Refused(proto::CommandReply),
     /// A page: the plan of each of its deliveries (`Delivery` or `DeliveryRefused`), in order.
     DeliveryPage(Vec<Plan>),
 }
@@ -357,10 +360,20 @@ impl Decider {
             if commands_only && weight < max {
                 take_queued(queued, &mut more, max - weight);
             }
-            if !as_decided {
-                // Decided on top of what the store does not hold: decide again, from the
-                // store, with the waiting deliveries read again from the inbox.
-                self.metrics.redecided();
+            // A delivery (or a page) taken with them may resolve its customer by what the
+            // batch's commands claimed, yet in a batch of commands only their idempotency
+            // keys and unique keys were not looked up (`Decider::key_used`): the batch is
+            // decided again as one holding deliveries.
+            let joined_deliveries = more
+                .iter()
+                .any(|incoming| !matches!(incoming.request, Request::Command(_)));
+            if !as_decided || joined_deliveries {
+                // Decided on top of what the store does not hold (or without the look-ups a
+                // delivery needs): decide again, from the store, with the waiting deliveries
+                // read again from the inbox.
+                if !as_decided {
+                    self.metrics.redecided();
+                }
                 self.awaiting.mark_stale();
                 let mut batch = planned.batch;
                 batch.append(&mut more);
@@ -626,6 +639,27 @@ impl Decider {
                 append_request(stream_id, command, unique_keys, events.clone(), expected)?;
             Ok((request, events))
         });
+        // A delivery of the batch, or one this command releases, may resolve a customer by the
+        // keys this command claims: a key another customer holds is refused here, as the store
+        // would refuse it, rather than recorded as this customer's for the requests decided
+        // after it.
+        let taken = match &decided {
+            Ok((request, events))
+                if !request.unique_keys.claims.is_empty()
+                    && !Decider::key_used(
+                        &request.idempotency_key,
+                        &request.request_fingerprint,
+                        batch,
+                    )
+                    && (batch.prefetched.with_deliveries()
+                        || self
+                            .awaiting
+                            .awaits_any(&objects_made_known(command, events))) =>
+            {
+                self.unique_key_taken(request, batch).await?
+            }
+            _ => None,
+        };
         match decided {
             Ok((request, _))
                 if Decider::key_used(
@@ -646,6 +680,13 @@ impl Decider {
                     stream_id,
                     request_index: batch.requests.len() - 1,
                 })
+            }
+            Ok(_) if taken.is_some() => {
+                if !new_stream {
+                    batch.working.insert(stream_id, state);
+                }
+                let reply = taken.as_ref().map(store_rejection).unwrap_or_default();
+                Ok(Plan::Refused(reply))
             }
             Ok((request, events)) => {
                 batch.claims.record(stream_id, &request.unique_keys);
@@ -735,7 +776,10 @@ impl Decider {
                         *as_decided.entry(stream_id).or_insert(true) &= all;
                     }
                 }
-                Plan::Rejected(_) | Plan::DeliveryRefused(_) | Plan::DeliveryPage(_) => {}
+                Plan::Rejected(_)
+                | Plan::Refused(_)
+                | Plan::DeliveryRefused(_)
+                | Plan::DeliveryPage(_) => {}
             }
         }
         for (stream_id, state) in working {
@@ -890,6 +934,7 @@ impl Announcer {
                     Ok(committed) => accepted(committed),
                     Err(rejection) => store_rejection(rejection),
                 },
+                Plan::Refused(reply) => reply,
                 Plan::Delivery(_) | Plan::DeliveryRefused(_) | Plan::DeliveryPage(_) => rejected(
                     RejectionKind::Unspecified,
                     "internal",

@@ -63,6 +63,13 @@ impl Awaiting {
         self.object_of.is_empty()
     }
 
+    /// Whether a delivery waits for any of `objects` (keys).
+    pub(crate) fn awaits_any(&self, objects: &[String]) -> bool {
+        objects
+            .iter()
+            .any(|object| self.by_object.contains_key(object))
+    }
+
     fn insert(&mut self, waiting: WaitingDelivery) {
         self.object_of
             .insert(waiting.inbox_id, waiting.awaited_object.clone());

@@ -783,3 +783,189 @@ async fn a_snapshot_older_than_the_one_the_batch_being_appended_applied_is_stale
         recorded.reason
     );
 }
+
+#[tokio::test]
+async fn a_delivery_after_a_registration_whose_email_is_taken_finds_the_email_s_owner() {
+    let database = TestDb::new().await;
+    let mut decider = decider(&database).await;
+    let mut appending = None;
+    decide(
+        &mut decider,
+        incoming(register("register", "ada@example.com")),
+        &mut appending,
+    )
+    .await;
+    let registered = finish(&mut decider, &mut appending).await;
+    let BatchOutcome::Appended { outcomes, .. } = &registered.outcome else {
+        panic!("the registration failed");
+    };
+    let customer_id = outcomes[0].as_ref().expect("registered").events[0].stream_id;
+
+    // Another registration with the same email (another key): the store refuses it, so the
+    // delivery after it in the batch must find the email's owner, not the refused customer.
+    let mut batch = incoming(register("another", "ada@example.com"));
+    batch.push(stripe_customer(
+        "evt_1",
+        "customer.created",
+        T0,
+        "cus_1",
+        "ada@example.com",
+    ));
+    decide(&mut decider, batch, &mut appending).await;
+    let decided = finish(&mut decider, &mut appending).await;
+    let BatchOutcome::Appended { plans, outcomes } = &decided.outcome else {
+        panic!("the batch failed");
+    };
+    // The registration is refused as the store refuses a key another customer holds.
+    let refused = match &plans[0] {
+        super::Plan::Append { request_index, .. } => super::store_rejection(
+            outcomes[*request_index]
+                .as_ref()
+                .expect_err("the registration refused"),
+        ),
+        super::Plan::Refused(reply) => reply.clone(),
+        _ => panic!("not a command's plan"),
+    };
+    let Some(proto::command_reply::Result::Rejected(rejected)) = refused.result else {
+        panic!("not refused: {refused:?}");
+    };
+    assert_eq!(rejected.code, "unique_key_taken");
+    let super::Plan::Delivery(plan) = &plans[1] else {
+        panic!("not a delivery");
+    };
+    let Some(proto::delivery_reply::Result::Recorded(recorded)) = plan.reply(outcomes).result
+    else {
+        panic!("not recorded");
+    };
+    assert_eq!(recorded.customer_id, customer_id.to_string());
+    assert_eq!(recorded.global_positions.len(), 1, "{}", recorded.reason);
+    assert_eq!(
+        event_types(&decider, customer_id).await,
+        ["customer_registered", "provider_account_linked"]
+    );
+}
+
+#[tokio::test]
+async fn a_delivery_joining_a_batch_of_commands_is_not_decided_on_a_retry_s_effects() {
+    let database = TestDb::new().await;
+    let mut decider = decider(&database).await;
+    let mut appending = None;
+    decide(
+        &mut decider,
+        incoming(register("register", "ada@example.com")),
+        &mut appending,
+    )
+    .await;
+    let registered = finish(&mut decider, &mut appending).await;
+    let BatchOutcome::Appended { outcomes, .. } = &registered.outcome else {
+        panic!("the registration failed");
+    };
+    let customer_id = outcomes[0].as_ref().expect("registered").events[0].stream_id;
+
+    // A batch being appended, so that what is queued meanwhile joins the next batch.
+    decide(
+        &mut decider,
+        incoming(register("someone", "grace@example.com")),
+        &mut appending,
+    )
+    .await;
+    // The next batch holds commands only (a retry of the registration); the delivery queued
+    // meanwhile joins it, and must find the customer by its email as if the retry were alone.
+    let (queue, mut queued) = tokio::sync::mpsc::channel(8);
+    queue
+        .send(stripe_customer(
+            "evt_1",
+            "customer.created",
+            T0,
+            "cus_1",
+            "ada@example.com",
+        ))
+        .await
+        .expect("queued");
+    let mut announced = Vec::new();
+    decider
+        .decide_and_append(
+            incoming(register("register", "ada@example.com")),
+            (&mut queued, 1_000),
+            &mut appending,
+            &mut announced,
+        )
+        .await
+        .expect("the batch decided");
+    assert!(queued.try_recv().is_err(), "the delivery joined the batch");
+    let decided = finish(&mut decider, &mut appending).await;
+    assert_eq!(decided.batch.len(), 2);
+    let BatchOutcome::Appended { plans, outcomes } = &decided.outcome else {
+        panic!("the batch failed");
+    };
+    let super::Plan::Delivery(plan) = &plans[1] else {
+        panic!("not a delivery");
+    };
+    let Some(proto::delivery_reply::Result::Recorded(recorded)) = plan.reply(outcomes).result
+    else {
+        panic!("not recorded");
+    };
+    assert_eq!(recorded.customer_id, customer_id.to_string());
+    assert_eq!(
+        event_types(&decider, customer_id).await,
+        ["customer_registered", "provider_account_linked"]
+    );
+}
+
+#[tokio::test]
+async fn a_registration_whose_email_is_taken_releases_no_delivery_waiting_for_its_account() {
+    let database = TestDb::new().await;
+    let mut decider = decider(&database).await;
+    let mut appending = None;
+    decide(
+        &mut decider,
+        incoming(register("register", "ada@example.com")),
+        &mut appending,
+    )
+    .await;
+    finish(&mut decider, &mut appending).await;
+    // A subscription of a Stripe customer the ledger does not know, without an email: it
+    // waits for the customer's account.
+    decide(
+        &mut decider,
+        vec![stripe_subscription(
+            "evt_sub",
+            "customer.subscription.created",
+            T0 + 60,
+            "sub_1",
+        )],
+        &mut appending,
+    )
+    .await;
+    finish(&mut decider, &mut appending).await;
+    assert_eq!(
+        decider
+            .store
+            .waiting_deliveries()
+            .await
+            .expect("waiting")
+            .len(),
+        1
+    );
+
+    // A registration with that account but an email another customer holds: the store
+    // refuses it, so nothing it would make known may release the subscription.
+    let mut taken = register("another", "ada@example.com");
+    if let Some(proto::command::Kind::RegisterCustomer(body)) = taken.kind.as_mut() {
+        body.provider_account = Some(proto::ProviderAccount {
+            provider: proto::PaymentProvider::Stripe as i32,
+            account_id: "cus_1".to_owned(),
+        });
+    }
+    decide(&mut decider, incoming(taken), &mut appending).await;
+    let decided = finish(&mut decider, &mut appending).await;
+    let BatchOutcome::Appended { outcomes, .. } = &decided.outcome else {
+        panic!("the batch failed");
+    };
+    assert!(
+        outcomes.iter().all(|outcome| outcome.is_ok()),
+        "a request decided on a refused registration: {outcomes:?}"
+    );
+    let waiting = decider.store.waiting_deliveries().await.expect("waiting");
+    assert_eq!(waiting.len(), 1, "the subscription no longer waits");
+}
