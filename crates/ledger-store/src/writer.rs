@@ -16,7 +16,7 @@ use crate::event::{
     AppendRequest, Committed, ExpectedVersion, RecordedEvent, RequestFingerprint, same_request,
 };
 use crate::hash::{GENESIS_HASH, Hash, chain_hash, truncate_to_micros};
-use crate::inbox::{INSERT_INBOX, InboxWrite};
+use crate::inbox::{INSERT_INBOX, InboxOutcome, InboxWrite};
 use crate::read::{self, position_to_sql};
 
 /// Bytes an idempotency key, account id or event type may have (the table's CHECKs agree).
@@ -623,8 +623,20 @@ async fn write_events(
     Ok(())
 }
 
+/// The reason an inbox row records, with outcome `failed`, when the transaction that records
+/// it refused a request of its delivery (the writer decides against what the store holds, so
+/// this means a bug or a change made behind the writer's back): the row keeps the delivery for
+/// `ledger connectors renormalize` instead of claiming it was appended.
+pub fn refused_delivery_reason(rejection: &AppendRejection) -> String {
+    format!(
+        "the store refused its request ({rejection}); once the cause is fixed, run ledger \
+         connectors renormalize on this row"
+    )
+}
+
 /// Inserts the batch's inbox rows, each with the positions its requests appended, in one
-/// statement ([`INSERT_INBOX`]).
+/// statement ([`INSERT_INBOX`]): a row one of whose requests the batch refused is recorded
+/// `failed` with [`refused_delivery_reason`], without its snapshot time or payment.
 async fn write_inbox(
     client: &Client,
     statements: &Statements,
@@ -636,16 +648,26 @@ async fn write_inbox(
         return Ok(());
     }
     let mut positions = Vec::with_capacity(inbox.len());
+    // A row whose request this transaction refused records that, not the outcome decided.
+    let mut refusals = Vec::with_capacity(inbox.len());
     for write in inbox {
         let mut appended = Vec::new();
+        let mut refused = None;
         for request_index in &write.requests {
-            if let Some(Planned::Appended(events)) = plans.get(*request_index) {
-                for event in events {
-                    appended.push(position_to_sql(event.global_position)?.to_string());
+            match plans.get(*request_index) {
+                Some(Planned::Appended(events)) => {
+                    for event in events {
+                        appended.push(position_to_sql(event.global_position)?.to_string());
+                    }
                 }
+                Some(Planned::Rejected(rejection)) => {
+                    refused = refused.or(Some(refused_delivery_reason(rejection)));
+                }
+                _ => {}
             }
         }
         positions.push(format!("{{{}}}", appended.join(",")));
+        refusals.push(refused);
     }
     let rows: Vec<&crate::inbox::NewInboxRow> = inbox.iter().map(|write| &write.row).collect();
     let ids: Vec<Uuid> = rows.iter().map(|row| row.id).collect();
@@ -657,8 +679,19 @@ async fn write_inbox(
     let event_types: Vec<&str> = rows.iter().map(|row| row.event_type.as_str()).collect();
     let received_at: Vec<OffsetDateTime> = rows.iter().map(|row| row.received_at).collect();
     let bodies: Vec<&[u8]> = rows.iter().map(|row| &row.body[..]).collect();
-    let outcomes: Vec<&str> = rows.iter().map(|row| row.outcome.as_str()).collect();
-    let reasons: Vec<&str> = rows.iter().map(|row| row.reason.as_str()).collect();
+    let outcomes: Vec<&str> = rows
+        .iter()
+        .zip(&refusals)
+        .map(|(row, refused)| match refused {
+            Some(_) => InboxOutcome::Failed.as_str(),
+            None => row.outcome.as_str(),
+        })
+        .collect();
+    let reasons: Vec<&str> = rows
+        .iter()
+        .zip(&refusals)
+        .map(|(row, refused)| refused.as_deref().unwrap_or(&row.reason))
+        .collect();
     let customer_ids: Vec<Option<Uuid>> = rows.iter().map(|row| row.customer_id).collect();
     let correlation_ids: Vec<Option<Uuid>> = rows.iter().map(|row| row.correlation_id).collect();
     let renormalizes: Vec<Option<Uuid>> =
@@ -667,13 +700,21 @@ async fn write_inbox(
         .iter()
         .map(|row| row.snapshot_object.as_deref())
         .collect();
-    let snapshot_seen_at: Vec<Option<OffsetDateTime>> =
-        rows.iter().map(|row| row.snapshot_seen_at).collect();
+    // Neither the snapshot nor the payment of a refused delivery counts as recorded.
+    let snapshot_seen_at: Vec<Option<OffsetDateTime>> = rows
+        .iter()
+        .zip(&refusals)
+        .map(|(row, refused)| row.snapshot_seen_at.filter(|_| refused.is_none()))
+        .collect();
     let awaited_objects: Vec<Option<&str>> = rows
         .iter()
         .map(|row| row.awaited_object.as_deref())
         .collect();
-    let payment_ids: Vec<Option<&str>> = rows.iter().map(|row| row.payment_id.as_deref()).collect();
+    let payment_ids: Vec<Option<&str>> = rows
+        .iter()
+        .zip(&refusals)
+        .map(|(row, refused)| row.payment_id.as_deref().filter(|_| refused.is_none()))
+        .collect();
     let sources: Vec<&str> = rows.iter().map(|row| row.source.as_str()).collect();
     client
         .execute(

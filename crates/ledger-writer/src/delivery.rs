@@ -211,19 +211,31 @@ impl DeliveryPlan {
         outcomes: &[Result<Committed, AppendRejection>],
     ) -> proto::DeliveryReply {
         let mut global_positions = Vec::new();
+        let mut refused = None;
         for index in &self.requests {
             match outcomes.get(*index) {
                 Some(Ok(committed)) if !committed.duplicate => global_positions
                     .extend(committed.events.iter().map(|event| event.global_position)),
                 Some(Ok(_)) => {}
-                other => tracing::error!(
-                    inbox_id = %self.inbox_id,
-                    outcome = ?other,
-                    "the store refused a request of a delivery the writer had checked"
-                ),
+                other => {
+                    tracing::error!(
+                        inbox_id = %self.inbox_id,
+                        outcome = ?other,
+                        "the store refused a request of a delivery the writer had checked; \
+                         its inbox row is recorded failed"
+                    );
+                    if let (None, Some(Err(rejection))) = (&refused, other) {
+                        refused = Some(ledger_store::refused_delivery_reason(rejection));
+                    }
+                }
             }
         }
-        let outcome = match self.outcome {
+        // As the store recorded the row (`ledger_store::refused_delivery_reason`).
+        let (outcome, reason) = match refused {
+            Some(reason) => (InboxOutcome::Failed, reason),
+            None => (self.outcome, self.reason.clone()),
+        };
+        let outcome = match outcome {
             InboxOutcome::Appended => proto::DeliveryOutcome::Appended,
             InboxOutcome::Duplicate => proto::DeliveryOutcome::Duplicate,
             InboxOutcome::Ignored => proto::DeliveryOutcome::Ignored,
@@ -237,7 +249,7 @@ impl DeliveryPlan {
                     outcome: outcome as i32,
                     inbox_id: self.inbox_id.to_string(),
                     global_positions,
-                    reason: self.reason.clone(),
+                    reason,
                     customer_id: self
                         .customer_id
                         .map(|id| id.to_string())
@@ -1019,4 +1031,36 @@ struct Decided {
     known: Vec<String>,
     /// The payment its events recorded as succeeded (the inbox's `payment_id`).
     payment_id: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A delivery whose request the store refused is answered as its inbox row records it,
+    /// `failed` with the store's reason, not `appended` as decided.
+    #[test]
+    fn a_delivery_the_store_refused_is_answered_failed() {
+        let plan = DeliveryPlan {
+            inbox_id: Uuid::nil(),
+            outcome: InboxOutcome::Appended,
+            reason: String::new(),
+            customer_id: None,
+            requests: vec![0],
+            changed_keys: Vec::new(),
+        };
+        let rejection = AppendRejection::Conflict {
+            stream_id: Uuid::nil(),
+            expected: ledger_store::ExpectedVersion::Exact(3),
+            actual: 0,
+        };
+        let reason = ledger_store::refused_delivery_reason(&rejection);
+        let reply = plan.reply(&[Err(rejection)]);
+        let Some(proto::delivery_reply::Result::Recorded(recorded)) = reply.result else {
+            panic!("recorded: {reply:?}");
+        };
+        assert_eq!(recorded.outcome(), proto::DeliveryOutcome::Failed);
+        assert_eq!(recorded.reason, reason);
+        assert!(recorded.global_positions.is_empty());
+    }
 }

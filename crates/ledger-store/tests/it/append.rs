@@ -536,3 +536,82 @@ async fn a_key_stored_without_a_fingerprint_answers_any_repeat() {
     assert_eq!((repeat.duplicate, repeat.events), (true, first.events));
     assert_eq!(store.last_position().await.expect("last"), 1);
 }
+
+/// A delivery whose request the transaction refuses is recorded `failed`, saying so, not
+/// `appended` as decided: nothing of it was appended, and its payment and snapshot do not
+/// count as recorded. A delivery beside it in the batch is recorded as decided.
+#[tokio::test]
+async fn a_delivery_whose_request_the_store_refuses_is_recorded_failed() {
+    use ledger_store::{InboxOutcome, InboxSource, InboxWrite, NewInboxRow};
+    let (_database, store) = store().await;
+    let writer = store.writer().await.expect("writer");
+    let (alice, bob) = (Uuid::now_v7(), Uuid::now_v7());
+    let row = |event_id: &str, customer_id: Uuid| NewInboxRow {
+        id: Uuid::now_v7(),
+        provider: ledger_domain::Provider::Stripe,
+        provider_event_id: event_id.to_owned(),
+        event_type: "charge.succeeded".to_owned(),
+        received_at: time::OffsetDateTime::UNIX_EPOCH,
+        body: bytes::Bytes::from_static(b"{}"),
+        outcome: InboxOutcome::Appended,
+        reason: String::new(),
+        customer_id: Some(customer_id),
+        correlation_id: None,
+        renormalizes_inbox_id: None,
+        snapshot_object: Some("sub_1".to_owned()),
+        snapshot_seen_at: Some(time::OffsetDateTime::UNIX_EPOCH),
+        awaited_object: None,
+        payment_id: Some(format!("ch_{event_id}")),
+        source: InboxSource::Webhook,
+    };
+    let (refused, kept) = (row("evt_refused", alice), row("evt_kept", bob));
+    let outcomes = writer
+        .append_with_inbox(
+            vec![
+                // Alice's stream is empty: version 3 is refused.
+                request(alice, ExpectedVersion::Exact(3), "k1", vec![payment(100)]),
+                request(bob, ExpectedVersion::Exact(0), "k2", vec![payment(200)]),
+            ],
+            vec![
+                InboxWrite {
+                    row: refused.clone(),
+                    requests: vec![0],
+                },
+                InboxWrite {
+                    row: kept.clone(),
+                    requests: vec![1],
+                },
+            ],
+        )
+        .await
+        .expect("committed");
+    assert!(matches!(outcomes[0], Err(AppendRejection::Conflict { .. })));
+    let stored = store
+        .inbox_row(refused.id)
+        .await
+        .expect("read")
+        .expect("recorded");
+    assert_eq!(stored.row.outcome, InboxOutcome::Failed);
+    assert!(
+        stored
+            .row
+            .reason
+            .starts_with("the store refused its request (stream ")
+            && stored
+                .row
+                .reason
+                .ends_with("run ledger connectors renormalize on this row"),
+        "{}",
+        stored.row.reason
+    );
+    assert_eq!(stored.global_positions, Vec::<u64>::new());
+    assert_eq!(stored.row.payment_id, None);
+    assert_eq!(stored.row.snapshot_seen_at, None);
+    let stored = store
+        .inbox_row(kept.id)
+        .await
+        .expect("read")
+        .expect("recorded");
+    assert_eq!(stored.row, kept, "recorded as decided");
+    assert_eq!(stored.global_positions, vec![1]);
+}
