@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use ledger_bus::Encoding;
 use ledger_domain::proto;
-use ledger_store::{AppendRejection, Store};
+use ledger_store::{AppendRejection, Committed, Store};
 use ledger_testkit::TestDb;
 use ledger_testkit::commands::{register, start_subscription, with_expected_version};
 use uuid::Uuid;
@@ -643,26 +643,30 @@ async fn a_batch_decided_on_top_of_one_whose_transaction_failed_is_decided_again
     );
 }
 
-#[tokio::test]
-async fn a_retried_registration_changes_nothing_the_rest_of_its_batch_is_decided_on() {
-    let database = TestDb::new().await;
-    let mut decider = decider(&database).await;
-    let mut appending = None;
+/// Registers ada@example.com (key `register`), waits for it to be appended, and returns her
+/// customer id.
+async fn ada_registered(decider: &mut Decider, appending: &mut Option<Appending>) -> Uuid {
     decide(
-        &mut decider,
+        decider,
         incoming(register("register", "ada@example.com")),
-        &mut appending,
+        appending,
     )
     .await;
-    let registered = finish(&mut decider, &mut appending).await;
+    let registered = finish(decider, appending).await;
     let BatchOutcome::Appended { outcomes, .. } = &registered.outcome else {
         panic!("the registration failed");
     };
-    let customer_id = outcomes[0].as_ref().expect("registered").events[0].stream_id;
+    outcomes[0].as_ref().expect("registered").events[0].stream_id
+}
 
-    // The retry is answered with the registration; the delivery after it finds the customer
-    // by its email, as it would had the retry come alone.
-    let mut batch = incoming(register("register", "ada@example.com"));
+/// A batch of a registration of ada@example.com under `key` and then Stripe's
+/// `customer.created` for her (`cus_1`), decided and appended.
+async fn ada_and_her_stripe_customer(
+    decider: &mut Decider,
+    appending: &mut Option<Appending>,
+    key: &str,
+) -> Decided {
+    let mut batch = incoming(register(key, "ada@example.com"));
     batch.push(stripe_customer(
         "evt_1",
         "customer.created",
@@ -670,8 +674,36 @@ async fn a_retried_registration_changes_nothing_the_rest_of_its_batch_is_decided
         "cus_1",
         "ada@example.com",
     ));
-    decide(&mut decider, batch, &mut appending).await;
-    let decided = finish(&mut decider, &mut appending).await;
+    decide(decider, batch, appending).await;
+    finish(decider, appending).await
+}
+
+/// How the delivery planned at `index` of a batch is answered.
+fn delivery_recorded(
+    plans: &[super::Plan],
+    outcomes: &[Result<Committed, AppendRejection>],
+    index: usize,
+) -> proto::DeliveryRecorded {
+    let super::Plan::Delivery(plan) = &plans[index] else {
+        panic!("not a delivery");
+    };
+    let Some(proto::delivery_reply::Result::Recorded(recorded)) = plan.reply(outcomes).result
+    else {
+        panic!("not recorded");
+    };
+    recorded
+}
+
+#[tokio::test]
+async fn a_retried_registration_changes_nothing_the_rest_of_its_batch_is_decided_on() {
+    let database = TestDb::new().await;
+    let mut decider = decider(&database).await;
+    let mut appending = None;
+    let customer_id = ada_registered(&mut decider, &mut appending).await;
+
+    // The retry is answered with the registration; the delivery after it finds the customer
+    // by its email, as it would had the retry come alone.
+    let decided = ada_and_her_stripe_customer(&mut decider, &mut appending, "register").await;
     let BatchOutcome::Appended { outcomes, .. } = &decided.outcome else {
         panic!("the batch failed");
     };
@@ -789,30 +821,11 @@ async fn a_delivery_after_a_registration_whose_email_is_taken_finds_the_email_s_
     let database = TestDb::new().await;
     let mut decider = decider(&database).await;
     let mut appending = None;
-    decide(
-        &mut decider,
-        incoming(register("register", "ada@example.com")),
-        &mut appending,
-    )
-    .await;
-    let registered = finish(&mut decider, &mut appending).await;
-    let BatchOutcome::Appended { outcomes, .. } = &registered.outcome else {
-        panic!("the registration failed");
-    };
-    let customer_id = outcomes[0].as_ref().expect("registered").events[0].stream_id;
+    let customer_id = ada_registered(&mut decider, &mut appending).await;
 
     // Another registration with the same email (another key): the store refuses it, so the
     // delivery after it in the batch must find the email's owner, not the refused customer.
-    let mut batch = incoming(register("another", "ada@example.com"));
-    batch.push(stripe_customer(
-        "evt_1",
-        "customer.created",
-        T0,
-        "cus_1",
-        "ada@example.com",
-    ));
-    decide(&mut decider, batch, &mut appending).await;
-    let decided = finish(&mut decider, &mut appending).await;
+    let decided = ada_and_her_stripe_customer(&mut decider, &mut appending, "another").await;
     let BatchOutcome::Appended { plans, outcomes } = &decided.outcome else {
         panic!("the batch failed");
     };
@@ -830,13 +843,7 @@ async fn a_delivery_after_a_registration_whose_email_is_taken_finds_the_email_s_
         panic!("not refused: {refused:?}");
     };
     assert_eq!(rejected.code, "unique_key_taken");
-    let super::Plan::Delivery(plan) = &plans[1] else {
-        panic!("not a delivery");
-    };
-    let Some(proto::delivery_reply::Result::Recorded(recorded)) = plan.reply(outcomes).result
-    else {
-        panic!("not recorded");
-    };
+    let recorded = delivery_recorded(plans, outcomes, 1);
     assert_eq!(recorded.customer_id, customer_id.to_string());
     assert_eq!(recorded.global_positions.len(), 1, "{}", recorded.reason);
     assert_eq!(
@@ -850,17 +857,7 @@ async fn a_delivery_joining_a_batch_of_commands_is_not_decided_on_a_retry_s_effe
     let database = TestDb::new().await;
     let mut decider = decider(&database).await;
     let mut appending = None;
-    decide(
-        &mut decider,
-        incoming(register("register", "ada@example.com")),
-        &mut appending,
-    )
-    .await;
-    let registered = finish(&mut decider, &mut appending).await;
-    let BatchOutcome::Appended { outcomes, .. } = &registered.outcome else {
-        panic!("the registration failed");
-    };
-    let customer_id = outcomes[0].as_ref().expect("registered").events[0].stream_id;
+    let customer_id = ada_registered(&mut decider, &mut appending).await;
 
     // A batch being appended, so that what is queued meanwhile joins the next batch.
     decide(
@@ -898,13 +895,7 @@ async fn a_delivery_joining_a_batch_of_commands_is_not_decided_on_a_retry_s_effe
     let BatchOutcome::Appended { plans, outcomes } = &decided.outcome else {
         panic!("the batch failed");
     };
-    let super::Plan::Delivery(plan) = &plans[1] else {
-        panic!("not a delivery");
-    };
-    let Some(proto::delivery_reply::Result::Recorded(recorded)) = plan.reply(outcomes).result
-    else {
-        panic!("not recorded");
-    };
+    let recorded = delivery_recorded(plans, outcomes, 1);
     assert_eq!(recorded.customer_id, customer_id.to_string());
     assert_eq!(
         event_types(&decider, customer_id).await,
@@ -917,13 +908,7 @@ async fn a_registration_whose_email_is_taken_releases_no_delivery_waiting_for_it
     let database = TestDb::new().await;
     let mut decider = decider(&database).await;
     let mut appending = None;
-    decide(
-        &mut decider,
-        incoming(register("register", "ada@example.com")),
-        &mut appending,
-    )
-    .await;
-    finish(&mut decider, &mut appending).await;
+    ada_registered(&mut decider, &mut appending).await;
     // A subscription of a Stripe customer the ledger does not know, without an email: it
     // waits for the customer's account.
     decide(
