@@ -168,9 +168,11 @@ impl AwaitedObject {
 }
 
 /// The object `event` makes known, when it makes one known: a customer registered with or
-/// linked to a provider account (that account's provider), a subscription started, an invoice
-/// issued, a payment that succeeded (of `provider`, the provider of the command that led to
-/// the event).
+/// linked to a provider account (that account's provider), a subscription started or its plan
+/// changed, an invoice issued, a payment that succeeded (of `provider`, the provider of the
+/// command that led to the event). A plan change counts for a subscription started under
+/// another provider (the company's own billing) that `provider` then reports: its snapshot
+/// becomes a `plan_changed`, and a delivery waiting for the subscription can be applied.
 pub fn made_known(provider: Provider, event: &ledger_domain::Event) -> Option<AwaitedObject> {
     use ledger_domain::Event as E;
     let account = |account: Option<&proto::ProviderAccount>| {
@@ -185,10 +187,16 @@ pub fn made_known(provider: Provider, event: &ledger_domain::Event) -> Option<Aw
     match event {
         E::CustomerRegistered(registered) => account(registered.provider_account.as_ref()),
         E::ProviderAccountLinked(linked) => account(linked.provider_account.as_ref()),
-        E::SubscriptionStarted(started) => Some(AwaitedObject::new(
+        E::SubscriptionStarted(ledger_domain::proto::SubscriptionStarted {
+            subscription_id,
+            ..
+        })
+        | E::PlanChanged(ledger_domain::proto::PlanChanged {
+            subscription_id, ..
+        }) => Some(AwaitedObject::new(
             provider,
             ObjectKind::Subscription,
-            started.subscription_id.clone(),
+            subscription_id.clone(),
         )),
         E::InvoiceIssued(issued) => Some(AwaitedObject::new(
             provider,

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use ledger_domain::{Customer, Provider, decode_event, evolve, proto};
 use ledger_store::{InboxFilter, InboxOutcome, InboxRow};
-use ledger_testkit::commands::{register, start_subscription};
+use ledger_testkit::commands::{register, start_subscription, through};
 use ledger_testkit::ledger::TestLedger;
 use serde_json::{Value, json};
 
@@ -295,6 +295,53 @@ async fn an_invoice_paid_before_its_subscription_is_applied_once_the_subscriptio
         assert_eq!(again.outcome(), proto::DeliveryOutcome::Duplicate);
     }
     assert_eq!(ledger.last_position().await, position);
+    ledger.assert_stream_matches_table().await;
+    writer.stop().await.expect("the writer stops");
+}
+
+/// An invoice waiting for a Stripe subscription that the company's own billing starts under
+/// the same id is applied once Stripe reports the subscription (a `plan_changed` of the
+/// subscription the customer holds). Found by the mixed-traffic helper: only a
+/// `subscription_started` of Stripe released it, so the invoice waited for good, its
+/// redelivery a `duplicate`, while a new delivery of it was applied at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invoice_waits_no_more_once_stripe_reports_a_subscription_started_internally() {
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let client = ledger.client();
+    let life = StripeLife::new("w9");
+    let customer_id = stripe_customer_id(&life.account);
+    deliver(&client, stripe(life.customer.clone())).await;
+    let waiting = deliver(&client, stripe(life.invoice_paid.clone())).await;
+    assert_eq!(waiting.outcome(), proto::DeliveryOutcome::Waiting);
+    let mut started = through(
+        proto::PaymentProvider::Internal,
+        "",
+        start_subscription("own-start", &customer_id.to_string(), "sub_w9", "USD"),
+    );
+    if let Some(metadata) = started.metadata.as_mut() {
+        metadata.occurred_at_unix_micros = (T0 + 30) * 1_000_000;
+    }
+    client.send(&started).await.expect("started");
+    let reported = deliver(&client, stripe(life.subscription.clone())).await;
+    assert_eq!(
+        reported.outcome(),
+        proto::DeliveryOutcome::Appended,
+        "{}",
+        reported.reason
+    );
+    assert_eq!(
+        event_types(&ledger, customer_id).await,
+        [
+            "customer_registered",
+            "subscription_started",
+            "plan_changed",
+            "invoice_issued",
+            "invoice_finalized",
+            "payment_succeeded"
+        ]
+    );
+    nothing_waits(&ledger).await;
     ledger.assert_stream_matches_table().await;
     writer.stop().await.expect("the writer stops");
 }
