@@ -96,6 +96,8 @@ pub async fn run_worker(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), SyncError> {
     apis.check_reachable().await?;
+    // Served at zero from the start, by a standby too: an alert on the counter sees it.
+    register_metrics(&apis);
     let store = ledger_store::Store::connect(database_url).map_err(ProjectorError::from)?;
     let mut shutdown = std::pin::pin!(shutdown);
     // One worker calls at a time: a second process waits here as a standby. The lock's holder
@@ -108,7 +110,6 @@ pub async fn run_worker(
     outbox::release_leases(&client).await?;
     let mut caught_up = false;
     let mut retry = ledger_bus::retry::Retry::new("provider-sync worker");
-    register_metrics(&apis);
     tracing::info!(providers = ?apis.providers(), "provider-sync worker started");
     loop {
         let round = async {
