@@ -643,14 +643,12 @@ impl Decider {
         // keys this command claims: a key another customer holds is refused here, as the store
         // would refuse it, rather than recorded as this customer's for the requests decided
         // after it.
+        let retry = matches!(&decided, Ok((request, _))
+            if Decider::key_used(&request.idempotency_key, &request.request_fingerprint, batch));
         let taken = match &decided {
             Ok((request, events))
-                if !request.unique_keys.claims.is_empty()
-                    && !Decider::key_used(
-                        &request.idempotency_key,
-                        &request.request_fingerprint,
-                        batch,
-                    )
+                if !retry
+                    && !request.unique_keys.claims.is_empty()
                     && (batch.prefetched.with_deliveries()
                         || self
                             .awaiting
@@ -661,13 +659,7 @@ impl Decider {
             _ => None,
         };
         match decided {
-            Ok((request, _))
-                if Decider::key_used(
-                    &request.idempotency_key,
-                    &request.request_fingerprint,
-                    batch,
-                ) =>
-            {
+            Ok((request, _)) if retry => {
                 // A retry (or a reuse) of a key already used: the store answers it with the
                 // first request's result (or refuses it), so nothing of what it was decided
                 // to do is seen by the requests decided after it.
@@ -681,12 +673,11 @@ impl Decider {
                     request_index: batch.requests.len() - 1,
                 })
             }
-            Ok(_) if taken.is_some() => {
+            Ok(_) if let Some(rejection) = &taken => {
                 if !new_stream {
                     batch.working.insert(stream_id, state);
                 }
-                let reply = taken.as_ref().map(store_rejection).unwrap_or_default();
-                Ok(Plan::Refused(reply))
+                Ok(Plan::Refused(store_rejection(rejection)))
             }
             Ok((request, events)) => {
                 batch.claims.record(stream_id, &request.unique_keys);
