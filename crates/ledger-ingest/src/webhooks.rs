@@ -122,7 +122,8 @@ impl ledger_connectors::Headers for HttpHeaders<'_> {
 /// ledger's calls to PayPal: cached until shortly before it expires, refused when a header
 /// cannot hold it).
 struct PaypalVerifier {
-    config: PaypalConfig,
+    /// The webhook ids a delivery may be verified for (`PaypalConfig::webhook_ids`).
+    webhook_ids: Vec<String>,
     api: PaypalApi,
     http: reqwest::Client,
     token: PaypalToken,
@@ -133,12 +134,12 @@ struct PaypalVerifier {
 impl PaypalVerifier {
     fn new(config: PaypalConfig) -> PaypalVerifier {
         PaypalVerifier {
+            webhook_ids: config.webhook_ids,
             api: PaypalApi {
-                api_base: config.api_base.clone(),
-                client_id: config.client_id.clone(),
-                client_secret: ApiSecret::new(config.client_secret.clone()),
+                api_base: config.api_base,
+                client_id: config.client_id,
+                client_secret: ApiSecret::new(config.client_secret),
             },
-            config,
             http: provider_sync::http_client(Duration::from_secs(PAYPAL_TIMEOUT_SECONDS))
                 .unwrap_or_default(),
             token: PaypalToken::default(),
@@ -162,7 +163,6 @@ impl PaypalVerifier {
             .try_acquire()
             .map_err(|_| WebhookError::VerifierBusy)?;
         let bodies = self
-            .config
             .webhook_ids
             .iter()
             .map(|webhook_id| paypal::postback_request(headers, raw, webhook_id))
@@ -178,7 +178,7 @@ impl PaypalVerifier {
                 .http
                 .post(format!(
                     "{}/v1/notifications/verify-webhook-signature",
-                    self.config.api_base
+                    self.api.api_base
                 ))
                 .bearer_auth(&token)
                 .header("content-type", "application/json")
