@@ -151,6 +151,9 @@ pub async fn run_worker(
             () = tokio::time::sleep(pause) => {}
         }
     }
+    // Freed now, not when PostgreSQL notices the connection gone: a worker started next
+    // calls at once instead of waiting as a standby behind this one.
+    lock.release().await;
     tracing::info!("provider-sync worker stopped");
     Ok(())
 }
