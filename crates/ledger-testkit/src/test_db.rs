@@ -86,6 +86,23 @@ impl TestDb {
         &self.name
     }
 
+    /// A transaction holding the event table in `EXCLUSIVE` mode, on a connection of its own:
+    /// appends wait (a batch being appended cannot commit), reads go on, until `COMMIT` on the
+    /// returned client. How tests make the writer decide a batch while the one before it is
+    /// still being appended.
+    ///
+    /// # Panics
+    ///
+    /// If the connection or the lock fails.
+    pub async fn lock_the_event_table(&self) -> Client {
+        let locked = self.client().await;
+        locked
+            .batch_execute("BEGIN; LOCK TABLE customer_payment_events IN EXCLUSIVE MODE")
+            .await
+            .expect("the event table locked");
+        locked
+    }
+
     /// A new connection to this database, its connection task spawned on the current runtime.
     ///
     /// # Panics

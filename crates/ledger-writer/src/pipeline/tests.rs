@@ -65,17 +65,7 @@ fn register_as(customer_id: Uuid, idempotency_key: &str) -> proto::Command {
     command
 }
 
-/// A transaction holding the event table in `EXCLUSIVE` mode: appends wait, reads go on.
-async fn lock_the_event_table(database: &TestDb) -> tokio_postgres::Client {
-    let locked = database.client().await;
-    locked
-        .batch_execute("BEGIN; LOCK TABLE customer_payment_events IN EXCLUSIVE MODE")
-        .await
-        .expect("the table locked");
-    locked
-}
-
-/// Ends the transaction of [`lock_the_event_table`] half a second from now, time enough for
+/// Ends the transaction of `TestDb::lock_the_event_table` half a second from now, time enough for
 /// the next batch to be decided while the one before waits.
 fn unlock_soon(locked: tokio_postgres::Client) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -122,7 +112,7 @@ async fn a_batch_decided_while_the_one_before_is_appended_sees_what_that_one_dec
     let customer_id = Uuid::now_v7();
     // Holds the first batch's insert until the second one is decided, so that the second
     // cannot read the first from the store.
-    let locked = lock_the_event_table(&database).await;
+    let locked = database.lock_the_event_table().await;
     let mut appending = None;
     let announced = decider
         .decide_returning(
@@ -282,7 +272,7 @@ async fn a_delivery_waiting_in_the_batch_being_appended_is_released_by_the_next_
         Ok(vec![1])
     );
 
-    let locked = lock_the_event_table(&database).await;
+    let locked = database.lock_the_event_table().await;
     // The invoice waits for its subscription; its inbox row is not committed when the
     // subscription's batch releases it.
     let invoice = stripe(
@@ -350,11 +340,7 @@ async fn a_delivery_waiting_in_the_batch_being_appended_is_released_by_the_next_
 /// being appended cannot insert its events, and so cannot commit, until the returned task
 /// unlocks it, `after` from now: the next batch is decided while the first is uncommitted.
 async fn hold_appends(database: &TestDb, after: Duration) -> tokio::task::JoinHandle<()> {
-    let blocker = database.client().await;
-    blocker
-        .batch_execute("BEGIN; LOCK TABLE customer_payment_events IN EXCLUSIVE MODE")
-        .await
-        .expect("the table locked");
+    let blocker = database.lock_the_event_table().await;
     tokio::spawn(async move {
         tokio::time::sleep(after).await;
         blocker.batch_execute("COMMIT").await.expect("unlocked");

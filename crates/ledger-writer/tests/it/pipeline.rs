@@ -208,11 +208,7 @@ async fn a_batch_being_appended_when_the_next_one_fails_to_be_decided_is_still_a
         .expect("registered");
     // Holds the next batch's insert, so that it is being appended when the one after it is
     // decided; that one's look-ups fail (as when a read of the store fails).
-    let admin = ledger.database().client().await;
-    admin
-        .batch_execute("BEGIN; LOCK TABLE customer_payment_events IN EXCLUSIVE MODE")
-        .await
-        .expect("the table locked");
+    let admin = ledger.database().lock_the_event_table().await;
     let registering = {
         let client = client.clone();
         tokio::spawn(async move { client.send(&register("held", "held@example.com")).await })
@@ -402,11 +398,7 @@ async fn a_writer_stopped_while_a_batch_is_being_appended_answers_it_and_the_one
         .send(&register("first", "first@example.com"))
         .await
         .expect("registered");
-    let admin = ledger.database().client().await;
-    admin
-        .batch_execute("BEGIN; LOCK TABLE customer_payment_events IN EXCLUSIVE MODE")
-        .await
-        .expect("the table locked");
+    let admin = ledger.database().lock_the_event_table().await;
     let send = |key: &'static str, email: &'static str| {
         let client = client.clone();
         tokio::spawn(async move { client.send(&register(key, email)).await })
@@ -447,11 +439,7 @@ async fn a_leader_losing_its_lock_while_a_batch_is_being_appended_leaves_both_ba
         .await
         .expect("registered");
     let standby = ledger.start_writer();
-    let admin = ledger.database().client().await;
-    admin
-        .batch_execute("BEGIN; LOCK TABLE customer_payment_events IN EXCLUSIVE MODE")
-        .await
-        .expect("the table locked");
+    let admin = ledger.database().lock_the_event_table().await;
     let send = |key: &'static str, email: &'static str| {
         let client = client.clone();
         tokio::spawn(async move { client.send(&register(key, email)).await })
