@@ -68,6 +68,10 @@ use crate::outbox::{Action, Answer, Call, RefundOrder};
 const REACHABLE_TIMEOUT_MS: u64 = 5_000;
 /// A PayPal token is renewed this long before it expires.
 const PAYPAL_TOKEN_MARGIN_SECONDS: u64 = 60;
+/// A PayPal token is kept at most this long, whatever its `expires_in` says (PayPal's last
+/// about 9 hours): an answer cannot make the process keep a token for ever, nor overflow the
+/// clock.
+const PAYPAL_TOKEN_SECONDS_MAX: u64 = 24 * 60 * 60;
 /// PayPal's limit on a cancellation's `reason`.
 const PAYPAL_REASON_CHARS_MAX: usize = 128;
 /// Stripe's limit on a metadata value.
@@ -368,7 +372,11 @@ impl PaypalToken {
         }
         let expires_in = body.get("expires_in").and_then(Value::as_u64).unwrap_or(0);
         let renew_at = Instant::now()
-            + Duration::from_secs(expires_in.saturating_sub(PAYPAL_TOKEN_MARGIN_SECONDS));
+            + Duration::from_secs(
+                expires_in
+                    .min(PAYPAL_TOKEN_SECONDS_MAX)
+                    .saturating_sub(PAYPAL_TOKEN_MARGIN_SECONDS),
+            );
         *cached = Some((token.clone(), renew_at));
         Ok(token)
     }
@@ -1675,6 +1683,20 @@ mod tests {
         );
         let good = token.bearer(&reqwest::Client::new(), &api).await;
         assert_eq!(good.as_deref(), Ok("A21AA.good-token_1"));
+        // A lifetime past what the clock can add (found by the try-it pass: it panicked
+        // ingest's workers, provider-sync and `ledger sync paypal`) is taken, capped.
+        token.forget().await;
+        server.answer_path_next_with(
+            "/v1/oauth2/token",
+            [ScriptedAnswer {
+                status: 200,
+                body: r#"{"access_token":"A21AA.long","expires_in":18446744073709551615}"#
+                    .to_owned(),
+                ..ScriptedAnswer::default()
+            }],
+        );
+        let long = token.bearer(&reqwest::Client::new(), &api).await;
+        assert_eq!(long.as_deref(), Ok("A21AA.long"));
     }
 
     /// A server on a loopback port that answers every connection `200` with a body that never
