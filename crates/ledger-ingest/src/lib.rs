@@ -111,12 +111,15 @@ pub fn app_config(
 /// Mounts the payment providers' webhook endpoints (`POST /v1/webhooks/{provider}`), which
 /// need no bearer token (the provider's signature authenticates) and forward each verified
 /// delivery through `client`: `App::new().configure(ledger_ingest::webhook_config(client,
-/// webhooks))`.
+/// webhooks))`. Make it once and clone it into each worker's `App`: the verifiers (PayPal's
+/// token and its cap of [`PAYPAL_VERIFICATIONS_MAX`] verifications in flight) are then shared
+/// by the workers, not one set per worker.
 pub fn webhook_config(
     client: Client,
     webhooks: WebhookConfig,
-) -> impl FnOnce(&mut web::ServiceConfig) {
-    move |config| webhooks::configure(config, client, webhooks)
+) -> impl Fn(&mut web::ServiceConfig) + Clone {
+    let verifiers = webhooks::verifiers(webhooks);
+    move |config| webhooks::configure(config, client.clone(), verifiers.clone())
 }
 
 /// Mounts the on-demand sync (`POST /v1/sync/{provider}/customers/{account_id}`, see
@@ -164,11 +167,13 @@ pub async fn serve_on(
     config.webhooks.log_unconfigured();
     let webhooks = config.webhooks;
     let origins = config.cors_origins;
+    let stripe_api = webhooks.stripe_api.clone();
+    let webhook_routes = webhook_config(client.clone(), webhooks);
     let server = HttpServer::new(move || {
-        let stripe_api = webhooks.stripe_api.clone();
+        let stripe_api = stripe_api.clone();
         App::new()
             .configure(app_config(client.clone(), access.clone(), origins.clone()))
-            .configure(webhook_config(client.clone(), webhooks.clone()))
+            .configure(webhook_routes.clone())
             .configure(sync_config(client.clone(), access.clone(), stripe_api))
     })
     .max_connections(CONNECTIONS_PER_WORKER_MAX)

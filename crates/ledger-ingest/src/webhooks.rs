@@ -266,8 +266,8 @@ impl WebhookError {
     }
 }
 
-/// The verifiers, shared by the workers.
-struct Verifiers {
+/// The verifiers, shared by the workers ([`verifiers`]).
+pub(crate) struct Verifiers {
     stripe: Option<stripe::WebhookSecrets>,
     paypal: Option<PaypalVerifier>,
     xendit: Option<xendit::CallbackTokens>,
@@ -290,12 +290,20 @@ fn count(provider: &str, outcome: &'static str) {
     .increment(1);
 }
 
-pub(crate) fn configure(config: &mut web::ServiceConfig, client: Client, webhooks: WebhookConfig) {
-    let verifiers = web::Data::new(Arc::new(Verifiers {
+/// The verifiers of `webhooks`, made once and shared by every worker's routes.
+pub(crate) fn verifiers(webhooks: WebhookConfig) -> web::Data<Arc<Verifiers>> {
+    web::Data::new(Arc::new(Verifiers {
         stripe: webhooks.stripe,
         paypal: webhooks.paypal.map(PaypalVerifier::new),
         xendit: webhooks.xendit,
-    }));
+    }))
+}
+
+pub(crate) fn configure(
+    config: &mut web::ServiceConfig,
+    client: Client,
+    verifiers: web::Data<Arc<Verifiers>>,
+) {
     config.service(
         web::resource("/v1/webhooks/{provider}")
             .app_data(web::Data::new(client))

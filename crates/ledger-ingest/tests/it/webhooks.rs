@@ -694,14 +694,20 @@ async fn paypal_verifications_in_flight_are_capped() {
     let ledger = TestLedger::new().await;
     let paypal = fake_paypal().await;
     *paypal.delay_ms.lock().expect("lock") = 1_000;
-    let app = webhook_app!(ledger.client(), paypal_config(&paypal.url));
+    // Two apps from one configuration, as ingest's workers are: the cap is the process's,
+    // not each worker's (the try-it pass found 8 per worker, and a token fetched by each).
+    let routes = ledger_ingest::webhook_config(ledger.client(), paypal_config(&paypal.url));
+    let workers = [
+        test::init_service(App::new().configure(routes.clone())).await,
+        test::init_service(App::new().configure(routes)).await,
+    ];
     // FAILURE: the ones verified are refused (401) and nothing reaches the writer.
     *paypal.verdict.lock().expect("lock") = "FAILURE";
     let body = r#"{"id":"WH-EVT-3","event_type":"CUSTOMER.DISPUTE.CREATED","create_time":"2026-11-30T12:00:00Z","resource":{}}"#;
     let deliveries = ledger_ingest::PAYPAL_VERIFICATIONS_MAX + 4;
-    let answers = futures_util::future::join_all((0..deliveries).map(|_| {
+    let answers = futures_util::future::join_all((0..deliveries).map(|n| {
         test::call_service(
-            &app,
+            &workers[n % 2],
             paypal_request(body, "SHA256withRSA", PAYPAL_CERT_URL).to_request(),
         )
     }))
