@@ -311,6 +311,7 @@ fn bench_request(n: u64, streams: &[Uuid]) -> AppendRequest {
             payload: payload.encode_to_vec().into(),
         }],
         unique_keys: UniqueKeyChanges::default(),
+        provider_objects: Vec::new(),
     }
 }
 

@@ -212,6 +212,20 @@ pub fn made_known(provider: Provider, event: &ledger_domain::Event) -> Option<Aw
     }
 }
 
+/// The provider's subscription or payment that `event` shows the customer holds: a
+/// subscription started or its plan changed, a payment that succeeded ([`made_known`] of those
+/// kinds), of a provider other than the company's own billing (`Internal`, whose ids need not
+/// be unique across customers). The writer records them (`provider_objects`, the first holder
+/// keeps an object) to find the customer of the messages that name only such an object
+/// ([`related_objects`]), whether a delivery or a command recorded it.
+pub fn held_object(provider: Provider, event: &ledger_domain::Event) -> Option<AwaitedObject> {
+    if provider == Provider::Internal {
+        return None;
+    }
+    made_known(provider, event)
+        .filter(|object| matches!(object.kind, ObjectKind::Subscription | ObjectKind::Payment))
+}
+
 /// `Normalized::Waiting` for `provider`'s object of `kind` with `id`, with a reason naming it
 /// and `why` the message needs it.
 pub(crate) fn waiting(provider: Provider, kind: ObjectKind, id: &str, why: &str) -> Normalized {
@@ -254,10 +268,12 @@ pub fn parse(provider: Provider, raw: &[u8]) -> Result<ProviderMessage, VerifyEr
     }
 }
 
-/// An object of the ledger a message names instead of a customer: PayPal's `PAYMENT.SALE.*`
-/// events carry neither the payer's account nor email, only the subscription
-/// (`billing_agreement_id`) a sale pays or the sale a refund returns; Stripe's disputes name
-/// only the charge (and maybe its payment intent) they contest.
+/// A provider object through which the ledger finds a message's customer: PayPal's
+/// `PAYMENT.SALE.*` events carry neither the payer's account nor email, only the subscription
+/// (`billing_agreement_id`) a sale pays or the sale a refund returns; its subscription messages
+/// carry a payer the ledger may not know for a subscription it holds (started by the company's
+/// own `start_subscription`); Stripe's disputes name only the charge (and maybe its payment
+/// intent) they contest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RelatedObject<'a> {
     /// A subscription id (`I-...`): the customer is the one holding this subscription.
@@ -267,13 +283,15 @@ pub enum RelatedObject<'a> {
     Payment(&'a str),
 }
 
-/// The objects through which the writer finds the customer of a message that names neither an
-/// account nor an email (`account_id` and `email` both `None`), in the order to try them. The
-/// writer looks up the customer holding that subscription or payment (an object never moves to
-/// another customer, so any record of which customer holds it will do) and passes the first it
-/// finds in the [`View`] with `account_linked: true`; when none holds one, the view has no
-/// customer and normalization answers [`Normalized::Waiting`]. Empty for messages that name
-/// their customer, and for every Xendit one.
+/// The objects through which the writer finds the customer of a message whose provider
+/// account no customer holds, in the order to try them, before the message's email. The
+/// writer looks up the customer holding that subscription or payment ([`held_object`]: an
+/// object never moves to another customer, so the first record of which customer holds it
+/// will do) and passes the first it finds in the [`View`], with `account_linked: true` when the
+/// message names no account (else the account gets linked); when none holds one and the
+/// message has no email either, the view has no customer and normalization answers
+/// [`Normalized::Waiting`]. Empty for Stripe messages that name their customer, and for every
+/// Xendit one.
 pub fn related_objects(message: &ProviderMessage) -> Vec<RelatedObject<'_>> {
     match message.provider {
         Provider::Paypal => paypal::related_object(message).into_iter().collect(),

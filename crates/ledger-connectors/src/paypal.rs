@@ -141,18 +141,18 @@ pub fn parse(raw: &[u8]) -> Result<ProviderMessage, VerifyError> {
     read_whole(message, read)
 }
 
-/// The subscription a sale pays (`billing_agreement_id`) or the sale a refund returns
-/// (`sale_id`), for `PAYMENT.SALE.*` messages that name no payer (see
-/// [`crate::related_objects`]).
+/// The subscription a message is about: the one a sale pays (`billing_agreement_id`), the one
+/// a `BILLING.SUBSCRIPTION.*` message is a snapshot of (`resource.id`); or the sale a refund
+/// returns (`sale_id`). See [`crate::related_objects`].
 pub fn related_object(message: &ProviderMessage) -> Option<RelatedObject<'_>> {
-    if message.account_id.is_some() || message.email.is_some() {
-        return None;
-    }
     let resource = message.body.get("resource")?;
     let field = |name: &str| resource.get(name).and_then(Value::as_str);
     match message.event_type.as_str() {
         "PAYMENT.SALE.COMPLETED" => field("billing_agreement_id").map(RelatedObject::Subscription),
         "PAYMENT.SALE.REFUNDED" => field("sale_id").map(RelatedObject::Payment),
+        event_type if snapshot_pointer(event_type).is_some() => {
+            field("id").map(RelatedObject::Subscription)
+        }
         _ => None,
     }
 }

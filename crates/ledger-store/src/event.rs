@@ -87,6 +87,13 @@ pub struct AppendRequest {
     pub events: Vec<NewEvent>,
     /// Emails and provider accounts the events claim for (or release from) this stream.
     pub unique_keys: UniqueKeyChanges,
+    /// The provider's subscriptions and payments the events show the stream holds
+    /// (`<provider>:<kind>:<id>`, `ledger_connectors::held_object`; at most 255 bytes each),
+    /// recorded in `provider_objects` when the request is appended, unless another stream
+    /// holds them already (the first holder keeps an object): see [`Store::object_holder`].
+    ///
+    /// [`Store::object_holder`]: crate::Store::object_holder
+    pub provider_objects: Vec<String>,
 }
 
 /// What the store holds for an idempotency key: the events first appended for it, and the

@@ -14,6 +14,15 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use crate::Store;
+
+/// The holder of one provider object.
+const OBJECT_HOLDER_SQL: &str = "SELECT customer_id FROM provider_objects WHERE object_key = $1";
+
+/// The holders of the provider objects of `$1` that are held: one primary-key probe per key,
+/// as `KEY_OWNERS_SQL`.
+const OBJECT_HOLDERS_SQL: &str = "SELECT k.key, o.customer_id \
+     FROM unnest($1::text[]) AS k(key) CROSS JOIN LATERAL \
+     (SELECT customer_id FROM provider_objects WHERE object_key = k.key LIMIT 1) AS o";
 use crate::error::StoreError;
 use crate::event::RequestFingerprint;
 use crate::read::{fingerprint_from_sql, position_from_sql};
@@ -174,7 +183,7 @@ pub struct NewInboxRow {
     /// bytes.
     pub awaited_object: Option<String>,
     /// The payment the delivery's events recorded as succeeded, if any (a Stripe charge, a
-    /// PayPal sale): found by [`Store::payment_customer`]. 1 to 255 bytes.
+    /// PayPal sale). 1 to 255 bytes.
     pub payment_id: Option<String>,
     /// Where the delivery came from (a re-run: its original's source).
     pub source: InboxSource,
@@ -186,6 +195,13 @@ pub struct NewInboxRow {
 pub struct InboxWrite {
     pub row: NewInboxRow,
     pub requests: Vec<usize>,
+    /// The provider objects the delivery shows its customer (`row.customer_id`) holds besides
+    /// what its requests' events show (the subscription of a snapshot it saw that appended
+    /// nothing), as [`AppendRequest::provider_objects`]; ignored when a request of the row is
+    /// refused.
+    ///
+    /// [`AppendRequest::provider_objects`]: crate::AppendRequest::provider_objects
+    pub provider_objects: Vec<String>,
 }
 
 /// A stored inbox row.
@@ -296,6 +312,9 @@ pub struct DeliveryLookups {
     /// object)` pairs asked about, as [`Store::snapshot_seen`] answers; a pair never seen is
     /// absent.
     pub snapshots_seen: HashMap<(Provider, String), i64>,
+    /// The holders of the provider objects asked about, as [`Store::object_holder`] answers;
+    /// an object no one holds is absent.
+    pub holders: HashMap<String, Uuid>,
 }
 
 /// A provider named in an inbox row.
@@ -309,14 +328,16 @@ fn provider_from_sql(provider: &str) -> Result<Provider, StoreError> {
 impl Store {
     /// Looks up, pipelined on one connection, which of `events` are in the inbox (with an
     /// outcome other than `duplicate`), who owns `unique_keys` (storage form, e.g.
-    /// `account:stripe:cus_1`), which of `idempotency_keys` were used and when a snapshot of
-    /// each of `snapshot_objects` was last seen.
+    /// `account:stripe:cus_1`), which of `idempotency_keys` were used, when a snapshot of
+    /// each of `snapshot_objects` was last seen and who holds `provider_objects`
+    /// (`paypal:subscription:I-1`).
     pub async fn delivery_lookups(
         &self,
         events: &[(Provider, String)],
         unique_keys: &[String],
         idempotency_keys: &[String],
         snapshot_objects: &[(Provider, String)],
+        provider_objects: &[String],
     ) -> Result<DeliveryLookups, StoreError> {
         let client = self.connection().await?;
         let providers: Vec<&str> = events
@@ -339,7 +360,13 @@ impl Store {
             .map(|(_, object)| object.as_str())
             .collect();
         let snapshots_parameters: [&(dyn ToSql + Sync); 2] = [&snapshot_providers, &snapshot_ids];
-        let (recorded, owners, stored, snapshots) = tokio::try_join!(
+        let holders = async {
+            if provider_objects.is_empty() {
+                return Ok(Vec::new());
+            }
+            client.query(OBJECT_HOLDERS_SQL, &[&provider_objects]).await
+        };
+        let (recorded, owners, stored, snapshots, holders) = tokio::try_join!(
             client.query(
                 "SELECT i.provider, i.provider_event_id \
                  FROM unnest($1::text[], $2::text[]) AS e(provider, event_id) CROSS JOIN LATERAL \
@@ -358,6 +385,7 @@ impl Store {
                  AND snapshot_seen_at IS NOT NULL) AS s WHERE s.seen IS NOT NULL",
                 &snapshots_parameters,
             ),
+            holders,
         )?;
         let mut lookups = DeliveryLookups::default();
         for row in recorded {
@@ -379,6 +407,9 @@ impl Store {
                 (provider_from_sql(row.try_get(0)?)?, row.try_get(1)?),
                 crate::hash::unix_micros(seen),
             );
+        }
+        for row in holders {
+            lookups.holders.insert(row.try_get(0)?, row.try_get(1)?);
         }
         Ok(lookups)
     }
@@ -420,45 +451,15 @@ impl Store {
         Ok(seen.map(crate::hash::unix_micros))
     }
 
-    /// The customer of `provider`'s object `snapshot_object`, from a message whose snapshot of
-    /// it was seen (an object never moves to another customer).
-    pub async fn snapshot_customer(
-        &self,
-        provider: Provider,
-        snapshot_object: &str,
-    ) -> Result<Option<Uuid>, StoreError> {
+    /// The customer holding the provider object `object_key` (`<provider>:<kind>:<id>`, see
+    /// [`AppendRequest::provider_objects`]), if one does.
+    ///
+    /// [`AppendRequest::provider_objects`]: crate::AppendRequest::provider_objects
+    pub async fn object_holder(&self, object_key: &str) -> Result<Option<Uuid>, StoreError> {
         let client = self.connection().await?;
-        let row = client
-            .query_opt(
-                "SELECT customer_id FROM provider_inbox WHERE provider = $1 \
-                 AND snapshot_object = $2 AND snapshot_seen_at IS NOT NULL \
-                 AND customer_id IS NOT NULL LIMIT 1",
-                &[&provider.as_str(), &snapshot_object],
-            )
-            .await?;
+        let row = client.query_opt(OBJECT_HOLDER_SQL, &[&object_key]).await?;
         Ok(match row {
-            Some(row) => row.try_get(0)?,
-            None => None,
-        })
-    }
-
-    /// The customer holding `provider`'s payment `payment_id`, from a delivery whose events
-    /// recorded it (a payment never moves to another customer).
-    pub async fn payment_customer(
-        &self,
-        provider: Provider,
-        payment_id: &str,
-    ) -> Result<Option<Uuid>, StoreError> {
-        let client = self.connection().await?;
-        let row = client
-            .query_opt(
-                "SELECT customer_id FROM provider_inbox WHERE provider = $1 AND payment_id = $2 \
-                 AND customer_id IS NOT NULL LIMIT 1",
-                &[&provider.as_str(), &payment_id],
-            )
-            .await?;
-        Ok(match row {
-            Some(row) => row.try_get(0)?,
+            Some(row) => Some(row.try_get(0)?),
             None => None,
         })
     }

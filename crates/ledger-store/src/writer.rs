@@ -78,6 +78,7 @@ struct Statements {
     delete_keys: Statement,
     insert_keys: Statement,
     insert_inbox: Statement,
+    insert_objects: Statement,
 }
 
 impl Statements {
@@ -109,6 +110,15 @@ impl Statements {
                 )
                 .await?,
             insert_inbox: client.prepare(INSERT_INBOX).await?,
+            // The first holder keeps an object (`AppendRequest::provider_objects`).
+            insert_objects: client
+                .prepare(
+                    "INSERT INTO provider_objects (object_key, customer_id, recorded_at) \
+                     SELECT key, customer_id, $3 \
+                     FROM unnest($1::text[], $2::uuid[]) AS t(key, customer_id) \
+                     ON CONFLICT (object_key) DO NOTHING",
+                )
+                .await?,
         })
     }
 }
@@ -471,6 +481,7 @@ async fn append_in(
         key_changes.delete(client, statements),
         key_changes.insert(client, statements, recorded_at),
         write_inbox(client, statements, inbox, &plans, recorded_at),
+        write_objects(client, statements, &batch, inbox, &plans, recorded_at),
         commit,
     )?;
     drop(appended);
@@ -741,6 +752,55 @@ async fn write_inbox(
             ],
         )
         .await?;
+    Ok(())
+}
+
+/// The provider objects the batch shows their customers hold (`AppendRequest::provider_objects`
+/// of the appended requests, `InboxWrite::provider_objects` of the rows none of whose requests
+/// was refused), in one statement; an object held already, or twice in the batch, keeps its
+/// first holder.
+async fn write_objects<'a>(
+    client: &Client,
+    statements: &Statements,
+    batch: &'a [AppendRequest],
+    inbox: &'a [InboxWrite],
+    plans: &[Planned],
+    recorded_at: OffsetDateTime,
+) -> Result<(), StoreError> {
+    let mut keys: Vec<&str> = Vec::new();
+    let mut holders: Vec<Uuid> = Vec::new();
+    let mut seen = HashSet::new();
+    // A key the table cannot hold (the writer makes none) is not recorded rather than failing
+    // the batch.
+    let mut hold = |key: &'a str, holder: Uuid| {
+        if text_problem(key, false).is_none() && seen.insert(key) {
+            keys.push(key);
+            holders.push(holder);
+        }
+    };
+    for (request, plan) in batch.iter().zip(plans) {
+        if matches!(plan, Planned::Appended(_)) {
+            for key in &request.provider_objects {
+                hold(key, request.stream_id);
+            }
+        }
+    }
+    for write in inbox {
+        let refused = write
+            .requests
+            .iter()
+            .any(|index| matches!(plans.get(*index), Some(Planned::Rejected(_))));
+        if let (Some(customer_id), false) = (write.row.customer_id, refused) {
+            for key in &write.provider_objects {
+                hold(key, customer_id);
+            }
+        }
+    }
+    if !keys.is_empty() {
+        client
+            .execute(&statements.insert_objects, &[&keys, &holders, &recorded_at])
+            .await?;
+    }
     Ok(())
 }
 

@@ -150,6 +150,7 @@ pub(crate) struct Prefetched {
     unique_keys: HashSet<String>,
     idempotency_keys: HashSet<String>,
     snapshot_objects: HashSet<(Provider, String)>,
+    provider_objects: HashSet<String>,
     lookups: DeliveryLookups,
 }
 
@@ -171,6 +172,13 @@ impl Prefetched {
         self.unique_keys
             .contains(storage_key)
             .then(|| self.lookups.owners.get(storage_key).copied())
+    }
+
+    /// Who holds the provider object (`Some(None)`: no one); `None` when it was not looked up.
+    fn holder(&self, object_key: &str) -> Option<Option<Uuid>> {
+        self.provider_objects
+            .contains(object_key)
+            .then(|| self.lookups.holders.get(object_key).copied())
     }
 
     /// When a snapshot of the object was last seen in the store (`Some(None)`: never);
@@ -293,7 +301,15 @@ fn refused(kind: RejectionKind, code: &str, message: impl std::fmt::Display) -> 
     Plan::DeliveryRefused(rejected(kind, code, message))
 }
 
-/// `text` as an optional UUID (empty: none).
+/// The key of the provider object a message names (`ledger_connectors::AwaitedObject::key`).
+fn related_key(provider: Provider, related: RelatedObject<'_>) -> String {
+    let (kind, id) = match related {
+        RelatedObject::Subscription(id) => (ObjectKind::Subscription, id),
+        RelatedObject::Payment(id) => (ObjectKind::Payment, id),
+    };
+    AwaitedObject::new(provider, kind, id).key()
+}
+
 /// The inbox's `source` of a delivery's `source` field (unspecified: a webhook, what every
 /// sender before the field meant).
 fn inbox_source(source: proto::DeliverySource) -> InboxSource {
@@ -305,6 +321,7 @@ fn inbox_source(source: proto::DeliverySource) -> InboxSource {
     }
 }
 
+/// `text` as an optional UUID (empty: none).
 fn optional_uuid(field: &str, text: &str) -> Result<Option<Uuid>, Plan> {
     if text.is_empty() {
         return Ok(None);
@@ -407,6 +424,11 @@ impl Decider {
                     .snapshot_objects
                     .insert((provider, object.to_owned()));
             }
+            prefetched.provider_objects.extend(
+                ledger_connectors::related_objects(message)
+                    .into_iter()
+                    .map(|related| related_key(provider, related)),
+            );
             prefetched
                 .events
                 .insert((provider, message.event_id.clone()));
@@ -419,11 +441,19 @@ impl Decider {
         let idempotency_keys: Vec<String> = prefetched.idempotency_keys.iter().cloned().collect();
         let snapshot_objects: Vec<(Provider, String)> =
             prefetched.snapshot_objects.iter().cloned().collect();
+        let provider_objects: Vec<String> = prefetched.provider_objects.iter().cloned().collect();
         prefetched.lookups = self
             .store
-            .delivery_lookups(&events, &unique_keys, &idempotency_keys, &snapshot_objects)
+            .delivery_lookups(
+                &events,
+                &unique_keys,
+                &idempotency_keys,
+                &snapshot_objects,
+                &provider_objects,
+            )
             .await?;
         streams.extend(prefetched.lookups.owners.values().copied());
+        streams.extend(prefetched.lookups.holders.values().copied());
         streams.sort_unstable();
         streams.dedup();
         streams.retain(|stream_id| {
@@ -556,6 +586,7 @@ impl Decider {
             InboxOutcome::Appended | InboxOutcome::Stale
         ) || (decision.outcome == InboxOutcome::Ignored
             && decision.reason.starts_with(SNAPSHOT_ALREADY_APPLIED));
+        let mut provider_objects = Vec::new();
         let snapshot_seen_at = match &snapshot_object {
             Some(object) if snapshot_seen => {
                 if let Some(customer_id) = decision.customer_id {
@@ -563,6 +594,11 @@ impl Decider {
                         .claims
                         .snapshot_customers
                         .insert((provider, object.clone()), customer_id);
+                    // Held even when the snapshot appended nothing (already applied).
+                    let key = related_key(provider, RelatedObject::Subscription(object));
+                    if ledger_store::text_problem(&key, false).is_none() {
+                        provider_objects.push(key);
+                    }
                 }
                 let seen = batch
                     .claims
@@ -630,6 +666,7 @@ impl Decider {
                 source,
             },
             requests: requests.clone(),
+            provider_objects,
         });
         Ok(Plan::Delivery(DeliveryPlan {
             inbox_id,
@@ -888,8 +925,9 @@ impl Decider {
         Ok(None)
     }
 
-    /// The customer a message is about: the owner of its provider account, else of its email
-    /// (`true`: found by the account, which is then linked).
+    /// The customer a message is about: the owner of its provider account, else the holder of
+    /// an object it names (`ledger_connectors::related_objects`), else the owner of its email
+    /// (`true`: the message's account, if it names one, is linked to that customer already).
     async fn resolve(
         &self,
         message: &ProviderMessage,
@@ -902,6 +940,28 @@ impl Decider {
                 return Ok(Some((owner, true)));
             }
         }
+        // Whoever holds the subscription or payment the message names, as this batch made it
+        // known (or saw its snapshot), else as the store records it: an object never moves to
+        // another customer, whatever the message's payer says. The account, owned by no one,
+        // is then linked to that customer.
+        let provider = message.provider;
+        for related in ledger_connectors::related_objects(message) {
+            let key = related_key(provider, related);
+            let snapshot = match related {
+                RelatedObject::Subscription(id) => Some((provider, id.to_owned())),
+                RelatedObject::Payment(_) => None,
+            };
+            let holder = match batch.object_customer(&key, snapshot.as_ref()) {
+                Some(customer_id) => Some(customer_id),
+                None => match batch.prefetched.holder(&key) {
+                    Some(holder) => holder,
+                    None => self.store.object_holder(&key).await?,
+                },
+            };
+            if let Some(customer_id) = holder {
+                return Ok(Some((customer_id, message.account_id.is_none())));
+            }
+        }
         if let Some(email) = message
             .email
             .as_deref()
@@ -909,33 +969,6 @@ impl Decider {
             && let Some(owner) = self.owner(&UniqueKey::email(email), batch, &none).await?
         {
             return Ok(Some((owner, false)));
-        }
-        // A message that names neither (a PayPal sale or refund, a Stripe dispute): the
-        // customer holding the subscription or payment it names, as this batch made it known,
-        // else from the inbox (a subscription's snapshots, the delivery that recorded a
-        // payment).
-        let provider = message.provider;
-        for related in ledger_connectors::related_objects(message) {
-            let (kind, id) = match related {
-                RelatedObject::Subscription(id) => (ObjectKind::Subscription, id),
-                RelatedObject::Payment(id) => (ObjectKind::Payment, id),
-            };
-            let key = AwaitedObject::new(provider, kind, id).key();
-            let snapshot = (provider, id.to_owned());
-            let in_batch = batch.object_customer(
-                &key,
-                (kind == ObjectKind::Subscription).then_some(&snapshot),
-            );
-            let customer = match (in_batch, kind) {
-                (Some(customer_id), _) => Some(customer_id),
-                (None, ObjectKind::Subscription) => {
-                    self.store.snapshot_customer(provider, id).await?
-                }
-                (None, _) => self.store.payment_customer(provider, id).await?,
-            };
-            if let Some(customer_id) = customer {
-                return Ok(Some((customer_id, true)));
-            }
         }
         Ok(None)
     }

@@ -86,6 +86,13 @@ pub fn append_request(
     };
     let correlation_id = optional_uuid("metadata.correlation_id", &metadata.correlation_id)?;
     let causation_id = optional_uuid("metadata.causation_id", &metadata.causation_id)?;
+    // A key too long for the store cannot be looked up either: not recorded.
+    let provider_objects = events
+        .iter()
+        .filter_map(|event| ledger_connectors::held_object(payment_provider_type, event))
+        .map(|object| object.key())
+        .filter(|key| ledger_store::text_problem(key, false).is_none())
+        .collect();
     let new_events = events
         .into_iter()
         .map(|event| NewEvent {
@@ -109,5 +116,6 @@ pub fn append_request(
         request_fingerprint: request_fingerprint(command),
         events: new_events,
         unique_keys,
+        provider_objects,
     })
 }

@@ -538,8 +538,9 @@ async fn a_key_stored_without_a_fingerprint_answers_any_repeat() {
 }
 
 /// A delivery whose request the transaction refuses is recorded `failed`, saying so, not
-/// `appended` as decided: nothing of it was appended, and its payment and snapshot do not
-/// count as recorded. A delivery beside it in the batch is recorded as decided.
+/// `appended` as decided: nothing of it was appended, and its payment, snapshot and provider
+/// objects do not count as recorded. A delivery beside it in the batch is recorded as decided,
+/// and its objects and its request's as held by its customer.
 #[tokio::test]
 async fn a_delivery_whose_request_the_store_refuses_is_recorded_failed() {
     use ledger_store::{InboxOutcome, InboxSource, InboxWrite, NewInboxRow};
@@ -569,17 +570,25 @@ async fn a_delivery_whose_request_the_store_refuses_is_recorded_failed() {
         .append_with_inbox(
             vec![
                 // Alice's stream is empty: version 3 is refused.
-                request(alice, ExpectedVersion::Exact(3), "k1", vec![payment(100)]),
-                request(bob, ExpectedVersion::Exact(0), "k2", vec![payment(200)]),
+                AppendRequest {
+                    provider_objects: vec!["stripe:payment:ch_alice".to_owned()],
+                    ..request(alice, ExpectedVersion::Exact(3), "k1", vec![payment(100)])
+                },
+                AppendRequest {
+                    provider_objects: vec!["stripe:payment:ch_bob".to_owned()],
+                    ..request(bob, ExpectedVersion::Exact(0), "k2", vec![payment(200)])
+                },
             ],
             vec![
                 InboxWrite {
                     row: refused.clone(),
                     requests: vec![0],
+                    provider_objects: vec!["paypal:subscription:I-ALICE".to_owned()],
                 },
                 InboxWrite {
                     row: kept.clone(),
                     requests: vec![1],
+                    provider_objects: vec!["paypal:subscription:I-BOB".to_owned()],
                 },
             ],
         )
@@ -614,4 +623,19 @@ async fn a_delivery_whose_request_the_store_refuses_is_recorded_failed() {
         .expect("recorded");
     assert_eq!(stored.row, kept, "recorded as decided");
     assert_eq!(stored.global_positions, vec![1]);
+    let holder = async |key: &str| store.object_holder(key).await.expect("holder");
+    assert_eq!(holder("stripe:payment:ch_alice").await, None);
+    assert_eq!(holder("paypal:subscription:I-ALICE").await, None);
+    assert_eq!(holder("stripe:payment:ch_bob").await, Some(bob));
+    assert_eq!(holder("paypal:subscription:I-BOB").await, Some(bob));
+
+    // The first holder keeps an object.
+    writer
+        .append_one(AppendRequest {
+            provider_objects: vec!["stripe:payment:ch_bob".to_owned()],
+            ..request(alice, ExpectedVersion::Exact(0), "k3", vec![payment(300)])
+        })
+        .await
+        .expect("appended");
+    assert_eq!(holder("stripe:payment:ch_bob").await, Some(bob));
 }

@@ -65,5 +65,6 @@ fn request(
         request_fingerprint: RequestFingerprint([1; 32]),
         events,
         unique_keys: UniqueKeyChanges::default(),
+        provider_objects: Vec::new(),
     }
 }

@@ -37,6 +37,7 @@ async fn events_committed_but_never_published_are_published_by_the_next_writer()
                     ..template.clone()
                 }],
                 unique_keys: UniqueKeyChanges::default(),
+                provider_objects: Vec::new(),
             })
             .await
             .expect("appended");

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use ledger_domain::{Customer, Provider, decode_event, evolve, proto};
 use ledger_store::{InboxFilter, InboxOutcome, InboxRow};
-use ledger_testkit::commands::{register, start_subscription, through};
+use ledger_testkit::commands::{command, money, register, start_subscription, through};
 use ledger_testkit::ledger::TestLedger;
 use serde_json::{Value, json};
 
@@ -710,5 +710,208 @@ async fn a_stripe_dispute_finds_its_customer_through_the_disputed_payment() {
     )
     .await;
     assert_eq!(unknown.outcome(), proto::DeliveryOutcome::Waiting);
+    writer.stop().await.expect("the writer stops");
+}
+
+/// `record_payment_succeeded` of 4.99 USD for `subscription_id`, as the company's own billing
+/// records a PayPal sale.
+fn paypal_payment_recorded(
+    customer_id: &str,
+    sale_id: &str,
+    subscription_id: &str,
+) -> proto::Command {
+    through(
+        proto::PaymentProvider::Paypal,
+        "",
+        command(
+            &format!("record:{sale_id}"),
+            customer_id,
+            proto::command::Kind::RecordPaymentSucceeded(proto::PaymentSucceeded {
+                payment_id: sale_id.to_owned(),
+                invoice_id: String::new(),
+                subscription_id: subscription_id.to_owned(),
+                amount: Some(money(499, "USD")),
+            }),
+        ),
+    )
+}
+
+/// A PayPal sale of a subscription the company started with its own `start_subscription`, and
+/// a refund of a sale it recorded with its own `record_payment_succeeded`, each delivered in a
+/// batch after the command's: found through the objects the commands recorded as held
+/// (`provider_objects`). Found by the PayPal mixed-traffic helper: both waited for good after
+/// a 200, since the customer of a sale was looked up only in the batch and in the inbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paypal_payments_of_what_commands_recorded_find_their_customer() {
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let client = ledger.client();
+    let customer_id = client
+        .send(&register("signup:lovelace", "lovelace@example.com"))
+        .await
+        .expect("registered")
+        .customer_id;
+    let started = through(
+        proto::PaymentProvider::Paypal,
+        "",
+        start_subscription("start:I-R2", &customer_id, "I-R2", "USD"),
+    );
+    client.send(&started).await.expect("started");
+    client
+        .send(&paypal_payment_recorded(&customer_id, "SALE0R2", "I-R2"))
+        .await
+        .expect("recorded");
+
+    let sale = deliver(
+        &client,
+        paypal(&paypal_sale(
+            "WH-R2-SALE",
+            "SALE1R2",
+            "I-R2",
+            "2026-02-04T09:00:00Z",
+        )),
+    )
+    .await;
+    assert_eq!(
+        (sale.outcome(), sale.customer_id.as_str()),
+        (proto::DeliveryOutcome::Appended, customer_id.as_str()),
+        "{}",
+        sale.reason
+    );
+    let refund = deliver(
+        &client,
+        paypal(&paypal_refund(
+            "WH-R2-REFUND",
+            "REFUNDR2",
+            "SALE0R2",
+            "2026-02-05T09:00:00Z",
+        )),
+    )
+    .await;
+    assert_eq!(
+        (refund.outcome(), refund.customer_id.as_str()),
+        (proto::DeliveryOutcome::Appended, customer_id.as_str()),
+        "{}",
+        refund.reason
+    );
+    let held = customer(&ledger, customer_id.parse().expect("UUID")).await;
+    assert_eq!(held.payments["SALE1R2"].amount.amount_minor, 499);
+    assert_eq!(held.payments["SALE0R2"].refunded.amount_minor, 100);
+    nothing_waits(&ledger).await;
+
+    // A writer started afresh finds them in the store too.
+    writer.stop().await.expect("the writer stops");
+    let writer = ledger.start_writer();
+    let later = deliver(
+        &client,
+        paypal(&paypal_sale(
+            "WH-R2-SALE-2",
+            "SALE2R2",
+            "I-R2",
+            "2026-03-04T09:00:00Z",
+        )),
+    )
+    .await;
+    assert_eq!(later.customer_id, customer_id, "{}", later.reason);
+    writer.stop().await.expect("the writer stops");
+}
+
+/// A PayPal subscription message about a subscription the company started for a customer goes
+/// to that customer, whatever payer it names: its unknown payer account is linked there, and
+/// no second customer is registered with the payer's email to hold a copy of the subscription.
+/// Found by the PayPal mixed-traffic helper (`I-r5` started on two customers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paypal_subscription_message_goes_to_the_customer_holding_the_subscription() {
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let client = ledger.client();
+    let customer_id = client
+        .send(&register("signup:noether", "noether@example.com"))
+        .await
+        .expect("registered")
+        .customer_id;
+    let started = through(
+        proto::PaymentProvider::Paypal,
+        "",
+        start_subscription(
+            "start:I-W0Y05RHBK9VG",
+            &customer_id,
+            "I-W0Y05RHBK9VG",
+            "USD",
+        ),
+    );
+    client.send(&started).await.expect("started");
+    // The fixture's payer: LEDGERPAYER02, grace@example.com, neither known to the ledger.
+    let activated = deliver(
+        &client,
+        paypal(&paypal_activation("WH-ACT-R5", "2026-02-01T09:00:30Z")),
+    )
+    .await;
+    assert_eq!(activated.customer_id, customer_id, "{}", activated.reason);
+    let payer = ledger_connectors::customer_id_for_account(Provider::Paypal, "LEDGERPAYER02");
+    assert_eq!(event_types(&ledger, payer).await, Vec::<String>::new());
+    let held = customer(&ledger, customer_id.parse().expect("UUID")).await;
+    assert!(
+        held.provider_accounts
+            .iter()
+            .any(|account| account.account_id == "LEDGERPAYER02"),
+        "{:?}",
+        held.provider_accounts
+    );
+    let sale = deliver(
+        &client,
+        paypal(&paypal_sale(
+            "WH-R5-SALE",
+            "SALE-R5",
+            "I-W0Y05RHBK9VG",
+            "2026-02-02T09:00:00Z",
+        )),
+    )
+    .await;
+    assert_eq!(sale.customer_id, customer_id, "{}", sale.reason);
+    writer.stop().await.expect("the writer stops");
+}
+
+/// The same for a Stripe dispute of a charge the company recorded with its own command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stripe_dispute_of_a_payment_a_command_recorded_finds_its_customer() {
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let client = ledger.client();
+    let customer_id = client
+        .send(&register("signup:germain", "germain@example.com"))
+        .await
+        .expect("registered")
+        .customer_id;
+    client
+        .send(&start_subscription(
+            "start:sub_g",
+            &customer_id,
+            "sub_g",
+            "USD",
+        ))
+        .await
+        .expect("started");
+    let mut recorded = paypal_payment_recorded(&customer_id, "ch_g", "sub_g");
+    recorded = through(proto::PaymentProvider::Stripe, "cus_g", recorded);
+    client.send(&recorded).await.expect("recorded");
+    let opened = deliver(
+        &client,
+        stripe(stripe_event(
+            "evt_dp_g",
+            "charge.dispute.created",
+            T0 + 300,
+            json!({"id": "dp_g", "object": "dispute", "amount": 499, "currency": "usd",
+                   "charge": "ch_g", "reason": "fraudulent", "status": "needs_response",
+                   "created": T0 + 300}),
+        )),
+    )
+    .await;
+    assert_eq!(
+        (opened.outcome(), opened.customer_id.as_str()),
+        (proto::DeliveryOutcome::Appended, customer_id.as_str()),
+        "{}",
+        opened.reason
+    );
     writer.stop().await.expect("the writer stops");
 }
