@@ -313,7 +313,16 @@ impl ProviderApis {
 /// PayPal's OAuth2 bearer token for one app (client id and secret), cached until a minute
 /// before it expires: what provider-sync and the backfill call PayPal with.
 #[derive(Default)]
-pub struct PaypalToken(Mutex<Option<(String, Instant)>>);
+pub struct PaypalToken(Mutex<TokenState>);
+
+/// What [`PaypalToken`] holds behind its lock.
+#[derive(Default)]
+struct TokenState {
+    /// The token and when to renew it.
+    token: Option<(String, Instant)>,
+    /// The last fetch's failure and when it ended, until a fetch succeeds.
+    failure: Option<(Instant, String)>,
+}
 
 impl fmt::Debug for PaypalToken {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -323,17 +332,39 @@ impl fmt::Debug for PaypalToken {
 
 impl PaypalToken {
     /// `POST /v1/oauth2/token` (client credentials, <https://developer.paypal.com/api/rest/authentication/>),
-    /// or the cached token while it has more than a minute to live.
+    /// or the cached token while it has more than a minute to live. One fetch at a time: the
+    /// callers that waited for a fetch that failed get its error at once instead of each
+    /// fetching in turn (against a token endpoint that does not answer, each would wait for
+    /// its own timeout, one after the other).
     ///
     /// # Errors
     /// What failed, naming the settings to check when PayPal refuses the credentials.
     pub async fn bearer(&self, http: &reqwest::Client, api: &PaypalApi) -> Result<String, String> {
-        let mut cached = self.0.lock().await;
-        if let Some((token, renew_at)) = cached.as_ref()
+        let asked = Instant::now();
+        let mut state = self.0.lock().await;
+        if let Some((token, renew_at)) = state.token.as_ref()
             && Instant::now() < *renew_at
         {
             return Ok(token.clone());
         }
+        if let Some((ended, error)) = state.failure.as_ref()
+            && *ended > asked
+        {
+            return Err(error.clone());
+        }
+        let fetched = Self::fetch(http, api).await;
+        match &fetched {
+            Ok((token, renew_at)) => {
+                state.token = Some((token.clone(), *renew_at));
+                state.failure = None;
+            }
+            Err(error) => state.failure = Some((Instant::now(), error.clone())),
+        }
+        fetched.map(|(token, _)| token)
+    }
+
+    /// A new token and when to renew it.
+    async fn fetch(http: &reqwest::Client, api: &PaypalApi) -> Result<(String, Instant), String> {
         let answer = http
             .post(format!(
                 "{}/v1/oauth2/token",
@@ -377,14 +408,13 @@ impl PaypalToken {
                     .min(PAYPAL_TOKEN_SECONDS_MAX)
                     .saturating_sub(PAYPAL_TOKEN_MARGIN_SECONDS),
             );
-        *cached = Some((token.clone(), renew_at));
-        Ok(token)
+        Ok((token, renew_at))
     }
 
     /// Drops the cached token (PayPal answered 401: it was revoked early), so the next
     /// [`PaypalToken::bearer`] asks for a new one.
     pub async fn forget(&self) {
-        *self.0.lock().await = None;
+        self.0.lock().await.token = None;
     }
 }
 
@@ -1697,6 +1727,51 @@ mod tests {
         );
         let long = token.bearer(&reqwest::Client::new(), &api).await;
         assert_eq!(long.as_deref(), Ok("A21AA.long"));
+    }
+
+    /// Callers waiting for a token fetch that fails get its error, not a fetch each in turn:
+    /// against a token endpoint that does not answer, ten callers waited ten timeouts one
+    /// after the other (found by the try-it pass of ingest's PayPal verification).
+    #[tokio::test]
+    async fn callers_waiting_for_a_failed_paypal_token_fetch_share_its_failure() {
+        let server = HttpReceiver::start().await;
+        let api = PaypalApi {
+            api_base: server.url.clone(),
+            client_id: "client".to_owned(),
+            client_secret: ApiSecret::new("secret".to_owned()),
+        };
+        server.answer_path_next_with(
+            "/v1/oauth2/token",
+            [ScriptedAnswer {
+                status: 503,
+                body: "{}".to_owned(),
+                delay: Duration::from_millis(300),
+                ..ScriptedAnswer::default()
+            }],
+        );
+        let token = PaypalToken::default();
+        let http = reqwest::Client::new();
+        let answers =
+            futures_util::future::join_all((0..5).map(|_| token.bearer(&http, &api))).await;
+        for answer in &answers {
+            let error = answer.as_ref().expect_err("the fetch failed");
+            assert!(error.contains("503"), "{error}");
+        }
+        assert_eq!(server.requests().len(), 1, "one fetch for the five callers");
+        // A caller after the failure fetches again.
+        server.answer_path_next_with(
+            "/v1/oauth2/token",
+            [ScriptedAnswer {
+                status: 200,
+                body: r#"{"access_token":"A21AA.again","expires_in":3600}"#.to_owned(),
+                ..ScriptedAnswer::default()
+            }],
+        );
+        assert_eq!(
+            token.bearer(&http, &api).await.as_deref(),
+            Ok("A21AA.again")
+        );
+        assert_eq!(server.requests().len(), 2);
     }
 
     /// A server on a loopback port that answers every connection `200` with a body that never
