@@ -7,11 +7,11 @@
 -- object never moves to another customer): the writer may only insert.
 
 CREATE TABLE provider_objects (
-    -- `<provider>:<kind>:<id>`, kind `subscription` or `payment`
+    -- `<provider>:<kind>:<id>`, kind `subscription` or `payment`, ids of up to 255 bytes
     -- (`paypal:subscription:I-...`, `stripe:payment:ch_...`; ledger_connectors::AwaitedObject).
     object_key  text        NOT NULL PRIMARY KEY
         CHECK (object_key ~ '^(stripe|paypal|xendit):(subscription|payment):.'
-               AND octet_length(object_key) <= 255),
+               AND octet_length(object_key) <= 300),
     customer_id uuid        NOT NULL,
     recorded_at timestamptz NOT NULL
 );
@@ -21,8 +21,10 @@ GRANT SELECT, INSERT ON provider_objects TO ledger_writer;
 GRANT SELECT ON provider_objects TO ledger_auditor;
 
 -- What the inbox already knew, oldest first: the subscriptions whose snapshots were seen and
--- the payments deliveries recorded. (Objects only commands recorded before this migration are
--- not known: their events' payloads are protobuf, which SQL does not read.)
+-- the payments deliveries recorded. Objects only commands recorded before this migration are
+-- not known (their events' payloads are protobuf, which SQL does not read): a subscription the
+-- company started and a PayPal message then registered a second customer for (the bug this
+-- table fixes) is held by that second customer, the one the inbox saw.
 INSERT INTO provider_objects (object_key, customer_id, recorded_at)
 SELECT object_key, customer_id, recorded_at FROM (
     SELECT provider || ':subscription:' || snapshot_object AS object_key, customer_id,
@@ -34,7 +36,6 @@ SELECT object_key, customer_id, recorded_at FROM (
     FROM provider_inbox
     WHERE payment_id IS NOT NULL AND customer_id IS NOT NULL AND provider <> 'internal'
 ) AS known
-WHERE octet_length(object_key) <= 255
 ORDER BY recorded_at
 ON CONFLICT (object_key) DO NOTHING;
 

@@ -88,7 +88,7 @@ pub struct AppendRequest {
     /// Emails and provider accounts the events claim for (or release from) this stream.
     pub unique_keys: UniqueKeyChanges,
     /// The provider's subscriptions and payments the events show the stream holds
-    /// (`<provider>:<kind>:<id>`, `ledger_connectors::held_object`; at most 255 bytes each),
+    /// (`<provider>:<kind>:<id>`, `ledger_connectors::held_object`; ids of at most 255 bytes),
     /// recorded in `provider_objects` when the request is appended, unless another stream
     /// holds them already (the first holder keeps an object): see [`Store::object_holder`].
     ///

@@ -755,6 +755,10 @@ async fn write_inbox(
     Ok(())
 }
 
+/// The longest `provider_objects` key: a provider and a kind before an id of up to 255 bytes
+/// (`paypal:subscription:<id>`; the table's CHECK).
+const OBJECT_KEY_BYTES_MAX: usize = 300;
+
 /// The provider objects the batch shows their customers hold (`AppendRequest::provider_objects`
 /// of the appended requests, `InboxWrite::provider_objects` of the rows none of whose requests
 /// was refused), in one statement; an object held already, or twice in the batch, keeps its
@@ -773,7 +777,8 @@ async fn write_objects<'a>(
     // A key the table cannot hold (the writer makes none) is not recorded rather than failing
     // the batch.
     let mut hold = |key: &'a str, holder: Uuid| {
-        if text_problem(key, false).is_none() && seen.insert(key) {
+        let storable = !key.is_empty() && key.len() <= OBJECT_KEY_BYTES_MAX && !key.contains('\0');
+        if storable && seen.insert(key) {
             keys.push(key);
             holders.push(holder);
         }

@@ -71,15 +71,15 @@ impl Batch<'_> {
         seen(self.claims).max(seen(&self.earlier.claims))
     }
 
-    /// The customer of an object (by its key) the batch or the earlier one made known, else of
-    /// a subscription whose snapshot they saw.
+    /// The first customer of an object (by its key) that the earlier batch, else this one, made
+    /// known or whose snapshot of it (a subscription) they saw.
     fn object_customer(&self, key: &str, snapshot: Option<&(Provider, String)>) -> Option<Uuid> {
         let known = |claims: &BatchClaims| {
             claims.objects.get(key).copied().or_else(|| {
                 snapshot.and_then(|object| claims.snapshot_customers.get(object).copied())
             })
         };
-        known(self.claims).or_else(|| known(&self.earlier.claims))
+        known(&self.earlier.claims).or_else(|| known(self.claims))
     }
 
     /// What is known, without asking the store now, of the idempotency key: used by an
@@ -593,11 +593,12 @@ impl Decider {
                     batch
                         .claims
                         .snapshot_customers
-                        .insert((provider, object.clone()), customer_id);
+                        .entry((provider, object.clone()))
+                        .or_insert(customer_id);
                     // Held even when the snapshot appended nothing (already applied).
-                    let key = related_key(provider, RelatedObject::Subscription(object));
-                    if ledger_store::text_problem(&key, false).is_none() {
-                        provider_objects.push(key);
+                    if ledger_store::text_problem(object, false).is_none() {
+                        provider_objects
+                            .push(related_key(provider, RelatedObject::Subscription(object)));
                     }
                 }
                 let seen = batch
@@ -925,42 +926,35 @@ impl Decider {
         Ok(None)
     }
 
-    /// The customer a message is about: the owner of its provider account, else the holder of
-    /// an object it names (`ledger_connectors::related_objects`), else the owner of its email
-    /// (`true`: the message's account, if it names one, is linked to that customer already).
+    /// The customer a message is about: the holder of an object it names
+    /// (`ledger_connectors::related_objects`), else the owner of its provider account, else
+    /// of its email (`true`: the message's account, if it names one, is not to be linked: it
+    /// is that customer's already, or another's).
     async fn resolve(
         &self,
         message: &ProviderMessage,
         batch: &Batch<'_>,
     ) -> Result<Option<(Uuid, bool)>, WriterError> {
         let none = HashMap::new();
-        if let Some(account_id) = &message.account_id {
-            let key = UniqueKey::ProviderAccount(message.provider, account_id.clone());
-            if let Some(owner) = self.owner(&key, batch, &none).await? {
-                return Ok(Some((owner, true)));
+        let account_owner = match &message.account_id {
+            Some(account_id) => {
+                let key = UniqueKey::ProviderAccount(message.provider, account_id.clone());
+                self.owner(&key, batch, &none).await?
             }
-        }
-        // Whoever holds the subscription or payment the message names, as this batch made it
-        // known (or saw its snapshot), else as the store records it: an object never moves to
-        // another customer, whatever the message's payer says. The account, owned by no one,
-        // is then linked to that customer.
+            None => None,
+        };
+        // Whoever first held the subscription or payment the message names: an object never
+        // moves to another customer, whatever the message's payer says (a PayPal payer's
+        // account may belong to another customer, or to no one yet: then it is linked).
         let provider = message.provider;
         for related in ledger_connectors::related_objects(message) {
-            let key = related_key(provider, related);
-            let snapshot = match related {
-                RelatedObject::Subscription(id) => Some((provider, id.to_owned())),
-                RelatedObject::Payment(_) => None,
-            };
-            let holder = match batch.object_customer(&key, snapshot.as_ref()) {
-                Some(customer_id) => Some(customer_id),
-                None => match batch.prefetched.holder(&key) {
-                    Some(holder) => holder,
-                    None => self.store.object_holder(&key).await?,
-                },
-            };
-            if let Some(customer_id) = holder {
-                return Ok(Some((customer_id, message.account_id.is_none())));
+            if let Some(customer_id) = self.holder(provider, related, batch).await? {
+                let link = message.account_id.is_some() && account_owner.is_none();
+                return Ok(Some((customer_id, !link)));
             }
+        }
+        if let Some(owner) = account_owner {
+            return Ok(Some((owner, true)));
         }
         if let Some(email) = message
             .email
@@ -971,6 +965,26 @@ impl Decider {
             return Ok(Some((owner, false)));
         }
         Ok(None)
+    }
+
+    /// The first holder of a provider object: as the store records it (looked up before the
+    /// batch, or now), else as the batch being appended, else this one, made it known.
+    async fn holder(
+        &self,
+        provider: Provider,
+        related: RelatedObject<'_>,
+        batch: &Batch<'_>,
+    ) -> Result<Option<Uuid>, WriterError> {
+        let key = related_key(provider, related);
+        let stored = match batch.prefetched.holder(&key) {
+            Some(holder) => holder,
+            None => self.store.object_holder(&key).await?,
+        };
+        let snapshot = match related {
+            RelatedObject::Subscription(id) => Some((provider, id.to_owned())),
+            RelatedObject::Payment(_) => None,
+        };
+        Ok(stored.or_else(|| batch.object_customer(&key, snapshot.as_ref())))
     }
 
     /// Who holds `key`: as changed by this delivery (`own`), by the batch or the earlier one,

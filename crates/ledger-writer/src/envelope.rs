@@ -86,12 +86,12 @@ pub fn append_request(
     };
     let correlation_id = optional_uuid("metadata.correlation_id", &metadata.correlation_id)?;
     let causation_id = optional_uuid("metadata.causation_id", &metadata.causation_id)?;
-    // A key too long for the store cannot be looked up either: not recorded.
+    // An id the store cannot hold (over 255 bytes, a NUL) is not recorded.
     let provider_objects = events
         .iter()
         .filter_map(|event| ledger_connectors::held_object(payment_provider_type, event))
+        .filter(|object| ledger_store::text_problem(&object.id, false).is_none())
         .map(|object| object.key())
-        .filter(|key| ledger_store::text_problem(key, false).is_none())
         .collect();
     let new_events = events
         .into_iter()

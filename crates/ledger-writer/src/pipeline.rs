@@ -120,10 +120,11 @@ pub(crate) struct BatchClaims {
     pub(crate) provider_events: std::collections::HashSet<(ledger_domain::Provider, String)>,
     /// The latest snapshot seen (Unix microseconds) of provider objects, by this batch.
     pub(crate) snapshots_seen: HashMap<(ledger_domain::Provider, String), i64>,
-    /// The customer of provider objects whose snapshot this batch saw.
+    /// The customer of provider objects whose snapshot this batch saw (the first one).
     pub(crate) snapshot_customers: HashMap<(ledger_domain::Provider, String), Uuid>,
     /// The customer of each object the batch's events made known, by object key
-    /// (`ledger_connectors::AwaitedObject::key`).
+    /// (`ledger_connectors::AwaitedObject::key`): the first one, as `provider_objects` keeps
+    /// the first holder.
     pub(crate) objects: HashMap<String, Uuid>,
     /// Objects made known since the waiting deliveries were last released.
     pub(crate) made_known: Vec<String>,
@@ -147,7 +148,7 @@ impl BatchClaims {
     /// Notes the objects (keys) that events appended for `stream_id` made known.
     pub(crate) fn know(&mut self, stream_id: Uuid, objects: Vec<String>) {
         for object in objects {
-            self.objects.insert(object.clone(), stream_id);
+            self.objects.entry(object.clone()).or_insert(stream_id);
             self.made_known.push(object);
         }
     }

@@ -940,3 +940,53 @@ async fn a_registration_whose_email_is_taken_releases_no_delivery_waiting_for_it
     let waiting = decider.store.waiting_deliveries().await.expect("waiting");
     assert_eq!(waiting.len(), 1, "the subscription no longer waits");
 }
+
+/// The first customer to hold a provider object keeps it, also against a later holder in the
+/// batch being appended: a dispute of a charge recorded for one customer, then (wrongly) for
+/// another in the batch being appended, goes to the first (found by the review of decision
+/// 0037: the batches' own claims were looked at first, and the dispute went to the second).
+#[tokio::test]
+async fn a_provider_object_goes_to_its_first_holder_whatever_the_batch_being_appended_says() {
+    use ledger_testkit::commands::record_payment;
+    let database = TestDb::new().await;
+    let mut decider = decider(&database).await;
+    let mut appending = None;
+    let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
+    for (customer_id, name) in [(first, "first"), (second, "second")] {
+        let mut registered = register(&format!("register:{name}"), &format!("{name}@example.com"));
+        if let Some(metadata) = registered.metadata.as_mut() {
+            metadata.customer_id = customer_id.to_string();
+        }
+        let started = start_subscription(
+            &format!("start:{name}"),
+            &customer_id.to_string(),
+            "sub_1",
+            "USD",
+        );
+        decide(&mut decider, incoming(registered), &mut appending).await;
+        decide(&mut decider, incoming(started), &mut appending).await;
+    }
+    let paid = record_payment("paid:first", &first.to_string(), "ch_dup", 4_900);
+    decide(&mut decider, incoming(paid), &mut appending).await;
+    finish(&mut decider, &mut appending).await;
+
+    let unblock = hold_appends(&database, Duration::from_millis(500)).await;
+    let paid = record_payment("paid:second", &second.to_string(), "ch_dup", 4_900);
+    decide(&mut decider, incoming(paid), &mut appending).await;
+    let disputed = stripe(
+        "evt_dp_dup",
+        "charge.dispute.created",
+        T0 + 300,
+        serde_json::json!({"id": "dp_dup", "object": "dispute", "amount": 4_900,
+                           "currency": "usd", "charge": "ch_dup", "status": "needs_response"}),
+    );
+    decide(&mut decider, vec![disputed], &mut appending).await;
+    unblock.await.expect("the unlocking task");
+    finish(&mut decider, &mut appending).await;
+    let last = |types: Vec<String>| types.last().cloned().unwrap_or_default();
+    assert_eq!(last(event_types(&decider, first).await), "dispute_opened");
+    assert_eq!(
+        last(event_types(&decider, second).await),
+        "payment_succeeded"
+    );
+}

@@ -915,3 +915,98 @@ async fn a_stripe_dispute_of_a_payment_a_command_recorded_finds_its_customer() {
     );
     writer.stop().await.expect("the writer stops");
 }
+
+/// The same when the message's payer account is another customer's: the subscription's
+/// messages go to its holder, the account stays with its owner (not linked: it cannot be), and
+/// the account's owner gets no copy of the subscription (found by the review of decision 0037:
+/// the account was looked up first, so the activation started a copy on its owner and the
+/// later suspension paused that copy while the sales went to the holder).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paypal_subscription_message_goes_to_the_holder_even_when_its_payer_is_another_customer()
+{
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let client = ledger.client();
+    let holder = client
+        .send(&register("signup:meitner", "meitner@example.com"))
+        .await
+        .expect("registered")
+        .customer_id;
+    let payer = client
+        .send(&register("signup:hahn", "hahn@example.com"))
+        .await
+        .expect("registered")
+        .customer_id;
+    let linked = command(
+        "link:hahn",
+        &payer,
+        proto::command::Kind::LinkProviderAccount(proto::ProviderAccountLinked {
+            provider_account: Some(proto::ProviderAccount {
+                provider: proto::PaymentProvider::Paypal as i32,
+                account_id: "LEDGERPAYER02".to_owned(),
+            }),
+        }),
+    );
+    client.send(&linked).await.expect("linked");
+    let started = through(
+        proto::PaymentProvider::Paypal,
+        "",
+        start_subscription("start:I-W0Y05RHBK9VG", &holder, "I-W0Y05RHBK9VG", "USD"),
+    );
+    client.send(&started).await.expect("started");
+    let activated = deliver(
+        &client,
+        paypal(&paypal_activation("WH-ACT-HOLDER", "2026-02-01T09:00:30Z")),
+    )
+    .await;
+    assert_eq!(
+        (activated.outcome(), activated.customer_id.as_str()),
+        (proto::DeliveryOutcome::Appended, holder.as_str()),
+        "{}",
+        activated.reason
+    );
+    assert_eq!(
+        event_types(&ledger, payer.parse().expect("UUID")).await,
+        ["customer_registered", "provider_account_linked"]
+    );
+    writer.stop().await.expect("the writer stops");
+}
+
+/// An id of up to 255 bytes, all the domain takes, is held and found: the object's key is
+/// longer than the id (found by the review of decision 0037: keys were cut at 255 bytes, so
+/// the sale of a 240-byte subscription id was recorded `ignored`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sale_of_a_subscription_with_a_255_byte_id_finds_its_customer() {
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let client = ledger.client();
+    let customer_id = client
+        .send(&register("signup:long", "long@example.com"))
+        .await
+        .expect("registered")
+        .customer_id;
+    let subscription_id = format!("I-{}", "L".repeat(253));
+    let started = through(
+        proto::PaymentProvider::Paypal,
+        "",
+        start_subscription("start:long", &customer_id, &subscription_id, "USD"),
+    );
+    client.send(&started).await.expect("started");
+    let sale = deliver(
+        &client,
+        paypal(&paypal_sale(
+            "WH-LONG-SALE",
+            "SALE-LONG",
+            &subscription_id,
+            "2026-02-04T09:00:00Z",
+        )),
+    )
+    .await;
+    assert_eq!(
+        (sale.outcome(), sale.customer_id.as_str()),
+        (proto::DeliveryOutcome::Appended, customer_id.as_str()),
+        "{}",
+        sale.reason
+    );
+    writer.stop().await.expect("the writer stops");
+}
