@@ -1,7 +1,8 @@
 -- Which customer holds a provider's subscription or payment (docs/decisions/0037): how a
 -- message naming only such an object (a PayPal sale or refund, a PayPal subscription
 -- snapshot whose payer the ledger does not know, a Stripe dispute) finds its customer,
--- whether a delivery or the company's own command recorded the object. Written by the writer
+-- whether a delivery or the company's own command recorded the object (only the kinds such
+-- messages name: PayPal subscriptions and payments, Stripe payments). Written by the writer
 -- in the transaction of the events that show the object (`ledger_connectors::held_object`)
 -- and of the inbox rows that saw a subscription's snapshot; the first holder keeps it (an
 -- object never moves to another customer): the writer may only insert.
@@ -20,8 +21,9 @@ REVOKE ALL ON provider_objects FROM PUBLIC;
 GRANT SELECT, INSERT ON provider_objects TO ledger_writer;
 GRANT SELECT ON provider_objects TO ledger_auditor;
 
--- What the inbox already knew, oldest first: the subscriptions whose snapshots were seen and
--- the payments deliveries recorded. Objects only commands recorded before this migration are
+-- What the inbox already knew, oldest first, of the objects messages find their customer
+-- through (`ledger_connectors::found_through`: PayPal's subscriptions and sales, Stripe's
+-- payments): the subscriptions whose snapshots were seen and the payments deliveries recorded. Objects only commands recorded before this migration are
 -- not known (their events' payloads are protobuf, which SQL does not read): a subscription the
 -- company started and a PayPal message then registered a second customer for (the bug this
 -- table fixes) is held by that second customer, the one the inbox saw.
@@ -30,11 +32,12 @@ SELECT object_key, customer_id, recorded_at FROM (
     SELECT provider || ':subscription:' || snapshot_object AS object_key, customer_id,
            recorded_at
     FROM provider_inbox
-    WHERE snapshot_seen_at IS NOT NULL AND customer_id IS NOT NULL AND provider <> 'internal'
+    WHERE snapshot_seen_at IS NOT NULL AND customer_id IS NOT NULL AND provider = 'paypal'
     UNION ALL
     SELECT provider || ':payment:' || payment_id, customer_id, recorded_at
     FROM provider_inbox
-    WHERE payment_id IS NOT NULL AND customer_id IS NOT NULL AND provider <> 'internal'
+    WHERE payment_id IS NOT NULL AND customer_id IS NOT NULL
+        AND provider IN ('paypal', 'stripe')
 ) AS known
 ORDER BY recorded_at
 ON CONFLICT (object_key) DO NOTHING;

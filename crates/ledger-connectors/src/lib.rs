@@ -212,18 +212,29 @@ pub fn made_known(provider: Provider, event: &ledger_domain::Event) -> Option<Aw
     }
 }
 
-/// The provider's subscription or payment that `event` shows the customer holds: a
-/// subscription started or its plan changed, a payment that succeeded ([`made_known`] of those
-/// kinds), of a provider other than the company's own billing (`Internal`, whose ids need not
-/// be unique across customers). The writer records them (`provider_objects`, the first holder
-/// keeps an object) to find the customer of the messages that name only such an object
-/// ([`related_objects`]), whether a delivery or a command recorded it.
+/// Whether some of `provider`'s messages find their customer only through its objects of
+/// `kind` ([`related_objects`]): PayPal's subscriptions and payments (sales), Stripe's
+/// payments (disputes). Stripe's subscription messages and every Xendit message name their
+/// customer.
+pub fn found_through(provider: Provider, kind: ObjectKind) -> bool {
+    matches!(
+        (provider, kind),
+        (
+            Provider::Paypal,
+            ObjectKind::Subscription | ObjectKind::Payment
+        ) | (Provider::Stripe, ObjectKind::Payment)
+    )
+}
+
+/// The provider's subscription or payment that `event` shows the customer holds, when
+/// messages find their customer through it ([`found_through`]): a subscription started or its
+/// plan changed, a payment that succeeded ([`made_known`] of those kinds; never of the
+/// company's own billing, `Internal`, whose ids need not be unique across customers). The
+/// writer records them (`provider_objects`, the first holder keeps an object) to find the
+/// customer of the messages that name only such an object ([`related_objects`]), whether a
+/// delivery or a command recorded it.
 pub fn held_object(provider: Provider, event: &ledger_domain::Event) -> Option<AwaitedObject> {
-    if provider == Provider::Internal {
-        return None;
-    }
-    made_known(provider, event)
-        .filter(|object| matches!(object.kind, ObjectKind::Subscription | ObjectKind::Payment))
+    made_known(provider, event).filter(|object| found_through(provider, object.kind))
 }
 
 /// `Normalized::Waiting` for `provider`'s object of `kind` with `id`, with a reason naming it

@@ -361,6 +361,8 @@ impl Decider {
     ) -> Result<Prefetched, WriterError> {
         let mut prefetched = Prefetched::default();
         let mut streams = Vec::new();
+        // The accounts' keys, with the stream of a customer first seen through each.
+        let mut accounts = Vec::new();
         let mut command_keys = Vec::new();
         // Commands' keys are looked up in a batch holding deliveries (`Decider::key_used`).
         let with_deliveries = batch
@@ -392,10 +394,11 @@ impl Decider {
         for message in messages {
             let provider = message.provider;
             if let Some(account_id) = &message.account_id {
-                let key = UniqueKey::ProviderAccount(provider, account_id.clone());
-                prefetched.unique_keys.insert(key.storage_key());
-                streams.push(ledger_connectors::customer_id_for_account(
-                    provider, account_id,
+                let key = UniqueKey::ProviderAccount(provider, account_id.clone()).storage_key();
+                prefetched.unique_keys.insert(key.clone());
+                accounts.push((
+                    key,
+                    ledger_connectors::customer_id_for_account(provider, account_id),
                 ));
             }
             if let Some(email) = message
@@ -456,11 +459,26 @@ impl Decider {
         streams.extend(prefetched.lookups.holders.values().copied());
         streams.sort_unstable();
         streams.dedup();
-        streams.retain(|stream_id| {
+        let unknown = |stream_id: &Uuid| {
             !working.contains_key(stream_id)
                 && !earlier.states.contains_key(stream_id)
                 && !self.cache.contains_key(stream_id)
-        });
+        };
+        streams.retain(unknown);
+        // A customer first seen through an account is registered with it and holds its key
+        // from its first event on: the stream of an account no one owns is empty, not read (a
+        // look-up per new customer of a backfill). Were it not, the store would refuse the
+        // registration (expected version 0) and the delivery would be recorded failed.
+        let new_streams: Vec<Uuid> = accounts
+            .into_iter()
+            .filter(|(key, stream_id)| {
+                !prefetched.lookups.owners.contains_key(key) && unknown(stream_id)
+            })
+            .map(|(_, stream_id)| stream_id)
+            .collect();
+        for stream_id in new_streams {
+            working.insert(stream_id, Stream::Empty);
+        }
         if streams.is_empty() {
             return Ok(prefetched);
         }
@@ -596,7 +614,9 @@ impl Decider {
                         .entry((provider, object.clone()))
                         .or_insert(customer_id);
                     // Held even when the snapshot appended nothing (already applied).
-                    if ledger_store::text_problem(object, false).is_none() {
+                    if ledger_connectors::found_through(provider, ObjectKind::Subscription)
+                        && ledger_store::text_problem(object, false).is_none()
+                    {
                         provider_objects
                             .push(related_key(provider, RelatedObject::Subscription(object)));
                     }

@@ -503,3 +503,41 @@ async fn a_delivery_holding_a_nul_character_is_refused_and_the_writer_keeps_deci
     );
     writer.stop().await.expect("the writer stops");
 }
+
+/// The writer does not read the stream of a customer first seen through an account no one
+/// owns (a new customer of a backfill): it starts empty. A stored stream of that id that does
+/// not own the account (a command registered it under that id, by design or by mistake) makes
+/// the store refuse the delivery's registration: recorded `failed` with the store's reason,
+/// nothing appended, and the writer keeps deciding the next deliveries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_for_a_stream_the_writer_assumed_new_is_refused_by_the_store() {
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let client = ledger.client();
+    let stream_id = ledger_connectors::customer_id_for_account(Provider::Stripe, "cus_taken");
+    let mut registered = register("signup:taken", "taken@example.com");
+    if let Some(metadata) = registered.metadata.as_mut() {
+        metadata.customer_id = stream_id.to_string();
+    }
+    client.send(&registered).await.expect("registered");
+    let position = ledger.last_position().await;
+    // A writer that has not cached the stream.
+    writer.stop().await.expect("the writer stops");
+    let writer = ledger.start_writer();
+
+    let created = customer_event("evt_t1", "customer.created", "cus_taken", "t@example.com");
+    let refused = client.deliver(&delivery(created)).await.expect("recorded");
+    assert_eq!(refused.outcome(), proto::DeliveryOutcome::Failed);
+    assert!(
+        refused.reason.starts_with("the store refused its request"),
+        "{}",
+        refused.reason
+    );
+    assert_eq!(ledger.last_position().await, position);
+
+    let next = customer_event("evt_t2", "customer.created", "cus_next", "n@example.com");
+    let appended = client.deliver(&delivery(next)).await.expect("recorded");
+    assert_eq!(appended.outcome(), proto::DeliveryOutcome::Appended);
+    ledger.assert_stream_matches_table().await;
+    writer.stop().await.expect("the writer stops");
+}
