@@ -15,6 +15,11 @@ use uuid::Uuid;
 
 use crate::Store;
 
+use crate::error::StoreError;
+use crate::event::RequestFingerprint;
+use crate::read::{fingerprint_from_sql, position_from_sql};
+use crate::writer::{KEY_OWNERS_SQL, STORED_KEYS_SQL};
+
 /// The holder of one provider object.
 const OBJECT_HOLDER_SQL: &str = "SELECT customer_id FROM provider_objects WHERE object_key = $1";
 
@@ -23,10 +28,6 @@ const OBJECT_HOLDER_SQL: &str = "SELECT customer_id FROM provider_objects WHERE 
 const OBJECT_HOLDERS_SQL: &str = "SELECT k.key, o.customer_id \
      FROM unnest($1::text[]) AS k(key) CROSS JOIN LATERAL \
      (SELECT customer_id FROM provider_objects WHERE object_key = k.key LIMIT 1) AS o";
-use crate::error::StoreError;
-use crate::event::RequestFingerprint;
-use crate::read::{fingerprint_from_sql, position_from_sql};
-use crate::writer::{KEY_OWNERS_SQL, STORED_KEYS_SQL};
 
 /// Rows `Store::inbox_rows` returns at most.
 pub const INBOX_ROWS_MAX: u32 = 10_000;

@@ -645,6 +645,17 @@ pub fn refused_delivery_reason(rejection: &AppendRejection) -> String {
     )
 }
 
+/// The rejection of the first request of `write` that the batch refused, if any.
+fn refusal<'p>(write: &InboxWrite, plans: &'p [Planned]) -> Option<&'p AppendRejection> {
+    write
+        .requests
+        .iter()
+        .find_map(|index| match plans.get(*index) {
+            Some(Planned::Rejected(rejection)) => Some(rejection),
+            _ => None,
+        })
+}
+
 /// Inserts the batch's inbox rows, each with the positions its requests appended, in one
 /// statement ([`INSERT_INBOX`]): a row one of whose requests the batch refused is recorded
 /// `failed` with [`refused_delivery_reason`], without its snapshot time or payment.
@@ -663,22 +674,15 @@ async fn write_inbox(
     let mut refusals = Vec::with_capacity(inbox.len());
     for write in inbox {
         let mut appended = Vec::new();
-        let mut refused = None;
         for request_index in &write.requests {
-            match plans.get(*request_index) {
-                Some(Planned::Appended(events)) => {
-                    for event in events {
-                        appended.push(position_to_sql(event.global_position)?.to_string());
-                    }
+            if let Some(Planned::Appended(events)) = plans.get(*request_index) {
+                for event in events {
+                    appended.push(position_to_sql(event.global_position)?.to_string());
                 }
-                Some(Planned::Rejected(rejection)) => {
-                    refused = refused.or(Some(refused_delivery_reason(rejection)));
-                }
-                _ => {}
             }
         }
         positions.push(format!("{{{}}}", appended.join(",")));
-        refusals.push(refused);
+        refusals.push(refusal(write, plans).map(refused_delivery_reason));
     }
     let rows: Vec<&crate::inbox::NewInboxRow> = inbox.iter().map(|write| &write.row).collect();
     let ids: Vec<Uuid> = rows.iter().map(|row| row.id).collect();
@@ -791,11 +795,7 @@ async fn write_objects<'a>(
         }
     }
     for write in inbox {
-        let refused = write
-            .requests
-            .iter()
-            .any(|index| matches!(plans.get(*index), Some(Planned::Rejected(_))));
-        if let (Some(customer_id), false) = (write.row.customer_id, refused) {
+        if let (Some(customer_id), None) = (write.row.customer_id, refusal(write, plans)) {
             for key in &write.provider_objects {
                 hold(key, customer_id);
             }

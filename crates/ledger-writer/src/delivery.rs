@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
 use ledger_connectors::{
-    AwaitedObject, KnownCustomer, Normalized, ObjectKind, ProviderMessage, RelatedObject, View,
+    KnownCustomer, Normalized, ObjectKind, ProviderMessage, RelatedObject, View,
 };
 use ledger_domain::proto::{self, RejectionKind};
 use ledger_domain::{Provider, Rejection, Stream, UniqueKey};
@@ -301,15 +301,6 @@ fn refused(kind: RejectionKind, code: &str, message: impl std::fmt::Display) -> 
     Plan::DeliveryRefused(rejected(kind, code, message))
 }
 
-/// The key of the provider object a message names (`ledger_connectors::AwaitedObject::key`).
-fn related_key(provider: Provider, related: RelatedObject<'_>) -> String {
-    let (kind, id) = match related {
-        RelatedObject::Subscription(id) => (ObjectKind::Subscription, id),
-        RelatedObject::Payment(id) => (ObjectKind::Payment, id),
-    };
-    AwaitedObject::new(provider, kind, id).key()
-}
-
 /// The inbox's `source` of a delivery's `source` field (unspecified: a webhook, what every
 /// sender before the field meant).
 fn inbox_source(source: proto::DeliverySource) -> InboxSource {
@@ -430,7 +421,7 @@ impl Decider {
             prefetched.provider_objects.extend(
                 ledger_connectors::related_objects(message)
                     .into_iter()
-                    .map(|related| related_key(provider, related)),
+                    .map(|related| related.key(provider)),
             );
             prefetched
                 .events
@@ -617,8 +608,7 @@ impl Decider {
                     if ledger_connectors::found_through(provider, ObjectKind::Subscription)
                         && ledger_store::text_problem(object, false).is_none()
                     {
-                        provider_objects
-                            .push(related_key(provider, RelatedObject::Subscription(object)));
+                        provider_objects.push(RelatedObject::Subscription(object).key(provider));
                     }
                 }
                 let seen = batch
@@ -995,7 +985,7 @@ impl Decider {
         related: RelatedObject<'_>,
         batch: &Batch<'_>,
     ) -> Result<Option<Uuid>, WriterError> {
-        let key = related_key(provider, related);
+        let key = related.key(provider);
         let stored = match batch.prefetched.holder(&key) {
             Some(holder) => holder,
             None => self.store.object_holder(&key).await?,

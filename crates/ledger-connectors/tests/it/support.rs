@@ -116,18 +116,20 @@ impl Ledger {
             .as_ref()
             .and_then(|email| self.emails.get(&email.trim().to_lowercase()))
             .map(|id| (*id, false));
-        let by_related = || {
-            related_objects(message).into_iter().find_map(|related| {
-                self.customers
-                    .iter()
-                    .find(|(_, customer)| match related {
-                        RelatedObject::Subscription(id) => customer.subscriptions.contains_key(id),
-                        RelatedObject::Payment(id) => customer.payments.contains_key(id),
-                    })
-                    .map(|(id, _)| (*id, true))
-            })
-        };
-        let found = by_account.or(by_email).or_else(by_related);
+        // As the writer resolves: the holder of an object the message names, linking the
+        // message's account only when no one owns it; else the account's owner; else the
+        // email's.
+        let account_free = message.account_id.is_some() && by_account.is_none();
+        let by_related = related_objects(message).into_iter().find_map(|related| {
+            self.customers
+                .iter()
+                .find(|(_, customer)| match related {
+                    RelatedObject::Subscription(id) => customer.subscriptions.contains_key(id),
+                    RelatedObject::Payment(id) => customer.payments.contains_key(id),
+                })
+                .map(|(id, _)| (*id, !account_free))
+        });
+        let found = by_related.or(by_account).or(by_email);
         let object = snapshot_object(message).map(str::to_owned);
         let seen = object
             .as_ref()

@@ -736,6 +736,36 @@ fn paypal_payment_recorded(
     )
 }
 
+/// Registers `<name>@example.com` and starts for them, as the company's own billing does for a
+/// PayPal plan without an inline price, the PayPal subscription `subscription_id`; returns the
+/// customer id.
+async fn with_paypal_subscription(
+    client: &ledger_bus::Client,
+    name: &str,
+    subscription_id: &str,
+) -> String {
+    let customer_id = client
+        .send(&register(
+            &format!("signup:{name}"),
+            &format!("{name}@example.com"),
+        ))
+        .await
+        .expect("registered")
+        .customer_id;
+    let started = through(
+        proto::PaymentProvider::Paypal,
+        "",
+        start_subscription(
+            &format!("start:{name}"),
+            &customer_id,
+            subscription_id,
+            "USD",
+        ),
+    );
+    client.send(&started).await.expect("started");
+    customer_id
+}
+
 /// A PayPal sale of a subscription the company started with its own `start_subscription`, and
 /// a refund of a sale it recorded with its own `record_payment_succeeded`, each delivered in a
 /// batch after the command's: found through the objects the commands recorded as held
@@ -746,17 +776,7 @@ async fn paypal_payments_of_what_commands_recorded_find_their_customer() {
     let ledger = TestLedger::new().await;
     let writer = ledger.start_writer();
     let client = ledger.client();
-    let customer_id = client
-        .send(&register("signup:lovelace", "lovelace@example.com"))
-        .await
-        .expect("registered")
-        .customer_id;
-    let started = through(
-        proto::PaymentProvider::Paypal,
-        "",
-        start_subscription("start:I-R2", &customer_id, "I-R2", "USD"),
-    );
-    client.send(&started).await.expect("started");
+    let customer_id = with_paypal_subscription(&client, "lovelace", "I-R2").await;
     client
         .send(&paypal_payment_recorded(&customer_id, "SALE0R2", "I-R2"))
         .await
@@ -825,22 +845,7 @@ async fn a_paypal_subscription_message_goes_to_the_customer_holding_the_subscrip
     let ledger = TestLedger::new().await;
     let writer = ledger.start_writer();
     let client = ledger.client();
-    let customer_id = client
-        .send(&register("signup:noether", "noether@example.com"))
-        .await
-        .expect("registered")
-        .customer_id;
-    let started = through(
-        proto::PaymentProvider::Paypal,
-        "",
-        start_subscription(
-            "start:I-W0Y05RHBK9VG",
-            &customer_id,
-            "I-W0Y05RHBK9VG",
-            "USD",
-        ),
-    );
-    client.send(&started).await.expect("started");
+    let customer_id = with_paypal_subscription(&client, "noether", "I-W0Y05RHBK9VG").await;
     // The fixture's payer: LEDGERPAYER02, grace@example.com, neither known to the ledger.
     let activated = deliver(
         &client,
@@ -927,11 +932,6 @@ async fn a_paypal_subscription_message_goes_to_the_holder_even_when_its_payer_is
     let ledger = TestLedger::new().await;
     let writer = ledger.start_writer();
     let client = ledger.client();
-    let holder = client
-        .send(&register("signup:meitner", "meitner@example.com"))
-        .await
-        .expect("registered")
-        .customer_id;
     let payer = client
         .send(&register("signup:hahn", "hahn@example.com"))
         .await
@@ -948,12 +948,7 @@ async fn a_paypal_subscription_message_goes_to_the_holder_even_when_its_payer_is
         }),
     );
     client.send(&linked).await.expect("linked");
-    let started = through(
-        proto::PaymentProvider::Paypal,
-        "",
-        start_subscription("start:I-W0Y05RHBK9VG", &holder, "I-W0Y05RHBK9VG", "USD"),
-    );
-    client.send(&started).await.expect("started");
+    let holder = with_paypal_subscription(&client, "meitner", "I-W0Y05RHBK9VG").await;
     let activated = deliver(
         &client,
         paypal(&paypal_activation("WH-ACT-HOLDER", "2026-02-01T09:00:30Z")),
@@ -980,18 +975,8 @@ async fn a_sale_of_a_subscription_with_a_255_byte_id_finds_its_customer() {
     let ledger = TestLedger::new().await;
     let writer = ledger.start_writer();
     let client = ledger.client();
-    let customer_id = client
-        .send(&register("signup:long", "long@example.com"))
-        .await
-        .expect("registered")
-        .customer_id;
     let subscription_id = format!("I-{}", "L".repeat(253));
-    let started = through(
-        proto::PaymentProvider::Paypal,
-        "",
-        start_subscription("start:long", &customer_id, &subscription_id, "USD"),
-    );
-    client.send(&started).await.expect("started");
+    let customer_id = with_paypal_subscription(&client, "long", &subscription_id).await;
     let sale = deliver(
         &client,
         paypal(&paypal_sale(
