@@ -16,7 +16,8 @@ pub enum StoreError {
     /// or answered with an error of its own (such as "the database system is starting up").
     #[error("cannot connect to PostgreSQL at {address}: {reason}")]
     Connect { address: String, reason: String },
-    #[error("applying migrations failed: {0}")]
+    /// A migration failed (the text ends with the server's reason); it was rolled back.
+    #[error("applying migrations failed: {}", error_text(.0.as_ref()))]
     Migration(Box<refinery::Error>),
     /// Stored data breaks an invariant (gap in positions, unreadable column). Run
     /// `ledger audit verify` to locate tampering.

@@ -68,3 +68,28 @@ fn request(
         provider_objects: Vec::new(),
     }
 }
+
+/// A migration that fails says why, in the server's words, not only "db error" (found by a
+/// try-it pass: an upgrade to V14 on a database missing the index it drops printed
+/// `` `error applying migration V14__provider_objects`, `db error` `` and nothing else).
+#[tokio::test]
+async fn a_failed_migration_names_the_servers_reason() {
+    let database = TestDb::new().await;
+    let mut client = database.client().await;
+    client
+        .batch_execute(
+            "DROP TABLE provider_objects; \
+             DELETE FROM refinery_schema_history WHERE version = 14;",
+        )
+        .await
+        .expect("V14 undone but for its index");
+    let error = ledger_store::migrate(&mut client)
+        .await
+        .expect_err("V14 drops an index that is gone");
+    let text = error.to_string();
+    assert!(
+        text.contains("V14__provider_objects")
+            && text.contains(r#"index "provider_inbox_payment" does not exist"#),
+        "{text}"
+    );
+}
