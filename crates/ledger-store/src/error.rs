@@ -9,8 +9,9 @@ pub enum StoreError {
     /// The URL does not parse; it is not shown, since it may hold a password.
     #[error("invalid database URL: {reason}; expected postgres://user@host:port/dbname")]
     InvalidUrl { reason: String },
-    /// A statement failed (the text is the server's or the driver's).
-    #[error("PostgreSQL: {}", error_text(.0))]
+    /// A statement failed (the text is the server's or the driver's; for a missing table or
+    /// column, with a hint that the schema may predate this ledger).
+    #[error("PostgreSQL: {}{}", error_text(.0), schema_hint(.0))]
     Database(tokio_postgres::Error),
     /// No connection to the server at `address` (`host:port`): it refused, is unreachable,
     /// or answered with an error of its own (such as "the database system is starting up").
@@ -135,6 +136,21 @@ pub enum AppendError {
     Rejected(#[from] AppendRejection),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// What to check when a statement names a table or column the database lacks: most often a
+/// ledger started on a database its `ledger migrate` has not brought to its version (found by
+/// a try-it pass: a writer started before V14 retried "relation provider_objects does not
+/// exist" while ingest answered that no writer was running).
+fn schema_hint(error: &tokio_postgres::Error) -> &'static str {
+    use tokio_postgres::error::SqlState;
+    match error.code() {
+        Some(code) if *code == SqlState::UNDEFINED_TABLE || *code == SqlState::UNDEFINED_COLUMN => {
+            "; a table or column this ledger needs is missing: run `ledger migrate` with this \
+             version before starting it"
+        }
+        _ => "",
+    }
 }
 
 /// The text of `error` and every error below it, each part said once. tokio-postgres shows

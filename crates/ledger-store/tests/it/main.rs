@@ -93,3 +93,26 @@ async fn a_failed_migration_names_the_servers_reason() {
         "{text}"
     );
 }
+
+/// A statement on a table the database lacks (a ledger started before its `ledger migrate`)
+/// says to run the migrations.
+#[tokio::test]
+async fn a_missing_table_says_to_run_the_migrations() {
+    let (database, store) = store().await;
+    database
+        .client()
+        .await
+        .batch_execute("DROP TABLE provider_objects")
+        .await
+        .expect("V14's table gone");
+    let error = store
+        .object_holder("paypal:subscription:I-1")
+        .await
+        .expect_err("no table");
+    let text = error.to_string();
+    assert!(
+        text.contains(r#"relation "provider_objects" does not exist"#)
+            && text.contains("run `ledger migrate`"),
+        "{text}"
+    );
+}
