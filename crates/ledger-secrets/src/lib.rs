@@ -366,12 +366,27 @@ mod tests {
             }),
             "moved to another field"
         );
-        let mut flipped = sealed.clone();
-        let last = flipped.pop().expect("a character");
-        flipped.push(if last == 'A' { 'B' } else { 'A' });
+        // One bit of the ciphertext flipped, re-encoded: well-formed, but it does not open.
+        // (Editing a base64 character instead can touch only the final character's unused
+        // bits, which the strict decoder refuses as malformed: CI's flaky failure.)
+        let (head, ciphertext) = sealed.rsplit_once(':').expect("a ciphertext");
+        let mut bytes = URL_SAFE_NO_PAD.decode(ciphertext).expect("base64url");
+        for (index, byte) in bytes.clone().into_iter().enumerate() {
+            bytes[index] = byte ^ 0x01;
+            let flipped = format!("{head}:{}", URL_SAFE_NO_PAD.encode(&bytes));
+            assert_eq!(
+                keys.open(integration(1), WEBHOOK_SIGNING_SECRET, &flipped),
+                Err(SecretsError::Tampered {
+                    field: WEBHOOK_SIGNING_SECRET
+                }),
+                "byte {index} flipped"
+            );
+            bytes[index] = byte;
+        }
+        let not_base64 = format!("{head}:{ciphertext}!");
         assert_eq!(
-            keys.open(integration(1), WEBHOOK_SIGNING_SECRET, &flipped),
-            Err(SecretsError::Tampered {
+            keys.open(integration(1), WEBHOOK_SIGNING_SECRET, &not_base64),
+            Err(SecretsError::Malformed {
                 field: WEBHOOK_SIGNING_SECRET
             })
         );
