@@ -32,8 +32,8 @@ pub use event::{
 };
 pub use hash::{GENESIS_HASH, Hash};
 pub use inbox::{
-    DeliveryLookups, INBOX_ROWS_MAX, InboxFilter, InboxOutcome, InboxRow, InboxSource, InboxWrite,
-    NewInboxRow, WaitingDelivery,
+    DeliveryLookups, HeldObject, INBOX_ROWS_MAX, InboxFilter, InboxOutcome, InboxRow, InboxSource,
+    InboxWrite, NewInboxRow, WaitingDelivery,
 };
 pub use projector_lock::{LockHolder, ProjectorLock};
 pub use sync_cursors::SyncCursor;

@@ -86,13 +86,7 @@ pub fn append_request(
     };
     let correlation_id = optional_uuid("metadata.correlation_id", &metadata.correlation_id)?;
     let causation_id = optional_uuid("metadata.causation_id", &metadata.causation_id)?;
-    // An id the store cannot hold (over 255 bytes, a NUL) is not recorded.
-    let provider_objects = events
-        .iter()
-        .filter_map(|event| ledger_connectors::held_object(payment_provider_type, event))
-        .filter(|object| ledger_store::text_problem(&object.id, false).is_none())
-        .map(|object| object.key())
-        .collect();
+    let provider_objects = held_objects(payment_provider_type, &events).collect();
     let new_events = events
         .into_iter()
         .map(|event| NewEvent {
@@ -118,4 +112,18 @@ pub fn append_request(
         unique_keys,
         provider_objects,
     })
+}
+
+/// The keys of the provider objects `events` of a command of `provider` show their customer
+/// holds ([`ledger_connectors::held_object`]), for [`AppendRequest::provider_objects`]. An id
+/// the store cannot hold (over 255 bytes, a NUL) is left out.
+pub(crate) fn held_objects(
+    provider: Provider,
+    events: &[Event],
+) -> impl Iterator<Item = String> + '_ {
+    events
+        .iter()
+        .filter_map(move |event| ledger_connectors::held_object(provider, event))
+        .filter(|object| ledger_store::text_problem(&object.id, false).is_none())
+        .map(|object| object.key())
 }

@@ -5,7 +5,8 @@
 //!    within seconds when the first dies.
 //! 2. **Recovery.** It compares the JetStream stream's last sequence with the table's last
 //!    position and republishes the missing tail; if the stream is ahead of the table it refuses
-//!    to start.
+//!    to start. Once after migration V15, it records which customers hold the provider objects
+//!    of the events appended before (the `fill` module).
 //! 3. **Intake.** Only then does it subscribe to `<prefix>.cmd.>` and to `<prefix>.delivery.>`
 //!    (verified provider webhooks from ingest). Each request is decoded (commands as protobuf
 //!    or JSON by `Content-Type`, deliveries as protobuf) and queued in one bounded queue, in
@@ -34,6 +35,7 @@
 
 mod delivery;
 mod envelope;
+mod fill;
 mod intake;
 pub mod metrics;
 mod pipeline;
@@ -209,6 +211,10 @@ async fn lead(
         published_through,
         "writer is the leader; stream and table agree"
     );
+    tokio::select! {
+        filled = fill::fill_provider_objects(&store, &writer, published_through) => filled?,
+        () = &mut shutdown => return Ok(()),
+    }
     let subscribe = |subject: String| async {
         nats.subscribe(subject)
             .await
@@ -220,14 +226,16 @@ async fn lead(
     let intake = AbortOnDrop(tokio::spawn(intake::run(
         commands,
         deliveries,
-        queue,
+        queue.clone(),
         nats.clone(),
         config.bus.clone(),
         metrics.clone(),
     )));
     leading();
     let _leading = metrics.leading();
-    let awaiting = waiting::Awaiting::load(&store).await?;
+    let mut awaiting = waiting::Awaiting::load(&store).await?;
+    let released = fill::released(&store, &mut awaiting).await?;
+    let _rerun = AbortOnDrop(tokio::spawn(rerun(released, queue, nats.clone())));
     let mut decider =
         pipeline::Decider::new(store.clone(), writer, &config, awaiting, metrics.clone());
     let mut announcer =
@@ -337,6 +345,26 @@ async fn announce(
         }
     }
     true
+}
+
+/// Queues `deliveries` (re-runs) to be decided as if ingest had sent them; each answer goes to
+/// an inbox no one reads (the inbox row records the outcome).
+async fn rerun(
+    deliveries: Vec<ledger_domain::proto::ProviderDelivery>,
+    queue: tokio::sync::mpsc::Sender<pipeline::Incoming>,
+    nats: async_nats::Client,
+) {
+    for delivery in deliveries {
+        let incoming = pipeline::Incoming {
+            request: pipeline::Request::Delivery(delivery::Admitted::new(delivery)),
+            reply_to: nats.new_inbox().into(),
+            encoding: ledger_bus::Encoding::Protobuf,
+            received_at: std::time::Instant::now(),
+        };
+        if queue.send(incoming).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// A spawned task that ends with its owner: dropping [`run`] (a leader killed mid-flight)

@@ -63,6 +63,11 @@ impl Awaiting {
         self.object_of.is_empty()
     }
 
+    /// The keys of the objects deliveries wait for.
+    pub(crate) fn objects(&self) -> Vec<String> {
+        self.by_object.keys().cloned().collect()
+    }
+
     /// Whether a delivery waits for any of `objects` (keys).
     pub(crate) fn awaits_any(&self, objects: &[String]) -> bool {
         objects

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use ledger_domain::{Customer, Provider, decode_event, evolve, proto};
 use ledger_store::{InboxFilter, InboxOutcome, InboxRow};
 use ledger_testkit::commands::{command, money, register, start_subscription, through};
-use ledger_testkit::ledger::TestLedger;
+use ledger_testkit::ledger::{TestLedger, eventually};
 use serde_json::{Value, json};
 
 /// 2025-11-24T16:00:00Z, the time of the first event; later ones are a minute apart.
@@ -992,6 +992,134 @@ async fn a_sale_of_a_subscription_with_a_255_byte_id_finds_its_customer() {
         (proto::DeliveryOutcome::Appended, customer_id.as_str()),
         "{}",
         sale.reason
+    );
+    writer.stop().await.expect("the writer stops");
+}
+
+/// The objects of a store upgraded from before the writer kept `provider_objects` (migration
+/// V15): the writer that wins the lock first records what the events recorded before show, so
+/// a PayPal sale of a subscription the company started then, and a refund of a sale it
+/// recorded then, find their customer; a sale already waiting for such a subscription is
+/// decided again. The pass resumes where it stopped and runs once. Without it, all of these
+/// waited for good (the upgrade gap decision 0037 left open; the waiting sale found by the
+/// try-it pass).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_commands_recorded_before_the_upgrade_find_their_customer() {
+    let ledger = TestLedger::new().await;
+    let writer = ledger.start_writer();
+    let client = ledger.client();
+    let customer_id = with_paypal_subscription(&client, "hopper", "I-F1").await;
+    let recorded = client
+        .send(&paypal_payment_recorded(&customer_id, "SALE0F1", "I-F1"))
+        .await
+        .expect("recorded");
+    writer.stop().await.expect("the writer stops");
+    let owner = ledger.database().client().await;
+    let held = || async {
+        owner
+            .query(
+                "SELECT object_key, customer_id::text FROM provider_objects ORDER BY object_key",
+                &[],
+            )
+            .await
+            .expect("provider objects")
+            .iter()
+            .map(|row| (row.get::<_, String>(0), row.get::<_, String>(1)))
+            .collect::<Vec<_>>()
+    };
+    let fill_from = || async {
+        owner
+            .query_opt("SELECT from_position FROM provider_objects_fill", &[])
+            .await
+            .expect("the pass's row")
+            .map(|row| row.get::<_, i64>(0))
+    };
+    assert_eq!(
+        fill_from().await,
+        None,
+        "a new store's first writer ran the pass"
+    );
+
+    // What an upgrade leaves: the objects only commands recorded are not in the table. A pass
+    // stopped after the subscription's event resumes with the payment's.
+    let upgraded = |from_position: i64| {
+        format!(
+            "DELETE FROM provider_objects; \
+             INSERT INTO provider_objects_fill (from_position) VALUES ({from_position})"
+        )
+    };
+    let payment_position = i64::try_from(recorded.events[0].global_position).expect("a position");
+    owner
+        .batch_execute(&upgraded(payment_position))
+        .await
+        .expect("upgraded");
+    let writer = ledger.start_writer();
+    assert!(
+        eventually(10_000, || async { fill_from().await.is_none() }).await,
+        "the pass ends"
+    );
+    assert_eq!(
+        held().await,
+        [("paypal:payment:SALE0F1".to_owned(), customer_id.clone())]
+    );
+    // The subscription is not held: its sale waits, as it did before the upgrade.
+    let sale = deliver(
+        &client,
+        paypal(&paypal_sale(
+            "WH-F1-SALE",
+            "SALE1F1",
+            "I-F1",
+            "2026-02-04T09:00:00Z",
+        )),
+    )
+    .await;
+    assert_eq!(
+        sale.outcome(),
+        proto::DeliveryOutcome::Waiting,
+        "{}",
+        sale.reason
+    );
+    writer.stop().await.expect("the writer stops");
+
+    // The whole pass: the subscription is recorded, and the sale waiting for it is decided
+    // again at once (no batch will make the subscription known again).
+    owner.batch_execute(&upgraded(1)).await.expect("upgraded");
+    let writer = ledger.start_writer();
+    let customer_uuid = customer_id.parse().expect("UUID");
+    assert!(
+        eventually(10_000, || async {
+            customer(&ledger, customer_uuid)
+                .await
+                .payments
+                .contains_key("SALE1F1")
+        })
+        .await,
+        "the waiting sale is applied"
+    );
+    nothing_waits(&ledger).await;
+    let refund = deliver(
+        &client,
+        paypal(&paypal_refund(
+            "WH-F1-REFUND",
+            "REFUNDF1",
+            "SALE0F1",
+            "2026-02-05T09:00:00Z",
+        )),
+    )
+    .await;
+    assert_eq!(
+        (refund.outcome(), refund.customer_id.as_str()),
+        (proto::DeliveryOutcome::Appended, customer_id.as_str()),
+        "{}",
+        refund.reason
+    );
+    assert_eq!(
+        held().await,
+        [
+            ("paypal:payment:SALE0F1".to_owned(), customer_id.clone()),
+            ("paypal:payment:SALE1F1".to_owned(), customer_id.clone()),
+            ("paypal:subscription:I-F1".to_owned(), customer_id.clone()),
+        ]
     );
     writer.stop().await.expect("the writer stops");
 }
