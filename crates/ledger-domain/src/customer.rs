@@ -378,6 +378,9 @@ pub struct Dispute {
     pub amount: Money,
     /// Open, won or lost.
     pub status: DisputeStatus,
+    /// When it was opened (business time, Unix microseconds): a refund made before it is not
+    /// blocked by it, whichever the provider delivered first.
+    pub opened_at_unix_micros: i64,
 }
 
 /// The state of one customer, folded from its events by [`evolve`].
@@ -1101,6 +1104,7 @@ fn apply_body(
                     payment_id: opened.payment_id.clone(),
                     amount,
                     status: DisputeStatus::Open,
+                    opened_at_unix_micros: occurred_at_unix_micros,
                 },
             );
         }

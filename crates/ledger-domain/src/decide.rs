@@ -509,7 +509,14 @@ fn decide_kind(state: &Customer, kind: &Command, metadata: &Metadata) -> Result<
                         refund_id: body.refund_id.clone(),
                     });
                 }
-                refundable(state, &body.payment_id, payment, requested, None)?;
+                refundable(
+                    state,
+                    &body.payment_id,
+                    payment,
+                    requested,
+                    None,
+                    metadata.occurred_at_unix_micros,
+                )?;
                 text("reason", &body.reason, TEXT_BYTES_MAX)?;
                 E::PaymentRefunded(body.clone())
             }
@@ -530,7 +537,14 @@ fn decide_kind(state: &Customer, kind: &Command, metadata: &Metadata) -> Result<
                         amount: requested.amount_minor,
                         reason: "the refunds requested of this payment overflow",
                     })?;
-                refundable(state, &body.payment_id, payment, requested, Some(pending))?;
+                refundable(
+                    state,
+                    &body.payment_id,
+                    payment,
+                    requested,
+                    Some(pending),
+                    metadata.occurred_at_unix_micros,
+                )?;
                 text("reason", &body.reason, TEXT_BYTES_MAX)?;
                 E::RefundRequested(body.clone())
             }
@@ -810,21 +824,24 @@ fn processing_refund_request<'a>(
         })
 }
 
-/// Whether `requested` may be refunded of `payment`: not while a dispute is open or lost, and
-/// its refunds, with the requests still processing (`pending`, for `request_refund`), at most
-/// what was paid.
+/// Whether `requested` may be refunded of `payment` at business time `at_unix_micros`: not
+/// once a dispute is open or lost (a refund made before the dispute was opened is, whichever
+/// the provider delivered first: Stripe does not promise webhooks in order), and its refunds,
+/// with the requests still processing (`pending`, for `request_refund`), at most what was
+/// paid.
 fn refundable(
     state: &Customer,
     payment_id: &str,
     payment: &Payment,
     requested: Money,
     pending: Option<Money>,
+    at_unix_micros: i64,
 ) -> Result<(), Rejection> {
     if let Some(dispute_id) = &payment.dispute_id {
-        let blocks = state
-            .disputes
-            .get(dispute_id)
-            .is_none_or(|dispute| dispute.status != crate::DisputeStatus::Won);
+        let blocks = state.disputes.get(dispute_id).is_none_or(|dispute| {
+            dispute.status != crate::DisputeStatus::Won
+                && at_unix_micros >= dispute.opened_at_unix_micros
+        });
         if blocks {
             return Err(Rejection::PaymentDisputed {
                 payment_id: payment_id.to_owned(),

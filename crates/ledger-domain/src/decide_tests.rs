@@ -1626,6 +1626,26 @@ fn refund_rejections() {
             payment_id: "pay_1".to_owned(),
             dispute_id: "dp_1".to_owned(),
         });
+    // A refund made before the dispute was opened and delivered after it (Stripe does not
+    // promise webhooks in order) is recorded, even once the dispute is lost.
+    let refunded_before = || {
+        command_at(
+            NOW_MICROS - 1,
+            C::RefundPayment(refund("re_1", "pay_1", usd(1))),
+        )
+    };
+    given(disputed())
+        .when_command(refunded_before())
+        .then_expect_events(vec![E::PaymentRefunded(refund("re_1", "pay_1", usd(1)))]);
+    given(with(
+        disputed(),
+        [E::DisputeClosed(closed(
+            "dp_1",
+            proto::DisputeOutcome::Lost,
+        ))],
+    ))
+    .when_command(refunded_before())
+    .then_expect_events(vec![E::PaymentRefunded(refund("re_1", "pay_1", usd(1)))]);
     given(with(
         disputed(),
         [E::DisputeClosed(closed(

@@ -68,6 +68,14 @@ pub fn normalize(message: &ProviderMessage, view: &View<'_>) -> Normalized {
     mapped.unwrap_or_else(|normalized| normalized)
 }
 
+/// An object's own time (`created`, Unix seconds) in Unix microseconds, when it is before the
+/// message's: a business time earlier than the event that reports it.
+fn earlier_time(message: &ProviderMessage, unix_seconds: Option<i64>) -> Option<i64> {
+    unix_seconds
+        .and_then(|seconds| seconds.checked_mul(1_000_000))
+        .filter(|micros| (1..message.created_at_unix_micros).contains(micros))
+}
+
 fn ignored(reason: impl Into<String>) -> Normalized {
     Normalized::Ignored {
         reason: reason.into(),
@@ -354,10 +362,7 @@ fn start(plan: &mut Plan<'_>, message: &ProviderMessage, object: &Value, snapsho
         .pointer("/data/previous_attributes")
         .and_then(|previous| Subscription::previous(object, previous));
     if let Some(before) = before {
-        let created_at = snapshot
-            .created_unix_seconds
-            .and_then(|seconds| seconds.checked_mul(1_000_000))
-            .filter(|micros| (1..message.created_at_unix_micros).contains(micros));
+        let created_at = earlier_time(message, snapshot.created_unix_seconds);
         let mut from_before = plan.clone();
         started(&mut from_before, &before, created_at);
         reach(&mut from_before, &before, created_at);
@@ -686,7 +691,8 @@ fn refunds(
                             .to_owned(),
                         refund_request_id: String::new(),
                     }),
-                    None,
+                    // When the refund was made: a dispute opened in between does not block it.
+                    earlier_time(message, objects::integer(refund, "/created")),
                 );
             }
         }

@@ -855,3 +855,102 @@ fn a_subscription_with_several_items_is_one_plan_of_their_sum() {
         "{outcome:?}"
     );
 }
+
+/// A refund made before the charge was disputed, whose `charge.refunded` Stripe delivers
+/// after the dispute (it does not promise order), is recorded; one made after the dispute
+/// opened is refused as Stripe refuses it. Before the domain compared business times, both
+/// were refused ("payment is disputed") and the earlier refund was missing for good.
+#[test]
+fn a_refund_made_before_a_dispute_is_recorded_whichever_arrives_first() {
+    let mut ledger = registered();
+    let render = Render::new(false);
+    ledger.deliver_raw(&render.deliveries[0]);
+    let paid = support::invoice(
+        "in_d",
+        ACCOUNT,
+        "sub_life",
+        "paid",
+        (900, "eur"),
+        (T0 + MONTH, T0 + 2 * MONTH),
+        Some("ch_d"),
+    );
+    let paid = support::event("evt_paid_d", "invoice.paid", T0 + MONTH, paid, None);
+    assert_eq!(
+        ledger.deliver_raw(&paid),
+        Outcome::Appended(vec![
+            "issue_invoice",
+            "finalize_invoice",
+            "record_payment_succeeded"
+        ])
+    );
+    let dispute = support::event(
+        "evt_dispute_d",
+        "charge.dispute.created",
+        T0 + MONTH + 3 * 86_400,
+        json!({"id": "dp_d", "object": "dispute", "amount": 500, "currency": "eur",
+               "charge": {"id": "ch_d", "customer": ACCOUNT}, "status": "needs_response",
+               "reason": "fraudulent", "created": T0 + MONTH + 3 * 86_400}),
+        None,
+    );
+    assert_eq!(
+        ledger.deliver_raw(&dispute),
+        Outcome::Appended(vec!["open_dispute"])
+    );
+    let refunded = |event_id: &str, created: i64, refunds: Value| {
+        support::event(
+            event_id,
+            "charge.refunded",
+            created,
+            json!({"id": "ch_d", "object": "charge", "customer": ACCOUNT, "amount": 900,
+                   "currency": "eur", "invoice": "in_d", "refunds": {"object": "list",
+                   "data": refunds}}),
+            None,
+        )
+    };
+    let before = json!({"id": "re_d1", "object": "refund", "amount": 200, "currency": "eur",
+                        "charge": "ch_d", "created": T0 + MONTH + 86_400});
+    assert_eq!(
+        ledger.deliver_raw(&refunded(
+            "evt_refund_d1",
+            T0 + MONTH + 86_400,
+            json!([before])
+        )),
+        Outcome::Appended(vec!["refund_payment"])
+    );
+    let after = json!({"id": "re_d2", "object": "refund", "amount": 100, "currency": "eur",
+                       "charge": "ch_d", "created": T0 + MONTH + 4 * 86_400});
+    let refused = ledger.deliver_raw(&refunded(
+        "evt_refund_d2",
+        T0 + MONTH + 4 * 86_400,
+        json!([after, before]),
+    ));
+    assert!(
+        matches!(&refused, Outcome::Ignored(reason) if reason.contains("disputed")),
+        "{refused:?}"
+    );
+    assert_eq!(
+        ledger.customer(ACCOUNT).expect("customer").payments["ch_d"]
+            .refunded
+            .amount_minor,
+        200
+    );
+
+    // The first `charge.refunded` lost, the second lists both refunds: the earlier one is
+    // recorded at its own time, before the dispute.
+    let mut missed = registered();
+    missed.deliver_raw(&render.deliveries[0]);
+    missed.deliver_raw(&paid);
+    missed.deliver_raw(&dispute);
+    let both = missed.deliver_raw(&refunded(
+        "evt_refund_d2",
+        T0 + MONTH + 4 * 86_400,
+        json!([after, before]),
+    ));
+    assert_eq!(both, Outcome::Appended(vec!["refund_payment"]), "{both:?}");
+    assert_eq!(
+        missed.customer(ACCOUNT).expect("customer").refunds["re_d1"]
+            .amount
+            .amount_minor,
+        200
+    );
+}
