@@ -1634,30 +1634,26 @@ fn refund_rejections() {
             C::RefundPayment(refund("re_1", "pay_1", usd(1))),
         )
     };
-    given(disputed())
-        .when_command(refunded_before())
-        .then_expect_events(vec![E::PaymentRefunded(refund("re_1", "pay_1", usd(1)))]);
-    given(with(
-        disputed(),
-        [E::DisputeClosed(closed(
-            "dp_1",
-            proto::DisputeOutcome::Lost,
-        ))],
-    ))
-    .when_command(refunded_before())
-    .then_expect_events(vec![E::PaymentRefunded(refund("re_1", "pay_1", usd(1)))]);
-    given(with(
-        disputed(),
-        [E::DisputeClosed(closed(
-            "dp_1",
-            proto::DisputeOutcome::Lost,
-        ))],
-    ))
-    .when(C::RefundPayment(refund("re_1", "pay_1", usd(1))))
-    .then_expect_rejection(Rejection::PaymentDisputed {
-        payment_id: "pay_1".to_owned(),
-        dispute_id: "dp_1".to_owned(),
-    });
+    let lost = || {
+        with(
+            disputed(),
+            [E::DisputeClosed(closed(
+                "dp_1",
+                proto::DisputeOutcome::Lost,
+            ))],
+        )
+    };
+    for dispute_so_far in [disputed(), lost()] {
+        given(dispute_so_far)
+            .when_command(refunded_before())
+            .then_expect_events(vec![E::PaymentRefunded(refund("re_1", "pay_1", usd(1)))]);
+    }
+    given(lost())
+        .when(C::RefundPayment(refund("re_1", "pay_1", usd(1))))
+        .then_expect_rejection(Rejection::PaymentDisputed {
+            payment_id: "pay_1".to_owned(),
+            dispute_id: "dp_1".to_owned(),
+        });
     given(with(
         disputed(),
         [E::DisputeClosed(closed("dp_1", proto::DisputeOutcome::Won))],

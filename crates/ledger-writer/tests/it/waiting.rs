@@ -126,6 +126,17 @@ async fn deliver(
     client.deliver(&delivery).await.expect("recorded")
 }
 
+/// Asserts that `recorded` appended events to `customer_id`'s stream.
+#[track_caller]
+fn appended_to(recorded: &proto::DeliveryRecorded, customer_id: &str) {
+    assert_eq!(
+        (recorded.outcome(), recorded.customer_id.as_str()),
+        (proto::DeliveryOutcome::Appended, customer_id),
+        "{}",
+        recorded.reason
+    );
+}
+
 /// Asserts that no delivery waits any more.
 async fn nothing_waits(ledger: &TestLedger) {
     let waiting = ledger.store.waiting_deliveries().await.expect("waiting");
@@ -792,12 +803,7 @@ async fn paypal_payments_of_what_commands_recorded_find_their_customer() {
         )),
     )
     .await;
-    assert_eq!(
-        (sale.outcome(), sale.customer_id.as_str()),
-        (proto::DeliveryOutcome::Appended, customer_id.as_str()),
-        "{}",
-        sale.reason
-    );
+    appended_to(&sale, &customer_id);
     let refund = deliver(
         &client,
         paypal(&paypal_refund(
@@ -808,12 +814,7 @@ async fn paypal_payments_of_what_commands_recorded_find_their_customer() {
         )),
     )
     .await;
-    assert_eq!(
-        (refund.outcome(), refund.customer_id.as_str()),
-        (proto::DeliveryOutcome::Appended, customer_id.as_str()),
-        "{}",
-        refund.reason
-    );
+    appended_to(&refund, &customer_id);
     let held = customer(&ledger, customer_id.parse().expect("UUID")).await;
     assert_eq!(held.payments["SALE1R2"].amount.amount_minor, 499);
     assert_eq!(held.payments["SALE0R2"].refunded.amount_minor, 100);
@@ -912,12 +913,7 @@ async fn a_stripe_dispute_of_a_payment_a_command_recorded_finds_its_customer() {
         )),
     )
     .await;
-    assert_eq!(
-        (opened.outcome(), opened.customer_id.as_str()),
-        (proto::DeliveryOutcome::Appended, customer_id.as_str()),
-        "{}",
-        opened.reason
-    );
+    appended_to(&opened, &customer_id);
     writer.stop().await.expect("the writer stops");
 }
 
@@ -954,12 +950,7 @@ async fn a_paypal_subscription_message_goes_to_the_holder_even_when_its_payer_is
         paypal(&paypal_activation("WH-ACT-HOLDER", "2026-02-01T09:00:30Z")),
     )
     .await;
-    assert_eq!(
-        (activated.outcome(), activated.customer_id.as_str()),
-        (proto::DeliveryOutcome::Appended, holder.as_str()),
-        "{}",
-        activated.reason
-    );
+    appended_to(&activated, &holder);
     assert_eq!(
         event_types(&ledger, payer.parse().expect("UUID")).await,
         ["customer_registered", "provider_account_linked"]
@@ -987,12 +978,7 @@ async fn a_sale_of_a_subscription_with_a_255_byte_id_finds_its_customer() {
         )),
     )
     .await;
-    assert_eq!(
-        (sale.outcome(), sale.customer_id.as_str()),
-        (proto::DeliveryOutcome::Appended, customer_id.as_str()),
-        "{}",
-        sale.reason
-    );
+    appended_to(&sale, &customer_id);
     writer.stop().await.expect("the writer stops");
 }
 
@@ -1107,12 +1093,7 @@ async fn objects_commands_recorded_before_the_upgrade_find_their_customer() {
         )),
     )
     .await;
-    assert_eq!(
-        (refund.outcome(), refund.customer_id.as_str()),
-        (proto::DeliveryOutcome::Appended, customer_id.as_str()),
-        "{}",
-        refund.reason
-    );
+    appended_to(&refund, &customer_id);
     assert_eq!(
         held().await,
         [
