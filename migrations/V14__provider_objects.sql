@@ -23,11 +23,10 @@ GRANT SELECT ON provider_objects TO ledger_auditor;
 
 -- What the inbox already knew, oldest first, of the objects messages find their customer
 -- through (`ledger_connectors::found_through`: PayPal's subscriptions and sales, Stripe's
--- payments): the subscriptions whose snapshots were seen and the payments deliveries
--- recorded. Objects only commands recorded are in their events' protobuf payloads, which SQL
--- does not read: the writer records them after these, in its pass over the events (V15). So a
--- subscription the company started and a PayPal message then registered a second customer for
--- (the bug this table fixes) is held by that second customer, the one the inbox saw.
+-- payments): the subscriptions whose snapshots were seen and the payments deliveries recorded. Objects only commands recorded before this migration are
+-- not known (their events' payloads are protobuf, which SQL does not read): a subscription the
+-- company started and a PayPal message then registered a second customer for (the bug this
+-- table fixes) is held by that second customer, the one the inbox saw.
 INSERT INTO provider_objects (object_key, customer_id, recorded_at)
 SELECT object_key, customer_id, recorded_at FROM (
     SELECT provider || ':subscription:' || snapshot_object AS object_key, customer_id,

@@ -537,13 +537,14 @@ fn decide_kind(state: &Customer, kind: &Command, metadata: &Metadata) -> Result<
                         amount: requested.amount_minor,
                         reason: "the refunds requested of this payment overflow",
                     })?;
+                // A request is made now, whatever time it names: never before a dispute.
                 refundable(
                     state,
                     &body.payment_id,
                     payment,
                     requested,
                     Some(pending),
-                    metadata.occurred_at_unix_micros,
+                    i64::MAX,
                 )?;
                 text("reason", &body.reason, TEXT_BYTES_MAX)?;
                 E::RefundRequested(body.clone())
@@ -824,11 +825,11 @@ fn processing_refund_request<'a>(
         })
 }
 
-/// Whether `requested` may be refunded of `payment` at business time `at_unix_micros`: not
-/// once a dispute is open or lost (a refund made before the dispute was opened is, whichever
-/// the provider delivered first: Stripe does not promise webhooks in order), and its refunds,
-/// with the requests still processing (`pending`, for `request_refund`), at most what was
-/// paid.
+/// Whether `requested` may be refunded of `payment`, a refund made at business time
+/// `at_unix_micros` (`i64::MAX` for a request, which asks for one now): not once a dispute is
+/// open or lost (a refund recorded as made before the dispute was opened is, whichever the
+/// provider delivered first: Stripe does not promise webhooks in order), and its refunds, with
+/// the requests still processing (`pending`, for `request_refund`), at most what was paid.
 fn refundable(
     state: &Customer,
     payment_id: &str,

@@ -2956,15 +2956,22 @@ fn refund_request_rejections() {
         .then_expect_rejection(Rejection::MissingField {
             field: "refund_request_id",
         });
-    given(with(
-        paid_50_usd(),
-        [E::DisputeOpened(dispute("dp_1", "pay_1", usd(5000)))],
-    ))
-    .when(C::RequestRefund(refund_request("rr_1", "pay_1", usd(1))))
-    .then_expect_rejection(Rejection::PaymentDisputed {
-        payment_id: "pay_1".to_owned(),
-        dispute_id: "dp_1".to_owned(),
-    });
+    // A request asks for a refund now: one naming a time before the dispute is refused too
+    // (provider-sync would carry it out on top of the chargeback; found by review).
+    for at in [NOW_MICROS, NOW_MICROS - 1] {
+        given(with(
+            paid_50_usd(),
+            [E::DisputeOpened(dispute("dp_1", "pay_1", usd(5000)))],
+        ))
+        .when_command(command_at(
+            at,
+            C::RequestRefund(refund_request("rr_1", "pay_1", usd(1))),
+        ))
+        .then_expect_rejection(Rejection::PaymentDisputed {
+            payment_id: "pay_1".to_owned(),
+            dispute_id: "dp_1".to_owned(),
+        });
+    }
     // The answer must be the refund asked for.
     given(refund_requested())
         .when(C::RefundPayment(refund_of("re_1", "rr_1", usd(1499))))
