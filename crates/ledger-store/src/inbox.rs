@@ -29,11 +29,25 @@ const OBJECT_HOLDERS_SQL: &str = "SELECT k.key, o.customer_id \
      FROM unnest($1::text[]) AS k(key) CROSS JOIN LATERAL \
      (SELECT customer_id FROM provider_objects WHERE object_key = k.key LIMIT 1) AS o";
 
+/// `latest`: the latest row (itself or its latest re-run, by `recorded_at`, then id) of each
+/// original that has a waiting row, with its outcome, awaited object and `recorded_at`.
+const LATEST_ROWS: &str = "WITH originals AS ( \
+         SELECT coalesce(renormalizes_inbox_id, id) AS original FROM provider_inbox \
+         WHERE outcome = 'waiting'), \
+     latest AS ( \
+         SELECT DISTINCT ON (coalesce(i.renormalizes_inbox_id, i.id)) \
+             coalesce(i.renormalizes_inbox_id, i.id) AS original, i.outcome, \
+             i.awaited_object, i.recorded_at \
+         FROM provider_inbox i \
+         WHERE i.id IN (SELECT original FROM originals) \
+            OR i.renormalizes_inbox_id IN (SELECT original FROM originals) \
+         ORDER BY coalesce(i.renormalizes_inbox_id, i.id), i.recorded_at DESC, i.id DESC)";
+
 /// Rows `Store::inbox_rows` returns at most.
 pub const INBOX_ROWS_MAX: u32 = 10_000;
 
 /// A provider object (`<provider>:<kind>:<id>`, see [`AppendRequest::provider_objects`]) a
-/// customer holds, as of when the event showing it was recorded.
+/// customer holds, and when that was recorded.
 ///
 /// [`AppendRequest::provider_objects`]: crate::AppendRequest::provider_objects
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -547,21 +561,13 @@ impl Store {
         let client = self.connection().await?;
         let rows = client
             .query(
-                "WITH originals AS ( \
-                     SELECT coalesce(renormalizes_inbox_id, id) AS original FROM provider_inbox \
-                     WHERE outcome = 'waiting'), \
-                 latest AS ( \
-                     SELECT DISTINCT ON (coalesce(i.renormalizes_inbox_id, i.id)) \
-                         coalesce(i.renormalizes_inbox_id, i.id) AS original, i.outcome, \
-                         i.awaited_object \
-                     FROM provider_inbox i \
-                     WHERE i.id IN (SELECT original FROM originals) \
-                        OR i.renormalizes_inbox_id IN (SELECT original FROM originals) \
-                     ORDER BY coalesce(i.renormalizes_inbox_id, i.id), i.recorded_at DESC, \
-                         i.id DESC) \
-                 SELECT o.id, o.provider, o.received_at, o.correlation_id, latest.awaited_object \
-                 FROM latest JOIN provider_inbox o ON o.id = latest.original \
-                 WHERE latest.outcome = 'waiting' ORDER BY o.id",
+                &format!(
+                    "{LATEST_ROWS} \
+                     SELECT o.id, o.provider, o.received_at, o.correlation_id, \
+                         latest.awaited_object \
+                     FROM latest JOIN provider_inbox o ON o.id = latest.original \
+                     WHERE latest.outcome = 'waiting' ORDER BY o.id"
+                ),
                 &[],
             )
             .await?;
@@ -580,6 +586,27 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// The waiting deliveries (their original rows' ids) whose awaited object was recorded
+    /// as held (`provider_objects`) after they last waited: no batch made it known while they
+    /// waited (the writer's pass over older events recorded it, or a release stopped at its
+    /// depth), so nothing else would decide them again. Oldest first.
+    pub async fn waiting_for_held_objects(&self) -> Result<Vec<Uuid>, StoreError> {
+        let client = self.connection().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "{LATEST_ROWS} \
+                     SELECT latest.original FROM latest \
+                     JOIN provider_objects p ON p.object_key = latest.awaited_object \
+                     WHERE latest.outcome = 'waiting' AND p.recorded_at > latest.recorded_at \
+                     ORDER BY latest.original"
+                ),
+                &[],
+            )
+            .await?;
+        rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
     }
 
     /// One inbox row by id.

@@ -2,9 +2,10 @@
 //! itself (migration V15, docs/decisions/0037): which customer holds a provider's subscription
 //! or payment that only a command recorded. Until the pass is done, a PayPal sale for a
 //! subscription the company started with `start_subscription` would find no customer and wait
-//! for good. It runs before the writer takes any request, so every object it records keeps the
-//! holder of its first event, as appending does; then the deliveries already waiting for an
-//! object it recorded are decided again ([`released`]).
+//! for good. It runs before the writer takes any request, in position order, so an object it
+//! records goes to the holder of its first event, as appending does (an object already held,
+//! from V14's fill from the inbox or appended since, keeps its holder); then the deliveries
+//! already waiting for an object it recorded are decided again ([`released`]).
 
 use futures_util::TryStreamExt;
 use ledger_domain::proto;
@@ -58,6 +59,9 @@ pub(crate) async fn fill_provider_objects(
         }
         let limit = FILL_STEP_EVENTS.min((last_position + 1).saturating_sub(from));
         let events: Vec<RecordedEvent> = store.read_all(from, limit).try_collect().await?;
+        // Recorded now, by the writer's clock as a batch's objects are: later than the
+        // deliveries that waited for them (`released`).
+        let recorded_at = time::OffsetDateTime::now_utc();
         let mut held = Vec::new();
         for recorded in &events {
             let event = ledger_domain::decode_event(&recorded.event.payload).map_err(|error| {
@@ -74,7 +78,7 @@ pub(crate) async fn fill_provider_objects(
                 .map(|object_key| HeldObject {
                     object_key,
                     customer_id: recorded.stream_id,
-                    recorded_at: recorded.recorded_at,
+                    recorded_at,
                 }),
             );
         }
@@ -107,26 +111,21 @@ pub(crate) async fn fill_provider_objects(
     }
 }
 
-/// The deliveries waiting for an object that is held (`provider_objects`), taken out of
-/// `awaiting` as re-runs to decide: no batch will make those objects known again, so they would
-/// wait for good. The pass records such objects (a PayPal sale that waited for a subscription
-/// only a command had started); asked at every start, so a writer stopped before its re-runs
-/// were decided leaves them to the next.
+/// The deliveries waiting for an object recorded as held after they last waited
+/// ([`Store::waiting_for_held_objects`]), taken out of `awaiting` as re-runs to decide: no
+/// batch will make those objects known again, so they would wait for good. The pass records
+/// such objects (a PayPal sale that waited for a subscription only a command had started);
+/// asked at every start, so a writer stopped before its re-runs were decided leaves them to
+/// the next, while a delivery that waits again for an object held before (another customer's
+/// payment) is not re-run at every start.
 pub(crate) async fn released(
     store: &Store,
     awaiting: &mut Awaiting,
 ) -> Result<Vec<proto::ProviderDelivery>, StoreError> {
-    let awaited = awaiting.objects();
-    if awaited.is_empty() {
+    if awaiting.is_empty() {
         return Ok(Vec::new());
     }
-    let held: Vec<String> = store
-        .delivery_lookups(&[], &[], &[], &[], &awaited)
-        .await?
-        .holders
-        .into_keys()
-        .collect();
-    let released = awaiting.release(&held);
+    let released = awaiting.release_originals(&store.waiting_for_held_objects().await?);
     if !released.is_empty() {
         tracing::info!(
             deliveries = released.len(),

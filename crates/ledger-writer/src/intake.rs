@@ -48,7 +48,7 @@ pub(crate) async fn run(
             Ok((request, encoding)) => {
                 let incoming = Incoming {
                     request,
-                    reply_to,
+                    reply_to: Some(reply_to),
                     encoding,
                     received_at: Instant::now(),
                 };
@@ -79,13 +79,13 @@ pub(crate) async fn run(
             }
             Err((Some(encoding), rejection)) => {
                 metrics.answered(&rejection);
-                reply(&nats, reply_to, encoding, &rejection).await;
+                reply(&nats, Some(reply_to), encoding, &rejection).await;
             }
             Err((None, rejection)) if bus.delivery_page_provider(&message.subject).is_some() => {
-                reply_to_page(&nats, reply_to, &page_rejected(rejection)).await;
+                reply_to_page(&nats, Some(reply_to), &page_rejected(rejection)).await;
             }
             Err((None, rejection)) => {
-                reply_to_delivery(&nats, reply_to, &delivery_rejected(rejection)).await;
+                reply_to_delivery(&nats, Some(reply_to), &delivery_rejected(rejection)).await;
             }
         }
     }

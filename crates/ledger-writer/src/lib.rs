@@ -235,7 +235,7 @@ async fn lead(
     let _leading = metrics.leading();
     let mut awaiting = waiting::Awaiting::load(&store).await?;
     let released = fill::released(&store, &mut awaiting).await?;
-    let _rerun = AbortOnDrop(tokio::spawn(rerun(released, queue, nats.clone())));
+    let _rerun = AbortOnDrop(tokio::spawn(rerun(released, queue)));
     let mut decider =
         pipeline::Decider::new(store.clone(), writer, &config, awaiting, metrics.clone());
     let mut announcer =
@@ -347,17 +347,20 @@ async fn announce(
     true
 }
 
-/// Queues `deliveries` (re-runs) to be decided as if ingest had sent them; each answer goes to
-/// an inbox no one reads (the inbox row records the outcome).
+/// Queues `deliveries` (re-runs) to be decided as if ingest had sent them, unanswered (the
+/// inbox row records the outcome), while the queue is less than half full, so that requests
+/// are not answered `busy` for them.
 async fn rerun(
     deliveries: Vec<ledger_domain::proto::ProviderDelivery>,
     queue: tokio::sync::mpsc::Sender<pipeline::Incoming>,
-    nats: async_nats::Client,
 ) {
     for delivery in deliveries {
+        while queue.capacity() < queue.max_capacity() / 2 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
         let incoming = pipeline::Incoming {
             request: pipeline::Request::Delivery(delivery::Admitted::new(delivery)),
-            reply_to: nats.new_inbox().into(),
+            reply_to: None,
             encoding: ledger_bus::Encoding::Protobuf,
             received_at: std::time::Instant::now(),
         };

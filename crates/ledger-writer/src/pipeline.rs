@@ -40,7 +40,9 @@ const LOCK_CHECK_INTERVAL: Duration = Duration::from_millis(500);
 #[derive(Debug)]
 pub(crate) struct Incoming {
     pub(crate) request: Request,
-    pub(crate) reply_to: Subject,
+    /// Where the answer goes; `None` for a re-run the writer queued itself (its inbox row
+    /// records the outcome).
+    pub(crate) reply_to: Option<Subject>,
     pub(crate) encoding: Encoding,
     pub(crate) received_at: Instant,
 }
@@ -1118,7 +1120,7 @@ pub(crate) fn page_rejected(reply: proto::CommandReply) -> proto::DeliveryPageRe
 /// Sends `message` (protobuf) to a page's requester.
 pub(crate) async fn reply_to_page(
     nats: &async_nats::Client,
-    reply_to: Subject,
+    reply_to: Option<Subject>,
     message: &proto::DeliveryPageReply,
 ) {
     publish_reply(nats, reply_to, prost::Message::encode_to_vec(message)).await;
@@ -1127,14 +1129,17 @@ pub(crate) async fn reply_to_page(
 /// Sends `message` (protobuf) to a delivery's requester.
 pub(crate) async fn reply_to_delivery(
     nats: &async_nats::Client,
-    reply_to: Subject,
+    reply_to: Option<Subject>,
     message: &proto::DeliveryReply,
 ) {
     publish_reply(nats, reply_to, prost::Message::encode_to_vec(message)).await;
 }
 
 /// Publishes a protobuf answer to a delivery or a page.
-async fn publish_reply(nats: &async_nats::Client, reply_to: Subject, body: Vec<u8>) {
+async fn publish_reply(nats: &async_nats::Client, reply_to: Option<Subject>, body: Vec<u8>) {
+    let Some(reply_to) = reply_to else {
+        return;
+    };
     let mut headers = HeaderMap::new();
     headers.insert(CONTENT_TYPE_HEADER, Encoding::Protobuf.content_type());
     if let Err(error) = nats
@@ -1147,10 +1152,13 @@ async fn publish_reply(nats: &async_nats::Client, reply_to: Subject, body: Vec<u
 
 pub(crate) async fn reply(
     nats: &async_nats::Client,
-    reply_to: Subject,
+    reply_to: Option<Subject>,
     encoding: Encoding,
     message: &proto::CommandReply,
 ) {
+    let Some(reply_to) = reply_to else {
+        return;
+    };
     let mut headers = HeaderMap::new();
     headers.insert(CONTENT_TYPE_HEADER, encoding.content_type());
     if let Err(error) = nats

@@ -63,11 +63,6 @@ impl Awaiting {
         self.object_of.is_empty()
     }
 
-    /// The keys of the objects deliveries wait for.
-    pub(crate) fn objects(&self) -> Vec<String> {
-        self.by_object.keys().cloned().collect()
-    }
-
     /// Whether a delivery waits for any of `objects` (keys).
     pub(crate) fn awaits_any(&self, objects: &[String]) -> bool {
         objects
@@ -129,23 +124,47 @@ impl Awaiting {
             };
             for waiting in waiting {
                 self.object_of.remove(&waiting.inbox_id);
-                released.push(proto::ProviderDelivery {
-                    provider: proto::PaymentProvider::from(waiting.provider) as i32,
-                    body: bytes::Bytes::new(),
-                    received_at_unix_micros: i64::try_from(
-                        waiting.received_at.unix_timestamp_nanos() / 1_000,
-                    )
-                    .unwrap_or_default(),
-                    correlation_id: waiting
-                        .correlation_id
-                        .map(|id| id.to_string())
-                        .unwrap_or_default(),
-                    renormalizes_inbox_id: waiting.inbox_id.to_string(),
-                    // A re-run keeps its original row's source.
-                    source: proto::DeliverySource::Unspecified as i32,
-                });
+                released.push(rerun(&waiting));
             }
         }
         released
+    }
+
+    /// Takes out the waiting deliveries of the original rows `originals` (inbox ids), as
+    /// [`Awaiting::release`] does; an id that does not wait is skipped.
+    pub(crate) fn release_originals(&mut self, originals: &[Uuid]) -> Vec<proto::ProviderDelivery> {
+        let mut released = Vec::new();
+        for original in originals {
+            let Some(object) = self.object_of.get(original).cloned() else {
+                continue;
+            };
+            if let Some(waiting) = self.by_object.get(&object) {
+                released.extend(
+                    waiting
+                        .iter()
+                        .filter(|waiting| waiting.inbox_id == *original)
+                        .map(rerun),
+                );
+            }
+            self.remove(*original);
+        }
+        released
+    }
+}
+
+/// The re-run of a waiting delivery: its original row to normalize again.
+fn rerun(waiting: &WaitingDelivery) -> proto::ProviderDelivery {
+    proto::ProviderDelivery {
+        provider: proto::PaymentProvider::from(waiting.provider) as i32,
+        body: bytes::Bytes::new(),
+        received_at_unix_micros: i64::try_from(waiting.received_at.unix_timestamp_nanos() / 1_000)
+            .unwrap_or_default(),
+        correlation_id: waiting
+            .correlation_id
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
+        renormalizes_inbox_id: waiting.inbox_id.to_string(),
+        // A re-run keeps its original row's source.
+        source: proto::DeliverySource::Unspecified as i32,
     }
 }

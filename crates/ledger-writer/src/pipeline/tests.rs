@@ -50,7 +50,7 @@ impl Decider {
 fn incoming(command: proto::Command) -> Vec<Incoming> {
     vec![Incoming {
         request: Request::Command(command),
-        reply_to: "test.reply".into(),
+        reply_to: Some("test.reply".into()),
         encoding: Encoding::Protobuf,
         received_at: Instant::now(),
     }]
@@ -245,7 +245,7 @@ fn stripe(event_id: &str, event_type: &str, created: i64, object: serde_json::Va
     };
     Incoming {
         request: Request::Delivery(crate::delivery::Admitted::new(delivery)),
-        reply_to: "test.reply".into(),
+        reply_to: Some("test.reply".into()),
         encoding: Encoding::Protobuf,
         received_at: Instant::now(),
     }

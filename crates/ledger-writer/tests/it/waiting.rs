@@ -1067,6 +1067,32 @@ async fn objects_commands_recorded_before_the_upgrade_find_their_customer() {
     );
     writer.stop().await.expect("the writer stops");
 
+    // An object held since before the sale waited is not news to it (it waits for another
+    // reason): a start does not decide it again.
+    owner
+        .batch_execute(&format!(
+            "INSERT INTO provider_objects VALUES \
+             ('paypal:subscription:I-F1', '{customer_id}', '2000-01-01T00:00:00Z')"
+        ))
+        .await
+        .expect("held long ago");
+    let writer = ledger.start_writer();
+    client
+        .send(&register("signup:turing", "turing@example.com"))
+        .await
+        .expect("the writer leads");
+    writer.stop().await.expect("the writer stops");
+    assert_eq!(
+        ledger
+            .store
+            .waiting_deliveries()
+            .await
+            .expect("waiting")
+            .len(),
+        1,
+        "the sale still waits"
+    );
+
     // The whole pass: the subscription is recorded, and the sale waiting for it is decided
     // again at once (no batch will make the subscription known again).
     owner.batch_execute(&upgraded(1)).await.expect("upgraded");
