@@ -238,15 +238,30 @@ pub fn held_object(provider: Provider, event: &ledger_domain::Event) -> Option<A
 }
 
 /// `Normalized::Waiting` for `provider`'s object of `kind` with `id`, with a reason naming it
-/// and `why` the message needs it.
+/// and `why` the message needs it; `Normalized::Ignored` when no command can record an object
+/// with that id ([`ledger_domain::id_problem`], or empty), so it would wait for good.
 pub(crate) fn waiting(provider: Provider, kind: ObjectKind, id: &str, why: &str) -> Normalized {
+    let kind_name = kind.as_str().replace('_', " ");
+    let problem = if id.is_empty() {
+        Some("empty")
+    } else {
+        ledger_domain::id_problem(id)
+    };
+    if let Some(problem) = problem {
+        return Normalized::Ignored {
+            reason: format!(
+                "names {} {kind_name} {id:?} ({why}), but no command can record that id \
+                 ({problem}): nothing to wait for",
+                provider.as_str()
+            ),
+        };
+    }
     Normalized::Waiting {
         object: AwaitedObject::new(provider, kind, id),
         reason: format!(
-            "waiting for {} {} {id} ({why}): the ledger has not seen it yet; applied in the \
-             batch that makes it known",
+            "waiting for {} {kind_name} {id} ({why}): the ledger has not seen it yet; applied in \
+             the batch that makes it known",
             provider.as_str(),
-            kind.as_str().replace('_', " ")
         ),
     }
 }
@@ -429,6 +444,26 @@ mod tests {
     /// `provider_objects` holds only what messages find their customer through: a Stripe
     /// backfill's subscriptions write no row (12 to 17 µs each in `ledger bench sync`), the
     /// company's own billing nothing.
+    /// A message naming an object by an id no command can record (PayPal's
+    /// `billing_agreement_id` with a leading space, an id of 300 bytes) is ignored with the
+    /// reason rather than left waiting for good (found by a try-it pass).
+    #[test]
+    fn an_object_no_command_can_record_is_not_waited_for() {
+        let long = "I-".repeat(150);
+        for id in [" I-X", "I-X\n", "", long.as_str()] {
+            let normalized = waiting(Provider::Paypal, ObjectKind::Subscription, id, "a sale");
+            assert!(
+                matches!(&normalized, Normalized::Ignored { reason }
+                    if reason.contains("no command can record that id")),
+                "{id:?}: {normalized:?}"
+            );
+        }
+        assert!(matches!(
+            waiting(Provider::Paypal, ObjectKind::Subscription, "I-X", "a sale"),
+            Normalized::Waiting { .. }
+        ));
+    }
+
     #[test]
     fn held_objects_are_the_kinds_messages_find_their_customer_through() {
         let started = Event::SubscriptionStarted(proto::SubscriptionStarted {

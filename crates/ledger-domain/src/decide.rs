@@ -1188,19 +1188,24 @@ fn optional_id<'a>(field: &'static str, value: &'a str) -> Result<Option<&'a str
     if value.is_empty() {
         return Ok(None);
     }
+    match id_problem(value) {
+        Some(reason) => Err(Rejection::InvalidField { field, reason }),
+        None => Ok(Some(value)),
+    }
+}
+
+/// Why no command can record `value` as an id (of a customer's provider account, subscription,
+/// invoice, payment, refund, dispute, ...), or `None` when it can: over [`ID_BYTES_MAX`] bytes,
+/// or holding whitespace, NUL or another control character. Empty is not checked here (an
+/// optional id may be empty).
+pub fn id_problem(value: &str) -> Option<&'static str> {
     if value.len() > ID_BYTES_MAX {
-        return Err(Rejection::InvalidField {
-            field,
-            reason: "longer than ID_BYTES_MAX (255 bytes)",
-        });
+        Some("longer than ID_BYTES_MAX (255 bytes)")
+    } else if value.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        Some("contains whitespace, NUL or another control character")
+    } else {
+        None
     }
-    if value.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(Rejection::InvalidField {
-            field,
-            reason: "contains whitespace, NUL or another control character",
-        });
-    }
-    Ok(Some(value))
 }
 
 fn uuid(field: &'static str, value: &str) -> Result<(), Rejection> {

@@ -40,7 +40,7 @@ pub use customer::{
     SubscriptionStatus, evolve,
 };
 pub use customer_id::{CustomerId, CustomerIdError};
-pub use decide::{COMMAND_NAMES, command_name, decide};
+pub use decide::{COMMAND_NAMES, command_name, decide, id_problem};
 pub use integration::{
     Integration, IntegrationConfig, IntegrationStatus, decide_integration, evolve_integration,
     is_integration_command, is_integration_event,
