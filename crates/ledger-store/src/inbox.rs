@@ -46,17 +46,6 @@ const LATEST_ROWS: &str = "WITH originals AS ( \
 /// Rows `Store::inbox_rows` returns at most.
 pub const INBOX_ROWS_MAX: u32 = 10_000;
 
-/// A provider object (`<provider>:<kind>:<id>`, see [`AppendRequest::provider_objects`]) a
-/// customer holds, and when that was recorded.
-///
-/// [`AppendRequest::provider_objects`]: crate::AppendRequest::provider_objects
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HeldObject {
-    pub object_key: String,
-    pub customer_id: Uuid,
-    pub recorded_at: OffsetDateTime,
-}
-
 /// What became of a delivery (the `outcome` column).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum InboxOutcome {
@@ -500,58 +489,6 @@ impl Store {
             .await?;
         row.map(|row| position_from_sql(row.try_get(0)?))
             .transpose()
-    }
-
-    /// One step of that pass, in one transaction: records the objects `held` (in position
-    /// order: the first holder keeps an object, as when appending), then resumes the pass at
-    /// `resume_from` (never moving it back), or ends it (`None`). Returns the objects it
-    /// recorded (not those already held).
-    pub async fn fill_provider_objects(
-        &self,
-        held: &[HeldObject],
-        resume_from: Option<u64>,
-    ) -> Result<u64, StoreError> {
-        let mut keys: Vec<&str> = Vec::with_capacity(held.len());
-        let mut holders = Vec::with_capacity(held.len());
-        let mut times = Vec::with_capacity(held.len());
-        let mut seen = HashSet::new();
-        for object in held.iter().filter(|object| seen.insert(&object.object_key)) {
-            keys.push(&object.object_key);
-            holders.push(object.customer_id);
-            times.push(object.recorded_at);
-        }
-        let mut client = self.connection().await?;
-        let transaction = client.transaction().await?;
-        let mut recorded = 0;
-        if !keys.is_empty() {
-            recorded = transaction
-                .execute(
-                    "INSERT INTO provider_objects (object_key, customer_id, recorded_at) \
-                     SELECT key, customer_id, recorded_at FROM unnest($1::text[], $2::uuid[], \
-                     $3::timestamptz[]) WITH ORDINALITY AS t(key, customer_id, recorded_at, n) \
-                     ORDER BY n ON CONFLICT (object_key) DO NOTHING",
-                    &[&keys, &holders, &times],
-                )
-                .await?;
-        }
-        match resume_from {
-            Some(position) => {
-                transaction
-                    .execute(
-                        "UPDATE provider_objects_fill \
-                         SET from_position = greatest(from_position, $1)",
-                        &[&crate::read::position_to_sql(position)?],
-                    )
-                    .await?
-            }
-            None => {
-                transaction
-                    .execute("DELETE FROM provider_objects_fill", &[])
-                    .await?
-            }
-        };
-        transaction.commit().await?;
-        Ok(recorded)
     }
 
     /// The deliveries still waiting: each original row (a delivery that is not a re-run) whose

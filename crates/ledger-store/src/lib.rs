@@ -32,13 +32,13 @@ pub use event::{
 };
 pub use hash::{GENESIS_HASH, Hash};
 pub use inbox::{
-    DeliveryLookups, HeldObject, INBOX_ROWS_MAX, InboxFilter, InboxOutcome, InboxRow, InboxSource,
-    InboxWrite, NewInboxRow, WaitingDelivery,
+    DeliveryLookups, INBOX_ROWS_MAX, InboxFilter, InboxOutcome, InboxRow, InboxSource, InboxWrite,
+    NewInboxRow, WaitingDelivery,
 };
 pub use projector_lock::{LockHolder, ProjectorLock};
 pub use sync_cursors::SyncCursor;
 pub use verify::{ChainBreak, ChainVerification, CopyVerdict, HeadCopy, TableHead};
-pub use writer::{Writer, refused_delivery_reason, text_problem};
+pub use writer::{HeldObject, Writer, refused_delivery_reason, text_problem};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;

@@ -129,6 +129,17 @@ struct Head {
     hash: Hash,
 }
 
+/// A provider object (`<provider>:<kind>:<id>`, see [`AppendRequest::provider_objects`]) a
+/// customer holds, and when that was recorded.
+///
+/// [`AppendRequest::provider_objects`]: crate::AppendRequest::provider_objects
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldObject {
+    pub object_key: String,
+    pub customer_id: Uuid,
+    pub recorded_at: OffsetDateTime,
+}
+
 impl fmt::Debug for Writer {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         formatter
@@ -248,6 +259,75 @@ impl Writer {
             "appended batch"
         );
         Ok(outcomes)
+    }
+
+    /// One step of the writer's pass over the events recorded before it kept
+    /// `provider_objects` (migration V15, [`Store::provider_objects_fill_from`]), in one
+    /// transaction on the lock's connection (so a writer that lost the lock cannot commit it):
+    /// records the objects `held` (in position order: the first holder keeps an object, as when
+    /// appending), then resumes the pass at `resume_from` (never moving it back), or ends it
+    /// (`None`). Returns the objects it recorded (not those already held).
+    ///
+    /// [`Store::provider_objects_fill_from`]: crate::Store::provider_objects_fill_from
+    pub async fn fill_provider_objects(
+        &self,
+        held: &[HeldObject],
+        resume_from: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        let mut keys: Vec<&str> = Vec::with_capacity(held.len());
+        let mut holders = Vec::with_capacity(held.len());
+        let mut times = Vec::with_capacity(held.len());
+        let mut seen = HashSet::new();
+        for object in held.iter().filter(|object| seen.insert(&object.object_key)) {
+            keys.push(&object.object_key);
+            holders.push(object.customer_id);
+            times.push(object.recorded_at);
+        }
+        let inner = self.inner.lock().await;
+        let client = &inner.client;
+        let step = async {
+            client.batch_execute("BEGIN").await?;
+            let recorded = if keys.is_empty() {
+                0
+            } else {
+                client
+                    .execute(
+                        "INSERT INTO provider_objects (object_key, customer_id, recorded_at) \
+                         SELECT key, customer_id, recorded_at FROM unnest($1::text[], \
+                         $2::uuid[], $3::timestamptz[]) WITH ORDINALITY \
+                         AS t(key, customer_id, recorded_at, n) \
+                         ORDER BY n ON CONFLICT (object_key) DO NOTHING",
+                        &[&keys, &holders, &times],
+                    )
+                    .await?
+            };
+            match resume_from {
+                Some(position) => {
+                    client
+                        .execute(
+                            "UPDATE provider_objects_fill \
+                             SET from_position = greatest(from_position, $1)",
+                            &[&crate::read::position_to_sql(position)?],
+                        )
+                        .await?
+                }
+                None => {
+                    client
+                        .execute("DELETE FROM provider_objects_fill", &[])
+                        .await?
+                }
+            };
+            client.batch_execute("COMMIT").await?;
+            Ok(recorded)
+        };
+        let outcome: Result<u64, StoreError> = step.await;
+        if outcome.is_err() {
+            // Leave no transaction open on the connection (a no-op when none is).
+            if let Err(rollback) = client.batch_execute("ROLLBACK").await {
+                tracing::warn!(%rollback, "rollback after a failed step of the pass failed");
+            }
+        }
+        outcome
     }
 }
 

@@ -20,7 +20,7 @@ const FILL_STEP_EVENTS: u64 = 10_000;
 
 /// Records the objects that the events from where the pass stopped through `last_position`
 /// (the table's last event) show their customers hold, then ends the pass; `writer` is the
-/// lock the pass runs under. Resumes where it stopped after a crash; does nothing once the
+/// lock the pass runs under, and its connection records each step. Resumes where it stopped after a crash; does nothing once the
 /// pass is done.
 ///
 /// # Errors
@@ -84,7 +84,7 @@ pub(crate) async fn fill_provider_objects(
         }
         let next = from + events.len() as u64;
         let resume_from = (!events.is_empty() && next <= last_position).then_some(next);
-        recorded += store.fill_provider_objects(&held, resume_from).await?;
+        recorded += writer.fill_provider_objects(&held, resume_from).await?;
         match resume_from {
             Some(next) => {
                 tracing::info!(

@@ -348,14 +348,15 @@ async fn announce(
 }
 
 /// Queues `deliveries` (re-runs) to be decided as if ingest had sent them, unanswered (the
-/// inbox row records the outcome), while the queue is less than half full, so that requests
-/// are not answered `busy` for them.
+/// inbox row records the outcome), each only once the queue is empty, so that no request is
+/// answered `busy` for them (with a queue of 4 and 1,000 re-runs let in while it was under
+/// half full, 40 % of a helper's concurrent commands were).
 async fn rerun(
     deliveries: Vec<ledger_domain::proto::ProviderDelivery>,
     queue: tokio::sync::mpsc::Sender<pipeline::Incoming>,
 ) {
     for delivery in deliveries {
-        while queue.capacity() < queue.max_capacity() / 2 {
+        while queue.capacity() < queue.max_capacity() {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         let incoming = pipeline::Incoming {

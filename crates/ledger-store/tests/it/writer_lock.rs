@@ -99,3 +99,84 @@ async fn a_second_writer_takes_over_when_the_first_ones_connection_dies() {
         .expect("append");
     assert_eq!(appended.events[0].global_position, 1);
 }
+
+/// A step of the writer's pass over older events (migration V15) runs on the lock's
+/// connection: a writer that lost the lock records nothing of it, and the one holding the lock
+/// records it (found by the try-it pass: a pool connection let a writer whose lock another
+/// writer held commit its step in flight, and end the pass).
+#[tokio::test]
+async fn a_writer_that_lost_its_lock_records_no_step_of_the_pass() {
+    let (database, store) = store().await;
+    assert_eq!(
+        store.provider_objects_fill_from().await.expect("the pass"),
+        Some(1),
+        "a migrated store's pass starts at the first event"
+    );
+    let first = store.writer().await.expect("first writer");
+    let held = [ledger_store::HeldObject {
+        object_key: "paypal:subscription:I-LOCK".to_owned(),
+        customer_id: Uuid::now_v7(),
+        recorded_at: time::OffsetDateTime::now_utc(),
+    }];
+    let admin = database.client().await;
+    admin
+        .batch_execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks \
+             WHERE locktype = 'advisory' AND granted AND database = \
+               (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
+        .await
+        .expect("terminate the first writer's connection");
+    assert!(
+        first.fill_provider_objects(&held, None).await.is_err(),
+        "a writer that lost its lock cannot record a step"
+    );
+    assert_eq!(
+        store.provider_objects_fill_from().await.expect("the pass"),
+        Some(1)
+    );
+    assert_eq!(
+        store
+            .object_holder("paypal:subscription:I-LOCK")
+            .await
+            .expect("holder"),
+        None
+    );
+
+    let second = store.writer().await.expect("second writer");
+    assert_eq!(
+        second
+            .fill_provider_objects(&held, Some(7))
+            .await
+            .expect("a step"),
+        1
+    );
+    assert_eq!(
+        second
+            .fill_provider_objects(&held, Some(3))
+            .await
+            .expect("a step"),
+        0,
+        "held already"
+    );
+    assert_eq!(
+        store.provider_objects_fill_from().await.expect("the pass"),
+        Some(7),
+        "never moved back"
+    );
+    second
+        .fill_provider_objects(&[], None)
+        .await
+        .expect("the last step");
+    assert_eq!(
+        store.provider_objects_fill_from().await.expect("the pass"),
+        None
+    );
+    assert_eq!(
+        store
+            .object_holder("paypal:subscription:I-LOCK")
+            .await
+            .expect("holder"),
+        Some(held[0].customer_id)
+    );
+}
