@@ -103,6 +103,26 @@ impl TestDb {
         locked
     }
 
+    /// Ends the connections holding an advisory lock on this database (a writer's lock, as if
+    /// its process died without a goodbye); returns how many.
+    ///
+    /// # Panics
+    ///
+    /// If PostgreSQL refuses.
+    pub async fn terminate_lock_holders(&self) -> usize {
+        self.client()
+            .await
+            .query(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks \
+                 WHERE locktype = 'advisory' AND granted AND database = \
+                   (SELECT oid FROM pg_database WHERE datname = current_database())",
+                &[],
+            )
+            .await
+            .expect("the lock holders' connections ended")
+            .len()
+    }
+
     /// A new connection to this database, its connection task spawned on the current runtime.
     ///
     /// # Panics

@@ -64,16 +64,7 @@ async fn a_second_writer_takes_over_when_the_first_ones_connection_dies() {
             .is_err()
     );
     // The first writer's process dies: its backend goes away without a goodbye.
-    database
-        .client()
-        .await
-        .batch_execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_locks \
-             WHERE locktype = 'advisory' AND granted AND database = \
-               (SELECT oid FROM pg_database WHERE datname = current_database())",
-        )
-        .await
-        .expect("terminate the first writer's connection");
+    assert_eq!(database.terminate_lock_holders().await, 1);
     let second = tokio::time::timeout(Duration::from_millis(TAKEOVER_MS_MAX), second)
         .await
         .expect("the second writer takes over")
@@ -118,15 +109,7 @@ async fn a_writer_that_lost_its_lock_records_no_step_of_the_pass() {
         customer_id: Uuid::now_v7(),
         recorded_at: time::OffsetDateTime::now_utc(),
     }];
-    let admin = database.client().await;
-    admin
-        .batch_execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_locks \
-             WHERE locktype = 'advisory' AND granted AND database = \
-               (SELECT oid FROM pg_database WHERE datname = current_database())",
-        )
-        .await
-        .expect("terminate the first writer's connection");
+    assert_eq!(database.terminate_lock_holders().await, 1);
     assert!(
         first.fill_provider_objects(&held, None).await.is_err(),
         "a writer that lost its lock cannot record a step"

@@ -449,17 +449,7 @@ async fn a_leader_losing_its_lock_while_a_batch_is_being_appended_leaves_both_ba
     let next = send("next", "next@example.com");
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     // The leader's connection (the one holding the writer lock, waiting for the table) ends.
-    let killer = ledger.database().client().await;
-    let killed = killer
-        .query(
-            "SELECT pg_terminate_backend(pid) FROM pg_locks \
-             WHERE locktype = 'advisory' AND granted AND database = \
-             (SELECT oid FROM pg_database WHERE datname = current_database())",
-            &[],
-        )
-        .await
-        .expect("the leader's connection ended");
-    assert_eq!(killed.len(), 1);
+    assert_eq!(ledger.database().terminate_lock_holders().await, 1);
     admin.batch_execute("COMMIT").await.expect("unlocked");
 
     let ended = tokio::time::timeout(std::time::Duration::from_secs(10), leader.task)
