@@ -7,6 +7,13 @@
 //! delivery is genuine when any `v1` matches under any configured secret (rotation) and `t` is
 //! within the tolerance of now.
 
+/// The Stripe API version the ledger's own requests ask for (`Stripe-Version`, so a backfill
+/// reads the same shapes whatever the account's default): 2025-02-24.acacia, the last before
+/// 2025-03-31.basil removed an invoice's `charge` and `payment_intent` and a charge's
+/// `invoice`, which this mapping relies on to find the payment of an invoice's charge
+/// (docs/connectors.md, "Known limits"; <https://docs.stripe.com/changelog/basil>).
+pub const API_VERSION: &str = "2025-02-24.acacia";
+
 mod amounts;
 mod listed;
 mod normalize;

@@ -29,7 +29,8 @@ pub const PAGE_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// How requests are authenticated.
 #[derive(Debug)]
 pub(crate) enum Auth {
-    /// Stripe: the secret key as the bearer token.
+    /// Stripe: the secret key as the bearer token, and the API version the mapping reads
+    /// ([`ledger_connectors::stripe::API_VERSION`]).
     Bearer(ApiSecret),
     /// Xendit: the secret API key as the Basic user, no password.
     Basic(ApiSecret),
@@ -96,7 +97,13 @@ impl ApiReader {
         for attempt in 1..=PAGE_ATTEMPTS_MAX {
             let request = self.http.get(&url).query(parameters);
             let answer = match self.auth.as_ref() {
-                Auth::Bearer(key) => request.bearer_auth(key.expose()).send().await,
+                Auth::Bearer(key) => {
+                    request
+                        .bearer_auth(key.expose())
+                        .header("Stripe-Version", ledger_connectors::stripe::API_VERSION)
+                        .send()
+                        .await
+                }
                 Auth::Basic(key) => request.basic_auth(key.expose(), Some("")).send().await,
                 Auth::Paypal(api, token) => {
                     let token = token

@@ -867,3 +867,37 @@ async fn paypal_webhook_events_bring_the_subscriptions_no_transaction_pays_once(
     assert_eq!(outcome, proto::DeliveryOutcome::Duplicate as i32);
     assert_eq!(event_types(&ledger).await.len(), held);
 }
+
+/// The backfill asks Stripe for the API version the mapping reads
+/// (`ledger_connectors::stripe::API_VERSION`), whatever the account's default: from
+/// 2025-03-31.basil on, an invoice names no charge and a charge no invoice, and a refunded
+/// invoice charge was recorded as a second payment.
+#[tokio::test]
+async fn stripe_requests_pin_the_api_version_the_mapping_reads() {
+    let server = HttpReceiver::start().await;
+    server.answer_path(
+        "/v1/customers?limit=100",
+        answer(&json!({"object": "list", "data": [], "has_more": false})),
+    );
+    let reader = ledger_sync::StripeReader::new(
+        ledger_sync::StripeApi {
+            api_base: server.url.clone(),
+            api_key: ApiSecret::new("sk_test_key".to_owned()),
+        },
+        Duration::from_secs(5),
+    )
+    .expect("a reader");
+    reader
+        .page("/v1/customers", &[], None)
+        .await
+        .expect("a page");
+    let requests = server.requests();
+    assert_eq!(
+        requests[0].header("stripe-version"),
+        Some(ledger_connectors::stripe::API_VERSION)
+    );
+    assert_eq!(
+        requests[0].header("authorization"),
+        Some("Bearer sk_test_key")
+    );
+}
