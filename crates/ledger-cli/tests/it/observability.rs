@@ -21,7 +21,8 @@ const PROMETHEUS: &str = concat!(
 );
 const TOKEN: &str = "observability-token-0123456789";
 
-/// The ledger's processes, each with its metrics port and JSON log; killed on drop.
+/// The ledger's processes, each with its metrics port and JSON log; killed on drop, their
+/// logs removed unless the test failed (then they are kept to read).
 struct Processes {
     children: Vec<Child>,
     log_dir: PathBuf,
@@ -32,6 +33,11 @@ impl Drop for Processes {
         for child in &mut self.children {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("the processes' logs: {}", self.log_dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.log_dir);
         }
     }
 }
