@@ -38,7 +38,7 @@ pub use inbox::{
 pub use projector_lock::{LockHolder, ProjectorLock};
 pub use sync_cursors::SyncCursor;
 pub use verify::{ChainBreak, ChainVerification, CopyVerdict, HeadCopy, TableHead};
-pub use writer::{HeldObject, Writer, refused_delivery_reason, text_problem};
+pub use writer::{Writer, refused_delivery_reason, text_problem};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;

@@ -129,17 +129,6 @@ struct Head {
     hash: Hash,
 }
 
-/// A provider object (`<provider>:<kind>:<id>`, see [`AppendRequest::provider_objects`]) a
-/// customer holds, and when that was recorded.
-///
-/// [`AppendRequest::provider_objects`]: crate::AppendRequest::provider_objects
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HeldObject {
-    pub object_key: String,
-    pub customer_id: Uuid,
-    pub recorded_at: OffsetDateTime,
-}
-
 impl fmt::Debug for Writer {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         formatter
@@ -264,41 +253,38 @@ impl Writer {
     /// One step of the writer's pass over the events recorded before it kept
     /// `provider_objects` (migration V15, [`Store::provider_objects_fill_from`]), in one
     /// transaction on the lock's connection (so a writer that lost the lock cannot commit it):
-    /// records the objects `held` (in position order: the first holder keeps an object, as when
-    /// appending), then resumes the pass at `resume_from` (never moving it back), or ends it
-    /// (`None`). Returns the objects it recorded (not those already held).
+    /// records that `held` customers hold the objects (`<provider>:<kind>:<id>` keys, see
+    /// [`AppendRequest::provider_objects`]; in position order: the first holder keeps an
+    /// object, as when appending), recorded now, then resumes the pass at `resume_from` (never
+    /// moving it back), or ends it (`None`). Returns the objects it recorded (not those already
+    /// held).
     ///
     /// [`Store::provider_objects_fill_from`]: crate::Store::provider_objects_fill_from
+    /// [`AppendRequest::provider_objects`]: crate::AppendRequest::provider_objects
     pub async fn fill_provider_objects(
         &self,
-        held: &[HeldObject],
+        held: &[(String, Uuid)],
         resume_from: Option<u64>,
     ) -> Result<u64, StoreError> {
         let mut keys: Vec<&str> = Vec::with_capacity(held.len());
         let mut holders = Vec::with_capacity(held.len());
-        let mut times = Vec::with_capacity(held.len());
         let mut seen = HashSet::new();
-        for object in held.iter().filter(|object| seen.insert(&object.object_key)) {
-            keys.push(&object.object_key);
-            holders.push(object.customer_id);
-            times.push(object.recorded_at);
+        for (key, holder) in held.iter().filter(|(key, _)| seen.insert(key)) {
+            keys.push(key);
+            holders.push(*holder);
         }
+        let recorded_at = truncate_to_micros(OffsetDateTime::now_utc());
         let inner = self.inner.lock().await;
-        let client = &inner.client;
+        let WriterInner {
+            client, statements, ..
+        } = &*inner;
         let step = async {
             client.batch_execute("BEGIN").await?;
             let recorded = if keys.is_empty() {
                 0
             } else {
                 client
-                    .execute(
-                        "INSERT INTO provider_objects (object_key, customer_id, recorded_at) \
-                         SELECT key, customer_id, recorded_at FROM unnest($1::text[], \
-                         $2::uuid[], $3::timestamptz[]) WITH ORDINALITY \
-                         AS t(key, customer_id, recorded_at, n) \
-                         ORDER BY n ON CONFLICT (object_key) DO NOTHING",
-                        &[&keys, &holders, &times],
-                    )
+                    .execute(&statements.insert_objects, &[&keys, &holders, &recorded_at])
                     .await?
             };
             match resume_from {

@@ -9,7 +9,7 @@
 
 use futures_util::TryStreamExt;
 use ledger_domain::proto;
-use ledger_store::{HeldObject, RecordedEvent, Store, StoreError, Writer};
+use ledger_store::{RecordedEvent, Store, StoreError, Writer};
 
 use crate::WriterError;
 use crate::envelope::held_objects;
@@ -59,9 +59,6 @@ pub(crate) async fn fill_provider_objects(
         }
         let limit = FILL_STEP_EVENTS.min((last_position + 1).saturating_sub(from));
         let events: Vec<RecordedEvent> = store.read_all(from, limit).try_collect().await?;
-        // Recorded now, by the writer's clock as a batch's objects are: later than the
-        // deliveries that waited for them (`released`).
-        let recorded_at = time::OffsetDateTime::now_utc();
         let mut held = Vec::new();
         for recorded in &events {
             let event = ledger_domain::decode_event(&recorded.event.payload).map_err(|error| {
@@ -75,11 +72,7 @@ pub(crate) async fn fill_provider_objects(
                     recorded.event.payment_provider_type,
                     std::slice::from_ref(&event),
                 )
-                .map(|object_key| HeldObject {
-                    object_key,
-                    customer_id: recorded.stream_id,
-                    recorded_at,
-                }),
+                .map(|object_key| (object_key, recorded.stream_id)),
             );
         }
         let next = from + events.len() as u64;

@@ -104,11 +104,7 @@ async fn a_writer_that_lost_its_lock_records_no_step_of_the_pass() {
         "a migrated store's pass starts at the first event"
     );
     let first = store.writer().await.expect("first writer");
-    let held = [ledger_store::HeldObject {
-        object_key: "paypal:subscription:I-LOCK".to_owned(),
-        customer_id: Uuid::now_v7(),
-        recorded_at: time::OffsetDateTime::now_utc(),
-    }];
+    let held = [("paypal:subscription:I-LOCK".to_owned(), Uuid::now_v7())];
     assert_eq!(database.terminate_lock_holders().await, 1);
     assert!(
         first.fill_provider_objects(&held, None).await.is_err(),
@@ -160,6 +156,6 @@ async fn a_writer_that_lost_its_lock_records_no_step_of_the_pass() {
             .object_holder("paypal:subscription:I-LOCK")
             .await
             .expect("holder"),
-        Some(held[0].customer_id)
+        Some(held[0].1)
     );
 }
